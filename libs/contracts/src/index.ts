@@ -1,0 +1,3 @@
+export * from './reason-codes';
+export * from './conductor-error';
+export * from './ids';
