@@ -1,3 +1,21 @@
 export * from './reason-codes';
 export * from './conductor-error';
 export * from './ids';
+export {
+  assertDeadlineNotPassed,
+  COPY_REQUEST_VERSION,
+  copyRequestSchema,
+  MAX_REQUEST_BYTES,
+  MessageValidationError,
+  parseCopyRequest,
+  peekReplyInfo,
+  REQUEST_ID_MAX_LENGTH,
+  requestIdSchema,
+  sha256Schema,
+  type CopyRequest,
+  type FieldIssue,
+  type ReplyInfo,
+} from './copy-request';
+export * from './copy-result';
+export * from './progress-event';
+export * from './cell-topology';
