@@ -1,10 +1,22 @@
 import swc from 'unplugin-swc';
-import tsconfigPaths from 'vite-tsconfig-paths';
 import { defineConfig } from 'vitest/config';
 
 // SWC instead of esbuild: Nest's dependency injection needs emitDecoratorMetadata.
+// (.swcrc is for the build and leaves specs out, so the test transform is configured here.)
 export default defineConfig({
-  plugins: [tsconfigPaths(), swc.vite({ module: { type: 'es6' } })],
+  plugins: [
+    swc.vite({
+      swcrc: false,
+      module: { type: 'es6' },
+      jsc: {
+        target: 'es2022',
+        parser: { syntax: 'typescript', decorators: true },
+        transform: { legacyDecorator: true, decoratorMetadata: true },
+        keepClassNames: true,
+      },
+    }),
+  ],
+  resolve: { tsconfigPaths: true },
   test: {
     include: ['apps/**/*.spec.ts', 'libs/**/*.spec.ts', 'test/**/*.e2e-spec.ts'],
     pool: 'forks',

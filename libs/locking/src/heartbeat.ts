@@ -1,0 +1,116 @@
+import * as fs from 'node:fs';
+import { performance } from 'node:perf_hooks';
+import * as lockfile from 'proper-lockfile';
+import type { LockTimings } from './lock-timings';
+
+type BeatListener = (issuedAt: number) => void;
+const beatListeners = new Map<string, BeatListener>();
+
+/*
+ * proper-lockfile refreshes a lock's mtime through `options.fs`. Wrapping utimes tells us when each
+ * refresh was issued, on our monotonic clock: the continuity rule below needs that, and proper-lockfile
+ * itself does not notice a holder that was paused past the stale time if nobody touched its folder.
+ */
+const observedFs = {
+  ...fs,
+  utimes(target: fs.PathLike, atime: fs.TimeLike, mtime: fs.TimeLike, callback: fs.NoParamCallback): void {
+    const issuedAt = performance.now();
+    fs.utimes(target, atime, mtime, (error) => {
+      if (!error) beatListeners.get(String(target))?.(issuedAt);
+      callback(error);
+    });
+  },
+};
+
+/**
+ * One holder's heartbeat: a proper-lockfile lock folder at a path no other process ever creates (it
+ * carries the holder's attempt id), so proper-lockfile's racy stale takeover (upstream issue #121) never
+ * comes into play. Others judge liveness by watching its mtime move.
+ */
+export class Heartbeat {
+  private lastBeatAt = 0;
+  private releaseLockfile?: () => Promise<void>;
+  private lostReason?: Error;
+  private stopped = false;
+
+  constructor(
+    readonly path: string,
+    private readonly timings: LockTimings,
+    private readonly onLost: (reason: Error) => void,
+  ) {}
+
+  async start(): Promise<void> {
+    // Conservative: the beat counts from before the folder exists.
+    this.lastBeatAt = performance.now();
+    beatListeners.set(this.path, (issuedAt) => this.onBeat(issuedAt));
+    try {
+      this.releaseLockfile = await lockfile.lock(this.path, {
+        lockfilePath: this.path,
+        realpath: false, // the folder does not exist yet; realpath would fail
+        stale: this.timings.staleMs,
+        update: this.timings.updateMs,
+        retries: 0,
+        fs: observedFs,
+        // The default throws from a timer and kills the process; we abort the holder's work instead.
+        onCompromised: (error) => this.lose(new Error(`heartbeat ${this.path} compromised: ${error.message}`)),
+      });
+    } catch (error) {
+      beatListeners.delete(this.path);
+      throw error;
+    }
+  }
+
+  /** Trusted only while the last beat is younger than staleMs - safetyMarginMs and no gap ever exceeded it. */
+  isFresh(now = performance.now()): boolean {
+    return !this.lostReason && !this.stopped && now - this.lastBeatAt < this.trustWindowMs();
+  }
+
+  /** Marks the heartbeat lost if it has gone quiet for longer than it may (a paused process, a stuck disk). */
+  checkContinuity(now = performance.now()): void {
+    if (this.stopped || this.lostReason) return;
+    const quiet = now - this.lastBeatAt;
+    if (quiet >= this.trustWindowMs()) this.lose(new Error(`no heartbeat for ${Math.round(quiet)} ms`));
+  }
+
+  get lost(): Error | undefined {
+    return this.lostReason;
+  }
+
+  async stop(): Promise<void> {
+    if (this.stopped) return;
+    this.stopped = true;
+    beatListeners.delete(this.path);
+    const release = this.releaseLockfile;
+    this.releaseLockfile = undefined;
+    if (!release) return;
+    try {
+      await release();
+    } catch (error) {
+      // Already released after a compromise, or the folder is gone: nothing left to give back.
+      const code = (error as NodeJS.ErrnoException).code;
+      if (code !== 'ERELEASED' && code !== 'ENOTACQUIRED' && code !== 'ENOENT') throw error;
+    }
+  }
+
+  private trustWindowMs(): number {
+    return this.timings.staleMs - this.timings.safetyMarginMs;
+  }
+
+  private onBeat(issuedAt: number): void {
+    const gap = issuedAt - this.lastBeatAt;
+    // Once a gap this long happened, a waiter may already have seen us stale: the lock is gone for good,
+    // even though this late refresh succeeded.
+    if (gap >= this.trustWindowMs()) this.lose(new Error(`heartbeat gap of ${Math.round(gap)} ms`));
+    else if (issuedAt > this.lastBeatAt) this.lastBeatAt = issuedAt;
+  }
+
+  private lose(reason: Error): void {
+    if (this.lostReason || this.stopped) return;
+    this.lostReason = reason;
+    try {
+      this.onLost(reason);
+    } catch {
+      // onLost only aborts a controller; never let it escape into a timer.
+    }
+  }
+}

@@ -1,0 +1,169 @@
+import { promises as fsp } from 'node:fs';
+import * as path from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { ConductorError } from '@app/contracts';
+import type { Heartbeat } from './heartbeat';
+import { generationName, readKeyDirectory, releasedName } from './key-directory';
+import type { LockHolder, LockKey, LockMode } from './lock-key';
+import { lockKeyString } from './lock-key';
+
+/** What a held lock needs from its kind (gate generation or reader entry) to prove it still holds. */
+export interface LockClaim {
+  readonly heartbeat: Heartbeat;
+  /** Reads the shared folder: is this claim still the one that counts? */
+  stillOnDisk(): Promise<boolean>;
+  /** Gives the claim back; safe to call after a loss. */
+  giveBack(): Promise<void>;
+}
+
+export function lockLostError(key: LockKey, reason: unknown): ConductorError {
+  const why = reason instanceof Error ? reason.message : String(reason);
+  return new ConductorError('LOCK_LOST', `lock on ${lockKeyString(key)} lost: ${why}`, { cause: reason });
+}
+
+/**
+ * A lock this process holds. Its `signal` aborts (with a LOCK_LOST error) as soon as the lock is known
+ * to be lost, so work under it stops; `assertStillHeld()` is the check right before an irreversible step.
+ */
+export class HeldLock {
+  readonly acquiredAt = new Date();
+  private readonly acquiredMono = performance.now();
+  private readonly watchdog: NodeJS.Timeout;
+  private released = false;
+
+  constructor(
+    readonly key: LockKey,
+    readonly mode: LockMode,
+    readonly holder: LockHolder,
+    /** The gate generation this lock was taken under: increases with every exclusive hand-over. */
+    readonly fencingToken: number,
+    readonly waitedMs: number,
+    readonly tookOverStale: boolean,
+    private readonly claim: LockClaim,
+    private readonly loss: AbortController,
+    watchdogMs: number,
+    private readonly onReleased: (lock: HeldLock) => void,
+  ) {
+    this.watchdog = setInterval(() => void this.watch(), watchdogMs);
+    this.watchdog.unref();
+  }
+
+  get signal(): AbortSignal {
+    return this.loss.signal;
+  }
+
+  get heldMs(): number {
+    return performance.now() - this.acquiredMono;
+  }
+
+  get lost(): boolean {
+    return this.loss.signal.aborted;
+  }
+
+  async isStillHeld(): Promise<boolean> {
+    if (this.released || this.loss.signal.aborted) return false;
+    const heartbeat = this.claim.heartbeat;
+    heartbeat.checkContinuity();
+    if (!heartbeat.isFresh()) {
+      this.lose(heartbeat.lost ?? new Error('heartbeat not fresh'));
+      return false;
+    }
+    let onDisk: boolean;
+    try {
+      onDisk = await this.claim.stillOnDisk();
+    } catch (error) {
+      onDisk = false; // cannot prove it: treat as lost
+      this.lose(error);
+    }
+    if (!onDisk) this.lose(new Error('a newer holder or a removed lock entry was found'));
+    // The disk read took time: the heartbeat must still be trusted after it.
+    return onDisk && heartbeat.isFresh() && !this.loss.signal.aborted;
+  }
+
+  async assertStillHeld(): Promise<void> {
+    if (!(await this.isStillHeld())) {
+      throw this.loss.signal.reason instanceof ConductorError
+        ? this.loss.signal.reason
+        : lockLostError(this.key, 'no longer held');
+    }
+  }
+
+  async release(): Promise<void> {
+    if (this.released) return;
+    this.released = true;
+    clearInterval(this.watchdog);
+    try {
+      await this.claim.giveBack();
+    } finally {
+      this.onReleased(this);
+    }
+  }
+
+  private async watch(): Promise<void> {
+    if (this.released || this.loss.signal.aborted) return;
+    try {
+      await this.isStillHeld();
+    } catch {
+      // isStillHeld records its own failures as a loss; a timer must never throw.
+    }
+  }
+
+  private lose(reason: unknown): void {
+    if (!this.loss.signal.aborted) this.loss.abort(lockLostError(this.key, reason));
+  }
+}
+
+/** The exclusive gate: generation `generation` of the key folder, held while it is the newest. */
+export class GateClaim implements LockClaim {
+  constructor(
+    readonly dir: string,
+    readonly generation: number,
+    readonly heartbeat: Heartbeat,
+  ) {}
+
+  async stillOnDisk(): Promise<boolean> {
+    const state = await readKeyDirectory(this.dir);
+    if (state.newest !== this.generation || state.newestReleased) return false;
+    // The generation folder could have been removed and re-made by hand: only our own entry counts.
+    return exists(this.heartbeat.path);
+  }
+
+  async giveBack(): Promise<void> {
+    // The marker first: its creation wakes waiters at once; the heartbeat folder goes after.
+    try {
+      await fsp.mkdir(path.join(this.dir, releasedName(this.generation)));
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code;
+      if (code !== 'EEXIST' && code !== 'ENOENT') throw error;
+    } finally {
+      await this.heartbeat.stop();
+    }
+  }
+
+  get name(): string {
+    return generationName(this.generation);
+  }
+}
+
+/** A shared holder's entry in the key folder; it counts while it exists and its heartbeat is fresh. */
+export class ReaderClaim implements LockClaim {
+  constructor(readonly heartbeat: Heartbeat) {}
+
+  stillOnDisk(): Promise<boolean> {
+    return exists(this.heartbeat.path);
+  }
+
+  giveBack(): Promise<void> {
+    return this.heartbeat.stop();
+  }
+}
+
+async function exists(target: string): Promise<boolean> {
+  try {
+    await fsp.stat(target);
+    return true;
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return false;
+    throw error;
+  }
+}

@@ -1,0 +1,355 @@
+import { randomBytes } from 'node:crypto';
+import { promises as fsp } from 'node:fs';
+import * as path from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { ConductorError } from '@app/contracts';
+import { DirectoryChangeWaiter } from './directory-change-waiter';
+import { GateClaim, HeldLock, ReaderClaim, lockLostError } from './held-lock';
+import { Heartbeat } from './heartbeat';
+import { InProcessQueue } from './in-process-queue';
+import {
+  firstGeneration,
+  generationName,
+  holderEntryName,
+  readGenerationHolder,
+  readKeyDirectory,
+  readerEntryName,
+} from './key-directory';
+import type { LockHolder, LockKey, LockMode } from './lock-key';
+import { lockKeyDir, lockKeyString, validateHolder, validateLockKey } from './lock-key';
+import { type LockTimings, resolveLockTimings } from './lock-timings';
+import { StalenessObserver } from './staleness-observer';
+
+export interface LockRequest extends LockKey {
+  mode: LockMode;
+}
+
+export interface AcquireOptions {
+  /** Identifies this attempt in lock entries; a fresh one is made when omitted. */
+  attemptId?: string;
+  /** The whole wait, for one lock or for all of them together. */
+  timeoutMs: number;
+  signal?: AbortSignal;
+}
+
+export type LockEvent =
+  | { type: 'acquired'; key: LockKey; mode: LockMode; waitedMs: number; tookOverStale: boolean }
+  | { type: 'released'; key: LockKey; mode: LockMode; heldMs: number }
+  | { type: 'lost'; key: LockKey; mode: LockMode; reason: string }
+  | { type: 'timed-out'; key: LockKey; mode: LockMode; waitedMs: number }
+  | { type: 'stale-reader-removed'; key: LockKey; entry: string }
+  | { type: 'garbage-failed'; key: LockKey; error: string };
+
+export interface NodeLockManagerOptions {
+  /** CACHE_ROOT: locks live in <root>/<node>/locks/<imageId>/. */
+  root: string;
+  conductorId: string;
+  timings?: Partial<LockTimings>;
+  onEvent?: (event: LockEvent) => void;
+}
+
+/** A set of locks taken together (in the global key order); lost as soon as any one is lost. */
+export class HeldLockSet {
+  readonly signal: AbortSignal;
+
+  constructor(readonly locks: HeldLock[]) {
+    this.signal = AbortSignal.any(locks.map((l) => l.signal));
+  }
+
+  async assertStillHeld(): Promise<void> {
+    for (const lock of this.locks) await lock.assertStillHeld();
+  }
+
+  async release(): Promise<void> {
+    // Reverse order; every lock is given back even if one release fails.
+    const results = await Promise.allSettled([...this.locks].reverse().map((l) => l.release()));
+    const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (failed) throw failed.reason;
+  }
+}
+
+/**
+ * Node-local locks on the shared folder, without any global lock. Exclusive holders own the newest
+ * generation of a key's gate; shared holders register a heartbeat entry while holding the gate briefly,
+ * and an exclusive holder keeps the gate while it waits for readers to leave, so new readers queue
+ * behind a waiting writer and cannot starve it. See ../README.md for the full argument.
+ */
+export class NodeLockManager {
+  readonly timings: LockTimings;
+  private readonly queue = new InProcessQueue();
+  private readonly held = new Set<HeldLock>();
+
+  constructor(private readonly options: NodeLockManagerOptions) {
+    this.timings = resolveLockTimings(options.timings);
+    validateHolder({ conductorId: options.conductorId, attemptId: 'x' });
+  }
+
+  get conductorId(): string {
+    return this.options.conductorId;
+  }
+
+  /** Locks this process holds now (for the admin endpoint and for shutdown). */
+  heldLocks(): HeldLock[] {
+    return [...this.held];
+  }
+
+  /** How many local waiters queue behind the head waiter of a key. */
+  localWaiters(key: LockKey): number {
+    return this.queue.waiting(lockKeyString(key));
+  }
+
+  async acquire(request: LockRequest, options: AcquireOptions): Promise<HeldLock> {
+    const set = await this.acquireAll([request], options);
+    return set.locks[0]!;
+  }
+
+  /** Takes every lock in one global key order (so two callers can never wait on each other in a cycle). */
+  async acquireAll(requests: LockRequest[], options: AcquireOptions): Promise<HeldLockSet> {
+    const ordered = requests
+      .map((r) => ({ ...validateLockKey(r), mode: r.mode }))
+      .sort((a, b) => (lockKeyString(a) < lockKeyString(b) ? -1 : 1));
+    for (let i = 1; i < ordered.length; i++) {
+      if (lockKeyString(ordered[i]!) === lockKeyString(ordered[i - 1]!))
+        throw new ConductorError('INVALID_REQUEST', `lock ${lockKeyString(ordered[i]!)} requested twice`);
+    }
+    const holder = validateHolder({ conductorId: this.options.conductorId, attemptId: options.attemptId ?? newAttemptId() });
+    const deadline = new Deadline(options.timeoutMs, options.signal, ordered);
+    const taken: HeldLock[] = [];
+    try {
+      for (const request of ordered) taken.push(await this.acquireOne(request, holder, deadline));
+      return new HeldLockSet(taken);
+    } catch (error) {
+      await Promise.allSettled(taken.map((l) => l.release()));
+      throw error;
+    } finally {
+      deadline.dispose();
+    }
+  }
+
+  /** Releases everything this process holds (shutdown). */
+  async releaseAll(): Promise<void> {
+    await Promise.allSettled([...this.held].map((l) => l.release()));
+  }
+
+  private async acquireOne(request: LockRequest, holder: LockHolder, deadline: Deadline): Promise<HeldLock> {
+    const key: LockKey = { node: request.node, imageId: request.imageId };
+    const dir = lockKeyDir(this.options.root, key);
+    const started = performance.now();
+    let leave: (() => void) | undefined;
+    try {
+      leave = await this.queue.enter(lockKeyString(key), deadline);
+      const { gate, tookOver, loss } = await this.claimGate(key, dir, holder, deadline);
+      let lock: HeldLock;
+      if (request.mode === 'exclusive') {
+        try {
+          await this.drainReaders(key, dir, deadline, loss.signal);
+        } catch (error) {
+          await gate.giveBack();
+          throw error;
+        }
+        const leaveOnRelease = leave;
+        leave = undefined; // the local turn is kept until release
+        lock = this.track(key, 'exclusive', holder, gate.generation, started, tookOver, gate, loss, leaveOnRelease);
+      } else {
+        try {
+          const reader = await this.registerReader(key, dir, holder, gate, loss.signal);
+          lock = this.track(key, 'shared', holder, gate.generation, started, tookOver, reader.claim, reader.loss);
+        } finally {
+          await gate.giveBack();
+        }
+      }
+      this.emit({ type: 'acquired', key, mode: request.mode, waitedMs: lock.waitedMs, tookOverStale: tookOver });
+      return lock;
+    } catch (error) {
+      if (error instanceof ConductorError && error.code === 'LOCK_TIMEOUT')
+        this.emit({ type: 'timed-out', key, mode: request.mode, waitedMs: performance.now() - started });
+      throw error;
+    } finally {
+      leave?.();
+    }
+  }
+
+  private track(
+    key: LockKey,
+    mode: LockMode,
+    holder: LockHolder,
+    fencingToken: number,
+    started: number,
+    tookOver: boolean,
+    claim: GateClaim | ReaderClaim,
+    loss: AbortController,
+    leave?: () => void,
+  ): HeldLock {
+    const lock = new HeldLock(key, mode, holder, fencingToken, performance.now() - started, tookOver, claim, loss,
+      this.timings.updateMs, (released) => {
+        this.held.delete(released);
+        leave?.();
+        this.emit({ type: 'released', key, mode, heldMs: released.heldMs });
+      });
+    loss.signal.addEventListener('abort', () => {
+      const reason = loss.signal.reason instanceof Error ? loss.signal.reason.message : String(loss.signal.reason);
+      this.emit({ type: 'lost', key, mode, reason });
+    }, { once: true });
+    this.held.add(lock);
+    return lock;
+  }
+
+  /** Waits until the gate is free or stale, then claims the next generation; exactly one claimant wins it. */
+  private async claimGate(key: LockKey, dir: string, holder: LockHolder, deadline: Deadline) {
+    await fsp.mkdir(dir, { recursive: true });
+    const observer = new StalenessObserver(this.timings.staleMs);
+    const waiter = new DirectoryChangeWaiter(dir);
+    try {
+      for (;;) {
+        deadline.throwIfOver();
+        const state = await readKeyDirectory(dir);
+        let next: number;
+        let tookOver = false;
+        if (state.newest === undefined) next = firstGeneration();
+        else if (state.newestReleased) next = state.newest + 1;
+        else {
+          const genDir = path.join(dir, generationName(state.newest));
+          const entry = await readGenerationHolder(genDir);
+          const beat = entry ? path.join(genDir, entry) : genDir;
+          if (!(await observer.isStale(beat))) {
+            await waiter.wait(Math.min(this.timings.pollMs, observer.remainingMs(beat) + 1), deadline.signal);
+            continue;
+          }
+          next = state.newest + 1;
+          tookOver = true;
+        }
+        const claimed = await this.tryClaim(key, dir, next, holder);
+        if (claimed) return { ...claimed, tookOver };
+        // Lost the race for that generation: look again at once.
+      }
+    } finally {
+      waiter.close();
+    }
+  }
+
+  private async tryClaim(key: LockKey, dir: string, generation: number, holder: LockHolder) {
+    const genDir = path.join(dir, generationName(generation));
+    try {
+      await fsp.mkdir(genDir); // the atomic step: one process creates this name
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code;
+      if (code === 'EEXIST') return undefined;
+      if (code === 'ENOENT') {
+        await fsp.mkdir(dir, { recursive: true }); // the key folder was removed by hand
+        return undefined;
+      }
+      throw error;
+    }
+    const loss = new AbortController();
+    const heartbeat = new Heartbeat(path.join(genDir, holderEntryName(holder)), this.timings, (reason) => {
+      if (!loss.signal.aborted) loss.abort(lockLostError(key, reason));
+    });
+    try {
+      await heartbeat.start();
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined; // collected by a newer claimant
+      throw error;
+    }
+    const gate = new GateClaim(dir, generation, heartbeat);
+    // A claimant working from an old listing can re-create a generation that was already collected;
+    // only the newest generation counts, so check again now that ours exists.
+    const state = await readKeyDirectory(dir);
+    if (state.newest !== generation || state.newestReleased) {
+      await heartbeat.stop();
+      return undefined;
+    }
+    this.collectGarbage(key, dir, state.superseded);
+    return { gate, loss };
+  }
+
+  private collectGarbage(key: LockKey, dir: string, names: string[]): void {
+    for (const name of names) {
+      fsp.rm(path.join(dir, name), { recursive: true, force: true }).catch((error: Error) => {
+        this.emit({ type: 'garbage-failed', key, error: error.message });
+      });
+    }
+  }
+
+  /** Holding the gate, waits until no live reader is left; readers whose heartbeat stopped are removed. */
+  private async drainReaders(key: LockKey, dir: string, deadline: Deadline, lost: AbortSignal): Promise<void> {
+    const observer = new StalenessObserver(this.timings.staleMs);
+    const waiter = new DirectoryChangeWaiter(dir);
+    try {
+      for (;;) {
+        deadline.throwIfOver();
+        if (lost.aborted) throw lost.reason;
+        const { readers } = await readKeyDirectory(dir);
+        let live = 0;
+        let nextLook = this.timings.pollMs;
+        for (const entry of readers) {
+          const entryPath = path.join(dir, entry);
+          if (await observer.isStale(entryPath)) {
+            // Only a gate holder removes reader entries, and readers register only under the gate,
+            // so this cannot race with a registration; a paused reader finds its entry gone.
+            await fsp.rm(entryPath, { recursive: true, force: true });
+            this.emit({ type: 'stale-reader-removed', key, entry });
+          } else {
+            live++;
+            nextLook = Math.min(nextLook, observer.remainingMs(entryPath) + 1);
+          }
+        }
+        if (live === 0) return;
+        await waiter.wait(nextLook, deadline.signal);
+      }
+    } finally {
+      waiter.close();
+    }
+  }
+
+  private async registerReader(key: LockKey, dir: string, holder: LockHolder, gate: GateClaim, gateLost: AbortSignal) {
+    const loss = new AbortController();
+    const heartbeat = new Heartbeat(path.join(dir, readerEntryName(holder)), this.timings, (reason) => {
+      if (!loss.signal.aborted) loss.abort(lockLostError(key, reason));
+    });
+    await heartbeat.start();
+    // If we were paused while registering, a writer may have taken the gate over and already counted
+    // the readers without us: the entry counts only if the gate is still ours after it exists.
+    const gateHeld = !gateLost.aborted && gate.heartbeat.isFresh() && (await gate.stillOnDisk()) && gate.heartbeat.isFresh();
+    if (!gateHeld) {
+      await heartbeat.stop();
+      throw lockLostError(key, 'gate lost while registering as a reader');
+    }
+    return { claim: new ReaderClaim(heartbeat), loss };
+  }
+
+  private emit(event: LockEvent): void {
+    try {
+      this.options.onEvent?.(event);
+    } catch {
+      // A listener's failure must not break locking.
+    }
+  }
+}
+
+/** One bounded wait shared by all the locks of an acquisition; ends in a retryable LOCK_TIMEOUT. */
+class Deadline {
+  private readonly controller = new AbortController();
+  private readonly timer: NodeJS.Timeout;
+  readonly signal: AbortSignal;
+
+  constructor(timeoutMs: number, outer: AbortSignal | undefined, keys: LockRequest[]) {
+    const what = keys.map((k) => `${k.mode} ${lockKeyString(k)}`).join(', ');
+    this.timer = setTimeout(
+      () => this.controller.abort(new ConductorError('LOCK_TIMEOUT', `waited ${timeoutMs} ms for locks (${what})`)),
+      timeoutMs,
+    );
+    this.signal = outer ? AbortSignal.any([this.controller.signal, outer]) : this.controller.signal;
+  }
+
+  throwIfOver(): void {
+    if (this.signal.aborted) throw this.signal.reason;
+  }
+
+  dispose(): void {
+    clearTimeout(this.timer);
+  }
+}
+
+export function newAttemptId(): string {
+  return randomBytes(8).toString('hex');
+}

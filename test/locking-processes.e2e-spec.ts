@@ -1,0 +1,193 @@
+import { promises as fsp } from 'node:fs';
+import * as path from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import type { LockRequest } from '@app/locking';
+import { ChildProcessPool, compiled } from './support/child-processes';
+import type { LockWorkerConfig, LockWorkerReport } from './support/lock-worker';
+import { makeTempDir, removeDir } from './support/temp-dirs';
+
+const TIMINGS = { staleMs: 2_000, updateMs: 1_000, safetyMarginMs: 500, pollMs: 20 };
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+describe('locks between real processes', () => {
+  const pool = new ChildProcessPool<LockWorkerReport>();
+  let root: string;
+  let csDir: string;
+
+  beforeEach(async () => {
+    root = await makeTempDir('locks');
+    csDir = path.join(root, 'critical-section');
+    await fsp.mkdir(csDir);
+  });
+  afterEach(async () => {
+    await pool.killAll();
+    await removeDir(root);
+  });
+
+  const worker = (overrides: Partial<LockWorkerConfig> & Pick<LockWorkerConfig, 'requests'>, hardTimeoutMs = 120_000) => {
+    const config: LockWorkerConfig = {
+      root,
+      conductorId: `w${pool.all.length}`,
+      scenario: 'mutex',
+      iterations: 1,
+      steps: 3,
+      holdMs: 5,
+      timeoutMs: 60_000,
+      timings: TIMINGS,
+      ...overrides,
+    };
+    return pool.fork(compiled('test/support/lock-worker.ts'), [JSON.stringify(config)], { hardTimeoutMs });
+  };
+  const all = () => pool.all.flatMap((c) => c.messages);
+  const overlaps = (kind: 'real' | 'residual' | 'leftover') =>
+    all().filter((m) => m.type === 'overlap' && m.kind === kind);
+
+  it('keeps one holder at a time: 8 processes x 60 acquisitions, with holders SIGKILLed and SIGSTOPped past the stale time', async () => {
+    const key: LockRequest = { node: 'n1', imageId: 'img', mode: 'exclusive' };
+    const workers = Array.from({ length: 8 }, () =>
+      worker({ requests: [key], iterations: 60, steps: 3, holdMs: 10, csDir }),
+    );
+    await Promise.all(workers.map((w) => w.waitFor((m) => m.type === 'ready')));
+
+    // SIGKILL two holders right after they report holding the lock.
+    const killed = workers.slice(0, 2);
+    for (const victim of killed) {
+      await victim.waitFor((m) => m.type === 'acquired' && m.iteration >= 5);
+      victim.process.kill('SIGKILL');
+      await victim.exited;
+    }
+    // SIGSTOP holders past the stale time, then resume them; count the pauses that caught a holder.
+    const paused = workers.slice(2, 4);
+    const caught: Array<{ pid: number; iteration: number }> = [];
+    for (const victim of paused) {
+      for (let attempt = 0; attempt < 5; attempt++) {
+        const before = victim.messages.length;
+        const acquired = await victim.waitFor((m) => m.type === 'acquired' && victim.messages.indexOf(m) >= before);
+        victim.process.kill('SIGSTOP');
+        const iteration = (acquired as { iteration: number }).iteration;
+        await sleep(TIMINGS.staleMs + 1_500);
+        const releasedBeforeStop = victim.messages.some((m) => m.type === 'released' && m.iteration === iteration);
+        victim.process.kill('SIGCONT');
+        if (!releasedBeforeStop) {
+          caught.push({ pid: victim.pid, iteration });
+          break;
+        }
+      }
+    }
+    const survivors = workers.slice(2);
+    await Promise.all(survivors.map((w) => w.waitFor((m) => m.type === 'done', 110_000)));
+
+    const report = pool.report();
+    expect(overlaps('real'), report).toEqual([]);
+    expect(caught.length, 'a pause must catch a holder').toBeGreaterThanOrEqual(1);
+    for (const { pid, iteration } of caught) {
+      // The paused holder learns it lost the lock and stops instead of acting.
+      expect(all().some((m) => m.type === 'lost' && m.pid === pid && m.iteration === iteration), report).toBe(true);
+    }
+    const acquisitions = all().filter((m) => m.type === 'acquired');
+    const takeovers = acquisitions.filter((m) => m.type === 'acquired' && m.tookOverStale);
+    expect(takeovers.length).toBeGreaterThanOrEqual(killed.length + caught.length);
+    expect(acquisitions.length).toBeGreaterThanOrEqual(6 * 60);
+    // Each hand-over is a new generation: fencing tokens never repeat.
+    const tokens = acquisitions.map((m) => (m.type === 'acquired' ? m.fencingToken : 0));
+    expect(new Set(tokens).size).toBe(tokens.length);
+    console.log(
+      `[lock campaign] acquisitions=${acquisitions.length} takeovers=${takeovers.length} killed=${killed.length} ` +
+        `pauses-caught=${caught.length} overlaps: real=${overlaps('real').length} residual=${overlaps('residual').length} leftover=${overlaps('leftover').length}`,
+    );
+  });
+
+  it('detector control run: processes that skip the lock are caught overlapping', async () => {
+    const key: LockRequest = { node: 'n1', imageId: 'img', mode: 'exclusive' };
+    const workers = Array.from({ length: 4 }, () =>
+      worker({ requests: [key], iterations: 30, steps: 3, holdMs: 5, csDir, bypassLocks: true }),
+    );
+    await Promise.all(workers.map((w) => w.waitFor((m) => m.type === 'done')));
+    expect(overlaps('real').length).toBeGreaterThan(0);
+  });
+
+  it('lets exactly one of many processes take over the same stale lock (proper-lockfile #121), on 12 keys at once', async () => {
+    const keys = Array.from({ length: 12 }, (_, i) => `img-${i}`);
+    // Leftovers of a dead holder on every key: a generation whose heartbeat never moves again.
+    for (const imageId of keys) await fsp.mkdir(path.join(root, 'n1', 'locks', imageId, 'g-41', 'h~dead~x'), { recursive: true });
+    const goFile = path.join(root, 'go');
+    const requests = keys.map((imageId) => ({ node: 'n1', imageId, mode: 'exclusive' as const }));
+    const workers = Array.from({ length: 8 }, () =>
+      worker({ scenario: 'race-once', requests, steps: 2, holdMs: 5, csDir, goFile }),
+    );
+    await Promise.all(workers.map((w) => w.waitFor((m) => m.type === 'ready')));
+    await fsp.writeFile(goFile, '');
+    await Promise.all(workers.map((w) => w.waitFor((m) => m.type === 'done', 60_000)));
+
+    const report = pool.report();
+    expect(overlaps('real'), report).toEqual([]);
+    for (const imageId of keys) {
+      const onKey = all().filter((m) => m.type === 'acquired' && m.key === imageId);
+      expect(onKey).toHaveLength(8);
+      expect(onKey.filter((m) => m.type === 'acquired' && m.tookOverStale), `${imageId}\n${report}`).toHaveLength(1);
+      const first = onKey.find((m) => m.type === 'acquired' && m.tookOverStale);
+      expect(first && first.type === 'acquired' && first.fencingToken).toBe(42);
+    }
+  });
+
+  it('gives the lock to a waiter after its holder is SIGKILLed', async () => {
+    const key: LockRequest = { node: 'n1', imageId: 'img', mode: 'exclusive' };
+    const holder = worker({ scenario: 'hold', requests: [key], steps: 1, holdMs: 60_000 });
+    await holder.waitFor((m) => m.type === 'acquired');
+    // The waiter's own bound: it must get the lock within a few stale times, or fail with LOCK_TIMEOUT.
+    const waiter = worker({ requests: [key], timeoutMs: TIMINGS.staleMs * 5 });
+    await waiter.waitFor((m) => m.type === 'ready');
+    holder.process.kill('SIGKILL');
+    const done = await waiter.waitFor((m) => m.type === 'done');
+    expect(done, pool.report()).toMatchObject({ acquisitions: 1, timeouts: 0 });
+    expect(waiter.messages.find((m) => m.type === 'acquired')).toMatchObject({ tookOverStale: true });
+  });
+
+  it('never deadlocks processes that copy A->B and B->A at the same time', async () => {
+    const a = { node: 'na', imageId: 'img' };
+    const b = { node: 'nb', imageId: 'img' };
+    const ab = worker({ requests: [{ ...a, mode: 'shared' }, { ...b, mode: 'exclusive' }], iterations: 40, steps: 1, holdMs: 2, timeoutMs: 30_000 });
+    const ba = worker({ requests: [{ ...b, mode: 'shared' }, { ...a, mode: 'exclusive' }], iterations: 40, steps: 1, holdMs: 2, timeoutMs: 30_000 });
+    const both = worker({ requests: [{ ...b, mode: 'exclusive' }, { ...a, mode: 'exclusive' }], iterations: 40, steps: 1, holdMs: 2, timeoutMs: 30_000 });
+    for (const w of [ab, ba, both]) {
+      expect(await w.waitFor((m) => m.type === 'done', 100_000), pool.report()).toMatchObject({ acquisitions: 40, timeouts: 0 });
+    }
+  });
+
+  it('lets readers share a source while a writer still gets in past a stream of readers', async () => {
+    const key = { node: 'src', imageId: 'img' };
+    // Four processes re-take the shared lock back to back, so some reader always holds it.
+    const readers = Array.from({ length: 4 }, () =>
+      worker({ requests: [{ ...key, mode: 'shared' }], iterations: 400, steps: 2, holdMs: 40, timeoutMs: 60_000 }),
+    );
+    await Promise.all(readers.map((r) => r.waitFor((m) => m.type === 'acquired' && m.iteration >= 3)));
+    const writer = worker({ requests: [{ ...key, mode: 'exclusive' }], iterations: 3, steps: 1, holdMs: 5, timeoutMs: 20_000 });
+    expect(await writer.waitFor((m) => m.type === 'done', 90_000), pool.report()).toMatchObject({ acquisitions: 3, timeouts: 0 });
+
+    // Readers really overlapped: intervals from acquired to released messages of different processes.
+    const intervals = readers.map((r) => r.messages);
+    const holdingAtOnce = maxConcurrentHolders(intervals);
+    expect(holdingAtOnce).toBeGreaterThanOrEqual(2);
+  });
+});
+
+/** The largest number of processes between 'acquired' and 'released' at the same moment (message order). */
+function maxConcurrentHolders(perProcess: LockWorkerReport[][]): number {
+  const events: Array<{ at: number; delta: number }> = [];
+  for (const messages of perProcess) {
+    for (const m of messages) {
+      const at = m.at;
+      if (at === undefined) continue;
+      if (m.type === 'acquired') events.push({ at, delta: 1 });
+      if (m.type === 'released') events.push({ at, delta: -1 });
+    }
+  }
+  events.sort((x, y) => x.at - y.at || x.delta - y.delta);
+  let current = 0;
+  let max = 0;
+  for (const e of events) {
+    current += e.delta;
+    max = Math.max(max, current);
+  }
+  return max;
+}

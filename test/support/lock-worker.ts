@@ -1,0 +1,184 @@
+/*
+ * A separate process that takes locks the way a conductor does, for the multi-process lock tests.
+ * Config comes as one JSON argument; reports go to the parent over IPC.
+ */
+import { promises as fsp } from 'node:fs';
+import * as path from 'node:path';
+import { NodeLockManager, type LockRequest } from '@app/locking';
+
+export interface LockWorkerConfig {
+  root: string;
+  conductorId: string;
+  scenario: 'mutex' | 'race-once' | 'hold' | 'pairs' | 'reader';
+  requests: LockRequest[];
+  iterations: number;
+  /** Steps inside each critical section, each preceded by isStillHeld(); random sleeps up to holdMs between. */
+  steps: number;
+  holdMs: number;
+  timeoutMs: number;
+  timings: { staleMs: number; updateMs?: number; safetyMarginMs?: number; pollMs?: number };
+  /** Critical-section detector folder (see detectOverlaps). */
+  csDir?: string;
+  /** Control run for the detector: skip locking entirely, so overlaps must show. */
+  bypassLocks?: boolean;
+  /** race-once: start acquiring when this file appears. */
+  goFile?: string;
+}
+
+export type LockWorkerReport = { at?: number } & (
+  | { type: 'ready'; pid: number }
+  | { type: 'acquired'; pid: number; iteration: number; key: string; fencingToken: number; tookOverStale: boolean; waitedMs: number }
+  | { type: 'lost'; pid: number; iteration: number; fencingToken: number; reason: string }
+  | { type: 'released'; pid: number; iteration: number }
+  | { type: 'overlap'; pid: number; kind: 'real' | 'residual' | 'leftover'; other: string; mine: string }
+  | { type: 'timeout'; pid: number; iteration: number; message: string }
+  | { type: 'done'; pid: number; acquisitions: number; lost: number; timeouts: number; sections: number }
+);
+
+const config = JSON.parse(process.argv[2]!) as LockWorkerConfig;
+// Every report carries the child's wall-clock time (one machine, one clock) for ordering checks.
+const send = (report: LockWorkerReport) => process.send?.({ ...report, at: Date.now() });
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+async function main(): Promise<void> {
+  const manager = new NodeLockManager({ root: config.root, conductorId: config.conductorId, timings: config.timings });
+  const margin = manager.timings.safetyMarginMs;
+  send({ type: 'ready', pid: process.pid });
+  if (config.goFile) await waitForFile(config.goFile);
+  if (config.scenario === 'race-once') return raceOnce(manager, margin);
+  let acquisitions = 0;
+  let lost = 0;
+  let timeouts = 0;
+  let sections = 0;
+  for (let iteration = 0; iteration < config.iterations; iteration++) {
+    let set;
+    try {
+      set = config.bypassLocks ? noLock() : await manager.acquireAll(config.requests, { timeoutMs: config.timeoutMs });
+    } catch (error) {
+      timeouts++;
+      send({ type: 'timeout', pid: process.pid, iteration, message: (error as Error).message });
+      continue;
+    }
+    acquisitions++;
+    const first = set.locks[0]!;
+    send({ type: 'acquired', pid: process.pid, iteration, key: first.key.imageId, fencingToken: first.fencingToken, tookOverStale: first.tookOverStale, waitedMs: first.waitedMs });
+    let wasLost = false;
+    for (let step = 0; step < config.steps; step++) {
+      await sleep(Math.random() * config.holdMs);
+      const stillHeld = await isSetHeld(set.locks);
+      if (!stillHeld) {
+        wasLost = true;
+        break;
+      }
+      if (config.csDir) {
+        await criticalStep(config.csDir, first.fencingToken, Date.now(), margin);
+        sections++;
+      }
+    }
+    if (wasLost || set.signal.aborted) {
+      lost++;
+      const reason = set.signal.reason instanceof Error ? set.signal.reason.message : 'isStillHeld() was false';
+      send({ type: 'lost', pid: process.pid, iteration, fencingToken: first.fencingToken, reason });
+    }
+    await set.release();
+    send({ type: 'released', pid: process.pid, iteration });
+    if (config.scenario === 'hold') await sleep(config.holdMs);
+  }
+  send({ type: 'done', pid: process.pid, acquisitions, lost, timeouts, sections });
+}
+
+/** Every key at once, one acquisition each: many processes land on the same (stale) locks together. */
+async function raceOnce(manager: NodeLockManager, margin: number): Promise<void> {
+  let lost = 0;
+  let sections = 0;
+  await Promise.all(
+    config.requests.map(async (request, iteration) => {
+      const lock = await manager.acquire(request, { timeoutMs: config.timeoutMs });
+      send({ type: 'acquired', pid: process.pid, iteration, key: request.imageId, fencingToken: lock.fencingToken, tookOverStale: lock.tookOverStale, waitedMs: lock.waitedMs });
+      const csDir = path.join(config.csDir!, request.imageId);
+      await fsp.mkdir(csDir, { recursive: true });
+      for (let step = 0; step < config.steps; step++) {
+        await sleep(Math.random() * config.holdMs);
+        if (!(await lock.isStillHeld())) {
+          lost++;
+          break;
+        }
+        await criticalStep(csDir, lock.fencingToken, Date.now(), margin);
+        sections++;
+      }
+      await lock.release();
+    }),
+  );
+  send({ type: 'done', pid: process.pid, acquisitions: config.requests.length, lost, timeouts: 0, sections });
+}
+
+let fakeToken = 0;
+function noLock() {
+  const fake = {
+    key: config.requests[0]!,
+    fencingToken: ++fakeToken,
+    tookOverStale: false,
+    waitedMs: 0,
+    isStillHeld: async () => true,
+  };
+  return { locks: [fake], signal: new AbortController().signal, release: async () => undefined };
+}
+
+async function isSetHeld(locks: { isStillHeld(): Promise<boolean> }[]): Promise<boolean> {
+  for (const lock of locks) if (!(await lock.isStillHeld())) return false;
+  return true;
+}
+
+/*
+ * The critical-section detector. Right after a successful isStillHeld() check (at checkedAt), a holder
+ * creates a unique entry, lists the others, and removes its entry. The design claims: no other holder's
+ * claim can happen within safetyMarginMs after a passed check. So two entries whose checks lie closer
+ * than the margin are a real overlap. An entry whose check is older than the margin belongs to a holder
+ * that was paused between check and act: the documented residual window (made harmless for images by
+ * checksums). Entries of dead processes are leftovers of SIGKILL.
+ */
+async function criticalStep(csDir: string, token: number, checkedAt: number, marginMs: number): Promise<void> {
+  const mine = `${checkedAt}-${process.pid}-${token}`;
+  const fh = await fsp.open(path.join(csDir, mine), 'wx');
+  await fh.close();
+  for (const other of await fsp.readdir(csDir)) {
+    if (other === mine) continue;
+    const [otherCheck, otherPid] = other.split('-').map(Number) as [number, number];
+    let kind: 'real' | 'residual' | 'leftover';
+    if (!isAlive(otherPid)) {
+      kind = 'leftover';
+      await fsp.rm(path.join(csDir, other), { force: true });
+    } else if (Math.abs(checkedAt - otherCheck) >= marginMs || Date.now() - checkedAt >= marginMs) kind = 'residual';
+    else kind = 'real';
+    send({ type: 'overlap', pid: process.pid, kind, other, mine });
+  }
+  await fsp.rm(path.join(csDir, mine));
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+async function waitForFile(file: string): Promise<void> {
+  for (;;) {
+    try {
+      await fsp.access(file);
+      return;
+    } catch {
+      await sleep(1);
+    }
+  }
+}
+
+main().then(
+  () => process.exit(0),
+  (error: unknown) => {
+    console.error(error);
+    process.exit(1);
+  },
+);
