@@ -1,0 +1,91 @@
+import * as path from 'node:path';
+import { InvalidFieldError, holderIdSchema, imageIdSchema, nodeIdSchema, parseField } from '@app/contracts';
+
+/** The folders of one node's cache (DESIGN.md "The shared folder"). `locks` belongs to libs/locking. */
+export interface NodeLayout {
+  /** The validated node id. */
+  node: string;
+  dir: string;
+  images: string;
+  locks: string;
+  tmp: string;
+}
+
+export const META_SUFFIX = '.meta.json';
+
+// '~' is not allowed in image or attempt ids, so `<imageId>~<tag>.part` splits unambiguously even though both
+// ids may contain dots.
+const TMP_SEPARATOR = '~';
+const TMP_SUFFIX = '.part';
+
+/**
+ * Builds every path under CACHE_ROOT, and only from validated ids. The ids' schema already rules out '/',
+ * '..' and absolute names; `insideRoot` is a second, independent guard in case that schema ever loosens.
+ */
+export class CacheLayout {
+  readonly root: string;
+
+  constructor(root: string) {
+    if (typeof root !== 'string' || root.length === 0) {
+      throw new InvalidFieldError('root', 'must be a non-empty path');
+    }
+    this.root = path.resolve(root);
+  }
+
+  node(node: unknown, field = 'node'): NodeLayout {
+    const id = parseField(nodeIdSchema, node, field);
+    const dir = this.insideRoot(path.join(this.root, id), field);
+    return {
+      node: id,
+      dir,
+      images: path.join(dir, 'images'),
+      locks: path.join(dir, 'locks'),
+      tmp: path.join(dir, 'tmp'),
+    };
+  }
+
+  imageId(imageId: unknown, field = 'imageId'): string {
+    return parseField(imageIdSchema, imageId, field);
+  }
+
+  imagePath(layout: NodeLayout, imageId: string): string {
+    return this.insideRoot(path.join(layout.images, imageId), 'imageId');
+  }
+
+  metaPath(layout: NodeLayout, imageId: string): string {
+    return this.insideRoot(path.join(layout.images, imageId + META_SUFFIX), 'imageId');
+  }
+
+  /** A partial copy's name; `tag` is the attempt id (validated) or an internal unique tag. */
+  tmpPath(layout: NodeLayout, imageId: string, tag: string): string {
+    parseField(holderIdSchema, tag, 'attemptId');
+    return this.insideRoot(path.join(layout.tmp, tmpName(imageId, tag)), 'imageId');
+  }
+
+  private insideRoot(candidate: string, field: string): string {
+    const resolved = path.resolve(candidate);
+    const relative = path.relative(this.root, resolved);
+    if (
+      relative === '' ||
+      relative === '..' ||
+      relative.startsWith('..' + path.sep) ||
+      path.isAbsolute(relative)
+    ) {
+      throw new InvalidFieldError(field, 'resolves outside CACHE_ROOT');
+    }
+    return resolved;
+  }
+}
+
+export function tmpName(imageId: string, tag: string): string {
+  return `${imageId}${TMP_SEPARATOR}${tag}${TMP_SUFFIX}`;
+}
+
+/** Inverse of `tmpName`; undefined for names this library did not create. */
+export function parseTmpName(name: string): { imageId: string; tag: string } | undefined {
+  const separator = name.indexOf(TMP_SEPARATOR);
+  if (separator <= 0 || !name.endsWith(TMP_SUFFIX)) return undefined;
+  const tag = name.slice(separator + 1, -TMP_SUFFIX.length);
+  if (tag.length === 0) return undefined;
+  return { imageId: name.slice(0, separator), tag };
+}

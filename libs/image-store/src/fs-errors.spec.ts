@@ -1,0 +1,54 @@
+import { describe, expect, it } from 'vitest';
+import { ConductorError } from '@app/contracts';
+import { type CacheSide, mapIoError } from './fs-errors';
+
+function errno(code: string): NodeJS.ErrnoException {
+  return Object.assign(new Error(`${code}: simulated, open '/cache/x'`), { code });
+}
+
+function mapped(code: string, side: CacheSide): unknown {
+  return mapIoError(errno(code), { side, what: `${side} node n1, image img` }, 'writing');
+}
+
+describe('mapIoError', () => {
+  it.each([
+    ['ENOSPC', 'destination', 'NO_SPACE'],
+    ['EDQUOT', 'destination', 'NO_SPACE'],
+    ['ENOSPC', 'cache', 'NO_SPACE'],
+    ['EROFS', 'destination', 'DESTINATION_READ_ONLY'],
+    ['EACCES', 'destination', 'DESTINATION_READ_ONLY'],
+    ['EPERM', 'destination', 'DESTINATION_READ_ONLY'],
+    ['ENOTDIR', 'destination', 'DESTINATION_READ_ONLY'],
+    ['ENOENT', 'source', 'SOURCE_MISSING'],
+    ['ELOOP', 'source', 'SOURCE_MISSING'],
+    // The same errno at the other end, or for bookkeeping, is a plain (retryable) I/O failure.
+    ['EROFS', 'source', 'IO_ERROR'],
+    ['EACCES', 'cache', 'IO_ERROR'],
+    ['ENOENT', 'destination', 'IO_ERROR'],
+    ['EIO', 'destination', 'IO_ERROR'],
+    ['EMFILE', 'source', 'IO_ERROR'],
+  ] as Array<[string, CacheSide, string]>)('maps %s on the %s side to %s', (code, side, expected) => {
+    const error = mapped(code, side);
+    expect(error).toBeInstanceOf(ConductorError);
+    expect((error as ConductorError).code).toBe(expected);
+    expect((error as ConductorError).message).toContain(
+      `${side} node n1, image img: writing failed (${code})`,
+    );
+    expect((error as ConductorError).cause).toBeInstanceOf(Error);
+  });
+
+  it('marks NO_SPACE and IO_ERROR retryable, DESTINATION_READ_ONLY not', () => {
+    expect((mapped('ENOSPC', 'destination') as ConductorError).retryable).toBe(true);
+    expect((mapped('EIO', 'destination') as ConductorError).retryable).toBe(true);
+    expect((mapped('EROFS', 'destination') as ConductorError).retryable).toBe(false);
+  });
+
+  it('passes ConductorErrors and non-errno errors through unchanged', () => {
+    const conductorError = new ConductorError('LOCK_LOST', 'lost');
+    const bug = new TypeError('x is undefined');
+    const context = { side: 'destination' as const, what: 'x' };
+    expect(mapIoError(conductorError, context, 'a')).toBe(conductorError);
+    expect(mapIoError(bug, context, 'a')).toBe(bug);
+    expect(mapIoError('a string', context, 'a')).toBe('a string');
+  });
+});

@@ -1,0 +1,57 @@
+import { ConductorError, isConductorError } from '@app/contracts';
+
+/**
+ * Which end of a copy an operation touches: the same errno means different things at either end. 'cache'
+ * is neither (listing, touching meta): only NO_SPACE and IO_ERROR apply there.
+ */
+export type CacheSide = 'source' | 'destination' | 'cache';
+
+export interface IoContext {
+  side: CacheSide;
+  /** Names what was touched in messages, e.g. "destination node b, image ubuntu-24.04". */
+  what: string;
+}
+
+const NO_SPACE = new Set(['ENOSPC', 'EDQUOT']);
+// A cache folder we may not write, or whose layout is broken (a file where a folder belongs): retrying
+// does not help, so these are not IO_ERROR.
+const DESTINATION_NOT_WRITABLE = new Set(['EROFS', 'EACCES', 'EPERM', 'ENOTDIR', 'EISDIR']);
+const SOURCE_GONE = new Set(['ENOENT', 'ENOTDIR', 'EISDIR', 'ELOOP']);
+
+export function isErrno(error: unknown, ...codes: string[]): error is NodeJS.ErrnoException {
+  const code = error instanceof Error ? (error as NodeJS.ErrnoException).code : undefined;
+  return typeof code === 'string' && (codes.length === 0 || codes.includes(code));
+}
+
+/**
+ * Turns a file-system error into the ConductorError the wire format speaks. Anything that is not an errno
+ * error (a bug, or an error from a caller's callback) passes through unchanged.
+ */
+export function mapIoError(error: unknown, context: IoContext, action: string): unknown {
+  if (isConductorError(error) || !isErrno(error)) return error;
+  const code = error.code as string;
+  const detail = `${context.what}: ${action} failed (${code})`;
+  if (NO_SPACE.has(code)) {
+    return new ConductorError('NO_SPACE', `${detail}: no space left on the cache file system`, {
+      cause: error,
+    });
+  }
+  if (context.side === 'destination' && DESTINATION_NOT_WRITABLE.has(code)) {
+    return new ConductorError('DESTINATION_READ_ONLY', `${detail}: the cache is not writable`, {
+      cause: error,
+    });
+  }
+  if (context.side === 'source' && SOURCE_GONE.has(code)) {
+    return new ConductorError('SOURCE_MISSING', `${detail}: the image is not there`, { cause: error });
+  }
+  return new ConductorError('IO_ERROR', `${detail}: ${error.message}`, { cause: error });
+}
+
+/** Runs one file-system operation, mapping its failure with `mapIoError`. */
+export async function io<T>(context: IoContext, action: string, operation: () => Promise<T>): Promise<T> {
+  try {
+    return await operation();
+  } catch (error) {
+    throw mapIoError(error, context, action);
+  }
+}

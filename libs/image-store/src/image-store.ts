@@ -1,0 +1,594 @@
+import { constants as fsConstants, promises as fsp } from 'node:fs';
+import type { FileHandle } from 'node:fs/promises';
+import * as path from 'node:path';
+import { z } from 'zod';
+import {
+  ConductorError,
+  InvalidFieldError,
+  holderIdSchema,
+  imageIdSchema,
+  nodeIdSchema,
+  parseField,
+} from '@app/contracts';
+import { CacheLayout, META_SUFFIX, type NodeLayout, parseTmpName } from './cache-layout';
+import { ensureDir, fsyncDir, uniqueTag, writeFileAtomic } from './durable-fs';
+import { type IoContext, io, isErrno, mapIoError } from './fs-errors';
+import { streamCopy, throwIfAborted } from './image-copier';
+import { type ImageMeta, REQUEST_ID_MAX_LENGTH, readMetaFile, serializeMeta } from './image-meta';
+
+export interface ImageStoreOptions {
+  /** CACHE_ROOT: the shared folder holding one sub-folder per node. */
+  root: string;
+  /** fsync files and folders at each publish step (default true). Off only for tests and benchmarks. */
+  fsync?: boolean;
+  /**
+   * Problems that must not replace the error being reported (a partial copy that could not be removed
+   * after a failure). Defaults to process.emitWarning.
+   */
+  onWarning?: (message: string, error: unknown) => void;
+}
+
+/** What an image must be; omitted fields are not checked. sha256 is 64 hex digits (any case). */
+export interface ExpectedImage {
+  sha256?: string;
+  size?: number;
+}
+
+export interface CopyImageRequest {
+  imageId: string;
+  source: string;
+  destination: string;
+  /** Checked instead of the source's meta when given (DESIGN.md "Copy"). */
+  expected?: ExpectedImage;
+  /** Unique per attempt: names the partial copy and is recorded in the meta. */
+  attemptId: string;
+  requestId?: string;
+  /** The destination lock's generation, recorded in the meta. */
+  fencingToken?: number;
+  signal?: AbortSignal;
+  /** Called after every chunk; a throw fails the copy (nothing published). */
+  onProgress?: (bytesDone: number, bytesTotal: number) => void;
+  /**
+   * Called right before the rename that publishes the image, after the bytes were verified. If it throws,
+   * nothing is published and that error propagates unchanged: the conductor checks here that it still
+   * holds the destination lock. A pause between this check and the rename stays possible; the bytes
+   * published then were still verified against the same sha256, so a late writer can only replace the
+   * image with identical content (its meta then records its own, older fencingToken and attemptId).
+   */
+  beforePublish?: () => Promise<void> | void;
+}
+
+export interface CopyImageOutcome {
+  status: 'copied' | 'already-present';
+  /** Bytes copied by this call: 0 when already present (the image's size is meta.size). */
+  bytes: number;
+  sha256: string;
+  /** The destination's meta. */
+  meta: ImageMeta;
+  /** Streaming, hashing, fsync and publishing; 0 when already present. */
+  copyMs: number;
+  /** Checking the source and the destination before copying (the copy itself hashes inline). */
+  verifyMs: number;
+}
+
+export interface ImportImageOptions {
+  signal?: AbortSignal;
+  /** Names the partial copy; a fresh unique id by default. */
+  attemptId?: string;
+}
+
+export interface RemoveLeftoverTmpOptions {
+  /** Only remove files not modified for this long (for sweeps made without holding the image's lock). */
+  olderThanMs?: number;
+}
+
+const sha256Schema = z
+  .string()
+  .regex(/^[0-9a-fA-F]{64}$/, 'must be 64 hex digits')
+  .transform((s) => s.toLowerCase());
+const sizeSchema = z
+  .number()
+  .int('must be an integer')
+  .nonnegative('must not be negative')
+  .max(Number.MAX_SAFE_INTEGER);
+const requestIdSchema = z.string().min(1, 'must not be empty').max(REQUEST_ID_MAX_LENGTH);
+const fencingTokenSchema = z
+  .number()
+  .int('must be an integer')
+  .nonnegative('must not be negative')
+  .max(Number.MAX_SAFE_INTEGER);
+
+/** Why an image is not verified, or its meta when it is. */
+type Inspection = { meta: ImageMeta; problem?: undefined } | { meta?: undefined; problem: string };
+
+/**
+ * A node cache under CACHE_ROOT and the verified, atomic copy between two of them. It knows nothing of
+ * locks: callers hold the source's shared and the destination's exclusive lock around copyImage, and the
+ * destination's exclusive lock around removeLeftoverTmp for one image.
+ */
+export class ImageStore {
+  readonly root: string;
+  private readonly layout: CacheLayout;
+  private readonly fsync: boolean;
+  private readonly onWarning: (message: string, error: unknown) => void;
+
+  constructor(options: ImageStoreOptions) {
+    this.layout = new CacheLayout(options.root);
+    this.root = this.layout.root;
+    this.fsync = options.fsync ?? true;
+    this.onWarning =
+      options.onWarning ??
+      ((message, error) => process.emitWarning(`${message}: ${describeError(error)}`, 'ImageStoreWarning'));
+  }
+
+  nodeLayout(node: string): NodeLayout {
+    return this.layout.node(node);
+  }
+
+  imagePath(node: string, imageId: string): string {
+    return this.layout.imagePath(this.layout.node(node), this.layout.imageId(imageId));
+  }
+
+  metaPath(node: string, imageId: string): string {
+    return this.layout.metaPath(this.layout.node(node), this.layout.imageId(imageId));
+  }
+
+  /** The image's meta if the file holds valid meta for exactly this image, else undefined. */
+  async readMeta(node: string, imageId: string): Promise<ImageMeta | undefined> {
+    const layout = this.layout.node(node);
+    const id = this.layout.imageId(imageId);
+    return io(cacheContext(layout, id), 'reading the meta file', () =>
+      readMetaFile(this.layout.metaPath(layout, id), id),
+    );
+  }
+
+  /**
+   * The meta of a published image whose file is there with the size its meta records, and which matches
+   * `expected`. No re-hash: meta is only written after the bytes were verified.
+   */
+  async verifiedImage(
+    node: string,
+    imageId: string,
+    expected?: ExpectedImage,
+  ): Promise<ImageMeta | undefined> {
+    const layout = this.layout.node(node);
+    const id = this.layout.imageId(imageId);
+    const wanted = parseExpected(expected);
+    const { meta } = await this.inspect(layout, id, cacheContext(layout, id));
+    return meta && matches(meta, wanted) ? meta : undefined;
+  }
+
+  /** Sub-folders of the root named like node ids (anything else in the root is ignored). */
+  async listNodes(): Promise<string[]> {
+    let entries;
+    try {
+      entries = await fsp.readdir(this.root, { withFileTypes: true });
+    } catch (error) {
+      if (isErrno(error, 'ENOENT')) return [];
+      throw mapIoError(error, { side: 'cache', what: `cache root ${this.root}` }, 'listing nodes');
+    }
+    return entries
+      .filter((entry) => entry.isDirectory() && nodeIdSchema.safeParse(entry.name).success)
+      .map((entry) => entry.name)
+      .sort();
+  }
+
+  /** The node's verified images, by image id. */
+  async listImages(node: string): Promise<ImageMeta[]> {
+    const layout = this.layout.node(node);
+    let names: string[];
+    try {
+      names = await fsp.readdir(layout.images);
+    } catch (error) {
+      if (isErrno(error, 'ENOENT')) return [];
+      throw mapIoError(error, { side: 'cache', what: `node ${layout.node}` }, 'listing images');
+    }
+    const images: ImageMeta[] = [];
+    for (const name of names.sort()) {
+      if (!name.endsWith(META_SUFFIX)) continue;
+      const imageId = name.slice(0, -META_SUFFIX.length);
+      if (!imageIdSchema.safeParse(imageId).success) continue;
+      const { meta } = await this.inspect(layout, imageId, cacheContext(layout, imageId));
+      if (meta) images.push(meta);
+    }
+    return images;
+  }
+
+  /** Seeds a cache from a file outside it (demo, tests): hashed while copied, then published like a copy. */
+  async importImage(
+    node: string,
+    imageId: string,
+    fromPath: string,
+    options: ImportImageOptions = {},
+  ): Promise<ImageMeta> {
+    const layout = this.layout.node(node);
+    const id = this.layout.imageId(imageId);
+    const attemptId =
+      options.attemptId === undefined
+        ? uniqueTag('import')
+        : parseField(holderIdSchema, options.attemptId, 'attemptId');
+    throwIfAborted(options.signal);
+    const sourceContext: IoContext = { side: 'source', what: `import of ${fromPath}` };
+    const from = await io(sourceContext, 'opening the file', () => fsp.open(fromPath, 'r'));
+    try {
+      const stat = await io(sourceContext, 'stat', () => from.stat());
+      if (!stat.isFile()) {
+        throw new ConductorError('SOURCE_MISSING', `import of ${fromPath}: not a regular file`);
+      }
+      const { meta } = await this.publish({
+        destination: layout,
+        imageId: id,
+        tag: attemptId,
+        from,
+        sourceContext,
+        expected: { size: stat.size },
+        signal: options.signal,
+        metaFields: { attemptId },
+        describe: `import of ${fromPath} as image ${id} on node ${layout.node}`,
+      });
+      return meta;
+    } finally {
+      await this.closeQuietly(from, fromPath);
+    }
+  }
+
+  /** DESIGN.md "Copy": see CopyImageRequest. The caller holds both locks. */
+  async copyImage(request: CopyImageRequest): Promise<CopyImageOutcome> {
+    const started = performance.now();
+    const imageId = this.layout.imageId(request.imageId);
+    const source = this.layout.node(request.source, 'source');
+    const destination = this.layout.node(request.destination, 'destination');
+    if (source.node === destination.node) {
+      throw new InvalidFieldError('destination', 'must differ from source');
+    }
+    const attemptId = parseField(holderIdSchema, request.attemptId, 'attemptId');
+    const requested = parseExpected(request.expected);
+    const requestId =
+      request.requestId === undefined
+        ? undefined
+        : parseField(requestIdSchema, request.requestId, 'requestId');
+    const fencingToken =
+      request.fencingToken === undefined
+        ? undefined
+        : parseField(fencingTokenSchema, request.fencingToken, 'fencingToken');
+    throwIfAborted(request.signal);
+
+    const sourceContext: IoContext = { side: 'source', what: `source node ${source.node}, image ${imageId}` };
+    const destinationContext: IoContext = {
+      side: 'destination',
+      what: `destination node ${destination.node}, image ${imageId}`,
+    };
+    const sourceState = await this.inspect(source, imageId, sourceContext);
+    const destinationState = await this.inspect(destination, imageId, destinationContext);
+
+    // With no checksum in the request and no source meta (evicted since a first, successful delivery),
+    // any verified image at the destination is the answer: redeliveries stay idempotent.
+    const expected: ExpectedImage = {
+      sha256: requested.sha256 ?? sourceState.meta?.sha256,
+      size: requested.size ?? sourceState.meta?.size,
+    };
+    if (destinationState.meta && matches(destinationState.meta, expected)) {
+      return {
+        status: 'already-present',
+        bytes: 0,
+        sha256: destinationState.meta.sha256,
+        meta: destinationState.meta,
+        copyMs: 0,
+        verifyMs: performance.now() - started,
+      };
+    }
+
+    const sourceMeta = sourceState.meta;
+    if (!sourceMeta) {
+      throw new ConductorError(
+        'SOURCE_MISSING',
+        `no verified copy of image ${imageId} on node ${source.node}: ${sourceState.problem}`,
+      );
+    }
+    // The source's meta was written after verifying its bytes: a different checksum there means the copy
+    // could only fail, so fail before moving any bytes.
+    if (requested.sha256 !== undefined && requested.sha256 !== sourceMeta.sha256) {
+      throw new ConductorError(
+        'CHECKSUM_MISMATCH',
+        `image ${imageId} on node ${source.node} has sha256 ${sourceMeta.sha256}, the request expects ${requested.sha256}; nothing was copied`,
+      );
+    }
+    if (requested.size !== undefined && requested.size !== sourceMeta.size) {
+      throw new ConductorError(
+        'SIZE_MISMATCH',
+        `image ${imageId} on node ${source.node} has ${sourceMeta.size} bytes, the request expects ${requested.size}; nothing was copied`,
+      );
+    }
+
+    const copyStarted = performance.now();
+    const sourcePath = this.layout.imagePath(source, imageId);
+    // O_NOFOLLOW: a published image is a regular file; a symlink swapped in would read outside the cache.
+    const from = await io(sourceContext, 'opening the image', () =>
+      fsp.open(sourcePath, fsConstants.O_RDONLY | fsConstants.O_NOFOLLOW),
+    );
+    try {
+      const stat = await io(sourceContext, 'stat of the image', () => from.stat());
+      if (stat.size !== sourceMeta.size) {
+        throw new ConductorError(
+          'SOURCE_MISSING',
+          `image ${imageId} on node ${source.node} has ${stat.size} bytes but its meta says ${sourceMeta.size}`,
+        );
+      }
+      const total = sourceMeta.size;
+      const onProgress = request.onProgress;
+      const { bytes, meta } = await this.publish({
+        destination,
+        imageId,
+        tag: attemptId,
+        from,
+        sourceContext,
+        expected: { sha256: sourceMeta.sha256, size: sourceMeta.size },
+        signal: request.signal,
+        onProgress: onProgress && ((done) => onProgress(done, total)),
+        beforePublish: request.beforePublish,
+        metaFields: {
+          source: { node: source.node, ...(requestId === undefined ? {} : { requestId }) },
+          ...(fencingToken === undefined ? {} : { fencingToken }),
+          attemptId,
+        },
+        describe: `copy of image ${imageId} from node ${source.node} to node ${destination.node}`,
+      });
+      return {
+        status: 'copied',
+        bytes,
+        sha256: meta.sha256,
+        meta,
+        copyMs: performance.now() - copyStarted,
+        verifyMs: copyStarted - started,
+      };
+    } finally {
+      await this.closeQuietly(from, sourcePath);
+    }
+  }
+
+  /**
+   * Removes partial copies of `imageId` on `node` (all partial copies when no id is given) and returns how
+   * many. Safe for one image while holding its exclusive lock: any tmp of that image is then a dead or
+   * aborted attempt's. Without an id, other images may be copying right now: pass `olderThanMs`.
+   */
+  async removeLeftoverTmp(
+    node: string,
+    imageId?: string,
+    options: RemoveLeftoverTmpOptions = {},
+  ): Promise<number> {
+    const layout = this.layout.node(node);
+    const id = imageId === undefined ? undefined : this.layout.imageId(imageId);
+    const olderThanMs =
+      options.olderThanMs === undefined
+        ? undefined
+        : parseField(sizeSchema, options.olderThanMs, 'olderThanMs');
+    const context: IoContext = { side: 'cache', what: `node ${layout.node}, tmp folder` };
+    let names: string[];
+    try {
+      names = await fsp.readdir(layout.tmp);
+    } catch (error) {
+      if (isErrno(error, 'ENOENT')) return 0;
+      throw mapIoError(error, context, 'listing partial copies');
+    }
+    const cutoff = olderThanMs === undefined ? undefined : Date.now() - olderThanMs;
+    let removed = 0;
+    for (const name of names) {
+      if (id !== undefined && parseTmpName(name)?.imageId !== id) continue;
+      const file = path.join(layout.tmp, name);
+      let stat;
+      try {
+        stat = await fsp.lstat(file);
+      } catch (error) {
+        if (isErrno(error, 'ENOENT')) continue; // another cleaner got there first
+        throw mapIoError(error, context, `stat of ${name}`);
+      }
+      if (!stat.isFile() || (cutoff !== undefined && stat.mtimeMs > cutoff)) continue;
+      await io(context, `removing ${name}`, () => fsp.rm(file, { force: true }));
+      removed += 1;
+    }
+    return removed;
+  }
+
+  /**
+   * Records a read of the image (the cleaner evicts the least recently used). copyImage does not call it:
+   * the conductor does, for the source, while it still holds the source lock; a failure there (a
+   * read-only source cache, say) is worth a log line, not a failed copy.
+   */
+  async touchLastUsed(node: string, imageId: string): Promise<void> {
+    const layout = this.layout.node(node);
+    const id = this.layout.imageId(imageId);
+    const context = cacheContext(layout, id);
+    const meta = await io(context, 'reading the meta file', () =>
+      readMetaFile(this.layout.metaPath(layout, id), id),
+    );
+    if (!meta) {
+      throw new ConductorError('SOURCE_MISSING', `no valid meta for image ${id} on node ${layout.node}`);
+    }
+    await this.writeMeta(layout, { ...meta, lastUsedAt: new Date().toISOString() }, context);
+  }
+
+  private async inspect(layout: NodeLayout, imageId: string, context: IoContext): Promise<Inspection> {
+    const meta = await io(context, 'reading the meta file', () =>
+      readMetaFile(this.layout.metaPath(layout, imageId), imageId),
+    );
+    if (!meta) return { problem: 'meta file missing or invalid' };
+    let stat;
+    try {
+      stat = await fsp.lstat(this.layout.imagePath(layout, imageId));
+    } catch (error) {
+      if (isErrno(error, 'ENOENT', 'ENOTDIR')) return { problem: 'image file missing' };
+      throw mapIoError(error, context, 'stat of the image');
+    }
+    if (!stat.isFile()) return { problem: 'image path is not a regular file' };
+    if (stat.size !== meta.size) {
+      return { problem: `image file has ${stat.size} bytes but its meta says ${meta.size}` };
+    }
+    return { meta };
+  }
+
+  /** Streams `from` into a fresh tmp file, verifies, publishes by rename, then writes the meta. */
+  private async publish(options: {
+    destination: NodeLayout;
+    imageId: string;
+    tag: string;
+    from: FileHandle;
+    sourceContext: IoContext;
+    expected: ExpectedImage;
+    signal?: AbortSignal;
+    onProgress?: (bytesDone: number) => void;
+    beforePublish?: () => Promise<void> | void;
+    metaFields: Pick<ImageMeta, 'source' | 'fencingToken' | 'attemptId'>;
+    describe: string;
+  }): Promise<{ bytes: number; meta: ImageMeta }> {
+    const { destination, imageId, expected, signal, describe } = options;
+    const context: IoContext = {
+      side: 'destination',
+      what: `destination node ${destination.node}, image ${imageId}`,
+    };
+    await io(context, 'creating the cache folders', async () => {
+      await ensureDir(destination.images);
+      await ensureDir(destination.tmp);
+    });
+    const tmpPath = this.layout.tmpPath(destination, imageId, options.tag);
+    const finalPath = this.layout.imagePath(destination, imageId);
+    const metaPath = this.layout.metaPath(destination, imageId);
+
+    let to: FileHandle;
+    try {
+      to = await fsp.open(tmpPath, 'wx', 0o644);
+    } catch (error) {
+      if (isErrno(error, 'EEXIST')) {
+        throw new ConductorError(
+          'IO_ERROR',
+          `${describe}: a partial copy of attempt ${options.tag} already exists; attempt ids must be unique (removeLeftoverTmp clears dead attempts)`,
+        );
+      }
+      throw mapIoError(error, context, 'creating the partial copy');
+    }
+
+    let bytes: number;
+    let sha256: string;
+    let open = true;
+    let renamed = false;
+    try {
+      ({ bytes, sha256 } = await streamCopy({
+        from: options.from,
+        to,
+        maxBytes: expected.size,
+        signal,
+        onProgress: options.onProgress,
+        readError: (error) => mapIoError(error, options.sourceContext, 'reading'),
+        writeError: (error) => mapIoError(error, context, 'writing the partial copy'),
+        describe,
+      }));
+      if (this.fsync) await io(context, 'fsync of the partial copy', () => to.sync());
+      open = false;
+      await io(context, 'closing the partial copy', () => to.close());
+
+      if (expected.size !== undefined && bytes !== expected.size) {
+        throw new ConductorError(
+          'SIZE_MISMATCH',
+          `${describe}: ${bytes} bytes arrived, expected ${expected.size}; nothing was published`,
+        );
+      }
+      if (expected.sha256 !== undefined && sha256 !== expected.sha256) {
+        throw new ConductorError(
+          'CHECKSUM_MISMATCH',
+          `${describe}: the bytes have sha256 ${sha256}, expected ${expected.sha256}; nothing was published`,
+        );
+      }
+      throwIfAborted(signal);
+      await options.beforePublish?.();
+      throwIfAborted(signal);
+
+      // An older image under this id loses its meta before the rename: a crash in between then leaves an
+      // unverified image (copied again next time), never new bytes described by the old meta.
+      const hadMeta = await io(context, 'removing the old meta', () =>
+        fsp.unlink(metaPath).then(
+          () => true,
+          (error: unknown) => {
+            if (isErrno(error, 'ENOENT')) return false;
+            throw error;
+          },
+        ),
+      );
+      if (hadMeta && this.fsync) {
+        await io(context, 'fsync of the images folder', () => fsyncDir(destination.images));
+      }
+      await io(context, 'publishing (rename)', () => fsp.rename(tmpPath, finalPath));
+      renamed = true;
+    } catch (error) {
+      if (open) await this.closeQuietly(to, tmpPath);
+      if (!renamed) await this.discard(tmpPath);
+      throw error;
+    }
+
+    // Published: from here an abort no longer stops us, an image without meta would only be copied again.
+    if (this.fsync) await io(context, 'fsync of the images folder', () => fsyncDir(destination.images));
+    const now = new Date().toISOString();
+    const meta: ImageMeta = {
+      v: 1,
+      imageId,
+      size: bytes,
+      sha256,
+      createdAt: now,
+      lastUsedAt: now,
+      ...options.metaFields,
+    };
+    await this.writeMeta(destination, meta, context);
+    return { bytes, meta };
+  }
+
+  private async writeMeta(layout: NodeLayout, meta: ImageMeta, context: IoContext): Promise<void> {
+    await io(context, 'writing the meta file', () =>
+      writeFileAtomic({
+        tmpPath: this.layout.tmpPath(layout, meta.imageId, uniqueTag('meta')),
+        finalPath: this.layout.metaPath(layout, meta.imageId),
+        finalDir: layout.images,
+        data: serializeMeta(meta),
+        fsync: this.fsync,
+        discard: (tmpPath) => this.discard(tmpPath),
+      }),
+    );
+  }
+
+  /** Removes a partial file after a failure; never throws, so the failure being reported stays the one. */
+  private async discard(file: string): Promise<void> {
+    try {
+      await fsp.rm(file, { force: true });
+    } catch (error) {
+      this.onWarning(`could not remove the partial file ${file} (removeLeftoverTmp will)`, error);
+    }
+  }
+
+  private async closeQuietly(handle: FileHandle, file: string): Promise<void> {
+    try {
+      await handle.close();
+    } catch (error) {
+      this.onWarning(`could not close ${file}`, error);
+    }
+  }
+}
+
+function cacheContext(layout: NodeLayout, imageId: string): IoContext {
+  return { side: 'cache', what: `node ${layout.node}, image ${imageId}` };
+}
+
+function parseExpected(expected: ExpectedImage | undefined): ExpectedImage {
+  if (expected === undefined || expected === null) return {};
+  return {
+    sha256: expected.sha256 === undefined ? undefined : parseField(sha256Schema, expected.sha256, 'sha256'),
+    size: expected.size === undefined ? undefined : parseField(sizeSchema, expected.size, 'size'),
+  };
+}
+
+function matches(meta: ImageMeta, expected: ExpectedImage): boolean {
+  return (
+    (expected.sha256 === undefined || meta.sha256 === expected.sha256) &&
+    (expected.size === undefined || meta.size === expected.size)
+  );
+}
+
+function describeError(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}

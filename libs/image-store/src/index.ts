@@ -1,0 +1,12 @@
+export {
+  ImageStore,
+  type ImageStoreOptions,
+  type ExpectedImage,
+  type CopyImageRequest,
+  type CopyImageOutcome,
+  type ImportImageOptions,
+  type RemoveLeftoverTmpOptions,
+} from './image-store';
+export { type ImageMeta, imageMetaSchema } from './image-meta';
+export { type NodeLayout, parseTmpName } from './cache-layout';
+export { COPY_CHUNK_BYTES } from './image-copier';
