@@ -1,0 +1,327 @@
+import {
+  connect,
+  type Channel,
+  type ChannelModel,
+  type ConfirmChannel,
+  type RecoveringChannelModel,
+} from 'amqplib';
+import type { CellTopology } from '@app/contracts';
+import { declareCellTopology } from './declare-topology';
+import { BrokerUnavailableError, MessagingClosedError, redactUrl } from './errors';
+import { defaultLogger, errorFields, type MessagingLogger } from './logger';
+import { TypedEvents } from './typed-events';
+
+export type ConnectionState = 'connecting' | 'connected' | 'disconnected' | 'closed';
+
+export interface BrokerConnectionEvents {
+  /** Topology declared; channels may be opened. `generation` increases on every (re)connect. */
+  connected: { generation: number; reconnects: number };
+  /** The connection was lost; recovery is scheduled. Channels of the old generation are dead. */
+  disconnected: { reason: Error };
+  /** An attempt failed (broker down, auth, or topology declaration refused). */
+  'connect-failed': { error: Error };
+  'reconnect-scheduled': { attempt: number; delayMs: number; reason: Error };
+  /** The broker stopped reading from us (memory or disk alarm): publishes will wait. */
+  blocked: { reason: string };
+  unblocked: Record<string, never>;
+  closed: Record<string, never>;
+}
+
+export interface ReconnectOptions {
+  /** First delay after a loss; doubles per failed attempt. Default 200 ms. */
+  initialDelayMs?: number;
+  /** Cap of the delay, jitter included. Default 10 000 ms. */
+  maxDelayMs?: number;
+  /** Fraction (0..1) of random spread around each delay, so a fleet does not reconnect in lockstep. Default 0.5. */
+  jitter?: number;
+}
+
+export interface BrokerConnectionOptions {
+  url: string;
+  /**
+   * Shown by the broker (management UI, `rabbitmqctl list_connections client_properties`), e.g.
+   * `conductor-<id>`. It is how an operator, or a test, finds this process's connection.
+   */
+  connectionName: string;
+  /** Declared on every (re)connect, before `connected` is emitted. */
+  topologies?: readonly CellTopology[];
+  reconnect?: ReconnectOptions;
+  /** AMQP heartbeat: a dead peer is noticed after about two intervals. Default 10 s (RabbitMQ's is 60 s). */
+  heartbeatSeconds?: number;
+  /** TCP connect + handshake timeout of one attempt. Default 10 s. */
+  connectTimeoutMs?: number;
+  logger?: MessagingLogger;
+}
+
+export interface LiveModel {
+  readonly model: ChannelModel;
+  readonly generation: number;
+}
+
+/**
+ * One AMQP connection that keeps itself alive.
+ *
+ * Recovery: we use amqplib 2.x's opt-in recovery (`connect(url, { recovery })`) rather than our own loop.
+ * It already does exponential backoff with jitter under a hard cap, never gives up (maxRetries Infinity),
+ * runs a `setup` hook on every new connection before announcing it, and `close()` cancels a pending
+ * attempt; reimplementing that would only add bugs. What it does NOT do is recreate channels or consumers:
+ * channels belong to one underlying connection. So:
+ *   - `setup` declares the cell topology on a throwaway channel; if that fails the attempt counts as failed
+ *     and is retried with backoff, so `connected` always means "topology is in place";
+ *   - Publisher and Consumer open their channels from `current()` and listen to `connected` to re-open them
+ *     (the `generation` tells a channel of the current connection from a dead one).
+ * The recovering wrapper re-emits connection `error` events: we must listen (an unhandled 'error' event
+ * would throw inside amqplib's socket handling).
+ */
+export class BrokerConnection {
+  private readonly events: TypedEvents<BrokerConnectionEvents>;
+  /** Also the default logger of the Publishers and Consumers built on this connection. */
+  readonly logger: MessagingLogger;
+  private readonly topologies: readonly CellTopology[];
+  private handle: Promise<RecoveringChannelModel> | undefined;
+  private live: LiveModel | undefined;
+  private stateValue: ConnectionState = 'connecting';
+  private generationValue = 0;
+  private reconnectCount = 0;
+  private lastErrorValue: Error | undefined;
+  private readonly waiters = new Set<{
+    resolve: (live: LiveModel) => void;
+    reject: (error: Error) => void;
+  }>();
+
+  constructor(private readonly options: BrokerConnectionOptions) {
+    this.logger = options.logger ?? defaultLogger();
+    this.events = new TypedEvents(this.logger);
+    this.topologies = options.topologies ?? [];
+  }
+
+  get state(): ConnectionState {
+    return this.stateValue;
+  }
+
+  /** Successful connections after the first one. */
+  get reconnects(): number {
+    return this.reconnectCount;
+  }
+
+  get generation(): number {
+    return this.generationValue;
+  }
+
+  get lastError(): Error | undefined {
+    return this.lastErrorValue;
+  }
+
+  get connectionName(): string {
+    return this.options.connectionName;
+  }
+
+  on<K extends keyof BrokerConnectionEvents>(
+    event: K,
+    listener: (payload: BrokerConnectionEvents[K]) => void,
+  ): () => void {
+    return this.events.on(event, listener);
+  }
+
+  /** Starts connecting in the background (idempotent). Use waitUntilConnected() to wait for it. */
+  start(): this {
+    if (this.handle || this.stateValue === 'closed') return this;
+    const reconnect = this.options.reconnect ?? {};
+    this.handle = connect(this.urlWithHeartbeat(), {
+      clientProperties: { connection_name: this.options.connectionName },
+      timeout: this.options.connectTimeoutMs ?? 10_000,
+      recovery: {
+        initialDelay: reconnect.initialDelayMs ?? 200,
+        maxDelay: reconnect.maxDelayMs ?? 10_000,
+        factor: 2,
+        jitter: reconnect.jitter ?? 0.5,
+        maxRetries: Infinity,
+        // Return the handle at once: the app starts (and reports not-ready) while the broker is down.
+        waitForConnect: false,
+        setup: (model: ChannelModel) => this.declareTopologies(model),
+      },
+    });
+    this.handle.then(
+      (recovering) => this.bind(recovering),
+      // Only a synchronous failure inside connect() (e.g. a malformed URL) lands here.
+      (error: unknown) => this.fail(error instanceof Error ? error : new Error(String(error))),
+    );
+    return this;
+  }
+
+  /** The current connection, if connected. */
+  current(): LiveModel | undefined {
+    return this.stateValue === 'connected' ? this.live : undefined;
+  }
+
+  /** Resolves with the live connection, or rejects with BrokerUnavailableError after `timeoutMs`. */
+  waitForLive(timeoutMs: number): Promise<LiveModel> {
+    const live = this.current();
+    if (live) return Promise.resolve(live);
+    if (this.stateValue === 'closed') return Promise.reject(new MessagingClosedError('BrokerConnection'));
+    return new Promise((resolve, reject) => {
+      const waiter = {
+        resolve: (l: LiveModel) => {
+          clearTimeout(timer);
+          resolve(l);
+        },
+        reject: (error: Error) => {
+          clearTimeout(timer);
+          reject(error);
+        },
+      };
+      const timer = setTimeout(() => {
+        this.waiters.delete(waiter);
+        const cause = this.lastErrorValue ? `: ${this.lastErrorValue.message}` : '';
+        reject(
+          new BrokerUnavailableError(
+            `not connected to RabbitMQ at ${redactUrl(this.options.url)} within ${timeoutMs} ms ` +
+              `(state ${this.stateValue})${cause}`,
+            { cause: this.lastErrorValue },
+          ),
+        );
+      }, timeoutMs);
+      this.waiters.add(waiter);
+    });
+  }
+
+  async waitUntilConnected(timeoutMs: number): Promise<void> {
+    await this.waitForLive(timeoutMs);
+  }
+
+  /** Opens a channel on the live connection (waiting up to `timeoutMs` for one). */
+  async openChannel(timeoutMs: number): Promise<{ channel: Channel; generation: number }> {
+    const { model, generation } = await this.waitForLive(timeoutMs);
+    return { channel: await model.createChannel(), generation };
+  }
+
+  async openConfirmChannel(timeoutMs: number): Promise<{ channel: ConfirmChannel; generation: number }> {
+    const { model, generation } = await this.waitForLive(timeoutMs);
+    return { channel: await model.createConfirmChannel(), generation };
+  }
+
+  /**
+   * Closes the connection and stops recovery. Channels die with it: unacked deliveries go back to their
+   * queues. Stop consumers and wait for in-flight work first (Consumer.pause()/drain()).
+   */
+  async close(): Promise<void> {
+    if (this.stateValue === 'closed') return;
+    this.setClosed();
+    const handle = this.handle;
+    this.handle = undefined;
+    if (!handle) return;
+    try {
+      await (await handle).close();
+    } catch (error) {
+      this.logger.warn({ ...errorFields(error) }, 'error while closing the broker connection');
+    }
+  }
+
+  private urlWithHeartbeat(): string {
+    // heartbeat is a connection (URL) parameter in amqplib, not a socket option.
+    try {
+      const url = new URL(this.options.url);
+      if (!url.searchParams.has('heartbeat'))
+        url.searchParams.set('heartbeat', String(this.options.heartbeatSeconds ?? 10));
+      return url.toString();
+    } catch {
+      return this.options.url; // connect() reports the malformed URL
+    }
+  }
+
+  private async declareTopologies(model: ChannelModel): Promise<void> {
+    if (this.topologies.length === 0) return;
+    const channel = await model.createChannel();
+    // Declaration errors reject the awaited call; the event only needs a listener so it does not throw.
+    channel.on('error', () => {});
+    for (const topology of this.topologies) await declareCellTopology(channel, topology);
+    await channel.close();
+  }
+
+  private bind(recovering: RecoveringChannelModel): void {
+    if (this.stateValue === 'closed') {
+      // close() raced the (immediate) resolution of connect(): make sure recovery stops.
+      recovering.close().catch(() => {});
+      return;
+    }
+    recovering.on('connect', (model: ChannelModel) => this.onConnect(model));
+    recovering.on('disconnect', (error: Error) => this.onDisconnect(error));
+    recovering.on('connect-failed', (error: Error) => {
+      this.lastErrorValue = error;
+      this.logger.warn(
+        { ...errorFields(error), url: redactUrl(this.options.url) },
+        'RabbitMQ connection attempt failed',
+      );
+      this.events.emit('connect-failed', { error });
+    });
+    recovering.on('reconnect-scheduled', (info: { attempt: number; delay: number; error: Error }) => {
+      this.logger.info({ attempt: info.attempt, delayMs: info.delay }, 'reconnecting to RabbitMQ');
+      this.events.emit('reconnect-scheduled', {
+        attempt: info.attempt,
+        delayMs: info.delay,
+        reason: info.error,
+      });
+    });
+    // Only reachable with a finite maxRetries or a failing setup of amqplib itself; treated as final.
+    recovering.on('reconnect-failed', (error: Error) => this.fail(error));
+    recovering.on('error', (error: Error) => {
+      this.lastErrorValue = error;
+      this.logger.warn({ ...errorFields(error) }, 'RabbitMQ connection error');
+    });
+    recovering.on('handler-error', (error: Error, event: string) => {
+      this.logger.error({ ...errorFields(error), event }, 'a connection event listener threw');
+    });
+    recovering.on('blocked', (reason: string) => {
+      this.logger.warn({ reason }, 'RabbitMQ blocked this connection (resource alarm)');
+      this.events.emit('blocked', { reason });
+    });
+    recovering.on('unblocked', () => {
+      this.logger.info({}, 'RabbitMQ unblocked this connection');
+      this.events.emit('unblocked', {});
+    });
+  }
+
+  private onConnect(model: ChannelModel): void {
+    if (this.stateValue === 'closed') return;
+    if (this.generationValue > 0) this.reconnectCount += 1;
+    this.generationValue += 1;
+    this.live = { model, generation: this.generationValue };
+    this.stateValue = 'connected';
+    this.logger.info(
+      {
+        generation: this.generationValue,
+        reconnects: this.reconnectCount,
+        connectionName: this.options.connectionName,
+      },
+      'connected to RabbitMQ',
+    );
+    for (const waiter of [...this.waiters]) waiter.resolve(this.live);
+    this.waiters.clear();
+    this.events.emit('connected', { generation: this.generationValue, reconnects: this.reconnectCount });
+  }
+
+  private onDisconnect(reason: Error): void {
+    if (this.stateValue === 'closed') return;
+    this.live = undefined;
+    this.stateValue = 'disconnected';
+    this.lastErrorValue = reason;
+    this.logger.warn({ ...errorFields(reason) }, 'lost the RabbitMQ connection');
+    this.events.emit('disconnected', { reason });
+  }
+
+  private fail(error: Error): void {
+    this.lastErrorValue = error;
+    this.logger.error({ ...errorFields(error) }, 'RabbitMQ connection gave up');
+    this.setClosed(error);
+  }
+
+  private setClosed(error?: Error): void {
+    if (this.stateValue === 'closed') return;
+    this.stateValue = 'closed';
+    this.live = undefined;
+    const rejection = error ?? new MessagingClosedError('BrokerConnection');
+    for (const waiter of [...this.waiters]) waiter.reject(rejection);
+    this.waiters.clear();
+    this.events.emit('closed', {});
+  }
+}

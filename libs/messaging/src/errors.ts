@@ -1,0 +1,34 @@
+/** The broker could not be reached (or the connection did not come back) within a bounded wait. */
+export class BrokerUnavailableError extends Error {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'BrokerUnavailableError';
+  }
+}
+
+/** An operation on a BrokerConnection, Publisher or Consumer after close(). */
+export class MessagingClosedError extends Error {
+  constructor(what: string) {
+    super(`${what} is closed`);
+    this.name = 'MessagingClosedError';
+  }
+}
+
+/** The broker did not confirm a publish (nack, channel closed before the confirm, or confirm timeout). */
+export class PublishNotConfirmedError extends Error {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'PublishNotConfirmedError';
+  }
+}
+
+/** The URL without its password, for messages and logs. */
+export function redactUrl(url: string): string {
+  try {
+    const parsed = new URL(url);
+    if (parsed.password) parsed.password = '***';
+    return parsed.toString();
+  } catch {
+    return '<invalid AMQP URL>';
+  }
+}

@@ -1,0 +1,30 @@
+export {
+  BrokerConnection,
+  type BrokerConnectionEvents,
+  type BrokerConnectionOptions,
+  type ConnectionState,
+  type LiveModel,
+  type ReconnectOptions,
+} from './broker-connection';
+export {
+  consume,
+  Consumer,
+  Delivery,
+  type ConsumeOptions,
+  type ConsumerState,
+  type DeliveryHandler,
+  type DeliveryOutcome,
+} from './consumer';
+export { declareCellTopology } from './declare-topology';
+export { BrokerUnavailableError, MessagingClosedError, PublishNotConfirmedError, redactUrl } from './errors';
+export { type MessagingLogger } from './logger';
+export { Publisher, type PublisherOptions, type PublishProperties } from './publisher';
+export {
+  MAX_DETAIL_HEADER_LENGTH,
+  publishToDeadLetter,
+  publishToRetry,
+  republishProperties,
+  type DeadLetterOptions,
+  type FailureInfo,
+  type RetryOptions,
+} from './retry-path';
