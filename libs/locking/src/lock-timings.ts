@@ -39,15 +39,20 @@ export function resolveLockTimings(overrides: Partial<LockTimings> = {}): LockTi
   return { staleMs, updateMs, safetyMarginMs, pollMs };
 }
 
-export function lockTimingProblems(t: LockTimings): string[] {
+/** Problems with a set of timings; `names` lets a caller report them under its own names (env variables). */
+export function lockTimingProblems(
+  t: LockTimings,
+  names: Record<keyof LockTimings, string> = { staleMs: 'staleMs', updateMs: 'updateMs', safetyMarginMs: 'safetyMarginMs', pollMs: 'pollMs' },
+): string[] {
+  const { staleMs, updateMs, safetyMarginMs, pollMs } = names;
   const problems: string[] = [];
-  if (!(t.staleMs >= MIN_STALE_MS)) problems.push(`staleMs must be at least ${MIN_STALE_MS}`);
-  if (!(t.updateMs >= MIN_UPDATE_MS)) problems.push(`updateMs must be at least ${MIN_UPDATE_MS}`);
-  if (!(t.updateMs <= t.staleMs / 2)) problems.push('updateMs must be at most half of staleMs');
-  if (!(t.safetyMarginMs > 0)) problems.push('safetyMarginMs must be positive');
+  if (!(t.staleMs >= MIN_STALE_MS)) problems.push(`${staleMs}: must be at least ${MIN_STALE_MS}`);
+  if (!(t.updateMs >= MIN_UPDATE_MS)) problems.push(`${updateMs}: must be at least ${MIN_UPDATE_MS}`);
+  if (!(t.updateMs <= t.staleMs / 2)) problems.push(`${updateMs}: must be at most half of ${staleMs}`);
+  if (!(t.safetyMarginMs > 0)) problems.push(`${safetyMarginMs}: must be positive`);
   // A holder beating every updateMs must stay trusted, with room for a slow file system.
   if (!(t.updateMs < t.staleMs - t.safetyMarginMs))
-    problems.push('updateMs must be below staleMs - safetyMarginMs, or a healthy holder would distrust its own lock');
-  if (!(t.pollMs >= 1 && t.pollMs <= t.staleMs)) problems.push('pollMs must be between 1 and staleMs');
+    problems.push(`${updateMs}: must be below ${staleMs} - ${safetyMarginMs}, or a healthy holder would distrust its own lock`);
+  if (!(t.pollMs >= 1 && t.pollMs <= t.staleMs)) problems.push(`${pollMs}: must be between 1 and ${staleMs}`);
   return problems;
 }

@@ -1,0 +1,112 @@
+import { type BeforeApplicationShutdown, type DynamicModule, Inject, Injectable, Module } from '@nestjs/common';
+import { LoggerModule } from 'nestjs-pino';
+import type { Logger as PinoLogger } from 'pino';
+import { type CellTopology, cellTopology } from '@app/contracts';
+import { ImageStore } from '@app/image-store';
+import { NodeLockManager } from '@app/locking';
+import { BrokerConnection, Publisher } from '@app/messaging';
+import type { ConductorConfig } from './config/conductor-config';
+import { CELL_TOPOLOGY, CONDUCTOR_CONFIG, ROOT_LOGGER, SHUTDOWN_CONTROLLER } from './conductor.tokens';
+import { CopyCoordinator } from './copy/copy-coordinator';
+import { CopyWorkflow } from './copy/copy-workflow';
+import { SourceSelector } from './copy/source-selector';
+import { RequestIntake } from './lifecycle/request-intake';
+import { CopyRequestHandler } from './requests/copy-request.handler';
+import { ProgressPublisher } from './requests/progress-publisher';
+import { ConductorStats } from './status/conductor-stats';
+
+/** Runs the graceful stop when Nest closes (SIGTERM/SIGINT through enableShutdownHooks). */
+@Injectable()
+class GracefulShutdown implements BeforeApplicationShutdown {
+  constructor(@Inject(RequestIntake) private readonly intake: RequestIntake) {}
+
+  async beforeApplicationShutdown(): Promise<void> {
+    await this.intake.stop();
+  }
+}
+
+/**
+ * Wires the conductor's plain classes; no business logic lives here. The config is loaded and validated
+ * before Nest starts (main.ts), so a bad environment stops the process with a clear message.
+ */
+@Module({})
+export class ConductorModule {
+  static forRoot(config: ConductorConfig, rootLogger: PinoLogger): DynamicModule {
+    return {
+      module: ConductorModule,
+      imports: [LoggerModule.forRoot({ pinoHttp: { logger: rootLogger, autoLogging: false } })],
+      providers: [
+        { provide: CONDUCTOR_CONFIG, useValue: config },
+        { provide: ROOT_LOGGER, useValue: rootLogger },
+        { provide: SHUTDOWN_CONTROLLER, useValue: new AbortController() },
+        {
+          provide: CELL_TOPOLOGY,
+          useFactory: () => cellTopology(config.CELL_ID, { retryDelaysMs: config.RETRY_DELAYS_MS, maxAttempts: config.MAX_ATTEMPTS }),
+        },
+        {
+          provide: ImageStore,
+          useFactory: () =>
+            new ImageStore({ root: config.CACHE_ROOT, onWarning: (message, error) => rootLogger.warn({ err: String(error) }, message) }),
+        },
+        {
+          provide: BrokerConnection,
+          inject: [CELL_TOPOLOGY],
+          useFactory: (topology: CellTopology) =>
+            new BrokerConnection({ url: config.AMQP_URL, connectionName: `conductor-${config.CONDUCTOR_ID}`, topologies: [topology], logger: rootLogger.child({ part: 'broker' }) }),
+        },
+        { provide: Publisher, inject: [BrokerConnection], useFactory: (broker: BrokerConnection) => new Publisher(broker) },
+        { provide: ConductorStats, useFactory: () => new ConductorStats() },
+        {
+          provide: NodeLockManager,
+          inject: [ConductorStats],
+          useFactory: (stats: ConductorStats) =>
+            new NodeLockManager({
+              root: config.CACHE_ROOT,
+              conductorId: config.CONDUCTOR_ID,
+              timings: { staleMs: config.LOCK_STALE_MS, updateMs: config.LOCK_UPDATE_MS, safetyMarginMs: config.LOCK_SAFETY_MARGIN_MS, pollMs: config.LOCK_POLL_MS },
+              onEvent: (event) => stats.recordLockEvent(event),
+            }),
+        },
+        { provide: SourceSelector, inject: [ImageStore], useFactory: (store: ImageStore) => new SourceSelector(store) },
+        {
+          provide: CopyWorkflow,
+          inject: [ImageStore, NodeLockManager, SourceSelector],
+          useFactory: (store: ImageStore, locks: NodeLockManager, sources: SourceSelector) =>
+            new CopyWorkflow(store, locks, sources, { lockWaitMs: config.LOCK_WAIT_MS, log: rootLogger.child({ part: 'copy' }) }),
+        },
+        {
+          provide: ProgressPublisher,
+          inject: [Publisher, CELL_TOPOLOGY],
+          useFactory: (publisher: Publisher, topology: CellTopology) =>
+            new ProgressPublisher(publisher, topology, config.CONDUCTOR_ID, config.PROGRESS_INTERVAL_MS, rootLogger),
+        },
+        {
+          provide: CopyCoordinator,
+          inject: [CopyWorkflow, ProgressPublisher],
+          useFactory: (workflow: CopyWorkflow, progress: ProgressPublisher) => new CopyCoordinator(workflow, (copy) => progress.onProgress(copy)),
+        },
+        {
+          provide: CopyRequestHandler,
+          inject: [CopyCoordinator, Publisher, CELL_TOPOLOGY, ConductorStats, SHUTDOWN_CONTROLLER],
+          useFactory: (coordinator: CopyCoordinator, publisher: Publisher, topology: CellTopology, stats: ConductorStats, shutdown: AbortController) => {
+            return new CopyRequestHandler({ coordinator, publisher, topology, stats, conductorId: config.CONDUCTOR_ID, log: rootLogger.child({ part: 'requests' }), shutdown: shutdown.signal });
+          },
+        },
+        {
+          provide: RequestIntake,
+          inject: [BrokerConnection, Publisher, CELL_TOPOLOGY, CopyRequestHandler, NodeLockManager, SHUTDOWN_CONTROLLER, ConductorStats, CopyCoordinator],
+          useFactory: (broker: BrokerConnection, publisher: Publisher, topology: CellTopology, handler: CopyRequestHandler, locks: NodeLockManager, shutdown: AbortController, stats: ConductorStats, coordinator: CopyCoordinator) => {
+            stats.attachProbes({
+              inFlight: () => coordinator.inFlight().length,
+              brokerReconnects: () => broker.reconnects,
+              brokerConnected: () => broker.state === 'connected',
+            });
+            return new RequestIntake({ broker, publisher, topology, handler, locks, concurrency: config.COPY_CONCURRENCY, graceMs: config.SHUTDOWN_GRACE_MS, shutdown, log: rootLogger.child({ part: 'intake' }) });
+          },
+        },
+        GracefulShutdown,
+      ],
+      exports: [CONDUCTOR_CONFIG, ROOT_LOGGER, ConductorStats, CopyCoordinator, RequestIntake, BrokerConnection, NodeLockManager, ImageStore, CELL_TOPOLOGY, Publisher],
+    };
+  }
+}

@@ -1,0 +1,5 @@
+/** Injection tokens for the plain classes the conductor module wires. */
+export const CONDUCTOR_CONFIG = Symbol('CONDUCTOR_CONFIG');
+export const ROOT_LOGGER = Symbol('ROOT_LOGGER');
+export const CELL_TOPOLOGY = Symbol('CELL_TOPOLOGY');
+export const SHUTDOWN_CONTROLLER = Symbol('SHUTDOWN_CONTROLLER');

@@ -1,0 +1,30 @@
+import type { CopyRequest } from '@app/contracts';
+
+export type CopyPhase = 'waiting-for-lock' | 'copying' | 'verifying' | 'publishing';
+
+/** One copy to do: the fields of a request that decide what is copied where. */
+export type CopyJob = Pick<CopyRequest, 'imageId' | 'destination' | 'source' | 'sha256' | 'size'>;
+
+export interface CopyJobResult {
+  status: 'completed' | 'already-present';
+  source?: string;
+  bytes: number;
+  sha256: string;
+  lockWaitMs?: number;
+  copyMs?: number;
+  verifyMs?: number;
+  /** The destination lock's generation under which the image was published. */
+  fencingToken?: number;
+}
+
+/** What a running copy tells the world about itself (status page, progress events). */
+export interface CopyProgress {
+  phase: CopyPhase;
+  source?: string;
+  bytesDone: number;
+  bytesTotal: number;
+}
+
+export function copyKey(job: Pick<CopyJob, 'imageId' | 'destination'>): string {
+  return `${job.imageId} -> ${job.destination}`;
+}

@@ -1,0 +1,78 @@
+import { ConductorError } from '@app/contracts';
+import type { NodeLockManager } from '@app/locking';
+import { type BrokerConnection, type Consumer, type MessagingLogger, type Publisher, consume } from '@app/messaging';
+import type { CellTopology } from '@app/contracts';
+import type { CopyRequestHandler } from '../requests/copy-request.handler';
+
+export type IntakeState = 'starting' | 'consuming' | 'draining' | 'stopped';
+
+/**
+ * Starts and stops taking work. Stopping is the graceful path operators rely on: stop consuming, let
+ * running copies finish up to a deadline, abort the rest (their messages go back to the queue), then
+ * release locks and close the broker connection.
+ */
+export class RequestIntake {
+  private consumer?: Consumer;
+  private stateValue: IntakeState = 'starting';
+
+  constructor(
+    private readonly deps: {
+      broker: BrokerConnection;
+      publisher: Publisher;
+      topology: CellTopology;
+      handler: CopyRequestHandler;
+      locks: NodeLockManager;
+      concurrency: number;
+      graceMs: number;
+      shutdown: AbortController;
+      log: MessagingLogger;
+    },
+  ) {}
+
+  get state(): IntakeState {
+    return this.stateValue;
+  }
+
+  get consumerSubscribed(): boolean {
+    return this.consumer?.subscribed ?? false;
+  }
+
+  get inFlightDeliveries(): number {
+    return this.consumer?.inFlightCount ?? 0;
+  }
+
+  /**
+   * Connects in the background and subscribes as soon as the broker is there: a conductor started while
+   * RabbitMQ is down waits (not ready) instead of exiting.
+   */
+  async start(): Promise<void> {
+    const { broker, topology, handler, concurrency } = this.deps;
+    broker.start();
+    this.consumer = await consume(broker, topology.requestQueue.name, { prefetch: concurrency }, (d) => handler.handle(d));
+    this.stateValue = 'consuming';
+  }
+
+  async stop(): Promise<void> {
+    if (this.stateValue === 'stopped' || this.stateValue === 'draining') return;
+    const { log, graceMs, shutdown } = this.deps;
+    this.stateValue = 'draining';
+    const consumer = this.consumer;
+    if (consumer) {
+      await consumer.pause();
+      log.info({ inFlight: consumer.inFlightCount, graceMs }, 'draining: consumer paused, waiting for copies in flight');
+      const finished = await consumer.drain(graceMs);
+      if (!finished) {
+        log.warn({ inFlight: consumer.inFlightCount }, 'grace period over: aborting copies, handing them back');
+        shutdown.abort(new ConductorError('SHUTTING_DOWN', 'the conductor is shutting down'));
+        await consumer.drain(10_000);
+      }
+      await consumer.close();
+    }
+    shutdown.abort(new ConductorError('SHUTTING_DOWN', 'the conductor is shutting down'));
+    await this.deps.locks.releaseAll();
+    await this.deps.publisher.close();
+    await this.deps.broker.close();
+    this.stateValue = 'stopped';
+    log.info({}, 'conductor stopped');
+  }
+}

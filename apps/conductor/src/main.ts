@@ -1,0 +1,38 @@
+import 'reflect-metadata';
+import { NestFactory } from '@nestjs/core';
+import { Logger } from 'nestjs-pino';
+import pino from 'pino';
+import { ConfigError, loadConductorConfig } from './config/conductor-config';
+import { ConductorModule } from './conductor.module';
+import { RequestIntake } from './lifecycle/request-intake';
+
+/** sysexits' EX_CONFIG: the environment is wrong, restarting will not help. */
+const EXIT_CONFIG = 78;
+
+async function bootstrap(): Promise<void> {
+  let config;
+  try {
+    config = loadConductorConfig();
+  } catch (error) {
+    if (!(error instanceof ConfigError)) throw error;
+    process.stderr.write(`conductor: ${error.message}\n`);
+    process.exit(EXIT_CONFIG);
+  }
+  const logger = pino({ level: config.LOG_LEVEL, base: { conductorId: config.CONDUCTOR_ID, cell: config.CELL_ID } });
+  const app = await NestFactory.create(ConductorModule.forRoot(config, logger), { bufferLogs: true });
+  app.useLogger(app.get(Logger));
+  app.enableShutdownHooks();
+  // Without a token the admin API is only reachable from this machine.
+  const host = config.ADMIN_TOKEN ? config.ADMIN_HOST : '127.0.0.1';
+  if (!config.ADMIN_TOKEN) logger.warn({ host }, 'ADMIN_TOKEN is not set: the admin endpoint listens on 127.0.0.1 only');
+  // HTTP first, so health checks answer (not ready) while the consumer starts.
+  await app.listen(config.ADMIN_PORT, host);
+  const address = app.getHttpServer().address() as { port: number };
+  await app.get(RequestIntake).start();
+  logger.info({ adminPort: address.port, adminHost: host, cacheRoot: config.CACHE_ROOT, concurrency: config.COPY_CONCURRENCY }, 'conductor started');
+}
+
+bootstrap().catch((error: unknown) => {
+  process.stderr.write(`conductor: failed to start: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
+  process.exit(1);
+});

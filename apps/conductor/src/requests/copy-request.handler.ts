@@ -1,0 +1,203 @@
+import { performance } from 'node:perf_hooks';
+import {
+  COPY_RESULT_VERSION,
+  ConductorError,
+  type CellTopology,
+  type CopyRequest,
+  type CopyResult,
+  type ReasonCode,
+  REQUEST_CONTENT_TYPE,
+  UNKNOWN_REQUEST_ID,
+  HEADER_FIRST_SEEN,
+  assertDeadlineNotPassed,
+  attemptFromHeaders,
+  parseCopyRequest,
+  peekReplyInfo,
+  resultRoutingKey,
+} from '@app/contracts';
+import { newAttemptId } from '@app/locking';
+import { type Delivery, type MessagingLogger, type Publisher, publishToDeadLetter, publishToRetry } from '@app/messaging';
+import type { CopyJobResult } from '../copy/copy-job';
+import type { CopyCoordinator } from '../copy/copy-coordinator';
+import type { ConductorStats } from '../status/conductor-stats';
+
+export interface CopyRequestHandlerDeps {
+  coordinator: CopyCoordinator;
+  publisher: Publisher;
+  topology: CellTopology;
+  stats: ConductorStats;
+  conductorId: string;
+  log: MessagingLogger;
+  /** Aborted when the conductor stops: copies still running are handed back to the queue. */
+  shutdown: AbortSignal;
+}
+
+type Failure = { code: ReasonCode; detail: string };
+
+const REQUEUE_PAUSE_MS = 1_000;
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/**
+ * One request message, from delivery to ack. Valid requests are copied and answered; retryable failures
+ * go to the delayed retry path; permanent ones are answered as failed and dead-lettered with the reason;
+ * work interrupted by shutdown is handed back to the queue. Every path ends with the message settled
+ * exactly once, and only after what it promises was confirmed by the broker.
+ */
+export class CopyRequestHandler {
+  constructor(private readonly deps: CopyRequestHandlerDeps) {}
+
+  /** Never throws: a broker failure while answering hands the message back (the copy is idempotent). */
+  async handle(delivery: Delivery): Promise<void> {
+    try {
+      await this.process(delivery);
+    } catch (error) {
+      this.deps.log.warn({ err: errorText(error), messageId: delivery.properties.messageId }, 'could not answer a request; handing it back');
+      // A short pause so a broker that refuses publishes does not turn this into a hot loop.
+      if (!this.deps.shutdown.aborted) await sleep(REQUEUE_PAUSE_MS);
+      if (delivery.nackRequeue()) this.deps.stats.recordHandedBack();
+    }
+  }
+
+  private async process(delivery: Delivery): Promise<void> {
+    const started = performance.now();
+    const firstSeen = firstSeenOf(delivery.headers);
+    const attempt = attemptFromHeaders(delivery.headers);
+    let request: CopyRequest;
+    try {
+      checkContentType(delivery.properties.contentType as string | undefined);
+      request = parseCopyRequest(delivery.content);
+      assertDeadlineNotPassed(request);
+    } catch (error) {
+      await this.failPermanently(delivery, undefined, asFailure(error), attempt, firstSeen, started);
+      return;
+    }
+    const log = this.deps.log;
+    let outcome: { result: CopyJobResult; coalesced: boolean };
+    try {
+      const attemptId = `${request.requestId.slice(0, 40).replace(/\./g, '_')}-${newAttemptId()}`;
+      outcome = await this.deps.coordinator.run(request, request.requestId, attemptId, this.deps.shutdown);
+    } catch (error) {
+      if (this.deps.shutdown.aborted) {
+        // Not a failure to report: another conductor (or this one, restarted) will finish it.
+        if (delivery.nackRequeue()) this.deps.stats.recordHandedBack();
+        log.info({ requestId: request.requestId }, 'copy handed back to the queue at shutdown');
+        return;
+      }
+      const failure = asFailure(error);
+      if (failure.code === 'INTERNAL') log.error({ requestId: request.requestId, err: errorText(error), stack: (error as Error)?.stack }, 'unexpected error in a copy');
+      const retryable = new ConductorError(failure.code, failure.detail).retryable;
+      if (retryable && attempt < this.deps.topology.maxAttempts) await this.retry(delivery, request, failure, attempt, firstSeen);
+      else {
+        const final: Failure = retryable ? { code: 'RETRIES_EXHAUSTED', detail: `after ${attempt} attempts; last: ${failure.code}: ${failure.detail}` } : failure;
+        await this.failPermanently(delivery, request, final, attempt, firstSeen, started);
+      }
+      return;
+    }
+    const { result, coalesced } = outcome;
+    if (coalesced) this.deps.stats.recordCoalesced();
+    await this.answer(delivery, this.successResult(request, result, attempt, firstSeen));
+    this.deps.stats.recordResult(result.status, undefined, result.status === 'completed' ? result.bytes : 0, elapsedSince(firstSeen), result.lockWaitMs);
+    delivery.ack();
+    log.info({ requestId: request.requestId, status: result.status, source: result.source, destination: request.destination, imageId: request.imageId, bytes: result.bytes, coalesced }, 'copy request answered');
+  }
+
+  private async retry(delivery: Delivery, request: CopyRequest, failure: Failure, attempt: number, firstSeen: string): Promise<void> {
+    const tier = await publishToRetry(this.deps.publisher, this.deps.topology, delivery.message, {
+      failedAttempt: attempt,
+      reason: failure.code,
+      detail: failure.detail,
+      firstSeen,
+    });
+    // Tell waiting requesters this attempt failed and another follows (retryable: true is not final).
+    await this.answer(delivery, this.failedResult(request, request.requestId, failure, attempt, firstSeen, true));
+    this.deps.stats.recordRetry(failure.code);
+    delivery.ack();
+    this.deps.log.warn({ requestId: request.requestId, reason: failure.code, detail: failure.detail, attempt, retryInMs: tier.delayMs }, 'copy failed, retry scheduled');
+  }
+
+  private async failPermanently(delivery: Delivery, request: CopyRequest | undefined, failure: Failure, attempt: number, firstSeen: string, started: number): Promise<void> {
+    const peeked = request ?? peekReplyInfo(delivery.content, delivery.properties.messageId);
+    const requestId = peeked.requestId ?? UNKNOWN_REQUEST_ID;
+    await this.answer(delivery, this.failedResult(peeked, requestId, failure, attempt, firstSeen, false));
+    await publishToDeadLetter(this.deps.publisher, this.deps.topology, delivery.message, { reason: failure.code, detail: failure.detail, attempt, firstSeen });
+    this.deps.stats.recordResult('failed', failure.code, 0, request ? elapsedSince(firstSeen) : performance.now() - started);
+    this.deps.stats.recordDeadLetter(failure.code);
+    delivery.ack();
+    this.deps.log.warn({ requestId, reason: failure.code, detail: failure.detail, attempt }, 'copy request failed and dead-lettered');
+  }
+
+  /** Publishes a result to the events exchange and, when asked for, to reply_to with the correlation id. */
+  private async answer(delivery: Delivery, result: CopyResult): Promise<void> {
+    const { publisher, topology } = this.deps;
+    const correlationId = delivery.properties.correlationId as string | undefined;
+    const replyTo = delivery.properties.replyTo as string | undefined;
+    const sends = [publisher.publish(topology.eventsExchange.name, resultRoutingKey(result.status), result, { messageId: result.requestId, correlationId })];
+    if (replyTo) sends.push(publisher.sendToQueue(replyTo, result, { messageId: result.requestId, correlationId, persistent: false }));
+    const settled = await Promise.allSettled(sends);
+    // The events exchange must confirm; a reply queue may be gone (requester left): that is its loss.
+    if (settled[0]!.status === 'rejected') throw settled[0]!.reason;
+    if (settled[1]?.status === 'rejected')
+      this.deps.log.warn({ requestId: result.requestId, replyTo, err: errorText(settled[1].reason) }, 'reply not delivered');
+  }
+
+  private successResult(request: CopyRequest, result: CopyJobResult, attempt: number, firstSeen: string): CopyResult {
+    return {
+      v: COPY_RESULT_VERSION,
+      type: 'result',
+      requestId: request.requestId,
+      imageId: request.imageId,
+      source: result.source,
+      destination: request.destination,
+      status: result.status,
+      bytes: result.bytes,
+      sha256: result.sha256,
+      attempt,
+      durations: { totalMs: elapsedSince(firstSeen), lockWaitMs: result.lockWaitMs, copyMs: result.copyMs, verifyMs: result.verifyMs },
+      conductorId: this.deps.conductorId,
+      at: new Date().toISOString(),
+    };
+  }
+
+  private failedResult(ids: { imageId?: string; source?: string; destination?: string }, requestId: string, failure: Failure, attempt: number, firstSeen: string, retryable: boolean): CopyResult {
+    return {
+      v: COPY_RESULT_VERSION,
+      type: 'result',
+      requestId,
+      imageId: ids.imageId,
+      source: ids.source,
+      destination: ids.destination,
+      status: 'failed',
+      reason: failure.code,
+      detail: failure.detail.slice(0, 4096),
+      retryable,
+      attempt,
+      durations: { totalMs: elapsedSince(firstSeen) },
+      conductorId: this.deps.conductorId,
+      at: new Date().toISOString(),
+    };
+  }
+}
+
+function checkContentType(contentType: string | undefined): void {
+  // Absent is accepted (many clients omit it); anything else must say JSON.
+  if (contentType !== undefined && contentType.split(';')[0]!.trim().toLowerCase() !== REQUEST_CONTENT_TYPE)
+    throw new ConductorError('INVALID_REQUEST', `content_type: must be ${REQUEST_CONTENT_TYPE} (got ${JSON.stringify(contentType.slice(0, 100))})`);
+}
+
+function asFailure(error: unknown): Failure {
+  if (error instanceof ConductorError) return { code: error.code, detail: error.message };
+  return { code: 'INTERNAL', detail: errorText(error) };
+}
+
+function errorText(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
+
+function firstSeenOf(headers: Record<string, unknown>): string {
+  const value = headers[HEADER_FIRST_SEEN];
+  return typeof value === 'string' && !Number.isNaN(Date.parse(value)) ? value : new Date().toISOString();
+}
+
+function elapsedSince(iso: string): number {
+  return Math.max(0, Date.now() - Date.parse(iso));
+}

@@ -1,0 +1,64 @@
+import { randomUUID } from 'node:crypto';
+import { type Channel, type ChannelModel, connect } from 'amqplib';
+import { AMQP_URL } from './rabbitmq';
+
+export interface RawReply {
+  correlationId: string;
+  body: Record<string, unknown>;
+}
+
+/**
+ * A requester written against the protocol document only, with plain amqplib and none of our libs:
+ * publishes raw JSON to the request queue and collects answers on its own exclusive reply queue.
+ */
+export class RawAmqpClient {
+  readonly replies: RawReply[] = [];
+  private replyQueue = '';
+
+  private constructor(
+    private readonly connection: ChannelModel,
+    private readonly channel: Channel,
+  ) {}
+
+  static async open(): Promise<RawAmqpClient> {
+    const connection = await connect(AMQP_URL);
+    const channel = await connection.createChannel();
+    const client = new RawAmqpClient(connection, channel);
+    const { queue } = await channel.assertQueue('', { exclusive: true, autoDelete: true });
+    client.replyQueue = queue;
+    await channel.consume(queue, (m) => {
+      if (!m) return;
+      client.replies.push({ correlationId: String(m.properties.correlationId), body: JSON.parse(m.content.toString()) as Record<string, unknown> });
+    }, { noAck: true });
+    return client;
+  }
+
+  /** Publishes `body` (an object is JSON-encoded, a string or Buffer goes as is); returns the correlation id. */
+  send(queue: string, body: unknown, properties: { contentType?: string | null; messageId?: string; replyTo?: boolean } = {}): string {
+    const correlationId = randomUUID();
+    const content = Buffer.isBuffer(body) ? body : Buffer.from(typeof body === 'string' ? body : JSON.stringify(body));
+    this.channel.sendToQueue(queue, content, {
+      contentType: properties.contentType === null ? undefined : (properties.contentType ?? 'application/json'),
+      persistent: true,
+      messageId: properties.messageId,
+      correlationId,
+      replyTo: properties.replyTo === false ? undefined : this.replyQueue,
+    });
+    return correlationId;
+  }
+
+  /** The final answer for a correlation id (failed with retryable: true is not final). */
+  async finalReply(correlationId: string, timeoutMs = 60_000): Promise<Record<string, unknown>> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const reply = this.replies.find((r) => r.correlationId === correlationId && r.body.retryable !== true);
+      if (reply) return reply.body;
+      if (Date.now() > deadline) throw new Error(`no final reply for ${correlationId} within ${timeoutMs} ms`);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  }
+
+  async close(): Promise<void> {
+    await this.connection.close().catch(() => undefined);
+  }
+}

@@ -1,0 +1,81 @@
+import { promises as fsp } from 'node:fs';
+import * as path from 'node:path';
+import { type CellTopology, type CellTopologyOptions, cellTopology } from '@app/contracts';
+import { ImageStore } from '@app/image-store';
+import { writeRandomFile } from './image-store-fixtures';
+import { deleteCellTopology, requireRabbitMq, uniqueCellId, withChannel } from './rabbitmq';
+import { makeTempDir, removeDir } from './temp-dirs';
+
+/**
+ * A temporary cell for one test: its own CACHE_ROOT, its own queue names, its topology declared up front
+ * (so requests can be published before a conductor runs), and everything removed afterwards.
+ */
+export class TestCell {
+  readonly store: ImageStore;
+  readonly topology: CellTopology;
+
+  private constructor(
+    readonly cellId: string,
+    readonly root: string,
+    private readonly topologyOptions: CellTopologyOptions,
+  ) {
+    this.store = new ImageStore({ root, fsync: false });
+    this.topology = cellTopology(cellId, topologyOptions);
+  }
+
+  static async create(options: { nodes: string[]; topology?: CellTopologyOptions }): Promise<TestCell> {
+    await requireRabbitMq();
+    const cell = new TestCell(uniqueCellId(), await makeTempDir('cell'), options.topology ?? { retryDelaysMs: [200, 500, 1000] });
+    for (const node of options.nodes) await fsp.mkdir(path.join(cell.root, node, 'images'), { recursive: true });
+    await withChannel(async (channel) => {
+      const { declareCellTopology } = await import('@app/messaging');
+      await declareCellTopology(channel, cell.topology);
+    });
+    return cell;
+  }
+
+  /** Puts a random image of `bytes` bytes into a node's cache, verified; returns its checksum. */
+  async seed(node: string, imageId: string, bytes: number): Promise<{ sha256: string; size: number }> {
+    const file = path.join(this.root, `.seed-${imageId}`);
+    const sha256 = await writeRandomFile(file, bytes);
+    await this.store.importImage(node, imageId, file);
+    await fsp.rm(file);
+    return { sha256, size: bytes };
+  }
+
+  /** Environment of a conductor serving this cell (fast lock timings for tests). */
+  conductorEnv(overrides: Record<string, string> = {}): Record<string, string> {
+    return {
+      CELL_ID: this.cellId,
+      CACHE_ROOT: this.root,
+      AMQP_URL: process.env.AMQP_URL ?? 'amqp://guest:guest@127.0.0.1:5672',
+      ADMIN_PORT: '0',
+      COPY_CONCURRENCY: '4',
+      LOCK_STALE_MS: '2000',
+      LOCK_UPDATE_MS: '1000',
+      LOCK_SAFETY_MARGIN_MS: '500',
+      LOCK_POLL_MS: '25',
+      LOCK_WAIT_MS: '20000',
+      RETRY_DELAYS_MS: (this.topologyOptions.retryDelaysMs ?? [200, 500, 1000]).join(','),
+      SHUTDOWN_GRACE_MS: '10000',
+      LOG_LEVEL: 'info',
+      ...overrides,
+    };
+  }
+
+  /** Files left under tmp/ of any node (should be none once idle). */
+  async tmpLeftovers(): Promise<string[]> {
+    const left: string[] = [];
+    for (const node of await this.store.listNodes()) {
+      const tmp = this.store.nodeLayout(node).tmp;
+      const names = await fsp.readdir(tmp).catch(() => [] as string[]);
+      left.push(...names.map((n) => `${node}/tmp/${n}`));
+    }
+    return left;
+  }
+
+  async cleanup(): Promise<void> {
+    await deleteCellTopology(this.cellId, this.topologyOptions).catch(() => undefined);
+    await removeDir(this.root);
+  }
+}
