@@ -3,6 +3,7 @@ export * from './conductor-error';
 export * from './ids';
 export {
   assertDeadlineNotPassed,
+  byteCountSchema,
   COPY_REQUEST_VERSION,
   copyRequestSchema,
   MAX_REQUEST_BYTES,

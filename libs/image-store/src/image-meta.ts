@@ -1,6 +1,6 @@
 import { promises as fsp } from 'node:fs';
 import { z } from 'zod';
-import { holderIdSchema, imageIdSchema, nodeIdSchema } from '@app/contracts';
+import { byteCountSchema, holderIdSchema, imageIdSchema, nodeIdSchema, requestIdSchema, sha256Schema } from '@app/contracts';
 import { isErrno } from './fs-errors';
 
 /** What `<imageId>.meta.json` records. It is written only after the image's bytes were verified. */
@@ -16,24 +16,22 @@ export interface ImageMeta {
   attemptId?: string;
 }
 
-export const SHA256_PATTERN = /^[0-9a-f]{64}$/;
-export const REQUEST_ID_MAX_LENGTH = 256;
 
 // Meta files come from a shared folder any node may write: everything is checked, nothing trusted.
 export const imageMetaSchema: z.ZodType<ImageMeta> = z.object({
   v: z.literal(1),
   imageId: imageIdSchema,
-  size: z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER),
-  sha256: z.string().regex(SHA256_PATTERN),
+  size: byteCountSchema,
+  sha256: sha256Schema,
   createdAt: z.iso.datetime(),
   lastUsedAt: z.iso.datetime(),
   source: z
     .object({
       node: nodeIdSchema.optional(),
-      requestId: z.string().min(1).max(REQUEST_ID_MAX_LENGTH).optional(),
+      requestId: requestIdSchema.optional(),
     })
     .optional(),
-  fencingToken: z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER).optional(),
+  fencingToken: byteCountSchema.optional(),
   attemptId: holderIdSchema.optional(),
 });
 

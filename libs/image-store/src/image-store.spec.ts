@@ -411,9 +411,9 @@ describe('ImageStore', () => {
       ['imageId', { imageId: 'ubuntu\u2215img' }, 'must start with a letter or digit'], // division slash, looks like '/'
       ['imageId', { imageId: 'img.meta.json' }, "must not end with '.meta.json'"],
       ['attemptId', { attemptId: 'a~b' }, 'must start with a letter or digit'],
-      ['sha256', { expected: { sha256: 'xyz' } }, 'must be 64 hex digits'],
+      ['sha256', { expected: { sha256: 'xyz' } }, 'must be 64 lowercase hexadecimal characters'],
       ['size', { expected: { size: -1 } }, 'must not be negative'],
-      ['fencingToken', { fencingToken: 1.5 }, 'must be an integer'],
+      ['fencingToken', { fencingToken: 1.5 }, 'must be a whole number'],
     ] as Array<[string, Partial<CopyImageRequest>, string]>)(
       'refuses a bad %s (%j)',
       async (field, overrides, message) => {

@@ -9,12 +9,15 @@ import {
   imageIdSchema,
   nodeIdSchema,
   parseField,
+  byteCountSchema,
+  requestIdSchema,
+  sha256Schema as contractSha256Schema,
 } from '@app/contracts';
 import { CacheLayout, META_SUFFIX, type NodeLayout, parseTmpName } from './cache-layout';
 import { ensureDir, fsyncDir, uniqueTag, writeFileAtomic } from './durable-fs';
 import { type IoContext, io, isErrno, mapIoError } from './fs-errors';
 import { streamCopy, throwIfAborted } from './image-copier';
-import { type ImageMeta, REQUEST_ID_MAX_LENGTH, readMetaFile, serializeMeta } from './image-meta';
+import { type ImageMeta, readMetaFile, serializeMeta } from './image-meta';
 
 export interface ImageStoreOptions {
   /** CACHE_ROOT: the shared folder holding one sub-folder per node. */
@@ -82,21 +85,10 @@ export interface RemoveLeftoverTmpOptions {
   olderThanMs?: number;
 }
 
-const sha256Schema = z
-  .string()
-  .regex(/^[0-9a-fA-F]{64}$/, 'must be 64 hex digits')
-  .transform((s) => s.toLowerCase());
-const sizeSchema = z
-  .number()
-  .int('must be an integer')
-  .nonnegative('must not be negative')
-  .max(Number.MAX_SAFE_INTEGER);
-const requestIdSchema = z.string().min(1, 'must not be empty').max(REQUEST_ID_MAX_LENGTH);
-const fencingTokenSchema = z
-  .number()
-  .int('must be an integer')
-  .nonnegative('must not be negative')
-  .max(Number.MAX_SAFE_INTEGER);
+// One source of truth for the wire-level rules; this API also accepts upper-case checksums.
+const sha256Schema = z.preprocess((s) => (typeof s === 'string' ? s.toLowerCase() : s), contractSha256Schema);
+const sizeSchema = byteCountSchema;
+const fencingTokenSchema = byteCountSchema;
 
 /** Why an image is not verified, or its meta when it is. */
 type Inspection = { meta: ImageMeta; problem?: undefined } | { meta?: undefined; problem: string };
