@@ -1,0 +1,51 @@
+import { readFileSync } from 'node:fs';
+import * as path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { withConfigTable } from './config-table';
+import { ConfigError, loadConductorConfig } from './conductor-config';
+
+const minimal = { CELL_ID: 'cell-1', CACHE_ROOT: '/srv/cache' };
+
+function problemsOf(env: Record<string, string>): string[] {
+  try {
+    loadConductorConfig(env);
+  } catch (error) {
+    if (error instanceof ConfigError) return error.problems;
+    throw error;
+  }
+  return [];
+}
+
+describe('conductor configuration', () => {
+  it('fills defaults around the two required variables', () => {
+    const config = loadConductorConfig(minimal);
+    expect(config).toMatchObject({ CELL_ID: 'cell-1', CACHE_ROOT: '/srv/cache', COPY_CONCURRENCY: 4, RETRY_DELAYS_MS: [1000, 5000, 30000] });
+    expect(config.CONDUCTOR_ID).toMatch(/^[A-Za-z0-9][A-Za-z0-9._-]*-\d+$/);
+  });
+
+  it('names every bad variable and why, all at once', () => {
+    const problems = problemsOf({ CELL_ID: '../x', COPY_CONCURRENCY: 'lots', AMQP_URL: 'http://x', RETRY_DELAYS_MS: '5,1', ADMIN_TOKEN: 'short' });
+    expect(problems).toEqual(
+      expect.arrayContaining([
+        expect.stringMatching(/^CELL_ID="\.\.\/x": .*'\.\.'/),
+        expect.stringMatching(/^CACHE_ROOT: is required/),
+        expect.stringMatching(/^COPY_CONCURRENCY="lots": must be a number/),
+        expect.stringMatching(/^AMQP_URL="http:\/\/x": must start with amqp/),
+        expect.stringMatching(/^ADMIN_TOKEN="short": must be at least 16/),
+      ]),
+    );
+    expect(problemsOf({ ...minimal, RETRY_DELAYS_MS: '5000,1000' })).toEqual(['RETRY_DELAYS_MS: must be strictly ascending']);
+    expect(problemsOf({ ...minimal, RETRY_DELAYS_MS: '1000,x' })[0]).toMatch(/^RETRY_DELAYS_MS="1000,x": must be a comma-separated list/);
+  });
+
+  it('checks lock timings against each other under their variable names', () => {
+    expect(problemsOf({ ...minimal, LOCK_STALE_MS: '4000', LOCK_UPDATE_MS: '3000' })).toEqual(
+      expect.arrayContaining([expect.stringMatching(/^LOCK_UPDATE_MS: must be at most half of LOCK_STALE_MS/)]),
+    );
+  });
+
+  it('has its table in README.md up to date (npm run docs:config)', () => {
+    const readme = readFileSync(path.resolve(__dirname, '../../../../README.md'), 'utf8');
+    expect(readme).toBe(withConfigTable(readme));
+  });
+});
