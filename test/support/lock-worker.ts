@@ -64,7 +64,7 @@ async function main(): Promise<void> {
     send({ type: 'acquired', pid: process.pid, iteration, key: first.key.imageId, fencingToken: first.fencingToken, tookOverStale: first.tookOverStale, waitedMs: first.waitedMs });
     let wasLost = false;
     for (let step = 0; step < config.steps; step++) {
-      await sleep(Math.random() * config.holdMs);
+      await sleep(config.scenario === 'hold' ? config.holdMs : Math.random() * config.holdMs);
       const stillHeld = await isSetHeld(set.locks);
       if (!stillHeld) {
         wasLost = true;
