@@ -1,0 +1,262 @@
+import { promises as fsp } from 'node:fs';
+import * as path from 'node:path';
+import { type Channel, type ChannelModel, connect } from 'amqplib';
+import { afterEach } from 'vitest';
+import type { CellTopology } from '@app/contracts';
+import { ChildProcessPool } from './child-processes';
+import type { ConductorProcess, LogLine } from './conductor-process';
+import { sha256OfFile } from './image-store-fixtures';
+import { AMQP_URL, sleep, withChannel } from './rabbitmq';
+
+/**
+ * The afterEach every conductor e2e test needs, as one hook so the order is fixed: on failure print every
+ * child's output (the conductors' JSON logs), then kill whatever still runs, then `cleanup` (the cell's
+ * queues and folders, clients...), which runs even when killing failed.
+ */
+export function conductorPool(cleanup: () => Promise<void>): ChildProcessPool<unknown> {
+  const pool = new ChildProcessPool<unknown>();
+  afterEach(async ({ task }) => {
+    if (task.result?.state === 'fail') console.error(`conductor output of the failed test "${task.name}":\n${pool.report()}`);
+    try {
+      await pool.killAll();
+    } finally {
+      await cleanup();
+    }
+  });
+  return pool;
+}
+
+export type Result = Record<string, unknown> & { requestId: string; status: string; retryable?: boolean };
+
+export function isFinal(result: Result): boolean {
+  return result.status !== 'failed' || result.retryable !== true;
+}
+
+/**
+ * Every result the conductors publish to the cell's events exchange (routing key result.*), collected
+ * with plain amqplib through a durable quorum queue of the test's own. Its consumer reconnects by itself,
+ * and the queue keeps (persistent) results while the broker or our connection is down, so results are not
+ * lost across a broker restart. Results may be duplicated (at-least-once): look them up by requestId.
+ */
+export class ResultsTap {
+  readonly results: Result[] = [];
+  private connection: ChannelModel | undefined;
+  private closed = false;
+  private readonly loop: Promise<void>;
+  private readonly ready: Promise<void>;
+
+  private constructor(
+    private readonly topology: CellTopology,
+    readonly queue: string,
+  ) {
+    let markReady!: () => void;
+    this.ready = new Promise((resolve) => (markReady = resolve));
+    this.loop = this.run(markReady);
+  }
+
+  static async open(topology: CellTopology): Promise<ResultsTap> {
+    const tap = new ResultsTap(topology, `${topology.requestQueue.name}.test-results`);
+    await Promise.race([
+      tap.ready,
+      sleep(15_000).then(() => {
+        throw new Error('results tap could not subscribe within 15 s');
+      }),
+    ]);
+    return tap;
+  }
+
+  private async run(markReady: () => void): Promise<void> {
+    while (!this.closed) {
+      try {
+        const connection = await connect(AMQP_URL);
+        this.connection = connection;
+        const gone = new Promise<void>((resolve) => {
+          connection.on('close', () => resolve());
+          connection.on('error', () => resolve());
+        });
+        const channel = await connection.createChannel();
+        channel.on('error', () => {});
+        await channel.assertQueue(this.queue, { durable: true, arguments: { 'x-queue-type': 'quorum' } });
+        await channel.bindQueue(this.queue, this.topology.eventsExchange.name, 'result.*');
+        await channel.consume(this.queue, (m) => {
+          if (!m) return;
+          this.results.push(JSON.parse(m.content.toString()) as Result);
+          channel.ack(m);
+        });
+        markReady();
+        await gone;
+      } catch {
+        // broker down or restarting: try again shortly
+      }
+      this.connection = undefined;
+      if (!this.closed) await sleep(250);
+    }
+  }
+
+  of(requestId: string): Result[] {
+    return this.results.filter((r) => r.requestId === requestId);
+  }
+
+  final(requestId: string): Result | undefined {
+    return this.of(requestId).find(isFinal);
+  }
+
+  /** Waits until every id has a final result; returns them by id. */
+  async waitForFinal(requestIds: string[], timeoutMs: number): Promise<Map<string, Result>> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const missing = requestIds.filter((id) => !this.final(id));
+      if (missing.length === 0) return new Map(requestIds.map((id) => [id, this.final(id)!]));
+      if (Date.now() > deadline)
+        throw new Error(`no final result within ${timeoutMs} ms for ${missing.length} of ${requestIds.length} requests: ${missing.slice(0, 10).join(', ')}`);
+      await sleep(50);
+    }
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    await this.connection?.close().catch(() => undefined);
+    await this.loop;
+    await withChannel((channel) => channel.deleteQueue(this.queue)).catch(() => undefined);
+  }
+}
+
+/** Publishes requests as raw JSON with publisher confirms (the broker has them all when this resolves). */
+export async function publishConfirmed(
+  queue: string,
+  messages: Array<{ body: unknown; messageId?: string; replyTo?: string; correlationId?: string }>,
+): Promise<void> {
+  const connection = await connect(AMQP_URL);
+  try {
+    const channel = await connection.createConfirmChannel();
+    for (const m of messages) {
+      channel.sendToQueue(queue, Buffer.from(JSON.stringify(m.body)), {
+        contentType: 'application/json',
+        persistent: true,
+        messageId: m.messageId,
+        replyTo: m.replyTo,
+        correlationId: m.correlationId,
+      });
+    }
+    await channel.waitForConfirms();
+  } finally {
+    await connection.close().catch(() => undefined);
+  }
+}
+
+export interface DeadLetter {
+  messageId?: string;
+  headers: Record<string, unknown>;
+  content: string;
+}
+
+/** Takes every message now in the cell's dead-letter queue (acked: they are gone afterwards). */
+export async function takeDeadLetters(topology: CellTopology): Promise<DeadLetter[]> {
+  return withChannel(async (channel: Channel) => {
+    const taken: DeadLetter[] = [];
+    for (;;) {
+      const m = await channel.get(topology.deadLetterQueue.name, { noAck: true });
+      if (!m) return taken;
+      taken.push({ messageId: m.properties.messageId as string | undefined, headers: (m.properties.headers ?? {}) as Record<string, unknown>, content: m.content.toString() });
+    }
+  });
+}
+
+/** The 'copy request answered' log lines of some conductors. */
+export function answeredLines(conductors: ConductorProcess[]): LogLine[] {
+  return conductors.flatMap((c) => c.logs().filter((l) => l.msg === 'copy request answered'));
+}
+
+/** Log lines at level error or fatal (pino: 50, 60): a healthy run has none. */
+export function errorLines(conductors: ConductorProcess[]): string[] {
+  return conductors.flatMap((c) => c.logs().filter((l) => l.level >= 50).map((l) => JSON.stringify(l)));
+}
+
+/**
+ * Copies actually made, per `imageId -> destination`, counted from the conductors' JSON logs: answered
+ * lines with status completed that did not join a copy already running (coalesced=false).
+ */
+export function copiesPerDestination(conductors: ConductorProcess[]): Map<string, number> {
+  const counts = new Map<string, number>();
+  for (const line of answeredLines(conductors)) {
+    if (line.status !== 'completed' || line.coalesced !== false) continue;
+    const key = `${String(line.imageId)} -> ${String(line.destination)}`;
+    counts.set(key, (counts.get(key) ?? 0) + 1);
+  }
+  return counts;
+}
+
+/**
+ * Lock folder problems under CACHE_ROOT: a reader entry (r~...) still there, or a key whose newest
+ * generation is not released. [] means no lock is held by anyone.
+ */
+export async function heldLockEntries(root: string): Promise<string[]> {
+  const problems: string[] = [];
+  for (const node of await fsp.readdir(root).catch(() => [] as string[])) {
+    const locks = path.join(root, node, 'locks');
+    for (const imageId of await fsp.readdir(locks).catch(() => [] as string[])) {
+      const names = await fsp.readdir(path.join(locks, imageId));
+      const generations = names.map((n) => /^g-(\d+)$/.exec(n)).filter((m) => m !== null).map((m) => Number(m[1]));
+      const released = new Set(names.map((n) => /^g-(\d+)\.released$/.exec(n)).filter((m) => m !== null).map((m) => Number(m[1])));
+      const newest = generations.length > 0 ? Math.max(...generations) : undefined;
+      if (newest !== undefined && !released.has(newest)) problems.push(`${node}/locks/${imageId}/g-${newest} not released`);
+      for (const n of names.filter((n) => n.startsWith('r~'))) problems.push(`${node}/locks/${imageId}/${n}`);
+    }
+  }
+  return problems;
+}
+
+/**
+ * Watches a published image's path for the whole test: whenever it exists it must be complete. Every
+ * look checks the size; each new file (inode) found there is also hashed once, independently.
+ */
+export class FinalPathWatcher {
+  readonly problems: string[] = [];
+  looks = 0;
+  hashed = 0;
+  private stopped = false;
+  private readonly loop: Promise<void>;
+
+  constructor(
+    private readonly file: string,
+    private readonly expected: { size: number; sha256: string },
+  ) {
+    this.loop = this.run();
+  }
+
+  private async run(): Promise<void> {
+    const seen = new Set<number>();
+    while (!this.stopped) {
+      try {
+        const stat = await fsp.stat(this.file);
+        this.looks++;
+        if (stat.size !== this.expected.size) this.problems.push(`size ${stat.size} at the final path (expected ${this.expected.size})`);
+        else if (!seen.has(stat.ino)) {
+          seen.add(stat.ino);
+          const sha256 = await sha256OfFile(this.file);
+          this.hashed++;
+          if (sha256 !== this.expected.sha256) this.problems.push(`sha256 ${sha256} at the final path (expected ${this.expected.sha256})`);
+        }
+      } catch (error) {
+        if ((error as NodeJS.ErrnoException).code !== 'ENOENT') this.problems.push(String(error));
+      }
+      await sleep(10);
+    }
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    await this.loop;
+  }
+}
+
+/** Names of the partial copies in a node's tmp folder, with their sizes. */
+export async function tmpFiles(root: string, node: string): Promise<Array<{ name: string; size: number }>> {
+  const dir = path.join(root, node, 'tmp');
+  const out: Array<{ name: string; size: number }> = [];
+  for (const name of await fsp.readdir(dir).catch(() => [] as string[])) {
+    const stat = await fsp.stat(path.join(dir, name)).catch(() => undefined);
+    if (stat) out.push({ name, size: stat.size });
+  }
+  return out;
+}
