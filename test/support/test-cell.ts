@@ -18,14 +18,23 @@ export class TestCell {
     readonly cellId: string,
     readonly root: string,
     private readonly topologyOptions: CellTopologyOptions,
+    /** With `nested`: the test's own folder holding CACHE_ROOT (as `cache/`), nothing else. */
+    readonly parent?: string,
   ) {
     this.store = new ImageStore({ root, fsync: false });
     this.topology = cellTopology(cellId, topologyOptions);
   }
 
-  static async create(options: { nodes: string[]; topology?: CellTopologyOptions }): Promise<TestCell> {
+  /**
+   * `nested`: CACHE_ROOT is a sub-folder of a temp folder of this test's own, so a test can check that
+   * nothing is ever written beside CACHE_ROOT (the shared temp folder's listing changes with parallel tests).
+   */
+  static async create(options: { nodes: string[]; topology?: CellTopologyOptions; nested?: boolean }): Promise<TestCell> {
     await requireRabbitMq();
-    const cell = new TestCell(uniqueCellId(), await makeTempDir('cell'), options.topology ?? { retryDelaysMs: [200, 500, 1000] });
+    const dir = await makeTempDir('cell');
+    const root = options.nested ? path.join(dir, 'cache') : dir;
+    if (options.nested) await fsp.mkdir(root);
+    const cell = new TestCell(uniqueCellId(), root, options.topology ?? { retryDelaysMs: [200, 500, 1000] }, options.nested ? dir : undefined);
     for (const node of options.nodes) await fsp.mkdir(path.join(cell.root, node, 'images'), { recursive: true });
     await withChannel(async (channel) => {
       const { declareCellTopology } = await import('@app/messaging');
@@ -76,6 +85,6 @@ export class TestCell {
 
   async cleanup(): Promise<void> {
     await deleteCellTopology(this.cellId, this.topologyOptions).catch(() => undefined);
-    await removeDir(this.root);
+    await removeDir(this.parent ?? this.root);
   }
 }
