@@ -98,7 +98,8 @@ export class CopyRequestHandler {
     await this.answer(delivery, this.successResult(request, result, attempt, firstSeen));
     this.deps.stats.recordResult(result.status, undefined, result.status === 'completed' ? result.bytes : 0, elapsedSince(firstSeen), result.lockWaitMs);
     delivery.ack();
-    log.info({ requestId: request.requestId, status: result.status, source: result.source, destination: request.destination, imageId: request.imageId, bytes: result.bytes, coalesced }, 'copy request answered');
+    // redelivered: the broker handed this message out before (a conductor died or lost its channel with it).
+    log.info({ requestId: request.requestId, status: result.status, source: result.source, destination: request.destination, imageId: request.imageId, bytes: result.bytes, coalesced, attempt, redelivered: delivery.redelivered }, 'copy request answered');
   }
 
   private async retry(delivery: Delivery, request: CopyRequest, failure: Failure, attempt: number, firstSeen: string): Promise<void> {
