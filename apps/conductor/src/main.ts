@@ -21,7 +21,8 @@ async function bootstrap(): Promise<void> {
   const logger = pino({ level: config.LOG_LEVEL, base: { conductorId: config.CONDUCTOR_ID, cell: config.CELL_ID } });
   const app = await NestFactory.create(ConductorModule.forRoot(config, logger), { bufferLogs: true });
   app.useLogger(app.get(Logger));
-  app.enableShutdownHooks();
+  // A graceful stop is a clean exit: code 0 (not death by the re-raised signal), with pino flushed.
+  app.enableShutdownHooks([], { useProcessExit: true });
   // Without a token the admin API is only reachable from this machine.
   const host = config.ADMIN_TOKEN ? config.ADMIN_HOST : '127.0.0.1';
   if (!config.ADMIN_TOKEN) logger.warn({ host }, 'ADMIN_TOKEN is not set: the admin endpoint listens on 127.0.0.1 only');
