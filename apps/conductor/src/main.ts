@@ -1,13 +1,19 @@
 import 'reflect-metadata';
+import { Module } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { Logger } from 'nestjs-pino';
 import pino from 'pino';
+import { AdminModule } from './admin/admin.module';
 import { ConfigError, loadConductorConfig } from './config/conductor-config';
 import { ConductorModule } from './conductor.module';
 import { RequestIntake } from './lifecycle/request-intake';
 
 /** sysexits' EX_CONFIG: the environment is wrong, restarting will not help. */
 const EXIT_CONFIG = 78;
+
+/** The application: the conductor's parts, and the admin endpoint that reads them. */
+@Module({})
+class ConductorApp {}
 
 async function bootstrap(): Promise<void> {
   let config;
@@ -19,13 +25,15 @@ async function bootstrap(): Promise<void> {
     process.exit(EXIT_CONFIG);
   }
   const logger = pino({ level: config.LOG_LEVEL, base: { conductorId: config.CONDUCTOR_ID, cell: config.CELL_ID } });
-  const app = await NestFactory.create(ConductorModule.forRoot(config, logger), { bufferLogs: true });
+  const conductor = ConductorModule.forRoot(config, logger);
+  const app = await NestFactory.create({ module: ConductorApp, imports: [conductor, AdminModule.forRoot(conductor)] }, { bufferLogs: true });
   app.useLogger(app.get(Logger));
   // A graceful stop is a clean exit: code 0 (not death by the re-raised signal), with pino flushed.
   app.enableShutdownHooks([], { useProcessExit: true });
   // Without a token the admin API is only reachable from this machine.
   const host = config.ADMIN_TOKEN ? config.ADMIN_HOST : '127.0.0.1';
-  if (!config.ADMIN_TOKEN) logger.warn({ host }, 'ADMIN_TOKEN is not set: the admin endpoint listens on 127.0.0.1 only');
+  if (!config.ADMIN_TOKEN)
+    logger.warn({ host }, 'ADMIN_TOKEN is not set: the admin endpoint listens on 127.0.0.1 only, and its routes are open to anyone on this machine');
   // HTTP first, so health checks answer (not ready) while the consumer starts.
   await app.listen(config.ADMIN_PORT, host);
   const address = app.getHttpServer().address() as { port: number };

@@ -1,0 +1,77 @@
+import { type DynamicModule, Module } from '@nestjs/common';
+import { TerminusModule } from '@nestjs/terminus';
+import type { Logger as PinoLogger } from 'pino';
+import type { CellTopology } from '@app/contracts';
+import { BrokerConnection } from '@app/messaging';
+import type { ConductorConfig } from '../config/conductor-config';
+import { CELL_TOPOLOGY, CONDUCTOR_CONFIG, ROOT_LOGGER } from '../conductor.tokens';
+import { CopyCoordinator } from '../copy/copy-coordinator';
+import { RequestIntake } from '../lifecycle/request-intake';
+import { ConductorStats } from '../status/conductor-stats';
+import { AdminAuth } from './admin-auth';
+import { AdminTokenGuard } from './admin-token.guard';
+import { STATUS_PAGE } from './admin.tokens';
+import { HealthController } from './health.controller';
+import { LockTable } from './lock-table';
+import { LocksController } from './locks.controller';
+import { MetricsController } from './metrics.controller';
+import { readPackageVersion } from './package-version';
+import { QueueDepths } from './queue-depths';
+import { ReadinessProbe } from './readiness-probe';
+import { ReadinessIndicator } from './readiness.indicator';
+import { StatusPageController } from './status-page.controller';
+import { StatusReport } from './status-report';
+import { StatusController } from './status.controller';
+import { loadStatusPage } from './status-page/status-page';
+
+/**
+ * The admin HTTP endpoint: GET / (status page), /status, /locks, /metrics (bearer token) and
+ * /health/live, /health/ready (open). It reads the conductor's parts and changes nothing; the plain
+ * classes it wires (StatusReport, QueueDepths, LockTable, ReadinessProbe, AdminAuth) hold the logic.
+ * `conductor` is the ConductorModule.forRoot() module whose exports it reads.
+ */
+@Module({})
+export class AdminModule {
+  static forRoot(conductor: DynamicModule): DynamicModule {
+    return {
+      module: AdminModule,
+      imports: [conductor, TerminusModule.forRoot({ logger: false })],
+      controllers: [StatusPageController, StatusController, LocksController, MetricsController, HealthController],
+      providers: [
+        { provide: AdminAuth, inject: [CONDUCTOR_CONFIG], useFactory: (config: ConductorConfig) => new AdminAuth(config.ADMIN_TOKEN) },
+        AdminTokenGuard,
+        { provide: STATUS_PAGE, useFactory: () => loadStatusPage() },
+        {
+          provide: QueueDepths,
+          inject: [BrokerConnection, CELL_TOPOLOGY, ROOT_LOGGER],
+          useFactory: (broker: BrokerConnection, topology: CellTopology, log: PinoLogger) => new QueueDepths({ broker, topology, log: log.child({ part: 'admin' }) }),
+        },
+        {
+          provide: StatusReport,
+          inject: [CONDUCTOR_CONFIG, CELL_TOPOLOGY, BrokerConnection, RequestIntake, CopyCoordinator, ConductorStats, QueueDepths],
+          useFactory: (config: ConductorConfig, topology: CellTopology, broker: BrokerConnection, intake: RequestIntake, copies: CopyCoordinator, stats: ConductorStats, queues: QueueDepths) =>
+            new StatusReport({
+              identity: { conductorId: config.CONDUCTOR_ID, cellId: config.CELL_ID, version: readPackageVersion(), concurrency: config.COPY_CONCURRENCY, requestQueue: topology.requestQueue.name },
+              broker,
+              intake,
+              copies,
+              stats,
+              queues,
+            }),
+        },
+        {
+          provide: LockTable,
+          inject: [CONDUCTOR_CONFIG],
+          useFactory: (config: ConductorConfig) => new LockTable({ cacheRoot: config.CACHE_ROOT, staleMs: config.LOCK_STALE_MS, conductorId: config.CONDUCTOR_ID }),
+        },
+        {
+          provide: ReadinessProbe,
+          inject: [CONDUCTOR_CONFIG, BrokerConnection, RequestIntake, ROOT_LOGGER],
+          useFactory: (config: ConductorConfig, broker: BrokerConnection, intake: RequestIntake, log: PinoLogger) =>
+            new ReadinessProbe({ broker, intake, cacheRoot: config.CACHE_ROOT, conductorId: config.CONDUCTOR_ID, log: log.child({ part: 'admin' }) }),
+        },
+        ReadinessIndicator,
+      ],
+    };
+  }
+}

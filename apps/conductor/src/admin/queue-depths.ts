@@ -1,0 +1,112 @@
+import type { Channel } from 'amqplib';
+import type { CellTopology } from '@app/contracts';
+import type { BrokerConnection, MessagingLogger } from '@app/messaging';
+
+export interface QueueDepth {
+  name: string;
+  /** Ready messages (not the ones delivered and unacked). */
+  messages: number;
+  consumers: number;
+}
+
+export interface QueueDepthReport {
+  request: QueueDepth;
+  /** One per delay tier, ascending delay. */
+  retry: (QueueDepth & { delayMs: number })[];
+  deadLetter: QueueDepth;
+  checkedAt: string;
+}
+
+export interface QueueDepthsOptions {
+  broker: Pick<BrokerConnection, 'state' | 'openChannel'>;
+  topology: CellTopology;
+  log: Pick<MessagingLogger, 'warn'>;
+  /** Answers younger than this are served from memory, so polling the status page stays cheap. */
+  cacheMs?: number;
+  /** How long to wait for a channel. */
+  channelTimeoutMs?: number;
+  now?: () => number;
+}
+
+/**
+ * Depths of the cell's request, retry and dead-letter queues, read with passive declares (checkQueue:
+ * nothing is created) on one channel of the conductor's own connection. Concurrent callers share one
+ * look-up, results are cached for about a second, and while the broker is not connected the answer is
+ * null at once (no waiting for a connection inside an HTTP request).
+ */
+export class QueueDepths {
+  private channel?: Channel;
+  private cached?: { at: number; value: QueueDepthReport | null };
+  private pending?: Promise<QueueDepthReport | null>;
+  private failing = false;
+
+  constructor(private readonly options: QueueDepthsOptions) {}
+
+  async depths(): Promise<QueueDepthReport | null> {
+    if (this.options.broker.state !== 'connected') {
+      this.dropChannel();
+      return null;
+    }
+    const now = this.now();
+    if (this.cached && now - this.cached.at < (this.options.cacheMs ?? 1_000)) return this.cached.value;
+    this.pending ??= this.look().finally(() => {
+      this.pending = undefined;
+    });
+    return this.pending;
+  }
+
+  /** Closes the channel (the connection's close would take it along anyway). */
+  async close(): Promise<void> {
+    const channel = this.channel;
+    this.channel = undefined;
+    await channel?.close().catch(() => undefined);
+  }
+
+  private async look(): Promise<QueueDepthReport | null> {
+    let value: QueueDepthReport | null;
+    try {
+      const channel = await this.openChannel();
+      const { topology } = this.options;
+      const check = async (name: string): Promise<QueueDepth> => {
+        const ok = await channel.checkQueue(name);
+        return { name, messages: ok.messageCount, consumers: ok.consumerCount };
+      };
+      const request = await check(topology.requestQueue.name);
+      const retry: QueueDepthReport['retry'] = [];
+      for (const q of topology.retryQueues) retry.push({ ...(await check(q.name)), delayMs: q.delayMs });
+      const deadLetter = await check(topology.deadLetterQueue.name);
+      value = { request, retry, deadLetter, checkedAt: new Date(this.now()).toISOString() };
+      this.failing = false;
+    } catch (error) {
+      // A missing queue closes the channel (404); a lost connection kills it: open a new one next time.
+      this.dropChannel();
+      if (!this.failing) this.options.log.warn({ err: error instanceof Error ? error.message : String(error) }, 'could not read queue depths');
+      this.failing = true;
+      value = null;
+    }
+    this.cached = { at: this.now(), value };
+    return value;
+  }
+
+  private async openChannel(): Promise<Channel> {
+    if (this.channel) return this.channel;
+    const { channel } = await this.options.broker.openChannel(this.options.channelTimeoutMs ?? 2_000);
+    // Failures reject the awaited call; the event needs a listener or it would throw.
+    channel.on('error', () => undefined);
+    channel.on('close', () => {
+      if (this.channel === channel) this.channel = undefined;
+    });
+    this.channel = channel;
+    return channel;
+  }
+
+  private dropChannel(): void {
+    const channel = this.channel;
+    this.channel = undefined;
+    channel?.close().catch(() => undefined);
+  }
+
+  private now(): number {
+    return this.options.now?.() ?? Date.now();
+  }
+}

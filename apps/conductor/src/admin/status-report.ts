@@ -1,0 +1,111 @@
+import { performance } from 'node:perf_hooks';
+import type { BrokerConnection, ConnectionState } from '@app/messaging';
+import type { CopyCoordinator } from '../copy/copy-coordinator';
+import type { CopyPhase } from '../copy/copy-job';
+import type { IntakeState, RequestIntake } from '../lifecycle/request-intake';
+import type { ConductorStats, ConductorTotals } from '../status/conductor-stats';
+import type { QueueDepthReport } from './queue-depths';
+
+/** One copy running in this conductor, as GET /status shows it. */
+export interface InFlightCopyView {
+  key: string;
+  imageId: string;
+  /** Unknown until the source is chosen. */
+  source: string | null;
+  destination: string;
+  /** Every request answered by this copy (duplicates are coalesced onto it). */
+  requestIds: string[];
+  phase: CopyPhase;
+  bytesDone: number;
+  bytesTotal: number;
+  /** 0..100, null while the size is unknown. */
+  percent: number | null;
+  startedAt: string;
+  elapsedMs: number;
+  /** How long it has waited for its locks so far; null once it holds them. */
+  lockWaitMs: number | null;
+}
+
+export interface ConductorStatus {
+  conductorId: string;
+  cellId: string;
+  version: string;
+  pid: number;
+  startedAt: string;
+  uptimeSeconds: number;
+  now: string;
+  broker: { state: ConnectionState; connected: boolean; reconnects: number; lastError: string | null; connectionName: string };
+  consumer: { state: IntakeState; subscribed: boolean; queue: string; deliveriesInFlight: number };
+  concurrency: number;
+  inFlight: InFlightCopyView[];
+  totals: ConductorTotals;
+  /** null while the broker is not connected (or the queues could not be read). */
+  queues: QueueDepthReport | null;
+}
+
+export interface StatusReportParts {
+  identity: { conductorId: string; cellId: string; version: string; concurrency: number; requestQueue: string };
+  broker: Pick<BrokerConnection, 'state' | 'reconnects' | 'lastError' | 'connectionName'>;
+  intake: Pick<RequestIntake, 'state' | 'consumerSubscribed' | 'inFlightDeliveries'>;
+  copies: Pick<CopyCoordinator, 'inFlight'>;
+  stats: Pick<ConductorStats, 'totals'>;
+  queues: { depths(): Promise<QueueDepthReport | null> };
+  clock?: { now(): number; monotonic(): number };
+}
+
+const systemClock = { now: () => Date.now(), monotonic: () => performance.now() };
+
+/** Builds the GET /status document from the parts that own each piece; no state of its own. */
+export class StatusReport {
+  private readonly clock: { now(): number; monotonic(): number };
+  private readonly startedAtMs: number;
+
+  constructor(private readonly parts: StatusReportParts) {
+    this.clock = parts.clock ?? systemClock;
+    this.startedAtMs = this.clock.now();
+  }
+
+  async build(): Promise<ConductorStatus> {
+    const { identity, broker, intake, copies, stats } = this.parts;
+    const queues = await this.parts.queues.depths();
+    const now = this.clock.now();
+    const mono = this.clock.monotonic();
+    return {
+      conductorId: identity.conductorId,
+      cellId: identity.cellId,
+      version: identity.version,
+      pid: process.pid,
+      startedAt: new Date(this.startedAtMs).toISOString(),
+      uptimeSeconds: Math.round((now - this.startedAtMs) / 1000),
+      now: new Date(now).toISOString(),
+      broker: {
+        state: broker.state,
+        connected: broker.state === 'connected',
+        reconnects: broker.reconnects,
+        lastError: broker.lastError?.message ?? null,
+        connectionName: broker.connectionName,
+      },
+      consumer: { state: intake.state, subscribed: intake.consumerSubscribed, queue: identity.requestQueue, deliveriesInFlight: intake.inFlightDeliveries },
+      concurrency: identity.concurrency,
+      inFlight: copies
+        .inFlight()
+        .map((copy) => ({
+          key: copy.key,
+          imageId: copy.imageId,
+          source: copy.source ?? null,
+          destination: copy.destination,
+          requestIds: [...copy.requestIds],
+          phase: copy.phase,
+          bytesDone: copy.bytesDone,
+          bytesTotal: copy.bytesTotal,
+          percent: copy.bytesTotal > 0 ? Math.min(100, Math.round((copy.bytesDone / copy.bytesTotal) * 1000) / 10) : null,
+          startedAt: copy.startedAt,
+          elapsedMs: Math.round(mono - copy.startedMono),
+          lockWaitMs: copy.phase === 'waiting-for-lock' && copy.lockWaitStartedMono !== undefined ? Math.round(mono - copy.lockWaitStartedMono) : null,
+        }))
+        .sort((a, b) => a.startedAt.localeCompare(b.startedAt) || a.key.localeCompare(b.key)),
+      totals: structuredClone(stats.totals),
+      queues,
+    };
+  }
+}
