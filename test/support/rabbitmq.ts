@@ -88,22 +88,35 @@ export async function queueMessageCount(queue: string): Promise<number> {
 }
 
 /**
+ * Broker-side pids of the connections whose client-provided connection_name is `name`, as printed by
+ * `rabbitmqctl list_connections` (what close_connection wants).
+ */
+export async function connectionPidsNamed(name: string): Promise<string[]> {
+  // The text format, because close_connection wants the pid as printed there (<rabbit@host.N.N.N>); the
+  // JSON formatter prints it differently. Lines: "<pid>\t[{"connection_name","name"},...]".
+  const { stdout } = await run('rabbitmqctl', ['-q', 'list_connections', 'pid', 'client_properties']);
+  const needle = `{"connection_name","${name}"}`;
+  return stdout
+    .split('\n')
+    .map((line) => line.split('\t'))
+    .filter(([pid, properties]) => pid?.startsWith('<') && properties?.includes(needle))
+    .map(([pid]) => pid!);
+}
+
+/** Closes connections by broker-side pid (see connectionPidsNamed). */
+export async function closeConnectionPids(pids: string[], why = 'closed by test'): Promise<void> {
+  for (const pid of pids) await run('rabbitmqctl', ['-q', 'close_connection', pid, why]);
+}
+
+/**
  * Closes, from the broker side, only the connections whose client-provided connection_name is `name`
  * (close_all_connections would also cut the connections of tests running in parallel).
  * Returns how many were closed; throws if none matched.
  */
 export async function closeConnectionsNamed(name: string, why = 'closed by test'): Promise<number> {
-  // The text format, because close_connection wants the pid as printed there (<rabbit@host.N.N.N>); the
-  // JSON formatter prints it differently. Lines: "<pid>\t[{"connection_name","name"},...]".
-  const { stdout } = await run('rabbitmqctl', ['-q', 'list_connections', 'pid', 'client_properties']);
-  const needle = `{"connection_name","${name}"}`;
-  const pids = stdout
-    .split('\n')
-    .map((line) => line.split('\t'))
-    .filter(([pid, properties]) => pid?.startsWith('<') && properties?.includes(needle))
-    .map(([pid]) => pid!);
+  const pids = await connectionPidsNamed(name);
   if (pids.length === 0) throw new Error(`no broker connection named ${name}`);
-  for (const pid of pids) await run('rabbitmqctl', ['-q', 'close_connection', pid, why]);
+  await closeConnectionPids(pids, why);
   return pids.length;
 }
 
