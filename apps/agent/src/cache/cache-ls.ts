@@ -1,0 +1,153 @@
+import { promises as fsp } from 'node:fs';
+import * as path from 'node:path';
+import { nodeIdSchema } from '@app/contracts';
+import { type ImageMeta, ImageStore, parseTmpName } from '@app/image-store';
+import { DEFAULT_LOCK_TIMINGS, type LockEntryView, inspectLocks } from '@app/locking';
+import { ExitCode, type ExitCodeValue, UsageError } from '../cli/exit-codes';
+import { formatAge, formatBytes, formatMs, shortSha } from '../cli/format';
+import { table } from '../cli/tables';
+import type { Terminal } from '../cli/terminal';
+
+export interface CacheLsOptions {
+  cacheRoot?: string;
+  json?: boolean;
+  /** The conductors' LOCK_STALE_MS, to flag heartbeats older than that. */
+  staleMs?: string;
+}
+
+export interface CacheListing {
+  node: string;
+  images: (ImageMeta & { locks: LockEntryView[] })[];
+  /** Locks on images this node does not (yet) hold, e.g. one being copied in. */
+  otherLocks: { imageId: string; locks: LockEntryView[] }[];
+  partialCopies: { imageId: string; attempt: string; bytes: number; modifiedAt: Date }[];
+}
+
+/**
+ * Reads a node's verified images, current lock holders (libs/locking's inspectLocks: the exclusive holder
+ * of each key's newest unreleased generation, and shared readers) and partial copies. Read-only.
+ */
+export async function listCache(
+  root: string,
+  node: string,
+  staleMs = DEFAULT_LOCK_TIMINGS.staleMs,
+): Promise<CacheListing> {
+  const store = new ImageStore({ root });
+  const layout = store.nodeLayout(node);
+  const [images, inspection] = await Promise.all([
+    store.listImages(node),
+    inspectLocks(root, { node, staleMs }),
+  ]);
+  const locks = new Map<string, LockEntryView[]>();
+  for (const entry of inspection.entries)
+    locks.set(entry.imageId, [...(locks.get(entry.imageId) ?? []), entry]);
+  const partialCopies: CacheListing['partialCopies'] = [];
+  for (const name of await fsp.readdir(layout.tmp).catch(() => [] as string[])) {
+    const parsed = parseTmpName(name);
+    if (!parsed) continue;
+    const stat = await fsp.stat(path.join(layout.tmp, name)).catch(() => undefined);
+    if (stat)
+      partialCopies.push({
+        imageId: parsed.imageId,
+        attempt: parsed.tag,
+        bytes: stat.size,
+        modifiedAt: stat.mtime,
+      });
+  }
+  const ids = new Set(images.map((i) => i.imageId));
+  return {
+    node,
+    images: images.map((meta) => ({ ...meta, locks: locks.get(meta.imageId) ?? [] })),
+    otherLocks: [...locks]
+      .filter(([imageId]) => !ids.has(imageId))
+      .map(([imageId, l]) => ({ imageId, locks: l })),
+    partialCopies,
+  };
+}
+
+export function describeHolders(entries: readonly LockEntryView[]): string {
+  if (entries.length === 0) return '-';
+  return entries
+    .map((e) => {
+      const who = e.holder ? `${e.holder.conductorId}/${e.holder.attemptId}` : '(holder starting)';
+      const gen = e.generation !== undefined ? ` g-${e.generation}` : '';
+      const stale = e.liveness === 'stale' ? ', stale?' : '';
+      return `${e.mode} ${who}${gen} (beat ${formatMs(Math.max(0, e.ageMs))} ago${stale})`;
+    })
+    .join('\n');
+}
+
+export function renderCacheListing(listing: CacheListing, now = Date.now()): string {
+  const parts: string[] = [];
+  if (listing.images.length === 0) parts.push(`node ${listing.node}: no cached images`);
+  else
+    parts.push(
+      table(
+        ['image', 'size', 'sha256', 'age', 'last used', 'lock holders'],
+        listing.images.map((i) => [
+          i.imageId,
+          formatBytes(i.size),
+          shortSha(i.sha256),
+          formatAge(i.createdAt, now),
+          formatAge(i.lastUsedAt, now),
+          describeHolders(i.locks),
+        ]),
+      ),
+    );
+  if (listing.otherLocks.length > 0)
+    parts.push(
+      `Locks on images not (yet) in this cache:\n${table(
+        ['image', 'lock holders'],
+        listing.otherLocks.map((l) => [l.imageId, describeHolders(l.locks)]),
+      )}`,
+    );
+  if (listing.partialCopies.length > 0)
+    parts.push(
+      `Partial copies (in progress, or left by a dead attempt):\n${table(
+        ['image', 'attempt', 'bytes so far', 'modified'],
+        listing.partialCopies.map((p) => [
+          p.imageId,
+          p.attempt,
+          formatBytes(p.bytes),
+          formatAge(p.modifiedAt, now),
+        ]),
+      )}`,
+    );
+  return parts.join('\n\n');
+}
+
+/** `icc cache ls <node>`. */
+export async function runCacheLs(
+  node: string,
+  options: CacheLsOptions,
+  term: Terminal,
+): Promise<ExitCodeValue> {
+  if (!options.cacheRoot)
+    throw new UsageError('--cache-root', 'is required: pass --cache-root <dir> or set CACHE_ROOT');
+  const parsed = nodeIdSchema.safeParse(node);
+  if (!parsed.success) throw new UsageError('<node>', parsed.error.issues.map((i) => i.message).join('; '));
+  const root = path.resolve(options.cacheRoot);
+  const store = new ImageStore({ root });
+  const nodes = await store.listNodes();
+  if (!nodes.includes(parsed.data)) {
+    throw new UsageError(
+      '<node>',
+      `no node ${parsed.data} under ${root} (nodes there: ${nodes.join(', ') || 'none'})`,
+    );
+  }
+  const staleMs = parseStaleMs(options.staleMs);
+  const listing = await listCache(root, parsed.data, staleMs);
+  term.out(options.json ? JSON.stringify(listing) : renderCacheListing(listing));
+  return ExitCode.OK;
+}
+
+function parseStaleMs(raw: string | undefined): number {
+  if (raw === undefined || raw === '') return DEFAULT_LOCK_TIMINGS.staleMs;
+  const ms = Number(raw);
+  if (!Number.isInteger(ms) || ms < 1)
+    throw new UsageError(
+      '--stale-ms',
+      `must be a positive whole number of milliseconds (got ${JSON.stringify(raw)})`,
+    );
+  return ms;
+}

@@ -1,0 +1,162 @@
+#!/usr/bin/env node
+import { Command, CommanderError, Option } from 'commander';
+import { runCacheLs } from './cache/cache-ls';
+import { DEFAULT_AMQP_URL } from './broker/agent-broker';
+import { CliError, EXIT_CODES_HELP, ExitCode, type ExitCodeValue } from './cli/exit-codes';
+import { processTerminal } from './cli/terminal';
+import { DEFAULT_WAIT_TIMEOUT_S, runCopy } from './copy/copy-command';
+import { DEFAULT_DEMO_TIMEOUT_S, runDemo } from './demo/demo-runner';
+import { DEFAULT_BIG_IMAGE_MIB } from './demo/demo-plan';
+import { DEFAULT_ADMIN_URL } from './status/status-client';
+import { runStatus } from './status/status-command';
+
+/*
+ * Only wiring: commander parses, the feature folders do the work and return an exit code.
+ */
+
+const term = processTerminal;
+let exitCode: ExitCodeValue = ExitCode.OK;
+/** Runs a command's action, turning its result or error into the process's exit code. */
+const action =
+  <A extends unknown[]>(run: (...args: A) => Promise<ExitCodeValue>) =>
+  async (...args: A): Promise<void> => {
+    exitCode = await run(...args);
+  };
+
+const amqpUrlOption = () =>
+  new Option('--amqp-url <url>', 'RabbitMQ URL').env('AMQP_URL').default(DEFAULT_AMQP_URL);
+
+const program = new Command('icc')
+  .description(
+    'image-cache-conductor agent: request image copies between compute nodes, inspect conductors and node caches.',
+  )
+  .showHelpAfterError('(add --help for usage)')
+  .exitOverride()
+  .addHelpText('after', `\n${EXIT_CODES_HELP}`);
+
+program
+  .command('copy')
+  .description(
+    "Ask the cell's conductors to copy an image into a node's cache (and, with --wait, follow it to the end).",
+  )
+  .argument('<imageId>', 'the image (a file name in a node cache)')
+  .requiredOption('--to <node>', 'destination node')
+  .option('--from <node>', 'source node (default: the conductor picks a node holding a verified copy)')
+  .option('--sha256 <hex>', 'expected sha256 (64 hex digits); default: the source meta is trusted')
+  .option('--size <bytes>', 'expected size in bytes')
+  .addOption(new Option('--cell <id>', 'cell id (part of the queue names)').env('CELL_ID'))
+  .addOption(amqpUrlOption())
+  .option('--wait', 'wait for the final result, with a progress bar')
+  .option(
+    '--timeout <s>',
+    `with --wait: give up after this many seconds (exit 4)`,
+    String(DEFAULT_WAIT_TIMEOUT_S),
+  )
+  .option('--json', 'print one JSON object (the result) and no progress bar')
+  .option('--request-id <id>', 'request id (default: a fresh icc-<uuid>); re-sending the same id is safe')
+  .addHelpText(
+    'after',
+    `
+Without --wait the request is published (confirmed by RabbitMQ) and the command exits 0; its result is
+published on the cell's events exchange (result.<status>). With --wait a failed attempt that the
+conductor retries is shown as "attempt N failed (REASON), retrying" and waited past.
+
+Examples:
+  icc copy ubuntu-24.04.qcow2 --to node-b --cell prod-1 --wait
+  icc copy ubuntu-24.04.qcow2 --to node-b --from node-a --sha256 <hex> --wait --json
+
+${EXIT_CODES_HELP}`,
+  )
+  .action(action((imageId: string, options) => runCopy(imageId, options, term)));
+
+program
+  .command('status')
+  .description("Show a conductor's status (GET <url>/status of its admin endpoint) as tables.")
+  .addOption(
+    new Option('--url <url>', "the conductor's admin URL").env('ADMIN_URL').default(DEFAULT_ADMIN_URL),
+  )
+  .addOption(new Option('--token <token>', 'admin bearer token').env('ADMIN_TOKEN'))
+  .option('--json', 'print the raw JSON')
+  .addHelpText(
+    'after',
+    `
+Exit codes: 0 shown; 2 token missing or wrong (HTTP 401/403) or bad --url; 5 admin endpoint unreachable;
+1 any other HTTP error.`,
+  )
+  .action(action((options) => runStatus(options, term)));
+
+const cache = program.command('cache').description("Inspect a node's image cache under CACHE_ROOT.");
+cache
+  .command('ls')
+  .description("List a node's cached images: size, sha256, age, last use, and current lock holders.")
+  .argument('<node>', 'node id (a folder under the cache root)')
+  .addOption(new Option('--cache-root <dir>', 'the shared cache folder').env('CACHE_ROOT'))
+  .addOption(
+    new Option('--stale-ms <ms>', 'flag lock heartbeats older than this as "stale?" (default 20000)').env(
+      'LOCK_STALE_MS',
+    ),
+  )
+  .option('--json', 'print JSON')
+  .addHelpText(
+    'after',
+    `
+Read-only. Lock holders come from <root>/<node>/locks/<imageId>/: the exclusive holder of the newest
+unreleased generation (g-<n>/h~<conductor>~<attempt>) and shared readers (r~<conductor>~<attempt>),
+with the age of each holder's heartbeat (by this machine's clock: informative only). Partial copies
+under tmp/ are listed too.
+Exit codes: 0 listed; 2 bad arguments or unknown node; 1 unreadable cache.`,
+  )
+  .action(action((node: string, options) => runCacheLs(node, options, term)));
+
+program
+  .command('demo')
+  .description(
+    'Run a throw-away cell on this machine: seed images, start a conductor, copy, show progress, verify, clean up.',
+  )
+  .addOption(amqpUrlOption())
+  .option('--keep', 'keep the temp folder (images and the conductor log) for a look afterwards')
+  .option('--big-image-mib <n>', 'size of the fanned-out image in MiB', String(DEFAULT_BIG_IMAGE_MIB))
+  .option(
+    '--timeout <s>',
+    'give up waiting for results after this many seconds',
+    String(DEFAULT_DEMO_TIMEOUT_S),
+  )
+  .addHelpText(
+    'after',
+    `
+Needs RabbitMQ (start it with \`rabbitmq-server -detached\`, or set AMQP_URL) and a build (npm run build).
+Creates a temp CACHE_ROOT with 6 nodes and 4 images, a fresh cell id, and a conductor child process
+(its log goes to the temp folder). Requests a fan-out, a duplicate and two disjoint copies, then checks
+the sha256 of every copied image itself. Everything is removed at the end, also on Ctrl-C.
+Exit codes: 0 all images verified; 1 a copy failed or an image did not verify; 2 bad arguments;
+5 RabbitMQ unreachable; 130 interrupted.`,
+  )
+  .action(action((options) => runDemo(options, term)));
+
+async function main(): Promise<void> {
+  try {
+    await program.parseAsync(process.argv);
+  } catch (error) {
+    if (error instanceof CommanderError) {
+      // Help and version exit 0; every parse error (unknown flag, missing argument...) is a usage error.
+      exitCode = error.exitCode === 0 ? ExitCode.OK : ExitCode.USAGE;
+    } else if (error instanceof CliError) {
+      const command = process.argv.slice(2).find((a) => !a.startsWith('-')) ?? '';
+      term.err(
+        `icc${command ? ` ${command}` : ''}: ${error.exitCode === ExitCode.USAGE && 'flag' in error ? 'error: ' : ''}${error.message}`,
+      );
+      if (error.exitCode === ExitCode.USAGE && 'flag' in error) term.err('(add --help for usage)');
+      exitCode = error.exitCode;
+    } else {
+      term.err(
+        `icc: unexpected error: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`,
+      );
+      exitCode = ExitCode.ERROR;
+    }
+  }
+  process.exitCode = exitCode;
+  // Every command closes what it opened; this only guards against a handle someone forgot.
+  setTimeout(() => process.exit(exitCode), 2_000).unref();
+}
+
+void main();

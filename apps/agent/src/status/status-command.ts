@@ -1,0 +1,18 @@
+import { ExitCode, type ExitCodeValue } from '../cli/exit-codes';
+import type { Terminal } from '../cli/terminal';
+import { fetchStatus, validateAdminUrl } from './status-client';
+import { renderStatus } from './status-render';
+
+export interface StatusCommandOptions {
+  url: string;
+  token?: string;
+  json?: boolean;
+}
+
+/** `icc status`: a conductor's GET /status, as tables (or the raw JSON with --json). */
+export async function runStatus(options: StatusCommandOptions, term: Terminal): Promise<ExitCodeValue> {
+  const url = validateAdminUrl(options.url);
+  const status = await fetchStatus(url, options.token || undefined);
+  term.out(options.json ? JSON.stringify(status) : renderStatus(status));
+  return ExitCode.OK;
+}
