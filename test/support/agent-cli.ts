@@ -1,0 +1,80 @@
+import { execFile, spawn } from 'node:child_process';
+import { promisify } from 'node:util';
+import { compiled, PROJECT_ROOT } from './child-processes';
+
+export interface CliRun {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** For failure messages: what ran and everything it printed. */
+export function describeRun(args: readonly string[], run: CliRun): string {
+  return `icc ${args.join(' ')} -> code ${run.code}, signal ${run.signal}\n--- stdout ---\n${run.stdout}\n--- stderr ---\n${run.stderr}`;
+}
+
+/**
+ * Runs the BUILT agent (dist/apps/agent/src/main.js) as a separate process, the way an operator or a
+ * compute agent would, with a hard timeout (SIGKILL) so a hanging CLI fails the test instead of stalling it.
+ */
+export function runIcc(
+  args: readonly string[],
+  options: { env?: NodeJS.ProcessEnv; timeoutMs?: number } = {},
+): Promise<CliRun> {
+  return runProcess(process.execPath, [compiled('apps/agent/src/main.ts'), ...args], options);
+}
+
+export function runProcess(
+  command: string,
+  args: readonly string[],
+  options: { env?: NodeJS.ProcessEnv; timeoutMs?: number } = {},
+): Promise<CliRun> {
+  const child = spawn(command, args, {
+    cwd: PROJECT_ROOT,
+    env: { ...process.env, ...options.env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const stdout: string[] = [];
+  const stderr: string[] = [];
+  child.stdout.on('data', (d: Buffer) => stdout.push(d.toString()));
+  child.stderr.on('data', (d: Buffer) => stderr.push(d.toString()));
+  const timeoutMs = options.timeoutMs ?? 60_000;
+  const timer = setTimeout(() => {
+    stderr.push(`\n[test] hard timeout of ${timeoutMs} ms: SIGKILL\n`);
+    child.kill('SIGKILL');
+  }, timeoutMs);
+  return new Promise((resolve, reject) => {
+    child.on('error', (error) => {
+      clearTimeout(timer);
+      reject(error);
+    });
+    child.on('close', (code, signal) => {
+      clearTimeout(timer);
+      resolve({ code, signal, stdout: stdout.join(''), stderr: stderr.join('') });
+    });
+  });
+}
+
+const run = promisify(execFile);
+
+/**
+ * A Python 3 that can `import pika`: $PYTHON, then `python3` on the PATH, then the system's
+ * /usr/bin/python3 (where Debian's python3-pika lands even when pyenv or a venv shadows `python3`).
+ */
+export async function pythonWithPika(): Promise<string> {
+  const candidates = [process.env.PYTHON, 'python3', '/usr/bin/python3'].filter((c): c is string =>
+    Boolean(c),
+  );
+  for (const candidate of candidates) {
+    try {
+      await run(candidate, ['-c', 'import pika']);
+      return candidate;
+    } catch {
+      // try the next one
+    }
+  }
+  throw new Error(
+    `no Python 3 with pika found (tried ${candidates.join(', ')}): install it with \`apt-get install -y python3-pika\` (.ci/run does), or set PYTHON`,
+  );
+}
