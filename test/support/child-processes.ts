@@ -2,7 +2,15 @@ import { type ChildProcess, fork } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import * as path from 'node:path';
 
-export const PROJECT_ROOT = path.resolve(__dirname, '..', '..');
+/** The folder with package.json, whether this file runs from test/support or compiled from dist/. */
+export const PROJECT_ROOT = findProjectRoot(__dirname);
+
+function findProjectRoot(start: string): string {
+  for (let dir = start; dir !== path.dirname(dir); dir = path.dirname(dir)) {
+    if (existsSync(path.join(dir, 'package.json')) && path.basename(dir) !== 'dist') return dir;
+  }
+  throw new Error(`no package.json above ${start}`);
+}
 
 /** Child scripts run compiled (as in production); `npm test` builds first. */
 export function compiled(relativeTsPath: string): string {

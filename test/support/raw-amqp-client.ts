@@ -13,6 +13,8 @@ export interface RawReply {
  */
 export class RawAmqpClient {
   readonly replies: RawReply[] = [];
+  /** Final replies by correlation id (benchmarks wait on thousands). */
+  private readonly finals = new Map<string, Record<string, unknown>>();
   private replyQueue = '';
 
   private constructor(
@@ -28,7 +30,9 @@ export class RawAmqpClient {
     client.replyQueue = queue;
     await channel.consume(queue, (m) => {
       if (!m) return;
-      client.replies.push({ correlationId: String(m.properties.correlationId), body: JSON.parse(m.content.toString()) as Record<string, unknown> });
+      const reply = { correlationId: String(m.properties.correlationId), body: JSON.parse(m.content.toString()) as Record<string, unknown> };
+      client.replies.push(reply);
+      if (reply.body.retryable !== true && !client.finals.has(reply.correlationId)) client.finals.set(reply.correlationId, reply.body);
     }, { noAck: true });
     return client;
   }
@@ -51,8 +55,8 @@ export class RawAmqpClient {
   async finalReply(correlationId: string, timeoutMs = 60_000): Promise<Record<string, unknown>> {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
-      const reply = this.replies.find((r) => r.correlationId === correlationId && r.body.retryable !== true);
-      if (reply) return reply.body;
+      const reply = this.finals.get(correlationId);
+      if (reply) return reply;
       if (Date.now() > deadline) throw new Error(`no final reply for ${correlationId} within ${timeoutMs} ms`);
       await new Promise((r) => setTimeout(r, 20));
     }
