@@ -72,7 +72,14 @@ export class ConductorModule {
           provide: CopyWorkflow,
           inject: [ImageStore, NodeLockManager, SourceSelector],
           useFactory: (store: ImageStore, locks: NodeLockManager, sources: SourceSelector) =>
-            new CopyWorkflow(store, locks, sources, { lockWaitMs: config.LOCK_WAIT_MS, log: rootLogger.child({ part: 'copy' }) }),
+            new CopyWorkflow(store, locks, sources, {
+              lockWaitMs: config.LOCK_WAIT_MS,
+              log: rootLogger.child({ part: 'copy' }),
+              baseline: {
+                scope: config.BENCH_LOCK_BASELINE === 'global-lock' ? 'global' : 'per-node',
+                sourceMode: config.BENCH_LOCK_BASELINE === 'exclusive-source' ? 'exclusive' : 'shared',
+              },
+            }),
         },
         {
           provide: ProgressPublisher,

@@ -1,9 +1,21 @@
 import { performance } from 'node:perf_hooks';
 import type { ImageStore } from '@app/image-store';
 import type { MessagingLogger } from '@app/messaging';
-import type { NodeLockManager } from '@app/locking';
+import type { LockRequest, NodeLockManager } from '@app/locking';
 import type { CopyJob, CopyJobResult, CopyProgress } from './copy-job';
 import type { SourceSelector } from './source-selector';
+
+/**
+ * Benchmark baselines only (bench/): one lock for the whole cell, or an exclusive source lock, to measure
+ * what the two node-local locks and the shared source lock are worth. Never for production.
+ */
+export interface LockBaseline {
+  scope: 'per-node' | 'global';
+  sourceMode: 'shared' | 'exclusive';
+}
+
+/** The folder the global-lock baseline locks in (it shows up as a node without images). */
+export const GLOBAL_LOCK_NODE = 'global-lock-baseline';
 
 export interface CopyRunOptions {
   attemptId: string;
@@ -22,8 +34,18 @@ export class CopyWorkflow {
     private readonly store: ImageStore,
     private readonly locks: NodeLockManager,
     private readonly sources: SourceSelector,
-    private readonly options: { lockWaitMs: number; log: Pick<MessagingLogger, 'warn'> },
+    private readonly options: { lockWaitMs: number; log: Pick<MessagingLogger, 'warn'>; baseline?: LockBaseline },
   ) {}
+
+  /** The locks of one copy: two node-local ones, or a benchmark baseline's. */
+  private lockRequests(source: string, job: CopyJob): LockRequest[] {
+    const baseline = this.options.baseline ?? { scope: 'per-node', sourceMode: 'shared' };
+    if (baseline.scope === 'global') return [{ node: GLOBAL_LOCK_NODE, imageId: 'all', mode: 'exclusive' }];
+    return [
+      { node: source, imageId: job.imageId, mode: baseline.sourceMode },
+      { node: job.destination, imageId: job.imageId, mode: 'exclusive' },
+    ];
+  }
 
   async run(job: CopyJob, run: CopyRunOptions): Promise<CopyJobResult> {
     // Published images are never modified in place, so a verified one can be trusted without a lock.
@@ -37,17 +59,13 @@ export class CopyWorkflow {
     report('waiting-for-lock', 0);
 
     const waitStarted = performance.now();
-    const held = await this.locks.acquireAll(
-      [
-        { node: source, imageId: job.imageId, mode: 'shared' },
-        { node: job.destination, imageId: job.imageId, mode: 'exclusive' },
-      ],
-      { attemptId: run.attemptId, timeoutMs: this.options.lockWaitMs, signal: run.signal },
+    const held = await this.locks.acquireAll(this.lockRequests(source, job), {
+      attemptId: run.attemptId, timeoutMs: this.options.lockWaitMs, signal: run.signal },
     );
     const lockWaitMs = performance.now() - waitStarted;
     const endRead = this.sources.beginRead(source);
     try {
-      const destinationLock = held.locks.find((l) => l.key.node === job.destination)!;
+      const destinationLock = held.locks.find((l) => l.key.node === job.destination) ?? held.locks[0]!;
       // Holding the destination lock, any partial copy of this image belongs to a dead attempt.
       await this.store.removeLeftoverTmp(job.destination, job.imageId);
       report('copying', 0);
