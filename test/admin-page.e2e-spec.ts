@@ -36,7 +36,10 @@ describe('admin status page in a real browser', () => {
     // Fails (does not skip) with the install command when /usr/bin/chromium is missing.
     browser = await launchChromium();
     const image = await c.seed('node-a', IMAGE, 1024 * MiB);
-    const conductor = await ConductorProcess.start(pool, c.conductorEnv({ CONDUCTOR_ID: 'admin-page', ADMIN_TOKEN: TOKEN, COPY_CONCURRENCY: '3' })).ready();
+    const conductor = await ConductorProcess.start(
+      pool,
+      c.conductorEnv({ CONDUCTOR_ID: 'admin-page', ADMIN_TOKEN: TOKEN, COPY_CONCURRENCY: '3' }),
+    ).ready();
     const http = AdminHttp.of(conductor, TOKEN);
 
     const page = await browser.newPage({ viewport: { width: 1400, height: 1000 } });
@@ -47,7 +50,8 @@ describe('admin status page in a real browser', () => {
       if (message.type() === 'error') problems.push(`console error: ${message.text()}`);
     });
     page.on('request', (request) => {
-      if (!request.url().startsWith(http.baseUrl) && !request.url().startsWith('data:')) foreign.push(request.url());
+      if (!request.url().startsWith(http.baseUrl) && !request.url().startsWith('data:'))
+        foreign.push(request.url());
     });
 
     // The token goes in the fragment (never sent to a server); the page keeps it for the tab and hides it.
@@ -59,7 +63,14 @@ describe('admin status page in a real browser', () => {
 
     // Three 1 GiB copies at once, from one source.
     const sent = DESTINATIONS.map((destination) =>
-      client!.send(c.topology.requestQueue.name, { v: 1, requestId: `page-${destination}`, imageId: IMAGE, destination, source: 'node-a', sha256: image.sha256 }),
+      client!.send(c.topology.requestQueue.name, {
+        v: 1,
+        requestId: `page-${destination}`,
+        imageId: IMAGE,
+        destination,
+        source: 'node-a',
+        sha256: image.sha256,
+      }),
     );
 
     // A progress bar with bytes done, then the same bar further on (the page refreshes itself).
@@ -71,17 +82,28 @@ describe('admin status page in a real browser', () => {
           width: (b.firstElementChild as unknown as { style: { width: string } }).style.width,
         })),
       );
-    const firstSeen = await until(async () => {
-      const bars = await readBars();
-      return bars.some((b) => b.done > 0) ? bars : undefined;
-    }, 'a progress bar with bytes done', 60_000, 50);
-    const step = await until(async () => {
-      for (const bar of await readBars()) {
-        const was = firstSeen.find((b) => b.key === bar.key);
-        if (was && was.done > 0 && bar.done > was.done) return { key: bar.key, from: was.done, to: bar.done, widthBefore: was.width, width: bar.width };
-      }
-      return undefined;
-    }, 'the same progress bar further on', 30_000, 50);
+    const firstSeen = await until(
+      async () => {
+        const bars = await readBars();
+        return bars.some((b) => b.done > 0) ? bars : undefined;
+      },
+      'a progress bar with bytes done',
+      60_000,
+      50,
+    );
+    const step = await until(
+      async () => {
+        for (const bar of await readBars()) {
+          const was = firstSeen.find((b) => b.key === bar.key);
+          if (was && was.done > 0 && bar.done > was.done)
+            return { key: bar.key, from: was.done, to: bar.done, widthBefore: was.width, width: bar.width };
+        }
+        return undefined;
+      },
+      'the same progress bar further on',
+      30_000,
+      50,
+    );
     expect(step.to).toBeGreaterThan(step.from);
     expect(parseFloat(step.width)).toBeGreaterThan(parseFloat(step.widthBefore));
     expect(step.key).toMatch(new RegExp(`^${IMAGE.replace('.', '\\.')} -> node-[bcd]$`));
@@ -89,10 +111,20 @@ describe('admin status page in a real browser', () => {
     await expect(row.textContent()).resolves.toMatch(/node-a → node-[bcd]/);
 
     // The lock table fills: exclusive on the destinations, shared readers on the source, all held here.
-    const lockRows = await until(async () => {
-      const rows = await page.locator('#locks-body tr[data-lock]').evaluateAll((all) => all.map((r) => r.getAttribute('data-lock') ?? ''));
-      return rows.some((l) => /^node-[bcd]\/big\.qcow2\/exclusive$/.test(l)) && rows.includes('node-a/big.qcow2/shared') ? rows : undefined;
-    }, 'exclusive and shared rows in the lock table', 10_000, 50);
+    const lockRows = await until(
+      async () => {
+        const rows = await page
+          .locator('#locks-body tr[data-lock]')
+          .evaluateAll((all) => all.map((r) => r.getAttribute('data-lock') ?? ''));
+        return rows.some((l) => /^node-[bcd]\/big\.qcow2\/exclusive$/.test(l)) &&
+          rows.includes('node-a/big.qcow2/shared')
+          ? rows
+          : undefined;
+      },
+      'exclusive and shared rows in the lock table',
+      10_000,
+      50,
+    );
     expect(lockRows.every((l) => /^node-[abcd]\/big\.qcow2\/(exclusive|shared)$/.test(l))).toBe(true);
     await expect(page.locator('#locks-body').textContent()).resolves.toContain('this conductor');
 
@@ -100,8 +132,16 @@ describe('admin status page in a real browser', () => {
     await page.screenshot({ path: file, fullPage: true });
 
     // When the copies are done the page says so, with the totals.
-    for (const id of sent) expect(await client!.finalReply(id, 120_000)).toMatchObject({ status: 'completed' });
-    await until(async () => (await page.locator('#copies-body').textContent())?.includes('No copy running.') && (await page.locator('[data-total="Completed"] .value').textContent()) === '3', 'the page showing the copies done', 10_000, 50);
+    for (const id of sent)
+      expect(await client!.finalReply(id, 120_000)).toMatchObject({ status: 'completed' });
+    await until(
+      async () =>
+        (await page.locator('#copies-body').textContent())?.includes('No copy running.') &&
+        (await page.locator('[data-total="Completed"] .value').textContent()) === '3',
+      'the page showing the copies done',
+      10_000,
+      50,
+    );
     await expect(page.locator('#locks-body').textContent()).resolves.toContain('No lock held.');
 
     expect(problems).toEqual([]);
@@ -110,13 +150,18 @@ describe('admin status page in a real browser', () => {
 
   it('tells the operator when the token is missing or wrong, without showing any data', async () => {
     browser = await launchChromium();
-    const conductor = await ConductorProcess.start(pool, cell!.conductorEnv({ CONDUCTOR_ID: 'admin-page-denied', ADMIN_TOKEN: TOKEN })).ready();
+    const conductor = await ConductorProcess.start(
+      pool,
+      cell!.conductorEnv({ CONDUCTOR_ID: 'admin-page-denied', ADMIN_TOKEN: TOKEN }),
+    ).ready();
     const http = AdminHttp.of(conductor, TOKEN);
     const page = await browser.newPage();
     for (const url of [`${http.baseUrl}/`, `${http.baseUrl}/?token=wrong-token-wrong-token`]) {
       await page.goto(url);
       await page.locator('#banner.show').waitFor({ timeout: 10_000 });
-      await expect(page.locator('#banner').textContent()).resolves.toContain('admin token is missing or wrong');
+      await expect(page.locator('#banner').textContent()).resolves.toContain(
+        'admin token is missing or wrong',
+      );
       await expect(page.locator('body').textContent()).resolves.not.toContain('admin-page-denied');
       await page.evaluate('sessionStorage.clear()');
     }

@@ -41,19 +41,38 @@ describe('admin endpoint: readiness during a graceful stop', () => {
     const image = await c.seed('node-a', IMAGE, 1024 * MiB);
     const conductor = await ConductorProcess.start(
       pool,
-      c.conductorEnv({ CONDUCTOR_ID: 'admin-stop', ADMIN_TOKEN: TOKEN, COPY_CONCURRENCY: '2', SHUTDOWN_GRACE_MS: '120000' }),
+      c.conductorEnv({
+        CONDUCTOR_ID: 'admin-stop',
+        ADMIN_TOKEN: TOKEN,
+        COPY_CONCURRENCY: '2',
+        SHUTDOWN_GRACE_MS: '120000',
+      }),
     ).ready();
     const http = AdminHttp.of(conductor, TOKEN);
     expect((await http.get('/health/ready', { authorization: null })).status).toBe(200);
 
     const sent = DESTINATIONS.map((destination) =>
-      client!.send(c.topology.requestQueue.name, { v: 1, requestId: `stop-${destination}`, imageId: IMAGE, destination, source: 'node-a', sha256: image.sha256 }),
+      client!.send(c.topology.requestQueue.name, {
+        v: 1,
+        requestId: `stop-${destination}`,
+        imageId: IMAGE,
+        destination,
+        source: 'node-a',
+        sha256: image.sha256,
+      }),
     );
     // Copies in flight, early on (so the drain lasts a while).
-    await until(async () => {
-      const status = await http.json<Status>('/status');
-      return status.inFlight.length === 2 && status.inFlight.every((copy) => copy.phase === 'copying' && copy.bytesDone > 0);
-    }, 'two copies copying', 60_000);
+    await until(
+      async () => {
+        const status = await http.json<Status>('/status');
+        return (
+          status.inFlight.length === 2 &&
+          status.inFlight.every((copy) => copy.phase === 'copying' && copy.bytesDone > 0)
+        );
+      },
+      'two copies copying',
+      60_000,
+    );
     expect((await http.get('/health/ready', { authorization: null })).status).toBe(200);
     const stoppedLogged = () => conductor.logs().some((l) => l.msg === 'conductor stopped');
 
@@ -76,14 +95,25 @@ describe('admin endpoint: readiness during a graceful stop', () => {
       await new Promise((r) => setTimeout(r, 10));
     }
     const exit = await conductor.exited();
-    const report = probes.map((p) => `${p.status}${p.body ? ` ${p.body.status} consumer=${p.body.details?.consumer?.state}` : ''}${p.stoppedBefore ? ' (after stop)' : ''}`).join('\n');
+    const report = probes
+      .map(
+        (p) =>
+          `${p.status}${p.body ? ` ${p.body.status} consumer=${p.body.details?.consumer?.state}` : ''}${p.stoppedBefore ? ' (after stop)' : ''}`,
+      )
+      .join('\n');
 
     // From the first 503 on, only 503s until the listener closes: never ready again, never a gap.
     const firstNotReady = probes.findIndex((p) => p.status === 503);
     expect(firstNotReady, report).toBeGreaterThanOrEqual(0);
-    expect(probes.slice(0, firstNotReady).every((p) => p.status === 200), report).toBe(true);
+    expect(
+      probes.slice(0, firstNotReady).every((p) => p.status === 200),
+      report,
+    ).toBe(true);
     const afterwards = probes.slice(firstNotReady);
-    expect(afterwards.slice(0, -1).every((p) => p.status === 503), report).toBe(true);
+    expect(
+      afterwards.slice(0, -1).every((p) => p.status === 503),
+      report,
+    ).toBe(true);
     expect(afterwards.at(-1)!.status, report).toBe('refused');
 
     // The first 503 came while the consumer was draining (not yet closed) and the copies still ran.
@@ -97,13 +127,16 @@ describe('admin endpoint: readiness during a graceful stop', () => {
     expect(beforeStop.length, report).toBeGreaterThan(5);
 
     // The graceful stop let both copies finish (long grace): answered completed, nothing handed back.
-    for (const id of sent) expect(await client!.finalReply(id, 10_000)).toMatchObject({ status: 'completed' });
+    for (const id of sent)
+      expect(await client!.finalReply(id, 10_000)).toMatchObject({ status: 'completed' });
     const messages = conductor.logs().map((l) => l.msg);
     const paused = messages.indexOf('draining: consumer paused, waiting for copies in flight');
     const stopped = messages.indexOf('conductor stopped');
     expect(paused).toBeGreaterThanOrEqual(0);
     expect(stopped).toBeGreaterThan(paused);
-    expect(messages.filter((m, i) => m === 'copy request answered' && i > paused && i < stopped)).toHaveLength(2);
+    expect(
+      messages.filter((m, i) => m === 'copy request answered' && i > paused && i < stopped),
+    ).toHaveLength(2);
     expect(messages).not.toContain('copy handed back to the queue at shutdown');
     expect(exit).toEqual({ code: 0, signal: null });
   });

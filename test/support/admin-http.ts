@@ -21,11 +21,23 @@ export class AdminHttp {
   }
 
   /** `authorization`: undefined sends the configured token, null sends none, a string sends that header. */
-  async get(path: string, options: { authorization?: string | null; method?: string } = {}): Promise<AdminAnswer> {
+  async get(
+    path: string,
+    options: { authorization?: string | null; method?: string } = {},
+  ): Promise<AdminAnswer> {
     const headers: Record<string, string> = {};
-    const authorization = options.authorization === undefined ? (this.token ? `Bearer ${this.token}` : undefined) : options.authorization;
+    const authorization =
+      options.authorization === undefined
+        ? this.token
+          ? `Bearer ${this.token}`
+          : undefined
+        : options.authorization;
     if (authorization) headers.authorization = authorization;
-    const response = await fetch(`${this.baseUrl}${path}`, { method: options.method ?? 'GET', headers, signal: AbortSignal.timeout(10_000) });
+    const response = await fetch(`${this.baseUrl}${path}`, {
+      method: options.method ?? 'GET',
+      headers,
+      signal: AbortSignal.timeout(10_000),
+    });
     const text = await response.text();
     return {
       status: response.status,
@@ -44,7 +56,8 @@ export class AdminHttp {
   /** GET that must answer 200 with JSON. */
   async json<T = Record<string, unknown>>(path: string): Promise<T> {
     const answer = await this.get(path);
-    if (answer.status !== 200) throw new Error(`GET ${path}: HTTP ${answer.status}: ${answer.text.slice(0, 500)}`);
+    if (answer.status !== 200)
+      throw new Error(`GET ${path}: HTTP ${answer.status}: ${answer.text.slice(0, 500)}`);
     return answer.json<T>();
   }
 }
@@ -53,21 +66,32 @@ export class AdminHttp {
  * One sample of a Prometheus text exposition: `name{labels} value`, labels matched exactly (all of them,
  * in any order). Undefined when the series is absent.
  */
-export function metricValue(exposition: string, name: string, labels: Record<string, string> = {}): number | undefined {
+export function metricValue(
+  exposition: string,
+  name: string,
+  labels: Record<string, string> = {},
+): number | undefined {
   for (const line of exposition.split('\n')) {
     if (line.startsWith('#')) continue;
     const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})?\s+(\S+)/.exec(line);
     if (!m || m[1] !== name) continue;
     const found: Record<string, string> = {};
-    for (const pair of (m[2] ?? '').matchAll(/([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"/g)) found[pair[1]!] = pair[2]!;
+    for (const pair of (m[2] ?? '').matchAll(/([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"/g))
+      found[pair[1]!] = pair[2]!;
     const wanted = Object.entries(labels);
-    if (Object.keys(found).length === wanted.length && wanted.every(([k, v]) => found[k] === v)) return Number(m[3]);
+    if (Object.keys(found).length === wanted.length && wanted.every(([k, v]) => found[k] === v))
+      return Number(m[3]);
   }
   return undefined;
 }
 
 /** Polls `probe` until it returns a value (not undefined or false), and returns it. */
-export async function until<T>(probe: () => Promise<T | undefined | false>, what: string, timeoutMs = 10_000, intervalMs = 25): Promise<T> {
+export async function until<T>(
+  probe: () => Promise<T | undefined | false>,
+  what: string,
+  timeoutMs = 10_000,
+  intervalMs = 25,
+): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const value = await probe();

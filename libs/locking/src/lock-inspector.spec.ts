@@ -29,16 +29,38 @@ describe('inspectLocks (real lock folders)', () => {
   });
 
   it('shows exclusive holders with their generation and shared readers, not released locks', async () => {
-    const writer = await manager('c1').acquire({ node: 'node-b', imageId: 'img.qcow2', mode: 'exclusive' }, { timeoutMs: 1000, attemptId: 'w1' });
-    await manager('c1').acquire({ node: 'node-a', imageId: 'img.qcow2', mode: 'shared' }, { timeoutMs: 1000, attemptId: 'r1' });
-    await manager('c2').acquire({ node: 'node-a', imageId: 'img.qcow2', mode: 'shared' }, { timeoutMs: 1000, attemptId: 'r2' });
-    const released = await manager('c3').acquire({ node: 'node-c', imageId: 'other', mode: 'exclusive' }, { timeoutMs: 1000, attemptId: 'x' });
+    const writer = await manager('c1').acquire(
+      { node: 'node-b', imageId: 'img.qcow2', mode: 'exclusive' },
+      { timeoutMs: 1000, attemptId: 'w1' },
+    );
+    await manager('c1').acquire(
+      { node: 'node-a', imageId: 'img.qcow2', mode: 'shared' },
+      { timeoutMs: 1000, attemptId: 'r1' },
+    );
+    await manager('c2').acquire(
+      { node: 'node-a', imageId: 'img.qcow2', mode: 'shared' },
+      { timeoutMs: 1000, attemptId: 'r2' },
+    );
+    const released = await manager('c3').acquire(
+      { node: 'node-c', imageId: 'other', mode: 'exclusive' },
+      { timeoutMs: 1000, attemptId: 'x' },
+    );
     await released.release();
 
     const { entries, truncated, staleMs } = await inspectLocks(root, { staleMs: FAST.staleMs });
     expect(truncated).toBe(0);
     expect(staleMs).toBe(FAST.staleMs);
-    expect(entries.map((e) => [e.node, e.imageId, e.mode, e.holder?.conductorId, e.holder?.attemptId, e.generation, e.liveness])).toEqual([
+    expect(
+      entries.map((e) => [
+        e.node,
+        e.imageId,
+        e.mode,
+        e.holder?.conductorId,
+        e.holder?.attemptId,
+        e.generation,
+        e.liveness,
+      ]),
+    ).toEqual([
       ['node-a', 'img.qcow2', 'shared', 'c1', 'r1', undefined, 'live'],
       ['node-a', 'img.qcow2', 'shared', 'c2', 'r2', undefined, 'live'],
       ['node-b', 'img.qcow2', 'exclusive', 'c1', 'w1', writer.fencingToken, 'live'],
@@ -74,7 +96,12 @@ describe('inspectLocks (real lock folders)', () => {
     await fsp.utimes(path.join(keyDir, 'r~dead~a2'), old, old);
     const { entries } = await inspectLocks(root, { staleMs: 20_000 });
     expect(entries).toMatchObject([
-      { mode: 'exclusive', generation: 7, holder: { conductorId: 'dead', attemptId: 'a1' }, liveness: 'stale' },
+      {
+        mode: 'exclusive',
+        generation: 7,
+        holder: { conductorId: 'dead', attemptId: 'a1' },
+        liveness: 'stale',
+      },
       { mode: 'shared', holder: { conductorId: 'dead', attemptId: 'a2' }, liveness: 'stale' },
     ]);
     expect(entries[0]!.ageMs).toBeGreaterThanOrEqual(59_000);
@@ -99,14 +126,17 @@ describe('inspectLocks (real lock folders)', () => {
     await fsp.symlink(path.join(outside, 'locks', 'img'), path.join(root, 'node-real', 'locks', 'img'));
     expect((await inspectLocks(root, { staleMs: 2000 })).entries).toEqual([]);
     expect((await inspectLocks(root, { staleMs: 2000, node: 'node-link' })).entries).toEqual([]);
-    expect((await inspectLocks(root, { staleMs: 2000, node: 'node-real', imageId: 'img' })).entries).toEqual([]);
+    expect((await inspectLocks(root, { staleMs: 2000, node: 'node-real', imageId: 'img' })).entries).toEqual(
+      [],
+    );
   });
 
   it('ignores stray files and odd names, and caps the answer', async () => {
     await fsp.mkdir(path.join(root, 'node-a', 'locks'), { recursive: true });
     await fsp.writeFile(path.join(root, 'node-a', 'locks', 'stray.txt'), 'x');
     await fsp.mkdir(path.join(root, '.hidden', 'locks', 'img', 'g-1', 'h~c~a'), { recursive: true });
-    for (const image of ['i1', 'i2', 'i3']) await manager('c1').acquire({ node: 'node-a', imageId: image, mode: 'exclusive' }, { timeoutMs: 1000 });
+    for (const image of ['i1', 'i2', 'i3'])
+      await manager('c1').acquire({ node: 'node-a', imageId: image, mode: 'exclusive' }, { timeoutMs: 1000 });
     const capped = await inspectLocks(root, { staleMs: 2000, limit: 2 });
     expect(capped.entries.map((e) => e.imageId)).toEqual(['i1', 'i2']);
     expect(capped.truncated).toBe(1);

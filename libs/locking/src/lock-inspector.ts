@@ -46,7 +46,7 @@ export interface LockInspection {
 }
 
 export const LOCK_INSPECTION_NOTE =
-  'liveness compares the heartbeat mtime with this machine\'s clock and is informative only; the locks themselves ' +
+  "liveness compares the heartbeat mtime with this machine's clock and is informative only; the locks themselves " +
   'judge staleness by watching an mtime stay unchanged for the stale time on their own monotonic clock, so clock ' +
   'skew between hosts cannot make them take over a live lock.';
 
@@ -60,16 +60,23 @@ const DEFAULT_LIMIT = 1000;
  */
 export async function inspectLocks(root: string, options: InspectLocksOptions): Promise<LockInspection> {
   const node = options.node === undefined ? undefined : parseField(nodeIdSchema, options.node, 'node');
-  const imageId = options.imageId === undefined ? undefined : parseField(imageIdSchema, options.imageId, 'image');
+  const imageId =
+    options.imageId === undefined ? undefined : parseField(imageIdSchema, options.imageId, 'image');
   const now = options.now ?? Date.now();
   const limit = options.limit ?? DEFAULT_LIMIT;
-  const nodes = node === undefined ? await listDirectories(root, (name) => nodeIdSchema.safeParse(name).success) : [node];
+  const nodes =
+    node === undefined ? await listDirectories(root, (name) => nodeIdSchema.safeParse(name).success) : [node];
   const entries: LockEntryView[] = [];
   for (const n of nodes) {
     const locksDir = nodeLocksDir(root, n);
     if (!(await isRealDirectory(path.join(root, n))) || !(await isRealDirectory(locksDir))) continue;
-    const images = imageId === undefined ? await listDirectories(locksDir, (name) => imageIdSchema.safeParse(name).success) : [imageId];
-    const perImage = await Promise.all(images.map((image) => inspectKey(root, n, image, now, options.staleMs)));
+    const images =
+      imageId === undefined
+        ? await listDirectories(locksDir, (name) => imageIdSchema.safeParse(name).success)
+        : [imageId];
+    const perImage = await Promise.all(
+      images.map((image) => inspectKey(root, n, image, now, options.staleMs)),
+    );
     for (const found of perImage) entries.push(...found);
   }
   entries.sort(compareEntries);
@@ -81,14 +88,29 @@ export async function inspectLocks(root: string, options: InspectLocksOptions): 
   };
 }
 
-async function inspectKey(root: string, node: string, imageId: string, now: number, staleMs: number): Promise<LockEntryView[]> {
+async function inspectKey(
+  root: string,
+  node: string,
+  imageId: string,
+  now: number,
+  staleMs: number,
+): Promise<LockEntryView[]> {
   const dir = lockKeyDir(root, { node, imageId });
   if (!(await isRealDirectory(dir))) return [];
   const state = await readKeyDirectory(dir);
   const found: LockEntryView[] = [];
   const view = (mode: LockMode, mtimeMs: number, holder?: LockHolder, generation?: number): LockEntryView => {
     const ageMs = Math.round(now - mtimeMs);
-    return { node, imageId, mode, holder, generation, heartbeatAt: new Date(mtimeMs).toISOString(), ageMs, liveness: ageMs >= staleMs ? 'stale' : 'live' };
+    return {
+      node,
+      imageId,
+      mode,
+      holder,
+      generation,
+      heartbeatAt: new Date(mtimeMs).toISOString(),
+      ageMs,
+      liveness: ageMs >= staleMs ? 'stale' : 'live',
+    };
   };
   if (state.newest !== undefined && !state.newestReleased) {
     const genDir = path.join(dir, generationName(state.newest));
@@ -96,7 +118,14 @@ async function inspectKey(root: string, node: string, imageId: string, now: numb
     if (genStat) {
       const entry = await readGenerationHolder(genDir);
       const beat = entry ? await lstatDirectory(path.join(genDir, entry)) : undefined;
-      found.push(view('exclusive', (beat ?? genStat).mtimeMs, entry ? parseHolderEntry(entry) : undefined, state.newest));
+      found.push(
+        view(
+          'exclusive',
+          (beat ?? genStat).mtimeMs,
+          entry ? parseHolderEntry(entry) : undefined,
+          state.newest,
+        ),
+      );
     }
   }
   for (const reader of state.readers) {
@@ -115,7 +144,10 @@ async function listDirectories(dir: string, accept: (name: string) => boolean): 
     if (isMissing(error)) return [];
     throw error;
   }
-  return entries.filter((e) => e.isDirectory() && accept(e.name)).map((e) => e.name).sort();
+  return entries
+    .filter((e) => e.isDirectory() && accept(e.name))
+    .map((e) => e.name)
+    .sort();
 }
 
 async function lstatDirectory(target: string) {

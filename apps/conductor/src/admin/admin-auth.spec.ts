@@ -17,7 +17,10 @@ describe('AdminAuth', () => {
     expect(auth.check('')).toMatchObject({ ok: false });
     expect(auth.check(TOKEN)).toMatchObject({ ok: false, reason: expect.stringMatching(/Bearer/) });
     expect(auth.check(`Basic ${TOKEN}`)).toMatchObject({ ok: false });
-    expect(auth.check('Bearer wrong-token-wrong-token')).toMatchObject({ ok: false, reason: 'wrong admin token' });
+    expect(auth.check('Bearer wrong-token-wrong-token')).toMatchObject({
+      ok: false,
+      reason: 'wrong admin token',
+    });
     expect(auth.check(`Bearer ${TOKEN.slice(0, -1)}`)).toMatchObject({ ok: false });
     expect(auth.check(`Bearer ${TOKEN}x`)).toMatchObject({ ok: false });
     expect(auth.check(`Bearer ${TOKEN} extra`)).toMatchObject({ ok: false });

@@ -21,7 +21,8 @@ export class AdminAuth {
 
   check(authorization: string | string[] | undefined): AuthVerdict {
     if (!this.expected) return { ok: true };
-    if (authorization === undefined || authorization === '') return { ok: false, reason: 'missing Authorization: Bearer <ADMIN_TOKEN> header' };
+    if (authorization === undefined || authorization === '')
+      return { ok: false, reason: 'missing Authorization: Bearer <ADMIN_TOKEN> header' };
     if (Array.isArray(authorization)) return { ok: false, reason: 'more than one Authorization header' };
     const match = /^Bearer[ \t]+(\S+)[ \t]*$/i.exec(authorization);
     if (!match) return { ok: false, reason: 'the Authorization header must be "Bearer <ADMIN_TOKEN>"' };

@@ -36,22 +36,55 @@ export class AdminModule {
     return {
       module: AdminModule,
       imports: [conductor, TerminusModule.forRoot({ logger: false })],
-      controllers: [StatusPageController, StatusController, LocksController, MetricsController, HealthController],
+      controllers: [
+        StatusPageController,
+        StatusController,
+        LocksController,
+        MetricsController,
+        HealthController,
+      ],
       providers: [
-        { provide: AdminAuth, inject: [CONDUCTOR_CONFIG], useFactory: (config: ConductorConfig) => new AdminAuth(config.ADMIN_TOKEN) },
+        {
+          provide: AdminAuth,
+          inject: [CONDUCTOR_CONFIG],
+          useFactory: (config: ConductorConfig) => new AdminAuth(config.ADMIN_TOKEN),
+        },
         AdminTokenGuard,
         { provide: STATUS_PAGE, useFactory: () => loadStatusPage() },
         {
           provide: QueueDepths,
           inject: [BrokerConnection, CELL_TOPOLOGY, ROOT_LOGGER],
-          useFactory: (broker: BrokerConnection, topology: CellTopology, log: PinoLogger) => new QueueDepths({ broker, topology, log: log.child({ part: 'admin' }) }),
+          useFactory: (broker: BrokerConnection, topology: CellTopology, log: PinoLogger) =>
+            new QueueDepths({ broker, topology, log: log.child({ part: 'admin' }) }),
         },
         {
           provide: StatusReport,
-          inject: [CONDUCTOR_CONFIG, CELL_TOPOLOGY, BrokerConnection, RequestIntake, CopyCoordinator, ConductorStats, QueueDepths],
-          useFactory: (config: ConductorConfig, topology: CellTopology, broker: BrokerConnection, intake: RequestIntake, copies: CopyCoordinator, stats: ConductorStats, queues: QueueDepths) =>
+          inject: [
+            CONDUCTOR_CONFIG,
+            CELL_TOPOLOGY,
+            BrokerConnection,
+            RequestIntake,
+            CopyCoordinator,
+            ConductorStats,
+            QueueDepths,
+          ],
+          useFactory: (
+            config: ConductorConfig,
+            topology: CellTopology,
+            broker: BrokerConnection,
+            intake: RequestIntake,
+            copies: CopyCoordinator,
+            stats: ConductorStats,
+            queues: QueueDepths,
+          ) =>
             new StatusReport({
-              identity: { conductorId: config.CONDUCTOR_ID, cellId: config.CELL_ID, version: readPackageVersion(), concurrency: config.COPY_CONCURRENCY, requestQueue: topology.requestQueue.name },
+              identity: {
+                conductorId: config.CONDUCTOR_ID,
+                cellId: config.CELL_ID,
+                version: readPackageVersion(),
+                concurrency: config.COPY_CONCURRENCY,
+                requestQueue: topology.requestQueue.name,
+              },
               broker,
               intake,
               copies,
@@ -62,13 +95,29 @@ export class AdminModule {
         {
           provide: LockTable,
           inject: [CONDUCTOR_CONFIG],
-          useFactory: (config: ConductorConfig) => new LockTable({ cacheRoot: config.CACHE_ROOT, staleMs: config.LOCK_STALE_MS, conductorId: config.CONDUCTOR_ID }),
+          useFactory: (config: ConductorConfig) =>
+            new LockTable({
+              cacheRoot: config.CACHE_ROOT,
+              staleMs: config.LOCK_STALE_MS,
+              conductorId: config.CONDUCTOR_ID,
+            }),
         },
         {
           provide: ReadinessProbe,
           inject: [CONDUCTOR_CONFIG, BrokerConnection, RequestIntake, ROOT_LOGGER],
-          useFactory: (config: ConductorConfig, broker: BrokerConnection, intake: RequestIntake, log: PinoLogger) =>
-            new ReadinessProbe({ broker, intake, cacheRoot: config.CACHE_ROOT, conductorId: config.CONDUCTOR_ID, log: log.child({ part: 'admin' }) }),
+          useFactory: (
+            config: ConductorConfig,
+            broker: BrokerConnection,
+            intake: RequestIntake,
+            log: PinoLogger,
+          ) =>
+            new ReadinessProbe({
+              broker,
+              intake,
+              cacheRoot: config.CACHE_ROOT,
+              conductorId: config.CONDUCTOR_ID,
+              log: log.child({ part: 'admin' }),
+            }),
         },
         ReadinessIndicator,
       ],

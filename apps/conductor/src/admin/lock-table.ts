@@ -17,10 +17,17 @@ export class LockTable {
   /** Throws InvalidQueryError for a bad query. */
   async list(query: unknown): Promise<LocksResponse> {
     const { node, image } = parseLocksQuery(query);
-    const inspection = await inspectLocks(this.options.cacheRoot, { node, imageId: image, staleMs: this.options.staleMs });
+    const inspection = await inspectLocks(this.options.cacheRoot, {
+      node,
+      imageId: image,
+      staleMs: this.options.staleMs,
+    });
     return {
       ...inspection,
-      entries: inspection.entries.map((e) => ({ ...e, heldHere: e.holder?.conductorId === this.options.conductorId })),
+      entries: inspection.entries.map((e) => ({
+        ...e,
+        heldHere: e.holder?.conductorId === this.options.conductorId,
+      })),
       filter: { node, image },
       note: LOCK_INSPECTION_NOTE,
     };

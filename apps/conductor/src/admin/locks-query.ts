@@ -19,7 +19,10 @@ const locksQuerySchema = z.strictObject(
     node: nodeIdSchema.optional(),
     image: imageIdSchema.optional(),
   },
-  { error: (issue) => (issue.code === 'unrecognized_keys' ? 'unknown parameter (known: node, image)' : undefined) },
+  {
+    error: (issue) =>
+      issue.code === 'unrecognized_keys' ? 'unknown parameter (known: node, image)' : undefined,
+  },
 );
 
 export type LocksQuery = z.output<typeof locksQuerySchema>;
@@ -32,10 +35,17 @@ export function parseLocksQuery(query: unknown): LocksQuery {
   const result = locksQuerySchema.safeParse(query ?? {});
   if (result.success) return result.data;
   const reasons = new Map<string, string[]>();
-  const add = (parameter: string, reason: string) => reasons.set(parameter, [...(reasons.get(parameter) ?? []), reason]);
+  const add = (parameter: string, reason: string) =>
+    reasons.set(parameter, [...(reasons.get(parameter) ?? []), reason]);
   for (const issue of result.error.issues) {
     if (issue.code === 'unrecognized_keys') for (const key of issue.keys) add(key, issue.message);
-    else add(String(issue.path[0] ?? '(query)'), issue.code === 'invalid_type' ? 'must be given once, as text' : issue.message);
+    else
+      add(
+        String(issue.path[0] ?? '(query)'),
+        issue.code === 'invalid_type' ? 'must be given once, as text' : issue.message,
+      );
   }
-  throw new InvalidQueryError([...reasons].map(([parameter, list]) => ({ parameter, reason: list.join('; ') })));
+  throw new InvalidQueryError(
+    [...reasons].map(([parameter, list]) => ({ parameter, reason: list.join('; ') })),
+  );
 }

@@ -17,9 +17,19 @@ export class LocksController {
       return await this.locks.list(query);
     } catch (error) {
       if (error instanceof InvalidQueryError)
-        throw new BadRequestException({ statusCode: 400, error: 'Bad Request', message: error.message, problems: error.problems });
+        throw new BadRequestException({
+          statusCode: 400,
+          error: 'Bad Request',
+          message: error.message,
+          problems: error.problems,
+        });
       if (error instanceof InvalidFieldError)
-        throw new BadRequestException({ statusCode: 400, error: 'Bad Request', message: error.message, problems: [{ parameter: error.field, reason: error.reason }] });
+        throw new BadRequestException({
+          statusCode: 400,
+          error: 'Bad Request',
+          message: error.message,
+          problems: [{ parameter: error.field, reason: error.reason }],
+        });
       throw error;
     }
   }

@@ -17,7 +17,11 @@ function fakeBroker(depths: Record<string, number>) {
         checkQueue: async (name: string) => {
           broker.checks++;
           if (!(name in depths)) throw new Error(`NOT_FOUND - no queue '${name}'`);
-          return { queue: name, messageCount: depths[name]!, consumerCount: name.endsWith('requests') ? 1 : 0 };
+          return {
+            queue: name,
+            messageCount: depths[name]!,
+            consumerCount: name.endsWith('requests') ? 1 : 0,
+          };
         },
       };
       return { channel: channel as never, generation: 1 };

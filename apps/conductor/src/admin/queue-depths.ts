@@ -80,7 +80,11 @@ export class QueueDepths {
     } catch (error) {
       // A missing queue closes the channel (404); a lost connection kills it: open a new one next time.
       this.dropChannel();
-      if (!this.failing) this.options.log.warn({ err: error instanceof Error ? error.message : String(error) }, 'could not read queue depths');
+      if (!this.failing)
+        this.options.log.warn(
+          { err: error instanceof Error ? error.message : String(error) },
+          'could not read queue depths',
+        );
       this.failing = true;
       value = null;
     }

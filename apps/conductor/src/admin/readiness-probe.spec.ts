@@ -44,7 +44,12 @@ describe('ReadinessProbe', () => {
     const report = await p.check();
     expect(report.ready).toBe(false);
     expect(report.consumer).toEqual({ up: false, state: 'draining', subscribed: true });
-    expect(logs).toEqual([{ msg: 'readiness: not ready', obj: expect.objectContaining({ ready: false, failing: ['consumer'], consumer: 'draining' }) }]);
+    expect(logs).toEqual([
+      {
+        msg: 'readiness: not ready',
+        obj: expect.objectContaining({ ready: false, failing: ['consumer'], consumer: 'draining' }),
+      },
+    ]);
   });
 
   it('is not ready while starting, unsubscribed or disconnected, naming the broker error', async () => {
@@ -57,13 +62,27 @@ describe('ReadinessProbe', () => {
     Object.assign(broker, { state: 'disconnected', lastError: new Error('ECONNREFUSED 127.0.0.1:5672') });
     const report = await probe().check();
     expect(report.ready).toBe(false);
-    expect(report.broker).toEqual({ up: false, state: 'disconnected', lastError: 'ECONNREFUSED 127.0.0.1:5672' });
+    expect(report.broker).toEqual({
+      up: false,
+      state: 'disconnected',
+      lastError: 'ECONNREFUSED 127.0.0.1:5672',
+    });
   });
 
   it('is not ready when the cache root cannot be written', async () => {
-    const missing = new ReadinessProbe({ broker, intake, cacheRoot: path.join(root, 'gone'), conductorId: 'c1', log });
+    const missing = new ReadinessProbe({
+      broker,
+      intake,
+      cacheRoot: path.join(root, 'gone'),
+      conductorId: 'c1',
+      log,
+    });
     const report = await missing.check();
     expect(report.ready).toBe(false);
-    expect(report.cacheRoot).toMatchObject({ up: false, writable: false, error: expect.stringMatching(/ENOENT/) });
+    expect(report.cacheRoot).toMatchObject({
+      up: false,
+      writable: false,
+      error: expect.stringMatching(/ENOENT/),
+    });
   });
 });

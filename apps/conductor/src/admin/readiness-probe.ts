@@ -42,7 +42,12 @@ export class ReadinessProbe {
     const consumer = this.consumerPart();
     const broker = this.brokerPart();
     const cacheRoot = await this.cacheRootPart();
-    const report: ReadinessReport = { ready: consumer.up && broker.up && cacheRoot.up, consumer, broker, cacheRoot };
+    const report: ReadinessReport = {
+      ready: consumer.up && broker.up && cacheRoot.up,
+      consumer,
+      broker,
+      cacheRoot,
+    };
     this.logTransition(report);
     return report;
   }
@@ -54,7 +59,9 @@ export class ReadinessProbe {
 
   private brokerPart(): ReadinessPart {
     const { state, lastError } = this.options.broker;
-    return state === 'connected' ? { up: true, state } : { up: false, state, lastError: lastError?.message ?? null };
+    return state === 'connected'
+      ? { up: true, state }
+      : { up: false, state, lastError: lastError?.message ?? null };
   }
 
   /** Creates and removes a probe file; one probe at a time, bounded in time. */
@@ -67,7 +74,10 @@ export class ReadinessProbe {
 
   private async probeCacheRoot(): Promise<ReadinessPart> {
     const timeoutMs = this.options.fsTimeoutMs ?? 2_000;
-    const file = path.join(this.options.cacheRoot, `.icc-ready-${this.options.conductorId}-${randomBytes(4).toString('hex')}`);
+    const file = path.join(
+      this.options.cacheRoot,
+      `.icc-ready-${this.options.conductorId}-${randomBytes(4).toString('hex')}`,
+    );
     const probe = (async () => {
       await fsp.writeFile(file, '', { flag: 'wx' });
       await fsp.unlink(file);
@@ -97,6 +107,9 @@ export class ReadinessProbe {
     this.lastReady = report.ready;
     if (first && report.ready) return;
     const failing = (['consumer', 'broker', 'cacheRoot'] as const).filter((k) => !report[k].up);
-    this.options.log.info({ ready: report.ready, failing, consumer: report.consumer.state, broker: report.broker.state }, report.ready ? 'readiness: ready' : 'readiness: not ready');
+    this.options.log.info(
+      { ready: report.ready, failing, consumer: report.consumer.state, broker: report.broker.state },
+      report.ready ? 'readiness: ready' : 'readiness: not ready',
+    );
   }
 }

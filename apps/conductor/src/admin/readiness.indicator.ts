@@ -28,7 +28,9 @@ export class ReadinessIndicator {
    * to restart the process; readiness is what takes it out of rotation).
    */
   liveness() {
-    const process = this.indicators.check('process').up({ pid: global.process.pid, uptimeSeconds: Math.round((Date.now() - this.startedAt) / 1000) });
+    const process = this.indicators
+      .check('process')
+      .up({ pid: global.process.pid, uptimeSeconds: Math.round((Date.now() - this.startedAt) / 1000) });
     return { status: 'ok' as const, info: process, error: {}, details: process };
   }
 }

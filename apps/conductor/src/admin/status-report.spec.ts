@@ -16,8 +16,19 @@ function parts(overrides: Partial<StatusReportParts> = {}) {
     checkedAt: '2030-01-01T00:00:00.000Z',
   };
   const base: StatusReportParts = {
-    identity: { conductorId: 'c1', cellId: 'cell-1', version: '1.2.3', concurrency: 4, requestQueue: 'icc.c1.requests' },
-    broker: { state: 'connected', reconnects: 2, lastError: new Error('socket closed'), connectionName: 'conductor-c1' },
+    identity: {
+      conductorId: 'c1',
+      cellId: 'cell-1',
+      version: '1.2.3',
+      concurrency: 4,
+      requestQueue: 'icc.c1.requests',
+    },
+    broker: {
+      state: 'connected',
+      reconnects: 2,
+      lastError: new Error('socket closed'),
+      connectionName: 'conductor-c1',
+    },
     intake: { state: 'consuming', consumerSubscribed: true, inFlightDeliveries: 1 },
     copies: { inFlight: () => copies },
     stats,
@@ -43,12 +54,28 @@ describe('StatusReport', () => {
       version: '1.2.3',
       uptimeSeconds: 61,
       startedAt: '2030-01-01T00:00:00.000Z',
-      broker: { state: 'connected', connected: true, reconnects: 2, lastError: 'socket closed', connectionName: 'conductor-c1' },
+      broker: {
+        state: 'connected',
+        connected: true,
+        reconnects: 2,
+        lastError: 'socket closed',
+        connectionName: 'conductor-c1',
+      },
       consumer: { state: 'consuming', subscribed: true, queue: 'icc.c1.requests', deliveriesInFlight: 1 },
       concurrency: 4,
       inFlight: [],
-      totals: { completed: 1, failed: 1, failedByReason: { CHECKSUM_MISMATCH: 1 }, deadLettered: 1, bytes: 100 },
-      queues: { request: { messages: 3 }, retry: [{ delayMs: 1000, messages: 1 }], deadLetter: { messages: 0 } },
+      totals: {
+        completed: 1,
+        failed: 1,
+        failedByReason: { CHECKSUM_MISMATCH: 1 },
+        deadLettered: 1,
+        bytes: 100,
+      },
+      queues: {
+        request: { messages: 3 },
+        retry: [{ delayMs: 1000, messages: 1 }],
+        deadLetter: { messages: 0 },
+      },
     });
     // A snapshot: later counting does not change an answer already given.
     stats.recordResult('completed', undefined, 1, 1);
@@ -59,25 +86,82 @@ describe('StatusReport', () => {
     const { base, copies, advance } = parts();
     const report = new StatusReport(base);
     copies.push(
-      { key: 'img -> n2', imageId: 'img', destination: 'n2', source: 'n1', requestIds: ['r1', 'r2'], phase: 'copying', bytesDone: 256, bytesTotal: 1024, startedAt: '2030-01-01T00:00:00.000Z', startedMono: 10_000 },
-      { key: 'img -> n3', imageId: 'img', destination: 'n3', requestIds: ['r3'], phase: 'waiting-for-lock', bytesDone: 0, bytesTotal: 0, startedAt: '2030-01-01T00:00:01.000Z', startedMono: 11_000, lockWaitStartedMono: 11_500 },
+      {
+        key: 'img -> n2',
+        imageId: 'img',
+        destination: 'n2',
+        source: 'n1',
+        requestIds: ['r1', 'r2'],
+        phase: 'copying',
+        bytesDone: 256,
+        bytesTotal: 1024,
+        startedAt: '2030-01-01T00:00:00.000Z',
+        startedMono: 10_000,
+      },
+      {
+        key: 'img -> n3',
+        imageId: 'img',
+        destination: 'n3',
+        requestIds: ['r3'],
+        phase: 'waiting-for-lock',
+        bytesDone: 0,
+        bytesTotal: 0,
+        startedAt: '2030-01-01T00:00:01.000Z',
+        startedMono: 11_000,
+        lockWaitStartedMono: 11_500,
+      },
     );
     advance(3_000);
     const { inFlight } = await report.build();
     expect(inFlight).toEqual([
-      { key: 'img -> n2', imageId: 'img', source: 'n1', destination: 'n2', requestIds: ['r1', 'r2'], phase: 'copying', bytesDone: 256, bytesTotal: 1024, percent: 25, startedAt: '2030-01-01T00:00:00.000Z', elapsedMs: 3000, lockWaitMs: null },
-      { key: 'img -> n3', imageId: 'img', source: null, destination: 'n3', requestIds: ['r3'], phase: 'waiting-for-lock', bytesDone: 0, bytesTotal: 0, percent: null, startedAt: '2030-01-01T00:00:01.000Z', elapsedMs: 2000, lockWaitMs: 1500 },
+      {
+        key: 'img -> n2',
+        imageId: 'img',
+        source: 'n1',
+        destination: 'n2',
+        requestIds: ['r1', 'r2'],
+        phase: 'copying',
+        bytesDone: 256,
+        bytesTotal: 1024,
+        percent: 25,
+        startedAt: '2030-01-01T00:00:00.000Z',
+        elapsedMs: 3000,
+        lockWaitMs: null,
+      },
+      {
+        key: 'img -> n3',
+        imageId: 'img',
+        source: null,
+        destination: 'n3',
+        requestIds: ['r3'],
+        phase: 'waiting-for-lock',
+        bytesDone: 0,
+        bytesTotal: 0,
+        percent: null,
+        startedAt: '2030-01-01T00:00:01.000Z',
+        elapsedMs: 2000,
+        lockWaitMs: 1500,
+      },
     ]);
   });
 
   it('reports a broker that is down, and no queue depths', async () => {
     const { base } = parts({
-      broker: { state: 'disconnected', reconnects: 0, lastError: new Error('ECONNREFUSED'), connectionName: 'conductor-c1' },
+      broker: {
+        state: 'disconnected',
+        reconnects: 0,
+        lastError: new Error('ECONNREFUSED'),
+        connectionName: 'conductor-c1',
+      },
       intake: { state: 'draining', consumerSubscribed: false, inFlightDeliveries: 0 },
       queues: { depths: async () => null },
     });
     const status = await new StatusReport(base).build();
-    expect(status.broker).toMatchObject({ state: 'disconnected', connected: false, lastError: 'ECONNREFUSED' });
+    expect(status.broker).toMatchObject({
+      state: 'disconnected',
+      connected: false,
+      lastError: 'ECONNREFUSED',
+    });
     expect(status.consumer).toMatchObject({ state: 'draining', subscribed: false });
     expect(status.queues).toBeNull();
   });

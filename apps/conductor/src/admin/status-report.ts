@@ -34,7 +34,13 @@ export interface ConductorStatus {
   startedAt: string;
   uptimeSeconds: number;
   now: string;
-  broker: { state: ConnectionState; connected: boolean; reconnects: number; lastError: string | null; connectionName: string };
+  broker: {
+    state: ConnectionState;
+    connected: boolean;
+    reconnects: number;
+    lastError: string | null;
+    connectionName: string;
+  };
   consumer: { state: IntakeState; subscribed: boolean; queue: string; deliveriesInFlight: number };
   concurrency: number;
   inFlight: InFlightCopyView[];
@@ -44,7 +50,13 @@ export interface ConductorStatus {
 }
 
 export interface StatusReportParts {
-  identity: { conductorId: string; cellId: string; version: string; concurrency: number; requestQueue: string };
+  identity: {
+    conductorId: string;
+    cellId: string;
+    version: string;
+    concurrency: number;
+    requestQueue: string;
+  };
   broker: Pick<BrokerConnection, 'state' | 'reconnects' | 'lastError' | 'connectionName'>;
   intake: Pick<RequestIntake, 'state' | 'consumerSubscribed' | 'inFlightDeliveries'>;
   copies: Pick<CopyCoordinator, 'inFlight'>;
@@ -85,7 +97,12 @@ export class StatusReport {
         lastError: broker.lastError?.message ?? null,
         connectionName: broker.connectionName,
       },
-      consumer: { state: intake.state, subscribed: intake.consumerSubscribed, queue: identity.requestQueue, deliveriesInFlight: intake.inFlightDeliveries },
+      consumer: {
+        state: intake.state,
+        subscribed: intake.consumerSubscribed,
+        queue: identity.requestQueue,
+        deliveriesInFlight: intake.inFlightDeliveries,
+      },
       concurrency: identity.concurrency,
       inFlight: copies
         .inFlight()
@@ -98,10 +115,16 @@ export class StatusReport {
           phase: copy.phase,
           bytesDone: copy.bytesDone,
           bytesTotal: copy.bytesTotal,
-          percent: copy.bytesTotal > 0 ? Math.min(100, Math.round((copy.bytesDone / copy.bytesTotal) * 1000) / 10) : null,
+          percent:
+            copy.bytesTotal > 0
+              ? Math.min(100, Math.round((copy.bytesDone / copy.bytesTotal) * 1000) / 10)
+              : null,
           startedAt: copy.startedAt,
           elapsedMs: Math.round(mono - copy.startedMono),
-          lockWaitMs: copy.phase === 'waiting-for-lock' && copy.lockWaitStartedMono !== undefined ? Math.round(mono - copy.lockWaitStartedMono) : null,
+          lockWaitMs:
+            copy.phase === 'waiting-for-lock' && copy.lockWaitStartedMono !== undefined
+              ? Math.round(mono - copy.lockWaitStartedMono)
+              : null,
         }))
         .sort((a, b) => a.startedAt.localeCompare(b.startedAt) || a.key.localeCompare(b.key)),
       totals: structuredClone(stats.totals),

@@ -16,7 +16,9 @@ export interface StaticPage {
 export function loadStatusPage(file = path.join(__dirname, 'status-page.html')): StaticPage {
   const body = readFileSync(file, 'utf8');
   const hashes = (tag: 'script' | 'style') =>
-    [...body.matchAll(new RegExp(`<${tag}>([\\s\\S]*?)</${tag}>`, 'g'))].map((m) => `'sha256-${createHash('sha256').update(m[1]!, 'utf8').digest('base64')}'`).join(' ');
+    [...body.matchAll(new RegExp(`<${tag}>([\\s\\S]*?)</${tag}>`, 'g'))]
+      .map((m) => `'sha256-${createHash('sha256').update(m[1]!, 'utf8').digest('base64')}'`)
+      .join(' ');
   const csp = [
     "default-src 'none'",
     `script-src ${hashes('script')}`,
