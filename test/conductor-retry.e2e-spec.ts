@@ -80,8 +80,8 @@ describe('conductor: retry path', () => {
       const taken = await takeDeadLetters(c.topology);
       return taken.length > 0 ? taken : undefined;
     }, 'the dead letter', 10_000);
-    expect(dead.length).toBe(1);
-    expect(dead[0]!.headers).toMatchObject({ [HEADER_REASON]: 'RETRIES_EXHAUSTED', [HEADER_ATTEMPT]: 3 });
+    expect(dead!.length).toBe(1);
+    expect(dead![0]!.headers).toMatchObject({ [HEADER_REASON]: 'RETRIES_EXHAUSTED', [HEADER_ATTEMPT]: 3 });
     expect(conductor.child.process.exitCode).toBeNull();
   });
 });
