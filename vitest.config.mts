@@ -1,5 +1,8 @@
 import swc from 'unplugin-swc';
-import { defineConfig } from 'vitest/config';
+import { configDefaults, defineConfig } from 'vitest/config';
+
+/** e2e files that restart RabbitMQ itself. */
+const BROKER_WIDE = ['test/conductor-broker-restart.e2e-spec.ts'];
 
 // SWC instead of esbuild: Nest's dependency injection needs emitDecoratorMetadata.
 // (.swcrc is for the build and leaves specs out, so the test transform is configured here.)
@@ -18,11 +21,23 @@ export default defineConfig({
   ],
   resolve: { tsconfigPaths: true },
   test: {
-    include: ['apps/**/*.spec.ts', 'libs/**/*.spec.ts', 'test/**/*.e2e-spec.ts'],
     pool: 'forks',
     testTimeout: 120_000,
     hookTimeout: 60_000,
     // Multi-process tests are CPU-bound on a 2-core CI machine; two files at a time keeps them honest.
     maxWorkers: 2,
+    projects: [
+      {
+        extends: true,
+        test: {
+          name: 'all',
+          include: ['apps/**/*.spec.ts', 'libs/**/*.spec.ts', 'test/**/*.e2e-spec.ts'],
+          exclude: [...configDefaults.exclude, ...BROKER_WIDE],
+        },
+      },
+      // These stop the whole broker (rabbitmqctl stop_app), cutting every client's connection: they run
+      // alone, after every other file (a higher groupOrder starts only once the lower groups are done).
+      { extends: true, test: { name: 'broker-wide', include: BROKER_WIDE, sequence: { groupOrder: 1 } } },
+    ],
   },
 });

@@ -120,6 +120,27 @@ export async function closeConnectionsNamed(name: string, why = 'closed by test'
   return pids.length;
 }
 
+/**
+ * Stops or starts the RabbitMQ application on the node (the Erlang VM stays up): every connection of
+ * every client is closed by stop_app. Whoever calls stop_app must call start_app in a finally.
+ */
+export async function rabbitmqApp(action: 'stop_app' | 'start_app'): Promise<void> {
+  await run('rabbitmqctl', ['-q', action], { timeout: 60_000 });
+}
+
+/** Resolves once a client can connect (the broker is up and accepting connections). */
+export async function waitForBroker(timeoutMs = 60_000): Promise<void> {
+  await waitFor(
+    () =>
+      connect(AMQP_URL, { timeout: 2000 }).then(
+        (connection) => connection.close().then(() => true),
+        () => false,
+      ),
+    'RabbitMQ to accept connections',
+    timeoutMs,
+  );
+}
+
 export function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
