@@ -1,5 +1,5 @@
 import { beforeEach, describe, expect, it } from 'vitest';
-import { answeredLines, conductorPool, copiesPerDestination, errorLines } from './support/conductor-harness';
+import { answeredLines, conductorPool, copiesPerDestination, errorLines, heldLockEntries } from './support/conductor-harness';
 import { ConductorProcess } from './support/conductor-process';
 import { sha256OfFile } from './support/image-store-fixtures';
 import { RawAmqpClient } from './support/raw-amqp-client';
@@ -73,6 +73,7 @@ describe('conductor: two conductors, many requests over many node pairs', () => 
     const expectedCopies = new Map(pairs.map((p) => [`${p.imageId} -> ${p.destination}`, 1]));
     expect(Object.fromEntries(copies)).toEqual(Object.fromEntries(expectedCopies));
     expect(await c.tmpLeftovers()).toEqual([]);
+    expect(await heldLockEntries(c.root)).toEqual([]);
     for (const p of conductors) expect(p.child.process.exitCode).toBeNull();
     expect(errorLines(conductors)).toEqual([]);
 
