@@ -142,7 +142,12 @@ describe('admin status page in a real browser', () => {
       10_000,
       50,
     );
-    await expect(page.locator('#locks-body').textContent()).resolves.toContain('No lock held.');
+    await until(
+      async () => (await page.locator('#locks-body').textContent())?.includes('No lock held.'),
+      'the lock table empty again',
+      10_000,
+      50,
+    );
 
     expect(problems).toEqual([]);
     expect(foreign).toEqual([]);

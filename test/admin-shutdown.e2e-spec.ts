@@ -79,7 +79,12 @@ describe('admin endpoint: readiness during a graceful stop', () => {
     conductor.signal('SIGTERM');
     const probes: Probe[] = [];
     let statusDuringDrain: Status | undefined;
+    const giveUpAt = Date.now() + 60_000; // the two copies take seconds; grace is far longer
     for (;;) {
+      if (Date.now() > giveUpAt)
+        throw new Error(
+          `still serving 60 s after SIGTERM; readiness answers:\n${probes.map((p) => p.status).join(' ')}`,
+        );
       const stoppedBefore = stoppedLogged();
       let probe: Probe;
       try {
