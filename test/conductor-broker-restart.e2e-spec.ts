@@ -42,7 +42,7 @@ describe('conductor: RabbitMQ restarted during a run', () => {
   it('reconnects and completes every request, those in flight at the outage and those sent after it', async () => {
     const c = cell!;
     const seeds = new Map<string, { sha256: string; size: number }>();
-    for (const [i, imageId] of IMAGES.entries()) seeds.set(imageId, await c.seed(NODES[i]!, imageId, 32 * MiB));
+    for (const [i, imageId] of IMAGES.entries()) seeds.set(imageId, await c.seed(NODES[i]!, imageId, 8 * MiB));
     const conductor = await ConductorProcess.start(pool, c.conductorEnv({ CONDUCTOR_ID: 'restart-a', COPY_CONCURRENCY: '6' }), 120_000).ready();
 
     const pairs: Array<{ requestId: string; imageId: string; destination: string }> = [];

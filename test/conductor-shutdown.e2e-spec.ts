@@ -47,7 +47,9 @@ describe('conductor: graceful shutdown', () => {
     // It left nothing behind: no partial copies, no lock held (only released generations, no readers).
     expect(await c.tmpLeftovers()).toEqual([]);
     expect(await heldLockEntries(c.root)).toEqual([]);
+    // The grace period was too short for some: they were aborted and their messages handed back.
     const handedBack = first.logs().filter((l) => l.msg === 'copy handed back to the queue at shutdown').length;
+    expect(handedBack).toBeGreaterThanOrEqual(1);
     const completedByFirst = answeredLines([first]).length;
 
     const second = await ConductorProcess.start(pool, c.conductorEnv({ CONDUCTOR_ID: 'stop-b' }), 60_000).ready();
