@@ -8,7 +8,12 @@ import type { InFlightCopy } from '../copy/copy-coordinator';
  * waiting, and a failed publish is only logged. They never slow a copy down.
  */
 export class ProgressPublisher {
-  private readonly last = new Map<string, { at: number; phase: string }>();
+  /**
+   * Throttle state per running copy. Keyed by the copy object, not its key: the entry goes away with
+   * the copy (a Map by key grew by one entry per image and destination ever copied), and a later copy
+   * of the same image to the same node starts with a fresh throttle.
+   */
+  private readonly last = new WeakMap<InFlightCopy, { at: number; phase: string }>();
 
   constructor(
     private readonly publisher: Publisher,
@@ -20,9 +25,9 @@ export class ProgressPublisher {
 
   onProgress(copy: InFlightCopy): void {
     const now = performance.now();
-    const previous = this.last.get(copy.key);
+    const previous = this.last.get(copy);
     if (previous && previous.phase === copy.phase && now - previous.at < this.intervalMs) return;
-    this.last.set(copy.key, { at: now, phase: copy.phase });
+    this.last.set(copy, { at: now, phase: copy.phase });
     if (!copy.source) return; // not chosen yet: nothing meaningful to say
     for (const requestId of copy.requestIds) {
       const event: ProgressEvent = {
@@ -42,10 +47,5 @@ export class ProgressPublisher {
         .publish(this.topology.eventsExchange.name, progressRoutingKey(copy.destination), event, { persistent: false, messageId: requestId })
         .catch((error: Error) => this.log.debug({ requestId, err: error.message }, 'progress event not published'));
     }
-  }
-
-  /** Forget a finished copy's throttle state. */
-  finished(key: string): void {
-    this.last.delete(key);
   }
 }
