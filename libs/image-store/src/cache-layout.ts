@@ -1,7 +1,11 @@
 import * as path from 'node:path';
 import { InvalidFieldError, holderIdSchema, imageIdSchema, nodeIdSchema, parseField } from '@app/contracts';
 
-/** The folders of one node's cache (DESIGN.md "The shared folder"). `locks` belongs to libs/locking. */
+/**
+ * The folders of one node's cache (DESIGN.md "The shared folder"). `locks` belongs to libs/locking.
+ * `pinned` and `draining` are the operator's: a file `pinned/<imageId>` keeps that image from ever being
+ * evicted by the cache cleaner; a file `draining` keeps conductors from choosing this node as a source.
+ */
 export interface NodeLayout {
   /** The validated node id. */
   node: string;
@@ -9,6 +13,10 @@ export interface NodeLayout {
   images: string;
   locks: string;
   tmp: string;
+  /** Folder of pin markers: `<pinned>/<imageId>` (any kind of entry; its existence is what counts). */
+  pinned: string;
+  /** Marker path: while it exists, the node is never picked as a source by a conductor. */
+  draining: string;
 }
 
 export const META_SUFFIX = '.meta.json';
@@ -41,6 +49,8 @@ export class CacheLayout {
       images: path.join(dir, 'images'),
       locks: path.join(dir, 'locks'),
       tmp: path.join(dir, 'tmp'),
+      pinned: path.join(dir, 'pinned'),
+      draining: path.join(dir, 'draining'),
     };
   }
 
@@ -54,6 +64,10 @@ export class CacheLayout {
 
   metaPath(layout: NodeLayout, imageId: string): string {
     return this.insideRoot(path.join(layout.images, imageId + META_SUFFIX), 'imageId');
+  }
+
+  pinPath(layout: NodeLayout, imageId: string): string {
+    return this.insideRoot(path.join(layout.pinned, imageId), 'imageId');
   }
 
   /** A partial copy's name; `tag` is the attempt id (validated) or an internal unique tag. */

@@ -78,6 +78,8 @@ describe('ImageStore', () => {
         images: path.join(root, 'node-a', 'images'),
         locks: path.join(root, 'node-a', 'locks'),
         tmp: path.join(root, 'node-a', 'tmp'),
+        pinned: path.join(root, 'node-a', 'pinned'),
+        draining: path.join(root, 'node-a', 'draining'),
       });
       expect(store.imagePath('node-a', 'img.v1.raw')).toBe(path.join(root, 'node-a', 'images', 'img.v1.raw'));
       expect(store.metaPath('node-a', 'img.v1.raw')).toBe(
@@ -597,6 +599,92 @@ describe('ImageStore', () => {
 
     it('answers 0 when the node has no tmp folder', async () => {
       expect(await store.removeLeftoverTmp('node-b')).toBe(0);
+    });
+  });
+
+  describe('deleteImage and listEntries (the cache cleaner, under the exclusive lock)', () => {
+    it('removes meta, image and partial copies, and the image is no longer verified', async () => {
+      await seed('node-a', MEBIBYTE + 5);
+      const tmp = store.nodeLayout('node-a').tmp;
+      await fsp.writeFile(path.join(tmp, `${IMAGE}~dead-attempt.part`), 'partial');
+      await fsp.writeFile(path.join(tmp, 'other.img~x.part'), 'other');
+      expect(await store.deleteImage('node-a', IMAGE)).toEqual({ removedMeta: true, removedImage: true, bytes: MEBIBYTE + 5, tmpRemoved: 1 });
+      expect(await store.verifiedImage('node-a', IMAGE)).toBeUndefined();
+      expect(await listDir(store.nodeLayout('node-a').images)).toEqual([]);
+      expect(await listDir(tmp)).toEqual(['other.img~x.part']);
+    });
+
+    it('finishes an interrupted delete from any partial state', async () => {
+      await seed('node-a', 100, 'meta-only');
+      await fsp.rm(store.imagePath('node-a', 'meta-only'));
+      await seed('node-a', 200, 'image-only');
+      await fsp.rm(store.metaPath('node-a', 'image-only'));
+      expect(await store.deleteImage('node-a', 'meta-only')).toEqual({ removedMeta: true, removedImage: false, bytes: 0, tmpRemoved: 0 });
+      expect(await store.deleteImage('node-a', 'image-only')).toEqual({ removedMeta: false, removedImage: true, bytes: 200, tmpRemoved: 0 });
+      expect(await store.deleteImage('node-a', 'never-there')).toEqual({ removedMeta: false, removedImage: false, bytes: 0, tmpRemoved: 0 });
+      expect(await store.deleteImage('node-new', IMAGE)).toMatchObject({ removedMeta: false, removedImage: false });
+      expect(await listDir(store.nodeLayout('node-a').images)).toEqual([]);
+    });
+
+    it('refuses a folder at the image path and bad ids', async () => {
+      await fsp.mkdir(store.imagePath('node-a', IMAGE), { recursive: true });
+      await expectConductorError(store.deleteImage('node-a', IMAGE), 'IO_ERROR');
+      expect(await exists(store.imagePath('node-a', IMAGE))).toBe(true);
+      await expectConductorError(store.deleteImage('node-a', '../node-b/img'), 'INVALID_REQUEST');
+      await expectConductorError(store.deleteImage('..', IMAGE), 'INVALID_REQUEST');
+    });
+
+    it('lists verified images and orphans with their bytes on disk', async () => {
+      await seed('node-a', 30, 'ok');
+      await seed('node-a', 40, 'no-meta');
+      await fsp.rm(store.metaPath('node-a', 'no-meta'));
+      await seed('node-a', 50, 'no-image');
+      await fsp.rm(store.imagePath('node-a', 'no-image'));
+      await seed('node-a', 60, 'truncated');
+      await fsp.truncate(store.imagePath('node-a', 'truncated'), 6);
+      await fsp.writeFile(path.join(store.nodeLayout('node-a').images, 'bad name'), '');
+      const entries = await store.listEntries('node-a');
+      expect(entries.map((e) => [e.imageId, e.meta?.size, e.bytes, e.modifiedMs === undefined])).toEqual([
+        ['no-image', undefined, 0, true],
+        ['no-meta', undefined, 40, false],
+        ['ok', 30, 30, false],
+        ['truncated', undefined, 6, false],
+      ]);
+      expect(await store.listEntries('node-z')).toEqual([]);
+    });
+  });
+
+  describe('pins and the draining marker (operator files)', () => {
+    it('pins and unpins by a marker file under <node>/pinned/', async () => {
+      expect(await store.isPinned('node-a', IMAGE)).toBe(false);
+      expect(await store.listPinned('node-a')).toEqual(new Set());
+      await store.pin('node-a', IMAGE);
+      await store.pin('node-a', IMAGE); // idempotent
+      expect(await exists(path.join(root, 'node-a', 'pinned', IMAGE))).toBe(true);
+      expect(await store.isPinned('node-a', IMAGE)).toBe(true);
+      // An operator may also just mkdir or touch; names that are not image ids are ignored.
+      await fsp.mkdir(path.join(root, 'node-a', 'pinned', 'by-hand'));
+      await fsp.writeFile(path.join(root, 'node-a', 'pinned', 'bad name'), '');
+      expect(await store.listPinned('node-a')).toEqual(new Set([IMAGE, 'by-hand']));
+      expect(await store.unpin('node-a', IMAGE)).toBe(true);
+      expect(await store.unpin('node-a', 'by-hand')).toBe(true);
+      expect(await store.unpin('node-a', IMAGE)).toBe(false);
+      expect(await store.isPinned('node-a', IMAGE)).toBe(false);
+    });
+
+    it('validates ids before they become paths', async () => {
+      await expectConductorError(store.pin('node-a', '../../etc'), 'INVALID_REQUEST');
+      await expectConductorError(store.pin('node-a', 'x.meta.json'), 'INVALID_REQUEST');
+      await expectConductorError(store.isPinned('../x', IMAGE), 'INVALID_REQUEST');
+      await expectConductorError(store.unpin('node-a', ''), 'INVALID_REQUEST');
+      expect(await listDir(root)).toEqual([]);
+    });
+
+    it('reads the draining marker', async () => {
+      expect(await store.isDraining('node-a')).toBe(false);
+      await fsp.mkdir(path.join(root, 'node-a'), { recursive: true });
+      await fsp.writeFile(store.nodeLayout('node-a').draining, '');
+      expect(await store.isDraining('node-a')).toBe(true);
     });
   });
 

@@ -80,6 +80,27 @@ export interface ImportImageOptions {
   attemptId?: string;
 }
 
+/** One image id found in a node's images folder (see ImageStore.listEntries). */
+export interface CacheEntry {
+  imageId: string;
+  /** Present when the image is verified; absent for an orphan (no valid meta, or no file of that size). */
+  meta?: ImageMeta;
+  /** Size of the image file on disk (0 when there is none). */
+  bytes: number;
+  /** The image file's mtime, when there is a file. */
+  modifiedMs?: number;
+}
+
+/** What ImageStore.deleteImage removed. */
+export interface DeletedImage {
+  removedMeta: boolean;
+  removedImage: boolean;
+  /** Size of the image file removed (0 when there was none). */
+  bytes: number;
+  /** Partial copies of the image removed with it. */
+  tmpRemoved: number;
+}
+
 export interface RemoveLeftoverTmpOptions {
   /** Only remove files not modified for this long (for sweeps made without holding the image's lock). */
   olderThanMs?: number;
@@ -399,6 +420,148 @@ export class ImageStore {
     await this.writeMeta(layout, { ...meta, lastUsedAt: new Date().toISOString() }, context);
   }
 
+  /**
+   * Every image id found in the node's images folder (an image file, a meta file, or both), with its meta
+   * when the image is verified (file present with the size its meta records) and the bytes on disk. An
+   * entry without verified meta is an orphan: a crash between the steps of a publish or a delete left it,
+   * and nobody can use it as a source. The cache cleaner reads this; copies never need it.
+   */
+  async listEntries(node: string): Promise<CacheEntry[]> {
+    const layout = this.layout.node(node);
+    let names: string[];
+    try {
+      names = await fsp.readdir(layout.images);
+    } catch (error) {
+      if (isErrno(error, 'ENOENT')) return [];
+      throw mapIoError(error, { side: 'cache', what: `node ${layout.node}` }, 'listing images');
+    }
+    const ids = new Set<string>();
+    for (const name of names) {
+      const id = name.endsWith(META_SUFFIX) ? name.slice(0, -META_SUFFIX.length) : name;
+      if (imageIdSchema.safeParse(id).success) ids.add(id);
+    }
+    const entries: CacheEntry[] = [];
+    for (const imageId of [...ids].sort()) {
+      const context = cacheContext(layout, imageId);
+      const meta = await io(context, 'reading the meta file', () =>
+        readMetaFile(this.layout.metaPath(layout, imageId), imageId),
+      );
+      const stat = await this.lstatImage(layout, imageId, context);
+      const file = stat?.isFile() ? stat : undefined;
+      const verified = meta !== undefined && file !== undefined && file.size === meta.size;
+      entries.push({
+        imageId,
+        ...(verified ? { meta } : {}),
+        bytes: file?.size ?? 0,
+        ...(file ? { modifiedMs: file.mtimeMs } : {}),
+      });
+    }
+    return entries;
+  }
+
+  /**
+   * Deletes a published image. The caller holds the image's EXCLUSIVE lock (the cache cleaner does), so no
+   * copy reads or writes it meanwhile. The meta goes first (and that is made durable), then the image,
+   * then any partial copy of it: a crash in between leaves an image without meta, which no copy trusts as
+   * a source or as already present, and which the next clean removes as an orphan. Any part already
+   * missing is fine (an interrupted earlier delete); a folder or other non-file at the image path is left
+   * alone and reported as an error.
+   */
+  async deleteImage(node: string, imageId: string): Promise<DeletedImage> {
+    const layout = this.layout.node(node);
+    const id = this.layout.imageId(imageId);
+    const context = cacheContext(layout, id);
+    const imagePath = this.layout.imagePath(layout, id);
+    const stat = await this.lstatImage(layout, id, context);
+    if (stat && !stat.isFile()) {
+      throw new ConductorError('IO_ERROR', `node ${layout.node}, image ${id}: the image path is not a regular file; not deleted`);
+    }
+    const removedMeta = await io(context, 'removing the meta file', () =>
+      unlinkIfPresent(this.layout.metaPath(layout, id)),
+    );
+    if (removedMeta && this.fsync) await io(context, 'fsync of the images folder', () => fsyncDir(layout.images));
+    const removedImage = stat ? await io(context, 'removing the image', () => unlinkIfPresent(imagePath)) : false;
+    if (removedImage && this.fsync) await io(context, 'fsync of the images folder', () => fsyncDir(layout.images));
+    const tmpRemoved = await this.removeLeftoverTmp(layout.node, id);
+    return { removedMeta, removedImage, bytes: removedImage ? stat!.size : 0, tmpRemoved };
+  }
+
+  /** True while `<node>/pinned/<imageId>` exists: the cache cleaner never deletes a pinned image. */
+  async isPinned(node: string, imageId: string): Promise<boolean> {
+    const layout = this.layout.node(node);
+    const id = this.layout.imageId(imageId);
+    return this.entryExists(this.layout.pinPath(layout, id), cacheContext(layout, id), 'checking the pin');
+  }
+
+  /** The node's pinned image ids (names in `pinned/` that are not valid image ids are ignored). */
+  async listPinned(node: string): Promise<Set<string>> {
+    const layout = this.layout.node(node);
+    try {
+      const names = await fsp.readdir(layout.pinned);
+      return new Set(names.filter((name) => imageIdSchema.safeParse(name).success));
+    } catch (error) {
+      if (isErrno(error, 'ENOENT')) return new Set();
+      throw mapIoError(error, { side: 'cache', what: `node ${layout.node}, pinned folder` }, 'listing pins');
+    }
+  }
+
+  /** Creates the pin marker `<node>/pinned/<imageId>` (idempotent). The image need not be cached yet. */
+  async pin(node: string, imageId: string): Promise<void> {
+    const layout = this.layout.node(node);
+    const id = this.layout.imageId(imageId);
+    const context = cacheContext(layout, id);
+    await io(context, 'creating the pin', async () => {
+      await ensureDir(layout.pinned);
+      const handle = await fsp.open(this.layout.pinPath(layout, id), 'a', 0o644);
+      await handle.close();
+      if (this.fsync) await fsyncDir(layout.pinned);
+    });
+  }
+
+  /** Removes the pin marker; returns whether there was one. */
+  async unpin(node: string, imageId: string): Promise<boolean> {
+    const layout = this.layout.node(node);
+    const id = this.layout.imageId(imageId);
+    const context = cacheContext(layout, id);
+    const removed = await io(context, 'removing the pin', async () => {
+      const pin = this.layout.pinPath(layout, id);
+      const stat = await fsp.lstat(pin).catch((error: unknown) => {
+        if (isErrno(error, 'ENOENT', 'ENOTDIR')) return undefined;
+        throw error;
+      });
+      if (!stat) return false;
+      await fsp.rm(pin, { recursive: stat.isDirectory(), force: true });
+      return true;
+    });
+    if (removed && this.fsync) await io(context, 'fsync of the pinned folder', () => fsyncDir(layout.pinned));
+    return removed;
+  }
+
+  /** True while the operator's marker `<node>/draining` exists: conductors do not pick the node as a source. */
+  async isDraining(node: string): Promise<boolean> {
+    const layout = this.layout.node(node);
+    return this.entryExists(layout.draining, { side: 'cache', what: `node ${layout.node}` }, 'checking the draining marker');
+  }
+
+  private async entryExists(target: string, context: IoContext, action: string): Promise<boolean> {
+    try {
+      await fsp.lstat(target);
+      return true;
+    } catch (error) {
+      if (isErrno(error, 'ENOENT', 'ENOTDIR')) return false;
+      throw mapIoError(error, context, action);
+    }
+  }
+
+  private async lstatImage(layout: NodeLayout, imageId: string, context: IoContext) {
+    try {
+      return await fsp.lstat(this.layout.imagePath(layout, imageId));
+    } catch (error) {
+      if (isErrno(error, 'ENOENT', 'ENOTDIR')) return undefined;
+      throw mapIoError(error, context, 'stat of the image');
+    }
+  }
+
   private async inspect(layout: NodeLayout, imageId: string, context: IoContext): Promise<Inspection> {
     const meta = await io(context, 'reading the meta file', () =>
       readMetaFile(this.layout.metaPath(layout, imageId), imageId),
@@ -559,6 +722,17 @@ export class ImageStore {
     } catch (error) {
       this.onWarning(`could not close ${file}`, error);
     }
+  }
+}
+
+/** unlink that answers false when there was nothing to remove. */
+async function unlinkIfPresent(file: string): Promise<boolean> {
+  try {
+    await fsp.unlink(file);
+    return true;
+  } catch (error) {
+    if (isErrno(error, 'ENOENT')) return false;
+    throw error;
   }
 }
 

@@ -6,6 +6,8 @@ export {
   type CopyImageOutcome,
   type ImportImageOptions,
   type RemoveLeftoverTmpOptions,
+  type CacheEntry,
+  type DeletedImage,
 } from './image-store';
 export { type ImageMeta, imageMetaSchema } from './image-meta';
 export { type NodeLayout, parseTmpName } from './cache-layout';
