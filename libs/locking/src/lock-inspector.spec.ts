@@ -3,7 +3,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { InvalidFieldError } from '@app/contracts';
-import { inspectLocks } from './lock-inspector';
+import { inspectLocks, readLockActivity } from './lock-inspector';
 import { NodeLockManager } from './node-lock-manager';
 
 const FAST = { staleMs: 2_000, updateMs: 1_000, safetyMarginMs: 500, pollMs: 20 };
@@ -145,5 +145,44 @@ describe('inspectLocks (real lock folders)', () => {
   it('reads an empty or missing root as no locks', async () => {
     expect((await inspectLocks(root, { staleMs: 2000 })).entries).toEqual([]);
     expect((await inspectLocks(path.join(root, 'missing'), { staleMs: 2000 })).entries).toEqual([]);
+  });
+});
+
+describe('readLockActivity (one readdir of a key folder)', () => {
+  let root: string;
+  const managers: NodeLockManager[] = [];
+  const manager = (conductorId: string) => {
+    const m = new NodeLockManager({ root, conductorId, timings: FAST });
+    managers.push(m);
+    return m;
+  };
+
+  beforeEach(async () => {
+    root = await fsp.mkdtemp(path.join(os.tmpdir(), 'icc-activity-'));
+  });
+  afterEach(async () => {
+    await Promise.all(managers.splice(0).map((m) => m.releaseAll()));
+    await fsp.rm(root, { recursive: true, force: true });
+  });
+
+  it('counts readers by holder and tells whether a writer holds the gate', async () => {
+    const key = { node: 'node-a', imageId: 'img' };
+    expect(await readLockActivity(root, key)).toEqual({ readers: [], exclusive: false });
+    const r1 = await manager('c1').acquire({ ...key, mode: 'shared' }, { timeoutMs: 1000, attemptId: 'r1' });
+    await manager('c2').acquire({ ...key, mode: 'shared' }, { timeoutMs: 1000, attemptId: 'r2' });
+    const activity = await readLockActivity(root, key);
+    expect(activity.exclusive).toBe(false);
+    expect(activity.readers.map((h) => `${h.conductorId}/${h.attemptId}`).sort()).toEqual(['c1/r1', 'c2/r2']);
+    await r1.release();
+    expect((await readLockActivity(root, key)).readers).toHaveLength(1);
+    await managers[1]!.releaseAll();
+    const writer = await manager('c3').acquire({ ...key, mode: 'exclusive' }, { timeoutMs: 1000 });
+    expect(await readLockActivity(root, key)).toEqual({ readers: [], exclusive: true });
+    await writer.release();
+    expect(await readLockActivity(root, key)).toEqual({ readers: [], exclusive: false });
+  });
+
+  it('validates the key', async () => {
+    await expect(readLockActivity(root, { node: '..', imageId: 'img' })).rejects.toBeInstanceOf(InvalidFieldError);
   });
 });

@@ -4,7 +4,8 @@ import * as path from 'node:path';
 import { imageIdSchema, nodeIdSchema, parseField } from '@app/contracts';
 import { generationName, parseHolderEntry, readGenerationHolder, readKeyDirectory } from './key-directory';
 import type { LockHolder, LockMode } from './lock-key';
-import { lockKeyDir, nodeLocksDir } from './lock-key';
+import type { LockKey } from './lock-key';
+import { lockKeyDir, nodeLocksDir, validateLockKey } from './lock-key';
 
 /** One lock entry as found on disk, for display (GET /locks, `icc cache ls`). */
 export interface LockEntryView {
@@ -51,6 +52,27 @@ export const LOCK_INSPECTION_NOTE =
   'skew between hosts cannot make them take over a live lock.';
 
 const DEFAULT_LIMIT = 1000;
+
+/** Who uses one key right now, as one listing of its folder shows it (see readLockActivity). */
+export interface LockActivity {
+  /** Shared holders (reader entries), whoever they are; a dead reader's entry counts until it is collected. */
+  readers: LockHolder[];
+  /** The newest gate generation is claimed and not released: a writer holds it, or waits for readers to leave. */
+  exclusive: boolean;
+}
+
+/**
+ * One readdir of `<root>/<node>/locks/<imageId>/`, nothing taken or changed: how many readers a source
+ * has (source selection balances on it) and whether a writer is there (the cache cleaner skips busy images
+ * without touching the gate). A snapshot, informative only: decisions that need safety take the lock.
+ */
+export async function readLockActivity(root: string, key: LockKey): Promise<LockActivity> {
+  const state = await readKeyDirectory(lockKeyDir(root, validateLockKey(key)));
+  return {
+    readers: state.readers.map((name) => parseHolderEntry(name)).filter((h): h is LockHolder => h !== undefined),
+    exclusive: state.newest !== undefined && !state.newestReleased,
+  };
+}
 
 /**
  * Reads the lock folders under `root` (CACHE_ROOT) without taking or changing anything. Node and image ids
