@@ -29,7 +29,7 @@ export async function withCell<T>(
   const pool = new ChildProcessPool<unknown>();
   try {
     return await fn(cell, async (env = {}) =>
-      ConductorProcess.start(pool, cell.conductorEnv({ LOG_LEVEL: 'warn', LOCK_STALE_MS: '20000', LOCK_UPDATE_MS: '4000', LOCK_SAFETY_MARGIN_MS: '5000', ...env })).ready(),
+      ConductorProcess.start(pool, cell.conductorEnv({ LOCK_STALE_MS: '20000', LOCK_UPDATE_MS: '4000', LOCK_SAFETY_MARGIN_MS: '5000', ...env })).ready(),
     );
   } finally {
     await pool.killAll();

@@ -70,7 +70,7 @@ export class ConductorStats {
     new Gauge({ name: 'icc_copies_in_flight', help: 'Copies running now', registers: [this.registry], collect() { this.set(probes().inFlight()); } });
     new Gauge({ name: 'icc_broker_reconnects', help: 'Reconnections to RabbitMQ since start', registers: [this.registry], collect() { this.set(probes().brokerReconnects()); } });
     new Gauge({ name: 'icc_broker_connected', help: '1 while connected to RabbitMQ', registers: [this.registry], collect() { this.set(probes().brokerConnected() ? 1 : 0); } });
-    collectDefaultMetrics({ register: this.registry, prefix: 'icc_process_' });
+    collectDefaultMetrics({ register: this.registry, prefix: 'icc_' });
   }
 
   /** Gauges read live values from the parts that own them (wired once they exist). */

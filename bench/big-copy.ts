@@ -1,0 +1,93 @@
+/*
+ * Big copy: a 1 GiB image, request -> verified, published image through a conductor, against a raw
+ * fs.copyFile and a plain `cp` of the same file in the same run, repeated. Also the conductor process's
+ * RSS growth during the copy (sampled from /proc).
+ * Run: npm run bench:big-copy [-- --size-mib 1024 --rounds 5]   (writes bench/results/big-copy.json)
+ */
+import { execFile } from 'node:child_process';
+import { promises as fsp, readFileSync } from 'node:fs';
+import * as path from 'node:path';
+import { promisify } from 'node:util';
+import { median, round, spread } from './bench-stats';
+import { RawAmqpClient, withCell, writeResults } from './support/bench-cell';
+
+const run = promisify(execFile);
+const MiB = 1024 * 1024;
+
+function rssOf(pid: number): number {
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  return Number(/VmRSS:\s+(\d+) kB/.exec(status)![1]) * 1024;
+}
+
+async function timed(fn: () => Promise<unknown>): Promise<number> {
+  const started = performance.now();
+  await fn();
+  return performance.now() - started;
+}
+
+export async function runBigCopyBench(options: { sizeMiB?: number; rounds?: number } = {}) {
+  const sizeMiB = options.sizeMiB ?? 1024;
+  const rounds = options.rounds ?? 5;
+  const ours: number[] = [];
+  const copyFile: number[] = [];
+  const cp: number[] = [];
+  const rssGrowth: number[] = [];
+  await withCell(['node-a', 'node-b'], async (cell, startConductor) => {
+    const image = await cell.seed('node-a', 'big.img', sizeMiB * MiB);
+    const conductor = await startConductor({ COPY_CONCURRENCY: '1' });
+    const client = await RawAmqpClient.open();
+    const source = cell.store.imagePath('node-a', 'big.img');
+    const scratch = path.join(cell.root, 'scratch');
+    await fsp.mkdir(scratch);
+    try {
+      for (let r = 0; r < rounds; r++) {
+        await fsp.rm(cell.store.imagePath('node-b', 'big.img'), { force: true });
+        await fsp.rm(cell.store.metaPath('node-b', 'big.img'), { force: true });
+        const before = rssOf(conductor.pid);
+        let peak = before;
+        const sampler = setInterval(() => (peak = Math.max(peak, rssOf(conductor.pid))), 50);
+        ours.push(
+          await timed(async () => {
+            const id = client.send(cell.topology.requestQueue.name, { v: 1, requestId: `big-${r}`, imageId: 'big.img', source: 'node-a', destination: 'node-b', sha256: image.sha256 });
+            const reply = await client.finalReply(id, 600_000);
+            if (reply.status !== 'completed') throw new Error(`copy failed: ${JSON.stringify(reply)}`);
+          }),
+        );
+        clearInterval(sampler);
+        rssGrowth.push(peak - before);
+        copyFile.push(await timed(() => fsp.copyFile(source, path.join(scratch, `copyfile-${r}`))));
+        cp.push(await timed(() => run('cp', [source, path.join(scratch, `cp-${r}`)])));
+        await fsp.rm(scratch, { recursive: true, force: true });
+        await fsp.mkdir(scratch);
+      }
+    } finally {
+      await client.close();
+    }
+  });
+  const ratio = (base: number[]) => ours.map((o, i) => base[i]! / o);
+  const report = {
+    scenario: `${sizeMiB} MiB image: request -> verified published image vs raw copies`,
+    date: new Date().toISOString(),
+    rounds,
+    oursMs: round(median(ours), 0),
+    copyFileMs: round(median(copyFile), 0),
+    cpMs: round(median(cp), 0),
+    ratioVsCopyFile: round(median(ratio(copyFile)), 2),
+    ratioVsCopyFileSpread: spread(ratio(copyFile).map((x) => round(x, 2))),
+    ratioVsCp: round(median(ratio(cp)), 2),
+    conductorRssGrowthMiB: round(median(rssGrowth) / MiB, 1),
+    conductorRssGrowthMaxMiB: round(Math.max(...rssGrowth) / MiB, 1),
+    targets: { ratio: '>= 0.9 of raw', rssGrowth: '<= 64 MiB' },
+  };
+  console.table([report]);
+  await writeResults('big-copy', report);
+  return report;
+}
+
+if (require.main === module) {
+  const arg = (name: string) => {
+    const i = process.argv.indexOf(name);
+    return i > 0 ? Number(process.argv[i + 1]) : undefined;
+  };
+  void runBigCopyBench({ sizeMiB: arg('--size-mib'), rounds: arg('--rounds') });
+}
