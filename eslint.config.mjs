@@ -22,7 +22,8 @@ export default tseslint.config(
     rules: { 'no-restricted-imports': ['error', { patterns: ['@app/*', '**/apps/**'] }] },
   },
   {
-    files: ['libs/locking/**/*.ts', 'libs/image-store/**/*.ts'],
+    // The cache cleaner runs in conductors and in the CLI beside them: files and locks only, no broker.
+    files: ['libs/locking/**/*.ts', 'libs/image-store/**/*.ts', 'libs/cache-cleaner/**/*.ts'],
     rules: { 'no-restricted-imports': ['error', { patterns: ['@app/messaging', 'amqplib', '**/apps/**'] }] },
   },
 );

@@ -441,22 +441,29 @@ export class ImageStore {
       if (imageIdSchema.safeParse(id).success) ids.add(id);
     }
     const entries: CacheEntry[] = [];
-    for (const imageId of [...ids].sort()) {
-      const context = cacheContext(layout, imageId);
-      const meta = await io(context, 'reading the meta file', () =>
-        readMetaFile(this.layout.metaPath(layout, imageId), imageId),
-      );
-      const stat = await this.lstatImage(layout, imageId, context);
-      const file = stat?.isFile() ? stat : undefined;
-      const verified = meta !== undefined && file !== undefined && file.size === meta.size;
-      entries.push({
-        imageId,
-        ...(verified ? { meta } : {}),
-        bytes: file?.size ?? 0,
-        ...(file ? { modifiedMs: file.mtimeMs } : {}),
-      });
-    }
+    for (const imageId of [...ids].sort()) entries.push(await this.readEntry(layout, imageId));
     return entries;
+  }
+
+  /** One image id's entry as listEntries reports it (meta and bytes both absent when nothing is there). */
+  async entry(node: string, imageId: string): Promise<CacheEntry> {
+    return this.readEntry(this.layout.node(node), this.layout.imageId(imageId));
+  }
+
+  private async readEntry(layout: NodeLayout, imageId: string): Promise<CacheEntry> {
+    const context = cacheContext(layout, imageId);
+    const meta = await io(context, 'reading the meta file', () =>
+      readMetaFile(this.layout.metaPath(layout, imageId), imageId),
+    );
+    const stat = await this.lstatImage(layout, imageId, context);
+    const file = stat?.isFile() ? stat : undefined;
+    const verified = meta !== undefined && file !== undefined && file.size === meta.size;
+    return {
+      imageId,
+      ...(verified ? { meta } : {}),
+      bytes: file?.size ?? 0,
+      ...(file ? { modifiedMs: file.mtimeMs } : {}),
+    };
   }
 
   /**
