@@ -1,0 +1,41 @@
+/*
+ * Every benchmark in one run (npm run bench), then one summary table: scenario, ours, baseline, ratio,
+ * target. Each scenario measures its own baseline in the same run; figures are medians over rounds.
+ * Results: bench/results/*.json; the table we publish: bench/RESULTS.md.
+ */
+import { runBigCopyBench } from './big-copy';
+import { runCopyMemoryBench } from './copy-memory';
+import { runLockHandoffBench } from './lock-handoff';
+import { runLockScopeBench } from './lock-scope';
+import { runMessagingOverheadBench } from './messaging-overhead';
+import { runScaleBench } from './scale';
+import { writeResults } from './support/bench-cell';
+
+async function main(): Promise<void> {
+  const started = new Date().toISOString();
+  const rows: Array<Record<string, string | number>> = [];
+  const big = await runBigCopyBench();
+  rows.push({ scenario: '1. 1 GiB request -> verified image', ours: `${big.oursMs} ms`, baseline: `fs.copyFile ${big.copyFileMs} ms / cp ${big.cpMs} ms`, ratio: `${big.ratioVsCopyFile}x copyFile, ${big.ratioVsCp}x cp`, target: '>= 0.9x raw' });
+  rows.push({ scenario: '1b. conductor RSS growth during the copy', ours: `${big.conductorRssGrowthMiB} MiB (max ${big.conductorRssGrowthMaxMiB})`, baseline: '-', ratio: '-', target: '<= 64 MiB' });
+  const memory = await runCopyMemoryBench();
+  rows.push({
+    scenario: '1c. ImageStore.copyImage in-process (no broker)',
+    ours: `${memory.ours.ms} ms, RSS +${memory.peakRssGrowthMiB} MiB`,
+    baseline: `fs.copyFile ${memory.rawCopyFile.ms} ms (+fsync ${memory.rawCopyFileFsync.ms} ms)`,
+    ratio: `${Math.round((100 * memory.rawCopyFile.ms) / memory.ours.ms) / 100}x copyFile`,
+    target: '>= 0.9x raw, RSS <= 64 MiB',
+  });
+  const scope = await runLockScopeBench();
+  for (const r of scope.rows) rows.push({ scenario: `2/3. ${r.scenario}`, ours: `${r.oursMs} ms`, baseline: `${r.baseline} ${r.baselineMs} ms`, ratio: `${r.speedup}x`, target: r.target });
+  const handoff = await runLockHandoffBench();
+  rows.push({ scenario: '4. lock hand-off between processes', ours: `p50 ${handoff.ours.p50Ms} ms, p99 ${handoff.ours.p99Ms} ms`, baseline: `plain proper-lockfile p50 ${handoff.baseline.p50Ms} ms, p99 ${handoff.baseline.p99Ms} ms`, ratio: `${handoff.ratioP50}x faster`, target: 'p50 <= 5 ms' });
+  const messaging = await runMessagingOverheadBench();
+  rows.push({ scenario: '5. no-op requests through one conductor', ours: `${messaging.oursPerSecond}/s`, baseline: `raw amqplib ${messaging.rawPerSecond}/s`, ratio: `${messaging.ratio}`, target: '>= 0.5' });
+  const scale = await runScaleBench();
+  for (const n of scale.nodes) rows.push({ scenario: `6. ${n.nodes} nodes: per-request cost`, ours: `copy ${n.copyMsPerRequest} ms, no-op ${n.noopMsPerRequest} ms`, baseline: '10 nodes', ratio: `copy ${n.copyCostVs10}x, no-op ${n.noopCostVs10}x`, target: 'flat (~1x)' });
+  rows.push({ scenario: '6. queue depth 10,000 vs 500', ours: `${scale.queueDepth.deep10000PerSecond}/s`, baseline: `${scale.queueDepth.shallow500PerSecond}/s`, ratio: `${scale.queueDepth.ratio}`, target: 'flat (~1x)' });
+  console.table(rows);
+  await writeResults('summary', { started, finished: new Date().toISOString(), rows });
+}
+
+void main();
