@@ -533,6 +533,9 @@ describe('ImageStore', () => {
         ['img.a2', 10],
       ]);
       expect(await store.listImages('node-c')).toEqual([]);
+      // The cheap listing (one readdir) names every meta file, verified or not.
+      expect(await store.listImageIds('node-a')).toEqual(['img.a1', 'img.a2', 'img.broken', 'stray']);
+      expect(await store.listImageIds('node-c')).toEqual([]);
     });
 
     it('lists nothing for a missing root', async () => {

@@ -207,6 +207,27 @@ export class ImageStore {
     return images;
   }
 
+  /**
+   * Ids of the images that have a meta file on the node: one readdir, nothing opened or verified (the
+   * conductor's index of which node holds which image is built from this; a candidate source is verified
+   * with verifiedImage before it is used).
+   */
+  async listImageIds(node: string): Promise<string[]> {
+    const layout = this.layout.node(node);
+    let names: string[];
+    try {
+      names = await fsp.readdir(layout.images);
+    } catch (error) {
+      if (isErrno(error, 'ENOENT', 'ENOTDIR')) return [];
+      throw mapIoError(error, { side: 'cache', what: `node ${layout.node}` }, 'listing images');
+    }
+    return names
+      .filter((name) => name.endsWith(META_SUFFIX))
+      .map((name) => name.slice(0, -META_SUFFIX.length))
+      .filter((id) => imageIdSchema.safeParse(id).success)
+      .sort();
+  }
+
   /** Seeds a cache from a file outside it (demo, tests): hashed while copied, then published like a copy. */
   async importImage(
     node: string,
