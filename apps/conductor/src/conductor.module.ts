@@ -1,14 +1,17 @@
 import { type BeforeApplicationShutdown, type DynamicModule, Inject, Injectable, Module } from '@nestjs/common';
 import { LoggerModule } from 'nestjs-pino';
 import type { Logger as PinoLogger } from 'pino';
+import { CacheCleaner } from '@app/cache-cleaner';
 import { type CellTopology, cellTopology } from '@app/contracts';
 import { ImageStore } from '@app/image-store';
 import { NodeLockManager } from '@app/locking';
 import { BrokerConnection, Publisher } from '@app/messaging';
 import type { ConductorConfig } from './config/conductor-config';
+import { CleaningSchedule } from './cache/cleaning-schedule';
 import { CELL_TOPOLOGY, CONDUCTOR_CONFIG, ROOT_LOGGER, SHUTDOWN_CONTROLLER } from './conductor.tokens';
 import { CopyCoordinator } from './copy/copy-coordinator';
 import { CopyWorkflow } from './copy/copy-workflow';
+import { DEFAULT_HOLDER_INDEX_OPTIONS, ImageHolderIndex } from './copy/holder-index';
 import { SourceSelector } from './copy/source-selector';
 import { RequestIntake } from './lifecycle/request-intake';
 import { CopyRequestHandler } from './requests/copy-request.handler';
@@ -67,7 +70,33 @@ export class ConductorModule {
               onEvent: (event) => stats.recordLockEvent(event),
             }),
         },
-        { provide: SourceSelector, inject: [ImageStore], useFactory: (store: ImageStore) => new SourceSelector(store) },
+        {
+          provide: ImageHolderIndex,
+          inject: [ImageStore],
+          useFactory: (store: ImageStore) =>
+            new ImageHolderIndex(store, { ...DEFAULT_HOLDER_INDEX_OPTIONS, onScanError: (error) => rootLogger.warn({ err: String(error) }, 'holder index: scan failed') }),
+        },
+        {
+          provide: SourceSelector,
+          inject: [ImageStore, ImageHolderIndex],
+          useFactory: (store: ImageStore, index: ImageHolderIndex) =>
+            new SourceSelector(store, { index, readLimit: config.NODE_READ_LIMIT, conductorId: config.CONDUCTOR_ID }),
+        },
+        {
+          provide: CleaningSchedule,
+          inject: [ImageStore, NodeLockManager, ImageHolderIndex],
+          useFactory: (store: ImageStore, locks: NodeLockManager, index: ImageHolderIndex) => {
+            const log = rootLogger.child({ part: 'cleaner' });
+            const policy = { maxUnusedMs: config.CLEANER_MAX_UNUSED_MS, budgetBytes: config.CLEANER_NODE_BUDGET_BYTES, graceMs: config.CLEANER_GRACE_MS };
+            return new CleaningSchedule(new CacheCleaner(store, locks, policy, log), {
+              enabled: config.CLEANER_ENABLED,
+              intervalMs: config.CLEANER_INTERVAL_MS,
+              listNodes: () => store.listNodes(),
+              onDeleted: (node, imageId) => index.forget(node, imageId),
+              log,
+            });
+          },
+        },
         {
           provide: CopyWorkflow,
           inject: [ImageStore, NodeLockManager, SourceSelector],
@@ -101,14 +130,14 @@ export class ConductorModule {
         },
         {
           provide: RequestIntake,
-          inject: [BrokerConnection, Publisher, CELL_TOPOLOGY, CopyRequestHandler, NodeLockManager, SHUTDOWN_CONTROLLER, ConductorStats, CopyCoordinator],
-          useFactory: (broker: BrokerConnection, publisher: Publisher, topology: CellTopology, handler: CopyRequestHandler, locks: NodeLockManager, shutdown: AbortController, stats: ConductorStats, coordinator: CopyCoordinator) => {
+          inject: [BrokerConnection, Publisher, CELL_TOPOLOGY, CopyRequestHandler, NodeLockManager, SHUTDOWN_CONTROLLER, ConductorStats, CopyCoordinator, CleaningSchedule],
+          useFactory: (broker: BrokerConnection, publisher: Publisher, topology: CellTopology, handler: CopyRequestHandler, locks: NodeLockManager, shutdown: AbortController, stats: ConductorStats, coordinator: CopyCoordinator, cleaning: CleaningSchedule) => {
             stats.attachProbes({
               inFlight: () => coordinator.inFlight().length,
               brokerReconnects: () => broker.reconnects,
               brokerConnected: () => broker.state === 'connected',
             });
-            return new RequestIntake({ broker, publisher, topology, handler, locks, concurrency: config.COPY_CONCURRENCY, graceMs: config.SHUTDOWN_GRACE_MS, shutdown, log: rootLogger.child({ part: 'intake' }) });
+            return new RequestIntake({ broker, publisher, topology, handler, locks, cleaning, concurrency: config.COPY_CONCURRENCY, graceMs: config.SHUTDOWN_GRACE_MS, shutdown, log: rootLogger.child({ part: 'intake' }) });
           },
         },
         GracefulShutdown,

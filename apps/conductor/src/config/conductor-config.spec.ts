@@ -44,6 +44,18 @@ describe('conductor configuration', () => {
     );
   });
 
+  it('keeps the cache cleaner off by default and reads its settings', () => {
+    const config = loadConductorConfig(minimal);
+    expect(config).toMatchObject({ CLEANER_ENABLED: false, CLEANER_MAX_UNUSED_MS: 14 * 86_400_000, CLEANER_NODE_BUDGET_BYTES: 0, CLEANER_GRACE_MS: 3_600_000, NODE_READ_LIMIT: 4 });
+    expect(loadConductorConfig({ ...minimal, CLEANER_ENABLED: 'true', CLEANER_NODE_BUDGET_BYTES: '1099511627776' })).toMatchObject({ CLEANER_ENABLED: true, CLEANER_NODE_BUDGET_BYTES: 2 ** 40 });
+    expect(loadConductorConfig({ ...minimal, CLEANER_ENABLED: '0' }).CLEANER_ENABLED).toBe(false);
+    expect(problemsOf({ ...minimal, CLEANER_ENABLED: 'maybe', NODE_READ_LIMIT: '0', CLEANER_INTERVAL_MS: '10' })).toEqual([
+      'NODE_READ_LIMIT="0": must be at least 1',
+      'CLEANER_ENABLED="maybe": must be true or false (also 1/0, yes/no)',
+      'CLEANER_INTERVAL_MS="10": must be at least 1000',
+    ]);
+  });
+
   it('has its table in README.md up to date (npm run docs:config)', () => {
     const readme = readFileSync(path.resolve(__dirname, '../../../../README.md'), 'utf8');
     expect(readme).toBe(withConfigTable(readme));

@@ -27,6 +27,12 @@ const msList = z
     return parts;
   });
 
+const flag = z
+  .enum(['true', 'false', '1', '0', 'yes', 'no'], { error: 'must be true or false (also 1/0, yes/no)' })
+  .transform((v) => v === 'true' || v === '1' || v === 'yes');
+
+const DAY_MS = 86_400_000;
+
 const defaultConductorId = () => `${os.hostname().replace(/[^A-Za-z0-9._-]/g, '-').replace(/^[^A-Za-z0-9]+/, '') || 'conductor'}-${process.pid}`;
 
 export const CONFIG_VARIABLES = {
@@ -44,6 +50,12 @@ export const CONFIG_VARIABLES = {
   MAX_ATTEMPTS: { schema: integer(1, 100), default: DEFAULT_MAX_ATTEMPTS, doc: 'Attempts of a retryable failure before the request fails with RETRIES_EXHAUSTED.' },
   SHUTDOWN_GRACE_MS: { schema: integer(0, 3_600_000), default: 30_000, doc: 'On SIGTERM, how long in-flight copies may finish before they are aborted and handed back to the queue.' },
   PROGRESS_INTERVAL_MS: { schema: integer(50, 60_000), default: 500, doc: 'Minimum time between two progress events of one copy.' },
+  NODE_READ_LIMIT: { schema: integer(1, 1024), default: 4, doc: 'Copies this conductor reads from one source node at once (per conductor: N conductors may read N times this from a node). A copy waits for a read slot before taking its locks, within LOCK_WAIT_MS (then a retryable LOCK_TIMEOUT); source choice prefers a node with a free slot.' },
+  CLEANER_ENABLED: { schema: flag, default: 'false', doc: 'Run the cache cleaner on every node of the cell each CLEANER_INTERVAL_MS. Off by default: nothing is ever deleted unless this is set.' },
+  CLEANER_INTERVAL_MS: { schema: integer(1_000, 7 * DAY_MS), default: 600_000, doc: 'Time between the end of one cleaning round and the start of the next (rounds never overlap).' },
+  CLEANER_MAX_UNUSED_MS: { schema: integer(0, 3650 * DAY_MS), default: 14 * DAY_MS, doc: 'The cleaner deletes images whose last use (meta lastUsedAt, refreshed by every copy that reads them) is older than this. Default 14 days.' },
+  CLEANER_NODE_BUDGET_BYTES: { schema: integer(0, Number.MAX_SAFE_INTEGER), default: 0, doc: 'Per-node cache budget: while a node holds more, the cleaner deletes least recently used images first (never one used within CLEANER_GRACE_MS). 0: no budget.' },
+  CLEANER_GRACE_MS: { schema: integer(0, 3650 * DAY_MS), default: 3_600_000, doc: 'Images used within this are never evicted for the budget; also the age an image file without meta must reach before it is removed as an orphan.' },
   ADMIN_PORT: { schema: integer(0, 65_535), default: 8080, doc: 'Port of the admin HTTP endpoint (0: any free port).' },
   ADMIN_HOST: { schema: z.string().min(1), default: '0.0.0.0', doc: 'Address the admin endpoint binds to; forced to 127.0.0.1 when ADMIN_TOKEN is unset.' },
   ADMIN_TOKEN: { schema: z.string().min(16, 'must be at least 16 characters').optional(), default: undefined, doc: 'Bearer token for every admin route except health. Unset: the endpoint listens on 127.0.0.1 only.' },

@@ -1,9 +1,13 @@
 import { performance } from 'node:perf_hooks';
+import { ConductorError } from '@app/contracts';
 import type { ImageStore } from '@app/image-store';
 import type { MessagingLogger } from '@app/messaging';
 import type { LockRequest, NodeLockManager } from '@app/locking';
 import type { CopyJob, CopyJobResult, CopyProgress } from './copy-job';
-import type { SourceSelector } from './source-selector';
+import { SELECTION_PREFIX, type SourceSelector } from './source-selector';
+
+/** Sources tried when the chosen one vanished before its lock was granted (no source named). */
+const MAX_PICKS = 3;
 
 /**
  * Benchmark baselines only (bench/): one lock for the whole cell, or an exclusive source lock, to measure
@@ -25,16 +29,19 @@ export interface CopyRunOptions {
 }
 
 /**
- * The one place that composes locks and copy: source shared + destination exclusive (taken together, in
- * the global key order), a verified copy that checks the destination lock right before publishing, and
- * the release of both locks whatever happens.
+ * The one place that composes locks and copy: a read slot on the chosen source, then source shared +
+ * destination exclusive (taken together, in the global key order), a check that the source is still there
+ * now that nobody can evict it, a verified copy that checks the destination lock right before publishing,
+ * the source's last use refreshed under its lock, and the release of both locks whatever happens.
+ * With LOG_LEVEL=debug every hold is logged ('copy locks held' with heldAt, 'copy locks released' with
+ * releasingAt and the outcome), wall-clock times taken inside the hold.
  */
 export class CopyWorkflow {
   constructor(
     private readonly store: ImageStore,
     private readonly locks: NodeLockManager,
     private readonly sources: SourceSelector,
-    private readonly options: { lockWaitMs: number; log: Pick<MessagingLogger, 'warn'>; baseline?: LockBaseline },
+    private readonly options: { lockWaitMs: number; log: Pick<MessagingLogger, 'warn'> & Partial<Pick<MessagingLogger, 'debug'>>; baseline?: LockBaseline },
   ) {}
 
   /** The locks of one copy: two node-local ones, or a benchmark baseline's. */
@@ -52,24 +59,62 @@ export class CopyWorkflow {
     const present = await this.store.verifiedImage(job.destination, job.imageId, { sha256: job.sha256, size: job.size });
     if (present) return { status: 'already-present', bytes: 0, sha256: present.sha256 };
 
-    const { node: source, meta: sourceMeta } = await this.sources.pick(job);
-    const total = job.size ?? sourceMeta.size;
+    // One bounded wait for a read slot and both locks together (LOCK_WAIT_MS, then a retryable LOCK_TIMEOUT).
+    const waitStarted = performance.now();
+    const waitLeft = () => this.options.lockWaitMs - (performance.now() - waitStarted);
+    for (let pick = 1; ; pick++) {
+      const picked = await this.sources.acquire(job, { timeoutMs: Math.max(1, waitLeft()), signal: run.signal });
+      try {
+        const outcome = await this.runFrom(picked.node, picked.meta.size, job, run, waitStarted, waitLeft());
+        if (outcome !== 'source-gone') return outcome;
+      } finally {
+        picked.release();
+      }
+      // The source vanished between the choice (made without a lock) and its shared lock: a stale choice,
+      // not a copy that lost its source. A named source is final; otherwise choose again (a few times).
+      this.sources.forgetHolder(picked.node, job.imageId);
+      if (job.source || pick >= MAX_PICKS)
+        throw new ConductorError(
+          'SOURCE_MISSING',
+          `${SELECTION_PREFIX}node ${picked.node} no longer held a verified copy of ${job.imageId} when its lock was granted (evicted or removed before the copy started${job.source ? '' : `; ${pick} sources tried`}); nothing was copied`,
+        );
+    }
+  }
+
+  /** Locks, re-checks the source under its lock, copies. 'source-gone': nothing was read or written. */
+  private async runFrom(source: string, sourceSize: number, job: CopyJob, run: CopyRunOptions, waitStarted: number, lockWaitMs: number): Promise<CopyJobResult | 'source-gone'> {
+    const total = job.size ?? sourceSize;
     const report = (phase: CopyProgress['phase'], bytesDone: number) =>
       run.onProgress?.({ phase, source, bytesDone, bytesTotal: total });
     report('waiting-for-lock', 0);
+    if (lockWaitMs <= 0) throw new ConductorError('LOCK_TIMEOUT', `waited ${this.options.lockWaitMs} ms for a read slot and locks`);
 
-    const waitStarted = performance.now();
     const held = await this.locks.acquireAll(this.lockRequests(source, job), {
-      attemptId: run.attemptId, timeoutMs: this.options.lockWaitMs, signal: run.signal },
+      attemptId: run.attemptId, timeoutMs: lockWaitMs, signal: run.signal },
     );
-    const lockWaitMs = performance.now() - waitStarted;
-    const endRead = this.sources.beginRead(source);
+    // Wall-clock bounds of the hold, taken inside it (debug logs: tests check that no eviction overlaps a read).
+    const heldAt = Date.now();
+    const lockWaitMsTotal = performance.now() - waitStarted;
+    const ids = { attemptId: run.attemptId, imageId: job.imageId, source, destination: job.destination };
+    let outcome = 'failed';
     try {
+      // Under the source's shared lock the cache cleaner cannot delete the source; before it, it could have.
+      if (!(await this.store.verifiedImage(source, job.imageId))) {
+        const now = await this.store.verifiedImage(job.destination, job.imageId, { sha256: job.sha256, size: job.size });
+        if (now) {
+          outcome = 'already-present';
+          return { status: 'already-present', bytes: 0, sha256: now.sha256 };
+        }
+        outcome = 'source-gone';
+        this.options.log.debug?.({ ...ids }, 'source gone before its lock was granted');
+        return 'source-gone';
+      }
+      this.options.log.debug?.({ ...ids, heldAt }, 'copy locks held');
       const destinationLock = held.locks.find((l) => l.key.node === job.destination) ?? held.locks[0]!;
       // Holding the destination lock, any partial copy of this image belongs to a dead attempt.
       await this.store.removeLeftoverTmp(job.destination, job.imageId);
       report('copying', 0);
-      const outcome = await this.store.copyImage({
+      const copied = await this.store.copyImage({
         imageId: job.imageId,
         source,
         destination: job.destination,
@@ -87,18 +132,24 @@ export class CopyWorkflow {
       await this.store.touchLastUsed(source, job.imageId).catch((error: Error) =>
         this.options.log.warn({ source, imageId: job.imageId, err: error.message }, 'could not record the last use of a source image'),
       );
+      // The destination is a verified holder now: the next copies of this image may read from it at once.
+      this.sources.learnHolder(job.destination, job.imageId);
+      outcome = copied.status === 'copied' ? 'completed' : 'already-present';
       return {
-        status: outcome.status === 'copied' ? 'completed' : 'already-present',
+        status: copied.status === 'copied' ? 'completed' : 'already-present',
         source,
-        bytes: outcome.bytes,
-        sha256: outcome.sha256,
-        lockWaitMs,
-        copyMs: outcome.copyMs,
-        verifyMs: outcome.verifyMs,
+        bytes: copied.bytes,
+        sha256: copied.sha256,
+        lockWaitMs: lockWaitMsTotal,
+        copyMs: copied.copyMs,
+        verifyMs: copied.verifyMs,
         fencingToken: destinationLock.fencingToken,
       };
+    } catch (error) {
+      outcome = `failed: ${error instanceof ConductorError ? error.code : 'INTERNAL'}`;
+      throw error;
     } finally {
-      endRead();
+      if (outcome !== 'source-gone') this.options.log.debug?.({ ...ids, releasingAt: Date.now(), outcome }, 'copy locks released');
       await held.release();
     }
   }

@@ -2,42 +2,147 @@ import { promises as fsp } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { ConductorError } from '@app/contracts';
 import { ImageStore } from '@app/image-store';
-import { SourceSelector } from './source-selector';
+import { ImageHolderIndex } from './holder-index';
+import { type PickedSource, SourceSelector } from './source-selector';
 
 describe('SourceSelector', () => {
   let root: string;
   let store: ImageStore;
   let sha256: string;
+  let seedFile: string;
+  let index: ImageHolderIndex;
+  let scans: number;
 
   beforeEach(async () => {
     root = await fsp.mkdtemp(path.join(os.tmpdir(), 'icc-selector-'));
     store = new ImageStore({ root, fsync: false });
-    const file = path.join(root, 'seed');
-    await fsp.writeFile(file, 'image bytes');
-    for (const node of ['node-a', 'node-c']) sha256 = (await store.importImage(node, 'img', file)).sha256;
+    seedFile = path.join(os.tmpdir(), `icc-selector-seed-${process.pid}-${Math.random()}`);
+    await fsp.writeFile(seedFile, 'image bytes');
+    for (const node of ['node-a', 'node-c']) sha256 = (await store.importImage(node, 'img', seedFile)).sha256;
     await fsp.mkdir(path.join(root, 'node-b'));
+    scans = 0;
+    const counting = { listNodes: () => (scans++, store.listNodes()), listImageIds: (node: string) => store.listImageIds(node) };
+    index = new ImageHolderIndex(counting, { ttlMs: 60_000, missRescanMs: 0 });
   });
   afterEach(async () => {
     await fsp.rm(root, { recursive: true, force: true });
+    await fsp.rm(seedFile, { force: true });
   });
 
-  it('picks the holder with the fewest reads running here', async () => {
-    const selector = new SourceSelector(store);
-    const endRead = selector.beginRead('node-a');
-    expect((await selector.pick({ imageId: 'img', destination: 'node-b', sha256 })).node).toBe('node-c');
-    endRead();
-    expect((await selector.pick({ imageId: 'img', destination: 'node-b' })).node).toBe('node-a');
+  const selector = (readLimit = 4) => new SourceSelector(store, { index, readLimit, conductorId: 'me', random: () => 0.5 });
+  const pick = (s: SourceSelector, job: Parameters<SourceSelector['acquire']>[0], timeoutMs = 1000) => s.acquire(job, { timeoutMs });
+
+  it('picks the holder with the fewest reads running here, and holds a read slot until released', async () => {
+    const s = selector();
+    const first = await pick(s, { imageId: 'img', destination: 'node-b', sha256 });
+    const second = await pick(s, { imageId: 'img', destination: 'node-b' });
+    expect(new Set([first.node, second.node])).toEqual(new Set(['node-a', 'node-c']));
+    expect(s.reads(first.node)).toBe(1);
+    first.release();
+    first.release(); // once only
+    expect(s.reads(first.node)).toBe(0);
+    expect((await pick(s, { imageId: 'img', destination: 'node-b' })).node).toBe(first.node);
   });
 
-  it('tells a missing image from a holder of other bytes', async () => {
-    const selector = new SourceSelector(store);
-    const code = (job: Parameters<SourceSelector['pick']>[0]) => selector.pick(job).then(() => 'picked', (e: { code: string }) => e.code);
+  it('counts the readers of other conductors from the lock folder, its own only once', async () => {
+    const readers = (node: string, ...names: string[]) =>
+      Promise.all(names.map((n) => fsp.mkdir(path.join(root, node, 'locks', 'img', n), { recursive: true })));
+    await readers('node-a', 'r~other~1', 'r~other~2');
+    await readers('node-c', 'r~me~1', 'r~another~3');
+    const s = selector();
+    // node-a: 2 foreign readers; node-c: 1 foreign + 0 slots here (r~me~1 is ours: counted by our slots, not twice).
+    expect((await pick(s, { imageId: 'img', destination: 'node-b' })).node).toBe('node-c');
+    // node-c now: 1 foreign + 1 slot = 2, node-a: 2 -> tie on load, fewer of our own reads wins.
+    expect((await pick(s, { imageId: 'img', destination: 'node-b' })).node).toBe('node-a');
+  });
+
+  it('tells a missing image from a holder of other bytes, and says selection in the detail', async () => {
+    const s = selector();
+    const code = (job: Parameters<SourceSelector['acquire']>[0]) =>
+      pick(s, job).then((p) => (p.release(), 'picked'), (e: ConductorError) => `${e.code}${e.code === 'SOURCE_MISSING' && !e.message.startsWith('source selection: ') ? ' (no prefix!)' : ''}`);
     expect(await code({ imageId: 'other', destination: 'node-b' })).toBe('SOURCE_MISSING');
     expect(await code({ imageId: 'img', destination: 'node-b', source: 'node-b' })).toBe('SOURCE_MISSING');
     expect(await code({ imageId: 'img', destination: 'node-b', source: 'node-a', sha256: '0'.repeat(64) })).toBe('CHECKSUM_MISMATCH');
     expect(await code({ imageId: 'img', destination: 'node-b', sha256: '0'.repeat(64) })).toBe('CHECKSUM_MISMATCH');
     expect(await code({ imageId: 'img', destination: 'node-b', source: 'node-a', size: 1 })).toBe('SIZE_MISMATCH');
     expect(await code({ imageId: 'img', destination: 'node-b', sha256, size: 11 })).toBe('picked');
+  });
+
+  it('never chooses a node marked draining (a named source is still honoured)', async () => {
+    await fsp.writeFile(path.join(root, 'node-a', 'draining'), '');
+    const s = selector();
+    for (let i = 0; i < 5; i++) {
+      const picked = await pick(s, { imageId: 'img', destination: 'node-b' });
+      expect(picked.node).toBe('node-c');
+      picked.release();
+    }
+    await fsp.writeFile(path.join(root, 'node-c', 'draining'), '');
+    await expect(pick(s, { imageId: 'img', destination: 'node-b' })).rejects.toThrow(/no node holds a verified copy of img \(nodes draining, not used as sources: node-/);
+    expect((await pick(s, { imageId: 'img', destination: 'node-b', source: 'node-a' })).node).toBe('node-a');
+  });
+
+  it('uses its index: no scan per request, learned holders at once, stale entries forgotten, misses rescanned', async () => {
+    const s = selector();
+    for (let i = 0; i < 20; i++) (await pick(s, { imageId: 'img', destination: 'node-b' })).release();
+    expect(scans).toBe(1);
+    // A copy this conductor published is a source at once, without a scan.
+    await store.importImage('node-d', 'img', seedFile);
+    s.learnHolder('node-d', 'img');
+    const three = [];
+    for (let i = 0; i < 3; i++) three.push(await pick(s, { imageId: 'img', destination: 'node-b' }));
+    expect(three.map((p) => p.node).sort()).toEqual(['node-a', 'node-c', 'node-d']);
+    for (const p of three) p.release();
+    expect(scans).toBe(1);
+    // An evicted copy is verified away and forgotten.
+    await fsp.rm(store.metaPath('node-a', 'img'));
+    await fsp.rm(store.metaPath('node-c', 'img'));
+    // (node-d busier here than the others, so both stale entries are tried first)
+    const busy = [];
+    for (let i = 0; i < 3; i++) busy.push(await pick(s, { imageId: 'img', destination: 'node-b', source: 'node-d' }));
+    expect((await pick(s, { imageId: 'img', destination: 'node-b' })).node).toBe('node-d');
+    expect([...(await index.holdersOf('img'))].sort()).toEqual(['node-d']);
+    for (const p of busy) p.release();
+    // An image seeded by someone else after the scan is found by the rescan a miss triggers.
+    await store.importImage('node-e', 'new-img', seedFile);
+    expect((await pick(s, { imageId: 'new-img', destination: 'node-b' })).node).toBe('node-e');
+    expect(scans).toBe(2);
+  });
+
+  it('waits for a read slot (NODE_READ_LIMIT), and ends the wait with a retryable LOCK_TIMEOUT', async () => {
+    const s = selector(1);
+    const job = { imageId: 'img', destination: 'node-b', source: 'node-a' };
+    const held = await pick(s, job);
+    const started = Date.now();
+    const error = (await pick(s, job, 300).catch((e: unknown) => e)) as ConductorError;
+    expect(error.code).toBe('LOCK_TIMEOUT');
+    expect(error.retryable).toBe(true);
+    expect(error.message).toMatch(/read slot on node node-a: NODE_READ_LIMIT=1/);
+    expect(Date.now() - started).toBeGreaterThanOrEqual(290);
+    const waiting = pick(s, job, 5_000);
+    setTimeout(() => held.release(), 100);
+    const next = await waiting;
+    expect(next.node).toBe('node-a');
+    expect(next.slotWaitMs).toBeGreaterThanOrEqual(90);
+    // A free slot elsewhere is preferred to a full node.
+    expect((await pick(s, { imageId: 'img', destination: 'node-b' })).node).toBe('node-c');
+  });
+
+  it('a copy waiting for a slot switches to a holder learned meanwhile (fan-out spreads)', async () => {
+    const s = selector(1);
+    await fsp.rm(store.metaPath('node-c', 'img'));
+    await index.refresh();
+    const first = await pick(s, { imageId: 'img', destination: 'node-b' });
+    expect(first.node).toBe('node-a');
+    const waiting: Promise<PickedSource> = pick(s, { imageId: 'img', destination: 'node-x' }, 5_000);
+    await new Promise((r) => setTimeout(r, 50));
+    await store.importImage('node-b', 'img', seedFile); // the first destination completes
+    const learnedAt = Date.now();
+    s.learnHolder('node-b', 'img');
+    const second = await waiting;
+    expect(second.node).toBe('node-b');
+    expect(Date.now() - learnedAt).toBeLessThan(200); // woken by the learn, not by a poll
+    expect(s.reads('node-a')).toBe(1);
   });
 });

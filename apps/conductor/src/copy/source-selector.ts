@@ -1,56 +1,201 @@
+import { performance } from 'node:perf_hooks';
 import { ConductorError } from '@app/contracts';
 import type { ImageMeta, ImageStore } from '@app/image-store';
+import { readLockActivity } from '@app/locking';
 import type { CopyJob } from './copy-job';
+import type { ImageHolderIndex } from './holder-index';
+import { ReadSlots } from './read-slots';
+
+export interface SourceSelectorOptions {
+  index: ImageHolderIndex;
+  /** NODE_READ_LIMIT: reads of one source node this conductor runs at once. */
+  readLimit: number;
+  /** This conductor's id, to tell its own reader entries from other conductors' in the lock folders. */
+  conductorId: string;
+  /** Holders whose lock folder is read to compare cell-wide load (the rest are only a fallback). */
+  sampleSize?: number;
+  /** Re-look interval while waiting for a slot, for changes nobody tells us about (other conductors). */
+  recheckMs?: number;
+  random?: () => number;
+}
+
+/** A chosen source with one of its read slots held: `release` gives the slot back (once). */
+export interface PickedSource {
+  node: string;
+  meta: ImageMeta;
+  /** Time spent waiting for a read slot. */
+  slotWaitMs: number;
+  release: () => void;
+}
+
+type Holder = { node: string; meta: ImageMeta };
+type Choice = { found: Holder & { free: boolean } } | { found?: undefined; mismatched: Holder[]; draining: string[] };
+
+/** Every error of source selection says so: a SOURCE_MISSING with this prefix happened before any lock. */
+export const SELECTION_PREFIX = 'source selection: ';
 
 /**
- * Picks the node to copy from: the requested one if it holds a verified copy, else the verified holder
- * with the fewest reads running in this conductor, so a fan-out spreads its reads over the nodes that
- * already finished.
+ * Chooses the node to copy from and holds one of its read slots until the copy is done.
+ *
+ * A named source is used if it holds a verified copy. Otherwise the candidates are the nodes the holder
+ * index names (no scan over all nodes per request), minus the destination and nodes marked draining
+ * (`<CACHE_ROOT>/<node>/draining`). Preference: a node with a free read slot here, then the fewest reads
+ * running cell-wide: the `r~` reader entries in `<node>/locks/<imageId>/` of other conductors (one readdir
+ * per sampled candidate) plus this conductor's own slots in use. The file-system cost per request is
+ * bounded by `sampleSize`, whatever the number of nodes. When every candidate is at NODE_READ_LIMIT the
+ * copy waits (within its lock wait) for a slot to free or a new holder to appear: a fan-out to many nodes
+ * thus reads from the nodes that finished first, not from the origin alone.
  */
 export class SourceSelector {
-  private readonly activeReads = new Map<string, number>();
+  readonly slots: ReadSlots;
+  private version = 0;
+  private readonly wakers = new Set<() => void>();
+  private readonly sampleSize: number;
+  private readonly recheckMs: number;
+  private readonly random: () => number;
 
-  constructor(private readonly store: ImageStore) {}
+  constructor(
+    private readonly store: ImageStore,
+    private readonly options: SourceSelectorOptions,
+  ) {
+    this.slots = new ReadSlots(options.readLimit);
+    this.sampleSize = options.sampleSize ?? 4;
+    this.recheckMs = options.recheckMs ?? 500;
+    this.random = options.random ?? Math.random;
+    this.slots.onRelease(() => this.bump());
+    options.index.onLearn(() => this.bump());
+  }
 
-  async pick(job: CopyJob): Promise<{ node: string; meta: ImageMeta }> {
+  /** Picks a source and takes a read slot on it, waiting up to `timeoutMs` for one (then LOCK_TIMEOUT). */
+  async acquire(job: CopyJob, options: { timeoutMs: number; signal?: AbortSignal }): Promise<PickedSource> {
+    const started = performance.now();
+    for (;;) {
+      options.signal?.throwIfAborted();
+      const seen = this.version;
+      const choice = await this.choose(job);
+      if (choice.free) {
+        const release = this.slots.tryTake(choice.node);
+        if (release) return { node: choice.node, meta: choice.meta, slotWaitMs: performance.now() - started, release };
+      }
+      const left = options.timeoutMs - (performance.now() - started);
+      if (left <= 0)
+        throw new ConductorError(
+          'LOCK_TIMEOUT',
+          `waited ${options.timeoutMs} ms for a read slot on ${job.source ? `node ${job.source}` : `a node holding ${job.imageId} (best: ${choice.node})`}: NODE_READ_LIMIT=${this.slots.limit} reads per source node in this conductor`,
+        );
+      await this.changeSince(seen, Math.min(left, this.recheckMs), options.signal);
+    }
+  }
+
+  /** A verified holder this conductor just published (or found): a source for the next requests at once. */
+  learnHolder(node: string, imageId: string): void {
+    this.options.index.learn(node, imageId);
+  }
+
+  /** A node the index named but that holds no verified copy (any more). */
+  forgetHolder(node: string, imageId: string): void {
+    this.options.index.forget(node, imageId);
+  }
+
+  /** This conductor's reads of `node` running now. */
+  reads(node: string): number {
+    return this.slots.inUse(node);
+  }
+
+  private async choose(job: CopyJob): Promise<Holder & { free: boolean }> {
     // Holders are looked up without the request's expectations, so that a holder of other bytes is
     // reported as the mismatch it is (CHECKSUM_MISMATCH / SIZE_MISMATCH), not as a missing source.
     if (job.source) {
       const meta = await this.store.verifiedImage(job.source, job.imageId);
-      if (!meta) throw new ConductorError('SOURCE_MISSING', `source: node ${job.source} holds no verified copy of ${job.imageId}`);
+      if (!meta) throw new ConductorError('SOURCE_MISSING', `${SELECTION_PREFIX}node ${job.source} holds no verified copy of ${job.imageId}`);
       const mismatch = mismatchOf(job, [{ node: job.source, meta }]);
       if (mismatch) throw mismatch;
-      return { node: job.source, meta };
+      return { node: job.source, meta, free: this.slots.hasFree(job.source) };
     }
-    const holders: Array<{ node: string; meta: ImageMeta }> = [];
-    for (const node of await this.store.listNodes()) {
-      if (node === job.destination) continue;
+    let choice = await this.bestOf(job, await this.options.index.holdersOf(job.imageId));
+    // Nothing usable: the index may be behind (an image seeded or copied by someone else): look again.
+    if (!choice.found && choice.mismatched.length === 0) choice = await this.bestOf(job, await this.options.index.holdersAfterMiss(job.imageId));
+    if (choice.found) return choice.found;
+    if (choice.mismatched.length > 0) throw mismatchOf(job, choice.mismatched)!;
+    const draining = choice.draining.length > 0 ? ` (nodes draining, not used as sources: ${choice.draining.slice(0, 5).join(', ')})` : '';
+    throw new ConductorError('SOURCE_MISSING', `${SELECTION_PREFIX}no node holds a verified copy of ${job.imageId}${draining}`);
+  }
+
+  private async bestOf(job: CopyJob, holders: ReadonlySet<string>): Promise<Choice> {
+    const candidates = shuffle([...holders].filter((node) => node !== job.destination), this.random);
+    // In memory first: free slots here, then fewest of our own reads (stable sort keeps the shuffle for ties).
+    candidates.sort((a, b) => Number(!this.slots.hasFree(a)) - Number(!this.slots.hasFree(b)) || this.slots.inUse(a) - this.slots.inUse(b));
+    const sample = candidates.slice(0, this.sampleSize);
+    const load = new Map(await Promise.all(sample.map(async (node) => [node, await this.cellWideLoad(node, job.imageId)] as const)));
+    sample.sort((a, b) => Number(!this.slots.hasFree(a)) - Number(!this.slots.hasFree(b)) || load.get(a)! - load.get(b)! || this.slots.inUse(a) - this.slots.inUse(b));
+    const mismatched: Holder[] = [];
+    const draining: string[] = [];
+    for (const node of [...sample, ...candidates.slice(this.sampleSize)]) {
       const meta = await this.store.verifiedImage(node, job.imageId);
-      if (meta) holders.push({ node, meta });
+      if (!meta) {
+        this.options.index.forget(node, job.imageId);
+        continue;
+      }
+      if (!matchesJob(job, meta)) {
+        mismatched.push({ node, meta });
+        continue;
+      }
+      if (await this.store.isDraining(node)) {
+        draining.push(node);
+        continue;
+      }
+      return { found: { node, meta, free: this.slots.hasFree(node) } };
     }
-    if (holders.length === 0) throw new ConductorError('SOURCE_MISSING', `no node holds a verified copy of ${job.imageId}`);
-    const candidates = holders.filter((h) => matchesJob(job, h.meta));
-    if (candidates.length === 0) throw mismatchOf(job, holders)!;
-    candidates.sort((a, b) => this.reads(a.node) - this.reads(b.node) || a.node.localeCompare(b.node));
-    return candidates[0]!;
+    return { mismatched, draining };
   }
 
-  /** Counts a read of `node` until the returned function is called. */
-  beginRead(node: string): () => void {
-    this.activeReads.set(node, this.reads(node) + 1);
-    let ended = false;
-    return () => {
-      if (ended) return;
-      ended = true;
-      const left = this.reads(node) - 1;
-      if (left > 0) this.activeReads.set(node, left);
-      else this.activeReads.delete(node);
-    };
+  /**
+   * Reads of the image on `node` cell-wide: other conductors' reader entries in its lock folder, plus our
+   * own slots in use (our entries are not counted twice). A writer on the key (the cache cleaner, say)
+   * makes readers queue: counted as a full node.
+   */
+  private async cellWideLoad(node: string, imageId: string): Promise<number> {
+    try {
+      const activity = await readLockActivity(this.store.root, { node, imageId });
+      const others = activity.readers.filter((h) => h.conductorId !== this.options.conductorId).length;
+      return others + this.slots.inUse(node) + (activity.exclusive ? this.slots.limit : 0);
+    } catch {
+      return this.slots.inUse(node); // the lock folder is only a hint
+    }
   }
 
-  reads(node: string): number {
-    return this.activeReads.get(node) ?? 0;
+  private bump(): void {
+    this.version += 1;
+    for (const wake of this.wakers) wake();
   }
+
+  /** Resolves when a slot was given back or a holder learned since `seen`, or after `ms`. */
+  private changeSince(seen: number, ms: number, signal?: AbortSignal): Promise<void> {
+    if (this.version !== seen) return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      const done = () => {
+        clearTimeout(timer);
+        this.wakers.delete(done);
+        signal?.removeEventListener('abort', aborted);
+        resolve();
+      };
+      const aborted = () => {
+        done();
+        reject(signal!.reason);
+      };
+      const timer = setTimeout(done, ms);
+      this.wakers.add(done);
+      signal?.addEventListener('abort', aborted, { once: true });
+    });
+  }
+}
+
+function shuffle<T>(items: T[], random: () => number): T[] {
+  for (let i = items.length - 1; i > 0; i--) {
+    const j = Math.floor(random() * (i + 1));
+    [items[i], items[j]] = [items[j]!, items[i]!];
+  }
+  return items;
 }
 
 function matchesJob(job: CopyJob, meta: ImageMeta): boolean {

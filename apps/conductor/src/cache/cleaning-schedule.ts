@@ -1,0 +1,132 @@
+import { performance } from 'node:perf_hooks';
+import type { CacheCleaner, CleanReport } from '@app/cache-cleaner';
+import { summarizeCleanReport } from '@app/cache-cleaner';
+import type { MessagingLogger } from '@app/messaging';
+
+export interface CleaningScheduleOptions {
+  /** CLEANER_ENABLED: when false, start() does nothing and nothing is ever deleted. */
+  enabled: boolean;
+  /** CLEANER_INTERVAL_MS: from the end of one round to the start of the next. */
+  intervalMs: number;
+  /** The nodes of the cell (every node folder under CACHE_ROOT). */
+  listNodes: () => Promise<string[]>;
+  /** Told about every deleted image (the holder index forgets it at once). */
+  onDeleted?: (node: string, imageId: string) => void;
+  log: Pick<MessagingLogger, 'info' | 'warn' | 'debug'>;
+}
+
+export interface CleaningRound {
+  nodes: number;
+  deleted: number;
+  bytesFreed: number;
+  skippedBusy: number;
+  failedNodes: number;
+  durationMs: number;
+}
+
+/**
+ * Runs the cache cleaner over every node of the cell, one node after another, every CLEANER_INTERVAL_MS.
+ * Rounds never overlap: the next one is scheduled when the previous one has ended, and runOnce() called
+ * during a round joins it. stop() (graceful shutdown) cancels the timer, aborts the round between two
+ * images, and waits for it, so no cleaner lock outlives the stop.
+ */
+export class CleaningSchedule {
+  private timer: NodeJS.Timeout | undefined;
+  private current: Promise<CleaningRound> | undefined;
+  private readonly stopping = new AbortController();
+  private started = false;
+  rounds = 0;
+
+  constructor(
+    private readonly cleaner: Pick<CacheCleaner, 'clean'>,
+    private readonly options: CleaningScheduleOptions,
+  ) {}
+
+  get enabled(): boolean {
+    return this.options.enabled;
+  }
+
+  start(): void {
+    if (!this.options.enabled || this.started || this.stopping.signal.aborted) return;
+    this.started = true;
+    this.options.log.info({ intervalMs: this.options.intervalMs }, 'cache cleaner scheduled');
+    this.scheduleNext();
+  }
+
+  /** One round now (or the one running): every node, sequentially. Never throws. */
+  runOnce(): Promise<CleaningRound> {
+    this.current ??= this.round().finally(() => {
+      this.current = undefined;
+    });
+    return this.current;
+  }
+
+  async stop(): Promise<void> {
+    this.stopping.abort(new Error('the conductor is shutting down'));
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
+    await this.current;
+  }
+
+  private scheduleNext(): void {
+    if (this.stopping.signal.aborted) return;
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      // runOnce never rejects; the next round is planned only once this one is over.
+      void this.runOnce().then(() => this.scheduleNext());
+    }, this.options.intervalMs);
+    this.timer.unref();
+  }
+
+  private async round(): Promise<CleaningRound> {
+    const started = performance.now();
+    const round: CleaningRound = { nodes: 0, deleted: 0, bytesFreed: 0, skippedBusy: 0, failedNodes: 0, durationMs: 0 };
+    const { log } = this.options;
+    let nodes: string[] = [];
+    try {
+      nodes = await this.options.listNodes();
+    } catch (error) {
+      log.warn({ err: errorText(error) }, 'cache cleaner: could not list the nodes');
+    }
+    for (const node of nodes) {
+      if (this.stopping.signal.aborted) break;
+      let report: CleanReport;
+      try {
+        report = await this.cleaner.clean(node, { signal: this.stopping.signal });
+      } catch (error) {
+        round.failedNodes += 1;
+        log.warn({ node, err: errorText(error) }, 'cache cleaner: cleaning a node failed');
+        continue;
+      }
+      round.nodes += 1;
+      round.deleted += report.deleted.length;
+      round.bytesFreed += report.bytesFreed;
+      round.skippedBusy += report.skippedBusy.length;
+      for (const d of report.deleted) this.options.onDeleted?.(node, d.imageId);
+      const fields = {
+        node,
+        examined: report.examined,
+        deleted: report.deleted.map((d) => ({ imageId: d.imageId, size: d.size, why: d.why })),
+        keptPinned: report.keptPinned.length,
+        skippedBusy: report.skippedBusy.length,
+        keptChanged: report.keptChanged.length,
+        errors: report.errors,
+        bytesFreed: report.bytesFreed,
+        bytesAfter: report.bytesAfter,
+        overBudget: report.overBudget,
+        durationMs: report.durationMs,
+      };
+      const worthTelling = report.deleted.length > 0 || report.errors.length > 0 || report.overBudget;
+      if (worthTelling) log.info(fields, `cache cleaned: ${summarizeCleanReport(report)}`);
+      else log.debug(fields, `cache cleaned: ${summarizeCleanReport(report)}`);
+    }
+    round.durationMs = Math.round(performance.now() - started);
+    this.rounds += 1;
+    log.info({ ...round, aborted: this.stopping.signal.aborted }, 'cache cleaning round done');
+    return round;
+  }
+}
+
+function errorText(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
