@@ -1,6 +1,8 @@
 #!/usr/bin/env node
 import { Command, CommanderError, Option } from 'commander';
+import { runCacheClean, runCachePin, runCacheUnpin } from './cache/cache-clean';
 import { runCacheLs } from './cache/cache-ls';
+import { BYTES_HELP } from './cli/units';
 import { DEFAULT_AMQP_URL } from './broker/agent-broker';
 import { CliError, EXIT_CODES_HELP, ExitCode, type ExitCodeValue } from './cli/exit-codes';
 import { processTerminal } from './cli/terminal';
@@ -85,7 +87,9 @@ Exit codes: 0 shown; 2 token missing or wrong (HTTP 401/403) or bad --url; 5 adm
   )
   .action(action((options) => runStatus(options, term)));
 
-const cache = program.command('cache').description("Inspect a node's image cache under CACHE_ROOT.");
+const cache = program
+  .command('cache')
+  .description("Inspect a node's image cache under CACHE_ROOT, evict from it, pin images in it.");
 cache
   .command('ls')
   .description("List a node's cached images: size, sha256, age, last use, and current lock holders.")
@@ -107,6 +111,84 @@ under tmp/ are listed too.
 Exit codes: 0 listed; 2 bad arguments or unknown node; 1 unreadable cache.`,
   )
   .action(action((node: string, options) => runCacheLs(node, options, term)));
+
+const cacheRootOption = () => new Option('--cache-root <dir>', 'the shared cache folder').env('CACHE_ROOT');
+
+cache
+  .command('clean')
+  .description(
+    "Evict images from a node's cache by age and size budget, under the same locks the conductors take.",
+  )
+  .argument('<node>', 'node id (a folder under the cache root)')
+  .addOption(cacheRootOption())
+  .option(
+    '--max-unused <duration>',
+    'delete images last used longer ago than this (e.g. 14d, 36h, 90m; 0: any not in use)',
+    '14d',
+  )
+  .option(
+    '--budget <bytes>',
+    'while the node holds more than this (e.g. 500G), delete least recently used first',
+  )
+  .option('--grace <duration>', 'never evict for the budget an image used within this', '1h')
+  .option('--dry-run', 'only report what would be deleted (takes no lock, changes nothing)')
+  .option('--json', 'print the report as JSON')
+  .addOption(
+    new Option('--stale-ms <ms>', "the conductors' LOCK_STALE_MS (default 20000)").env('LOCK_STALE_MS'),
+  )
+  .addHelpText(
+    'after',
+    `
+Runs the cache cleaner of libs/cache-cleaner directly on the shared folder (no conductor needed). For
+each candidate it takes the image's EXCLUSIVE lock with a short wait: an image a copy is reading or
+writing is skipped ("busy") and left for the next run. Under the lock it checks age, last use and pin
+again, then deletes the meta, then the image. Safe beside running conductors: they take the same locks,
+and every copy refreshes the last use of the image it reads.
+Never deleted: pinned images (icc cache pin; a file <root>/<node>/pinned/<imageId>). Also removed:
+orphans (an image file without meta older than --grace, a meta without its image) and partial copies
+in tmp/ older than a day. Sizes: ${BYTES_HELP}.
+Exit codes: 0 cleaned (busy images skipped is fine); 2 bad arguments or unknown node; 1 an image could
+not be deleted (see the report); 130 interrupted (the report so far is printed).
+
+Examples:
+  icc cache clean node-7 --cache-root /srv/image-cache --dry-run
+  icc cache clean node-7 --max-unused 30d --budget 800G --json`,
+  )
+  .action(
+    action(async (node: string, options) => {
+      const interrupted = new AbortController();
+      const onSigint = () => interrupted.abort(new Error('interrupted'));
+      process.once('SIGINT', onSigint);
+      try {
+        return await runCacheClean(node, options, term, interrupted.signal);
+      } finally {
+        process.removeListener('SIGINT', onSigint);
+      }
+    }),
+  );
+
+cache
+  .command('pin')
+  .description('Pin an image on a node: the cache cleaner never deletes it (it need not be cached yet).')
+  .argument('<node>', 'node id')
+  .argument('<imageId>', 'image id')
+  .addOption(cacheRootOption())
+  .addHelpText(
+    'after',
+    `
+Creates <root>/<node>/pinned/<imageId> (an operator may as well create it by hand). Exit codes: 0 pinned;
+2 bad arguments or unknown node; 1 the file could not be created.`,
+  )
+  .action(action((node: string, imageId: string, options) => runCachePin(node, imageId, options, term)));
+
+cache
+  .command('unpin')
+  .description('Remove the pin of an image on a node.')
+  .argument('<node>', 'node id')
+  .argument('<imageId>', 'image id')
+  .addOption(cacheRootOption())
+  .addHelpText('after', '\nExit codes: 0 unpinned or was not pinned; 2 bad arguments or unknown node.')
+  .action(action((node: string, imageId: string, options) => runCacheUnpin(node, imageId, options, term)));
 
 program
   .command('demo')

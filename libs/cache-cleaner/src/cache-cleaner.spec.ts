@@ -46,7 +46,10 @@ describe('CacheCleaner (real folders, fixed meta times)', () => {
     const meta = await store.importImage(node, imageId, file);
     await fsp.rm(file);
     const at = new Date(NOW - agoMs).toISOString();
-    await fsp.writeFile(store.metaPath(node, imageId), JSON.stringify({ ...meta, createdAt: at, lastUsedAt: at }));
+    await fsp.writeFile(
+      store.metaPath(node, imageId),
+      JSON.stringify({ ...meta, createdAt: at, lastUsedAt: at }),
+    );
   }
 
   async function present(node = NODE): Promise<string[]> {
@@ -65,22 +68,50 @@ describe('CacheCleaner (real folders, fixed meta times)', () => {
       ['used-20d', 100, 'unused'],
       ['used-15d', 200, 'unused'],
     ]);
-    expect(report).toMatchObject({ examined: 4, bytesBefore: 1000, bytesFreed: 300, bytesAfter: 700, keptPinned: [], skippedBusy: [], errors: [], overBudget: false, aborted: false });
+    expect(report).toMatchObject({
+      examined: 4,
+      bytesBefore: 1000,
+      bytesFreed: 300,
+      bytesAfter: 700,
+      keptPinned: [],
+      skippedBusy: [],
+      errors: [],
+      overBudget: false,
+      aborted: false,
+    });
     for (const d of report.deleted) expect(d.deletedAt! >= d.lockedAt!).toBe(true);
     expect(await present()).toEqual(['used-13d', 'used-1h']);
-    expect(await fsp.readdir(store.nodeLayout(NODE).images)).toEqual(['used-13d', 'used-13d.meta.json', 'used-1h', 'used-1h.meta.json']);
+    expect(await fsp.readdir(store.nodeLayout(NODE).images)).toEqual([
+      'used-13d',
+      'used-13d.meta.json',
+      'used-1h',
+      'used-1h.meta.json',
+    ]);
     expect(logged.filter((m) => m === 'cache image deleted')).toHaveLength(2);
-    expect(summarizeCleanReport(report)).toMatch(/^node node-a: examined 4, deleted 2 \(300 bytes\), kept pinned 0, skipped busy 0, bytes after 700$/);
+    expect(summarizeCleanReport(report)).toMatch(
+      /^node node-a: examined 4, deleted 2 \(300 bytes\), kept pinned 0, skipped busy 0, bytes after 700$/,
+    );
     // maxUnusedMs given per run overrides the cleaner's policy.
-    expect((await cleaner().clean(NODE, { now, maxUnusedMs: 2 * HOUR_MS })).deleted.map((d) => d.imageId)).toEqual(['used-13d']);
+    expect(
+      (await cleaner().clean(NODE, { now, maxUnusedMs: 2 * HOUR_MS })).deleted.map((d) => d.imageId),
+    ).toEqual(['used-13d']);
   });
 
   it('evicts least recently used first while over budget, never inside the grace time', async () => {
-    for (const [id, ago] of [['e', 10 * MINUTE_MS], ['a', 5 * HOUR_MS], ['c', 3 * HOUR_MS], ['d', 30 * MINUTE_MS], ['b', 4 * HOUR_MS]] as const)
+    for (const [id, ago] of [
+      ['e', 10 * MINUTE_MS],
+      ['a', 5 * HOUR_MS],
+      ['c', 3 * HOUR_MS],
+      ['d', 30 * MINUTE_MS],
+      ['b', 4 * HOUR_MS],
+    ] as const)
       await seed(id, 100, ago);
     // 500 bytes, budget 300: the two least recently used go, and then it fits.
     let report = await cleaner({ budgetBytes: 300 }).clean(NODE, { now });
-    expect(report.deleted.map((d) => [d.imageId, d.why])).toEqual([['a', 'over-budget'], ['b', 'over-budget']]);
+    expect(report.deleted.map((d) => [d.imageId, d.why])).toEqual([
+      ['a', 'over-budget'],
+      ['b', 'over-budget'],
+    ]);
     expect(report).toMatchObject({ bytesAfter: 300, overBudget: false });
     // Budget 50: c goes; d and e were used within the hour of grace, so the node stays over budget.
     report = await cleaner({ budgetBytes: 50 }).clean(NODE, { now });
@@ -101,7 +132,10 @@ describe('CacheCleaner (real folders, fixed meta times)', () => {
     await store.pin(NODE, 'old-pinned');
     await fsp.mkdir(path.join(store.nodeLayout(NODE).pinned, 'lru-pinned')); // an operator's mkdir works too
     const report = await cleaner({ budgetBytes: 100 }).clean(NODE, { now });
-    expect(report.deleted.map((d) => [d.imageId, d.why])).toEqual([['old', 'unused'], ['newer', 'over-budget']]);
+    expect(report.deleted.map((d) => [d.imageId, d.why])).toEqual([
+      ['old', 'unused'],
+      ['newer', 'over-budget'],
+    ]);
     expect(report.keptPinned).toEqual(['old-pinned', 'lru-pinned']);
     expect(report).toMatchObject({ bytesAfter: 1100, overBudget: true });
     const everything = await cleaner().clean(NODE, { now, maxUnusedMs: 0, budgetBytes: 1, graceMs: 0 });
@@ -113,7 +147,10 @@ describe('CacheCleaner (real folders, fixed meta times)', () => {
     await seed('read', 100, 30 * DAY_MS);
     await seed('written', 100, 30 * DAY_MS);
     const reader = await other.acquire({ node: NODE, imageId: 'read', mode: 'shared' }, { timeoutMs: 1000 });
-    const writer = await other.acquire({ node: NODE, imageId: 'written', mode: 'exclusive' }, { timeoutMs: 1000 });
+    const writer = await other.acquire(
+      { node: NODE, imageId: 'written', mode: 'exclusive' },
+      { timeoutMs: 1000 },
+    );
     let report = await cleaner().clean(NODE, { now });
     expect(report.skippedBusy).toEqual(['read', 'written']);
     expect(report.deleted).toEqual([]);
@@ -184,7 +221,9 @@ describe('CacheCleaner (real folders, fixed meta times)', () => {
     const lockDirsBefore = await fsp.readdir(store.nodeLayout(NODE).locks);
     const report = await cleaner().clean(NODE, { now, dryRun: true });
     expect(report).toMatchObject({ dryRun: true, bytesFreed: 100, bytesAfter: 200, skippedBusy: ['busy'] });
-    expect(report.deleted).toEqual([{ imageId: 'old', size: 100, why: 'unused', lastUsedAt: expect.any(String) }]);
+    expect(report.deleted).toEqual([
+      { imageId: 'old', size: 100, why: 'unused', lastUsedAt: expect.any(String) },
+    ]);
     expect(await present()).toEqual(['busy', 'new', 'old']);
     expect(await fsp.readdir(store.nodeLayout(NODE).locks)).toEqual(lockDirsBefore);
     expect(summarizeCleanReport(report)).toMatch(/would delete 1 \(100 bytes\)/);
@@ -194,13 +233,17 @@ describe('CacheCleaner (real folders, fixed meta times)', () => {
   it('takes over the entry of a dead reader once its heartbeat stayed unchanged for the stale time', async () => {
     await seed('img', 100, 30 * DAY_MS);
     // A reader that died: its heartbeat folder stays, never refreshed.
-    await fsp.mkdir(path.join(store.nodeLayout(NODE).locks, 'img', 'r~dead-conductor~a1'), { recursive: true });
+    await fsp.mkdir(path.join(store.nodeLayout(NODE).locks, 'img', 'r~dead-conductor~a1'), {
+      recursive: true,
+    });
     const c = cleaner();
     expect((await c.clean(NODE, { now })).skippedBusy).toEqual(['img']);
     await new Promise((r) => setTimeout(r, FAST.staleMs + 100));
     const report = await c.clean(NODE, { now });
     expect(report.deleted.map((d) => d.imageId)).toEqual(['img']);
-    expect(await fsp.readdir(path.join(store.nodeLayout(NODE).locks, 'img'))).not.toContain('r~dead-conductor~a1');
+    expect(await fsp.readdir(path.join(store.nodeLayout(NODE).locks, 'img'))).not.toContain(
+      'r~dead-conductor~a1',
+    );
   }, 15_000);
 
   it('stops between images when its signal aborts', async () => {
@@ -216,7 +259,11 @@ describe('CacheCleaner (real folders, fixed meta times)', () => {
     expect(() => cleaner({ maxUnusedMs: -1 })).toThrow(InvalidFieldError);
     expect(() => cleaner({ graceMs: 1.5 })).toThrow(/^graceMs: must be a non-negative whole number/);
     await expect(cleaner().clean(NODE, { budgetBytes: -5 })).rejects.toThrow(/^budgetBytes: /);
-    expect(cleaner({ budgetBytes: 0 }).defaults).toEqual({ maxUnusedMs: 14 * DAY_MS, graceMs: HOUR_MS, lockWaitMs: 1000 });
+    expect(cleaner({ budgetBytes: 0 }).defaults).toEqual({
+      maxUnusedMs: 14 * DAY_MS,
+      graceMs: HOUR_MS,
+      lockWaitMs: 1000,
+    });
     expect((await cleaner().clean('node-empty')).examined).toBe(0);
   });
 });

@@ -120,7 +120,10 @@ export class CacheCleaner {
           break;
         case 'error':
           report.errors.push({ imageId: entry.imageId, error: result.error });
-          this.log.warn({ node: nodeId, imageId: entry.imageId, err: result.error }, 'cache cleaner: could not evict an image');
+          this.log.warn(
+            { node: nodeId, imageId: entry.imageId, err: result.error },
+            'cache cleaner: could not evict an image',
+          );
           break;
       }
     };
@@ -138,7 +141,9 @@ export class CacheCleaner {
       // Then, while over budget, the least recently used, but never one used within graceMs.
       const budget = policy.budgetBytes;
       if (budget) {
-        const lru = entries.filter((e) => e.meta && !tried.has(e.imageId)).sort((a, b) => lastUsedMs(a) - lastUsedMs(b));
+        const lru = entries
+          .filter((e) => e.meta && !tried.has(e.imageId))
+          .sort((a, b) => lastUsedMs(a) - lastUsedMs(b));
         for (const entry of lru) {
           if (total <= budget) break;
           if (seenAt - lastUsedMs(entry) < policy.graceMs) break; // sorted: every later one is younger
@@ -148,7 +153,9 @@ export class CacheCleaner {
       }
       if (!dryRun) {
         try {
-          report.tmpSwept = await this.store.removeLeftoverTmp(nodeId, undefined, { olderThanMs: TMP_SWEEP_AGE_MS });
+          report.tmpSwept = await this.store.removeLeftoverTmp(nodeId, undefined, {
+            olderThanMs: TMP_SWEEP_AGE_MS,
+          });
         } catch (error) {
           report.errors.push({ imageId: '(tmp)', error: errorText(error) });
         }
@@ -179,17 +186,27 @@ export class CacheCleaner {
       // Entries of a dead holder stay until a lock taker collects them; after their heartbeats were seen
       // unchanged for the stale time, wait long enough for the lock manager to take them over.
       if (!(await this.heldByTheDead(key))) {
-        this.log.debug?.({ node, imageId: entry.imageId, readers: activity.readers.length, writer: activity.exclusive }, 'cache cleaner: image busy, skipped');
+        this.log.debug?.(
+          { node, imageId: entry.imageId, readers: activity.readers.length, writer: activity.exclusive },
+          'cache cleaner: image busy, skipped',
+        );
         return { outcome: 'busy' };
       }
       timeoutMs += this.locks.timings.staleMs + 4 * this.locks.timings.pollMs;
     }
     this.busySightings.delete(lockKeyString(key));
-    if (run.dryRun) return { outcome: 'deleted', deleted: { imageId: entry.imageId, size: entry.bytes, why, lastUsedAt: entry.meta?.lastUsedAt } };
+    if (run.dryRun)
+      return {
+        outcome: 'deleted',
+        deleted: { imageId: entry.imageId, size: entry.bytes, why, lastUsedAt: entry.meta?.lastUsedAt },
+      };
 
     let lock: HeldLock;
     try {
-      lock = await this.locks.acquire({ ...key, mode: 'exclusive' }, { timeoutMs, signal: run.signal, attemptId: `clean-${newAttemptId()}` });
+      lock = await this.locks.acquire(
+        { ...key, mode: 'exclusive' },
+        { timeoutMs, signal: run.signal, attemptId: `clean-${newAttemptId()}` },
+      );
     } catch (error) {
       if (run.signal?.aborted) throw error;
       if (isConductorError(error) && error.code === 'LOCK_TIMEOUT') return { outcome: 'busy' };
@@ -201,21 +218,46 @@ export class CacheCleaner {
       if (await this.store.isPinned(node, entry.imageId)) return { outcome: 'pinned' };
       const fresh = await this.store.entry(node, entry.imageId);
       if (!stillQualifies(fresh, entry, why, policy, run.now())) {
-        this.log.debug?.({ node, imageId: entry.imageId, why }, 'cache cleaner: image used or re-published meanwhile, kept');
+        this.log.debug?.(
+          { node, imageId: entry.imageId, why },
+          'cache cleaner: image used or re-published meanwhile, kept',
+        );
         return { outcome: 'changed' };
       }
       await lock.assertStillHeld(); // right before the irreversible step
       const removed = await this.store.deleteImage(node, entry.imageId);
       const deletedAt = Date.now();
-      const deleted: DeletedImageReport = { imageId: entry.imageId, size: removed.bytes, why, lastUsedAt: fresh.meta?.lastUsedAt, lockedAt, deletedAt };
-      this.log.info({ node, imageId: entry.imageId, bytes: removed.bytes, why, lastUsedAt: fresh.meta?.lastUsedAt, fencingToken: lock.fencingToken }, 'cache image deleted');
+      const deleted: DeletedImageReport = {
+        imageId: entry.imageId,
+        size: removed.bytes,
+        why,
+        lastUsedAt: fresh.meta?.lastUsedAt,
+        lockedAt,
+        deletedAt,
+      };
+      this.log.info(
+        {
+          node,
+          imageId: entry.imageId,
+          bytes: removed.bytes,
+          why,
+          lastUsedAt: fresh.meta?.lastUsedAt,
+          fencingToken: lock.fencingToken,
+        },
+        'cache image deleted',
+      );
       return { outcome: 'deleted', deleted };
     } catch (error) {
       return { outcome: 'error', error: errorText(error) };
     } finally {
-      await lock.release().catch((error: unknown) =>
-        this.log.warn({ node, imageId: entry.imageId, err: errorText(error) }, 'cache cleaner: releasing a lock failed (it goes stale)'),
-      );
+      await lock
+        .release()
+        .catch((error: unknown) =>
+          this.log.warn(
+            { node, imageId: entry.imageId, err: errorText(error) },
+            'cache cleaner: releasing a lock failed (it goes stale)',
+          ),
+        );
     }
   }
 
@@ -224,9 +266,16 @@ export class CacheCleaner {
    * stale time of our own monotonic clock (a live holder refreshes its heartbeat every update interval).
    */
   private async heldByTheDead(key: LockKey): Promise<boolean> {
-    const { entries } = await inspectLocks(this.store.root, { node: key.node, imageId: key.imageId, staleMs: this.locks.timings.staleMs });
+    const { entries } = await inspectLocks(this.store.root, {
+      node: key.node,
+      imageId: key.imageId,
+      staleMs: this.locks.timings.staleMs,
+    });
     const signature = entries
-      .map((e) => `${e.mode}:${e.holder?.conductorId ?? ''}/${e.holder?.attemptId ?? ''}:${e.generation ?? ''}:${e.heartbeatAt}`)
+      .map(
+        (e) =>
+          `${e.mode}:${e.holder?.conductorId ?? ''}/${e.holder?.attemptId ?? ''}:${e.generation ?? ''}:${e.heartbeatAt}`,
+      )
       .join('|');
     const id = lockKeyString(key);
     const seen = this.busySightings.get(id);
@@ -259,7 +308,13 @@ function isDeadOrphan(entry: CacheEntry, policy: CleanerPolicy, now: number): bo
 }
 
 /** The same decision, made again under the lock with what is on disk now. */
-function stillQualifies(fresh: CacheEntry, seen: CacheEntry, why: DeletionReason, policy: CleanerPolicy, now: number): boolean {
+function stillQualifies(
+  fresh: CacheEntry,
+  seen: CacheEntry,
+  why: DeletionReason,
+  policy: CleanerPolicy,
+  now: number,
+): boolean {
   switch (why) {
     case 'orphan':
       return !fresh.meta && isDeadOrphan(fresh, policy, now);

@@ -58,7 +58,9 @@ export function summarizeCleanReport(report: CleanReport): string {
   ];
   if (report.keptChanged.length > 0) parts.push(`kept (used meanwhile) ${report.keptChanged.length}`);
   if (report.errors.length > 0) parts.push(`errors ${report.errors.length}`);
-  parts.push(`bytes after ${report.bytesAfter}${report.policy.budgetBytes ? ` of ${report.policy.budgetBytes} budget${report.overBudget ? ' (still over)' : ''}` : ''}`);
+  parts.push(
+    `bytes after ${report.bytesAfter}${report.policy.budgetBytes ? ` of ${report.policy.budgetBytes} budget${report.overBudget ? ' (still over)' : ''}` : ''}`,
+  );
   if (report.aborted) parts.push('stopped early');
   return parts.join(', ');
 }

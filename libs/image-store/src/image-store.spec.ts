@@ -611,7 +611,12 @@ describe('ImageStore', () => {
       const tmp = store.nodeLayout('node-a').tmp;
       await fsp.writeFile(path.join(tmp, `${IMAGE}~dead-attempt.part`), 'partial');
       await fsp.writeFile(path.join(tmp, 'other.img~x.part'), 'other');
-      expect(await store.deleteImage('node-a', IMAGE)).toEqual({ removedMeta: true, removedImage: true, bytes: MEBIBYTE + 5, tmpRemoved: 1 });
+      expect(await store.deleteImage('node-a', IMAGE)).toEqual({
+        removedMeta: true,
+        removedImage: true,
+        bytes: MEBIBYTE + 5,
+        tmpRemoved: 1,
+      });
       expect(await store.verifiedImage('node-a', IMAGE)).toBeUndefined();
       expect(await listDir(store.nodeLayout('node-a').images)).toEqual([]);
       expect(await listDir(tmp)).toEqual(['other.img~x.part']);
@@ -622,10 +627,28 @@ describe('ImageStore', () => {
       await fsp.rm(store.imagePath('node-a', 'meta-only'));
       await seed('node-a', 200, 'image-only');
       await fsp.rm(store.metaPath('node-a', 'image-only'));
-      expect(await store.deleteImage('node-a', 'meta-only')).toEqual({ removedMeta: true, removedImage: false, bytes: 0, tmpRemoved: 0 });
-      expect(await store.deleteImage('node-a', 'image-only')).toEqual({ removedMeta: false, removedImage: true, bytes: 200, tmpRemoved: 0 });
-      expect(await store.deleteImage('node-a', 'never-there')).toEqual({ removedMeta: false, removedImage: false, bytes: 0, tmpRemoved: 0 });
-      expect(await store.deleteImage('node-new', IMAGE)).toMatchObject({ removedMeta: false, removedImage: false });
+      expect(await store.deleteImage('node-a', 'meta-only')).toEqual({
+        removedMeta: true,
+        removedImage: false,
+        bytes: 0,
+        tmpRemoved: 0,
+      });
+      expect(await store.deleteImage('node-a', 'image-only')).toEqual({
+        removedMeta: false,
+        removedImage: true,
+        bytes: 200,
+        tmpRemoved: 0,
+      });
+      expect(await store.deleteImage('node-a', 'never-there')).toEqual({
+        removedMeta: false,
+        removedImage: false,
+        bytes: 0,
+        tmpRemoved: 0,
+      });
+      expect(await store.deleteImage('node-new', IMAGE)).toMatchObject({
+        removedMeta: false,
+        removedImage: false,
+      });
       expect(await listDir(store.nodeLayout('node-a').images)).toEqual([]);
     });
 

@@ -502,14 +502,21 @@ export class ImageStore {
     const imagePath = this.layout.imagePath(layout, id);
     const stat = await this.lstatImage(layout, id, context);
     if (stat && !stat.isFile()) {
-      throw new ConductorError('IO_ERROR', `node ${layout.node}, image ${id}: the image path is not a regular file; not deleted`);
+      throw new ConductorError(
+        'IO_ERROR',
+        `node ${layout.node}, image ${id}: the image path is not a regular file; not deleted`,
+      );
     }
     const removedMeta = await io(context, 'removing the meta file', () =>
       unlinkIfPresent(this.layout.metaPath(layout, id)),
     );
-    if (removedMeta && this.fsync) await io(context, 'fsync of the images folder', () => fsyncDir(layout.images));
-    const removedImage = stat ? await io(context, 'removing the image', () => unlinkIfPresent(imagePath)) : false;
-    if (removedImage && this.fsync) await io(context, 'fsync of the images folder', () => fsyncDir(layout.images));
+    if (removedMeta && this.fsync)
+      await io(context, 'fsync of the images folder', () => fsyncDir(layout.images));
+    const removedImage = stat
+      ? await io(context, 'removing the image', () => unlinkIfPresent(imagePath))
+      : false;
+    if (removedImage && this.fsync)
+      await io(context, 'fsync of the images folder', () => fsyncDir(layout.images));
     const tmpRemoved = await this.removeLeftoverTmp(layout.node, id);
     return { removedMeta, removedImage, bytes: removedImage ? stat!.size : 0, tmpRemoved };
   }
@@ -568,7 +575,11 @@ export class ImageStore {
   /** True while the operator's marker `<node>/draining` exists: conductors do not pick the node as a source. */
   async isDraining(node: string): Promise<boolean> {
     const layout = this.layout.node(node);
-    return this.entryExists(layout.draining, { side: 'cache', what: `node ${layout.node}` }, 'checking the draining marker');
+    return this.entryExists(
+      layout.draining,
+      { side: 'cache', what: `node ${layout.node}` },
+      'checking the draining marker',
+    );
   }
 
   private async entryExists(target: string, context: IoContext, action: string): Promise<boolean> {

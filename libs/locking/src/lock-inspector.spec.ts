@@ -183,6 +183,8 @@ describe('readLockActivity (one readdir of a key folder)', () => {
   });
 
   it('validates the key', async () => {
-    await expect(readLockActivity(root, { node: '..', imageId: 'img' })).rejects.toBeInstanceOf(InvalidFieldError);
+    await expect(readLockActivity(root, { node: '..', imageId: 'img' })).rejects.toBeInstanceOf(
+      InvalidFieldError,
+    );
   });
 });

@@ -69,7 +69,9 @@ export interface LockActivity {
 export async function readLockActivity(root: string, key: LockKey): Promise<LockActivity> {
   const state = await readKeyDirectory(lockKeyDir(root, validateLockKey(key)));
   return {
-    readers: state.readers.map((name) => parseHolderEntry(name)).filter((h): h is LockHolder => h !== undefined),
+    readers: state.readers
+      .map((name) => parseHolderEntry(name))
+      .filter((h): h is LockHolder => h !== undefined),
     exclusive: state.newest !== undefined && !state.newestReleased,
   };
 }

@@ -1,0 +1,193 @@
+import * as os from 'node:os';
+import * as path from 'node:path';
+import {
+  CacheCleaner,
+  type CleanReport,
+  DEFAULT_CLEANER_POLICY,
+  type CleanerLogger,
+  summarizeCleanReport,
+} from '@app/cache-cleaner';
+import { holderIdSchema, imageIdSchema, nodeIdSchema } from '@app/contracts';
+import { ImageStore } from '@app/image-store';
+import { DEFAULT_LOCK_TIMINGS, NodeLockManager } from '@app/locking';
+import { ExitCode, type ExitCodeValue, UsageError } from '../cli/exit-codes';
+import { formatAge, formatBytes, formatMs } from '../cli/format';
+import { table } from '../cli/tables';
+import type { Terminal } from '../cli/terminal';
+import { BYTES_HELP, DURATION_HELP, parseBytes, parseDuration } from '../cli/units';
+
+export interface CacheCleanOptions {
+  cacheRoot?: string;
+  maxUnused?: string;
+  budget?: string;
+  grace?: string;
+  dryRun?: boolean;
+  json?: boolean;
+  /** The conductors' LOCK_STALE_MS: this process takes locks beside them and must judge staleness alike. */
+  staleMs?: string;
+}
+
+export interface CachePinOptions {
+  cacheRoot?: string;
+}
+
+/** `icc cache clean <node>`: the CacheCleaner on the shared folder, with the conductors' own locks. */
+export async function runCacheClean(
+  node: string,
+  options: CacheCleanOptions,
+  term: Terminal,
+  signal?: AbortSignal,
+): Promise<ExitCodeValue> {
+  const root = requireRoot(options.cacheRoot);
+  const nodeId = parseId(nodeIdSchema, node, '<node>');
+  const policy = {
+    maxUnusedMs:
+      parseFlag(options.maxUnused, '--max-unused', parseDuration, DURATION_HELP) ??
+      DEFAULT_CLEANER_POLICY.maxUnusedMs,
+    graceMs:
+      parseFlag(options.grace, '--grace', parseDuration, DURATION_HELP) ?? DEFAULT_CLEANER_POLICY.graceMs,
+    budgetBytes: parseFlag(options.budget, '--budget', parseBytes, BYTES_HELP) || undefined,
+  };
+  const staleMs = parseStaleMs(options.staleMs);
+  const store = new ImageStore({ root });
+  await requireNode(store, root, nodeId);
+  const locks = new NodeLockManager({ root, conductorId: cliHolderId(), timings: { staleMs } });
+  const cleaner = new CacheCleaner(store, locks, policy, cliLogger(term));
+  let report: CleanReport;
+  try {
+    report = await cleaner.clean(nodeId, { dryRun: options.dryRun === true, signal });
+  } finally {
+    await locks.releaseAll();
+  }
+  term.out(options.json ? JSON.stringify(report) : renderCleanReport(report));
+  if (report.aborted) return ExitCode.INTERRUPTED;
+  return report.errors.length > 0 ? ExitCode.ERROR : ExitCode.OK;
+}
+
+/** `icc cache pin <node> <imageId>`: the cache cleaner never deletes a pinned image. */
+export async function runCachePin(
+  node: string,
+  imageId: string,
+  options: CachePinOptions,
+  term: Terminal,
+): Promise<ExitCodeValue> {
+  const root = requireRoot(options.cacheRoot);
+  const nodeId = parseId(nodeIdSchema, node, '<node>');
+  const id = parseId(imageIdSchema, imageId, '<imageId>');
+  const store = new ImageStore({ root });
+  await requireNode(store, root, nodeId);
+  await store.pin(nodeId, id);
+  const cached = (await store.verifiedImage(nodeId, id)) !== undefined;
+  term.out(
+    `pinned ${id} on ${nodeId} (${path.join(store.nodeLayout(nodeId).pinned, id)}): the cache cleaner will not delete it${cached ? '' : ' (not in the cache yet: the pin holds once it arrives)'}`,
+  );
+  return ExitCode.OK;
+}
+
+/** `icc cache unpin <node> <imageId>`. */
+export async function runCacheUnpin(
+  node: string,
+  imageId: string,
+  options: CachePinOptions,
+  term: Terminal,
+): Promise<ExitCodeValue> {
+  const root = requireRoot(options.cacheRoot);
+  const nodeId = parseId(nodeIdSchema, node, '<node>');
+  const id = parseId(imageIdSchema, imageId, '<imageId>');
+  const store = new ImageStore({ root });
+  await requireNode(store, root, nodeId);
+  const removed = await store.unpin(nodeId, id);
+  term.out(removed ? `unpinned ${id} on ${nodeId}` : `${id} was not pinned on ${nodeId}`);
+  return ExitCode.OK;
+}
+
+export function renderCleanReport(report: CleanReport, now = Date.now()): string {
+  const parts = [`${summarizeCleanReport(report)} (in ${formatMs(report.durationMs)})`];
+  if (report.deleted.length > 0)
+    parts.push(
+      table(
+        ['image', 'size', 'why', 'last used'],
+        report.deleted.map((d) => [d.imageId, formatBytes(d.size), d.why, formatAge(d.lastUsedAt, now)]),
+      ),
+    );
+  const list = (label: string, ids: string[]) => {
+    if (ids.length > 0) parts.push(`${label}: ${ids.join(', ')}`);
+  };
+  list('kept, pinned', report.keptPinned);
+  list('skipped, busy (a copy holds its lock; next run)', report.skippedBusy);
+  list('kept, used or re-published meanwhile', report.keptChanged);
+  for (const e of report.errors) parts.push(`error on ${e.imageId}: ${e.error}`);
+  const budget = report.policy.budgetBytes;
+  parts.push(
+    `policy: unused for more than ${formatMs(report.policy.maxUnusedMs)}${budget ? `, budget ${formatBytes(budget)} (grace ${formatMs(report.policy.graceMs)})` : ', no budget'}; now ${formatBytes(report.bytesAfter)} in the cache${report.dryRun ? ' after the deletions (dry run: nothing was deleted)' : ''}`,
+  );
+  return parts.join('\n');
+}
+
+function requireRoot(cacheRoot: string | undefined): string {
+  if (!cacheRoot)
+    throw new UsageError('--cache-root', 'is required: pass --cache-root <dir> or set CACHE_ROOT');
+  return path.resolve(cacheRoot);
+}
+
+function parseId(schema: typeof nodeIdSchema, value: string, field: string): string {
+  const parsed = schema.safeParse(value);
+  if (!parsed.success) throw new UsageError(field, parsed.error.issues.map((i) => i.message).join('; '));
+  return parsed.data;
+}
+
+async function requireNode(store: ImageStore, root: string, node: string): Promise<void> {
+  const nodes = await store.listNodes();
+  if (!nodes.includes(node))
+    throw new UsageError(
+      '<node>',
+      `no node ${node} under ${root} (nodes there: ${nodes.slice(0, 20).join(', ') || 'none'})`,
+    );
+}
+
+function parseFlag(
+  raw: string | undefined,
+  flag: string,
+  parse: (text: string) => number | undefined,
+  help: string,
+): number | undefined {
+  if (raw === undefined) return undefined;
+  const value = parse(raw);
+  if (value === undefined) throw new UsageError(flag, `must be ${help} (got ${JSON.stringify(raw)})`);
+  return value;
+}
+
+function parseStaleMs(raw: string | undefined): number {
+  if (raw === undefined || raw === '') return DEFAULT_LOCK_TIMINGS.staleMs;
+  const ms = Number(raw);
+  if (!Number.isInteger(ms) || ms < 2_000)
+    throw new UsageError(
+      '--stale-ms',
+      `must be a whole number of milliseconds, at least 2000 (got ${JSON.stringify(raw)})`,
+    );
+  return ms;
+}
+
+/** This process in lock entries: `icc-<host>-<pid>`, as `icc cache ls` and GET /locks show it. */
+function cliHolderId(): string {
+  const host = os
+    .hostname()
+    .replace(/[^A-Za-z0-9._-]/g, '-')
+    .replace(/\.\.+/g, '.');
+  const id = `icc-${host}`.slice(0, 50) + `-${process.pid}`;
+  return holderIdSchema.safeParse(id).success ? id : `icc-${process.pid}`;
+}
+
+/** Deletions are in the report; warnings go to stderr, the rest only with ICC_DEBUG. */
+function cliLogger(term: Terminal): CleanerLogger {
+  const debug = Boolean(process.env.ICC_DEBUG);
+  return {
+    info: (fields, message) => {
+      if (debug) term.err(`[icc] ${message} ${JSON.stringify(fields)}`);
+    },
+    warn: (fields, message) => term.err(`icc: warning: ${message} ${JSON.stringify(fields)}`),
+    debug: (fields, message) => {
+      if (debug) term.err(`[icc debug] ${message} ${JSON.stringify(fields)}`);
+    },
+  };
+}
