@@ -102,7 +102,10 @@ export async function readGenerationHolder(genDir: string): Promise<string | und
  * The first generation number of a fresh (or hand-removed) key folder. Seeding it from the wall clock
  * keeps generations increasing across such a reset, so a late marker or check from before the reset can
  * never match a newer generation; it is also the fencing token recorded in a published image's meta.
+ * Milliseconds x 1000: a folder removed by hand and re-created within the same second (a copy of a few
+ * hundred MB takes less) still gets a higher number, as long as its key saw fewer than 1000 hand-overs per
+ * millisecond since it was created (about 1.8e15 today, well below Number.MAX_SAFE_INTEGER).
  */
 export function firstGeneration(nowMs = Date.now()): number {
-  return Math.floor(nowMs / 1000) * 1_000_000;
+  return Math.floor(nowMs) * 1_000;
 }

@@ -1,3 +1,5 @@
+import { constants as fsConstants, promises as fsp } from 'node:fs';
+import * as path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { ConductorError } from '@app/contracts';
 import type { ImageStore } from '@app/image-store';
@@ -91,7 +93,9 @@ export class CopyWorkflow {
 
     const held = await this.locks.acquireAll(this.lockRequests(source, job), {
       attemptId: run.attemptId, timeoutMs: lockWaitMs, signal: run.signal },
-    );
+    ).catch(async (error: unknown) => {
+      throw await lockFolderError(error, this.store.root, job.destination);
+    });
     // Wall-clock bounds of the hold, taken inside it (debug logs: tests check that no eviction overlaps a read).
     const heldAt = Date.now();
     const lockWaitMsTotal = performance.now() - waitStarted;
@@ -153,4 +157,31 @@ export class CopyWorkflow {
       await held.release();
     }
   }
+}
+
+/**
+ * A lock folder the file system refuses is a fact about that node's cache, not a bug (INTERNAL): a
+ * destination whose cache cannot be written is a read-only destination (DESTINATION_READ_ONLY, not
+ * retried, as when its images folder refuses the copy); a full one is NO_SPACE; anything else (the
+ * source's lock folder, a transient error) is a retryable IO_ERROR naming the folder. The destination is
+ * probed for writing because the errno can be misleading: a recursive mkdir on a read-only file system
+ * fails with ENOENT, not EROFS.
+ */
+async function lockFolderError(error: unknown, root: string, destination: string): Promise<unknown> {
+  const code = (error as NodeJS.ErrnoException | undefined)?.code;
+  if (error instanceof ConductorError || typeof code !== 'string') return error;
+  const where = (error as NodeJS.ErrnoException).path ?? '';
+  const detail = `taking the locks: ${(error as Error).message}`;
+  if (code === 'ENOSPC' || code === 'EDQUOT') return new ConductorError('NO_SPACE', detail, { cause: error });
+  const destinationDir = path.join(root, destination);
+  if (where === destinationDir || where.startsWith(destinationDir + path.sep)) {
+    const probe = await fsp.access(destinationDir, fsConstants.W_OK).then(
+      () => undefined,
+      (failure: NodeJS.ErrnoException) => failure.code,
+    );
+    const notWritable = ['EROFS', 'EACCES', 'EPERM'];
+    if (notWritable.includes(code) || (probe !== undefined && notWritable.includes(probe)))
+      return new ConductorError('DESTINATION_READ_ONLY', `destination node ${destination}: ${detail} (${probe ?? code}): the cache is not writable`, { cause: error });
+  }
+  return new ConductorError('IO_ERROR', detail, { cause: error });
 }
