@@ -1,0 +1,277 @@
+import { promises as fsp } from 'node:fs';
+import * as path from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { ImageStore } from '@app/image-store';
+import { type LockEntryView, NodeLockManager, inspectLocks } from '@app/locking';
+import { sha256OfFile } from '../support/image-store-fixtures';
+import { sleep } from './campaign-kit';
+
+/*
+ * Independent observers of a cell while a campaign runs: they read the shared folder the way any other
+ * process would (stat, readdir, sha256 of their own), never through the conductor's code paths.
+ */
+
+export interface ExpectedImage {
+  size: number;
+  sha256: string;
+}
+
+/**
+ * The reader loop of "no destination is ever seen half-written": round after round it stats every final
+ * path it watches; whenever a file is there it must have the full size, and every new file (inode) found
+ * there is hashed once, independently, and must have the source's sha256.
+ */
+export class FinalPathsWatcher {
+  readonly problems: string[] = [];
+  rounds = 0;
+  looks = 0;
+  hashed = 0;
+  private readonly paths = new Map<string, ExpectedImage>();
+  private readonly seen = new Map<string, Set<string>>();
+  private stopped = false;
+  private readonly loop: Promise<void>;
+
+  constructor(private readonly intervalMs = 20) {
+    this.loop = this.run();
+  }
+
+  watch(file: string, expected: ExpectedImage): void {
+    this.paths.set(file, expected);
+  }
+
+  private async run(): Promise<void> {
+    while (!this.stopped) {
+      for (const [file, expected] of this.paths) {
+        if (this.stopped) break;
+        try {
+          const stat = await fsp.stat(file, { bigint: true });
+          this.looks++;
+          if (Number(stat.size) !== expected.size) {
+            this.problems.push(`${file}: ${stat.size} bytes at the final path (expected ${expected.size})`);
+            continue;
+          }
+          const identity = `${stat.dev}:${stat.ino}:${stat.ctimeNs}`;
+          const seen = this.seen.get(file) ?? new Set<string>();
+          this.seen.set(file, seen);
+          if (seen.has(identity)) continue;
+          seen.add(identity);
+          const sha256 = await sha256OfFile(file);
+          this.hashed++;
+          if (sha256 !== expected.sha256) this.problems.push(`${file}: sha256 ${sha256} at the final path (expected ${expected.sha256})`);
+        } catch (error) {
+          if ((error as NodeJS.ErrnoException).code !== 'ENOENT') this.problems.push(`${file}: ${String(error)}`);
+        }
+      }
+      this.rounds++;
+      await sleep(this.intervalMs);
+    }
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    await this.loop;
+  }
+}
+
+export interface Overlap {
+  node: string;
+  imageId: string;
+  attempts: Array<{ attemptId: string; conductorId?: string; bytes: number }>;
+  /** real: two writers at once; residual: one of them had just been resumed from SIGSTOP (see below). */
+  kind: 'real' | 'residual';
+  atMs: number;
+}
+
+/**
+ * The overlap detector of the conductor campaigns: two holders of one destination lock writing at once
+ * show as two partial copies (`<dest>/tmp/<imageId>~<attemptId>.part`) of the same image that both grew
+ * between two looks. Each attempt is mapped to its conductor through the lock folder (the holder entry
+ * `h~<conductor>~<attempt>` carries the same attempt id as the partial file).
+ *
+ * `resumedRecently(conductorId)` classifies: a holder resumed from SIGSTOP may write the chunk it had in
+ * flight before its watchdog (every LOCK_UPDATE_MS) notices the loss; that chunk goes to a file the new
+ * holder normally has already removed (invisible here), but if not, it is the documented residual window,
+ * not two holders that both passed a check. Anything else is 'real', and a campaign fails on it.
+ */
+export class TmpOverlapSampler {
+  readonly overlaps: Overlap[] = [];
+  samples = 0;
+  /** Most data partial copies seen at once for one (node, image). */
+  maxPartsPerImage = 0;
+  private readonly sizes = new Map<string, number>();
+  private readonly conductorOfAttempt = new Map<string, string>();
+  private stopped = false;
+  private readonly loop: Promise<void>;
+  private readonly started = performance.now();
+
+  constructor(
+    private readonly root: string,
+    private readonly nodes: string[],
+    private readonly resumedRecently: (conductorId: string) => boolean,
+    private readonly intervalMs = 25,
+  ) {
+    this.loop = this.run();
+  }
+
+  private async run(): Promise<void> {
+    while (!this.stopped) {
+      await this.sample().catch(() => undefined);
+      this.samples++;
+      await sleep(this.intervalMs);
+    }
+  }
+
+  private async sample(): Promise<void> {
+    const current = new Map<string, number>();
+    const grown = new Map<string, Array<{ attemptId: string; bytes: number }>>();
+    const partsPerImage = new Map<string, number>();
+    for (const node of this.nodes) {
+      const dir = path.join(this.root, node, 'tmp');
+      const names = await fsp.readdir(dir).catch(() => [] as string[]);
+      for (const name of names) {
+        const parsed = parseDataPart(name);
+        if (!parsed) continue;
+        const stat = await fsp.stat(path.join(dir, name)).catch(() => undefined);
+        if (!stat) continue;
+        const key = `${node}/${name}`;
+        current.set(key, stat.size);
+        const imageKey = `${node}/${parsed.imageId}`;
+        partsPerImage.set(imageKey, (partsPerImage.get(imageKey) ?? 0) + 1);
+        if (!this.conductorOfAttempt.has(parsed.attemptId)) await this.mapAttempt(node, parsed.imageId, parsed.attemptId);
+        const before = this.sizes.get(key);
+        if (before !== undefined && stat.size > before) grown.set(imageKey, [...(grown.get(imageKey) ?? []), { attemptId: parsed.attemptId, bytes: stat.size }]);
+      }
+    }
+    for (const n of partsPerImage.values()) this.maxPartsPerImage = Math.max(this.maxPartsPerImage, n);
+    for (const [imageKey, writers] of grown) {
+      if (writers.length < 2) continue;
+      const [node, imageId] = splitOnce(imageKey, '/');
+      const attempts = writers.map((w) => ({ ...w, conductorId: this.conductorOfAttempt.get(w.attemptId) }));
+      const residual = attempts.some((a) => a.conductorId !== undefined && this.resumedRecently(a.conductorId));
+      this.overlaps.push({ node, imageId, attempts, kind: residual ? 'residual' : 'real', atMs: Math.round(performance.now() - this.started) });
+    }
+    this.sizes.clear();
+    for (const [k, v] of current) this.sizes.set(k, v);
+  }
+
+  /** The conductor an attempt id (a partial file's tag) belonged to, if it was seen in a lock folder. */
+  conductorOf(attemptId: string): string | undefined {
+    return this.conductorOfAttempt.get(attemptId);
+  }
+
+  /** The holder entry of the key's generations that carries this attempt id. */
+  private async mapAttempt(node: string, imageId: string, attemptId: string): Promise<void> {
+    const keyDir = path.join(this.root, node, 'locks', imageId);
+    for (const gen of await fsp.readdir(keyDir).catch(() => [] as string[])) {
+      if (!/^g-\d+$/.test(gen)) continue;
+      for (const entry of await fsp.readdir(path.join(keyDir, gen)).catch(() => [] as string[])) {
+        const m = /^h~([^~]+)~(.+)$/.exec(entry);
+        if (m && m[2] === attemptId) {
+          this.conductorOfAttempt.set(attemptId, m[1]!);
+          return;
+        }
+      }
+    }
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    await this.loop;
+  }
+}
+
+/** `<imageId>~<attemptId>.part` of an image copy (meta files are written through `~meta-<uuid>.part`). */
+function parseDataPart(name: string): { imageId: string; attemptId: string } | undefined {
+  const m = /^(.+)~(.+)\.part$/.exec(name);
+  if (!m || m[2]!.startsWith('meta-')) return undefined;
+  return { imageId: m[1]!, attemptId: m[2]! };
+}
+
+function splitOnce(s: string, sep: string): [string, string] {
+  const i = s.indexOf(sep);
+  return [s.slice(0, i), s.slice(i + 1)];
+}
+
+/** Files under every node's tmp/ folder, as `<node>/tmp/<name>`. */
+export async function tmpLeftovers(root: string): Promise<string[]> {
+  const out: string[] = [];
+  for (const node of await fsp.readdir(root).catch(() => [] as string[])) {
+    for (const name of await fsp.readdir(path.join(root, node, 'tmp')).catch(() => [] as string[])) out.push(`${node}/tmp/${name}`);
+  }
+  return out.sort();
+}
+
+export interface LockLeftover {
+  node: string;
+  imageId: string;
+  mode: 'exclusive' | 'shared';
+  conductorId?: string;
+  generation?: number;
+}
+
+/** Every lock entry still held on disk (an unreleased newest generation, or a reader entry `r~`). */
+export async function lockLeftovers(root: string, staleMs: number): Promise<LockLeftover[]> {
+  const { entries } = await inspectLocks(root, { staleMs, limit: 100_000 });
+  return entries.map((e: LockEntryView) => ({ node: e.node, imageId: e.imageId, mode: e.mode, conductorId: e.holder?.conductorId, generation: e.generation }));
+}
+
+export interface SweepResult {
+  keys: number;
+  tookOver: number;
+  tmpRemoved: number;
+  sweepMs: number;
+}
+
+/**
+ * The "last round" for leftovers of killed holders: what the next copy into a node, or the cache cleaner,
+ * does when it needs a key: take it exclusively (a dead holder's generation is taken over once its
+ * heartbeat has been seen frozen for the stale time; dead readers are removed by the gate holder), remove
+ * the partial files of that image (any partial file is a dead attempt's while we hold the key), release.
+ * Every key must be taken within the stale time plus a little: this is the "every waiter gets it" promise
+ * for a cell whose holders were killed.
+ */
+export async function sweepKeys(
+  root: string,
+  keys: Array<{ node: string; imageId: string }>,
+  timings: { staleMs: number; updateMs: number; safetyMarginMs: number; pollMs: number },
+): Promise<SweepResult> {
+  const started = performance.now();
+  const unique = [...new Map(keys.map((k) => [`${k.node}/${k.imageId}`, k])).values()];
+  const locks = new NodeLockManager({ root, conductorId: 'campaign-sweeper', timings });
+  const store = new ImageStore({ root, fsync: false });
+  let tookOver = 0;
+  let tmpRemoved = 0;
+  await Promise.all(
+    unique.map(async (key) => {
+      const held = await locks.acquire({ ...key, mode: 'exclusive' }, { timeoutMs: timings.staleMs * 3 + 5_000 });
+      try {
+        if (held.tookOverStale) tookOver++;
+        tmpRemoved += await store.removeLeftoverTmp(key.node, key.imageId);
+      } finally {
+        await held.release();
+      }
+    }),
+  );
+  return { keys: unique.length, tookOver, tmpRemoved, sweepMs: Math.round(performance.now() - started) };
+}
+
+/** The image id a tmp leftover `<node>/tmp/<imageId>~<tag>.part` belongs to. */
+export function tmpLeftoverKey(leftover: string): { node: string; imageId: string } | undefined {
+  const m = /^([^/]+)\/tmp\/(.+)~[^~]+\.part$/.exec(leftover);
+  return m ? { node: m[1]!, imageId: m[2]! } : undefined;
+}
+
+/** Every path under `dir` (relative, sorted), for "nothing was written there" comparisons. */
+export async function listTree(dir: string, depth = 6): Promise<string[]> {
+  const out: string[] = [];
+  const walk = async (rel: string, level: number): Promise<void> => {
+    const entries = await fsp.readdir(path.join(dir, rel), { withFileTypes: true }).catch(() => []);
+    for (const e of entries) {
+      const child = rel ? `${rel}/${e.name}` : e.name;
+      out.push(child);
+      if (e.isDirectory() && level < depth) await walk(child, level + 1);
+    }
+  };
+  await walk('', 1);
+  return out.sort();
+}

@@ -1,0 +1,329 @@
+import { performance } from 'node:perf_hooks';
+import { inspectLocks } from '@app/locking';
+import type { ChildProcessPool } from '../support/child-processes';
+import { type Result, ResultsTap, answeredLines, copiesPerDestination, errorLines, heldLockEntries, publishConfirmed } from '../support/conductor-harness';
+import { sha256OfFile } from '../support/image-store-fixtures';
+import { TestCell } from '../support/test-cell';
+import { type CampaignRun, type Cleanups, bySize, sleep, tally } from './campaign-kit';
+import { FinalPathsWatcher, TmpOverlapSampler, lockLeftovers, sweepKeys, tmpLeftoverKey, tmpLeftovers } from './cell-observers';
+import { ConductorFleet, type FleetMember } from './conductor-fleet';
+
+const KiB = 1024;
+const MiB = 1024 * KiB;
+
+export interface ChaosParams {
+  nodes: number;
+  images: number;
+  /** Of `images`, how many are big. */
+  bigImages: number;
+  smallBytes: [number, number];
+  bigBytes: number;
+  /** Each (image, destination) pair is requested 1..this many times (duplicates: at-least-once traffic). */
+  requestsPerPair: number;
+  conductors: number;
+  faultWindowMs: number;
+  faultGapMs: [number, number];
+  /** Waiting for every final result after the fault window. */
+  settleMs: number;
+  conductorHardTimeoutMs: number;
+}
+
+export const CHAOS_SIZES = {
+  ci: { nodes: 10, images: 12, bigImages: 3, smallBytes: [64 * KiB, 2 * MiB], bigBytes: 32 * MiB, requestsPerPair: 4, conductors: 3, faultWindowMs: 24_000, faultGapMs: [500, 1_500], settleMs: 90_000, conductorHardTimeoutMs: 240_000 },
+  large: { nodes: 12, images: 30, bigImages: 5, smallBytes: [64 * KiB, 4 * MiB], bigBytes: 96 * MiB, requestsPerPair: 5, conductors: 3, faultWindowMs: 240_000, faultGapMs: [500, 2_000], settleMs: 300_000, conductorHardTimeoutMs: 1_800_000 },
+} satisfies Record<string, ChaosParams>;
+
+export function chaosTestTimeoutMs(run: CampaignRun): number {
+  const p = bySize(run, CHAOS_SIZES);
+  return p.faultWindowMs + p.settleMs + 120_000;
+}
+
+/** Lock timings of the campaign's conductors (TestCell.conductorEnv's fast test timings). */
+const TIMINGS = { staleMs: 2_000, updateMs: 1_000, safetyMarginMs: 500, pollMs: 25 };
+
+type FaultKind = 'kill' | 'pause' | 'restart';
+
+interface FaultRecord {
+  kind: FaultKind;
+  victim: string;
+  /** The victim held at least one lock entry when the signal went out. */
+  caughtHolding: boolean;
+  atMs: number;
+  pauseMs?: number;
+  replacement?: string;
+  exit?: { code: number | null; signal: string | null };
+}
+
+export interface ChaosOutcome {
+  violations: string[];
+  figures: Record<string, unknown>;
+}
+
+/**
+ * Campaign 1: several conductors on one cell, hundreds of copy requests over many node pairs, and a
+ * driver that SIGKILLs, SIGSTOPs (past LOCK_STALE_MS) and restarts conductors at seeded random moments.
+ * Returns the violations of the promises (empty when they held) and the figures of the run.
+ */
+export async function runConductorChaos(run: CampaignRun, pool: ChildProcessPool<unknown>, cleanups: Cleanups): Promise<ChaosOutcome> {
+  const p: ChaosParams = bySize(run, CHAOS_SIZES);
+  const rng = run.rng;
+  const startedAt = performance.now();
+  const elapsed = () => Math.round(performance.now() - startedAt);
+  const violations: string[] = [];
+
+  const nodes = Array.from({ length: p.nodes }, (_, i) => `node-${i}`);
+  const cell = await TestCell.create({ nodes });
+  cleanups.add('cell', () => cell.cleanup());
+
+  // Images: sizes from the seed; each lives on one node, a few on two.
+  const planRng = rng.fork('plan');
+  const images = Array.from({ length: p.images }, (_, i) => {
+    const big = i < p.bigImages;
+    const bytes = big ? p.bigBytes - planRng.int(0, 255) : planRng.int(p.smallBytes[0], p.smallBytes[1]);
+    const holders = [nodes[i % nodes.length]!];
+    if (planRng.chance(0.2)) holders.push(nodes[(i + 3) % nodes.length]!);
+    return { imageId: `img-${i}${big ? '-big' : ''}.qcow2`, bytes, holders };
+  });
+  const seeds = new Map<string, { sha256: string; size: number }>();
+  for (const image of images) {
+    seeds.set(image.imageId, await cell.seed(image.holders[0]!, image.imageId, image.bytes));
+    // A second holder gets the same bytes, imported from the first one's published file.
+    for (const extra of image.holders.slice(1)) await cell.store.importImage(extra, image.imageId, cell.store.imagePath(image.holders[0]!, image.imageId));
+  }
+
+  // Requests: every image to every node that lacks it, each pair 1..requestsPerPair times, in one of four
+  // shapes (trust the source meta, checksum and size, explicit source, checksum only), shuffled.
+  type Sent = { requestId: string; imageId: string; destination: string; shape: string };
+  const requests: Array<{ sent: Sent; body: Record<string, unknown> }> = [];
+  const pairs: Array<{ imageId: string; destination: string }> = [];
+  for (const image of images) {
+    const seed = seeds.get(image.imageId)!;
+    for (const destination of nodes.filter((n) => !image.holders.includes(n))) {
+      pairs.push({ imageId: image.imageId, destination });
+      const copies = planRng.int(1, p.requestsPerPair);
+      for (let k = 0; k < copies; k++) {
+        const shape = planRng.weighted([['meta', 3], ['checksum', 3], ['source', 2], ['sha-only', 1]] as const);
+        const requestId = `chaos-${requests.length}`;
+        const body: Record<string, unknown> = { v: 1, requestId, imageId: image.imageId, destination };
+        if (shape === 'checksum') Object.assign(body, { sha256: seed.sha256, size: seed.size });
+        if (shape === 'sha-only') body.sha256 = seed.sha256;
+        if (shape === 'source') body.source = planRng.pick(image.holders);
+        requests.push({ sent: { requestId, imageId: image.imageId, destination, shape }, body });
+      }
+    }
+  }
+  planRng.shuffle(requests);
+
+  const tap = await ResultsTap.open(cell.topology);
+  cleanups.add('results tap', () => tap.close());
+  const watcher = new FinalPathsWatcher();
+  cleanups.add('final-path watcher', () => watcher.stop());
+  for (const pair of pairs) watcher.watch(cell.store.imagePath(pair.destination, pair.imageId), seeds.get(pair.imageId)!);
+  // Sources too: nobody may ever modify a published image in place.
+  for (const image of images) for (const holder of image.holders) watcher.watch(cell.store.imagePath(holder, image.imageId), seeds.get(image.imageId)!);
+
+  const fleet = new ConductorFleet(
+    pool,
+    () => cell.conductorEnv({ COPY_CONCURRENCY: '4', MAX_ATTEMPTS: '10', SHUTDOWN_GRACE_MS: '1000', LOCK_WAIT_MS: '20000' }),
+    `campaign-${run.seed}`,
+    p.conductorHardTimeoutMs,
+  );
+  cleanups.add('status sampler', () => fleet.stopSampling());
+  let nextConductor = 0;
+  const newId = () => `chaos-${String.fromCharCode(97 + (nextConductor % 26))}${Math.floor(nextConductor++ / 26) || ''}`;
+  await Promise.all(Array.from({ length: p.conductors }, () => fleet.start(newId())));
+  fleet.startSampling(1_000);
+  const sampler = new TmpOverlapSampler(cell.root, nodes, (id) => fleet.resumedRecently(id, TIMINGS.updateMs + 1_500));
+  cleanups.add('overlap sampler', () => sampler.stop());
+
+  // Publishing: spread over the first three quarters of the fault window, in small confirmed batches.
+  const publishing = (async () => {
+    const batches = Math.max(1, Math.floor((p.faultWindowMs * 0.75) / 250));
+    const perBatch = Math.ceil(requests.length / batches);
+    for (let i = 0; i < requests.length; i += perBatch) {
+      await publishConfirmed(cell.topology.requestQueue.name, requests.slice(i, i + perBatch).map((r) => ({ body: r.body, messageId: r.sent.requestId })));
+      await sleep(250);
+    }
+  })();
+
+  // The fault driver: one fault at a time, at seeded moments; the first three cover every kind.
+  const faultRng = rng.fork('faults');
+  const faults: FaultRecord[] = [];
+  const firstKinds = faultRng.shuffle<FaultKind>(['kill', 'pause', 'restart']);
+  const faultDeadline = performance.now() + p.faultWindowMs;
+  while (performance.now() < faultDeadline) {
+    await sleep(faultRng.int(p.faultGapMs[0], p.faultGapMs[1]));
+    const kind: FaultKind = firstKinds.shift() ?? faultRng.weighted([['kill', 4], ['pause', 4], ['restart', 2]] as const);
+    const victim = await chooseVictim(fleet, cell.root, faultRng);
+    if (!victim) continue;
+    // Frozen first, then looked at: whether the fault caught a lock holder is then a fact, not a guess.
+    fleet.pause(victim);
+    const caughtHolding = await holdsLocks(cell.root, victim.id);
+    const record: FaultRecord = { kind, victim: victim.id, caughtHolding, atMs: elapsed() };
+    if (kind === 'kill') {
+      await fleet.kill(victim);
+      await sleep(faultRng.int(100, 1_200));
+      record.replacement = (await fleet.start(newId())).id;
+    } else if (kind === 'pause') {
+      record.pauseMs = TIMINGS.staleMs + faultRng.int(600, 1_600);
+      try {
+        await sleep(record.pauseMs);
+      } finally {
+        fleet.resume(victim);
+      }
+    } else {
+      fleet.resume(victim, false);
+      const exit = await fleet.stop(victim);
+      record.exit = { code: exit.code, signal: exit.signal };
+      if (exit.code !== 0) violations.push(`graceful stop of ${victim.id} exited ${JSON.stringify(exit)}`);
+      record.replacement = (await fleet.start(newId())).id;
+    }
+    faults.push(record);
+  }
+  await publishing;
+
+  // Every request gets a final result; then the cell goes idle.
+  const ids = requests.map((r) => r.sent.requestId);
+  let finals = new Map<string, Result>();
+  try {
+    finals = await tap.waitForFinal(ids, p.settleMs);
+  } catch (error) {
+    violations.push(String(error));
+    for (const id of ids) if (tap.final(id)) finals.set(id, tap.final(id)!);
+  }
+  await fleet.waitIdle(60_000).catch((error: unknown) => violations.push(String(error)));
+  await Promise.all(fleet.live().map((m) => fleet.sampleOne(m).catch(() => undefined)));
+  await fleet.stopSampling();
+  await sampler.stop();
+  await watcher.stop();
+
+  // 1. Nothing lost: a final result for every request, and a successful one.
+  const lost = ids.filter((id) => !finals.has(id));
+  const failedFinals = [...finals.values()].filter((r) => r.status === 'failed');
+  for (const r of failedFinals.slice(0, 20)) violations.push(`request ${r.requestId} failed for good: ${String(r.reason)} ${String(r.detail)}`);
+
+  // 2. Nothing corrupt: every destination (and source) holds the source's bytes, hashed here; its meta agrees.
+  let corrupt = 0;
+  for (const pair of pairs) {
+    const expected = seeds.get(pair.imageId)!;
+    const file = cell.store.imagePath(pair.destination, pair.imageId);
+    const sha256 = await sha256OfFile(file).catch((error: Error) => `unreadable: ${error.message}`);
+    const meta = await cell.store.verifiedImage(pair.destination, pair.imageId, expected);
+    if (sha256 !== expected.sha256 || !meta) {
+      corrupt++;
+      violations.push(`${pair.imageId} on ${pair.destination}: sha256 ${sha256}, meta ${meta ? 'ok' : 'missing or not matching'} (expected ${expected.sha256})`);
+    }
+  }
+  for (const image of images)
+    for (const holder of image.holders)
+      if ((await sha256OfFile(cell.store.imagePath(holder, image.imageId))) !== seeds.get(image.imageId)!.sha256) violations.push(`source ${image.imageId} on ${holder} changed`);
+  for (const problem of watcher.problems.slice(0, 20)) violations.push(`final-path reader: ${problem}`);
+
+  // 3. No two holders at once.
+  const realOverlaps = sampler.overlaps.filter((o) => o.kind === 'real');
+  for (const o of realOverlaps.slice(0, 10)) violations.push(`overlap: two writers of ${o.imageId} on ${o.node} at ${o.atMs} ms: ${JSON.stringify(o.attempts)}`);
+
+  // 4. Leftovers once idle: only killed conductors may have left lock entries or partial files, and a
+  // last round (what the next copy or the cache cleaner does) collects all of them.
+  const killedIds = new Set(fleet.members.filter((m) => m.state === 'killed').map((m) => m.id));
+  const lockLeft = await lockLeftovers(cell.root, TIMINGS.staleMs);
+  for (const l of lockLeft) {
+    const byKilled = l.conductorId === undefined ? killedIds.size > 0 : killedIds.has(l.conductorId);
+    if (!byKilled) violations.push(`lock entry left by a conductor that was not killed: ${JSON.stringify(l)}`);
+  }
+  const tmpLeft = await tmpLeftovers(cell.root);
+  for (const t of tmpLeft) {
+    const tag = /~([^~]+)\.part$/.exec(t)?.[1];
+    const owner = tag && !tag.startsWith('meta-') ? sampler.conductorOf(tag) : undefined;
+    const byKilled = owner === undefined ? killedIds.size > 0 : killedIds.has(owner);
+    if (!byKilled) violations.push(`partial file left by a conductor that was not killed (${owner ?? 'unknown'}): ${t}`);
+  }
+  const sweep = await sweepKeys(cell.root, [...lockLeft.map((l) => ({ node: l.node, imageId: l.imageId })), ...tmpLeft.map(tmpLeftoverKey).filter((k) => k !== undefined)], TIMINGS).catch((error: Error) => {
+    violations.push(`last round could not take every leftover key: ${error.message}`);
+    return undefined;
+  });
+  const afterSweep = { locks: await heldLockEntries(cell.root), tmp: await cell.tmpLeftovers() };
+  for (const l of afterSweep.locks) violations.push(`lock entry still there after the last round: ${l}`);
+  for (const t of afterSweep.tmp) violations.push(`partial file still there after the last round: ${t}`);
+
+  // 5. The conductors: still running, no unexpected error.
+  const conductors = fleet.conductors();
+  for (const m of fleet.live()) if (m.conductor.child.process.exitCode !== null) violations.push(`conductor ${m.id} exited`);
+  const internal = conductors.flatMap((c) => c.logs().filter((l) => l.msg === 'unexpected error in a copy'));
+  for (const l of internal.slice(0, 5)) violations.push(`INTERNAL error: ${JSON.stringify(l)}`);
+
+  const lines = answeredLines(conductors);
+  const retries = conductors.flatMap((c) => c.logs().filter((l) => l.msg === 'copy failed, retry scheduled'));
+  const copies = copiesPerDestination(conductors);
+  const faultFigures = Object.fromEntries(
+    (['kill', 'pause', 'restart'] as const).map((kind) => {
+      const of = faults.filter((f) => f.kind === kind);
+      return [kind, { injected: of.length, caughtHolding: of.filter((f) => f.caughtHolding).length }];
+    }),
+  );
+  const figures = {
+    params: p,
+    durationMs: elapsed(),
+    conductorsStarted: fleet.members.length,
+    requests: requests.length,
+    requestShapes: tally(requests.map((r) => r.sent.shape)),
+    pairs: pairs.length,
+    images: { count: images.length, big: p.bigImages, bytes: images.reduce((s, i) => s + i.bytes, 0) },
+    faults: faultFigures,
+    faultLog: faults,
+    results: {
+      final: tally([...finals.values()].map((r) => r.status)),
+      resultMessages: tap.results.length,
+      retryableResults: tap.results.filter((r) => r.retryable === true).length,
+      duplicateFinals: tap.results.filter((r) => r.retryable !== true).length - finals.size,
+    },
+    lost: lost.length,
+    failed: failedFinals.length,
+    corrupt,
+    answered: {
+      lines: lines.length,
+      redelivered: lines.filter((l) => l.redelivered === true).length,
+      laterAttempts: lines.filter((l) => Number(l.attempt) > 1).length,
+      coalesced: lines.filter((l) => l.coalesced === true).length,
+    },
+    retriesByReason: tally(retries.map((l) => String(l.reason))),
+    lockTakeovers: fleet.total('lockTakeovers'),
+    locksLost: fleet.total('locksLost'),
+    handedBack: fleet.total('handedBack'),
+    copiesLogged: [...copies.values()].reduce((a, b) => a + b, 0),
+    pairsCopiedTwiceOrMore: [...copies.values()].filter((n) => n > 1).length,
+    overlaps: { real: realOverlaps.length, residual: sampler.overlaps.length - realOverlaps.length, samples: sampler.samples, maxPartialFilesPerImage: sampler.maxPartsPerImage },
+    finalPathReader: { rounds: watcher.rounds, looks: watcher.looks, hashed: watcher.hashed, problems: watcher.problems.length },
+    leftoversWhenIdle: { lockEntries: lockLeft.length, byMode: tally(lockLeft.map((l) => l.mode)), tmpFiles: tmpLeft.length, tmp: tmpLeft },
+    lastRound: sweep,
+    leftoversAfterLastRound: afterSweep.locks.length + afterSweep.tmp.length,
+    errorLogLines: errorLines(conductors).length,
+  };
+  return { violations, figures };
+}
+
+/**
+ * A live conductor to hit: preferably one holding a lock right now (looked for during up to 1.5 s), so that
+ * faults land on holders; else any live one. Never the last live conductor.
+ */
+async function chooseVictim(fleet: ConductorFleet, root: string, rng: CampaignRun['rng']): Promise<FleetMember | undefined> {
+  const live = fleet.live();
+  if (live.length < 2) return undefined;
+  const deadline = performance.now() + 1_500;
+  for (;;) {
+    const holding = await lockHolders(root);
+    const candidates = live.filter((m) => holding.has(m.id));
+    if (candidates.length > 0) return rng.pick(candidates);
+    if (performance.now() > deadline) return rng.pick(live);
+    await sleep(20);
+  }
+}
+
+async function lockHolders(root: string): Promise<Set<string>> {
+  const { entries } = await inspectLocks(root, { staleMs: TIMINGS.staleMs, limit: 100_000 });
+  return new Set(entries.map((e) => e.holder?.conductorId).filter((id): id is string => id !== undefined));
+}
+
+async function holdsLocks(root: string, conductorId: string): Promise<boolean> {
+  return (await lockHolders(root)).has(conductorId);
+}
