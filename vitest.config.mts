@@ -1,8 +1,8 @@
 import swc from 'unplugin-swc';
 import { configDefaults, defineConfig } from 'vitest/config';
 
-/** e2e files that restart RabbitMQ itself. */
-const BROKER_WIDE = ['test/conductor-broker-restart.e2e-spec.ts'];
+/** e2e files that restart RabbitMQ itself (or cut every connection): each runs alone, one after the other. */
+const BROKER_WIDE = ['test/conductor-broker-restart.e2e-spec.ts', 'test/campaign-broker-faults.e2e-spec.ts'];
 
 // SWC instead of esbuild: Nest's dependency injection needs emitDecoratorMetadata.
 // (.swcrc is for the build and leaves specs out, so the test transform is configured here.)
@@ -36,8 +36,12 @@ export default defineConfig({
         },
       },
       // These stop the whole broker (rabbitmqctl stop_app), cutting every client's connection: they run
-      // alone, after every other file (a higher groupOrder starts only once the lower groups are done).
-      { extends: true, test: { name: 'broker-wide', include: BROKER_WIDE, sequence: { groupOrder: 1 } } },
+      // alone, after every other file (a higher groupOrder starts only once the lower groups are done), and
+      // one group each, so that two of them never run at once either.
+      ...BROKER_WIDE.map((file, i) => ({
+        extends: true as const,
+        test: { name: `broker-wide-${i + 1}`, include: [file], sequence: { groupOrder: i + 1 } },
+      })),
     ],
   },
 });
