@@ -3,9 +3,24 @@
  *  - no global lock: many small copies over 16 disjoint node pairs, two node-local locks vs one global lock;
  *  - shared source lock: one image fanned out to 16 nodes from one source, shared vs exclusive source lock.
  * The baselines are the same conductor with BENCH_LOCK_BASELINE set (benchmarks only).
+ * Two settings, each with its baseline in the same round:
+ *  - "machine": a real conductor process on this machine. Here every copy hashes on the conductor's one
+ *    main thread, so on 2 cores the copies are CPU-bound and concurrency buys little;
+ *  - "bandwidth-limited": the same CopyWorkflow, locks and folders in-process, with each destination
+ *    node's writes limited to 32 MiB/s (bench/support/throttled-writes.ts, benchmark only), the
+ *    situation of a real cell where a node's disk or link is the bottleneck, not the conductor's CPU.
  * Run: npm run bench:locks   (writes bench/results/lock-scope.json)
  */
 import { promises as fsp } from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { ImageStore } from '@app/image-store';
+import { NodeLockManager, newAttemptId } from '@app/locking';
+import { CopyWorkflow, type LockBaseline } from '../apps/conductor/src/copy/copy-workflow';
+import { ImageHolderIndex } from '../apps/conductor/src/copy/holder-index';
+import { SourceSelector } from '../apps/conductor/src/copy/source-selector';
+import { writeRandomFile } from '../test/support/image-store-fixtures';
+import { installWriteThrottle } from './support/throttled-writes';
 import { median, round, spread } from './bench-stats';
 import { RawAmqpClient, type TestCell, requestAll, withCell, writeResults } from './support/bench-cell';
 
@@ -26,7 +41,8 @@ async function clearCopies(cell: TestCell, nodes: string[]): Promise<void> {
 }
 
 async function timeRun(cell: TestCell, startConductor: (env?: Record<string, string>) => Promise<{ signal(s: NodeJS.Signals): void; exited(): Promise<unknown> }>, baseline: Baseline, bodies: object[]): Promise<number> {
-  const conductor = await startConductor({ COPY_CONCURRENCY: String(CONCURRENCY), BENCH_LOCK_BASELINE: baseline, LOCK_WAIT_MS: '600000' });
+  // NODE_READ_LIMIT lifted: this measures the lock modes, not the per-node read limit.
+  const conductor = await startConductor({ COPY_CONCURRENCY: String(CONCURRENCY), NODE_READ_LIMIT: String(CONCURRENCY), BENCH_LOCK_BASELINE: baseline, LOCK_WAIT_MS: '600000' });
   const client = await RawAmqpClient.open();
   try {
     const { ms, replies } = await requestAll(client, cell.topology.requestQueue.name, bodies);
@@ -38,6 +54,53 @@ async function timeRun(cell: TestCell, startConductor: (env?: Record<string, str
     conductor.signal('SIGTERM');
     await conductor.exited();
   }
+}
+
+const quiet = { warn: () => undefined, debug: () => undefined };
+const SIM_NODE_MIB_PER_S = 32;
+
+/** The bandwidth-limited setting: copies started at once through the real workflow, in-process. */
+async function simulate(baseline: LockBaseline, jobs: Array<{ imageId: string; source: string; destination: string }>, root: string): Promise<number> {
+  for (const destination of new Set(jobs.map((j) => j.destination))) await fsp.rm(path.join(root, destination), { recursive: true, force: true });
+  const store = new ImageStore({ root, fsync: false });
+  const locks = new NodeLockManager({ root, conductorId: 'bench' });
+  const selector = new SourceSelector(store, { index: new ImageHolderIndex(store), readLimit: 64, conductorId: 'bench' });
+  const workflow = new CopyWorkflow(store, locks, selector, { lockWaitMs: 600_000, log: quiet, baseline });
+  const started = performance.now();
+  const results = await Promise.all(jobs.map((job) => workflow.run(job, { attemptId: newAttemptId() })));
+  const ms = performance.now() - started;
+  if (results.some((r) => r.status !== 'completed')) throw new Error('a simulated copy did not complete');
+  await locks.releaseAll();
+  return ms;
+}
+
+async function runSimulation(rounds: number) {
+  const root = await fsp.mkdtemp(path.join(os.tmpdir(), 'icc-bench-locks-'));
+  const store = new ImageStore({ root, fsync: false });
+  const seed = async (node: string, imageId: string) => {
+    const file = path.join(root, '.seed');
+    await writeRandomFile(file, 4 * MiB);
+    await store.importImage(node, imageId, file);
+    await fsp.rm(file);
+  };
+  const disjointJobs = Array.from({ length: PAIRS }, (_, p) => Array.from({ length: 2 }, (_, k) => ({ imageId: `img-${k}`, source: `src-${p}`, destination: `dst-${p}` }))).flat();
+  const fanoutJobs = Array.from({ length: FANOUT }, (_, i) => ({ imageId: 'golden', source: 'origin', destination: `fan-${i}` }));
+  for (let p = 0; p < PAIRS; p++) for (let k = 0; k < 2; k++) await seed(`src-${p}`, `img-${k}`);
+  await seed('origin', 'golden');
+  const throttle = installWriteThrottle(root, SIM_NODE_MIB_PER_S * MiB);
+  const out = { disjoint: { ours: [] as number[], base: [] as number[] }, fanout: { ours: [] as number[], base: [] as number[] } };
+  try {
+    for (let r = 0; r < rounds; r++) {
+      out.disjoint.ours.push(await simulate({ scope: 'per-node', sourceMode: 'shared' }, disjointJobs, root));
+      out.disjoint.base.push(await simulate({ scope: 'global', sourceMode: 'shared' }, disjointJobs, root));
+      out.fanout.ours.push(await simulate({ scope: 'per-node', sourceMode: 'shared' }, fanoutJobs, root));
+      out.fanout.base.push(await simulate({ scope: 'per-node', sourceMode: 'exclusive' }, fanoutJobs, root));
+    }
+  } finally {
+    throttle.uninstall();
+    await fsp.rm(root, { recursive: true, force: true });
+  }
+  return out;
 }
 
 export async function runLockScopeBench(options: { rounds?: number } = {}) {
@@ -78,13 +141,16 @@ export async function runLockScopeBench(options: { rounds?: number } = {}) {
     speedupSpread: spread(ratios(ours, base).map((x) => round(x, 2))),
     target: '>= 3x',
   });
+  const sim = await runSimulation(rounds);
   const report = {
     date: new Date().toISOString(),
     rounds,
     concurrency: CONCURRENCY,
     rows: [
-      row(`${PAIRS * IMAGES_PER_PAIR} copies of 4 MiB over ${PAIRS} disjoint pairs`, disjoint.none, disjoint['global-lock'], 'one global lock'),
-      row(`one 64 MiB image fanned out to ${FANOUT} nodes`, fanout.none, fanout['exclusive-source'], 'exclusive source lock'),
+      row(`machine: ${PAIRS * IMAGES_PER_PAIR} copies of 4 MiB over ${PAIRS} disjoint pairs (conductor process)`, disjoint.none, disjoint['global-lock'], 'one global lock'),
+      row(`machine: one 64 MiB image fanned out to ${FANOUT} nodes (conductor process)`, fanout.none, fanout['exclusive-source'], 'exclusive source lock'),
+      row(`bandwidth-limited (${SIM_NODE_MIB_PER_S} MiB/s per node): ${PAIRS * 2} copies of 4 MiB over ${PAIRS} disjoint pairs`, sim.disjoint.ours, sim.disjoint.base, 'one global lock'),
+      row(`bandwidth-limited (${SIM_NODE_MIB_PER_S} MiB/s per node): one 4 MiB image fanned out to ${FANOUT} nodes`, sim.fanout.ours, sim.fanout.base, 'exclusive source lock'),
     ],
   };
   console.table(report.rows.map(({ speedupSpread, ...rest }) => ({ ...rest, spread: `${speedupSpread.min}..${speedupSpread.max}` })));

@@ -10,7 +10,7 @@ import * as path from 'node:path';
 import { performance } from 'node:perf_hooks';
 
 /** A pipe of `bytesPerSecond`: each read waits for its turn, first come, first served. */
-class NodePipe {
+export class NodePipe {
   private nextFreeMs = 0;
   activeReaders = 0;
   peakReaders = 0;
