@@ -4,6 +4,8 @@ import { AMQP_URL } from './rabbitmq';
 
 export interface RawReply {
   correlationId: string;
+  /** performance.now() when it arrived. */
+  receivedAt: number;
   body: Record<string, unknown>;
 }
 
@@ -30,7 +32,7 @@ export class RawAmqpClient {
     client.replyQueue = queue;
     await channel.consume(queue, (m) => {
       if (!m) return;
-      const reply = { correlationId: String(m.properties.correlationId), body: JSON.parse(m.content.toString()) as Record<string, unknown> };
+      const reply = { correlationId: String(m.properties.correlationId), receivedAt: performance.now(), body: JSON.parse(m.content.toString()) as Record<string, unknown> };
       client.replies.push(reply);
       if (reply.body.retryable !== true && !client.finals.has(reply.correlationId)) client.finals.set(reply.correlationId, reply.body);
     }, { noAck: true });
