@@ -63,9 +63,11 @@ export class CopyWorkflow {
 
     // One bounded wait for a read slot and both locks together (LOCK_WAIT_MS, then a retryable LOCK_TIMEOUT).
     const waitStarted = performance.now();
-    const waitLeft = () => this.options.lockWaitMs - (performance.now() - waitStarted);
+    let slotWaitedMs = 0;
+    const waitLeft = () => Math.round(this.options.lockWaitMs - slotWaitedMs);
     for (let pick = 1; ; pick++) {
       const picked = await this.sources.acquire(job, { timeoutMs: Math.max(1, waitLeft()), signal: run.signal });
+      slotWaitedMs += picked.slotWaitMs;
       try {
         const outcome = await this.runFrom(picked.node, picked.meta.size, job, run, waitStarted, waitLeft());
         if (outcome !== 'source-gone') return outcome;

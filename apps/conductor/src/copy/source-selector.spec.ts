@@ -39,6 +39,7 @@ describe('SourceSelector', () => {
     const first = await pick(s, { imageId: 'img', destination: 'node-b', sha256 });
     const second = await pick(s, { imageId: 'img', destination: 'node-b' });
     expect(new Set([first.node, second.node])).toEqual(new Set(['node-a', 'node-c']));
+    expect(first.slotWaitMs).toBe(0); // a free slot at once: the whole LOCK_WAIT_MS is left for the locks
     expect(s.reads(first.node)).toBe(1);
     first.release();
     first.release(); // once only

@@ -23,7 +23,7 @@ export interface SourceSelectorOptions {
 export interface PickedSource {
   node: string;
   meta: ImageMeta;
-  /** Time spent waiting for a read slot. */
+  /** Time spent waiting for a read slot (0 when one was free at once). */
   slotWaitMs: number;
   release: () => void;
 }
@@ -69,13 +69,14 @@ export class SourceSelector {
   /** Picks a source and takes a read slot on it, waiting up to `timeoutMs` for one (then LOCK_TIMEOUT). */
   async acquire(job: CopyJob, options: { timeoutMs: number; signal?: AbortSignal }): Promise<PickedSource> {
     const started = performance.now();
+    let waitedMs = 0; // only time spent waiting for a slot, not the look-ups
     for (;;) {
       options.signal?.throwIfAborted();
       const seen = this.version;
       const choice = await this.choose(job);
       if (choice.free) {
         const release = this.slots.tryTake(choice.node);
-        if (release) return { node: choice.node, meta: choice.meta, slotWaitMs: performance.now() - started, release };
+        if (release) return { node: choice.node, meta: choice.meta, slotWaitMs: waitedMs, release };
       }
       const left = options.timeoutMs - (performance.now() - started);
       if (left <= 0)
@@ -83,7 +84,9 @@ export class SourceSelector {
           'LOCK_TIMEOUT',
           `waited ${options.timeoutMs} ms for a read slot on ${job.source ? `node ${job.source}` : `a node holding ${job.imageId} (best: ${choice.node})`}: NODE_READ_LIMIT=${this.slots.limit} reads per source node in this conductor`,
         );
+      const waitStarted = performance.now();
       await this.changeSince(seen, Math.min(left, this.recheckMs), options.signal);
+      waitedMs += performance.now() - waitStarted;
     }
   }
 
