@@ -5,6 +5,7 @@
  */
 import { runBigCopyBench } from './big-copy';
 import { runCopyMemoryBench } from './copy-memory';
+import { runFanoutSpreadBench } from './fanout-spread';
 import { runLockHandoffBench } from './lock-handoff';
 import { runLockScopeBench } from './lock-scope';
 import { runMessagingOverheadBench } from './messaging-overhead';
@@ -27,6 +28,8 @@ async function main(): Promise<void> {
   });
   const scope = await runLockScopeBench();
   for (const r of scope.rows) rows.push({ scenario: `2/3. ${r.scenario}`, ours: `${r.oursMs} ms`, baseline: `${r.baseline} ${r.baselineMs} ms`, ratio: `${r.speedup}x`, target: r.target });
+  const fanout = await runFanoutSpreadBench();
+  for (const r of fanout.rows) rows.push({ scenario: `fan-out spreading: ${r.scenario}`, ours: `${r.oursMs} ms, ${r.sourcesUsed} sources`, baseline: `single source ${r.singleSourceMs} ms`, ratio: `${r.speedup}x`, target: 'issue 6: spreading pays off' });
   const handoff = await runLockHandoffBench();
   rows.push({ scenario: '4. lock hand-off between processes', ours: `p50 ${handoff.ours.p50Ms} ms, p99 ${handoff.ours.p99Ms} ms`, baseline: `plain proper-lockfile p50 ${handoff.baseline.p50Ms} ms, p99 ${handoff.baseline.p99Ms} ms`, ratio: `${handoff.ratioP50}x faster`, target: 'p50 <= 5 ms' });
   const messaging = await runMessagingOverheadBench();
