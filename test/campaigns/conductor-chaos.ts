@@ -92,27 +92,33 @@ export async function runConductorChaos(run: CampaignRun, pool: ChildProcessPool
   }
 
   // Requests: every image to every node that lacks it, each pair 1..requestsPerPair times, in one of four
-  // shapes (trust the source meta, checksum and size, explicit source, checksum only), shuffled.
+  // shapes (trust the source meta, checksum and size, explicit source, checksum only). The requests of a
+  // pair are published together, so that they reach different conductors at once and contend for the
+  // destination lock (a paused or killed holder then has waiters that must take it over); pairs in
+  // seeded random order.
   type Sent = { requestId: string; imageId: string; destination: string; shape: string };
-  const requests: Array<{ sent: Sent; body: Record<string, unknown> }> = [];
+  const groups: Array<Array<{ sent: Sent; body: Record<string, unknown> }>> = [];
   const pairs: Array<{ imageId: string; destination: string }> = [];
+  let requestCount = 0;
   for (const image of images) {
     const seed = seeds.get(image.imageId)!;
     for (const destination of nodes.filter((n) => !image.holders.includes(n))) {
       pairs.push({ imageId: image.imageId, destination });
+      const group: (typeof groups)[number] = [];
       const copies = planRng.int(1, p.requestsPerPair);
       for (let k = 0; k < copies; k++) {
         const shape = planRng.weighted([['meta', 3], ['checksum', 3], ['source', 2], ['sha-only', 1]] as const);
-        const requestId = `chaos-${requests.length}`;
+        const requestId = `chaos-${requestCount++}`;
         const body: Record<string, unknown> = { v: 1, requestId, imageId: image.imageId, destination };
         if (shape === 'checksum') Object.assign(body, { sha256: seed.sha256, size: seed.size });
         if (shape === 'sha-only') body.sha256 = seed.sha256;
         if (shape === 'source') body.source = planRng.pick(image.holders);
-        requests.push({ sent: { requestId, imageId: image.imageId, destination, shape }, body });
+        group.push({ sent: { requestId, imageId: image.imageId, destination, shape }, body });
       }
+      groups.push(group);
     }
   }
-  planRng.shuffle(requests);
+  const requests = planRng.shuffle(groups).flat();
 
   const tap = await ResultsTap.open(cell.topology);
   cleanups.add('results tap', () => tap.close());
