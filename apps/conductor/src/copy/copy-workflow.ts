@@ -4,7 +4,7 @@ import { performance } from 'node:perf_hooks';
 import { ConductorError } from '@app/contracts';
 import type { ImageStore } from '@app/image-store';
 import type { MessagingLogger } from '@app/messaging';
-import type { LockRequest, NodeLockManager } from '@app/locking';
+import type { HeldLockSet, LockRequest, NodeLockManager } from '@app/locking';
 import type { CopyJob, CopyJobResult, CopyProgress } from './copy-job';
 import { SELECTION_PREFIX, type SourceSelector } from './source-selector';
 
@@ -151,13 +151,30 @@ export class CopyWorkflow {
         verifyMs: copied.verifyMs,
         fencingToken: destinationLock.fencingToken,
       };
-    } catch (error) {
+    } catch (caught) {
+      const error = await lockLossBehind(caught, held);
       outcome = `failed: ${error instanceof ConductorError ? error.code : 'INTERNAL'}`;
       throw error;
     } finally {
       if (outcome !== 'source-gone') this.options.log.debug?.({ ...ids, releasingAt: Date.now(), outcome }, 'copy locks released');
       await held.release();
     }
+  }
+}
+
+/**
+ * An I/O failure of a holder that no longer holds its locks is that loss, and is reported as LOCK_LOST:
+ * a holder paused past the stale time after its last check finds its partial copy (or its meta file
+ * being written) removed by the next holder of the destination lock, and its rename fails with ENOENT.
+ */
+async function lockLossBehind(error: unknown, held: HeldLockSet): Promise<unknown> {
+  if (!(error instanceof ConductorError) || error.code !== 'IO_ERROR') return error;
+  try {
+    await held.assertStillHeld();
+    return error;
+  } catch (lost) {
+    if (!(lost instanceof ConductorError)) return error;
+    return new ConductorError('LOCK_LOST', `${lost.message}; then: ${error.message}`, { cause: error });
   }
 }
 
