@@ -23,16 +23,17 @@ export interface BrokerFaultParams {
   connectionCloses: number;
   gapMs: [number, number];
   /**
-   * Requests published per wave (one wave before each fault, one after the last); each fault strikes
-   * once a copy of its wave is under way (a partial file is growing), after a seeded extra delay.
+   * Requests published per wave (one wave before each fault, one after the last): this many for pairs not
+   * requested before (real copies, while there are any), plus a quarter as many repeats of earlier pairs.
+   * Each fault strikes once a copy of its wave is under way (a partial file is growing).
    */
   requestsPerWave: number;
   settleMs: number;
 }
 
 export const BROKER_FAULT_SIZES = {
-  ci: { nodes: 8, images: 8, imageBytes: [1 * MiB, 16 * MiB], conductors: 2, outages: 2, outageMs: [2_000, 4_000], connectionCloses: 4, gapMs: [0, 400], requestsPerWave: 16, settleMs: 90_000 },
-  large: { nodes: 12, images: 16, imageBytes: [1 * MiB, 32 * MiB], conductors: 3, outages: 10, outageMs: [1_000, 8_000], connectionCloses: 30, gapMs: [0, 1_500], requestsPerWave: 24, settleMs: 300_000 },
+  ci: { nodes: 8, images: 8, imageBytes: [1 * MiB, 16 * MiB], conductors: 2, outages: 2, outageMs: [2_000, 4_000], connectionCloses: 4, gapMs: [0, 400], requestsPerWave: 8, settleMs: 90_000 },
+  large: { nodes: 16, images: 48, imageBytes: [1 * MiB, 16 * MiB], conductors: 3, outages: 10, outageMs: [1_000, 8_000], connectionCloses: 30, gapMs: [0, 1_500], requestsPerWave: 16, settleMs: 300_000 },
 } satisfies Record<string, BrokerFaultParams>;
 
 export function brokerFaultTestTimeoutMs(run: CampaignRun): number {
@@ -106,8 +107,12 @@ export async function runBrokerFaults(run: CampaignRun, pool: ChildProcessPool<u
   let pairCursor = 0;
   let republished = 0;
   const publishWave = async (): Promise<void> => {
-    const wave = Array.from({ length: p.requestsPerWave }, () => {
-      const pair = pairs[pairCursor++ % pairs.length]!;
+    const repeats = Math.ceil(p.requestsPerWave / 4);
+    const wavePairs = [
+      ...Array.from({ length: p.requestsPerWave }, () => pairs[pairCursor++ % pairs.length]!),
+      ...Array.from({ length: repeats }, () => pairs[planRng.int(0, Math.max(0, Math.min(pairCursor, pairs.length) - 1))]!),
+    ];
+    const wave = wavePairs.map((pair) => {
       const seed = seeds.get(pair.imageId)!;
       const requestId = `bf-${ids.length}`;
       ids.push(requestId);
@@ -146,9 +151,9 @@ export async function runBrokerFaults(run: CampaignRun, pool: ChildProcessPool<u
     }
   };
   for (const kind of kinds) {
-    await publishWave();
     await sleep(faultRng.int(p.gapMs[0], p.gapMs[1]));
-    if (await partialCopyUnderWay(cell.root, nodes, 5_000)) struckMidCopy++;
+    await publishWave();
+    if (await partialCopyUnderWay(cell.root, nodes, 3_000)) struckMidCopy++;
     if (kind === 'outage') outages.push(await brokerOutage(fleet, frozen, faultRng.int(p.outageMs[0], p.outageMs[1]), elapsed(), violations));
     else {
       const target = faultRng.pick(fleet.live());

@@ -260,6 +260,10 @@ export async function runConductorChaos(run: CampaignRun, pool: ChildProcessPool
 
   const lines = answeredLines(conductors);
   const retries = conductors.flatMap((c) => c.logs().filter((l) => l.msg === 'copy failed, retry scheduled'));
+  // A paused holder loses its lock (LOCK_LOST); a waiter behind a long pause may time out (LOCK_TIMEOUT).
+  // Any other retryable failure (IO_ERROR, INTERNAL...) is not explained by these faults.
+  for (const l of retries.filter((x) => x.reason !== 'LOCK_LOST' && x.reason !== 'LOCK_TIMEOUT').slice(0, 10))
+    violations.push(`unexpected retry on ${String(l.conductorId)}: ${String(l.reason)}: ${String(l.detail)}`);
   const copies = copiesPerDestination(conductors);
   const faultFigures = Object.fromEntries(
     (['kill', 'pause', 'restart'] as const).map((kind) => {
@@ -293,6 +297,8 @@ export async function runConductorChaos(run: CampaignRun, pool: ChildProcessPool
       coalesced: lines.filter((l) => l.coalesced === true).length,
     },
     retriesByReason: tally(retries.map((l) => String(l.reason))),
+    // Anything but a lost lock is unexpected under these faults: kept with its detail for a look.
+    otherRetries: retries.filter((l) => l.reason !== 'LOCK_LOST').slice(0, 10).map((l) => ({ conductor: l.conductorId, requestId: l.requestId, reason: l.reason, detail: l.detail })),
     lockTakeovers: fleet.total('lockTakeovers'),
     locksLost: fleet.total('locksLost'),
     handedBack: fleet.total('handedBack'),
