@@ -3,6 +3,12 @@ import { configDefaults, defineConfig } from 'vitest/config';
 
 /** e2e files that restart RabbitMQ itself (or cut every connection): each runs alone, one after the other. */
 const BROKER_WIDE = ['test/conductor-broker-restart.e2e-spec.ts', 'test/campaign-broker-faults.e2e-spec.ts'];
+/**
+ * The fault and bad-input campaigns (test/campaigns/README.md): they load the disk and both cores for
+ * half a minute each, which would stretch the timing of the other files' multi-process tests; they run
+ * in a group of their own (two at a time), after those and before the broker-wide files.
+ */
+const CAMPAIGNS = ['test/campaign-*.e2e-spec.ts'];
 
 // SWC instead of esbuild: Nest's dependency injection needs emitDecoratorMetadata.
 // (.swcrc is for the build and leaves specs out, so the test transform is configured here.)
@@ -32,15 +38,19 @@ export default defineConfig({
         test: {
           name: 'all',
           include: ['apps/**/*.spec.ts', 'libs/**/*.spec.ts', 'test/**/*.e2e-spec.ts'],
-          exclude: [...configDefaults.exclude, ...BROKER_WIDE],
+          exclude: [...configDefaults.exclude, ...BROKER_WIDE, ...CAMPAIGNS],
         },
+      },
+      {
+        extends: true,
+        test: { name: 'campaigns', include: CAMPAIGNS, exclude: [...configDefaults.exclude, ...BROKER_WIDE], sequence: { groupOrder: 1 } },
       },
       // These stop the whole broker (rabbitmqctl stop_app), cutting every client's connection: they run
       // alone, after every other file (a higher groupOrder starts only once the lower groups are done), and
       // one group each, so that two of them never run at once either.
       ...BROKER_WIDE.map((file, i) => ({
         extends: true as const,
-        test: { name: `broker-wide-${i + 1}`, include: [file], sequence: { groupOrder: i + 1 } },
+        test: { name: `broker-wide-${i + 1}`, include: [file], sequence: { groupOrder: i + 2 } },
       })),
     ],
   },
