@@ -1,0 +1,99 @@
+import { promises as fsp } from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { ConductorError } from '@app/contracts';
+import type { ImageStore } from '@app/image-store';
+import type { HeldLockSet, NodeLockManager } from '@app/locking';
+import { CopyWorkflow } from './copy-workflow';
+import type { SourceSelector } from './source-selector';
+
+/*
+ * How CopyWorkflow names failures around its locks, with the store, the locks and the source choice
+ * replaced by stand-ins (the e2e campaigns in test/campaign-*.e2e-spec.ts cause them for real).
+ */
+describe('CopyWorkflow failure reasons', () => {
+  let root: string;
+  beforeEach(async () => {
+    root = await fsp.mkdtemp(path.join(os.tmpdir(), 'icc-workflow-'));
+  });
+  afterEach(async () => {
+    await fsp.rm(root, { recursive: true, force: true });
+  });
+
+  const job = { imageId: 'img.raw', destination: 'node-b', source: 'node-a' };
+
+  function workflow(options: { copyError?: unknown; lockError?: unknown; stillHeld: boolean }) {
+    let released = 0;
+    const held = {
+      locks: [{ key: { node: 'node-b', imageId: 'img.raw' }, fencingToken: 7 }],
+      signal: new AbortController().signal,
+      assertStillHeld: async () => {
+        if (!options.stillHeld) throw new ConductorError('LOCK_LOST', 'lock on node-b/img.raw lost: no heartbeat for 2600 ms');
+      },
+      release: async () => {
+        released++;
+      },
+    } as unknown as HeldLockSet;
+    const locks = {
+      acquireAll: async () => {
+        if (options.lockError) throw options.lockError;
+        return held;
+      },
+    } as unknown as NodeLockManager;
+    const store = {
+      root,
+      verifiedImage: async (node: string) => (node === 'node-a' ? { size: 10, sha256: 'a'.repeat(64) } : undefined),
+      removeLeftoverTmp: async () => 0,
+      copyImage: async () => {
+        throw options.copyError;
+      },
+    } as unknown as ImageStore;
+    const sources = {
+      acquire: async () => ({ node: 'node-a', meta: { size: 10, sha256: 'a'.repeat(64) }, slotWaitMs: 0, release: () => undefined }),
+      forgetHolder: () => undefined,
+      learnHolder: () => undefined,
+    } as unknown as SourceSelector;
+    const log = { warn: () => undefined };
+    return { run: () => new CopyWorkflow(store, locks, sources, { lockWaitMs: 1_000, log }).run(job, { attemptId: 'a1' }), released: () => released };
+  }
+
+  const reasonOf = (promise: Promise<unknown>) =>
+    promise.then(
+      () => 'resolved',
+      (error: unknown) => (error instanceof ConductorError ? `${error.code}: ${error.message}` : String(error)),
+    );
+
+  it('reports an I/O failure of a holder that lost its locks as LOCK_LOST (its partial copy was removed by the next holder)', async () => {
+    const copyError = new ConductorError('IO_ERROR', 'destination node node-b, image img.raw: publishing (rename) failed (ENOENT)');
+    const w = workflow({ copyError, stillHeld: false });
+    expect(await reasonOf(w.run())).toMatch(/^LOCK_LOST: lock on node-b\/img.raw lost: .*; then: .*publishing \(rename\) failed \(ENOENT\)/);
+    expect(w.released()).toBe(1);
+  });
+
+  it('keeps IO_ERROR, and any other failure, while the locks are still held', async () => {
+    const io = new ConductorError('IO_ERROR', 'destination node node-b: writing failed (EIO)');
+    expect(await reasonOf(workflow({ copyError: io, stillHeld: true }).run())).toBe(`IO_ERROR: ${io.message}`);
+    const mismatch = new ConductorError('CHECKSUM_MISMATCH', 'the bytes have another sha256');
+    expect(await reasonOf(workflow({ copyError: mismatch, stillHeld: false }).run())).toBe(`CHECKSUM_MISMATCH: ${mismatch.message}`);
+  });
+
+  it('names a lock folder the file system refuses instead of failing INTERNAL', async () => {
+    const errno = (code: string, where: string) => Object.assign(new Error(`${code}: mkdir '${where}'`), { code, path: where });
+    // The destination's cache is writable here, so its errors are not "read-only".
+    await fsp.mkdir(path.join(root, 'node-b'));
+    const full = workflow({ lockError: errno('ENOSPC', path.join(root, 'node-b', 'locks')), stillHeld: true });
+    expect(await reasonOf(full.run())).toMatch(/^NO_SPACE: taking the locks/);
+    const sourceSide = workflow({ lockError: errno('EROFS', path.join(root, 'node-a', 'locks')), stillHeld: true });
+    expect(await reasonOf(sourceSide.run())).toMatch(/^IO_ERROR: taking the locks/);
+    const denied = workflow({ lockError: errno('EACCES', path.join(root, 'node-b', 'locks', 'img.raw')), stillHeld: true });
+    expect(await reasonOf(denied.run())).toMatch(/^DESTINATION_READ_ONLY: destination node node-b: taking the locks/);
+    // A recursive mkdir on a read-only file system says ENOENT: the destination is probed for writing.
+    await fsp.chmod(path.join(root, 'node-b'), 0o500);
+    const masked = workflow({ lockError: errno('ENOENT', path.join(root, 'node-b', 'locks')), stillHeld: true });
+    const reason = await reasonOf(masked.run());
+    await fsp.chmod(path.join(root, 'node-b'), 0o700);
+    // As root, permissions do not stop writes (access(W_OK) passes): then it stays a retryable IO_ERROR.
+    expect(reason).toMatch(process.getuid?.() === 0 ? /^IO_ERROR: taking the locks/ : /^DESTINATION_READ_ONLY: /);
+  });
+});
