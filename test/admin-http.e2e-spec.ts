@@ -1,9 +1,7 @@
-import { beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { AdminHttp, metricValue, until } from './support/admin-http';
-import { conductorPool } from './support/conductor-harness';
+import { conductorTestbed } from './support/conductor-harness';
 import { ConductorProcess } from './support/conductor-process';
-import { RawAmqpClient } from './support/raw-amqp-client';
-import { TestCell } from './support/test-cell';
 
 const MiB = 1024 * 1024;
 const TOKEN = 'admin-http-test-token-0123456789';
@@ -55,20 +53,11 @@ interface Locks {
 }
 
 describe('admin endpoint over real HTTP', () => {
-  let cell: TestCell | undefined;
-  let client: RawAmqpClient | undefined;
-  const pool = conductorPool(async () => {
-    await client?.close();
-    await cell?.cleanup();
-  });
-
-  beforeEach(async () => {
-    cell = await TestCell.create({ nodes: ['node-a', ...DESTINATIONS] });
-    client = await RawAmqpClient.open();
-  });
+  const bed = conductorTestbed(['node-a', ...DESTINATIONS]);
+  const pool = bed.pool;
 
   it('shows copies in flight with growing bytes, their locks and queue depths; totals and /metrics match what happened', async () => {
-    const c = cell!;
+    const c = bed.cell!;
     const big = await c.seed('node-a', BIG, 512 * MiB);
     const small = await c.seed('node-a', SMALL, 2 * MiB);
     const conductor = await ConductorProcess.start(
@@ -105,7 +94,7 @@ describe('admin endpoint over real HTTP', () => {
 
     // Three big copies with two at a time: the third waits in the queue.
     const sent = DESTINATIONS.map((destination) =>
-      client!.send(c.topology.requestQueue.name, {
+      bed.client!.send(c.topology.requestQueue.name, {
         v: 1,
         requestId: `big-${destination}`,
         imageId: BIG,
@@ -190,11 +179,11 @@ describe('admin endpoint over real HTTP', () => {
     if (waiting) expect(waiting.consumer).toMatchObject({ state: 'consuming', subscribed: true });
 
     for (const id of sent)
-      expect(await client!.finalReply(id, 120_000)).toMatchObject({ status: 'completed' });
+      expect(await bed.client!.finalReply(id, 120_000)).toMatchObject({ status: 'completed' });
 
     // More outcomes to count: two small copies, one no-op, one permanent failure.
     const more = [
-      client!.send(c.topology.requestQueue.name, {
+      bed.client!.send(c.topology.requestQueue.name, {
         v: 1,
         requestId: 'small-b',
         imageId: SMALL,
@@ -202,21 +191,21 @@ describe('admin endpoint over real HTTP', () => {
         source: 'node-a',
         sha256: small.sha256,
       }),
-      client!.send(c.topology.requestQueue.name, {
+      bed.client!.send(c.topology.requestQueue.name, {
         v: 1,
         requestId: 'small-c',
         imageId: SMALL,
         destination: 'node-c',
         source: 'node-a',
       }),
-      client!.send(c.topology.requestQueue.name, {
+      bed.client!.send(c.topology.requestQueue.name, {
         v: 1,
         requestId: 'again-b',
         imageId: BIG,
         destination: 'node-b',
         sha256: big.sha256,
       }),
-      client!.send(c.topology.requestQueue.name, {
+      bed.client!.send(c.topology.requestQueue.name, {
         v: 1,
         requestId: 'bad-sum',
         imageId: SMALL,
@@ -225,7 +214,7 @@ describe('admin endpoint over real HTTP', () => {
         sha256: '0'.repeat(64),
       }),
     ];
-    const answers = await Promise.all(more.map((id) => client!.finalReply(id, 60_000)));
+    const answers = await Promise.all(more.map((id) => bed.client!.finalReply(id, 60_000)));
     expect(answers.map((a) => [a.requestId, a.status, a.reason])).toEqual([
       ['small-b', 'completed', undefined],
       ['small-c', 'completed', undefined],
@@ -307,7 +296,7 @@ describe('admin endpoint over real HTTP', () => {
   });
 
   it('guards every data route with the bearer token, keeps health and the empty page shell open, and answers 400 and 404 as JSON', async () => {
-    const c = cell!;
+    const c = bed.cell!;
     const conductor = await ConductorProcess.start(
       pool,
       c.conductorEnv({ CONDUCTOR_ID: 'admin-auth', ADMIN_TOKEN: TOKEN }),
@@ -377,7 +366,7 @@ describe('admin endpoint over real HTTP', () => {
   });
 
   it('without ADMIN_TOKEN listens on 127.0.0.1 only, with open routes, and says so in its log', async () => {
-    const c = cell!;
+    const c = bed.cell!;
     const conductor = await ConductorProcess.start(
       pool,
       c.conductorEnv({ CONDUCTOR_ID: 'admin-open', ADMIN_HOST: '0.0.0.0' }),

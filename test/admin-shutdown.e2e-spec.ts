@@ -1,9 +1,7 @@
-import { beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { AdminHttp, until } from './support/admin-http';
-import { conductorPool } from './support/conductor-harness';
+import { conductorTestbed } from './support/conductor-harness';
 import { ConductorProcess } from './support/conductor-process';
-import { RawAmqpClient } from './support/raw-amqp-client';
-import { TestCell } from './support/test-cell';
 
 const MiB = 1024 * 1024;
 const TOKEN = 'admin-shutdown-test-token-0123';
@@ -24,20 +22,11 @@ interface Probe {
 }
 
 describe('admin endpoint: readiness during a graceful stop', () => {
-  let cell: TestCell | undefined;
-  let client: RawAmqpClient | undefined;
-  const pool = conductorPool(async () => {
-    await client?.close();
-    await cell?.cleanup();
-  });
-
-  beforeEach(async () => {
-    cell = await TestCell.create({ nodes: ['node-a', ...DESTINATIONS] });
-    client = await RawAmqpClient.open();
-  });
+  const bed = conductorTestbed(['node-a', ...DESTINATIONS]);
+  const pool = bed.pool;
 
   it('turns not-ready at the start of SIGTERM, while copies finish and HTTP still answers, until the consumer is closed', async () => {
-    const c = cell!;
+    const c = bed.cell!;
     const image = await c.seed('node-a', IMAGE, 1024 * MiB);
     const conductor = await ConductorProcess.start(
       pool,
@@ -52,7 +41,7 @@ describe('admin endpoint: readiness during a graceful stop', () => {
     expect((await http.get('/health/ready', { authorization: null })).status).toBe(200);
 
     const sent = DESTINATIONS.map((destination) =>
-      client!.send(c.topology.requestQueue.name, {
+      bed.client!.send(c.topology.requestQueue.name, {
         v: 1,
         requestId: `stop-${destination}`,
         imageId: IMAGE,
@@ -133,7 +122,7 @@ describe('admin endpoint: readiness during a graceful stop', () => {
 
     // The graceful stop let both copies finish (long grace): answered completed, nothing handed back.
     for (const id of sent)
-      expect(await client!.finalReply(id, 10_000)).toMatchObject({ status: 'completed' });
+      expect(await bed.client!.finalReply(id, 10_000)).toMatchObject({ status: 'completed' });
     const messages = conductor.logs().map((l) => l.msg);
     const paused = messages.indexOf('draining: consumer paused, waiting for copies in flight');
     const stopped = messages.indexOf('conductor stopped');

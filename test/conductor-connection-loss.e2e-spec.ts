@@ -1,9 +1,8 @@
-import { beforeEach, describe, expect, it } from 'vitest';
-import { answeredLines, conductorPool, copiesPerDestination, errorLines, heldLockEntries, tmpFiles } from './support/conductor-harness';
+import { describe, expect, it } from 'vitest';
+import { answeredLines, conductorTestbed, copiesPerDestination, errorLines, heldLockEntries, tmpFiles } from './support/conductor-harness';
 import { ConductorProcess } from './support/conductor-process';
 import { sha256OfFile } from './support/image-store-fixtures';
 import { closeConnectionPids, connectionPidsNamed, waitFor } from './support/rabbitmq';
-import { RawAmqpClient } from './support/raw-amqp-client';
 import { TestCell } from './support/test-cell';
 
 const MiB = 1024 * 1024;
@@ -16,20 +15,11 @@ async function partials(c: TestCell) {
 }
 
 describe('conductor: its broker connection closed mid-run', () => {
-  let cell: TestCell | undefined;
-  let client: RawAmqpClient | undefined;
-  const pool = conductorPool(async () => {
-    await client?.close();
-    await cell?.cleanup();
-  });
-
-  beforeEach(async () => {
-    cell = await TestCell.create({ nodes: NODES });
-    client = await RawAmqpClient.open();
-  });
+  const bed = conductorTestbed(NODES);
+  const pool = bed.pool;
 
   it('reconnects, resumes consuming, and every request still completes with one copy per destination', async () => {
-    const c = cell!;
+    const c = bed.cell!;
     const seeds = new Map<string, { sha256: string; size: number }>();
     for (const [i, imageId] of IMAGES.entries()) seeds.set(imageId, await c.seed(NODES[i]!, imageId, 32 * MiB));
     const conductor = await ConductorProcess.start(pool, c.conductorEnv({ CONDUCTOR_ID: 'conn-a' }), 90_000).ready();
@@ -40,7 +30,7 @@ describe('conductor: its broker connection closed mid-run', () => {
       for (const destination of NODES.filter((_, n) => n !== i))
         for (const copy of ['x', 'y']) {
           const body = { v: 1, requestId: `req-${imageId}-${destination}-${copy}`, imageId, destination, sha256: seeds.get(imageId)!.sha256 };
-          sent.push({ correlationId: client!.send(c.topology.requestQueue.name, body), imageId, destination });
+          sent.push({ correlationId: bed.client!.send(c.topology.requestQueue.name, body), imageId, destination });
         }
     };
 
@@ -65,7 +55,7 @@ describe('conductor: its broker connection closed mid-run', () => {
       await conductor.waitForLog((l) => l.msg === 'connected to RabbitMQ' && Number(l.reconnects) === cuts, `reconnect #${cuts}`, 30_000);
     }
 
-    const replies = await Promise.all(sent.map((s) => client!.finalReply(s.correlationId, 90_000)));
+    const replies = await Promise.all(sent.map((s) => bed.client!.finalReply(s.correlationId, 90_000)));
     for (const [i, reply] of replies.entries()) expect(['completed', 'already-present'], `${sent[i]!.imageId} -> ${sent[i]!.destination}: ${JSON.stringify(reply)}`).toContain(reply.status);
     // At least once: every answer whose ack was lost with the connection is redelivered and answered again.
     const lostAcks = conductor.logs().filter((l) => l.msg.startsWith("the delivery's channel is gone") && l.outcome === 'acked').length;

@@ -1,29 +1,18 @@
-import { beforeEach, describe, expect, it } from 'vitest';
-import { answeredLines, conductorPool, copiesPerDestination, errorLines, heldLockEntries } from './support/conductor-harness';
+import { describe, expect, it } from 'vitest';
+import { answeredLines, conductorTestbed, copiesPerDestination, errorLines, heldLockEntries } from './support/conductor-harness';
 import { ConductorProcess } from './support/conductor-process';
 import { sha256OfFile } from './support/image-store-fixtures';
-import { RawAmqpClient } from './support/raw-amqp-client';
-import { TestCell } from './support/test-cell';
 
 const MiB = 1024 * 1024;
 const NODES = Array.from({ length: 8 }, (_, i) => `node-${i}`);
 const IMAGES = Array.from({ length: 6 }, (_, i) => `img-${i}.qcow2`);
 
 describe('conductor: two conductors, many requests over many node pairs', () => {
-  let cell: TestCell | undefined;
-  let client: RawAmqpClient | undefined;
-  const pool = conductorPool(async () => {
-    await client?.close();
-    await cell?.cleanup();
-  });
-
-  beforeEach(async () => {
-    cell = await TestCell.create({ nodes: NODES });
-    client = await RawAmqpClient.open();
-  });
+  const bed = conductorTestbed(NODES);
+  const pool = bed.pool;
 
   it('answers every request, copies each destination exactly once, coalesces duplicates and leaves nothing behind', async () => {
-    const c = cell!;
+    const c = bed.cell!;
     // Image i lives on node i only; every other node asks for it (a fan-out with no source given).
     const seeds = new Map<string, { sha256: string; size: number; node: string }>();
     for (const [i, imageId] of IMAGES.entries()) seeds.set(imageId, { ...(await c.seed(NODES[i]!, imageId, (2 + (i % 3)) * MiB)), node: NODES[i]! });
@@ -41,7 +30,7 @@ describe('conductor: two conductors, many requests over many node pairs', () => 
 
     const sent: Array<{ correlationId: string; requestId: string; imageId: string; destination: string; kind: string }> = [];
     const send = (body: Record<string, unknown>, kind: string) => {
-      const correlationId = client!.send(c.topology.requestQueue.name, body, { messageId: body.requestId as string });
+      const correlationId = bed.client!.send(c.topology.requestQueue.name, body, { messageId: body.requestId as string });
       sent.push({ correlationId, requestId: body.requestId as string, imageId: body.imageId as string, destination: body.destination as string, kind });
     };
     for (const [n, { imageId, destination }] of pairs.entries()) {
@@ -57,7 +46,7 @@ describe('conductor: two conductors, many requests over many node pairs', () => 
     }
     expect(sent.length).toBeGreaterThanOrEqual(100);
 
-    const replies = await Promise.all(sent.map((s) => client!.finalReply(s.correlationId, 120_000)));
+    const replies = await Promise.all(sent.map((s) => bed.client!.finalReply(s.correlationId, 120_000)));
     for (const [i, reply] of replies.entries()) {
       expect(reply, `request ${sent[i]!.requestId}`).toMatchObject({ requestId: sent[i]!.requestId, imageId: sent[i]!.imageId, destination: sent[i]!.destination });
       expect(['completed', 'already-present'], `request ${sent[i]!.requestId}: ${JSON.stringify(reply)}`).toContain(reply.status);

@@ -1,36 +1,25 @@
-import { beforeEach, describe, expect, it } from 'vitest';
-import { answeredLines, conductorPool, copiesPerDestination, errorLines, heldLockEntries, tmpFiles } from './support/conductor-harness';
+import { describe, expect, it } from 'vitest';
+import { answeredLines, conductorTestbed, copiesPerDestination, errorLines, heldLockEntries, tmpFiles } from './support/conductor-harness';
 import { ConductorProcess } from './support/conductor-process';
 import { sha256OfFile } from './support/image-store-fixtures';
 import { waitFor } from './support/rabbitmq';
-import { RawAmqpClient } from './support/raw-amqp-client';
-import { TestCell } from './support/test-cell';
 
 const MiB = 1024 * 1024;
 const IMAGE = 'big.qcow2';
 const DESTINATIONS = ['node-b', 'node-c', 'node-d', 'node-e', 'node-f', 'node-g'];
 
 describe('conductor: graceful shutdown', () => {
-  let cell: TestCell | undefined;
-  let client: RawAmqpClient | undefined;
-  const pool = conductorPool(async () => {
-    await client?.close();
-    await cell?.cleanup();
-  });
-
-  beforeEach(async () => {
-    cell = await TestCell.create({ nodes: ['node-a', ...DESTINATIONS] });
-    client = await RawAmqpClient.open();
-  });
+  const bed = conductorTestbed(['node-a', ...DESTINATIONS]);
+  const pool = bed.pool;
 
   it('SIGTERM during copies loses nothing: unfinished copies go back to the queue, another conductor completes them', async () => {
-    const c = cell!;
+    const c = bed.cell!;
     const image = await c.seed('node-a', IMAGE, 128 * MiB);
     // A short grace period: copies still running after it are aborted and handed back.
     const first = await ConductorProcess.start(pool, c.conductorEnv({ CONDUCTOR_ID: 'stop-a', SHUTDOWN_GRACE_MS: '200' }), 60_000).ready();
     const sent = DESTINATIONS.map((destination) => ({
       destination,
-      correlationId: client!.send(c.topology.requestQueue.name, { v: 1, requestId: `req-${destination}`, imageId: IMAGE, destination, source: 'node-a', sha256: image.sha256 }),
+      correlationId: bed.client!.send(c.topology.requestQueue.name, { v: 1, requestId: `req-${destination}`, imageId: IMAGE, destination, source: 'node-a', sha256: image.sha256 }),
     }));
 
     // Several copies in flight (COPY_CONCURRENCY 4): freeze the process, check, then SIGTERM it.
@@ -53,14 +42,14 @@ describe('conductor: graceful shutdown', () => {
     const completedByFirst = answeredLines([first]).length;
 
     const second = await ConductorProcess.start(pool, c.conductorEnv({ CONDUCTOR_ID: 'stop-b' }), 60_000).ready();
-    const replies = await Promise.all(sent.map((s) => client!.finalReply(s.correlationId, 60_000)));
+    const replies = await Promise.all(sent.map((s) => bed.client!.finalReply(s.correlationId, 60_000)));
     for (const [i, reply] of replies.entries()) expect(reply, sent[i]!.destination).toMatchObject({ status: 'completed', destination: sent[i]!.destination });
     for (const destination of DESTINATIONS) expect(await sha256OfFile(c.store.imagePath(destination, IMAGE)), destination).toBe(image.sha256);
 
     // Each destination copied exactly once, by one or the other; nothing failed, nothing left.
     const copies = copiesPerDestination([first, second]);
     expect(Object.fromEntries(copies)).toEqual(Object.fromEntries(DESTINATIONS.map((d) => [`${IMAGE} -> ${d}`, 1])));
-    expect(client!.replies.filter((r) => r.body.status === 'failed')).toEqual([]);
+    expect(bed.client!.replies.filter((r) => r.body.status === 'failed')).toEqual([]);
     expect(await c.tmpLeftovers()).toEqual([]);
     expect(await heldLockEntries(c.root)).toEqual([]);
     expect(errorLines([first, second])).toEqual([]);

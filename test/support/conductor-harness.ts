@@ -1,12 +1,14 @@
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import { type Channel, type ChannelModel, connect } from 'amqplib';
-import { afterEach } from 'vitest';
+import { afterEach, beforeEach } from 'vitest';
 import type { CellTopology } from '@app/contracts';
 import { ChildProcessPool } from './child-processes';
 import type { ConductorProcess, LogLine } from './conductor-process';
 import { sha256OfFile } from './image-store-fixtures';
 import { AMQP_URL, sleep, withChannel } from './rabbitmq';
+import { RawAmqpClient } from './raw-amqp-client';
+import { TestCell } from './test-cell';
 
 /**
  * The afterEach every conductor e2e test needs, as one hook so the order is fixed: on failure print every
@@ -24,6 +26,24 @@ export function conductorPool(cleanup: () => Promise<void>): ChildProcessPool<un
     }
   });
   return pool;
+}
+
+/**
+ * The set-up most conductor e2e files share: a fresh cell with `nodes` and a plain amqplib client before
+ * each test, the conductor pool, and everything closed and removed after it.
+ */
+export function conductorTestbed(nodes: string[]): { pool: ChildProcessPool<unknown>; cell?: TestCell; client?: RawAmqpClient } {
+  const bed: { pool: ChildProcessPool<unknown>; cell?: TestCell; client?: RawAmqpClient } = {
+    pool: conductorPool(async () => {
+      await bed.client?.close();
+      await bed.cell?.cleanup();
+    }),
+  };
+  beforeEach(async () => {
+    bed.cell = await TestCell.create({ nodes });
+    bed.client = await RawAmqpClient.open();
+  });
+  return bed;
 }
 
 export type Result = Record<string, unknown> & { requestId: string; status: string; retryable?: boolean };
