@@ -189,13 +189,7 @@ export class ImageStore {
   /** The node's verified images, by image id. */
   async listImages(node: string): Promise<ImageMeta[]> {
     const layout = this.layout.node(node);
-    let names: string[];
-    try {
-      names = await fsp.readdir(layout.images);
-    } catch (error) {
-      if (isErrno(error, 'ENOENT')) return [];
-      throw mapIoError(error, { side: 'cache', what: `node ${layout.node}` }, 'listing images');
-    }
+    const names = await this.readImagesFolder(layout);
     const images: ImageMeta[] = [];
     for (const name of names.sort()) {
       if (!name.endsWith(META_SUFFIX)) continue;
@@ -449,13 +443,7 @@ export class ImageStore {
    */
   async listEntries(node: string): Promise<CacheEntry[]> {
     const layout = this.layout.node(node);
-    let names: string[];
-    try {
-      names = await fsp.readdir(layout.images);
-    } catch (error) {
-      if (isErrno(error, 'ENOENT')) return [];
-      throw mapIoError(error, { side: 'cache', what: `node ${layout.node}` }, 'listing images');
-    }
+    const names = await this.readImagesFolder(layout);
     const ids = new Set<string>();
     for (const name of names) {
       const id = name.endsWith(META_SUFFIX) ? name.slice(0, -META_SUFFIX.length) : name;
@@ -598,6 +586,16 @@ export class ImageStore {
     } catch (error) {
       if (isErrno(error, 'ENOENT', 'ENOTDIR')) return undefined;
       throw mapIoError(error, context, 'stat of the image');
+    }
+  }
+
+  /** The names in a node's images folder; none when the node has no cache yet. */
+  private async readImagesFolder(layout: NodeLayout): Promise<string[]> {
+    try {
+      return await fsp.readdir(layout.images);
+    } catch (error) {
+      if (isErrno(error, 'ENOENT')) return [];
+      throw mapIoError(error, { side: 'cache', what: `node ${layout.node}` }, 'listing images');
     }
   }
 

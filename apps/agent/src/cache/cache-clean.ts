@@ -64,6 +64,16 @@ export async function runCacheClean(
   return report.errors.length > 0 ? ExitCode.ERROR : ExitCode.OK;
 }
 
+/** Validates `<node> <imageId>` of pin/unpin and opens the node's cache (which must exist). */
+async function openPinTarget(node: string, imageId: string, options: CachePinOptions) {
+  const root = requireRoot(options.cacheRoot);
+  const nodeId = parseId(nodeIdSchema, node, '<node>');
+  const id = parseId(imageIdSchema, imageId, '<imageId>');
+  const store = new ImageStore({ root });
+  await requireNode(store, root, nodeId);
+  return { store, nodeId, id };
+}
+
 /** `icc cache pin <node> <imageId>`: the cache cleaner never deletes a pinned image. */
 export async function runCachePin(
   node: string,
@@ -71,11 +81,7 @@ export async function runCachePin(
   options: CachePinOptions,
   term: Terminal,
 ): Promise<ExitCodeValue> {
-  const root = requireRoot(options.cacheRoot);
-  const nodeId = parseId(nodeIdSchema, node, '<node>');
-  const id = parseId(imageIdSchema, imageId, '<imageId>');
-  const store = new ImageStore({ root });
-  await requireNode(store, root, nodeId);
+  const { store, nodeId, id } = await openPinTarget(node, imageId, options);
   await store.pin(nodeId, id);
   const cached = (await store.verifiedImage(nodeId, id)) !== undefined;
   term.out(
@@ -91,11 +97,7 @@ export async function runCacheUnpin(
   options: CachePinOptions,
   term: Terminal,
 ): Promise<ExitCodeValue> {
-  const root = requireRoot(options.cacheRoot);
-  const nodeId = parseId(nodeIdSchema, node, '<node>');
-  const id = parseId(imageIdSchema, imageId, '<imageId>');
-  const store = new ImageStore({ root });
-  await requireNode(store, root, nodeId);
+  const { store, nodeId, id } = await openPinTarget(node, imageId, options);
   const removed = await store.unpin(nodeId, id);
   term.out(removed ? `unpinned ${id} on ${nodeId}` : `${id} was not pinned on ${nodeId}`);
   return ExitCode.OK;
