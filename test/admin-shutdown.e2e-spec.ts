@@ -1,3 +1,4 @@
+import * as net from 'node:net';
 import { describe, expect, it } from 'vitest';
 import { AdminHttp, until } from './support/admin-http';
 import { conductorTestbed } from './support/conductor-harness';
@@ -133,5 +134,29 @@ describe('admin endpoint: readiness during a graceful stop', () => {
     ).toHaveLength(2);
     expect(messages).not.toContain('copy handed back to the queue at shutdown');
     expect(exit).toEqual({ code: 0, signal: null });
+  });
+
+  it('exits after SIGTERM while a client holds a keep-alive connection busy (a status page or scraper polling)', async () => {
+    const conductor = await ConductorProcess.start(
+      pool,
+      bed.cell!.conductorEnv({ CONDUCTOR_ID: 'admin-stop-keepalive', ADMIN_TOKEN: TOKEN }),
+    ).ready();
+    // A connection in the middle of a request is never idle, so a plain server.close() waits for it (until
+    // Node's 60 s headersTimeout here; forever for a client that polls on one keep-alive connection).
+    const socket = net.connect(conductor.adminPort(), '127.0.0.1');
+    await new Promise<void>((resolve, reject) => socket.once('connect', resolve).once('error', reject));
+    socket.on('error', () => undefined); // cut by the conductor: expected
+    const cut = new Promise<void>((resolve) => socket.once('close', () => resolve()));
+    socket.write('GET /health/live HTTP/1.1\r\nHost: conductor\r\n');
+    const signalledAt = Date.now();
+    conductor.signal('SIGTERM');
+    // Far below the 60 s it would take to time the half-sent request out: the conductor cuts it.
+    const exit = await Promise.race([
+      conductor.exited(),
+      new Promise((resolve) => setTimeout(() => resolve('still running 30 s after SIGTERM'), 30_000)),
+    ]);
+    expect(exit, `exited ${Date.now() - signalledAt} ms after SIGTERM`).toEqual({ code: 0, signal: null });
+    await cut;
+    expect(conductor.logs().map((l) => l.msg)).toContain('conductor stopped');
   });
 });

@@ -26,7 +26,12 @@ async function bootstrap(): Promise<void> {
   }
   const logger = pino({ level: config.LOG_LEVEL, base: { conductorId: config.CONDUCTOR_ID, cell: config.CELL_ID } });
   const conductor = ConductorModule.forRoot(config, logger);
-  const app = await NestFactory.create({ module: ConductorApp, imports: [conductor, AdminModule.forRoot(conductor)] }, { bufferLogs: true });
+  // forceCloseConnections: once the drain is over, keep-alive connections (a status page or a scraper polling)
+  // are cut; without it server.close() waits for them, and a client polling often enough keeps the process alive.
+  const app = await NestFactory.create(
+    { module: ConductorApp, imports: [conductor, AdminModule.forRoot(conductor)] },
+    { bufferLogs: true, forceCloseConnections: true },
+  );
   app.useLogger(app.get(Logger));
   // A graceful stop is a clean exit: code 0 (not death by the re-raised signal), with pino flushed.
   app.enableShutdownHooks([], { useProcessExit: true });
