@@ -162,18 +162,20 @@ describe('icc copy / cache ls / status against a real conductor', () => {
       timings: { staleMs: 2000, updateMs: 1000, safetyMarginMs: 500 },
     });
     await blocker.acquire({ node: 'node-b', imageId: 'busy.img', mode: 'exclusive' }, { timeoutMs: 5_000 });
-    await ConductorProcess.start(pool, cell.conductorEnv({ LOCK_WAIT_MS: '300' })).ready();
-    const release = setTimeout(() => void blocker.releaseAll(), 1_000);
+    const conductor = await ConductorProcess.start(pool, cell.conductorEnv({ LOCK_WAIT_MS: '300' })).ready();
     try {
-      const run = await icc(
+      const running = icc(
         ['copy', 'busy.img', '--to', 'node-b', '--cell', cell.cellId, '--wait', '--timeout', '60'],
         EXIT.OK,
       );
+      // Freed once the first attempt has failed (not after a fixed time: the CLI may start slowly).
+      await conductor.waitForLog((l) => l.msg === 'copy failed, retry scheduled', 'a retry', 30_000);
+      await blocker.releaseAll();
+      const run = await running;
       expect(run.stderr, run.stderr).toMatch(/attempt 1 failed \(LOCK_TIMEOUT\), retrying - waited 300 ms/);
       expect(run.stdout).toMatch(/^completed: busy\.img/m);
       expect(await sha256OfFile(cell.store.imagePath('node-b', 'busy.img'))).toBe(image.sha256);
     } finally {
-      clearTimeout(release);
       await blocker.releaseAll();
     }
   });

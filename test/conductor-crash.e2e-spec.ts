@@ -1,7 +1,7 @@
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import { beforeEach, describe, expect, it } from 'vitest';
-import { FinalPathWatcher, answeredLines, conductorPool, errorLines, tmpFiles } from './support/conductor-harness';
+import { FinalPathWatcher, answeredLines, answersLogged, conductorPool, errorLines, tmpFiles } from './support/conductor-harness';
 import { ConductorProcess } from './support/conductor-process';
 import { exists, sha256OfFile } from './support/image-store-fixtures';
 import { waitFor } from './support/rabbitmq';
@@ -57,7 +57,7 @@ describe('conductor: SIGKILL mid-copy', () => {
     const second = await ConductorProcess.start(pool, c.conductorEnv({ CONDUCTOR_ID: 'crash-b' }), 60_000).ready();
     const reply = await client!.finalReply(correlationId, 45_000);
     expect(reply).toMatchObject({ requestId: 'req-big', status: 'completed', conductorId: 'crash-b', bytes: image.size, sha256: image.sha256 });
-    const [answered] = answeredLines([second]);
+    const [answered] = await answersLogged([second], ['req-big']);
     expect(answered).toMatchObject({ requestId: 'req-big', status: 'completed', redelivered: true });
 
     expect(await sha256OfFile(finalPath)).toBe(image.sha256);

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { answeredLines, conductorTestbed, copiesPerDestination, errorLines, heldLockEntries } from './support/conductor-harness';
+import { answeredLines, answersLogged, conductorTestbed, copiesPerDestination, errorLines, heldLockEntries } from './support/conductor-harness';
 import { ConductorProcess } from './support/conductor-process';
 import { sha256OfFile } from './support/image-store-fixtures';
 
@@ -58,6 +58,7 @@ describe('conductor: two conductors, many requests over many node pairs', () => 
     }
 
     // Exactly one real copy per destination, across both conductors.
+    await answersLogged(conductors, sent.map((s) => s.requestId));
     const copies = copiesPerDestination(conductors);
     const expectedCopies = new Map(pairs.map((p) => [`${p.imageId} -> ${p.destination}`, 1]));
     expect(Object.fromEntries(copies)).toEqual(Object.fromEntries(expectedCopies));

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { answeredLines, conductorTestbed, copiesPerDestination, errorLines, heldLockEntries, tmpFiles } from './support/conductor-harness';
+import { answeredLines, answersLogged, conductorTestbed, copiesPerDestination, errorLines, heldLockEntries, tmpFiles } from './support/conductor-harness';
 import { ConductorProcess } from './support/conductor-process';
 import { sha256OfFile } from './support/image-store-fixtures';
 import { waitFor } from './support/rabbitmq';
@@ -47,6 +47,7 @@ describe('conductor: graceful shutdown', () => {
     for (const destination of DESTINATIONS) expect(await sha256OfFile(c.store.imagePath(destination, IMAGE)), destination).toBe(image.sha256);
 
     // Each destination copied exactly once, by one or the other; nothing failed, nothing left.
+    await answersLogged([first, second], sent.map((s) => `req-${s.destination}`));
     const copies = copiesPerDestination([first, second]);
     expect(Object.fromEntries(copies)).toEqual(Object.fromEntries(DESTINATIONS.map((d) => [`${IMAGE} -> ${d}`, 1])));
     expect(bed.client!.replies.filter((r) => r.body.status === 'failed')).toEqual([]);

@@ -187,6 +187,23 @@ export function answeredLines(conductors: ConductorProcess[]): LogLine[] {
   return conductors.flatMap((c) => c.logs().filter((l) => l.msg === 'copy request answered'));
 }
 
+/**
+ * The 'copy request answered' lines of these requests, once every one is there. A conductor logs that line
+ * after it sent the answer, so a test holding the reply may read the log before the line has come through
+ * the child's stdout pipe.
+ */
+export async function answersLogged(conductors: ConductorProcess[], requestIds: Iterable<string>, timeoutMs = 15_000): Promise<LogLine[]> {
+  const wanted = new Set(requestIds);
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const lines = answeredLines(conductors);
+    const missing = [...wanted].filter((id) => !lines.some((l) => l.requestId === id));
+    if (missing.length === 0) return lines;
+    if (Date.now() > deadline) throw new Error(`no 'copy request answered' log line within ${timeoutMs} ms for ${missing.length} requests: ${missing.slice(0, 10).join(', ')}`);
+    await sleep(50);
+  }
+}
+
 /** Log lines at level error or fatal (pino: 50, 60): a healthy run has none. */
 export function errorLines(conductors: ConductorProcess[]): string[] {
   return conductors.flatMap((c) => c.logs().filter((l) => l.level >= 50).map((l) => JSON.stringify(l)));
