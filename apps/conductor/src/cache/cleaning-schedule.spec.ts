@@ -78,7 +78,7 @@ describe('CleaningSchedule', () => {
     await sleep(30);
     const started = Date.now();
     await schedule.stop();
-    expect(Date.now() - started).toBeLessThan(500);
+    expect(Date.now() - started).toBeLessThan(5_000); // did not wait for the slow node to finish
     expect((await round).nodes).toBe(1);
     expect(cleaner.calls).toEqual(['a']);
     expect(lines.at(-1)).toMatchObject({ msg: 'cache cleaning round done', fields: { aborted: true } });
