@@ -4,6 +4,7 @@ import * as path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { ConductorError } from '@app/contracts';
+import { readLockActivity } from './lock-inspector';
 import { NodeLockManager } from './node-lock-manager';
 
 const FAST = { staleMs: 2_000, updateMs: 1_000, safetyMarginMs: 500, pollMs: 20 };
@@ -72,7 +73,11 @@ describe('NodeLockManager (one process, real files)', () => {
       order.push('writer');
       return l;
     });
-    await new Promise((r) => setTimeout(r, 100));
+    // The writer has claimed the gate (and now waits for the readers to leave): later readers queue behind it.
+    for (let i = 0; !(await readLockActivity(root, { node: key.node, imageId: key.imageId })).exclusive; i++) {
+      if (i > 500) throw new Error('the writer never claimed the gate');
+      await new Promise((r) => setTimeout(r, 10));
+    }
     const lateReader = manager('late').acquire({ ...key, mode: 'shared' }, { timeoutMs: 5000 }).then((l) => {
       order.push('late reader');
       return l;
