@@ -18,6 +18,7 @@ interface Status {
   broker: { state: string; connected: boolean; reconnects: number; lastError: string | null };
   consumer: { state: string; subscribed: boolean; queue: string };
   concurrency: number;
+  sourceReads: { limitPerNode: number; inUse: Record<string, number> };
   inFlight: {
     key: string;
     imageId: string;
@@ -88,6 +89,8 @@ describe('admin endpoint over real HTTP', () => {
         locksLost: 0,
       },
       queues: { request: { messages: 0, consumers: 1 }, deadLetter: { messages: 0 } },
+      sourceReads: { limitPerNode: 4, inUse: {} },
+      cacheCleaner: { enabled: false, rounds: 0, running: false, nextRoundAt: null, lastRound: null },
     });
     expect(idle.queues!.retry.map((r) => r.delayMs)).toEqual(c.topology.retryDelaysMs);
     expect((await http.json<Locks>('/locks')).entries).toEqual([]);
@@ -128,6 +131,8 @@ describe('admin endpoint over real HTTP', () => {
     });
     expect(grown.copy.requestIds).toEqual([`big-${grown.copy.destination}`]);
     expect(grown.copy.bytesDone).toBeLessThanOrEqual(big.size);
+    // Copies reading node-a hold its read slots (NODE_READ_LIMIT) while they run.
+    expect(grown.status.sourceReads.inUse['node-a']).toBeGreaterThanOrEqual(1);
 
     // Its locks: the destination exclusive and the source shared, both held by this conductor.
     const locks = await until(

@@ -127,6 +127,15 @@ describe('admin status page in a real browser', () => {
     );
     expect(lockRows.every((l) => /^node-[abcd]\/big\.qcow2\/(exclusive|shared)$/.test(l))).toBe(true);
     await expect(page.locator('#locks-body').textContent()).resolves.toContain('this conductor');
+    // The source's read slots in use, and the cleaner (off by default) say so too.
+    await until(
+      async () => /node-a[1-3]/.test((await page.locator('#reads-body').textContent()) ?? ''),
+      'node-a in the reads per source node',
+      10_000,
+      50,
+    );
+    await expect(page.locator('#reads-note').textContent()).resolves.toBe('at most 4 per node in this conductor');
+    await expect(page.locator('#cleaner-body').textContent()).resolves.toContain('Off');
 
     const file = await testOutputPath(SCREENSHOT);
     await page.screenshot({ path: file, fullPage: true });

@@ -1,5 +1,6 @@
 import { promises as fsp } from 'node:fs';
 import { beforeEach, describe, expect, it } from 'vitest';
+import { AdminHttp } from './support/admin-http';
 import { conductorPool, errorLines, heldLockEntries } from './support/conductor-harness';
 import { ConductorProcess } from './support/conductor-process';
 import { sha256OfFile } from './support/image-store-fixtures';
@@ -84,6 +85,10 @@ describe('cache lifecycle in a conductor', () => {
     expect(await c.store.listImages('node-b')).toEqual([]);
     const cleaned = conductor.logs().find((l) => l.msg.startsWith('cache cleaned: node node-a') && Array.isArray(l.deleted) && l.deleted.length > 0);
     expect(cleaned).toMatchObject({ deleted: [{ imageId: 'old.img', why: 'unused' }], keptPinned: 1 });
+    // Operators see the schedule on /status: its rounds so far and what the last one did.
+    const { cacheCleaner } = await AdminHttp.of(conductor).json<{ cacheCleaner: Record<string, unknown> }>('/status');
+    expect(cacheCleaner).toMatchObject({ enabled: true, intervalMs: 1000, lastRound: { nodes: 2, failedNodes: 0, aborted: false } });
+    expect(cacheCleaner.rounds).toBeGreaterThanOrEqual(1);
 
     conductor.signal('SIGTERM');
     expect(await conductor.exited()).toEqual({ code: 0, signal: null });

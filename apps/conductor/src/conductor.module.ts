@@ -142,7 +142,7 @@ export class ConductorModule {
         },
         GracefulShutdown,
       ],
-      exports: [CONDUCTOR_CONFIG, ROOT_LOGGER, ConductorStats, CopyCoordinator, RequestIntake, BrokerConnection, NodeLockManager, ImageStore, CELL_TOPOLOGY, Publisher],
+      exports: [CONDUCTOR_CONFIG, ROOT_LOGGER, ConductorStats, CopyCoordinator, RequestIntake, BrokerConnection, NodeLockManager, ImageStore, CELL_TOPOLOGY, Publisher, SourceSelector, CleaningSchedule],
     };
   }
 }

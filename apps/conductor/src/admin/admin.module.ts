@@ -5,7 +5,9 @@ import type { CellTopology } from '@app/contracts';
 import { BrokerConnection } from '@app/messaging';
 import type { ConductorConfig } from '../config/conductor-config';
 import { CELL_TOPOLOGY, CONDUCTOR_CONFIG, ROOT_LOGGER } from '../conductor.tokens';
+import { CleaningSchedule } from '../cache/cleaning-schedule';
 import { CopyCoordinator } from '../copy/copy-coordinator';
+import { SourceSelector } from '../copy/source-selector';
 import { RequestIntake } from '../lifecycle/request-intake';
 import { ConductorStats } from '../status/conductor-stats';
 import { AdminAuth } from './admin-auth';
@@ -67,6 +69,8 @@ export class AdminModule {
             CopyCoordinator,
             ConductorStats,
             QueueDepths,
+            SourceSelector,
+            CleaningSchedule,
           ],
           useFactory: (
             config: ConductorConfig,
@@ -76,6 +80,8 @@ export class AdminModule {
             copies: CopyCoordinator,
             stats: ConductorStats,
             queues: QueueDepths,
+            reads: SourceSelector,
+            cleaner: CleaningSchedule,
           ) =>
             new StatusReport({
               identity: {
@@ -90,6 +96,8 @@ export class AdminModule {
               copies,
               stats,
               queues,
+              reads,
+              cleaner,
             }),
         },
         {

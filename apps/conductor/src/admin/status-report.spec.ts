@@ -1,14 +1,46 @@
 import { describe, expect, it } from 'vitest';
+import { type CleanReport, resolveCleanerPolicy } from '@app/cache-cleaner';
 import type { InFlightCopy } from '../copy/copy-coordinator';
+import { CleaningSchedule } from '../cache/cleaning-schedule';
+import { ReadSlots } from '../copy/read-slots';
 import { ConductorStats } from '../status/conductor-stats';
 import type { QueueDepthReport } from './queue-depths';
 import { StatusReport, type StatusReportParts } from './status-report';
+
+/** A cleaner's report for a node where one unused 10-byte image was deleted. */
+function cleanedOneImage(node: string): CleanReport {
+  return {
+    node,
+    dryRun: false,
+    startedAt: '2030-01-01T00:00:00.000Z',
+    durationMs: 1,
+    policy: resolveCleanerPolicy({}),
+    examined: 2,
+    deleted: [{ imageId: 'old', size: 10, why: 'unused' }],
+    keptPinned: [],
+    skippedBusy: [],
+    keptChanged: [],
+    errors: [],
+    tmpSwept: 0,
+    bytesBefore: 15,
+    bytesFreed: 10,
+    bytesAfter: 5,
+    overBudget: false,
+    aborted: false,
+  };
+}
 
 function parts(overrides: Partial<StatusReportParts> = {}) {
   let now = Date.parse('2030-01-01T00:00:00Z');
   let mono = 10_000;
   const copies: InFlightCopy[] = [];
   const stats = new ConductorStats();
+  const slots = new ReadSlots(4);
+  const quiet = { info: () => undefined, warn: () => undefined, debug: () => undefined };
+  const cleaning = new CleaningSchedule(
+    { clean: async (node: string) => cleanedOneImage(node) },
+    { enabled: true, intervalMs: 60_000, listNodes: async () => ['n1', 'n2'], log: quiet },
+  );
   const queues: QueueDepthReport = {
     request: { name: 'icc.c1.requests', messages: 3, consumers: 1 },
     retry: [{ name: 'icc.c1.retry.1000ms', messages: 1, consumers: 0, delayMs: 1000 }],
@@ -33,10 +65,12 @@ function parts(overrides: Partial<StatusReportParts> = {}) {
     copies: { inFlight: () => copies },
     stats,
     queues: { depths: async () => queues },
+    reads: { readSlots: () => ({ limitPerNode: slots.limit, inUse: slots.snapshot() }) },
+    cleaner: cleaning,
     clock: { now: () => now, monotonic: () => mono },
     ...overrides,
   };
-  return { base, copies, stats, advance: (ms: number) => ((now += ms), (mono += ms)) };
+  return { base, copies, stats, slots, cleaning, advance: (ms: number) => ((now += ms), (mono += ms)) };
 }
 
 describe('StatusReport', () => {
@@ -80,6 +114,42 @@ describe('StatusReport', () => {
     // A snapshot: later counting does not change an answer already given.
     stats.recordResult('completed', undefined, 1, 1);
     expect(status.totals.completed).toBe(1);
+  });
+
+  it('shows the read slots taken per source node and the cleaner schedule with its last round', async () => {
+    const { base, slots, cleaning } = parts();
+    const report = new StatusReport(base);
+    const before = await report.build();
+    expect(before.sourceReads).toEqual({ limitPerNode: 4, inUse: {} });
+    expect(before.cacheCleaner).toEqual({
+      enabled: true,
+      intervalMs: 60_000,
+      rounds: 0,
+      running: false,
+      nextRoundAt: null,
+      lastRound: null,
+    });
+
+    const releases = [slots.tryTake('n2'), slots.tryTake('n1'), slots.tryTake('n2')];
+    const round = cleaning.runOnce();
+    const during = await report.build();
+    expect(during.sourceReads.inUse).toEqual({ n1: 1, n2: 2 });
+    expect(during.cacheCleaner.running).toBe(true);
+    await round;
+    cleaning.start();
+    const after = await report.build();
+    expect(after.cacheCleaner).toMatchObject({
+      rounds: 1,
+      running: false,
+      lastRound: { nodes: 2, deleted: 2, bytesFreed: 20, skippedBusy: 0, failedNodes: 0, aborted: false },
+    });
+    expect(Date.parse(after.cacheCleaner.nextRoundAt!)).toBeGreaterThan(
+      Date.parse(after.cacheCleaner.lastRound!.endedAt) - 1,
+    );
+    await cleaning.stop();
+    expect((await report.build()).cacheCleaner.nextRoundAt).toBeNull();
+    for (const release of releases) release?.();
+    expect((await report.build()).sourceReads.inUse).toEqual({});
   });
 
   it('shows each copy in flight with progress, phase and the lock wait so far', async () => {

@@ -1,5 +1,6 @@
 import { performance } from 'node:perf_hooks';
 import type { BrokerConnection, ConnectionState } from '@app/messaging';
+import type { CleaningScheduleView } from '../cache/cleaning-schedule';
 import type { CopyCoordinator } from '../copy/copy-coordinator';
 import type { CopyPhase } from '../copy/copy-job';
 import type { IntakeState, RequestIntake } from '../lifecycle/request-intake';
@@ -47,6 +48,10 @@ export interface ConductorStatus {
   totals: ConductorTotals;
   /** null while the broker is not connected (or the queues could not be read). */
   queues: QueueDepthReport | null;
+  /** NODE_READ_LIMIT and this conductor's reads per source node now (nodes without reads are left out). */
+  sourceReads: { limitPerNode: number; inUse: Record<string, number> };
+  /** The cache cleaner's schedule in this conductor (enabled: false unless CLEANER_ENABLED). */
+  cacheCleaner: CleaningScheduleView;
 }
 
 export interface StatusReportParts {
@@ -62,6 +67,8 @@ export interface StatusReportParts {
   copies: Pick<CopyCoordinator, 'inFlight'>;
   stats: Pick<ConductorStats, 'totals'>;
   queues: { depths(): Promise<QueueDepthReport | null> };
+  reads: { readSlots(): ConductorStatus['sourceReads'] };
+  cleaner: { view(): CleaningScheduleView };
   clock?: { now(): number; monotonic(): number };
 }
 
@@ -129,6 +136,8 @@ export class StatusReport {
         .sort((a, b) => a.startedAt.localeCompare(b.startedAt) || a.key.localeCompare(b.key)),
       totals: structuredClone(stats.totals),
       queues,
+      sourceReads: this.parts.reads.readSlots(),
+      cacheCleaner: this.parts.cleaner.view(),
     };
   }
 }

@@ -24,6 +24,17 @@ export interface CleaningRound {
   durationMs: number;
 }
 
+/** The schedule as GET /status shows it. */
+export interface CleaningScheduleView {
+  enabled: boolean;
+  intervalMs: number;
+  rounds: number;
+  running: boolean;
+  /** When the timer fires next; null when disabled, stopped, or while a round runs. */
+  nextRoundAt: string | null;
+  lastRound: (CleaningRound & { endedAt: string; aborted: boolean }) | null;
+}
+
 /**
  * Runs the cache cleaner over every node of the cell, one node after another, every CLEANER_INTERVAL_MS.
  * Rounds never overlap: the next one is scheduled when the previous one has ended, and runOnce() called
@@ -35,6 +46,8 @@ export class CleaningSchedule {
   private current: Promise<CleaningRound> | undefined;
   private readonly stopping = new AbortController();
   private started = false;
+  private nextRoundAtMs: number | undefined;
+  private lastRound: CleaningScheduleView['lastRound'] = null;
   rounds = 0;
 
   constructor(
@@ -44,6 +57,17 @@ export class CleaningSchedule {
 
   get enabled(): boolean {
     return this.options.enabled;
+  }
+
+  view(): CleaningScheduleView {
+    return {
+      enabled: this.options.enabled,
+      intervalMs: this.options.intervalMs,
+      rounds: this.rounds,
+      running: this.current !== undefined,
+      nextRoundAt: this.timer && this.nextRoundAtMs !== undefined ? new Date(this.nextRoundAtMs).toISOString() : null,
+      lastRound: this.lastRound && { ...this.lastRound },
+    };
   }
 
   start(): void {
@@ -70,6 +94,7 @@ export class CleaningSchedule {
 
   private scheduleNext(): void {
     if (this.stopping.signal.aborted) return;
+    this.nextRoundAtMs = Date.now() + this.options.intervalMs;
     this.timer = setTimeout(() => {
       this.timer = undefined;
       // runOnce never rejects; the next round is planned only once this one is over.
@@ -122,6 +147,7 @@ export class CleaningSchedule {
     }
     round.durationMs = Math.round(performance.now() - started);
     this.rounds += 1;
+    this.lastRound = { ...round, endedAt: new Date().toISOString(), aborted: this.stopping.signal.aborted };
     log.info({ ...round, aborted: this.stopping.signal.aborted }, 'cache cleaning round done');
     return round;
   }

@@ -33,6 +33,11 @@ export class ReadSlots {
     };
   }
 
+  /** Nodes with reads running now, and how many (for GET /status). */
+  snapshot(): Record<string, number> {
+    return Object.fromEntries([...this.used].sort(([a], [b]) => a.localeCompare(b)));
+  }
+
   /** Called whenever a slot is given back. */
   onRelease(listener: () => void): () => void {
     this.listeners.add(listener);

@@ -100,6 +100,11 @@ export class SourceSelector {
     this.options.index.forget(node, imageId);
   }
 
+  /** NODE_READ_LIMIT and the read slots taken now, per source node (GET /status). */
+  readSlots(): { limitPerNode: number; inUse: Record<string, number> } {
+    return { limitPerNode: this.slots.limit, inUse: this.slots.snapshot() };
+  }
+
   /** This conductor's reads of `node` running now. */
   reads(node: string): number {
     return this.slots.inUse(node);
