@@ -17,7 +17,8 @@ interface BadCase {
   body: unknown;
   reason: string;
   contentType?: string;
-  replyTo?: boolean;
+  /** false: no reply_to; a string: that queue instead of the test client's. */
+  replyTo?: false | string;
   /** Text the result's detail must contain. */
   detail?: string[];
 }
@@ -70,6 +71,10 @@ describe('conductor: bad input', () => {
       { name: 'bad-huge', body: { requestId: 'bad-huge', ...valid, padding: 'x'.repeat(20 * 1024) }, reason: 'INVALID_REQUEST', detail: ['at most 16384 bytes'] },
       { name: 'bad-content-type', body: { ...valid, requestId: 'bad-content-type' }, contentType: 'text/plain', reason: 'INVALID_REQUEST', detail: ['content_type'] },
       { name: 'bad-no-reply-to', body: { ...valid, v: 2, requestId: 'bad-no-reply-to' }, replyTo: false, reason: 'UNSUPPORTED_VERSION' },
+      // A reply_to in the cells' own namespace: an answer there would come back as one more request or dead
+      // letter (the once-each count below would see it). Refused, answered on the events exchange only.
+      { name: 'bad-reply-to-requests', body: { ...valid, requestId: 'bad-reply-to-requests' }, replyTo: c.topology.requestQueue.name, reason: 'INVALID_REQUEST', detail: ['reply_to', c.topology.requestQueue.name] },
+      { name: 'bad-reply-to-dead-letters', body: { ...valid, v: 2, requestId: 'bad-reply-to-dead-letters' }, replyTo: c.topology.deadLetterQueue.name, reason: 'INVALID_REQUEST', detail: ['reply_to'] },
     ];
     const sent = cases.map((bad) => ({
       bad,
@@ -86,7 +91,7 @@ describe('conductor: bad input', () => {
       const event = events.get(bad.name)!;
       expect(event, bad.name).toMatchObject(expected);
       for (const text of bad.detail ?? []) expect(String(event.detail), bad.name).toContain(text);
-      if (bad.replyTo === false) {
+      if (bad.replyTo !== undefined) {
         expect(client!.replies.filter((r) => r.correlationId === correlationId), bad.name).toEqual([]);
       } else {
         expect(await client!.finalReply(correlationId, 10_000), bad.name).toMatchObject(expected);

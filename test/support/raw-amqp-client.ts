@@ -40,7 +40,8 @@ export class RawAmqpClient {
   }
 
   /** Publishes `body` (an object is JSON-encoded, a string or Buffer goes as is); returns the correlation id. */
-  send(queue: string, body: unknown, properties: { contentType?: string | null; messageId?: string; replyTo?: boolean } = {}): string {
+  /** replyTo: false sends none, a string names another queue; by default this client's reply queue. */
+  send(queue: string, body: unknown, properties: { contentType?: string | null; messageId?: string; replyTo?: boolean | string } = {}): string {
     const correlationId = randomUUID();
     const content = Buffer.isBuffer(body) ? body : Buffer.from(typeof body === 'string' ? body : JSON.stringify(body));
     this.channel.sendToQueue(queue, content, {
@@ -48,7 +49,7 @@ export class RawAmqpClient {
       persistent: true,
       messageId: properties.messageId,
       correlationId,
-      replyTo: properties.replyTo === false ? undefined : this.replyQueue,
+      replyTo: properties.replyTo === false ? undefined : typeof properties.replyTo === 'string' ? properties.replyTo : this.replyQueue,
     });
     return correlationId;
   }

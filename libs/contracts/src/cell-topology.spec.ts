@@ -6,6 +6,7 @@ import {
   DEFAULT_MAX_ATTEMPTS,
   DEFAULT_RETRY_DELAYS_MS,
   progressRoutingKey,
+  replyToProblem,
   resultRoutingKey,
   retryQueueFor,
 } from './cell-topology';
@@ -58,6 +59,14 @@ describe('cellTopology', () => {
   it('picks the delay tier per failed attempt, repeating the last', () => {
     const t = cellTopology('c', { retryDelaysMs: [10, 20] });
     expect([0, 1, 2, 3, 9].map((a) => retryQueueFor(t, a).delayMs)).toEqual([10, 10, 20, 20, 20]);
+  });
+
+  it("refuses a reply_to among any cell's own queues, and only those", () => {
+    const t = cellTopology('c', { retryDelaysMs: [10] });
+    for (const own of [t.requestQueue.name, t.deadLetterQueue.name, t.retryQueues[0]!.name, 'icc.other-cell.requests'])
+      expect(replyToProblem(own), own).toMatch(/^reply_to: names .*"icc\." namespace/);
+    for (const fine of ['amq.gen-JzTY20BRgKO-HjmUJj0wLg', 'agent-7.replies', 'icc-replies'])
+      expect(replyToProblem(fine), fine).toBeUndefined();
   });
 
   it('reads the attempt header defensively', () => {

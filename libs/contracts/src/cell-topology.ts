@@ -38,6 +38,20 @@ export const DEFAULT_DELIVERY_LIMIT = 20;
 
 export const REQUEST_CONTENT_TYPE = 'application/json';
 
+/** Every cell's queues and exchange are named `icc.<cell>.…`. */
+export const BROKER_NAME_PREFIX = 'icc.';
+
+/**
+ * Why a request's reply_to cannot be answered to, or undefined when it can. A reply published into any
+ * cell's own queues (requests, retry, dead letters) would be read there as a request or a dead letter:
+ * such a reply_to is refused, whoever set it.
+ */
+export function replyToProblem(replyTo: string): string | undefined {
+  if (replyTo.startsWith(BROKER_NAME_PREFIX))
+    return `reply_to: names ${JSON.stringify(replyTo.slice(0, 120))}, in the "${BROKER_NAME_PREFIX}" namespace of the cells' own queues; use a queue of your own (e.g. an exclusive, server-named one)`;
+  return undefined;
+}
+
 export type QueueArguments = Record<string, string | number>;
 
 export interface QueueSpec {
@@ -103,7 +117,7 @@ export function cellTopology(cellId: string, options: CellTopologyOptions = {}):
     },
     'topology options',
   );
-  const prefix = `icc.${cell}`;
+  const prefix = `${BROKER_NAME_PREFIX}${cell}`;
   const requestQueueName = `${prefix}.requests`;
   const deadLetterQueueName = `${prefix}.dead`;
 

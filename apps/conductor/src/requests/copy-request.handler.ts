@@ -13,6 +13,7 @@ import {
   attemptFromHeaders,
   parseCopyRequest,
   peekReplyInfo,
+  replyToProblem,
   resultRoutingKey,
 } from '@app/contracts';
 import { newAttemptId } from '@app/locking';
@@ -65,6 +66,7 @@ export class CopyRequestHandler {
     let request: CopyRequest;
     try {
       checkContentType(delivery.properties.contentType as string | undefined);
+      checkReplyTo(delivery.properties.replyTo as string | undefined);
       request = parseCopyRequest(delivery.content);
       assertDeadlineNotPassed(request);
     } catch (error) {
@@ -131,7 +133,9 @@ export class CopyRequestHandler {
   private async answer(delivery: Delivery, result: CopyResult): Promise<void> {
     const { publisher, topology } = this.deps;
     const correlationId = delivery.properties.correlationId as string | undefined;
-    const replyTo = delivery.properties.replyTo as string | undefined;
+    const asked = delivery.properties.replyTo as string | undefined;
+    // A refused reply_to (see checkReplyTo) gets no answer: the result still goes to the events exchange.
+    const replyTo = asked && !replyToProblem(asked) ? asked : undefined;
     const sends = [publisher.publish(topology.eventsExchange.name, resultRoutingKey(result.status), result, { messageId: result.requestId, correlationId })];
     if (replyTo) sends.push(publisher.sendToQueue(replyTo, result, { messageId: result.requestId, correlationId, persistent: false }));
     const settled = await Promise.allSettled(sends);
@@ -183,6 +187,11 @@ function checkContentType(contentType: string | undefined): void {
   // Absent is accepted (many clients omit it); anything else must say JSON.
   if (contentType !== undefined && contentType.split(';')[0]!.trim().toLowerCase() !== REQUEST_CONTENT_TYPE)
     throw new ConductorError('INVALID_REQUEST', `content_type: must be ${REQUEST_CONTENT_TYPE} (got ${JSON.stringify(contentType.slice(0, 100))})`);
+}
+
+function checkReplyTo(replyTo: string | undefined): void {
+  const problem = replyTo === undefined ? undefined : replyToProblem(replyTo);
+  if (problem) throw new ConductorError('INVALID_REQUEST', problem);
 }
 
 function asFailure(error: unknown): Failure {
