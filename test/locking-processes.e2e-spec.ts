@@ -151,6 +151,23 @@ describe('locks between real processes', () => {
     expect(waiter.messages.find((m) => m.type === 'acquired')).toMatchObject({ tookOverStale: true });
   });
 
+  it('does not starve a lone waiter in one process while another process keeps four waiters cycling on the key', async () => {
+    const key: LockRequest = { node: 'n1', imageId: 'img', mode: 'exclusive' };
+    // The busy process hands the key from one local waiter to the next all the time: without turns for
+    // the other process, the lone waiter would only get in once the busy one is done.
+    const busy = worker({ requests: [key], loops: 4, iterations: 150, steps: 1, holdMs: 5, timeoutMs: 60_000, csDir });
+    await busy.waitFor((m) => m.type === 'acquired' && m.iteration >= 5);
+    const lone = worker({ requests: [key], iterations: 20, steps: 1, holdMs: 5, timeoutMs: 60_000, csDir });
+    const loneDone = await lone.waitFor((m) => m.type === 'done', 100_000);
+    expect(loneDone, pool.report()).toMatchObject({ acquisitions: 20, timeouts: 0 });
+    expect(busy.messages.some((m) => m.type === 'done'), 'the lone waiter finished while the busy process still cycled').toBe(false);
+    const busyDone = await busy.waitFor((m) => m.type === 'done', 100_000);
+    expect(busyDone, pool.report()).toMatchObject({ acquisitions: 600, timeouts: 0 });
+    expect(overlaps('real')).toEqual([]);
+    const waits = lone.messages.flatMap((m) => (m.type === 'acquired' ? [m.waitedMs] : [])).sort((a, b) => a - b);
+    console.log(`lock fairness: lone waiter 20 acquisitions beside 4 cycling waiters, wait p50 ${Math.round(waits[10]!)} ms, max ${Math.round(waits.at(-1)!)} ms`);
+  });
+
   it('never deadlocks processes that copy A->B and B->A at the same time', async () => {
     const a = { node: 'na', imageId: 'img' };
     const b = { node: 'nb', imageId: 'img' };

@@ -12,6 +12,8 @@ export interface LockWorkerConfig {
   scenario: 'mutex' | 'race-once' | 'hold' | 'pairs' | 'reader';
   requests: LockRequest[];
   iterations: number;
+  /** mutex: this many loops of `iterations` at once in this process (waiters queued in-process). */
+  loops?: number;
   /** Steps inside each critical section, each preceded by isStillHeld(); random sleeps up to holdMs between. */
   steps: number;
   holdMs: number;
@@ -50,40 +52,43 @@ async function main(): Promise<void> {
   let lost = 0;
   let timeouts = 0;
   let sections = 0;
-  for (let iteration = 0; iteration < config.iterations; iteration++) {
-    let set;
-    try {
-      set = config.bypassLocks ? noLock() : await manager.acquireAll(config.requests, { timeoutMs: config.timeoutMs });
-    } catch (error) {
-      timeouts++;
-      send({ type: 'timeout', pid: process.pid, iteration, message: (error as Error).message });
-      continue;
-    }
-    acquisitions++;
-    const first = set.locks[0]!;
-    send({ type: 'acquired', pid: process.pid, iteration, key: first.key.imageId, fencingToken: first.fencingToken, tookOverStale: first.tookOverStale, waitedMs: first.waitedMs });
-    let wasLost = false;
-    for (let step = 0; step < config.steps; step++) {
-      await sleep(config.scenario === 'hold' ? config.holdMs : Math.random() * config.holdMs);
-      const stillHeld = await isSetHeld(set.locks);
-      if (!stillHeld) {
-        wasLost = true;
-        break;
+  const loop = async () => {
+    for (let iteration = 0; iteration < config.iterations; iteration++) {
+      let set;
+      try {
+        set = config.bypassLocks ? noLock() : await manager.acquireAll(config.requests, { timeoutMs: config.timeoutMs });
+      } catch (error) {
+        timeouts++;
+        send({ type: 'timeout', pid: process.pid, iteration, message: (error as Error).message });
+        continue;
       }
-      if (config.csDir) {
-        await criticalStep(config.csDir, first.fencingToken, Date.now(), margin);
-        sections++;
+      acquisitions++;
+      const first = set.locks[0]!;
+      send({ type: 'acquired', pid: process.pid, iteration, key: first.key.imageId, fencingToken: first.fencingToken, tookOverStale: first.tookOverStale, waitedMs: first.waitedMs });
+      let wasLost = false;
+      for (let step = 0; step < config.steps; step++) {
+        await sleep(config.scenario === 'hold' ? config.holdMs : Math.random() * config.holdMs);
+        const stillHeld = await isSetHeld(set.locks);
+        if (!stillHeld) {
+          wasLost = true;
+          break;
+        }
+        if (config.csDir) {
+          await criticalStep(config.csDir, first.fencingToken, Date.now(), margin);
+          sections++;
+        }
       }
+      if (wasLost || set.signal.aborted) {
+        lost++;
+        const reason = set.signal.reason instanceof Error ? set.signal.reason.message : 'isStillHeld() was false';
+        send({ type: 'lost', pid: process.pid, iteration, fencingToken: first.fencingToken, reason });
+      }
+      await set.release();
+      send({ type: 'released', pid: process.pid, iteration });
+      if (config.scenario === 'hold') await sleep(config.holdMs);
     }
-    if (wasLost || set.signal.aborted) {
-      lost++;
-      const reason = set.signal.reason instanceof Error ? set.signal.reason.message : 'isStillHeld() was false';
-      send({ type: 'lost', pid: process.pid, iteration, fencingToken: first.fencingToken, reason });
-    }
-    await set.release();
-    send({ type: 'released', pid: process.pid, iteration });
-    if (config.scenario === 'hold') await sleep(config.holdMs);
-  }
+  };
+  await Promise.all(Array.from({ length: config.loops ?? 1 }, loop));
   send({ type: 'done', pid: process.pid, acquisitions, lost, timeouts, sections });
 }
 
