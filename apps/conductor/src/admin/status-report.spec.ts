@@ -65,7 +65,7 @@ function parts(overrides: Partial<StatusReportParts> = {}) {
     copies: { inFlight: () => copies },
     stats,
     queues: { depths: async () => queues },
-    reads: { readSlots: () => ({ limitPerNode: slots.limit, inUse: slots.snapshot() }) },
+    reads: { readSlots: () => slots.view() },
     cleaner: cleaning,
     clock: { now: () => now, monotonic: () => mono },
     ...overrides,

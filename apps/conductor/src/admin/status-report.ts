@@ -3,6 +3,7 @@ import type { BrokerConnection, ConnectionState } from '@app/messaging';
 import type { CleaningScheduleView } from '../cache/cleaning-schedule';
 import type { CopyCoordinator } from '../copy/copy-coordinator';
 import type { CopyPhase } from '../copy/copy-job';
+import type { ReadSlotsView } from '../copy/read-slots';
 import type { IntakeState, RequestIntake } from '../lifecycle/request-intake';
 import type { ConductorStats, ConductorTotals } from '../status/conductor-stats';
 import type { QueueDepthReport } from './queue-depths';
@@ -48,8 +49,8 @@ export interface ConductorStatus {
   totals: ConductorTotals;
   /** null while the broker is not connected (or the queues could not be read). */
   queues: QueueDepthReport | null;
-  /** NODE_READ_LIMIT and this conductor's reads per source node now (nodes without reads are left out). */
-  sourceReads: { limitPerNode: number; inUse: Record<string, number> };
+  /** This conductor's reads per source node now, against NODE_READ_LIMIT. */
+  sourceReads: ReadSlotsView;
   /** The cache cleaner's schedule in this conductor (enabled: false unless CLEANER_ENABLED). */
   cacheCleaner: CleaningScheduleView;
 }
@@ -67,7 +68,7 @@ export interface StatusReportParts {
   copies: Pick<CopyCoordinator, 'inFlight'>;
   stats: Pick<ConductorStats, 'totals'>;
   queues: { depths(): Promise<QueueDepthReport | null> };
-  reads: { readSlots(): ConductorStatus['sourceReads'] };
+  reads: { readSlots(): ReadSlotsView };
   cleaner: { view(): CleaningScheduleView };
   clock?: { now(): number; monotonic(): number };
 }

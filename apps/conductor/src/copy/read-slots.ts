@@ -1,3 +1,9 @@
+/** NODE_READ_LIMIT and the slots taken now, per source node (nodes without reads are left out). */
+export interface ReadSlotsView {
+  limitPerNode: number;
+  inUse: Record<string, number>;
+}
+
 /**
  * Per-node read slots of this conductor (NODE_READ_LIMIT): how many copies read from one source node at
  * once. Per conductor, not cell-wide: N conductors may read N times the limit from one node.
@@ -33,9 +39,9 @@ export class ReadSlots {
     };
   }
 
-  /** Nodes with reads running now, and how many (for GET /status). */
-  snapshot(): Record<string, number> {
-    return Object.fromEntries([...this.used].sort(([a], [b]) => a.localeCompare(b)));
+  /** For GET /status. */
+  view(): ReadSlotsView {
+    return { limitPerNode: this.limit, inUse: Object.fromEntries([...this.used].sort(([a], [b]) => a.localeCompare(b))) };
   }
 
   /** Called whenever a slot is given back. */

@@ -4,7 +4,7 @@ import type { ImageMeta, ImageStore } from '@app/image-store';
 import { readLockActivity } from '@app/locking';
 import type { CopyJob } from './copy-job';
 import type { ImageHolderIndex } from './holder-index';
-import { ReadSlots } from './read-slots';
+import { ReadSlots, type ReadSlotsView } from './read-slots';
 
 export interface SourceSelectorOptions {
   index: ImageHolderIndex;
@@ -100,9 +100,8 @@ export class SourceSelector {
     this.options.index.forget(node, imageId);
   }
 
-  /** NODE_READ_LIMIT and the read slots taken now, per source node (GET /status). */
-  readSlots(): { limitPerNode: number; inUse: Record<string, number> } {
-    return { limitPerNode: this.slots.limit, inUse: this.slots.snapshot() };
+  readSlots(): ReadSlotsView {
+    return this.slots.view();
   }
 
   /** This conductor's reads of `node` running now. */
