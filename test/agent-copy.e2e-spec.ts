@@ -1,6 +1,7 @@
 import { type AddressInfo, createServer } from 'node:net';
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
+import * as os from 'node:os';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { ImageStore } from '@app/image-store';
 import { NodeLockManager } from '@app/locking';
@@ -8,7 +9,8 @@ import { ChildProcessPool } from './support/child-processes';
 import { type CliRun, describeRun, runIcc } from './support/agent-cli';
 import { ConductorProcess } from './support/conductor-process';
 import { sha256OfFile, writeRandomFile } from './support/image-store-fixtures';
-import { AMQP_URL, requireRabbitMq, uniqueCellId } from './support/rabbitmq';
+import { AdminHttp, until } from './support/admin-http';
+import { AMQP_URL, closeConnectionsNamed, connectionPidsNamed, requireRabbitMq, uniqueCellId } from './support/rabbitmq';
 import { makeTempDir, removeDir } from './support/temp-dirs';
 import { TestCell } from './support/test-cell';
 
@@ -175,6 +177,37 @@ describe('icc copy / cache ls / status against a real conductor', () => {
       expect(run.stderr, run.stderr).toMatch(/attempt 1 failed \(LOCK_TIMEOUT\), retrying - waited 300 ms/);
       expect(run.stdout).toMatch(/^completed: busy\.img/m);
       expect(await sha256OfFile(cell.store.imagePath('node-b', 'busy.img'))).toBe(image.sha256);
+    } finally {
+      await blocker.releaseAll();
+    }
+  });
+
+  it('survives losing its broker connection while waiting: reconnects, sends the request again, exits 0', async () => {
+    await pool.killAll();
+    const image = await cell.seed('node-a', 'cut.img', 2 * MiB);
+    // The destination lock is held elsewhere, so the copy is still waiting when the CLI's connection is cut.
+    const blocker = new NodeLockManager({ root: cell.root, conductorId: 'blocker', timings: { staleMs: 2000, updateMs: 1000, safetyMarginMs: 500 } });
+    await blocker.acquire({ node: 'node-b', imageId: 'cut.img', mode: 'exclusive' }, { timeoutMs: 5_000 });
+    const conductor = await ConductorProcess.start(pool, cell.conductorEnv({ LOCK_WAIT_MS: '60000' })).ready();
+    const args = ['copy', 'cut.img', '--to', 'node-b', '--cell', cell.cellId, '--wait', '--timeout', '60'];
+    let pid: number | undefined;
+    try {
+      const running = runIcc(args, { env: { AMQP_URL }, onSpawn: (p) => (pid = p) });
+      await until(
+        async () => (await AdminHttp.of(conductor).json<{ inFlight: { phase: string }[] }>('/status')).inFlight.some((c) => c.phase === 'waiting-for-lock'),
+        'the copy waiting for the destination lock',
+        30_000,
+      );
+      const name = `icc-copy-${os.hostname().replace(/[^A-Za-z0-9._-]/g, '-')}-${pid}`;
+      await closeConnectionsNamed(name, 'cut by the test');
+      await until(async () => (await connectionPidsNamed(name)).length === 1, 'the CLI connected again', 30_000);
+      await blocker.releaseAll();
+      const run = await running;
+      expect(run.code, describeRun(args, run)).toBe(EXIT.OK);
+      expect(run.stderr).toMatch(/lost the connection to RabbitMQ .*reconnecting/);
+      expect(run.stderr).toMatch(/reconnected; request \S+ sent again/);
+      expect(run.stdout).toMatch(/^(completed|already-present): /m);
+      expect(await sha256OfFile(cell.store.imagePath('node-b', 'cut.img'))).toBe(image.sha256);
     } finally {
       await blocker.releaseAll();
     }

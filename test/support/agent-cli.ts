@@ -20,21 +20,29 @@ export function describeRun(args: readonly string[], run: CliRun): string {
  */
 export function runIcc(
   args: readonly string[],
-  options: { env?: NodeJS.ProcessEnv; timeoutMs?: number } = {},
+  options: RunOptions = {},
 ): Promise<CliRun> {
   return runProcess(process.execPath, [compiled('apps/agent/src/main.ts'), ...args], options);
+}
+
+export interface RunOptions {
+  env?: NodeJS.ProcessEnv;
+  timeoutMs?: number;
+  /** Told the child's pid as soon as it is started. */
+  onSpawn?: (pid: number) => void;
 }
 
 export function runProcess(
   command: string,
   args: readonly string[],
-  options: { env?: NodeJS.ProcessEnv; timeoutMs?: number } = {},
+  options: RunOptions = {},
 ): Promise<CliRun> {
   const child = spawn(command, args, {
     cwd: PROJECT_ROOT,
     env: { ...process.env, ...options.env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
+  if (child.pid !== undefined) options.onSpawn?.(child.pid);
   const stdout: string[] = [];
   const stderr: string[] = [];
   child.stdout.on('data', (d: Buffer) => stdout.push(d.toString()));

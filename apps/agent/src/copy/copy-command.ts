@@ -81,13 +81,13 @@ export async function runCopy(
         term.err(
           `requested ${request.imageId} -> ${request.destination} (request ${request.requestId}); waiting for the result...`,
         );
+      const note = (line: string) => (board ? board.log(line) : term.err(line));
       const result = await requester.waitForFinal(request.requestId, timeoutMs, {
-        onAttemptFailed: (r) => {
-          const line = `attempt ${r.attempt} failed (${r.reason}), retrying${r.detail ? ` - ${r.detail}` : ''}`;
-          if (board) board.log(line);
-          else term.err(line);
-        },
+        onAttemptFailed: (r) =>
+          note(`attempt ${r.attempt} failed (${r.reason}), retrying${r.detail ? ` - ${r.detail}` : ''}`),
         onUnreadable: (problem) => term.err(`ignored an unreadable reply: ${problem}`),
+        onConnectionLost: (reason) => note(`lost the connection to RabbitMQ (${reason.message}); reconnecting...`),
+        onResent: () => note(`reconnected; request ${request.requestId} sent again (copies are idempotent: same answer)`),
       });
       if (board) {
         board.finish(request.requestId, result.status, result.status !== 'failed');

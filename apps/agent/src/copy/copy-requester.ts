@@ -22,6 +22,10 @@ export interface WaitCallbacks {
   onUnreadable?: (problem: string) => void;
   /** Resolves (or rejects) to stop waiting early, e.g. on Ctrl-C. */
   cancel?: Promise<never>;
+  /** The connection was lost while waiting (the reply queue died with it). */
+  onConnectionLost?: (reason: Error) => void;
+  /** Reconnected: new reply queue, and every request still waiting for its answer sent again. */
+  onResent?: (requests: number) => void;
 }
 
 export interface PrepareOptions {
@@ -37,6 +41,11 @@ export interface PrepareOptions {
  * application/json, message_id = requestId, reply_to and correlation_id. Progress events come from a
  * second exclusive queue bound to the cell's events exchange, bound before anything is published so no
  * early event is missed. Used by `icc copy` (one request) and `icc demo` (many).
+ *
+ * Exclusive queues die with their connection, and answers published meanwhile are gone. So after a
+ * connection loss it reconnects (BrokerConnection's recovery), declares new queues and publishes every
+ * request still waiting for its final answer again, same requestId and correlation id: copies are
+ * idempotent, so the conductor answers from the copy running (coalesced), or with already-present.
  */
 export class CopyRequester {
   private channel?: Channel;
@@ -47,24 +56,48 @@ export class CopyRequester {
   private readonly returned = new Set<string>();
   private readonly wakers = new Set<() => void>();
   private lost?: Error;
-  private readonly offDisconnected: () => void;
+  private options?: PrepareOptions;
+  /** Published requests without a final answer yet, by correlation id: what a reconnect sends again. */
+  private readonly waiting = new Map<string, CopyRequest>();
+  /** Set from a connection loss until the requests were sent again on the new connection. */
+  private interrupted?: Error;
+  private resending?: Promise<void>;
+  private readonly lossListeners = new Set<(reason: Error) => void>();
+  private readonly resendListeners = new Set<(requests: number) => void>();
+  private readonly offConnection: (() => void)[];
 
   constructor(
     private readonly connection: BrokerConnection,
     private readonly topology: CellTopology,
   ) {
-    // Exclusive queues die with their connection: after a loss, answers can no longer reach us.
-    this.offDisconnected = connection.on('disconnected', ({ reason }) => {
-      this.lost = reason;
-      this.wake();
-    });
+    this.offConnection = [
+      connection.on('disconnected', ({ reason }) => {
+        if (!this.options) return; // not prepared yet: prepare() itself fails
+        this.interrupted ??= reason;
+        for (const listener of this.lossListeners) listener(reason);
+        this.wake();
+      }),
+      connection.on('connected', () => {
+        if (this.interrupted && !this.resending)
+          this.resending = this.resend().finally(() => {
+            this.resending = undefined;
+            this.wake();
+          });
+      }),
+    ];
   }
 
   async prepare(options: PrepareOptions): Promise<void> {
+    this.options = options;
     const { channel } = await this.connection.openChannel(CONNECT_TIMEOUT_MS);
     channel.on('error', (error: Error) => {
-      this.lost ??= error;
-      this.wake();
+      // A lost connection also errors its channels: only a channel failing on a live connection is fatal.
+      // The check waits a moment, so that the connection's own 'disconnected' has come first.
+      setTimeout(() => {
+        if (this.interrupted || this.connection.state !== 'connected') return;
+        this.lost ??= error;
+        this.wake();
+      }, 200);
     });
     this.channel = channel;
     if (options.replies) {
@@ -102,6 +135,11 @@ export class CopyRequester {
 
   /** Publishes and resolves once the broker confirmed it; fails if the request queue does not exist. */
   async publish(request: CopyRequest, correlationId: string): Promise<void> {
+    await this.send(request, correlationId);
+    if (this.options?.replies) this.waiting.set(correlationId, request);
+  }
+
+  private async send(request: CopyRequest, correlationId: string): Promise<void> {
     const confirm = this.confirm;
     if (!confirm) throw new Error('CopyRequester.prepare() first');
     const queue = this.topology.requestQueue.name;
@@ -155,8 +193,9 @@ export class CopyRequester {
 
   /**
    * Resolves with the first final result carrying `correlationId` (results may be duplicated: the first is
-   * the answer). A failed result with retryable: true goes to onAttemptFailed and is waited past. Rejects
-   * with exit code 4 after `timeoutMs`, 5 when the connection is lost.
+   * the answer). A failed result with retryable: true goes to onAttemptFailed and is waited past. A lost
+   * connection is waited through (see the class comment). Rejects with exit code 4 after `timeoutMs`, or
+   * 5 when still disconnected by then, or when the requests could not be sent again.
    */
   async waitForFinal(
     correlationId: string,
@@ -171,6 +210,24 @@ export class CopyRequester {
       cancelled = reason;
       this.wake();
     });
+    const { onConnectionLost, onResent } = callbacks;
+    if (onConnectionLost) this.lossListeners.add(onConnectionLost);
+    if (onResent) this.resendListeners.add(onResent);
+    try {
+      return await this.waitLoop(correlationId, timeoutMs, deadline, callbacks, () => (isCancelled ? { cancelled } : undefined));
+    } finally {
+      if (onConnectionLost) this.lossListeners.delete(onConnectionLost);
+      if (onResent) this.resendListeners.delete(onResent);
+    }
+  }
+
+  private async waitLoop(
+    correlationId: string,
+    timeoutMs: number,
+    deadline: number,
+    callbacks: WaitCallbacks,
+    cancellation: () => { cancelled: unknown } | undefined,
+  ): Promise<CopyResult> {
     for (;;) {
       const queue = this.replies.get(correlationId) ?? [];
       while (queue.length > 0) {
@@ -182,16 +239,25 @@ export class CopyRequester {
           callbacks.onUnreadable?.((error as Error).message);
           continue;
         }
-        if (isFinalResult(result)) return result;
+        if (isFinalResult(result)) {
+          this.waiting.delete(correlationId);
+          return result;
+        }
         callbacks.onAttemptFailed?.(result);
       }
-      if (isCancelled) throw cancelled;
+      const cancel = cancellation();
+      if (cancel) throw cancel.cancelled;
       if (this.lost)
         throw new CliError(
           ExitCode.UNREACHABLE,
           `lost the connection to RabbitMQ while waiting (${this.lost.message}); the request was published and its result will still be published on ${this.topology.eventsExchange.name}`,
         );
       const left = deadline - Date.now();
+      if (left <= 0 && this.interrupted)
+        throw new CliError(
+          ExitCode.UNREACHABLE,
+          `lost the connection to RabbitMQ while waiting (${this.interrupted.message}) and could not reconnect within ${Number((timeoutMs / 1000).toFixed(3))} s; the request was published and its result will still be published on ${this.topology.eventsExchange.name}`,
+        );
       if (left <= 0)
         throw new CliError(
           ExitCode.TIMED_OUT,
@@ -209,8 +275,21 @@ export class CopyRequester {
     }
   }
 
+  /** On the new connection: new channels and queues, then every request still waiting, sent again. */
+  private async resend(): Promise<void> {
+    try {
+      await this.prepare(this.options!);
+      for (const [correlationId, request] of this.waiting) await this.send(request, correlationId);
+      this.interrupted = undefined;
+      for (const listener of this.resendListeners) listener(this.waiting.size);
+    } catch (error) {
+      if (this.connection.state !== 'connected') return; // lost again: the next 'connected' tries again
+      this.lost ??= error instanceof Error ? error : new Error(String(error));
+    }
+  }
+
   async close(): Promise<void> {
-    this.offDisconnected();
+    for (const off of this.offConnection) off();
     await this.confirm?.close().catch(() => {});
     await this.channel?.close().catch(() => {});
     this.confirm = undefined;
