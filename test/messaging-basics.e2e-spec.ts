@@ -1,4 +1,4 @@
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { cellTopology, type CellTopology } from '@app/contracts';
 import {
   BrokerConnection,
@@ -12,38 +12,21 @@ import {
 import {
   AMQP_URL,
   deferred,
-  deleteCellTopology,
   getOneMessage,
   queueMessageCount,
   recordingLogger,
-  requireRabbitMq,
   sleep,
-  uniqueCellId,
   waitFor,
   withChannel,
 } from './support/rabbitmq';
+import { useBrokerTestCell } from './support/broker-test-cell';
 
 describe('messaging against RabbitMQ', () => {
   let cellId: string;
   let topology: CellTopology;
   let closers: (() => Promise<void>)[];
-  let ready = false;
 
-  // In beforeEach, not beforeAll: vitest marks tests "skipped" when beforeAll fails, and these must fail.
-  beforeEach(async () => {
-    ready = false;
-    await requireRabbitMq();
-    cellId = uniqueCellId();
-    topology = cellTopology(cellId);
-    closers = [];
-    ready = true;
-  });
-
-  afterEach(async () => {
-    if (!ready) return; // the broker was down: nothing was created
-    for (const close of closers.reverse()) await close();
-    await deleteCellTopology(cellId);
-  });
+  useBrokerTestCell(undefined, (cell) => ({ cellId, topology, closers } = cell));
 
   async function session(name = `icc-test-${cellId}`, topologies = [topology]) {
     const logger = recordingLogger();

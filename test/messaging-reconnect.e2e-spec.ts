@@ -1,41 +1,24 @@
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { cellTopology, type CellTopology } from '@app/contracts';
+import { describe, expect, it } from 'vitest';
+import type { CellTopology } from '@app/contracts';
 import { BrokerConnection, consume, declareCellTopology, Publisher, type Delivery } from '@app/messaging';
 import {
   AMQP_URL,
   closeConnectionsNamed,
   deferred,
-  deleteCellTopology,
   queueMessageCount,
   recordingLogger,
-  requireRabbitMq,
   sleep,
-  uniqueCellId,
   waitFor,
   withChannel,
 } from './support/rabbitmq';
+import { useBrokerTestCell } from './support/broker-test-cell';
 
 describe('messaging: connection closed by the broker', () => {
   let cellId: string;
   let topology: CellTopology;
   let closers: (() => Promise<void>)[];
-  let ready = false;
 
-  // In beforeEach, not beforeAll: vitest marks tests "skipped" when beforeAll fails, and these must fail.
-  beforeEach(async () => {
-    ready = false;
-    await requireRabbitMq();
-    cellId = uniqueCellId();
-    topology = cellTopology(cellId);
-    closers = [];
-    ready = true;
-  });
-
-  afterEach(async () => {
-    if (!ready) return; // the broker was down: nothing was created
-    for (const close of closers.reverse()) await close();
-    await deleteCellTopology(cellId);
-  });
+  useBrokerTestCell(undefined, (cell) => ({ cellId, topology, closers } = cell));
 
   it('reconnects, re-declares, resumes consuming, and the unacked message is redelivered', async () => {
     const name = `icc-test-${cellId}`;

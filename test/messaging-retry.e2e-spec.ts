@@ -1,7 +1,6 @@
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import {
   attemptFromHeaders,
-  cellTopology,
   HEADER_ATTEMPT,
   HEADER_DETAIL,
   HEADER_FIRST_SEEN,
@@ -21,13 +20,11 @@ import {
 } from '@app/messaging';
 import {
   AMQP_URL,
-  deleteCellTopology,
   getOneMessage,
   recordingLogger,
-  requireRabbitMq,
-  uniqueCellId,
   waitFor,
 } from './support/rabbitmq';
+import { useBrokerTestCell } from './support/broker-test-cell';
 
 describe('messaging: retry path and dead-lettering', () => {
   // Short delay tiers keep the test fast; the mechanism is the same as with the defaults.
@@ -35,23 +32,8 @@ describe('messaging: retry path and dead-lettering', () => {
   let cellId: string;
   let topology: CellTopology;
   let closers: (() => Promise<void>)[];
-  let ready = false;
 
-  // In beforeEach, not beforeAll: vitest marks tests "skipped" when beforeAll fails, and these must fail.
-  beforeEach(async () => {
-    ready = false;
-    await requireRabbitMq();
-    cellId = uniqueCellId();
-    topology = cellTopology(cellId, options);
-    closers = [];
-    ready = true;
-  });
-
-  afterEach(async () => {
-    if (!ready) return; // the broker was down: nothing was created
-    for (const close of closers.reverse()) await close();
-    await deleteCellTopology(cellId, options);
-  });
+  useBrokerTestCell(options, (cell) => ({ cellId, topology, closers } = cell));
 
   async function session() {
     const connection = new BrokerConnection({
