@@ -1,4 +1,4 @@
-import { type AddressInfo, createServer } from 'node:net';
+import { type AddressInfo, type Socket, connect as tcpConnect, createServer } from 'node:net';
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import * as os from 'node:os';
@@ -10,7 +10,7 @@ import { type CliRun, describeRun, runIcc } from './support/agent-cli';
 import { ConductorProcess } from './support/conductor-process';
 import { sha256OfFile, writeRandomFile } from './support/image-store-fixtures';
 import { AdminHttp, until } from './support/admin-http';
-import { AMQP_URL, closeConnectionsNamed, connectionPidsNamed, requireRabbitMq, uniqueCellId } from './support/rabbitmq';
+import { AMQP_URL, closeConnectionsNamed, connectionPidsNamed, queueMessageCount, requireRabbitMq, uniqueCellId } from './support/rabbitmq';
 import { makeTempDir, removeDir } from './support/temp-dirs';
 import { TestCell } from './support/test-cell';
 
@@ -211,6 +211,37 @@ describe('icc copy / cache ls / status against a real conductor', () => {
     } finally {
       await blocker.releaseAll();
     }
+  });
+
+  it('exits 5 when the broker stays out of reach after a loss until --timeout ends', async () => {
+    // Declare the cell, then leave it without a consumer: the request waits in the queue, unanswered.
+    await pool.killAll();
+    await ConductorProcess.start(pool, cell.conductorEnv()).ready();
+    await pool.killAll();
+    // The CLI reaches RabbitMQ through a TCP relay that the test then takes away for good.
+    const sockets = new Set<Socket>();
+    const relay = createServer((client) => {
+      const broker = tcpConnect(Number(new URL(AMQP_URL).port || 5672), '127.0.0.1');
+      for (const s of [client, broker]) {
+        sockets.add(s);
+        s.on('error', () => s.destroy());
+        s.on('close', () => sockets.delete(s));
+      }
+      client.pipe(broker).pipe(client);
+    });
+    await new Promise<void>((resolve) => relay.listen(0, '127.0.0.1', resolve));
+    const url = `amqp://guest:guest@127.0.0.1:${(relay.address() as AddressInfo).port}`;
+    const queue = cell.topology.requestQueue.name;
+    const before = await queueMessageCount(queue);
+    const args = ['copy', 'relay-gone.img', '--to', 'node-b', '--cell', cell.cellId, '--wait', '--timeout', '4'];
+    const running = runIcc(args, { env: { AMQP_URL: url } });
+    await until(async () => (await queueMessageCount(queue)) > before, 'the request published', 20_000);
+    relay.close();
+    for (const s of sockets) s.destroy();
+    const run = await running;
+    expect(run.code, describeRun(args, run)).toBe(EXIT.UNREACHABLE);
+    expect(run.stderr).toMatch(/lost the connection to RabbitMQ .*reconnecting/);
+    expect(run.stderr).toMatch(/could not reconnect within 4 s; the request was published/);
   });
 
   it('status shows the conductor as tables, --json raw', async () => {
