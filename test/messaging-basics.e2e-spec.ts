@@ -19,24 +19,18 @@ import {
   waitFor,
   withChannel,
 } from './support/rabbitmq';
-import { useBrokerTestCell } from './support/broker-test-cell';
+import { type BrokerTestCell, startCellConnection, useBrokerTestCell } from './support/broker-test-cell';
 
 describe('messaging against RabbitMQ', () => {
   let cellId: string;
   let topology: CellTopology;
   let closers: (() => Promise<void>)[];
+  let cell: BrokerTestCell;
 
-  useBrokerTestCell(undefined, (cell) => ({ cellId, topology, closers } = cell));
+  useBrokerTestCell(undefined, (fresh) => ({ cellId, topology, closers } = cell = fresh));
 
   async function session(name = `icc-test-${cellId}`, topologies = [topology]) {
-    const logger = recordingLogger();
-    const connection = new BrokerConnection({
-      url: AMQP_URL,
-      connectionName: name,
-      topologies,
-      logger,
-    }).start();
-    closers.push(() => connection.close());
+    const { connection, logger } = startCellConnection(cell, { connectionName: name, topologies });
     await connection.waitUntilConnected(10_000);
     const publisher = new Publisher(connection, { logger });
     closers.push(() => publisher.close());

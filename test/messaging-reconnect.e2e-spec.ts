@@ -1,36 +1,27 @@
 import { describe, expect, it } from 'vitest';
 import type { CellTopology } from '@app/contracts';
-import { BrokerConnection, consume, declareCellTopology, Publisher, type Delivery } from '@app/messaging';
+import { consume, declareCellTopology, Publisher, type Delivery } from '@app/messaging';
 import {
-  AMQP_URL,
   closeConnectionsNamed,
   deferred,
   queueMessageCount,
-  recordingLogger,
   sleep,
   waitFor,
   withChannel,
 } from './support/rabbitmq';
-import { useBrokerTestCell } from './support/broker-test-cell';
+import { type BrokerTestCell, startCellConnection, useBrokerTestCell } from './support/broker-test-cell';
 
 describe('messaging: connection closed by the broker', () => {
   let cellId: string;
   let topology: CellTopology;
   let closers: (() => Promise<void>)[];
+  let cell: BrokerTestCell;
 
-  useBrokerTestCell(undefined, (cell) => ({ cellId, topology, closers } = cell));
+  useBrokerTestCell(undefined, (fresh) => ({ cellId, topology, closers } = cell = fresh));
 
   it('reconnects, re-declares, resumes consuming, and the unacked message is redelivered', async () => {
     const name = `icc-test-${cellId}`;
-    const logger = recordingLogger();
-    const connection = new BrokerConnection({
-      url: AMQP_URL,
-      connectionName: name,
-      topologies: [topology],
-      reconnect: { initialDelayMs: 300, maxDelayMs: 1_000 },
-      logger,
-    }).start();
-    closers.push(() => connection.close());
+    const { connection, logger } = startCellConnection(cell, { reconnect: { initialDelayMs: 300, maxDelayMs: 1_000 } });
     const disconnects: Error[] = [];
     connection.on('disconnected', ({ reason }) => disconnects.push(reason));
     // A listener that throws must not break anything (it is logged).
@@ -103,14 +94,7 @@ describe('messaging: connection closed by the broker', () => {
 
   it('counts every reconnect and keeps working after several losses', async () => {
     const name = `icc-test-${cellId}`;
-    const connection = new BrokerConnection({
-      url: AMQP_URL,
-      connectionName: name,
-      topologies: [topology],
-      reconnect: { initialDelayMs: 100, maxDelayMs: 500 },
-      logger: recordingLogger(),
-    }).start();
-    closers.push(() => connection.close());
+    const { connection } = startCellConnection(cell, { reconnect: { initialDelayMs: 100, maxDelayMs: 500 } });
     await connection.waitUntilConnected(10_000);
     const publisher = new Publisher(connection);
     closers.push(() => publisher.close());
@@ -129,13 +113,7 @@ describe('messaging: connection closed by the broker', () => {
     await waitFor(() => acked === 1, 'a delivery after two reconnects');
   });
   it('subscribes a consumer created before the first connection once it is up', async () => {
-    const connection = new BrokerConnection({
-      url: AMQP_URL,
-      connectionName: `icc-test-${cellId}`,
-      topologies: [topology],
-      logger: recordingLogger(),
-    }).start();
-    closers.push(() => connection.close());
+    const { connection } = startCellConnection(cell);
     expect(connection.state).toBe('connecting');
     let acked = 0;
     const consumer = await consume(connection, topology.requestQueue.name, { prefetch: 1 }, (delivery) => {
@@ -151,14 +129,7 @@ describe('messaging: connection closed by the broker', () => {
   });
 
   it('re-subscribes after the broker cancels the consumer (queue deleted, then declared again)', async () => {
-    const logger = recordingLogger();
-    const connection = new BrokerConnection({
-      url: AMQP_URL,
-      connectionName: `icc-test-${cellId}`,
-      topologies: [topology],
-      logger,
-    }).start();
-    closers.push(() => connection.close());
+    const { connection, logger } = startCellConnection(cell);
     await connection.waitUntilConnected(10_000);
     let acked = 0;
     const consumer = await consume(

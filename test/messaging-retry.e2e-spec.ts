@@ -10,7 +10,6 @@ import {
   type CellTopologyOptions,
 } from '@app/contracts';
 import {
-  BrokerConnection,
   consume,
   MAX_DETAIL_HEADER_LENGTH,
   Publisher,
@@ -19,30 +18,22 @@ import {
   type Delivery,
 } from '@app/messaging';
 import {
-  AMQP_URL,
   getOneMessage,
-  recordingLogger,
   waitFor,
 } from './support/rabbitmq';
-import { useBrokerTestCell } from './support/broker-test-cell';
+import { type BrokerTestCell, startCellConnection, useBrokerTestCell } from './support/broker-test-cell';
 
 describe('messaging: retry path and dead-lettering', () => {
   // Short delay tiers keep the test fast; the mechanism is the same as with the defaults.
   const options: CellTopologyOptions = { retryDelaysMs: [300, 600], deliveryLimit: 2 };
-  let cellId: string;
   let topology: CellTopology;
   let closers: (() => Promise<void>)[];
+  let cell: BrokerTestCell;
 
-  useBrokerTestCell(options, (cell) => ({ cellId, topology, closers } = cell));
+  useBrokerTestCell(options, (fresh) => ({ topology, closers } = cell = fresh));
 
   async function session() {
-    const connection = new BrokerConnection({
-      url: AMQP_URL,
-      connectionName: `icc-test-${cellId}`,
-      topologies: [topology],
-      logger: recordingLogger(),
-    }).start();
-    closers.push(() => connection.close());
+    const { connection } = startCellConnection(cell);
     await connection.waitUntilConnected(10_000);
     const publisher = new Publisher(connection);
     closers.push(() => publisher.close());

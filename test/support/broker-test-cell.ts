@@ -1,6 +1,7 @@
 import { afterEach, beforeEach } from 'vitest';
 import { type CellTopology, type CellTopologyOptions, cellTopology } from '@app/contracts';
-import { deleteCellTopology, requireRabbitMq, uniqueCellId } from './rabbitmq';
+import { BrokerConnection, type BrokerConnectionOptions } from '@app/messaging';
+import { AMQP_URL, deleteCellTopology, recordingLogger, requireRabbitMq, uniqueCellId } from './rabbitmq';
 
 export interface BrokerTestCell {
   cellId: string;
@@ -28,4 +29,21 @@ export function useBrokerTestCell(options: CellTopologyOptions | undefined, onCe
     for (const close of cell.closers.reverse()) await close();
     await deleteCellTopology(cell.cellId, options);
   });
+}
+
+/**
+ * A started connection to the test broker that declares the cell's topology, closed after the test, with a
+ * logger that records what it says; `options` override any of that.
+ */
+export function startCellConnection(cell: BrokerTestCell, options: Partial<BrokerConnectionOptions> = {}) {
+  const logger = recordingLogger();
+  const connection = new BrokerConnection({
+    url: AMQP_URL,
+    connectionName: `icc-test-${cell.cellId}`,
+    topologies: [cell.topology],
+    logger,
+    ...options,
+  }).start();
+  cell.closers.push(() => connection.close());
+  return { connection, logger };
 }
