@@ -6,7 +6,7 @@ import type { CellTopology } from '@app/contracts';
 import { ChildProcessPool } from './child-processes';
 import type { ConductorProcess, LogLine } from './conductor-process';
 import { sha256OfFile } from './image-store-fixtures';
-import { AMQP_URL, sleep, withChannel } from './rabbitmq';
+import { AMQP_URL, sleep, waitFor, withChannel } from './rabbitmq';
 import { RawAmqpClient } from './raw-amqp-client';
 import { TestCell } from './test-cell';
 
@@ -193,15 +193,16 @@ export function answeredLines(conductors: ConductorProcess[]): LogLine[] {
  * the child's stdout pipe.
  */
 export async function answersLogged(conductors: ConductorProcess[], requestIds: Iterable<string>, timeoutMs = 15_000): Promise<LogLine[]> {
-  const wanted = new Set(requestIds);
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const lines = answeredLines(conductors);
-    const missing = [...wanted].filter((id) => !lines.some((l) => l.requestId === id));
-    if (missing.length === 0) return lines;
-    if (Date.now() > deadline) throw new Error(`no 'copy request answered' log line within ${timeoutMs} ms for ${missing.length} requests: ${missing.slice(0, 10).join(', ')}`);
-    await sleep(50);
-  }
+  const wanted = [...requestIds];
+  const lines = await waitFor(
+    (): LogLine[] | undefined => {
+      const lines = answeredLines(conductors);
+      return wanted.every((id) => lines.some((l) => l.requestId === id)) ? lines : undefined;
+    },
+    `the 'copy request answered' log lines of ${wanted.length} requests (${wanted.slice(0, 10).join(', ')})`,
+    timeoutMs,
+  );
+  return lines!; // waitFor returns only a truthy value
 }
 
 /** Log lines at level error or fatal (pino: 50, 60): a healthy run has none. */
