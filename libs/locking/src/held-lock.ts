@@ -1,8 +1,8 @@
-import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { ConductorError } from '@app/contracts';
 import type { Heartbeat } from './heartbeat';
+import type { LockFileSystem } from './lock-file-system';
 import { generationName, readKeyDirectory, releasedName } from './key-directory';
 import type { LockHolder, LockKey, LockMode } from './lock-key';
 import { lockKeyString } from './lock-key';
@@ -119,19 +119,20 @@ export class GateClaim implements LockClaim {
     readonly dir: string,
     readonly generation: number,
     readonly heartbeat: Heartbeat,
+    private readonly fs: LockFileSystem,
   ) {}
 
   async stillOnDisk(): Promise<boolean> {
-    const state = await readKeyDirectory(this.dir);
+    const state = await readKeyDirectory(this.dir, this.fs);
     if (state.newest !== this.generation || state.newestReleased) return false;
     // The generation folder could have been removed and re-made by hand: only our own entry counts.
-    return exists(this.heartbeat.path);
+    return exists(this.fs, this.heartbeat.path);
   }
 
   async giveBack(): Promise<void> {
     // The marker first: its creation wakes waiters at once; the heartbeat folder goes after.
     try {
-      await fsp.mkdir(path.join(this.dir, releasedName(this.generation)));
+      await this.fs.mkdir(path.join(this.dir, releasedName(this.generation)));
     } catch (error) {
       const code = (error as NodeJS.ErrnoException).code;
       if (code !== 'EEXIST' && code !== 'ENOENT') throw error;
@@ -147,10 +148,13 @@ export class GateClaim implements LockClaim {
 
 /** A shared holder's entry in the key folder; it counts while it exists and its heartbeat is fresh. */
 export class ReaderClaim implements LockClaim {
-  constructor(readonly heartbeat: Heartbeat) {}
+  constructor(
+    readonly heartbeat: Heartbeat,
+    private readonly fs: LockFileSystem,
+  ) {}
 
   stillOnDisk(): Promise<boolean> {
-    return exists(this.heartbeat.path);
+    return exists(this.fs, this.heartbeat.path);
   }
 
   giveBack(): Promise<void> {
@@ -158,9 +162,9 @@ export class ReaderClaim implements LockClaim {
   }
 }
 
-async function exists(target: string): Promise<boolean> {
+async function exists(fs: LockFileSystem, target: string): Promise<boolean> {
   try {
-    await fsp.stat(target);
+    await fs.stat(target);
     return true;
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code === 'ENOENT') return false;

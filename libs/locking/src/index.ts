@@ -1,6 +1,8 @@
 export { NodeLockManager, HeldLockSet, newAttemptId } from './node-lock-manager';
 export type { AcquireOptions, LockEvent, LockRequest, NodeLockManagerOptions } from './node-lock-manager';
 export { HeldLock } from './held-lock';
+export { nodeLockFileSystem } from './lock-file-system';
+export type { LockFileSystem } from './lock-file-system';
 export type { LockHolder, LockKey, LockMode } from './lock-key';
 export { lockKeyString } from './lock-key';
 export { DEFAULT_LOCK_TIMINGS, MIN_STALE_MS, MIN_UPDATE_MS, lockTimingProblems, resolveLockTimings } from './lock-timings';

@@ -1,4 +1,4 @@
-import { promises as fsp } from 'node:fs';
+import { type LockFileSystem, nodeLockFileSystem } from './lock-file-system';
 import type { LockHolder } from './lock-key';
 
 /*
@@ -51,10 +51,10 @@ export interface KeyDirectoryState {
 }
 
 /** Reads a key folder; a missing folder reads as empty (it was never used, or was removed by hand). */
-export async function readKeyDirectory(dir: string): Promise<KeyDirectoryState> {
+export async function readKeyDirectory(dir: string, fs: LockFileSystem = nodeLockFileSystem): Promise<KeyDirectoryState> {
   let names: string[];
   try {
-    names = await fsp.readdir(dir);
+    names = await fs.readdir(dir);
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code === 'ENOENT') return { newestReleased: false, superseded: [], readers: [] };
     throw error;
@@ -88,9 +88,9 @@ export async function readKeyDirectory(dir: string): Promise<KeyDirectoryState> 
 }
 
 /** The holder entry inside a generation folder, if its holder got as far as creating it. */
-export async function readGenerationHolder(genDir: string): Promise<string | undefined> {
+export async function readGenerationHolder(genDir: string, fs: LockFileSystem = nodeLockFileSystem): Promise<string | undefined> {
   try {
-    const names = await fsp.readdir(genDir);
+    const names = await fs.readdir(genDir);
     return names.find((n) => n.startsWith(HOLDER_PREFIX) && parseHolderEntry(n));
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;

@@ -1,5 +1,4 @@
 import { randomBytes } from 'node:crypto';
-import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { ConductorError } from '@app/contracts';
@@ -15,6 +14,7 @@ import {
   readKeyDirectory,
   readerEntryName,
 } from './key-directory';
+import { type LockFileSystem, nodeLockFileSystem } from './lock-file-system';
 import type { LockHolder, LockKey, LockMode } from './lock-key';
 import { lockKeyDir, lockKeyString, validateHolder, validateLockKey } from './lock-key';
 import { type LockTimings, resolveLockTimings } from './lock-timings';
@@ -46,6 +46,8 @@ export interface NodeLockManagerOptions {
   conductorId: string;
   timings?: Partial<LockTimings>;
   onEvent?: (event: LockEvent) => void;
+  /** The file-system calls that decide ownership (tests inject delays here); node's fs by default. */
+  fs?: LockFileSystem;
 }
 
 /** A set of locks taken together (in the global key order); lost as soon as any one is lost. */
@@ -78,9 +80,11 @@ export class NodeLockManager {
   readonly timings: LockTimings;
   private readonly queue = new InProcessQueue();
   private readonly held = new Set<HeldLock>();
+  private readonly fs: LockFileSystem;
 
   constructor(private readonly options: NodeLockManagerOptions) {
     this.timings = resolveLockTimings(options.timings);
+    this.fs = options.fs ?? nodeLockFileSystem;
     validateHolder({ conductorId: options.conductorId, attemptId: 'x' });
   }
 
@@ -196,20 +200,20 @@ export class NodeLockManager {
 
   /** Waits until the gate is free or stale, then claims the next generation; exactly one claimant wins it. */
   private async claimGate(key: LockKey, dir: string, holder: LockHolder, deadline: Deadline) {
-    await fsp.mkdir(dir, { recursive: true });
-    const observer = new StalenessObserver(this.timings.staleMs);
+    await this.fs.mkdir(dir, { recursive: true });
+    const observer = new StalenessObserver(this.timings.staleMs, this.fs);
     const waiter = new DirectoryChangeWaiter(dir);
     try {
       for (;;) {
         deadline.throwIfOver();
-        const state = await readKeyDirectory(dir);
+        const state = await readKeyDirectory(dir, this.fs);
         let next: number;
         let tookOver = false;
         if (state.newest === undefined) next = firstGeneration();
         else if (state.newestReleased) next = state.newest + 1;
         else {
           const genDir = path.join(dir, generationName(state.newest));
-          const entry = await readGenerationHolder(genDir);
+          const entry = await readGenerationHolder(genDir, this.fs);
           const beat = entry ? path.join(genDir, entry) : genDir;
           if (!(await observer.isStale(beat))) {
             await waiter.wait(Math.min(this.timings.pollMs, observer.remainingMs(beat) + 1), deadline.signal);
@@ -230,12 +234,12 @@ export class NodeLockManager {
   private async tryClaim(key: LockKey, dir: string, generation: number, holder: LockHolder) {
     const genDir = path.join(dir, generationName(generation));
     try {
-      await fsp.mkdir(genDir); // the atomic step: one process creates this name
+      await this.fs.mkdir(genDir); // the atomic step: one process creates this name
     } catch (error) {
       const code = (error as NodeJS.ErrnoException).code;
       if (code === 'EEXIST') return undefined;
       if (code === 'ENOENT') {
-        await fsp.mkdir(dir, { recursive: true }); // the key folder was removed by hand
+        await this.fs.mkdir(dir, { recursive: true }); // the key folder was removed by hand
         return undefined;
       }
       throw error;
@@ -250,10 +254,10 @@ export class NodeLockManager {
       if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined; // collected by a newer claimant
       throw error;
     }
-    const gate = new GateClaim(dir, generation, heartbeat);
+    const gate = new GateClaim(dir, generation, heartbeat, this.fs);
     // A claimant working from an old listing can re-create a generation that was already collected;
     // only the newest generation counts, so check again now that ours exists.
-    const state = await readKeyDirectory(dir);
+    const state = await readKeyDirectory(dir, this.fs);
     if (state.newest !== generation || state.newestReleased) {
       await heartbeat.stop();
       return undefined;
@@ -264,7 +268,7 @@ export class NodeLockManager {
 
   private collectGarbage(key: LockKey, dir: string, names: string[]): void {
     for (const name of names) {
-      fsp.rm(path.join(dir, name), { recursive: true, force: true }).catch((error: Error) => {
+      this.fs.rm(path.join(dir, name), { recursive: true, force: true }).catch((error: Error) => {
         this.emit({ type: 'garbage-failed', key, error: error.message });
       });
     }
@@ -272,13 +276,13 @@ export class NodeLockManager {
 
   /** Holding the gate, waits until no live reader is left; readers whose heartbeat stopped are removed. */
   private async drainReaders(key: LockKey, dir: string, deadline: Deadline, lost: AbortSignal): Promise<void> {
-    const observer = new StalenessObserver(this.timings.staleMs);
+    const observer = new StalenessObserver(this.timings.staleMs, this.fs);
     const waiter = new DirectoryChangeWaiter(dir);
     try {
       for (;;) {
         deadline.throwIfOver();
         if (lost.aborted) throw lost.reason;
-        const { readers } = await readKeyDirectory(dir);
+        const { readers } = await readKeyDirectory(dir, this.fs);
         let live = 0;
         let nextLook = this.timings.pollMs;
         for (const entry of readers) {
@@ -286,7 +290,7 @@ export class NodeLockManager {
           if (await observer.isStale(entryPath)) {
             // Only a gate holder removes reader entries, and readers register only under the gate,
             // so this cannot race with a registration; a paused reader finds its entry gone.
-            await fsp.rm(entryPath, { recursive: true, force: true });
+            await this.fs.rm(entryPath, { recursive: true, force: true });
             this.emit({ type: 'stale-reader-removed', key, entry });
           } else {
             live++;
@@ -314,7 +318,7 @@ export class NodeLockManager {
       await heartbeat.stop();
       throw lockLostError(key, 'gate lost while registering as a reader');
     }
-    return { claim: new ReaderClaim(heartbeat), loss };
+    return { claim: new ReaderClaim(heartbeat, this.fs), loss };
   }
 
   private emit(event: LockEvent): void {

@@ -1,5 +1,5 @@
-import { promises as fsp } from 'node:fs';
 import { performance } from 'node:perf_hooks';
+import { type LockFileSystem, nodeLockFileSystem } from './lock-file-system';
 
 /**
  * Decides staleness by watching a heartbeat's mtime *change*, timed on the observer's own monotonic
@@ -11,12 +11,15 @@ import { performance } from 'node:perf_hooks';
 export class StalenessObserver {
   private readonly seen = new Map<string, { signature: string; since: number }>();
 
-  constructor(private readonly staleMs: number) {}
+  constructor(
+    private readonly staleMs: number,
+    private readonly fs: LockFileSystem = nodeLockFileSystem,
+  ) {}
 
   /** True when `path` has kept the same identity and mtime for at least staleMs of observation. */
   async isStale(path: string): Promise<boolean> {
     const issuedAt = performance.now();
-    const signature = await readSignature(path);
+    const signature = await readSignature(this.fs, path);
     if (signature === undefined) {
       this.seen.delete(path);
       return false; // gone: the caller re-reads the folder
@@ -41,9 +44,9 @@ export class StalenessObserver {
   }
 }
 
-async function readSignature(path: string): Promise<string | undefined> {
+async function readSignature(fs: LockFileSystem, path: string): Promise<string | undefined> {
   try {
-    const stat = await fsp.stat(path, { bigint: true });
+    const stat = await fs.stat(path);
     return `${stat.ino}:${stat.mtimeNs}`;
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
