@@ -116,8 +116,14 @@ describe('locks between real processes', () => {
 
   it('lets exactly one of many processes take over the same stale lock (proper-lockfile #121), on 12 keys at once', async () => {
     const keys = Array.from({ length: 12 }, (_, i) => `img-${i}`);
-    // Leftovers of a dead holder on every key: a generation whose heartbeat never moves again.
-    for (const imageId of keys) await fsp.mkdir(path.join(root, 'n1', 'locks', imageId, 'g-41', 'h~dead~x'), { recursive: true });
+    // Leftovers of a dead holder on every key: a generation whose heartbeat never moves again (the key's
+    // epoch is dated 41 µs after 1970, so generation 41 is its first).
+    for (const imageId of keys) {
+      const keyDir = path.join(root, 'n1', 'locks', imageId);
+      await fsp.mkdir(path.join(keyDir, 'g-41', 'h~dead~x'), { recursive: true });
+      await fsp.mkdir(path.join(keyDir, 'epoch'));
+      await fsp.utimes(path.join(keyDir, 'epoch'), 41e-6, 41e-6);
+    }
     const goFile = path.join(root, 'go');
     const requests = keys.map((imageId) => ({ node: 'n1', imageId, mode: 'exclusive' as const }));
     const workers = Array.from({ length: 8 }, () =>
@@ -136,6 +142,71 @@ describe('locks between real processes', () => {
       const first = onKey.find((m) => m.type === 'acquired' && m.tookOverStale);
       expect(first && first.type === 'acquired' && first.fencingToken).toBe(42);
     }
+  });
+
+  it('keeps one holder per key on 40 never-used keys raced by 8 processes, some acting on late listings', async () => {
+    // No folder exists for any key: every claim is a first use. Half the processes see some of their
+    // listings late, as a descheduled process would, which is what made two first claims both win.
+    const keys = Array.from({ length: 40 }, (_, i) => `fresh-${i}`);
+    const goFile = path.join(root, 'go');
+    const requests = keys.map((imageId) => ({ node: 'n1', imageId, mode: 'exclusive' as const }));
+    const workers = Array.from({ length: 8 }, (_, i) =>
+      worker({ scenario: 'race-once', requests, steps: 3, holdMs: 20, csDir, goFile, listingDelayMs: i % 2 ? 100 : undefined }),
+    );
+    await Promise.all(workers.map((w) => w.waitFor((m) => m.type === 'ready')));
+    await fsp.writeFile(goFile, '');
+    await Promise.all(workers.map((w) => w.waitFor((m) => m.type === 'done', 100_000)));
+
+    const report = pool.report();
+    expect(overlaps('real'), report).toEqual([]);
+    for (const imageId of keys) {
+      const tokens = all().flatMap((m) => (m.type === 'acquired' && m.key === imageId ? [m.fencingToken] : []));
+      expect(tokens, `${imageId}\n${report}`).toHaveLength(8);
+      expect(new Set(tokens).size, `${imageId}: a fencing token was handed out twice\n${report}`).toBe(8);
+    }
+    // Nobody is paused or killed here: a holder that finds its lock gone had it together with another one
+    // (the second claim of a first use), which is what the detector's entries can miss between checks.
+    const lost = all().reduce((n, m) => n + (m.type === 'done' ? m.lost : 0), 0);
+    expect(lost, `holders that lost a lock nobody took over from them\n${report}`).toBe(0);
+    const sections = all().reduce((n, m) => n + (m.type === 'done' ? m.sections : 0), 0);
+    console.log(`[never-used keys] keys=${keys.length} acquisitions=${keys.length * 8} sections=${sections} real overlaps=${overlaps('real').length}`);
+  });
+
+  it('keeps one holder at a time while the key folder is removed by hand again and again under contending processes', async () => {
+    const key: LockRequest = { node: 'n1', imageId: 'img', mode: 'exclusive' };
+    const keyDir = path.join(root, 'n1', 'locks', 'img');
+    const contenders = Array.from({ length: 5 }, (_, i) =>
+      worker({ requests: [key], iterations: 120, steps: 2, holdMs: 10, csDir, listingDelayMs: i % 2 ? 50 : undefined }),
+    );
+    // A holder that keeps the lock for 20 checks 200 ms apart: the folder is removed under it each time.
+    const holder = worker({ scenario: 'hold', requests: [key], iterations: 4, steps: 20, holdMs: 200, csDir });
+    await Promise.all([...contenders, holder].map((w) => w.waitFor((m) => m.type === 'ready')));
+    const freshAcquisition = async (from: typeof contenders) => {
+      const seen = new Set(all());
+      await Promise.race(from.map((w) => w.waitFor((m) => m.type === 'acquired' && !seen.has(m), 100_000).catch(() => undefined)));
+    };
+    // Claimants keep creating entries while rm walks the folder: retry its ENOTEMPTY, as an operator would.
+    const removeByHand = () => fsp.rm(keyDir, { recursive: true, force: true, maxRetries: 50, retryDelay: 5 });
+    let removals = 0;
+    for (let i = 0; i < 4; i++) {
+      await freshAcquisition([holder]);
+      await removeByHand();
+      removals++;
+      // And once more at a contender's hand-over, with the epoch of the new folder barely made.
+      await freshAcquisition(contenders);
+      await removeByHand();
+      removals++;
+    }
+    await Promise.all([...contenders, holder].map((w) => w.waitFor((m) => m.type === 'done', 110_000)));
+
+    const report = pool.report();
+    expect(overlaps('real'), report).toEqual([]);
+    const tokens = all().flatMap((m) => (m.type === 'acquired' ? [m.fencingToken] : []));
+    expect(new Set(tokens).size, 'fencing tokens never repeat, also across removed folders').toBe(tokens.length);
+    // Each removal under the long holder made it find its lock gone, instead of going on.
+    expect(holder.messages.filter((m) => m.type === 'lost'), report).toHaveLength(4);
+    const lost = all().filter((m) => m.type === 'lost').length;
+    console.log(`[hand-removed key folder] removals=${removals} acquisitions=${tokens.length} lost=${lost} real overlaps=${overlaps('real').length}`);
   });
 
   it('gives the lock to a waiter after its holder is SIGKILLed', async () => {

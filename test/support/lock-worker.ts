@@ -4,7 +4,7 @@
  */
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
-import { NodeLockManager, type LockRequest } from '@app/locking';
+import { type LockFileSystem, NodeLockManager, type LockRequest, nodeLockFileSystem } from '@app/locking';
 
 export interface LockWorkerConfig {
   root: string;
@@ -25,6 +25,11 @@ export interface LockWorkerConfig {
   bypassLocks?: boolean;
   /** race-once: start acquiring when this file appears. */
   goFile?: string;
+  /**
+   * Stands in for a descheduled process: about a third of this worker's listings of a key folder reach
+   * it up to this many ms late, so it acts on a listing older than other processes' claims.
+   */
+  listingDelayMs?: number;
 }
 
 export type LockWorkerReport = { at?: number } & (
@@ -43,7 +48,12 @@ const send = (report: LockWorkerReport) => process.send?.({ ...report, at: Date.
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 async function main(): Promise<void> {
-  const manager = new NodeLockManager({ root: config.root, conductorId: config.conductorId, timings: config.timings });
+  const manager = new NodeLockManager({
+    root: config.root,
+    conductorId: config.conductorId,
+    timings: config.timings,
+    fs: config.listingDelayMs ? lateListings(config.listingDelayMs) : undefined,
+  });
   const margin = manager.timings.safetyMarginMs;
   send({ type: 'ready', pid: process.pid });
   if (config.goFile) await waitForFile(config.goFile);
@@ -115,6 +125,19 @@ async function raceOnce(manager: NodeLockManager, margin: number): Promise<void>
     }),
   );
   send({ type: 'done', pid: process.pid, acquisitions: config.requests.length, lost, timeouts: 0, sections });
+}
+
+function lateListings(maxDelayMs: number): LockFileSystem {
+  const locksSegment = `${path.sep}locks${path.sep}`;
+  return {
+    ...nodeLockFileSystem,
+    async readdir(dir) {
+      const names = await nodeLockFileSystem.readdir(dir);
+      const keyFolder = dir.includes(locksSegment) && !path.basename(dir).startsWith('g-');
+      if (keyFolder && Math.random() < 1 / 3) await sleep(Math.random() * maxDelayMs);
+      return names;
+    },
+  };
 }
 
 let fakeToken = 0;

@@ -98,16 +98,16 @@ describe('ImageStore', () => {
       const size = 3 * MEBIBYTE + 123;
       const sha256 = await seed('node-a', size);
       const progress: Array<[number, number]> = [];
-      let beforePublishCalls = 0;
+      const irreversibleSteps: string[] = [];
 
       const outcome = await copy({
         requestId: 'req-42',
         fencingToken: 7,
         onProgress: (done, total) => progress.push([done, total]),
-        beforePublish: async () => {
-          beforePublishCalls += 1;
-          // Verified bytes exist only as the partial copy at this point.
-          expect(await exists(store.imagePath('node-b', IMAGE))).toBe(false);
+        beforeIrreversibleStep: async (step) => {
+          irreversibleSteps.push(step);
+          // Before the rename, verified bytes exist only as the partial copy; before the meta, the image is there.
+          expect(await exists(store.imagePath('node-b', IMAGE))).toBe(step === 'meta');
         },
       });
 
@@ -115,7 +115,7 @@ describe('ImageStore', () => {
       expect(outcome.bytes).toBe(size);
       expect(outcome.sha256).toBe(sha256);
       expect(outcome.copyMs).toBeGreaterThanOrEqual(0);
-      expect(beforePublishCalls).toBe(1);
+      expect(irreversibleSteps).toEqual(['publish', 'meta']);
       expect(await sha256OfFile(store.imagePath('node-b', IMAGE))).toBe(sha256);
       expect(progress.map(([done]) => done)).toEqual([MEBIBYTE, 2 * MEBIBYTE, 3 * MEBIBYTE, size]);
       expect(progress.every(([, total]) => total === size)).toBe(true);
@@ -329,12 +329,26 @@ describe('ImageStore', () => {
       expect(await exists(store.nodeLayout('node-b').dir)).toBe(false);
     });
 
-    it('publishes nothing when beforePublish throws, and propagates that error unchanged', async () => {
+    it('writes no meta when the check before it throws (a holder that lost its lock after the rename)', async () => {
       await seed('node-a', 2 * MEBIBYTE);
       const lockLost = new ConductorError('LOCK_LOST', 'destination lock taken over');
       const error = await rejectionOf(
         copy({
-          beforePublish: async () => {
+          beforeIrreversibleStep: async (step) => {
+            if (step === 'meta') throw lockLost;
+          },
+        }),
+      );
+      expect(error).toBe(lockLost);
+      expect(await exists(store.metaPath('node-b', IMAGE))).toBe(false);
+    });
+
+    it('publishes nothing when the check before the rename throws, and propagates that error unchanged', async () => {
+      await seed('node-a', 2 * MEBIBYTE);
+      const lockLost = new ConductorError('LOCK_LOST', 'destination lock taken over');
+      const error = await rejectionOf(
+        copy({
+          beforeIrreversibleStep: async () => {
             throw lockLost;
           },
         }),

@@ -52,14 +52,18 @@ export interface CopyImageRequest {
   /** Called after every chunk; a throw fails the copy (nothing published). */
   onProgress?: (bytesDone: number, bytesTotal: number) => void;
   /**
-   * Called right before the rename that publishes the image, after the bytes were verified. If it throws,
-   * nothing is published and that error propagates unchanged: the conductor checks here that it still
-   * holds the destination lock. A pause between this check and the rename stays possible; the bytes
-   * published then were still verified against the same sha256, so a late writer can only replace the
-   * image with identical content (its meta then records its own, older fencingToken and attemptId).
+   * Called right before each irreversible step, after the bytes were verified: 'publish' (the old meta's
+   * removal and the rename that publishes the image) and 'meta' (writing the new meta). If it throws, the
+   * step is not taken and that error propagates unchanged: the conductor checks here that it still holds
+   * the destination lock (an abort signal is not enough: a holder resumed after a pause runs its own code
+   * before the watchdog that would abort it). A pause between this check and the step stays possible; the
+   * bytes published then were still verified against the same sha256, so a late writer can only replace
+   * the image with identical content (its meta then records its own, older fencingToken and attemptId).
    */
-  beforePublish?: () => Promise<void> | void;
+  beforeIrreversibleStep?: (step: IrreversibleStep) => Promise<void> | void;
 }
+
+export type IrreversibleStep = 'publish' | 'meta';
 
 export interface CopyImageOutcome {
   status: 'copied' | 'already-present';
@@ -353,7 +357,7 @@ export class ImageStore {
         expected: { sha256: sourceMeta.sha256, size: sourceMeta.size },
         signal: request.signal,
         onProgress: onProgress && ((done) => onProgress(done, total)),
-        beforePublish: request.beforePublish,
+        beforeIrreversibleStep: request.beforeIrreversibleStep,
         metaFields: {
           source: { node: source.node, ...(requestId === undefined ? {} : { requestId }) },
           ...(fencingToken === undefined ? {} : { fencingToken }),
@@ -628,7 +632,7 @@ export class ImageStore {
     expected: ExpectedImage;
     signal?: AbortSignal;
     onProgress?: (bytesDone: number) => void;
-    beforePublish?: () => Promise<void> | void;
+    beforeIrreversibleStep?: (step: IrreversibleStep) => Promise<void> | void;
     metaFields: Pick<ImageMeta, 'source' | 'fencingToken' | 'attemptId'>;
     describe: string;
   }): Promise<{ bytes: number; meta: ImageMeta }> {
@@ -690,7 +694,7 @@ export class ImageStore {
         );
       }
       throwIfAborted(signal);
-      await options.beforePublish?.();
+      await options.beforeIrreversibleStep?.('publish');
       throwIfAborted(signal);
 
       // An older image under this id loses its meta before the rename: a crash in between then leaves an
@@ -727,6 +731,7 @@ export class ImageStore {
       lastUsedAt: now,
       ...options.metaFields,
     };
+    await options.beforeIrreversibleStep?.('meta');
     await this.writeMeta(destination, meta, context);
     return { bytes, meta };
   }

@@ -4,6 +4,7 @@ export {
   type ExpectedImage,
   type CopyImageRequest,
   type CopyImageOutcome,
+  type IrreversibleStep,
   type ImportImageOptions,
   type RemoveLeftoverTmpOptions,
   type CacheEntry,

@@ -129,6 +129,11 @@ export class GateClaim implements LockClaim {
     return exists(this.fs, this.heartbeat.path);
   }
 
+  /** Trusted heartbeat, still the newest generation on disk, and still trusted after that read. */
+  async stillHeld(): Promise<boolean> {
+    return this.heartbeat.isFresh() && (await this.stillOnDisk()) && this.heartbeat.isFresh();
+  }
+
   async giveBack(): Promise<void> {
     // The marker first: its creation wakes waiters at once; the heartbeat folder goes after.
     try {

@@ -1,20 +1,26 @@
+import * as path from 'node:path';
 import { type LockFileSystem, nodeLockFileSystem } from './lock-file-system';
 import type { LockHolder } from './lock-key';
 
 /*
  * The entries of one lock key's folder (<node>/locks/<imageId>/):
- *   g-<n>/                  generation n of the exclusive gate, claimed with mkdir (only one process wins a
- *                           name, and names are never reused while they matter)
+ *   epoch/                  made once per life of the key folder (mkdir; nothing is ever put inside it, so its
+ *                           mtime never changes); its mtime in microseconds is the floor F of the generations
+ *   g-<n>/                  generation n of the exclusive gate, claimed with mkdir; counts only while n >= F
  *   g-<n>/h~<conductor>~<attempt>/   the gate holder's heartbeat (a proper-lockfile lock folder)
  *   g-<n>.released/         generation n was given back
  *   r~<conductor>~<attempt>/        a shared holder's heartbeat (a proper-lockfile lock folder)
- * The gate is held by the holder of the newest generation, until it is released or goes stale.
+ * The gate is held by the holder of the newest generation at or above the floor, until it is released or
+ * goes stale. The first generation is F itself: every contender that finds no generation computes that same
+ * name, so exactly one mkdir wins it. A folder removed by hand gets a new epoch, made later, so a higher
+ * floor: numbers keep growing, and a claim made from a listing of the removed folder falls below the floor.
  * '~' cannot occur in ids, so names parse unambiguously.
  */
 
 const GENERATION = /^g-(\d+)$/;
 const RELEASED = /^g-(\d+)\.released$/;
 const HOLDER_PREFIX = 'h~';
+export const EPOCH_NAME = 'epoch';
 const READER_PREFIX = 'r~';
 
 export function generationName(generation: number): string {
@@ -42,7 +48,9 @@ export function parseHolderEntry(name: string): LockHolder | undefined {
 }
 
 export interface KeyDirectoryState {
-  /** Newest generation number, if any generation was ever claimed here. */
+  /** The floor of this life of the key folder (the epoch's mtime in µs); undefined while there is no epoch. */
+  floor?: number;
+  /** Newest generation number at or above the floor, if one was claimed. */
   newest?: number;
   newestReleased: boolean;
   /** Generations older than the newest, and their release markers: garbage. */
@@ -50,7 +58,10 @@ export interface KeyDirectoryState {
   readers: string[];
 }
 
-/** Reads a key folder; a missing folder reads as empty (it was never used, or was removed by hand). */
+/**
+ * Reads a key folder; a missing folder reads as empty (it was never used, or was removed by hand).
+ * Generations below the floor (made from a listing of an earlier life of the folder) count as garbage.
+ */
 export async function readKeyDirectory(dir: string, fs: LockFileSystem = nodeLockFileSystem): Promise<KeyDirectoryState> {
   let names: string[];
   try {
@@ -59,6 +70,7 @@ export async function readKeyDirectory(dir: string, fs: LockFileSystem = nodeLoc
     if ((error as NodeJS.ErrnoException).code === 'ENOENT') return { newestReleased: false, superseded: [], readers: [] };
     throw error;
   }
+  const floor = names.includes(EPOCH_NAME) ? await readFloor(path.join(dir, EPOCH_NAME), fs) : undefined;
   let newest: number | undefined;
   const released = new Set<number>();
   const generations: number[] = [];
@@ -68,7 +80,7 @@ export async function readKeyDirectory(dir: string, fs: LockFileSystem = nodeLoc
     if (m) {
       const n = Number(m[1]);
       generations.push(n);
-      if (newest === undefined || n > newest) newest = n;
+      if (floor !== undefined && n >= floor && (newest === undefined || n > newest)) newest = n;
       continue;
     }
     m = RELEASED.exec(name);
@@ -79,12 +91,15 @@ export async function readKeyDirectory(dir: string, fs: LockFileSystem = nodeLoc
     if (name.startsWith(READER_PREFIX) && parseHolderEntry(name)) readers.push(name);
     // Anything else (an operator's stray file, a foreign tool's entry) is ignored, never trusted.
   }
+  // Garbage: everything below the newest valid generation, or below the floor while there is none yet.
+  // Names only ever grow, so no later claim can make one of these count again.
   const superseded: string[] = [];
-  if (newest !== undefined) {
-    for (const n of generations) if (n < newest) superseded.push(generationName(n));
-    for (const n of released) if (n < newest) superseded.push(releasedName(n));
+  const below = newest ?? floor;
+  if (below !== undefined) {
+    for (const n of generations) if (n < below) superseded.push(generationName(n));
+    for (const n of released) if (n < below) superseded.push(releasedName(n));
   }
-  return { newest, newestReleased: newest !== undefined && released.has(newest), superseded, readers };
+  return { floor, newest, newestReleased: newest !== undefined && released.has(newest), superseded, readers };
 }
 
 /** The holder entry inside a generation folder, if its holder got as far as creating it. */
@@ -98,14 +113,12 @@ export async function readGenerationHolder(genDir: string, fs: LockFileSystem = 
   }
 }
 
-/**
- * The first generation number of a fresh (or hand-removed) key folder. Seeding it from the wall clock
- * keeps generations increasing across such a reset, so a late marker or check from before the reset can
- * never match a newer generation; it is also the fencing token recorded in a published image's meta.
- * Milliseconds x 1000: a folder removed by hand and re-created within the same second (a copy of a few
- * hundred MB takes less) still gets a higher number, as long as its key saw fewer than 1000 hand-overs per
- * millisecond since it was created (about 1.8e15 today, well below Number.MAX_SAFE_INTEGER).
- */
-export function firstGeneration(nowMs = Date.now()): number {
-  return Math.floor(nowMs) * 1_000;
+/** The epoch's mtime in microseconds (a safe integer until the year 2255); undefined when it is gone. */
+async function readFloor(epoch: string, fs: LockFileSystem): Promise<number | undefined> {
+  try {
+    return Number((await fs.stat(epoch)).mtimeNs / 1000n);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw error;
+  }
 }

@@ -3,6 +3,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { InvalidFieldError } from '@app/contracts';
+import { makeEpoch } from './key-folder.fixture';
 import { inspectLocks, readLockActivity } from './lock-inspector';
 import { NodeLockManager } from './node-lock-manager';
 
@@ -91,6 +92,7 @@ describe('inspectLocks (real lock folders)', () => {
     const keyDir = path.join(root, 'node-a', 'locks', 'img');
     await fsp.mkdir(path.join(keyDir, 'g-7', 'h~dead~a1'), { recursive: true });
     await fsp.mkdir(path.join(keyDir, 'r~dead~a2'), { recursive: true });
+    await makeEpoch(keyDir);
     const old = new Date(Date.now() - 60_000);
     await fsp.utimes(path.join(keyDir, 'g-7', 'h~dead~a1'), old, old);
     await fsp.utimes(path.join(keyDir, 'r~dead~a2'), old, old);
@@ -109,6 +111,7 @@ describe('inspectLocks (real lock folders)', () => {
 
   it('shows a claimed generation whose holder entry is not there yet, without a holder', async () => {
     await fsp.mkdir(path.join(root, 'node-a', 'locks', 'img', 'g-3'), { recursive: true });
+    await makeEpoch(path.join(root, 'node-a', 'locks', 'img'));
     const { entries } = await inspectLocks(root, { staleMs: 2000 });
     expect(entries).toMatchObject([{ node: 'node-a', imageId: 'img', mode: 'exclusive', generation: 3 }]);
     expect(entries[0]!.holder).toBeUndefined();

@@ -4,6 +4,7 @@ import * as path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { ConductorError } from '@app/contracts';
+import { makeEpoch } from './key-folder.fixture';
 import { readLockActivity } from './lock-inspector';
 import { NodeLockManager } from './node-lock-manager';
 
@@ -126,6 +127,7 @@ describe('NodeLockManager (one process, real files)', () => {
     const keyDir = path.join(root, 'n1', 'locks', 'img');
     const beat = path.join(keyDir, 'g-7', 'h~dead~x');
     await fsp.mkdir(beat, { recursive: true });
+    await makeEpoch(keyDir);
     const future = new Date(Date.now() + 3600_000);
     await fsp.utimes(beat, future, future);
     const started = performance.now();

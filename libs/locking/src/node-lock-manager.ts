@@ -7,7 +7,7 @@ import { GateClaim, HeldLock, ReaderClaim, lockLostError } from './held-lock';
 import { Heartbeat } from './heartbeat';
 import { InProcessQueue } from './in-process-queue';
 import {
-  firstGeneration,
+  EPOCH_NAME,
   generationName,
   holderEntryName,
   readGenerationHolder,
@@ -146,7 +146,7 @@ export class NodeLockManager {
       let lock: HeldLock;
       if (request.mode === 'exclusive') {
         try {
-          await this.drainReaders(key, dir, deadline, loss.signal);
+          await this.drainReaders(key, dir, deadline, gate, loss.signal);
         } catch (error) {
           await gate.giveBack();
           throw error;
@@ -207,9 +207,14 @@ export class NodeLockManager {
       for (;;) {
         deadline.throwIfOver();
         const state = await readKeyDirectory(dir, this.fs);
+        if (state.floor === undefined) {
+          await this.makeEpoch(dir);
+          continue;
+        }
         let next: number;
         let tookOver = false;
-        if (state.newest === undefined) next = firstGeneration();
+        // Every contender that reads this state computes the same name: only one mkdir of it succeeds.
+        if (state.newest === undefined) next = state.floor;
         else if (state.newestReleased) next = state.newest + 1;
         else {
           const genDir = path.join(dir, generationName(state.newest));
@@ -231,17 +236,25 @@ export class NodeLockManager {
     }
   }
 
+  /** Starts a life of the key folder (first use, or after it was removed by hand); EEXIST: another did. */
+  private async makeEpoch(dir: string): Promise<void> {
+    await this.fs.mkdir(dir, { recursive: true });
+    try {
+      await this.fs.mkdir(path.join(dir, EPOCH_NAME));
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code;
+      if (code !== 'EEXIST' && code !== 'ENOENT') throw error;
+    }
+  }
+
   private async tryClaim(key: LockKey, dir: string, generation: number, holder: LockHolder) {
     const genDir = path.join(dir, generationName(generation));
     try {
       await this.fs.mkdir(genDir); // the atomic step: one process creates this name
     } catch (error) {
       const code = (error as NodeJS.ErrnoException).code;
-      if (code === 'EEXIST') return undefined;
-      if (code === 'ENOENT') {
-        await this.fs.mkdir(dir, { recursive: true }); // the key folder was removed by hand
-        return undefined;
-      }
+      // EEXIST: another claimant won this name; ENOENT: the key folder was removed by hand. Look again.
+      if (code === 'EEXIST' || code === 'ENOENT') return undefined;
       throw error;
     }
     const loss = new AbortController();
@@ -255,19 +268,25 @@ export class NodeLockManager {
       throw error;
     }
     const gate = new GateClaim(dir, generation, heartbeat, this.fs);
-    // A claimant working from an old listing can re-create a generation that was already collected;
-    // only the newest generation counts, so check again now that ours exists.
+    // A claimant working from an old listing can re-create a generation that was already collected, or
+    // one below the floor of a re-made folder; only the newest generation at or above the floor counts,
+    // so check again now that ours exists.
     const state = await readKeyDirectory(dir, this.fs);
     if (state.newest !== generation || state.newestReleased) {
       await heartbeat.stop();
       return undefined;
     }
-    this.collectGarbage(key, dir, state.superseded);
+    this.collectGarbage(key, dir, state.superseded, gate);
     return { gate, loss };
   }
 
-  private collectGarbage(key: LockKey, dir: string, names: string[]): void {
+  /**
+   * Removes generations below ours. Harmless even late (names only grow, so none of them can count
+   * again), but a holder that no longer trusts its heartbeat leaves them to the next one.
+   */
+  private collectGarbage(key: LockKey, dir: string, names: string[], gate: GateClaim): void {
     for (const name of names) {
+      if (!gate.heartbeat.isFresh()) return;
       this.fs.rm(path.join(dir, name), { recursive: true, force: true }).catch((error: Error) => {
         this.emit({ type: 'garbage-failed', key, error: error.message });
       });
@@ -275,7 +294,7 @@ export class NodeLockManager {
   }
 
   /** Holding the gate, waits until no live reader is left; readers whose heartbeat stopped are removed. */
-  private async drainReaders(key: LockKey, dir: string, deadline: Deadline, lost: AbortSignal): Promise<void> {
+  private async drainReaders(key: LockKey, dir: string, deadline: Deadline, gate: GateClaim, lost: AbortSignal): Promise<void> {
     const observer = new StalenessObserver(this.timings.staleMs, this.fs);
     const waiter = new DirectoryChangeWaiter(dir);
     try {
@@ -289,7 +308,9 @@ export class NodeLockManager {
           const entryPath = path.join(dir, entry);
           if (await observer.isStale(entryPath)) {
             // Only a gate holder removes reader entries, and readers register only under the gate,
-            // so this cannot race with a registration; a paused reader finds its entry gone.
+            // so this cannot race with a registration; a paused reader finds its entry gone. A removal
+            // cannot be taken back: check the gate right before it, as before any irreversible step.
+            if (!(await gate.stillHeld())) throw lost.aborted ? lost.reason : lockLostError(key, 'gate lost while draining readers');
             await this.fs.rm(entryPath, { recursive: true, force: true });
             this.emit({ type: 'stale-reader-removed', key, entry });
           } else {
@@ -313,8 +334,7 @@ export class NodeLockManager {
     await heartbeat.start();
     // If we were paused while registering, a writer may have taken the gate over and already counted
     // the readers without us: the entry counts only if the gate is still ours after it exists.
-    const gateHeld = !gateLost.aborted && gate.heartbeat.isFresh() && (await gate.stillOnDisk()) && gate.heartbeat.isFresh();
-    if (!gateHeld) {
+    if (gateLost.aborted || !(await gate.stillHeld())) {
       await heartbeat.stop();
       throw lockLostError(key, 'gate lost while registering as a reader');
     }

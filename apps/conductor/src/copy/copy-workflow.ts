@@ -129,13 +129,17 @@ export class CopyWorkflow {
         fencingToken: destinationLock.fencingToken,
         signal: run.signal ? AbortSignal.any([held.signal, run.signal]) : held.signal,
         onProgress: (done, bytesTotal) => report(done >= bytesTotal ? 'verifying' : 'copying', done),
-        beforePublish: async () => {
-          report('publishing', total);
+        beforeIrreversibleStep: async (step) => {
+          if (step === 'publish') report('publishing', total);
           await held.assertStillHeld();
         },
       });
-      // Still under the source's shared lock. Advisory (the cache cleaner's input): never fails a copy.
-      await this.store.touchLastUsed(source, job.imageId).catch((error: Error) =>
+      // Still under the source's shared lock (checked: rewriting a meta cannot be taken back). Advisory
+      // (the cache cleaner's input): never fails a copy.
+      await held
+        .assertStillHeld()
+        .then(() => this.store.touchLastUsed(source, job.imageId))
+        .catch((error: Error) =>
         this.options.log.warn({ source, imageId: job.imageId, err: error.message }, 'could not record the last use of a source image'),
       );
       // The destination is a verified holder now: the next copies of this image may read from it at once.
