@@ -127,7 +127,9 @@ describe('claims acting on a stale listing (deterministic interleavings)', () =>
     await stalled.listedOnce; // A saw the old generation released: it will claim the next number
     await fsp.rm(keyDir, { recursive: true, force: true });
     const bLock = await manager('b').acquire(KEY, { timeoutMs: 5_000 });
-    expect(bLock.fencingToken, 'fencing tokens grow across a hand-removed key folder').toBeGreaterThan(early.fencingToken);
+    expect(bLock.fencingToken, 'fencing tokens grow across a hand-removed key folder').toBeGreaterThan(
+      early.fencingToken,
+    );
     stalled.go();
     await Promise.race([aAcquire, stalled.listingsAfter(3)]);
     expect(aLock, 'the claimant acting on a listing of the removed folder got the lock').toBeUndefined();

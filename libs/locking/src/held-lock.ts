@@ -22,8 +22,11 @@ export function lockLostError(key: LockKey, reason: unknown): ConductorError {
 }
 
 /**
- * A lock this process holds. Its `signal` aborts (with a LOCK_LOST error) as soon as the lock is known
- * to be lost, so work under it stops; `assertStillHeld()` is the check right before an irreversible step.
+ * A lock this process holds. Its `signal` aborts (with a LOCK_LOST error) once the watchdog finds the lock
+ * lost, so long work under it stops. The signal is not a guarantee: a holder resumed after a pause runs its
+ * own pending timers and continuations before the watchdog, so `signal.aborted` can still be false after a
+ * takeover. `assertStillHeld()` is the check right before every irreversible step (a rename, a meta write,
+ * a delete).
  */
 export class HeldLock {
   readonly acquiredAt = new Date();
