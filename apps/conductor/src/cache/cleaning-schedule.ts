@@ -2,6 +2,7 @@ import { performance } from 'node:perf_hooks';
 import type { CacheCleaner, CleanReport } from '@app/cache-cleaner';
 import { summarizeCleanReport } from '@app/cache-cleaner';
 import type { MessagingLogger } from '@app/messaging';
+import { RoundSchedule } from './round-schedule';
 
 export interface CleaningScheduleOptions {
   /** CLEANER_ENABLED: when false, start() does nothing and nothing is ever deleted. */
@@ -36,74 +37,55 @@ export interface CleaningScheduleView {
 }
 
 /**
- * Runs the cache cleaner over every node of the cell, one node after another, every CLEANER_INTERVAL_MS.
- * Rounds never overlap: the next one is scheduled when the previous one has ended, and runOnce() called
- * during a round joins it. stop() (graceful shutdown) cancels the timer, aborts the round between two
- * images, and waits for it, so no cleaner lock outlives the stop.
+ * Runs the cache cleaner over every node of the cell, one node after another, every CLEANER_INTERVAL_MS
+ * (rounds never overlap; stop() aborts a round between two images and waits for it, so no cleaner lock
+ * outlives the stop).
  */
 export class CleaningSchedule {
-  private timer: NodeJS.Timeout | undefined;
-  private current: Promise<CleaningRound> | undefined;
-  private readonly stopping = new AbortController();
-  private started = false;
-  private nextRoundAtMs: number | undefined;
+  private readonly schedule: RoundSchedule<CleaningRound>;
   private lastRound: CleaningScheduleView['lastRound'] = null;
-  rounds = 0;
 
   constructor(
     private readonly cleaner: Pick<CacheCleaner, 'clean'>,
     private readonly options: CleaningScheduleOptions,
-  ) {}
+  ) {
+    this.schedule = new RoundSchedule((signal) => this.round(signal), options.intervalMs);
+  }
 
   get enabled(): boolean {
     return this.options.enabled;
+  }
+
+  get rounds(): number {
+    return this.schedule.rounds;
   }
 
   view(): CleaningScheduleView {
     return {
       enabled: this.options.enabled,
       intervalMs: this.options.intervalMs,
-      rounds: this.rounds,
-      running: this.current !== undefined,
-      nextRoundAt: this.timer && this.nextRoundAtMs !== undefined ? new Date(this.nextRoundAtMs).toISOString() : null,
+      rounds: this.schedule.rounds,
+      running: this.schedule.running,
+      nextRoundAt: this.schedule.nextRoundAt,
       lastRound: this.lastRound && { ...this.lastRound },
     };
   }
 
   start(): void {
-    if (!this.options.enabled || this.started || this.stopping.signal.aborted) return;
-    this.started = true;
-    this.options.log.info({ intervalMs: this.options.intervalMs }, 'cache cleaner scheduled');
-    this.scheduleNext();
+    if (!this.options.enabled) return;
+    if (this.schedule.start()) this.options.log.info({ intervalMs: this.options.intervalMs }, 'cache cleaner scheduled');
   }
 
   /** One round now (or the one running): every node, sequentially. Never throws. */
   runOnce(): Promise<CleaningRound> {
-    this.current ??= this.round().finally(() => {
-      this.current = undefined;
-    });
-    return this.current;
+    return this.schedule.runOnce();
   }
 
-  async stop(): Promise<void> {
-    this.stopping.abort(new Error('the conductor is shutting down'));
-    if (this.timer) clearTimeout(this.timer);
-    this.timer = undefined;
-    await this.current;
+  stop(): Promise<void> {
+    return this.schedule.stop();
   }
 
-  private scheduleNext(): void {
-    if (this.stopping.signal.aborted) return;
-    this.nextRoundAtMs = Date.now() + this.options.intervalMs;
-    this.timer = setTimeout(() => {
-      this.timer = undefined;
-      // runOnce never rejects; the next round is planned only once this one is over.
-      void this.runOnce().then(() => this.scheduleNext());
-    }, this.options.intervalMs);
-    this.timer.unref();
-  }
-
-  private async round(): Promise<CleaningRound> {
+  private async round(signal: AbortSignal): Promise<CleaningRound> {
     const started = performance.now();
     const round: CleaningRound = { nodes: 0, deleted: 0, bytesFreed: 0, skippedBusy: 0, failedNodes: 0, durationMs: 0 };
     const { log } = this.options;
@@ -114,10 +96,10 @@ export class CleaningSchedule {
       log.warn({ err: errorText(error) }, 'cache cleaner: could not list the nodes');
     }
     for (const node of nodes) {
-      if (this.stopping.signal.aborted) break;
+      if (signal.aborted) break;
       let report: CleanReport;
       try {
-        report = await this.cleaner.clean(node, { signal: this.stopping.signal });
+        report = await this.cleaner.clean(node, { signal: signal });
       } catch (error) {
         round.failedNodes += 1;
         log.warn({ node, err: errorText(error) }, 'cache cleaner: cleaning a node failed');
@@ -146,9 +128,8 @@ export class CleaningSchedule {
       else log.debug(fields, `cache cleaned: ${summarizeCleanReport(report)}`);
     }
     round.durationMs = Math.round(performance.now() - started);
-    this.rounds += 1;
-    this.lastRound = { ...round, endedAt: new Date().toISOString(), aborted: this.stopping.signal.aborted };
-    log.info({ ...round, aborted: this.stopping.signal.aborted }, 'cache cleaning round done');
+    this.lastRound = { ...round, endedAt: new Date().toISOString(), aborted: signal.aborted };
+    log.info({ ...round, aborted: signal.aborted }, 'cache cleaning round done');
     return round;
   }
 }
