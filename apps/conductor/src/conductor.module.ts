@@ -8,6 +8,7 @@ import { NodeLockManager } from '@app/locking';
 import { BrokerConnection, Publisher } from '@app/messaging';
 import type { ConductorConfig } from './config/conductor-config';
 import { CleaningSchedule } from './cache/cleaning-schedule';
+import { LeftoverSweep } from './cache/leftover-sweep';
 import { CELL_TOPOLOGY, CONDUCTOR_CONFIG, ROOT_LOGGER, SHUTDOWN_CONTROLLER } from './conductor.tokens';
 import { CopyCoordinator } from './copy/copy-coordinator';
 import { CopyWorkflow } from './copy/copy-workflow';
@@ -98,6 +99,12 @@ export class ConductorModule {
           },
         },
         {
+          provide: LeftoverSweep,
+          inject: [ImageStore, NodeLockManager],
+          useFactory: (store: ImageStore, locks: NodeLockManager) =>
+            new LeftoverSweep(store, locks, { intervalMs: config.LEFTOVER_SWEEP_MS, root: config.CACHE_ROOT, listNodes: () => store.listNodes(), log: rootLogger.child({ part: 'sweep' }) }),
+        },
+        {
           provide: CopyWorkflow,
           inject: [ImageStore, NodeLockManager, SourceSelector],
           useFactory: (store: ImageStore, locks: NodeLockManager, sources: SourceSelector) =>
@@ -130,19 +137,19 @@ export class ConductorModule {
         },
         {
           provide: RequestIntake,
-          inject: [BrokerConnection, Publisher, CELL_TOPOLOGY, CopyRequestHandler, NodeLockManager, SHUTDOWN_CONTROLLER, ConductorStats, CopyCoordinator, CleaningSchedule],
-          useFactory: (broker: BrokerConnection, publisher: Publisher, topology: CellTopology, handler: CopyRequestHandler, locks: NodeLockManager, shutdown: AbortController, stats: ConductorStats, coordinator: CopyCoordinator, cleaning: CleaningSchedule) => {
+          inject: [BrokerConnection, Publisher, CELL_TOPOLOGY, CopyRequestHandler, NodeLockManager, SHUTDOWN_CONTROLLER, ConductorStats, CopyCoordinator, CleaningSchedule, LeftoverSweep],
+          useFactory: (broker: BrokerConnection, publisher: Publisher, topology: CellTopology, handler: CopyRequestHandler, locks: NodeLockManager, shutdown: AbortController, stats: ConductorStats, coordinator: CopyCoordinator, cleaning: CleaningSchedule, sweep: LeftoverSweep) => {
             stats.attachProbes({
               inFlight: () => coordinator.inFlight().length,
               brokerReconnects: () => broker.reconnects,
               brokerConnected: () => broker.state === 'connected',
             });
-            return new RequestIntake({ broker, publisher, topology, handler, locks, cleaning, concurrency: config.COPY_CONCURRENCY, graceMs: config.SHUTDOWN_GRACE_MS, shutdown, log: rootLogger.child({ part: 'intake' }) });
+            return new RequestIntake({ broker, publisher, topology, handler, locks, background: [cleaning, sweep], concurrency: config.COPY_CONCURRENCY, graceMs: config.SHUTDOWN_GRACE_MS, shutdown, log: rootLogger.child({ part: 'intake' }) });
           },
         },
         GracefulShutdown,
       ],
-      exports: [CONDUCTOR_CONFIG, ROOT_LOGGER, ConductorStats, CopyCoordinator, RequestIntake, BrokerConnection, NodeLockManager, ImageStore, CELL_TOPOLOGY, Publisher, SourceSelector, CleaningSchedule],
+      exports: [CONDUCTOR_CONFIG, ROOT_LOGGER, ConductorStats, CopyCoordinator, RequestIntake, BrokerConnection, NodeLockManager, ImageStore, CELL_TOPOLOGY, Publisher, SourceSelector, CleaningSchedule, LeftoverSweep],
     };
   }
 }

@@ -379,6 +379,27 @@ export class ImageStore {
   }
 
   /**
+   * The partial files in the node's tmp folder (copies and meta files being written, or left by dead
+   * attempts), by image id; names that are not ours are left out. Deciding which are dead is the caller's
+   * job (under the image's exclusive lock, see removeLeftoverTmp).
+   */
+  async listTmp(node: string): Promise<Array<{ imageId: string; path: string }>> {
+    const layout = this.layout.node(node);
+    let names: string[];
+    try {
+      names = await fsp.readdir(layout.tmp);
+    } catch (error) {
+      if (isErrno(error, 'ENOENT')) return [];
+      throw mapIoError(error, { side: 'cache', what: `node ${layout.node}` }, 'listing partial copies');
+    }
+    return names.flatMap((name) => {
+      const parsed = parseTmpName(name);
+      if (!parsed || !imageIdSchema.safeParse(parsed.imageId).success) return [];
+      return [{ imageId: parsed.imageId, path: path.join(layout.tmp, name) }];
+    });
+  }
+
+  /**
    * Removes partial copies of `imageId` on `node` (all partial copies when no id is given) and returns how
    * many. Safe for one image while holding its exclusive lock: any tmp of that image is then a dead or
    * aborted attempt's. Without an id, other images may be copying right now: pass `olderThanMs`.

@@ -1,6 +1,7 @@
 export { NodeLockManager, HeldLockSet, newAttemptId } from './node-lock-manager';
 export type { AcquireOptions, LockEvent, LockRequest, NodeLockManagerOptions } from './node-lock-manager';
 export { HeldLock } from './held-lock';
+export { StalenessObserver } from './staleness-observer';
 export { nodeLockFileSystem } from './lock-file-system';
 export type { LockFileSystem } from './lock-file-system';
 export type { LockHolder, LockKey, LockMode } from './lock-key';

@@ -6,6 +6,7 @@ import { BrokerConnection } from '@app/messaging';
 import type { ConductorConfig } from '../config/conductor-config';
 import { CELL_TOPOLOGY, CONDUCTOR_CONFIG, ROOT_LOGGER } from '../conductor.tokens';
 import { CleaningSchedule } from '../cache/cleaning-schedule';
+import { LeftoverSweep } from '../cache/leftover-sweep';
 import { CopyCoordinator } from '../copy/copy-coordinator';
 import { SourceSelector } from '../copy/source-selector';
 import { RequestIntake } from '../lifecycle/request-intake';
@@ -71,6 +72,7 @@ export class AdminModule {
             QueueDepths,
             SourceSelector,
             CleaningSchedule,
+            LeftoverSweep,
           ],
           useFactory: (
             config: ConductorConfig,
@@ -82,6 +84,7 @@ export class AdminModule {
             queues: QueueDepths,
             reads: SourceSelector,
             cleaner: CleaningSchedule,
+            sweep: LeftoverSweep,
           ) =>
             new StatusReport({
               identity: {
@@ -98,6 +101,7 @@ export class AdminModule {
               queues,
               reads,
               cleaner,
+              sweep,
             }),
         },
         {

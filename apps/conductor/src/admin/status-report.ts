@@ -1,6 +1,7 @@
 import { performance } from 'node:perf_hooks';
 import type { BrokerConnection, ConnectionState } from '@app/messaging';
 import type { CleaningScheduleView } from '../cache/cleaning-schedule';
+import type { LeftoverSweepView } from '../cache/leftover-sweep';
 import type { CopyCoordinator } from '../copy/copy-coordinator';
 import type { CopyPhase } from '../copy/copy-job';
 import type { ReadSlotsView } from '../copy/read-slots';
@@ -53,6 +54,8 @@ export interface ConductorStatus {
   sourceReads: ReadSlotsView;
   /** The cache cleaner's schedule in this conductor (enabled: false unless CLEANER_ENABLED). */
   cacheCleaner: CleaningScheduleView;
+  /** Leftovers of dead attempts collected in this conductor (lock entries, partial files). */
+  leftovers: LeftoverSweepView;
 }
 
 export interface StatusReportParts {
@@ -70,6 +73,7 @@ export interface StatusReportParts {
   queues: { depths(): Promise<QueueDepthReport | null> };
   reads: { readSlots(): ReadSlotsView };
   cleaner: { view(): CleaningScheduleView };
+  sweep: { view(): LeftoverSweepView };
   clock?: { now(): number; monotonic(): number };
 }
 
@@ -139,6 +143,7 @@ export class StatusReport {
       queues,
       sourceReads: this.parts.reads.readSlots(),
       cacheCleaner: this.parts.cleaner.view(),
+      leftovers: this.parts.sweep.view(),
     };
   }
 }

@@ -22,8 +22,8 @@ export class RequestIntake {
       topology: CellTopology;
       handler: CopyRequestHandler;
       locks: NodeLockManager;
-      /** The cache cleaner's schedule: started with the consumer, stopped before the locks are released. */
-      cleaning?: { start(): void; stop(): Promise<void> };
+      /** Background rounds (cache cleaner, leftover sweep): started with the consumer, stopped before the locks are released. */
+      background?: Array<{ start(): void; stop(): Promise<void> }>;
       concurrency: number;
       graceMs: number;
       shutdown: AbortController;
@@ -52,14 +52,14 @@ export class RequestIntake {
     broker.start();
     this.consumer = await consume(broker, topology.requestQueue.name, { prefetch: concurrency }, (d) => handler.handle(d));
     this.stateValue = 'consuming';
-    this.deps.cleaning?.start();
+    for (const rounds of this.deps.background ?? []) rounds.start();
   }
 
   async stop(): Promise<void> {
     if (this.stateValue === 'stopped' || this.stateValue === 'draining') return;
     const { log, graceMs, shutdown } = this.deps;
     this.stateValue = 'draining';
-    const cleaningStopped = this.deps.cleaning?.stop();
+    const backgroundStopped = Promise.all((this.deps.background ?? []).map((rounds) => rounds.stop()));
     const consumer = this.consumer;
     if (consumer) {
       await consumer.pause();
@@ -73,7 +73,7 @@ export class RequestIntake {
       await consumer.close();
     }
     shutdown.abort(new ConductorError('SHUTTING_DOWN', 'the conductor is shutting down'));
-    await cleaningStopped;
+    await backgroundStopped;
     await this.deps.locks.releaseAll();
     await this.deps.publisher.close();
     await this.deps.broker.close();

@@ -1,0 +1,219 @@
+import { performance } from 'node:perf_hooks';
+import type { ImageStore } from '@app/image-store';
+import {
+  type NodeLockManager,
+  StalenessObserver,
+  inspectLocks,
+  lockKeyString,
+  newAttemptId,
+} from '@app/locking';
+import type { MessagingLogger } from '@app/messaging';
+import { RoundSchedule } from './round-schedule';
+
+export interface LeftoverSweepOptions {
+  /** LEFTOVER_SWEEP_MS: from the end of one round to the start of the next; 0 turns the sweep off. */
+  intervalMs: number;
+  /** CACHE_ROOT. */
+  root: string;
+  /** The nodes of the cell. */
+  listNodes: () => Promise<string[]>;
+  log: Pick<MessagingLogger, 'info' | 'warn' | 'debug'>;
+}
+
+export interface SweepRound {
+  nodes: number;
+  /** Keys whose leftovers were collected under their exclusive lock. */
+  keysCollected: number;
+  /** Stale lock entries (an unreleased gate, reader entries) among them. */
+  lockEntries: number;
+  /** Partial files (copies, meta files) removed. */
+  tmpFiles: number;
+  /** Keys skipped because someone was using them (a live entry, or the lock wait ran out). */
+  busy: number;
+  failed: number;
+  durationMs: number;
+}
+
+/** The sweep as GET /status shows it. */
+export interface LeftoverSweepView {
+  enabled: boolean;
+  intervalMs: number;
+  rounds: number;
+  running: boolean;
+  nextRoundAt: string | null;
+  /** Since the conductor started. */
+  totals: { keysCollected: number; lockEntries: number; tmpFiles: number; busy: number };
+  lastRound: (SweepRound & { endedAt: string }) | null;
+}
+
+/**
+ * Collects what dead attempts leave behind when no later writer comes for the same image: the lock entries
+ * of a conductor killed right after it published (its redelivered request is answered already-present
+ * without the lock), and partial files such as a killed source-side meta refresh's `tmp/<id>~meta-*.part`.
+ * Nothing is removed from a listing alone: a key whose entries all look stale by their age, or whose
+ * partial files kept the same identity and mtime for LOCK_STALE_MS of this sweep's own watching, is taken
+ * with its exclusive lock like any writer (a stale gate is taken over and stale reader entries drained by
+ * the lock's own rules), its partial files are removed under that lock, and the lock is released.
+ */
+export class LeftoverSweep {
+  private readonly schedule: RoundSchedule<SweepRound>;
+  private readonly tmpObserver: StalenessObserver;
+  /** Partial files watched, per node, so the observer forgets the ones that went away. */
+  private readonly watchedTmp = new Map<string, Set<string>>();
+  private lastRound: LeftoverSweepView['lastRound'] = null;
+  private readonly totals = { keysCollected: 0, lockEntries: 0, tmpFiles: 0, busy: 0 };
+
+  constructor(
+    private readonly store: Pick<ImageStore, 'listTmp' | 'removeLeftoverTmp'>,
+    private readonly locks: NodeLockManager,
+    private readonly options: LeftoverSweepOptions,
+  ) {
+    this.schedule = new RoundSchedule((signal) => this.round(signal), options.intervalMs);
+    this.tmpObserver = new StalenessObserver(locks.timings.staleMs);
+  }
+
+  get enabled(): boolean {
+    return this.options.intervalMs > 0;
+  }
+
+  view(): LeftoverSweepView {
+    return {
+      enabled: this.enabled,
+      intervalMs: this.options.intervalMs,
+      rounds: this.schedule.rounds,
+      running: this.schedule.running,
+      nextRoundAt: this.schedule.nextRoundAt,
+      totals: { ...this.totals },
+      lastRound: this.lastRound && { ...this.lastRound },
+    };
+  }
+
+  start(): void {
+    if (!this.enabled) return;
+    if (this.schedule.start())
+      this.options.log.info({ intervalMs: this.options.intervalMs }, 'leftover sweep scheduled');
+  }
+
+  /** One round now (or the one running). Never throws. */
+  runOnce(): Promise<SweepRound> {
+    return this.schedule.runOnce();
+  }
+
+  stop(): Promise<void> {
+    return this.schedule.stop();
+  }
+
+  private async round(signal: AbortSignal): Promise<SweepRound> {
+    const started = performance.now();
+    const round: SweepRound = {
+      nodes: 0,
+      keysCollected: 0,
+      lockEntries: 0,
+      tmpFiles: 0,
+      busy: 0,
+      failed: 0,
+      durationMs: 0,
+    };
+    let nodes: string[] = [];
+    try {
+      nodes = await this.options.listNodes();
+    } catch (error) {
+      this.options.log.warn({ err: errorText(error) }, 'leftover sweep: could not list the nodes');
+    }
+    for (const node of nodes) {
+      if (signal.aborted) break;
+      try {
+        await this.sweepNode(node, round, signal);
+        round.nodes += 1;
+      } catch (error) {
+        round.failed += 1;
+        this.options.log.warn({ node, err: errorText(error) }, 'leftover sweep: a node failed');
+      }
+    }
+    round.durationMs = Math.round(performance.now() - started);
+    for (const k of ['keysCollected', 'lockEntries', 'tmpFiles', 'busy'] as const) this.totals[k] += round[k];
+    this.lastRound = { ...round, endedAt: new Date().toISOString() };
+    const worthTelling = round.keysCollected > 0 || round.failed > 0;
+    (worthTelling ? this.options.log.info : this.options.log.debug)?.call(
+      this.options.log,
+      round,
+      'leftover sweep round done',
+    );
+    return round;
+  }
+
+  private async sweepNode(node: string, round: SweepRound, signal: AbortSignal): Promise<void> {
+    const staleMs = this.locks.timings.staleMs;
+    // Keys with lock entries: candidates only when every entry looks stale (a live one means in use).
+    const entriesByKey = new Map<string, { imageId: string; stale: number; live: number }>();
+    for (const entry of (await inspectLocks(this.options.root, { node, staleMs })).entries) {
+      const seen = entriesByKey.get(entry.imageId) ?? { imageId: entry.imageId, stale: 0, live: 0 };
+      seen[entry.liveness === 'stale' ? 'stale' : 'live'] += 1;
+      entriesByKey.set(entry.imageId, seen);
+    }
+    const candidates = new Map<string, number>(); // imageId -> stale lock entries
+    for (const { imageId, stale, live } of entriesByKey.values()) {
+      if (live > 0) continue;
+      candidates.set(imageId, stale);
+    }
+    // Partial files: candidates once this sweep has watched them unchanged for the stale time.
+    const tmpFiles = await this.store.listTmp(node);
+    const listed = new Set(tmpFiles.map((t) => t.path));
+    for (const gone of this.watchedTmp.get(node) ?? []) if (!listed.has(gone)) this.tmpObserver.forget(gone);
+    this.watchedTmp.set(node, listed);
+    for (const tmp of tmpFiles) {
+      if (entriesByKey.get(tmp.imageId)?.live) continue;
+      if (await this.tmpObserver.isStale(tmp.path))
+        candidates.set(tmp.imageId, candidates.get(tmp.imageId) ?? 0);
+    }
+    const mine = new Set(this.locks.heldLocks().map((l) => lockKeyString(l.key)));
+    for (const [imageId, lockEntries] of candidates) {
+      if (signal.aborted) return;
+      if (mine.has(lockKeyString({ node, imageId }))) continue;
+      await this.collect(node, imageId, lockEntries, round, signal);
+    }
+  }
+
+  private async collect(
+    node: string,
+    imageId: string,
+    lockEntries: number,
+    round: SweepRound,
+    signal: AbortSignal,
+  ): Promise<void> {
+    let lock;
+    try {
+      // A stale gate is taken over only after the lock's own observation (LOCK_STALE_MS), so allow for it.
+      lock = await this.locks.acquire(
+        { node, imageId, mode: 'exclusive' },
+        { timeoutMs: this.locks.timings.staleMs * 2 + 1_000, signal, attemptId: `sweep-${newAttemptId()}` },
+      );
+    } catch (error) {
+      if (signal.aborted) return;
+      round.busy += 1;
+      this.options.log.debug?.(
+        { node, imageId, err: errorText(error) },
+        'leftover sweep: key busy, left for the next round',
+      );
+      return;
+    }
+    try {
+      // Under the exclusive lock every partial file of this image belongs to a dead attempt.
+      await lock.assertStillHeld();
+      const tmpFiles = await this.store.removeLeftoverTmp(node, imageId);
+      round.keysCollected += 1;
+      round.lockEntries += lockEntries;
+      round.tmpFiles += tmpFiles;
+      this.options.log.info(
+        { node, imageId, lockEntries, tmpFiles, fencingToken: lock.fencingToken },
+        'leftovers collected',
+      );
+    } finally {
+      await lock.release();
+    }
+  }
+}
+
+function errorText(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}

@@ -1,0 +1,135 @@
+import { promises as fsp } from 'node:fs';
+import * as path from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { NodeLockManager } from '@app/locking';
+import { AdminHttp, until } from './support/admin-http';
+import { ChildProcessPool, compiled } from './support/child-processes';
+import { conductorPool, errorLines, heldLockEntries } from './support/conductor-harness';
+import { ConductorProcess } from './support/conductor-process';
+import type { LockWorkerConfig, LockWorkerReport } from './support/lock-worker';
+import { TestCell } from './support/test-cell';
+
+const TIMINGS = { staleMs: 2_000, updateMs: 1_000, safetyMarginMs: 500, pollMs: 25 };
+
+interface LeftoversView {
+  enabled: boolean;
+  rounds: number;
+  totals: { keysCollected: number; lockEntries: number; tmpFiles: number; busy: number };
+}
+
+describe('the leftover sweep', () => {
+  let cell: TestCell | undefined;
+  let live: NodeLockManager | undefined;
+  const workers = new ChildProcessPool<LockWorkerReport>();
+  const pool = conductorPool(async () => {
+    await live?.releaseAll();
+    await workers.killAll();
+    await cell?.cleanup();
+  });
+  afterEach(() => {
+    cell = undefined;
+    live = undefined;
+  });
+
+  /** A process that takes one lock the way a conductor does, holds it, and is then SIGKILLed. */
+  async function killedHolder(
+    root: string,
+    node: string,
+    imageId: string,
+    mode: 'shared' | 'exclusive',
+  ): Promise<void> {
+    const config: LockWorkerConfig = {
+      root,
+      conductorId: `dead-${mode}`,
+      scenario: 'hold',
+      requests: [{ node, imageId, mode }],
+      iterations: 1,
+      steps: 1,
+      holdMs: 60_000,
+      timeoutMs: 10_000,
+      timings: TIMINGS,
+    };
+    const child = workers.fork(compiled('test/support/lock-worker.ts'), [JSON.stringify(config)], {
+      hardTimeoutMs: 60_000,
+    });
+    await child.waitFor((m) => m.type === 'acquired');
+    child.process.kill('SIGKILL');
+    await child.exited;
+  }
+
+  const partFile = (node: string, imageId: string, tag: string) =>
+    path.join(cell!.root, node, 'tmp', `${imageId}~${tag}.part`);
+
+  it('collects the lock entries and partial files of dead attempts under each image lock, and leaves a live holder alone', async () => {
+    cell = await TestCell.create({ nodes: ['node-a', 'node-b'] });
+    const c = cell;
+    await c.seed('node-a', 'read.img', 1024);
+    // A destination holder killed right after it published: its gate stays unreleased.
+    await c.seed('node-b', 'published.img', 1024);
+    await killedHolder(c.root, 'node-b', 'published.img', 'exclusive');
+    // A source reader killed mid-copy, and its meta refresh's partial file.
+    await killedHolder(c.root, 'node-a', 'read.img', 'shared');
+    await fsp.mkdir(path.join(c.root, 'node-a', 'tmp'), { recursive: true });
+    await fsp.writeFile(partFile('node-a', 'read.img', 'meta-0f3c'), '{"v":1');
+    // A live reader of another image, with a partial file of that image that must stay.
+    await c.seed('node-a', 'busy.img', 1024);
+    live = new NodeLockManager({ root: c.root, conductorId: 'alive', timings: TIMINGS });
+    const held = await live.acquire(
+      { node: 'node-a', imageId: 'busy.img', mode: 'shared' },
+      { timeoutMs: 5_000 },
+    );
+    await fsp.writeFile(partFile('node-a', 'busy.img', 'meta-7a7a'), '{"v":1');
+    expect(await heldLockEntries(c.root)).toHaveLength(3);
+
+    const conductor = ConductorProcess.start(
+      pool,
+      c.conductorEnv({ CONDUCTOR_ID: 'sweeper', LEFTOVER_SWEEP_MS: '1000' }),
+      90_000,
+    );
+    await conductor.ready();
+    const admin = AdminHttp.of(conductor);
+    const { leftovers } = await until(
+      async () => {
+        const status = await admin.json<{ leftovers: LeftoversView }>('/status');
+        return status.leftovers.totals.keysCollected >= 2 && status;
+      },
+      'the sweep to collect both dead keys',
+      30_000,
+    );
+    expect(leftovers.enabled).toBe(true);
+    expect(leftovers.totals).toMatchObject({ keysCollected: 2, lockEntries: 2, tmpFiles: 1 });
+    // Only the live reader's entry is left, and its partial file: nobody took its lock or touched its files.
+    expect(await heldLockEntries(c.root)).toEqual([
+      expect.stringMatching(/^node-a\/locks\/busy\.img\/r~alive~/),
+    ]);
+    expect(await held.isStillHeld()).toBe(true);
+    await expect(fsp.stat(partFile('node-a', 'busy.img', 'meta-7a7a'))).resolves.toBeDefined();
+    await expect(fsp.stat(partFile('node-a', 'read.img', 'meta-0f3c'))).rejects.toMatchObject({
+      code: 'ENOENT',
+    });
+    // The images themselves are untouched.
+    for (const [node, imageId] of [
+      ['node-a', 'read.img'],
+      ['node-b', 'published.img'],
+      ['node-a', 'busy.img'],
+    ] as const) {
+      expect(await c.store.verifiedImage(node, imageId), `${node}/${imageId}`).toBeDefined();
+    }
+    expect(errorLines([conductor])).toEqual([]);
+  });
+
+  it('is off with LEFTOVER_SWEEP_MS=0: the leftovers stay', async () => {
+    cell = await TestCell.create({ nodes: ['node-b'] });
+    const c = cell;
+    await c.seed('node-b', 'published.img', 1024);
+    await killedHolder(c.root, 'node-b', 'published.img', 'exclusive');
+    const conductor = ConductorProcess.start(
+      pool,
+      c.conductorEnv({ CONDUCTOR_ID: 'no-sweeper', LEFTOVER_SWEEP_MS: '0' }),
+      60_000,
+    );
+    await conductor.ready();
+    const { leftovers } = await AdminHttp.of(conductor).json<{ leftovers: LeftoversView }>('/status');
+    expect(leftovers).toMatchObject({ enabled: false, rounds: 0, nextRoundAt: null });
+  });
+});
