@@ -181,19 +181,20 @@ describe('locks between real processes', () => {
     // A holder that keeps the lock for 20 checks 200 ms apart: the folder is removed under it each time.
     const holder = worker({ scenario: 'hold', requests: [key], iterations: 4, steps: 20, holdMs: 200, csDir });
     await Promise.all([...contenders, holder].map((w) => w.waitFor((m) => m.type === 'ready')));
-    const freshAcquisition = async (from: typeof contenders) => {
+    const contenderHandOver = async () => {
       const seen = new Set(all());
-      await Promise.race(from.map((w) => w.waitFor((m) => m.type === 'acquired' && !seen.has(m), 100_000).catch(() => undefined)));
+      await Promise.race(contenders.map((w) => w.waitFor((m) => m.type === 'acquired' && !seen.has(m), 10_000).catch(() => undefined)));
     };
     // Claimants keep creating entries while rm walks the folder: retry its ENOTEMPTY, as an operator would.
     const removeByHand = () => fsp.rm(keyDir, { recursive: true, force: true, maxRetries: 50, retryDelay: 5 });
     let removals = 0;
     for (let i = 0; i < 4; i++) {
-      await freshAcquisition([holder]);
+      // Strike while the long holder is seen holding: its iteration i holds for 20 checks 200 ms apart.
+      await holder.waitFor((m) => m.type === 'acquired' && m.iteration === i, 100_000);
       await removeByHand();
       removals++;
       // And once more at a contender's hand-over, with the epoch of the new folder barely made.
-      await freshAcquisition(contenders);
+      await contenderHandOver();
       await removeByHand();
       removals++;
     }

@@ -1,5 +1,5 @@
 /*
- * `npm run campaign [-- --seed N] [--size ci|large] [--only chaos,broker,fs,clock,bad-input]`: runs the
+ * `npm run campaign [-- --seed N] [--size ci|large] [--only chaos,locks,broker,fs,clock,bad-input]`: runs the
  * issue-8 campaigns (test/campaign-*.e2e-spec.ts, the same code `npm test` runs at CI size) through vitest,
  * one file at a time, with CAMPAIGN_SIZE and CAMPAIGN_SEED set, then prints the figures each campaign
  * wrote to test-output/campaigns/. CAMPAIGN_SEED / CAMPAIGN_SIZE from the environment work too.
@@ -12,12 +12,13 @@ import { PROJECT_ROOT } from './child-processes';
 
 const FILES: Record<string, string> = {
   chaos: 'test/campaign-conductor-chaos.e2e-spec.ts',
+  locks: 'test/campaign-lock-first-use.e2e-spec.ts',
   fs: 'test/campaign-fs-faults.e2e-spec.ts',
   clock: 'test/campaign-clock-skew.e2e-spec.ts',
   'bad-input': 'test/campaign-bad-input.e2e-spec.ts',
   broker: 'test/campaign-broker-faults.e2e-spec.ts',
 };
-const REPORTS: Record<string, string> = { chaos: 'conductor-chaos', fs: 'fs-faults', clock: 'clock-skew', 'bad-input': 'bad-input', broker: 'broker-faults' };
+const REPORTS: Record<string, string> = { chaos: 'conductor-chaos', locks: 'lock-first-use', fs: 'fs-faults', clock: 'clock-skew', 'bad-input': 'bad-input', broker: 'broker-faults' };
 
 function usage(message: string): never {
   process.stderr.write(`run-campaigns: ${message}\nusage: npm run campaign -- [--seed N] [--size ci|large] [--only ${Object.keys(FILES).join(',')}]\n`);

@@ -1,0 +1,173 @@
+import { promises as fsp } from 'node:fs';
+import * as path from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { bySize, campaignRun, writeReport } from './campaigns/campaign-kit';
+import { ChildProcessPool, compiled } from './support/child-processes';
+import type { LockWorkerConfig, LockWorkerReport } from './support/lock-worker';
+import { makeTempDir, removeDir } from './support/temp-dirs';
+
+/*
+ * Lock campaign: the paths to ownership that the steady state never takes. Seeded rounds of two kinds
+ * (alternating),
+ * with real processes on one shared folder:
+ * - first use: P processes race onto K keys that were never used (no folder at all), some of them acting
+ *   on listings delayed by up to 200 ms (a descheduled process);
+ * - hand removal: contenders cycle on one key while the test removes the whole key folder (epoch too) under
+ *   a long holder, and again at a contender's hand-over.
+ * Oracles: no two holders in the critical-section detector; in first-use rounds nobody loses a lock (no
+ * pause, kill or removal there, so a loss means a second holder existed); fencing tokens never repeat; in
+ * removal rounds the long holder finds its lock gone at every strike. Replay:
+ * CAMPAIGN_SEED=<seed> CAMPAIGN_SIZE=ci|large npx vitest run test/campaign-lock-first-use
+ */
+const run = campaignRun('lock-first-use');
+const TIMINGS = { staleMs: 2_000, updateMs: 1_000, safetyMarginMs: 500, pollMs: 20 };
+const DELAYS = [undefined, 50, 100, 200] as const;
+
+describe('campaign: first use and hand-removed key folders', () => {
+  const pool = new ChildProcessPool<LockWorkerReport>();
+  const roots: string[] = [];
+  afterEach(async () => {
+    await pool.killAll();
+    for (const root of roots.splice(0)) await removeDir(root);
+  });
+
+  it('never two holders of a key on its first use or after its folder was removed by hand', async () => {
+    const size = bySize(run, {
+      ci: { rounds: 4, keys: 20, processes: 6 },
+      large: { rounds: 24, keys: 40, processes: 8 },
+    });
+    const rng = run.rng.fork('plan');
+    const figures = {
+      firstUseRounds: 0,
+      removalRounds: 0,
+      keys: 0,
+      acquisitions: 0,
+      delayedProcesses: 0,
+      removals: 0,
+      strikesCaught: 0,
+      lost: 0,
+    };
+    const violations: string[] = [];
+    for (let round = 0; round < size.rounds; round++) {
+      const root = await makeTempDir(`lock-campaign-${round}`);
+      roots.push(root);
+      const csDir = path.join(root, 'critical-section');
+      await fsp.mkdir(csDir);
+      const fork = (config: Partial<LockWorkerConfig> & Pick<LockWorkerConfig, 'requests'>) =>
+        pool.fork(
+          compiled('test/support/lock-worker.ts'),
+          [
+            JSON.stringify({
+              root,
+              conductorId: `r${round}w${pool.all.length}`,
+              scenario: 'mutex',
+              iterations: 1,
+              steps: 3,
+              holdMs: 10,
+              timeoutMs: 60_000,
+              timings: TIMINGS,
+              csDir,
+              ...config,
+            } satisfies LockWorkerConfig),
+          ],
+          { hardTimeoutMs: 120_000 },
+        );
+      const delays = Array.from({ length: size.processes }, () => rng.pick(DELAYS));
+      figures.delayedProcesses += delays.filter((d) => d !== undefined).length;
+      const before = pool.all.length;
+      const messages = () => pool.all.slice(before).flatMap((c) => c.messages);
+      if (round % 2 === 0) {
+        figures.firstUseRounds++;
+        const keys = Array.from({ length: size.keys }, (_, i) => `r${round}-k${i}`);
+        const goFile = path.join(root, 'go');
+        const workers = delays.map((listingDelayMs) =>
+          fork({
+            scenario: 'race-once',
+            requests: keys.map((imageId) => ({ node: 'n1', imageId, mode: 'exclusive' as const })),
+            steps: 2,
+            holdMs: 15,
+            goFile,
+            listingDelayMs,
+          }),
+        );
+        await Promise.all(workers.map((w) => w.waitFor((m) => m.type === 'ready')));
+        await fsp.writeFile(goFile, '');
+        await Promise.all(workers.map((w) => w.waitFor((m) => m.type === 'done', 110_000)));
+        const lost = messages().reduce((n, m) => n + (m.type === 'done' ? m.lost : 0), 0);
+        if (lost > 0)
+          violations.push(
+            `round ${round}: ${lost} first-use holders lost a lock nobody took from them (a second holder)`,
+          );
+        for (const imageId of keys) {
+          const tokens = messages().flatMap((m) =>
+            m.type === 'acquired' && m.key === imageId ? [m.fencingToken] : [],
+          );
+          if (new Set(tokens).size !== tokens.length)
+            violations.push(
+              `round ${round}: ${imageId} handed out a fencing token twice: ${tokens.join(',')}`,
+            );
+        }
+        figures.keys += keys.length;
+        figures.lost += lost;
+      } else {
+        figures.removalRounds++;
+        const key = { node: 'n1', imageId: `r${round}-removed`, mode: 'exclusive' as const };
+        const keyDir = path.join(root, 'n1', 'locks', key.imageId);
+        const contenders = delays
+          .slice(1)
+          .map((listingDelayMs) =>
+            fork({ requests: [key], iterations: 60, steps: 2, holdMs: 10, listingDelayMs }),
+          );
+        const strikes = rng.int(1, 3);
+        const holder = fork({
+          scenario: 'hold',
+          requests: [key],
+          iterations: strikes,
+          steps: 20,
+          holdMs: 200,
+        });
+        await Promise.all([...contenders, holder].map((w) => w.waitFor((m) => m.type === 'ready')));
+        const removeByHand = () =>
+          fsp.rm(keyDir, { recursive: true, force: true, maxRetries: 50, retryDelay: 5 });
+        // A contender's next acquisition, if one comes soon (they may all be done): a hand-over to strike at.
+        const contenderHandOver = async () => {
+          const seen = new Set(messages());
+          await Promise.race(
+            contenders.map((w) =>
+              w.waitFor((m) => m.type === 'acquired' && !seen.has(m), 10_000).catch(() => undefined),
+            ),
+          );
+        };
+        for (let s = 0; s < strikes; s++) {
+          // Strike while the long holder is seen holding: its iteration s holds for 20 checks 200 ms apart.
+          await holder.waitFor((m) => m.type === 'acquired' && m.iteration === s, 100_000);
+          await removeByHand();
+          if (rng.chance(0.5)) {
+            await contenderHandOver(); // and at a contender's hand-over, right after a new epoch
+            await removeByHand();
+            figures.removals++;
+          }
+          figures.removals++;
+        }
+        await Promise.all([...contenders, holder].map((w) => w.waitFor((m) => m.type === 'done', 110_000)));
+        const caught = holder.messages.filter((m) => m.type === 'lost').length;
+        if (caught !== strikes)
+          violations.push(
+            `round ${round}: the long holder noticed ${caught} of ${strikes} removals under it`,
+          );
+        figures.strikesCaught += caught;
+        const tokens = messages().flatMap((m) => (m.type === 'acquired' ? [m.fencingToken] : []));
+        if (new Set(tokens).size !== tokens.length)
+          violations.push(`round ${round}: a fencing token was handed out twice across removals`);
+      }
+      const overlaps = messages().filter((m) => m.type === 'overlap' && m.kind === 'real');
+      for (const o of overlaps) violations.push(`round ${round}: two holders at once: ${JSON.stringify(o)}`);
+      figures.acquisitions += messages().filter((m) => m.type === 'acquired').length;
+      await pool.killAll();
+    }
+    writeReport(run, { violations, ...figures });
+    expect(violations, pool.report()).toEqual([]);
+    expect(figures.firstUseRounds).toBeGreaterThanOrEqual(1);
+    expect(figures.delayedProcesses).toBeGreaterThanOrEqual(1);
+  }, 900_000);
+});
