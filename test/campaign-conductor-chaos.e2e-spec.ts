@@ -15,7 +15,7 @@ describe('campaign: conductor chaos (kills, pauses past the stale time, restarts
   const pool = conductorPool(() => cleanups.run());
 
   it(
-    'loses nothing, corrupts nothing, never lets two holders write one image, and leaves only dead holders\' leftovers, which a last round collects',
+    "loses nothing, corrupts nothing, never lets two holders write one image, and leaves only dead holders' leftovers, which a last round collects",
     async () => {
       let outcome: ChaosOutcome | undefined;
       try {
@@ -29,7 +29,9 @@ describe('campaign: conductor chaos (kills, pauses past the stale time, restarts
       // after them (by a conductor, or by the last round when no copy needed the key again).
       expect(faults.kill!.caughtHolding + faults.pause!.caughtHolding).toBeGreaterThanOrEqual(2);
       const lastRound = outcome.figures.lastRound as { tookOver: number } | undefined;
-      expect((outcome.figures.lockTakeovers as number) + (lastRound?.tookOver ?? 0)).toBeGreaterThanOrEqual(1);
+      expect((outcome.figures.lockTakeovers as number) + (lastRound?.tookOver ?? 0)).toBeGreaterThanOrEqual(
+        1,
+      );
       expect(outcome.figures.lost).toBe(0);
       expect(outcome.figures.corrupt).toBe(0);
     },

@@ -1,11 +1,26 @@
 import { performance } from 'node:perf_hooks';
 import { inspectLocks } from '@app/locking';
 import type { ChildProcessPool } from '../support/child-processes';
-import { type Result, ResultsTap, answeredLines, copiesPerDestination, errorLines, heldLockEntries, publishConfirmed } from '../support/conductor-harness';
+import {
+  type Result,
+  ResultsTap,
+  answeredLines,
+  copiesPerDestination,
+  errorLines,
+  heldLockEntries,
+  publishConfirmed,
+} from '../support/conductor-harness';
 import { sha256OfFile } from '../support/image-store-fixtures';
 import { TestCell } from '../support/test-cell';
 import { type CampaignRun, type Cleanups, bySize, sleep, tally } from './campaign-kit';
-import { FinalPathsWatcher, TmpOverlapSampler, lockLeftovers, sweepKeys, tmpLeftoverKey, tmpLeftovers } from './cell-observers';
+import {
+  FinalPathsWatcher,
+  TmpOverlapSampler,
+  lockLeftovers,
+  sweepKeys,
+  tmpLeftoverKey,
+  tmpLeftovers,
+} from './cell-observers';
 import { ConductorFleet, type FleetMember } from './conductor-fleet';
 
 const KiB = 1024;
@@ -29,8 +44,32 @@ export interface ChaosParams {
 }
 
 export const CHAOS_SIZES = {
-  ci: { nodes: 10, images: 12, bigImages: 3, smallBytes: [64 * KiB, 2 * MiB], bigBytes: 32 * MiB, requestsPerPair: 4, conductors: 3, faultWindowMs: 24_000, faultGapMs: [500, 1_500], settleMs: 90_000, conductorHardTimeoutMs: 240_000 },
-  large: { nodes: 12, images: 30, bigImages: 5, smallBytes: [64 * KiB, 4 * MiB], bigBytes: 96 * MiB, requestsPerPair: 5, conductors: 3, faultWindowMs: 240_000, faultGapMs: [500, 2_000], settleMs: 300_000, conductorHardTimeoutMs: 1_800_000 },
+  ci: {
+    nodes: 10,
+    images: 12,
+    bigImages: 3,
+    smallBytes: [64 * KiB, 2 * MiB],
+    bigBytes: 32 * MiB,
+    requestsPerPair: 4,
+    conductors: 3,
+    faultWindowMs: 24_000,
+    faultGapMs: [500, 1_500],
+    settleMs: 90_000,
+    conductorHardTimeoutMs: 240_000,
+  },
+  large: {
+    nodes: 12,
+    images: 30,
+    bigImages: 5,
+    smallBytes: [64 * KiB, 4 * MiB],
+    bigBytes: 96 * MiB,
+    requestsPerPair: 5,
+    conductors: 3,
+    faultWindowMs: 240_000,
+    faultGapMs: [500, 2_000],
+    settleMs: 300_000,
+    conductorHardTimeoutMs: 1_800_000,
+  },
 } satisfies Record<string, ChaosParams>;
 
 export function chaosTestTimeoutMs(run: CampaignRun): number {
@@ -64,7 +103,11 @@ export interface ChaosOutcome {
  * driver that SIGKILLs, SIGSTOPs (past LOCK_STALE_MS) and restarts conductors at seeded random moments.
  * Returns the violations of the promises (empty when they held) and the figures of the run.
  */
-export async function runConductorChaos(run: CampaignRun, pool: ChildProcessPool<unknown>, cleanups: Cleanups): Promise<ChaosOutcome> {
+export async function runConductorChaos(
+  run: CampaignRun,
+  pool: ChildProcessPool<unknown>,
+  cleanups: Cleanups,
+): Promise<ChaosOutcome> {
   const p: ChaosParams = bySize(run, CHAOS_SIZES);
   const rng = run.rng;
   const startedAt = performance.now();
@@ -88,7 +131,12 @@ export async function runConductorChaos(run: CampaignRun, pool: ChildProcessPool
   for (const image of images) {
     seeds.set(image.imageId, await cell.seed(image.holders[0]!, image.imageId, image.bytes));
     // A second holder gets the same bytes, imported from the first one's published file.
-    for (const extra of image.holders.slice(1)) await cell.store.importImage(extra, image.imageId, cell.store.imagePath(image.holders[0]!, image.imageId));
+    for (const extra of image.holders.slice(1))
+      await cell.store.importImage(
+        extra,
+        image.imageId,
+        cell.store.imagePath(image.holders[0]!, image.imageId),
+      );
   }
 
   // Requests: every image to every node that lacks it, each pair 1..requestsPerPair times, in one of four
@@ -107,7 +155,12 @@ export async function runConductorChaos(run: CampaignRun, pool: ChildProcessPool
       const group: (typeof groups)[number] = [];
       const copies = planRng.int(1, p.requestsPerPair);
       for (let k = 0; k < copies; k++) {
-        const shape = planRng.weighted([['meta', 3], ['checksum', 3], ['source', 2], ['sha-only', 1]] as const);
+        const shape = planRng.weighted([
+          ['meta', 3],
+          ['checksum', 3],
+          ['source', 2],
+          ['sha-only', 1],
+        ] as const);
         const requestId = `chaos-${requestCount++}`;
         const body: Record<string, unknown> = { v: 1, requestId, imageId: image.imageId, destination };
         if (shape === 'checksum') Object.assign(body, { sha256: seed.sha256, size: seed.size });
@@ -124,22 +177,34 @@ export async function runConductorChaos(run: CampaignRun, pool: ChildProcessPool
   cleanups.add('results tap', () => tap.close());
   const watcher = new FinalPathsWatcher();
   cleanups.add('final-path watcher', () => watcher.stop());
-  for (const pair of pairs) watcher.watch(cell.store.imagePath(pair.destination, pair.imageId), seeds.get(pair.imageId)!);
+  for (const pair of pairs)
+    watcher.watch(cell.store.imagePath(pair.destination, pair.imageId), seeds.get(pair.imageId)!);
   // Sources too: nobody may ever modify a published image in place.
-  for (const image of images) for (const holder of image.holders) watcher.watch(cell.store.imagePath(holder, image.imageId), seeds.get(image.imageId)!);
+  for (const image of images)
+    for (const holder of image.holders)
+      watcher.watch(cell.store.imagePath(holder, image.imageId), seeds.get(image.imageId)!);
 
   const fleet = new ConductorFleet(
     pool,
-    () => cell.conductorEnv({ COPY_CONCURRENCY: '4', MAX_ATTEMPTS: '10', SHUTDOWN_GRACE_MS: '1000', LOCK_WAIT_MS: '20000' }),
+    () =>
+      cell.conductorEnv({
+        COPY_CONCURRENCY: '4',
+        MAX_ATTEMPTS: '10',
+        SHUTDOWN_GRACE_MS: '1000',
+        LOCK_WAIT_MS: '20000',
+      }),
     `campaign-${run.seed}`,
     p.conductorHardTimeoutMs,
   );
   cleanups.add('status sampler', () => fleet.stopSampling());
   let nextConductor = 0;
-  const newId = () => `chaos-${String.fromCharCode(97 + (nextConductor % 26))}${Math.floor(nextConductor++ / 26) || ''}`;
+  const newId = () =>
+    `chaos-${String.fromCharCode(97 + (nextConductor % 26))}${Math.floor(nextConductor++ / 26) || ''}`;
   await Promise.all(Array.from({ length: p.conductors }, () => fleet.start(newId())));
   fleet.startSampling(1_000);
-  const sampler = new TmpOverlapSampler(cell.root, nodes, (id) => fleet.resumedRecently(id, TIMINGS.updateMs + 1_500));
+  const sampler = new TmpOverlapSampler(cell.root, nodes, (id) =>
+    fleet.resumedRecently(id, TIMINGS.updateMs + 1_500),
+  );
   cleanups.add('overlap sampler', () => sampler.stop());
 
   // Publishing: spread over the first three quarters of the fault window, in small confirmed batches.
@@ -147,7 +212,10 @@ export async function runConductorChaos(run: CampaignRun, pool: ChildProcessPool
     const batches = Math.max(1, Math.floor((p.faultWindowMs * 0.75) / 250));
     const perBatch = Math.ceil(requests.length / batches);
     for (let i = 0; i < requests.length; i += perBatch) {
-      await publishConfirmed(cell.topology.requestQueue.name, requests.slice(i, i + perBatch).map((r) => ({ body: r.body, messageId: r.sent.requestId })));
+      await publishConfirmed(
+        cell.topology.requestQueue.name,
+        requests.slice(i, i + perBatch).map((r) => ({ body: r.body, messageId: r.sent.requestId })),
+      );
       await sleep(250);
     }
   })();
@@ -159,7 +227,13 @@ export async function runConductorChaos(run: CampaignRun, pool: ChildProcessPool
   const faultDeadline = performance.now() + p.faultWindowMs;
   while (performance.now() < faultDeadline) {
     await sleep(faultRng.int(p.faultGapMs[0], p.faultGapMs[1]));
-    const kind: FaultKind = firstKinds.shift() ?? faultRng.weighted([['kill', 4], ['pause', 4], ['restart', 2]] as const);
+    const kind: FaultKind =
+      firstKinds.shift() ??
+      faultRng.weighted([
+        ['kill', 4],
+        ['pause', 4],
+        ['restart', 2],
+      ] as const);
     const victim = await chooseVictim(fleet, cell.root, faultRng);
     if (!victim) continue;
     // Frozen first, then looked at: whether the fault caught a lock holder is then a fact, not a guess.
@@ -206,7 +280,8 @@ export async function runConductorChaos(run: CampaignRun, pool: ChildProcessPool
   // 1. Nothing lost: a final result for every request, and a successful one.
   const lost = ids.filter((id) => !finals.has(id));
   const failedFinals = [...finals.values()].filter((r) => r.status === 'failed');
-  for (const r of failedFinals.slice(0, 20)) violations.push(`request ${r.requestId} failed for good: ${String(r.reason)} ${String(r.detail)}`);
+  for (const r of failedFinals.slice(0, 20))
+    violations.push(`request ${r.requestId} failed for good: ${String(r.reason)} ${String(r.detail)}`);
 
   // 2. Nothing corrupt: every destination (and source) holds the source's bytes, hashed here; its meta agrees.
   let corrupt = 0;
@@ -217,17 +292,25 @@ export async function runConductorChaos(run: CampaignRun, pool: ChildProcessPool
     const meta = await cell.store.verifiedImage(pair.destination, pair.imageId, expected);
     if (sha256 !== expected.sha256 || !meta) {
       corrupt++;
-      violations.push(`${pair.imageId} on ${pair.destination}: sha256 ${sha256}, meta ${meta ? 'ok' : 'missing or not matching'} (expected ${expected.sha256})`);
+      violations.push(
+        `${pair.imageId} on ${pair.destination}: sha256 ${sha256}, meta ${meta ? 'ok' : 'missing or not matching'} (expected ${expected.sha256})`,
+      );
     }
   }
   for (const image of images)
     for (const holder of image.holders)
-      if ((await sha256OfFile(cell.store.imagePath(holder, image.imageId))) !== seeds.get(image.imageId)!.sha256) violations.push(`source ${image.imageId} on ${holder} changed`);
+      if (
+        (await sha256OfFile(cell.store.imagePath(holder, image.imageId))) !== seeds.get(image.imageId)!.sha256
+      )
+        violations.push(`source ${image.imageId} on ${holder} changed`);
   for (const problem of watcher.problems.slice(0, 20)) violations.push(`final-path reader: ${problem}`);
 
   // 3. No two holders at once.
   const realOverlaps = sampler.overlaps.filter((o) => o.kind === 'real');
-  for (const o of realOverlaps.slice(0, 10)) violations.push(`overlap: two writers of ${o.imageId} on ${o.node} at ${o.atMs} ms: ${JSON.stringify(o.attempts)}`);
+  for (const o of realOverlaps.slice(0, 10))
+    violations.push(
+      `overlap: two writers of ${o.imageId} on ${o.node} at ${o.atMs} ms: ${JSON.stringify(o.attempts)}`,
+    );
 
   // 4. Leftovers once idle: only killed conductors may have left lock entries or partial files, and a
   // last round (what the next copy or the cache cleaner does) collects all of them.
@@ -235,16 +318,25 @@ export async function runConductorChaos(run: CampaignRun, pool: ChildProcessPool
   const lockLeft = await lockLeftovers(cell.root, TIMINGS.staleMs);
   for (const l of lockLeft) {
     const byKilled = l.conductorId === undefined ? killedIds.size > 0 : killedIds.has(l.conductorId);
-    if (!byKilled) violations.push(`lock entry left by a conductor that was not killed: ${JSON.stringify(l)}`);
+    if (!byKilled)
+      violations.push(`lock entry left by a conductor that was not killed: ${JSON.stringify(l)}`);
   }
   const tmpLeft = await tmpLeftovers(cell.root);
   for (const t of tmpLeft) {
     const tag = /~([^~]+)\.part$/.exec(t)?.[1];
     const owner = tag && !tag.startsWith('meta-') ? sampler.conductorOf(tag) : undefined;
     const byKilled = owner === undefined ? killedIds.size > 0 : killedIds.has(owner);
-    if (!byKilled) violations.push(`partial file left by a conductor that was not killed (${owner ?? 'unknown'}): ${t}`);
+    if (!byKilled)
+      violations.push(`partial file left by a conductor that was not killed (${owner ?? 'unknown'}): ${t}`);
   }
-  const sweep = await sweepKeys(cell.root, [...lockLeft.map((l) => ({ node: l.node, imageId: l.imageId })), ...tmpLeft.map(tmpLeftoverKey).filter((k) => k !== undefined)], TIMINGS).catch((error: Error) => {
+  const sweep = await sweepKeys(
+    cell.root,
+    [
+      ...lockLeft.map((l) => ({ node: l.node, imageId: l.imageId })),
+      ...tmpLeft.map(tmpLeftoverKey).filter((k) => k !== undefined),
+    ],
+    TIMINGS,
+  ).catch((error: Error) => {
     violations.push(`last round could not take every leftover key: ${error.message}`);
     return undefined;
   });
@@ -254,7 +346,8 @@ export async function runConductorChaos(run: CampaignRun, pool: ChildProcessPool
 
   // 5. The conductors: still running, no unexpected error.
   const conductors = fleet.conductors();
-  for (const m of fleet.live()) if (m.conductor.child.process.exitCode !== null) violations.push(`conductor ${m.id} exited`);
+  for (const m of fleet.live())
+    if (m.conductor.child.process.exitCode !== null) violations.push(`conductor ${m.id} exited`);
   const internal = conductors.flatMap((c) => c.logs().filter((l) => l.msg === 'unexpected error in a copy'));
   for (const l of internal.slice(0, 5)) violations.push(`INTERNAL error: ${JSON.stringify(l)}`);
 
@@ -298,15 +391,33 @@ export async function runConductorChaos(run: CampaignRun, pool: ChildProcessPool
     },
     retriesByReason: tally(retries.map((l) => String(l.reason))),
     // Anything but a lost lock is unexpected under these faults: kept with its detail for a look.
-    otherRetries: retries.filter((l) => l.reason !== 'LOCK_LOST').slice(0, 10).map((l) => ({ conductor: l.conductorId, requestId: l.requestId, reason: l.reason, detail: l.detail })),
+    otherRetries: retries
+      .filter((l) => l.reason !== 'LOCK_LOST')
+      .slice(0, 10)
+      .map((l) => ({ conductor: l.conductorId, requestId: l.requestId, reason: l.reason, detail: l.detail })),
     lockTakeovers: fleet.total('lockTakeovers'),
     locksLost: fleet.total('locksLost'),
     handedBack: fleet.total('handedBack'),
     copiesLogged: [...copies.values()].reduce((a, b) => a + b, 0),
     pairsCopiedTwiceOrMore: [...copies.values()].filter((n) => n > 1).length,
-    overlaps: { real: realOverlaps.length, residual: sampler.overlaps.length - realOverlaps.length, samples: sampler.samples, maxPartialFilesPerImage: sampler.maxPartsPerImage },
-    finalPathReader: { rounds: watcher.rounds, looks: watcher.looks, hashed: watcher.hashed, problems: watcher.problems.length },
-    leftoversWhenIdle: { lockEntries: lockLeft.length, byMode: tally(lockLeft.map((l) => l.mode)), tmpFiles: tmpLeft.length, tmp: tmpLeft },
+    overlaps: {
+      real: realOverlaps.length,
+      residual: sampler.overlaps.length - realOverlaps.length,
+      samples: sampler.samples,
+      maxPartialFilesPerImage: sampler.maxPartsPerImage,
+    },
+    finalPathReader: {
+      rounds: watcher.rounds,
+      looks: watcher.looks,
+      hashed: watcher.hashed,
+      problems: watcher.problems.length,
+    },
+    leftoversWhenIdle: {
+      lockEntries: lockLeft.length,
+      byMode: tally(lockLeft.map((l) => l.mode)),
+      tmpFiles: tmpLeft.length,
+      tmp: tmpLeft,
+    },
     lastRound: sweep,
     leftoversAfterLastRound: afterSweep.locks.length + afterSweep.tmp.length,
     errorLogLines: errorLines(conductors).length,
@@ -318,7 +429,11 @@ export async function runConductorChaos(run: CampaignRun, pool: ChildProcessPool
  * A live conductor to hit: preferably one holding a lock right now (looked for during up to 1.5 s), so that
  * faults land on holders; else any live one. Never the last live conductor.
  */
-async function chooseVictim(fleet: ConductorFleet, root: string, rng: CampaignRun['rng']): Promise<FleetMember | undefined> {
+async function chooseVictim(
+  fleet: ConductorFleet,
+  root: string,
+  rng: CampaignRun['rng'],
+): Promise<FleetMember | undefined> {
   const live = fleet.live();
   if (live.length < 2) return undefined;
   const deadline = performance.now() + 1_500;
