@@ -38,6 +38,13 @@ export interface ChaosParams {
   conductors: number;
   faultWindowMs: number;
   faultGapMs: [number, number];
+  /**
+   * Strikes that wait until a conductor is seen holding a destination (exclusive) lock and hit it frozen,
+   * so that every seed has faults that bite; they come first, in seeded order among the others.
+   */
+  targeted: { kill: number; pause: number };
+  /** How long a targeted strike waits for a holder before it counts as a miss (a violation). */
+  holderWaitMs: number;
   /** Waiting for every final result after the fault window. */
   settleMs: number;
   conductorHardTimeoutMs: number;
@@ -54,6 +61,8 @@ export const CHAOS_SIZES = {
     conductors: 3,
     faultWindowMs: 24_000,
     faultGapMs: [500, 1_500],
+    targeted: { kill: 2, pause: 2 },
+    holderWaitMs: 20_000,
     settleMs: 90_000,
     conductorHardTimeoutMs: 240_000,
   },
@@ -67,6 +76,8 @@ export const CHAOS_SIZES = {
     conductors: 3,
     faultWindowMs: 240_000,
     faultGapMs: [500, 2_000],
+    targeted: { kill: 4, pause: 4 },
+    holderWaitMs: 20_000,
     settleMs: 300_000,
     conductorHardTimeoutMs: 1_800_000,
   },
@@ -74,7 +85,8 @@ export const CHAOS_SIZES = {
 
 export function chaosTestTimeoutMs(run: CampaignRun): number {
   const p = bySize(run, CHAOS_SIZES);
-  return p.faultWindowMs + p.settleMs + 120_000;
+  // Targeted strikes may run past the window while they wait for a holder.
+  return p.faultWindowMs + (p.targeted.kill + p.targeted.pause) * p.holderWaitMs + p.settleMs + 120_000;
 }
 
 /** Lock timings of the campaign's conductors (TestCell.conductorEnv's fast test timings). */
@@ -85,7 +97,9 @@ type FaultKind = 'kill' | 'pause' | 'restart';
 interface FaultRecord {
   kind: FaultKind;
   victim: string;
-  /** The victim held at least one lock entry when the signal went out. */
+  /** A strike that waited for a destination-lock holder (strikeHolder); a miss is a violation. */
+  targeted: boolean;
+  /** The victim held at least one lock entry when the signal went out (looked at while it was frozen). */
   caughtHolding: boolean;
   atMs: number;
   pauseMs?: number;
@@ -220,32 +234,48 @@ export async function runConductorChaos(
     }
   })();
 
-  // The fault driver: one fault at a time, at seeded moments; the first three cover every kind.
+  // The fault driver: one fault at a time. The plan (kinds, gaps, pause lengths) comes from the seed:
+  // first the targeted strikes and one restart in seeded order, then random kinds until the window ends.
+  // A targeted strike waits until a live conductor is seen holding a destination lock and freezes it while
+  // it still does, so that the faults bite with any seed; the others hit at their seeded moment.
   const faultRng = rng.fork('faults');
+  // Victims from their own stream: how often a strike looks again depends on timing, the plan must not.
+  const victimRng = rng.fork('victims');
   const faults: FaultRecord[] = [];
-  const firstKinds = faultRng.shuffle<FaultKind>(['kill', 'pause', 'restart']);
+  const firstKinds = faultRng.shuffle<{ kind: FaultKind; targeted: boolean }>([
+    ...Array.from({ length: p.targeted.kill }, () => ({ kind: 'kill' as const, targeted: true })),
+    ...Array.from({ length: p.targeted.pause }, () => ({ kind: 'pause' as const, targeted: true })),
+    { kind: 'restart', targeted: false },
+  ]);
   const faultDeadline = performance.now() + p.faultWindowMs;
-  while (performance.now() < faultDeadline) {
+  while (firstKinds.length > 0 || performance.now() < faultDeadline) {
     await sleep(faultRng.int(p.faultGapMs[0], p.faultGapMs[1]));
-    const kind: FaultKind =
-      firstKinds.shift() ??
-      faultRng.weighted([
+    const { kind, targeted } = firstKinds.shift() ?? {
+      kind: faultRng.weighted([
         ['kill', 4],
         ['pause', 4],
         ['restart', 2],
-      ] as const);
-    const victim = await chooseVictim(fleet, cell.root, faultRng);
-    if (!victim) continue;
-    // Frozen first, then looked at: whether the fault caught a lock holder is then a fact, not a guess.
-    fleet.pause(victim);
-    const caughtHolding = await holdsLocks(cell.root, victim.id);
-    const record: FaultRecord = { kind, victim: victim.id, caughtHolding, atMs: elapsed() };
+      ] as const),
+      targeted: false,
+    };
+    const pauseMs = TIMINGS.staleMs + faultRng.int(600, 1_600);
+    const restartGapMs = faultRng.int(100, 1_200);
+    const struck = targeted
+      ? await strikeHolder(fleet, cell.root, victimRng, p.holderWaitMs)
+      : await strikeAny(fleet, cell.root, victimRng);
+    if (targeted && !struck?.caughtHolding)
+      violations.push(
+        `targeted ${kind} (fault #${faults.length}) saw no conductor holding a destination lock within ${p.holderWaitMs} ms`,
+      );
+    if (!struck) continue;
+    const { victim, caughtHolding } = struck;
+    const record: FaultRecord = { kind, targeted, victim: victim.id, caughtHolding, atMs: elapsed() };
     if (kind === 'kill') {
       await fleet.kill(victim);
-      await sleep(faultRng.int(100, 1_200));
+      await sleep(restartGapMs);
       record.replacement = (await fleet.start(newId())).id;
     } else if (kind === 'pause') {
-      record.pauseMs = TIMINGS.staleMs + faultRng.int(600, 1_600);
+      record.pauseMs = pauseMs;
       try {
         await sleep(record.pauseMs);
       } finally {
@@ -361,7 +391,14 @@ export async function runConductorChaos(
   const faultFigures = Object.fromEntries(
     (['kill', 'pause', 'restart'] as const).map((kind) => {
       const of = faults.filter((f) => f.kind === kind);
-      return [kind, { injected: of.length, caughtHolding: of.filter((f) => f.caughtHolding).length }];
+      return [
+        kind,
+        {
+          injected: of.length,
+          targeted: of.filter((f) => f.targeted).length,
+          caughtHolding: of.filter((f) => f.caughtHolding).length,
+        },
+      ];
     }),
   );
   const figures = {
@@ -425,32 +462,61 @@ export async function runConductorChaos(
   return { violations, figures };
 }
 
+interface Strike {
+  /** Frozen (SIGSTOPped): the caller kills it, or resumes it later. */
+  victim: FleetMember;
+  caughtHolding: boolean;
+}
+
 /**
- * A live conductor to hit: preferably one holding a lock right now (looked for during up to 1.5 s), so that
- * faults land on holders; else any live one. Never the last live conductor.
+ * A targeted strike: waits (up to `waitMs`) until a live conductor is seen holding a destination
+ * (exclusive) lock, freezes it and looks again; if it released in between, it is resumed at once (a freeze
+ * of a few milliseconds, far below the stale time, costs it no lock) and the wait goes on. On a miss, a
+ * random live conductor is frozen and returned with `caughtHolding` as the frozen look finds it. Never the
+ * last live conductor.
  */
-async function chooseVictim(
+async function strikeHolder(
   fleet: ConductorFleet,
   root: string,
   rng: CampaignRun['rng'],
-): Promise<FleetMember | undefined> {
-  const live = fleet.live();
-  if (live.length < 2) return undefined;
-  const deadline = performance.now() + 1_500;
-  for (;;) {
-    const holding = await lockHolders(root);
-    const candidates = live.filter((m) => holding.has(m.id));
-    if (candidates.length > 0) return rng.pick(candidates);
-    if (performance.now() > deadline) return rng.pick(live);
+  waitMs: number,
+): Promise<Strike | undefined> {
+  const deadline = performance.now() + waitMs;
+  while (performance.now() < deadline) {
+    const live = fleet.live();
+    const writers = await lockHolders(root, 'exclusive');
+    const candidates = live.length < 2 ? [] : live.filter((m) => writers.has(m.id));
+    if (candidates.length > 0) {
+      const victim = rng.pick(candidates);
+      fleet.pause(victim);
+      if ((await lockHolders(root, 'exclusive')).has(victim.id)) return { victim, caughtHolding: true };
+      fleet.resume(victim, false);
+    }
     await sleep(20);
   }
+  return strikeAny(fleet, root, rng);
 }
 
-async function lockHolders(root: string): Promise<Set<string>> {
+/** A strike at the seeded moment: any live conductor but the last, frozen first and then looked at. */
+async function strikeAny(
+  fleet: ConductorFleet,
+  root: string,
+  rng: CampaignRun['rng'],
+): Promise<Strike | undefined> {
+  const live = fleet.live();
+  if (live.length < 2) return undefined;
+  const victim = rng.pick(live);
+  fleet.pause(victim);
+  return { victim, caughtHolding: (await lockHolders(root)).has(victim.id) };
+}
+
+/** The conductors that hold a lock entry (of `mode`, or any) in one look at the lock folders. */
+async function lockHolders(root: string, mode?: 'exclusive' | 'shared'): Promise<Set<string>> {
   const { entries } = await inspectLocks(root, { staleMs: TIMINGS.staleMs, limit: 100_000 });
-  return new Set(entries.map((e) => e.holder?.conductorId).filter((id): id is string => id !== undefined));
-}
-
-async function holdsLocks(root: string, conductorId: string): Promise<boolean> {
-  return (await lockHolders(root)).has(conductorId);
+  return new Set(
+    entries
+      .filter((e) => mode === undefined || e.mode === mode)
+      .map((e) => e.holder?.conductorId)
+      .filter((id): id is string => id !== undefined),
+  );
 }
