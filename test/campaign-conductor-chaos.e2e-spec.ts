@@ -31,7 +31,7 @@ describe('campaign: conductor chaos (kills, pauses past the stale time, restarts
       expect(outcome.violations).toEqual([]);
       const faults = outcome.figures.faults as Record<
         string,
-        { injected: number; targeted: number; caughtHolding: number }
+        { injected: number; targeted: number; caughtHolding: number; caughtWriter: number }
       >;
       const params = outcome.figures.params as ChaosParams;
       // The faults must have bitten: the targeted kills and pauses each froze a destination-lock holder (a
@@ -39,8 +39,8 @@ describe('campaign: conductor chaos (kills, pauses past the stale time, restarts
       // the last round when no copy needed the key again).
       expect(faults.kill!.targeted).toBe(params.targeted.kill);
       expect(faults.pause!.targeted).toBe(params.targeted.pause);
-      expect(faults.kill!.caughtHolding).toBeGreaterThanOrEqual(params.targeted.kill);
-      expect(faults.pause!.caughtHolding).toBeGreaterThanOrEqual(params.targeted.pause);
+      expect(faults.kill!.caughtWriter).toBeGreaterThanOrEqual(params.targeted.kill);
+      expect(faults.pause!.caughtWriter).toBeGreaterThanOrEqual(params.targeted.pause);
       const lastRound = outcome.figures.lastRound as { tookOver: number } | undefined;
       expect((outcome.figures.lockTakeovers as number) + (lastRound?.tookOver ?? 0)).toBeGreaterThanOrEqual(
         1,

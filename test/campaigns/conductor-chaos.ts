@@ -101,6 +101,8 @@ interface FaultRecord {
   targeted: boolean;
   /** The victim held at least one lock entry when the signal went out (looked at while it was frozen). */
   caughtHolding: boolean;
+  /** One of them was a destination (exclusive) lock. */
+  caughtWriter: boolean;
   atMs: number;
   pauseMs?: number;
   replacement?: string;
@@ -263,13 +265,20 @@ export async function runConductorChaos(
     const struck = targeted
       ? await strikeHolder(fleet, cell.root, victimRng, p.holderWaitMs)
       : await strikeAny(fleet, cell.root, victimRng);
-    if (targeted && !struck?.caughtHolding)
+    if (targeted && !struck?.caughtWriter)
       violations.push(
         `targeted ${kind} (fault #${faults.length}) saw no conductor holding a destination lock within ${p.holderWaitMs} ms`,
       );
     if (!struck) continue;
-    const { victim, caughtHolding } = struck;
-    const record: FaultRecord = { kind, targeted, victim: victim.id, caughtHolding, atMs: elapsed() };
+    const { victim, caughtHolding, caughtWriter } = struck;
+    const record: FaultRecord = {
+      kind,
+      targeted,
+      victim: victim.id,
+      caughtHolding,
+      caughtWriter,
+      atMs: elapsed(),
+    };
     if (kind === 'kill') {
       await fleet.kill(victim);
       await sleep(restartGapMs);
@@ -397,6 +406,7 @@ export async function runConductorChaos(
           injected: of.length,
           targeted: of.filter((f) => f.targeted).length,
           caughtHolding: of.filter((f) => f.caughtHolding).length,
+          caughtWriter: of.filter((f) => f.caughtWriter).length,
         },
       ];
     }),
@@ -466,14 +476,16 @@ interface Strike {
   /** Frozen (SIGSTOPped): the caller kills it, or resumes it later. */
   victim: FleetMember;
   caughtHolding: boolean;
+  /** One of them was the newest generation of a key's gate: a destination (exclusive) lock. */
+  caughtWriter: boolean;
 }
 
 /**
  * A targeted strike: waits (up to `waitMs`) until a live conductor is seen holding a destination
  * (exclusive) lock, freezes it and looks again; if it released in between, it is resumed at once (a freeze
  * of a few milliseconds, far below the stale time, costs it no lock) and the wait goes on. On a miss, a
- * random live conductor is frozen and returned with `caughtHolding` as the frozen look finds it. Never the
- * last live conductor.
+ * random live conductor is frozen and returned as the frozen look finds it (the caller counts the miss).
+ * Never the last live conductor.
  */
 async function strikeHolder(
   fleet: ConductorFleet,
@@ -489,7 +501,8 @@ async function strikeHolder(
     if (candidates.length > 0) {
       const victim = rng.pick(candidates);
       fleet.pause(victim);
-      if ((await lockHolders(root, 'exclusive')).has(victim.id)) return { victim, caughtHolding: true };
+      if ((await lockHolders(root, 'exclusive')).has(victim.id))
+        return { victim, caughtHolding: true, caughtWriter: true };
       fleet.resume(victim, false);
     }
     await sleep(20);
@@ -507,7 +520,8 @@ async function strikeAny(
   if (live.length < 2) return undefined;
   const victim = rng.pick(live);
   fleet.pause(victim);
-  return { victim, caughtHolding: (await lockHolders(root)).has(victim.id) };
+  const [any, writers] = await Promise.all([lockHolders(root), lockHolders(root, 'exclusive')]);
+  return { victim, caughtHolding: any.has(victim.id), caughtWriter: writers.has(victim.id) };
 }
 
 /** The conductors that hold a lock entry (of `mode`, or any) in one look at the lock folders. */
