@@ -6,7 +6,7 @@ import { type Result, ResultsTap, answeredLines, copiesPerDestination, errorLine
 import { sha256OfFile } from '../support/image-store-fixtures';
 import { closeConnectionsNamed, rabbitmqApp, waitForBroker } from '../support/rabbitmq';
 import { TestCell } from '../support/test-cell';
-import { type CampaignRun, type Cleanups, bySize, sleep, tally } from './campaign-kit';
+import { type CampaignRun, type Cleanups, bySize, sleep, tally, adminToken } from './campaign-kit';
 import { FinalPathsWatcher } from './cell-observers';
 import { ConductorFleet, type FleetMember } from './conductor-fleet';
 
@@ -96,7 +96,7 @@ export async function runBrokerFaults(run: CampaignRun, pool: ChildProcessPool<u
   cleanups.add('final-path watcher', () => watcher.stop());
   for (const pair of pairs) watcher.watch(cell.store.imagePath(pair.destination, pair.imageId), seeds.get(pair.imageId)!);
 
-  const fleet = new ConductorFleet(pool, () => cell.conductorEnv({ COPY_CONCURRENCY: '4', MAX_ATTEMPTS: '10', ...FREEZE_SAFE_LOCK_TIMINGS }), `campaign-${run.seed}`, bySize(run, { ci: 300_000, large: 3_600_000 }));
+  const fleet = new ConductorFleet(pool, () => cell.conductorEnv({ COPY_CONCURRENCY: '4', MAX_ATTEMPTS: '10', ...FREEZE_SAFE_LOCK_TIMINGS }), adminToken(run), bySize(run, { ci: 300_000, large: 3_600_000 }));
   await Promise.all(Array.from({ length: p.conductors }, (_, i) => fleet.start(`broker-${String.fromCharCode(97 + i)}`)));
 
   // Waves of requests (no reply_to: results are read from the events exchange through the tap, whose

@@ -4,7 +4,7 @@ import type { ChildProcessPool } from '../support/child-processes';
 import { type Result, ResultsTap, answeredLines, heldLockEntries, publishConfirmed } from '../support/conductor-harness';
 import { sha256OfFile } from '../support/image-store-fixtures';
 import { TestCell } from '../support/test-cell';
-import { type CampaignRun, type Cleanups, bySize, sleep, tally } from './campaign-kit';
+import { type CampaignRun, type Cleanups, bySize, sleep, tally, adminToken } from './campaign-kit';
 import { FinalPathsWatcher, TmpOverlapSampler, lockLeftovers } from './cell-observers';
 import { ConductorFleet } from './conductor-fleet';
 
@@ -47,7 +47,7 @@ export async function runClockSkew(run: CampaignRun, pool: ChildProcessPool<unkn
       ...cell.conductorEnv({ COPY_CONCURRENCY: '3', MAX_ATTEMPTS: '10' }),
       ...(skews[id] ? { LD_PRELOAD: LIBFAKETIME, FAKETIME: skews[id]!, FAKETIME_DONT_FAKE_MONOTONIC: '1' } : {}),
     }),
-    `campaign-${run.seed}`,
+    adminToken(run),
     bySize(run, { ci: 180_000, large: 1_200_000 }),
   );
   await Promise.all(Object.keys(skews).map((id) => fleet.start(id)));

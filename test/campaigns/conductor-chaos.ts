@@ -12,7 +12,7 @@ import {
 } from '../support/conductor-harness';
 import { sha256OfFile } from '../support/image-store-fixtures';
 import { TestCell } from '../support/test-cell';
-import { type CampaignRun, type Cleanups, bySize, sleep, tally } from './campaign-kit';
+import { type CampaignRun, type Cleanups, bySize, sleep, tally, adminToken } from './campaign-kit';
 import {
   FinalPathsWatcher,
   TmpOverlapSampler,
@@ -209,7 +209,7 @@ export async function runConductorChaos(
         SHUTDOWN_GRACE_MS: '1000',
         LOCK_WAIT_MS: '20000',
       }),
-    `campaign-${run.seed}`,
+    adminToken(run),
     p.conductorHardTimeoutMs,
   );
   cleanups.add('status sampler', () => fleet.stopSampling());
