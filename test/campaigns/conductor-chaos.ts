@@ -92,6 +92,9 @@ export function chaosTestTimeoutMs(run: CampaignRun): number {
 /** Lock timings of the campaign's conductors (TestCell.conductorEnv's fast test timings). */
 const TIMINGS = { staleMs: 2_000, updateMs: 1_000, safetyMarginMs: 500, pollMs: 25 };
 
+/** A targeted strike that has seen no writer for this long publishes a reserved pair. */
+const QUIET_BEFORE_MORE_WORK_MS = 1_000;
+
 type FaultKind = 'kill' | 'pause' | 'restart';
 
 interface FaultRecord {
@@ -187,7 +190,32 @@ export async function runConductorChaos(
       groups.push(group);
     }
   }
-  const requests = planRng.shuffle(groups).flat();
+  const ordered = planRng.shuffle(groups);
+  const requests = ordered.flat();
+  // A reserve of big-image pairs, held back from the steady publishing: a targeted strike that sees no
+  // writer for a while publishes one (a copy of a big image holds its destination lock long enough to be
+  // seen), so strikes late in a slow run still find holders; what is left goes out after the fault driver.
+  const bigGroups = ordered.filter(
+    (g) => images.find((i) => i.imageId === g[0]!.sent.imageId)!.bytes > p.smallBytes[1],
+  );
+  const reserve = bigGroups.slice(
+    0,
+    Math.min(Math.floor(bigGroups.length / 2), 3 * (p.targeted.kill + p.targeted.pause)),
+  );
+  const steady = ordered.filter((g) => !reserve.includes(g)).flat();
+  const publishGroup = (group: (typeof groups)[number]) =>
+    publishConfirmed(
+      cell.topology.requestQueue.name,
+      group.map((r) => ({ body: r.body, messageId: r.sent.requestId })),
+    );
+  let reserveReleased = 0;
+  const releaseReserve = async (): Promise<boolean> => {
+    const group = reserve.shift();
+    if (!group) return false;
+    reserveReleased++;
+    await publishGroup(group);
+    return true;
+  };
 
   const tap = await ResultsTap.open(cell.topology);
   cleanups.add('results tap', () => tap.close());
@@ -226,12 +254,9 @@ export async function runConductorChaos(
   // Publishing: spread over the first three quarters of the fault window, in small confirmed batches.
   const publishing = (async () => {
     const batches = Math.max(1, Math.floor((p.faultWindowMs * 0.75) / 250));
-    const perBatch = Math.ceil(requests.length / batches);
-    for (let i = 0; i < requests.length; i += perBatch) {
-      await publishConfirmed(
-        cell.topology.requestQueue.name,
-        requests.slice(i, i + perBatch).map((r) => ({ body: r.body, messageId: r.sent.requestId })),
-      );
+    const perBatch = Math.ceil(steady.length / batches);
+    for (let i = 0; i < steady.length; i += perBatch) {
+      await publishGroup(steady.slice(i, i + perBatch));
       await sleep(250);
     }
   })();
@@ -263,7 +288,7 @@ export async function runConductorChaos(
     const pauseMs = TIMINGS.staleMs + faultRng.int(600, 1_600);
     const restartGapMs = faultRng.int(100, 1_200);
     const struck = targeted
-      ? await strikeHolder(fleet, cell.root, victimRng, p.holderWaitMs)
+      ? await strikeHolder(fleet, cell.root, victimRng, p.holderWaitMs, releaseReserve)
       : await strikeAny(fleet, cell.root, victimRng);
     if (targeted && !struck?.caughtWriter)
       violations.push(
@@ -300,6 +325,8 @@ export async function runConductorChaos(
     faults.push(record);
   }
   await publishing;
+  const reserveReleasedByStrikes = reserveReleased;
+  while (await releaseReserve());
 
   // Every request gets a final result; then the cell goes idle.
   const ids = requests.map((r) => r.sent.requestId);
@@ -427,6 +454,7 @@ export async function runConductorChaos(
       retryableResults: tap.results.filter((r) => r.retryable === true).length,
       duplicateFinals: tap.results.filter((r) => r.retryable !== true).length - finals.size,
     },
+    reservedPairs: { held: reserveReleased + reserve.length, releasedByStrikes: reserveReleasedByStrikes },
     lost: lost.length,
     failed: failedFinals.length,
     corrupt,
@@ -492,12 +520,18 @@ async function strikeHolder(
   root: string,
   rng: CampaignRun['rng'],
   waitMs: number,
+  moreWork: () => Promise<unknown>,
 ): Promise<Strike | undefined> {
   const deadline = performance.now() + waitMs;
+  let quietSince = performance.now();
   while (performance.now() < deadline) {
     const live = fleet.live();
     const writers = await lockHolders(root, 'exclusive');
     const candidates = live.length < 2 ? [] : live.filter((m) => writers.has(m.id));
+    if (candidates.length === 0 && performance.now() - quietSince > QUIET_BEFORE_MORE_WORK_MS) {
+      await moreWork();
+      quietSince = performance.now();
+    }
     if (candidates.length > 0) {
       const victim = rng.pick(candidates);
       fleet.pause(victim);
