@@ -10,7 +10,14 @@ import { type CliRun, describeRun, runIcc } from './support/agent-cli';
 import { ConductorProcess } from './support/conductor-process';
 import { sha256OfFile, writeRandomFile } from './support/image-store-fixtures';
 import { AdminHttp, until } from './support/admin-http';
-import { AMQP_URL, closeConnectionsNamed, connectionPidsNamed, queueMessageCount, requireRabbitMq, uniqueCellId } from './support/rabbitmq';
+import {
+  AMQP_URL,
+  closeConnectionsNamed,
+  connectionPidsNamed,
+  queueMessageCount,
+  requireRabbitMq,
+  uniqueCellId,
+} from './support/rabbitmq';
 import { makeTempDir, removeDir } from './support/temp-dirs';
 import { TestCell } from './support/test-cell';
 
@@ -186,21 +193,35 @@ describe('icc copy / cache ls / status against a real conductor', () => {
     await pool.killAll();
     const image = await cell.seed('node-a', 'cut.img', 2 * MiB);
     // The destination lock is held elsewhere, so the copy is still waiting when the CLI's connection is cut.
-    const blocker = new NodeLockManager({ root: cell.root, conductorId: 'blocker', timings: { staleMs: 2000, updateMs: 1000, safetyMarginMs: 500 } });
+    const blocker = new NodeLockManager({
+      root: cell.root,
+      conductorId: 'blocker',
+      timings: { staleMs: 2000, updateMs: 1000, safetyMarginMs: 500 },
+    });
     await blocker.acquire({ node: 'node-b', imageId: 'cut.img', mode: 'exclusive' }, { timeoutMs: 5_000 });
-    const conductor = await ConductorProcess.start(pool, cell.conductorEnv({ LOCK_WAIT_MS: '60000' })).ready();
+    const conductor = await ConductorProcess.start(
+      pool,
+      cell.conductorEnv({ LOCK_WAIT_MS: '60000' }),
+    ).ready();
     const args = ['copy', 'cut.img', '--to', 'node-b', '--cell', cell.cellId, '--wait', '--timeout', '60'];
     let pid: number | undefined;
     try {
       const running = runIcc(args, { env: { AMQP_URL }, onSpawn: (p) => (pid = p) });
       await until(
-        async () => (await AdminHttp.of(conductor).json<{ inFlight: { phase: string }[] }>('/status')).inFlight.some((c) => c.phase === 'waiting-for-lock'),
+        async () =>
+          (await AdminHttp.of(conductor).json<{ inFlight: { phase: string }[] }>('/status')).inFlight.some(
+            (c) => c.phase === 'waiting-for-lock',
+          ),
         'the copy waiting for the destination lock',
         30_000,
       );
       const name = `icc-copy-${os.hostname().replace(/[^A-Za-z0-9._-]/g, '-')}-${pid}`;
       await closeConnectionsNamed(name, 'cut by the test');
-      await until(async () => (await connectionPidsNamed(name)).length === 1, 'the CLI connected again', 30_000);
+      await until(
+        async () => (await connectionPidsNamed(name)).length === 1,
+        'the CLI connected again',
+        30_000,
+      );
       await blocker.releaseAll();
       const run = await running;
       expect(run.code, describeRun(args, run)).toBe(EXIT.OK);
@@ -233,7 +254,17 @@ describe('icc copy / cache ls / status against a real conductor', () => {
     const url = `amqp://guest:guest@127.0.0.1:${(relay.address() as AddressInfo).port}`;
     const queue = cell.topology.requestQueue.name;
     const before = await queueMessageCount(queue);
-    const args = ['copy', 'relay-gone.img', '--to', 'node-b', '--cell', cell.cellId, '--wait', '--timeout', '4'];
+    const args = [
+      'copy',
+      'relay-gone.img',
+      '--to',
+      'node-b',
+      '--cell',
+      cell.cellId,
+      '--wait',
+      '--timeout',
+      '4',
+    ];
     const running = runIcc(args, { env: { AMQP_URL: url } });
     await until(async () => (await queueMessageCount(queue)) > before, 'the request published', 20_000);
     relay.close();
@@ -321,13 +352,13 @@ describe('icc: usage errors and unreachable services', () => {
   });
 
   it('a broker that is down exits 5 quickly, saying how to start RabbitMQ', async () => {
-    const started = Date.now();
+    // An hour of --timeout: exit 5 (not 4, not the harness's SIGKILL) shows it gave up on the broker
+    // instead of waiting out the timeout, with no bound on how fast this machine is.
     const run = await icc(
-      ['copy', 'img.qcow2', '--to', 'node-b', '--cell', 'c1', '--wait'],
+      ['copy', 'img.qcow2', '--to', 'node-b', '--cell', 'c1', '--wait', '--timeout', '3600'],
       EXIT.UNREACHABLE,
       { AMQP_URL: 'amqp://guest:guest@127.0.0.1:1' },
     );
-    expect(Date.now() - started).toBeLessThan(15_000);
     expect(run.stderr).toContain('rabbitmq-server -detached');
     expect(run.stderr).toContain('AMQP_URL');
     expect(run.stderr).not.toContain('guest:guest'); // the password is redacted

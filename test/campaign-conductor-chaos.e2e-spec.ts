@@ -1,6 +1,11 @@
 import { describe, expect, it } from 'vitest';
 import { Cleanups, campaignRun, writeReport } from './campaigns/campaign-kit';
-import { type ChaosOutcome, chaosTestTimeoutMs, runConductorChaos } from './campaigns/conductor-chaos';
+import {
+  type ChaosOutcome,
+  type ChaosParams,
+  chaosTestTimeoutMs,
+  runConductorChaos,
+} from './campaigns/conductor-chaos';
 import { conductorPool } from './support/conductor-harness';
 
 /*
@@ -15,7 +20,7 @@ describe('campaign: conductor chaos (kills, pauses past the stale time, restarts
   const pool = conductorPool(() => cleanups.run());
 
   it(
-    'loses nothing, corrupts nothing, never lets two holders write one image, and leaves only dead holders\' leftovers, which a last round collects',
+    "loses nothing, corrupts nothing, never lets two holders write one image, and leaves only dead holders' leftovers, which a last round collects",
     async () => {
       let outcome: ChaosOutcome | undefined;
       try {
@@ -24,12 +29,22 @@ describe('campaign: conductor chaos (kills, pauses past the stale time, restarts
         if (outcome) writeReport(run, { violations: outcome.violations, ...outcome.figures });
       }
       expect(outcome.violations).toEqual([]);
-      const faults = outcome.figures.faults as Record<string, { injected: number; caughtHolding: number }>;
-      // The faults must have bitten: kills and pauses that caught lock holders, and stale locks taken over
-      // after them (by a conductor, or by the last round when no copy needed the key again).
-      expect(faults.kill!.caughtHolding + faults.pause!.caughtHolding).toBeGreaterThanOrEqual(2);
+      const faults = outcome.figures.faults as Record<
+        string,
+        { injected: number; targeted: number; caughtHolding: number; caughtWriter: number }
+      >;
+      const params = outcome.figures.params as ChaosParams;
+      // The faults must have bitten: the targeted kills and pauses each froze a destination-lock holder (a
+      // miss is also a violation above), and stale locks were taken over after them (by a conductor, or by
+      // the last round when no copy needed the key again).
+      expect(faults.kill!.targeted).toBe(params.targeted.kill);
+      expect(faults.pause!.targeted).toBe(params.targeted.pause);
+      expect(faults.kill!.caughtWriter).toBeGreaterThanOrEqual(params.targeted.kill);
+      expect(faults.pause!.caughtWriter).toBeGreaterThanOrEqual(params.targeted.pause);
       const lastRound = outcome.figures.lastRound as { tookOver: number } | undefined;
-      expect((outcome.figures.lockTakeovers as number) + (lastRound?.tookOver ?? 0)).toBeGreaterThanOrEqual(1);
+      expect((outcome.figures.lockTakeovers as number) + (lastRound?.tookOver ?? 0)).toBeGreaterThanOrEqual(
+        1,
+      );
       expect(outcome.figures.lost).toBe(0);
       expect(outcome.figures.corrupt).toBe(0);
     },

@@ -1,14 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import type { CellTopology } from '@app/contracts';
 import { consume, declareCellTopology, Publisher, type Delivery } from '@app/messaging';
-import {
-  closeConnectionsNamed,
-  deferred,
-  queueMessageCount,
-  sleep,
-  waitFor,
-  withChannel,
-} from './support/rabbitmq';
+import { closeConnectionsNamed, deferred, queueMessageCount, waitFor, withChannel } from './support/rabbitmq';
 import { type BrokerTestCell, startCellConnection, useBrokerTestCell } from './support/broker-test-cell';
 
 describe('messaging: connection closed by the broker', () => {
@@ -21,7 +14,9 @@ describe('messaging: connection closed by the broker', () => {
 
   it('reconnects, re-declares, resumes consuming, and the unacked message is redelivered', async () => {
     const name = `icc-test-${cellId}`;
-    const { connection, logger } = startCellConnection(cell, { reconnect: { initialDelayMs: 300, maxDelayMs: 1_000 } });
+    const { connection, logger } = startCellConnection(cell, {
+      reconnect: { initialDelayMs: 300, maxDelayMs: 1_000 },
+    });
     const disconnects: Error[] = [];
     connection.on('disconnected', ({ reason }) => disconnects.push(reason));
     // A listener that throws must not break anything (it is logged).
@@ -88,8 +83,10 @@ describe('messaging: connection closed by the broker', () => {
     expect(redelivered!.channelGeneration).not.toBe(first.channelGeneration);
     expect(deliveries.map((d) => d.properties.messageId as string).sort()).toEqual(['m-1', 'm-1', 'm-2']);
     expect(consumer.subscribed).toBe(true);
-    await sleep(100);
-    expect(await queueMessageCount(topology.requestQueue.name)).toBe(0);
+    await waitFor(
+      async () => (await queueMessageCount(topology.requestQueue.name)) === 0,
+      'every delivery acked and gone from the queue',
+    );
   });
 
   it('counts every reconnect and keeps working after several losses', async () => {

@@ -2,11 +2,19 @@ import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import type { ChildProcessPool } from '../support/child-processes';
-import { type Result, ResultsTap, answeredLines, copiesPerDestination, errorLines, heldLockEntries, publishConfirmed } from '../support/conductor-harness';
+import {
+  type Result,
+  ResultsTap,
+  answeredLines,
+  copiesPerDestination,
+  errorLines,
+  heldLockEntries,
+  publishConfirmed,
+} from '../support/conductor-harness';
 import { sha256OfFile } from '../support/image-store-fixtures';
 import { closeConnectionsNamed, rabbitmqApp, waitForBroker } from '../support/rabbitmq';
 import { TestCell } from '../support/test-cell';
-import { type CampaignRun, type Cleanups, bySize, sleep, tally } from './campaign-kit';
+import { type CampaignRun, type Cleanups, bySize, sleep, tally, adminToken } from './campaign-kit';
 import { FinalPathsWatcher } from './cell-observers';
 import { ConductorFleet, type FleetMember } from './conductor-fleet';
 
@@ -32,17 +40,45 @@ export interface BrokerFaultParams {
 }
 
 export const BROKER_FAULT_SIZES = {
-  ci: { nodes: 8, images: 8, imageBytes: [1 * MiB, 16 * MiB], conductors: 2, outages: 2, outageMs: [2_000, 4_000], connectionCloses: 4, gapMs: [0, 400], requestsPerWave: 8, settleMs: 90_000 },
-  large: { nodes: 16, images: 48, imageBytes: [1 * MiB, 16 * MiB], conductors: 3, outages: 10, outageMs: [1_000, 8_000], connectionCloses: 30, gapMs: [0, 1_500], requestsPerWave: 16, settleMs: 300_000 },
+  ci: {
+    nodes: 8,
+    images: 8,
+    imageBytes: [1 * MiB, 16 * MiB],
+    conductors: 2,
+    outages: 2,
+    outageMs: [2_000, 4_000],
+    connectionCloses: 4,
+    gapMs: [0, 400],
+    requestsPerWave: 8,
+    settleMs: 90_000,
+  },
+  large: {
+    nodes: 16,
+    images: 48,
+    imageBytes: [1 * MiB, 16 * MiB],
+    conductors: 3,
+    outages: 10,
+    outageMs: [1_000, 8_000],
+    connectionCloses: 30,
+    gapMs: [0, 1_500],
+    requestsPerWave: 16,
+    settleMs: 300_000,
+  },
 } satisfies Record<string, BrokerFaultParams>;
 
 export function brokerFaultTestTimeoutMs(run: CampaignRun): number {
   const p = bySize(run, BROKER_FAULT_SIZES);
-  return p.outages * (p.outageMs[1] + 45_000) + p.connectionCloses * (p.gapMs[1] + 15_000) + p.settleMs + 60_000;
+  return (
+    p.outages * (p.outageMs[1] + 45_000) + p.connectionCloses * (p.gapMs[1] + 15_000) + p.settleMs + 60_000
+  );
 }
 
 /** Lock timings under which a freeze of a few seconds (see `frozen` below) costs no lock. */
-const FREEZE_SAFE_LOCK_TIMINGS = { LOCK_STALE_MS: '20000', LOCK_UPDATE_MS: '2000', LOCK_SAFETY_MARGIN_MS: '5000' };
+const FREEZE_SAFE_LOCK_TIMINGS = {
+  LOCK_STALE_MS: '20000',
+  LOCK_UPDATE_MS: '2000',
+  LOCK_SAFETY_MARGIN_MS: '5000',
+};
 
 let brokerStopped = false;
 
@@ -69,7 +105,11 @@ interface OutageRecord {
  * requests keep coming. Nothing may be lost or corrupted; each conductor must say 'disconnected' on
  * GET /status while the broker is down (and not be ready), and reconnect by itself.
  */
-export async function runBrokerFaults(run: CampaignRun, pool: ChildProcessPool<unknown>, cleanups: Cleanups): Promise<{ violations: string[]; figures: Record<string, unknown> }> {
+export async function runBrokerFaults(
+  run: CampaignRun,
+  pool: ChildProcessPool<unknown>,
+  cleanups: Cleanups,
+): Promise<{ violations: string[]; figures: Record<string, unknown> }> {
   const p: BrokerFaultParams = bySize(run, BROKER_FAULT_SIZES);
   const rng = run.rng;
   const started = performance.now();
@@ -84,20 +124,32 @@ export async function runBrokerFaults(run: CampaignRun, pool: ChildProcessPool<u
   for (let i = 0; i < p.images; i++) {
     const imageId = `img-${i}.raw`;
     const node = nodes[i % nodes.length]!;
-    seeds.set(imageId, { ...(await cell.seed(node, imageId, planRng.int(p.imageBytes[0], p.imageBytes[1]))), node });
+    seeds.set(imageId, {
+      ...(await cell.seed(node, imageId, planRng.int(p.imageBytes[0], p.imageBytes[1]))),
+      node,
+    });
   }
   const pairs: Array<{ imageId: string; destination: string }> = [];
-  for (const [imageId, seed] of seeds) for (const destination of nodes.filter((n) => n !== seed.node)) pairs.push({ imageId, destination });
+  for (const [imageId, seed] of seeds)
+    for (const destination of nodes.filter((n) => n !== seed.node)) pairs.push({ imageId, destination });
   planRng.shuffle(pairs);
 
   const tap = await ResultsTap.open(cell.topology);
   cleanups.add('results tap', () => tap.close());
   const watcher = new FinalPathsWatcher();
   cleanups.add('final-path watcher', () => watcher.stop());
-  for (const pair of pairs) watcher.watch(cell.store.imagePath(pair.destination, pair.imageId), seeds.get(pair.imageId)!);
+  for (const pair of pairs)
+    watcher.watch(cell.store.imagePath(pair.destination, pair.imageId), seeds.get(pair.imageId)!);
 
-  const fleet = new ConductorFleet(pool, () => cell.conductorEnv({ COPY_CONCURRENCY: '4', MAX_ATTEMPTS: '10', ...FREEZE_SAFE_LOCK_TIMINGS }), `campaign-${run.seed}`, bySize(run, { ci: 300_000, large: 3_600_000 }));
-  await Promise.all(Array.from({ length: p.conductors }, (_, i) => fleet.start(`broker-${String.fromCharCode(97 + i)}`)));
+  const fleet = new ConductorFleet(
+    pool,
+    () => cell.conductorEnv({ COPY_CONCURRENCY: '4', MAX_ATTEMPTS: '10', ...FREEZE_SAFE_LOCK_TIMINGS }),
+    adminToken(run),
+    bySize(run, { ci: 300_000, large: 3_600_000 }),
+  );
+  await Promise.all(
+    Array.from({ length: p.conductors }, (_, i) => fleet.start(`broker-${String.fromCharCode(97 + i)}`)),
+  );
 
   // Waves of requests (no reply_to: results are read from the events exchange through the tap, whose
   // quorum queue keeps them across outages). A wave that fails to publish is published again until the
@@ -110,7 +162,10 @@ export async function runBrokerFaults(run: CampaignRun, pool: ChildProcessPool<u
     const repeats = Math.ceil(p.requestsPerWave / 4);
     const wavePairs = [
       ...Array.from({ length: p.requestsPerWave }, () => pairs[pairCursor++ % pairs.length]!),
-      ...Array.from({ length: repeats }, () => pairs[planRng.int(0, Math.max(0, Math.min(pairCursor, pairs.length) - 1))]!),
+      ...Array.from(
+        { length: repeats },
+        () => pairs[planRng.int(0, Math.max(0, Math.min(pairCursor, pairs.length) - 1))]!,
+      ),
     ];
     const wave = wavePairs.map((pair) => {
       const seed = seeds.get(pair.imageId)!;
@@ -134,9 +189,17 @@ export async function runBrokerFaults(run: CampaignRun, pool: ChildProcessPool<u
   };
 
   const faultRng = rng.fork('faults');
-  const kinds = faultRng.shuffle([...Array<'outage'>(p.outages).fill('outage'), ...Array<'close'>(p.connectionCloses).fill('close')]);
+  const kinds = faultRng.shuffle([
+    ...Array<'outage'>(p.outages).fill('outage'),
+    ...Array<'close'>(p.connectionCloses).fill('close'),
+  ]);
   const outages: OutageRecord[] = [];
-  const closes: Array<{ atMs: number; target: string; connections: number; reconnectedAfterMs: number | null }> = [];
+  const closes: Array<{
+    atMs: number;
+    target: string;
+    connections: number;
+    reconnectedAfterMs: number | null;
+  }> = [];
   let struckMidCopy = 0;
   // rabbitmqctl takes a second or more to start: the conductors are frozen (SIGSTOP, far below the lock
   // stale time of this campaign) from the moment a copy is seen under way until the broker has acted, so
@@ -154,17 +217,23 @@ export async function runBrokerFaults(run: CampaignRun, pool: ChildProcessPool<u
     await sleep(faultRng.int(p.gapMs[0], p.gapMs[1]));
     await publishWave();
     if (await partialCopyUnderWay(cell.root, nodes, 3_000)) struckMidCopy++;
-    if (kind === 'outage') outages.push(await brokerOutage(fleet, frozen, faultRng.int(p.outageMs[0], p.outageMs[1]), elapsed(), violations));
+    if (kind === 'outage')
+      outages.push(
+        await brokerOutage(fleet, frozen, faultRng.int(p.outageMs[0], p.outageMs[1]), elapsed(), violations),
+      );
     else {
       const target = faultRng.pick(fleet.live());
       const before = await fleet.sampleOne(target);
       const atMs = elapsed();
-      const connections = await frozen(() => closeConnectionsNamed(`conductor-${target.id}`, 'campaign: connection closed by the broker')).catch((error: Error) => {
+      const connections = await frozen(() =>
+        closeConnectionsNamed(`conductor-${target.id}`, 'campaign: connection closed by the broker'),
+      ).catch((error: Error) => {
         violations.push(`close_connection of ${target.id}: ${error.message}`);
         return 0;
       });
       const reconnectedAfterMs = await waitReconnected(target, before?.reconnects ?? 0, 30_000);
-      if (reconnectedAfterMs === null) violations.push(`${target.id} did not reconnect within 30 s after its connection was closed`);
+      if (reconnectedAfterMs === null)
+        violations.push(`${target.id} did not reconnect within 30 s after its connection was closed`);
       closes.push({ atMs, target: target.id, connections, reconnectedAfterMs });
     }
   }
@@ -182,25 +251,37 @@ export async function runBrokerFaults(run: CampaignRun, pool: ChildProcessPool<u
 
   const lost = ids.filter((id) => !finals.has(id));
   const failed = [...finals.values()].filter((r) => r.status === 'failed');
-  for (const r of failed.slice(0, 20)) violations.push(`request ${r.requestId} failed for good: ${String(r.reason)} ${String(r.detail)}`);
+  for (const r of failed.slice(0, 20))
+    violations.push(`request ${r.requestId} failed for good: ${String(r.reason)} ${String(r.detail)}`);
   let corrupt = 0;
   for (const key of requested) {
     const [imageId, destination] = key.split('|') as [string, string];
     const expected = seeds.get(imageId)!;
-    const sha256 = await sha256OfFile(cell.store.imagePath(destination, imageId)).catch((error: Error) => `unreadable: ${error.message}`);
+    const sha256 = await sha256OfFile(cell.store.imagePath(destination, imageId)).catch(
+      (error: Error) => `unreadable: ${error.message}`,
+    );
     if (sha256 !== expected.sha256 || !(await cell.store.verifiedImage(destination, imageId, expected))) {
       corrupt++;
-      violations.push(`${imageId} on ${destination}: sha256 ${sha256} (expected ${expected.sha256}) or its meta does not match`);
+      violations.push(
+        `${imageId} on ${destination}: sha256 ${sha256} (expected ${expected.sha256}) or its meta does not match`,
+      );
     }
   }
-  for (const [imageId, seed] of seeds) if ((await sha256OfFile(cell.store.imagePath(seed.node, imageId))) !== seed.sha256) violations.push(`source ${imageId} changed`);
+  for (const [imageId, seed] of seeds)
+    if ((await sha256OfFile(cell.store.imagePath(seed.node, imageId))) !== seed.sha256)
+      violations.push(`source ${imageId} changed`);
   for (const problem of watcher.problems.slice(0, 20)) violations.push(`final-path reader: ${problem}`);
   // Nobody was killed here: nothing may be left at all.
   for (const l of await heldLockEntries(cell.root)) violations.push(`lock left: ${l}`);
   for (const t of await cell.tmpLeftovers()) violations.push(`partial file left: ${t}`);
-  for (const m of fleet.members) if (m.conductor.child.process.exitCode !== null || m.conductor.child.process.signalCode !== null) violations.push(`conductor ${m.id} exited`);
+  for (const m of fleet.members)
+    if (m.conductor.child.process.exitCode !== null || m.conductor.child.process.signalCode !== null)
+      violations.push(`conductor ${m.id} exited`);
   const conductors = fleet.conductors();
-  for (const l of conductors.flatMap((c) => c.logs().filter((x) => x.msg === 'unexpected error in a copy')).slice(0, 5)) violations.push(`INTERNAL error: ${JSON.stringify(l)}`);
+  for (const l of conductors
+    .flatMap((c) => c.logs().filter((x) => x.msg === 'unexpected error in a copy'))
+    .slice(0, 5))
+    violations.push(`INTERNAL error: ${JSON.stringify(l)}`);
 
   const lines = answeredLines(conductors);
   const copies = copiesPerDestination(conductors);
@@ -216,13 +297,29 @@ export async function runBrokerFaults(run: CampaignRun, pool: ChildProcessPool<u
       struckWhileACopyWasUnderWay: struckMidCopy,
       outages,
       closes,
-      results: { final: tally([...finals.values()].map((r) => r.status)), resultMessages: tap.results.length, duplicateFinals: tap.results.filter((r) => r.retryable !== true).length - finals.size },
+      results: {
+        final: tally([...finals.values()].map((r) => r.status)),
+        resultMessages: tap.results.length,
+        duplicateFinals: tap.results.filter((r) => r.retryable !== true).length - finals.size,
+      },
       lost: lost.length,
       failed: failed.length,
       corrupt,
-      answered: { lines: lines.length, redelivered: lines.filter((l) => l.redelivered === true).length, laterAttempts: lines.filter((l) => Number(l.attempt) > 1).length },
-      handedBack: conductors.reduce((n, c) => n + c.logs().filter((l) => l.msg === 'could not answer a request; handing it back').length, 0),
-      reconnects: Object.fromEntries(conductors.map((c, i) => [fleet.members[i]!.id, c.logs().filter((l) => l.msg === 'connected to RabbitMQ' && Number(l.reconnects) >= 1).length])),
+      answered: {
+        lines: lines.length,
+        redelivered: lines.filter((l) => l.redelivered === true).length,
+        laterAttempts: lines.filter((l) => Number(l.attempt) > 1).length,
+      },
+      handedBack: conductors.reduce(
+        (n, c) => n + c.logs().filter((l) => l.msg === 'could not answer a request; handing it back').length,
+        0,
+      ),
+      reconnects: Object.fromEntries(
+        conductors.map((c, i) => [
+          fleet.members[i]!.id,
+          c.logs().filter((l) => l.msg === 'connected to RabbitMQ' && Number(l.reconnects) >= 1).length,
+        ]),
+      ),
       copiesLogged: [...copies.values()].reduce((a, b) => a + b, 0),
       finalPathReader: { looks: watcher.looks, hashed: watcher.hashed, problems: watcher.problems.length },
       errorLogLines: errorLines(conductors).length,
@@ -278,8 +375,12 @@ async function brokerOutage(
     }),
   );
   for (const m of members) {
-    if (!seenDisconnected[m.id]) violations.push(`${m.id}: GET /status never said 'disconnected' during a ${outageMs} ms outage`);
-    if (readyWhileDown[m.id]! > 0) violations.push(`${m.id}: /health/ready answered 200 ${readyWhileDown[m.id]} times while the broker was down`);
+    if (!seenDisconnected[m.id])
+      violations.push(`${m.id}: GET /status never said 'disconnected' during a ${outageMs} ms outage`);
+    if (readyWhileDown[m.id]! > 0)
+      violations.push(
+        `${m.id}: /health/ready answered 200 ${readyWhileDown[m.id]} times while the broker was down`,
+      );
     if (reconnectedAfterMs[m.id] === null) violations.push(`${m.id}: not reconnected 40 s after start_app`);
   }
   return { atMs, outageMs, seenDisconnected, readyWhileDown, reconnectedAfterMs };
@@ -303,13 +404,18 @@ async function partialCopyUnderWay(root: string, nodes: string[], timeoutMs: num
 }
 
 /** Time until the conductor reports a higher reconnect count than `before`, and 'connected'; null if it does not. */
-async function waitReconnected(member: FleetMember, before: number, timeoutMs: number): Promise<number | null> {
+async function waitReconnected(
+  member: FleetMember,
+  before: number,
+  timeoutMs: number,
+): Promise<number | null> {
   const started = performance.now();
   for (;;) {
     const answer = await member.admin.get('/status').catch(() => undefined);
     if (answer?.status === 200) {
       const body = answer.json<{ broker: { state: string; reconnects: number } }>();
-      if (body.broker.state === 'connected' && body.broker.reconnects > before) return Math.round(performance.now() - started);
+      if (body.broker.state === 'connected' && body.broker.reconnects > before)
+        return Math.round(performance.now() - started);
     }
     if (performance.now() - started > timeoutMs) return null;
     await sleep(100);

@@ -16,7 +16,8 @@ export type CampaignSize = 'ci' | 'large';
 
 export function campaignSize(): CampaignSize {
   const value = process.env.CAMPAIGN_SIZE ?? 'ci';
-  if (value !== 'ci' && value !== 'large') throw new Error(`CAMPAIGN_SIZE must be ci or large (got ${JSON.stringify(value)})`);
+  if (value !== 'ci' && value !== 'large')
+    throw new Error(`CAMPAIGN_SIZE must be ci or large (got ${JSON.stringify(value)})`);
   return value;
 }
 
@@ -25,7 +26,8 @@ export function campaignSeed(): number {
   const given = process.env.CAMPAIGN_SEED;
   if (given === undefined || given === '') return randomInt(1, 2 ** 31);
   const seed = Number(given);
-  if (!Number.isInteger(seed) || seed < 0 || seed >= 2 ** 32) throw new Error(`CAMPAIGN_SEED must be an integer in 0..2^32-1 (got ${JSON.stringify(given)})`);
+  if (!Number.isInteger(seed) || seed < 0 || seed >= 2 ** 32)
+    throw new Error(`CAMPAIGN_SEED must be an integer in 0..2^32-1 (got ${JSON.stringify(given)})`);
   return seed;
 }
 
@@ -114,8 +116,18 @@ export function campaignRun(name: string): CampaignRun {
   const size = campaignSize();
   const seed = campaignSeed();
   // Printed first, so that even a run that hangs or crashes tells how to replay it.
-  console.log(`[campaign ${name}] size=${size} seed=${seed} (replay: CAMPAIGN_SEED=${seed} CAMPAIGN_SIZE=${size})`);
+  console.log(
+    `[campaign ${name}] size=${size} seed=${seed} (replay: CAMPAIGN_SEED=${seed} CAMPAIGN_SIZE=${size})`,
+  );
   return { name, size, seed, rng: new Rng(seed) };
+}
+
+/**
+ * The admin token of a campaign's conductors: the campaign's name makes it long enough for ADMIN_TOKEN's
+ * minimum whatever the seed (`campaign-<seed>` alone was refused for seeds below 10^6).
+ */
+export function adminToken(run: Pick<CampaignRun, 'name' | 'seed'>): string {
+  return `campaign-${run.name}-${run.seed}`;
 }
 
 /** Picks the parameters of the run's size. */
@@ -128,7 +140,13 @@ export function bySize<T>(run: Pick<CampaignRun, 'size'>, sizes: Record<Campaign
  * (the last run of each size; test-output/ is not committed).
  */
 export function writeReport(run: CampaignRun, report: object): void {
-  const full = { campaign: run.name, size: run.size, seed: run.seed, at: new Date().toISOString(), ...report };
+  const full = {
+    campaign: run.name,
+    size: run.size,
+    seed: run.seed,
+    at: new Date().toISOString(),
+    ...report,
+  };
   console.log(`[campaign ${run.name}] ${JSON.stringify(full)}`);
   const dir = path.join(PROJECT_ROOT, 'test-output', 'campaigns');
   mkdirSync(dir, { recursive: true });

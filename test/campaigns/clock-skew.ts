@@ -1,10 +1,16 @@
 import { existsSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import type { ChildProcessPool } from '../support/child-processes';
-import { type Result, ResultsTap, answeredLines, heldLockEntries, publishConfirmed } from '../support/conductor-harness';
+import {
+  type Result,
+  ResultsTap,
+  answeredLines,
+  heldLockEntries,
+  publishConfirmed,
+} from '../support/conductor-harness';
 import { sha256OfFile } from '../support/image-store-fixtures';
 import { TestCell } from '../support/test-cell';
-import { type CampaignRun, type Cleanups, bySize, sleep, tally } from './campaign-kit';
+import { type CampaignRun, type Cleanups, bySize, sleep, tally, adminToken } from './campaign-kit';
 import { FinalPathsWatcher, TmpOverlapSampler, lockLeftovers } from './cell-observers';
 import { ConductorFleet } from './conductor-fleet';
 
@@ -25,8 +31,13 @@ export const CLOCK_SKEW_SIZES = {
  * are paused past the stale time now and then. Staleness is observed, never computed from clocks, so:
  * no two writers of one image at once, every request completes, every image verifies, nothing is left.
  */
-export async function runClockSkew(run: CampaignRun, pool: ChildProcessPool<unknown>, cleanups: Cleanups): Promise<{ violations: string[]; figures: Record<string, unknown> }> {
-  if (!existsSync(LIBFAKETIME)) throw new Error(`${LIBFAKETIME} is missing: apt-get install -y faketime (.ci/run does it)`);
+export async function runClockSkew(
+  run: CampaignRun,
+  pool: ChildProcessPool<unknown>,
+  cleanups: Cleanups,
+): Promise<{ violations: string[]; figures: Record<string, unknown> }> {
+  if (!existsSync(LIBFAKETIME))
+    throw new Error(`${LIBFAKETIME} is missing: apt-get install -y faketime (.ci/run does it)`);
   const p = bySize(run, CLOCK_SKEW_SIZES);
   const rng = run.rng.fork('clock');
   const violations: string[] = [];
@@ -38,16 +49,25 @@ export async function runClockSkew(run: CampaignRun, pool: ChildProcessPool<unkn
   for (let i = 0; i < p.images; i++) {
     const imageId = `img-${i}.raw`;
     const node = nodes[i % nodes.length]!;
-    seeds.set(imageId, { ...(await cell.seed(node, imageId, i === 0 ? p.bigBytes : rng.int(256 * KiB, 4 * MiB))), node });
+    seeds.set(imageId, {
+      ...(await cell.seed(node, imageId, i === 0 ? p.bigBytes : rng.int(256 * KiB, 4 * MiB))),
+      node,
+    });
   }
-  const skews: Record<string, string | undefined> = { 'clock-true': undefined, 'clock-ahead': '+3h', 'clock-behind': '-3h' };
+  const skews: Record<string, string | undefined> = {
+    'clock-true': undefined,
+    'clock-ahead': '+3h',
+    'clock-behind': '-3h',
+  };
   const fleet = new ConductorFleet(
     pool,
     (id) => ({
       ...cell.conductorEnv({ COPY_CONCURRENCY: '3', MAX_ATTEMPTS: '10' }),
-      ...(skews[id] ? { LD_PRELOAD: LIBFAKETIME, FAKETIME: skews[id]!, FAKETIME_DONT_FAKE_MONOTONIC: '1' } : {}),
+      ...(skews[id]
+        ? { LD_PRELOAD: LIBFAKETIME, FAKETIME: skews[id]!, FAKETIME_DONT_FAKE_MONOTONIC: '1' }
+        : {}),
     }),
-    `campaign-${run.seed}`,
+    adminToken(run),
     bySize(run, { ci: 180_000, large: 1_200_000 }),
   );
   await Promise.all(Object.keys(skews).map((id) => fleet.start(id)));
@@ -66,7 +86,16 @@ export async function runClockSkew(run: CampaignRun, pool: ChildProcessPool<unkn
       watcher.watch(cell.store.imagePath(destination, imageId), seed);
       for (let k = 0; k < p.requestsPerPair; k++) {
         const requestId = `skew-${requests.length}`;
-        requests.push({ body: { v: 1, requestId, imageId, destination, ...(rng.chance(0.5) ? { sha256: seed.sha256 } : {}) }, messageId: requestId });
+        requests.push({
+          body: {
+            v: 1,
+            requestId,
+            imageId,
+            destination,
+            ...(rng.chance(0.5) ? { sha256: seed.sha256 } : {}),
+          },
+          messageId: requestId,
+        });
       }
     }
   rng.shuffle(requests);
@@ -81,7 +110,10 @@ export async function runClockSkew(run: CampaignRun, pool: ChildProcessPool<unkn
       await sleep(10);
     }
     fleet.pause(victim);
-    pauses.push({ conductor: victim.id, holding: (await lockLeftovers(cell.root, STALE_MS)).some((l) => l.conductorId === victim.id) });
+    pauses.push({
+      conductor: victim.id,
+      holding: (await lockLeftovers(cell.root, STALE_MS)).some((l) => l.conductorId === victim.id),
+    });
     await sleep(STALE_MS + rng.int(500, 1_500));
     fleet.resume(victim);
     await sleep(rng.int(200, 1_000));
@@ -101,18 +133,22 @@ export async function runClockSkew(run: CampaignRun, pool: ChildProcessPool<unkn
   await sampler.stop();
   await watcher.stop();
 
-  for (const r of finals.values()) if (r.status === 'failed') violations.push(`request ${r.requestId} failed: ${String(r.reason)} ${String(r.detail)}`);
+  for (const r of finals.values())
+    if (r.status === 'failed')
+      violations.push(`request ${r.requestId} failed: ${String(r.reason)} ${String(r.detail)}`);
   for (const [imageId, seed] of seeds)
     for (const destination of nodes.filter((n) => n !== seed.node)) {
       const sha256 = await sha256OfFile(cell.store.imagePath(destination, imageId)).catch(() => 'missing');
       if (sha256 !== seed.sha256) violations.push(`${imageId} on ${destination}: ${sha256}`);
     }
-  for (const o of sampler.overlaps.filter((x) => x.kind === 'real')) violations.push(`overlap: ${JSON.stringify(o)}`);
+  for (const o of sampler.overlaps.filter((x) => x.kind === 'real'))
+    violations.push(`overlap: ${JSON.stringify(o)}`);
   for (const problem of watcher.problems) violations.push(`final-path reader: ${problem}`);
   for (const l of await heldLockEntries(cell.root)) violations.push(`lock left: ${l}`);
   for (const t of await cell.tmpLeftovers()) violations.push(`partial file left: ${t}`);
   const conductors = fleet.conductors();
-  for (const m of fleet.members) if (m.conductor.child.process.exitCode !== null) violations.push(`${m.id} exited`);
+  for (const m of fleet.members)
+    if (m.conductor.child.process.exitCode !== null) violations.push(`${m.id} exited`);
   const lines = answeredLines(conductors);
   return {
     violations,
@@ -122,12 +158,23 @@ export async function runClockSkew(run: CampaignRun, pool: ChildProcessPool<unkn
       requests: requests.length,
       results: tally([...finals.values()].map((r) => r.status)),
       answeredBy: tally(lines.map((l) => String(l.conductorId))),
-      copiesBy: tally(lines.filter((l) => l.status === 'completed' && l.coalesced === false).map((l) => String(l.conductorId))),
+      copiesBy: tally(
+        lines
+          .filter((l) => l.status === 'completed' && l.coalesced === false)
+          .map((l) => String(l.conductorId)),
+      ),
       pauses,
-      retriesByReason: tally(conductors.flatMap((c) => c.logs().filter((l) => l.msg === 'copy failed, retry scheduled')).map((l) => String(l.reason))),
+      retriesByReason: tally(
+        conductors
+          .flatMap((c) => c.logs().filter((l) => l.msg === 'copy failed, retry scheduled'))
+          .map((l) => String(l.reason)),
+      ),
       lockTakeovers: fleet.total('lockTakeovers'),
       locksLost: fleet.total('locksLost'),
-      overlaps: { real: sampler.overlaps.filter((x) => x.kind === 'real').length, residual: sampler.overlaps.filter((x) => x.kind === 'residual').length },
+      overlaps: {
+        real: sampler.overlaps.filter((x) => x.kind === 'real').length,
+        residual: sampler.overlaps.filter((x) => x.kind === 'residual').length,
+      },
       finalPathReader: { looks: watcher.looks, hashed: watcher.hashed },
     },
   };

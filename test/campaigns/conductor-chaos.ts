@@ -1,11 +1,26 @@
 import { performance } from 'node:perf_hooks';
 import { inspectLocks } from '@app/locking';
 import type { ChildProcessPool } from '../support/child-processes';
-import { type Result, ResultsTap, answeredLines, copiesPerDestination, errorLines, heldLockEntries, publishConfirmed } from '../support/conductor-harness';
+import {
+  type Result,
+  ResultsTap,
+  answeredLines,
+  copiesPerDestination,
+  errorLines,
+  heldLockEntries,
+  publishConfirmed,
+} from '../support/conductor-harness';
 import { sha256OfFile } from '../support/image-store-fixtures';
 import { TestCell } from '../support/test-cell';
-import { type CampaignRun, type Cleanups, bySize, sleep, tally } from './campaign-kit';
-import { FinalPathsWatcher, TmpOverlapSampler, lockLeftovers, sweepKeys, tmpLeftoverKey, tmpLeftovers } from './cell-observers';
+import { type CampaignRun, type Cleanups, bySize, sleep, tally, adminToken } from './campaign-kit';
+import {
+  FinalPathsWatcher,
+  TmpOverlapSampler,
+  lockLeftovers,
+  sweepKeys,
+  tmpLeftoverKey,
+  tmpLeftovers,
+} from './cell-observers';
 import { ConductorFleet, type FleetMember } from './conductor-fleet';
 
 const KiB = 1024;
@@ -23,31 +38,74 @@ export interface ChaosParams {
   conductors: number;
   faultWindowMs: number;
   faultGapMs: [number, number];
+  /**
+   * Strikes that wait until a conductor is seen holding a destination (exclusive) lock and hit it frozen,
+   * so that every seed has faults that bite; they come first, in seeded order among the others.
+   */
+  targeted: { kill: number; pause: number };
+  /** How long a targeted strike waits for a holder before it counts as a miss (a violation). */
+  holderWaitMs: number;
   /** Waiting for every final result after the fault window. */
   settleMs: number;
   conductorHardTimeoutMs: number;
 }
 
 export const CHAOS_SIZES = {
-  ci: { nodes: 10, images: 12, bigImages: 3, smallBytes: [64 * KiB, 2 * MiB], bigBytes: 32 * MiB, requestsPerPair: 4, conductors: 3, faultWindowMs: 24_000, faultGapMs: [500, 1_500], settleMs: 90_000, conductorHardTimeoutMs: 240_000 },
-  large: { nodes: 12, images: 30, bigImages: 5, smallBytes: [64 * KiB, 4 * MiB], bigBytes: 96 * MiB, requestsPerPair: 5, conductors: 3, faultWindowMs: 240_000, faultGapMs: [500, 2_000], settleMs: 300_000, conductorHardTimeoutMs: 1_800_000 },
+  ci: {
+    nodes: 10,
+    images: 12,
+    bigImages: 3,
+    smallBytes: [64 * KiB, 2 * MiB],
+    bigBytes: 32 * MiB,
+    requestsPerPair: 4,
+    conductors: 3,
+    faultWindowMs: 24_000,
+    faultGapMs: [500, 1_500],
+    targeted: { kill: 2, pause: 2 },
+    holderWaitMs: 20_000,
+    settleMs: 90_000,
+    conductorHardTimeoutMs: 240_000,
+  },
+  large: {
+    nodes: 12,
+    images: 30,
+    bigImages: 5,
+    smallBytes: [64 * KiB, 4 * MiB],
+    bigBytes: 96 * MiB,
+    requestsPerPair: 5,
+    conductors: 3,
+    faultWindowMs: 240_000,
+    faultGapMs: [500, 2_000],
+    targeted: { kill: 4, pause: 4 },
+    holderWaitMs: 20_000,
+    settleMs: 300_000,
+    conductorHardTimeoutMs: 1_800_000,
+  },
 } satisfies Record<string, ChaosParams>;
 
 export function chaosTestTimeoutMs(run: CampaignRun): number {
   const p = bySize(run, CHAOS_SIZES);
-  return p.faultWindowMs + p.settleMs + 120_000;
+  // Targeted strikes may run past the window while they wait for a holder.
+  return p.faultWindowMs + (p.targeted.kill + p.targeted.pause) * p.holderWaitMs + p.settleMs + 120_000;
 }
 
 /** Lock timings of the campaign's conductors (TestCell.conductorEnv's fast test timings). */
 const TIMINGS = { staleMs: 2_000, updateMs: 1_000, safetyMarginMs: 500, pollMs: 25 };
+
+/** A targeted strike that has seen no writer for this long publishes a reserved pair. */
+const QUIET_BEFORE_MORE_WORK_MS = 1_000;
 
 type FaultKind = 'kill' | 'pause' | 'restart';
 
 interface FaultRecord {
   kind: FaultKind;
   victim: string;
-  /** The victim held at least one lock entry when the signal went out. */
+  /** A strike that waited for a destination-lock holder (strikeHolder); a miss is a violation. */
+  targeted: boolean;
+  /** The victim held at least one lock entry when the signal went out (looked at while it was frozen). */
   caughtHolding: boolean;
+  /** One of them was a destination (exclusive) lock. */
+  caughtWriter: boolean;
   atMs: number;
   pauseMs?: number;
   replacement?: string;
@@ -64,7 +122,11 @@ export interface ChaosOutcome {
  * driver that SIGKILLs, SIGSTOPs (past LOCK_STALE_MS) and restarts conductors at seeded random moments.
  * Returns the violations of the promises (empty when they held) and the figures of the run.
  */
-export async function runConductorChaos(run: CampaignRun, pool: ChildProcessPool<unknown>, cleanups: Cleanups): Promise<ChaosOutcome> {
+export async function runConductorChaos(
+  run: CampaignRun,
+  pool: ChildProcessPool<unknown>,
+  cleanups: Cleanups,
+): Promise<ChaosOutcome> {
   const p: ChaosParams = bySize(run, CHAOS_SIZES);
   const rng = run.rng;
   const startedAt = performance.now();
@@ -88,7 +150,12 @@ export async function runConductorChaos(run: CampaignRun, pool: ChildProcessPool
   for (const image of images) {
     seeds.set(image.imageId, await cell.seed(image.holders[0]!, image.imageId, image.bytes));
     // A second holder gets the same bytes, imported from the first one's published file.
-    for (const extra of image.holders.slice(1)) await cell.store.importImage(extra, image.imageId, cell.store.imagePath(image.holders[0]!, image.imageId));
+    for (const extra of image.holders.slice(1))
+      await cell.store.importImage(
+        extra,
+        image.imageId,
+        cell.store.imagePath(image.holders[0]!, image.imageId),
+      );
   }
 
   // Requests: every image to every node that lacks it, each pair 1..requestsPerPair times, in one of four
@@ -107,7 +174,12 @@ export async function runConductorChaos(run: CampaignRun, pool: ChildProcessPool
       const group: (typeof groups)[number] = [];
       const copies = planRng.int(1, p.requestsPerPair);
       for (let k = 0; k < copies; k++) {
-        const shape = planRng.weighted([['meta', 3], ['checksum', 3], ['source', 2], ['sha-only', 1]] as const);
+        const shape = planRng.weighted([
+          ['meta', 3],
+          ['checksum', 3],
+          ['source', 2],
+          ['sha-only', 1],
+        ] as const);
         const requestId = `chaos-${requestCount++}`;
         const body: Record<string, unknown> = { v: 1, requestId, imageId: image.imageId, destination };
         if (shape === 'checksum') Object.assign(body, { sha256: seed.sha256, size: seed.size });
@@ -118,60 +190,126 @@ export async function runConductorChaos(run: CampaignRun, pool: ChildProcessPool
       groups.push(group);
     }
   }
-  const requests = planRng.shuffle(groups).flat();
+  const ordered = planRng.shuffle(groups);
+  const requests = ordered.flat();
+  // A reserve of big-image pairs, held back from the steady publishing: a targeted strike that sees no
+  // writer for a while publishes one (a copy of a big image holds its destination lock long enough to be
+  // seen), so strikes late in a slow run still find holders; what is left goes out after the fault driver.
+  const bigGroups = ordered.filter(
+    (g) => images.find((i) => i.imageId === g[0]!.sent.imageId)!.bytes > p.smallBytes[1],
+  );
+  const reserve = bigGroups.slice(
+    0,
+    Math.min(Math.floor(bigGroups.length / 2), 3 * (p.targeted.kill + p.targeted.pause)),
+  );
+  const steady = ordered.filter((g) => !reserve.includes(g)).flat();
+  const publishGroup = (group: (typeof groups)[number]) =>
+    publishConfirmed(
+      cell.topology.requestQueue.name,
+      group.map((r) => ({ body: r.body, messageId: r.sent.requestId })),
+    );
+  let reserveReleased = 0;
+  const releaseReserve = async (): Promise<boolean> => {
+    const group = reserve.shift();
+    if (!group) return false;
+    reserveReleased++;
+    await publishGroup(group);
+    return true;
+  };
 
   const tap = await ResultsTap.open(cell.topology);
   cleanups.add('results tap', () => tap.close());
   const watcher = new FinalPathsWatcher();
   cleanups.add('final-path watcher', () => watcher.stop());
-  for (const pair of pairs) watcher.watch(cell.store.imagePath(pair.destination, pair.imageId), seeds.get(pair.imageId)!);
+  for (const pair of pairs)
+    watcher.watch(cell.store.imagePath(pair.destination, pair.imageId), seeds.get(pair.imageId)!);
   // Sources too: nobody may ever modify a published image in place.
-  for (const image of images) for (const holder of image.holders) watcher.watch(cell.store.imagePath(holder, image.imageId), seeds.get(image.imageId)!);
+  for (const image of images)
+    for (const holder of image.holders)
+      watcher.watch(cell.store.imagePath(holder, image.imageId), seeds.get(image.imageId)!);
 
   const fleet = new ConductorFleet(
     pool,
-    () => cell.conductorEnv({ COPY_CONCURRENCY: '4', MAX_ATTEMPTS: '10', SHUTDOWN_GRACE_MS: '1000', LOCK_WAIT_MS: '20000' }),
-    `campaign-${run.seed}`,
+    () =>
+      cell.conductorEnv({
+        COPY_CONCURRENCY: '4',
+        MAX_ATTEMPTS: '10',
+        SHUTDOWN_GRACE_MS: '1000',
+        LOCK_WAIT_MS: '20000',
+      }),
+    adminToken(run),
     p.conductorHardTimeoutMs,
   );
   cleanups.add('status sampler', () => fleet.stopSampling());
   let nextConductor = 0;
-  const newId = () => `chaos-${String.fromCharCode(97 + (nextConductor % 26))}${Math.floor(nextConductor++ / 26) || ''}`;
+  const newId = () =>
+    `chaos-${String.fromCharCode(97 + (nextConductor % 26))}${Math.floor(nextConductor++ / 26) || ''}`;
   await Promise.all(Array.from({ length: p.conductors }, () => fleet.start(newId())));
   fleet.startSampling(1_000);
-  const sampler = new TmpOverlapSampler(cell.root, nodes, (id) => fleet.resumedRecently(id, TIMINGS.updateMs + 1_500));
+  const sampler = new TmpOverlapSampler(cell.root, nodes, (id) =>
+    fleet.resumedRecently(id, TIMINGS.updateMs + 1_500),
+  );
   cleanups.add('overlap sampler', () => sampler.stop());
 
   // Publishing: spread over the first three quarters of the fault window, in small confirmed batches.
   const publishing = (async () => {
     const batches = Math.max(1, Math.floor((p.faultWindowMs * 0.75) / 250));
-    const perBatch = Math.ceil(requests.length / batches);
-    for (let i = 0; i < requests.length; i += perBatch) {
-      await publishConfirmed(cell.topology.requestQueue.name, requests.slice(i, i + perBatch).map((r) => ({ body: r.body, messageId: r.sent.requestId })));
+    const perBatch = Math.ceil(steady.length / batches);
+    for (let i = 0; i < steady.length; i += perBatch) {
+      await publishGroup(steady.slice(i, i + perBatch));
       await sleep(250);
     }
   })();
 
-  // The fault driver: one fault at a time, at seeded moments; the first three cover every kind.
+  // The fault driver: one fault at a time. The plan (kinds, gaps, pause lengths) comes from the seed:
+  // first the targeted strikes and one restart in seeded order, then random kinds until the window ends.
+  // A targeted strike waits until a live conductor is seen holding a destination lock and freezes it while
+  // it still does, so that the faults bite with any seed; the others hit at their seeded moment.
   const faultRng = rng.fork('faults');
+  // Victims from their own stream: how often a strike looks again depends on timing, the plan must not.
+  const victimRng = rng.fork('victims');
   const faults: FaultRecord[] = [];
-  const firstKinds = faultRng.shuffle<FaultKind>(['kill', 'pause', 'restart']);
+  const firstKinds = faultRng.shuffle<{ kind: FaultKind; targeted: boolean }>([
+    ...Array.from({ length: p.targeted.kill }, () => ({ kind: 'kill' as const, targeted: true })),
+    ...Array.from({ length: p.targeted.pause }, () => ({ kind: 'pause' as const, targeted: true })),
+    { kind: 'restart', targeted: false },
+  ]);
   const faultDeadline = performance.now() + p.faultWindowMs;
-  while (performance.now() < faultDeadline) {
+  while (firstKinds.length > 0 || performance.now() < faultDeadline) {
     await sleep(faultRng.int(p.faultGapMs[0], p.faultGapMs[1]));
-    const kind: FaultKind = firstKinds.shift() ?? faultRng.weighted([['kill', 4], ['pause', 4], ['restart', 2]] as const);
-    const victim = await chooseVictim(fleet, cell.root, faultRng);
-    if (!victim) continue;
-    // Frozen first, then looked at: whether the fault caught a lock holder is then a fact, not a guess.
-    fleet.pause(victim);
-    const caughtHolding = await holdsLocks(cell.root, victim.id);
-    const record: FaultRecord = { kind, victim: victim.id, caughtHolding, atMs: elapsed() };
+    const { kind, targeted } = firstKinds.shift() ?? {
+      kind: faultRng.weighted([
+        ['kill', 4],
+        ['pause', 4],
+        ['restart', 2],
+      ] as const),
+      targeted: false,
+    };
+    const pauseMs = TIMINGS.staleMs + faultRng.int(600, 1_600);
+    const restartGapMs = faultRng.int(100, 1_200);
+    const struck = targeted
+      ? await strikeHolder(fleet, cell.root, victimRng, p.holderWaitMs, releaseReserve)
+      : await strikeAny(fleet, cell.root, victimRng);
+    if (targeted && !struck?.caughtWriter)
+      violations.push(
+        `targeted ${kind} (fault #${faults.length}) saw no conductor holding a destination lock within ${p.holderWaitMs} ms`,
+      );
+    if (!struck) continue;
+    const { victim, caughtHolding, caughtWriter } = struck;
+    const record: FaultRecord = {
+      kind,
+      targeted,
+      victim: victim.id,
+      caughtHolding,
+      caughtWriter,
+      atMs: elapsed(),
+    };
     if (kind === 'kill') {
       await fleet.kill(victim);
-      await sleep(faultRng.int(100, 1_200));
+      await sleep(restartGapMs);
       record.replacement = (await fleet.start(newId())).id;
     } else if (kind === 'pause') {
-      record.pauseMs = TIMINGS.staleMs + faultRng.int(600, 1_600);
+      record.pauseMs = pauseMs;
       try {
         await sleep(record.pauseMs);
       } finally {
@@ -187,6 +325,8 @@ export async function runConductorChaos(run: CampaignRun, pool: ChildProcessPool
     faults.push(record);
   }
   await publishing;
+  const reserveReleasedByStrikes = reserveReleased;
+  while (await releaseReserve());
 
   // Every request gets a final result; then the cell goes idle.
   const ids = requests.map((r) => r.sent.requestId);
@@ -206,7 +346,8 @@ export async function runConductorChaos(run: CampaignRun, pool: ChildProcessPool
   // 1. Nothing lost: a final result for every request, and a successful one.
   const lost = ids.filter((id) => !finals.has(id));
   const failedFinals = [...finals.values()].filter((r) => r.status === 'failed');
-  for (const r of failedFinals.slice(0, 20)) violations.push(`request ${r.requestId} failed for good: ${String(r.reason)} ${String(r.detail)}`);
+  for (const r of failedFinals.slice(0, 20))
+    violations.push(`request ${r.requestId} failed for good: ${String(r.reason)} ${String(r.detail)}`);
 
   // 2. Nothing corrupt: every destination (and source) holds the source's bytes, hashed here; its meta agrees.
   let corrupt = 0;
@@ -217,17 +358,25 @@ export async function runConductorChaos(run: CampaignRun, pool: ChildProcessPool
     const meta = await cell.store.verifiedImage(pair.destination, pair.imageId, expected);
     if (sha256 !== expected.sha256 || !meta) {
       corrupt++;
-      violations.push(`${pair.imageId} on ${pair.destination}: sha256 ${sha256}, meta ${meta ? 'ok' : 'missing or not matching'} (expected ${expected.sha256})`);
+      violations.push(
+        `${pair.imageId} on ${pair.destination}: sha256 ${sha256}, meta ${meta ? 'ok' : 'missing or not matching'} (expected ${expected.sha256})`,
+      );
     }
   }
   for (const image of images)
     for (const holder of image.holders)
-      if ((await sha256OfFile(cell.store.imagePath(holder, image.imageId))) !== seeds.get(image.imageId)!.sha256) violations.push(`source ${image.imageId} on ${holder} changed`);
+      if (
+        (await sha256OfFile(cell.store.imagePath(holder, image.imageId))) !== seeds.get(image.imageId)!.sha256
+      )
+        violations.push(`source ${image.imageId} on ${holder} changed`);
   for (const problem of watcher.problems.slice(0, 20)) violations.push(`final-path reader: ${problem}`);
 
   // 3. No two holders at once.
   const realOverlaps = sampler.overlaps.filter((o) => o.kind === 'real');
-  for (const o of realOverlaps.slice(0, 10)) violations.push(`overlap: two writers of ${o.imageId} on ${o.node} at ${o.atMs} ms: ${JSON.stringify(o.attempts)}`);
+  for (const o of realOverlaps.slice(0, 10))
+    violations.push(
+      `overlap: two writers of ${o.imageId} on ${o.node} at ${o.atMs} ms: ${JSON.stringify(o.attempts)}`,
+    );
 
   // 4. Leftovers once idle: only killed conductors may have left lock entries or partial files, and a
   // last round (what the next copy or the cache cleaner does) collects all of them.
@@ -235,16 +384,25 @@ export async function runConductorChaos(run: CampaignRun, pool: ChildProcessPool
   const lockLeft = await lockLeftovers(cell.root, TIMINGS.staleMs);
   for (const l of lockLeft) {
     const byKilled = l.conductorId === undefined ? killedIds.size > 0 : killedIds.has(l.conductorId);
-    if (!byKilled) violations.push(`lock entry left by a conductor that was not killed: ${JSON.stringify(l)}`);
+    if (!byKilled)
+      violations.push(`lock entry left by a conductor that was not killed: ${JSON.stringify(l)}`);
   }
   const tmpLeft = await tmpLeftovers(cell.root);
   for (const t of tmpLeft) {
     const tag = /~([^~]+)\.part$/.exec(t)?.[1];
     const owner = tag && !tag.startsWith('meta-') ? sampler.conductorOf(tag) : undefined;
     const byKilled = owner === undefined ? killedIds.size > 0 : killedIds.has(owner);
-    if (!byKilled) violations.push(`partial file left by a conductor that was not killed (${owner ?? 'unknown'}): ${t}`);
+    if (!byKilled)
+      violations.push(`partial file left by a conductor that was not killed (${owner ?? 'unknown'}): ${t}`);
   }
-  const sweep = await sweepKeys(cell.root, [...lockLeft.map((l) => ({ node: l.node, imageId: l.imageId })), ...tmpLeft.map(tmpLeftoverKey).filter((k) => k !== undefined)], TIMINGS).catch((error: Error) => {
+  const sweep = await sweepKeys(
+    cell.root,
+    [
+      ...lockLeft.map((l) => ({ node: l.node, imageId: l.imageId })),
+      ...tmpLeft.map(tmpLeftoverKey).filter((k) => k !== undefined),
+    ],
+    TIMINGS,
+  ).catch((error: Error) => {
     violations.push(`last round could not take every leftover key: ${error.message}`);
     return undefined;
   });
@@ -254,7 +412,8 @@ export async function runConductorChaos(run: CampaignRun, pool: ChildProcessPool
 
   // 5. The conductors: still running, no unexpected error.
   const conductors = fleet.conductors();
-  for (const m of fleet.live()) if (m.conductor.child.process.exitCode !== null) violations.push(`conductor ${m.id} exited`);
+  for (const m of fleet.live())
+    if (m.conductor.child.process.exitCode !== null) violations.push(`conductor ${m.id} exited`);
   const internal = conductors.flatMap((c) => c.logs().filter((l) => l.msg === 'unexpected error in a copy'));
   for (const l of internal.slice(0, 5)) violations.push(`INTERNAL error: ${JSON.stringify(l)}`);
 
@@ -268,7 +427,15 @@ export async function runConductorChaos(run: CampaignRun, pool: ChildProcessPool
   const faultFigures = Object.fromEntries(
     (['kill', 'pause', 'restart'] as const).map((kind) => {
       const of = faults.filter((f) => f.kind === kind);
-      return [kind, { injected: of.length, caughtHolding: of.filter((f) => f.caughtHolding).length }];
+      return [
+        kind,
+        {
+          injected: of.length,
+          targeted: of.filter((f) => f.targeted).length,
+          caughtHolding: of.filter((f) => f.caughtHolding).length,
+          caughtWriter: of.filter((f) => f.caughtWriter).length,
+        },
+      ];
     }),
   );
   const figures = {
@@ -287,6 +454,7 @@ export async function runConductorChaos(run: CampaignRun, pool: ChildProcessPool
       retryableResults: tap.results.filter((r) => r.retryable === true).length,
       duplicateFinals: tap.results.filter((r) => r.retryable !== true).length - finals.size,
     },
+    reservedPairs: { held: reserveReleased + reserve.length, releasedByStrikes: reserveReleasedByStrikes },
     lost: lost.length,
     failed: failedFinals.length,
     corrupt,
@@ -298,15 +466,33 @@ export async function runConductorChaos(run: CampaignRun, pool: ChildProcessPool
     },
     retriesByReason: tally(retries.map((l) => String(l.reason))),
     // Anything but a lost lock is unexpected under these faults: kept with its detail for a look.
-    otherRetries: retries.filter((l) => l.reason !== 'LOCK_LOST').slice(0, 10).map((l) => ({ conductor: l.conductorId, requestId: l.requestId, reason: l.reason, detail: l.detail })),
+    otherRetries: retries
+      .filter((l) => l.reason !== 'LOCK_LOST')
+      .slice(0, 10)
+      .map((l) => ({ conductor: l.conductorId, requestId: l.requestId, reason: l.reason, detail: l.detail })),
     lockTakeovers: fleet.total('lockTakeovers'),
     locksLost: fleet.total('locksLost'),
     handedBack: fleet.total('handedBack'),
     copiesLogged: [...copies.values()].reduce((a, b) => a + b, 0),
     pairsCopiedTwiceOrMore: [...copies.values()].filter((n) => n > 1).length,
-    overlaps: { real: realOverlaps.length, residual: sampler.overlaps.length - realOverlaps.length, samples: sampler.samples, maxPartialFilesPerImage: sampler.maxPartsPerImage },
-    finalPathReader: { rounds: watcher.rounds, looks: watcher.looks, hashed: watcher.hashed, problems: watcher.problems.length },
-    leftoversWhenIdle: { lockEntries: lockLeft.length, byMode: tally(lockLeft.map((l) => l.mode)), tmpFiles: tmpLeft.length, tmp: tmpLeft },
+    overlaps: {
+      real: realOverlaps.length,
+      residual: sampler.overlaps.length - realOverlaps.length,
+      samples: sampler.samples,
+      maxPartialFilesPerImage: sampler.maxPartsPerImage,
+    },
+    finalPathReader: {
+      rounds: watcher.rounds,
+      looks: watcher.looks,
+      hashed: watcher.hashed,
+      problems: watcher.problems.length,
+    },
+    leftoversWhenIdle: {
+      lockEntries: lockLeft.length,
+      byMode: tally(lockLeft.map((l) => l.mode)),
+      tmpFiles: tmpLeft.length,
+      tmp: tmpLeft,
+    },
     lastRound: sweep,
     leftoversAfterLastRound: afterSweep.locks.length + afterSweep.tmp.length,
     errorLogLines: errorLines(conductors).length,
@@ -314,28 +500,71 @@ export async function runConductorChaos(run: CampaignRun, pool: ChildProcessPool
   return { violations, figures };
 }
 
+interface Strike {
+  /** Frozen (SIGSTOPped): the caller kills it, or resumes it later. */
+  victim: FleetMember;
+  caughtHolding: boolean;
+  /** One of them was the newest generation of a key's gate: a destination (exclusive) lock. */
+  caughtWriter: boolean;
+}
+
 /**
- * A live conductor to hit: preferably one holding a lock right now (looked for during up to 1.5 s), so that
- * faults land on holders; else any live one. Never the last live conductor.
+ * A targeted strike: waits (up to `waitMs`) until a live conductor is seen holding a destination
+ * (exclusive) lock, freezes it and looks again; if it released in between, it is resumed at once (a freeze
+ * of a few milliseconds, far below the stale time, costs it no lock) and the wait goes on. On a miss, a
+ * random live conductor is frozen and returned as the frozen look finds it (the caller counts the miss).
+ * Never the last live conductor.
  */
-async function chooseVictim(fleet: ConductorFleet, root: string, rng: CampaignRun['rng']): Promise<FleetMember | undefined> {
-  const live = fleet.live();
-  if (live.length < 2) return undefined;
-  const deadline = performance.now() + 1_500;
-  for (;;) {
-    const holding = await lockHolders(root);
-    const candidates = live.filter((m) => holding.has(m.id));
-    if (candidates.length > 0) return rng.pick(candidates);
-    if (performance.now() > deadline) return rng.pick(live);
+async function strikeHolder(
+  fleet: ConductorFleet,
+  root: string,
+  rng: CampaignRun['rng'],
+  waitMs: number,
+  moreWork: () => Promise<unknown>,
+): Promise<Strike | undefined> {
+  const deadline = performance.now() + waitMs;
+  let quietSince = performance.now();
+  while (performance.now() < deadline) {
+    const live = fleet.live();
+    const writers = await lockHolders(root, 'exclusive');
+    const candidates = live.length < 2 ? [] : live.filter((m) => writers.has(m.id));
+    if (candidates.length === 0 && performance.now() - quietSince > QUIET_BEFORE_MORE_WORK_MS) {
+      await moreWork();
+      quietSince = performance.now();
+    }
+    if (candidates.length > 0) {
+      const victim = rng.pick(candidates);
+      fleet.pause(victim);
+      if ((await lockHolders(root, 'exclusive')).has(victim.id))
+        return { victim, caughtHolding: true, caughtWriter: true };
+      fleet.resume(victim, false);
+    }
     await sleep(20);
   }
+  return strikeAny(fleet, root, rng);
 }
 
-async function lockHolders(root: string): Promise<Set<string>> {
+/** A strike at the seeded moment: any live conductor but the last, frozen first and then looked at. */
+async function strikeAny(
+  fleet: ConductorFleet,
+  root: string,
+  rng: CampaignRun['rng'],
+): Promise<Strike | undefined> {
+  const live = fleet.live();
+  if (live.length < 2) return undefined;
+  const victim = rng.pick(live);
+  fleet.pause(victim);
+  const [any, writers] = await Promise.all([lockHolders(root), lockHolders(root, 'exclusive')]);
+  return { victim, caughtHolding: any.has(victim.id), caughtWriter: writers.has(victim.id) };
+}
+
+/** The conductors that hold a lock entry (of `mode`, or any) in one look at the lock folders. */
+async function lockHolders(root: string, mode?: 'exclusive' | 'shared'): Promise<Set<string>> {
   const { entries } = await inspectLocks(root, { staleMs: TIMINGS.staleMs, limit: 100_000 });
-  return new Set(entries.map((e) => e.holder?.conductorId).filter((id): id is string => id !== undefined));
-}
-
-async function holdsLocks(root: string, conductorId: string): Promise<boolean> {
-  return (await lockHolders(root)).has(conductorId);
+  return new Set(
+    entries
+      .filter((e) => mode === undefined || e.mode === mode)
+      .map((e) => e.holder?.conductorId)
+      .filter((id): id is string => id !== undefined),
+  );
 }

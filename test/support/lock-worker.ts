@@ -30,11 +30,21 @@ export interface LockWorkerConfig {
    * it up to this many ms late, so it acts on a listing older than other processes' claims.
    */
   listingDelayMs?: number;
+  /** hold: hold until this file appears (instead of holdMs), so the test decides when the hold ends. */
+  releaseFile?: string;
 }
 
 export type LockWorkerReport = { at?: number } & (
   | { type: 'ready'; pid: number }
-  | { type: 'acquired'; pid: number; iteration: number; key: string; fencingToken: number; tookOverStale: boolean; waitedMs: number }
+  | {
+      type: 'acquired';
+      pid: number;
+      iteration: number;
+      key: string;
+      fencingToken: number;
+      tookOverStale: boolean;
+      waitedMs: number;
+    }
   | { type: 'lost'; pid: number; iteration: number; fencingToken: number; reason: string }
   | { type: 'released'; pid: number; iteration: number }
   | { type: 'overlap'; pid: number; kind: 'real' | 'residual' | 'leftover'; other: string; mine: string }
@@ -66,7 +76,9 @@ async function main(): Promise<void> {
     for (let iteration = 0; iteration < config.iterations; iteration++) {
       let set;
       try {
-        set = config.bypassLocks ? noLock() : await manager.acquireAll(config.requests, { timeoutMs: config.timeoutMs });
+        set = config.bypassLocks
+          ? noLock()
+          : await manager.acquireAll(config.requests, { timeoutMs: config.timeoutMs });
       } catch (error) {
         timeouts++;
         send({ type: 'timeout', pid: process.pid, iteration, message: (error as Error).message });
@@ -74,10 +86,19 @@ async function main(): Promise<void> {
       }
       acquisitions++;
       const first = set.locks[0]!;
-      send({ type: 'acquired', pid: process.pid, iteration, key: first.key.imageId, fencingToken: first.fencingToken, tookOverStale: first.tookOverStale, waitedMs: first.waitedMs });
+      send({
+        type: 'acquired',
+        pid: process.pid,
+        iteration,
+        key: first.key.imageId,
+        fencingToken: first.fencingToken,
+        tookOverStale: first.tookOverStale,
+        waitedMs: first.waitedMs,
+      });
       let wasLost = false;
       for (let step = 0; step < config.steps; step++) {
-        await sleep(config.scenario === 'hold' ? config.holdMs : Math.random() * config.holdMs);
+        if (config.scenario === 'hold' && config.releaseFile) await waitForFile(config.releaseFile);
+        else await sleep(config.scenario === 'hold' ? config.holdMs : Math.random() * config.holdMs);
         const stillHeld = await isSetHeld(set.locks);
         if (!stillHeld) {
           wasLost = true;
@@ -90,7 +111,8 @@ async function main(): Promise<void> {
       }
       if (wasLost || set.signal.aborted) {
         lost++;
-        const reason = set.signal.reason instanceof Error ? set.signal.reason.message : 'isStillHeld() was false';
+        const reason =
+          set.signal.reason instanceof Error ? set.signal.reason.message : 'isStillHeld() was false';
         send({ type: 'lost', pid: process.pid, iteration, fencingToken: first.fencingToken, reason });
       }
       await set.release();
@@ -109,7 +131,15 @@ async function raceOnce(manager: NodeLockManager, margin: number): Promise<void>
   await Promise.all(
     config.requests.map(async (request, iteration) => {
       const lock = await manager.acquire(request, { timeoutMs: config.timeoutMs });
-      send({ type: 'acquired', pid: process.pid, iteration, key: request.imageId, fencingToken: lock.fencingToken, tookOverStale: lock.tookOverStale, waitedMs: lock.waitedMs });
+      send({
+        type: 'acquired',
+        pid: process.pid,
+        iteration,
+        key: request.imageId,
+        fencingToken: lock.fencingToken,
+        tookOverStale: lock.tookOverStale,
+        waitedMs: lock.waitedMs,
+      });
       const csDir = path.join(config.csDir!, request.imageId);
       await fsp.mkdir(csDir, { recursive: true });
       for (let step = 0; step < config.steps; step++) {
@@ -165,7 +195,12 @@ async function isSetHeld(locks: { isStillHeld(): Promise<boolean> }[]): Promise<
  * that was paused between check and act: the documented residual window (made harmless for images by
  * checksums). Entries of dead processes are leftovers of SIGKILL.
  */
-async function criticalStep(csDir: string, token: number, checkedAt: number, marginMs: number): Promise<void> {
+async function criticalStep(
+  csDir: string,
+  token: number,
+  checkedAt: number,
+  marginMs: number,
+): Promise<void> {
   const mine = `${checkedAt}-${process.pid}-${token}`;
   const fh = await fsp.open(path.join(csDir, mine), 'wx');
   await fh.close();
@@ -176,7 +211,8 @@ async function criticalStep(csDir: string, token: number, checkedAt: number, mar
     if (!isAlive(otherPid)) {
       kind = 'leftover';
       await fsp.rm(path.join(csDir, other), { force: true });
-    } else if (Math.abs(checkedAt - otherCheck) >= marginMs || Date.now() - checkedAt >= marginMs) kind = 'residual';
+    } else if (Math.abs(checkedAt - otherCheck) >= marginMs || Date.now() - checkedAt >= marginMs)
+      kind = 'residual';
     else kind = 'real';
     send({ type: 'overlap', pid: process.pid, kind, other, mine });
   }
