@@ -87,6 +87,7 @@ describe('cache cleaner in a tight loop beside copies reading the same images', 
     const replies = new Map<string, Record<string, unknown>>();
     const started = Date.now();
     for (let round = 0; Date.now() - started < CAMPAIGN_MS; round++) {
+      for (let k = 0; k < DESTINATIONS_PER_ROUND; k++) await c.store.registerNode(`r${round}-d${k}`, 'cache-cleaner campaign');
       const batch = IMAGES.flatMap((imageId) =>
         Array.from({ length: DESTINATIONS_PER_ROUND }, (_, k) => {
           const requestId = `r${round}-${imageId}-${k}`;
