@@ -220,6 +220,13 @@ export class ImageStore {
         await fsp.mkdir(layout.dir);
         return true;
       } catch (error) {
+        // Registration creates the node's folder, never CACHE_ROOT itself (a mistyped root stays visible).
+        if (isErrno(error, 'ENOENT'))
+          throw new ConductorError(
+            'IO_ERROR',
+            `node ${layout.node}: the cache root ${this.root} does not exist`,
+            { cause: error },
+          );
         if (!isErrno(error, 'EEXIST')) throw error;
         if (!(await fsp.lstat(layout.dir)).isDirectory())
           throw Object.assign(new Error(`ENOTDIR: ${layout.dir} exists and is not a folder`), {
