@@ -64,6 +64,7 @@ async function withRssSampling<T>(
 
 async function oneRound(store: ImageStore, root: string, round: number): Promise<RoundResult> {
   const destination = `node-b${round}`;
+  await store.registerNode(destination, 'bench');
   const started = performance.now();
   const sampled = await withRssSampling(() =>
     store.copyImage({ imageId: IMAGE, source: 'node-a', destination, attemptId: `bench-${round}` }),
@@ -102,6 +103,7 @@ export async function runCopyMemoryBench(options: { sizeMiB?: number; rounds?: n
   const root = await fsp.mkdtemp(path.join(os.tmpdir(), 'icc-bench-copy-'));
   try {
     const store = new ImageStore({ root });
+    await store.registerNode('node-a', 'bench');
     const staging = path.join(root, 'staging.img');
     await writeImage(staging, size);
     await store.importImage('node-a', IMAGE, staging);

@@ -39,8 +39,11 @@ interface Run {
 const quiet = { warn: () => undefined, debug: () => undefined };
 
 async function fanOut(root: string, destinations: string[], options: { namedSource: boolean; readLimit: number }, throttle: ReturnType<typeof installReadThrottle>): Promise<Run> {
-  for (const node of destinations) await fsp.rm(path.join(root, node), { recursive: true, force: true });
   const store = new ImageStore({ root, fsync: false });
+  for (const node of destinations) {
+    await fsp.rm(path.join(root, node), { recursive: true, force: true });
+    await store.registerNode(node, 'bench');
+  }
   const locks = new NodeLockManager({ root, conductorId: 'bench' });
   const index = new ImageHolderIndex(store);
   const selector = new SourceSelector(store, { index, readLimit: options.readLimit, conductorId: 'bench' });
@@ -72,7 +75,9 @@ export async function runFanoutSpreadBench(options: { rounds?: number } = {}) {
   try {
     const staging = path.join(root, '.staging');
     await writeRandomFile(staging, IMAGE_MIB * MiB);
-    await new ImageStore({ root, fsync: false }).importImage('origin', IMAGE, staging);
+    const seeding = new ImageStore({ root, fsync: false });
+    await seeding.registerNode('origin', 'bench');
+    await seeding.importImage('origin', IMAGE, staging);
     await fsp.rm(staging);
     for (let r = 0; r < rounds; r++) {
       // Alternate the order inside a round so neither side always runs on a warmer cache.

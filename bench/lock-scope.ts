@@ -61,8 +61,11 @@ const SIM_NODE_MIB_PER_S = 32;
 
 /** The bandwidth-limited setting: copies started at once through the real workflow, in-process. */
 async function simulate(baseline: LockBaseline, jobs: Array<{ imageId: string; source: string; destination: string }>, root: string): Promise<number> {
-  for (const destination of new Set(jobs.map((j) => j.destination))) await fsp.rm(path.join(root, destination), { recursive: true, force: true });
   const store = new ImageStore({ root, fsync: false });
+  for (const destination of new Set(jobs.map((j) => j.destination))) {
+    await fsp.rm(path.join(root, destination), { recursive: true, force: true });
+    await store.registerNode(destination, 'bench');
+  }
   const locks = new NodeLockManager({ root, conductorId: 'bench' });
   const selector = new SourceSelector(store, { index: new ImageHolderIndex(store), readLimit: 64, conductorId: 'bench' });
   const workflow = new CopyWorkflow(store, locks, selector, { lockWaitMs: 600_000, log: quiet, baseline });
@@ -80,6 +83,7 @@ async function runSimulation(rounds: number) {
   const seed = async (node: string, imageId: string) => {
     const file = path.join(root, '.seed');
     await writeRandomFile(file, 4 * MiB);
+    await store.registerNode(node, 'bench');
     await store.importImage(node, imageId, file);
     await fsp.rm(file);
   };

@@ -399,6 +399,7 @@ describe('icc cache ls shows who holds locks', () => {
 
   it('lists the exclusive holder, shared readers and images not yet cached', async () => {
     const store = new ImageStore({ root, fsync: false });
+    await store.registerNode('node-a', 'agent-copy');
     const seed = path.join(root, 'seed');
     const sha256 = await writeRandomFile(seed, 3 * MiB);
     await store.importImage('node-a', 'cached.img', seed);

@@ -16,6 +16,7 @@ describe('icc cache clean | pin | unpin (the built CLI on a real cache folder)',
     root = await makeTempDir('cli-clean');
     store = new ImageStore({ root, fsync: false });
     copier = new NodeLockManager({ root, conductorId: 'copier' });
+    await store.registerNode('node-a', 'cache-cli');
     const staging = path.join(root, '.staging');
     for (const [imageId, bytes, agoMs] of [
       ['old.img', 3000, 48 * 3_600_000],

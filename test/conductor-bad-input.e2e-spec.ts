@@ -62,7 +62,7 @@ describe('conductor: bad input', () => {
       { name: 'bad-same-node', body: { ...valid, requestId: 'bad-same-node', destination: 'node-a' }, reason: 'INVALID_REQUEST', detail: ['source: must differ from destination'] },
       { name: 'bad-no-image', body: { v: 1, requestId: 'bad-no-image', imageId: 'ghost.qcow2', destination: 'node-b' }, reason: 'SOURCE_MISSING' },
       { name: 'bad-not-on-source', body: { ...valid, requestId: 'bad-not-on-source', source: 'node-c' }, reason: 'SOURCE_MISSING', detail: ['node-c'] },
-      { name: 'bad-unknown-source', body: { ...valid, requestId: 'bad-unknown-source', source: 'node-z' }, reason: 'SOURCE_MISSING', detail: ['node-z'] },
+      { name: 'bad-unknown-source', body: { ...valid, requestId: 'bad-unknown-source', source: 'node-z' }, reason: 'UNKNOWN_NODE', detail: ['source: node node-z is not registered'] },
       { name: 'bad-checksum', body: { ...valid, requestId: 'bad-checksum', destination: 'node-c', sha256: '0'.repeat(64) }, reason: 'CHECKSUM_MISMATCH' },
       { name: 'bad-checksum-any-source', body: { v: 1, requestId: 'bad-checksum-any-source', imageId: IMAGE, destination: 'node-c', sha256: 'f'.repeat(64) }, reason: 'CHECKSUM_MISMATCH' },
       { name: 'bad-size', body: { ...valid, requestId: 'bad-size', destination: 'node-c', size: image.size + 1 }, reason: 'SIZE_MISMATCH' },

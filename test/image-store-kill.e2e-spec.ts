@@ -52,6 +52,7 @@ describe('a copy process SIGKILLed half-way', () => {
   beforeEach(async () => {
     root = await makeTempDir('image-store-kill');
     store = new ImageStore({ root });
+    for (const node of ['node-a', 'node-b']) await store.registerNode(node, 'image-store-kill');
   });
 
   afterEach(async () => {

@@ -147,7 +147,7 @@ export async function runMessageFuzz(run: CampaignRun, pool: ChildProcessPool<un
   for (const entry of tree) {
     const [node, folder, name] = entry.split('/');
     if (!nodes.includes(node!)) violations.push(`unexpected entry in CACHE_ROOT: ${entry}`);
-    else if (folder !== undefined && !['images', 'locks', 'tmp'].includes(folder)) violations.push(`unexpected entry in a node folder: ${entry}`);
+    else if (folder !== undefined && !['images', 'locks', 'tmp', 'node.json'].includes(folder)) violations.push(`unexpected entry in a node folder: ${entry}`);
     else if (folder === 'images' && name !== undefined && !allowed.has(name)) violations.push(`unexpected image: ${entry}`);
     else if (folder === 'locks' && name !== undefined && !images.includes(name)) violations.push(`unexpected lock key: ${entry}`);
   }

@@ -35,7 +35,8 @@ export class TestCell {
     const root = options.nested ? path.join(dir, 'cache') : dir;
     if (options.nested) await fsp.mkdir(root);
     const cell = new TestCell(uniqueCellId(), root, options.topology ?? { retryDelaysMs: [200, 500, 1000] }, options.nested ? dir : undefined);
-    for (const node of options.nodes) await fsp.mkdir(path.join(cell.root, node, 'images'), { recursive: true });
+    // Conductors copy only between registered nodes: every node of a test cell is registered here.
+    for (const node of options.nodes) await cell.store.registerNode(node, 'test-cell');
     await withChannel(async (channel) => {
       const { declareCellTopology } = await import('@app/messaging');
       await declareCellTopology(channel, cell.topology);

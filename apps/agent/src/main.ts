@@ -9,6 +9,7 @@ import { processTerminal } from './cli/terminal';
 import { DEFAULT_WAIT_TIMEOUT_S, runCopy } from './copy/copy-command';
 import { DEFAULT_DEMO_TIMEOUT_S, runDemo } from './demo/demo-runner';
 import { DEFAULT_BIG_IMAGE_MIB } from './demo/demo-plan';
+import { runNodeAdd, runNodeLs, runNodeRm } from './node/node-commands';
 import { DEFAULT_ADMIN_URL } from './status/status-client';
 import { runStatus } from './status/status-command';
 
@@ -189,6 +190,56 @@ cache
   .addOption(cacheRootOption())
   .addHelpText('after', '\nExit codes: 0 unpinned or was not pinned; 2 bad arguments or unknown node.')
   .action(action((node: string, imageId: string, options) => runCacheUnpin(node, imageId, options, term)));
+
+const nodeCommand = program
+  .command('node')
+  .description('Register, list and unregister the nodes of a cell (markers <root>/<node>/node.json).');
+nodeCommand
+  .command('add')
+  .description('Register a node: conductors copy only to and from registered nodes.')
+  .argument('[node]', 'node id (a folder under the cache root; created if missing)')
+  .addOption(cacheRootOption())
+  .option(
+    '--existing',
+    'register every node folder that already has images/ (a cell from before registration)',
+  )
+  .option('--by <who>', 'recorded as registeredBy (default: icc <user>@<host>)')
+  .option('--json', 'print the markers as JSON')
+  .addHelpText(
+    'after',
+    `
+Writes <root>/<node>/node.json atomically ({v, node, registeredAt, registeredBy}); a node already
+registered keeps its marker, a broken marker is replaced. The cache root must exist.
+Exit codes: 0 registered (or already registered); 2 bad arguments; 1 the marker could not be written.`,
+  )
+  .action(action((node: string | undefined, options) => runNodeAdd(node, options, term)));
+nodeCommand
+  .command('ls')
+  .description('List the node folders under the cache root: registration, draining, images and bytes.')
+  .addOption(cacheRootOption())
+  .option('--json', 'print JSON')
+  .addHelpText('after', '\nRead-only. Exit codes: 0 listed; 2 bad arguments; 1 unreadable cache.')
+  .action(action((options) => runNodeLs(options, term)));
+nodeCommand
+  .command('rm')
+  .description('Unregister a node (remove its marker; its folder and cached images stay).')
+  .argument('<node>', 'node id')
+  .addOption(cacheRootOption())
+  .option('--force', 'unregister it even though it holds cached images')
+  .addOption(
+    new Option('--stale-ms <ms>', "the conductors' LOCK_STALE_MS, to show stale holders (default 20000)").env(
+      'LOCK_STALE_MS',
+    ),
+  )
+  .addHelpText(
+    'after',
+    `
+Refused while any lock of the node is held (a copy to or from it, the cache cleaner), and while it holds
+cached images unless --force. A copy that checked the node's registration just before still finishes.
+Exit codes: 0 unregistered; 2 bad arguments, not registered, or images cached without --force;
+1 a lock of the node is held (try again later), or the marker could not be removed.`,
+  )
+  .action(action((node: string, options) => runNodeRm(node, options, term)));
 
 program
   .command('demo')

@@ -50,7 +50,7 @@ export class ConductorModule {
         {
           provide: ImageStore,
           useFactory: () =>
-            new ImageStore({ root: config.CACHE_ROOT, onWarning: (message, error) => rootLogger.warn({ err: String(error) }, message) }),
+            new ImageStore({ root: config.CACHE_ROOT, onWarning: (message, error) => rootLogger.warn(error === undefined ? {} : { err: String(error) }, message) }),
         },
         {
           provide: BrokerConnection,

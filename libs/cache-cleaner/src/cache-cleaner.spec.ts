@@ -29,6 +29,7 @@ describe('CacheCleaner (real folders, fixed meta times)', () => {
   beforeEach(async () => {
     root = await makeTempDir('cleaner');
     store = new ImageStore({ root, fsync: false });
+    await store.registerNode(NODE, 'cache-cleaner.spec');
     locks = new NodeLockManager({ root, conductorId: 'cleaner', timings: FAST });
     other = new NodeLockManager({ root, conductorId: 'copier', timings: FAST });
     logged.length = 0;

@@ -46,8 +46,12 @@ export const copyResultSchema = z
           'so another result follows. false: final.',
       )
       .optional(),
-    bytes: byteCountSchema.describe('Size of the image at the destination.').optional(),
-    sha256: sha256Schema.optional(),
+    bytes: byteCountSchema
+      .describe('Size of the image at the destination (completed and already-present).')
+      .optional(),
+    sha256: sha256Schema
+      .describe('sha256 of the image at the destination (completed and already-present).')
+      .optional(),
     attempt: z.int().min(1).describe('1-based attempt number that produced this result.'),
     durations: z.looseObject({
       totalMs: durationMs.describe('From the first time the conductor saw the request to this result.'),

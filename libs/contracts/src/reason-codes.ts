@@ -6,6 +6,7 @@
 export const REASON_CODES = {
   INVALID_REQUEST: { retryable: false, meaning: 'The message is not a valid copy request (the detail names the field).' },
   UNSUPPORTED_VERSION: { retryable: false, meaning: 'The message has a version ("v") this conductor does not speak.' },
+  UNKNOWN_NODE: { retryable: false, meaning: 'The source or destination names a node that is not registered in the cell (`icc node add`); nothing was created or locked.' },
   SOURCE_MISSING: { retryable: false, meaning: 'No verified copy of the image on the named source node, or on any node when no source was named.' },
   CHECKSUM_MISMATCH: { retryable: false, meaning: 'The copied bytes do not match the expected sha256; nothing was published.' },
   SIZE_MISMATCH: { retryable: false, meaning: 'The copied bytes do not match the expected size; nothing was published.' },

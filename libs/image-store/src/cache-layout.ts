@@ -1,8 +1,9 @@
 import * as path from 'node:path';
 import { InvalidFieldError, holderIdSchema, imageIdSchema, nodeIdSchema, parseField } from '@app/contracts';
+import { NODE_MARKER_FILE } from './node-marker';
 
 /**
- * The folders of one node's cache (DESIGN.md "The shared folder"). `locks` belongs to libs/locking.
+ * The folders of one node's cache. `locks` belongs to libs/locking.
  * `pinned` and `draining` are the operator's: a file `pinned/<imageId>` keeps that image from ever being
  * evicted by the cache cleaner; a file `draining` keeps conductors from choosing this node as a source.
  */
@@ -17,6 +18,8 @@ export interface NodeLayout {
   pinned: string;
   /** Marker path: while it exists, the node is never picked as a source by a conductor. */
   draining: string;
+  /** The registration marker (node-marker.ts): without a valid one the node is unknown to conductors. */
+  marker: string;
 }
 
 export const META_SUFFIX = '.meta.json';
@@ -51,6 +54,7 @@ export class CacheLayout {
       tmp: path.join(dir, 'tmp'),
       pinned: path.join(dir, 'pinned'),
       draining: path.join(dir, 'draining'),
+      marker: path.join(dir, NODE_MARKER_FILE),
     };
   }
 

@@ -1,5 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
+import * as path from 'node:path';
+import { ConductorError } from '@app/contracts';
 
 /** Makes a rename or unlink in `dir` survive a crash: without it the new name may vanish on power loss. */
 export async function fsyncDir(dir: string): Promise<void> {
@@ -11,12 +13,25 @@ export async function fsyncDir(dir: string): Promise<void> {
   }
 }
 
-/** mkdir -p that reports a file sitting where the folder belongs as ENOTDIR (mkdir says EEXIST). */
-export async function ensureDir(dir: string): Promise<void> {
+/**
+ * Creates a folder directly inside a node's folder, never the node's folder itself (no mkdir -p): a node
+ * exists only once registered, so a copy to a node without a folder fails UNKNOWN_NODE instead of
+ * creating one. A file sitting where the folder belongs is reported as ENOTDIR (mkdir says EEXIST).
+ */
+export async function ensureNodeFolder(node: { node: string; dir: string }, dir: string): Promise<void> {
   try {
-    await fsp.mkdir(dir, { recursive: true });
+    await fsp.mkdir(dir);
   } catch (error) {
-    if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT' && path.dirname(dir) === node.dir) {
+      throw new ConductorError(
+        'UNKNOWN_NODE',
+        `node ${node.node}: its folder ${node.dir} does not exist (a node's folder is created by registering it: icc node add ${node.node})`,
+        { cause: error },
+      );
+    }
+    if (code !== 'EEXIST') throw error;
+    if ((await fsp.stat(dir)).isDirectory()) return;
     throw Object.assign(new Error(`ENOTDIR: not a directory, mkdir '${dir}'`), {
       code: 'ENOTDIR',
       path: dir,

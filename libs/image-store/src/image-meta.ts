@@ -1,7 +1,6 @@
-import { promises as fsp } from 'node:fs';
 import { z } from 'zod';
 import { byteCountSchema, holderIdSchema, imageIdSchema, nodeIdSchema, requestIdSchema, sha256Schema } from '@app/contracts';
-import { isErrno } from './fs-errors';
+import { type JsonFileRead, readJsonFile } from './shared-json-file';
 
 /** What `<imageId>.meta.json` records. It is written only after the image's bytes were verified. */
 export interface ImageMeta {
@@ -15,7 +14,6 @@ export interface ImageMeta {
   fencingToken?: number;
   attemptId?: string;
 }
-
 
 // Meta files come from a shared folder any node may write: everything is checked, nothing trusted.
 export const imageMetaSchema: z.ZodType<ImageMeta> = z.object({
@@ -35,49 +33,18 @@ export const imageMetaSchema: z.ZodType<ImageMeta> = z.object({
   attemptId: holderIdSchema.optional(),
 });
 
-// A real meta file is a few hundred bytes; refusing big ones keeps a corrupt or hostile file from costing memory.
 const META_MAX_BYTES = 64 * 1024;
-
-/** The meta for `imageId`, or undefined when the text is not valid meta for exactly that image. */
-export function parseMeta(text: string, imageId: string): ImageMeta | undefined {
-  let json: unknown;
-  try {
-    json = JSON.parse(text);
-  } catch {
-    return undefined;
-  }
-  const result = imageMetaSchema.safeParse(json);
-  if (!result.success || result.data.imageId !== imageId) return undefined;
-  return result.data;
-}
 
 export function serializeMeta(meta: ImageMeta): string {
   return JSON.stringify(meta, null, 2) + '\n';
 }
 
 /**
- * Reads and validates a meta file. Missing or invalid → undefined; other I/O errors (EIO, EACCES...) are
- * thrown, so a transient fault is not mistaken for "this image is not here".
+ * Reads and validates a meta file: its meta, missing, or invalid with the field and reason. Other I/O
+ * errors (EIO, EACCES...) are thrown, so a transient fault is not mistaken for "this image is not here".
  */
-export async function readMetaFile(metaPath: string, imageId: string): Promise<ImageMeta | undefined> {
-  let handle: fsp.FileHandle;
-  try {
-    handle = await fsp.open(metaPath, 'r');
-  } catch (error) {
-    if (isErrno(error, 'ENOENT', 'ENOTDIR')) return undefined;
-    throw error;
-  }
-  try {
-    const stat = await handle.stat();
-    if (!stat.isFile() || stat.size > META_MAX_BYTES) return undefined;
-    const buffer = Buffer.alloc(META_MAX_BYTES + 1);
-    const { bytesRead } = await handle.read(buffer, 0, buffer.length, 0);
-    if (bytesRead > META_MAX_BYTES) return undefined;
-    return parseMeta(buffer.subarray(0, bytesRead).toString('utf8'), imageId);
-  } catch (error) {
-    if (isErrno(error, 'EISDIR')) return undefined;
-    throw error;
-  } finally {
-    await handle.close();
-  }
+export function readMetaFile(metaPath: string, imageId: string): Promise<JsonFileRead<ImageMeta>> {
+  return readJsonFile(metaPath, imageMetaSchema, META_MAX_BYTES, (meta) =>
+    meta.imageId === imageId ? undefined : `imageId: is ${JSON.stringify(meta.imageId)}, the file is named for ${JSON.stringify(imageId)}`,
+  );
 }

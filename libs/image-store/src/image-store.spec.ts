@@ -25,6 +25,8 @@ describe('ImageStore', () => {
     root = await makeTempDir('image-store');
     warnings.length = 0;
     store = new ImageStore({ root, onWarning: (message) => warnings.push(message) });
+    // A copy never creates a node's folder: the nodes of these tests are registered first.
+    for (const node of ['node-a', 'node-b']) await store.registerNode(node, 'image-store.spec');
   });
 
   afterEach(async () => {
@@ -80,6 +82,7 @@ describe('ImageStore', () => {
         tmp: path.join(root, 'node-a', 'tmp'),
         pinned: path.join(root, 'node-a', 'pinned'),
         draining: path.join(root, 'node-a', 'draining'),
+        marker: path.join(root, 'node-a', 'node.json'),
       });
       expect(store.imagePath('node-a', 'img.v1.raw')).toBe(path.join(root, 'node-a', 'images', 'img.v1.raw'));
       expect(store.metaPath('node-a', 'img.v1.raw')).toBe(
@@ -266,7 +269,11 @@ describe('ImageStore', () => {
       await seed('node-a', MEBIBYTE);
       await fsp.writeFile(store.metaPath('node-a', IMAGE), '{not json');
       const badMeta = await expectConductorError(copy(), 'SOURCE_MISSING');
-      expect(badMeta.message).toContain('meta file missing or invalid');
+      expect(badMeta.message).toContain('meta file invalid: not JSON');
+      expect(warnings).toEqual([
+        expect.stringContaining(`invalid file ${store.metaPath('node-a', IMAGE)}: not JSON`),
+      ]);
+      warnings.length = 0;
 
       await seed('node-a', MEBIBYTE);
       await fsp.appendFile(store.imagePath('node-a', IMAGE), 'x');
@@ -326,7 +333,7 @@ describe('ImageStore', () => {
       const reason = new Error('already stopped');
       const error = await rejectionOf(copy({ signal: AbortSignal.abort(reason) }));
       expect(error).toBe(reason);
-      expect(await exists(store.nodeLayout('node-b').dir)).toBe(false);
+      expect(await listDir(store.nodeLayout('node-b').dir)).toEqual(['node.json']);
     });
 
     it('writes no meta when the check before it throws (a holder that lost its lock after the rename)', async () => {
@@ -440,7 +447,7 @@ describe('ImageStore', () => {
         expect((error as InvalidFieldError).code).toBe('INVALID_REQUEST');
         expect((error as Error).message.startsWith(`${field}: `)).toBe(true);
         expect((error as Error).message).toContain(message);
-        expect(await exists(store.nodeLayout('node-b').dir)).toBe(false);
+        expect(await listDir(store.nodeLayout('node-b').dir)).toEqual(['node.json']);
       },
     );
   });
@@ -489,30 +496,85 @@ describe('ImageStore', () => {
       expect(await store.readMeta('node-a', IMAGE)).toBeUndefined();
     });
 
+    /** The one warning about the meta file: it names the file and what is wrong with it. */
+    function expectOneWarning(problem: RegExp): void {
+      expect(warnings).toHaveLength(1);
+      expect(warnings[0]).toContain(`invalid file ${store.metaPath('node-a', IMAGE)}: `);
+      expect(warnings[0]).toMatch(problem);
+      warnings.length = 0;
+    }
+
     it.each([
-      ['garbage', '{"v":1,'],
-      ['not an object', '"hello"'],
-      ['null', 'null'],
-      ['empty', ''],
-      ['a size that is a string', JSON.stringify({ ...valid(), size: '10' })],
-      ['a negative size', JSON.stringify({ ...valid(), size: -1 })],
-      ['a fractional size', JSON.stringify({ ...valid(), size: 1.5 })],
-      ['another version', JSON.stringify({ ...valid(), v: 2 })],
-      ['a bad sha256', JSON.stringify({ ...valid(), sha256: 'zz'.repeat(32) })],
-      ['an uppercase sha256', JSON.stringify({ ...valid(), sha256: 'AB'.repeat(32) })],
-      ['a bad date', JSON.stringify({ ...valid(), createdAt: 'yesterday' })],
-      ['another image id', JSON.stringify({ ...valid(), imageId: 'other' })],
-      ['a bad source node', JSON.stringify({ ...valid(), source: { node: '../x' } })],
-      ['a missing field', JSON.stringify({ ...valid(), sha256: undefined })],
-      ['a huge file', JSON.stringify({ ...valid(), padding: 'x'.repeat(100_000) })],
-    ])('answers undefined for %s', async (_name, content) => {
-      await writeMeta(content);
-      expect(await store.readMeta('node-a', IMAGE)).toBeUndefined();
-    });
+      ['garbage', '{"v":1,', /: not JSON \(/],
+      ['not an object', '"hello"', /: \(file\): /],
+      ['null', 'null', /: \(file\): /],
+      ['empty', '', /: not JSON \(/],
+      ['a size that is a string', JSON.stringify({ ...valid(), size: '10' }), /: size: /],
+      ['a negative size', JSON.stringify({ ...valid(), size: -1 }), /: size: /],
+      ['a fractional size', JSON.stringify({ ...valid(), size: 1.5 }), /: size: /],
+      ['another version', JSON.stringify({ ...valid(), v: 2 }), /: v: /],
+      ['a bad sha256', JSON.stringify({ ...valid(), sha256: 'zz'.repeat(32) }), /: sha256: /],
+      ['an uppercase sha256', JSON.stringify({ ...valid(), sha256: 'AB'.repeat(32) }), /: sha256: /],
+      ['a bad date', JSON.stringify({ ...valid(), createdAt: 'yesterday' }), /: createdAt: /],
+      [
+        'another image id',
+        JSON.stringify({ ...valid(), imageId: 'other' }),
+        /: imageId: is "other", the file is named for /,
+      ],
+      ['a bad source node', JSON.stringify({ ...valid(), source: { node: '../x' } }), /: source\.node: /],
+      ['a missing field', JSON.stringify({ ...valid(), sha256: undefined }), /: sha256: /],
+      [
+        'a huge file',
+        JSON.stringify({ ...valid(), padding: 'x'.repeat(100_000) }),
+        /: larger than 65536 bytes/,
+      ],
+    ])(
+      'answers undefined for %s, with a warning naming the file and the field',
+      async (_name, content, problem) => {
+        await writeMeta(content);
+        expect(await store.readMeta('node-a', IMAGE)).toBeUndefined();
+        expectOneWarning(problem);
+      },
+    );
 
     it('answers undefined when a folder sits at the meta path', async () => {
       await fsp.mkdir(store.metaPath('node-a', IMAGE), { recursive: true });
       expect(await store.readMeta('node-a', IMAGE)).toBeUndefined();
+      expectOneWarning(/: not a regular file/);
+    });
+
+    it('reports a meta file without lastUsedAt once per version, and says why its image is not used', async () => {
+      const sha256 = await seed('node-a', 100);
+      const metaPath = store.metaPath('node-a', IMAGE);
+      const { lastUsedAt: _dropped, ...withoutLastUse } = JSON.parse(
+        await fsp.readFile(metaPath, 'utf8'),
+      ) as Record<string, unknown>;
+      await fsp.writeFile(metaPath, JSON.stringify(withoutLastUse));
+      await fsp.utimes(metaPath, new Date(1_000_000), new Date(1_000_000));
+
+      // Every way of reading it sees it as unverified; it is reported once, not on every read.
+      const refused = await expectConductorError(copy(), 'SOURCE_MISSING');
+      expect(refused.message).toContain('meta file invalid: lastUsedAt: ');
+      expect(await store.verifiedImage('node-a', IMAGE, { sha256 })).toBeUndefined();
+      expect(await store.inspectImage('node-a', IMAGE)).toEqual({
+        problem: expect.stringMatching(/^meta file invalid: lastUsedAt: /),
+      });
+      expect(await store.listEntries('node-a')).toEqual([
+        {
+          imageId: IMAGE,
+          problem: expect.stringMatching(/^meta file invalid: lastUsedAt: /),
+          bytes: 100,
+          modifiedMs: expect.any(Number),
+        },
+      ]);
+      expectOneWarning(/: lastUsedAt: .*; image ubuntu-24\.04\.qcow2 on node node-a is not used/);
+
+      // A new version of the file (another mtime) is reported again.
+      await fsp.utimes(metaPath, new Date(2_000_000), new Date(2_000_000));
+      expect(await store.readMeta('node-a', IMAGE)).toBeUndefined();
+      expect(await store.readMeta('node-a', IMAGE)).toBeUndefined();
+      expectOneWarning(/: lastUsedAt: /);
+      await expectNothingAtDestination();
     });
   });
 
@@ -529,7 +591,6 @@ describe('ImageStore', () => {
     });
 
     it('lists node folders and verified images, ignoring anything else', async () => {
-      expect(await store.listNodes()).toEqual([]);
       await seed('node-b', 10, 'img.b');
       await seed('node-a', 10, 'img.a2');
       await seed('node-a', 20, 'img.a1');
@@ -546,6 +607,8 @@ describe('ImageStore', () => {
         ['img.a1', 20],
         ['img.a2', 10],
       ]);
+      expect(warnings).toEqual([expect.stringContaining('/node-a/images/stray.meta.json: v: ')]);
+      warnings.length = 0;
       expect(await store.listImages('node-c')).toEqual([]);
       // The cheap listing (one readdir) names every meta file, verified or not.
       expect(await store.listImageIds('node-a')).toEqual(['img.a1', 'img.a2', 'img.broken', 'stray']);
@@ -554,6 +617,88 @@ describe('ImageStore', () => {
 
     it('lists nothing for a missing root', async () => {
       expect(await new ImageStore({ root: path.join(root, 'missing') }).listNodes()).toEqual([]);
+    });
+  });
+
+  describe('node registration', () => {
+    it('registers a node with a validated marker, keeps an existing one, and unregisters it', async () => {
+      const added = await store.registerNode('node-new', 'ops@host');
+      expect(added).toEqual({
+        created: true,
+        marker: { v: 1, node: 'node-new', registeredAt: expect.any(String), registeredBy: 'ops@host' },
+      });
+      expect(JSON.parse(await fsp.readFile(path.join(root, 'node-new', 'node.json'), 'utf8'))).toEqual(
+        added.marker,
+      );
+      expect(await listDir(path.join(root, 'node-new'))).toEqual(['node.json']); // no tmp file left
+      expect(await store.registerNode('node-new', 'someone else')).toEqual({
+        created: false,
+        marker: added.marker,
+      });
+      expect(await store.nodeRegistration('node-new')).toEqual({ registered: true, marker: added.marker });
+      expect(await store.unregisterNode('node-new')).toBe(true);
+      expect(await store.unregisterNode('node-new')).toBe(false);
+      expect(await store.nodeRegistration('node-new')).toEqual({
+        registered: false,
+        problem: `no marker ${path.join(root, 'node-new', 'node.json')}`,
+      });
+      expect(await store.isRegistered('node-never')).toBe(false);
+      expect(await listDir(root)).toEqual(['node-a', 'node-b', 'node-new']); // asking created nothing
+    });
+
+    it.each([
+      ['not JSON', '{', /: not JSON \(/],
+      [
+        'another version',
+        JSON.stringify({ v: 2, node: 'node-a', registeredAt: '2026-01-01T00:00:00Z', registeredBy: 'x' }),
+        /: v: /,
+      ],
+      ['no registeredAt', JSON.stringify({ v: 1, node: 'node-a', registeredBy: 'x' }), /: registeredAt: /],
+      [
+        'a control character in registeredBy',
+        JSON.stringify({ v: 1, node: 'node-a', registeredAt: '2026-01-01T00:00:00Z', registeredBy: 'a\nb' }),
+        /: registeredBy: must be printable ASCII/,
+      ],
+      [
+        "another node's marker",
+        JSON.stringify({ v: 1, node: 'node-b', registeredAt: '2026-01-01T00:00:00Z', registeredBy: 'x' }),
+        /: node: is "node-b", the folder is "node-a"/,
+      ],
+    ])(
+      'counts a node with a broken marker (%s) as unknown, with one warning naming the file and the field',
+      async (_name, content, problem) => {
+        const marker = store.nodeLayout('node-a').marker;
+        await fsp.writeFile(marker, content);
+        for (let i = 0; i < 3; i++) expect(await store.isRegistered('node-a')).toBe(false);
+        expect(warnings).toHaveLength(1);
+        expect(warnings[0]).toContain(`invalid file ${marker}: `);
+        expect(warnings[0]).toMatch(problem);
+        warnings.length = 0;
+        // Registering again repairs it.
+        expect((await store.registerNode('node-a', 'repair')).created).toBe(true);
+        expect(await store.isRegistered('node-a')).toBe(true);
+      },
+    );
+
+    it('refuses a bad node id or registeredBy, naming the field', async () => {
+      await expect(store.registerNode('../x', 'ops')).rejects.toThrow(/^node: /);
+      await expect(store.registerNode('node-c', '')).rejects.toThrow(/^registeredBy: must not be empty/);
+      await expect(store.registerNode('node-c', 'x'.repeat(129))).rejects.toThrow(
+        /^registeredBy: must be at most 128/,
+      );
+      expect(await listDir(root)).toEqual(['node-a', 'node-b']);
+    });
+
+    it('never creates the folder of a node a copy or an import names: UNKNOWN_NODE', async () => {
+      await seed('node-a', 100);
+      const copyError = await expectConductorError(copy({ destination: 'node-typo' }), 'UNKNOWN_NODE');
+      expect(copyError.message).toContain(`its folder ${path.join(root, 'node-typo')} does not exist`);
+      const staging = path.join(root, 'staging.bin');
+      await fsp.writeFile(staging, 'bytes');
+      await expectConductorError(store.importImage('node-typo', IMAGE, staging), 'UNKNOWN_NODE');
+      await expectConductorError(store.pin('node-typo', IMAGE), 'UNKNOWN_NODE');
+      await fsp.rm(staging);
+      expect(await listDir(root)).toEqual(['node-a', 'node-b']);
     });
   });
 
@@ -717,7 +862,8 @@ describe('ImageStore', () => {
       await expectConductorError(store.pin('node-a', 'x.meta.json'), 'INVALID_REQUEST');
       await expectConductorError(store.isPinned('../x', IMAGE), 'INVALID_REQUEST');
       await expectConductorError(store.unpin('node-a', ''), 'INVALID_REQUEST');
-      expect(await listDir(root)).toEqual([]);
+      expect(await listDir(root)).toEqual(['node-a', 'node-b']);
+      expect(await listDir(store.nodeLayout('node-a').dir)).toEqual(['node.json']);
     });
 
     it('reads the draining marker', async () => {

@@ -14,10 +14,18 @@ import {
   sha256Schema as contractSha256Schema,
 } from '@app/contracts';
 import { CacheLayout, META_SUFFIX, type NodeLayout, parseTmpName } from './cache-layout';
-import { ensureDir, fsyncDir, uniqueTag, writeFileAtomic } from './durable-fs';
+import { ensureNodeFolder, fsyncDir, uniqueTag, writeFileAtomic } from './durable-fs';
 import { type IoContext, io, isErrno, mapIoError } from './fs-errors';
 import { streamCopy, throwIfAborted } from './image-copier';
 import { type ImageMeta, readMetaFile, serializeMeta } from './image-meta';
+import {
+  NODE_MARKER_VERSION,
+  type NodeMarker,
+  readNodeMarker,
+  registeredBySchema,
+  serializeNodeMarker,
+} from './node-marker';
+import { type JsonFileRead, OncePerFileVersion } from './shared-json-file';
 
 export interface ImageStoreOptions {
   /** CACHE_ROOT: the shared folder holding one sub-folder per node. */
@@ -26,9 +34,10 @@ export interface ImageStoreOptions {
   fsync?: boolean;
   /**
    * Problems that must not replace the error being reported (a partial copy that could not be removed
-   * after a failure). Defaults to process.emitWarning.
+   * after a failure), and broken files in the shared folder (an invalid meta file or node marker: once per
+   * file and mtime, the message names the file and the field). Defaults to process.emitWarning.
    */
-  onWarning?: (message: string, error: unknown) => void;
+  onWarning?: (message: string, error?: unknown) => void;
 }
 
 /** What an image must be; omitted fields are not checked. sha256 is 64 hex digits (any case). */
@@ -69,6 +78,7 @@ export interface CopyImageOutcome {
   status: 'copied' | 'already-present';
   /** Bytes copied by this call: 0 when already present (the image's size is meta.size). */
   bytes: number;
+  /** sha256 of the image at the destination (meta.sha256). */
   sha256: string;
   /** The destination's meta. */
   meta: ImageMeta;
@@ -89,6 +99,8 @@ export interface CacheEntry {
   imageId: string;
   /** Present when the image is verified; absent for an orphan (no valid meta, or no file of that size). */
   meta?: ImageMeta;
+  /** Why the entry is not verified (absent when `meta` is there), e.g. "meta file invalid: lastUsedAt: ...". */
+  problem?: string;
   /** Size of the image file on disk (0 when there is none). */
   bytes: number;
   /** The image file's mtime, when there is a file. */
@@ -116,7 +128,12 @@ const sizeSchema = byteCountSchema;
 const fencingTokenSchema = byteCountSchema;
 
 /** Why an image is not verified, or its meta when it is. */
-type Inspection = { meta: ImageMeta; problem?: undefined } | { meta?: undefined; problem: string };
+export type Inspection = { meta: ImageMeta; problem?: undefined } | { meta?: undefined; problem: string };
+
+/** A node's registration: its marker, or why it counts as unknown. */
+export type NodeRegistration =
+  | { registered: true; marker: NodeMarker; problem?: undefined }
+  | { registered: false; marker?: undefined; problem: string };
 
 /**
  * A node cache under CACHE_ROOT and the verified, atomic copy between two of them. It knows nothing of
@@ -127,7 +144,8 @@ export class ImageStore {
   readonly root: string;
   private readonly layout: CacheLayout;
   private readonly fsync: boolean;
-  private readonly onWarning: (message: string, error: unknown) => void;
+  private readonly onWarning: (message: string, error?: unknown) => void;
+  private readonly reported = new OncePerFileVersion();
 
   constructor(options: ImageStoreOptions) {
     this.layout = new CacheLayout(options.root);
@@ -135,7 +153,11 @@ export class ImageStore {
     this.fsync = options.fsync ?? true;
     this.onWarning =
       options.onWarning ??
-      ((message, error) => process.emitWarning(`${message}: ${describeError(error)}`, 'ImageStoreWarning'));
+      ((message, error) =>
+        process.emitWarning(
+          error === undefined ? message : `${message}: ${describeError(error)}`,
+          'ImageStoreWarning',
+        ));
   }
 
   nodeLayout(node: string): NodeLayout {
@@ -154,9 +176,97 @@ export class ImageStore {
   async readMeta(node: string, imageId: string): Promise<ImageMeta | undefined> {
     const layout = this.layout.node(node);
     const id = this.layout.imageId(imageId);
-    return io(cacheContext(layout, id), 'reading the meta file', () =>
-      readMetaFile(this.layout.metaPath(layout, id), id),
+    return (await this.readMetaChecked(layout, id, cacheContext(layout, id))).value;
+  }
+
+  /** Whether the image is verified (as verifiedImage, without expectations), and why not when it is not. */
+  async inspectImage(node: string, imageId: string): Promise<Inspection> {
+    const layout = this.layout.node(node);
+    const id = this.layout.imageId(imageId);
+    return this.inspect(layout, id, cacheContext(layout, id));
+  }
+
+  /**
+   * Whether `node` is registered: `<node>/node.json` holds a valid marker for exactly this node. A missing
+   * folder or marker is an unknown node; so is a broken marker, reported once per file version.
+   */
+  async nodeRegistration(node: string): Promise<NodeRegistration> {
+    const layout = this.layout.node(node);
+    const read = await io({ side: 'cache', what: `node ${layout.node}` }, 'reading the node marker', () =>
+      readNodeMarker(layout.marker, layout.node),
     );
+    if (read.value) return { registered: true, marker: read.value };
+    if (read.missing) return { registered: false, problem: `no marker ${layout.marker}` };
+    this.reportInvalid(
+      layout.marker,
+      read,
+      `node ${layout.node} counts as not registered until it is fixed (icc node add ${layout.node})`,
+    );
+    return { registered: false, problem: `invalid marker ${layout.marker}: ${read.invalid}` };
+  }
+
+  async isRegistered(node: string): Promise<boolean> {
+    return (await this.nodeRegistration(node)).registered;
+  }
+
+  /**
+   * Registers `node`: creates its folder if needed (CACHE_ROOT must exist) and writes its marker atomically.
+   * An existing valid marker is kept (created: false); a broken one is replaced.
+   */
+  async registerNode(node: string, registeredBy: string): Promise<{ marker: NodeMarker; created: boolean }> {
+    const layout = this.layout.node(node);
+    const by = parseField(registeredBySchema, registeredBy, 'registeredBy');
+    const current = await this.nodeRegistration(layout.node);
+    if (current.registered) return { marker: current.marker, created: false };
+    const context: IoContext = { side: 'cache', what: `node ${layout.node}` };
+    const createdFolder = await io(context, 'creating the node folder', async () => {
+      try {
+        await fsp.mkdir(layout.dir);
+        return true;
+      } catch (error) {
+        // Registration creates the node's folder, never CACHE_ROOT itself (a mistyped root stays visible).
+        if (isErrno(error, 'ENOENT'))
+          throw new ConductorError(
+            'IO_ERROR',
+            `node ${layout.node}: the cache root ${this.root} does not exist`,
+            { cause: error },
+          );
+        if (!isErrno(error, 'EEXIST')) throw error;
+        if (!(await fsp.lstat(layout.dir)).isDirectory())
+          throw Object.assign(new Error(`ENOTDIR: ${layout.dir} exists and is not a folder`), {
+            code: 'ENOTDIR',
+          });
+        return false;
+      }
+    });
+    if (createdFolder && this.fsync) await io(context, 'fsync of the cache root', () => fsyncDir(this.root));
+    const marker: NodeMarker = {
+      v: NODE_MARKER_VERSION,
+      node: layout.node,
+      registeredAt: new Date().toISOString(),
+      registeredBy: by,
+    };
+    await io(context, 'writing the node marker', () =>
+      writeFileAtomic({
+        // Beside the marker (same file system); a name no node id or cache folder can have.
+        tmpPath: path.join(layout.dir, `.${path.basename(layout.marker)}~${uniqueTag('marker')}.part`),
+        finalPath: layout.marker,
+        finalDir: layout.dir,
+        data: serializeNodeMarker(marker),
+        fsync: this.fsync,
+        discard: (tmpPath) => this.discard(tmpPath),
+      }),
+    );
+    return { marker, created: true };
+  }
+
+  /** Removes the node's marker (its cache stays); returns whether there was one. */
+  async unregisterNode(node: string): Promise<boolean> {
+    const layout = this.layout.node(node);
+    const context: IoContext = { side: 'cache', what: `node ${layout.node}` };
+    const removed = await io(context, 'removing the node marker', () => unlinkIfPresent(layout.marker));
+    if (removed && this.fsync) await io(context, 'fsync of the node folder', () => fsyncDir(layout.dir));
+    return removed;
   }
 
   /**
@@ -451,9 +561,7 @@ export class ImageStore {
     const layout = this.layout.node(node);
     const id = this.layout.imageId(imageId);
     const context = cacheContext(layout, id);
-    const meta = await io(context, 'reading the meta file', () =>
-      readMetaFile(this.layout.metaPath(layout, id), id),
-    );
+    const meta = (await this.readMetaChecked(layout, id, context)).value;
     if (!meta) {
       throw new ConductorError('SOURCE_MISSING', `no valid meta for image ${id} on node ${layout.node}`);
     }
@@ -486,15 +594,14 @@ export class ImageStore {
 
   private async readEntry(layout: NodeLayout, imageId: string): Promise<CacheEntry> {
     const context = cacheContext(layout, imageId);
-    const meta = await io(context, 'reading the meta file', () =>
-      readMetaFile(this.layout.metaPath(layout, imageId), imageId),
-    );
+    const read = await this.readMetaChecked(layout, imageId, context);
+    const meta = read.value;
     const stat = await this.lstatImage(layout, imageId, context);
     const file = stat?.isFile() ? stat : undefined;
     const verified = meta !== undefined && file !== undefined && file.size === meta.size;
     return {
       imageId,
-      ...(verified ? { meta } : {}),
+      ...(verified ? { meta } : { problem: entryProblem(read, stat, meta) }),
       bytes: file?.size ?? 0,
       ...(file ? { modifiedMs: file.mtimeMs } : {}),
     };
@@ -559,7 +666,7 @@ export class ImageStore {
     const id = this.layout.imageId(imageId);
     const context = cacheContext(layout, id);
     await io(context, 'creating the pin', async () => {
-      await ensureDir(layout.pinned);
+      await ensureNodeFolder(layout, layout.pinned);
       const handle = await fsp.open(this.layout.pinPath(layout, id), 'a', 0o644);
       await handle.close();
       if (this.fsync) await fsyncDir(layout.pinned);
@@ -625,10 +732,9 @@ export class ImageStore {
   }
 
   private async inspect(layout: NodeLayout, imageId: string, context: IoContext): Promise<Inspection> {
-    const meta = await io(context, 'reading the meta file', () =>
-      readMetaFile(this.layout.metaPath(layout, imageId), imageId),
-    );
-    if (!meta) return { problem: 'meta file missing or invalid' };
+    const read = await this.readMetaChecked(layout, imageId, context);
+    const meta = read.value;
+    if (!meta) return { problem: read.missing ? 'meta file missing' : `meta file invalid: ${read.invalid}` };
     let stat;
     try {
       stat = await fsp.lstat(this.layout.imagePath(layout, imageId));
@@ -662,9 +768,10 @@ export class ImageStore {
       side: 'destination',
       what: `destination node ${destination.node}, image ${imageId}`,
     };
+    // Never mkdir -p: a node's folder is created by its registration only, not by a copy to it.
     await io(context, 'creating the cache folders', async () => {
-      await ensureDir(destination.images);
-      await ensureDir(destination.tmp);
+      await ensureNodeFolder(destination, destination.images);
+      await ensureNodeFolder(destination, destination.tmp);
     });
     const tmpPath = this.layout.tmpPath(destination, imageId, options.tag);
     const finalPath = this.layout.imagePath(destination, imageId);
@@ -757,6 +864,28 @@ export class ImageStore {
     return { bytes, meta };
   }
 
+  /** Reads a meta file; an invalid one is reported (once per file version) with the field at fault. */
+  private async readMetaChecked(
+    layout: NodeLayout,
+    imageId: string,
+    context: IoContext,
+  ): Promise<JsonFileRead<ImageMeta>> {
+    const metaPath = this.layout.metaPath(layout, imageId);
+    const read = await io(context, 'reading the meta file', () => readMetaFile(metaPath, imageId));
+    if (read.invalid !== undefined)
+      this.reportInvalid(
+        metaPath,
+        read,
+        `image ${imageId} on node ${layout.node} is not used (as a source or as already present) until it is copied again`,
+      );
+    return read;
+  }
+
+  private reportInvalid(file: string, read: { invalid: string; mtimeMs: number }, consequence: string): void {
+    if (this.reported.first(file, read.mtimeMs))
+      this.onWarning(`invalid file ${file}: ${read.invalid}; ${consequence}`);
+  }
+
   private async writeMeta(layout: NodeLayout, meta: ImageMeta, context: IoContext): Promise<void> {
     await io(context, 'writing the meta file', () =>
       writeFileAtomic({
@@ -797,6 +926,19 @@ async function unlinkIfPresent(file: string): Promise<boolean> {
     if (isErrno(error, 'ENOENT')) return false;
     throw error;
   }
+}
+
+/** Why an entry of listEntries is not verified. */
+function entryProblem(
+  read: JsonFileRead<ImageMeta>,
+  stat: { isFile(): boolean; size: number } | undefined,
+  meta: ImageMeta | undefined,
+): string {
+  if (read.invalid !== undefined) return `meta file invalid: ${read.invalid}`;
+  if (!meta) return 'meta file missing (an interrupted publish or delete)';
+  if (!stat) return 'image file missing';
+  if (!stat.isFile()) return 'image path is not a regular file';
+  return `image file has ${stat.size} bytes but its meta says ${meta.size}`;
 }
 
 function cacheContext(layout: NodeLayout, imageId: string): IoContext {

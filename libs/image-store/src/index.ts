@@ -9,7 +9,10 @@ export {
   type RemoveLeftoverTmpOptions,
   type CacheEntry,
   type DeletedImage,
+  type Inspection,
+  type NodeRegistration,
 } from './image-store';
+export { type NodeMarker, NODE_MARKER_FILE, nodeMarkerSchema, registeredBySchema } from './node-marker';
 export { type ImageMeta, imageMetaSchema } from './image-meta';
 export { type NodeLayout, parseTmpName } from './cache-layout';
 export { COPY_CHUNK_BYTES } from './image-copier';

@@ -17,7 +17,12 @@ export interface CacheLsOptions {
 
 export interface CacheListing {
   node: string;
+  /** Whether conductors copy to and from this node (icc node add); `problem` says why not. */
+  registered: boolean;
+  problem?: string;
   images: (ImageMeta & { locks: LockEntryView[] })[];
+  /** Entries no conductor uses: a broken or missing meta file, or an image file that does not match it. */
+  invalid: { imageId: string; bytes: number; problem: string }[];
   /** Locks on images this node does not (yet) hold, e.g. one being copied in. */
   otherLocks: { imageId: string; locks: LockEntryView[] }[];
   partialCopies: { imageId: string; attempt: string; bytes: number; modifiedAt: Date }[];
@@ -32,12 +37,18 @@ export async function listCache(
   node: string,
   staleMs = DEFAULT_LOCK_TIMINGS.staleMs,
 ): Promise<CacheListing> {
-  const store = new ImageStore({ root });
+  // Broken files are shown in the listing itself: no warning lines beside it.
+  const store = new ImageStore({ root, onWarning: () => undefined });
   const layout = store.nodeLayout(node);
-  const [images, inspection] = await Promise.all([
-    store.listImages(node),
+  const [entries, inspection, registration] = await Promise.all([
+    store.listEntries(node),
     inspectLocks(root, { node, staleMs }),
+    store.nodeRegistration(node),
   ]);
+  const images = entries.flatMap((e) => (e.meta ? [e.meta] : []));
+  const invalid = entries.flatMap((e) =>
+    e.meta ? [] : [{ imageId: e.imageId, bytes: e.bytes, problem: e.problem ?? 'not verified' }],
+  );
   const locks = new Map<string, LockEntryView[]>();
   for (const entry of inspection.entries)
     locks.set(entry.imageId, [...(locks.get(entry.imageId) ?? []), entry]);
@@ -57,10 +68,13 @@ export async function listCache(
   const ids = new Set(images.map((i) => i.imageId));
   return {
     node,
+    registered: registration.registered,
+    ...(registration.problem === undefined ? {} : { problem: registration.problem }),
     images: images.map((meta) => ({ ...meta, locks: locks.get(meta.imageId) ?? [] })),
     otherLocks: [...locks]
       .filter(([imageId]) => !ids.has(imageId))
       .map(([imageId, l]) => ({ imageId, locks: l })),
+    invalid,
     partialCopies,
   };
 }
@@ -79,6 +93,10 @@ export function describeHolders(entries: readonly LockEntryView[]): string {
 
 export function renderCacheListing(listing: CacheListing, now = Date.now()): string {
   const parts: string[] = [];
+  if (!listing.registered)
+    parts.push(
+      `node ${listing.node} is not registered (${listing.problem}): conductors neither copy to it nor read from it (icc node add)`,
+    );
   if (listing.images.length === 0) parts.push(`node ${listing.node}: no cached images`);
   else
     parts.push(
@@ -93,6 +111,13 @@ export function renderCacheListing(listing: CacheListing, now = Date.now()): str
           describeHolders(i.locks),
         ]),
       ),
+    );
+  if (listing.invalid.length > 0)
+    parts.push(
+      `Invalid entries (no conductor uses them; icc cache clean removes them as orphans):\n${table(
+        ['image', 'bytes on disk', 'invalid because'],
+        listing.invalid.map((i) => [i.imageId, formatBytes(i.bytes), i.problem]),
+      )}`,
     );
   if (listing.otherLocks.length > 0)
     parts.push(

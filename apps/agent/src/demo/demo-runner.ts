@@ -247,7 +247,8 @@ async function seedImages(
   signal: AbortSignal,
 ): Promise<Map<string, string>> {
   const store = new ImageStore({ root, fsync: false });
-  for (const node of plan.nodes) await fsp.mkdir(path.join(root, node, 'images'), { recursive: true });
+  await fsp.mkdir(root, { recursive: true });
+  for (const node of plan.nodes) await store.registerNode(node, 'icc demo');
   const seeded = new Map<string, string>();
   const total = plan.images.reduce((n, i) => n + i.bytes, 0);
   term.out(

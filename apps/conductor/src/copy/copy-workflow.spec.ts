@@ -23,8 +23,21 @@ describe('CopyWorkflow failure reasons', () => {
 
   const job = { imageId: 'img.raw', destination: 'node-b', source: 'node-a' };
 
-  function workflow(options: { copyError?: unknown; lockError?: unknown; stillHeld: boolean }) {
+  const SOURCE_META = { size: 10, sha256: 'a'.repeat(64) };
+
+  function workflow(options: {
+    copyError?: unknown;
+    lockError?: unknown;
+    stillHeld: boolean;
+    unregistered?: string[];
+    /** The destination's verified image: before the locks ('early'), only once they are held ('under-lock'). */
+    destinationPresent?: 'early' | 'under-lock';
+    sourceGoneUnderLock?: boolean;
+    copied?: 'copied' | 'already-present';
+    job?: typeof job;
+  }) {
     let released = 0;
+    let lockRequests = 0;
     const held = {
       locks: [{ key: { node: 'node-b', imageId: 'img.raw' }, fencingToken: 7 }],
       signal: new AbortController().signal,
@@ -37,15 +50,25 @@ describe('CopyWorkflow failure reasons', () => {
     } as unknown as HeldLockSet;
     const locks = {
       acquireAll: async () => {
+        lockRequests++;
         if (options.lockError) throw options.lockError;
         return held;
       },
     } as unknown as NodeLockManager;
     const store = {
       root,
-      verifiedImage: async (node: string) => (node === 'node-a' ? { size: 10, sha256: 'a'.repeat(64) } : undefined),
+      nodeRegistration: async (node: string) =>
+        options.unregistered?.includes(node) ? { registered: false, problem: `no marker ${root}/${node}/node.json` } : { registered: true },
+      verifiedImage: async (node: string) => {
+        if (node === 'node-a') return options.sourceGoneUnderLock && lockRequests > 0 ? undefined : SOURCE_META;
+        const present = options.destinationPresent === 'early' || (options.destinationPresent === 'under-lock' && lockRequests > 0);
+        return present ? SOURCE_META : undefined;
+      },
       removeLeftoverTmp: async () => 0,
+      touchLastUsed: async () => undefined,
       copyImage: async () => {
+        if (options.copied)
+          return { status: options.copied, bytes: options.copied === 'copied' ? 10 : 0, sha256: SOURCE_META.sha256, meta: SOURCE_META, copyMs: 1, verifyMs: 1 };
         throw options.copyError;
       },
     } as unknown as ImageStore;
@@ -55,7 +78,11 @@ describe('CopyWorkflow failure reasons', () => {
       learnHolder: () => undefined,
     } as unknown as SourceSelector;
     const log = { warn: () => undefined };
-    return { run: () => new CopyWorkflow(store, locks, sources, { lockWaitMs: 1_000, log }).run(job, { attemptId: 'a1' }), released: () => released };
+    return {
+      run: () => new CopyWorkflow(store, locks, sources, { lockWaitMs: 1_000, log }).run(options.job ?? job, { attemptId: 'a1' }),
+      released: () => released,
+      lockRequests: () => lockRequests,
+    };
   }
 
   const reasonOf = (promise: Promise<unknown>) =>
@@ -76,6 +103,26 @@ describe('CopyWorkflow failure reasons', () => {
     expect(await reasonOf(workflow({ copyError: io, stillHeld: true }).run())).toBe(`IO_ERROR: ${io.message}`);
     const mismatch = new ConductorError('CHECKSUM_MISMATCH', 'the bytes have another sha256');
     expect(await reasonOf(workflow({ copyError: mismatch, stillHeld: false }).run())).toBe(`CHECKSUM_MISMATCH: ${mismatch.message}`);
+  });
+
+  it('refuses an unregistered destination or named source with UNKNOWN_NODE before taking any lock', async () => {
+    const destination = workflow({ stillHeld: true, unregistered: ['node-b'] });
+    expect(await reasonOf(destination.run())).toMatch(/^UNKNOWN_NODE: destination: node node-b is not registered in this cell \(no marker .*node-b\/node\.json\); nothing was locked or created$/);
+    expect(destination.lockRequests()).toBe(0);
+    const source = workflow({ stillHeld: true, unregistered: ['node-a'] });
+    expect(await reasonOf(source.run())).toMatch(/^UNKNOWN_NODE: source: node node-a is not registered/);
+    expect(source.lockRequests()).toBe(0);
+    // Without a named source, an unregistered node is never asked about: the selector skips it.
+    const unnamed = workflow({ stillHeld: true, unregistered: ['node-a'], copied: 'copied', job: { imageId: 'img.raw', destination: 'node-b' } as typeof job });
+    expect(await reasonOf(unnamed.run())).toBe('resolved');
+  });
+
+  it('reports the size and sha256 of the image at the destination in every already-present result', async () => {
+    const expected = { status: 'already-present', bytes: SOURCE_META.size, sha256: SOURCE_META.sha256 };
+    expect(await workflow({ stillHeld: true, destinationPresent: 'early' }).run()).toMatchObject(expected);
+    expect(await workflow({ stillHeld: true, destinationPresent: 'under-lock', sourceGoneUnderLock: true }).run()).toMatchObject(expected);
+    expect(await workflow({ stillHeld: true, copied: 'already-present' }).run()).toMatchObject(expected);
+    expect(await workflow({ stillHeld: true, copied: 'copied' }).run()).toMatchObject({ status: 'completed', bytes: 10 });
   });
 
   it('names a lock folder the file system refuses instead of failing INTERNAL', async () => {

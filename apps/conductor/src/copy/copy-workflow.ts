@@ -57,9 +57,11 @@ export class CopyWorkflow {
   }
 
   async run(job: CopyJob, run: CopyRunOptions): Promise<CopyJobResult> {
+    // Before any lock: taking one creates folders under <node>/locks/, and a request must not create a node.
+    await this.requireRegistered(job);
     // Published images are never modified in place, so a verified one can be trusted without a lock.
     const present = await this.store.verifiedImage(job.destination, job.imageId, { sha256: job.sha256, size: job.size });
-    if (present) return { status: 'already-present', bytes: 0, sha256: present.sha256 };
+    if (present) return { status: 'already-present', bytes: present.size, sha256: present.sha256 };
 
     // One bounded wait for a read slot and both locks together (LOCK_WAIT_MS, then a retryable LOCK_TIMEOUT).
     const waitStarted = performance.now();
@@ -82,6 +84,16 @@ export class CopyWorkflow {
           'SOURCE_MISSING',
           `${SELECTION_PREFIX}node ${picked.node} no longer held a verified copy of ${job.imageId} when its lock was granted (evicted or removed before the copy started${job.source ? '' : `; ${pick} sources tried`}); nothing was copied`,
         );
+    }
+  }
+
+  /** UNKNOWN_NODE unless the destination, and the source when one is named, are registered nodes. */
+  private async requireRegistered(job: CopyJob): Promise<void> {
+    const named = [['destination', job.destination], ...(job.source ? [['source', job.source]] : [])] as const;
+    for (const [field, node] of named) {
+      const registration = await this.store.nodeRegistration(node);
+      if (!registration.registered)
+        throw new ConductorError('UNKNOWN_NODE', `${field}: node ${node} is not registered in this cell (${registration.problem}); nothing was locked or created`);
     }
   }
 
@@ -109,7 +121,7 @@ export class CopyWorkflow {
         const now = await this.store.verifiedImage(job.destination, job.imageId, { sha256: job.sha256, size: job.size });
         if (now) {
           outcome = 'already-present';
-          return { status: 'already-present', bytes: 0, sha256: now.sha256 };
+          return { status: 'already-present', bytes: now.size, sha256: now.sha256 };
         }
         outcome = 'source-gone';
         this.options.log.debug?.({ ...ids }, 'source gone before its lock was granted');
@@ -148,7 +160,8 @@ export class CopyWorkflow {
       return {
         status: copied.status === 'copied' ? 'completed' : 'already-present',
         source,
-        bytes: copied.bytes,
+        // The size of the image at the destination, also when it was already there (copied.bytes is 0 then).
+        bytes: copied.meta.size,
         sha256: copied.sha256,
         lockWaitMs: lockWaitMsTotal,
         copyMs: copied.copyMs,

@@ -20,8 +20,8 @@ describe('SourceSelector', () => {
     store = new ImageStore({ root, fsync: false });
     seedFile = path.join(os.tmpdir(), `icc-selector-seed-${process.pid}-${Math.random()}`);
     await fsp.writeFile(seedFile, 'image bytes');
+    for (const node of ['node-a', 'node-b', 'node-c', 'node-d', 'node-e']) await store.registerNode(node, 'selector.spec');
     for (const node of ['node-a', 'node-c']) sha256 = (await store.importImage(node, 'img', seedFile)).sha256;
-    await fsp.mkdir(path.join(root, 'node-b'));
     scans = 0;
     const counting = { listNodes: () => (scans++, store.listNodes()), listImageIds: (node: string) => store.listImageIds(node) };
     index = new ImageHolderIndex(counting, { ttlMs: 60_000, missRescanMs: 0 });
@@ -83,6 +83,29 @@ describe('SourceSelector', () => {
     await fsp.writeFile(path.join(root, 'node-c', 'draining'), '');
     await expect(pick(s, { imageId: 'img', destination: 'node-b' })).rejects.toThrow(/no node holds a verified copy of img \(nodes draining, not used as sources: node-/);
     expect((await pick(s, { imageId: 'img', destination: 'node-b', source: 'node-a' })).node).toBe('node-a');
+  });
+
+  it('never chooses a node that is not registered (no marker, or a broken one), and says so when none is left', async () => {
+    await store.unregisterNode('node-a');
+    const s = selector();
+    for (let i = 0; i < 5; i++) {
+      const picked = await pick(s, { imageId: 'img', destination: 'node-b' });
+      expect(picked.node).toBe('node-c');
+      picked.release();
+    }
+    await fsp.writeFile(store.nodeLayout('node-c').marker, '{"v":1}');
+    await expect(pick(s, { imageId: 'img', destination: 'node-b' })).rejects.toThrow(
+      /^source selection: no node holds a verified copy of img \(nodes not registered, not used as sources: node-[ac], node-[ac]\)$/,
+    );
+  });
+
+  it('says why a named source holds no verified copy (the meta field at fault)', async () => {
+    const metaPath = store.metaPath('node-a', 'img');
+    const { lastUsedAt: _dropped, ...meta } = JSON.parse(await fsp.readFile(metaPath, 'utf8')) as Record<string, unknown>;
+    await fsp.writeFile(metaPath, JSON.stringify(meta));
+    await expect(pick(selector(), { imageId: 'img', destination: 'node-b', source: 'node-a' })).rejects.toThrow(
+      /^source selection: node node-a holds no verified copy of img \(meta file invalid: lastUsedAt: /,
+    );
   });
 
   it('uses its index: no scan per request, learned holders at once, stale entries forgotten, misses rescanned', async () => {

@@ -29,7 +29,7 @@ export interface PickedSource {
 }
 
 type Holder = { node: string; meta: ImageMeta };
-type Choice = { found: Holder & { free: boolean } } | { found?: undefined; mismatched: Holder[]; draining: string[] };
+type Choice = { found: Holder & { free: boolean } } | { found?: undefined; mismatched: Holder[]; draining: string[]; unregistered: string[] };
 
 /** Every error of source selection says so: a SOURCE_MISSING with this prefix happened before any lock. */
 export const SELECTION_PREFIX = 'source selection: ';
@@ -38,8 +38,8 @@ export const SELECTION_PREFIX = 'source selection: ';
  * Chooses the node to copy from and holds one of its read slots until the copy is done.
  *
  * A named source is used if it holds a verified copy. Otherwise the candidates are the nodes the holder
- * index names (no scan over all nodes per request), minus the destination and nodes marked draining
- * (`<CACHE_ROOT>/<node>/draining`). Preference: a node with a free read slot here, then the fewest reads
+ * index names (no scan over all nodes per request), minus the destination, nodes marked draining
+ * (`<CACHE_ROOT>/<node>/draining`) and nodes not registered (no valid `<CACHE_ROOT>/<node>/node.json`). Preference: a node with a free read slot here, then the fewest reads
  * running cell-wide: the `r~` reader entries in `<node>/locks/<imageId>/` of other conductors (one readdir
  * per sampled candidate) plus this conductor's own slots in use. The file-system cost per request is
  * bounded by `sampleSize`, whatever the number of nodes. When every candidate is at NODE_READ_LIMIT the
@@ -113,8 +113,8 @@ export class SourceSelector {
     // Holders are looked up without the request's expectations, so that a holder of other bytes is
     // reported as the mismatch it is (CHECKSUM_MISMATCH / SIZE_MISMATCH), not as a missing source.
     if (job.source) {
-      const meta = await this.store.verifiedImage(job.source, job.imageId);
-      if (!meta) throw new ConductorError('SOURCE_MISSING', `${SELECTION_PREFIX}node ${job.source} holds no verified copy of ${job.imageId}`);
+      const { meta, problem } = await this.store.inspectImage(job.source, job.imageId);
+      if (!meta) throw new ConductorError('SOURCE_MISSING', `${SELECTION_PREFIX}node ${job.source} holds no verified copy of ${job.imageId} (${problem})`);
       const mismatch = mismatchOf(job, [{ node: job.source, meta }]);
       if (mismatch) throw mismatch;
       return { node: job.source, meta, free: this.slots.hasFree(job.source) };
@@ -125,7 +125,8 @@ export class SourceSelector {
     if (choice.found) return choice.found;
     if (choice.mismatched.length > 0) throw mismatchOf(job, choice.mismatched)!;
     const draining = choice.draining.length > 0 ? ` (nodes draining, not used as sources: ${choice.draining.slice(0, 5).join(', ')})` : '';
-    throw new ConductorError('SOURCE_MISSING', `${SELECTION_PREFIX}no node holds a verified copy of ${job.imageId}${draining}`);
+    const unregistered = choice.unregistered.length > 0 ? ` (nodes not registered, not used as sources: ${choice.unregistered.slice(0, 5).join(', ')})` : '';
+    throw new ConductorError('SOURCE_MISSING', `${SELECTION_PREFIX}no node holds a verified copy of ${job.imageId}${draining}${unregistered}`);
   }
 
   private async bestOf(job: CopyJob, holders: ReadonlySet<string>): Promise<Choice> {
@@ -137,10 +138,16 @@ export class SourceSelector {
     sample.sort((a, b) => Number(!this.slots.hasFree(a)) - Number(!this.slots.hasFree(b)) || load.get(a)! - load.get(b)! || this.slots.inUse(a) - this.slots.inUse(b));
     const mismatched: Holder[] = [];
     const draining: string[] = [];
+    const unregistered: string[] = [];
     for (const node of [...sample, ...candidates.slice(this.sampleSize)]) {
       const meta = await this.store.verifiedImage(node, job.imageId);
       if (!meta) {
         this.options.index.forget(node, job.imageId);
+        continue;
+      }
+      // A folder without a valid marker is not a node of the cell (unregistered, or its marker is broken).
+      if (!(await this.store.isRegistered(node))) {
+        unregistered.push(node);
         continue;
       }
       if (!matchesJob(job, meta)) {
@@ -153,7 +160,7 @@ export class SourceSelector {
       }
       return { found: { node, meta, free: this.slots.hasFree(node) } };
     }
-    return { mismatched, draining };
+    return { mismatched, draining, unregistered };
   }
 
   /**

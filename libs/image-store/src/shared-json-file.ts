@@ -1,0 +1,84 @@
+import { promises as fsp } from 'node:fs';
+import type { z } from 'zod';
+import { isErrno } from './fs-errors';
+
+/**
+ * A small JSON file read from the shared folder (meta files, node markers): any node may have written it,
+ * so it is validated and its problem, when it has one, says which field and why.
+ */
+export type JsonFileRead<T> =
+  | { value: T; missing?: undefined; invalid?: undefined }
+  | { missing: true; value?: undefined; invalid?: undefined }
+  | { invalid: string; mtimeMs: number; value?: undefined; missing?: undefined };
+
+/**
+ * Reads and validates `file` with `schema`, then `check` (a problem text or undefined). Missing → missing;
+ * not a file, too big, not JSON or not valid → invalid with the reason. Other I/O errors (EIO, EACCES...)
+ * are thrown, so a transient fault is not mistaken for a missing or broken file.
+ */
+export async function readJsonFile<T>(
+  file: string,
+  schema: z.ZodType<T>,
+  maxBytes: number,
+  check: (value: T) => string | undefined = () => undefined,
+): Promise<JsonFileRead<T>> {
+  let handle: fsp.FileHandle;
+  try {
+    handle = await fsp.open(file, 'r');
+  } catch (error) {
+    if (isErrno(error, 'ENOENT', 'ENOTDIR')) return { missing: true };
+    throw error;
+  }
+  try {
+    const stat = await handle.stat();
+    const invalid = (reason: string) => ({ invalid: reason, mtimeMs: stat.mtimeMs });
+    if (!stat.isFile()) return invalid('not a regular file');
+    // A real file is a few hundred bytes; refusing big ones keeps a corrupt or hostile file from costing memory.
+    if (stat.size > maxBytes) return invalid(`larger than ${maxBytes} bytes`);
+    const buffer = Buffer.alloc(maxBytes + 1);
+    const { bytesRead } = await handle.read(buffer, 0, buffer.length, 0);
+    if (bytesRead > maxBytes) return invalid(`larger than ${maxBytes} bytes`);
+    let json: unknown;
+    try {
+      json = JSON.parse(buffer.subarray(0, bytesRead).toString('utf8'));
+    } catch (error) {
+      return invalid(`not JSON (${error instanceof Error ? error.message : String(error)})`);
+    }
+    const parsed = schema.safeParse(json);
+    if (!parsed.success) return invalid(describeIssues(parsed.error));
+    const problem = check(parsed.data);
+    return problem === undefined ? { value: parsed.data } : invalid(problem);
+  } catch (error) {
+    if (isErrno(error, 'EISDIR')) return { invalid: 'not a regular file', mtimeMs: 0 };
+    throw error;
+  } finally {
+    await handle.close();
+  }
+}
+
+/** "lastUsedAt: Invalid input: expected string, received undefined; size: ..." (the root as "(file)"). */
+export function describeIssues(error: z.ZodError): string {
+  return error.issues
+    .slice(0, 5)
+    .map((issue) => `${issue.path.length > 0 ? issue.path.join('.') : '(file)'}: ${issue.message}`)
+    .join('; ');
+}
+
+/**
+ * Remembers which versions (path + mtime) of broken files were reported, so that a broken file read on
+ * every request is reported once, and again only once it changed. Bounded: the oldest entries are forgotten.
+ */
+export class OncePerFileVersion {
+  private readonly seen = new Map<string, number>();
+
+  constructor(private readonly capacity = 10_000) {}
+
+  /** True the first time this version of `file` is seen. */
+  first(file: string, mtimeMs: number): boolean {
+    if (this.seen.get(file) === mtimeMs) return false;
+    this.seen.delete(file);
+    this.seen.set(file, mtimeMs);
+    if (this.seen.size > this.capacity) this.seen.delete(this.seen.keys().next().value!);
+    return true;
+  }
+}
