@@ -9,12 +9,13 @@ import {
 } from '@app/cache-cleaner';
 import { holderIdSchema, imageIdSchema, nodeIdSchema } from '@app/contracts';
 import { ImageStore } from '@app/image-store';
-import { DEFAULT_LOCK_TIMINGS, NodeLockManager } from '@app/locking';
+import { MIN_STALE_MS, NodeLockManager } from '@app/locking';
 import { ExitCode, type ExitCodeValue, UsageError } from '../cli/exit-codes';
 import { formatAge, formatBytes, formatMs } from '../cli/format';
 import { table } from '../cli/tables';
 import type { Terminal } from '../cli/terminal';
 import { BYTES_HELP, DURATION_HELP, parseBytes, parseDuration } from '../cli/units';
+import { parseStaleMs } from '../cli/stale-ms-option';
 
 export interface CacheCleanOptions {
   cacheRoot?: string;
@@ -48,7 +49,7 @@ export async function runCacheClean(
       parseFlag(options.grace, '--grace', parseDuration, DURATION_HELP) ?? DEFAULT_CLEANER_POLICY.graceMs,
     budgetBytes: parseFlag(options.budget, '--budget', parseBytes, BYTES_HELP) || undefined,
   };
-  const staleMs = parseStaleMs(options.staleMs);
+  const staleMs = parseStaleMs(options.staleMs, MIN_STALE_MS);
   const store = new ImageStore({ root });
   await requireNode(store, root, nodeId);
   const locks = new NodeLockManager({ root, conductorId: cliHolderId(), timings: { staleMs } });
@@ -159,16 +160,6 @@ function parseFlag(
   return value;
 }
 
-function parseStaleMs(raw: string | undefined): number {
-  if (raw === undefined || raw === '') return DEFAULT_LOCK_TIMINGS.staleMs;
-  const ms = Number(raw);
-  if (!Number.isInteger(ms) || ms < 2_000)
-    throw new UsageError(
-      '--stale-ms',
-      `must be a whole number of milliseconds, at least 2000 (got ${JSON.stringify(raw)})`,
-    );
-  return ms;
-}
 
 /** This process in lock entries: `icc-<host>-<pid>`, as `icc cache ls` and GET /locks show it. */
 function cliHolderId(): string {

@@ -7,6 +7,7 @@ import { ExitCode, type ExitCodeValue, UsageError } from '../cli/exit-codes';
 import { formatAge, formatBytes, formatMs, shortSha } from '../cli/format';
 import { table } from '../cli/tables';
 import type { Terminal } from '../cli/terminal';
+import { parseStaleMs } from '../cli/stale-ms-option';
 
 export interface CacheLsOptions {
   cacheRoot?: string;
@@ -166,13 +167,3 @@ export async function runCacheLs(
   return ExitCode.OK;
 }
 
-function parseStaleMs(raw: string | undefined): number {
-  if (raw === undefined || raw === '') return DEFAULT_LOCK_TIMINGS.staleMs;
-  const ms = Number(raw);
-  if (!Number.isInteger(ms) || ms < 1)
-    throw new UsageError(
-      '--stale-ms',
-      `must be a positive whole number of milliseconds (got ${JSON.stringify(raw)})`,
-    );
-  return ms;
-}

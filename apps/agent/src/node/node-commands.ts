@@ -3,12 +3,13 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { nodeIdSchema } from '@app/contracts';
 import { ImageStore, type NodeMarker, registeredBySchema } from '@app/image-store';
-import { DEFAULT_LOCK_TIMINGS, inspectLocks } from '@app/locking';
+import { inspectLocks } from '@app/locking';
 import { describeHolders } from '../cache/cache-ls';
 import { CliError, ExitCode, type ExitCodeValue, UsageError } from '../cli/exit-codes';
 import { formatBytes } from '../cli/format';
 import { table } from '../cli/tables';
 import type { Terminal } from '../cli/terminal';
+import { parseStaleMs } from '../cli/stale-ms-option';
 
 /*
  * `icc node add|ls|rm`: a node is part of the cell once `<root>/<node>/node.json` holds a valid marker.
@@ -190,16 +191,6 @@ function parseNode(node: string): string {
   return parsed.data;
 }
 
-function parseStaleMs(raw: string | undefined): number {
-  if (raw === undefined || raw === '') return DEFAULT_LOCK_TIMINGS.staleMs;
-  const ms = Number(raw);
-  if (!Number.isInteger(ms) || ms < 1)
-    throw new UsageError(
-      '--stale-ms',
-      `must be a positive whole number of milliseconds (got ${JSON.stringify(raw)})`,
-    );
-  return ms;
-}
 
 /** `<user>@<host>`, reduced to what a marker accepts. */
 function defaultRegisteredBy(): string {

@@ -1,0 +1,19 @@
+import { DEFAULT_LOCK_TIMINGS } from '@app/locking';
+import { UsageError } from './exit-codes';
+
+/**
+ * `--stale-ms`: the lock stale time. Commands that only read lock folders compare heartbeat ages with it
+ * (any positive value); a command that takes locks passes the lock library's minimum.
+ */
+export function parseStaleMs(raw: string | undefined, minMs = 1): number {
+  if (raw === undefined || raw === '') return DEFAULT_LOCK_TIMINGS.staleMs;
+  const ms = Number(raw);
+  if (!Number.isInteger(ms) || ms < minMs) {
+    const expected =
+      minMs === 1
+        ? 'a positive whole number of milliseconds'
+        : `a whole number of milliseconds, at least ${minMs}`;
+    throw new UsageError('--stale-ms', `must be ${expected} (got ${JSON.stringify(raw)})`);
+  }
+  return ms;
+}
