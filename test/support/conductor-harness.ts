@@ -3,6 +3,7 @@ import * as path from 'node:path';
 import { type Channel, type ChannelModel, connect } from 'amqplib';
 import { afterEach, beforeEach } from 'vitest';
 import type { CellTopology } from '@app/contracts';
+import { DEFAULT_LOCK_TIMINGS, inspectLocks } from '@app/locking';
 import { ChildProcessPool } from './child-processes';
 import type { ConductorProcess, LogLine } from './conductor-process';
 import { sha256OfFile } from './image-store-fixtures';
@@ -225,23 +226,17 @@ export function copiesPerDestination(conductors: ConductorProcess[]): Map<string
 }
 
 /**
- * Lock folder problems under CACHE_ROOT: a reader entry (r~...) still there, or a key whose newest
- * generation is not released. [] means no lock is held by anyone.
+ * Lock folder problems under CACHE_ROOT, as the lock library reads them (generations below a key's floor
+ * do not count): a reader entry (r~...) still there, or a key whose newest generation is not released.
+ * [] means no lock is held by anyone.
  */
 export async function heldLockEntries(root: string): Promise<string[]> {
-  const problems: string[] = [];
-  for (const node of await fsp.readdir(root).catch(() => [] as string[])) {
-    const locks = path.join(root, node, 'locks');
-    for (const imageId of await fsp.readdir(locks).catch(() => [] as string[])) {
-      const names = await fsp.readdir(path.join(locks, imageId));
-      const generations = names.map((n) => /^g-(\d+)$/.exec(n)).filter((m) => m !== null).map((m) => Number(m[1]));
-      const released = new Set(names.map((n) => /^g-(\d+)\.released$/.exec(n)).filter((m) => m !== null).map((m) => Number(m[1])));
-      const newest = generations.length > 0 ? Math.max(...generations) : undefined;
-      if (newest !== undefined && !released.has(newest)) problems.push(`${node}/locks/${imageId}/g-${newest} not released`);
-      for (const n of names.filter((n) => n.startsWith('r~'))) problems.push(`${node}/locks/${imageId}/${n}`);
-    }
-  }
-  return problems;
+  const { entries } = await inspectLocks(root, { staleMs: DEFAULT_LOCK_TIMINGS.staleMs, limit: 100_000 });
+  return entries.map((e) =>
+    e.mode === 'exclusive'
+      ? `${e.node}/locks/${e.imageId}/g-${e.generation} not released`
+      : `${e.node}/locks/${e.imageId}/r~${e.holder?.conductorId}~${e.holder?.attemptId}`,
+  );
 }
 
 /**
