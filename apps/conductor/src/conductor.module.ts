@@ -18,6 +18,12 @@ import { CopyRequestHandler } from './requests/copy-request.handler';
 import { ProgressPublisher } from './requests/progress-publisher';
 import { ConductorStats } from './status/conductor-stats';
 
+/**
+ * Passive checks of the cell's queues and exchange: a queue deleted under a running conductor is declared
+ * again within this even when nothing publishes to it (e.g. the dead-letter target of the request queue).
+ */
+const TOPOLOGY_CHECK_MS = 5_000;
+
 /** Runs the graceful stop when Nest closes (SIGTERM/SIGINT through enableShutdownHooks). */
 @Injectable()
 class GracefulShutdown implements BeforeApplicationShutdown {
@@ -55,7 +61,7 @@ export class ConductorModule {
           provide: BrokerConnection,
           inject: [CELL_TOPOLOGY],
           useFactory: (topology: CellTopology) =>
-            new BrokerConnection({ url: config.AMQP_URL, connectionName: `conductor-${config.CONDUCTOR_ID}`, topologies: [topology], logger: rootLogger.child({ part: 'broker' }) }),
+            new BrokerConnection({ url: config.AMQP_URL, connectionName: `conductor-${config.CONDUCTOR_ID}`, topologies: [topology], topologyCheckMs: TOPOLOGY_CHECK_MS, logger: rootLogger.child({ part: 'broker' }) }),
         },
         { provide: Publisher, inject: [BrokerConnection], useFactory: (broker: BrokerConnection) => new Publisher(broker) },
         { provide: ConductorStats, useFactory: () => new ConductorStats() },

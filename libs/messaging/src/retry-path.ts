@@ -10,7 +10,8 @@ import {
   type ReasonCode,
   type RetryQueueSpec,
 } from '@app/contracts';
-import type { Publisher, PublishProperties } from './publisher';
+import { PublishUnroutableError } from './errors';
+import { HEADER_PUBLISH_ID, type Publisher, type PublishProperties } from './publisher';
 
 /** Header values are bounded: a whole stack trace in a header helps nobody and the table max is 64 KiB. */
 export const MAX_DETAIL_HEADER_LENGTH = 1024;
@@ -28,6 +29,7 @@ const BROKER_HEADERS = new Set([
   'x-last-death-exchange',
   'x-last-death-queue',
   'x-last-death-reason',
+  HEADER_PUBLISH_ID,
 ]);
 
 export interface FailureInfo {
@@ -92,9 +94,33 @@ function firstSeenOf(message: Message, given: string | undefined): string {
 }
 
 /**
+ * Publishes so that "resolved" means routed AND confirmed. A message that no queue took (basic.return of
+ * a `mandatory` publish) or that met a missing exchange (404) shows part of the topology is gone: the
+ * topology is declared again and the message published once more; if that fails too, the error goes to
+ * the caller, which must keep the original (unacked) and try later. `mandatory: false` for exchanges
+ * where no binding is a normal state (the events exchange without listeners): only a missing exchange
+ * counts there.
+ */
+export async function publishRouted(
+  publisher: Publisher,
+  exchange: string,
+  routingKey: string,
+  body: Buffer | object,
+  properties: PublishProperties,
+): Promise<void> {
+  try {
+    await publisher.publish(exchange, routingKey, body, properties);
+  } catch (error) {
+    if (!(error instanceof PublishUnroutableError)) throw error;
+    await publisher.repairTopology(`publish to '${exchange || routingKey}' not routed: ${error.message}`);
+    await publisher.publish(exchange, routingKey, body, properties);
+  }
+}
+
+/**
  * Publishes a copy of `message` to the delay tier's retry queue, from which the broker moves it back to
- * the request queue when the TTL expires. Resolves once confirmed; the caller then acks the original
- * (publish-then-ack: a crash in between duplicates the request, which the protocol allows, rather than
+ * the request queue when the TTL expires. Resolves once routed and confirmed (publishRouted); the caller then acks the
+ * original (publish-then-ack: a crash in between duplicates the request, which the protocol allows, rather than
  * losing it). Returns the tier used.
  */
 export async function publishToRetry(
@@ -105,13 +131,16 @@ export async function publishToRetry(
 ): Promise<RetryQueueSpec> {
   const tier = options.tier ?? retryQueueFor(topology, options.failedAttempt);
   const headers = failureHeaders(options, options.failedAttempt + 1, firstSeenOf(message, options.firstSeen));
-  await publisher.sendToQueue(tier.name, message.content, republishProperties(message, headers));
+  await publishRouted(publisher, '', tier.name, message.content, {
+    ...republishProperties(message, headers),
+    mandatory: true,
+  });
   return tier;
 }
 
 /**
  * Publishes a copy of `message` to the cell's dead-letter queue with the reason in x-icc-reason and
- * x-icc-detail. Resolves once confirmed; the caller then acks the original.
+ * x-icc-detail. Resolves once routed and confirmed; the caller then acks the original.
  */
 export async function publishToDeadLetter(
   publisher: Publisher,
@@ -121,9 +150,8 @@ export async function publishToDeadLetter(
 ): Promise<void> {
   const attempt = options.attempt ?? attemptFromHeaders(message.properties.headers);
   const headers = failureHeaders(options, attempt, firstSeenOf(message, options.firstSeen));
-  await publisher.sendToQueue(
-    topology.deadLetterQueue.name,
-    message.content,
-    republishProperties(message, headers),
-  );
+  await publishRouted(publisher, '', topology.deadLetterQueue.name, message.content, {
+    ...republishProperties(message, headers),
+    mandatory: true,
+  });
 }

@@ -17,7 +17,7 @@ import {
   resultRoutingKey,
 } from '@app/contracts';
 import { newAttemptId } from '@app/locking';
-import { type Delivery, type MessagingLogger, type Publisher, publishToDeadLetter, publishToRetry } from '@app/messaging';
+import { type Delivery, type MessagingLogger, type Publisher, publishRouted, publishToDeadLetter, publishToRetry } from '@app/messaging';
 import type { CopyJobResult } from '../copy/copy-job';
 import type { CopyCoordinator } from '../copy/copy-coordinator';
 import type { ConductorStats } from '../status/conductor-stats';
@@ -136,10 +136,12 @@ export class CopyRequestHandler {
     const asked = delivery.properties.replyTo as string | undefined;
     // A refused reply_to (see checkReplyTo) gets no answer: the result still goes to the events exchange.
     const replyTo = asked && !replyToProblem(asked) ? asked : undefined;
-    const sends = [publisher.publish(topology.eventsExchange.name, resultRoutingKey(result.status), result, { messageId: result.requestId, correlationId })];
-    if (replyTo) sends.push(publisher.sendToQueue(replyTo, result, { messageId: result.requestId, correlationId, persistent: false }));
+    // The events exchange must exist and confirm (a missing one is declared again, see publishRouted); a
+    // result no queue is bound for is not lost for anyone (nobody listens), so it is not mandatory there.
+    // A reply queue may be gone (requester left): mandatory only to say so in the log; that is its loss.
+    const sends = [publishRouted(publisher, topology.eventsExchange.name, resultRoutingKey(result.status), result, { messageId: result.requestId, correlationId })];
+    if (replyTo) sends.push(publisher.sendToQueue(replyTo, result, { messageId: result.requestId, correlationId, persistent: false, mandatory: true }));
     const settled = await Promise.allSettled(sends);
-    // The events exchange must confirm; a reply queue may be gone (requester left): that is its loss.
     if (settled[0]!.status === 'rejected') throw settled[0]!.reason;
     if (settled[1]?.status === 'rejected')
       this.deps.log.warn({ requestId: result.requestId, replyTo, err: errorText(settled[1].reason) }, 'reply not delivered');
