@@ -16,7 +16,7 @@ export interface RawReply {
 export class RawAmqpClient {
   readonly replies: RawReply[] = [];
   /** Final replies by correlation id (benchmarks wait on thousands). */
-  private readonly finals = new Map<string, Record<string, unknown>>();
+  readonly finals = new Map<string, Record<string, unknown>>();
   private replyQueue = '';
 
   private constructor(

@@ -305,7 +305,8 @@ export class Consumer {
         lastError = error instanceof Error ? error : new Error(String(error));
         this.logger.warn({ queue: this.queue, ...errorFields(error) }, 'could not subscribe; retrying');
         // A queue missing at subscribe time would be missing for ever: nothing else declares it.
-        if (isNotFound(error)) await this.connection.repairTopology(`subscribe to ${this.queue}: queue not found`).catch(() => {});
+        if (isNotFound(error))
+          await this.connection.repairTopology(`subscribe to ${this.queue}: queue not found`).catch(() => {});
         this.scheduleResubscribe();
       }
     }
@@ -389,7 +390,8 @@ export class Consumer {
           { queue: this.queue },
           'RabbitMQ cancelled the consumer (queue deleted?); declaring the topology again and re-subscribing',
         );
-        if (this.lease === lease && this.stateValue === 'active') void this.repairAndResubscribe(`consumer of ${this.queue} cancelled by the server`);
+        if (this.lease === lease && this.stateValue === 'active')
+          void this.repairAndResubscribe(`consumer of ${this.queue} cancelled by the server`);
         return;
       }
       const delivery = new Delivery(lease, message, this.queue, this.logger);

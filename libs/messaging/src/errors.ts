@@ -39,9 +39,16 @@ export function redactUrl(url: string): string {
  * 404 NOT_FOUND). The message is not in any queue: the caller must not count it as sent.
  */
 export class PublishUnroutableError extends PublishNotConfirmedError {
-  constructor(message: string, options?: { cause?: unknown }) {
+  /**
+   * True: this very message came back (its own destination is missing). False: the channel was closed by
+   * a 404, possibly caused by another publish on it (e.g. to a deleted exchange); this one may be fine.
+   */
+  readonly returned: boolean;
+
+  constructor(message: string, options: { cause?: unknown; returned: boolean }) {
     super(message, options);
     this.name = 'PublishUnroutableError';
+    this.returned = options.returned;
   }
 }
 

@@ -90,7 +90,9 @@ export class Publisher {
     const content = Buffer.isBuffer(body) ? body : Buffer.from(JSON.stringify(body));
     const lease = await this.channel();
     const publishId = properties.mandatory ? `${lease.id}.${lease.nextPublishId++}` : undefined;
-    const headers = publishId ? { ...properties.headers, [HEADER_PUBLISH_ID]: publishId } : properties.headers;
+    const headers = publishId
+      ? { ...properties.headers, [HEADER_PUBLISH_ID]: publishId }
+      : properties.headers;
     if (publishId) lease.returned.set(publishId, false);
     const options: Options.Publish = {
       contentType: properties.contentType ?? 'application/json',
@@ -127,14 +129,16 @@ export class Publisher {
             return reject(
               new PublishUnroutableError(
                 `RabbitMQ returned a publish to '${exchange}' / '${routingKey}': no queue took it (queue missing?)`,
+                { returned: true },
               ),
             );
           const why = lease.lastError ? `: ${lease.lastError.message}` : '';
-          const Failure = isNotFound(lease.lastError) ? PublishUnroutableError : PublishNotConfirmedError;
+          const message = `RabbitMQ did not confirm a publish to '${exchange}' / '${routingKey}'${why}`;
+          const cause = lease.lastError ?? error;
           reject(
-            new Failure(`RabbitMQ did not confirm a publish to '${exchange}' / '${routingKey}'${why}`, {
-              cause: lease.lastError ?? error,
-            }),
+            isNotFound(lease.lastError)
+              ? new PublishUnroutableError(message, { cause, returned: false })
+              : new PublishNotConfirmedError(message, { cause }),
           );
         });
       } catch (error) {
@@ -200,7 +204,14 @@ export class Publisher {
 
   private async open(): Promise<ConfirmLease> {
     const { channel, generation } = await this.connection.openConfirmChannel(this.waitForConnectionMs);
-    const lease: ConfirmLease = { channel, generation, id: ++leaseIds, open: true, returned: new Map(), nextPublishId: 0 };
+    const lease: ConfirmLease = {
+      channel,
+      generation,
+      id: ++leaseIds,
+      open: true,
+      returned: new Map(),
+      nextPublishId: 0,
+    };
     channel.on('return', (message: { properties: { headers?: Record<string, unknown> } }) => {
       const id = message.properties.headers?.[HEADER_PUBLISH_ID];
       if (typeof id === 'string' && lease.returned.has(id)) lease.returned.set(id, true);

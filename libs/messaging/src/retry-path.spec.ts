@@ -35,7 +35,7 @@ function recordingPublisher(unroutable = 0) {
   let failing = unroutable;
   const publisher = {
     publish: async (exchange: string, routingKey: string, body: Buffer, properties: PublishProperties) => {
-      if (failing-- > 0) throw new PublishUnroutableError(`returned: ${routingKey}`);
+      if (failing-- > 0) throw new PublishUnroutableError(`returned: ${routingKey}`, { returned: true });
       sent.push({ queue: routingKey, body, properties });
     },
     repairTopology: async (cause: string) => {
@@ -114,7 +114,11 @@ describe('publishToRetry / publishToDeadLetter', () => {
 
   it('publishes retries and dead letters as mandatory: "confirmed" must also mean "in a queue"', async () => {
     const { publisher, sent } = recordingPublisher();
-    await publishToRetry(publisher, topology, message({}), { failedAttempt: 1, reason: 'IO_ERROR', detail: 'x' });
+    await publishToRetry(publisher, topology, message({}), {
+      failedAttempt: 1,
+      reason: 'IO_ERROR',
+      detail: 'x',
+    });
     await publishToDeadLetter(publisher, topology, message({}), { reason: 'INVALID_REQUEST', detail: 'x' });
     expect(sent.map((s) => s.properties.mandatory)).toEqual([true, true]);
   });
@@ -131,9 +135,9 @@ describe('publishRouted', () => {
 
   it('gives the error to the caller when the second publish is not routed either', async () => {
     const { publisher, sent, repairs } = recordingPublisher(2);
-    await expect(publishRouted(publisher, '', 'icc.c.dead', Buffer.from('x'), { mandatory: true })).rejects.toThrow(
-      PublishUnroutableError,
-    );
+    await expect(
+      publishRouted(publisher, '', 'icc.c.dead', Buffer.from('x'), { mandatory: true }),
+    ).rejects.toThrow(PublishUnroutableError);
     expect(repairs).toHaveLength(1);
     expect(sent).toEqual([]);
   });

@@ -24,7 +24,8 @@ function fakeBroker(depths: Record<string, number>) {
         checkQueue: async (name: string) => {
           broker.checks++;
           if (broker.hang) return new Promise(() => undefined);
-          if (!(name in depths)) throw Object.assign(new Error(`NOT_FOUND - no queue '${name}'`), { code: 404 });
+          if (!(name in depths))
+            throw Object.assign(new Error(`NOT_FOUND - no queue '${name}'`), { code: 404 });
           return {
             queue: name,
             messageCount: depths[name]!,

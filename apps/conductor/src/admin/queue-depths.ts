@@ -96,7 +96,9 @@ export class QueueDepths {
           return { name, messages: ok.messageCount, consumers: ok.consumerCount };
         } catch (error) {
           if (isNotFound(error))
-            this.options.broker.repairTopology?.(`passive check: queue ${name} not found`).catch(() => undefined);
+            this.options.broker
+              .repairTopology?.(`passive check: queue ${name} not found`)
+              .catch(() => undefined);
           throw error;
         }
       };

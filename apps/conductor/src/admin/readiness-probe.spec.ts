@@ -10,7 +10,11 @@ describe('ReadinessProbe', () => {
   let root: string;
   const logs: { obj: object; msg: string }[] = [];
   const log = { info: (obj: object, msg: string) => logs.push({ obj, msg }), warn: () => undefined };
-  const broker = { state: 'connected' as ConnectionState, lastError: undefined as Error | undefined, blocked: false };
+  const broker = {
+    state: 'connected' as ConnectionState,
+    lastError: undefined as Error | undefined,
+    blocked: false,
+  };
   const intake = { state: 'consuming' as IntakeState, consumerSubscribed: true };
   const probe = () => new ReadinessProbe({ broker, intake, cacheRoot: root, conductorId: 'c1', log });
 

@@ -17,7 +17,7 @@ import {
   resultRoutingKey,
 } from '@app/contracts';
 import { newAttemptId } from '@app/locking';
-import { type Delivery, type MessagingLogger, type Publisher, publishRouted, publishToDeadLetter, publishToRetry } from '@app/messaging';
+import { type Delivery, type MessagingLogger, type Publisher, PublishUnroutableError, publishRouted, publishToDeadLetter, publishToRetry } from '@app/messaging';
 import type { CopyJobResult } from '../copy/copy-job';
 import type { CopyCoordinator } from '../copy/copy-coordinator';
 import type { ConductorStats } from '../status/conductor-stats';
@@ -138,13 +138,25 @@ export class CopyRequestHandler {
     const replyTo = asked && !replyToProblem(asked) ? asked : undefined;
     // The events exchange must exist and confirm (a missing one is declared again, see publishRouted); a
     // result no queue is bound for is not lost for anyone (nobody listens), so it is not mandatory there.
-    // A reply queue may be gone (requester left): mandatory only to say so in the log; that is its loss.
     const sends = [publishRouted(publisher, topology.eventsExchange.name, resultRoutingKey(result.status), result, { messageId: result.requestId, correlationId })];
-    if (replyTo) sends.push(publisher.sendToQueue(replyTo, result, { messageId: result.requestId, correlationId, persistent: false, mandatory: true }));
+    if (replyTo) sends.push(this.reply(replyTo, result, correlationId));
     const settled = await Promise.allSettled(sends);
-    if (settled[0]!.status === 'rejected') throw settled[0]!.reason;
-    if (settled[1]?.status === 'rejected')
-      this.deps.log.warn({ requestId: result.requestId, replyTo, err: errorText(settled[1].reason) }, 'reply not delivered');
+    for (const outcome of settled) if (outcome.status === 'rejected') throw outcome.reason;
+  }
+
+  /**
+   * A reply queue may be gone (the requester left): mandatory only to tell that (basic.return) apart from
+   * our own failure, which hands the request back instead, e.g. our channel closed by another publish's
+   * 404; the same channel failing twice does.
+   */
+  private async reply(replyTo: string, result: CopyResult, correlationId: string | undefined): Promise<void> {
+    const send = () => this.deps.publisher.sendToQueue(replyTo, result, { messageId: result.requestId, correlationId, persistent: false, mandatory: true });
+    try {
+      await send().catch((error: unknown) => (error instanceof PublishUnroutableError && error.returned ? Promise.reject(error) : send()));
+    } catch (error) {
+      if (!(error instanceof PublishUnroutableError && error.returned)) throw error;
+      this.deps.log.warn({ requestId: result.requestId, replyTo, err: errorText(error) }, 'reply not delivered: the reply queue is gone');
+    }
   }
 
   private successResult(request: CopyRequest, result: CopyJobResult, attempt: number, firstSeen: string): CopyResult {
