@@ -5,7 +5,7 @@ import { CacheCleaner } from '@app/cache-cleaner';
 import { type CellTopology, cellTopology } from '@app/contracts';
 import { ImageStore } from '@app/image-store';
 import { NodeLockManager } from '@app/locking';
-import { BrokerConnection, Publisher } from '@app/messaging';
+import { BrokerConnection, Publisher, RetryHeaderSigner } from '@app/messaging';
 import type { ConductorConfig } from './config/conductor-config';
 import { CleaningSchedule } from './cache/cleaning-schedule';
 import { CELL_TOPOLOGY, CONDUCTOR_CONFIG, ROOT_LOGGER, SHUTDOWN_CONTROLLER } from './conductor.tokens';
@@ -15,6 +15,7 @@ import { DEFAULT_HOLDER_INDEX_OPTIONS, ImageHolderIndex } from './copy/holder-in
 import { SourceSelector } from './copy/source-selector';
 import { RequestIntake } from './lifecycle/request-intake';
 import { CopyRequestHandler } from './requests/copy-request.handler';
+import { loadOrCreateHeaderKey } from './requests/header-key';
 import { ProgressPublisher } from './requests/progress-publisher';
 import { ConductorStats } from './status/conductor-stats';
 
@@ -128,10 +129,14 @@ export class ConductorModule {
           useFactory: (workflow: CopyWorkflow, progress: ProgressPublisher) => new CopyCoordinator(workflow, (copy) => progress.onProgress(copy)),
         },
         {
+          provide: RetryHeaderSigner,
+          useFactory: async () => new RetryHeaderSigner(await loadOrCreateHeaderKey(config.CACHE_ROOT), config.CELL_ID),
+        },
+        {
           provide: CopyRequestHandler,
-          inject: [CopyCoordinator, Publisher, CELL_TOPOLOGY, ConductorStats, SHUTDOWN_CONTROLLER],
-          useFactory: (coordinator: CopyCoordinator, publisher: Publisher, topology: CellTopology, stats: ConductorStats, shutdown: AbortController) => {
-            return new CopyRequestHandler({ coordinator, publisher, topology, stats, conductorId: config.CONDUCTOR_ID, log: rootLogger.child({ part: 'requests' }), shutdown: shutdown.signal });
+          inject: [CopyCoordinator, Publisher, CELL_TOPOLOGY, ConductorStats, SHUTDOWN_CONTROLLER, RetryHeaderSigner],
+          useFactory: (coordinator: CopyCoordinator, publisher: Publisher, topology: CellTopology, stats: ConductorStats, shutdown: AbortController, signer: RetryHeaderSigner) => {
+            return new CopyRequestHandler({ coordinator, publisher, topology, stats, conductorId: config.CONDUCTOR_ID, log: rootLogger.child({ part: 'requests' }), shutdown: shutdown.signal, signer });
           },
         },
         {

@@ -38,3 +38,4 @@ export {
   type FailureInfo,
   type RetryOptions,
 } from './retry-path';
+export { RetryHeaderSigner, type RetryState } from './retry-signature';

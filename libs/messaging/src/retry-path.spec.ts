@@ -3,6 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { cellTopology } from '@app/contracts';
 import type { Publisher, PublishProperties } from './publisher';
 import { PublishUnroutableError } from './errors';
+import { RetryHeaderSigner } from './retry-signature';
 import { publishRouted, publishToDeadLetter, publishToRetry, republishProperties } from './retry-path';
 
 function message(headers: Record<string, unknown>): Message {
@@ -121,6 +122,24 @@ describe('publishToRetry / publishToDeadLetter', () => {
     });
     await publishToDeadLetter(publisher, topology, message({}), { reason: 'INVALID_REQUEST', detail: 'x' });
     expect(sent.map((s) => s.properties.mandatory)).toEqual([true, true]);
+  });
+});
+
+describe('signed retry copies', () => {
+  it('signs the retry copy it writes, so the next conductor believes its attempt; a dead letter carries no signature', async () => {
+    const topology = cellTopology('c', { retryDelaysMs: [100, 200] });
+    const signer = new RetryHeaderSigner(Buffer.alloc(32, 1), 'c');
+    const { publisher, sent } = recordingPublisher();
+    await publishToRetry(publisher, topology, message({}), {
+      failedAttempt: 1,
+      reason: 'IO_ERROR',
+      detail: 'x',
+      signer,
+    });
+    const copy = { ...message(sent[0]!.properties.headers!), content: sent[0]!.body };
+    expect(signer.read(copy, 5)).toMatchObject({ attempt: 2, ignored: [] });
+    await publishToDeadLetter(publisher, topology, copy, { reason: 'RETRIES_EXHAUSTED', detail: 'x' });
+    expect(sent[1]!.properties.headers).not.toHaveProperty('x-icc-signature');
   });
 });
 

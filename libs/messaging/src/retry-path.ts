@@ -4,6 +4,7 @@ import {
   HEADER_DETAIL,
   HEADER_FIRST_SEEN,
   HEADER_REASON,
+  HEADER_SIGNATURE,
   attemptFromHeaders,
   retryQueueFor,
   type CellTopology,
@@ -12,15 +13,16 @@ import {
 } from '@app/contracts';
 import { PublishUnroutableError } from './errors';
 import { HEADER_PUBLISH_ID, type Publisher, type PublishProperties } from './publisher';
+import type { RetryHeaderSigner } from './retry-signature';
 
 /** Header values are bounded: a whole stack trace in a header helps nobody and the table max is 64 KiB. */
 export const MAX_DETAIL_HEADER_LENGTH = 1024;
 
 /**
- * Headers RabbitMQ maintains itself. They are dropped from the copy: x-death grows with every retry
+ * Headers not copied: those RabbitMQ maintains itself, and our per-publish bookkeeping. Broker headers: x-death grows with every retry
  * cycle, and a copied x-delivery-count could make a quorum queue count deliveries the copy never had.
  */
-const BROKER_HEADERS = new Set([
+const NOT_COPIED_HEADERS = new Set([
   'x-death',
   'x-delivery-count',
   'x-first-death-exchange',
@@ -30,6 +32,9 @@ const BROKER_HEADERS = new Set([
   'x-last-death-queue',
   'x-last-death-reason',
   HEADER_PUBLISH_ID,
+  // A signature covers one attempt number: a copy gets a new one or none (dead letters are not signed,
+  // so a dead letter put back into the request queue starts again at attempt 1).
+  HEADER_SIGNATURE,
 ]);
 
 export interface FailureInfo {
@@ -44,6 +49,8 @@ export interface RetryOptions extends FailureInfo {
   tier?: RetryQueueSpec;
   /** Defaults to the message's x-icc-first-seen header, else now. */
   firstSeen?: string;
+  /** Signs the copy's attempt and first-seen (x-icc-signature) so the conductors can trust them. */
+  signer?: RetryHeaderSigner;
 }
 
 export interface DeadLetterOptions extends FailureInfo {
@@ -63,7 +70,7 @@ export function republishProperties(
   const p = message.properties;
   const headers: Record<string, unknown> = {};
   for (const [key, value] of Object.entries(p.headers ?? {}))
-    if (!BROKER_HEADERS.has(key)) headers[key] = value;
+    if (!NOT_COPIED_HEADERS.has(key)) headers[key] = value;
   Object.assign(headers, iccHeaders);
   return {
     messageId: p.messageId as string | undefined,
@@ -130,7 +137,10 @@ export async function publishToRetry(
   options: RetryOptions,
 ): Promise<RetryQueueSpec> {
   const tier = options.tier ?? retryQueueFor(topology, options.failedAttempt);
-  const headers = failureHeaders(options, options.failedAttempt + 1, firstSeenOf(message, options.firstSeen));
+  const attempt = options.failedAttempt + 1;
+  const firstSeen = firstSeenOf(message, options.firstSeen);
+  const headers = failureHeaders(options, attempt, firstSeen);
+  if (options.signer) headers[HEADER_SIGNATURE] = options.signer.sign(message, attempt, firstSeen);
   await publishRouted(publisher, '', tier.name, message.content, {
     ...republishProperties(message, headers),
     mandatory: true,

@@ -8,16 +8,14 @@ import {
   type ReasonCode,
   REQUEST_CONTENT_TYPE,
   UNKNOWN_REQUEST_ID,
-  HEADER_FIRST_SEEN,
   assertDeadlineNotPassed,
-  attemptFromHeaders,
   parseCopyRequest,
   peekReplyInfo,
   replyToProblem,
   resultRoutingKey,
 } from '@app/contracts';
 import { newAttemptId } from '@app/locking';
-import { type Delivery, type MessagingLogger, type Publisher, PublishUnroutableError, publishRouted, publishToDeadLetter, publishToRetry } from '@app/messaging';
+import { type Delivery, type MessagingLogger, type Publisher, PublishUnroutableError, type RetryHeaderSigner, publishRouted, publishToDeadLetter, publishToRetry } from '@app/messaging';
 import type { CopyJobResult } from '../copy/copy-job';
 import type { CopyCoordinator } from '../copy/copy-coordinator';
 import type { ConductorStats } from '../status/conductor-stats';
@@ -31,6 +29,8 @@ export interface CopyRequestHandlerDeps {
   log: MessagingLogger;
   /** Aborted when the conductor stops: copies still running are handed back to the queue. */
   shutdown: AbortSignal;
+  /** Signs retry copies; only signed x-icc-attempt / x-icc-first-seen headers are believed. */
+  signer: RetryHeaderSigner;
 }
 
 type Failure = { code: ReasonCode; detail: string };
@@ -61,8 +61,14 @@ export class CopyRequestHandler {
 
   private async process(delivery: Delivery): Promise<void> {
     const started = performance.now();
-    const firstSeen = firstSeenOf(delivery.headers);
-    const attempt = attemptFromHeaders(delivery.headers);
+    // Headers are requester input: attempt and first-seen count only when a conductor of this cell signed them.
+    const retryState = this.deps.signer.read(delivery.message, this.deps.topology.maxAttempts);
+    const firstSeen = retryState.firstSeen ?? new Date().toISOString();
+    const attempt = retryState.attempt;
+    if (retryState.ignored.length > 0) {
+      this.deps.stats.recordUntrustedHeaders();
+      this.deps.log.warn({ messageId: delivery.properties.messageId, ignored: retryState.ignored }, 'x-icc headers not signed by a conductor of this cell: ignored (attempt 1)');
+    }
     let request: CopyRequest;
     try {
       checkContentType(delivery.properties.contentType as string | undefined);
@@ -110,6 +116,7 @@ export class CopyRequestHandler {
       reason: failure.code,
       detail: failure.detail,
       firstSeen,
+      signer: this.deps.signer,
     });
     // Tell waiting requesters this attempt failed and another follows (retryable: true is not final).
     await this.answer(delivery, this.failedResult(request, request.requestId, failure, attempt, firstSeen, true));
@@ -215,11 +222,6 @@ function asFailure(error: unknown): Failure {
 
 function errorText(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
-}
-
-function firstSeenOf(headers: Record<string, unknown>): string {
-  const value = headers[HEADER_FIRST_SEEN];
-  return typeof value === 'string' && !Number.isNaN(Date.parse(value)) ? value : new Date().toISOString();
 }
 
 function elapsedSince(iso: string): number {

@@ -20,6 +20,8 @@ export interface ConductorTotals {
   bytes: number;
   lockTakeovers: number;
   locksLost: number;
+  /** Deliveries with x-icc-* headers no conductor of this cell signed (set by a requester): ignored. */
+  untrustedHeaders: number;
 }
 
 /**
@@ -40,6 +42,7 @@ export class ConductorStats {
     bytes: 0,
     lockTakeovers: 0,
     locksLost: 0,
+    untrustedHeaders: 0,
   };
 
   private readonly results = new Counter({ name: 'icc_results_total', help: 'Answered copy requests by status and reason', labelNames: ['status', 'reason'], registers: [this.registry] });
@@ -61,6 +64,7 @@ export class ConductorStats {
   private readonly deadLettered = new Counter({ name: 'icc_dead_lettered_total', help: 'Requests dead-lettered, by reason', labelNames: ['reason'], registers: [this.registry] });
   private readonly handedBack = new Counter({ name: 'icc_handed_back_total', help: 'Requests returned to the queue unfinished at shutdown', registers: [this.registry] });
   private readonly coalesced = new Counter({ name: 'icc_coalesced_total', help: 'Requests answered by a copy already running for the same image and destination', registers: [this.registry] });
+  private readonly untrustedHeaders = new Counter({ name: 'icc_untrusted_headers_total', help: 'Deliveries whose x-icc-* headers no conductor of the cell signed (ignored)', registers: [this.registry] });
   private readonly lockEvents = new Counter({ name: 'icc_lock_events_total', help: 'Lock takeovers of stale holders, lost locks and lock wait timeouts', labelNames: ['event'], registers: [this.registry] });
 
   private probes: StatsProbes = { inFlight: () => 0, brokerReconnects: () => 0, brokerConnected: () => false };
@@ -105,6 +109,11 @@ export class ConductorStats {
   recordHandedBack(): void {
     this.totals.handedBack++;
     this.handedBack.inc();
+  }
+
+  recordUntrustedHeaders(): void {
+    this.totals.untrustedHeaders++;
+    this.untrustedHeaders.inc();
   }
 
   recordCoalesced(): void {
