@@ -24,8 +24,8 @@ export class RawAmqpClient {
     private readonly channel: Channel,
   ) {}
 
-  static async open(): Promise<RawAmqpClient> {
-    const connection = await connect(AMQP_URL);
+  static async open(url = AMQP_URL): Promise<RawAmqpClient> {
+    const connection = await connect(url);
     const channel = await connection.createChannel();
     const client = new RawAmqpClient(connection, channel);
     const { queue } = await channel.assertQueue('', { exclusive: true, autoDelete: true });
