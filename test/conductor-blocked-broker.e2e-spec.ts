@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { NodeLockManager } from '@app/locking';
-import { AdminHttp } from './support/admin-http';
+import { AdminHttp, metricValue } from './support/admin-http';
 import { conductorTestbed } from './support/conductor-harness';
 import { ConductorProcess } from './support/conductor-process';
 import { usePrivateBroker } from './support/private-broker';
@@ -87,6 +87,9 @@ describe('conductor: broker blocked by a memory alarm', () => {
       // Asked twice more while blocked: answered each time, from memory.
       for (let i = 0; i < 2; i++)
         expect((await admin.get('/status', { timeoutMs: 5_000 })).json<Status>().broker.blocked).toBe(true);
+      expect(
+        metricValue((await admin.get('/metrics', { timeoutMs: 5_000 })).text, 'icc_broker_blocked'),
+      ).toBe(1);
       const ready = await admin.get('/health/ready', { timeoutMs: 5_000 });
       expect(ready.status).toBe(503);
       expect(ready.text).toContain('"blocked":true');

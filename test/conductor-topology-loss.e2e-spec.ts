@@ -1,7 +1,7 @@
 import { connect } from 'amqplib';
 import { beforeEach, describe, expect, it } from 'vitest';
 import { type HeldLock, NodeLockManager } from '@app/locking';
-import { AdminHttp } from './support/admin-http';
+import { AdminHttp, metricValue } from './support/admin-http';
 import { type DeadLetter, conductorPool, errorLines, takeDeadLetters } from './support/conductor-harness';
 import { ConductorProcess } from './support/conductor-process';
 import { AMQP_URL, sleep, waitFor, withChannel } from './support/rabbitmq';
@@ -169,6 +169,21 @@ describe('conductor: queues and the events exchange deleted under it', () => {
     await waitFor(() => retryableFailures('busy-1') >= 1, 'busy-1 retried once', 30_000);
 
     const deleted: string[] = [];
+    // The request queue first, under the running consumer (the broker cancels it), while the one busy
+    // request so far is in the conductor's hands.
+    await deleteRequestQueueWhileAllInFlight(
+      t.requestQueue.name,
+      t.retryQueues.map((q) => q.name),
+    );
+    deleted.push(t.requestQueue.name);
+    await redeclaredFor(t.requestQueue.name);
+    await waitFor(
+      async () => (await admin.json<Status>('/status')).consumer.subscribed,
+      'the consumer subscribed again',
+      30_000,
+    );
+    await sendBatch();
+
     // The longest tier first: the busy request's third failure goes there.
     for (const tier of [...t.retryQueues].reverse()) {
       await deleteWhenEmpty(tier.name);
@@ -198,20 +213,6 @@ describe('conductor: queues and the events exchange deleted under it', () => {
     deleted.push(t.eventsExchange.name);
     await sendBatch();
     await redeclaredFor(t.eventsExchange.name);
-
-    // The request queue, under the running consumer: the broker cancels it.
-    await deleteRequestQueueWhileAllInFlight(
-      t.requestQueue.name,
-      t.retryQueues.map((q) => q.name),
-    );
-    deleted.push(t.requestQueue.name);
-    await redeclaredFor(t.requestQueue.name);
-    await waitFor(
-      async () => (await admin.json<Status>('/status')).consumer.subscribed,
-      'the consumer subscribed again',
-      30_000,
-    );
-    await sendBatch();
 
     // Every busy request has been failing and retried; give the lock back so they can complete.
     await waitFor(
@@ -261,6 +262,9 @@ describe('conductor: queues and the events exchange deleted under it', () => {
     expect(status.topology.redeclarations).toBe(redeclared.length);
     expect(status.topology.redeclarations).toBeGreaterThanOrEqual(deleted.length);
     expect(status.topology.lastCause).toBe(redeclared.at(-1)!.cause);
+    expect(metricValue((await admin.get('/metrics')).text, 'icc_topology_redeclarations')).toBe(
+      redeclared.length,
+    );
     for (const name of deleted)
       expect(
         redeclared.some((l) => String(l.cause).includes(name)),

@@ -147,6 +147,8 @@ export class ConductorModule {
               inFlight: () => coordinator.inFlight().length,
               brokerReconnects: () => broker.reconnects,
               brokerConnected: () => broker.state === 'connected',
+              brokerBlocked: () => broker.blocked,
+              topologyRedeclarations: () => broker.topologyHealth().redeclarations,
             });
             return new RequestIntake({ broker, publisher, topology, handler, locks, cleaning, concurrency: config.COPY_CONCURRENCY, graceMs: config.SHUTDOWN_GRACE_MS, shutdown, log: rootLogger.child({ part: 'intake' }) });
           },

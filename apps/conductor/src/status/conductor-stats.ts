@@ -6,6 +6,8 @@ export interface StatsProbes {
   inFlight: () => number;
   brokerReconnects: () => number;
   brokerConnected: () => boolean;
+  brokerBlocked: () => boolean;
+  topologyRedeclarations: () => number;
 }
 
 export interface ConductorTotals {
@@ -67,13 +69,15 @@ export class ConductorStats {
   private readonly untrustedHeaders = new Counter({ name: 'icc_untrusted_headers_total', help: 'Deliveries whose x-icc-* headers no conductor of the cell signed (ignored)', registers: [this.registry] });
   private readonly lockEvents = new Counter({ name: 'icc_lock_events_total', help: 'Lock takeovers of stale holders, lost locks and lock wait timeouts', labelNames: ['event'], registers: [this.registry] });
 
-  private probes: StatsProbes = { inFlight: () => 0, brokerReconnects: () => 0, brokerConnected: () => false };
+  private probes: StatsProbes = { inFlight: () => 0, brokerReconnects: () => 0, brokerConnected: () => false, brokerBlocked: () => false, topologyRedeclarations: () => 0 };
 
   constructor() {
     const probes = () => this.probes;
     new Gauge({ name: 'icc_copies_in_flight', help: 'Copies running now', registers: [this.registry], collect() { this.set(probes().inFlight()); } });
     new Gauge({ name: 'icc_broker_reconnects', help: 'Reconnections to RabbitMQ since start', registers: [this.registry], collect() { this.set(probes().brokerReconnects()); } });
     new Gauge({ name: 'icc_broker_connected', help: '1 while connected to RabbitMQ', registers: [this.registry], collect() { this.set(probes().brokerConnected() ? 1 : 0); } });
+    new Gauge({ name: 'icc_broker_blocked', help: '1 while RabbitMQ blocks the connection (resource alarm)', registers: [this.registry], collect() { this.set(probes().brokerBlocked() ? 1 : 0); } });
+    new Gauge({ name: 'icc_topology_redeclarations', help: 'Times the cell topology was declared again after a queue or exchange was found missing', registers: [this.registry], collect() { this.set(probes().topologyRedeclarations()); } });
     collectDefaultMetrics({ register: this.registry, prefix: 'icc_' });
   }
 
