@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { CellTopology } from '@app/contracts';
-import { consume, declareCellTopology, Publisher, type Delivery } from '@app/messaging';
+import { consume, Publisher, type Delivery } from '@app/messaging';
 import { closeConnectionsNamed, deferred, queueMessageCount, waitFor, withChannel } from './support/rabbitmq';
 import { type BrokerTestCell, startCellConnection, useBrokerTestCell } from './support/broker-test-cell';
 
@@ -125,7 +125,7 @@ describe('messaging: connection closed by the broker', () => {
     expect(connection.reconnects).toBe(0);
   });
 
-  it('re-subscribes after the broker cancels the consumer (queue deleted, then declared again)', async () => {
+  it('declares the topology again and re-subscribes after the broker cancels the consumer (queue deleted)', async () => {
     const { connection, logger } = startCellConnection(cell);
     await connection.waitUntilConnected(10_000);
     let acked = 0;
@@ -140,14 +140,17 @@ describe('messaging: connection closed by the broker', () => {
     closers.push(() => consumer.close());
 
     await withChannel(async (channel) => void (await channel.deleteQueue(topology.requestQueue.name)));
-    await waitFor(() => !consumer.subscribed, 'the cancel notification');
-    // While the queue is missing, re-subscribing fails (404 closes the channel) and is retried with backoff.
+    // Nobody else declares it: the cancel makes the connection declare the whole topology again.
     await waitFor(
-      () => logger.entries.some((e) => e.msg === 'could not subscribe; retrying'),
-      'a failed re-subscription',
+      () => connection.topologyHealth().redeclarations === 1,
+      'the topology declared again',
+      15_000,
     );
-    await withChannel((channel) => declareCellTopology(channel, topology));
     await waitFor(() => consumer.subscribed, 're-subscription', 15_000);
+    expect(connection.topologyHealth().lastCause).toBe(
+      `consumer of ${topology.requestQueue.name} cancelled by the server`,
+    );
+    expect(logger.entries.some((e) => e.msg === 'topology declared again')).toBe(true);
     expect(connection.reconnects).toBe(0); // the connection itself was never lost
 
     const publisher = new Publisher(connection);

@@ -335,7 +335,8 @@ export async function runCliFuzz(run: CampaignRun, pool: ChildProcessPool<unknow
   );
   conductorIsFine(conductor, violations, 'cli-fuzz');
   // The valid lines published real requests: nothing may land outside the cell's nodes.
-  for (const entry of await fsp.readdir(cell.root)) if (!nodes.includes(entry)) violations.push(`unexpected entry in CACHE_ROOT: ${entry}`);
+  // .icc-header-key: the cell's key for signed retry headers (docs/protocol.md), made by the first conductor.
+  for (const entry of await fsp.readdir(cell.root)) if (!nodes.includes(entry) && entry !== '.icc-header-key') violations.push(`unexpected entry in CACHE_ROOT: ${entry}`);
   for (const node of nodes) for (const name of await fsp.readdir(path.join(cell.root, node, 'images')).catch(() => [] as string[])) if (!name.startsWith('cli.img')) violations.push(`unexpected image ${node}/${name}`);
   return {
     violations,

@@ -23,7 +23,7 @@ export class AdminHttp {
   /** `authorization`: undefined sends the configured token, null sends none, a string sends that header. */
   async get(
     path: string,
-    options: { authorization?: string | null; method?: string } = {},
+    options: { authorization?: string | null; method?: string; timeoutMs?: number } = {},
   ): Promise<AdminAnswer> {
     const headers: Record<string, string> = {};
     const authorization =
@@ -36,7 +36,7 @@ export class AdminHttp {
     const response = await fetch(`${this.baseUrl}${path}`, {
       method: options.method ?? 'GET',
       headers,
-      signal: AbortSignal.timeout(10_000),
+      signal: AbortSignal.timeout(options.timeoutMs ?? 10_000),
     });
     const text = await response.text();
     return {

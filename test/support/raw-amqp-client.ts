@@ -16,7 +16,7 @@ export interface RawReply {
 export class RawAmqpClient {
   readonly replies: RawReply[] = [];
   /** Final replies by correlation id (benchmarks wait on thousands). */
-  private readonly finals = new Map<string, Record<string, unknown>>();
+  readonly finals = new Map<string, Record<string, unknown>>();
   private replyQueue = '';
 
   private constructor(
@@ -24,8 +24,8 @@ export class RawAmqpClient {
     private readonly channel: Channel,
   ) {}
 
-  static async open(): Promise<RawAmqpClient> {
-    const connection = await connect(AMQP_URL);
+  static async open(url = AMQP_URL): Promise<RawAmqpClient> {
+    const connection = await connect(url);
     const channel = await connection.createChannel();
     const client = new RawAmqpClient(connection, channel);
     const { queue } = await channel.assertQueue('', { exclusive: true, autoDelete: true });
@@ -41,7 +41,8 @@ export class RawAmqpClient {
 
   /** Publishes `body` (an object is JSON-encoded, a string or Buffer goes as is); returns the correlation id. */
   /** replyTo: false sends none, a string names another queue; by default this client's reply queue. */
-  send(queue: string, body: unknown, properties: { contentType?: string | null; messageId?: string; replyTo?: boolean | string } = {}): string {
+  /** headers: any AMQP headers, e.g. forged x-icc-* ones. */
+  send(queue: string, body: unknown, properties: { contentType?: string | null; messageId?: string; replyTo?: boolean | string; headers?: Record<string, unknown> } = {}): string {
     const correlationId = randomUUID();
     const content = Buffer.isBuffer(body) ? body : Buffer.from(typeof body === 'string' ? body : JSON.stringify(body));
     this.channel.sendToQueue(queue, content, {
@@ -49,6 +50,7 @@ export class RawAmqpClient {
       persistent: true,
       messageId: properties.messageId,
       correlationId,
+      headers: properties.headers,
       replyTo: properties.replyTo === false ? undefined : typeof properties.replyTo === 'string' ? properties.replyTo : this.replyQueue,
     });
     return correlationId;

@@ -5,7 +5,7 @@ import { CacheCleaner } from '@app/cache-cleaner';
 import { type CellTopology, cellTopology } from '@app/contracts';
 import { ImageStore } from '@app/image-store';
 import { NodeLockManager } from '@app/locking';
-import { BrokerConnection, Publisher } from '@app/messaging';
+import { BrokerConnection, Publisher, RetryHeaderSigner } from '@app/messaging';
 import type { ConductorConfig } from './config/conductor-config';
 import { CleaningSchedule } from './cache/cleaning-schedule';
 import { LeftoverSweep } from './cache/leftover-sweep';
@@ -16,8 +16,15 @@ import { DEFAULT_HOLDER_INDEX_OPTIONS, ImageHolderIndex } from './copy/holder-in
 import { SourceSelector } from './copy/source-selector';
 import { RequestIntake } from './lifecycle/request-intake';
 import { CopyRequestHandler } from './requests/copy-request.handler';
+import { loadOrCreateHeaderKey } from './requests/header-key';
 import { ProgressPublisher } from './requests/progress-publisher';
 import { ConductorStats } from './status/conductor-stats';
+
+/**
+ * Passive checks of the cell's queues and exchange: a queue deleted under a running conductor is declared
+ * again within this even when nothing publishes to it (e.g. the dead-letter target of the request queue).
+ */
+const TOPOLOGY_CHECK_MS = 5_000;
 
 /** Runs the graceful stop when Nest closes (SIGTERM/SIGINT through enableShutdownHooks). */
 @Injectable()
@@ -56,7 +63,7 @@ export class ConductorModule {
           provide: BrokerConnection,
           inject: [CELL_TOPOLOGY],
           useFactory: (topology: CellTopology) =>
-            new BrokerConnection({ url: config.AMQP_URL, connectionName: `conductor-${config.CONDUCTOR_ID}`, topologies: [topology], logger: rootLogger.child({ part: 'broker' }) }),
+            new BrokerConnection({ url: config.AMQP_URL, connectionName: `conductor-${config.CONDUCTOR_ID}`, topologies: [topology], topologyCheckMs: TOPOLOGY_CHECK_MS, logger: rootLogger.child({ part: 'broker' }) }),
         },
         { provide: Publisher, inject: [BrokerConnection], useFactory: (broker: BrokerConnection) => new Publisher(broker) },
         { provide: ConductorStats, useFactory: () => new ConductorStats() },
@@ -129,10 +136,14 @@ export class ConductorModule {
           useFactory: (workflow: CopyWorkflow, progress: ProgressPublisher) => new CopyCoordinator(workflow, (copy) => progress.onProgress(copy)),
         },
         {
+          provide: RetryHeaderSigner,
+          useFactory: async () => new RetryHeaderSigner(await loadOrCreateHeaderKey(config.CACHE_ROOT), config.CELL_ID),
+        },
+        {
           provide: CopyRequestHandler,
-          inject: [CopyCoordinator, Publisher, CELL_TOPOLOGY, ConductorStats, SHUTDOWN_CONTROLLER],
-          useFactory: (coordinator: CopyCoordinator, publisher: Publisher, topology: CellTopology, stats: ConductorStats, shutdown: AbortController) => {
-            return new CopyRequestHandler({ coordinator, publisher, topology, stats, conductorId: config.CONDUCTOR_ID, log: rootLogger.child({ part: 'requests' }), shutdown: shutdown.signal });
+          inject: [CopyCoordinator, Publisher, CELL_TOPOLOGY, ConductorStats, SHUTDOWN_CONTROLLER, RetryHeaderSigner],
+          useFactory: (coordinator: CopyCoordinator, publisher: Publisher, topology: CellTopology, stats: ConductorStats, shutdown: AbortController, signer: RetryHeaderSigner) => {
+            return new CopyRequestHandler({ coordinator, publisher, topology, stats, conductorId: config.CONDUCTOR_ID, log: rootLogger.child({ part: 'requests' }), shutdown: shutdown.signal, signer });
           },
         },
         {
@@ -143,6 +154,8 @@ export class ConductorModule {
               inFlight: () => coordinator.inFlight().length,
               brokerReconnects: () => broker.reconnects,
               brokerConnected: () => broker.state === 'connected',
+              brokerBlocked: () => broker.blocked,
+              topologyRedeclarations: () => broker.topologyHealth().redeclarations,
             });
             return new RequestIntake({ broker, publisher, topology, handler, locks, background: [cleaning, sweep], concurrency: config.COPY_CONCURRENCY, graceMs: config.SHUTDOWN_GRACE_MS, shutdown, log: rootLogger.child({ part: 'intake' }) });
           },

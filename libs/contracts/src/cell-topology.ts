@@ -20,11 +20,19 @@ export const HEADER_DETAIL = 'x-icc-detail';
 /** ISO timestamp when a conductor first received the request; kept across retries for totalMs. */
 export const HEADER_FIRST_SEEN = 'x-icc-first-seen';
 
+/**
+ * On retry copies: an HMAC the conductors of a cell compute over the request and its x-icc-attempt and
+ * x-icc-first-seen. Those two headers are trusted only with a valid signature: a requester cannot write
+ * them (see docs/protocol.md).
+ */
+export const HEADER_SIGNATURE = 'x-icc-signature';
+
 export const ICC_HEADERS = {
   attempt: HEADER_ATTEMPT,
   reason: HEADER_REASON,
   detail: HEADER_DETAIL,
   firstSeen: HEADER_FIRST_SEEN,
+  signature: HEADER_SIGNATURE,
 } as const;
 
 export const DEFAULT_RETRY_DELAYS_MS: readonly number[] = [1000, 5000, 30000];

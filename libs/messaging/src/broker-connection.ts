@@ -7,7 +7,7 @@ import {
 } from 'amqplib';
 import type { CellTopology } from '@app/contracts';
 import { declareCellTopology } from './declare-topology';
-import { BrokerUnavailableError, MessagingClosedError, redactUrl } from './errors';
+import { BrokerUnavailableError, MessagingClosedError, isNotFound, redactUrl } from './errors';
 import { defaultLogger, errorFields, type MessagingLogger } from './logger';
 import { TypedEvents } from './typed-events';
 
@@ -24,7 +24,28 @@ export interface BrokerConnectionEvents {
   /** The broker stopped reading from us (memory or disk alarm): publishes will wait. */
   blocked: { reason: string };
   unblocked: Record<string, never>;
+  /** A queue or exchange of the topology was found missing and the whole topology was declared again. */
+  'topology-redeclared': { cause: string; redeclarations: number };
   closed: Record<string, never>;
+}
+
+/** What the connection knows about its topology's health, for status pages. */
+export interface TopologyHealth {
+  /** Re-declarations after something was found missing (the declaration of each (re)connect is not counted). */
+  redeclarations: number;
+  /** Why the last re-declaration happened (e.g. `consumer of icc.c.requests cancelled by the server`). */
+  lastCause: string | null;
+  lastRedeclaredAt: string | null;
+  /** Re-declarations that failed (not connected, refused); retried at the next report or check. */
+  failures: number;
+  lastError: string | null;
+}
+
+/** Whether the broker stopped reading from this connection (resource alarm), and since when. */
+export interface BlockedView {
+  blocked: boolean;
+  reason: string | null;
+  since: string | null;
 }
 
 export interface ReconnectOptions {
@@ -50,6 +71,12 @@ export interface BrokerConnectionOptions {
   heartbeatSeconds?: number;
   /** TCP connect + handshake timeout of one attempt. Default 10 s. */
   connectTimeoutMs?: number;
+  /**
+   * Every this many ms, passive declares check that each queue and exchange of the topology still exists,
+   * and a missing one makes the whole topology be declared again. Catches deletions nothing else would
+   * notice soon (e.g. a dead-letter target nobody publishes to directly). 0 (default): no periodic check.
+   */
+  topologyCheckMs?: number;
   logger?: MessagingLogger;
 }
 
@@ -84,6 +111,17 @@ export class BrokerConnection {
   private generationValue = 0;
   private reconnectCount = 0;
   private lastErrorValue: Error | undefined;
+  private blockedValue: { reason: string; since: string } | undefined;
+  private repairing: Promise<void> | undefined;
+  private readonly health: TopologyHealth = {
+    redeclarations: 0,
+    lastCause: null,
+    lastRedeclaredAt: null,
+    failures: 0,
+    lastError: null,
+  };
+  private checkTimer: NodeJS.Timeout | undefined;
+  private checking = false;
   private readonly waiters = new Set<{
     resolve: (live: LiveModel) => void;
     reject: (error: Error) => void;
@@ -116,6 +154,88 @@ export class BrokerConnection {
     return this.options.connectionName;
   }
 
+  /**
+   * True while the broker blocks this connection (memory or disk alarm): it reads nothing from us, so any
+   * publish, channel opening or declaration waits until the alarm clears. Read it; never ask the broker.
+   */
+  get blocked(): boolean {
+    return this.blockedValue !== undefined;
+  }
+
+  blockedView(): BlockedView {
+    return {
+      blocked: this.blockedValue !== undefined,
+      reason: this.blockedValue?.reason ?? null,
+      since: this.blockedValue?.since ?? null,
+    };
+  }
+
+  topologyHealth(): TopologyHealth {
+    return { ...this.health };
+  }
+
+  /**
+   * Declares the whole topology again because `cause` showed part of it missing (a queue deleted under
+   * us). Concurrent reports share one declaration. Resolves once declared; rejects if not connected within
+   * `timeoutMs` or if the broker refuses (recorded in topologyHealth(); the caller retries later).
+   */
+  repairTopology(cause: string, timeoutMs = 10_000): Promise<void> {
+    this.repairing ??= this.redeclare(cause, timeoutMs).finally(() => {
+      this.repairing = undefined;
+    });
+    return this.repairing;
+  }
+
+  private async redeclare(cause: string, timeoutMs: number): Promise<void> {
+    try {
+      const { model } = await this.waitForLive(timeoutMs);
+      await this.declareTopologies(model);
+    } catch (error) {
+      this.health.failures += 1;
+      this.health.lastError = `${cause}: ${errorFields(error).err.message}`;
+      this.logger.warn({ cause, ...errorFields(error) }, 'could not declare the topology again');
+      throw error;
+    }
+    this.health.redeclarations += 1;
+    this.health.lastCause = cause;
+    this.health.lastRedeclaredAt = new Date().toISOString();
+    this.logger.warn({ cause, redeclarations: this.health.redeclarations }, 'topology declared again');
+    this.events.emit('topology-redeclared', { cause, redeclarations: this.health.redeclarations });
+  }
+
+  /** One passive check of every queue and exchange; a missing one is repaired. Skipped while blocked. */
+  private async checkTopology(): Promise<void> {
+    const live = this.current();
+    if (!live || this.blocked || this.checking || this.repairing) return;
+    this.checking = true;
+    let missing: string | undefined;
+    try {
+      const channel = await live.model.createChannel();
+      channel.on('error', () => {}); // a 404 rejects the awaited check; the event needs a listener
+      try {
+        for (const topology of this.topologies) {
+          for (const queue of [topology.requestQueue, ...topology.retryQueues, topology.deadLetterQueue]) {
+            missing = `passive check: queue ${queue.name} not found`;
+            await channel.checkQueue(queue.name);
+          }
+          missing = `passive check: exchange ${topology.eventsExchange.name} not found`;
+          await channel.checkExchange(topology.eventsExchange.name);
+        }
+        missing = undefined;
+        await channel.close();
+      } catch (error) {
+        if (!isNotFound(error)) missing = undefined;
+        channel.close().catch(() => {});
+        if (!missing) throw error;
+      }
+    } catch (error) {
+      this.logger.debug({ ...errorFields(error) }, 'topology check failed (connection busy or lost)');
+    } finally {
+      this.checking = false;
+    }
+    if (missing) await this.repairTopology(missing).catch(() => {});
+  }
+
   on<K extends keyof BrokerConnectionEvents>(
     event: K,
     listener: (payload: BrokerConnectionEvents[K]) => void,
@@ -126,6 +246,11 @@ export class BrokerConnection {
   /** Starts connecting in the background (idempotent). Use waitUntilConnected() to wait for it. */
   start(): this {
     if (this.handle || this.stateValue === 'closed') return this;
+    const checkMs = this.options.topologyCheckMs ?? 0;
+    if (checkMs > 0 && this.topologies.length > 0) {
+      this.checkTimer = setInterval(() => void this.checkTopology(), checkMs);
+      this.checkTimer.unref();
+    }
     const reconnect = this.options.reconnect ?? {};
     this.handle = connect(this.urlWithHeartbeat(), {
       clientProperties: { connection_name: this.options.connectionName },
@@ -272,10 +397,12 @@ export class BrokerConnection {
       this.logger.error({ ...errorFields(error), event }, 'a connection event listener threw');
     });
     recovering.on('blocked', (reason: string) => {
+      this.blockedValue = { reason, since: new Date().toISOString() };
       this.logger.warn({ reason }, 'RabbitMQ blocked this connection (resource alarm)');
       this.events.emit('blocked', { reason });
     });
     recovering.on('unblocked', () => {
+      this.blockedValue = undefined;
       this.logger.info({}, 'RabbitMQ unblocked this connection');
       this.events.emit('unblocked', {});
     });
@@ -287,6 +414,7 @@ export class BrokerConnection {
     this.generationValue += 1;
     this.live = { model, generation: this.generationValue };
     this.stateValue = 'connected';
+    this.blockedValue = undefined; // a new connection starts unblocked; the broker says so if not
     this.logger.info(
       {
         generation: this.generationValue,
@@ -304,6 +432,7 @@ export class BrokerConnection {
     if (this.stateValue === 'closed') return;
     this.live = undefined;
     this.stateValue = 'disconnected';
+    this.blockedValue = undefined;
     this.lastErrorValue = reason;
     this.logger.warn({ ...errorFields(reason) }, 'lost the RabbitMQ connection');
     this.events.emit('disconnected', { reason });
@@ -319,6 +448,7 @@ export class BrokerConnection {
     if (this.stateValue === 'closed') return;
     this.stateValue = 'closed';
     this.live = undefined;
+    clearInterval(this.checkTimer);
     const rejection = error ?? new MessagingClosedError('BrokerConnection');
     for (const waiter of [...this.waiters]) waiter.reject(rejection);
     this.waiters.clear();

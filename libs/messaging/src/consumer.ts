@@ -1,6 +1,6 @@
 import type { Channel, ConsumeMessage, MessageProperties } from 'amqplib';
 import type { BrokerConnection, LiveModel } from './broker-connection';
-import { MessagingClosedError } from './errors';
+import { MessagingClosedError, isNotFound } from './errors';
 import { errorFields, type MessagingLogger } from './logger';
 
 export type DeliveryOutcome = 'acked' | 'requeued' | 'rejected' | 'lost';
@@ -304,6 +304,9 @@ export class Consumer {
       } catch (error) {
         lastError = error instanceof Error ? error : new Error(String(error));
         this.logger.warn({ queue: this.queue, ...errorFields(error) }, 'could not subscribe; retrying');
+        // A queue missing at subscribe time would be missing for ever: nothing else declares it.
+        if (isNotFound(error))
+          await this.connection.repairTopology(`subscribe to ${this.queue}: queue not found`).catch(() => {});
         this.scheduleResubscribe();
       }
     }
@@ -385,9 +388,10 @@ export class Consumer {
         lease.consumerTag = undefined;
         this.logger.warn(
           { queue: this.queue },
-          'RabbitMQ cancelled the consumer (queue deleted?); re-subscribing',
+          'RabbitMQ cancelled the consumer (queue deleted?); declaring the topology again and re-subscribing',
         );
-        if (this.lease === lease && this.stateValue === 'active') this.scheduleResubscribe();
+        if (this.lease === lease && this.stateValue === 'active')
+          void this.repairAndResubscribe(`consumer of ${this.queue} cancelled by the server`);
         return;
       }
       const delivery = new Delivery(lease, message, this.queue, this.logger);
@@ -450,6 +454,17 @@ export class Consumer {
     } catch (error) {
       this.logger.debug({ queue: this.queue, ...errorFields(error) }, 'cancel failed (channel already gone)');
     }
+  }
+
+  /** After a server-side cancel: the queue is most likely gone; declare it again, then subscribe at once. */
+  private async repairAndResubscribe(cause: string): Promise<void> {
+    try {
+      await this.connection.repairTopology(cause);
+    } catch {
+      this.scheduleResubscribe(); // logged by the connection; the subscribe loop retries with backoff
+      return;
+    }
+    if (this.stateValue === 'active') void this.ensureSubscribed();
   }
 
   private scheduleResubscribe(): void {

@@ -32,3 +32,27 @@ export function redactUrl(url: string): string {
     return '<invalid AMQP URL>';
   }
 }
+
+/**
+ * The broker accepted a publish but could not deliver it where it was sent: a `mandatory` publish came
+ * back with basic.return (no queue bound or named so), or the exchange does not exist (channel closed with
+ * 404 NOT_FOUND). The message is not in any queue: the caller must not count it as sent.
+ */
+export class PublishUnroutableError extends PublishNotConfirmedError {
+  /**
+   * True: this very message came back (its own destination is missing). False: the channel was closed by
+   * a 404, possibly caused by another publish on it (e.g. to a deleted exchange); this one may be fine.
+   */
+  readonly returned: boolean;
+
+  constructor(message: string, options: { cause?: unknown; returned: boolean }) {
+    super(message, options);
+    this.name = 'PublishUnroutableError';
+    this.returned = options.returned;
+  }
+}
+
+/** AMQP reply code 404 NOT_FOUND: a queue or exchange named by the operation does not exist. */
+export function isNotFound(error: unknown): boolean {
+  return typeof error === 'object' && error !== null && (error as { code?: unknown }).code === 404;
+}

@@ -3,7 +3,9 @@ export {
   type BrokerConnectionEvents,
   type BrokerConnectionOptions,
   type ConnectionState,
+  type BlockedView,
   type LiveModel,
+  type TopologyHealth,
   type ReconnectOptions,
 } from './broker-connection';
 export {
@@ -16,11 +18,19 @@ export {
   type DeliveryOutcome,
 } from './consumer';
 export { declareCellTopology } from './declare-topology';
-export { BrokerUnavailableError, MessagingClosedError, PublishNotConfirmedError, redactUrl } from './errors';
+export {
+  BrokerUnavailableError,
+  isNotFound,
+  MessagingClosedError,
+  PublishNotConfirmedError,
+  PublishUnroutableError,
+  redactUrl,
+} from './errors';
 export { type MessagingLogger } from './logger';
-export { Publisher, type PublisherOptions, type PublishProperties } from './publisher';
+export { HEADER_PUBLISH_ID, Publisher, type PublisherOptions, type PublishProperties } from './publisher';
 export {
   MAX_DETAIL_HEADER_LENGTH,
+  publishRouted,
   publishToDeadLetter,
   publishToRetry,
   republishProperties,
@@ -28,3 +38,4 @@ export {
   type FailureInfo,
   type RetryOptions,
 } from './retry-path';
+export { RetryHeaderSigner, type RetryState } from './retry-signature';

@@ -1,6 +1,6 @@
 import type { ConfirmChannel, Options } from 'amqplib';
 import type { BrokerConnection } from './broker-connection';
-import { MessagingClosedError, PublishNotConfirmedError } from './errors';
+import { MessagingClosedError, PublishNotConfirmedError, PublishUnroutableError, isNotFound } from './errors';
 import { errorFields, type MessagingLogger } from './logger';
 
 /** AMQP basic properties we set; everything else keeps amqplib's defaults. */
@@ -20,7 +20,18 @@ export interface PublishProperties {
   persistent?: boolean;
   /** Per-message TTL in ms. Never set it on requests: it would interfere with the retry queues' TTL. */
   expiration?: number;
+  /**
+   * AMQP `mandatory`: a message no queue takes comes back (basic.return) and the publish rejects with
+   * PublishUnroutableError instead of resolving. Use it wherever "confirmed" must also mean "in a queue".
+   */
+  mandatory?: boolean;
 }
+
+/**
+ * Set on mandatory publishes so a basic.return can be matched to its publish (returns carry no delivery
+ * tag). Internal bookkeeping: copies of a message (retry-path) drop it.
+ */
+export const HEADER_PUBLISH_ID = 'x-icc-publish-id';
 
 export interface PublisherOptions {
   /** How long a publish waits for a (re)connection before it rejects. Default 10 s. */
@@ -34,9 +45,15 @@ export interface PublisherOptions {
 interface ConfirmLease {
   readonly channel: ConfirmChannel;
   readonly generation: number;
+  readonly id: number;
   open: boolean;
   lastError?: Error;
+  /** Mandatory publishes awaiting their confirm, by publish id; set to true when returned. */
+  readonly returned: Map<string, boolean>;
+  nextPublishId: number;
 }
+
+let leaseIds = 0;
 
 /**
  * Publishes over one confirm channel, opened lazily on the current connection and re-opened after a
@@ -72,6 +89,11 @@ export class Publisher {
     if (this.closed) throw new MessagingClosedError('Publisher');
     const content = Buffer.isBuffer(body) ? body : Buffer.from(JSON.stringify(body));
     const lease = await this.channel();
+    const publishId = properties.mandatory ? `${lease.id}.${lease.nextPublishId++}` : undefined;
+    const headers = publishId
+      ? { ...properties.headers, [HEADER_PUBLISH_ID]: publishId }
+      : properties.headers;
+    if (publishId) lease.returned.set(publishId, false);
     const options: Options.Publish = {
       contentType: properties.contentType ?? 'application/json',
       persistent: properties.persistent ?? true,
@@ -79,7 +101,8 @@ export class Publisher {
       messageId: properties.messageId,
       correlationId: properties.correlationId,
       replyTo: properties.replyTo,
-      headers: properties.headers,
+      headers,
+      mandatory: properties.mandatory ?? false,
       contentEncoding: properties.contentEncoding,
       type: properties.type,
       appId: properties.appId,
@@ -98,21 +121,31 @@ export class Publisher {
         // and our callers publish one result per copy, so we do not wait for 'drain'.
         lease.channel.publish(exchange, routingKey, content, options, (error: unknown) => {
           clearTimeout(timer);
-          if (!error) return resolve();
+          // RabbitMQ sends basic.return before the confirm of the same message.
+          const returned = publishId !== undefined && lease.returned.get(publishId) === true;
+          if (publishId) lease.returned.delete(publishId);
+          if (!error && !returned) return resolve();
+          if (returned)
+            return reject(
+              new PublishUnroutableError(
+                `RabbitMQ returned a publish to '${exchange}' / '${routingKey}': no queue took it (queue missing?)`,
+                { returned: true },
+              ),
+            );
           const why = lease.lastError ? `: ${lease.lastError.message}` : '';
+          const message = `RabbitMQ did not confirm a publish to '${exchange}' / '${routingKey}'${why}`;
+          const cause = lease.lastError ?? error;
           reject(
-            new PublishNotConfirmedError(
-              `RabbitMQ did not confirm a publish to '${exchange}' / '${routingKey}'${why}`,
-              {
-                cause: lease.lastError ?? error,
-              },
-            ),
+            isNotFound(lease.lastError)
+              ? new PublishUnroutableError(message, { cause, returned: false })
+              : new PublishNotConfirmedError(message, { cause }),
           );
         });
       } catch (error) {
         // Channel closed between channel() and publish (amqplib throws IllegalOperationError).
         clearTimeout(timer);
         lease.open = false;
+        if (publishId) lease.returned.delete(publishId);
         reject(
           new PublishNotConfirmedError(
             `publish to '${exchange}' / '${routingKey}' failed: ${(error as Error).message}`,
@@ -121,6 +154,11 @@ export class Publisher {
         );
       }
     });
+  }
+
+  /** Declares the connection's topology again (see BrokerConnection.repairTopology). */
+  repairTopology(cause: string): Promise<void> {
+    return this.connection.repairTopology(cause, this.waitForConnectionMs);
   }
 
   /** Publishes through the default exchange straight to `queue`. */
@@ -166,7 +204,18 @@ export class Publisher {
 
   private async open(): Promise<ConfirmLease> {
     const { channel, generation } = await this.connection.openConfirmChannel(this.waitForConnectionMs);
-    const lease: ConfirmLease = { channel, generation, open: true };
+    const lease: ConfirmLease = {
+      channel,
+      generation,
+      id: ++leaseIds,
+      open: true,
+      returned: new Map(),
+      nextPublishId: 0,
+    };
+    channel.on('return', (message: { properties: { headers?: Record<string, unknown> } }) => {
+      const id = message.properties.headers?.[HEADER_PUBLISH_ID];
+      if (typeof id === 'string' && lease.returned.has(id)) lease.returned.set(id, true);
+    });
     channel.on('error', (error: Error) => {
       lease.lastError = error;
       this.logger.warn({ ...errorFields(error) }, 'publisher channel error');

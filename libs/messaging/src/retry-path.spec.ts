@@ -2,7 +2,9 @@ import type { Message } from 'amqplib';
 import { describe, expect, it } from 'vitest';
 import { cellTopology } from '@app/contracts';
 import type { Publisher, PublishProperties } from './publisher';
-import { publishToDeadLetter, publishToRetry, republishProperties } from './retry-path';
+import { PublishUnroutableError } from './errors';
+import { RetryHeaderSigner } from './retry-signature';
+import { publishRouted, publishToDeadLetter, publishToRetry, republishProperties } from './retry-path';
 
 function message(headers: Record<string, unknown>): Message {
   return {
@@ -27,20 +29,33 @@ function message(headers: Record<string, unknown>): Message {
   };
 }
 
-function recordingPublisher() {
+/** Records publishes; the first `unroutable` of them fail as a basic.return would. */
+function recordingPublisher(unroutable = 0) {
   const sent: { queue: string; body: Buffer; properties: PublishProperties }[] = [];
+  const repairs: string[] = [];
+  let failing = unroutable;
   const publisher = {
-    sendToQueue: async (queue: string, body: Buffer, properties: PublishProperties) => {
-      sent.push({ queue, body, properties });
+    publish: async (exchange: string, routingKey: string, body: Buffer, properties: PublishProperties) => {
+      if (failing-- > 0) throw new PublishUnroutableError(`returned: ${routingKey}`, { returned: true });
+      sent.push({ queue: routingKey, body, properties });
+    },
+    repairTopology: async (cause: string) => {
+      repairs.push(cause);
     },
   } as unknown as Publisher;
-  return { publisher, sent };
+  return { publisher, sent, repairs };
 }
 
 describe('republishProperties', () => {
   it('keeps identity and custom headers, drops broker bookkeeping and the per-message TTL', () => {
     const props = republishProperties(
-      message({ custom: 1, 'x-death': [{}], 'x-delivery-count': 4, 'x-first-death-reason': 'expired' }),
+      message({
+        custom: 1,
+        'x-death': [{}],
+        'x-delivery-count': 4,
+        'x-first-death-reason': 'expired',
+        'x-icc-publish-id': '3.7',
+      }),
       { 'x-icc-attempt': 2 },
     );
     expect(props).toEqual({
@@ -96,5 +111,53 @@ describe('publishToRetry / publishToDeadLetter', () => {
       'x-icc-reason': 'RETRIES_EXHAUSTED',
     });
     expect(typeof sent[0]!.properties.headers!['x-icc-first-seen']).toBe('string');
+  });
+
+  it('publishes retries and dead letters as mandatory: "confirmed" must also mean "in a queue"', async () => {
+    const { publisher, sent } = recordingPublisher();
+    await publishToRetry(publisher, topology, message({}), {
+      failedAttempt: 1,
+      reason: 'IO_ERROR',
+      detail: 'x',
+    });
+    await publishToDeadLetter(publisher, topology, message({}), { reason: 'INVALID_REQUEST', detail: 'x' });
+    expect(sent.map((s) => s.properties.mandatory)).toEqual([true, true]);
+  });
+});
+
+describe('signed retry copies', () => {
+  it('signs the retry copy it writes, so the next conductor believes its attempt; a dead letter carries no signature', async () => {
+    const topology = cellTopology('c', { retryDelaysMs: [100, 200] });
+    const signer = new RetryHeaderSigner(Buffer.alloc(32, 1), 'c');
+    const { publisher, sent } = recordingPublisher();
+    await publishToRetry(publisher, topology, message({}), {
+      failedAttempt: 1,
+      reason: 'IO_ERROR',
+      detail: 'x',
+      signer,
+    });
+    const copy = { ...message(sent[0]!.properties.headers!), content: sent[0]!.body };
+    expect(signer.read(copy, 5)).toMatchObject({ attempt: 2, ignored: [] });
+    await publishToDeadLetter(publisher, topology, copy, { reason: 'RETRIES_EXHAUSTED', detail: 'x' });
+    expect(sent[1]!.properties.headers).not.toHaveProperty('x-icc-signature');
+  });
+});
+
+describe('publishRouted', () => {
+  it('declares the topology again after an unroutable publish, then publishes once more', async () => {
+    const { publisher, sent, repairs } = recordingPublisher(1);
+    await publishRouted(publisher, '', 'icc.c.dead', Buffer.from('x'), { mandatory: true });
+    expect(repairs).toHaveLength(1);
+    expect(repairs[0]).toContain('icc.c.dead');
+    expect(sent.map((s) => s.queue)).toEqual(['icc.c.dead']);
+  });
+
+  it('gives the error to the caller when the second publish is not routed either', async () => {
+    const { publisher, sent, repairs } = recordingPublisher(2);
+    await expect(
+      publishRouted(publisher, '', 'icc.c.dead', Buffer.from('x'), { mandatory: true }),
+    ).rejects.toThrow(PublishUnroutableError);
+    expect(repairs).toHaveLength(1);
+    expect(sent).toEqual([]);
   });
 });

@@ -4,22 +4,25 @@ import {
   HEADER_DETAIL,
   HEADER_FIRST_SEEN,
   HEADER_REASON,
+  HEADER_SIGNATURE,
   attemptFromHeaders,
   retryQueueFor,
   type CellTopology,
   type ReasonCode,
   type RetryQueueSpec,
 } from '@app/contracts';
-import type { Publisher, PublishProperties } from './publisher';
+import { PublishUnroutableError } from './errors';
+import { HEADER_PUBLISH_ID, type Publisher, type PublishProperties } from './publisher';
+import type { RetryHeaderSigner } from './retry-signature';
 
 /** Header values are bounded: a whole stack trace in a header helps nobody and the table max is 64 KiB. */
 export const MAX_DETAIL_HEADER_LENGTH = 1024;
 
 /**
- * Headers RabbitMQ maintains itself. They are dropped from the copy: x-death grows with every retry
+ * Headers not copied: those RabbitMQ maintains itself, and our per-publish bookkeeping. Broker headers: x-death grows with every retry
  * cycle, and a copied x-delivery-count could make a quorum queue count deliveries the copy never had.
  */
-const BROKER_HEADERS = new Set([
+const NOT_COPIED_HEADERS = new Set([
   'x-death',
   'x-delivery-count',
   'x-first-death-exchange',
@@ -28,6 +31,10 @@ const BROKER_HEADERS = new Set([
   'x-last-death-exchange',
   'x-last-death-queue',
   'x-last-death-reason',
+  HEADER_PUBLISH_ID,
+  // A signature covers one attempt number: a copy gets a new one or none (dead letters are not signed,
+  // so a dead letter put back into the request queue starts again at attempt 1).
+  HEADER_SIGNATURE,
 ]);
 
 export interface FailureInfo {
@@ -42,6 +49,8 @@ export interface RetryOptions extends FailureInfo {
   tier?: RetryQueueSpec;
   /** Defaults to the message's x-icc-first-seen header, else now. */
   firstSeen?: string;
+  /** Signs the copy's attempt and first-seen (x-icc-signature) so the conductors can trust them. */
+  signer?: RetryHeaderSigner;
 }
 
 export interface DeadLetterOptions extends FailureInfo {
@@ -61,7 +70,7 @@ export function republishProperties(
   const p = message.properties;
   const headers: Record<string, unknown> = {};
   for (const [key, value] of Object.entries(p.headers ?? {}))
-    if (!BROKER_HEADERS.has(key)) headers[key] = value;
+    if (!NOT_COPIED_HEADERS.has(key)) headers[key] = value;
   Object.assign(headers, iccHeaders);
   return {
     messageId: p.messageId as string | undefined,
@@ -92,9 +101,33 @@ function firstSeenOf(message: Message, given: string | undefined): string {
 }
 
 /**
+ * Publishes so that "resolved" means routed AND confirmed. A message that no queue took (basic.return of
+ * a `mandatory` publish) or that met a missing exchange (404) shows part of the topology is gone: the
+ * topology is declared again and the message published once more; if that fails too, the error goes to
+ * the caller, which must keep the original (unacked) and try later. `mandatory: false` for exchanges
+ * where no binding is a normal state (the events exchange without listeners): only a missing exchange
+ * counts there.
+ */
+export async function publishRouted(
+  publisher: Publisher,
+  exchange: string,
+  routingKey: string,
+  body: Buffer | object,
+  properties: PublishProperties,
+): Promise<void> {
+  try {
+    await publisher.publish(exchange, routingKey, body, properties);
+  } catch (error) {
+    if (!(error instanceof PublishUnroutableError)) throw error;
+    await publisher.repairTopology(`publish to '${exchange || routingKey}' not routed: ${error.message}`);
+    await publisher.publish(exchange, routingKey, body, properties);
+  }
+}
+
+/**
  * Publishes a copy of `message` to the delay tier's retry queue, from which the broker moves it back to
- * the request queue when the TTL expires. Resolves once confirmed; the caller then acks the original
- * (publish-then-ack: a crash in between duplicates the request, which the protocol allows, rather than
+ * the request queue when the TTL expires. Resolves once routed and confirmed (publishRouted); the caller then acks the
+ * original (publish-then-ack: a crash in between duplicates the request, which the protocol allows, rather than
  * losing it). Returns the tier used.
  */
 export async function publishToRetry(
@@ -104,14 +137,20 @@ export async function publishToRetry(
   options: RetryOptions,
 ): Promise<RetryQueueSpec> {
   const tier = options.tier ?? retryQueueFor(topology, options.failedAttempt);
-  const headers = failureHeaders(options, options.failedAttempt + 1, firstSeenOf(message, options.firstSeen));
-  await publisher.sendToQueue(tier.name, message.content, republishProperties(message, headers));
+  const attempt = options.failedAttempt + 1;
+  const firstSeen = firstSeenOf(message, options.firstSeen);
+  const headers = failureHeaders(options, attempt, firstSeen);
+  if (options.signer) headers[HEADER_SIGNATURE] = options.signer.sign(message, attempt, firstSeen);
+  await publishRouted(publisher, '', tier.name, message.content, {
+    ...republishProperties(message, headers),
+    mandatory: true,
+  });
   return tier;
 }
 
 /**
  * Publishes a copy of `message` to the cell's dead-letter queue with the reason in x-icc-reason and
- * x-icc-detail. Resolves once confirmed; the caller then acks the original.
+ * x-icc-detail. Resolves once routed and confirmed; the caller then acks the original.
  */
 export async function publishToDeadLetter(
   publisher: Publisher,
@@ -121,9 +160,8 @@ export async function publishToDeadLetter(
 ): Promise<void> {
   const attempt = options.attempt ?? attemptFromHeaders(message.properties.headers);
   const headers = failureHeaders(options, attempt, firstSeenOf(message, options.firstSeen));
-  await publisher.sendToQueue(
-    topology.deadLetterQueue.name,
-    message.content,
-    republishProperties(message, headers),
-  );
+  await publishRouted(publisher, '', topology.deadLetterQueue.name, message.content, {
+    ...republishProperties(message, headers),
+    mandatory: true,
+  });
 }

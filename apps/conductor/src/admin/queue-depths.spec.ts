@@ -9,6 +9,13 @@ function fakeBroker(depths: Record<string, number>) {
     state: 'connected' as ConnectionState,
     channelsOpened: 0,
     checks: 0,
+    blocked: false,
+    /** Every check waits for ever, as on a connection the broker stopped reading. */
+    hang: false,
+    repairs: [] as string[],
+    async repairTopology(cause: string) {
+      broker.repairs.push(cause);
+    },
     async openChannel() {
       broker.channelsOpened++;
       const channel = {
@@ -16,7 +23,9 @@ function fakeBroker(depths: Record<string, number>) {
         close: async () => undefined,
         checkQueue: async (name: string) => {
           broker.checks++;
-          if (!(name in depths)) throw new Error(`NOT_FOUND - no queue '${name}'`);
+          if (broker.hang) return new Promise(() => undefined);
+          if (!(name in depths))
+            throw Object.assign(new Error(`NOT_FOUND - no queue '${name}'`), { code: 404 });
           return {
             queue: name,
             messageCount: depths[name]!,
@@ -76,5 +85,29 @@ describe('QueueDepths', () => {
     expect(await depths.depths()).toBeNull();
     expect(warnings).toHaveLength(1); // one warning per failure streak
     expect(broker.channelsOpened).toBe(2);
+  });
+
+  it('reports a missing queue to the connection, which declares the topology again', async () => {
+    const broker = fakeBroker({ 'icc.c1.requests': 1 });
+    expect(await new QueueDepths({ broker, topology, log }).depths()).toBeNull();
+    expect(broker.repairs).toEqual(['passive check: queue icc.c1.retry.100ms not found']);
+  });
+
+  it('never asks a blocked broker, and gives up a look-up that gets no answer, serving the last depths', async () => {
+    let now = 0;
+    const broker = fakeBroker(all);
+    const depths = new QueueDepths({ broker, topology, log, now: () => now, lookupTimeoutMs: 50 });
+    const first = await depths.depths();
+    expect(first?.request.messages).toBe(5);
+    broker.blocked = true;
+    broker.hang = true;
+    now = 5000;
+    const checks = broker.checks;
+    expect(await depths.depths()).toEqual(first);
+    expect(broker.checks).toBe(checks);
+    // Not blocked (yet) but not answering either: bounded by lookupTimeoutMs.
+    broker.blocked = false;
+    expect(await depths.depths()).toEqual(first);
+    expect(broker.checks).toBe(checks + 1);
   });
 });

@@ -1,6 +1,6 @@
 import type { Channel } from 'amqplib';
 import type { CellTopology } from '@app/contracts';
-import type { BrokerConnection, MessagingLogger } from '@app/messaging';
+import { type BrokerConnection, type MessagingLogger, isNotFound } from '@app/messaging';
 
 export interface QueueDepth {
   name: string;
@@ -18,13 +18,20 @@ export interface QueueDepthReport {
 }
 
 export interface QueueDepthsOptions {
-  broker: Pick<BrokerConnection, 'state' | 'openChannel'>;
+  /** `blocked` and `repairTopology` are optional so that simple fakes do; the conductor passes them. */
+  broker: Pick<BrokerConnection, 'state' | 'openChannel'> &
+    Partial<Pick<BrokerConnection, 'blocked' | 'repairTopology'>>;
   topology: CellTopology;
   log: Pick<MessagingLogger, 'warn'>;
   /** Answers younger than this are served from memory, so polling the status page stays cheap. */
   cacheMs?: number;
   /** How long to wait for a channel. */
   channelTimeoutMs?: number;
+  /**
+   * A look-up that takes longer is given up (answer: the last known depths, or null), so a broker that
+   * stops answering (blocked just now, overloaded) never holds GET /status. Default 2 s.
+   */
+  lookupTimeoutMs?: number;
   now?: () => number;
 }
 
@@ -32,7 +39,9 @@ export interface QueueDepthsOptions {
  * Depths of the cell's request, retry and dead-letter queues, read with passive declares (checkQueue:
  * nothing is created) on one channel of the conductor's own connection. Concurrent callers share one
  * look-up, results are cached for about a second, and while the broker is not connected the answer is
- * null at once (no waiting for a connection inside an HTTP request).
+ * null at once (no waiting for a connection inside an HTTP request). While the broker blocks the
+ * connection (resource alarm) it would not answer: the last known depths are served (see `checkedAt`).
+ * A queue found missing (404) is reported to the connection, which declares the topology again.
  */
 export class QueueDepths {
   private channel?: Channel;
@@ -47,12 +56,26 @@ export class QueueDepths {
       this.dropChannel();
       return null;
     }
+    if (this.options.broker.blocked) return this.cached?.value ?? null;
     const now = this.now();
     if (this.cached && now - this.cached.at < (this.options.cacheMs ?? 1_000)) return this.cached.value;
     this.pending ??= this.look().finally(() => {
       this.pending = undefined;
     });
-    return this.pending;
+    return this.bounded(this.pending);
+  }
+
+  private async bounded(lookup: Promise<QueueDepthReport | null>): Promise<QueueDepthReport | null> {
+    let timer: NodeJS.Timeout | undefined;
+    const gaveUp = new Promise<'timeout'>((resolve) => {
+      timer = setTimeout(() => resolve('timeout'), this.options.lookupTimeoutMs ?? 2_000);
+    });
+    try {
+      const outcome = await Promise.race([lookup, gaveUp]);
+      return outcome === 'timeout' ? (this.cached?.value ?? null) : outcome;
+    } finally {
+      clearTimeout(timer);
+    }
   }
 
   /** Closes the channel (the connection's close would take it along anyway). */
@@ -68,8 +91,16 @@ export class QueueDepths {
       const channel = await this.openChannel();
       const { topology } = this.options;
       const check = async (name: string): Promise<QueueDepth> => {
-        const ok = await channel.checkQueue(name);
-        return { name, messages: ok.messageCount, consumers: ok.consumerCount };
+        try {
+          const ok = await channel.checkQueue(name);
+          return { name, messages: ok.messageCount, consumers: ok.consumerCount };
+        } catch (error) {
+          if (isNotFound(error))
+            this.options.broker
+              .repairTopology?.(`passive check: queue ${name} not found`)
+              .catch(() => undefined);
+          throw error;
+        }
       };
       const request = await check(topology.requestQueue.name);
       const retry: QueueDepthReport['retry'] = [];

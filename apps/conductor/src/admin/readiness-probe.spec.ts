@@ -10,13 +10,17 @@ describe('ReadinessProbe', () => {
   let root: string;
   const logs: { obj: object; msg: string }[] = [];
   const log = { info: (obj: object, msg: string) => logs.push({ obj, msg }), warn: () => undefined };
-  const broker = { state: 'connected' as ConnectionState, lastError: undefined as Error | undefined };
+  const broker = {
+    state: 'connected' as ConnectionState,
+    lastError: undefined as Error | undefined,
+    blocked: false,
+  };
   const intake = { state: 'consuming' as IntakeState, consumerSubscribed: true };
   const probe = () => new ReadinessProbe({ broker, intake, cacheRoot: root, conductorId: 'c1', log });
 
   beforeEach(async () => {
     root = await fsp.mkdtemp(path.join(os.tmpdir(), 'icc-ready-'));
-    Object.assign(broker, { state: 'connected', lastError: undefined });
+    Object.assign(broker, { state: 'connected', lastError: undefined, blocked: false });
     Object.assign(intake, { state: 'consuming', consumerSubscribed: true });
     logs.length = 0;
   });
@@ -67,6 +71,17 @@ describe('ReadinessProbe', () => {
       state: 'disconnected',
       lastError: 'ECONNREFUSED 127.0.0.1:5672',
     });
+  });
+
+  it('is not ready while the broker blocks the connection (resource alarm): no answer could be sent', async () => {
+    const p = probe();
+    expect((await p.check()).ready).toBe(true);
+    broker.blocked = true;
+    const report = await p.check();
+    expect(report.ready).toBe(false);
+    expect(report.broker).toEqual({ up: false, state: 'connected', blocked: true });
+    broker.blocked = false;
+    expect((await p.check()).ready).toBe(true);
   });
 
   it('is not ready when the cache root cannot be written', async () => {

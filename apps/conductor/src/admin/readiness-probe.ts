@@ -17,7 +17,7 @@ export interface ReadinessReport {
 }
 
 export interface ReadinessProbeOptions {
-  broker: Pick<BrokerConnection, 'state' | 'lastError'>;
+  broker: Pick<BrokerConnection, 'state' | 'lastError' | 'blocked'>;
   intake: Pick<RequestIntake, 'state' | 'consumerSubscribed'>;
   cacheRoot: string;
   conductorId: string;
@@ -27,7 +27,8 @@ export interface ReadinessProbeOptions {
 }
 
 /**
- * Ready means: connected to RabbitMQ, the consumer subscribed and taking work (not draining), and
+ * Ready means: connected to RabbitMQ and not blocked by it (during a memory or disk alarm the broker
+ * reads nothing from us, so no answer could be sent), the consumer subscribed and taking work (not draining), and
  * CACHE_ROOT writable. RequestIntake.stop() sets 'draining' before it pauses the consumer, and the
  * consumer part is read first and synchronously, so readiness turns false at the very start of a
  * graceful stop, while the HTTP endpoint keeps answering until the drain is over.
@@ -58,10 +59,9 @@ export class ReadinessProbe {
   }
 
   private brokerPart(): ReadinessPart {
-    const { state, lastError } = this.options.broker;
-    return state === 'connected'
-      ? { up: true, state }
-      : { up: false, state, lastError: lastError?.message ?? null };
+    const { state, lastError, blocked } = this.options.broker;
+    if (state !== 'connected') return { up: false, state, lastError: lastError?.message ?? null };
+    return blocked ? { up: false, state, blocked: true } : { up: true, state };
   }
 
   /** Creates and removes a probe file; one probe at a time, bounded in time. */

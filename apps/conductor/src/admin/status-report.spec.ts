@@ -60,6 +60,14 @@ function parts(overrides: Partial<StatusReportParts> = {}) {
       reconnects: 2,
       lastError: new Error('socket closed'),
       connectionName: 'conductor-c1',
+      blockedView: () => ({ blocked: false, reason: null, since: null }),
+      topologyHealth: () => ({
+        redeclarations: 0,
+        lastCause: null,
+        lastRedeclaredAt: null,
+        failures: 0,
+        lastError: null,
+      }),
     },
     intake: { state: 'consuming', consumerSubscribed: true, inFlightDeliveries: 1 },
     copies: { inFlight: () => copies },
@@ -225,6 +233,14 @@ describe('StatusReport', () => {
         reconnects: 0,
         lastError: new Error('ECONNREFUSED'),
         connectionName: 'conductor-c1',
+        blockedView: () => ({ blocked: false, reason: null, since: null }),
+        topologyHealth: () => ({
+          redeclarations: 0,
+          lastCause: null,
+          lastRedeclaredAt: null,
+          failures: 0,
+          lastError: null,
+        }),
       },
       intake: { state: 'draining', consumerSubscribed: false, inFlightDeliveries: 0 },
       queues: { depths: async () => null },
@@ -237,5 +253,30 @@ describe('StatusReport', () => {
     });
     expect(status.consumer).toMatchObject({ state: 'draining', subscribed: false });
     expect(status.queues).toBeNull();
+  });
+
+  it('shows a blocked connection and the topology re-declarations, from memory', async () => {
+    const topology = {
+      redeclarations: 2,
+      lastCause: 'consumer of icc.c1.requests cancelled by the server',
+      lastRedeclaredAt: '2030-01-01T00:00:00.000Z',
+      failures: 0,
+      lastError: null,
+    };
+    const { base } = parts();
+    const status = await new StatusReport({
+      ...base,
+      broker: {
+        ...base.broker,
+        blockedView: () => ({ blocked: true, reason: 'low on memory', since: '2030-01-01T00:00:00.000Z' }),
+        topologyHealth: () => topology,
+      },
+    }).build();
+    expect(status.broker).toMatchObject({
+      blocked: true,
+      blockedReason: 'low on memory',
+      blockedSince: '2030-01-01T00:00:00.000Z',
+    });
+    expect(status.topology).toEqual(topology);
   });
 });

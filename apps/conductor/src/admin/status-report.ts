@@ -1,5 +1,5 @@
 import { performance } from 'node:perf_hooks';
-import type { BrokerConnection, ConnectionState } from '@app/messaging';
+import type { BrokerConnection, ConnectionState, TopologyHealth } from '@app/messaging';
 import type { CleaningScheduleView } from '../cache/cleaning-schedule';
 import type { LeftoverSweepView } from '../cache/leftover-sweep';
 import type { CopyCoordinator } from '../copy/copy-coordinator';
@@ -43,7 +43,13 @@ export interface ConductorStatus {
     reconnects: number;
     lastError: string | null;
     connectionName: string;
+    /** The broker stopped reading from this connection (memory or disk alarm): no answer can be sent. */
+    blocked: boolean;
+    blockedReason: string | null;
+    blockedSince: string | null;
   };
+  /** Queues or the exchange found missing (deleted under us) and declared again. */
+  topology: TopologyHealth;
   consumer: { state: IntakeState; subscribed: boolean; queue: string; deliveriesInFlight: number };
   concurrency: number;
   inFlight: InFlightCopyView[];
@@ -66,7 +72,10 @@ export interface StatusReportParts {
     concurrency: number;
     requestQueue: string;
   };
-  broker: Pick<BrokerConnection, 'state' | 'reconnects' | 'lastError' | 'connectionName'>;
+  broker: Pick<
+    BrokerConnection,
+    'state' | 'reconnects' | 'lastError' | 'connectionName' | 'blockedView' | 'topologyHealth'
+  >;
   intake: Pick<RequestIntake, 'state' | 'consumerSubscribed' | 'inFlightDeliveries'>;
   copies: Pick<CopyCoordinator, 'inFlight'>;
   stats: Pick<ConductorStats, 'totals'>;
@@ -79,7 +88,11 @@ export interface StatusReportParts {
 
 const systemClock = { now: () => Date.now(), monotonic: () => performance.now() };
 
-/** Builds the GET /status document from the parts that own each piece; no state of its own. */
+/**
+ * Builds the GET /status document from the parts that own each piece; no state of its own. Everything
+ * but the queue depths is read from memory, and those are bounded (QueueDepths), so it answers in every
+ * broker state: down, blocked by an alarm, or not answering.
+ */
 export class StatusReport {
   private readonly clock: { now(): number; monotonic(): number };
   private readonly startedAtMs: number;
@@ -92,6 +105,7 @@ export class StatusReport {
   async build(): Promise<ConductorStatus> {
     const { identity, broker, intake, copies, stats } = this.parts;
     const queues = await this.parts.queues.depths();
+    const blocked = broker.blockedView();
     const now = this.clock.now();
     const mono = this.clock.monotonic();
     return {
@@ -108,7 +122,11 @@ export class StatusReport {
         reconnects: broker.reconnects,
         lastError: broker.lastError?.message ?? null,
         connectionName: broker.connectionName,
+        blocked: blocked.blocked,
+        blockedReason: blocked.reason,
+        blockedSince: blocked.since,
       },
+      topology: broker.topologyHealth(),
       consumer: {
         state: intake.state,
         subscribed: intake.consumerSubscribed,

@@ -8,16 +8,14 @@ import {
   type ReasonCode,
   REQUEST_CONTENT_TYPE,
   UNKNOWN_REQUEST_ID,
-  HEADER_FIRST_SEEN,
   assertDeadlineNotPassed,
-  attemptFromHeaders,
   parseCopyRequest,
   peekReplyInfo,
   replyToProblem,
   resultRoutingKey,
 } from '@app/contracts';
 import { newAttemptId } from '@app/locking';
-import { type Delivery, type MessagingLogger, type Publisher, publishToDeadLetter, publishToRetry } from '@app/messaging';
+import { type Delivery, type MessagingLogger, type Publisher, PublishUnroutableError, type RetryHeaderSigner, publishRouted, publishToDeadLetter, publishToRetry } from '@app/messaging';
 import type { CopyJobResult } from '../copy/copy-job';
 import type { CopyCoordinator } from '../copy/copy-coordinator';
 import type { ConductorStats } from '../status/conductor-stats';
@@ -31,6 +29,8 @@ export interface CopyRequestHandlerDeps {
   log: MessagingLogger;
   /** Aborted when the conductor stops: copies still running are handed back to the queue. */
   shutdown: AbortSignal;
+  /** Signs retry copies; only signed x-icc-attempt / x-icc-first-seen headers are believed. */
+  signer: RetryHeaderSigner;
 }
 
 type Failure = { code: ReasonCode; detail: string };
@@ -61,8 +61,14 @@ export class CopyRequestHandler {
 
   private async process(delivery: Delivery): Promise<void> {
     const started = performance.now();
-    const firstSeen = firstSeenOf(delivery.headers);
-    const attempt = attemptFromHeaders(delivery.headers);
+    // Headers are requester input: attempt and first-seen count only when a conductor of this cell signed them.
+    const retryState = this.deps.signer.read(delivery.message, this.deps.topology.maxAttempts);
+    const firstSeen = retryState.firstSeen ?? new Date().toISOString();
+    const attempt = retryState.attempt;
+    if (retryState.ignored.length > 0) {
+      this.deps.stats.recordUntrustedHeaders();
+      this.deps.log.warn({ messageId: delivery.properties.messageId, ignored: retryState.ignored }, 'x-icc headers not signed by a conductor of this cell: ignored (attempt 1)');
+    }
     let request: CopyRequest;
     try {
       checkContentType(delivery.properties.contentType as string | undefined);
@@ -110,6 +116,7 @@ export class CopyRequestHandler {
       reason: failure.code,
       detail: failure.detail,
       firstSeen,
+      signer: this.deps.signer,
     });
     // Tell waiting requesters this attempt failed and another follows (retryable: true is not final).
     await this.answer(delivery, this.failedResult(request, request.requestId, failure, attempt, firstSeen, true));
@@ -136,13 +143,27 @@ export class CopyRequestHandler {
     const asked = delivery.properties.replyTo as string | undefined;
     // A refused reply_to (see checkReplyTo) gets no answer: the result still goes to the events exchange.
     const replyTo = asked && !replyToProblem(asked) ? asked : undefined;
-    const sends = [publisher.publish(topology.eventsExchange.name, resultRoutingKey(result.status), result, { messageId: result.requestId, correlationId })];
-    if (replyTo) sends.push(publisher.sendToQueue(replyTo, result, { messageId: result.requestId, correlationId, persistent: false }));
+    // The events exchange must exist and confirm (a missing one is declared again, see publishRouted); a
+    // result no queue is bound for is not lost for anyone (nobody listens), so it is not mandatory there.
+    const sends = [publishRouted(publisher, topology.eventsExchange.name, resultRoutingKey(result.status), result, { messageId: result.requestId, correlationId })];
+    if (replyTo) sends.push(this.reply(replyTo, result, correlationId));
     const settled = await Promise.allSettled(sends);
-    // The events exchange must confirm; a reply queue may be gone (requester left): that is its loss.
-    if (settled[0]!.status === 'rejected') throw settled[0]!.reason;
-    if (settled[1]?.status === 'rejected')
-      this.deps.log.warn({ requestId: result.requestId, replyTo, err: errorText(settled[1].reason) }, 'reply not delivered');
+    for (const outcome of settled) if (outcome.status === 'rejected') throw outcome.reason;
+  }
+
+  /**
+   * A reply queue may be gone (the requester left): mandatory only to tell that (basic.return) apart from
+   * our own failure, which hands the request back instead, e.g. our channel closed by another publish's
+   * 404; the same channel failing twice does.
+   */
+  private async reply(replyTo: string, result: CopyResult, correlationId: string | undefined): Promise<void> {
+    const send = () => this.deps.publisher.sendToQueue(replyTo, result, { messageId: result.requestId, correlationId, persistent: false, mandatory: true });
+    try {
+      await send().catch((error: unknown) => (error instanceof PublishUnroutableError && error.returned ? Promise.reject(error) : send()));
+    } catch (error) {
+      if (!(error instanceof PublishUnroutableError && error.returned)) throw error;
+      this.deps.log.warn({ requestId: result.requestId, replyTo, err: errorText(error) }, 'reply not delivered: the reply queue is gone');
+    }
   }
 
   private successResult(request: CopyRequest, result: CopyJobResult, attempt: number, firstSeen: string): CopyResult {
@@ -201,11 +222,6 @@ function asFailure(error: unknown): Failure {
 
 function errorText(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
-}
-
-function firstSeenOf(headers: Record<string, unknown>): string {
-  const value = headers[HEADER_FIRST_SEEN];
-  return typeof value === 'string' && !Number.isNaN(Date.parse(value)) ? value : new Date().toISOString();
 }
 
 function elapsedSince(iso: string): number {

@@ -6,6 +6,8 @@ export interface StatsProbes {
   inFlight: () => number;
   brokerReconnects: () => number;
   brokerConnected: () => boolean;
+  brokerBlocked: () => boolean;
+  topologyRedeclarations: () => number;
 }
 
 export interface ConductorTotals {
@@ -20,6 +22,8 @@ export interface ConductorTotals {
   bytes: number;
   lockTakeovers: number;
   locksLost: number;
+  /** Deliveries with x-icc-* headers no conductor of this cell signed (set by a requester): ignored. */
+  untrustedHeaders: number;
 }
 
 /**
@@ -40,6 +44,7 @@ export class ConductorStats {
     bytes: 0,
     lockTakeovers: 0,
     locksLost: 0,
+    untrustedHeaders: 0,
   };
 
   private readonly results = new Counter({ name: 'icc_results_total', help: 'Answered copy requests by status and reason', labelNames: ['status', 'reason'], registers: [this.registry] });
@@ -61,15 +66,18 @@ export class ConductorStats {
   private readonly deadLettered = new Counter({ name: 'icc_dead_lettered_total', help: 'Requests dead-lettered, by reason', labelNames: ['reason'], registers: [this.registry] });
   private readonly handedBack = new Counter({ name: 'icc_handed_back_total', help: 'Requests returned to the queue unfinished at shutdown', registers: [this.registry] });
   private readonly coalesced = new Counter({ name: 'icc_coalesced_total', help: 'Requests answered by a copy already running for the same image and destination', registers: [this.registry] });
+  private readonly untrustedHeaders = new Counter({ name: 'icc_untrusted_headers_total', help: 'Deliveries whose x-icc-* headers no conductor of the cell signed (ignored)', registers: [this.registry] });
   private readonly lockEvents = new Counter({ name: 'icc_lock_events_total', help: 'Lock takeovers of stale holders, lost locks and lock wait timeouts', labelNames: ['event'], registers: [this.registry] });
 
-  private probes: StatsProbes = { inFlight: () => 0, brokerReconnects: () => 0, brokerConnected: () => false };
+  private probes: StatsProbes = { inFlight: () => 0, brokerReconnects: () => 0, brokerConnected: () => false, brokerBlocked: () => false, topologyRedeclarations: () => 0 };
 
   constructor() {
     const probes = () => this.probes;
     new Gauge({ name: 'icc_copies_in_flight', help: 'Copies running now', registers: [this.registry], collect() { this.set(probes().inFlight()); } });
     new Gauge({ name: 'icc_broker_reconnects', help: 'Reconnections to RabbitMQ since start', registers: [this.registry], collect() { this.set(probes().brokerReconnects()); } });
     new Gauge({ name: 'icc_broker_connected', help: '1 while connected to RabbitMQ', registers: [this.registry], collect() { this.set(probes().brokerConnected() ? 1 : 0); } });
+    new Gauge({ name: 'icc_broker_blocked', help: '1 while RabbitMQ blocks the connection (resource alarm)', registers: [this.registry], collect() { this.set(probes().brokerBlocked() ? 1 : 0); } });
+    new Gauge({ name: 'icc_topology_redeclarations', help: 'Times the cell topology was declared again after a queue or exchange was found missing', registers: [this.registry], collect() { this.set(probes().topologyRedeclarations()); } });
     collectDefaultMetrics({ register: this.registry, prefix: 'icc_' });
   }
 
@@ -105,6 +113,11 @@ export class ConductorStats {
   recordHandedBack(): void {
     this.totals.handedBack++;
     this.handedBack.inc();
+  }
+
+  recordUntrustedHeaders(): void {
+    this.totals.untrustedHeaders++;
+    this.untrustedHeaders.inc();
   }
 
   recordCoalesced(): void {

@@ -1,0 +1,278 @@
+import { connect } from 'amqplib';
+import { beforeEach, describe, expect, it } from 'vitest';
+import { type HeldLock, NodeLockManager } from '@app/locking';
+import { AdminHttp, metricValue } from './support/admin-http';
+import { type DeadLetter, conductorPool, errorLines, takeDeadLetters } from './support/conductor-harness';
+import { ConductorProcess } from './support/conductor-process';
+import { AMQP_URL, sleep, waitFor, withChannel } from './support/rabbitmq';
+import { RawAmqpClient } from './support/raw-amqp-client';
+import { TestCell } from './support/test-cell';
+
+const KiB = 1024;
+const BUSY = 'busy.qcow2';
+
+interface Status {
+  topology: {
+    redeclarations: number;
+    lastCause: string | null;
+    lastRedeclaredAt: string | null;
+    failures: number;
+  };
+  consumer: { subscribed: boolean };
+}
+
+/**
+ * Deletes a classic queue of the cell only while it holds no message (`if-empty`, decided inside the
+ * broker): a queue deleted with messages takes them along, which no client can prevent; what is tested is
+ * that nothing the conductor sends afterwards, or holds while it happens, is lost.
+ */
+async function deleteWhenEmpty(queue: string, timeoutMs = 60_000): Promise<void> {
+  const connection = await connect(AMQP_URL);
+  try {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const channel = await connection.createChannel();
+      channel.on('error', () => {}); // 406 PRECONDITION_FAILED (not empty) rejects the call and closes the channel
+      try {
+        await channel.deleteQueue(queue, { ifEmpty: true });
+        await channel.close();
+        return;
+      } catch (error) {
+        if ((error as { code?: number }).code !== 406) throw error;
+      }
+      if (Date.now() > deadline) throw new Error(`${queue} never empty within ${timeoutMs} ms`);
+      await sleep(10);
+    }
+  } finally {
+    await connection.close().catch(() => undefined);
+  }
+}
+
+/**
+ * Quorum queues refuse `if-empty`: the request queue is deleted once nothing is ready in it and every
+ * retry tier is empty, so that every request of the cell is in the conductor's hands (unacked) as it
+ * goes. Nothing can be ready again before the shortest retry delay has passed.
+ */
+async function deleteRequestQueueWhileAllInFlight(
+  requestQueue: string,
+  retryQueues: string[],
+  timeoutMs = 60_000,
+): Promise<void> {
+  const connection = await connect(AMQP_URL);
+  try {
+    const channel = await connection.createChannel();
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const counts = [];
+      for (const q of [...retryQueues, requestQueue]) counts.push((await channel.checkQueue(q)).messageCount);
+      if (counts.every((n) => n === 0)) {
+        await channel.deleteQueue(requestQueue);
+        return;
+      }
+      if (Date.now() > deadline) throw new Error(`the cell's queues never all empty within ${timeoutMs} ms`);
+      await sleep(10);
+    }
+  } finally {
+    await connection.close().catch(() => undefined);
+  }
+}
+
+async function deleteExchange(exchange: string): Promise<void> {
+  const connection = await connect(AMQP_URL);
+  try {
+    const channel = await connection.createChannel();
+    await channel.deleteExchange(exchange);
+  } finally {
+    await connection.close().catch(() => undefined);
+  }
+}
+
+describe('conductor: queues and the events exchange deleted under it', () => {
+  let cell: TestCell | undefined;
+  let client: RawAmqpClient | undefined;
+  let held: HeldLock | undefined;
+  const pool = conductorPool(async () => {
+    await held?.release();
+    held = undefined;
+    await client?.close();
+    await cell?.cleanup();
+  });
+
+  beforeEach(async () => {
+    cell = await TestCell.create({ nodes: ['node-a', 'node-b', 'node-c'] });
+    client = await RawAmqpClient.open();
+  });
+
+  it('declares each one again and loses no request: every one gets its final answer, dead letters included, and /status counts it', async () => {
+    const c = cell!;
+    const t = c.topology;
+    // The destination lock of BUSY, held as another conductor would: its requests fail LOCK_TIMEOUT and
+    // go round the retry tiers (200, 500, 1000 ms) until the lock is given back at the end.
+    const locks = new NodeLockManager({
+      root: c.root,
+      conductorId: 'test-holder',
+      timings: { staleMs: 2000, updateMs: 1000, safetyMarginMs: 500, pollMs: 25 },
+    });
+    held = await locks.acquire({ node: 'node-b', imageId: BUSY, mode: 'exclusive' }, { timeoutMs: 5_000 });
+    await c.seed('node-a', BUSY, 64 * KiB);
+    const conductor = await ConductorProcess.start(
+      pool,
+      c.conductorEnv({
+        CONDUCTOR_ID: 'topology-loss',
+        LOCK_WAIT_MS: '400',
+        MAX_ATTEMPTS: '100',
+        COPY_CONCURRENCY: '8',
+      }),
+      170_000,
+    ).ready();
+    const admin = AdminHttp.of(conductor);
+
+    const sent = new Map<string, { correlationId: string; kind: 'busy' | 'copy' | 'bad' }>();
+    const deadLetters: DeadLetter[] = [];
+    let batch = 0;
+    /** One busy (retried) request, one plain copy and one that fails for good (dead-lettered). */
+    const sendBatch = async () => {
+      batch += 1;
+      const image = `img-${batch}.qcow2`;
+      await c.seed('node-a', image, 64 * KiB);
+      const requests = [
+        { kind: 'busy' as const, body: { imageId: BUSY, destination: 'node-b', source: 'node-a' } },
+        { kind: 'copy' as const, body: { imageId: image, destination: 'node-c', source: 'node-a' } },
+        {
+          kind: 'bad' as const,
+          body: { imageId: `ghost-${batch}.qcow2`, destination: 'node-c', source: 'node-a' },
+        },
+      ];
+      for (const r of requests) {
+        const requestId = `${r.kind}-${batch}`;
+        const correlationId = client!.send(
+          t.requestQueue.name,
+          { v: 1, requestId, ...r.body },
+          { messageId: requestId },
+        );
+        sent.set(requestId, { correlationId, kind: r.kind });
+      }
+    };
+    const retryableFailures = (requestId: string) =>
+      client!.replies.filter(
+        (r) => r.correlationId === sent.get(requestId)!.correlationId && r.body.retryable === true,
+      ).length;
+    const redeclaredFor = (name: string) =>
+      conductor.waitForLog(
+        (l) => l.msg === 'topology declared again' && String(l.cause).includes(name),
+        `the topology declared again after ${name} was deleted`,
+        60_000,
+      );
+
+    // Requests in flight before anything is deleted; the busy one is going round the retry tiers.
+    await sendBatch();
+    await waitFor(() => retryableFailures('busy-1') >= 1, 'busy-1 retried once', 30_000);
+
+    const deleted: string[] = [];
+    // The request queue first, under the running consumer (the broker cancels it), while the one busy
+    // request so far is in the conductor's hands.
+    await deleteRequestQueueWhileAllInFlight(
+      t.requestQueue.name,
+      t.retryQueues.map((q) => q.name),
+    );
+    deleted.push(t.requestQueue.name);
+    await redeclaredFor(t.requestQueue.name);
+    await waitFor(
+      async () => (await admin.json<Status>('/status')).consumer.subscribed,
+      'the consumer subscribed again',
+      30_000,
+    );
+    await sendBatch();
+
+    // The longest tier first: the busy request's third failure goes there.
+    for (const tier of [...t.retryQueues].reverse()) {
+      await deleteWhenEmpty(tier.name);
+      deleted.push(tier.name);
+      await sendBatch(); // a fresh busy request passes every tier again
+      await redeclaredFor(tier.name);
+    }
+
+    // The dead-letter queue (quorum: no if-empty): deleted once the dead letters of every failed request
+    // so far were taken out of it (and kept for the check below); nothing else sends dead letters.
+    const badSoFar = [...sent].filter(([, s]) => s.kind === 'bad').map(([id]) => id);
+    await waitFor(
+      async () => {
+        deadLetters.push(...(await takeDeadLetters(t)));
+        return badSoFar.every((id) => deadLetters.some((d) => d.messageId === id));
+      },
+      'the dead letters so far',
+      30_000,
+    );
+    await withChannel((channel) => channel.deleteQueue(t.deadLetterQueue.name));
+    deleted.push(t.deadLetterQueue.name);
+    await sendBatch();
+    await redeclaredFor(t.deadLetterQueue.name);
+
+    // The events exchange: every result goes there first.
+    await deleteExchange(t.eventsExchange.name);
+    deleted.push(t.eventsExchange.name);
+    await sendBatch();
+    await redeclaredFor(t.eventsExchange.name);
+
+    // Every busy request has been failing and retried; give the lock back so they can complete.
+    await waitFor(
+      () => [...sent].filter(([, s]) => s.kind === 'busy').every(([id]) => retryableFailures(id) >= 1),
+      'every busy request retried',
+      30_000,
+    );
+    await held.release();
+    held = undefined;
+
+    const finals = new Map<string, Record<string, unknown>>();
+    await waitFor(
+      () => [...sent.values()].every((s) => client!.finals.has(s.correlationId)),
+      'a final reply to every request',
+      60_000,
+    ).catch((error: Error) => {
+      const missing = [...sent].filter(([, s]) => !client!.finals.has(s.correlationId)).map(([id]) => id);
+      throw new Error(`${error.message}; missing: ${missing.join(', ')}`);
+    });
+    for (const [requestId, s] of sent) finals.set(requestId, await client!.finalReply(s.correlationId));
+    for (const [requestId, s] of sent) {
+      const final = finals.get(requestId)!;
+      if (s.kind === 'bad')
+        expect(final, requestId).toMatchObject({ requestId, status: 'failed', reason: 'SOURCE_MISSING' });
+      // A copy whose first answer could not be published is done again: the image is then already there.
+      else
+        expect(final, requestId).toMatchObject({
+          requestId,
+          status: expect.stringMatching(/^(completed|already-present)$/),
+        });
+    }
+    expect(Number(finals.get('busy-1')!.attempt)).toBeGreaterThanOrEqual(2);
+
+    // Every dead letter is there (duplicates are allowed: at-least-once).
+    const bad = [...sent].filter(([, s]) => s.kind === 'bad').map(([id]) => id);
+    await waitFor(
+      async () => {
+        deadLetters.push(...(await takeDeadLetters(t)));
+        return bad.every((id) => deadLetters.some((d) => d.messageId === id));
+      },
+      'a dead letter for every failed request',
+      15_000,
+    );
+
+    const redeclared = conductor.logs().filter((l) => l.msg === 'topology declared again');
+    const status = await admin.json<Status>('/status');
+    expect(status.topology.redeclarations).toBe(redeclared.length);
+    expect(status.topology.redeclarations).toBeGreaterThanOrEqual(deleted.length);
+    expect(status.topology.lastCause).toBe(redeclared.at(-1)!.cause);
+    expect(metricValue((await admin.get('/metrics')).text, 'icc_topology_redeclarations')).toBe(
+      redeclared.length,
+    );
+    for (const name of deleted)
+      expect(
+        redeclared.some((l) => String(l.cause).includes(name)),
+        name,
+      ).toBe(true);
+    expect(errorLines([conductor])).toEqual([]);
+    console.log(
+      `conductor-topology-loss: ${JSON.stringify({ requests: sent.size, deleted: deleted.length, redeclarations: status.topology.redeclarations, causes: redeclared.map((l) => l.cause) })}`,
+    );
+  }, 180_000);
+});

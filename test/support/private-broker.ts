@@ -1,0 +1,200 @@
+import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { existsSync, promises as fsp, realpathSync } from 'node:fs';
+import { createServer } from 'node:net';
+import * as path from 'node:path';
+import { promisify } from 'node:util';
+import { connect } from 'amqplib';
+import { afterAll } from 'vitest';
+import { makeTempDir, removeDir } from './temp-dirs';
+
+const run = promisify(execFile);
+
+/**
+ * The folder of RabbitMQ's real scripts. Debian's /usr/sbin/rabbitmq-server is a wrapper that switches to
+ * the rabbitmq user and resets HOME (so its cookie would be the default node's): we call the scripts it
+ * wraps, which sit beside it, with our own environment.
+ */
+function rabbitmqBinDir(): string {
+  for (const dir of (process.env.PATH ?? '')
+    .split(path.delimiter)
+    .concat(['/usr/sbin', '/usr/lib/rabbitmq/bin'])) {
+    const candidate = path.join(dir, 'rabbitmq-server');
+    if (!existsSync(candidate)) continue;
+    const real = path.dirname(realpathSync(candidate));
+    if (
+      ['rabbitmq-server', 'rabbitmqctl', 'rabbitmq-diagnostics'].every((s) => existsSync(path.join(real, s)))
+    )
+      return real;
+  }
+  throw new Error(
+    'rabbitmq-server is not installed (not on PATH, nor in /usr/lib/rabbitmq/bin): install it, e.g. `apt-get install rabbitmq-server`, to run tests that need a broker of their own',
+  );
+}
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as { port: number };
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+/**
+ * An extra RabbitMQ node for one test file, which the test may disturb (memory alarms, stops) without
+ * touching the shared broker: its own node name (icc-t-<random>@localhost), AMQP and distribution ports,
+ * config, env file, plugin list, data and log folders, and HOME with an Erlang cookie of its own, so it
+ * cannot cluster with, nor be reached by the CLI of, any other node. Everything lives in one temp folder,
+ * removed by stop().
+ */
+export class PrivateBroker {
+  private exited: Promise<void>;
+
+  private constructor(
+    readonly nodeName: string,
+    readonly amqpPort: number,
+    readonly distPort: number,
+    readonly base: string,
+    private readonly bin: string,
+    private readonly env: NodeJS.ProcessEnv,
+    private readonly server: ChildProcess,
+    private readonly output: string[],
+  ) {
+    this.exited = new Promise((resolve) => server.once('exit', () => resolve()));
+  }
+
+  get url(): string {
+    return `amqp://guest:guest@127.0.0.1:${this.amqpPort}`;
+  }
+
+  static async start(startTimeoutMs = 120_000): Promise<PrivateBroker> {
+    const bin = rabbitmqBinDir();
+    const base = await makeTempDir('broker');
+    const id = randomBytes(4).toString('hex');
+    const nodeName = `icc-t-${id}@localhost`;
+    const [amqpPort, distPort] = [await freePort(), await freePort()];
+    const home = path.join(base, 'home');
+    await fsp.mkdir(home);
+    await fsp.mkdir(path.join(base, 'log'));
+    const cookie = Array.from(randomBytes(20), (b) => String.fromCharCode(65 + (b % 26))).join('');
+    await fsp.writeFile(path.join(home, '.erlang.cookie'), cookie, { mode: 0o400 });
+    await fsp.writeFile(
+      path.join(base, 'rabbitmq.conf'),
+      [
+        `listeners.tcp.1 = 127.0.0.1:${amqpPort}`,
+        'disk_free_limit.absolute = 1MB',
+        'log.console = false',
+        'log.file.level = info',
+        '',
+      ].join('\n'),
+    );
+    await fsp.writeFile(path.join(base, 'rabbitmq-env.conf'), '');
+    await fsp.writeFile(path.join(base, 'enabled_plugins'), '[].\n');
+    const env: NodeJS.ProcessEnv = {
+      ...process.env,
+      HOME: home,
+      RABBITMQ_NODENAME: nodeName,
+      RABBITMQ_NODE_IP_ADDRESS: '127.0.0.1',
+      RABBITMQ_NODE_PORT: String(amqpPort),
+      RABBITMQ_DIST_PORT: String(distPort),
+      RABBITMQ_CONFIG_FILE: path.join(base, 'rabbitmq.conf'),
+      RABBITMQ_ADVANCED_CONFIG_FILE: path.join(base, 'advanced.config'),
+      RABBITMQ_CONF_ENV_FILE: path.join(base, 'rabbitmq-env.conf'),
+      RABBITMQ_ENABLED_PLUGINS_FILE: path.join(base, 'enabled_plugins'),
+      RABBITMQ_MNESIA_BASE: path.join(base, 'mnesia'),
+      RABBITMQ_LOG_BASE: path.join(base, 'log'),
+      RABBITMQ_PID_FILE: path.join(base, 'rabbitmq.pid'),
+      ERL_EPMD_ADDRESS: '127.0.0.1',
+      RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS: '-kernel inet_dist_use_interface {127,0,0,1}',
+    };
+    // Its own process group, so that a stop that fails can kill the script and the Erlang VM together.
+    const server = spawn(path.join(bin, 'rabbitmq-server'), [], {
+      env,
+      cwd: base,
+      detached: true,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    const output: string[] = [];
+    server.stdout?.on('data', (d: Buffer) => output.push(d.toString()));
+    server.stderr?.on('data', (d: Buffer) => output.push(d.toString()));
+    const broker = new PrivateBroker(nodeName, amqpPort, distPort, base, bin, env, server, output);
+    try {
+      await broker.waitUntilRunning(startTimeoutMs);
+    } catch (error) {
+      await broker.stop().catch(() => undefined);
+      throw new Error(
+        `private RabbitMQ node ${nodeName} did not start: ${(error as Error).message}\n${output.join('').slice(-3000)}`,
+      );
+    }
+    return broker;
+  }
+
+  /** rabbitmqctl against this node only (its cookie, its name). */
+  async ctl(args: string[], timeoutMs = 60_000): Promise<string> {
+    const { stdout } = await run(path.join(this.bin, 'rabbitmqctl'), ['-n', this.nodeName, '-q', ...args], {
+      env: this.env,
+      timeout: timeoutMs,
+    });
+    return stdout;
+  }
+
+  private async waitUntilRunning(timeoutMs: number): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    let exitedEarly = false;
+    void this.exited.then(() => (exitedEarly = true));
+    for (;;) {
+      if (exitedEarly) throw new Error(`rabbitmq-server exited (code ${this.server.exitCode})`);
+      const pinged = await run(
+        path.join(this.bin, 'rabbitmq-diagnostics'),
+        ['-n', this.nodeName, '-q', 'ping'],
+        { env: this.env, timeout: 20_000 },
+      ).then(
+        () => true,
+        () => false,
+      );
+      if (pinged) break;
+      if (Date.now() > deadline)
+        throw new Error(`no answer to rabbitmq-diagnostics ping within ${timeoutMs} ms`);
+      await new Promise((r) => setTimeout(r, 500));
+    }
+    await this.ctl(['await_startup'], Math.max(10_000, deadline - Date.now()));
+    const connection = await connect(this.url, { timeout: 10_000 });
+    await connection.close();
+  }
+
+  /** Stops the node (rabbitmqctl stop, else SIGKILL of its process group) and removes its folder. */
+  async stop(): Promise<void> {
+    if (this.server.exitCode === null && this.server.signalCode === null) {
+      await this.ctl(['stop'], 60_000).catch(() => undefined);
+      const gone = await Promise.race([
+        this.exited.then(() => true),
+        new Promise<boolean>((r) => setTimeout(() => r(false), 30_000)),
+      ]);
+      if (!gone && this.server.pid !== undefined) {
+        try {
+          process.kill(-this.server.pid, 'SIGKILL');
+        } catch {
+          // already gone
+        }
+        await this.exited;
+      }
+    }
+    await removeDir(this.base);
+  }
+}
+
+/**
+ * One private broker for a test file, started by the first call of the returned function (inside a test,
+ * so a failure to start fails that test rather than skipping it) and stopped in afterAll.
+ */
+export function usePrivateBroker(): () => Promise<PrivateBroker> {
+  let started: Promise<PrivateBroker> | undefined;
+  afterAll(async () => {
+    const broker = await started?.catch(() => undefined);
+    await broker?.stop();
+  }, 90_000);
+  return () => (started ??= PrivateBroker.start());
+}
