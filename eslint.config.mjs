@@ -13,7 +13,7 @@ export default tseslint.config(
     },
   },
   {
-    // A lib never imports an app; libs/contracts imports none of ours (see ../shared/DESIGN.md).
+    // A lib never imports an app; libs/contracts imports none of ours (README, "Where things are").
     files: ['libs/**/*.ts'],
     rules: { 'no-restricted-imports': ['error', { patterns: ['**/apps/**'] }] },
   },

@@ -50,7 +50,7 @@ export interface CopyImageRequest {
   imageId: string;
   source: string;
   destination: string;
-  /** Checked instead of the source's meta when given (DESIGN.md "Copy"). */
+  /** Checked instead of the source's meta when given (README, "The copy"). */
   expected?: ExpectedImage;
   /** Unique per attempt: names the partial copy and is recorded in the meta. */
   attemptId: string;
@@ -374,7 +374,7 @@ export class ImageStore {
     }
   }
 
-  /** DESIGN.md "Copy": see CopyImageRequest. The caller holds both locks. */
+  /** The verified, atomic copy (README, "The copy"): see CopyImageRequest. The caller holds both locks. */
   async copyImage(request: CopyImageRequest): Promise<CopyImageOutcome> {
     const started = performance.now();
     const imageId = this.layout.imageId(request.imageId);
