@@ -64,10 +64,10 @@ async function withRssSampling<T>(
 
 async function oneRound(store: ImageStore, root: string, round: number): Promise<RoundResult> {
   const destination = `node-b${round}`;
-  await store.registerNode(destination, 'bench');
+  await store.markers.registerNode(destination, 'bench');
   const started = performance.now();
   const sampled = await withRssSampling(() =>
-    store.copyImage({ imageId: IMAGE, source: 'node-a', destination, attemptId: `bench-${round}` }),
+    store.copies.copyImage({ imageId: IMAGE, source: 'node-a', destination, attemptId: `bench-${round}` }),
   );
   const oursMs = performance.now() - started;
   if (sampled.result.status !== 'copied') throw new Error(`expected a copy, got ${sampled.result.status}`);
@@ -75,7 +75,7 @@ async function oneRound(store: ImageStore, root: string, round: number): Promise
 
   const rawTarget = path.join(root, `raw-${round}.img`);
   const rawStarted = performance.now();
-  await fsp.copyFile(store.imagePath('node-a', IMAGE), rawTarget);
+  await fsp.copyFile(store.entries.imagePath('node-a', IMAGE), rawTarget);
   const rawCopyMs = performance.now() - rawStarted;
   const handle = await fsp.open(rawTarget, 'r+');
   try {
@@ -103,10 +103,10 @@ export async function runCopyMemoryBench(options: { sizeMiB?: number; rounds?: n
   const root = await fsp.mkdtemp(path.join(os.tmpdir(), 'icc-bench-copy-'));
   try {
     const store = new ImageStore({ root });
-    await store.registerNode('node-a', 'bench');
+    await store.markers.registerNode('node-a', 'bench');
     const staging = path.join(root, 'staging.img');
     await writeImage(staging, size);
-    await store.importImage('node-a', IMAGE, staging);
+    await store.imports.importImage('node-a', IMAGE, staging);
     await fsp.rm(staging);
 
     const results: RoundResult[] = [];

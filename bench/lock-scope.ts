@@ -64,10 +64,10 @@ async function simulate(baseline: LockBaseline, jobs: Array<{ imageId: string; s
   const store = new ImageStore({ root, fsync: false });
   for (const destination of new Set(jobs.map((j) => j.destination))) {
     await fsp.rm(path.join(root, destination), { recursive: true, force: true });
-    await store.registerNode(destination, 'bench');
+    await store.markers.registerNode(destination, 'bench');
   }
   const locks = new NodeLockManager({ root, conductorId: 'bench' });
-  const selector = new SourceSelector(store, { index: new ImageHolderIndex(store), readLimit: 64, conductorId: 'bench' });
+  const selector = new SourceSelector(store, { index: new ImageHolderIndex(store.entries), readLimit: 64, conductorId: 'bench' });
   const workflow = new CopyWorkflow(store, locks, selector, { lockWaitMs: 600_000, log: quiet, baseline });
   const started = performance.now();
   const results = await Promise.all(jobs.map((job) => workflow.run(job, { attemptId: newAttemptId() })));
@@ -83,8 +83,8 @@ async function runSimulation(rounds: number) {
   const seed = async (node: string, imageId: string) => {
     const file = path.join(root, '.seed');
     await writeRandomFile(file, 4 * MiB);
-    await store.registerNode(node, 'bench');
-    await store.importImage(node, imageId, file);
+    await store.markers.registerNode(node, 'bench');
+    await store.imports.importImage(node, imageId, file);
     await fsp.rm(file);
   };
   const disjointJobs = Array.from({ length: PAIRS }, (_, p) => Array.from({ length: 2 }, (_, k) => ({ imageId: `img-${k}`, source: `src-${p}`, destination: `dst-${p}` }))).flat();

@@ -25,8 +25,8 @@ async function perRequestMs(nodes: number, rounds: number): Promise<{ copyMs: nu
         // Spread over the cell: the destinations differ from round to round.
         const targets = Array.from({ length: COPIES }, (_, i) => names[1 + ((r * COPIES + i) % (nodes - 1))]!);
         for (const node of targets) {
-          await fsp.rm(cell.store.imagePath(node, 'img'), { force: true });
-          await fsp.rm(cell.store.metaPath(node, 'img'), { force: true });
+          await fsp.rm(cell.store.entries.imagePath(node, 'img'), { force: true });
+          await fsp.rm(cell.store.entries.metaPath(node, 'img'), { force: true });
         }
         // Copies without a source: the conductor must find a holder among all nodes.
         const copies = await requestAll(client, cell.topology.requestQueue.name, targets.map((destination, i) => ({ v: 1, requestId: `c${r}-${i}`, imageId: 'img', destination })));

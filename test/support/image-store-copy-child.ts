@@ -23,7 +23,7 @@ async function main(): Promise<void> {
   const args = JSON.parse(process.argv[2] ?? '') as CopyChildArgs;
   const store = new ImageStore({ root: args.root });
   const pause = new Int32Array(new SharedArrayBuffer(4));
-  const outcome = await store.copyImage({
+  const outcome = await store.copies.copyImage({
     imageId: args.imageId,
     source: args.source,
     destination: args.destination,

@@ -75,7 +75,7 @@ export class ConductorModule {
           provide: ImageHolderIndex,
           inject: [ImageStore],
           useFactory: (store: ImageStore) =>
-            new ImageHolderIndex(store, { ...DEFAULT_HOLDER_INDEX_OPTIONS, onScanError: (error) => rootLogger.warn({ err: String(error) }, 'holder index: scan failed') }),
+            new ImageHolderIndex(store.entries, { ...DEFAULT_HOLDER_INDEX_OPTIONS, onScanError: (error) => rootLogger.warn({ err: String(error) }, 'holder index: scan failed') }),
         },
         {
           provide: SourceSelector,
@@ -92,7 +92,7 @@ export class ConductorModule {
             return new CleaningSchedule(new CacheCleaner(store, locks, policy, log), {
               enabled: config.CLEANER_ENABLED,
               intervalMs: config.CLEANER_INTERVAL_MS,
-              listNodes: () => store.listNodes(),
+              listNodes: () => store.entries.listNodes(),
               onDeleted: (node, imageId) => index.forget(node, imageId),
               log,
             });
@@ -102,7 +102,7 @@ export class ConductorModule {
           provide: LeftoverSweep,
           inject: [ImageStore, NodeLockManager],
           useFactory: (store: ImageStore, locks: NodeLockManager) =>
-            new LeftoverSweep(store, locks, { intervalMs: config.LEFTOVER_SWEEP_MS, root: config.CACHE_ROOT, listNodes: () => store.listNodes(), log: rootLogger.child({ part: 'sweep' }) }),
+            new LeftoverSweep(store.entries, locks, { intervalMs: config.LEFTOVER_SWEEP_MS, root: config.CACHE_ROOT, listNodes: () => store.entries.listNodes(), log: rootLogger.child({ part: 'sweep' }) }),
         },
         {
           provide: CopyWorkflow,

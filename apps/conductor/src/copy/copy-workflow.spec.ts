@@ -57,20 +57,24 @@ describe('CopyWorkflow failure reasons', () => {
     } as unknown as NodeLockManager;
     const store = {
       root,
-      nodeRegistration: async (node: string) =>
-        options.unregistered?.includes(node) ? { registered: false, problem: `no marker ${root}/${node}/node.json` } : { registered: true },
-      verifiedImage: async (node: string) => {
-        if (node === 'node-a') return options.sourceGoneUnderLock && lockRequests > 0 ? undefined : SOURCE_META;
-        const present = options.destinationPresent === 'early' || (options.destinationPresent === 'under-lock' && lockRequests > 0);
-        return present ? SOURCE_META : undefined;
+      markers: {
+        nodeRegistration: async (node: string) =>
+          options.unregistered?.includes(node) ? { registered: false, problem: `no marker ${root}/${node}/node.json` } : { registered: true },
       },
-      removeLeftoverTmp: async () => 0,
-      touchLastUsed: async () => undefined,
-      copyImage: async () => {
-        if (options.copied)
-          return { status: options.copied, bytes: options.copied === 'copied' ? 10 : 0, sha256: SOURCE_META.sha256, meta: SOURCE_META, copyMs: 1, verifyMs: 1 };
-        throw options.copyError;
+      copies: {
+        verifiedImage: async (node: string) => {
+          if (node === 'node-a') return options.sourceGoneUnderLock && lockRequests > 0 ? undefined : SOURCE_META;
+          const present = options.destinationPresent === 'early' || (options.destinationPresent === 'under-lock' && lockRequests > 0);
+          return present ? SOURCE_META : undefined;
+        },
+        touchLastUsed: async () => undefined,
+        copyImage: async () => {
+          if (options.copied)
+            return { status: options.copied, bytes: options.copied === 'copied' ? 10 : 0, sha256: SOURCE_META.sha256, meta: SOURCE_META, copyMs: 1, verifyMs: 1 };
+          throw options.copyError;
+        },
       },
+      entries: { removeLeftoverTmp: async () => 0 },
     } as unknown as ImageStore;
     const sources = {
       acquire: async () => ({ node: 'node-a', meta: { size: 10, sha256: 'a'.repeat(64) }, slotWaitMs: 0, release: () => undefined }),

@@ -60,7 +60,7 @@ export class CopyWorkflow {
     // Before any lock: taking one creates folders under <node>/locks/, and a request must not create a node.
     await this.requireRegistered(job);
     // Published images are never modified in place, so a verified one can be trusted without a lock.
-    const present = await this.store.verifiedImage(job.destination, job.imageId, { sha256: job.sha256, size: job.size });
+    const present = await this.store.copies.verifiedImage(job.destination, job.imageId, { sha256: job.sha256, size: job.size });
     if (present) return { status: 'already-present', bytes: present.size, sha256: present.sha256 };
 
     // One bounded wait for a read slot and both locks together (LOCK_WAIT_MS, then a retryable LOCK_TIMEOUT).
@@ -91,7 +91,7 @@ export class CopyWorkflow {
   private async requireRegistered(job: CopyJob): Promise<void> {
     const named = [['destination', job.destination], ...(job.source ? [['source', job.source]] : [])] as const;
     for (const [field, node] of named) {
-      const registration = await this.store.nodeRegistration(node);
+      const registration = await this.store.markers.nodeRegistration(node);
       if (!registration.registered)
         throw new ConductorError('UNKNOWN_NODE', `${field}: node ${node} is not registered in this cell (${registration.problem}); nothing was locked or created`);
     }
@@ -117,8 +117,8 @@ export class CopyWorkflow {
     let outcome = 'failed';
     try {
       // Under the source's shared lock the cache cleaner cannot delete the source; before it, it could have.
-      if (!(await this.store.verifiedImage(source, job.imageId))) {
-        const now = await this.store.verifiedImage(job.destination, job.imageId, { sha256: job.sha256, size: job.size });
+      if (!(await this.store.copies.verifiedImage(source, job.imageId))) {
+        const now = await this.store.copies.verifiedImage(job.destination, job.imageId, { sha256: job.sha256, size: job.size });
         if (now) {
           outcome = 'already-present';
           return { status: 'already-present', bytes: now.size, sha256: now.sha256 };
@@ -130,9 +130,9 @@ export class CopyWorkflow {
       this.options.log.debug?.({ ...ids, heldAt }, 'copy locks held');
       const destinationLock = held.locks.find((l) => l.key.node === job.destination) ?? held.locks[0]!;
       // Holding the destination lock, any partial copy of this image belongs to a dead attempt.
-      await this.store.removeLeftoverTmp(job.destination, job.imageId);
+      await this.store.entries.removeLeftoverTmp(job.destination, job.imageId);
       report('copying', 0);
-      const copied = await this.store.copyImage({
+      const copied = await this.store.copies.copyImage({
         imageId: job.imageId,
         source,
         destination: job.destination,
@@ -150,7 +150,7 @@ export class CopyWorkflow {
       // (the cache cleaner's input): never fails a copy.
       await held
         .assertStillHeld()
-        .then(() => this.store.touchLastUsed(source, job.imageId))
+        .then(() => this.store.copies.touchLastUsed(source, job.imageId))
         .catch((error: Error) =>
         this.options.log.warn({ source, imageId: job.imageId, err: error.message }, 'could not record the last use of a source image'),
       );
