@@ -3,7 +3,7 @@
  * Usage: node dist/test/support/image-store-copy-child.js '<CopyChildArgs as JSON>'
  * Prints the outcome as one JSON line on stdout; exits 1 with the error on stderr.
  */
-import { ImageStore } from '../../libs/image-store/src';
+import { ImageStore } from '@app/image-store';
 
 export interface CopyChildArgs {
   root: string;
