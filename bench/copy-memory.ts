@@ -12,7 +12,7 @@ import { randomBytes } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { COPY_CHUNK_BYTES, ImageStore } from '../libs/image-store/src';
+import { COPY_CHUNK_BYTES, ImageStore } from '@app/image-store';
 import { median, round } from './bench-stats';
 
 const MiB = 1024 * 1024;

@@ -12,16 +12,17 @@ import { SELECTION_PREFIX, type SourceSelector } from './source-selector';
 const MAX_PICKS = 3;
 
 /**
- * Benchmark baselines only (bench/): one lock for the whole cell, or an exclusive source lock, to measure
- * what the two node-local locks and the shared source lock are worth. Never for production.
+ * Which locks one copy takes, given the chosen source. The product has one plan, `nodeLocalLocks`; this
+ * seam exists so that bench/ can measure it against baselines (one global lock, an exclusive source lock)
+ * that never ship in the conductor.
  */
-export interface LockBaseline {
-  scope: 'per-node' | 'global';
-  sourceMode: 'shared' | 'exclusive';
-}
+export type CopyLockPlan = (source: string, job: CopyJob) => LockRequest[];
 
-/** The folder the global-lock baseline locks in (it shows up as a node without images). */
-export const GLOBAL_LOCK_NODE = 'global-lock-baseline';
+/** The source's copy shared, the destination's exclusive: two node-local locks, nothing global. */
+export const nodeLocalLocks: CopyLockPlan = (source, job) => [
+  { node: source, imageId: job.imageId, mode: 'shared' },
+  { node: job.destination, imageId: job.imageId, mode: 'exclusive' },
+];
 
 export interface CopyRunOptions {
   attemptId: string;
@@ -43,18 +44,8 @@ export class CopyWorkflow {
     private readonly store: ImageStore,
     private readonly locks: NodeLockManager,
     private readonly sources: SourceSelector,
-    private readonly options: { lockWaitMs: number; log: Pick<MessagingLogger, 'warn'> & Partial<Pick<MessagingLogger, 'debug'>>; baseline?: LockBaseline },
+    private readonly options: { lockWaitMs: number; log: Pick<MessagingLogger, 'warn'> & Partial<Pick<MessagingLogger, 'debug'>>; lockPlan?: CopyLockPlan },
   ) {}
-
-  /** The locks of one copy: two node-local ones, or a benchmark baseline's. */
-  private lockRequests(source: string, job: CopyJob): LockRequest[] {
-    const baseline = this.options.baseline ?? { scope: 'per-node', sourceMode: 'shared' };
-    if (baseline.scope === 'global') return [{ node: GLOBAL_LOCK_NODE, imageId: 'all', mode: 'exclusive' }];
-    return [
-      { node: source, imageId: job.imageId, mode: baseline.sourceMode },
-      { node: job.destination, imageId: job.imageId, mode: 'exclusive' },
-    ];
-  }
 
   async run(job: CopyJob, run: CopyRunOptions): Promise<CopyJobResult> {
     // Before any lock: taking one creates folders under <node>/locks/, and a request must not create a node.
@@ -105,7 +96,7 @@ export class CopyWorkflow {
     report('waiting-for-lock', 0);
     if (lockWaitMs <= 0) throw new ConductorError('LOCK_TIMEOUT', `waited ${this.options.lockWaitMs} ms for a read slot and locks`);
 
-    const held = await this.locks.acquireAll(this.lockRequests(source, job), {
+    const held = await this.locks.acquireAll((this.options.lockPlan ?? nodeLocalLocks)(source, job), {
       attemptId: run.attemptId, timeoutMs: lockWaitMs, signal: run.signal },
     ).catch(async (error: unknown) => {
       throw await lockFolderError(error, this.store.root, job.destination);
