@@ -1,5 +1,5 @@
 /*
- * Copy throughput and memory: ImageStore.copyImage (stream + sha256 + fsync + rename + meta) against a raw
+ * Copy throughput and memory: ImageStore.copies.copyImage (stream + sha256 + fsync + rename + meta) against a raw
  * fs.promises.copyFile of the same image in the same run, sampling RSS every 50 ms during our copy.
  * Run: npm run build && node dist/bench/copy-memory.js [--size-mib 1024] [--rounds 3]
  * (writes bench/results/copy-memory.json)
@@ -117,7 +117,7 @@ export async function runCopyMemoryBench(options: { sizeMiB?: number; rounds?: n
     const rawFsyncMs = median(results.map((x) => x.rawFsyncMs));
     const toMiB = (bytes: number) => round(bytes / MiB, 1);
     const report = {
-      scenario: 'ImageStore.copyImage vs fs.promises.copyFile, same image, same run',
+      scenario: 'ImageStore.copies.copyImage vs fs.promises.copyFile, same image, same run',
       date: new Date().toISOString(),
       node: process.version,
       sizeBytes: size,

@@ -1,5 +1,5 @@
 /**
- * A separate process that runs one ImageStore.copyImage, for test/image-store-kill.e2e-spec.ts.
+ * A separate process that runs one ImageStore.copies.copyImage, for test/image-store-kill.e2e-spec.ts.
  * Usage: node dist/test/support/image-store-copy-child.js '<CopyChildArgs as JSON>'
  * Prints the outcome as one JSON line on stdout; exits 1 with the error on stderr.
  */

@@ -8,8 +8,7 @@ import {
   parseField,
   requestIdSchema,
 } from '@app/contracts';
-import type { IoContext } from './fs-errors';
-import { io } from './fs-errors';
+import { type IoContext, io } from './fs-errors';
 import { throwIfAborted } from './image-copier';
 import type { ImageMeta } from './image-meta';
 import { type IrreversibleStep, publishImage } from './publish';
