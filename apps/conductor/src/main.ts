@@ -16,7 +16,7 @@ const EXIT_CONFIG = 78;
 class ConductorApp {}
 
 /** Starts the conductor of this process's environment; `seams` only from bench/ (see ConductorSeams). */
-export async function runConductor(seams: ConductorSeams = {}): Promise<void> {
+async function runConductor(seams: ConductorSeams = {}): Promise<void> {
   let config;
   try {
     config = loadConductorConfig();
