@@ -1,5 +1,6 @@
 import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
+import { boundaries } from './eslint/import-boundaries.mjs';
 
 export default tseslint.config(
   { ignores: ['dist/**', 'node_modules/**', 'coverage/**', 'test-output/**'] },
@@ -13,17 +14,9 @@ export default tseslint.config(
     },
   },
   {
-    // A lib never imports an app; libs/contracts imports none of ours (see ../shared/DESIGN.md).
-    files: ['libs/**/*.ts'],
-    rules: { 'no-restricted-imports': ['error', { patterns: ['**/apps/**'] }] },
-  },
-  {
-    files: ['libs/contracts/**/*.ts'],
-    rules: { 'no-restricted-imports': ['error', { patterns: ['@app/*', '**/apps/**'] }] },
-  },
-  {
-    // The cache cleaner runs in conductors and in the CLI beside them: files and locks only, no broker.
-    files: ['libs/locking/**/*.ts', 'libs/image-store/**/*.ts', 'libs/cache-cleaner/**/*.ts'],
-    rules: { 'no-restricted-imports': ['error', { patterns: ['@app/messaging', 'amqplib', '**/apps/**'] }] },
+    // Every dependency rule of README "Where things are" (eslint/import-boundaries.mjs).
+    files: ['**/*.ts', '**/*.mts'],
+    plugins: { boundaries },
+    rules: { 'boundaries/imports': 'error' },
   },
 );

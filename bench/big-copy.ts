@@ -11,7 +11,7 @@ import { promises as fsp, readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { promisify } from 'node:util';
 import { median, round, spread } from './bench-stats';
-import { RawAmqpClient, withCell, writeResults } from './support/bench-cell';
+import { BenchRequester, withCell, writeResults } from './support/bench-cell';
 
 const run = promisify(execFile);
 const MiB = 1024 * 1024;
@@ -49,14 +49,14 @@ export async function runBigCopyBench(options: { sizeMiB?: number; rounds?: numb
   await withCell(['node-a', 'node-b'], async (cell, startConductor) => {
     const image = await cell.seed('node-a', 'big.img', sizeMiB * MiB);
     const conductor = await startConductor({ COPY_CONCURRENCY: '1' });
-    const client = await RawAmqpClient.open();
-    const source = cell.store.imagePath('node-a', 'big.img');
+    const client = await BenchRequester.open();
+    const source = cell.store.entries.imagePath('node-a', 'big.img');
     const scratch = path.join(cell.root, 'scratch');
     await fsp.mkdir(scratch);
     try {
       for (let r = 0; r < rounds; r++) {
-        await fsp.rm(cell.store.imagePath('node-b', 'big.img'), { force: true });
-        await fsp.rm(cell.store.metaPath('node-b', 'big.img'), { force: true });
+        await fsp.rm(cell.store.entries.imagePath('node-b', 'big.img'), { force: true });
+        await fsp.rm(cell.store.entries.metaPath('node-b', 'big.img'), { force: true });
         const before = rssOf(conductor.pid);
         let peak = before;
         const sampler = setInterval(() => (peak = Math.max(peak, rssOf(conductor.pid))), 50);

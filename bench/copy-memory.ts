@@ -1,5 +1,5 @@
 /*
- * Copy throughput and memory: ImageStore.copyImage (stream + sha256 + fsync + rename + meta) against a raw
+ * Copy throughput and memory: ImageStore.copies.copyImage (stream + sha256 + fsync + rename + meta) against a raw
  * fs.promises.copyFile of the same image in the same run, sampling RSS every 50 ms during our copy.
  * Run: npm run build && node dist/bench/copy-memory.js [--size-mib 1024] [--rounds 3]
  * (writes bench/results/copy-memory.json)
@@ -12,7 +12,7 @@ import { randomBytes } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { COPY_CHUNK_BYTES, ImageStore } from '../libs/image-store/src';
+import { COPY_CHUNK_BYTES, ImageStore } from '@app/image-store';
 import { median, round } from './bench-stats';
 
 const MiB = 1024 * 1024;
@@ -64,10 +64,10 @@ async function withRssSampling<T>(
 
 async function oneRound(store: ImageStore, root: string, round: number): Promise<RoundResult> {
   const destination = `node-b${round}`;
-  await store.registerNode(destination, 'bench');
+  await store.markers.registerNode(destination, 'bench');
   const started = performance.now();
   const sampled = await withRssSampling(() =>
-    store.copyImage({ imageId: IMAGE, source: 'node-a', destination, attemptId: `bench-${round}` }),
+    store.copies.copyImage({ imageId: IMAGE, source: 'node-a', destination, attemptId: `bench-${round}` }),
   );
   const oursMs = performance.now() - started;
   if (sampled.result.status !== 'copied') throw new Error(`expected a copy, got ${sampled.result.status}`);
@@ -75,7 +75,7 @@ async function oneRound(store: ImageStore, root: string, round: number): Promise
 
   const rawTarget = path.join(root, `raw-${round}.img`);
   const rawStarted = performance.now();
-  await fsp.copyFile(store.imagePath('node-a', IMAGE), rawTarget);
+  await fsp.copyFile(store.entries.imagePath('node-a', IMAGE), rawTarget);
   const rawCopyMs = performance.now() - rawStarted;
   const handle = await fsp.open(rawTarget, 'r+');
   try {
@@ -103,10 +103,10 @@ export async function runCopyMemoryBench(options: { sizeMiB?: number; rounds?: n
   const root = await fsp.mkdtemp(path.join(os.tmpdir(), 'icc-bench-copy-'));
   try {
     const store = new ImageStore({ root });
-    await store.registerNode('node-a', 'bench');
+    await store.markers.registerNode('node-a', 'bench');
     const staging = path.join(root, 'staging.img');
     await writeImage(staging, size);
-    await store.importImage('node-a', IMAGE, staging);
+    await store.imports.importImage('node-a', IMAGE, staging);
     await fsp.rm(staging);
 
     const results: RoundResult[] = [];
@@ -117,7 +117,7 @@ export async function runCopyMemoryBench(options: { sizeMiB?: number; rounds?: n
     const rawFsyncMs = median(results.map((x) => x.rawFsyncMs));
     const toMiB = (bytes: number) => round(bytes / MiB, 1);
     const report = {
-      scenario: 'ImageStore.copyImage vs fs.promises.copyFile, same image, same run',
+      scenario: 'ImageStore.copies.copyImage vs fs.promises.copyFile, same image, same run',
       date: new Date().toISOString(),
       node: process.version,
       sizeBytes: size,

@@ -14,10 +14,8 @@ import * as path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { ImageStore } from '@app/image-store';
 import { NodeLockManager, newAttemptId } from '@app/locking';
-import { CopyWorkflow } from '../apps/conductor/src/copy/copy-workflow';
-import { ImageHolderIndex } from '../apps/conductor/src/copy/holder-index';
-import { SourceSelector } from '../apps/conductor/src/copy/source-selector';
-import { writeRandomFile } from '../test/support/image-store-fixtures';
+import { CopyWorkflow, ImageHolderIndex, SourceSelector } from '../apps/conductor/src';
+import { writeRandomFile } from './support/random-file';
 import { median, round, spread } from './bench-stats';
 import { installReadThrottle } from './support/throttled-reads';
 import { writeResults } from './support/bench-cell';
@@ -42,10 +40,10 @@ async function fanOut(root: string, destinations: string[], options: { namedSour
   const store = new ImageStore({ root, fsync: false });
   for (const node of destinations) {
     await fsp.rm(path.join(root, node), { recursive: true, force: true });
-    await store.registerNode(node, 'bench');
+    await store.markers.registerNode(node, 'bench');
   }
   const locks = new NodeLockManager({ root, conductorId: 'bench' });
-  const index = new ImageHolderIndex(store);
+  const index = new ImageHolderIndex(store.entries);
   const selector = new SourceSelector(store, { index, readLimit: options.readLimit, conductorId: 'bench' });
   const workflow = new CopyWorkflow(store, locks, selector, { lockWaitMs: 600_000, log: quiet });
   throttle.reset();
@@ -76,8 +74,8 @@ export async function runFanoutSpreadBench(options: { rounds?: number } = {}) {
     const staging = path.join(root, '.staging');
     await writeRandomFile(staging, IMAGE_MIB * MiB);
     const seeding = new ImageStore({ root, fsync: false });
-    await seeding.registerNode('origin', 'bench');
-    await seeding.importImage('origin', IMAGE, staging);
+    await seeding.markers.registerNode('origin', 'bench');
+    await seeding.imports.importImage('origin', IMAGE, staging);
     await fsp.rm(staging);
     for (let r = 0; r < rounds; r++) {
       // Alternate the order inside a round so neither side always runs on a warmer cache.

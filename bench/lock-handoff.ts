@@ -8,7 +8,7 @@ import { promises as fsp } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import * as lockfile from 'proper-lockfile';
-import { NodeLockManager } from '../libs/locking/src';
+import { NodeLockManager } from '@app/locking';
 import { median, nowMs, percentile, round, spread } from './bench-stats';
 
 type Impl = 'ours' | 'proper-lockfile';

@@ -2,7 +2,8 @@
  * What the lock design is worth, each against its baseline in the same run, repeated:
  *  - no global lock: many small copies over 16 disjoint node pairs, two node-local locks vs one global lock;
  *  - shared source lock: one image fanned out to 16 nodes from one source, shared vs exclusive source lock.
- * The baselines are the same conductor with BENCH_LOCK_BASELINE set (benchmarks only).
+ * The baselines are the same conductor with another lock plan (bench/support/lock-baselines.ts, through the
+ * conductor's one seam; bench/support/lock-baseline-conductor.ts is its process).
  * Two settings, each with its baseline in the same round:
  *  - "machine": a real conductor process on this machine. Here every copy hashes on the conductor's one
  *    main thread, so on 2 cores the copies are CPU-bound and concurrency buys little;
@@ -10,29 +11,34 @@
  *    node's writes limited to 32 MiB/s (bench/support/throttled-writes.ts, benchmark only), the
  *    situation of a real cell where a node's disk or link is the bottleneck, not the conductor's CPU.
  * Run: npm run bench:locks   (writes bench/results/lock-scope.json)
+ *      `node dist/bench/lock-scope.js --small` (4 pairs, 4 fan-out nodes, one round: a quick check that it runs)
  */
 import { promises as fsp } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { ImageStore } from '@app/image-store';
 import { NodeLockManager, newAttemptId } from '@app/locking';
-import { CopyWorkflow, type LockBaseline } from '../apps/conductor/src/copy/copy-workflow';
-import { ImageHolderIndex } from '../apps/conductor/src/copy/holder-index';
-import { SourceSelector } from '../apps/conductor/src/copy/source-selector';
-import { writeRandomFile } from '../test/support/image-store-fixtures';
+import { CopyWorkflow, ImageHolderIndex, SourceSelector } from '../apps/conductor/src';
+import { BASELINE_ENV, LOCK_PLANS, type LockBaseline } from './support/lock-baselines';
+import { writeRandomFile } from './support/random-file';
 import { installWriteThrottle } from './support/throttled-writes';
 import { median, round, spread } from './bench-stats';
-import { RawAmqpClient, type TestCell, requestAll, withCell, writeResults } from './support/bench-cell';
+import { BenchRequester, type BenchCell, requestAll, type StartConductor, withCell, writeResults } from './support/bench-cell';
 
 const MiB = 1024 * 1024;
-const PAIRS = 16;
+/** --small: a quick check that the benchmark runs, not a measurement. */
+const SMALL = process.argv.includes('--small');
+const PAIRS = SMALL ? 4 : 16;
 const IMAGES_PER_PAIR = 4;
-const FANOUT = 16;
+const FANOUT = SMALL ? 4 : 16;
+const GOLDEN_MIB = SMALL ? 8 : 64;
 const CONCURRENCY = 16;
 
-type Baseline = 'none' | 'global-lock' | 'exclusive-source';
+type Baseline = LockBaseline;
+/** The conductor with a baseline's lock plan, compiled beside this file. */
+const BASELINE_CONDUCTOR = path.join(__dirname, 'support', 'lock-baseline-conductor.js');
 
-async function clearCopies(cell: TestCell, nodes: string[]): Promise<void> {
+async function clearCopies(cell: BenchCell, nodes: string[]): Promise<void> {
   for (const node of nodes) {
     const dir = cell.store.nodeLayout(node).images;
     await fsp.rm(dir, { recursive: true, force: true });
@@ -40,10 +46,10 @@ async function clearCopies(cell: TestCell, nodes: string[]): Promise<void> {
   }
 }
 
-async function timeRun(cell: TestCell, startConductor: (env?: Record<string, string>) => Promise<{ signal(s: NodeJS.Signals): void; exited(): Promise<unknown> }>, baseline: Baseline, bodies: object[]): Promise<number> {
+async function timeRun(cell: BenchCell, startConductor: StartConductor, baseline: Baseline, bodies: object[]): Promise<number> {
   // NODE_READ_LIMIT lifted: this measures the lock modes, not the per-node read limit.
-  const conductor = await startConductor({ COPY_CONCURRENCY: String(CONCURRENCY), NODE_READ_LIMIT: String(CONCURRENCY), BENCH_LOCK_BASELINE: baseline, LOCK_WAIT_MS: '600000' });
-  const client = await RawAmqpClient.open();
+  const conductor = await startConductor({ COPY_CONCURRENCY: String(CONCURRENCY), NODE_READ_LIMIT: String(CONCURRENCY), [BASELINE_ENV]: baseline, LOCK_WAIT_MS: '600000' }, BASELINE_CONDUCTOR);
+  const client = await BenchRequester.open();
   try {
     const { ms, replies } = await requestAll(client, cell.topology.requestQueue.name, bodies);
     const failed = replies.filter((r) => r.status !== 'completed');
@@ -64,11 +70,11 @@ async function simulate(baseline: LockBaseline, jobs: Array<{ imageId: string; s
   const store = new ImageStore({ root, fsync: false });
   for (const destination of new Set(jobs.map((j) => j.destination))) {
     await fsp.rm(path.join(root, destination), { recursive: true, force: true });
-    await store.registerNode(destination, 'bench');
+    await store.markers.registerNode(destination, 'bench');
   }
   const locks = new NodeLockManager({ root, conductorId: 'bench' });
-  const selector = new SourceSelector(store, { index: new ImageHolderIndex(store), readLimit: 64, conductorId: 'bench' });
-  const workflow = new CopyWorkflow(store, locks, selector, { lockWaitMs: 600_000, log: quiet, baseline });
+  const selector = new SourceSelector(store, { index: new ImageHolderIndex(store.entries), readLimit: 64, conductorId: 'bench' });
+  const workflow = new CopyWorkflow(store, locks, selector, { lockWaitMs: 600_000, log: quiet, lockPlan: LOCK_PLANS[baseline] });
   const started = performance.now();
   const results = await Promise.all(jobs.map((job) => workflow.run(job, { attemptId: newAttemptId() })));
   const ms = performance.now() - started;
@@ -83,8 +89,8 @@ async function runSimulation(rounds: number) {
   const seed = async (node: string, imageId: string) => {
     const file = path.join(root, '.seed');
     await writeRandomFile(file, 4 * MiB);
-    await store.registerNode(node, 'bench');
-    await store.importImage(node, imageId, file);
+    await store.markers.registerNode(node, 'bench');
+    await store.imports.importImage(node, imageId, file);
     await fsp.rm(file);
   };
   const disjointJobs = Array.from({ length: PAIRS }, (_, p) => Array.from({ length: 2 }, (_, k) => ({ imageId: `img-${k}`, source: `src-${p}`, destination: `dst-${p}` }))).flat();
@@ -95,10 +101,10 @@ async function runSimulation(rounds: number) {
   const out = { disjoint: { ours: [] as number[], base: [] as number[] }, fanout: { ours: [] as number[], base: [] as number[] } };
   try {
     for (let r = 0; r < rounds; r++) {
-      out.disjoint.ours.push(await simulate({ scope: 'per-node', sourceMode: 'shared' }, disjointJobs, root));
-      out.disjoint.base.push(await simulate({ scope: 'global', sourceMode: 'shared' }, disjointJobs, root));
-      out.fanout.ours.push(await simulate({ scope: 'per-node', sourceMode: 'shared' }, fanoutJobs, root));
-      out.fanout.base.push(await simulate({ scope: 'per-node', sourceMode: 'exclusive' }, fanoutJobs, root));
+      out.disjoint.ours.push(await simulate('none', disjointJobs, root));
+      out.disjoint.base.push(await simulate('global-lock', disjointJobs, root));
+      out.fanout.ours.push(await simulate('none', fanoutJobs, root));
+      out.fanout.base.push(await simulate('exclusive-source', fanoutJobs, root));
     }
   } finally {
     throttle.uninstall();
@@ -117,7 +123,7 @@ export async function runLockScopeBench(options: { rounds?: number } = {}) {
   await withCell(['origin', ...sources, ...destinations, ...fanoutTargets], async (cell, startConductor) => {
     for (let p = 0; p < PAIRS; p++)
       for (let k = 0; k < IMAGES_PER_PAIR; k++) await cell.seed(sources[p]!, `img-${k}`, 4 * MiB);
-    await cell.seed('origin', 'golden', 64 * MiB);
+    await cell.seed('origin', 'golden', GOLDEN_MIB * MiB);
     const disjointBodies = (round: number, baseline: string) =>
       sources.flatMap((source, p) =>
         Array.from({ length: IMAGES_PER_PAIR }, (_, k) => ({ v: 1, requestId: `d-${baseline}-${round}-${p}-${k}`, imageId: `img-${k}`, source, destination: destinations[p] })),
@@ -152,14 +158,14 @@ export async function runLockScopeBench(options: { rounds?: number } = {}) {
     concurrency: CONCURRENCY,
     rows: [
       row(`machine: ${PAIRS * IMAGES_PER_PAIR} copies of 4 MiB over ${PAIRS} disjoint pairs (conductor process)`, disjoint.none, disjoint['global-lock'], 'one global lock'),
-      row(`machine: one 64 MiB image fanned out to ${FANOUT} nodes (conductor process)`, fanout.none, fanout['exclusive-source'], 'exclusive source lock'),
+      row(`machine: one ${GOLDEN_MIB} MiB image fanned out to ${FANOUT} nodes (conductor process)`, fanout.none, fanout['exclusive-source'], 'exclusive source lock'),
       row(`bandwidth-limited (${SIM_NODE_MIB_PER_S} MiB/s per node): ${PAIRS * 2} copies of 4 MiB over ${PAIRS} disjoint pairs`, sim.disjoint.ours, sim.disjoint.base, 'one global lock'),
       row(`bandwidth-limited (${SIM_NODE_MIB_PER_S} MiB/s per node): one 4 MiB image fanned out to ${FANOUT} nodes`, sim.fanout.ours, sim.fanout.base, 'exclusive source lock'),
     ],
   };
   console.table(report.rows.map(({ speedupSpread, ...rest }) => ({ ...rest, spread: `${speedupSpread.min}..${speedupSpread.max}` })));
-  await writeResults('lock-scope', report);
+  await writeResults(SMALL ? 'lock-scope-small' : 'lock-scope', report);
   return report;
 }
 
-if (require.main === module) void runLockScopeBench();
+if (require.main === module) void runLockScopeBench(SMALL ? { rounds: 1 } : {});

@@ -4,9 +4,8 @@
  * Run: npm run bench:messaging   (writes bench/results/messaging-overhead.json)
  */
 import { connect } from 'amqplib';
-import { AMQP_URL } from '../test/support/rabbitmq';
 import { median, round, spread } from './bench-stats';
-import { RawAmqpClient, requestAll, withCell, writeResults } from './support/bench-cell';
+import { AMQP_URL, BenchRequester, requestAll, withCell, writeResults } from './support/bench-cell';
 
 const CONCURRENCY = 4;
 
@@ -48,7 +47,7 @@ export async function runMessagingOverheadBench(options: { messages?: number; ro
   await withCell(['node-a', 'node-b'], async (cell, startConductor) => {
     await cell.seed('node-b', 'present.img', 1024 * 1024);
     await startConductor({ COPY_CONCURRENCY: String(CONCURRENCY) });
-    const client = await RawAmqpClient.open();
+    const client = await BenchRequester.open();
     try {
       for (let r = 0; r < rounds; r++) {
         raw.push(await rawLoop(messages));

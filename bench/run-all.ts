@@ -21,7 +21,7 @@ async function main(): Promise<void> {
   rows.push({ scenario: '1b. conductor RSS growth during the copy', ours: `${big.conductorRssGrowthMiB} MiB (max ${big.conductorRssGrowthMaxMiB})`, baseline: '-', ratio: '-', target: '<= 64 MiB' });
   const memory = await runCopyMemoryBench();
   rows.push({
-    scenario: '1c. ImageStore.copyImage in-process (no broker)',
+    scenario: '1c. ImageStore.copies.copyImage in-process (no broker)',
     ours: `${memory.ours.ms} ms, RSS +${memory.peakRssGrowthMiB} MiB`,
     baseline: `fs.copyFile ${memory.rawCopyFile.ms} ms (+fsync ${memory.rawCopyFileFsync.ms} ms)`,
     ratio: `${Math.round((100 * memory.rawCopyFile.ms) / memory.ours.ms) / 100}x copyFile`,

@@ -6,7 +6,7 @@
  */
 import { promises as fsp } from 'node:fs';
 import { median, round } from './bench-stats';
-import { RawAmqpClient, requestAll, withCell, writeResults } from './support/bench-cell';
+import { BenchRequester, requestAll, withCell, writeResults } from './support/bench-cell';
 
 const KiB = 1024;
 // The same batch in every cell size (the smallest cell has 9 other nodes), so only the cell size varies.
@@ -19,14 +19,14 @@ async function perRequestMs(nodes: number, rounds: number): Promise<{ copyMs: nu
   await withCell(names, async (cell, startConductor) => {
     await cell.seed('node-0', 'img', 64 * KiB);
     await startConductor({ COPY_CONCURRENCY: '4' });
-    const client = await RawAmqpClient.open();
+    const client = await BenchRequester.open();
     try {
       for (let r = 0; r < rounds; r++) {
         // Spread over the cell: the destinations differ from round to round.
         const targets = Array.from({ length: COPIES }, (_, i) => names[1 + ((r * COPIES + i) % (nodes - 1))]!);
         for (const node of targets) {
-          await fsp.rm(cell.store.imagePath(node, 'img'), { force: true });
-          await fsp.rm(cell.store.metaPath(node, 'img'), { force: true });
+          await fsp.rm(cell.store.entries.imagePath(node, 'img'), { force: true });
+          await fsp.rm(cell.store.entries.metaPath(node, 'img'), { force: true });
         }
         // Copies without a source: the conductor must find a holder among all nodes.
         const copies = await requestAll(client, cell.topology.requestQueue.name, targets.map((destination, i) => ({ v: 1, requestId: `c${r}-${i}`, imageId: 'img', destination })));
@@ -46,7 +46,7 @@ async function queueDepthRate(depth: number): Promise<number> {
   let rate = 0;
   await withCell(['node-a', 'node-b'], async (cell, startConductor) => {
     await cell.seed('node-b', 'img', 64 * KiB);
-    const client = await RawAmqpClient.open();
+    const client = await BenchRequester.open();
     try {
       // Queue everything first, then let one conductor drain it.
       const ids = Array.from({ length: depth }, (_, i) => client.send(cell.topology.requestQueue.name, { v: 1, requestId: `q${i}`, imageId: 'img', destination: 'node-b' }));

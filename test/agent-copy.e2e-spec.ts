@@ -68,7 +68,7 @@ describe('icc copy / cache ls / status against a real conductor', () => {
       EXIT.OK,
     );
     expect(waited.stdout).toMatch(/^completed: ubuntu-24\.04\.qcow2 copied node-a -> node-b/m);
-    expect(await sha256OfFile(cell.store.imagePath('node-b', 'ubuntu-24.04.qcow2'))).toBe(image.sha256);
+    expect(await sha256OfFile(cell.store.entries.imagePath('node-b', 'ubuntu-24.04.qcow2'))).toBe(image.sha256);
 
     // No source given, CELL_ID from the environment, --json: exactly one JSON object on stdout, no bar.
     const json = await icc(
@@ -86,7 +86,7 @@ describe('icc copy / cache ls / status against a real conductor', () => {
       sha256: image.sha256,
       bytes: image.size,
     });
-    expect(await sha256OfFile(cell.store.imagePath('node-c', 'ubuntu-24.04.qcow2'))).toBe(image.sha256);
+    expect(await sha256OfFile(cell.store.entries.imagePath('node-c', 'ubuntu-24.04.qcow2'))).toBe(image.sha256);
 
     const again = await icc(
       ['copy', 'ubuntu-24.04.qcow2', '--to', 'node-b', '--cell', cell.cellId, '--wait', '--json'],
@@ -147,7 +147,7 @@ describe('icc copy / cache ls / status against a real conductor', () => {
       (l) => l.msg === 'copy request answered' && l.requestId === 'fire-and-forget',
       'the answer',
     );
-    expect(await sha256OfFile(cell.store.imagePath('node-b', 'alpine.img'))).toBe(image.sha256);
+    expect(await sha256OfFile(cell.store.entries.imagePath('node-b', 'alpine.img'))).toBe(image.sha256);
   });
 
   it('--timeout without a final result exits 4', async () => {
@@ -183,7 +183,7 @@ describe('icc copy / cache ls / status against a real conductor', () => {
       const run = await running;
       expect(run.stderr, run.stderr).toMatch(/attempt 1 failed \(LOCK_TIMEOUT\), retrying - waited 300 ms/);
       expect(run.stdout).toMatch(/^completed: busy\.img/m);
-      expect(await sha256OfFile(cell.store.imagePath('node-b', 'busy.img'))).toBe(image.sha256);
+      expect(await sha256OfFile(cell.store.entries.imagePath('node-b', 'busy.img'))).toBe(image.sha256);
     } finally {
       await blocker.releaseAll();
     }
@@ -228,7 +228,7 @@ describe('icc copy / cache ls / status against a real conductor', () => {
       expect(run.stderr).toMatch(/lost the connection to RabbitMQ .*reconnecting/);
       expect(run.stderr).toMatch(/reconnected; request \S+ sent again/);
       expect(run.stdout).toMatch(/^(completed|already-present): /m);
-      expect(await sha256OfFile(cell.store.imagePath('node-b', 'cut.img'))).toBe(image.sha256);
+      expect(await sha256OfFile(cell.store.entries.imagePath('node-b', 'cut.img'))).toBe(image.sha256);
     } finally {
       await blocker.releaseAll();
     }
@@ -399,10 +399,10 @@ describe('icc cache ls shows who holds locks', () => {
 
   it('lists the exclusive holder, shared readers and images not yet cached', async () => {
     const store = new ImageStore({ root, fsync: false });
-    await store.registerNode('node-a', 'agent-copy');
+    await store.markers.registerNode('node-a', 'agent-copy');
     const seed = path.join(root, 'seed');
     const sha256 = await writeRandomFile(seed, 3 * MiB);
-    await store.importImage('node-a', 'cached.img', seed);
+    await store.imports.importImage('node-a', 'cached.img', seed);
     await fsp.rm(seed);
     locks = new NodeLockManager({ root, conductorId: 'cond-7', timings: { staleMs: 20_000 } });
     await locks.acquire(

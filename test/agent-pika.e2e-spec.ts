@@ -62,7 +62,7 @@ describe('a Python (pika) client following docs/protocol.md', () => {
       sha256: image.sha256,
       bytes: image.size,
     });
-    expect(await sha256OfFile(cell.store.imagePath('node-b', 'debian-12.qcow2'))).toBe(image.sha256);
+    expect(await sha256OfFile(cell.store.entries.imagePath('node-b', 'debian-12.qcow2'))).toBe(image.sha256);
 
     // A request the conductor refuses comes back as a final failed result, readable from Python too.
     const bad = [

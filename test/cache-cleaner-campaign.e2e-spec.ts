@@ -51,7 +51,7 @@ describe('cache cleaner in a tight loop beside copies reading the same images', 
     for (const [i, imageId] of IMAGES.entries()) {
       const size = Math.round((1.5 + i * 0.25) * MiB);
       expected.set(imageId, { sha256: await writeRandomFile(path.join(pristine, imageId), size), size });
-      await c.store.importImage(SOURCE, imageId, path.join(pristine, imageId));
+      await c.store.imports.importImage(SOURCE, imageId, path.join(pristine, imageId));
     }
 
     const conductor = ConductorProcess.start(
@@ -89,8 +89,8 @@ describe('cache cleaner in a tight loop beside copies reading the same images', 
           { timeoutMs: 20_000 },
         );
         try {
-          if (!(await c.store.verifiedImage(SOURCE, imageId))) {
-            await c.store.importImage(SOURCE, imageId, path.join(pristine, imageId));
+          if (!(await c.store.copies.verifiedImage(SOURCE, imageId))) {
+            await c.store.imports.importImage(SOURCE, imageId, path.join(pristine, imageId));
             reseeds++;
           }
         } finally {
@@ -112,7 +112,7 @@ describe('cache cleaner in a tight loop beside copies reading the same images', 
       [...replies.values()].filter((r) => r.status === 'completed').length >= CONTEST.completed &&
       reports.reduce((n, m) => n + (m.type === 'round' ? m.skippedBusy : 0), 0) >= CONTEST.skippedBusy;
     for (let round = 0; round < MAX_ROUNDS && (round < MIN_ROUNDS || !contested()); round++) {
-      for (let k = 0; k < DESTINATIONS_PER_ROUND; k++) await c.store.registerNode(`r${round}-d${k}`, 'cache-cleaner campaign');
+      for (let k = 0; k < DESTINATIONS_PER_ROUND; k++) await c.store.markers.registerNode(`r${round}-d${k}`, 'cache-cleaner campaign');
       const batch = IMAGES.flatMap((imageId) =>
         Array.from({ length: DESTINATIONS_PER_ROUND }, (_, k) => {
           const requestId = `r${round}-${imageId}-${k}`;
@@ -151,7 +151,7 @@ describe('cache cleaner in a tight loop beside copies reading the same images', 
     // ... and every completed copy verifies, hashed here independently.
     for (const s of completed)
       expect(
-        await sha256OfFile(c.store.imagePath(s.destination, s.imageId)),
+        await sha256OfFile(c.store.entries.imagePath(s.destination, s.imageId)),
         `${s.imageId} on ${s.destination}`,
       ).toBe(expected.get(s.imageId)!.sha256);
 

@@ -16,7 +16,7 @@ describe('icc cache clean | pin | unpin (the built CLI on a real cache folder)',
     root = await makeTempDir('cli-clean');
     store = new ImageStore({ root, fsync: false });
     copier = new NodeLockManager({ root, conductorId: 'copier' });
-    await store.registerNode('node-a', 'cache-cli');
+    await store.markers.registerNode('node-a', 'cache-cli');
     const staging = path.join(root, '.staging');
     for (const [imageId, bytes, agoMs] of [
       ['old.img', 3000, 48 * 3_600_000],
@@ -25,9 +25,9 @@ describe('icc cache clean | pin | unpin (the built CLI on a real cache folder)',
       ['new.img', 500, 60_000],
     ] as const) {
       await fsp.writeFile(staging, Buffer.alloc(bytes, 1));
-      const meta = await store.importImage('node-a', imageId, staging);
+      const meta = await store.imports.importImage('node-a', imageId, staging);
       const at = new Date(Date.now() - agoMs).toISOString();
-      await fsp.writeFile(store.metaPath('node-a', imageId), JSON.stringify({ ...meta, createdAt: at, lastUsedAt: at }));
+      await fsp.writeFile(store.entries.metaPath('node-a', imageId), JSON.stringify({ ...meta, createdAt: at, lastUsedAt: at }));
     }
     await fsp.rm(staging);
   });
@@ -41,12 +41,12 @@ describe('icc cache clean | pin | unpin (the built CLI on a real cache folder)',
     expect(run.code, describeRun(args, run)).toBe(expectedCode);
     return run;
   };
-  const present = async () => (await store.listImages('node-a')).map((m) => m.imageId);
+  const present = async () => (await store.entries.listImages('node-a')).map((m) => m.imageId);
 
   it('pins, reports a dry run, then evicts beside a copy reading an image: busy and pinned images stay', async () => {
     const pinned = await icc(['cache', 'pin', 'node-a', 'keep.img', '--cache-root', root], 0);
     expect(pinned.stdout).toMatch(/^pinned keep\.img on node-a \(.*pinned\/keep\.img\): the cache cleaner will not delete it\n$/);
-    expect(await store.isPinned('node-a', 'keep.img')).toBe(true);
+    expect(await store.markers.isPinned('node-a', 'keep.img')).toBe(true);
 
     const dry = await icc(['cache', 'clean', 'node-a', '--cache-root', root, '--max-unused', '1d', '--dry-run', '--json'], 0);
     const planned = JSON.parse(dry.stdout) as CleanReport;

@@ -28,8 +28,8 @@ describe('cache lifecycle in a conductor', () => {
     const c = cell;
     const golden = await c.seed('origin', 'golden.qcow2', 8 * MiB);
     // A second holder, marked draining by its operator: it must never be read.
-    await fsp.copyFile(c.store.imagePath('origin', 'golden.qcow2'), `${c.root}/.golden`);
-    await c.store.importImage('drained', 'golden.qcow2', `${c.root}/.golden`);
+    await fsp.copyFile(c.store.entries.imagePath('origin', 'golden.qcow2'), `${c.root}/.golden`);
+    await c.store.imports.importImage('drained', 'golden.qcow2', `${c.root}/.golden`);
     await fsp.rm(`${c.root}/.golden`);
     await fsp.writeFile(c.store.nodeLayout('drained').draining, '');
 
@@ -60,7 +60,7 @@ describe('cache lifecycle in a conductor', () => {
       readsPerSource.set(String(reply.source), (readsPerSource.get(String(reply.source)) ?? 0) + 1);
     }
     for (const destination of destinations)
-      expect(await sha256OfFile(c.store.imagePath(destination, 'golden.qcow2')), destination).toBe(
+      expect(await sha256OfFile(c.store.entries.imagePath(destination, 'golden.qcow2')), destination).toBe(
         golden.sha256,
       );
     expect(readsPerSource.has('drained')).toBe(false);
@@ -79,10 +79,10 @@ describe('cache lifecycle in a conductor', () => {
     cell = await TestCell.create({ nodes: ['node-a', 'node-b'] });
     const c = cell;
     const backdate = async (node: string, imageId: string, agoMs: number) => {
-      const meta = (await c.store.readMeta(node, imageId))!;
+      const meta = (await c.store.entries.readMeta(node, imageId))!;
       const at = new Date(Date.now() - agoMs).toISOString();
       await fsp.writeFile(
-        c.store.metaPath(node, imageId),
+        c.store.entries.metaPath(node, imageId),
         JSON.stringify({ ...meta, createdAt: at, lastUsedAt: at }),
       );
     };
@@ -95,7 +95,7 @@ describe('cache lifecycle in a conductor', () => {
       await c.seed(node, imageId, 64 * 1024);
       await backdate(node, imageId, agoMs);
     }
-    await c.store.pin('node-a', 'old-pinned.img');
+    await c.store.markers.pin('node-a', 'old-pinned.img');
 
     const conductor = ConductorProcess.start(
       pool,
@@ -114,11 +114,11 @@ describe('cache lifecycle in a conductor', () => {
       20_000,
     );
     expect(round).toMatchObject({ nodes: 2, failedNodes: 0, bytesFreed: 2 * 64 * 1024 });
-    expect((await c.store.listImages('node-a')).map((m) => m.imageId)).toEqual([
+    expect((await c.store.entries.listImages('node-a')).map((m) => m.imageId)).toEqual([
       'old-pinned.img',
       'recent.img',
     ]);
-    expect(await c.store.listImages('node-b')).toEqual([]);
+    expect(await c.store.entries.listImages('node-b')).toEqual([]);
     const cleaned = conductor
       .logs()
       .find(
@@ -147,9 +147,9 @@ describe('cache lifecycle in a conductor', () => {
     cell = await TestCell.create({ nodes: ['node-a'] });
     const c = cell;
     await c.seed('node-a', 'ancient.img', 1024);
-    const meta = (await c.store.readMeta('node-a', 'ancient.img'))!;
+    const meta = (await c.store.entries.readMeta('node-a', 'ancient.img'))!;
     await fsp.writeFile(
-      c.store.metaPath('node-a', 'ancient.img'),
+      c.store.entries.metaPath('node-a', 'ancient.img'),
       JSON.stringify({ ...meta, lastUsedAt: '2001-01-01T00:00:00.000Z' }),
     );
     const conductor = ConductorProcess.start(
@@ -170,6 +170,6 @@ describe('cache lifecycle in a conductor', () => {
       lastRound: null,
     });
     expect(conductor.logs().some((l) => l.msg.startsWith('cache clean'))).toBe(false);
-    expect(await c.store.verifiedImage('node-a', 'ancient.img')).toBeDefined();
+    expect(await c.store.copies.verifiedImage('node-a', 'ancient.img')).toBeDefined();
   });
 });

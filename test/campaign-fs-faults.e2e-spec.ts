@@ -29,12 +29,12 @@ describe('campaign: file-system faults', () => {
       ],
       prepare: async (cell) => {
         await mountTmpfs(cleanups, path.join(cell.root, 'full'), '8m');
-        await cell.store.registerNode('full', 'fs-faults'); // the tmpfs hides the marker written beneath it
+        await cell.store.markers.registerNode('full', 'fs-faults'); // the tmpfs hides the marker written beneath it
       },
       env: { MAX_ATTEMPTS: '3' },
     });
-    s.watcher.watch(s.cell.store.imagePath('full', 'big.img'), s.sources.get('src/big.img')!);
-    s.watcher.watch(s.cell.store.imagePath('full', 'small.img'), s.sources.get('src/small.img')!);
+    s.watcher.watch(s.cell.store.entries.imagePath('full', 'big.img'), s.sources.get('src/big.img')!);
+    s.watcher.watch(s.cell.store.entries.imagePath('full', 'small.img'), s.sources.get('src/small.img')!);
 
     await request(s.cell, { requestId: 'no-space', imageId: 'big.img', destination: 'full', source: 'src' });
     const results = await resultsOf(s, 'no-space');
@@ -46,12 +46,12 @@ describe('campaign: file-system faults', () => {
     expect(String(results.at(-1)!.detail)).toContain('NO_SPACE');
     const dead = await deadLetters(s, 1);
     expect(dead.map((d) => d.headers[HEADER_REASON])).toEqual(['RETRIES_EXHAUSTED']);
-    expect(await exists(s.cell.store.imagePath('full', 'big.img'))).toBe(false);
+    expect(await exists(s.cell.store.entries.imagePath('full', 'big.img'))).toBe(false);
 
     // The space of the removed partial copy is free again: a copy that fits completes.
     await request(s.cell, { requestId: 'fits', imageId: 'small.img', destination: 'full', source: 'src' });
     expect((await resultsOf(s, 'fits')).at(-1)).toMatchObject({ status: 'completed' });
-    expect(await sha256OfFile(s.cell.store.imagePath('full', 'small.img'))).toBe(s.sources.get('src/small.img')!.sha256);
+    expect(await sha256OfFile(s.cell.store.entries.imagePath('full', 'small.img'))).toBe(s.sources.get('src/small.img')!.sha256);
     expect(await commonChecks(s)).toEqual([]);
     figures.noSpace = { results: results.map((r) => `${String(r.reason)}@${String(r.attempt)}`), deadLetters: dead.length, finalPathLooks: s.watcher.looks };
   });
@@ -62,7 +62,7 @@ describe('campaign: file-system faults', () => {
       images: [{ node: 'src', imageId: 'img.raw', bytes: 4 * FS_MIB }],
       prepare: async (cell) => mountReadOnly(cleanups, path.join(cell.root, 'ro')),
     });
-    s.watcher.watch(s.cell.store.imagePath('ro', 'img.raw'), s.sources.get('src/img.raw')!);
+    s.watcher.watch(s.cell.store.entries.imagePath('ro', 'img.raw'), s.sources.get('src/img.raw')!);
     const before = await nodeFiles(s.cell, 'ro');
     await request(s.cell, { requestId: 'read-only', imageId: 'img.raw', destination: 'ro', source: 'src' });
     const results = await resultsOf(s, 'read-only');
@@ -83,17 +83,17 @@ describe('campaign: file-system faults', () => {
         { node: 'src', imageId: 'bystander.img', bytes: 2 * FS_MIB },
       ],
     });
-    for (const imageId of ['truncated.img', 'altered.img']) s.watcher.watch(s.cell.store.imagePath('dst', imageId), s.sources.get(`src/${imageId}`)!);
+    for (const imageId of ['truncated.img', 'altered.img']) s.watcher.watch(s.cell.store.entries.imagePath('dst', imageId), s.sources.get(`src/${imageId}`)!);
 
     await request(s.cell, { requestId: 'truncated', imageId: 'truncated.img', destination: 'dst', source: 'src' });
-    const truncatedAt = await whileCopying(s, 'dst', () => fsp.truncate(s.cell.store.imagePath('src', 'truncated.img'), BIG / 2));
+    const truncatedAt = await whileCopying(s, 'dst', () => fsp.truncate(s.cell.store.entries.imagePath('src', 'truncated.img'), BIG / 2));
     const truncated = await resultsOf(s, 'truncated');
     expect(truncated.map((r) => [r.status, r.reason, r.retryable])).toEqual([['failed', 'SIZE_MISMATCH', false]]);
 
     await request(s.cell, { requestId: 'altered', imageId: 'altered.img', destination: 'dst', source: 'src', sha256: s.sources.get('src/altered.img')!.sha256 });
     const alteredAt = await whileCopying(s, 'dst', async () => {
       // The last MiB, which the copy has not read yet, overwritten in place (size unchanged).
-      const handle = await fsp.open(s.cell.store.imagePath('src', 'altered.img'), 'r+');
+      const handle = await fsp.open(s.cell.store.entries.imagePath('src', 'altered.img'), 'r+');
       try {
         await handle.write(Buffer.alloc(FS_MIB, 0x5a), 0, FS_MIB, BIG - FS_MIB);
       } finally {
@@ -103,7 +103,7 @@ describe('campaign: file-system faults', () => {
     const altered = await resultsOf(s, 'altered');
     expect(altered.map((r) => [r.status, r.reason, r.retryable])).toEqual([['failed', 'CHECKSUM_MISMATCH', false]]);
     expect((await deadLetters(s, 2)).map((d) => d.headers[HEADER_REASON]).sort()).toEqual(['CHECKSUM_MISMATCH', 'SIZE_MISMATCH']);
-    for (const imageId of ['truncated.img', 'altered.img']) expect(await exists(s.cell.store.imagePath('dst', imageId)), imageId).toBe(false);
+    for (const imageId of ['truncated.img', 'altered.img']) expect(await exists(s.cell.store.entries.imagePath('dst', imageId)), imageId).toBe(false);
 
     // The conductor keeps serving; the bystander image (untouched) copies fine.
     await request(s.cell, { requestId: 'bystander', imageId: 'bystander.img', destination: 'other', source: 'src' });
@@ -122,7 +122,7 @@ describe('campaign: file-system faults', () => {
     });
     const outcomes: Record<string, unknown> = {};
     for (const [imageId, side] of [['a.img', 'dst'], ['b.img', 'src']] as const) {
-      s.watcher.watch(s.cell.store.imagePath('dst', imageId), s.sources.get(`src/${imageId}`)!);
+      s.watcher.watch(s.cell.store.entries.imagePath('dst', imageId), s.sources.get(`src/${imageId}`)!);
       const requestId = `lock-removed-${side}`;
       await request(s.cell, { requestId, imageId, destination: 'dst', source: 'src' });
       const lockDir = path.join(s.cell.root, side, 'locks', imageId);
@@ -136,9 +136,9 @@ describe('campaign: file-system faults', () => {
         ['failed', 'LOCK_LOST', 1],
         ['completed', undefined, 2],
       ]);
-      expect(await sha256OfFile(s.cell.store.imagePath('dst', imageId))).toBe(s.sources.get(`src/${imageId}`)!.sha256);
+      expect(await sha256OfFile(s.cell.store.entries.imagePath('dst', imageId))).toBe(s.sources.get(`src/${imageId}`)!.sha256);
       // Published by the second attempt only, under a newer generation (fencing token) than the first's.
-      const meta = await s.cell.store.readMeta('dst', imageId);
+      const meta = await s.cell.store.entries.readMeta('dst', imageId);
       expect(meta?.fencingToken, side).toBeGreaterThan(Math.max(...destinationGenerations));
       outcomes[side] = { results: results.map((r) => `${r.status}${r.reason ? `:${String(r.reason)}` : ''}@${String(r.attempt)}`), fencingToken: meta?.fencingToken };
     }

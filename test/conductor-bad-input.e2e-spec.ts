@@ -98,7 +98,7 @@ describe('conductor: bad input', () => {
       }
     }
     expect(await client!.finalReply(good, 30_000)).toMatchObject({ requestId: 'good-after', status: 'completed', sha256: image.sha256 });
-    expect(await sha256OfFile(c.store.imagePath('node-b', IMAGE))).toBe(image.sha256);
+    expect(await sha256OfFile(c.store.entries.imagePath('node-b', IMAGE))).toBe(image.sha256);
 
     // Dead-lettered exactly once each, with the reason in x-icc-reason; the valid one is not there.
     const dead = await takeDeadLetters(c.topology);
@@ -120,7 +120,7 @@ describe('conductor: bad input', () => {
     expect((await fsp.readdir(c.root)).sort()).toEqual(['.icc-header-key', 'node-a', 'node-b', 'node-c']);
     expect(await exists(path.join(c.root, '..', 'etc'))).toBe(false);
     expect(await exists(path.join(c.root, 'etc'))).toBe(false);
-    expect(await exists(c.store.imagePath('node-c', IMAGE))).toBe(false);
+    expect(await exists(c.store.entries.imagePath('node-c', IMAGE))).toBe(false);
     expect(await c.tmpLeftovers()).toEqual([]);
 
     expect(conductor.child.process.exitCode).toBeNull();

@@ -73,7 +73,7 @@ describe('conductor: RabbitMQ restarted during a run', () => {
       try {
         await rabbitmqApp('stop_app');
         await held.release();
-        await waitFor(() => exists(c.store.metaPath(BLOCKED.destination, BLOCKED.imageId)), 'the blocked copy to complete during the outage', 20_000);
+        await waitFor(() => exists(c.store.entries.metaPath(BLOCKED.destination, BLOCKED.imageId)), 'the blocked copy to complete during the outage', 20_000);
       } finally {
         await restoreBroker();
       }
@@ -84,7 +84,7 @@ describe('conductor: RabbitMQ restarted during a run', () => {
 
     const finals = await tap!.waitForFinal(pairs.map((p) => p.requestId), 90_000);
     for (const p of pairs) expect(['completed', 'already-present'], `${p.requestId}: ${JSON.stringify(finals.get(p.requestId))}`).toContain(finals.get(p.requestId)!.status);
-    for (const p of pairs) expect(await sha256OfFile(c.store.imagePath(p.destination, p.imageId)), p.requestId).toBe(seeds.get(p.imageId)!.sha256);
+    for (const p of pairs) expect(await sha256OfFile(c.store.entries.imagePath(p.destination, p.imageId)), p.requestId).toBe(seeds.get(p.imageId)!.sha256);
     // The blocked copy's two requests were handed out again after the restart and answered (already-present).
     for (const copy of ['x', 'y']) {
       const requestId = `req-${BLOCKED.imageId}-${BLOCKED.destination}-${copy}`;

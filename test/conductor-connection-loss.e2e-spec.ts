@@ -107,7 +107,7 @@ describe('conductor: its broker connection closed mid-run', () => {
     expect(lines.filter((l) => l.redelivered === true).length).toBeGreaterThanOrEqual(lostAcks);
 
     for (const s of sent)
-      expect(await sha256OfFile(c.store.imagePath(s.destination, s.imageId))).toBe(
+      expect(await sha256OfFile(c.store.entries.imagePath(s.destination, s.imageId))).toBe(
         seeds.get(s.imageId)!.sha256,
       );
     const copies = copiesPerDestination([conductor]);

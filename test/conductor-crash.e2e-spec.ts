@@ -29,7 +29,7 @@ describe('conductor: SIGKILL mid-copy', () => {
   it('redelivers the request; another conductor takes the stale lock over and completes it; the final path never holds a partial image', async () => {
     const c = cell!;
     const image = await c.seed('node-a', IMAGE, 256 * MiB);
-    const finalPath = c.store.imagePath('node-b', IMAGE);
+    const finalPath = c.store.entries.imagePath('node-b', IMAGE);
     // Whenever the final path exists during the test, it must hold the whole, verified image.
     watcher = new FinalPathWatcher(finalPath, image);
 
@@ -61,7 +61,7 @@ describe('conductor: SIGKILL mid-copy', () => {
     expect(answered).toMatchObject({ requestId: 'req-big', status: 'completed', redelivered: true });
 
     expect(await sha256OfFile(finalPath)).toBe(image.sha256);
-    const meta = await c.store.readMeta('node-b', IMAGE);
+    const meta = await c.store.entries.readMeta('node-b', IMAGE);
     expect(meta).toMatchObject({ sha256: image.sha256, size: image.size, source: { node: 'node-a' } });
     // Published under a newer generation than the dead holder's: the takeover, recorded as fencing token.
     expect(meta!.fencingToken).toBeGreaterThan(deadGeneration);

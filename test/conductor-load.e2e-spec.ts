@@ -54,7 +54,7 @@ describe('conductor: two conductors, many requests over many node pairs', () => 
 
     // Every destination holds the image, hashed here independently of the conductor.
     for (const { imageId, destination } of pairs) {
-      expect(await sha256OfFile(c.store.imagePath(destination, imageId)), `${imageId} on ${destination}`).toBe(seeds.get(imageId)!.sha256);
+      expect(await sha256OfFile(c.store.entries.imagePath(destination, imageId)), `${imageId} on ${destination}`).toBe(seeds.get(imageId)!.sha256);
     }
 
     // Exactly one real copy per destination, across both conductors.

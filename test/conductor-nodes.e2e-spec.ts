@@ -42,8 +42,8 @@ describe('conductor: registered nodes, already-present results, invalid meta fil
     const image = await c.seed('node-a', IMAGE, 1 * MiB);
     // A folder with an image but no marker (a node removed with icc node rm, or made by hand) is unknown too.
     await fsp.mkdir(path.join(c.root, 'node-ghost', 'images'), { recursive: true });
-    await fsp.copyFile(c.store.imagePath('node-a', IMAGE), path.join(c.root, 'node-ghost', 'images', IMAGE));
-    await fsp.copyFile(c.store.metaPath('node-a', IMAGE), c.store.metaPath('node-ghost', IMAGE));
+    await fsp.copyFile(c.store.entries.imagePath('node-a', IMAGE), path.join(c.root, 'node-ghost', 'images', IMAGE));
+    await fsp.copyFile(c.store.entries.metaPath('node-a', IMAGE), c.store.entries.metaPath('node-ghost', IMAGE));
     await ConductorProcess.start(pool, c.conductorEnv({ CONDUCTOR_ID: 'nodes' }), 90_000).ready();
     const before = await treeOf(c.root);
 
@@ -147,7 +147,7 @@ describe('conductor: registered nodes, already-present results, invalid meta fil
   it('logs a meta file that fails validation once, naming the file and the field, and says so in the failure', async () => {
     const c = cell!;
     await c.seed('node-a', IMAGE, 1 * MiB);
-    const metaPath = c.store.metaPath('node-a', IMAGE);
+    const metaPath = c.store.entries.metaPath('node-a', IMAGE);
     const { lastUsedAt: _dropped, ...meta } = JSON.parse(await fsp.readFile(metaPath, 'utf8')) as Record<
       string,
       unknown

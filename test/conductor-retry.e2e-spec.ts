@@ -56,7 +56,7 @@ describe('conductor: retry path', () => {
     const replies = client!.replies.filter((r) => r.correlationId === correlationId);
     expect(replies.at(-1)!.body.status).toBe('completed');
 
-    expect(await sha256OfFile(c.store.imagePath('node-b', IMAGE))).toBe(image.sha256);
+    expect(await sha256OfFile(c.store.entries.imagePath('node-b', IMAGE))).toBe(image.sha256);
     expect(conductor.logs().filter((l) => l.msg === 'copy failed, retry scheduled').length).toBe(failures.length);
     expect(await takeDeadLetters(c.topology)).toEqual([]);
     expect(await c.tmpLeftovers()).toEqual([]);

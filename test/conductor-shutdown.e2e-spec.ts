@@ -44,7 +44,7 @@ describe('conductor: graceful shutdown', () => {
     const second = await ConductorProcess.start(pool, c.conductorEnv({ CONDUCTOR_ID: 'stop-b' }), 60_000).ready();
     const replies = await Promise.all(sent.map((s) => bed.client!.finalReply(s.correlationId, 60_000)));
     for (const [i, reply] of replies.entries()) expect(reply, sent[i]!.destination).toMatchObject({ status: 'completed', destination: sent[i]!.destination });
-    for (const destination of DESTINATIONS) expect(await sha256OfFile(c.store.imagePath(destination, IMAGE)), destination).toBe(image.sha256);
+    for (const destination of DESTINATIONS) expect(await sha256OfFile(c.store.entries.imagePath(destination, IMAGE)), destination).toBe(image.sha256);
 
     // Each destination copied exactly once, by one or the other; nothing failed, nothing left.
     await answersLogged([first, second], sent.map((s) => `req-${s.destination}`));

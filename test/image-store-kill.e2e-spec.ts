@@ -52,7 +52,7 @@ describe('a copy process SIGKILLed half-way', () => {
   beforeEach(async () => {
     root = await makeTempDir('image-store-kill');
     store = new ImageStore({ root });
-    for (const node of ['node-a', 'node-b']) await store.registerNode(node, 'image-store-kill');
+    for (const node of ['node-a', 'node-b']) await store.markers.registerNode(node, 'image-store-kill');
   });
 
   afterEach(async () => {
@@ -67,7 +67,7 @@ describe('a copy process SIGKILLed half-way', () => {
     const childScript = compiledCopyChild();
     const staging = path.join(root, 'staging.img');
     const sha256 = await writeRandomFile(staging, SIZE);
-    await store.importImage('node-a', IMAGE, staging);
+    await store.imports.importImage('node-a', IMAGE, staging);
     await fsp.rm(staging);
 
     const args: CopyChildArgs = {
@@ -101,17 +101,17 @@ describe('a copy process SIGKILLed half-way', () => {
     const leftover = await sizeOf(partial);
     expect(leftover).toBeGreaterThanOrEqual(SIZE / 2);
     expect(leftover).toBeLessThan(SIZE);
-    expect(await exists(store.imagePath('node-b', IMAGE))).toBe(false);
-    expect(await exists(store.metaPath('node-b', IMAGE))).toBe(false);
-    expect(await store.verifiedImage('node-b', IMAGE)).toBeUndefined();
-    expect(await store.listImages('node-b')).toEqual([]);
+    expect(await exists(store.entries.imagePath('node-b', IMAGE))).toBe(false);
+    expect(await exists(store.entries.metaPath('node-b', IMAGE))).toBe(false);
+    expect(await store.copies.verifiedImage('node-b', IMAGE)).toBeUndefined();
+    expect(await store.entries.listImages('node-b')).toEqual([]);
     expect(await listDir(store.nodeLayout('node-b').tmp)).toEqual([`${IMAGE}~attempt-1.part`]);
-    expect(await store.verifiedImage('node-a', IMAGE, { sha256, size: SIZE })).toBeDefined();
+    expect(await store.copies.verifiedImage('node-a', IMAGE, { sha256, size: SIZE })).toBeDefined();
 
-    expect(await store.removeLeftoverTmp('node-b', IMAGE)).toBe(1);
+    expect(await store.entries.removeLeftoverTmp('node-b', IMAGE)).toBe(1);
     expect(await listDir(store.nodeLayout('node-b').tmp)).toEqual([]);
 
-    const outcome = await store.copyImage({
+    const outcome = await store.copies.copyImage({
       imageId: IMAGE,
       source: 'node-a',
       destination: 'node-b',
@@ -119,8 +119,8 @@ describe('a copy process SIGKILLed half-way', () => {
       expected: { sha256, size: SIZE },
     });
     expect(outcome).toMatchObject({ status: 'copied', bytes: SIZE, sha256 });
-    expect(await sha256OfFile(store.imagePath('node-b', IMAGE))).toBe(sha256);
-    expect(await store.verifiedImage('node-b', IMAGE, { sha256, size: SIZE })).toMatchObject({
+    expect(await sha256OfFile(store.entries.imagePath('node-b', IMAGE))).toBe(sha256);
+    expect(await store.copies.verifiedImage('node-b', IMAGE, { sha256, size: SIZE })).toMatchObject({
       attemptId: 'attempt-2',
     });
     expect(await listDir(store.nodeLayout('node-b').tmp)).toEqual([]);
@@ -133,7 +133,7 @@ describe('a copy process SIGKILLed half-way', () => {
     const childScript = compiledCopyChild();
     const staging = path.join(root, 'staging.img');
     const sha256 = await writeRandomFile(staging, 8 * MEBIBYTE + 3);
-    await store.importImage('node-a', IMAGE, staging);
+    await store.imports.importImage('node-a', IMAGE, staging);
 
     const args: CopyChildArgs = {
       root,
@@ -150,6 +150,6 @@ describe('a copy process SIGKILLed half-way', () => {
       outcome: { status: string; sha256: string };
     };
     expect(result).toMatchObject({ ok: true, outcome: { status: 'copied', sha256 } });
-    expect(await store.verifiedImage('node-b', IMAGE, { sha256 })).toBeDefined();
+    expect(await store.copies.verifiedImage('node-b', IMAGE, { sha256 })).toBeDefined();
   });
 });

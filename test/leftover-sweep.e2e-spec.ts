@@ -113,7 +113,7 @@ describe('the leftover sweep', () => {
       ['node-b', 'published.img'],
       ['node-a', 'busy.img'],
     ] as const) {
-      expect(await c.store.verifiedImage(node, imageId), `${node}/${imageId}`).toBeDefined();
+      expect(await c.store.copies.verifiedImage(node, imageId), `${node}/${imageId}`).toBeDefined();
     }
     expect(errorLines([conductor])).toEqual([]);
   });

@@ -42,7 +42,7 @@ describe('icc node add | ls | rm, and invalid entries in icc cache ls (the built
   async function seed(node: string, imageId: string, bytes: number): Promise<void> {
     const staging = path.join(root, '.staging');
     await fsp.writeFile(staging, Buffer.alloc(bytes, 3));
-    await store.importImage(node, imageId, staging);
+    await store.imports.importImage(node, imageId, staging);
     await fsp.rm(staging);
   }
 
@@ -118,18 +118,18 @@ describe('icc node add | ls | rm, and invalid entries in icc cache ls (the built
     expect(refused.stderr).toMatch(
       /node node-a: 1 lock\(s\) held, not unregistered .*\n\s+img\.raw: shared copier\/reading-1/,
     );
-    expect(await store.isRegistered('node-a')).toBe(true);
+    expect(await store.markers.isRegistered('node-a')).toBe(true);
 
     await lock.release();
     const withImages = await icc(['node', 'rm', 'node-a'], 2);
     expect(withImages.stderr).toMatch(
       /<node>: node node-a holds 1 cached image\(s\) \(100 B\): pass --force to unregister it anyway/,
     );
-    expect(await store.isRegistered('node-a')).toBe(true);
+    expect(await store.markers.isRegistered('node-a')).toBe(true);
 
     const forced = await icc(['node', 'rm', 'node-a', '--force'], 0);
     expect(forced.stdout).toMatch(/^unregistered node node-a: .*; its 1 cached image\(s\) stay in /);
-    expect(await store.isRegistered('node-a')).toBe(false);
+    expect(await store.markers.isRegistered('node-a')).toBe(false);
     expect(await listDir(store.nodeLayout('node-a').images)).toEqual(['img.raw', 'img.raw.meta.json']);
   });
 
@@ -214,7 +214,7 @@ describe('icc node add | ls | rm, and invalid entries in icc cache ls (the built
     await icc(['node', 'add', 'node-a'], 0);
     await seed('node-a', 'good.img', 10);
     await seed('node-a', 'broken.img', 20);
-    const metaPath = store.metaPath('node-a', 'broken.img');
+    const metaPath = store.entries.metaPath('node-a', 'broken.img');
     const { lastUsedAt: _dropped, ...meta } = JSON.parse(await fsp.readFile(metaPath, 'utf8')) as Record<
       string,
       unknown

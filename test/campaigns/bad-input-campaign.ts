@@ -136,7 +136,7 @@ export async function runMessageFuzz(run: CampaignRun, pool: ChildProcessPool<un
   // Valid copies verify; nothing outside CACHE_ROOT; inside it, only the cell's nodes and known names.
   for (const [id, r] of finals) {
     const expected = seeds.get(String(r.imageId));
-    const file = cell.store.imagePath(String(r.destination), String(r.imageId));
+    const file = cell.store.entries.imagePath(String(r.destination), String(r.imageId));
     if (!expected || (await fsp.stat(file).catch(() => undefined))?.size !== expected.size) violations.push(`valid request ${String(id)}: ${file} missing or wrong size`);
   }
   if (JSON.stringify((await fsp.readdir(cell.parent!)).sort()) !== JSON.stringify(parentBefore)) violations.push(`the folder holding CACHE_ROOT changed: ${JSON.stringify(await fsp.readdir(cell.parent!))}`);

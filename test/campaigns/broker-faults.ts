@@ -139,7 +139,7 @@ export async function runBrokerFaults(
   const watcher = new FinalPathsWatcher();
   cleanups.add('final-path watcher', () => watcher.stop());
   for (const pair of pairs)
-    watcher.watch(cell.store.imagePath(pair.destination, pair.imageId), seeds.get(pair.imageId)!);
+    watcher.watch(cell.store.entries.imagePath(pair.destination, pair.imageId), seeds.get(pair.imageId)!);
 
   const fleet = new ConductorFleet(
     pool,
@@ -257,10 +257,10 @@ export async function runBrokerFaults(
   for (const key of requested) {
     const [imageId, destination] = key.split('|') as [string, string];
     const expected = seeds.get(imageId)!;
-    const sha256 = await sha256OfFile(cell.store.imagePath(destination, imageId)).catch(
+    const sha256 = await sha256OfFile(cell.store.entries.imagePath(destination, imageId)).catch(
       (error: Error) => `unreadable: ${error.message}`,
     );
-    if (sha256 !== expected.sha256 || !(await cell.store.verifiedImage(destination, imageId, expected))) {
+    if (sha256 !== expected.sha256 || !(await cell.store.copies.verifiedImage(destination, imageId, expected))) {
       corrupt++;
       violations.push(
         `${imageId} on ${destination}: sha256 ${sha256} (expected ${expected.sha256}) or its meta does not match`,
@@ -268,7 +268,7 @@ export async function runBrokerFaults(
     }
   }
   for (const [imageId, seed] of seeds)
-    if ((await sha256OfFile(cell.store.imagePath(seed.node, imageId))) !== seed.sha256)
+    if ((await sha256OfFile(cell.store.entries.imagePath(seed.node, imageId))) !== seed.sha256)
       violations.push(`source ${imageId} changed`);
   for (const problem of watcher.problems.slice(0, 20)) violations.push(`final-path reader: ${problem}`);
   // Nobody was killed here: nothing may be left at all.

@@ -246,7 +246,7 @@ export async function sweepKeys(
       const held = await locks.acquire({ ...key, mode: 'exclusive' }, { timeoutMs: timings.staleMs * 3 + 5_000 });
       try {
         if (held.tookOverStale) tookOver++;
-        tmpRemoved += await store.removeLeftoverTmp(key.node, key.imageId);
+        tmpRemoved += await store.entries.removeLeftoverTmp(key.node, key.imageId);
       } finally {
         await held.release();
       }

@@ -83,7 +83,7 @@ export async function runClockSkew(
   const requests: Array<{ body: Record<string, unknown>; messageId: string }> = [];
   for (const [imageId, seed] of seeds)
     for (const destination of nodes.filter((n) => n !== seed.node)) {
-      watcher.watch(cell.store.imagePath(destination, imageId), seed);
+      watcher.watch(cell.store.entries.imagePath(destination, imageId), seed);
       for (let k = 0; k < p.requestsPerPair; k++) {
         const requestId = `skew-${requests.length}`;
         requests.push({
@@ -138,7 +138,7 @@ export async function runClockSkew(
       violations.push(`request ${r.requestId} failed: ${String(r.reason)} ${String(r.detail)}`);
   for (const [imageId, seed] of seeds)
     for (const destination of nodes.filter((n) => n !== seed.node)) {
-      const sha256 = await sha256OfFile(cell.store.imagePath(destination, imageId)).catch(() => 'missing');
+      const sha256 = await sha256OfFile(cell.store.entries.imagePath(destination, imageId)).catch(() => 'missing');
       if (sha256 !== seed.sha256) violations.push(`${imageId} on ${destination}: ${sha256}`);
     }
   for (const o of sampler.overlaps.filter((x) => x.kind === 'real'))

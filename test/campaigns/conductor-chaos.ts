@@ -151,10 +151,10 @@ export async function runConductorChaos(
     seeds.set(image.imageId, await cell.seed(image.holders[0]!, image.imageId, image.bytes));
     // A second holder gets the same bytes, imported from the first one's published file.
     for (const extra of image.holders.slice(1))
-      await cell.store.importImage(
+      await cell.store.imports.importImage(
         extra,
         image.imageId,
-        cell.store.imagePath(image.holders[0]!, image.imageId),
+        cell.store.entries.imagePath(image.holders[0]!, image.imageId),
       );
   }
 
@@ -222,11 +222,11 @@ export async function runConductorChaos(
   const watcher = new FinalPathsWatcher();
   cleanups.add('final-path watcher', () => watcher.stop());
   for (const pair of pairs)
-    watcher.watch(cell.store.imagePath(pair.destination, pair.imageId), seeds.get(pair.imageId)!);
+    watcher.watch(cell.store.entries.imagePath(pair.destination, pair.imageId), seeds.get(pair.imageId)!);
   // Sources too: nobody may ever modify a published image in place.
   for (const image of images)
     for (const holder of image.holders)
-      watcher.watch(cell.store.imagePath(holder, image.imageId), seeds.get(image.imageId)!);
+      watcher.watch(cell.store.entries.imagePath(holder, image.imageId), seeds.get(image.imageId)!);
 
   const fleet = new ConductorFleet(
     pool,
@@ -353,9 +353,9 @@ export async function runConductorChaos(
   let corrupt = 0;
   for (const pair of pairs) {
     const expected = seeds.get(pair.imageId)!;
-    const file = cell.store.imagePath(pair.destination, pair.imageId);
+    const file = cell.store.entries.imagePath(pair.destination, pair.imageId);
     const sha256 = await sha256OfFile(file).catch((error: Error) => `unreadable: ${error.message}`);
-    const meta = await cell.store.verifiedImage(pair.destination, pair.imageId, expected);
+    const meta = await cell.store.copies.verifiedImage(pair.destination, pair.imageId, expected);
     if (sha256 !== expected.sha256 || !meta) {
       corrupt++;
       violations.push(
@@ -366,7 +366,7 @@ export async function runConductorChaos(
   for (const image of images)
     for (const holder of image.holders)
       if (
-        (await sha256OfFile(cell.store.imagePath(holder, image.imageId))) !== seeds.get(image.imageId)!.sha256
+        (await sha256OfFile(cell.store.entries.imagePath(holder, image.imageId))) !== seeds.get(image.imageId)!.sha256
       )
         violations.push(`source ${image.imageId} on ${holder} changed`);
   for (const problem of watcher.problems.slice(0, 20)) violations.push(`final-path reader: ${problem}`);

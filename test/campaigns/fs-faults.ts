@@ -125,7 +125,7 @@ export async function commonChecks(s: FsScenario, options: { altered?: string[] 
   for (const [key, seed] of s.sources) {
     if (options.altered?.includes(key)) continue;
     const [node, imageId] = key.split('/') as [string, string];
-    const sha256 = await sha256OfFile(s.cell.store.imagePath(node, imageId));
+    const sha256 = await sha256OfFile(s.cell.store.entries.imagePath(node, imageId));
     if (sha256 !== seed.sha256) problems.push(`source ${key} changed: ${sha256}`);
   }
   problems.push(...s.watcher.problems.map((p) => `final-path reader: ${p}`));

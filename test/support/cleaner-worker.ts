@@ -5,7 +5,7 @@
  * Stops on the IPC message 'stop' (or when the parent goes away).
  */
 import { CacheCleaner } from '@app/cache-cleaner';
-import { ImageStore } from '@app/image-store';
+import { type CacheEntries, ImageStore } from '@app/image-store';
 import { NodeLockManager, readLockActivity } from '@app/locking';
 
 export interface CleanerWorkerConfig {
@@ -51,12 +51,13 @@ async function main(): Promise<void> {
   const store = new ImageStore({ root: config.root, fsync: false });
   // The store as the cleaner sees it, with a look at the lock folder around every delete: the cleaner
   // holds the exclusive gate then, so no reader entry may exist (a live one would mean a copy reading).
-  const observed = Object.create(store) as ImageStore;
+  const entries = Object.create(store.entries) as CacheEntries;
+  const observed = Object.assign(Object.create(store) as ImageStore, { entries });
   const readersAtDelete = new Map<string, string[]>();
-  observed.deleteImage = async (node, imageId) => {
+  entries.deleteImage = async (node, imageId) => {
     const readers = async () => (await readLockActivity(config.root, { node, imageId })).readers.map((h) => `${h.conductorId}~${h.attemptId}`);
     const before = await readers();
-    const result = await store.deleteImage(node, imageId);
+    const result = await store.entries.deleteImage(node, imageId);
     readersAtDelete.set(imageId, [...before, ...(await readers())]);
     return result;
   };

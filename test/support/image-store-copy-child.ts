@@ -1,9 +1,9 @@
 /**
- * A separate process that runs one ImageStore.copyImage, for test/image-store-kill.e2e-spec.ts.
+ * A separate process that runs one ImageStore.copies.copyImage, for test/image-store-kill.e2e-spec.ts.
  * Usage: node dist/test/support/image-store-copy-child.js '<CopyChildArgs as JSON>'
  * Prints the outcome as one JSON line on stdout; exits 1 with the error on stderr.
  */
-import { ImageStore } from '../../libs/image-store/src';
+import { ImageStore } from '@app/image-store';
 
 export interface CopyChildArgs {
   root: string;
@@ -23,7 +23,7 @@ async function main(): Promise<void> {
   const args = JSON.parse(process.argv[2] ?? '') as CopyChildArgs;
   const store = new ImageStore({ root: args.root });
   const pause = new Int32Array(new SharedArrayBuffer(4));
-  const outcome = await store.copyImage({
+  const outcome = await store.copies.copyImage({
     imageId: args.imageId,
     source: args.source,
     destination: args.destination,

@@ -36,7 +36,7 @@ export class TestCell {
     if (options.nested) await fsp.mkdir(root);
     const cell = new TestCell(uniqueCellId(), root, options.topology ?? { retryDelaysMs: [200, 500, 1000] }, options.nested ? dir : undefined);
     // Conductors copy only between registered nodes: every node of a test cell is registered here.
-    for (const node of options.nodes) await cell.store.registerNode(node, 'test-cell');
+    for (const node of options.nodes) await cell.store.markers.registerNode(node, 'test-cell');
     await withChannel(async (channel) => {
       const { declareCellTopology } = await import('@app/messaging');
       await declareCellTopology(channel, cell.topology);
@@ -48,7 +48,7 @@ export class TestCell {
   async seed(node: string, imageId: string, bytes: number): Promise<{ sha256: string; size: number }> {
     const file = path.join(this.root, `.seed-${imageId}`);
     const sha256 = await writeRandomFile(file, bytes);
-    await this.store.importImage(node, imageId, file);
+    await this.store.imports.importImage(node, imageId, file);
     await fsp.rm(file);
     return { sha256, size: bytes };
   }
@@ -76,7 +76,7 @@ export class TestCell {
   /** Files left under tmp/ of any node (should be none once idle). */
   async tmpLeftovers(): Promise<string[]> {
     const left: string[] = [];
-    for (const node of await this.store.listNodes()) {
+    for (const node of await this.store.entries.listNodes()) {
       const tmp = this.store.nodeLayout(node).tmp;
       const names = await fsp.readdir(tmp).catch(() => [] as string[]);
       left.push(...names.map((n) => `${node}/tmp/${n}`));

@@ -11,7 +11,7 @@ import { CleaningSchedule } from './cache/cleaning-schedule';
 import { LeftoverSweep } from './cache/leftover-sweep';
 import { CELL_TOPOLOGY, CONDUCTOR_CONFIG, ROOT_LOGGER, SHUTDOWN_CONTROLLER } from './conductor.tokens';
 import { CopyCoordinator } from './copy/copy-coordinator';
-import { CopyWorkflow } from './copy/copy-workflow';
+import { type CopyLockPlan, CopyWorkflow } from './copy/copy-workflow';
 import { DEFAULT_HOLDER_INDEX_OPTIONS, ImageHolderIndex } from './copy/holder-index';
 import { SourceSelector } from './copy/source-selector';
 import { RequestIntake } from './lifecycle/request-intake';
@@ -36,13 +36,18 @@ class GracefulShutdown implements BeforeApplicationShutdown {
   }
 }
 
+/** What a caller other than main.ts may swap in: only bench/ does (its lock baselines). */
+export interface ConductorSeams {
+  lockPlan?: CopyLockPlan;
+}
+
 /**
  * Wires the conductor's plain classes; no business logic lives here. The config is loaded and validated
  * before Nest starts (main.ts), so a bad environment stops the process with a clear message.
  */
 @Module({})
 export class ConductorModule {
-  static forRoot(config: ConductorConfig, rootLogger: PinoLogger): DynamicModule {
+  static forRoot(config: ConductorConfig, rootLogger: PinoLogger, seams: ConductorSeams = {}): DynamicModule {
     return {
       module: ConductorModule,
       imports: [LoggerModule.forRoot({ pinoHttp: { logger: rootLogger, autoLogging: false } })],
@@ -82,7 +87,7 @@ export class ConductorModule {
           provide: ImageHolderIndex,
           inject: [ImageStore],
           useFactory: (store: ImageStore) =>
-            new ImageHolderIndex(store, { ...DEFAULT_HOLDER_INDEX_OPTIONS, onScanError: (error) => rootLogger.warn({ err: String(error) }, 'holder index: scan failed') }),
+            new ImageHolderIndex(store.entries, { ...DEFAULT_HOLDER_INDEX_OPTIONS, onScanError: (error) => rootLogger.warn({ err: String(error) }, 'holder index: scan failed') }),
         },
         {
           provide: SourceSelector,
@@ -99,7 +104,7 @@ export class ConductorModule {
             return new CleaningSchedule(new CacheCleaner(store, locks, policy, log), {
               enabled: config.CLEANER_ENABLED,
               intervalMs: config.CLEANER_INTERVAL_MS,
-              listNodes: () => store.listNodes(),
+              listNodes: () => store.entries.listNodes(),
               onDeleted: (node, imageId) => index.forget(node, imageId),
               log,
             });
@@ -109,7 +114,7 @@ export class ConductorModule {
           provide: LeftoverSweep,
           inject: [ImageStore, NodeLockManager],
           useFactory: (store: ImageStore, locks: NodeLockManager) =>
-            new LeftoverSweep(store, locks, { intervalMs: config.LEFTOVER_SWEEP_MS, root: config.CACHE_ROOT, listNodes: () => store.listNodes(), log: rootLogger.child({ part: 'sweep' }) }),
+            new LeftoverSweep(store.entries, locks, { intervalMs: config.LEFTOVER_SWEEP_MS, root: config.CACHE_ROOT, listNodes: () => store.entries.listNodes(), log: rootLogger.child({ part: 'sweep' }) }),
         },
         {
           provide: CopyWorkflow,
@@ -118,10 +123,7 @@ export class ConductorModule {
             new CopyWorkflow(store, locks, sources, {
               lockWaitMs: config.LOCK_WAIT_MS,
               log: rootLogger.child({ part: 'copy' }),
-              baseline: {
-                scope: config.BENCH_LOCK_BASELINE === 'global-lock' ? 'global' : 'per-node',
-                sourceMode: config.BENCH_LOCK_BASELINE === 'exclusive-source' ? 'exclusive' : 'shared',
-              },
+              lockPlan: seams.lockPlan,
             }),
         },
         {

@@ -5,7 +5,7 @@ import { Logger } from 'nestjs-pino';
 import pino from 'pino';
 import { AdminModule } from './admin/admin.module';
 import { ConfigError, loadConductorConfig } from './config/conductor-config';
-import { ConductorModule } from './conductor.module';
+import { ConductorModule, type ConductorSeams } from './conductor.module';
 import { RequestIntake } from './lifecycle/request-intake';
 
 /** sysexits' EX_CONFIG: the environment is wrong, restarting will not help. */
@@ -15,7 +15,8 @@ const EXIT_CONFIG = 78;
 @Module({})
 class ConductorApp {}
 
-async function bootstrap(): Promise<void> {
+/** Starts the conductor of this process's environment; `seams` only from bench/ (see ConductorSeams). */
+async function runConductor(seams: ConductorSeams = {}): Promise<void> {
   let config;
   try {
     config = loadConductorConfig();
@@ -25,7 +26,7 @@ async function bootstrap(): Promise<void> {
     process.exit(EXIT_CONFIG);
   }
   const logger = pino({ level: config.LOG_LEVEL, base: { conductorId: config.CONDUCTOR_ID, cell: config.CELL_ID } });
-  const conductor = ConductorModule.forRoot(config, logger);
+  const conductor = ConductorModule.forRoot(config, logger, seams);
   // forceCloseConnections: once the drain is over, keep-alive connections (a status page or a scraper polling)
   // are cut; without it server.close() waits for them, and a client polling often enough keeps the process alive.
   const app = await NestFactory.create(
@@ -46,7 +47,12 @@ async function bootstrap(): Promise<void> {
   logger.info({ adminPort: address.port, adminHost: host, cacheRoot: config.CACHE_ROOT, concurrency: config.COPY_CONCURRENCY }, 'conductor started');
 }
 
-bootstrap().catch((error: unknown) => {
-  process.stderr.write(`conductor: failed to start: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
-  process.exit(1);
-});
+/** Runs the conductor; a failure to start ends the process with code 1. */
+export function main(seams: ConductorSeams = {}): void {
+  runConductor(seams).catch((error: unknown) => {
+    process.stderr.write(`conductor: failed to start: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
+    process.exit(1);
+  });
+}
+
+if (require.main === module) main();

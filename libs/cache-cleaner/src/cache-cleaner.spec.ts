@@ -29,7 +29,7 @@ describe('CacheCleaner (real folders, fixed meta times)', () => {
   beforeEach(async () => {
     root = await makeTempDir('cleaner');
     store = new ImageStore({ root, fsync: false });
-    await store.registerNode(NODE, 'cache-cleaner.spec');
+    await store.markers.registerNode(NODE, 'cache-cleaner.spec');
     locks = new NodeLockManager({ root, conductorId: 'cleaner', timings: FAST });
     other = new NodeLockManager({ root, conductorId: 'copier', timings: FAST });
     logged.length = 0;
@@ -44,17 +44,17 @@ describe('CacheCleaner (real folders, fixed meta times)', () => {
   async function seed(imageId: string, bytes: number, agoMs: number, node = NODE): Promise<void> {
     const file = path.join(root, `.seed-${imageId}`);
     await fsp.writeFile(file, Buffer.alloc(bytes, 7));
-    const meta = await store.importImage(node, imageId, file);
+    const meta = await store.imports.importImage(node, imageId, file);
     await fsp.rm(file);
     const at = new Date(NOW - agoMs).toISOString();
     await fsp.writeFile(
-      store.metaPath(node, imageId),
+      store.entries.metaPath(node, imageId),
       JSON.stringify({ ...meta, createdAt: at, lastUsedAt: at }),
     );
   }
 
   async function present(node = NODE): Promise<string[]> {
-    return (await store.listImages(node)).map((m) => m.imageId);
+    return (await store.entries.listImages(node)).map((m) => m.imageId);
   }
 
   const cleaner = (policy = {}) => new CacheCleaner(store, locks, policy, log);
@@ -130,7 +130,7 @@ describe('CacheCleaner (real folders, fixed meta times)', () => {
     await seed('old', 100, 30 * DAY_MS);
     await seed('lru-pinned', 1000, 2 * HOUR_MS);
     await seed('newer', 100, 90 * MINUTE_MS);
-    await store.pin(NODE, 'old-pinned');
+    await store.markers.pin(NODE, 'old-pinned');
     await fsp.mkdir(path.join(store.nodeLayout(NODE).pinned, 'lru-pinned')); // an operator's mkdir works too
     const report = await cleaner({ budgetBytes: 100 }).clean(NODE, { now });
     expect(report.deleted.map((d) => [d.imageId, d.why])).toEqual([
@@ -184,8 +184,8 @@ describe('CacheCleaner (real folders, fixed meta times)', () => {
     const racing = Object.create(locks) as NodeLockManager;
     racing.acquire = async (request, options) => {
       // What a copy or an operator did between the cleaner's listing and its lock.
-      if (request.imageId === 'pinned-meanwhile') await store.pin(NODE, request.imageId);
-      else await store.touchLastUsed(NODE, request.imageId);
+      if (request.imageId === 'pinned-meanwhile') await store.markers.pin(NODE, request.imageId);
+      else await store.copies.touchLastUsed(NODE, request.imageId);
       return locks.acquire(request, options);
     };
     const report = await new CacheCleaner(store, racing, { budgetBytes: 1 }, log).clean(NODE, { now });
@@ -197,14 +197,14 @@ describe('CacheCleaner (real folders, fixed meta times)', () => {
 
   it('removes orphans (an image without meta once older than the grace time, a meta without image)', async () => {
     await seed('no-meta-old', 100, 0);
-    await fsp.rm(store.metaPath(NODE, 'no-meta-old'));
+    await fsp.rm(store.entries.metaPath(NODE, 'no-meta-old'));
     const old = new Date(NOW - 2 * HOUR_MS);
-    await fsp.utimes(store.imagePath(NODE, 'no-meta-old'), old, old);
+    await fsp.utimes(store.entries.imagePath(NODE, 'no-meta-old'), old, old);
     await seed('no-meta-new', 100, 0);
-    await fsp.rm(store.metaPath(NODE, 'no-meta-new'));
-    await fsp.utimes(store.imagePath(NODE, 'no-meta-new'), new Date(NOW), new Date(NOW));
+    await fsp.rm(store.entries.metaPath(NODE, 'no-meta-new'));
+    await fsp.utimes(store.entries.imagePath(NODE, 'no-meta-new'), new Date(NOW), new Date(NOW));
     await seed('no-image', 100, 0);
-    await fsp.rm(store.imagePath(NODE, 'no-image'));
+    await fsp.rm(store.entries.imagePath(NODE, 'no-image'));
     const report = await cleaner().clean(NODE, { now });
     expect(report.deleted.map((d) => [d.imageId, d.size, d.why])).toEqual([
       ['no-image', 0, 'orphan'],

@@ -88,8 +88,8 @@ export class CacheCleaner {
       overBudget: false,
       aborted: false,
     };
-    const entries = await this.store.listEntries(nodeId);
-    const pinned = await this.store.listPinned(nodeId);
+    const entries = await this.store.entries.listEntries(nodeId);
+    const pinned = await this.store.markers.listPinned(nodeId);
     report.examined = entries.length;
     let total = entries.reduce((sum, e) => sum + e.bytes, 0);
     report.bytesBefore = total;
@@ -153,7 +153,7 @@ export class CacheCleaner {
       }
       if (!dryRun) {
         try {
-          report.tmpSwept = await this.store.removeLeftoverTmp(nodeId, undefined, {
+          report.tmpSwept = await this.store.entries.removeLeftoverTmp(nodeId, undefined, {
             olderThanMs: TMP_SWEEP_AGE_MS,
           });
         } catch (error) {
@@ -215,8 +215,8 @@ export class CacheCleaner {
     const lockedAt = Date.now();
     try {
       // Under the exclusive lock nobody reads or writes the image: look again, the decision was made without it.
-      if (await this.store.isPinned(node, entry.imageId)) return { outcome: 'pinned' };
-      const fresh = await this.store.entry(node, entry.imageId);
+      if (await this.store.markers.isPinned(node, entry.imageId)) return { outcome: 'pinned' };
+      const fresh = await this.store.entries.entry(node, entry.imageId);
       if (!stillQualifies(fresh, entry, why, policy, run.now())) {
         this.log.debug?.(
           { node, imageId: entry.imageId, why },
@@ -225,7 +225,7 @@ export class CacheCleaner {
         return { outcome: 'changed' };
       }
       await lock.assertStillHeld(); // right before the irreversible step
-      const removed = await this.store.deleteImage(node, entry.imageId);
+      const removed = await this.store.entries.deleteImage(node, entry.imageId);
       const deletedAt = Date.now();
       const deleted: DeletedImageReport = {
         imageId: entry.imageId,

@@ -1,6 +1,6 @@
 import * as path from 'node:path';
 import { InvalidFieldError, holderIdSchema, imageIdSchema, nodeIdSchema, parseField } from '@app/contracts';
-import { NODE_MARKER_FILE } from './node-marker';
+import { NODE_MARKER_FILE } from './node-marker-file';
 
 /**
  * The folders of one node's cache. `locks` belongs to libs/locking.
@@ -18,7 +18,7 @@ export interface NodeLayout {
   pinned: string;
   /** Marker path: while it exists, the node is never picked as a source by a conductor. */
   draining: string;
-  /** The registration marker (node-marker.ts): without a valid one the node is unknown to conductors. */
+  /** The registration marker (node-marker-file.ts): without a valid one the node is unknown to conductors. */
   marker: string;
 }
 

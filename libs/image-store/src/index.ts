@@ -1,18 +1,16 @@
+export { ImageStore } from './image-store';
+export { type ImageStoreOptions, type ExpectedImage, type Inspection } from './store-context';
+export { CopyPipeline, type CopyImageRequest, type CopyImageOutcome } from './copy-pipeline';
+export { type IrreversibleStep } from './publish';
 export {
-  ImageStore,
-  type ImageStoreOptions,
-  type ExpectedImage,
-  type CopyImageRequest,
-  type CopyImageOutcome,
-  type IrreversibleStep,
-  type ImportImageOptions,
-  type RemoveLeftoverTmpOptions,
+  CacheEntries,
   type CacheEntry,
   type DeletedImage,
-  type Inspection,
-  type NodeRegistration,
-} from './image-store';
-export { type NodeMarker, NODE_MARKER_FILE, nodeMarkerSchema, registeredBySchema } from './node-marker';
+  type RemoveLeftoverTmpOptions,
+} from './cache-entries';
+export { NodeMarkers, type NodeRegistration } from './node-markers';
+export { ImageImport, type ImportImageOptions } from './image-import';
+export { type NodeMarker, NODE_MARKER_FILE, nodeMarkerSchema, registeredBySchema } from './node-marker-file';
 export { type ImageMeta, imageMetaSchema } from './image-meta';
 export { type NodeLayout, parseTmpName } from './cache-layout';
 export { COPY_CHUNK_BYTES } from './image-copier';

@@ -74,7 +74,8 @@ export class HeldLockSet {
  * Node-local locks on the shared folder, without any global lock. Exclusive holders own the newest
  * generation of a key's gate; shared holders register a heartbeat entry while holding the gate briefly,
  * and an exclusive holder keeps the gate while it waits for readers to leave, so new readers queue
- * behind a waiting writer and cannot starve it. See ../README.md for the full argument.
+ * behind a waiting writer and cannot starve it. The full argument is in the
+ * README, "Locks (`libs/locking`)" and "Why at most one exclusive holder".
  */
 export class NodeLockManager {
   readonly timings: LockTimings;

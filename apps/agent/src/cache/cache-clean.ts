@@ -83,8 +83,8 @@ export async function runCachePin(
   term: Terminal,
 ): Promise<ExitCodeValue> {
   const { store, nodeId, id } = await openPinTarget(node, imageId, options);
-  await store.pin(nodeId, id);
-  const cached = (await store.verifiedImage(nodeId, id)) !== undefined;
+  await store.markers.pin(nodeId, id);
+  const cached = (await store.copies.verifiedImage(nodeId, id)) !== undefined;
   term.out(
     `pinned ${id} on ${nodeId} (${path.join(store.nodeLayout(nodeId).pinned, id)}): the cache cleaner will not delete it${cached ? '' : ' (not in the cache yet: the pin holds once it arrives)'}`,
   );
@@ -99,7 +99,7 @@ export async function runCacheUnpin(
   term: Terminal,
 ): Promise<ExitCodeValue> {
   const { store, nodeId, id } = await openPinTarget(node, imageId, options);
-  const removed = await store.unpin(nodeId, id);
+  const removed = await store.markers.unpin(nodeId, id);
   term.out(removed ? `unpinned ${id} on ${nodeId}` : `${id} was not pinned on ${nodeId}`);
   return ExitCode.OK;
 }
@@ -140,7 +140,7 @@ function parseId(schema: typeof nodeIdSchema, value: string, field: string): str
 }
 
 async function requireNode(store: ImageStore, root: string, node: string): Promise<void> {
-  const nodes = await store.listNodes();
+  const nodes = await store.entries.listNodes();
   if (!nodes.includes(node))
     throw new UsageError(
       '<node>',

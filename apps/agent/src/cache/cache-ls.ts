@@ -42,9 +42,9 @@ export async function listCache(
   const store = new ImageStore({ root, onWarning: () => undefined });
   const layout = store.nodeLayout(node);
   const [entries, inspection, registration] = await Promise.all([
-    store.listEntries(node),
+    store.entries.listEntries(node),
     inspectLocks(root, { node, staleMs }),
-    store.nodeRegistration(node),
+    store.markers.nodeRegistration(node),
   ]);
   const images = entries.flatMap((e) => (e.meta ? [e.meta] : []));
   const invalid = entries.flatMap((e) =>
@@ -154,7 +154,7 @@ export async function runCacheLs(
   if (!parsed.success) throw new UsageError('<node>', parsed.error.issues.map((i) => i.message).join('; '));
   const root = path.resolve(options.cacheRoot);
   const store = new ImageStore({ root });
-  const nodes = await store.listNodes();
+  const nodes = await store.entries.listNodes();
   if (!nodes.includes(parsed.data)) {
     throw new UsageError(
       '<node>',

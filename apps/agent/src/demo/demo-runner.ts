@@ -248,7 +248,7 @@ async function seedImages(
 ): Promise<Map<string, string>> {
   const store = new ImageStore({ root, fsync: false });
   await fsp.mkdir(root, { recursive: true });
-  for (const node of plan.nodes) await store.registerNode(node, 'icc demo');
+  for (const node of plan.nodes) await store.markers.registerNode(node, 'icc demo');
   const seeded = new Map<string, string>();
   const total = plan.images.reduce((n, i) => n + i.bytes, 0);
   term.out(
@@ -258,7 +258,7 @@ async function seedImages(
     if (signal.aborted) throw signal.reason;
     const file = path.join(dir, `seed-${image.imageId}`);
     const sha256 = await writeRandomImage(file, image.bytes);
-    const meta = await store.importImage(image.seedNode, image.imageId, file, { signal });
+    const meta = await store.imports.importImage(image.seedNode, image.imageId, file, { signal });
     await fsp.rm(file, { force: true });
     if (meta.sha256 !== sha256)
       throw new Error(
@@ -302,7 +302,7 @@ async function verifyDestinations(
   let good = 0;
   for (const { imageId, node } of targets) {
     if (signal.aborted) throw signal.reason;
-    const file = store.imagePath(node, imageId);
+    const file = store.entries.imagePath(node, imageId);
     const actual = await sha256OfFile(file).catch((error: NodeJS.ErrnoException) =>
       error.code === 'ENOENT' ? 'missing' : `unreadable: ${error.message}`,
     );

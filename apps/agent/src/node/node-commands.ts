@@ -69,7 +69,7 @@ export async function runNodeAdd(
   const store = new ImageStore({ root, onWarning: (message) => term.err(`icc: warning: ${message}`) });
   const nodes = node === undefined ? await existingUnregistered(store) : [parseNode(node)];
   const added: Array<{ node: string; created: boolean; marker: NodeMarker }> = [];
-  for (const id of nodes) added.push({ node: id, ...(await store.registerNode(id, parsedBy.data)) });
+  for (const id of nodes) added.push({ node: id, ...(await store.markers.registerNode(id, parsedBy.data)) });
   if (options.json) term.out(JSON.stringify(added.map((a) => ({ ...a.marker, created: a.created }))));
   else if (added.length === 0) term.out(`no unregistered node folder with images/ under ${root}`);
   else
@@ -94,16 +94,16 @@ export async function runNodeLs(options: NodeLsOptions, term: Terminal): Promise
 
 export async function listNodes(store: ImageStore): Promise<NodeListing[]> {
   const listing: NodeListing[] = [];
-  for (const node of await store.listNodes()) {
-    const registration = await store.nodeRegistration(node);
-    const images = await store.listImages(node);
+  for (const node of await store.entries.listNodes()) {
+    const registration = await store.markers.nodeRegistration(node);
+    const images = await store.entries.listImages(node);
     listing.push({
       node,
       registered: registration.registered,
       ...(registration.registered
         ? { registeredAt: registration.marker.registeredAt, registeredBy: registration.marker.registeredBy }
         : { problem: registration.problem }),
-      draining: await store.isDraining(node),
+      draining: await store.markers.isDraining(node),
       images: images.length,
       bytes: images.reduce((sum, meta) => sum + meta.size, 0),
     });
@@ -141,7 +141,7 @@ export async function runNodeRm(
   const staleMs = parseStaleMs(options.staleMs);
   const store = new ImageStore({ root, onWarning: () => undefined });
   const layout = store.nodeLayout(id);
-  const registration = await store.nodeRegistration(id);
+  const registration = await store.markers.nodeRegistration(id);
   // A broken marker may be removed like a valid one; no marker at all is nothing to remove.
   if (!registration.registered && !(await present(layout.marker)))
     throw new UsageError('<node>', `node ${id} is not registered under ${root} (${registration.problem})`);
@@ -154,13 +154,13 @@ export async function runNodeRm(
         .map((e) => `  ${e.imageId}: ${describeHolders([e])}`)
         .join('\n')}`,
     );
-  const entries = await store.listEntries(id);
+  const entries = await store.entries.listEntries(id);
   if (entries.length > 0 && !options.force)
     throw new UsageError(
       '<node>',
       `node ${id} holds ${entries.length} cached image(s) (${formatBytes(entries.reduce((s, e) => s + e.bytes, 0))}): pass --force to unregister it anyway (the images stay in ${layout.images})`,
     );
-  await store.unregisterNode(id);
+  await store.markers.unregisterNode(id);
   term.out(
     `unregistered node ${id}: conductors no longer copy to or from it${entries.length > 0 ? `; its ${entries.length} cached image(s) stay in ${layout.images}` : ''}`,
   );
@@ -170,8 +170,8 @@ export async function runNodeRm(
 /** The node folders an existing cell (from before registration) has: those with an images/ folder. */
 async function existingUnregistered(store: ImageStore): Promise<string[]> {
   const found: string[] = [];
-  for (const node of await store.listNodes()) {
-    if ((await store.isRegistered(node)) || !(await isFolder(store.nodeLayout(node).images))) continue;
+  for (const node of await store.entries.listNodes()) {
+    if ((await store.markers.isRegistered(node)) || !(await isFolder(store.nodeLayout(node).images))) continue;
     found.push(node);
   }
   return found;

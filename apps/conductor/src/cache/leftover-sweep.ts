@@ -1,5 +1,5 @@
 import { performance } from 'node:perf_hooks';
-import type { ImageStore } from '@app/image-store';
+import type { CacheEntries } from '@app/image-store';
 import {
   type NodeLockManager,
   StalenessObserver,
@@ -64,7 +64,7 @@ export class LeftoverSweep {
   private readonly totals = { keysCollected: 0, lockEntries: 0, tmpFiles: 0, busy: 0 };
 
   constructor(
-    private readonly store: Pick<ImageStore, 'listTmp' | 'removeLeftoverTmp'>,
+    private readonly store: Pick<CacheEntries, 'listTmp' | 'removeLeftoverTmp'>,
     private readonly locks: NodeLockManager,
     private readonly options: LeftoverSweepOptions,
   ) {

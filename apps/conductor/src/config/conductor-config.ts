@@ -60,7 +60,6 @@ export const CONFIG_VARIABLES = {
   ADMIN_PORT: { schema: integer(0, 65_535), default: 8080, doc: 'Port of the admin HTTP endpoint (0: any free port).' },
   ADMIN_HOST: { schema: z.string().min(1), default: '0.0.0.0', doc: 'Address the admin endpoint binds to; forced to 127.0.0.1 when ADMIN_TOKEN is unset.' },
   ADMIN_TOKEN: { schema: z.string().min(16, 'must be at least 16 characters').optional(), default: undefined, doc: 'Bearer token for every admin route except health; at least 16 characters. Unset: the endpoint listens on 127.0.0.1 only.' },
-  BENCH_LOCK_BASELINE: { schema: z.enum(['none', 'global-lock', 'exclusive-source']), default: 'none', doc: 'Benchmarks only: run with one global lock, or an exclusive source lock, as the baseline the two node-local locks are measured against. Never in production.' },
   LOG_LEVEL: { schema: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']), default: 'info', doc: 'pino log level.' },
 } as const;
 

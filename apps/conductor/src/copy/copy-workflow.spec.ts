@@ -4,8 +4,8 @@ import * as path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { ConductorError } from '@app/contracts';
 import type { ImageStore } from '@app/image-store';
-import type { HeldLockSet, NodeLockManager } from '@app/locking';
-import { CopyWorkflow } from './copy-workflow';
+import type { HeldLockSet, LockRequest, NodeLockManager } from '@app/locking';
+import { type CopyLockPlan, CopyWorkflow } from './copy-workflow';
 import type { SourceSelector } from './source-selector';
 
 /*
@@ -35,9 +35,11 @@ describe('CopyWorkflow failure reasons', () => {
     sourceGoneUnderLock?: boolean;
     copied?: 'copied' | 'already-present';
     job?: typeof job;
+    lockPlan?: CopyLockPlan;
   }) {
     let released = 0;
     let lockRequests = 0;
+    const requested: LockRequest[][] = [];
     const held = {
       locks: [{ key: { node: 'node-b', imageId: 'img.raw' }, fencingToken: 7 }],
       signal: new AbortController().signal,
@@ -49,28 +51,33 @@ describe('CopyWorkflow failure reasons', () => {
       },
     } as unknown as HeldLockSet;
     const locks = {
-      acquireAll: async () => {
+      acquireAll: async (requests: LockRequest[]) => {
         lockRequests++;
+        requested.push(requests);
         if (options.lockError) throw options.lockError;
         return held;
       },
     } as unknown as NodeLockManager;
     const store = {
       root,
-      nodeRegistration: async (node: string) =>
-        options.unregistered?.includes(node) ? { registered: false, problem: `no marker ${root}/${node}/node.json` } : { registered: true },
-      verifiedImage: async (node: string) => {
-        if (node === 'node-a') return options.sourceGoneUnderLock && lockRequests > 0 ? undefined : SOURCE_META;
-        const present = options.destinationPresent === 'early' || (options.destinationPresent === 'under-lock' && lockRequests > 0);
-        return present ? SOURCE_META : undefined;
+      markers: {
+        nodeRegistration: async (node: string) =>
+          options.unregistered?.includes(node) ? { registered: false, problem: `no marker ${root}/${node}/node.json` } : { registered: true },
       },
-      removeLeftoverTmp: async () => 0,
-      touchLastUsed: async () => undefined,
-      copyImage: async () => {
-        if (options.copied)
-          return { status: options.copied, bytes: options.copied === 'copied' ? 10 : 0, sha256: SOURCE_META.sha256, meta: SOURCE_META, copyMs: 1, verifyMs: 1 };
-        throw options.copyError;
+      copies: {
+        verifiedImage: async (node: string) => {
+          if (node === 'node-a') return options.sourceGoneUnderLock && lockRequests > 0 ? undefined : SOURCE_META;
+          const present = options.destinationPresent === 'early' || (options.destinationPresent === 'under-lock' && lockRequests > 0);
+          return present ? SOURCE_META : undefined;
+        },
+        touchLastUsed: async () => undefined,
+        copyImage: async () => {
+          if (options.copied)
+            return { status: options.copied, bytes: options.copied === 'copied' ? 10 : 0, sha256: SOURCE_META.sha256, meta: SOURCE_META, copyMs: 1, verifyMs: 1 };
+          throw options.copyError;
+        },
       },
+      entries: { removeLeftoverTmp: async () => 0 },
     } as unknown as ImageStore;
     const sources = {
       acquire: async () => ({ node: 'node-a', meta: { size: 10, sha256: 'a'.repeat(64) }, slotWaitMs: 0, release: () => undefined }),
@@ -79,8 +86,10 @@ describe('CopyWorkflow failure reasons', () => {
     } as unknown as SourceSelector;
     const log = { warn: () => undefined };
     return {
-      run: () => new CopyWorkflow(store, locks, sources, { lockWaitMs: 1_000, log }).run(options.job ?? job, { attemptId: 'a1' }),
+      run: () =>
+        new CopyWorkflow(store, locks, sources, { lockWaitMs: 1_000, log, lockPlan: options.lockPlan }).run(options.job ?? job, { attemptId: 'a1' }),
       released: () => released,
+      requested: () => requested,
       lockRequests: () => lockRequests,
     };
   }
@@ -123,6 +132,20 @@ describe('CopyWorkflow failure reasons', () => {
     expect(await workflow({ stillHeld: true, destinationPresent: 'under-lock', sourceGoneUnderLock: true }).run()).toMatchObject(expected);
     expect(await workflow({ stillHeld: true, copied: 'already-present' }).run()).toMatchObject(expected);
     expect(await workflow({ stillHeld: true, copied: 'copied' }).run()).toMatchObject({ status: 'completed', bytes: 10 });
+  });
+
+  it('takes the source shared and the destination exclusive, or what an injected lock plan names (the bench seam)', async () => {
+    const plain = workflow({ stillHeld: true, copied: 'copied' });
+    await plain.run();
+    expect(plain.requested()).toEqual([
+      [
+        { node: 'node-a', imageId: 'img.raw', mode: 'shared' },
+        { node: 'node-b', imageId: 'img.raw', mode: 'exclusive' },
+      ],
+    ]);
+    const planned = workflow({ stillHeld: true, copied: 'copied', lockPlan: () => [{ node: 'everything', imageId: 'all', mode: 'exclusive' }] });
+    await planned.run();
+    expect(planned.requested()).toEqual([[{ node: 'everything', imageId: 'all', mode: 'exclusive' }]]);
   });
 
   it('names a lock folder the file system refuses instead of failing INTERNAL', async () => {

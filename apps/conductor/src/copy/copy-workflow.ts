@@ -12,16 +12,17 @@ import { SELECTION_PREFIX, type SourceSelector } from './source-selector';
 const MAX_PICKS = 3;
 
 /**
- * Benchmark baselines only (bench/): one lock for the whole cell, or an exclusive source lock, to measure
- * what the two node-local locks and the shared source lock are worth. Never for production.
+ * Which locks one copy takes, given the chosen source. The product has one plan, `nodeLocalLocks`; this
+ * seam exists so that bench/ can measure it against baselines (one global lock, an exclusive source lock)
+ * that never ship in the conductor.
  */
-export interface LockBaseline {
-  scope: 'per-node' | 'global';
-  sourceMode: 'shared' | 'exclusive';
-}
+export type CopyLockPlan = (source: string, job: CopyJob) => LockRequest[];
 
-/** The folder the global-lock baseline locks in (it shows up as a node without images). */
-export const GLOBAL_LOCK_NODE = 'global-lock-baseline';
+/** The source's copy shared, the destination's exclusive: two node-local locks, nothing global. */
+export const nodeLocalLocks: CopyLockPlan = (source, job) => [
+  { node: source, imageId: job.imageId, mode: 'shared' },
+  { node: job.destination, imageId: job.imageId, mode: 'exclusive' },
+];
 
 export interface CopyRunOptions {
   attemptId: string;
@@ -43,24 +44,14 @@ export class CopyWorkflow {
     private readonly store: ImageStore,
     private readonly locks: NodeLockManager,
     private readonly sources: SourceSelector,
-    private readonly options: { lockWaitMs: number; log: Pick<MessagingLogger, 'warn'> & Partial<Pick<MessagingLogger, 'debug'>>; baseline?: LockBaseline },
+    private readonly options: { lockWaitMs: number; log: Pick<MessagingLogger, 'warn'> & Partial<Pick<MessagingLogger, 'debug'>>; lockPlan?: CopyLockPlan },
   ) {}
-
-  /** The locks of one copy: two node-local ones, or a benchmark baseline's. */
-  private lockRequests(source: string, job: CopyJob): LockRequest[] {
-    const baseline = this.options.baseline ?? { scope: 'per-node', sourceMode: 'shared' };
-    if (baseline.scope === 'global') return [{ node: GLOBAL_LOCK_NODE, imageId: 'all', mode: 'exclusive' }];
-    return [
-      { node: source, imageId: job.imageId, mode: baseline.sourceMode },
-      { node: job.destination, imageId: job.imageId, mode: 'exclusive' },
-    ];
-  }
 
   async run(job: CopyJob, run: CopyRunOptions): Promise<CopyJobResult> {
     // Before any lock: taking one creates folders under <node>/locks/, and a request must not create a node.
     await this.requireRegistered(job);
     // Published images are never modified in place, so a verified one can be trusted without a lock.
-    const present = await this.store.verifiedImage(job.destination, job.imageId, { sha256: job.sha256, size: job.size });
+    const present = await this.store.copies.verifiedImage(job.destination, job.imageId, { sha256: job.sha256, size: job.size });
     if (present) return { status: 'already-present', bytes: present.size, sha256: present.sha256 };
 
     // One bounded wait for a read slot and both locks together (LOCK_WAIT_MS, then a retryable LOCK_TIMEOUT).
@@ -91,7 +82,7 @@ export class CopyWorkflow {
   private async requireRegistered(job: CopyJob): Promise<void> {
     const named = [['destination', job.destination], ...(job.source ? [['source', job.source]] : [])] as const;
     for (const [field, node] of named) {
-      const registration = await this.store.nodeRegistration(node);
+      const registration = await this.store.markers.nodeRegistration(node);
       if (!registration.registered)
         throw new ConductorError('UNKNOWN_NODE', `${field}: node ${node} is not registered in this cell (${registration.problem}); nothing was locked or created`);
     }
@@ -105,7 +96,7 @@ export class CopyWorkflow {
     report('waiting-for-lock', 0);
     if (lockWaitMs <= 0) throw new ConductorError('LOCK_TIMEOUT', `waited ${this.options.lockWaitMs} ms for a read slot and locks`);
 
-    const held = await this.locks.acquireAll(this.lockRequests(source, job), {
+    const held = await this.locks.acquireAll((this.options.lockPlan ?? nodeLocalLocks)(source, job), {
       attemptId: run.attemptId, timeoutMs: lockWaitMs, signal: run.signal },
     ).catch(async (error: unknown) => {
       throw await lockFolderError(error, this.store.root, job.destination);
@@ -117,8 +108,8 @@ export class CopyWorkflow {
     let outcome = 'failed';
     try {
       // Under the source's shared lock the cache cleaner cannot delete the source; before it, it could have.
-      if (!(await this.store.verifiedImage(source, job.imageId))) {
-        const now = await this.store.verifiedImage(job.destination, job.imageId, { sha256: job.sha256, size: job.size });
+      if (!(await this.store.copies.verifiedImage(source, job.imageId))) {
+        const now = await this.store.copies.verifiedImage(job.destination, job.imageId, { sha256: job.sha256, size: job.size });
         if (now) {
           outcome = 'already-present';
           return { status: 'already-present', bytes: now.size, sha256: now.sha256 };
@@ -130,9 +121,9 @@ export class CopyWorkflow {
       this.options.log.debug?.({ ...ids, heldAt }, 'copy locks held');
       const destinationLock = held.locks.find((l) => l.key.node === job.destination) ?? held.locks[0]!;
       // Holding the destination lock, any partial copy of this image belongs to a dead attempt.
-      await this.store.removeLeftoverTmp(job.destination, job.imageId);
+      await this.store.entries.removeLeftoverTmp(job.destination, job.imageId);
       report('copying', 0);
-      const copied = await this.store.copyImage({
+      const copied = await this.store.copies.copyImage({
         imageId: job.imageId,
         source,
         destination: job.destination,
@@ -150,7 +141,7 @@ export class CopyWorkflow {
       // (the cache cleaner's input): never fails a copy.
       await held
         .assertStillHeld()
-        .then(() => this.store.touchLastUsed(source, job.imageId))
+        .then(() => this.store.copies.touchLastUsed(source, job.imageId))
         .catch((error: Error) =>
         this.options.log.warn({ source, imageId: job.imageId, err: error.message }, 'could not record the last use of a source image'),
       );

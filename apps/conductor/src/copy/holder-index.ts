@@ -1,5 +1,5 @@
 import { performance } from 'node:perf_hooks';
-import type { ImageStore } from '@app/image-store';
+import type { CacheEntries } from '@app/image-store';
 
 export interface HolderIndexOptions {
   /** A lookup older than this starts a background rescan (the answer in hand is used meanwhile). */
@@ -30,7 +30,7 @@ export class ImageHolderIndex {
   scans = 0;
 
   constructor(
-    private readonly store: Pick<ImageStore, 'listNodes' | 'listImageIds'>,
+    private readonly store: Pick<CacheEntries, 'listNodes' | 'listImageIds'>,
     private readonly options: HolderIndexOptions = DEFAULT_HOLDER_INDEX_OPTIONS,
   ) {}
 

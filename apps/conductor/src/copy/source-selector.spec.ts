@@ -20,10 +20,10 @@ describe('SourceSelector', () => {
     store = new ImageStore({ root, fsync: false });
     seedFile = path.join(os.tmpdir(), `icc-selector-seed-${process.pid}-${Math.random()}`);
     await fsp.writeFile(seedFile, 'image bytes');
-    for (const node of ['node-a', 'node-b', 'node-c', 'node-d', 'node-e']) await store.registerNode(node, 'selector.spec');
-    for (const node of ['node-a', 'node-c']) sha256 = (await store.importImage(node, 'img', seedFile)).sha256;
+    for (const node of ['node-a', 'node-b', 'node-c', 'node-d', 'node-e']) await store.markers.registerNode(node, 'selector.spec');
+    for (const node of ['node-a', 'node-c']) sha256 = (await store.imports.importImage(node, 'img', seedFile)).sha256;
     scans = 0;
-    const counting = { listNodes: () => (scans++, store.listNodes()), listImageIds: (node: string) => store.listImageIds(node) };
+    const counting = { listNodes: () => (scans++, store.entries.listNodes()), listImageIds: (node: string) => store.entries.listImageIds(node) };
     index = new ImageHolderIndex(counting, { ttlMs: 60_000, missRescanMs: 0 });
   });
   afterEach(async () => {
@@ -86,7 +86,7 @@ describe('SourceSelector', () => {
   });
 
   it('never chooses a node that is not registered (no marker, or a broken one), and says so when none is left', async () => {
-    await store.unregisterNode('node-a');
+    await store.markers.unregisterNode('node-a');
     const s = selector();
     for (let i = 0; i < 5; i++) {
       const picked = await pick(s, { imageId: 'img', destination: 'node-b' });
@@ -100,7 +100,7 @@ describe('SourceSelector', () => {
   });
 
   it('says why a named source holds no verified copy (the meta field at fault)', async () => {
-    const metaPath = store.metaPath('node-a', 'img');
+    const metaPath = store.entries.metaPath('node-a', 'img');
     const { lastUsedAt: _dropped, ...meta } = JSON.parse(await fsp.readFile(metaPath, 'utf8')) as Record<string, unknown>;
     await fsp.writeFile(metaPath, JSON.stringify(meta));
     await expect(pick(selector(), { imageId: 'img', destination: 'node-b', source: 'node-a' })).rejects.toThrow(
@@ -113,7 +113,7 @@ describe('SourceSelector', () => {
     for (let i = 0; i < 20; i++) (await pick(s, { imageId: 'img', destination: 'node-b' })).release();
     expect(scans).toBe(1);
     // A copy this conductor published is a source at once, without a scan.
-    await store.importImage('node-d', 'img', seedFile);
+    await store.imports.importImage('node-d', 'img', seedFile);
     s.learnHolder('node-d', 'img');
     const three = [];
     for (let i = 0; i < 3; i++) three.push(await pick(s, { imageId: 'img', destination: 'node-b' }));
@@ -121,8 +121,8 @@ describe('SourceSelector', () => {
     for (const p of three) p.release();
     expect(scans).toBe(1);
     // An evicted copy is verified away and forgotten.
-    await fsp.rm(store.metaPath('node-a', 'img'));
-    await fsp.rm(store.metaPath('node-c', 'img'));
+    await fsp.rm(store.entries.metaPath('node-a', 'img'));
+    await fsp.rm(store.entries.metaPath('node-c', 'img'));
     // (node-d busier here than the others, so both stale entries are tried first)
     const busy = [];
     for (let i = 0; i < 3; i++) busy.push(await pick(s, { imageId: 'img', destination: 'node-b', source: 'node-d' }));
@@ -130,7 +130,7 @@ describe('SourceSelector', () => {
     expect([...(await index.holdersOf('img'))].sort()).toEqual(['node-d']);
     for (const p of busy) p.release();
     // An image seeded by someone else after the scan is found by the rescan a miss triggers.
-    await store.importImage('node-e', 'new-img', seedFile);
+    await store.imports.importImage('node-e', 'new-img', seedFile);
     expect((await pick(s, { imageId: 'new-img', destination: 'node-b' })).node).toBe('node-e');
     expect(scans).toBe(2);
   });
@@ -168,13 +168,13 @@ describe('SourceSelector', () => {
   it('a copy waiting for a slot switches to a holder learned meanwhile (fan-out spreads)', async () => {
     // No polling within the wait: only the learn can wake the waiting copy before its timeout.
     const s = selector(1, 60_000);
-    await fsp.rm(store.metaPath('node-c', 'img'));
+    await fsp.rm(store.entries.metaPath('node-c', 'img'));
     await index.refresh();
     const first = await pick(s, { imageId: 'img', destination: 'node-b' });
     expect(first.node).toBe('node-a');
     const waiting: Promise<PickedSource> = pick(s, { imageId: 'img', destination: 'node-x' }, 5_000);
     await new Promise((r) => setTimeout(r, 50));
-    await store.importImage('node-b', 'img', seedFile); // the first destination completes
+    await store.imports.importImage('node-b', 'img', seedFile); // the first destination completes
     s.learnHolder('node-b', 'img');
     const second = await waiting;
     expect(second.node).toBe('node-b');

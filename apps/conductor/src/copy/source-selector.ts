@@ -113,7 +113,7 @@ export class SourceSelector {
     // Holders are looked up without the request's expectations, so that a holder of other bytes is
     // reported as the mismatch it is (CHECKSUM_MISMATCH / SIZE_MISMATCH), not as a missing source.
     if (job.source) {
-      const { meta, problem } = await this.store.inspectImage(job.source, job.imageId);
+      const { meta, problem } = await this.store.entries.inspectImage(job.source, job.imageId);
       if (!meta) throw new ConductorError('SOURCE_MISSING', `${SELECTION_PREFIX}node ${job.source} holds no verified copy of ${job.imageId} (${problem})`);
       const mismatch = mismatchOf(job, [{ node: job.source, meta }]);
       if (mismatch) throw mismatch;
@@ -140,13 +140,13 @@ export class SourceSelector {
     const draining: string[] = [];
     const unregistered: string[] = [];
     for (const node of [...sample, ...candidates.slice(this.sampleSize)]) {
-      const meta = await this.store.verifiedImage(node, job.imageId);
+      const meta = await this.store.copies.verifiedImage(node, job.imageId);
       if (!meta) {
         this.options.index.forget(node, job.imageId);
         continue;
       }
       // A folder without a valid marker is not a node of the cell (unregistered, or its marker is broken).
-      if (!(await this.store.isRegistered(node))) {
+      if (!(await this.store.markers.isRegistered(node))) {
         unregistered.push(node);
         continue;
       }
@@ -154,7 +154,7 @@ export class SourceSelector {
         mismatched.push({ node, meta });
         continue;
       }
-      if (await this.store.isDraining(node)) {
+      if (await this.store.markers.isDraining(node)) {
         draining.push(node);
         continue;
       }

@@ -1,0 +1,9 @@
+/*
+ * The conductor's public entry for code outside the app (bench/ only): the copy composition for
+ * in-process runs, and the process entry with its one seam (which locks a copy takes).
+ */
+export { CopyWorkflow, type CopyLockPlan, nodeLocalLocks } from './copy/copy-workflow';
+export { ImageHolderIndex } from './copy/holder-index';
+export { SourceSelector } from './copy/source-selector';
+export { type ConductorSeams } from './conductor.module';
+export { main } from './main';

@@ -1,0 +1,295 @@
+import { promises as fsp } from 'node:fs';
+import * as path from 'node:path';
+import { ConductorError, imageIdSchema, nodeIdSchema, parseField } from '@app/contracts';
+import { META_SUFFIX, type NodeLayout, parseTmpName } from './cache-layout';
+import { fsyncDir } from './durable-fs';
+import { type IoContext, io, isErrno, mapIoError } from './fs-errors';
+import type { ImageMeta } from './image-meta';
+import type { JsonFileRead } from './shared-json-file';
+import {
+  type Inspection,
+  type StoreContext,
+  cacheContext,
+  sizeSchema,
+  unlinkIfPresent,
+} from './store-context';
+
+/** One image id found in a node's images folder (see CacheEntries.listEntries). */
+export interface CacheEntry {
+  imageId: string;
+  /** Present when the image is verified; absent for an orphan (no valid meta, or no file of that size). */
+  meta?: ImageMeta;
+  /** Why the entry is not verified (absent when `meta` is there), e.g. "meta file invalid: lastUsedAt: ...". */
+  problem?: string;
+  /** Size of the image file on disk (0 when there is none). */
+  bytes: number;
+  /** The image file's mtime, when there is a file. */
+  modifiedMs?: number;
+}
+
+/** What CacheEntries.deleteImage removed. */
+export interface DeletedImage {
+  removedMeta: boolean;
+  removedImage: boolean;
+  /** Size of the image file removed (0 when there was none). */
+  bytes: number;
+  /** Partial copies of the image removed with it. */
+  tmpRemoved: number;
+}
+
+export interface RemoveLeftoverTmpOptions {
+  /** Only remove files not modified for this long (for sweeps made without holding the image's lock). */
+  olderThanMs?: number;
+}
+
+/**
+ * What a node's cache holds, for the cache cleaner, the sweep of dead attempts' leftovers, `icc cache ls`
+ * and the conductor's index of holders: listing, reading and deleting images, listing and removing partial
+ * copies. It knows nothing of locks: callers hold the image's exclusive lock around deleteImage, and the
+ * destination's exclusive lock around removeLeftoverTmp for one image.
+ */
+export class CacheEntries {
+  constructor(private readonly store: StoreContext) {}
+
+  imagePath(node: string, imageId: string): string {
+    return this.store.layout.imagePath(this.store.layout.node(node), this.store.layout.imageId(imageId));
+  }
+
+  metaPath(node: string, imageId: string): string {
+    return this.store.layout.metaPath(this.store.layout.node(node), this.store.layout.imageId(imageId));
+  }
+
+  /** The image's meta if the file holds valid meta for exactly this image, else undefined. */
+  async readMeta(node: string, imageId: string): Promise<ImageMeta | undefined> {
+    const layout = this.store.layout.node(node);
+    const id = this.store.layout.imageId(imageId);
+    return (await this.store.readMetaChecked(layout, id, cacheContext(layout, id))).value;
+  }
+
+  /** Whether the image is verified (as verifiedImage, without expectations), and why not when it is not. */
+  async inspectImage(node: string, imageId: string): Promise<Inspection> {
+    const layout = this.store.layout.node(node);
+    const id = this.store.layout.imageId(imageId);
+    return this.store.inspect(layout, id, cacheContext(layout, id));
+  }
+
+  /** Sub-folders of the root named like node ids (anything else in the root is ignored). */
+  async listNodes(): Promise<string[]> {
+    let entries;
+    try {
+      entries = await fsp.readdir(this.store.root, { withFileTypes: true });
+    } catch (error) {
+      if (isErrno(error, 'ENOENT')) return [];
+      throw mapIoError(error, { side: 'cache', what: `cache root ${this.store.root}` }, 'listing nodes');
+    }
+    return entries
+      .filter((entry) => entry.isDirectory() && nodeIdSchema.safeParse(entry.name).success)
+      .map((entry) => entry.name)
+      .sort();
+  }
+
+  /** The node's verified images, by image id. */
+  async listImages(node: string): Promise<ImageMeta[]> {
+    const layout = this.store.layout.node(node);
+    const names = await this.readImagesFolder(layout);
+    const images: ImageMeta[] = [];
+    for (const name of names.sort()) {
+      if (!name.endsWith(META_SUFFIX)) continue;
+      const imageId = name.slice(0, -META_SUFFIX.length);
+      if (!imageIdSchema.safeParse(imageId).success) continue;
+      const { meta } = await this.store.inspect(layout, imageId, cacheContext(layout, imageId));
+      if (meta) images.push(meta);
+    }
+    return images;
+  }
+
+  /**
+   * Ids of the images that have a meta file on the node: one readdir, nothing opened or verified (the
+   * conductor's index of which node holds which image is built from this; a candidate source is verified
+   * with verifiedImage before it is used).
+   */
+  async listImageIds(node: string): Promise<string[]> {
+    const layout = this.store.layout.node(node);
+    let names: string[];
+    try {
+      names = await fsp.readdir(layout.images);
+    } catch (error) {
+      if (isErrno(error, 'ENOENT', 'ENOTDIR')) return [];
+      throw mapIoError(error, { side: 'cache', what: `node ${layout.node}` }, 'listing images');
+    }
+    return names
+      .filter((name) => name.endsWith(META_SUFFIX))
+      .map((name) => name.slice(0, -META_SUFFIX.length))
+      .filter((id) => imageIdSchema.safeParse(id).success)
+      .sort();
+  }
+
+  /**
+   * The partial files in the node's tmp folder (copies and meta files being written, or left by dead
+   * attempts), by image id; names that are not ours are left out. Deciding which are dead is the caller's
+   * job (under the image's exclusive lock, see removeLeftoverTmp).
+   */
+  async listTmp(node: string): Promise<Array<{ imageId: string; path: string }>> {
+    const layout = this.store.layout.node(node);
+    let names: string[];
+    try {
+      names = await fsp.readdir(layout.tmp);
+    } catch (error) {
+      if (isErrno(error, 'ENOENT')) return [];
+      throw mapIoError(error, { side: 'cache', what: `node ${layout.node}` }, 'listing partial copies');
+    }
+    return names.flatMap((name) => {
+      const parsed = parseTmpName(name);
+      if (!parsed || !imageIdSchema.safeParse(parsed.imageId).success) return [];
+      return [{ imageId: parsed.imageId, path: path.join(layout.tmp, name) }];
+    });
+  }
+
+  /**
+   * Removes partial copies of `imageId` on `node` (all partial copies when no id is given) and returns how
+   * many. Safe for one image while holding its exclusive lock: any tmp of that image is then a dead or
+   * aborted attempt's. Without an id, other images may be copying right now: pass `olderThanMs`.
+   */
+  async removeLeftoverTmp(
+    node: string,
+    imageId?: string,
+    options: RemoveLeftoverTmpOptions = {},
+  ): Promise<number> {
+    const layout = this.store.layout.node(node);
+    const id = imageId === undefined ? undefined : this.store.layout.imageId(imageId);
+    const olderThanMs =
+      options.olderThanMs === undefined
+        ? undefined
+        : parseField(sizeSchema, options.olderThanMs, 'olderThanMs');
+    const context: IoContext = { side: 'cache', what: `node ${layout.node}, tmp folder` };
+    let names: string[];
+    try {
+      names = await fsp.readdir(layout.tmp);
+    } catch (error) {
+      if (isErrno(error, 'ENOENT')) return 0;
+      throw mapIoError(error, context, 'listing partial copies');
+    }
+    const cutoff = olderThanMs === undefined ? undefined : Date.now() - olderThanMs;
+    let removed = 0;
+    for (const name of names) {
+      if (id !== undefined && parseTmpName(name)?.imageId !== id) continue;
+      const file = path.join(layout.tmp, name);
+      let stat;
+      try {
+        stat = await fsp.lstat(file);
+      } catch (error) {
+        if (isErrno(error, 'ENOENT')) continue; // another cleaner got there first
+        throw mapIoError(error, context, `stat of ${name}`);
+      }
+      if (!stat.isFile() || (cutoff !== undefined && stat.mtimeMs > cutoff)) continue;
+      await io(context, `removing ${name}`, () => fsp.rm(file, { force: true }));
+      removed += 1;
+    }
+    return removed;
+  }
+
+  /**
+   * Every image id found in the node's images folder (an image file, a meta file, or both), with its meta
+   * when the image is verified (file present with the size its meta records) and the bytes on disk. An
+   * entry without verified meta is an orphan: a crash between the steps of a publish or a delete left it,
+   * and nobody can use it as a source. The cache cleaner reads this; copies never need it.
+   */
+  async listEntries(node: string): Promise<CacheEntry[]> {
+    const layout = this.store.layout.node(node);
+    const names = await this.readImagesFolder(layout);
+    const ids = new Set<string>();
+    for (const name of names) {
+      const id = name.endsWith(META_SUFFIX) ? name.slice(0, -META_SUFFIX.length) : name;
+      if (imageIdSchema.safeParse(id).success) ids.add(id);
+    }
+    const entries: CacheEntry[] = [];
+    for (const imageId of [...ids].sort()) entries.push(await this.readEntry(layout, imageId));
+    return entries;
+  }
+
+  /** One image id's entry as listEntries reports it (meta and bytes both absent when nothing is there). */
+  async entry(node: string, imageId: string): Promise<CacheEntry> {
+    return this.readEntry(this.store.layout.node(node), this.store.layout.imageId(imageId));
+  }
+
+  private async readEntry(layout: NodeLayout, imageId: string): Promise<CacheEntry> {
+    const context = cacheContext(layout, imageId);
+    const read = await this.store.readMetaChecked(layout, imageId, context);
+    const meta = read.value;
+    const stat = await this.lstatImage(layout, imageId, context);
+    const file = stat?.isFile() ? stat : undefined;
+    const verified = meta !== undefined && file !== undefined && file.size === meta.size;
+    return {
+      imageId,
+      ...(verified ? { meta } : { problem: entryProblem(read, stat, meta) }),
+      bytes: file?.size ?? 0,
+      ...(file ? { modifiedMs: file.mtimeMs } : {}),
+    };
+  }
+
+  /**
+   * Deletes a published image. The caller holds the image's EXCLUSIVE lock (the cache cleaner does), so no
+   * copy reads or writes it meanwhile. The meta goes first (and that is made durable), then the image,
+   * then any partial copy of it: a crash in between leaves an image without meta, which no copy trusts as
+   * a source or as already present, and which the next clean removes as an orphan. Any part already
+   * missing is fine (an interrupted earlier delete); a folder or other non-file at the image path is left
+   * alone and reported as an error.
+   */
+  async deleteImage(node: string, imageId: string): Promise<DeletedImage> {
+    const layout = this.store.layout.node(node);
+    const id = this.store.layout.imageId(imageId);
+    const context = cacheContext(layout, id);
+    const imagePath = this.store.layout.imagePath(layout, id);
+    const stat = await this.lstatImage(layout, id, context);
+    if (stat && !stat.isFile()) {
+      throw new ConductorError(
+        'IO_ERROR',
+        `node ${layout.node}, image ${id}: the image path is not a regular file; not deleted`,
+      );
+    }
+    const removedMeta = await io(context, 'removing the meta file', () =>
+      unlinkIfPresent(this.store.layout.metaPath(layout, id)),
+    );
+    if (removedMeta && this.store.fsync)
+      await io(context, 'fsync of the images folder', () => fsyncDir(layout.images));
+    const removedImage = stat
+      ? await io(context, 'removing the image', () => unlinkIfPresent(imagePath))
+      : false;
+    if (removedImage && this.store.fsync)
+      await io(context, 'fsync of the images folder', () => fsyncDir(layout.images));
+    const tmpRemoved = await this.removeLeftoverTmp(layout.node, id);
+    return { removedMeta, removedImage, bytes: removedImage ? stat!.size : 0, tmpRemoved };
+  }
+
+  private async lstatImage(layout: NodeLayout, imageId: string, context: IoContext) {
+    try {
+      return await fsp.lstat(this.store.layout.imagePath(layout, imageId));
+    } catch (error) {
+      if (isErrno(error, 'ENOENT', 'ENOTDIR')) return undefined;
+      throw mapIoError(error, context, 'stat of the image');
+    }
+  }
+
+  /** The names in a node's images folder; none when the node has no cache yet. */
+  private async readImagesFolder(layout: NodeLayout): Promise<string[]> {
+    try {
+      return await fsp.readdir(layout.images);
+    } catch (error) {
+      if (isErrno(error, 'ENOENT')) return [];
+      throw mapIoError(error, { side: 'cache', what: `node ${layout.node}` }, 'listing images');
+    }
+  }
+}
+
+/** Why an entry of listEntries is not verified. */
+function entryProblem(
+  read: JsonFileRead<ImageMeta>,
+  stat: { isFile(): boolean; size: number } | undefined,
+  meta: ImageMeta | undefined,
+): string {
+  if (read.invalid !== undefined) return `meta file invalid: ${read.invalid}`;
+  if (!meta) return 'meta file missing (an interrupted publish or delete)';
+  if (!stat) return 'image file missing';
+  if (!stat.isFile()) return 'image path is not a regular file';
+  return `image file has ${stat.size} bytes but its meta says ${meta.size}`;
+}

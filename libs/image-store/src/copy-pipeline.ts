@@ -1,0 +1,212 @@
+import { constants as fsConstants, promises as fsp } from 'node:fs';
+import { performance } from 'node:perf_hooks';
+import {
+  ConductorError,
+  InvalidFieldError,
+  byteCountSchema,
+  holderIdSchema,
+  parseField,
+  requestIdSchema,
+} from '@app/contracts';
+import { type IoContext, io } from './fs-errors';
+import { throwIfAborted } from './image-copier';
+import type { ImageMeta } from './image-meta';
+import { type IrreversibleStep, publishImage } from './publish';
+import { type ExpectedImage, type StoreContext, cacheContext, matches, parseExpected } from './store-context';
+
+export interface CopyImageRequest {
+  imageId: string;
+  source: string;
+  destination: string;
+  /** Checked instead of the source's meta when given (README, "The copy"). */
+  expected?: ExpectedImage;
+  /** Unique per attempt: names the partial copy and is recorded in the meta. */
+  attemptId: string;
+  requestId?: string;
+  /** The destination lock's generation, recorded in the meta. */
+  fencingToken?: number;
+  signal?: AbortSignal;
+  /** Called after every chunk; a throw fails the copy (nothing published). */
+  onProgress?: (bytesDone: number, bytesTotal: number) => void;
+  /**
+   * Called right before each irreversible step, after the bytes were verified: 'publish' (the old meta's
+   * removal and the rename that publishes the image) and 'meta' (writing the new meta). If it throws, the
+   * step is not taken and that error propagates unchanged: the conductor checks here that it still holds
+   * the destination lock (an abort signal is not enough: a holder resumed after a pause runs its own code
+   * before the watchdog that would abort it). A pause between this check and the step stays possible; the
+   * bytes published then were still verified against the same sha256, so a late writer can only replace
+   * the image with identical content (its meta then records its own, older fencingToken and attemptId).
+   */
+  beforeIrreversibleStep?: (step: IrreversibleStep) => Promise<void> | void;
+}
+
+export interface CopyImageOutcome {
+  status: 'copied' | 'already-present';
+  /** Bytes copied by this call: 0 when already present (the image's size is meta.size). */
+  bytes: number;
+  /** sha256 of the image at the destination (meta.sha256). */
+  sha256: string;
+  /** The destination's meta. */
+  meta: ImageMeta;
+  /** Streaming, hashing, fsync and publishing; 0 when already present. */
+  copyMs: number;
+  /** Checking the source and the destination before copying (the copy itself hashes inline). */
+  verifyMs: number;
+}
+
+const fencingTokenSchema = byteCountSchema;
+
+/**
+ * The copy pipeline: the verified, atomic copy of an image from one node's cache to another's, and the
+ * checks a copy is decided on (is a verified image there, record a read). It knows nothing of locks: the
+ * caller holds the source's shared and the destination's exclusive lock around copyImage.
+ */
+export class CopyPipeline {
+  constructor(private readonly store: StoreContext) {}
+
+  /**
+   * The meta of a published image whose file is there with the size its meta records, and which matches
+   * `expected`. No re-hash: meta is only written after the bytes were verified.
+   */
+  async verifiedImage(
+    node: string,
+    imageId: string,
+    expected?: ExpectedImage,
+  ): Promise<ImageMeta | undefined> {
+    const layout = this.store.layout.node(node);
+    const id = this.store.layout.imageId(imageId);
+    const wanted = parseExpected(expected);
+    const { meta } = await this.store.inspect(layout, id, cacheContext(layout, id));
+    return meta && matches(meta, wanted) ? meta : undefined;
+  }
+
+  /** The verified, atomic copy (README, "The copy"): see CopyImageRequest. The caller holds both locks. */
+  async copyImage(request: CopyImageRequest): Promise<CopyImageOutcome> {
+    const started = performance.now();
+    const imageId = this.store.layout.imageId(request.imageId);
+    const source = this.store.layout.node(request.source, 'source');
+    const destination = this.store.layout.node(request.destination, 'destination');
+    if (source.node === destination.node) {
+      throw new InvalidFieldError('destination', 'must differ from source');
+    }
+    const attemptId = parseField(holderIdSchema, request.attemptId, 'attemptId');
+    const requested = parseExpected(request.expected);
+    const requestId =
+      request.requestId === undefined
+        ? undefined
+        : parseField(requestIdSchema, request.requestId, 'requestId');
+    const fencingToken =
+      request.fencingToken === undefined
+        ? undefined
+        : parseField(fencingTokenSchema, request.fencingToken, 'fencingToken');
+    throwIfAborted(request.signal);
+
+    const sourceContext: IoContext = { side: 'source', what: `source node ${source.node}, image ${imageId}` };
+    const destinationContext: IoContext = {
+      side: 'destination',
+      what: `destination node ${destination.node}, image ${imageId}`,
+    };
+    const sourceState = await this.store.inspect(source, imageId, sourceContext);
+    const destinationState = await this.store.inspect(destination, imageId, destinationContext);
+
+    // With no checksum in the request and no source meta (evicted since a first, successful delivery),
+    // any verified image at the destination is the answer: redeliveries stay idempotent.
+    const expected: ExpectedImage = {
+      sha256: requested.sha256 ?? sourceState.meta?.sha256,
+      size: requested.size ?? sourceState.meta?.size,
+    };
+    if (destinationState.meta && matches(destinationState.meta, expected)) {
+      return {
+        status: 'already-present',
+        bytes: 0,
+        sha256: destinationState.meta.sha256,
+        meta: destinationState.meta,
+        copyMs: 0,
+        verifyMs: performance.now() - started,
+      };
+    }
+
+    const sourceMeta = sourceState.meta;
+    if (!sourceMeta) {
+      throw new ConductorError(
+        'SOURCE_MISSING',
+        `no verified copy of image ${imageId} on node ${source.node}: ${sourceState.problem}`,
+      );
+    }
+    // The source's meta was written after verifying its bytes: a different checksum there means the copy
+    // could only fail, so fail before moving any bytes.
+    if (requested.sha256 !== undefined && requested.sha256 !== sourceMeta.sha256) {
+      throw new ConductorError(
+        'CHECKSUM_MISMATCH',
+        `image ${imageId} on node ${source.node} has sha256 ${sourceMeta.sha256}, the request expects ${requested.sha256}; nothing was copied`,
+      );
+    }
+    if (requested.size !== undefined && requested.size !== sourceMeta.size) {
+      throw new ConductorError(
+        'SIZE_MISMATCH',
+        `image ${imageId} on node ${source.node} has ${sourceMeta.size} bytes, the request expects ${requested.size}; nothing was copied`,
+      );
+    }
+
+    const copyStarted = performance.now();
+    const sourcePath = this.store.layout.imagePath(source, imageId);
+    // O_NOFOLLOW: a published image is a regular file; a symlink swapped in would read outside the cache.
+    const from = await io(sourceContext, 'opening the image', () =>
+      fsp.open(sourcePath, fsConstants.O_RDONLY | fsConstants.O_NOFOLLOW),
+    );
+    try {
+      const stat = await io(sourceContext, 'stat of the image', () => from.stat());
+      if (stat.size !== sourceMeta.size) {
+        throw new ConductorError(
+          'SOURCE_MISSING',
+          `image ${imageId} on node ${source.node} has ${stat.size} bytes but its meta says ${sourceMeta.size}`,
+        );
+      }
+      const total = sourceMeta.size;
+      const onProgress = request.onProgress;
+      const { bytes, meta } = await publishImage(this.store, {
+        destination,
+        imageId,
+        tag: attemptId,
+        from,
+        sourceContext,
+        expected: { sha256: sourceMeta.sha256, size: sourceMeta.size },
+        signal: request.signal,
+        onProgress: onProgress && ((done) => onProgress(done, total)),
+        beforeIrreversibleStep: request.beforeIrreversibleStep,
+        metaFields: {
+          source: { node: source.node, ...(requestId === undefined ? {} : { requestId }) },
+          ...(fencingToken === undefined ? {} : { fencingToken }),
+          attemptId,
+        },
+        describe: `copy of image ${imageId} from node ${source.node} to node ${destination.node}`,
+      });
+      return {
+        status: 'copied',
+        bytes,
+        sha256: meta.sha256,
+        meta,
+        copyMs: performance.now() - copyStarted,
+        verifyMs: copyStarted - started,
+      };
+    } finally {
+      await this.store.closeQuietly(from, sourcePath);
+    }
+  }
+
+  /**
+   * Records a read of the image (the cleaner evicts the least recently used). copyImage does not call it:
+   * the conductor does, for the source, while it still holds the source lock; a failure there (a
+   * read-only source cache, say) is worth a log line, not a failed copy.
+   */
+  async touchLastUsed(node: string, imageId: string): Promise<void> {
+    const layout = this.store.layout.node(node);
+    const id = this.store.layout.imageId(imageId);
+    const context = cacheContext(layout, id);
+    const meta = (await this.store.readMetaChecked(layout, id, context)).value;
+    if (!meta) {
+      throw new ConductorError('SOURCE_MISSING', `no valid meta for image ${id} on node ${layout.node}`);
+    }
+    await this.store.writeMeta(layout, { ...meta, lastUsedAt: new Date().toISOString() }, context);
+  }
+}

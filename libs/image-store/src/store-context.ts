@@ -1,0 +1,176 @@
+import { promises as fsp } from 'node:fs';
+import type { FileHandle } from 'node:fs/promises';
+import { z } from 'zod';
+import { byteCountSchema, parseField, sha256Schema as contractSha256Schema } from '@app/contracts';
+import { CacheLayout, type NodeLayout } from './cache-layout';
+import { uniqueTag, writeFileAtomic } from './durable-fs';
+import { type IoContext, io, isErrno, mapIoError } from './fs-errors';
+import { type ImageMeta, readMetaFile, serializeMeta } from './image-meta';
+import { type JsonFileRead, OncePerFileVersion } from './shared-json-file';
+
+export interface ImageStoreOptions {
+  /** CACHE_ROOT: the shared folder holding one sub-folder per node. */
+  root: string;
+  /** fsync files and folders at each publish step (default true). Off only for tests and benchmarks. */
+  fsync?: boolean;
+  /**
+   * Problems that must not replace the error being reported (a partial copy that could not be removed
+   * after a failure), and broken files in the shared folder (an invalid meta file or node marker: once per
+   * file and mtime, the message names the file and the field). Defaults to process.emitWarning.
+   */
+  onWarning?: (message: string, error?: unknown) => void;
+}
+
+/** What an image must be; omitted fields are not checked. sha256 is 64 hex digits (any case). */
+export interface ExpectedImage {
+  sha256?: string;
+  size?: number;
+}
+
+/** Why an image is not verified, or its meta when it is. */
+export type Inspection = { meta: ImageMeta; problem?: undefined } | { meta?: undefined; problem: string };
+
+// One source of truth for the wire-level rules; this API also accepts upper-case checksums.
+const sha256Schema = z.preprocess((s) => (typeof s === 'string' ? s.toLowerCase() : s), contractSha256Schema);
+export const sizeSchema = byteCountSchema;
+
+/**
+ * What every part of the store shares (not exported from the lib): the layout, the fsync switch, and the
+ * reading and writing of meta files, so that a broken file is reported once per version whichever part
+ * of the store reads it.
+ */
+export class StoreContext {
+  readonly layout: CacheLayout;
+  readonly root: string;
+  readonly fsync: boolean;
+  readonly onWarning: (message: string, error?: unknown) => void;
+  private readonly reported = new OncePerFileVersion();
+
+  constructor(options: ImageStoreOptions) {
+    this.layout = new CacheLayout(options.root);
+    this.root = this.layout.root;
+    this.fsync = options.fsync ?? true;
+    this.onWarning =
+      options.onWarning ??
+      ((message, error) =>
+        process.emitWarning(
+          error === undefined ? message : `${message}: ${describeError(error)}`,
+          'ImageStoreWarning',
+        ));
+  }
+
+  /** Whether the image's meta is valid and its file is there with the size the meta records. */
+  async inspect(layout: NodeLayout, imageId: string, context: IoContext): Promise<Inspection> {
+    const read = await this.readMetaChecked(layout, imageId, context);
+    const meta = read.value;
+    if (!meta) return { problem: read.missing ? 'meta file missing' : `meta file invalid: ${read.invalid}` };
+    let stat;
+    try {
+      stat = await fsp.lstat(this.layout.imagePath(layout, imageId));
+    } catch (error) {
+      if (isErrno(error, 'ENOENT', 'ENOTDIR')) return { problem: 'image file missing' };
+      throw mapIoError(error, context, 'stat of the image');
+    }
+    if (!stat.isFile()) return { problem: 'image path is not a regular file' };
+    if (stat.size !== meta.size) {
+      return { problem: `image file has ${stat.size} bytes but its meta says ${meta.size}` };
+    }
+    return { meta };
+  }
+
+  /** Reads a meta file; an invalid one is reported (once per file version) with the field at fault. */
+  async readMetaChecked(
+    layout: NodeLayout,
+    imageId: string,
+    context: IoContext,
+  ): Promise<JsonFileRead<ImageMeta>> {
+    const metaPath = this.layout.metaPath(layout, imageId);
+    const read = await io(context, 'reading the meta file', () => readMetaFile(metaPath, imageId));
+    if (read.invalid !== undefined)
+      this.reportInvalid(
+        metaPath,
+        read,
+        `image ${imageId} on node ${layout.node} is not used (as a source or as already present) until it is copied again`,
+      );
+    return read;
+  }
+
+  reportInvalid(file: string, read: { invalid: string; mtimeMs: number }, consequence: string): void {
+    if (this.reported.first(file, read.mtimeMs))
+      this.onWarning(`invalid file ${file}: ${read.invalid}; ${consequence}`);
+  }
+
+  async writeMeta(layout: NodeLayout, meta: ImageMeta, context: IoContext): Promise<void> {
+    await io(context, 'writing the meta file', () =>
+      writeFileAtomic({
+        tmpPath: this.layout.tmpPath(layout, meta.imageId, uniqueTag('meta')),
+        finalPath: this.layout.metaPath(layout, meta.imageId),
+        finalDir: layout.images,
+        data: serializeMeta(meta),
+        fsync: this.fsync,
+        discard: (tmpPath) => this.discard(tmpPath),
+      }),
+    );
+  }
+
+  /** Removes a partial file after a failure; never throws, so the failure being reported stays the one. */
+  async discard(file: string): Promise<void> {
+    try {
+      await fsp.rm(file, { force: true });
+    } catch (error) {
+      this.onWarning(`could not remove the partial file ${file} (removeLeftoverTmp will)`, error);
+    }
+  }
+
+  async closeQuietly(handle: FileHandle, file: string): Promise<void> {
+    try {
+      await handle.close();
+    } catch (error) {
+      this.onWarning(`could not close ${file}`, error);
+    }
+  }
+
+  async entryExists(target: string, context: IoContext, action: string): Promise<boolean> {
+    try {
+      await fsp.lstat(target);
+      return true;
+    } catch (error) {
+      if (isErrno(error, 'ENOENT', 'ENOTDIR')) return false;
+      throw mapIoError(error, context, action);
+    }
+  }
+}
+
+export function cacheContext(layout: NodeLayout, imageId: string): IoContext {
+  return { side: 'cache', what: `node ${layout.node}, image ${imageId}` };
+}
+
+export function parseExpected(expected: ExpectedImage | undefined): ExpectedImage {
+  if (expected === undefined || expected === null) return {};
+  return {
+    sha256: expected.sha256 === undefined ? undefined : parseField(sha256Schema, expected.sha256, 'sha256'),
+    size: expected.size === undefined ? undefined : parseField(sizeSchema, expected.size, 'size'),
+  };
+}
+
+export function matches(meta: ImageMeta, expected: ExpectedImage): boolean {
+  return (
+    (expected.sha256 === undefined || meta.sha256 === expected.sha256) &&
+    (expected.size === undefined || meta.size === expected.size)
+  );
+}
+
+/** unlink that answers false when there was nothing to remove. */
+export async function unlinkIfPresent(file: string): Promise<boolean> {
+  try {
+    await fsp.unlink(file);
+    return true;
+  } catch (error) {
+    if (isErrno(error, 'ENOENT')) return false;
+    throw error;
+  }
+}
+
+function describeError(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
