@@ -2,6 +2,7 @@
  * npm run model:check: the lock protocol model at larger bounds than npm test's, with states and time.
  *   --ci            the CI bounds instead
  *   --write-trails  also write the variants' counterexamples to libs/locking/model/trails/
+ *   --only=<text>   only the runs whose name contains <text>
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -9,13 +10,19 @@ import { CI_RUNS, LARGE_RUNS, describeResult, requireTools, runModel } from './s
 
 function main(): number {
   const args = process.argv.slice(2);
-  const unknown = args.filter((a) => a !== '--ci' && a !== '--write-trails');
+  const unknown = args.filter((a) => a !== '--ci' && a !== '--write-trails' && !a.startsWith('--only='));
   if (unknown.length > 0) {
-    console.error(`unknown argument ${unknown.join(', ')}: expected --ci and/or --write-trails`);
+    console.error(`unknown argument ${unknown.join(', ')}: expected --ci, --write-trails, --only=<text>`);
     return 2;
   }
+  const only = args.find((a) => a.startsWith('--only='))?.slice('--only='.length);
   requireTools();
-  const runs = args.includes('--ci') ? CI_RUNS : [...LARGE_RUNS, ...CI_RUNS.filter((r) => r.expectError)];
+  const all = args.includes('--ci') ? CI_RUNS : [...LARGE_RUNS, ...CI_RUNS.filter((r) => r.expectError)];
+  const runs = only === undefined ? all : all.filter((r) => r.name.includes(only));
+  if (runs.length === 0) {
+    console.error(`--only=${only}: no run's name contains it`);
+    return 2;
+  }
   // The trails go to the source folder (this script runs from dist/).
   const trailDir = path.resolve(__dirname, '../../../../libs/locking/model/trails');
   let failed = 0;

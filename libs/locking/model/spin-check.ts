@@ -98,20 +98,8 @@ export const CI_RUNS: ModelRun[] = [
 /** Larger bounds (npm run model:check). */
 export const LARGE_RUNS: ModelRun[] = [
   {
-    name: 'cleaner+writer+reader, 2 pauses/crashes',
-    defines: bounds(2, 1, 2, 0),
-    liveness: false,
-    expectError: false,
-  },
-  {
     name: 'cleaner+writer+reader, 1 pause/crash, 1 removal',
     defines: bounds(2, 1, 1, 1),
-    liveness: false,
-    expectError: false,
-  },
-  {
-    name: 'cleaner+writer+2 readers, 1 pause/crash',
-    defines: bounds(2, 2, 1, 0),
     liveness: false,
     expectError: false,
   },
