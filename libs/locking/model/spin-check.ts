@@ -98,8 +98,20 @@ export const CI_RUNS: ModelRun[] = [
 /** Larger bounds (npm run model:check). */
 export const LARGE_RUNS: ModelRun[] = [
   {
-    name: 'cleaner+writer+reader, 1 pause/crash, 1 removal',
-    defines: bounds(2, 1, 1, 1),
+    name: 'cleaner+writer+reader, 1 removal',
+    defines: bounds(2, 1, 0, 1),
+    liveness: false,
+    expectError: false,
+  },
+  {
+    name: 'cleaner+2 writers, 1 pause/crash',
+    defines: bounds(3, 0, 1, 0),
+    liveness: false,
+    expectError: false,
+  },
+  {
+    name: 'cleaner+2 readers, 1 pause/crash',
+    defines: bounds(1, 2, 1, 0),
     liveness: false,
     expectError: false,
   },
