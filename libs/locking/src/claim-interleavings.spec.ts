@@ -137,4 +137,81 @@ describe('claims acting on a stale listing (deterministic interleavings)', () =>
     await aAcquire;
     expect(aLock!.fencingToken).toBeGreaterThan(bLock.fencingToken);
   });
+
+  it('a claimant paused between its mkdir and its heartbeat does not hold beside the one that took it over', async () => {
+    // A: stalls right after its mkdir of a generation. B: sees that generation without a holder entry,
+    // watches it frozen for the stale time, and stalls right before its own mkdir. A then resumes and
+    // re-checks before B's mkdir lands: its heartbeat must count from before its mkdir, not from the
+    // resumption, or A holds with a "fresh" heartbeat that B's takeover never saw.
+    const gates = { aMkdir: new Gate(), bMkdir: new Gate() };
+    let aGeneration: string | undefined;
+    let aResumed = false;
+    let aListingsAfter = 0;
+    const aFs: LockFileSystem = {
+      ...nodeLockFileSystem,
+      async readdir(dir) {
+        if (aResumed && dir === keyDir) aListingsAfter++;
+        return nodeLockFileSystem.readdir(dir);
+      },
+      async mkdir(dir, options) {
+        const made = await nodeLockFileSystem.mkdir(dir, options);
+        if (aGeneration === undefined && /\/g-\d+$/.test(dir)) {
+          aGeneration = path.basename(dir);
+          await gates.aMkdir.stall();
+        }
+        return made;
+      },
+    };
+    const bFs: LockFileSystem = {
+      ...nodeLockFileSystem,
+      async mkdir(dir, options) {
+        if (/\/g-\d+$/.test(dir) && path.basename(dir) !== aGeneration) await gates.bMkdir.stall();
+        return nodeLockFileSystem.mkdir(dir, options);
+      },
+    };
+    let aLock: HeldLock | undefined;
+    const aAcquire = manager('a', aFs)
+      .acquire(KEY, { timeoutMs: 30_000 })
+      .then((lock) => (aLock = lock));
+    await gates.aMkdir.reached;
+    let bLock: HeldLock | undefined;
+    const bAcquire = manager('b', bFs)
+      .acquire(KEY, { timeoutMs: 30_000 })
+      .then((lock) => (bLock = lock));
+    await gates.bMkdir.reached; // B judged A's generation stale and is about to claim the next one
+    aResumed = true;
+    gates.aMkdir.go();
+    // A either got the lock (wrongly: B is about to take it) or gave its claim up and looks again (its
+    // re-check is one listing, a new look the second).
+    await Promise.race([aAcquire, waitUntil(async () => aListingsAfter >= 2)]);
+    expect(aLock, 'the resumed claimant got the lock while a takeover of it was under way').toBeUndefined();
+    gates.bMkdir.go();
+    await bAcquire;
+    expect(await bLock!.isStillHeld()).toBe(true);
+    expect(aLock).toBeUndefined();
+    await bLock!.release();
+    await aAcquire;
+    expect(aLock!.fencingToken).toBeGreaterThan(bLock!.fencingToken);
+  });
 });
+
+/** A point where one step of one claimant waits until the test lets it go on. */
+class Gate {
+  private open!: () => void;
+  private readonly opened = new Promise<void>((r) => (this.open = r));
+  private arrived!: () => void;
+  readonly reached = new Promise<void>((r) => (this.arrived = r));
+
+  stall(): Promise<void> {
+    this.arrived();
+    return this.opened;
+  }
+
+  go(): void {
+    this.open();
+  }
+}
+
+async function waitUntil(condition: () => Promise<boolean>): Promise<void> {
+  while (!(await condition())) await new Promise((r) => setTimeout(r, 10));
+}

@@ -39,9 +39,14 @@ export class Heartbeat {
     private readonly onLost: (reason: Error) => void,
   ) {}
 
-  async start(): Promise<void> {
+  /**
+   * `since`: when the claim this heartbeat proves began (before the claim's own mkdir). Others watch that
+   * claim from its mkdir on, so trust must count from then too: a claimant paused between its mkdir and
+   * this start may already have been taken over, and must not wake up with a fresh-looking heartbeat.
+   */
+  async start(since = performance.now()): Promise<void> {
     // Conservative: the beat counts from before the folder exists.
-    this.lastBeatAt = performance.now();
+    this.lastBeatAt = since;
     beatListeners.set(this.path, (issuedAt) => this.onBeat(issuedAt));
     try {
       this.releaseLockfile = await lockfile.lock(this.path, {

@@ -250,6 +250,7 @@ export class NodeLockManager {
 
   private async tryClaim(key: LockKey, dir: string, generation: number, holder: LockHolder) {
     const genDir = path.join(dir, generationName(generation));
+    const claimedAt = performance.now();
     try {
       await this.fs.mkdir(genDir); // the atomic step: one process creates this name
     } catch (error) {
@@ -263,7 +264,7 @@ export class NodeLockManager {
       if (!loss.signal.aborted) loss.abort(lockLostError(key, reason));
     });
     try {
-      await heartbeat.start();
+      await heartbeat.start(claimedAt);
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined; // collected by a newer claimant
       throw error;
@@ -272,8 +273,10 @@ export class NodeLockManager {
     // A claimant working from an old listing can re-create a generation that was already collected, or
     // one below the floor of a re-made folder; only the newest generation at or above the floor counts,
     // so check again now that ours exists.
+    // And a claimant paused since its mkdir for longer than it may trust itself may have been taken over
+    // already, by a waiter whose own mkdir has not landed yet: it gives the claim up.
     const state = await readKeyDirectory(dir, this.fs);
-    if (state.newest !== generation || state.newestReleased) {
+    if (state.newest !== generation || state.newestReleased || !heartbeat.isFresh()) {
       await heartbeat.stop();
       return undefined;
     }
@@ -332,7 +335,13 @@ export class NodeLockManager {
     const heartbeat = new Heartbeat(path.join(dir, readerEntryName(holder)), this.timings, (reason) => {
       if (!loss.signal.aborted) loss.abort(lockLostError(key, reason));
     });
-    await heartbeat.start();
+    try {
+      await heartbeat.start();
+    } catch (error) {
+      // The key folder was removed by hand under the gate: that is a lost lock, retried like one.
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') throw lockLostError(key, 'the key folder was removed while registering as a reader');
+      throw error;
+    }
     // If we were paused while registering, a writer may have taken the gate over and already counted
     // the readers without us: the entry counts only if the gate is still ours after it exists.
     if (gateLost.aborted || !(await gate.stillHeld())) {
