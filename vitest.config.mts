@@ -43,7 +43,12 @@ export default defineConfig({
       },
       {
         extends: true,
-        test: { name: 'campaigns', include: CAMPAIGNS, exclude: [...configDefaults.exclude, ...BROKER_WIDE], sequence: { groupOrder: 1 } },
+        test: {
+          name: 'campaigns',
+          include: CAMPAIGNS,
+          exclude: [...configDefaults.exclude, ...BROKER_WIDE],
+          sequence: { groupOrder: 1 },
+        },
       },
       // These stop the whole broker (rabbitmqctl stop_app), cutting every client's connection: they run
       // alone, after every other file (a higher groupOrder starts only once the lower groups are done), and

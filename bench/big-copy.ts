@@ -62,7 +62,14 @@ export async function runBigCopyBench(options: { sizeMiB?: number; rounds?: numb
         const sampler = setInterval(() => (peak = Math.max(peak, rssOf(conductor.pid))), 50);
         ours.push(
           await timed(async () => {
-            const id = client.send(cell.topology.requestQueue.name, { v: 1, requestId: `big-${r}`, imageId: 'big.img', source: 'node-a', destination: 'node-b', sha256: image.sha256 });
+            const id = client.send(cell.topology.requestQueue.name, {
+              v: 1,
+              requestId: `big-${r}`,
+              imageId: 'big.img',
+              source: 'node-a',
+              destination: 'node-b',
+              sha256: image.sha256,
+            });
             const reply = await client.finalReply(id, 600_000);
             if (reply.status !== 'completed') throw new Error(`copy failed: ${JSON.stringify(reply)}`);
           }),

@@ -36,7 +36,12 @@ interface Run {
 
 const quiet = { warn: () => undefined, debug: () => undefined };
 
-async function fanOut(root: string, destinations: string[], options: { namedSource: boolean; readLimit: number }, throttle: ReturnType<typeof installReadThrottle>): Promise<Run> {
+async function fanOut(
+  root: string,
+  destinations: string[],
+  options: { namedSource: boolean; readLimit: number },
+  throttle: ReturnType<typeof installReadThrottle>,
+): Promise<Run> {
   const store = new ImageStore({ root, fsync: false });
   for (const node of destinations) {
     await fsp.rm(path.join(root, node), { recursive: true, force: true });
@@ -50,7 +55,10 @@ async function fanOut(root: string, destinations: string[], options: { namedSour
   const started = performance.now();
   const results = await Promise.all(
     destinations.map((destination) =>
-      workflow.run({ imageId: IMAGE, destination, ...(options.namedSource ? { source: 'origin' } : {}) }, { attemptId: newAttemptId() }),
+      workflow.run(
+        { imageId: IMAGE, destination, ...(options.namedSource ? { source: 'origin' } : {}) },
+        { attemptId: newAttemptId() },
+      ),
     ),
   );
   const ms = performance.now() - started;
@@ -60,7 +68,12 @@ async function fanOut(root: string, destinations: string[], options: { namedSour
     readsPerSource[r.source!] = (readsPerSource[r.source!] ?? 0) + 1;
   }
   await locks.releaseAll();
-  return { ms, sources: Object.keys(readsPerSource).length, readsPerSource, originPeakReaders: throttle.stats().origin?.peakReaders ?? 0 };
+  return {
+    ms,
+    sources: Object.keys(readsPerSource).length,
+    readsPerSource,
+    originPeakReaders: throttle.stats().origin?.peakReaders ?? 0,
+  };
 }
 
 export async function runFanoutSpreadBench(options: { rounds?: number } = {}) {
@@ -80,12 +93,22 @@ export async function runFanoutSpreadBench(options: { rounds?: number } = {}) {
     for (let r = 0; r < rounds; r++) {
       // Alternate the order inside a round so neither side always runs on a warmer cache.
       const plan: Array<() => Promise<void>> = [
-        async () => void single.push(await fanOut(root, destinations, { namedSource: true, readLimit: DESTINATIONS }, throttle)),
-        ...READ_LIMITS.map((limit) => async () => void spreading.get(limit)!.push(await fanOut(root, destinations, { namedSource: false, readLimit: limit }, throttle))),
+        async () =>
+          void single.push(
+            await fanOut(root, destinations, { namedSource: true, readLimit: DESTINATIONS }, throttle),
+          ),
+        ...READ_LIMITS.map(
+          (limit) => async () =>
+            void spreading
+              .get(limit)!
+              .push(await fanOut(root, destinations, { namedSource: false, readLimit: limit }, throttle)),
+        ),
       ];
       if (r % 2 === 1) plan.reverse();
       for (const step of plan) await step();
-      console.log(`round ${r + 1}/${rounds}: single ${round(single.at(-1)!.ms, 0)} ms; ${READ_LIMITS.map((l) => `limit ${l}: ${round(spreading.get(l)!.at(-1)!.ms, 0)} ms`).join(', ')}`);
+      console.log(
+        `round ${r + 1}/${rounds}: single ${round(single.at(-1)!.ms, 0)} ms; ${READ_LIMITS.map((l) => `limit ${l}: ${round(spreading.get(l)!.at(-1)!.ms, 0)} ms`).join(', ')}`,
+      );
     }
   } finally {
     throttle.uninstall();
@@ -118,10 +141,20 @@ export async function runFanoutSpreadBench(options: { rounds?: number } = {}) {
       theoryDoublingTreeMs: Math.ceil(Math.log2(DESTINATIONS + 1)) * seconds,
       how: 'in-process CopyWorkflow + SourceSelector + holder index + NodeLockManager on a temp folder; per-node read bandwidth by a benchmark-only fs.promises.open wrapper; all copies started at once',
     },
-    singleSource: { medianMs: round(median(single.map((x) => x.ms)), 0), spreadMs: spread(single.map((x) => round(x.ms, 0))), originPeakReaders: median(single.map((x) => x.originPeakReaders)) },
+    singleSource: {
+      medianMs: round(median(single.map((x) => x.ms)), 0),
+      spreadMs: spread(single.map((x) => round(x.ms, 0))),
+      originPeakReaders: median(single.map((x) => x.originPeakReaders)),
+    },
     rows,
   };
-  console.table(rows.map(({ oursSpreadMs, speedupSpread, lastRunReadsPerSource: _reads, ...rest }) => ({ ...rest, oursSpread: `${oursSpreadMs.min}..${oursSpreadMs.max}`, speedupSpread: `${speedupSpread.min}..${speedupSpread.max}` })));
+  console.table(
+    rows.map(({ oursSpreadMs, speedupSpread, lastRunReadsPerSource: _reads, ...rest }) => ({
+      ...rest,
+      oursSpread: `${oursSpreadMs.min}..${oursSpreadMs.max}`,
+      speedupSpread: `${speedupSpread.min}..${speedupSpread.max}`,
+    })),
+  );
   await writeResults('fanout-spread', report);
   return report;
 }

@@ -12,7 +12,12 @@ import { NodeLockManager } from '@app/locking';
 import { median, nowMs, percentile, round, spread } from './bench-stats';
 
 type Impl = 'ours' | 'proper-lockfile';
-interface ChildArgs { impl: Impl; root: string; rounds: number; id: string }
+interface ChildArgs {
+  impl: Impl;
+  root: string;
+  rounds: number;
+  id: string;
+}
 type Event = { kind: 'acquired' | 'released'; at: number; id: string };
 
 const HOLD_MS = 3;
@@ -24,12 +29,19 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 async function child(args: ChildArgs): Promise<void> {
   const events: Event[] = [];
-  const manager = new NodeLockManager({ root: args.root, conductorId: args.id, timings: { staleMs: 10_000, pollMs: 100 } });
+  const manager = new NodeLockManager({
+    root: args.root,
+    conductorId: args.id,
+    timings: { staleMs: 10_000, pollMs: 100 },
+  });
   const target = path.join(args.root, 'plain-target');
   await fsp.writeFile(target, '', { flag: 'a' });
   for (let i = 0; i < args.rounds; i++) {
     if (args.impl === 'ours') {
-      const lock = await manager.acquire({ node: 'n1', imageId: 'img', mode: 'exclusive' }, { timeoutMs: 60_000 });
+      const lock = await manager.acquire(
+        { node: 'n1', imageId: 'img', mode: 'exclusive' },
+        { timeoutMs: 60_000 },
+      );
       events.push({ kind: 'acquired', at: nowMs(), id: args.id });
       await sleep(HOLD_MS);
       events.push({ kind: 'released', at: nowMs(), id: args.id });
@@ -62,7 +74,8 @@ async function measure(impl: Impl, rounds: number): Promise<number[]> {
     const handoffs: number[] = [];
     for (let i = 1; i < events.length; i++) {
       const [prev, cur] = [events[i - 1]!, events[i]!];
-      if (prev.kind === 'released' && cur.kind === 'acquired' && prev.id !== cur.id) handoffs.push(cur.at - prev.at);
+      if (prev.kind === 'released' && cur.kind === 'acquired' && prev.id !== cur.id)
+        handoffs.push(cur.at - prev.at);
     }
     return handoffs;
   } finally {
@@ -107,7 +120,10 @@ export async function runLockHandoffBench(options: { rounds?: number; repeats?: 
   console.table({ ours, 'proper-lockfile (plain, retries)': plain });
   console.log(`p50 hand-off: ours ${ours.p50Ms} ms vs plain ${plain.p50Ms} ms -> ${report.ratioP50}x faster`);
   await fsp.mkdir(path.join(__dirname, '..', '..', 'bench', 'results'), { recursive: true });
-  await fsp.writeFile(path.join(__dirname, '..', '..', 'bench', 'results', 'lock-handoff.json'), JSON.stringify(report, null, 2));
+  await fsp.writeFile(
+    path.join(__dirname, '..', '..', 'bench', 'results', 'lock-handoff.json'),
+    JSON.stringify(report, null, 2),
+  );
   return report;
 }
 

@@ -23,7 +23,14 @@ import { BASELINE_ENV, LOCK_PLANS, type LockBaseline } from './support/lock-base
 import { writeRandomFile } from './support/random-file';
 import { installWriteThrottle } from './support/throttled-writes';
 import { median, round, spread } from './bench-stats';
-import { BenchRequester, type BenchCell, requestAll, type StartConductor, withCell, writeResults } from './support/bench-cell';
+import {
+  BenchRequester,
+  type BenchCell,
+  requestAll,
+  type StartConductor,
+  withCell,
+  writeResults,
+} from './support/bench-cell';
 
 const MiB = 1024 * 1024;
 /** --small: a quick check that the benchmark runs, not a measurement. */
@@ -46,14 +53,28 @@ async function clearCopies(cell: BenchCell, nodes: string[]): Promise<void> {
   }
 }
 
-async function timeRun(cell: BenchCell, startConductor: StartConductor, baseline: Baseline, bodies: object[]): Promise<number> {
+async function timeRun(
+  cell: BenchCell,
+  startConductor: StartConductor,
+  baseline: Baseline,
+  bodies: object[],
+): Promise<number> {
   // NODE_READ_LIMIT lifted: this measures the lock modes, not the per-node read limit.
-  const conductor = await startConductor({ COPY_CONCURRENCY: String(CONCURRENCY), NODE_READ_LIMIT: String(CONCURRENCY), [BASELINE_ENV]: baseline, LOCK_WAIT_MS: '600000' }, BASELINE_CONDUCTOR);
+  const conductor = await startConductor(
+    {
+      COPY_CONCURRENCY: String(CONCURRENCY),
+      NODE_READ_LIMIT: String(CONCURRENCY),
+      [BASELINE_ENV]: baseline,
+      LOCK_WAIT_MS: '600000',
+    },
+    BASELINE_CONDUCTOR,
+  );
   const client = await BenchRequester.open();
   try {
     const { ms, replies } = await requestAll(client, cell.topology.requestQueue.name, bodies);
     const failed = replies.filter((r) => r.status !== 'completed');
-    if (failed.length > 0) throw new Error(`${failed.length} copies did not complete: ${JSON.stringify(failed[0])}`);
+    if (failed.length > 0)
+      throw new Error(`${failed.length} copies did not complete: ${JSON.stringify(failed[0])}`);
     return ms;
   } finally {
     await client.close();
@@ -66,15 +87,27 @@ const quiet = { warn: () => undefined, debug: () => undefined };
 const SIM_NODE_MIB_PER_S = 32;
 
 /** The bandwidth-limited setting: copies started at once through the real workflow, in-process. */
-async function simulate(baseline: LockBaseline, jobs: Array<{ imageId: string; source: string; destination: string }>, root: string): Promise<number> {
+async function simulate(
+  baseline: LockBaseline,
+  jobs: Array<{ imageId: string; source: string; destination: string }>,
+  root: string,
+): Promise<number> {
   const store = new ImageStore({ root, fsync: false });
   for (const destination of new Set(jobs.map((j) => j.destination))) {
     await fsp.rm(path.join(root, destination), { recursive: true, force: true });
     await store.markers.registerNode(destination, 'bench');
   }
   const locks = new NodeLockManager({ root, conductorId: 'bench' });
-  const selector = new SourceSelector(store, { index: new ImageHolderIndex(store.entries), readLimit: 64, conductorId: 'bench' });
-  const workflow = new CopyWorkflow(store, locks, selector, { lockWaitMs: 600_000, log: quiet, lockPlan: LOCK_PLANS[baseline] });
+  const selector = new SourceSelector(store, {
+    index: new ImageHolderIndex(store.entries),
+    readLimit: 64,
+    conductorId: 'bench',
+  });
+  const workflow = new CopyWorkflow(store, locks, selector, {
+    lockWaitMs: 600_000,
+    log: quiet,
+    lockPlan: LOCK_PLANS[baseline],
+  });
   const started = performance.now();
   const results = await Promise.all(jobs.map((job) => workflow.run(job, { attemptId: newAttemptId() })));
   const ms = performance.now() - started;
@@ -93,12 +126,25 @@ async function runSimulation(rounds: number) {
     await store.imports.importImage(node, imageId, file);
     await fsp.rm(file);
   };
-  const disjointJobs = Array.from({ length: PAIRS }, (_, p) => Array.from({ length: 2 }, (_, k) => ({ imageId: `img-${k}`, source: `src-${p}`, destination: `dst-${p}` }))).flat();
-  const fanoutJobs = Array.from({ length: FANOUT }, (_, i) => ({ imageId: 'golden', source: 'origin', destination: `fan-${i}` }));
+  const disjointJobs = Array.from({ length: PAIRS }, (_, p) =>
+    Array.from({ length: 2 }, (_, k) => ({
+      imageId: `img-${k}`,
+      source: `src-${p}`,
+      destination: `dst-${p}`,
+    })),
+  ).flat();
+  const fanoutJobs = Array.from({ length: FANOUT }, (_, i) => ({
+    imageId: 'golden',
+    source: 'origin',
+    destination: `fan-${i}`,
+  }));
   for (let p = 0; p < PAIRS; p++) for (let k = 0; k < 2; k++) await seed(`src-${p}`, `img-${k}`);
   await seed('origin', 'golden');
   const throttle = installWriteThrottle(root, SIM_NODE_MIB_PER_S * MiB);
-  const out = { disjoint: { ours: [] as number[], base: [] as number[] }, fanout: { ours: [] as number[], base: [] as number[] } };
+  const out = {
+    disjoint: { ours: [] as number[], base: [] as number[] },
+    fanout: { ours: [] as number[], base: [] as number[] },
+  };
   try {
     for (let r = 0; r < rounds; r++) {
       out.disjoint.ours.push(await simulate('none', disjointJobs, root));
@@ -126,10 +172,22 @@ export async function runLockScopeBench(options: { rounds?: number } = {}) {
     await cell.seed('origin', 'golden', GOLDEN_MIB * MiB);
     const disjointBodies = (round: number, baseline: string) =>
       sources.flatMap((source, p) =>
-        Array.from({ length: IMAGES_PER_PAIR }, (_, k) => ({ v: 1, requestId: `d-${baseline}-${round}-${p}-${k}`, imageId: `img-${k}`, source, destination: destinations[p] })),
+        Array.from({ length: IMAGES_PER_PAIR }, (_, k) => ({
+          v: 1,
+          requestId: `d-${baseline}-${round}-${p}-${k}`,
+          imageId: `img-${k}`,
+          source,
+          destination: destinations[p],
+        })),
       );
     const fanoutBodies = (round: number, baseline: string) =>
-      fanoutTargets.map((destination, i) => ({ v: 1, requestId: `f-${baseline}-${round}-${i}`, imageId: 'golden', source: 'origin', destination }));
+      fanoutTargets.map((destination, i) => ({
+        v: 1,
+        requestId: `f-${baseline}-${round}-${i}`,
+        imageId: 'golden',
+        source: 'origin',
+        destination,
+      }));
     for (let r = 0; r < rounds; r++) {
       for (const baseline of ['none', 'global-lock'] as Baseline[]) {
         await clearCopies(cell, destinations);
@@ -157,13 +215,38 @@ export async function runLockScopeBench(options: { rounds?: number } = {}) {
     rounds,
     concurrency: CONCURRENCY,
     rows: [
-      row(`machine: ${PAIRS * IMAGES_PER_PAIR} copies of 4 MiB over ${PAIRS} disjoint pairs (conductor process)`, disjoint.none, disjoint['global-lock'], 'one global lock'),
-      row(`machine: one ${GOLDEN_MIB} MiB image fanned out to ${FANOUT} nodes (conductor process)`, fanout.none, fanout['exclusive-source'], 'exclusive source lock'),
-      row(`bandwidth-limited (${SIM_NODE_MIB_PER_S} MiB/s per node): ${PAIRS * 2} copies of 4 MiB over ${PAIRS} disjoint pairs`, sim.disjoint.ours, sim.disjoint.base, 'one global lock'),
-      row(`bandwidth-limited (${SIM_NODE_MIB_PER_S} MiB/s per node): one 4 MiB image fanned out to ${FANOUT} nodes`, sim.fanout.ours, sim.fanout.base, 'exclusive source lock'),
+      row(
+        `machine: ${PAIRS * IMAGES_PER_PAIR} copies of 4 MiB over ${PAIRS} disjoint pairs (conductor process)`,
+        disjoint.none,
+        disjoint['global-lock'],
+        'one global lock',
+      ),
+      row(
+        `machine: one ${GOLDEN_MIB} MiB image fanned out to ${FANOUT} nodes (conductor process)`,
+        fanout.none,
+        fanout['exclusive-source'],
+        'exclusive source lock',
+      ),
+      row(
+        `bandwidth-limited (${SIM_NODE_MIB_PER_S} MiB/s per node): ${PAIRS * 2} copies of 4 MiB over ${PAIRS} disjoint pairs`,
+        sim.disjoint.ours,
+        sim.disjoint.base,
+        'one global lock',
+      ),
+      row(
+        `bandwidth-limited (${SIM_NODE_MIB_PER_S} MiB/s per node): one 4 MiB image fanned out to ${FANOUT} nodes`,
+        sim.fanout.ours,
+        sim.fanout.base,
+        'exclusive source lock',
+      ),
     ],
   };
-  console.table(report.rows.map(({ speedupSpread, ...rest }) => ({ ...rest, spread: `${speedupSpread.min}..${speedupSpread.max}` })));
+  console.table(
+    report.rows.map(({ speedupSpread, ...rest }) => ({
+      ...rest,
+      spread: `${speedupSpread.min}..${speedupSpread.max}`,
+    })),
+  );
   await writeResults(SMALL ? 'lock-scope-small' : 'lock-scope', report);
   return report;
 }

@@ -28,7 +28,11 @@ async function rawLoop(messages: number): Promise<number> {
         if (++acked === messages) resolve();
       });
     });
-    for (let i = 0; i < messages; i++) channel.sendToQueue(queue, Buffer.from(JSON.stringify({ v: 1, i })), { persistent: true, contentType: 'application/json' });
+    for (let i = 0; i < messages; i++)
+      channel.sendToQueue(queue, Buffer.from(JSON.stringify({ v: 1, i })), {
+        persistent: true,
+        contentType: 'application/json',
+      });
     await channel.waitForConfirms();
     await done;
     const ms = performance.now() - started;
@@ -51,9 +55,15 @@ export async function runMessagingOverheadBench(options: { messages?: number; ro
     try {
       for (let r = 0; r < rounds; r++) {
         raw.push(await rawLoop(messages));
-        const bodies = Array.from({ length: messages }, (_, i) => ({ v: 1, requestId: `r${r}-${i}`, imageId: 'present.img', destination: 'node-b' }));
+        const bodies = Array.from({ length: messages }, (_, i) => ({
+          v: 1,
+          requestId: `r${r}-${i}`,
+          imageId: 'present.img',
+          destination: 'node-b',
+        }));
         const { ms, replies } = await requestAll(client, cell.topology.requestQueue.name, bodies);
-        if (replies.some((x) => x.status !== 'already-present')) throw new Error('a no-op request was not answered already-present');
+        if (replies.some((x) => x.status !== 'already-present'))
+          throw new Error('a no-op request was not answered already-present');
         ours.push((messages / ms) * 1000);
       }
     } finally {

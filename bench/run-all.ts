@@ -16,9 +16,27 @@ async function main(): Promise<void> {
   const started = new Date().toISOString();
   const rows: Array<Record<string, string | number>> = [];
   const big = await runBigCopyBench();
-  rows.push({ scenario: '1. 1 GiB request -> verified image', ours: `${big.oursMs} ms`, baseline: `fs.copyFile ${big.copyFileMs} ms / cp ${big.cpMs} ms / copyFile+fsync ${big.copyFileFsyncMs} ms`, ratio: `${big.ratioVsCopyFile}x copyFile, ${big.ratioVsCp}x cp, ${big.ratioVsCopyFileFsync}x copyFile+fsync`, target: '>= 0.9x raw' });
-  rows.push({ scenario: '1h. sha256 of the same bytes in memory (the floor of a verified copy)', ours: `${big.sha256OnlyMs} ms`, baseline: `fs.copyFile ${big.copyFileMs} ms`, ratio: `ceiling ${big.ceilingVsCopyFile}x copyFile`, target: '-' });
-  rows.push({ scenario: '1b. conductor RSS growth during the copy', ours: `${big.conductorRssGrowthMiB} MiB (max ${big.conductorRssGrowthMaxMiB})`, baseline: '-', ratio: '-', target: '<= 64 MiB' });
+  rows.push({
+    scenario: '1. 1 GiB request -> verified image',
+    ours: `${big.oursMs} ms`,
+    baseline: `fs.copyFile ${big.copyFileMs} ms / cp ${big.cpMs} ms / copyFile+fsync ${big.copyFileFsyncMs} ms`,
+    ratio: `${big.ratioVsCopyFile}x copyFile, ${big.ratioVsCp}x cp, ${big.ratioVsCopyFileFsync}x copyFile+fsync`,
+    target: '>= 0.9x raw',
+  });
+  rows.push({
+    scenario: '1h. sha256 of the same bytes in memory (the floor of a verified copy)',
+    ours: `${big.sha256OnlyMs} ms`,
+    baseline: `fs.copyFile ${big.copyFileMs} ms`,
+    ratio: `ceiling ${big.ceilingVsCopyFile}x copyFile`,
+    target: '-',
+  });
+  rows.push({
+    scenario: '1b. conductor RSS growth during the copy',
+    ours: `${big.conductorRssGrowthMiB} MiB (max ${big.conductorRssGrowthMaxMiB})`,
+    baseline: '-',
+    ratio: '-',
+    target: '<= 64 MiB',
+  });
   const memory = await runCopyMemoryBench();
   rows.push({
     scenario: '1c. ImageStore.copies.copyImage in-process (no broker)',
@@ -28,16 +46,55 @@ async function main(): Promise<void> {
     target: '>= 0.9x raw, RSS <= 64 MiB',
   });
   const scope = await runLockScopeBench();
-  for (const r of scope.rows) rows.push({ scenario: `2/3. ${r.scenario}`, ours: `${r.oursMs} ms`, baseline: `${r.baseline} ${r.baselineMs} ms`, ratio: `${r.speedup}x`, target: r.target });
+  for (const r of scope.rows)
+    rows.push({
+      scenario: `2/3. ${r.scenario}`,
+      ours: `${r.oursMs} ms`,
+      baseline: `${r.baseline} ${r.baselineMs} ms`,
+      ratio: `${r.speedup}x`,
+      target: r.target,
+    });
   const fanout = await runFanoutSpreadBench();
-  for (const r of fanout.rows) rows.push({ scenario: `fan-out spreading: ${r.scenario}`, ours: `${r.oursMs} ms, ${r.sourcesUsed} sources`, baseline: `single source ${r.singleSourceMs} ms`, ratio: `${r.speedup}x`, target: 'issue 6: spreading pays off' });
+  for (const r of fanout.rows)
+    rows.push({
+      scenario: `fan-out spreading: ${r.scenario}`,
+      ours: `${r.oursMs} ms, ${r.sourcesUsed} sources`,
+      baseline: `single source ${r.singleSourceMs} ms`,
+      ratio: `${r.speedup}x`,
+      target: 'issue 6: spreading pays off',
+    });
   const handoff = await runLockHandoffBench();
-  rows.push({ scenario: '4. lock hand-off between processes', ours: `p50 ${handoff.ours.p50Ms} ms, p99 ${handoff.ours.p99Ms} ms`, baseline: `plain proper-lockfile p50 ${handoff.baseline.p50Ms} ms, p99 ${handoff.baseline.p99Ms} ms`, ratio: `${handoff.ratioP50}x faster`, target: 'p50 <= 5 ms' });
+  rows.push({
+    scenario: '4. lock hand-off between processes',
+    ours: `p50 ${handoff.ours.p50Ms} ms, p99 ${handoff.ours.p99Ms} ms`,
+    baseline: `plain proper-lockfile p50 ${handoff.baseline.p50Ms} ms, p99 ${handoff.baseline.p99Ms} ms`,
+    ratio: `${handoff.ratioP50}x faster`,
+    target: 'p50 <= 5 ms',
+  });
   const messaging = await runMessagingOverheadBench();
-  rows.push({ scenario: '5. no-op requests through one conductor', ours: `${messaging.oursPerSecond}/s`, baseline: `raw amqplib ${messaging.rawPerSecond}/s`, ratio: `${messaging.ratio}`, target: '>= 0.5' });
+  rows.push({
+    scenario: '5. no-op requests through one conductor',
+    ours: `${messaging.oursPerSecond}/s`,
+    baseline: `raw amqplib ${messaging.rawPerSecond}/s`,
+    ratio: `${messaging.ratio}`,
+    target: '>= 0.5',
+  });
   const scale = await runScaleBench();
-  for (const n of scale.nodes) rows.push({ scenario: `6. ${n.nodes} nodes: per-request cost`, ours: `copy ${n.copyMsPerRequest} ms, no-op ${n.noopMsPerRequest} ms`, baseline: '10 nodes', ratio: `copy ${n.copyCostVs10}x, no-op ${n.noopCostVs10}x`, target: 'flat (~1x)' });
-  rows.push({ scenario: '6. queue depth 10,000 vs 500', ours: `${scale.queueDepth.deep10000PerSecond}/s`, baseline: `${scale.queueDepth.shallow500PerSecond}/s`, ratio: `${scale.queueDepth.ratio}`, target: 'flat (~1x)' });
+  for (const n of scale.nodes)
+    rows.push({
+      scenario: `6. ${n.nodes} nodes: per-request cost`,
+      ours: `copy ${n.copyMsPerRequest} ms, no-op ${n.noopMsPerRequest} ms`,
+      baseline: '10 nodes',
+      ratio: `copy ${n.copyCostVs10}x, no-op ${n.noopCostVs10}x`,
+      target: 'flat (~1x)',
+    });
+  rows.push({
+    scenario: '6. queue depth 10,000 vs 500',
+    ours: `${scale.queueDepth.deep10000PerSecond}/s`,
+    baseline: `${scale.queueDepth.shallow500PerSecond}/s`,
+    ratio: `${scale.queueDepth.ratio}`,
+    target: 'flat (~1x)',
+  });
   console.table(rows);
   await writeResults('summary', { started, finished: new Date().toISOString(), rows });
 }

@@ -23,16 +23,30 @@ async function perRequestMs(nodes: number, rounds: number): Promise<{ copyMs: nu
     try {
       for (let r = 0; r < rounds; r++) {
         // Spread over the cell: the destinations differ from round to round.
-        const targets = Array.from({ length: COPIES }, (_, i) => names[1 + ((r * COPIES + i) % (nodes - 1))]!);
+        const targets = Array.from(
+          { length: COPIES },
+          (_, i) => names[1 + ((r * COPIES + i) % (nodes - 1))]!,
+        );
         for (const node of targets) {
           await fsp.rm(cell.store.entries.imagePath(node, 'img'), { force: true });
           await fsp.rm(cell.store.entries.metaPath(node, 'img'), { force: true });
         }
         // Copies without a source: the conductor must find a holder among all nodes.
-        const copies = await requestAll(client, cell.topology.requestQueue.name, targets.map((destination, i) => ({ v: 1, requestId: `c${r}-${i}`, imageId: 'img', destination })));
-        if (copies.replies.some((x) => x.status === 'failed')) throw new Error(`copy failed: ${JSON.stringify(copies.replies.find((x) => x.status === 'failed'))}`);
+        const copies = await requestAll(
+          client,
+          cell.topology.requestQueue.name,
+          targets.map((destination, i) => ({ v: 1, requestId: `c${r}-${i}`, imageId: 'img', destination })),
+        );
+        if (copies.replies.some((x) => x.status === 'failed'))
+          throw new Error(
+            `copy failed: ${JSON.stringify(copies.replies.find((x) => x.status === 'failed'))}`,
+          );
         copy.push(copies.ms / targets.length);
-        const noops = await requestAll(client, cell.topology.requestQueue.name, targets.map((destination, i) => ({ v: 1, requestId: `n${r}-${i}`, imageId: 'img', destination })));
+        const noops = await requestAll(
+          client,
+          cell.topology.requestQueue.name,
+          targets.map((destination, i) => ({ v: 1, requestId: `n${r}-${i}`, imageId: 'img', destination })),
+        );
         noop.push(noops.ms / targets.length);
       }
     } finally {
@@ -49,7 +63,14 @@ async function queueDepthRate(depth: number): Promise<number> {
     const client = await BenchRequester.open();
     try {
       // Queue everything first, then let one conductor drain it.
-      const ids = Array.from({ length: depth }, (_, i) => client.send(cell.topology.requestQueue.name, { v: 1, requestId: `q${i}`, imageId: 'img', destination: 'node-b' }));
+      const ids = Array.from({ length: depth }, (_, i) =>
+        client.send(cell.topology.requestQueue.name, {
+          v: 1,
+          requestId: `q${i}`,
+          imageId: 'img',
+          destination: 'node-b',
+        }),
+      );
       await new Promise((r) => setTimeout(r, 500));
       await startConductor({ COPY_CONCURRENCY: '4' });
       for (const id of ids) await client.finalReply(id, 900_000);
@@ -70,7 +91,13 @@ export async function runScaleBench(options: { rounds?: number } = {}) {
   for (const nodes of [10, 100, 1000]) {
     const m = await perRequestMs(nodes, rounds);
     base ??= m;
-    nodesRows.push({ nodes, copyMsPerRequest: round(m.copyMs, 2), noopMsPerRequest: round(m.noopMs, 2), copyCostVs10: round(m.copyMs / base.copyMs, 2), noopCostVs10: round(m.noopMs / base.noopMs, 2) });
+    nodesRows.push({
+      nodes,
+      copyMsPerRequest: round(m.copyMs, 2),
+      noopMsPerRequest: round(m.noopMs, 2),
+      copyCostVs10: round(m.copyMs / base.copyMs, 2),
+      noopCostVs10: round(m.noopMs / base.noopMs, 2),
+    });
   }
   const shallow = await queueDepthRate(500);
   const deep = await queueDepthRate(10_000);
@@ -78,7 +105,11 @@ export async function runScaleBench(options: { rounds?: number } = {}) {
     date: new Date().toISOString(),
     rounds,
     nodes: nodesRows,
-    queueDepth: { shallow500PerSecond: round(shallow, 0), deep10000PerSecond: round(deep, 0), ratio: round(deep / shallow, 2) },
+    queueDepth: {
+      shallow500PerSecond: round(shallow, 0),
+      deep10000PerSecond: round(deep, 0),
+      ratio: round(deep / shallow, 2),
+    },
     target: 'per-request cost flat (ratios near 1)',
   };
   console.table(nodesRows);

@@ -134,7 +134,9 @@ describe('admin status page in a real browser', () => {
       10_000,
       50,
     );
-    await expect(page.locator('#reads-note').textContent()).resolves.toBe('at most 4 per node in this conductor');
+    await expect(page.locator('#reads-note').textContent()).resolves.toBe(
+      'at most 4 per node in this conductor',
+    );
     await expect(page.locator('#cleaner-body').textContent()).resolves.toContain('Off');
 
     const file = await testOutputPath(SCREENSHOT);

@@ -68,7 +68,9 @@ describe('icc copy / cache ls / status against a real conductor', () => {
       EXIT.OK,
     );
     expect(waited.stdout).toMatch(/^completed: ubuntu-24\.04\.qcow2 copied node-a -> node-b/m);
-    expect(await sha256OfFile(cell.store.entries.imagePath('node-b', 'ubuntu-24.04.qcow2'))).toBe(image.sha256);
+    expect(await sha256OfFile(cell.store.entries.imagePath('node-b', 'ubuntu-24.04.qcow2'))).toBe(
+      image.sha256,
+    );
 
     // No source given, CELL_ID from the environment, --json: exactly one JSON object on stdout, no bar.
     const json = await icc(
@@ -86,7 +88,9 @@ describe('icc copy / cache ls / status against a real conductor', () => {
       sha256: image.sha256,
       bytes: image.size,
     });
-    expect(await sha256OfFile(cell.store.entries.imagePath('node-c', 'ubuntu-24.04.qcow2'))).toBe(image.sha256);
+    expect(await sha256OfFile(cell.store.entries.imagePath('node-c', 'ubuntu-24.04.qcow2'))).toBe(
+      image.sha256,
+    );
 
     const again = await icc(
       ['copy', 'ubuntu-24.04.qcow2', '--to', 'node-b', '--cell', cell.cellId, '--wait', '--json'],

@@ -112,7 +112,8 @@ describe('cache cleaner in a tight loop beside copies reading the same images', 
       [...replies.values()].filter((r) => r.status === 'completed').length >= CONTEST.completed &&
       reports.reduce((n, m) => n + (m.type === 'round' ? m.skippedBusy : 0), 0) >= CONTEST.skippedBusy;
     for (let round = 0; round < MAX_ROUNDS && (round < MIN_ROUNDS || !contested()); round++) {
-      for (let k = 0; k < DESTINATIONS_PER_ROUND; k++) await c.store.markers.registerNode(`r${round}-d${k}`, 'cache-cleaner campaign');
+      for (let k = 0; k < DESTINATIONS_PER_ROUND; k++)
+        await c.store.markers.registerNode(`r${round}-d${k}`, 'cache-cleaner campaign');
       const batch = IMAGES.flatMap((imageId) =>
         Array.from({ length: DESTINATIONS_PER_ROUND }, (_, k) => {
           const requestId = `r${round}-${imageId}-${k}`;

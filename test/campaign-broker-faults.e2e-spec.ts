@@ -1,5 +1,10 @@
 import { describe, expect, it } from 'vitest';
-import { type BrokerFaultParams, brokerFaultTestTimeoutMs, restoreBroker, runBrokerFaults } from './campaigns/broker-faults';
+import {
+  type BrokerFaultParams,
+  brokerFaultTestTimeoutMs,
+  restoreBroker,
+  runBrokerFaults,
+} from './campaigns/broker-faults';
 import { Cleanups, campaignRun, writeReport } from './campaigns/campaign-kit';
 import { conductorPool } from './support/conductor-harness';
 
@@ -28,7 +33,10 @@ describe('campaign: broker faults (stop_app/start_app, close_connection)', () =>
       }
       expect(outcome.violations).toEqual([]);
       const params = outcome.figures.params as BrokerFaultParams;
-      expect(outcome.figures.faults).toEqual({ outage: params.outages, connectionClose: params.connectionCloses });
+      expect(outcome.figures.faults).toEqual({
+        outage: params.outages,
+        connectionClose: params.connectionCloses,
+      });
       expect(outcome.figures.lost).toBe(0);
       expect(outcome.figures.corrupt).toBe(0);
     },

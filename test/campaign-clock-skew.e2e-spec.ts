@@ -23,6 +23,10 @@ describe('campaign: conductors with wall clocks hours apart', () => {
     }
     expect(outcome.violations).toEqual([]);
     // Every conductor took part, the skewed ones included.
-    expect(Object.keys(outcome.figures.answeredBy as object).sort()).toEqual(['clock-ahead', 'clock-behind', 'clock-true']);
+    expect(Object.keys(outcome.figures.answeredBy as object).sort()).toEqual([
+      'clock-ahead',
+      'clock-behind',
+      'clock-true',
+    ]);
   }, 300_000);
 });

@@ -3,7 +3,18 @@ import * as path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { HEADER_REASON } from '@app/contracts';
 import { Cleanups, bySize, campaignRun, writeReport } from './campaigns/campaign-kit';
-import { FS_MIB, commonChecks, deadLetters, mountReadOnly, mountTmpfs, nodeFiles, request, resultsOf, startScenario, whileCopying } from './campaigns/fs-faults';
+import {
+  FS_MIB,
+  commonChecks,
+  deadLetters,
+  mountReadOnly,
+  mountTmpfs,
+  nodeFiles,
+  request,
+  resultsOf,
+  startScenario,
+  whileCopying,
+} from './campaigns/fs-faults';
 import { conductorPool } from './support/conductor-harness';
 import { exists, sha256OfFile } from './support/image-store-fixtures';
 
@@ -51,9 +62,15 @@ describe('campaign: file-system faults', () => {
     // The space of the removed partial copy is free again: a copy that fits completes.
     await request(s.cell, { requestId: 'fits', imageId: 'small.img', destination: 'full', source: 'src' });
     expect((await resultsOf(s, 'fits')).at(-1)).toMatchObject({ status: 'completed' });
-    expect(await sha256OfFile(s.cell.store.entries.imagePath('full', 'small.img'))).toBe(s.sources.get('src/small.img')!.sha256);
+    expect(await sha256OfFile(s.cell.store.entries.imagePath('full', 'small.img'))).toBe(
+      s.sources.get('src/small.img')!.sha256,
+    );
     expect(await commonChecks(s)).toEqual([]);
-    figures.noSpace = { results: results.map((r) => `${String(r.reason)}@${String(r.attempt)}`), deadLetters: dead.length, finalPathLooks: s.watcher.looks };
+    figures.noSpace = {
+      results: results.map((r) => `${String(r.reason)}@${String(r.attempt)}`),
+      deadLetters: dead.length,
+      finalPathLooks: s.watcher.looks,
+    };
   });
 
   it('a read-only destination: DESTINATION_READ_ONLY at once, dead-lettered, nothing written', async () => {
@@ -66,7 +83,9 @@ describe('campaign: file-system faults', () => {
     const before = await nodeFiles(s.cell, 'ro');
     await request(s.cell, { requestId: 'read-only', imageId: 'img.raw', destination: 'ro', source: 'src' });
     const results = await resultsOf(s, 'read-only');
-    expect(results.map((r) => [r.status, r.reason, r.retryable])).toEqual([['failed', 'DESTINATION_READ_ONLY', false]]);
+    expect(results.map((r) => [r.status, r.reason, r.retryable])).toEqual([
+      ['failed', 'DESTINATION_READ_ONLY', false],
+    ]);
     expect(String(results[0]!.detail)).toMatch(/EROFS|read-only|not writable/);
     expect((await deadLetters(s, 1)).map((d) => d.headers[HEADER_REASON])).toEqual(['DESTINATION_READ_ONLY']);
     expect(await nodeFiles(s.cell, 'ro')).toEqual(before);
@@ -83,14 +102,30 @@ describe('campaign: file-system faults', () => {
         { node: 'src', imageId: 'bystander.img', bytes: 2 * FS_MIB },
       ],
     });
-    for (const imageId of ['truncated.img', 'altered.img']) s.watcher.watch(s.cell.store.entries.imagePath('dst', imageId), s.sources.get(`src/${imageId}`)!);
+    for (const imageId of ['truncated.img', 'altered.img'])
+      s.watcher.watch(s.cell.store.entries.imagePath('dst', imageId), s.sources.get(`src/${imageId}`)!);
 
-    await request(s.cell, { requestId: 'truncated', imageId: 'truncated.img', destination: 'dst', source: 'src' });
-    const truncatedAt = await whileCopying(s, 'dst', () => fsp.truncate(s.cell.store.entries.imagePath('src', 'truncated.img'), BIG / 2));
+    await request(s.cell, {
+      requestId: 'truncated',
+      imageId: 'truncated.img',
+      destination: 'dst',
+      source: 'src',
+    });
+    const truncatedAt = await whileCopying(s, 'dst', () =>
+      fsp.truncate(s.cell.store.entries.imagePath('src', 'truncated.img'), BIG / 2),
+    );
     const truncated = await resultsOf(s, 'truncated');
-    expect(truncated.map((r) => [r.status, r.reason, r.retryable])).toEqual([['failed', 'SIZE_MISMATCH', false]]);
+    expect(truncated.map((r) => [r.status, r.reason, r.retryable])).toEqual([
+      ['failed', 'SIZE_MISMATCH', false],
+    ]);
 
-    await request(s.cell, { requestId: 'altered', imageId: 'altered.img', destination: 'dst', source: 'src', sha256: s.sources.get('src/altered.img')!.sha256 });
+    await request(s.cell, {
+      requestId: 'altered',
+      imageId: 'altered.img',
+      destination: 'dst',
+      source: 'src',
+      sha256: s.sources.get('src/altered.img')!.sha256,
+    });
     const alteredAt = await whileCopying(s, 'dst', async () => {
       // The last MiB, which the copy has not read yet, overwritten in place (size unchanged).
       const handle = await fsp.open(s.cell.store.entries.imagePath('src', 'altered.img'), 'r+');
@@ -101,15 +136,31 @@ describe('campaign: file-system faults', () => {
       }
     });
     const altered = await resultsOf(s, 'altered');
-    expect(altered.map((r) => [r.status, r.reason, r.retryable])).toEqual([['failed', 'CHECKSUM_MISMATCH', false]]);
-    expect((await deadLetters(s, 2)).map((d) => d.headers[HEADER_REASON]).sort()).toEqual(['CHECKSUM_MISMATCH', 'SIZE_MISMATCH']);
-    for (const imageId of ['truncated.img', 'altered.img']) expect(await exists(s.cell.store.entries.imagePath('dst', imageId)), imageId).toBe(false);
+    expect(altered.map((r) => [r.status, r.reason, r.retryable])).toEqual([
+      ['failed', 'CHECKSUM_MISMATCH', false],
+    ]);
+    expect((await deadLetters(s, 2)).map((d) => d.headers[HEADER_REASON]).sort()).toEqual([
+      'CHECKSUM_MISMATCH',
+      'SIZE_MISMATCH',
+    ]);
+    for (const imageId of ['truncated.img', 'altered.img'])
+      expect(await exists(s.cell.store.entries.imagePath('dst', imageId)), imageId).toBe(false);
 
     // The conductor keeps serving; the bystander image (untouched) copies fine.
-    await request(s.cell, { requestId: 'bystander', imageId: 'bystander.img', destination: 'other', source: 'src' });
+    await request(s.cell, {
+      requestId: 'bystander',
+      imageId: 'bystander.img',
+      destination: 'other',
+      source: 'src',
+    });
     expect((await resultsOf(s, 'bystander')).at(-1)).toMatchObject({ status: 'completed' });
     expect(await commonChecks(s, { altered: ['src/truncated.img', 'src/altered.img'] })).toEqual([]);
-    figures.sourceChanged = { imageBytes: BIG, truncatedAtPartialBytes: truncatedAt, alteredAtPartialBytes: alteredAt, results: [truncated[0]!.reason, altered[0]!.reason] };
+    figures.sourceChanged = {
+      imageBytes: BIG,
+      truncatedAtPartialBytes: truncatedAt,
+      alteredAtPartialBytes: alteredAt,
+      results: [truncated[0]!.reason, altered[0]!.reason],
+    };
   });
 
   it('a lock folder removed by hand during a copy (destination, then source): LOCK_LOST, retried, then completed and verified', async () => {
@@ -121,26 +172,40 @@ describe('campaign: file-system faults', () => {
       ],
     });
     const outcomes: Record<string, unknown> = {};
-    for (const [imageId, side] of [['a.img', 'dst'], ['b.img', 'src']] as const) {
+    for (const [imageId, side] of [
+      ['a.img', 'dst'],
+      ['b.img', 'src'],
+    ] as const) {
       s.watcher.watch(s.cell.store.entries.imagePath('dst', imageId), s.sources.get(`src/${imageId}`)!);
       const requestId = `lock-removed-${side}`;
       await request(s.cell, { requestId, imageId, destination: 'dst', source: 'src' });
       const lockDir = path.join(s.cell.root, side, 'locks', imageId);
       const destinationGenerations: number[] = [];
       await whileCopying(s, 'dst', async () => {
-        for (const name of await fsp.readdir(path.join(s.cell.root, 'dst', 'locks', imageId))) if (/^g-\d+$/.test(name)) destinationGenerations.push(Number(name.slice(2)));
+        for (const name of await fsp.readdir(path.join(s.cell.root, 'dst', 'locks', imageId)))
+          if (/^g-\d+$/.test(name)) destinationGenerations.push(Number(name.slice(2)));
         await fsp.rm(lockDir, { recursive: true, force: true });
       });
       const results = await resultsOf(s, requestId);
-      expect(results.map((r) => [r.status, r.reason, r.attempt]), side).toEqual([
+      expect(
+        results.map((r) => [r.status, r.reason, r.attempt]),
+        side,
+      ).toEqual([
         ['failed', 'LOCK_LOST', 1],
         ['completed', undefined, 2],
       ]);
-      expect(await sha256OfFile(s.cell.store.entries.imagePath('dst', imageId))).toBe(s.sources.get(`src/${imageId}`)!.sha256);
+      expect(await sha256OfFile(s.cell.store.entries.imagePath('dst', imageId))).toBe(
+        s.sources.get(`src/${imageId}`)!.sha256,
+      );
       // Published by the second attempt only, under a newer generation (fencing token) than the first's.
       const meta = await s.cell.store.entries.readMeta('dst', imageId);
       expect(meta?.fencingToken, side).toBeGreaterThan(Math.max(...destinationGenerations));
-      outcomes[side] = { results: results.map((r) => `${r.status}${r.reason ? `:${String(r.reason)}` : ''}@${String(r.attempt)}`), fencingToken: meta?.fencingToken };
+      outcomes[side] = {
+        results: results.map(
+          (r) => `${r.status}${r.reason ? `:${String(r.reason)}` : ''}@${String(r.attempt)}`,
+        ),
+        fencingToken: meta?.fencingToken,
+      };
     }
     expect(await deadLetters(s, 0)).toEqual([]);
     expect(await commonChecks(s)).toEqual([]);

@@ -35,12 +35,27 @@ describe('conductor: one request end to end', () => {
       sha256: image.sha256,
     });
     const reply = await client.finalReply(correlationId);
-    expect(reply).toMatchObject({ type: 'result', requestId: 'req-1', status: 'completed', source: 'node-a', destination: 'node-b', bytes: image.size, sha256: image.sha256 });
-    expect(await sha256OfFile(cell.store.entries.imagePath('node-b', 'ubuntu-24.04.qcow2'))).toBe(image.sha256);
+    expect(reply).toMatchObject({
+      type: 'result',
+      requestId: 'req-1',
+      status: 'completed',
+      source: 'node-a',
+      destination: 'node-b',
+      bytes: image.size,
+      sha256: image.sha256,
+    });
+    expect(await sha256OfFile(cell.store.entries.imagePath('node-b', 'ubuntu-24.04.qcow2'))).toBe(
+      image.sha256,
+    );
     expect(await cell.tmpLeftovers()).toEqual([]);
 
     // The same request again (at-least-once delivery): a no-op, answered already-present.
-    const again = client.send(cell.topology.requestQueue.name, { v: 1, requestId: 'req-1', imageId: 'ubuntu-24.04.qcow2', destination: 'node-b' });
+    const again = client.send(cell.topology.requestQueue.name, {
+      v: 1,
+      requestId: 'req-1',
+      imageId: 'ubuntu-24.04.qcow2',
+      destination: 'node-b',
+    });
     expect(await client.finalReply(again)).toMatchObject({ status: 'already-present', requestId: 'req-1' });
     const stat = await fsp.stat(cell.store.entries.imagePath('node-b', 'ubuntu-24.04.qcow2'));
     expect(stat.size).toBe(image.size);

@@ -1,7 +1,14 @@
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import { beforeEach, describe, expect, it } from 'vitest';
-import { FinalPathWatcher, answeredLines, answersLogged, conductorPool, errorLines, tmpFiles } from './support/conductor-harness';
+import {
+  FinalPathWatcher,
+  answeredLines,
+  answersLogged,
+  conductorPool,
+  errorLines,
+  tmpFiles,
+} from './support/conductor-harness';
 import { ConductorProcess } from './support/conductor-process';
 import { exists, sha256OfFile } from './support/image-store-fixtures';
 import { waitFor } from './support/rabbitmq';
@@ -33,12 +40,27 @@ describe('conductor: SIGKILL mid-copy', () => {
     // Whenever the final path exists during the test, it must hold the whole, verified image.
     watcher = new FinalPathWatcher(finalPath, image);
 
-    const first = await ConductorProcess.start(pool, c.conductorEnv({ CONDUCTOR_ID: 'crash-a' }), 60_000).ready();
-    const correlationId = client!.send(c.topology.requestQueue.name, { v: 1, requestId: 'req-big', imageId: IMAGE, destination: 'node-b', source: 'node-a', sha256: image.sha256 });
+    const first = await ConductorProcess.start(
+      pool,
+      c.conductorEnv({ CONDUCTOR_ID: 'crash-a' }),
+      60_000,
+    ).ready();
+    const correlationId = client!.send(c.topology.requestQueue.name, {
+      v: 1,
+      requestId: 'req-big',
+      imageId: IMAGE,
+      destination: 'node-b',
+      source: 'node-a',
+      sha256: image.sha256,
+    });
 
     // Mid-copy: a partial file in the destination's tmp folder. Freeze the process first, so what we
     // check is what the kill interrupts.
-    await waitFor(async () => (await tmpFiles(c.root, 'node-b')).some((f) => f.size > 0), 'the partial copy to grow', 30_000);
+    await waitFor(
+      async () => (await tmpFiles(c.root, 'node-b')).some((f) => f.size > 0),
+      'the partial copy to grow',
+      30_000,
+    );
     first.signal('SIGSTOP');
     const partial = await tmpFiles(c.root, 'node-b');
     expect(partial.length, 'a partial copy at the kill').toBe(1);
@@ -48,15 +70,27 @@ describe('conductor: SIGKILL mid-copy', () => {
     const lockDir = path.join(c.root, 'node-b', 'locks', IMAGE);
     const held = (await fsp.readdir(lockDir)).filter((n) => /^g-\d+$/.test(n));
     expect(held.length).toBe(1);
-    expect((await fsp.readdir(path.join(lockDir, held[0]!))).some((n) => n.startsWith('h~crash-a~'))).toBe(true);
+    expect((await fsp.readdir(path.join(lockDir, held[0]!))).some((n) => n.startsWith('h~crash-a~'))).toBe(
+      true,
+    );
     const deadGeneration = Number(held[0]!.slice(2));
     first.signal('SIGKILL');
     expect(await first.exited()).toMatchObject({ signal: 'SIGKILL' });
     expect(answeredLines([first])).toEqual([]);
 
-    const second = await ConductorProcess.start(pool, c.conductorEnv({ CONDUCTOR_ID: 'crash-b' }), 60_000).ready();
+    const second = await ConductorProcess.start(
+      pool,
+      c.conductorEnv({ CONDUCTOR_ID: 'crash-b' }),
+      60_000,
+    ).ready();
     const reply = await client!.finalReply(correlationId, 45_000);
-    expect(reply).toMatchObject({ requestId: 'req-big', status: 'completed', conductorId: 'crash-b', bytes: image.size, sha256: image.sha256 });
+    expect(reply).toMatchObject({
+      requestId: 'req-big',
+      status: 'completed',
+      conductorId: 'crash-b',
+      bytes: image.size,
+      sha256: image.sha256,
+    });
     const [answered] = await answersLogged([second], ['req-big']);
     expect(answered).toMatchObject({ requestId: 'req-big', status: 'completed', redelivered: true });
 
@@ -71,6 +105,8 @@ describe('conductor: SIGKILL mid-copy', () => {
     expect(watcher.problems).toEqual([]);
     expect(watcher.hashed).toBeGreaterThanOrEqual(1);
     expect(errorLines([second])).toEqual([]);
-    console.log(`conductor-crash: ${JSON.stringify({ killedAtBytes: partial[0]!.size, imageBytes: image.size, completedBy: reply.conductorId, redelivered: answered!.redelivered, deadGeneration, newGeneration: meta!.fencingToken, finalPathLooks: watcher.looks, finalPathHashes: watcher.hashed })}`);
+    console.log(
+      `conductor-crash: ${JSON.stringify({ killedAtBytes: partial[0]!.size, imageBytes: image.size, completedBy: reply.conductorId, redelivered: answered!.redelivered, deadGeneration, newGeneration: meta!.fencingToken, finalPathLooks: watcher.looks, finalPathHashes: watcher.hashed })}`,
+    );
   });
 });

@@ -42,8 +42,14 @@ describe('conductor: registered nodes, already-present results, invalid meta fil
     const image = await c.seed('node-a', IMAGE, 1 * MiB);
     // A folder with an image but no marker (a node removed with icc node rm, or made by hand) is unknown too.
     await fsp.mkdir(path.join(c.root, 'node-ghost', 'images'), { recursive: true });
-    await fsp.copyFile(c.store.entries.imagePath('node-a', IMAGE), path.join(c.root, 'node-ghost', 'images', IMAGE));
-    await fsp.copyFile(c.store.entries.metaPath('node-a', IMAGE), c.store.entries.metaPath('node-ghost', IMAGE));
+    await fsp.copyFile(
+      c.store.entries.imagePath('node-a', IMAGE),
+      path.join(c.root, 'node-ghost', 'images', IMAGE),
+    );
+    await fsp.copyFile(
+      c.store.entries.metaPath('node-a', IMAGE),
+      c.store.entries.metaPath('node-ghost', IMAGE),
+    );
     await ConductorProcess.start(pool, c.conductorEnv({ CONDUCTOR_ID: 'nodes' }), 90_000).ready();
     const before = await treeOf(c.root);
 

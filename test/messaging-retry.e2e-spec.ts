@@ -17,10 +17,7 @@ import {
   publishToRetry,
   type Delivery,
 } from '@app/messaging';
-import {
-  getOneMessage,
-  waitFor,
-} from './support/rabbitmq';
+import { getOneMessage, waitFor } from './support/rabbitmq';
 import { type BrokerTestCell, startCellConnection, useBrokerTestCell } from './support/broker-test-cell';
 
 describe('messaging: retry path and dead-lettering', () => {

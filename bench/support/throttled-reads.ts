@@ -45,15 +45,25 @@ export function installReadThrottle(root: string, bytesPerSecond: number): ReadT
     if (!pipe) pipes.set(node, (pipe = new NodePipe(bytesPerSecond)));
     return pipe;
   };
-  promises.open = async function open(file: fs.PathLike, flags?: string | number, mode?: fs.Mode): Promise<FileHandle> {
+  promises.open = async function open(
+    file: fs.PathLike,
+    flags?: string | number,
+    mode?: fs.Mode,
+  ): Promise<FileHandle> {
     const handle = await original(file, flags, mode);
     const relative = path.relative(resolvedRoot, path.resolve(String(file))).split(path.sep);
-    const readOnly = flags === undefined || flags === 'r' || (typeof flags === 'number' && (flags & 3) === fs.constants.O_RDONLY);
-    if (relative.length !== 3 || relative[1] !== 'images' || relative[2]!.endsWith('.meta.json') || !readOnly) return handle;
+    const readOnly =
+      flags === undefined ||
+      flags === 'r' ||
+      (typeof flags === 'number' && (flags & 3) === fs.constants.O_RDONLY);
+    if (relative.length !== 3 || relative[1] !== 'images' || relative[2]!.endsWith('.meta.json') || !readOnly)
+      return handle;
     const pipe = pipeOf(relative[0]!);
     pipe.activeReaders++;
     pipe.peakReaders = Math.max(pipe.peakReaders, pipe.activeReaders);
-    const read = handle.read.bind(handle) as (...args: unknown[]) => Promise<fs.promises.FileReadResult<NodeJS.ArrayBufferView>>;
+    const read = handle.read.bind(handle) as (
+      ...args: unknown[]
+    ) => Promise<fs.promises.FileReadResult<NodeJS.ArrayBufferView>>;
     const close = handle.close.bind(handle);
     Object.assign(handle, {
       read: async (...args: unknown[]) => {
@@ -69,7 +79,10 @@ export function installReadThrottle(root: string, bytesPerSecond: number): ReadT
     return handle;
   } as typeof fs.promises.open;
   return {
-    stats: () => Object.fromEntries([...pipes].map(([node, p]) => [node, { peakReaders: p.peakReaders, bytes: p.bytes }])),
+    stats: () =>
+      Object.fromEntries(
+        [...pipes].map(([node, p]) => [node, { peakReaders: p.peakReaders, bytes: p.bytes }]),
+      ),
     reset: () => pipes.clear(),
     uninstall: () => {
       promises.open = original;

@@ -13,7 +13,11 @@ export function installWriteThrottle(root: string, bytesPerSecond: number): { un
   const original = promises.open;
   const pipes = new Map<string, NodePipe>();
   const resolvedRoot = path.resolve(root);
-  promises.open = async function open(file: fs.PathLike, flags?: string | number, mode?: fs.Mode): Promise<FileHandle> {
+  promises.open = async function open(
+    file: fs.PathLike,
+    flags?: string | number,
+    mode?: fs.Mode,
+  ): Promise<FileHandle> {
     const handle = await original(file, flags, mode);
     const relative = path.relative(resolvedRoot, path.resolve(String(file))).split(path.sep);
     if (relative.length !== 3 || relative[1] !== 'tmp' || !relative[2]!.endsWith('.part')) return handle;

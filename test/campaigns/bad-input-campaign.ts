@@ -10,22 +10,48 @@ import { ResultsTap, errorLines } from '../support/conductor-harness';
 import { ConductorProcess } from '../support/conductor-process';
 import { AMQP_URL, queueMessageCount, waitFor } from '../support/rabbitmq';
 import { TestCell } from '../support/test-cell';
-import { CASE_HEADER, type FuzzHttpRequest, bodyKey, generateBadMessages, generateCliArgs, generateHttpRequests, isKnownReason } from './bad-input';
+import {
+  CASE_HEADER,
+  type FuzzHttpRequest,
+  bodyKey,
+  generateBadMessages,
+  generateCliArgs,
+  generateHttpRequests,
+  isKnownReason,
+} from './bad-input';
 import { type CampaignRun, type Cleanups, bySize, sleep, tally } from './campaign-kit';
 import { listTree } from './cell-observers';
 
 const KiB = 1024;
 
 export const BAD_INPUT_SIZES = {
-  ci: { badMessages: 1_200, validRequests: 120, conductors: 2, httpRequests: 500, httpConcurrency: 8, cliRuns: 60, cliConcurrency: 3 },
-  large: { badMessages: 12_000, validRequests: 1_000, conductors: 2, httpRequests: 5_000, httpConcurrency: 16, cliRuns: 400, cliConcurrency: 4 },
+  ci: {
+    badMessages: 1_200,
+    validRequests: 120,
+    conductors: 2,
+    httpRequests: 500,
+    httpConcurrency: 8,
+    cliRuns: 60,
+    cliConcurrency: 3,
+  },
+  large: {
+    badMessages: 12_000,
+    validRequests: 1_000,
+    conductors: 2,
+    httpRequests: 5_000,
+    httpConcurrency: 16,
+    cliRuns: 400,
+    cliConcurrency: 4,
+  },
 };
 
 type Outcome = { violations: string[]; figures: Record<string, unknown> };
 
 function conductorIsFine(conductor: ConductorProcess, violations: string[], name: string): void {
   if (conductor.child.process.exitCode !== null || conductor.child.process.signalCode !== null)
-    violations.push(`${name} exited (${conductor.child.process.exitCode ?? conductor.child.process.signalCode})`);
+    violations.push(
+      `${name} exited (${conductor.child.process.exitCode ?? conductor.child.process.signalCode})`,
+    );
   for (const l of errorLines([conductor]).slice(0, 5)) violations.push(`${name} logged an error: ${l}`);
 }
 
@@ -34,7 +60,11 @@ function conductorIsFine(conductor: ConductorProcess, violations: string[], name
  * exactly once with a known reason (the one its class calls for), every valid one completed, no crash,
  * nothing written outside CACHE_ROOT and no stray names inside it.
  */
-export async function runMessageFuzz(run: CampaignRun, pool: ChildProcessPool<unknown>, cleanups: Cleanups): Promise<Outcome> {
+export async function runMessageFuzz(
+  run: CampaignRun,
+  pool: ChildProcessPool<unknown>,
+  cleanups: Cleanups,
+): Promise<Outcome> {
   const p = bySize(run, BAD_INPUT_SIZES);
   const rng = run.rng.fork('messages');
   const violations: string[] = [];
@@ -55,7 +85,10 @@ export async function runMessageFuzz(run: CampaignRun, pool: ChildProcessPool<un
   };
 
   const bad = generateBadMessages(rng, p.badMessages, { nodes, images, validRequest });
-  const valid = Array.from({ length: p.validRequests }, (_, i) => ({ index: p.badMessages + i, body: validRequest(`ok-${i}`) }));
+  const valid = Array.from({ length: p.validRequests }, (_, i) => ({
+    index: p.badMessages + i,
+    body: validRequest(`ok-${i}`),
+  }));
   // Interleaved: valid requests land among the bad ones, not after them.
   type Item = { bad?: (typeof bad)[number]; valid?: (typeof valid)[number] };
   const items: Item[] = rng.shuffle([...bad.map((b) => ({ bad: b })), ...valid.map((v) => ({ valid: v }))]);
@@ -64,7 +97,11 @@ export async function runMessageFuzz(run: CampaignRun, pool: ChildProcessPool<un
   const rootFsBefore = (await fsp.readdir('/')).sort();
   const tap = await ResultsTap.open(cell.topology);
   cleanups.add('results tap', () => tap.close());
-  const conductors = await Promise.all(Array.from({ length: p.conductors }, (_, i) => ConductorProcess.start(pool, cell.conductorEnv({ CONDUCTOR_ID: `fuzz-${i}` }), 600_000).ready()));
+  const conductors = await Promise.all(
+    Array.from({ length: p.conductors }, (_, i) =>
+      ConductorProcess.start(pool, cell.conductorEnv({ CONDUCTOR_ID: `fuzz-${i}` }), 600_000).ready(),
+    ),
+  );
 
   const started = performance.now();
   const connection = await connect(AMQP_URL);
@@ -74,7 +111,11 @@ export async function runMessageFuzz(run: CampaignRun, pool: ChildProcessPool<un
     for (const item of items) {
       if (item.bad) {
         const m = item.bad;
-        channel.sendToQueue(cell.topology.requestQueue.name, m.body, m.bare ? {} : { ...m.properties, persistent: true });
+        channel.sendToQueue(
+          cell.topology.requestQueue.name,
+          m.body,
+          m.bare ? {} : { ...m.properties, persistent: true },
+        );
       } else {
         const v = item.valid!;
         channel.sendToQueue(cell.topology.requestQueue.name, Buffer.from(JSON.stringify(v.body)), {
@@ -96,12 +137,23 @@ export async function runMessageFuzz(run: CampaignRun, pool: ChildProcessPool<un
   const publishedMs = performance.now() - started;
 
   // Every valid request completes; every bad one reaches the dead-letter queue.
-  const finals = await tap.waitForFinal(valid.map((v) => String(v.body.requestId)), 120_000).catch((error: Error) => {
-    violations.push(error.message);
-    return new Map();
-  });
-  for (const [id, r] of finals) if (!['completed', 'already-present'].includes(String(r.status))) violations.push(`valid request ${String(id)} ended ${JSON.stringify(r)}`);
-  await waitFor(async () => (await queueMessageCount(cell.topology.deadLetterQueue.name)) >= bad.length, `${bad.length} dead letters`, 180_000).catch((error: Error) => violations.push(error.message));
+  const finals = await tap
+    .waitForFinal(
+      valid.map((v) => String(v.body.requestId)),
+      120_000,
+    )
+    .catch((error: Error) => {
+      violations.push(error.message);
+      return new Map();
+    });
+  for (const [id, r] of finals)
+    if (!['completed', 'already-present'].includes(String(r.status)))
+      violations.push(`valid request ${String(id)} ended ${JSON.stringify(r)}`);
+  await waitFor(
+    async () => (await queueMessageCount(cell.topology.deadLetterQueue.name)) >= bad.length,
+    `${bad.length} dead letters`,
+    180_000,
+  ).catch((error: Error) => violations.push(error.message));
   const handledMs = performance.now() - started;
   await sleep(1_000); // anything more (a second dead letter of one message) arrives now
   const dead = await drainQueue(cell.topology.deadLetterQueue.name);
@@ -118,38 +170,61 @@ export async function runMessageFuzz(run: CampaignRun, pool: ChildProcessPool<un
   for (const m of bad) {
     const copies = m.bare ? (byBody.get(bodyKey(m.body)) ?? []) : (byCase.get(m.index) ?? []);
     if (copies.length !== 1) {
-      violations.push(`bad message #${m.index} (${m.kind}) dead-lettered ${copies.length} times: ${m.body.subarray(0, 120).toString('utf8')}`);
+      violations.push(
+        `bad message #${m.index} (${m.kind}) dead-lettered ${copies.length} times: ${m.body.subarray(0, 120).toString('utf8')}`,
+      );
       continue;
     }
     const reason = copies[0]!.headers[HEADER_REASON];
     reasons.push(String(reason));
-    if (!isKnownReason(reason)) violations.push(`bad message #${m.index} (${m.kind}): unknown x-icc-reason ${JSON.stringify(reason)}`);
-    else if (!m.expectedReasons.includes(reason)) violations.push(`bad message #${m.index} (${m.kind}): reason ${reason}, expected ${m.expectedReasons.join(' or ')}: ${m.body.subarray(0, 200).toString('utf8')}`);
-    if (Buffer.compare(copies[0]!.content, m.body) !== 0) violations.push(`bad message #${m.index}: the dead letter's body differs from the original`);
+    if (!isKnownReason(reason))
+      violations.push(`bad message #${m.index} (${m.kind}): unknown x-icc-reason ${JSON.stringify(reason)}`);
+    else if (!m.expectedReasons.includes(reason))
+      violations.push(
+        `bad message #${m.index} (${m.kind}): reason ${reason}, expected ${m.expectedReasons.join(' or ')}: ${m.body.subarray(0, 200).toString('utf8')}`,
+      );
+    if (Buffer.compare(copies[0]!.content, m.body) !== 0)
+      violations.push(`bad message #${m.index}: the dead letter's body differs from the original`);
   }
-  for (const v of valid) if (byCase.has(v.index)) violations.push(`valid request ${String(v.body.requestId)} was dead-lettered: ${JSON.stringify(byCase.get(v.index)![0]!.headers)}`);
-  if (dead.length !== bad.length) violations.push(`${dead.length} dead letters for ${bad.length} bad messages`);
+  for (const v of valid)
+    if (byCase.has(v.index))
+      violations.push(
+        `valid request ${String(v.body.requestId)} was dead-lettered: ${JSON.stringify(byCase.get(v.index)![0]!.headers)}`,
+      );
+  if (dead.length !== bad.length)
+    violations.push(`${dead.length} dead letters for ${bad.length} bad messages`);
   const failedResults = tap.results.filter((r) => r.status === 'failed');
-  if (failedResults.length !== bad.length) violations.push(`${failedResults.length} failed results for ${bad.length} bad messages`);
+  if (failedResults.length !== bad.length)
+    violations.push(`${failedResults.length} failed results for ${bad.length} bad messages`);
   if (tap.results.some((r) => r.retryable === true)) violations.push('a bad message was retried');
 
   // Valid copies verify; nothing outside CACHE_ROOT; inside it, only the cell's nodes and known names.
   for (const [id, r] of finals) {
     const expected = seeds.get(String(r.imageId));
     const file = cell.store.entries.imagePath(String(r.destination), String(r.imageId));
-    if (!expected || (await fsp.stat(file).catch(() => undefined))?.size !== expected.size) violations.push(`valid request ${String(id)}: ${file} missing or wrong size`);
+    if (!expected || (await fsp.stat(file).catch(() => undefined))?.size !== expected.size)
+      violations.push(`valid request ${String(id)}: ${file} missing or wrong size`);
   }
-  if (JSON.stringify((await fsp.readdir(cell.parent!)).sort()) !== JSON.stringify(parentBefore)) violations.push(`the folder holding CACHE_ROOT changed: ${JSON.stringify(await fsp.readdir(cell.parent!))}`);
+  if (JSON.stringify((await fsp.readdir(cell.parent!)).sort()) !== JSON.stringify(parentBefore))
+    violations.push(
+      `the folder holding CACHE_ROOT changed: ${JSON.stringify(await fsp.readdir(cell.parent!))}`,
+    );
   const rootFsAfter = (await fsp.readdir('/')).sort();
-  if (JSON.stringify(rootFsAfter) !== JSON.stringify(rootFsBefore)) violations.push(`/ changed: before ${JSON.stringify(rootFsBefore)}, after ${JSON.stringify(rootFsAfter)}`);
+  if (JSON.stringify(rootFsAfter) !== JSON.stringify(rootFsBefore))
+    violations.push(
+      `/ changed: before ${JSON.stringify(rootFsBefore)}, after ${JSON.stringify(rootFsAfter)}`,
+    );
   const tree = await listTree(cell.root);
   const allowed = new Set(images.flatMap((i) => [i, `${i}.meta.json`]));
   for (const entry of tree) {
     const [node, folder, name] = entry.split('/');
     if (!nodes.includes(node!)) violations.push(`unexpected entry in CACHE_ROOT: ${entry}`);
-    else if (folder !== undefined && !['images', 'locks', 'tmp', 'node.json'].includes(folder)) violations.push(`unexpected entry in a node folder: ${entry}`);
-    else if (folder === 'images' && name !== undefined && !allowed.has(name)) violations.push(`unexpected image: ${entry}`);
-    else if (folder === 'locks' && name !== undefined && !images.includes(name)) violations.push(`unexpected lock key: ${entry}`);
+    else if (folder !== undefined && !['images', 'locks', 'tmp', 'node.json'].includes(folder))
+      violations.push(`unexpected entry in a node folder: ${entry}`);
+    else if (folder === 'images' && name !== undefined && !allowed.has(name))
+      violations.push(`unexpected image: ${entry}`);
+    else if (folder === 'locks' && name !== undefined && !images.includes(name))
+      violations.push(`unexpected lock key: ${entry}`);
   }
   for (const t of await cell.tmpLeftovers()) violations.push(`partial file left: ${t}`);
   for (const [i, c] of conductors.entries()) conductorIsFine(c, violations, `fuzz-${i}`);
@@ -164,20 +239,26 @@ export async function runMessageFuzz(run: CampaignRun, pool: ChildProcessPool<un
       byKind: tally(bad.map((m) => m.kind)),
       bare: bad.filter((m) => m.bare).length,
       validRequests: valid.length,
-      validCompleted: [...finals.values()].filter((r) => r.status === 'completed' || r.status === 'already-present').length,
+      validCompleted: [...finals.values()].filter(
+        (r) => r.status === 'completed' || r.status === 'already-present',
+      ).length,
       deadLetters: dead.length,
       reasons: tally(reasons),
       failedResults: failedResults.length,
       publishMs: Math.round(publishedMs),
       handledMs: Math.round(handledMs),
       messagesPerSecond: Math.round((items.length / handledMs) * 1000),
-      crashes: conductors.filter((c) => c.child.process.exitCode !== null || c.child.process.signalCode !== null).length,
+      crashes: conductors.filter(
+        (c) => c.child.process.exitCode !== null || c.child.process.signalCode !== null,
+      ).length,
     },
   };
 }
 
 /** Takes every message of a queue with a consumer (fast for thousands), until it stays empty for a moment. */
-async function drainQueue(queue: string): Promise<Array<{ headers: Record<string, unknown>; content: Buffer }>> {
+async function drainQueue(
+  queue: string,
+): Promise<Array<{ headers: Record<string, unknown>; content: Buffer }>> {
   const connection = await connect(AMQP_URL);
   const taken: Array<{ headers: Record<string, unknown>; content: Buffer }> = [];
   try {
@@ -190,7 +271,8 @@ async function drainQueue(queue: string): Promise<Array<{ headers: Record<string
       last = performance.now();
       channel.ack(m);
     });
-    while (performance.now() - last < 1_000 || (await channel.checkQueue(queue)).messageCount > 0) await sleep(100);
+    while (performance.now() - last < 1_000 || (await channel.checkQueue(queue)).messageCount > 0)
+      await sleep(100);
   } finally {
     await connection.close().catch(() => undefined);
   }
@@ -202,7 +284,11 @@ async function drainQueue(queue: string): Promise<Array<{ headers: Record<string
  * never a dropped connection or a crash; protected routes 401 without the token (and never their data);
  * /locks 400 for bad parameters and 200 for good ones.
  */
-export async function runAdminFuzz(run: CampaignRun, pool: ChildProcessPool<unknown>, cleanups: Cleanups): Promise<Outcome> {
+export async function runAdminFuzz(
+  run: CampaignRun,
+  pool: ChildProcessPool<unknown>,
+  cleanups: Cleanups,
+): Promise<Outcome> {
   const p = bySize(run, BAD_INPUT_SIZES);
   const rng = run.rng.fork('http');
   const violations: string[] = [];
@@ -210,7 +296,11 @@ export async function runAdminFuzz(run: CampaignRun, pool: ChildProcessPool<unkn
   cleanups.add('cell', () => cell.cleanup());
   await cell.seed('node-a', 'img-0.raw', 64 * KiB);
   const token = `tok-${run.seed}-${rng.hex(16)}`;
-  const conductor = await ConductorProcess.start(pool, cell.conductorEnv({ CONDUCTOR_ID: 'http-fuzz', ADMIN_TOKEN: token }), 600_000).ready();
+  const conductor = await ConductorProcess.start(
+    pool,
+    cell.conductorEnv({ CONDUCTOR_ID: 'http-fuzz', ADMIN_TOKEN: token }),
+    600_000,
+  ).ready();
   const port = conductor.adminPort();
   const requests = generateHttpRequests(rng, p.httpRequests, token);
   const statuses: Array<{ request: FuzzHttpRequest; status: number | string }> = [];
@@ -220,26 +310,45 @@ export async function runAdminFuzz(run: CampaignRun, pool: ChildProcessPool<unkn
     Array.from({ length: p.httpConcurrency }, async () => {
       while (cursor < requests.length) {
         const request = requests[cursor++]!;
-        const answer = await rawHttp(port, request).catch((error: Error) => ({ status: `error: ${error.message}`, body: '', contentType: '' }));
+        const answer = await rawHttp(port, request).catch((error: Error) => ({
+          status: `error: ${error.message}`,
+          body: '',
+          contentType: '',
+        }));
         // CONNECT is a tunnel request: Node's HTTP server closes it unanswered when nobody handles tunnels.
-        const closedUnanswered = request.method === 'CONNECT' && answer.status === 'error: not an HTTP answer: ""';
+        const closedUnanswered =
+          request.method === 'CONNECT' && answer.status === 'error: not an HTTP answer: ""';
         statuses.push({ request, status: closedUnanswered ? 'closed (CONNECT)' : answer.status });
         const describe = `${request.method} ${JSON.stringify(request.target.slice(0, 200))} (${request.kind}, #${request.index})`;
         if (closedUnanswered) continue;
         if (typeof answer.status !== 'number') violations.push(`${describe}: ${answer.status}`);
         else {
-          if (answer.status >= 500) violations.push(`${describe}: HTTP ${answer.status} ${answer.body.slice(0, 200)}`);
-          if (request.expect !== undefined && answer.status !== request.expect && !(request.method === 'HEAD' && answer.status === request.expect))
-            violations.push(`${describe}: HTTP ${answer.status}, expected ${request.expect}: ${answer.body.slice(0, 200)}`);
+          if (answer.status >= 500)
+            violations.push(`${describe}: HTTP ${answer.status} ${answer.body.slice(0, 200)}`);
+          if (
+            request.expect !== undefined &&
+            answer.status !== request.expect &&
+            !(request.method === 'HEAD' && answer.status === request.expect)
+          )
+            violations.push(
+              `${describe}: HTTP ${answer.status}, expected ${request.expect}: ${answer.body.slice(0, 200)}`,
+            );
           // The status page shell (HTML) holds no data; JSON or metrics text without the token would.
-          if (!request.authorized && answer.status === 200 && !answer.contentType.startsWith('text/html') && /"totals"|"entries"|icc_results_total/.test(answer.body))
+          if (
+            !request.authorized &&
+            answer.status === 200 &&
+            !answer.contentType.startsWith('text/html') &&
+            /"totals"|"entries"|icc_results_total/.test(answer.body)
+          )
             violations.push(`${describe}: protected data answered without the token`);
         }
       }
     }),
   );
   const tookMs = performance.now() - started;
-  const live = await fetch(`http://127.0.0.1:${port}/health/live`).then((r) => r.status).catch(() => 0);
+  const live = await fetch(`http://127.0.0.1:${port}/health/live`)
+    .then((r) => r.status)
+    .catch(() => 0);
   if (live !== 200) violations.push(`/health/live answered ${live} after the fuzz`);
   conductorIsFine(conductor, violations, 'http-fuzz');
   return {
@@ -254,7 +363,10 @@ export async function runAdminFuzz(run: CampaignRun, pool: ChildProcessPool<unkn
 }
 
 /** One raw HTTP/1.1 request (Connection: close); resolves with the status code and body text. */
-function rawHttp(port: number, request: FuzzHttpRequest): Promise<{ status: number; body: string; contentType: string }> {
+function rawHttp(
+  port: number,
+  request: FuzzHttpRequest,
+): Promise<{ status: number; body: string; contentType: string }> {
   return new Promise((resolve, reject) => {
     const socket = net.connect(port, '127.0.0.1');
     const chunks: Buffer[] = [];
@@ -283,8 +395,14 @@ function rawHttp(port: number, request: FuzzHttpRequest): Promise<{ status: numb
     };
     socket.on('end', done);
     const hasHost = request.headers.some(([k]) => k.toLowerCase() === 'host');
-    const lines = [`${request.method} ${request.target} HTTP/1.1`, ...(hasHost ? [] : [`Host: 127.0.0.1:${port}`]), 'Connection: close', ...request.headers.map(([k, v]) => `${k}: ${v}`)];
-    if (request.body !== undefined && !request.headers.some(([k]) => k.toLowerCase() === 'content-length')) lines.push(`Content-Length: ${Buffer.byteLength(request.body)}`);
+    const lines = [
+      `${request.method} ${request.target} HTTP/1.1`,
+      ...(hasHost ? [] : [`Host: 127.0.0.1:${port}`]),
+      'Connection: close',
+      ...request.headers.map(([k, v]) => `${k}: ${v}`),
+    ];
+    if (request.body !== undefined && !request.headers.some(([k]) => k.toLowerCase() === 'content-length'))
+      lines.push(`Content-Length: ${Buffer.byteLength(request.body)}`);
     socket.write(Buffer.from(`${lines.join('\r\n')}\r\n\r\n${request.body ?? ''}`, 'utf8'));
   });
 }
@@ -294,7 +412,11 @@ function rawHttp(port: number, request: FuzzHttpRequest): Promise<{ status: numb
  * the documentation lists (0, 2, 3, 4, 5; the one the flags call for when the oracle can tell), never 1,
  * never a signal, never a stack trace.
  */
-export async function runCliFuzz(run: CampaignRun, pool: ChildProcessPool<unknown>, cleanups: Cleanups): Promise<Outcome> {
+export async function runCliFuzz(
+  run: CampaignRun,
+  pool: ChildProcessPool<unknown>,
+  cleanups: Cleanups,
+): Promise<Outcome> {
   const p = bySize(run, BAD_INPUT_SIZES);
   const rng = run.rng.fork('cli');
   const violations: string[] = [];
@@ -302,8 +424,20 @@ export async function runCliFuzz(run: CampaignRun, pool: ChildProcessPool<unknow
   const cell = await TestCell.create({ nodes });
   cleanups.add('cell', () => cell.cleanup());
   const image = await cell.seed('node-a', 'cli.img', 256 * KiB);
-  const conductor = await ConductorProcess.start(pool, cell.conductorEnv({ CONDUCTOR_ID: 'cli-fuzz' }), 600_000).ready();
-  const lines = generateCliArgs(rng, p.cliRuns, { cellId: cell.cellId, amqpUrl: AMQP_URL, image: 'cli.img', source: 'node-a', destinations: nodes.slice(1), sha256: image.sha256, size: image.size });
+  const conductor = await ConductorProcess.start(
+    pool,
+    cell.conductorEnv({ CONDUCTOR_ID: 'cli-fuzz' }),
+    600_000,
+  ).ready();
+  const lines = generateCliArgs(rng, p.cliRuns, {
+    cellId: cell.cellId,
+    amqpUrl: AMQP_URL,
+    image: 'cli.img',
+    source: 'node-a',
+    destinations: nodes.slice(1),
+    sha256: image.sha256,
+    size: image.size,
+  });
   const exits: Array<{ code: number | null; note: string }> = [];
   let cursor = 0;
   const started = performance.now();
@@ -319,15 +453,23 @@ export async function runCliFuzz(run: CampaignRun, pool: ChildProcessPool<unknow
         const result = await runIcc(line.args, { env, timeoutMs: 45_000 });
         exits.push({ code: result.code, note: line.note });
         const describe = `icc ${JSON.stringify(line.args)} (${line.note})`;
-        if (result.signal !== null || result.code === null) violations.push(`${describe}: killed by ${result.signal}\n${result.stderr.slice(-500)}`);
-        else if (![0, 2, 3, 4, 5].includes(result.code)) violations.push(`${describe}: exit ${result.code}\n${result.stderr.slice(-800)}`);
-        else if (!line.allowed.includes(result.code)) violations.push(`${describe}: exit ${result.code}, expected ${line.allowed.join(' or ')}\n${result.stderr.slice(-500)}`);
-        if (/\n\s+at .+:\d+:\d+\)?/.test(result.stderr) || /unexpected error/i.test(result.stderr)) violations.push(`${describe}: a stack trace on stderr\n${result.stderr.slice(-800)}`);
+        if (result.signal !== null || result.code === null)
+          violations.push(`${describe}: killed by ${result.signal}\n${result.stderr.slice(-500)}`);
+        else if (![0, 2, 3, 4, 5].includes(result.code))
+          violations.push(`${describe}: exit ${result.code}\n${result.stderr.slice(-800)}`);
+        else if (!line.allowed.includes(result.code))
+          violations.push(
+            `${describe}: exit ${result.code}, expected ${line.allowed.join(' or ')}\n${result.stderr.slice(-500)}`,
+          );
+        if (/\n\s+at .+:\d+:\d+\)?/.test(result.stderr) || /unexpected error/i.test(result.stderr))
+          violations.push(`${describe}: a stack trace on stderr\n${result.stderr.slice(-800)}`);
         if (line.args.includes('--json') && result.code !== 2 && result.stdout.trim() !== '') {
           try {
             JSON.parse(result.stdout);
           } catch {
-            violations.push(`${describe}: --json printed something that is not one JSON object: ${result.stdout.slice(0, 200)}`);
+            violations.push(
+              `${describe}: --json printed something that is not one JSON object: ${result.stdout.slice(0, 200)}`,
+            );
           }
         }
       }
@@ -336,8 +478,12 @@ export async function runCliFuzz(run: CampaignRun, pool: ChildProcessPool<unknow
   conductorIsFine(conductor, violations, 'cli-fuzz');
   // The valid lines published real requests: nothing may land outside the cell's nodes.
   // .icc-header-key: the cell's key for signed retry headers (docs/protocol.md), made by the first conductor.
-  for (const entry of await fsp.readdir(cell.root)) if (!nodes.includes(entry) && entry !== '.icc-header-key') violations.push(`unexpected entry in CACHE_ROOT: ${entry}`);
-  for (const node of nodes) for (const name of await fsp.readdir(path.join(cell.root, node, 'images')).catch(() => [] as string[])) if (!name.startsWith('cli.img')) violations.push(`unexpected image ${node}/${name}`);
+  for (const entry of await fsp.readdir(cell.root))
+    if (!nodes.includes(entry) && entry !== '.icc-header-key')
+      violations.push(`unexpected entry in CACHE_ROOT: ${entry}`);
+  for (const node of nodes)
+    for (const name of await fsp.readdir(path.join(cell.root, node, 'images')).catch(() => [] as string[]))
+      if (!name.startsWith('cli.img')) violations.push(`unexpected image ${node}/${name}`);
   return {
     violations,
     figures: {

@@ -260,7 +260,10 @@ export async function runBrokerFaults(
     const sha256 = await sha256OfFile(cell.store.entries.imagePath(destination, imageId)).catch(
       (error: Error) => `unreadable: ${error.message}`,
     );
-    if (sha256 !== expected.sha256 || !(await cell.store.copies.verifiedImage(destination, imageId, expected))) {
+    if (
+      sha256 !== expected.sha256 ||
+      !(await cell.store.copies.verifiedImage(destination, imageId, expected))
+    ) {
       corrupt++;
       violations.push(
         `${imageId} on ${destination}: sha256 ${sha256} (expected ${expected.sha256}) or its meta does not match`,

@@ -57,9 +57,11 @@ export class FinalPathsWatcher {
           seen.add(identity);
           const sha256 = await sha256OfFile(file);
           this.hashed++;
-          if (sha256 !== expected.sha256) this.problems.push(`${file}: sha256 ${sha256} at the final path (expected ${expected.sha256})`);
+          if (sha256 !== expected.sha256)
+            this.problems.push(`${file}: sha256 ${sha256} at the final path (expected ${expected.sha256})`);
         } catch (error) {
-          if ((error as NodeJS.ErrnoException).code !== 'ENOENT') this.problems.push(`${file}: ${String(error)}`);
+          if ((error as NodeJS.ErrnoException).code !== 'ENOENT')
+            this.problems.push(`${file}: ${String(error)}`);
         }
       }
       this.rounds++;
@@ -137,9 +139,14 @@ export class TmpOverlapSampler {
         current.set(key, stat.size);
         const imageKey = `${node}/${parsed.imageId}`;
         partsPerImage.set(imageKey, (partsPerImage.get(imageKey) ?? 0) + 1);
-        if (!this.conductorOfAttempt.has(parsed.attemptId)) await this.mapAttempt(node, parsed.imageId, parsed.attemptId);
+        if (!this.conductorOfAttempt.has(parsed.attemptId))
+          await this.mapAttempt(node, parsed.imageId, parsed.attemptId);
         const before = this.sizes.get(key);
-        if (before !== undefined && stat.size > before) grown.set(imageKey, [...(grown.get(imageKey) ?? []), { attemptId: parsed.attemptId, bytes: stat.size }]);
+        if (before !== undefined && stat.size > before)
+          grown.set(imageKey, [
+            ...(grown.get(imageKey) ?? []),
+            { attemptId: parsed.attemptId, bytes: stat.size },
+          ]);
       }
     }
     for (const n of partsPerImage.values()) this.maxPartsPerImage = Math.max(this.maxPartsPerImage, n);
@@ -147,8 +154,16 @@ export class TmpOverlapSampler {
       if (writers.length < 2) continue;
       const [node, imageId] = splitOnce(imageKey, '/');
       const attempts = writers.map((w) => ({ ...w, conductorId: this.conductorOfAttempt.get(w.attemptId) }));
-      const residual = attempts.some((a) => a.conductorId !== undefined && this.resumedRecently(a.conductorId));
-      this.overlaps.push({ node, imageId, attempts, kind: residual ? 'residual' : 'real', atMs: Math.round(performance.now() - this.started) });
+      const residual = attempts.some(
+        (a) => a.conductorId !== undefined && this.resumedRecently(a.conductorId),
+      );
+      this.overlaps.push({
+        node,
+        imageId,
+        attempts,
+        kind: residual ? 'residual' : 'real',
+        atMs: Math.round(performance.now() - this.started),
+      });
     }
     this.sizes.clear();
     for (const [k, v] of current) this.sizes.set(k, v);
@@ -196,7 +211,8 @@ function splitOnce(s: string, sep: string): [string, string] {
 export async function tmpLeftovers(root: string): Promise<string[]> {
   const out: string[] = [];
   for (const node of await fsp.readdir(root).catch(() => [] as string[])) {
-    for (const name of await fsp.readdir(path.join(root, node, 'tmp')).catch(() => [] as string[])) out.push(`${node}/tmp/${name}`);
+    for (const name of await fsp.readdir(path.join(root, node, 'tmp')).catch(() => [] as string[]))
+      out.push(`${node}/tmp/${name}`);
   }
   return out.sort();
 }
@@ -212,7 +228,13 @@ export interface LockLeftover {
 /** Every lock entry still held on disk (an unreleased newest generation, or a reader entry `r~`). */
 export async function lockLeftovers(root: string, staleMs: number): Promise<LockLeftover[]> {
   const { entries } = await inspectLocks(root, { staleMs, limit: 100_000 });
-  return entries.map((e: LockEntryView) => ({ node: e.node, imageId: e.imageId, mode: e.mode, conductorId: e.holder?.conductorId, generation: e.generation }));
+  return entries.map((e: LockEntryView) => ({
+    node: e.node,
+    imageId: e.imageId,
+    mode: e.mode,
+    conductorId: e.holder?.conductorId,
+    generation: e.generation,
+  }));
 }
 
 export interface SweepResult {
@@ -243,7 +265,10 @@ export async function sweepKeys(
   let tmpRemoved = 0;
   await Promise.all(
     unique.map(async (key) => {
-      const held = await locks.acquire({ ...key, mode: 'exclusive' }, { timeoutMs: timings.staleMs * 3 + 5_000 });
+      const held = await locks.acquire(
+        { ...key, mode: 'exclusive' },
+        { timeoutMs: timings.staleMs * 3 + 5_000 },
+      );
       try {
         if (held.tookOverStale) tookOver++;
         tmpRemoved += await store.entries.removeLeftoverTmp(key.node, key.imageId);

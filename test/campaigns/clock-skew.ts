@@ -138,7 +138,9 @@ export async function runClockSkew(
       violations.push(`request ${r.requestId} failed: ${String(r.reason)} ${String(r.detail)}`);
   for (const [imageId, seed] of seeds)
     for (const destination of nodes.filter((n) => n !== seed.node)) {
-      const sha256 = await sha256OfFile(cell.store.entries.imagePath(destination, imageId)).catch(() => 'missing');
+      const sha256 = await sha256OfFile(cell.store.entries.imagePath(destination, imageId)).catch(
+        () => 'missing',
+      );
       if (sha256 !== seed.sha256) violations.push(`${imageId} on ${destination}: ${sha256}`);
     }
   for (const o of sampler.overlaps.filter((x) => x.kind === 'real'))

@@ -366,7 +366,8 @@ export async function runConductorChaos(
   for (const image of images)
     for (const holder of image.holders)
       if (
-        (await sha256OfFile(cell.store.entries.imagePath(holder, image.imageId))) !== seeds.get(image.imageId)!.sha256
+        (await sha256OfFile(cell.store.entries.imagePath(holder, image.imageId))) !==
+        seeds.get(image.imageId)!.sha256
       )
         violations.push(`source ${image.imageId} on ${holder} changed`);
   for (const problem of watcher.problems.slice(0, 20)) violations.push(`final-path reader: ${problem}`);

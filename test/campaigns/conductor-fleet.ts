@@ -45,7 +45,11 @@ export class ConductorFleet {
   ) {}
 
   async start(id: string): Promise<FleetMember> {
-    const conductor = ConductorProcess.start(this.pool, { ...this.envFor(id), CONDUCTOR_ID: id, ADMIN_TOKEN: this.token }, this.hardTimeoutMs);
+    const conductor = ConductorProcess.start(
+      this.pool,
+      { ...this.envFor(id), CONDUCTOR_ID: id, ADMIN_TOKEN: this.token },
+      this.hardTimeoutMs,
+    );
     await conductor.ready(60_000);
     const member: FleetMember = { id, conductor, state: 'live', admin: AdminHttp.of(conductor, this.token) };
     this.members.push(member);
@@ -118,8 +122,16 @@ export class ConductorFleet {
     if (member.state !== 'live') return undefined;
     const answer = await member.admin.get('/status');
     if (answer.status !== 200) return undefined;
-    const body = answer.json<{ broker: { state: string; reconnects: number }; totals: StatusSample['totals'] }>();
-    const sample = { at: Date.now(), brokerState: body.broker.state, reconnects: body.broker.reconnects, totals: body.totals };
+    const body = answer.json<{
+      broker: { state: string; reconnects: number };
+      totals: StatusSample['totals'];
+    }>();
+    const sample = {
+      at: Date.now(),
+      brokerState: body.broker.state,
+      reconnects: body.broker.reconnects,
+      totals: body.totals,
+    };
     this.lastStatus.set(member.id, sample);
     const states = this.brokerStates.get(member.id) ?? [];
     states.push({ atMs: Math.round(performance.now() - this.started), state: body.broker.state });
@@ -139,8 +151,18 @@ export class ConductorFleet {
         this.live().map(async (m) => {
           const answer = await m.admin.get('/status').catch(() => undefined);
           if (!answer || answer.status !== 200) return false;
-          const s = answer.json<{ inFlight: unknown[]; consumer: { deliveriesInFlight: number }; queues: { request: { messages: number }; retry: Array<{ messages: number }> } | null }>();
-          return s.inFlight.length === 0 && s.consumer.deliveriesInFlight === 0 && s.queues !== null && s.queues.request.messages === 0 && s.queues.retry.every((q) => q.messages === 0);
+          const s = answer.json<{
+            inFlight: unknown[];
+            consumer: { deliveriesInFlight: number };
+            queues: { request: { messages: number }; retry: Array<{ messages: number }> } | null;
+          }>();
+          return (
+            s.inFlight.length === 0 &&
+            s.consumer.deliveriesInFlight === 0 &&
+            s.queues !== null &&
+            s.queues.request.messages === 0 &&
+            s.queues.retry.every((q) => q.messages === 0)
+          );
         }),
       );
       quietRounds = states.length > 0 && states.every(Boolean) ? quietRounds + 1 : 0;

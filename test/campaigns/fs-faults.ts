@@ -5,7 +5,15 @@ import { performance } from 'node:perf_hooks';
 import { promisify } from 'node:util';
 import { HEADER_REASON, REASON_CODES } from '@app/contracts';
 import type { ChildProcessPool } from '../support/child-processes';
-import { type DeadLetter, type Result, ResultsTap, errorLines, heldLockEntries, publishConfirmed, takeDeadLetters } from '../support/conductor-harness';
+import {
+  type DeadLetter,
+  type Result,
+  ResultsTap,
+  errorLines,
+  heldLockEntries,
+  publishConfirmed,
+  takeDeadLetters,
+} from '../support/conductor-harness';
 import { ConductorProcess } from '../support/conductor-process';
 import { sha256OfFile } from '../support/image-store-fixtures';
 import { waitFor } from '../support/rabbitmq';
@@ -36,18 +44,28 @@ export interface FsScenario {
 export async function startScenario(
   pool: ChildProcessPool<unknown>,
   cleanups: Cleanups,
-  options: { nodes: string[]; images: Array<{ node: string; imageId: string; bytes: number }>; prepare?: (cell: TestCell) => Promise<void>; env?: Record<string, string> },
+  options: {
+    nodes: string[];
+    images: Array<{ node: string; imageId: string; bytes: number }>;
+    prepare?: (cell: TestCell) => Promise<void>;
+    env?: Record<string, string>;
+  },
 ): Promise<FsScenario> {
   const cell = await TestCell.create({ nodes: options.nodes });
   cleanups.add('cell', () => cell.cleanup());
   const sources = new Map<string, { sha256: string; size: number }>();
-  for (const image of options.images) sources.set(`${image.node}/${image.imageId}`, await cell.seed(image.node, image.imageId, image.bytes));
+  for (const image of options.images)
+    sources.set(`${image.node}/${image.imageId}`, await cell.seed(image.node, image.imageId, image.bytes));
   await options.prepare?.(cell);
   const tap = await ResultsTap.open(cell.topology);
   cleanups.add('results tap', () => tap.close());
   const watcher = new FinalPathsWatcher(5);
   cleanups.add('final-path watcher', () => watcher.stop());
-  const conductor = await ConductorProcess.start(pool, cell.conductorEnv({ CONDUCTOR_ID: 'fs-faults', ...options.env }), 120_000).ready();
+  const conductor = await ConductorProcess.start(
+    pool,
+    cell.conductorEnv({ CONDUCTOR_ID: 'fs-faults', ...options.env }),
+    120_000,
+  ).ready();
   return { cell, conductor, tap, watcher, sources };
 }
 
@@ -69,7 +87,9 @@ async function mount(args: string[]): Promise<void> {
   try {
     await run('mount', args);
   } catch (error) {
-    throw new Error(`mount ${args.join(' ')} failed (the file-system campaign needs root): ${(error as Error).message}`);
+    throw new Error(
+      `mount ${args.join(' ')} failed (the file-system campaign needs root): ${(error as Error).message}`,
+    );
   }
 }
 
@@ -83,7 +103,9 @@ async function unmount(dir: string): Promise<void> {
 
 /** Publishes one request (confirmed); the tap collects its results. */
 export async function request(cell: TestCell, body: Record<string, unknown>): Promise<string> {
-  await publishConfirmed(cell.topology.requestQueue.name, [{ body: { v: 1, ...body }, messageId: String(body.requestId) }]);
+  await publishConfirmed(cell.topology.requestQueue.name, [
+    { body: { v: 1, ...body }, messageId: String(body.requestId) },
+  ]);
   return String(body.requestId);
 }
 
@@ -92,7 +114,12 @@ export async function request(cell: TestCell, body: Record<string, unknown>): Pr
  * the stale time) as soon as a partial file with bytes in it shows in the node's tmp folder, `act` runs,
  * and the conductor resumes. Returns the partial file's size when frozen.
  */
-export async function whileCopying(s: FsScenario, node: string, act: () => Promise<void>, timeoutMs = 30_000): Promise<number> {
+export async function whileCopying(
+  s: FsScenario,
+  node: string,
+  act: () => Promise<void>,
+  timeoutMs = 30_000,
+): Promise<number> {
   const dir = path.join(s.cell.root, node, 'tmp');
   const deadline = performance.now() + timeoutMs;
   for (;;) {
@@ -109,7 +136,8 @@ export async function whileCopying(s: FsScenario, node: string, act: () => Promi
         s.conductor.signal('SIGCONT');
       }
     }
-    if (performance.now() > deadline) throw new Error(`no copy into ${node} under way within ${timeoutMs} ms`);
+    if (performance.now() > deadline)
+      throw new Error(`no copy into ${node} under way within ${timeoutMs} ms`);
     await new Promise((r) => setTimeout(r, 2));
   }
 }
@@ -131,8 +159,14 @@ export async function commonChecks(s: FsScenario, options: { altered?: string[] 
   problems.push(...s.watcher.problems.map((p) => `final-path reader: ${p}`));
   problems.push(...(await s.cell.tmpLeftovers()).map((t) => `partial file left: ${t}`));
   problems.push(...(await heldLockEntries(s.cell.root)).map((l) => `lock left: ${l}`));
-  if (s.conductor.child.process.exitCode !== null || s.conductor.child.process.signalCode !== null) problems.push('the conductor exited');
-  problems.push(...s.conductor.logs().filter((l) => l.msg === 'unexpected error in a copy').map((l) => `INTERNAL: ${JSON.stringify(l)}`));
+  if (s.conductor.child.process.exitCode !== null || s.conductor.child.process.signalCode !== null)
+    problems.push('the conductor exited');
+  problems.push(
+    ...s.conductor
+      .logs()
+      .filter((l) => l.msg === 'unexpected error in a copy')
+      .map((l) => `INTERNAL: ${JSON.stringify(l)}`),
+  );
   problems.push(...errorLines([s.conductor]).map((l) => `error log line: ${l}`));
   return problems;
 }
@@ -146,13 +180,19 @@ export async function resultsOf(s: FsScenario, requestId: string, timeoutMs = 60
 /** Dead letters of the cell, waiting until `count` are there (then a little longer, to catch extra ones). */
 export async function deadLetters(s: FsScenario, count: number): Promise<DeadLetter[]> {
   const taken: DeadLetter[] = [];
-  await waitFor(async () => {
-    taken.push(...(await takeDeadLetters(s.cell.topology)));
-    return taken.length >= count;
-  }, `${count} dead letters`, 15_000);
+  await waitFor(
+    async () => {
+      taken.push(...(await takeDeadLetters(s.cell.topology)));
+      return taken.length >= count;
+    },
+    `${count} dead letters`,
+    15_000,
+  );
   await new Promise((r) => setTimeout(r, 300));
   taken.push(...(await takeDeadLetters(s.cell.topology)));
-  for (const d of taken) if (!(String(d.headers[HEADER_REASON]) in REASON_CODES)) throw new Error(`dead letter with an unknown reason: ${JSON.stringify(d.headers)}`);
+  for (const d of taken)
+    if (!(String(d.headers[HEADER_REASON]) in REASON_CODES))
+      throw new Error(`dead letter with an unknown reason: ${JSON.stringify(d.headers)}`);
   return taken;
 }
 

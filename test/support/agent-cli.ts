@@ -18,10 +18,7 @@ export function describeRun(args: readonly string[], run: CliRun): string {
  * Runs the BUILT agent (dist/apps/agent/src/main.js) as a separate process, the way an operator or a
  * compute agent would, with a hard timeout (SIGKILL) so a hanging CLI fails the test instead of stalling it.
  */
-export function runIcc(
-  args: readonly string[],
-  options: RunOptions = {},
-): Promise<CliRun> {
+export function runIcc(args: readonly string[], options: RunOptions = {}): Promise<CliRun> {
   return runProcess(process.execPath, [compiled('apps/agent/src/main.ts'), ...args], options);
 }
 

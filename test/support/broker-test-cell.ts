@@ -15,7 +15,10 @@ export interface BrokerTestCell {
  * test; after it, its closers run and its queues are deleted. In beforeEach, not beforeAll: vitest marks
  * tests "skipped" when beforeAll fails, and with the broker down these must fail.
  */
-export function useBrokerTestCell(options: CellTopologyOptions | undefined, onCell: (cell: BrokerTestCell) => void): void {
+export function useBrokerTestCell(
+  options: CellTopologyOptions | undefined,
+  onCell: (cell: BrokerTestCell) => void,
+): void {
   let cell: BrokerTestCell | undefined;
   beforeEach(async () => {
     cell = undefined;

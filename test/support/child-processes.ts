@@ -15,7 +15,8 @@ function findProjectRoot(start: string): string {
 /** Child scripts run compiled (as in production); `npm test` builds first. */
 export function compiled(relativeTsPath: string): string {
   const js = path.join(PROJECT_ROOT, 'dist', relativeTsPath.replace(/\.ts$/, '.js'));
-  if (!existsSync(js)) throw new Error(`${js} is missing: run \`npm run build\` (npm test does it) before the e2e tests`);
+  if (!existsSync(js))
+    throw new Error(`${js} is missing: run \`npm run build\` (npm test does it) before the e2e tests`);
   return js;
 }
 
@@ -36,8 +37,15 @@ export interface Child<M> {
 export class ChildProcessPool<M> {
   private readonly children: Child<M>[] = [];
 
-  fork(script: string, args: string[], options: { hardTimeoutMs: number; env?: NodeJS.ProcessEnv }): Child<M> {
-    const proc = fork(script, args, { stdio: ['ignore', 'pipe', 'pipe', 'ipc'], env: { ...process.env, ...options.env } });
+  fork(
+    script: string,
+    args: string[],
+    options: { hardTimeoutMs: number; env?: NodeJS.ProcessEnv },
+  ): Child<M> {
+    const proc = fork(script, args, {
+      stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
+      env: { ...process.env, ...options.env },
+    });
     const messages: M[] = [];
     const output: string[] = [];
     const listeners = new Set<(m: M) => void>();
@@ -69,7 +77,11 @@ export class ChildProcessPool<M> {
         return new Promise((resolve, reject) => {
           const timer = setTimeout(() => {
             listeners.delete(listener);
-            reject(new Error(`child ${proc.pid} sent no matching message in ${timeoutMs} ms; output:\n${output.join('')}`));
+            reject(
+              new Error(
+                `child ${proc.pid} sent no matching message in ${timeoutMs} ms; output:\n${output.join('')}`,
+              ),
+            );
           }, timeoutMs);
           const listener = (m: M) => {
             if (!predicate(m)) return;

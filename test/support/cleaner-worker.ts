@@ -32,7 +32,14 @@ export type CleanerWorkerReport =
       /** Reader entries found in the image's lock folder just before and just after the delete: must be none. */
       readersAtDelete: string[];
     }
-  | { type: 'round'; examined: number; deleted: number; skippedBusy: number; keptChanged: number; errors: string[] }
+  | {
+      type: 'round';
+      examined: number;
+      deleted: number;
+      skippedBusy: number;
+      keptChanged: number;
+      errors: string[];
+    }
   | { type: 'done'; rounds: number; deletions: number; skippedBusy: number };
 
 const config = JSON.parse(process.argv[2]!) as CleanerWorkerConfig;
@@ -55,14 +62,24 @@ async function main(): Promise<void> {
   const observed = Object.assign(Object.create(store) as ImageStore, { entries });
   const readersAtDelete = new Map<string, string[]>();
   entries.deleteImage = async (node, imageId) => {
-    const readers = async () => (await readLockActivity(config.root, { node, imageId })).readers.map((h) => `${h.conductorId}~${h.attemptId}`);
+    const readers = async () =>
+      (await readLockActivity(config.root, { node, imageId })).readers.map(
+        (h) => `${h.conductorId}~${h.attemptId}`,
+      );
     const before = await readers();
     const result = await store.entries.deleteImage(node, imageId);
     readersAtDelete.set(imageId, [...before, ...(await readers())]);
     return result;
   };
-  const locks = new NodeLockManager({ root: config.root, conductorId: config.conductorId, timings: config.timings });
-  const quiet = { info: () => undefined, warn: (f: object, m: string) => console.error(m, JSON.stringify(f)) };
+  const locks = new NodeLockManager({
+    root: config.root,
+    conductorId: config.conductorId,
+    timings: config.timings,
+  });
+  const quiet = {
+    info: () => undefined,
+    warn: (f: object, m: string) => console.error(m, JSON.stringify(f)),
+  };
   const cleaner = new CacheCleaner(observed, locks, { lockWaitMs: config.lockWaitMs }, quiet);
   send({ type: 'ready', pid: process.pid });
   let rounds = 0;
@@ -73,15 +90,33 @@ async function main(): Promise<void> {
     rounds++;
     for (const d of report.deleted) {
       deletions++;
-      send({ type: 'deleted', imageId: d.imageId, size: d.size, lockedAt: d.lockedAt!, deletedAt: d.deletedAt!, readersAtDelete: readersAtDelete.get(d.imageId) ?? [] });
+      send({
+        type: 'deleted',
+        imageId: d.imageId,
+        size: d.size,
+        lockedAt: d.lockedAt!,
+        deletedAt: d.deletedAt!,
+        readersAtDelete: readersAtDelete.get(d.imageId) ?? [],
+      });
     }
     skippedBusy += report.skippedBusy.length;
-    send({ type: 'round', examined: report.examined, deleted: report.deleted.length, skippedBusy: report.skippedBusy.length, keptChanged: report.keptChanged.length, errors: report.errors.map((e) => `${e.imageId}: ${e.error}`) });
+    send({
+      type: 'round',
+      examined: report.examined,
+      deleted: report.deleted.length,
+      skippedBusy: report.skippedBusy.length,
+      keptChanged: report.keptChanged.length,
+      errors: report.errors.map((e) => `${e.imageId}: ${e.error}`),
+    });
     await sleep(config.pauseMs);
   }
   await locks.releaseAll();
   // Exit only once the last report is out of the IPC channel.
-  await new Promise<void>((resolve) => process.send!({ type: 'done', rounds, deletions, skippedBusy } satisfies CleanerWorkerReport, () => resolve()));
+  await new Promise<void>((resolve) =>
+    process.send!({ type: 'done', rounds, deletions, skippedBusy } satisfies CleanerWorkerReport, () =>
+      resolve(),
+    ),
+  );
 }
 
 main().then(

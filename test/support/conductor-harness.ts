@@ -19,7 +19,8 @@ import { TestCell } from './test-cell';
 export function conductorPool(cleanup: () => Promise<void>): ChildProcessPool<unknown> {
   const pool = new ChildProcessPool<unknown>();
   afterEach(async ({ task }) => {
-    if (task.result?.state === 'fail') console.error(`conductor output of the failed test "${task.name}":\n${pool.report()}`);
+    if (task.result?.state === 'fail')
+      console.error(`conductor output of the failed test "${task.name}":\n${pool.report()}`);
     try {
       await pool.killAll();
     } finally {
@@ -33,7 +34,11 @@ export function conductorPool(cleanup: () => Promise<void>): ChildProcessPool<un
  * The set-up most conductor e2e files share: a fresh cell with `nodes` and a plain amqplib client before
  * each test, the conductor pool, and everything closed and removed after it.
  */
-export function conductorTestbed(nodes: string[]): { pool: ChildProcessPool<unknown>; cell?: TestCell; client?: RawAmqpClient } {
+export function conductorTestbed(nodes: string[]): {
+  pool: ChildProcessPool<unknown>;
+  cell?: TestCell;
+  client?: RawAmqpClient;
+} {
   const bed: { pool: ChildProcessPool<unknown>; cell?: TestCell; client?: RawAmqpClient } = {
     pool: conductorPool(async () => {
       await bed.client?.close();
@@ -129,7 +134,9 @@ export class ResultsTap {
       const missing = requestIds.filter((id) => !this.final(id));
       if (missing.length === 0) return new Map(requestIds.map((id) => [id, this.final(id)!]));
       if (Date.now() > deadline)
-        throw new Error(`no final result within ${timeoutMs} ms for ${missing.length} of ${requestIds.length} requests: ${missing.slice(0, 10).join(', ')}`);
+        throw new Error(
+          `no final result within ${timeoutMs} ms for ${missing.length} of ${requestIds.length} requests: ${missing.slice(0, 10).join(', ')}`,
+        );
       await sleep(50);
     }
   }
@@ -178,7 +185,11 @@ export async function takeDeadLetters(topology: CellTopology): Promise<DeadLette
     for (;;) {
       const m = await channel.get(topology.deadLetterQueue.name, { noAck: true });
       if (!m) return taken;
-      taken.push({ messageId: m.properties.messageId as string | undefined, headers: (m.properties.headers ?? {}) as Record<string, unknown>, content: m.content.toString() });
+      taken.push({
+        messageId: m.properties.messageId as string | undefined,
+        headers: (m.properties.headers ?? {}) as Record<string, unknown>,
+        content: m.content.toString(),
+      });
     }
   });
 }
@@ -193,7 +204,11 @@ export function answeredLines(conductors: ConductorProcess[]): LogLine[] {
  * after it sent the answer, so a test holding the reply may read the log before the line has come through
  * the child's stdout pipe.
  */
-export async function answersLogged(conductors: ConductorProcess[], requestIds: Iterable<string>, timeoutMs = 15_000): Promise<LogLine[]> {
+export async function answersLogged(
+  conductors: ConductorProcess[],
+  requestIds: Iterable<string>,
+  timeoutMs = 15_000,
+): Promise<LogLine[]> {
   const wanted = [...requestIds];
   const lines = await waitFor(
     (): LogLine[] | undefined => {
@@ -208,7 +223,12 @@ export async function answersLogged(conductors: ConductorProcess[], requestIds: 
 
 /** Log lines at level error or fatal (pino: 50, 60): a healthy run has none. */
 export function errorLines(conductors: ConductorProcess[]): string[] {
-  return conductors.flatMap((c) => c.logs().filter((l) => l.level >= 50).map((l) => JSON.stringify(l)));
+  return conductors.flatMap((c) =>
+    c
+      .logs()
+      .filter((l) => l.level >= 50)
+      .map((l) => JSON.stringify(l)),
+  );
 }
 
 /**
@@ -263,12 +283,14 @@ export class FinalPathWatcher {
       try {
         const stat = await fsp.stat(this.file);
         this.looks++;
-        if (stat.size !== this.expected.size) this.problems.push(`size ${stat.size} at the final path (expected ${this.expected.size})`);
+        if (stat.size !== this.expected.size)
+          this.problems.push(`size ${stat.size} at the final path (expected ${this.expected.size})`);
         else if (!seen.has(stat.ino)) {
           seen.add(stat.ino);
           const sha256 = await sha256OfFile(this.file);
           this.hashed++;
-          if (sha256 !== this.expected.sha256) this.problems.push(`sha256 ${sha256} at the final path (expected ${this.expected.sha256})`);
+          if (sha256 !== this.expected.sha256)
+            this.problems.push(`sha256 ${sha256} at the final path (expected ${this.expected.sha256})`);
         }
       } catch (error) {
         if ((error as NodeJS.ErrnoException).code !== 'ENOENT') this.problems.push(String(error));

@@ -10,8 +10,14 @@ export interface LogLine {
 export class ConductorProcess {
   private constructor(readonly child: Child<unknown>) {}
 
-  static start(pool: ChildProcessPool<unknown>, env: Record<string, string>, hardTimeoutMs = 180_000): ConductorProcess {
-    return new ConductorProcess(pool.fork(compiled('apps/conductor/src/main.ts'), [], { hardTimeoutMs, env }));
+  static start(
+    pool: ChildProcessPool<unknown>,
+    env: Record<string, string>,
+    hardTimeoutMs = 180_000,
+  ): ConductorProcess {
+    return new ConductorProcess(
+      pool.fork(compiled('apps/conductor/src/main.ts'), [], { hardTimeoutMs, env }),
+    );
   }
 
   get pid(): number {
@@ -31,14 +37,21 @@ export class ConductorProcess {
     return lines;
   }
 
-  async waitForLog(predicate: (line: LogLine) => boolean, what: string, timeoutMs = 30_000): Promise<LogLine> {
+  async waitForLog(
+    predicate: (line: LogLine) => boolean,
+    what: string,
+    timeoutMs = 30_000,
+  ): Promise<LogLine> {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
       const found = this.logs().find(predicate);
       if (found) return found;
       if (this.child.process.exitCode !== null || this.child.process.signalCode !== null)
         throw new Error(`conductor ${this.pid} exited before ${what}:\n${this.child.output.join('')}`);
-      if (Date.now() > deadline) throw new Error(`conductor ${this.pid}: no ${what} within ${timeoutMs} ms:\n${this.child.output.join('')}`);
+      if (Date.now() > deadline)
+        throw new Error(
+          `conductor ${this.pid}: no ${what} within ${timeoutMs} ms:\n${this.child.output.join('')}`,
+        );
       await new Promise((r) => setTimeout(r, 50));
     }
   }

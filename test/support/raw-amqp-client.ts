@@ -30,28 +30,54 @@ export class RawAmqpClient {
     const client = new RawAmqpClient(connection, channel);
     const { queue } = await channel.assertQueue('', { exclusive: true, autoDelete: true });
     client.replyQueue = queue;
-    await channel.consume(queue, (m) => {
-      if (!m) return;
-      const reply = { correlationId: String(m.properties.correlationId), receivedAt: performance.now(), body: JSON.parse(m.content.toString()) as Record<string, unknown> };
-      client.replies.push(reply);
-      if (reply.body.retryable !== true && !client.finals.has(reply.correlationId)) client.finals.set(reply.correlationId, reply.body);
-    }, { noAck: true });
+    await channel.consume(
+      queue,
+      (m) => {
+        if (!m) return;
+        const reply = {
+          correlationId: String(m.properties.correlationId),
+          receivedAt: performance.now(),
+          body: JSON.parse(m.content.toString()) as Record<string, unknown>,
+        };
+        client.replies.push(reply);
+        if (reply.body.retryable !== true && !client.finals.has(reply.correlationId))
+          client.finals.set(reply.correlationId, reply.body);
+      },
+      { noAck: true },
+    );
     return client;
   }
 
   /** Publishes `body` (an object is JSON-encoded, a string or Buffer goes as is); returns the correlation id. */
   /** replyTo: false sends none, a string names another queue; by default this client's reply queue. */
   /** headers: any AMQP headers, e.g. forged x-icc-* ones. */
-  send(queue: string, body: unknown, properties: { contentType?: string | null; messageId?: string; replyTo?: boolean | string; headers?: Record<string, unknown> } = {}): string {
+  send(
+    queue: string,
+    body: unknown,
+    properties: {
+      contentType?: string | null;
+      messageId?: string;
+      replyTo?: boolean | string;
+      headers?: Record<string, unknown>;
+    } = {},
+  ): string {
     const correlationId = randomUUID();
-    const content = Buffer.isBuffer(body) ? body : Buffer.from(typeof body === 'string' ? body : JSON.stringify(body));
+    const content = Buffer.isBuffer(body)
+      ? body
+      : Buffer.from(typeof body === 'string' ? body : JSON.stringify(body));
     this.channel.sendToQueue(queue, content, {
-      contentType: properties.contentType === null ? undefined : (properties.contentType ?? 'application/json'),
+      contentType:
+        properties.contentType === null ? undefined : (properties.contentType ?? 'application/json'),
       persistent: true,
       messageId: properties.messageId,
       correlationId,
       headers: properties.headers,
-      replyTo: properties.replyTo === false ? undefined : typeof properties.replyTo === 'string' ? properties.replyTo : this.replyQueue,
+      replyTo:
+        properties.replyTo === false
+          ? undefined
+          : typeof properties.replyTo === 'string'
+            ? properties.replyTo
+            : this.replyQueue,
     });
     return correlationId;
   }
@@ -62,7 +88,8 @@ export class RawAmqpClient {
     for (;;) {
       const reply = this.finals.get(correlationId);
       if (reply) return reply;
-      if (Date.now() > deadline) throw new Error(`no final reply for ${correlationId} within ${timeoutMs} ms`);
+      if (Date.now() > deadline)
+        throw new Error(`no final reply for ${correlationId} within ${timeoutMs} ms`);
       await new Promise((r) => setTimeout(r, 20));
     }
   }

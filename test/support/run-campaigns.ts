@@ -18,10 +18,19 @@ const FILES: Record<string, string> = {
   'bad-input': 'test/campaign-bad-input.e2e-spec.ts',
   broker: 'test/campaign-broker-faults.e2e-spec.ts',
 };
-const REPORTS: Record<string, string> = { chaos: 'conductor-chaos', locks: 'lock-first-use', fs: 'fs-faults', clock: 'clock-skew', 'bad-input': 'bad-input', broker: 'broker-faults' };
+const REPORTS: Record<string, string> = {
+  chaos: 'conductor-chaos',
+  locks: 'lock-first-use',
+  fs: 'fs-faults',
+  clock: 'clock-skew',
+  'bad-input': 'bad-input',
+  broker: 'broker-faults',
+};
 
 function usage(message: string): never {
-  process.stderr.write(`run-campaigns: ${message}\nusage: npm run campaign -- [--seed N] [--size ci|large] [--only ${Object.keys(FILES).join(',')}]\n`);
+  process.stderr.write(
+    `run-campaigns: ${message}\nusage: npm run campaign -- [--seed N] [--size ci|large] [--only ${Object.keys(FILES).join(',')}]\n`,
+  );
   process.exit(2);
 }
 
@@ -37,20 +46,30 @@ for (let i = 0; i < args.length; i++) {
   else usage(`unknown argument ${JSON.stringify(args[i])}`);
   i++;
 }
-if (!/^\d+$/.test(seed) || Number(seed) >= 2 ** 32) usage(`--seed must be an integer in 0..2^32-1 (got ${JSON.stringify(seed)})`);
+if (!/^\d+$/.test(seed) || Number(seed) >= 2 ** 32)
+  usage(`--seed must be an integer in 0..2^32-1 (got ${JSON.stringify(seed)})`);
 if (size !== 'ci' && size !== 'large') usage(`--size must be ci or large (got ${JSON.stringify(size)})`);
 for (const name of only) if (!FILES[name]) usage(`unknown campaign ${JSON.stringify(name)}`);
 
-process.stdout.write(`campaigns ${only.join(', ')}: size=${size} seed=${seed}\n(replay: npm run campaign -- --seed ${seed} --size ${size} --only ${only.join(',')})\n\n`);
+process.stdout.write(
+  `campaigns ${only.join(', ')}: size=${size} seed=${seed}\n(replay: npm run campaign -- --seed ${seed} --size ${size} --only ${only.join(',')})\n\n`,
+);
 const started = Date.now();
 // One file at a time (the broker campaign stops RabbitMQ; the others are CPU-bound on a small machine).
 const vitest = spawnSync(
   process.execPath,
-  [path.join(PROJECT_ROOT, 'node_modules', 'vitest', 'vitest.mjs'), 'run', '--no-file-parallelism', ...only.map((name) => FILES[name]!)],
+  [
+    path.join(PROJECT_ROOT, 'node_modules', 'vitest', 'vitest.mjs'),
+    'run',
+    '--no-file-parallelism',
+    ...only.map((name) => FILES[name]!),
+  ],
   { cwd: PROJECT_ROOT, stdio: 'inherit', env: { ...process.env, CAMPAIGN_SEED: seed, CAMPAIGN_SIZE: size } },
 );
 
-process.stdout.write(`\n=== campaign figures (size ${size}, seed ${seed}, ${Math.round((Date.now() - started) / 1000)} s) ===\n`);
+process.stdout.write(
+  `\n=== campaign figures (size ${size}, seed ${seed}, ${Math.round((Date.now() - started) / 1000)} s) ===\n`,
+);
 for (const name of only) {
   const file = path.join(PROJECT_ROOT, 'test-output', 'campaigns', `${REPORTS[name]}-${size}.json`);
   if (!existsSync(file)) {
@@ -59,11 +78,15 @@ for (const name of only) {
   }
   const report = JSON.parse(readFileSync(file, 'utf8')) as Record<string, unknown>;
   if (String(report.seed) !== seed) {
-    process.stdout.write(`${name}: no report for this seed (the last one is for seed ${String(report.seed)})\n`);
+    process.stdout.write(
+      `${name}: no report for this seed (the last one is for seed ${String(report.seed)})\n`,
+    );
     continue;
   }
   // The figures without the long lists (fault log, every connection close...): those stay in the file.
-  const brief = JSON.stringify(report, (key, value: unknown) => (['faultLog', 'closes', 'outages', 'params', 'tmp', 'classes'].includes(key) ? undefined : value));
+  const brief = JSON.stringify(report, (key, value: unknown) =>
+    ['faultLog', 'closes', 'outages', 'params', 'tmp', 'classes'].includes(key) ? undefined : value,
+  );
   process.stdout.write(`${name} (${file}):\n${brief}\n\n`);
 }
 process.exit(vitest.status ?? 1);

@@ -29,12 +29,21 @@ export class TestCell {
    * `nested`: CACHE_ROOT is a sub-folder of a temp folder of this test's own, so a test can check that
    * nothing is ever written beside CACHE_ROOT (the shared temp folder's listing changes with parallel tests).
    */
-  static async create(options: { nodes: string[]; topology?: CellTopologyOptions; nested?: boolean }): Promise<TestCell> {
+  static async create(options: {
+    nodes: string[];
+    topology?: CellTopologyOptions;
+    nested?: boolean;
+  }): Promise<TestCell> {
     await requireRabbitMq();
     const dir = await makeTempDir('cell');
     const root = options.nested ? path.join(dir, 'cache') : dir;
     if (options.nested) await fsp.mkdir(root);
-    const cell = new TestCell(uniqueCellId(), root, options.topology ?? { retryDelaysMs: [200, 500, 1000] }, options.nested ? dir : undefined);
+    const cell = new TestCell(
+      uniqueCellId(),
+      root,
+      options.topology ?? { retryDelaysMs: [200, 500, 1000] },
+      options.nested ? dir : undefined,
+    );
     // Conductors copy only between registered nodes: every node of a test cell is registered here.
     for (const node of options.nodes) await cell.store.markers.registerNode(node, 'test-cell');
     await withChannel(async (channel) => {

@@ -1,4 +1,10 @@
-import { type BeforeApplicationShutdown, type DynamicModule, Inject, Injectable, Module } from '@nestjs/common';
+import {
+  type BeforeApplicationShutdown,
+  type DynamicModule,
+  Inject,
+  Injectable,
+  Module,
+} from '@nestjs/common';
 import { LoggerModule } from 'nestjs-pino';
 import type { Logger as PinoLogger } from 'pino';
 import { CacheCleaner } from '@app/cache-cleaner';
@@ -57,20 +63,38 @@ export class ConductorModule {
         { provide: SHUTDOWN_CONTROLLER, useValue: new AbortController() },
         {
           provide: CELL_TOPOLOGY,
-          useFactory: () => cellTopology(config.CELL_ID, { retryDelaysMs: config.RETRY_DELAYS_MS, maxAttempts: config.MAX_ATTEMPTS }),
+          useFactory: () =>
+            cellTopology(config.CELL_ID, {
+              retryDelaysMs: config.RETRY_DELAYS_MS,
+              maxAttempts: config.MAX_ATTEMPTS,
+            }),
         },
         {
           provide: ImageStore,
           useFactory: () =>
-            new ImageStore({ root: config.CACHE_ROOT, onWarning: (message, error) => rootLogger.warn(error === undefined ? {} : { err: String(error) }, message) }),
+            new ImageStore({
+              root: config.CACHE_ROOT,
+              onWarning: (message, error) =>
+                rootLogger.warn(error === undefined ? {} : { err: String(error) }, message),
+            }),
         },
         {
           provide: BrokerConnection,
           inject: [CELL_TOPOLOGY],
           useFactory: (topology: CellTopology) =>
-            new BrokerConnection({ url: config.AMQP_URL, connectionName: `conductor-${config.CONDUCTOR_ID}`, topologies: [topology], topologyCheckMs: TOPOLOGY_CHECK_MS, logger: rootLogger.child({ part: 'broker' }) }),
+            new BrokerConnection({
+              url: config.AMQP_URL,
+              connectionName: `conductor-${config.CONDUCTOR_ID}`,
+              topologies: [topology],
+              topologyCheckMs: TOPOLOGY_CHECK_MS,
+              logger: rootLogger.child({ part: 'broker' }),
+            }),
         },
-        { provide: Publisher, inject: [BrokerConnection], useFactory: (broker: BrokerConnection) => new Publisher(broker) },
+        {
+          provide: Publisher,
+          inject: [BrokerConnection],
+          useFactory: (broker: BrokerConnection) => new Publisher(broker),
+        },
         { provide: ConductorStats, useFactory: () => new ConductorStats() },
         {
           provide: NodeLockManager,
@@ -79,7 +103,12 @@ export class ConductorModule {
             new NodeLockManager({
               root: config.CACHE_ROOT,
               conductorId: config.CONDUCTOR_ID,
-              timings: { staleMs: config.LOCK_STALE_MS, updateMs: config.LOCK_UPDATE_MS, safetyMarginMs: config.LOCK_SAFETY_MARGIN_MS, pollMs: config.LOCK_POLL_MS },
+              timings: {
+                staleMs: config.LOCK_STALE_MS,
+                updateMs: config.LOCK_UPDATE_MS,
+                safetyMarginMs: config.LOCK_SAFETY_MARGIN_MS,
+                pollMs: config.LOCK_POLL_MS,
+              },
               onEvent: (event) => stats.recordLockEvent(event),
             }),
         },
@@ -87,20 +116,31 @@ export class ConductorModule {
           provide: ImageHolderIndex,
           inject: [ImageStore],
           useFactory: (store: ImageStore) =>
-            new ImageHolderIndex(store.entries, { ...DEFAULT_HOLDER_INDEX_OPTIONS, onScanError: (error) => rootLogger.warn({ err: String(error) }, 'holder index: scan failed') }),
+            new ImageHolderIndex(store.entries, {
+              ...DEFAULT_HOLDER_INDEX_OPTIONS,
+              onScanError: (error) => rootLogger.warn({ err: String(error) }, 'holder index: scan failed'),
+            }),
         },
         {
           provide: SourceSelector,
           inject: [ImageStore, ImageHolderIndex],
           useFactory: (store: ImageStore, index: ImageHolderIndex) =>
-            new SourceSelector(store, { index, readLimit: config.NODE_READ_LIMIT, conductorId: config.CONDUCTOR_ID }),
+            new SourceSelector(store, {
+              index,
+              readLimit: config.NODE_READ_LIMIT,
+              conductorId: config.CONDUCTOR_ID,
+            }),
         },
         {
           provide: CleaningSchedule,
           inject: [ImageStore, NodeLockManager, ImageHolderIndex],
           useFactory: (store: ImageStore, locks: NodeLockManager, index: ImageHolderIndex) => {
             const log = rootLogger.child({ part: 'cleaner' });
-            const policy = { maxUnusedMs: config.CLEANER_MAX_UNUSED_MS, budgetBytes: config.CLEANER_NODE_BUDGET_BYTES, graceMs: config.CLEANER_GRACE_MS };
+            const policy = {
+              maxUnusedMs: config.CLEANER_MAX_UNUSED_MS,
+              budgetBytes: config.CLEANER_NODE_BUDGET_BYTES,
+              graceMs: config.CLEANER_GRACE_MS,
+            };
             return new CleaningSchedule(new CacheCleaner(store, locks, policy, log), {
               enabled: config.CLEANER_ENABLED,
               intervalMs: config.CLEANER_INTERVAL_MS,
@@ -114,7 +154,12 @@ export class ConductorModule {
           provide: LeftoverSweep,
           inject: [ImageStore, NodeLockManager],
           useFactory: (store: ImageStore, locks: NodeLockManager) =>
-            new LeftoverSweep(store.entries, locks, { intervalMs: config.LEFTOVER_SWEEP_MS, root: config.CACHE_ROOT, listNodes: () => store.entries.listNodes(), log: rootLogger.child({ part: 'sweep' }) }),
+            new LeftoverSweep(store.entries, locks, {
+              intervalMs: config.LEFTOVER_SWEEP_MS,
+              root: config.CACHE_ROOT,
+              listNodes: () => store.entries.listNodes(),
+              log: rootLogger.child({ part: 'sweep' }),
+            }),
         },
         {
           provide: CopyWorkflow,
@@ -130,28 +175,81 @@ export class ConductorModule {
           provide: ProgressPublisher,
           inject: [Publisher, CELL_TOPOLOGY],
           useFactory: (publisher: Publisher, topology: CellTopology) =>
-            new ProgressPublisher(publisher, topology, config.CONDUCTOR_ID, config.PROGRESS_INTERVAL_MS, rootLogger),
+            new ProgressPublisher(
+              publisher,
+              topology,
+              config.CONDUCTOR_ID,
+              config.PROGRESS_INTERVAL_MS,
+              rootLogger,
+            ),
         },
         {
           provide: CopyCoordinator,
           inject: [CopyWorkflow, ProgressPublisher],
-          useFactory: (workflow: CopyWorkflow, progress: ProgressPublisher) => new CopyCoordinator(workflow, (copy) => progress.onProgress(copy)),
+          useFactory: (workflow: CopyWorkflow, progress: ProgressPublisher) =>
+            new CopyCoordinator(workflow, (copy) => progress.onProgress(copy)),
         },
         {
           provide: RetryHeaderSigner,
-          useFactory: async () => new RetryHeaderSigner(await loadOrCreateHeaderKey(config.CACHE_ROOT), config.CELL_ID),
+          useFactory: async () =>
+            new RetryHeaderSigner(await loadOrCreateHeaderKey(config.CACHE_ROOT), config.CELL_ID),
         },
         {
           provide: CopyRequestHandler,
-          inject: [CopyCoordinator, Publisher, CELL_TOPOLOGY, ConductorStats, SHUTDOWN_CONTROLLER, RetryHeaderSigner],
-          useFactory: (coordinator: CopyCoordinator, publisher: Publisher, topology: CellTopology, stats: ConductorStats, shutdown: AbortController, signer: RetryHeaderSigner) => {
-            return new CopyRequestHandler({ coordinator, publisher, topology, stats, conductorId: config.CONDUCTOR_ID, log: rootLogger.child({ part: 'requests' }), shutdown: shutdown.signal, signer });
+          inject: [
+            CopyCoordinator,
+            Publisher,
+            CELL_TOPOLOGY,
+            ConductorStats,
+            SHUTDOWN_CONTROLLER,
+            RetryHeaderSigner,
+          ],
+          useFactory: (
+            coordinator: CopyCoordinator,
+            publisher: Publisher,
+            topology: CellTopology,
+            stats: ConductorStats,
+            shutdown: AbortController,
+            signer: RetryHeaderSigner,
+          ) => {
+            return new CopyRequestHandler({
+              coordinator,
+              publisher,
+              topology,
+              stats,
+              conductorId: config.CONDUCTOR_ID,
+              log: rootLogger.child({ part: 'requests' }),
+              shutdown: shutdown.signal,
+              signer,
+            });
           },
         },
         {
           provide: RequestIntake,
-          inject: [BrokerConnection, Publisher, CELL_TOPOLOGY, CopyRequestHandler, NodeLockManager, SHUTDOWN_CONTROLLER, ConductorStats, CopyCoordinator, CleaningSchedule, LeftoverSweep],
-          useFactory: (broker: BrokerConnection, publisher: Publisher, topology: CellTopology, handler: CopyRequestHandler, locks: NodeLockManager, shutdown: AbortController, stats: ConductorStats, coordinator: CopyCoordinator, cleaning: CleaningSchedule, sweep: LeftoverSweep) => {
+          inject: [
+            BrokerConnection,
+            Publisher,
+            CELL_TOPOLOGY,
+            CopyRequestHandler,
+            NodeLockManager,
+            SHUTDOWN_CONTROLLER,
+            ConductorStats,
+            CopyCoordinator,
+            CleaningSchedule,
+            LeftoverSweep,
+          ],
+          useFactory: (
+            broker: BrokerConnection,
+            publisher: Publisher,
+            topology: CellTopology,
+            handler: CopyRequestHandler,
+            locks: NodeLockManager,
+            shutdown: AbortController,
+            stats: ConductorStats,
+            coordinator: CopyCoordinator,
+            cleaning: CleaningSchedule,
+            sweep: LeftoverSweep,
+          ) => {
             stats.attachProbes({
               inFlight: () => coordinator.inFlight().length,
               brokerReconnects: () => broker.reconnects,
@@ -159,12 +257,37 @@ export class ConductorModule {
               brokerBlocked: () => broker.blocked,
               topologyRedeclarations: () => broker.topologyHealth().redeclarations,
             });
-            return new RequestIntake({ broker, publisher, topology, handler, locks, background: [cleaning, sweep], concurrency: config.COPY_CONCURRENCY, graceMs: config.SHUTDOWN_GRACE_MS, shutdown, log: rootLogger.child({ part: 'intake' }) });
+            return new RequestIntake({
+              broker,
+              publisher,
+              topology,
+              handler,
+              locks,
+              background: [cleaning, sweep],
+              concurrency: config.COPY_CONCURRENCY,
+              graceMs: config.SHUTDOWN_GRACE_MS,
+              shutdown,
+              log: rootLogger.child({ part: 'intake' }),
+            });
           },
         },
         GracefulShutdown,
       ],
-      exports: [CONDUCTOR_CONFIG, ROOT_LOGGER, ConductorStats, CopyCoordinator, RequestIntake, BrokerConnection, NodeLockManager, ImageStore, CELL_TOPOLOGY, Publisher, SourceSelector, CleaningSchedule, LeftoverSweep],
+      exports: [
+        CONDUCTOR_CONFIG,
+        ROOT_LOGGER,
+        ConductorStats,
+        CopyCoordinator,
+        RequestIntake,
+        BrokerConnection,
+        NodeLockManager,
+        ImageStore,
+        CELL_TOPOLOGY,
+        Publisher,
+        SourceSelector,
+        CleaningSchedule,
+        LeftoverSweep,
+      ],
     };
   }
 }

@@ -25,7 +25,10 @@ async function runConductor(seams: ConductorSeams = {}): Promise<void> {
     process.stderr.write(`conductor: ${error.message}\n`);
     process.exit(EXIT_CONFIG);
   }
-  const logger = pino({ level: config.LOG_LEVEL, base: { conductorId: config.CONDUCTOR_ID, cell: config.CELL_ID } });
+  const logger = pino({
+    level: config.LOG_LEVEL,
+    base: { conductorId: config.CONDUCTOR_ID, cell: config.CELL_ID },
+  });
   const conductor = ConductorModule.forRoot(config, logger, seams);
   // forceCloseConnections: once the drain is over, keep-alive connections (a status page or a scraper polling)
   // are cut; without it server.close() waits for them, and a client polling often enough keeps the process alive.
@@ -39,18 +42,31 @@ async function runConductor(seams: ConductorSeams = {}): Promise<void> {
   // Without a token the admin API is only reachable from this machine.
   const host = config.ADMIN_TOKEN ? config.ADMIN_HOST : '127.0.0.1';
   if (!config.ADMIN_TOKEN)
-    logger.warn({ host }, 'ADMIN_TOKEN is not set: the admin endpoint listens on 127.0.0.1 only, and its routes are open to anyone on this machine');
+    logger.warn(
+      { host },
+      'ADMIN_TOKEN is not set: the admin endpoint listens on 127.0.0.1 only, and its routes are open to anyone on this machine',
+    );
   // HTTP first, so health checks answer (not ready) while the consumer starts.
   await app.listen(config.ADMIN_PORT, host);
   const address = app.getHttpServer().address() as { port: number };
   await app.get(RequestIntake).start();
-  logger.info({ adminPort: address.port, adminHost: host, cacheRoot: config.CACHE_ROOT, concurrency: config.COPY_CONCURRENCY }, 'conductor started');
+  logger.info(
+    {
+      adminPort: address.port,
+      adminHost: host,
+      cacheRoot: config.CACHE_ROOT,
+      concurrency: config.COPY_CONCURRENCY,
+    },
+    'conductor started',
+  );
 }
 
 /** Runs the conductor; a failure to start ends the process with code 1. */
 export function main(seams: ConductorSeams = {}): void {
   runConductor(seams).catch((error: unknown) => {
-    process.stderr.write(`conductor: failed to start: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
+    process.stderr.write(
+      `conductor: failed to start: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`,
+    );
     process.exit(1);
   });
 }

@@ -63,7 +63,12 @@ describe('cellTopology', () => {
 
   it("refuses a reply_to among any cell's own queues, and only those", () => {
     const t = cellTopology('c', { retryDelaysMs: [10] });
-    for (const own of [t.requestQueue.name, t.deadLetterQueue.name, t.retryQueues[0]!.name, 'icc.other-cell.requests'])
+    for (const own of [
+      t.requestQueue.name,
+      t.deadLetterQueue.name,
+      t.retryQueues[0]!.name,
+      'icc.other-cell.requests',
+    ])
       expect(replyToProblem(own), own).toMatch(/^reply_to: names .*"icc\." namespace/);
     for (const fine of ['amq.gen-JzTY20BRgKO-HjmUJj0wLg', 'agent-7.replies', 'icc-replies'])
       expect(replyToProblem(fine), fine).toBeUndefined();

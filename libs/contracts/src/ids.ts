@@ -20,7 +20,9 @@ function safeName(maxLength: number) {
 export const NODE_ID_MAX_LENGTH = 64;
 export const IMAGE_ID_MAX_LENGTH = 128;
 
-export const nodeIdSchema = safeName(NODE_ID_MAX_LENGTH).describe('A compute node id (a folder under CACHE_ROOT).');
+export const nodeIdSchema = safeName(NODE_ID_MAX_LENGTH).describe(
+  'A compute node id (a folder under CACHE_ROOT).',
+);
 export const imageIdSchema = safeName(IMAGE_ID_MAX_LENGTH)
   // The meta file sits beside the image as <imageId>.meta.json: an image may not be named like one.
   .refine((s) => !s.endsWith('.meta.json'), "must not end with '.meta.json'")

@@ -4,21 +4,60 @@
  * answers it as failed and dead-letters it.
  */
 export const REASON_CODES = {
-  INVALID_REQUEST: { retryable: false, meaning: 'The message is not a valid copy request (the detail names the field).' },
-  UNSUPPORTED_VERSION: { retryable: false, meaning: 'The message has a version ("v") this conductor does not speak.' },
-  UNKNOWN_NODE: { retryable: false, meaning: 'The source or destination names a node that is not registered in the cell (`icc node add`); nothing was created or locked.' },
-  SOURCE_MISSING: { retryable: false, meaning: 'No verified copy of the image on the named source node, or on any node when no source was named.' },
-  CHECKSUM_MISMATCH: { retryable: false, meaning: 'The copied bytes do not match the expected sha256; nothing was published.' },
-  SIZE_MISMATCH: { retryable: false, meaning: 'The copied bytes do not match the expected size; nothing was published.' },
+  INVALID_REQUEST: {
+    retryable: false,
+    meaning: 'The message is not a valid copy request (the detail names the field).',
+  },
+  UNSUPPORTED_VERSION: {
+    retryable: false,
+    meaning: 'The message has a version ("v") this conductor does not speak.',
+  },
+  UNKNOWN_NODE: {
+    retryable: false,
+    meaning:
+      'The source or destination names a node that is not registered in the cell (`icc node add`); nothing was created or locked.',
+  },
+  SOURCE_MISSING: {
+    retryable: false,
+    meaning:
+      'No verified copy of the image on the named source node, or on any node when no source was named.',
+  },
+  CHECKSUM_MISMATCH: {
+    retryable: false,
+    meaning: 'The copied bytes do not match the expected sha256; nothing was published.',
+  },
+  SIZE_MISMATCH: {
+    retryable: false,
+    meaning: 'The copied bytes do not match the expected size; nothing was published.',
+  },
   DESTINATION_READ_ONLY: { retryable: false, meaning: "The destination node's cache is not writable." },
-  DEADLINE_EXCEEDED: { retryable: false, meaning: 'The request reached its deadline before it could be done.' },
-  RETRIES_EXHAUSTED: { retryable: false, meaning: 'A retryable failure happened on every allowed attempt; the last reason is in the detail.' },
-  LOCK_TIMEOUT: { retryable: true, meaning: 'A lock on the source or destination could not be taken within the lock wait limit.' },
-  LOCK_LOST: { retryable: true, meaning: 'A lock was lost during the copy (holder paused past the stale time, or lock removed); the copy was aborted unpublished.' },
+  DEADLINE_EXCEEDED: {
+    retryable: false,
+    meaning: 'The request reached its deadline before it could be done.',
+  },
+  RETRIES_EXHAUSTED: {
+    retryable: false,
+    meaning: 'A retryable failure happened on every allowed attempt; the last reason is in the detail.',
+  },
+  LOCK_TIMEOUT: {
+    retryable: true,
+    meaning: 'A lock on the source or destination could not be taken within the lock wait limit.',
+  },
+  LOCK_LOST: {
+    retryable: true,
+    meaning:
+      'A lock was lost during the copy (holder paused past the stale time, or lock removed); the copy was aborted unpublished.',
+  },
   NO_SPACE: { retryable: true, meaning: 'The destination ran out of space; the partial copy was removed.' },
   IO_ERROR: { retryable: true, meaning: 'A transient file-system error; the partial copy was removed.' },
-  SHUTTING_DOWN: { retryable: true, meaning: 'The conductor stopped before finishing; the request went back to the queue.' },
-  INTERNAL: { retryable: true, meaning: 'An unexpected error in the conductor (a bug): retried, then dead-lettered.' },
+  SHUTTING_DOWN: {
+    retryable: true,
+    meaning: 'The conductor stopped before finishing; the request went back to the queue.',
+  },
+  INTERNAL: {
+    retryable: true,
+    meaning: 'An unexpected error in the conductor (a bug): retried, then dead-lettered.',
+  },
 } as const satisfies Record<string, { retryable: boolean; meaning: string }>;
 
 export type ReasonCode = keyof typeof REASON_CODES;

@@ -1,5 +1,12 @@
 import { z } from 'zod';
-import { byteCountSchema, holderIdSchema, imageIdSchema, nodeIdSchema, requestIdSchema, sha256Schema } from '@app/contracts';
+import {
+  byteCountSchema,
+  holderIdSchema,
+  imageIdSchema,
+  nodeIdSchema,
+  requestIdSchema,
+  sha256Schema,
+} from '@app/contracts';
 import { type JsonFileRead, readJsonFile } from './shared-json-file';
 
 /** What `<imageId>.meta.json` records. It is written only after the image's bytes were verified. */
@@ -45,6 +52,8 @@ export function serializeMeta(meta: ImageMeta): string {
  */
 export function readMetaFile(metaPath: string, imageId: string): Promise<JsonFileRead<ImageMeta>> {
   return readJsonFile(metaPath, imageMetaSchema, META_MAX_BYTES, (meta) =>
-    meta.imageId === imageId ? undefined : `imageId: is ${JSON.stringify(meta.imageId)}, the file is named for ${JSON.stringify(imageId)}`,
+    meta.imageId === imageId
+      ? undefined
+      : `imageId: is ${JSON.stringify(meta.imageId)}, the file is named for ${JSON.stringify(imageId)}`,
   );
 }

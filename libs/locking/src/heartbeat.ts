@@ -57,7 +57,8 @@ export class Heartbeat {
         retries: 0,
         fs: observedFs,
         // The default throws from a timer and kills the process; we abort the holder's work instead.
-        onCompromised: (error) => this.lose(new Error(`heartbeat ${this.path} compromised: ${error.message}`)),
+        onCompromised: (error) =>
+          this.lose(new Error(`heartbeat ${this.path} compromised: ${error.message}`)),
       });
     } catch (error) {
       beatListeners.delete(this.path);

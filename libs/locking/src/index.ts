@@ -6,7 +6,13 @@ export { nodeLockFileSystem } from './lock-file-system';
 export type { LockFileSystem } from './lock-file-system';
 export type { LockHolder, LockKey, LockMode } from './lock-key';
 export { lockKeyString } from './lock-key';
-export { DEFAULT_LOCK_TIMINGS, MIN_STALE_MS, MIN_UPDATE_MS, lockTimingProblems, resolveLockTimings } from './lock-timings';
+export {
+  DEFAULT_LOCK_TIMINGS,
+  MIN_STALE_MS,
+  MIN_UPDATE_MS,
+  lockTimingProblems,
+  resolveLockTimings,
+} from './lock-timings';
 export type { LockTimings } from './lock-timings';
 export { LOCK_INSPECTION_NOTE, inspectLocks, readLockActivity } from './lock-inspector';
 export type { InspectLocksOptions, LockActivity, LockEntryView, LockInspection } from './lock-inspector';

@@ -19,7 +19,11 @@ describe('readKeyDirectory', () => {
 
   it('has no floor and no newest generation without an epoch, whatever generations it holds', async () => {
     await fsp.mkdir(path.join(dir, 'g-5'));
-    expect(await readKeyDirectory(dir)).toMatchObject({ floor: undefined, newest: undefined, newestReleased: false });
+    expect(await readKeyDirectory(dir)).toMatchObject({
+      floor: undefined,
+      newest: undefined,
+      newestReleased: false,
+    });
   });
 
   it('takes the floor from the epoch mtime in microseconds', async () => {
@@ -29,7 +33,8 @@ describe('readKeyDirectory', () => {
 
   it('counts only generations at or above the floor; the ones below are garbage', async () => {
     await epochAt(40);
-    for (const name of ['g-39', 'g-39.released', 'g-40', 'g-40.released', 'g-41']) await fsp.mkdir(path.join(dir, name));
+    for (const name of ['g-39', 'g-39.released', 'g-40', 'g-40.released', 'g-41'])
+      await fsp.mkdir(path.join(dir, name));
     const state = await readKeyDirectory(dir);
     expect(state).toMatchObject({ floor: 40, newest: 41, newestReleased: false });
     expect(state.superseded.sort()).toEqual(['g-39', 'g-39.released', 'g-40', 'g-40.released']);

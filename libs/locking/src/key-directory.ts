@@ -62,12 +62,16 @@ export interface KeyDirectoryState {
  * Reads a key folder; a missing folder reads as empty (it was never used, or was removed by hand).
  * Generations below the floor (made from a listing of an earlier life of the folder) count as garbage.
  */
-export async function readKeyDirectory(dir: string, fs: LockFileSystem = nodeLockFileSystem): Promise<KeyDirectoryState> {
+export async function readKeyDirectory(
+  dir: string,
+  fs: LockFileSystem = nodeLockFileSystem,
+): Promise<KeyDirectoryState> {
   let names: string[];
   try {
     names = await fs.readdir(dir);
   } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return { newestReleased: false, superseded: [], readers: [] };
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT')
+      return { newestReleased: false, superseded: [], readers: [] };
     throw error;
   }
   const floor = names.includes(EPOCH_NAME) ? await readFloor(path.join(dir, EPOCH_NAME), fs) : undefined;
@@ -103,7 +107,10 @@ export async function readKeyDirectory(dir: string, fs: LockFileSystem = nodeLoc
 }
 
 /** The holder entry inside a generation folder, if its holder got as far as creating it. */
-export async function readGenerationHolder(genDir: string, fs: LockFileSystem = nodeLockFileSystem): Promise<string | undefined> {
+export async function readGenerationHolder(
+  genDir: string,
+  fs: LockFileSystem = nodeLockFileSystem,
+): Promise<string | undefined> {
   try {
     const names = await fs.readdir(genDir);
     return names.find((n) => n.startsWith(HOLDER_PREFIX) && parseHolderEntry(n));

@@ -42,7 +42,12 @@ export function resolveLockTimings(overrides: Partial<LockTimings> = {}): LockTi
 /** Problems with a set of timings; `names` lets a caller report them under its own names (env variables). */
 export function lockTimingProblems(
   t: LockTimings,
-  names: Record<keyof LockTimings, string> = { staleMs: 'staleMs', updateMs: 'updateMs', safetyMarginMs: 'safetyMarginMs', pollMs: 'pollMs' },
+  names: Record<keyof LockTimings, string> = {
+    staleMs: 'staleMs',
+    updateMs: 'updateMs',
+    safetyMarginMs: 'safetyMarginMs',
+    pollMs: 'pollMs',
+  },
 ): string[] {
   const { staleMs, updateMs, safetyMarginMs, pollMs } = names;
   const problems: string[] = [];
@@ -52,7 +57,9 @@ export function lockTimingProblems(
   if (!(t.safetyMarginMs > 0)) problems.push(`${safetyMarginMs}: must be positive`);
   // A holder beating every updateMs must stay trusted, with room for a slow file system.
   if (!(t.updateMs < t.staleMs - t.safetyMarginMs))
-    problems.push(`${updateMs}: must be below ${staleMs} - ${safetyMarginMs}, or a healthy holder would distrust its own lock`);
+    problems.push(
+      `${updateMs}: must be below ${staleMs} - ${safetyMarginMs}, or a healthy holder would distrust its own lock`,
+    );
   if (!(t.pollMs >= 1 && t.pollMs <= t.staleMs)) problems.push(`${pollMs}: must be between 1 and ${staleMs}`);
   return problems;
 }

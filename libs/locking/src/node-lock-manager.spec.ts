@@ -28,7 +28,10 @@ describe('NodeLockManager (one process, real files)', () => {
   });
 
   it('writes the holder identity into the lock folder and releases it', async () => {
-    const lock = await manager('c1').acquire({ node: 'n1', imageId: 'img', mode: 'exclusive' }, { timeoutMs: 1000, attemptId: 'a1' });
+    const lock = await manager('c1').acquire(
+      { node: 'n1', imageId: 'img', mode: 'exclusive' },
+      { timeoutMs: 1000, attemptId: 'a1' },
+    );
     const keyDir = path.join(root, 'n1', 'locks', 'img');
     const gen = `g-${lock.fencingToken}`;
     expect(await fsp.readdir(path.join(keyDir, gen))).toEqual(['h~c1~a1']);
@@ -59,7 +62,9 @@ describe('NodeLockManager (one process, real files)', () => {
   it('ends a bounded wait with a retryable LOCK_TIMEOUT', async () => {
     const key = { node: 'n1', imageId: 'img', mode: 'exclusive' as const };
     await manager('a').acquire(key, { timeoutMs: 1000 });
-    const error = await manager('b').acquire(key, { timeoutMs: 150 }).catch((e: unknown) => e);
+    const error = await manager('b')
+      .acquire(key, { timeoutMs: 150 })
+      .catch((e: unknown) => e);
     expect(error).toBeInstanceOf(ConductorError);
     expect((error as ConductorError).code).toBe('LOCK_TIMEOUT');
     expect((error as ConductorError).retryable).toBe(true);
@@ -67,22 +72,32 @@ describe('NodeLockManager (one process, real files)', () => {
 
   it('lets many readers in together, makes a writer wait for them, and queues new readers behind the writer', async () => {
     const key = { node: 'src', imageId: 'img' };
-    const readers = await Promise.all(['r1', 'r2', 'r3'].map((id) => manager(id).acquire({ ...key, mode: 'shared' }, { timeoutMs: 2000 })));
+    const readers = await Promise.all(
+      ['r1', 'r2', 'r3'].map((id) => manager(id).acquire({ ...key, mode: 'shared' }, { timeoutMs: 2000 })),
+    );
     expect(readers.every((r) => r.mode === 'shared')).toBe(true);
     const order: string[] = [];
-    const writer = manager('w').acquire({ ...key, mode: 'exclusive' }, { timeoutMs: 5000 }).then((l) => {
-      order.push('writer');
-      return l;
-    });
+    const writer = manager('w')
+      .acquire({ ...key, mode: 'exclusive' }, { timeoutMs: 5000 })
+      .then((l) => {
+        order.push('writer');
+        return l;
+      });
     // The writer has claimed the gate (and now waits for the readers to leave): later readers queue behind it.
-    for (let i = 0; !(await readLockActivity(root, { node: key.node, imageId: key.imageId })).exclusive; i++) {
+    for (
+      let i = 0;
+      !(await readLockActivity(root, { node: key.node, imageId: key.imageId })).exclusive;
+      i++
+    ) {
       if (i > 500) throw new Error('the writer never claimed the gate');
       await new Promise((r) => setTimeout(r, 10));
     }
-    const lateReader = manager('late').acquire({ ...key, mode: 'shared' }, { timeoutMs: 5000 }).then((l) => {
-      order.push('late reader');
-      return l;
-    });
+    const lateReader = manager('late')
+      .acquire({ ...key, mode: 'shared' }, { timeoutMs: 5000 })
+      .then((l) => {
+        order.push('late reader');
+        return l;
+      });
     await new Promise((r) => setTimeout(r, 100));
     expect(order).toEqual([]);
     for (const r of readers) await r.release();
@@ -98,15 +113,19 @@ describe('NodeLockManager (one process, real files)', () => {
     const a = manager('a');
     const b = manager('b');
     const rounds = 20;
-    const run = (m: NodeLockManager, from: string, to: string) => (async () => {
-      for (let i = 0; i < rounds; i++) {
-        const set = await m.acquireAll(
-          [{ node: from, imageId: 'img', mode: 'shared' }, { node: to, imageId: 'img', mode: 'exclusive' }],
-          { timeoutMs: 10_000 },
-        );
-        await set.release();
-      }
-    })();
+    const run = (m: NodeLockManager, from: string, to: string) =>
+      (async () => {
+        for (let i = 0; i < rounds; i++) {
+          const set = await m.acquireAll(
+            [
+              { node: from, imageId: 'img', mode: 'shared' },
+              { node: to, imageId: 'img', mode: 'exclusive' },
+            ],
+            { timeoutMs: 10_000 },
+          );
+          await set.release();
+        }
+      })();
     await Promise.all([run(a, 'n1', 'n2'), run(b, 'n2', 'n1')]);
   });
 
@@ -118,7 +137,9 @@ describe('NodeLockManager (one process, real files)', () => {
       [{ node: 'n'.repeat(300), imageId: 'img' }, 'node'],
       [{ node: 'n', imageId: 'a\u0001b' }, 'imageId'],
     ] as const) {
-      await expect(m.acquire({ ...key, mode: 'exclusive' }, { timeoutMs: 100 })).rejects.toThrow(new RegExp(`^${field}:`));
+      await expect(m.acquire({ ...key, mode: 'exclusive' }, { timeoutMs: 100 })).rejects.toThrow(
+        new RegExp(`^${field}:`),
+      );
     }
   });
 
@@ -131,19 +152,28 @@ describe('NodeLockManager (one process, real files)', () => {
     const future = new Date(Date.now() + 3600_000);
     await fsp.utimes(beat, future, future);
     const started = performance.now();
-    const lock = await manager('a').acquire({ node: 'n1', imageId: 'img', mode: 'exclusive' }, { timeoutMs: 10_000 });
+    const lock = await manager('a').acquire(
+      { node: 'n1', imageId: 'img', mode: 'exclusive' },
+      { timeoutMs: 10_000 },
+    );
     expect(performance.now() - started).toBeGreaterThanOrEqual(FAST.staleMs);
     expect(lock.tookOverStale).toBe(true);
     expect(lock.fencingToken).toBe(8);
   });
 
   it('tells a holder its lock is lost when the lock folder is removed by hand, and lets the next one in', async () => {
-    const holder = await manager('a').acquire({ node: 'n1', imageId: 'img', mode: 'exclusive' }, { timeoutMs: 1000 });
+    const holder = await manager('a').acquire(
+      { node: 'n1', imageId: 'img', mode: 'exclusive' },
+      { timeoutMs: 1000 },
+    );
     await fsp.rm(path.join(root, 'n1', 'locks'), { recursive: true });
     expect(await holder.isStillHeld()).toBe(false);
     expect(holder.signal.aborted).toBe(true);
     expect((holder.signal.reason as ConductorError).code).toBe('LOCK_LOST');
-    const next = await manager('b').acquire({ node: 'n1', imageId: 'img', mode: 'exclusive' }, { timeoutMs: 1000 });
+    const next = await manager('b').acquire(
+      { node: 'n1', imageId: 'img', mode: 'exclusive' },
+      { timeoutMs: 1000 },
+    );
     expect(await next.isStillHeld()).toBe(true);
   });
 
@@ -152,10 +182,12 @@ describe('NodeLockManager (one process, real files)', () => {
     const key = { node: 'n1', imageId: 'img', mode: 'exclusive' as const };
     const first = await m.acquire(key, { timeoutMs: 1000 });
     const order: number[] = [];
-    const waiters = [1, 2, 3, 4].map((i) => m.acquire(key, { timeoutMs: 5000 }).then(async (l) => {
-      order.push(i);
-      await l.release();
-    }));
+    const waiters = [1, 2, 3, 4].map((i) =>
+      m.acquire(key, { timeoutMs: 5000 }).then(async (l) => {
+        order.push(i);
+        await l.release();
+      }),
+    );
     await new Promise((r) => setTimeout(r, 20));
     expect(m.localWaiters(key)).toBe(4);
     await first.release();

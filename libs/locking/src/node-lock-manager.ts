@@ -117,7 +117,10 @@ export class NodeLockManager {
       if (lockKeyString(ordered[i]!) === lockKeyString(ordered[i - 1]!))
         throw new ConductorError('INVALID_REQUEST', `lock ${lockKeyString(ordered[i]!)} requested twice`);
     }
-    const holder = validateHolder({ conductorId: this.options.conductorId, attemptId: options.attemptId ?? newAttemptId() });
+    const holder = validateHolder({
+      conductorId: this.options.conductorId,
+      attemptId: options.attemptId ?? newAttemptId(),
+    });
     const deadline = new Deadline(options.timeoutMs, options.signal, ordered);
     const taken: HeldLock[] = [];
     try {
@@ -154,16 +157,41 @@ export class NodeLockManager {
         }
         const leaveOnRelease = leave;
         leave = undefined; // the local turn is kept until release
-        lock = this.track(key, 'exclusive', holder, gate.generation, started, tookOver, gate, loss, leaveOnRelease);
+        lock = this.track(
+          key,
+          'exclusive',
+          holder,
+          gate.generation,
+          started,
+          tookOver,
+          gate,
+          loss,
+          leaveOnRelease,
+        );
       } else {
         try {
           const reader = await this.registerReader(key, dir, holder, gate, loss.signal);
-          lock = this.track(key, 'shared', holder, gate.generation, started, tookOver, reader.claim, reader.loss);
+          lock = this.track(
+            key,
+            'shared',
+            holder,
+            gate.generation,
+            started,
+            tookOver,
+            reader.claim,
+            reader.loss,
+          );
         } finally {
           await gate.giveBack();
         }
       }
-      this.emit({ type: 'acquired', key, mode: request.mode, waitedMs: lock.waitedMs, tookOverStale: tookOver });
+      this.emit({
+        type: 'acquired',
+        key,
+        mode: request.mode,
+        waitedMs: lock.waitedMs,
+        tookOverStale: tookOver,
+      });
       return lock;
     } catch (error) {
       if (error instanceof ConductorError && error.code === 'LOCK_TIMEOUT')
@@ -185,16 +213,31 @@ export class NodeLockManager {
     loss: AbortController,
     leave?: () => void,
   ): HeldLock {
-    const lock = new HeldLock(key, mode, holder, fencingToken, performance.now() - started, tookOver, claim, loss,
-      this.timings.updateMs, (released) => {
+    const lock = new HeldLock(
+      key,
+      mode,
+      holder,
+      fencingToken,
+      performance.now() - started,
+      tookOver,
+      claim,
+      loss,
+      this.timings.updateMs,
+      (released) => {
         this.held.delete(released);
         leave?.();
         this.emit({ type: 'released', key, mode, heldMs: released.heldMs });
-      });
-    loss.signal.addEventListener('abort', () => {
-      const reason = loss.signal.reason instanceof Error ? loss.signal.reason.message : String(loss.signal.reason);
-      this.emit({ type: 'lost', key, mode, reason });
-    }, { once: true });
+      },
+    );
+    loss.signal.addEventListener(
+      'abort',
+      () => {
+        const reason =
+          loss.signal.reason instanceof Error ? loss.signal.reason.message : String(loss.signal.reason);
+        this.emit({ type: 'lost', key, mode, reason });
+      },
+      { once: true },
+    );
     this.held.add(lock);
     return lock;
   }
@@ -298,7 +341,13 @@ export class NodeLockManager {
   }
 
   /** Holding the gate, waits until no live reader is left; readers whose heartbeat stopped are removed. */
-  private async drainReaders(key: LockKey, dir: string, deadline: Deadline, gate: GateClaim, lost: AbortSignal): Promise<void> {
+  private async drainReaders(
+    key: LockKey,
+    dir: string,
+    deadline: Deadline,
+    gate: GateClaim,
+    lost: AbortSignal,
+  ): Promise<void> {
     const observer = new StalenessObserver(this.timings.staleMs, this.fs);
     const waiter = new DirectoryChangeWaiter(dir);
     try {
@@ -314,7 +363,8 @@ export class NodeLockManager {
             // Only a gate holder removes reader entries, and readers register only under the gate,
             // so this cannot race with a registration; a paused reader finds its entry gone. A removal
             // cannot be taken back: check the gate right before it, as before any irreversible step.
-            if (!(await gate.stillHeld())) throw lost.aborted ? lost.reason : lockLostError(key, 'gate lost while draining readers');
+            if (!(await gate.stillHeld()))
+              throw lost.aborted ? lost.reason : lockLostError(key, 'gate lost while draining readers');
             await this.fs.rm(entryPath, { recursive: true, force: true });
             this.emit({ type: 'stale-reader-removed', key, entry });
           } else {
@@ -330,7 +380,13 @@ export class NodeLockManager {
     }
   }
 
-  private async registerReader(key: LockKey, dir: string, holder: LockHolder, gate: GateClaim, gateLost: AbortSignal) {
+  private async registerReader(
+    key: LockKey,
+    dir: string,
+    holder: LockHolder,
+    gate: GateClaim,
+    gateLost: AbortSignal,
+  ) {
     const loss = new AbortController();
     const heartbeat = new Heartbeat(path.join(dir, readerEntryName(holder)), this.timings, (reason) => {
       if (!loss.signal.aborted) loss.abort(lockLostError(key, reason));
@@ -339,7 +395,8 @@ export class NodeLockManager {
       await heartbeat.start();
     } catch (error) {
       // The key folder was removed by hand under the gate: that is a lost lock, retried like one.
-      if ((error as NodeJS.ErrnoException).code === 'ENOENT') throw lockLostError(key, 'the key folder was removed while registering as a reader');
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT')
+        throw lockLostError(key, 'the key folder was removed while registering as a reader');
       throw error;
     }
     // If we were paused while registering, a writer may have taken the gate over and already counted
@@ -369,7 +426,10 @@ class Deadline {
   constructor(timeoutMs: number, outer: AbortSignal | undefined, keys: LockRequest[]) {
     const what = keys.map((k) => `${k.mode} ${lockKeyString(k)}`).join(', ');
     this.timer = setTimeout(
-      () => this.controller.abort(new ConductorError('LOCK_TIMEOUT', `waited ${timeoutMs} ms for locks (${what})`)),
+      () =>
+        this.controller.abort(
+          new ConductorError('LOCK_TIMEOUT', `waited ${timeoutMs} ms for locks (${what})`),
+        ),
       timeoutMs,
     );
     this.signal = outer ? AbortSignal.any([this.controller.signal, outer]) : this.controller.signal;

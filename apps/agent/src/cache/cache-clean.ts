@@ -160,7 +160,6 @@ function parseFlag(
   return value;
 }
 
-
 /** This process in lock entries: `icc-<host>-<pid>`, as `icc cache ls` and GET /locks show it. */
 function cliHolderId(): string {
   const host = os

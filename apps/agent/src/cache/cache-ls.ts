@@ -166,4 +166,3 @@ export async function runCacheLs(
   term.out(options.json ? JSON.stringify(listing) : renderCacheListing(listing));
   return ExitCode.OK;
 }
-

@@ -86,8 +86,10 @@ export async function runCopy(
         onAttemptFailed: (r) =>
           note(`attempt ${r.attempt} failed (${r.reason}), retrying${r.detail ? ` - ${r.detail}` : ''}`),
         onUnreadable: (problem) => term.err(`ignored an unreadable reply: ${problem}`),
-        onConnectionLost: (reason) => note(`lost the connection to RabbitMQ (${reason.message}); reconnecting...`),
-        onResent: () => note(`reconnected; request ${request.requestId} sent again (copies are idempotent: same answer)`),
+        onConnectionLost: (reason) =>
+          note(`lost the connection to RabbitMQ (${reason.message}); reconnecting...`),
+        onResent: () =>
+          note(`reconnected; request ${request.requestId} sent again (copies are idempotent: same answer)`),
       });
       if (board) {
         board.finish(request.requestId, result.status, result.status !== 'failed');

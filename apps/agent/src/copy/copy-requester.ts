@@ -214,7 +214,9 @@ export class CopyRequester {
     if (onConnectionLost) this.lossListeners.add(onConnectionLost);
     if (onResent) this.resendListeners.add(onResent);
     try {
-      return await this.waitLoop(correlationId, timeoutMs, deadline, callbacks, () => (isCancelled ? { cancelled } : undefined));
+      return await this.waitLoop(correlationId, timeoutMs, deadline, callbacks, () =>
+        isCancelled ? { cancelled } : undefined,
+      );
     } finally {
       if (onConnectionLost) this.lossListeners.delete(onConnectionLost);
       if (onResent) this.resendListeners.delete(onResent);

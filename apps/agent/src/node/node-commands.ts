@@ -171,7 +171,8 @@ export async function runNodeRm(
 async function existingUnregistered(store: ImageStore): Promise<string[]> {
   const found: string[] = [];
   for (const node of await store.entries.listNodes()) {
-    if ((await store.markers.isRegistered(node)) || !(await isFolder(store.nodeLayout(node).images))) continue;
+    if ((await store.markers.isRegistered(node)) || !(await isFolder(store.nodeLayout(node).images)))
+      continue;
     found.push(node);
   }
   return found;
@@ -190,7 +191,6 @@ function parseNode(node: string): string {
   if (!parsed.success) throw new UsageError('<node>', parsed.error.issues.map((i) => i.message).join('; '));
   return parsed.data;
 }
-
 
 /** `<user>@<host>`, reduced to what a marker accepts. */
 function defaultRegisteredBy(): string {

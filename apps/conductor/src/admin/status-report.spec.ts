@@ -76,7 +76,15 @@ function parts(overrides: Partial<StatusReportParts> = {}) {
     reads: { readSlots: () => slots.view() },
     cleaner: cleaning,
     sweep: {
-      view: () => ({ enabled: true, intervalMs: 60_000, rounds: 0, running: false, nextRoundAt: null, totals: { keysCollected: 0, lockEntries: 0, tmpFiles: 0, busy: 0 }, lastRound: null }),
+      view: () => ({
+        enabled: true,
+        intervalMs: 60_000,
+        rounds: 0,
+        running: false,
+        nextRoundAt: null,
+        totals: { keysCollected: 0, lockEntries: 0, tmpFiles: 0, busy: 0 },
+        lastRound: null,
+      }),
     },
     clock: { now: () => now, monotonic: () => mono },
     ...overrides,

@@ -6,9 +6,23 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 function report(node: string, deleted: string[] = []): CleanReport {
   return {
-    node, dryRun: false, startedAt: new Date().toISOString(), durationMs: 1, policy: { maxUnusedMs: 0, graceMs: 0, lockWaitMs: 1 },
-    examined: deleted.length, deleted: deleted.map((imageId) => ({ imageId, size: 10, why: 'unused' as const })), keptPinned: [], skippedBusy: [],
-    keptChanged: [], errors: [], tmpSwept: 0, bytesBefore: 10 * deleted.length, bytesFreed: 10 * deleted.length, bytesAfter: 0, overBudget: false, aborted: false,
+    node,
+    dryRun: false,
+    startedAt: new Date().toISOString(),
+    durationMs: 1,
+    policy: { maxUnusedMs: 0, graceMs: 0, lockWaitMs: 1 },
+    examined: deleted.length,
+    deleted: deleted.map((imageId) => ({ imageId, size: 10, why: 'unused' as const })),
+    keptPinned: [],
+    skippedBusy: [],
+    keptChanged: [],
+    errors: [],
+    tmpSwept: 0,
+    bytesBefore: 10 * deleted.length,
+    bytesFreed: 10 * deleted.length,
+    bytesAfter: 0,
+    overBudget: false,
+    aborted: false,
   };
 }
 
@@ -40,7 +54,8 @@ function slowCleaner(ms: number, deleted: Record<string, string[]> = {}) {
 
 function logger() {
   const lines: Array<{ level: string; msg: string; fields: Record<string, unknown> }> = [];
-  const at = (level: string) => (fields: object, msg: string) => lines.push({ level, msg, fields: fields as Record<string, unknown> });
+  const at = (level: string) => (fields: object, msg: string) =>
+    lines.push({ level, msg, fields: fields as Record<string, unknown> });
   return { lines, log: { info: at('info'), warn: at('warn'), debug: at('debug') } };
 }
 
@@ -50,7 +65,11 @@ describe('CleaningSchedule', () => {
     const { lines, log } = logger();
     const forgotten: string[] = [];
     const schedule = new CleaningSchedule(cleaner, {
-      enabled: true, intervalMs: 10, listNodes: async () => ['node-a', 'broken', 'node-b'], onDeleted: (n, i) => forgotten.push(`${n}/${i}`), log,
+      enabled: true,
+      intervalMs: 10,
+      listNodes: async () => ['node-a', 'broken', 'node-b'],
+      onDeleted: (n, i) => forgotten.push(`${n}/${i}`),
+      log,
     });
     schedule.start();
     schedule.start(); // idempotent
@@ -63,9 +82,15 @@ describe('CleaningSchedule', () => {
     expect(cleaner.maxRunning()).toBe(1);
     expect(cleaner.calls.slice(0, 3)).toEqual(['node-a', 'broken', 'node-b']);
     expect(forgotten[0]).toBe('node-a/img-1');
-    expect(lines.find((l) => l.msg.startsWith('cache cleaned: node node-a'))).toMatchObject({ level: 'info', fields: { deleted: [{ imageId: 'img-1', size: 10, why: 'unused' }] } });
+    expect(lines.find((l) => l.msg.startsWith('cache cleaned: node node-a'))).toMatchObject({
+      level: 'info',
+      fields: { deleted: [{ imageId: 'img-1', size: 10, why: 'unused' }] },
+    });
     expect(lines.find((l) => l.msg.startsWith('cache cleaned: node node-b'))?.level).toBe('debug');
-    expect(lines.find((l) => l.level === 'warn')).toMatchObject({ msg: 'cache cleaner: cleaning a node failed', fields: { node: 'broken', err: 'EIO' } });
+    expect(lines.find((l) => l.level === 'warn')).toMatchObject({
+      msg: 'cache cleaner: cleaning a node failed',
+      fields: { node: 'broken', err: 'EIO' },
+    });
     const rounds = schedule.rounds;
     await sleep(50);
     expect(schedule.rounds).toBe(rounds); // stopped: no more rounds
@@ -74,7 +99,12 @@ describe('CleaningSchedule', () => {
   it('stop() aborts a running round and waits for it', async () => {
     const cleaner = slowCleaner(5_000);
     const { lines, log } = logger();
-    const schedule = new CleaningSchedule(cleaner, { enabled: true, intervalMs: 60_000, listNodes: async () => ['a', 'b', 'c'], log });
+    const schedule = new CleaningSchedule(cleaner, {
+      enabled: true,
+      intervalMs: 60_000,
+      listNodes: async () => ['a', 'b', 'c'],
+      log,
+    });
     const round = schedule.runOnce();
     await sleep(30);
     const started = Date.now();
@@ -88,7 +118,12 @@ describe('CleaningSchedule', () => {
   it('does nothing when disabled (the default)', async () => {
     const cleaner = slowCleaner(1);
     const { lines, log } = logger();
-    const schedule = new CleaningSchedule(cleaner, { enabled: false, intervalMs: 1, listNodes: async () => ['a'], log });
+    const schedule = new CleaningSchedule(cleaner, {
+      enabled: false,
+      intervalMs: 1,
+      listNodes: async () => ['a'],
+      log,
+    });
     schedule.start();
     await sleep(30);
     await schedule.stop();

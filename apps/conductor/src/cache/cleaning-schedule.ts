@@ -73,7 +73,8 @@ export class CleaningSchedule {
 
   start(): void {
     if (!this.options.enabled) return;
-    if (this.schedule.start()) this.options.log.info({ intervalMs: this.options.intervalMs }, 'cache cleaner scheduled');
+    if (this.schedule.start())
+      this.options.log.info({ intervalMs: this.options.intervalMs }, 'cache cleaner scheduled');
   }
 
   /** One round now (or the one running): every node, sequentially. Never throws. */
@@ -87,7 +88,14 @@ export class CleaningSchedule {
 
   private async round(signal: AbortSignal): Promise<CleaningRound> {
     const started = performance.now();
-    const round: CleaningRound = { nodes: 0, deleted: 0, bytesFreed: 0, skippedBusy: 0, failedNodes: 0, durationMs: 0 };
+    const round: CleaningRound = {
+      nodes: 0,
+      deleted: 0,
+      bytesFreed: 0,
+      skippedBusy: 0,
+      failedNodes: 0,
+      durationMs: 0,
+    };
     const { log } = this.options;
     let nodes: string[] = [];
     try {

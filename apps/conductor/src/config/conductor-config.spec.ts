@@ -19,12 +19,23 @@ function problemsOf(env: Record<string, string>): string[] {
 describe('conductor configuration', () => {
   it('fills defaults around the two required variables', () => {
     const config = loadConductorConfig(minimal);
-    expect(config).toMatchObject({ CELL_ID: 'cell-1', CACHE_ROOT: '/srv/cache', COPY_CONCURRENCY: 4, RETRY_DELAYS_MS: [1000, 5000, 30000] });
+    expect(config).toMatchObject({
+      CELL_ID: 'cell-1',
+      CACHE_ROOT: '/srv/cache',
+      COPY_CONCURRENCY: 4,
+      RETRY_DELAYS_MS: [1000, 5000, 30000],
+    });
     expect(config.CONDUCTOR_ID).toMatch(/^[A-Za-z0-9][A-Za-z0-9._-]*-\d+$/);
   });
 
   it('names every bad variable and why, all at once', () => {
-    const problems = problemsOf({ CELL_ID: '../x', COPY_CONCURRENCY: 'lots', AMQP_URL: 'http://x', RETRY_DELAYS_MS: '5,1', ADMIN_TOKEN: 'short' });
+    const problems = problemsOf({
+      CELL_ID: '../x',
+      COPY_CONCURRENCY: 'lots',
+      AMQP_URL: 'http://x',
+      RETRY_DELAYS_MS: '5,1',
+      ADMIN_TOKEN: 'short',
+    });
     expect(problems).toEqual(
       expect.arrayContaining([
         expect.stringMatching(/^CELL_ID="\.\.\/x": .*'\.\.'/),
@@ -34,22 +45,42 @@ describe('conductor configuration', () => {
         expect.stringMatching(/^ADMIN_TOKEN="short": must be at least 16/),
       ]),
     );
-    expect(problemsOf({ ...minimal, RETRY_DELAYS_MS: '5000,1000' })).toEqual(['RETRY_DELAYS_MS: must be strictly ascending']);
-    expect(problemsOf({ ...minimal, RETRY_DELAYS_MS: '1000,x' })[0]).toMatch(/^RETRY_DELAYS_MS="1000,x": must be a comma-separated list/);
+    expect(problemsOf({ ...minimal, RETRY_DELAYS_MS: '5000,1000' })).toEqual([
+      'RETRY_DELAYS_MS: must be strictly ascending',
+    ]);
+    expect(problemsOf({ ...minimal, RETRY_DELAYS_MS: '1000,x' })[0]).toMatch(
+      /^RETRY_DELAYS_MS="1000,x": must be a comma-separated list/,
+    );
   });
 
   it('checks lock timings against each other under their variable names', () => {
     expect(problemsOf({ ...minimal, LOCK_STALE_MS: '4000', LOCK_UPDATE_MS: '3000' })).toEqual(
-      expect.arrayContaining([expect.stringMatching(/^LOCK_UPDATE_MS: must be at most half of LOCK_STALE_MS/)]),
+      expect.arrayContaining([
+        expect.stringMatching(/^LOCK_UPDATE_MS: must be at most half of LOCK_STALE_MS/),
+      ]),
     );
   });
 
   it('keeps the cache cleaner off by default and reads its settings', () => {
     const config = loadConductorConfig(minimal);
-    expect(config).toMatchObject({ CLEANER_ENABLED: false, CLEANER_MAX_UNUSED_MS: 14 * 86_400_000, CLEANER_NODE_BUDGET_BYTES: 0, CLEANER_GRACE_MS: 3_600_000, NODE_READ_LIMIT: 4 });
-    expect(loadConductorConfig({ ...minimal, CLEANER_ENABLED: 'true', CLEANER_NODE_BUDGET_BYTES: '1099511627776' })).toMatchObject({ CLEANER_ENABLED: true, CLEANER_NODE_BUDGET_BYTES: 2 ** 40 });
+    expect(config).toMatchObject({
+      CLEANER_ENABLED: false,
+      CLEANER_MAX_UNUSED_MS: 14 * 86_400_000,
+      CLEANER_NODE_BUDGET_BYTES: 0,
+      CLEANER_GRACE_MS: 3_600_000,
+      NODE_READ_LIMIT: 4,
+    });
+    expect(
+      loadConductorConfig({
+        ...minimal,
+        CLEANER_ENABLED: 'true',
+        CLEANER_NODE_BUDGET_BYTES: '1099511627776',
+      }),
+    ).toMatchObject({ CLEANER_ENABLED: true, CLEANER_NODE_BUDGET_BYTES: 2 ** 40 });
     expect(loadConductorConfig({ ...minimal, CLEANER_ENABLED: '0' }).CLEANER_ENABLED).toBe(false);
-    expect(problemsOf({ ...minimal, CLEANER_ENABLED: 'maybe', NODE_READ_LIMIT: '0', CLEANER_INTERVAL_MS: '10' })).toEqual([
+    expect(
+      problemsOf({ ...minimal, CLEANER_ENABLED: 'maybe', NODE_READ_LIMIT: '0', CLEANER_INTERVAL_MS: '10' }),
+    ).toEqual([
       'NODE_READ_LIMIT="0": must be at least 1',
       'CLEANER_ENABLED="maybe": must be true or false (also 1/0, yes/no)',
       'CLEANER_INTERVAL_MS="10": must be at least 1000',

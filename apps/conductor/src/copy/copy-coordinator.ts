@@ -25,7 +25,10 @@ export interface InFlightCopy {
  * finds the image already present.
  */
 export class CopyCoordinator {
-  private readonly running = new Map<string, { copy: InFlightCopy; job: CopyJob; done: Promise<CopyJobResult> }>();
+  private readonly running = new Map<
+    string,
+    { copy: InFlightCopy; job: CopyJob; done: Promise<CopyJobResult> }
+  >();
 
   constructor(
     private readonly workflow: CopyWorkflow,
@@ -37,7 +40,12 @@ export class CopyCoordinator {
   }
 
   /** Returns the copy's outcome and whether this request joined a copy already running. */
-  async run(job: CopyJob, requestId: string, attemptId: string, signal?: AbortSignal): Promise<{ result: CopyJobResult; coalesced: boolean }> {
+  async run(
+    job: CopyJob,
+    requestId: string,
+    attemptId: string,
+    signal?: AbortSignal,
+  ): Promise<{ result: CopyJobResult; coalesced: boolean }> {
     const key = copyKey(job);
     const existing = this.running.get(key);
     if (existing && sameExpectation(existing.job, job)) {

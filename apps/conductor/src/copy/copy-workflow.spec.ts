@@ -44,7 +44,8 @@ describe('CopyWorkflow failure reasons', () => {
       locks: [{ key: { node: 'node-b', imageId: 'img.raw' }, fencingToken: 7 }],
       signal: new AbortController().signal,
       assertStillHeld: async () => {
-        if (!options.stillHeld) throw new ConductorError('LOCK_LOST', 'lock on node-b/img.raw lost: no heartbeat for 2600 ms');
+        if (!options.stillHeld)
+          throw new ConductorError('LOCK_LOST', 'lock on node-b/img.raw lost: no heartbeat for 2600 ms');
       },
       release: async () => {
         released++;
@@ -62,32 +63,52 @@ describe('CopyWorkflow failure reasons', () => {
       root,
       markers: {
         nodeRegistration: async (node: string) =>
-          options.unregistered?.includes(node) ? { registered: false, problem: `no marker ${root}/${node}/node.json` } : { registered: true },
+          options.unregistered?.includes(node)
+            ? { registered: false, problem: `no marker ${root}/${node}/node.json` }
+            : { registered: true },
       },
       copies: {
         verifiedImage: async (node: string) => {
-          if (node === 'node-a') return options.sourceGoneUnderLock && lockRequests > 0 ? undefined : SOURCE_META;
-          const present = options.destinationPresent === 'early' || (options.destinationPresent === 'under-lock' && lockRequests > 0);
+          if (node === 'node-a')
+            return options.sourceGoneUnderLock && lockRequests > 0 ? undefined : SOURCE_META;
+          const present =
+            options.destinationPresent === 'early' ||
+            (options.destinationPresent === 'under-lock' && lockRequests > 0);
           return present ? SOURCE_META : undefined;
         },
         touchLastUsed: async () => undefined,
         copyImage: async () => {
           if (options.copied)
-            return { status: options.copied, bytes: options.copied === 'copied' ? 10 : 0, sha256: SOURCE_META.sha256, meta: SOURCE_META, copyMs: 1, verifyMs: 1 };
+            return {
+              status: options.copied,
+              bytes: options.copied === 'copied' ? 10 : 0,
+              sha256: SOURCE_META.sha256,
+              meta: SOURCE_META,
+              copyMs: 1,
+              verifyMs: 1,
+            };
           throw options.copyError;
         },
       },
       entries: { removeLeftoverTmp: async () => 0 },
     } as unknown as ImageStore;
     const sources = {
-      acquire: async () => ({ node: 'node-a', meta: { size: 10, sha256: 'a'.repeat(64) }, slotWaitMs: 0, release: () => undefined }),
+      acquire: async () => ({
+        node: 'node-a',
+        meta: { size: 10, sha256: 'a'.repeat(64) },
+        slotWaitMs: 0,
+        release: () => undefined,
+      }),
       forgetHolder: () => undefined,
       learnHolder: () => undefined,
     } as unknown as SourceSelector;
     const log = { warn: () => undefined };
     return {
       run: () =>
-        new CopyWorkflow(store, locks, sources, { lockWaitMs: 1_000, log, lockPlan: options.lockPlan }).run(options.job ?? job, { attemptId: 'a1' }),
+        new CopyWorkflow(store, locks, sources, { lockWaitMs: 1_000, log, lockPlan: options.lockPlan }).run(
+          options.job ?? job,
+          { attemptId: 'a1' },
+        ),
       released: () => released,
       requested: () => requested,
       lockRequests: () => lockRequests,
@@ -97,41 +118,63 @@ describe('CopyWorkflow failure reasons', () => {
   const reasonOf = (promise: Promise<unknown>) =>
     promise.then(
       () => 'resolved',
-      (error: unknown) => (error instanceof ConductorError ? `${error.code}: ${error.message}` : String(error)),
+      (error: unknown) =>
+        error instanceof ConductorError ? `${error.code}: ${error.message}` : String(error),
     );
 
   it('reports an I/O failure of a holder that lost its locks as LOCK_LOST (its partial copy was removed by the next holder)', async () => {
-    const copyError = new ConductorError('IO_ERROR', 'destination node node-b, image img.raw: publishing (rename) failed (ENOENT)');
+    const copyError = new ConductorError(
+      'IO_ERROR',
+      'destination node node-b, image img.raw: publishing (rename) failed (ENOENT)',
+    );
     const w = workflow({ copyError, stillHeld: false });
-    expect(await reasonOf(w.run())).toMatch(/^LOCK_LOST: lock on node-b\/img.raw lost: .*; then: .*publishing \(rename\) failed \(ENOENT\)/);
+    expect(await reasonOf(w.run())).toMatch(
+      /^LOCK_LOST: lock on node-b\/img.raw lost: .*; then: .*publishing \(rename\) failed \(ENOENT\)/,
+    );
     expect(w.released()).toBe(1);
   });
 
   it('keeps IO_ERROR, and any other failure, while the locks are still held', async () => {
     const io = new ConductorError('IO_ERROR', 'destination node node-b: writing failed (EIO)');
-    expect(await reasonOf(workflow({ copyError: io, stillHeld: true }).run())).toBe(`IO_ERROR: ${io.message}`);
+    expect(await reasonOf(workflow({ copyError: io, stillHeld: true }).run())).toBe(
+      `IO_ERROR: ${io.message}`,
+    );
     const mismatch = new ConductorError('CHECKSUM_MISMATCH', 'the bytes have another sha256');
-    expect(await reasonOf(workflow({ copyError: mismatch, stillHeld: false }).run())).toBe(`CHECKSUM_MISMATCH: ${mismatch.message}`);
+    expect(await reasonOf(workflow({ copyError: mismatch, stillHeld: false }).run())).toBe(
+      `CHECKSUM_MISMATCH: ${mismatch.message}`,
+    );
   });
 
   it('refuses an unregistered destination or named source with UNKNOWN_NODE before taking any lock', async () => {
     const destination = workflow({ stillHeld: true, unregistered: ['node-b'] });
-    expect(await reasonOf(destination.run())).toMatch(/^UNKNOWN_NODE: destination: node node-b is not registered in this cell \(no marker .*node-b\/node\.json\); nothing was locked or created$/);
+    expect(await reasonOf(destination.run())).toMatch(
+      /^UNKNOWN_NODE: destination: node node-b is not registered in this cell \(no marker .*node-b\/node\.json\); nothing was locked or created$/,
+    );
     expect(destination.lockRequests()).toBe(0);
     const source = workflow({ stillHeld: true, unregistered: ['node-a'] });
     expect(await reasonOf(source.run())).toMatch(/^UNKNOWN_NODE: source: node node-a is not registered/);
     expect(source.lockRequests()).toBe(0);
     // Without a named source, an unregistered node is never asked about: the selector skips it.
-    const unnamed = workflow({ stillHeld: true, unregistered: ['node-a'], copied: 'copied', job: { imageId: 'img.raw', destination: 'node-b' } as typeof job });
+    const unnamed = workflow({
+      stillHeld: true,
+      unregistered: ['node-a'],
+      copied: 'copied',
+      job: { imageId: 'img.raw', destination: 'node-b' } as typeof job,
+    });
     expect(await reasonOf(unnamed.run())).toBe('resolved');
   });
 
   it('reports the size and sha256 of the image at the destination in every already-present result', async () => {
     const expected = { status: 'already-present', bytes: SOURCE_META.size, sha256: SOURCE_META.sha256 };
     expect(await workflow({ stillHeld: true, destinationPresent: 'early' }).run()).toMatchObject(expected);
-    expect(await workflow({ stillHeld: true, destinationPresent: 'under-lock', sourceGoneUnderLock: true }).run()).toMatchObject(expected);
+    expect(
+      await workflow({ stillHeld: true, destinationPresent: 'under-lock', sourceGoneUnderLock: true }).run(),
+    ).toMatchObject(expected);
     expect(await workflow({ stillHeld: true, copied: 'already-present' }).run()).toMatchObject(expected);
-    expect(await workflow({ stillHeld: true, copied: 'copied' }).run()).toMatchObject({ status: 'completed', bytes: 10 });
+    expect(await workflow({ stillHeld: true, copied: 'copied' }).run()).toMatchObject({
+      status: 'completed',
+      bytes: 10,
+    });
   });
 
   it('takes the source shared and the destination exclusive, or what an injected lock plan names (the bench seam)', async () => {
@@ -143,27 +186,48 @@ describe('CopyWorkflow failure reasons', () => {
         { node: 'node-b', imageId: 'img.raw', mode: 'exclusive' },
       ],
     ]);
-    const planned = workflow({ stillHeld: true, copied: 'copied', lockPlan: () => [{ node: 'everything', imageId: 'all', mode: 'exclusive' }] });
+    const planned = workflow({
+      stillHeld: true,
+      copied: 'copied',
+      lockPlan: () => [{ node: 'everything', imageId: 'all', mode: 'exclusive' }],
+    });
     await planned.run();
     expect(planned.requested()).toEqual([[{ node: 'everything', imageId: 'all', mode: 'exclusive' }]]);
   });
 
   it('names a lock folder the file system refuses instead of failing INTERNAL', async () => {
-    const errno = (code: string, where: string) => Object.assign(new Error(`${code}: mkdir '${where}'`), { code, path: where });
+    const errno = (code: string, where: string) =>
+      Object.assign(new Error(`${code}: mkdir '${where}'`), { code, path: where });
     // The destination's cache is writable here, so its errors are not "read-only".
     await fsp.mkdir(path.join(root, 'node-b'));
-    const full = workflow({ lockError: errno('ENOSPC', path.join(root, 'node-b', 'locks')), stillHeld: true });
+    const full = workflow({
+      lockError: errno('ENOSPC', path.join(root, 'node-b', 'locks')),
+      stillHeld: true,
+    });
     expect(await reasonOf(full.run())).toMatch(/^NO_SPACE: taking the locks/);
-    const sourceSide = workflow({ lockError: errno('EROFS', path.join(root, 'node-a', 'locks')), stillHeld: true });
+    const sourceSide = workflow({
+      lockError: errno('EROFS', path.join(root, 'node-a', 'locks')),
+      stillHeld: true,
+    });
     expect(await reasonOf(sourceSide.run())).toMatch(/^IO_ERROR: taking the locks/);
-    const denied = workflow({ lockError: errno('EACCES', path.join(root, 'node-b', 'locks', 'img.raw')), stillHeld: true });
-    expect(await reasonOf(denied.run())).toMatch(/^DESTINATION_READ_ONLY: destination node node-b: taking the locks/);
+    const denied = workflow({
+      lockError: errno('EACCES', path.join(root, 'node-b', 'locks', 'img.raw')),
+      stillHeld: true,
+    });
+    expect(await reasonOf(denied.run())).toMatch(
+      /^DESTINATION_READ_ONLY: destination node node-b: taking the locks/,
+    );
     // A recursive mkdir on a read-only file system says ENOENT: the destination is probed for writing.
     await fsp.chmod(path.join(root, 'node-b'), 0o500);
-    const masked = workflow({ lockError: errno('ENOENT', path.join(root, 'node-b', 'locks')), stillHeld: true });
+    const masked = workflow({
+      lockError: errno('ENOENT', path.join(root, 'node-b', 'locks')),
+      stillHeld: true,
+    });
     const reason = await reasonOf(masked.run());
     await fsp.chmod(path.join(root, 'node-b'), 0o700);
     // As root, permissions do not stop writes (access(W_OK) passes): then it stays a retryable IO_ERROR.
-    expect(reason).toMatch(process.getuid?.() === 0 ? /^IO_ERROR: taking the locks/ : /^DESTINATION_READ_ONLY: /);
+    expect(reason).toMatch(
+      process.getuid?.() === 0 ? /^IO_ERROR: taking the locks/ : /^DESTINATION_READ_ONLY: /,
+    );
   });
 });

@@ -44,14 +44,21 @@ export class CopyWorkflow {
     private readonly store: ImageStore,
     private readonly locks: NodeLockManager,
     private readonly sources: SourceSelector,
-    private readonly options: { lockWaitMs: number; log: Pick<MessagingLogger, 'warn'> & Partial<Pick<MessagingLogger, 'debug'>>; lockPlan?: CopyLockPlan },
+    private readonly options: {
+      lockWaitMs: number;
+      log: Pick<MessagingLogger, 'warn'> & Partial<Pick<MessagingLogger, 'debug'>>;
+      lockPlan?: CopyLockPlan;
+    },
   ) {}
 
   async run(job: CopyJob, run: CopyRunOptions): Promise<CopyJobResult> {
     // Before any lock: taking one creates folders under <node>/locks/, and a request must not create a node.
     await this.requireRegistered(job);
     // Published images are never modified in place, so a verified one can be trusted without a lock.
-    const present = await this.store.copies.verifiedImage(job.destination, job.imageId, { sha256: job.sha256, size: job.size });
+    const present = await this.store.copies.verifiedImage(job.destination, job.imageId, {
+      sha256: job.sha256,
+      size: job.size,
+    });
     if (present) return { status: 'already-present', bytes: present.size, sha256: present.sha256 };
 
     // One bounded wait for a read slot and both locks together (LOCK_WAIT_MS, then a retryable LOCK_TIMEOUT).
@@ -59,7 +66,10 @@ export class CopyWorkflow {
     let slotWaitedMs = 0;
     const waitLeft = () => Math.round(this.options.lockWaitMs - slotWaitedMs);
     for (let pick = 1; ; pick++) {
-      const picked = await this.sources.acquire(job, { timeoutMs: Math.max(1, waitLeft()), signal: run.signal });
+      const picked = await this.sources.acquire(job, {
+        timeoutMs: Math.max(1, waitLeft()),
+        signal: run.signal,
+      });
       slotWaitedMs += picked.slotWaitMs;
       try {
         const outcome = await this.runFrom(picked.node, picked.meta.size, job, run, waitStarted, waitLeft());
@@ -80,27 +90,48 @@ export class CopyWorkflow {
 
   /** UNKNOWN_NODE unless the destination, and the source when one is named, are registered nodes. */
   private async requireRegistered(job: CopyJob): Promise<void> {
-    const named = [['destination', job.destination], ...(job.source ? [['source', job.source]] : [])] as const;
+    const named = [
+      ['destination', job.destination],
+      ...(job.source ? [['source', job.source]] : []),
+    ] as const;
     for (const [field, node] of named) {
       const registration = await this.store.markers.nodeRegistration(node);
       if (!registration.registered)
-        throw new ConductorError('UNKNOWN_NODE', `${field}: node ${node} is not registered in this cell (${registration.problem}); nothing was locked or created`);
+        throw new ConductorError(
+          'UNKNOWN_NODE',
+          `${field}: node ${node} is not registered in this cell (${registration.problem}); nothing was locked or created`,
+        );
     }
   }
 
   /** Locks, re-checks the source under its lock, copies. 'source-gone': nothing was read or written. */
-  private async runFrom(source: string, sourceSize: number, job: CopyJob, run: CopyRunOptions, waitStarted: number, lockWaitMs: number): Promise<CopyJobResult | 'source-gone'> {
+  private async runFrom(
+    source: string,
+    sourceSize: number,
+    job: CopyJob,
+    run: CopyRunOptions,
+    waitStarted: number,
+    lockWaitMs: number,
+  ): Promise<CopyJobResult | 'source-gone'> {
     const total = job.size ?? sourceSize;
     const report = (phase: CopyProgress['phase'], bytesDone: number) =>
       run.onProgress?.({ phase, source, bytesDone, bytesTotal: total });
     report('waiting-for-lock', 0);
-    if (lockWaitMs <= 0) throw new ConductorError('LOCK_TIMEOUT', `waited ${this.options.lockWaitMs} ms for a read slot and locks`);
+    if (lockWaitMs <= 0)
+      throw new ConductorError(
+        'LOCK_TIMEOUT',
+        `waited ${this.options.lockWaitMs} ms for a read slot and locks`,
+      );
 
-    const held = await this.locks.acquireAll((this.options.lockPlan ?? nodeLocalLocks)(source, job), {
-      attemptId: run.attemptId, timeoutMs: lockWaitMs, signal: run.signal },
-    ).catch(async (error: unknown) => {
-      throw await lockFolderError(error, this.store.root, job.destination);
-    });
+    const held = await this.locks
+      .acquireAll((this.options.lockPlan ?? nodeLocalLocks)(source, job), {
+        attemptId: run.attemptId,
+        timeoutMs: lockWaitMs,
+        signal: run.signal,
+      })
+      .catch(async (error: unknown) => {
+        throw await lockFolderError(error, this.store.root, job.destination);
+      });
     // Wall-clock bounds of the hold, taken inside it (debug logs: tests check that no eviction overlaps a read).
     const heldAt = Date.now();
     const lockWaitMsTotal = performance.now() - waitStarted;
@@ -109,7 +140,10 @@ export class CopyWorkflow {
     try {
       // Under the source's shared lock the cache cleaner cannot delete the source; before it, it could have.
       if (!(await this.store.copies.verifiedImage(source, job.imageId))) {
-        const now = await this.store.copies.verifiedImage(job.destination, job.imageId, { sha256: job.sha256, size: job.size });
+        const now = await this.store.copies.verifiedImage(job.destination, job.imageId, {
+          sha256: job.sha256,
+          size: job.size,
+        });
         if (now) {
           outcome = 'already-present';
           return { status: 'already-present', bytes: now.size, sha256: now.sha256 };
@@ -143,8 +177,11 @@ export class CopyWorkflow {
         .assertStillHeld()
         .then(() => this.store.copies.touchLastUsed(source, job.imageId))
         .catch((error: Error) =>
-        this.options.log.warn({ source, imageId: job.imageId, err: error.message }, 'could not record the last use of a source image'),
-      );
+          this.options.log.warn(
+            { source, imageId: job.imageId, err: error.message },
+            'could not record the last use of a source image',
+          ),
+        );
       // The destination is a verified holder now: the next copies of this image may read from it at once.
       this.sources.learnHolder(job.destination, job.imageId);
       outcome = copied.status === 'copied' ? 'completed' : 'already-present';
@@ -164,7 +201,8 @@ export class CopyWorkflow {
       outcome = `failed: ${error instanceof ConductorError ? error.code : 'INTERNAL'}`;
       throw error;
     } finally {
-      if (outcome !== 'source-gone') this.options.log.debug?.({ ...ids, releasingAt: Date.now(), outcome }, 'copy locks released');
+      if (outcome !== 'source-gone')
+        this.options.log.debug?.({ ...ids, releasingAt: Date.now(), outcome }, 'copy locks released');
       await held.release();
     }
   }
@@ -208,7 +246,11 @@ async function lockFolderError(error: unknown, root: string, destination: string
     );
     const notWritable = ['EROFS', 'EACCES', 'EPERM'];
     if (notWritable.includes(code) || (probe !== undefined && notWritable.includes(probe)))
-      return new ConductorError('DESTINATION_READ_ONLY', `destination node ${destination}: ${detail} (${probe ?? code}): the cache is not writable`, { cause: error });
+      return new ConductorError(
+        'DESTINATION_READ_ONLY',
+        `destination node ${destination}: ${detail} (${probe ?? code}): the cache is not writable`,
+        { cause: error },
+      );
   }
   return new ConductorError('IO_ERROR', detail, { cause: error });
 }

@@ -43,7 +43,11 @@ export class ImageHolderIndex {
 
   /** After a lookup found no usable holder: rescan (awaited, at most once per missRescanMs), then answer. */
   async holdersAfterMiss(imageId: string): Promise<ReadonlySet<string>> {
-    if (this.scannedAtMono === undefined || performance.now() - this.scannedAtMono >= this.options.missRescanMs) await this.refresh();
+    if (
+      this.scannedAtMono === undefined ||
+      performance.now() - this.scannedAtMono >= this.options.missRescanMs
+    )
+      await this.refresh();
     return this.holders.get(imageId) ?? NOBODY;
   }
 

@@ -41,7 +41,10 @@ export class ReadSlots {
 
   /** For GET /status. */
   view(): ReadSlotsView {
-    return { limitPerNode: this.limit, inUse: Object.fromEntries([...this.used].sort(([a], [b]) => a.localeCompare(b))) };
+    return {
+      limitPerNode: this.limit,
+      inUse: Object.fromEntries([...this.used].sort(([a], [b]) => a.localeCompare(b))),
+    };
   }
 
   /** Called whenever a slot is given back. */

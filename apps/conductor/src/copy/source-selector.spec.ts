@@ -20,10 +20,15 @@ describe('SourceSelector', () => {
     store = new ImageStore({ root, fsync: false });
     seedFile = path.join(os.tmpdir(), `icc-selector-seed-${process.pid}-${Math.random()}`);
     await fsp.writeFile(seedFile, 'image bytes');
-    for (const node of ['node-a', 'node-b', 'node-c', 'node-d', 'node-e']) await store.markers.registerNode(node, 'selector.spec');
-    for (const node of ['node-a', 'node-c']) sha256 = (await store.imports.importImage(node, 'img', seedFile)).sha256;
+    for (const node of ['node-a', 'node-b', 'node-c', 'node-d', 'node-e'])
+      await store.markers.registerNode(node, 'selector.spec');
+    for (const node of ['node-a', 'node-c'])
+      sha256 = (await store.imports.importImage(node, 'img', seedFile)).sha256;
     scans = 0;
-    const counting = { listNodes: () => (scans++, store.entries.listNodes()), listImageIds: (node: string) => store.entries.listImageIds(node) };
+    const counting = {
+      listNodes: () => (scans++, store.entries.listNodes()),
+      listImageIds: (node: string) => store.entries.listImageIds(node),
+    };
     index = new ImageHolderIndex(counting, { ttlMs: 60_000, missRescanMs: 0 });
   });
   afterEach(async () => {
@@ -33,7 +38,8 @@ describe('SourceSelector', () => {
 
   const selector = (readLimit = 4, recheckMs?: number) =>
     new SourceSelector(store, { index, readLimit, conductorId: 'me', random: () => 0.5, recheckMs });
-  const pick = (s: SourceSelector, job: Parameters<SourceSelector['acquire']>[0], timeoutMs = 1000) => s.acquire(job, { timeoutMs });
+  const pick = (s: SourceSelector, job: Parameters<SourceSelector['acquire']>[0], timeoutMs = 1000) =>
+    s.acquire(job, { timeoutMs });
 
   it('picks the holder with the fewest reads running here, and holds a read slot until released', async () => {
     const s = selector();
@@ -63,12 +69,22 @@ describe('SourceSelector', () => {
   it('tells a missing image from a holder of other bytes, and says selection in the detail', async () => {
     const s = selector();
     const code = (job: Parameters<SourceSelector['acquire']>[0]) =>
-      pick(s, job).then((p) => (p.release(), 'picked'), (e: ConductorError) => `${e.code}${e.code === 'SOURCE_MISSING' && !e.message.startsWith('source selection: ') ? ' (no prefix!)' : ''}`);
+      pick(s, job).then(
+        (p) => (p.release(), 'picked'),
+        (e: ConductorError) =>
+          `${e.code}${e.code === 'SOURCE_MISSING' && !e.message.startsWith('source selection: ') ? ' (no prefix!)' : ''}`,
+      );
     expect(await code({ imageId: 'other', destination: 'node-b' })).toBe('SOURCE_MISSING');
     expect(await code({ imageId: 'img', destination: 'node-b', source: 'node-b' })).toBe('SOURCE_MISSING');
-    expect(await code({ imageId: 'img', destination: 'node-b', source: 'node-a', sha256: '0'.repeat(64) })).toBe('CHECKSUM_MISMATCH');
-    expect(await code({ imageId: 'img', destination: 'node-b', sha256: '0'.repeat(64) })).toBe('CHECKSUM_MISMATCH');
-    expect(await code({ imageId: 'img', destination: 'node-b', source: 'node-a', size: 1 })).toBe('SIZE_MISMATCH');
+    expect(
+      await code({ imageId: 'img', destination: 'node-b', source: 'node-a', sha256: '0'.repeat(64) }),
+    ).toBe('CHECKSUM_MISMATCH');
+    expect(await code({ imageId: 'img', destination: 'node-b', sha256: '0'.repeat(64) })).toBe(
+      'CHECKSUM_MISMATCH',
+    );
+    expect(await code({ imageId: 'img', destination: 'node-b', source: 'node-a', size: 1 })).toBe(
+      'SIZE_MISMATCH',
+    );
     expect(await code({ imageId: 'img', destination: 'node-b', sha256, size: 11 })).toBe('picked');
   });
 
@@ -81,7 +97,9 @@ describe('SourceSelector', () => {
       picked.release();
     }
     await fsp.writeFile(path.join(root, 'node-c', 'draining'), '');
-    await expect(pick(s, { imageId: 'img', destination: 'node-b' })).rejects.toThrow(/no node holds a verified copy of img \(nodes draining, not used as sources: node-/);
+    await expect(pick(s, { imageId: 'img', destination: 'node-b' })).rejects.toThrow(
+      /no node holds a verified copy of img \(nodes draining, not used as sources: node-/,
+    );
     expect((await pick(s, { imageId: 'img', destination: 'node-b', source: 'node-a' })).node).toBe('node-a');
   });
 
@@ -101,9 +119,14 @@ describe('SourceSelector', () => {
 
   it('says why a named source holds no verified copy (the meta field at fault)', async () => {
     const metaPath = store.entries.metaPath('node-a', 'img');
-    const { lastUsedAt: _dropped, ...meta } = JSON.parse(await fsp.readFile(metaPath, 'utf8')) as Record<string, unknown>;
+    const { lastUsedAt: _dropped, ...meta } = JSON.parse(await fsp.readFile(metaPath, 'utf8')) as Record<
+      string,
+      unknown
+    >;
     await fsp.writeFile(metaPath, JSON.stringify(meta));
-    await expect(pick(selector(), { imageId: 'img', destination: 'node-b', source: 'node-a' })).rejects.toThrow(
+    await expect(
+      pick(selector(), { imageId: 'img', destination: 'node-b', source: 'node-a' }),
+    ).rejects.toThrow(
       /^source selection: node node-a holds no verified copy of img \(meta file invalid: lastUsedAt: /,
     );
   });
@@ -125,7 +148,8 @@ describe('SourceSelector', () => {
     await fsp.rm(store.entries.metaPath('node-c', 'img'));
     // (node-d busier here than the others, so both stale entries are tried first)
     const busy = [];
-    for (let i = 0; i < 3; i++) busy.push(await pick(s, { imageId: 'img', destination: 'node-b', source: 'node-d' }));
+    for (let i = 0; i < 3; i++)
+      busy.push(await pick(s, { imageId: 'img', destination: 'node-b', source: 'node-d' }));
     expect((await pick(s, { imageId: 'img', destination: 'node-b' })).node).toBe('node-d');
     expect([...(await index.holdersOf('img'))].sort()).toEqual(['node-d']);
     for (const p of busy) p.release();

@@ -29,7 +29,9 @@ export interface PickedSource {
 }
 
 type Holder = { node: string; meta: ImageMeta };
-type Choice = { found: Holder & { free: boolean } } | { found?: undefined; mismatched: Holder[]; draining: string[]; unregistered: string[] };
+type Choice =
+  | { found: Holder & { free: boolean } }
+  | { found?: undefined; mismatched: Holder[]; draining: string[]; unregistered: string[] };
 
 /** Every error of source selection says so: a SOURCE_MISSING with this prefix happened before any lock. */
 export const SELECTION_PREFIX = 'source selection: ';
@@ -114,28 +116,58 @@ export class SourceSelector {
     // reported as the mismatch it is (CHECKSUM_MISMATCH / SIZE_MISMATCH), not as a missing source.
     if (job.source) {
       const { meta, problem } = await this.store.entries.inspectImage(job.source, job.imageId);
-      if (!meta) throw new ConductorError('SOURCE_MISSING', `${SELECTION_PREFIX}node ${job.source} holds no verified copy of ${job.imageId} (${problem})`);
+      if (!meta)
+        throw new ConductorError(
+          'SOURCE_MISSING',
+          `${SELECTION_PREFIX}node ${job.source} holds no verified copy of ${job.imageId} (${problem})`,
+        );
       const mismatch = mismatchOf(job, [{ node: job.source, meta }]);
       if (mismatch) throw mismatch;
       return { node: job.source, meta, free: this.slots.hasFree(job.source) };
     }
     let choice = await this.bestOf(job, await this.options.index.holdersOf(job.imageId));
     // Nothing usable: the index may be behind (an image seeded or copied by someone else): look again.
-    if (!choice.found && choice.mismatched.length === 0) choice = await this.bestOf(job, await this.options.index.holdersAfterMiss(job.imageId));
+    if (!choice.found && choice.mismatched.length === 0)
+      choice = await this.bestOf(job, await this.options.index.holdersAfterMiss(job.imageId));
     if (choice.found) return choice.found;
     if (choice.mismatched.length > 0) throw mismatchOf(job, choice.mismatched)!;
-    const draining = choice.draining.length > 0 ? ` (nodes draining, not used as sources: ${choice.draining.slice(0, 5).join(', ')})` : '';
-    const unregistered = choice.unregistered.length > 0 ? ` (nodes not registered, not used as sources: ${choice.unregistered.slice(0, 5).join(', ')})` : '';
-    throw new ConductorError('SOURCE_MISSING', `${SELECTION_PREFIX}no node holds a verified copy of ${job.imageId}${draining}${unregistered}`);
+    const draining =
+      choice.draining.length > 0
+        ? ` (nodes draining, not used as sources: ${choice.draining.slice(0, 5).join(', ')})`
+        : '';
+    const unregistered =
+      choice.unregistered.length > 0
+        ? ` (nodes not registered, not used as sources: ${choice.unregistered.slice(0, 5).join(', ')})`
+        : '';
+    throw new ConductorError(
+      'SOURCE_MISSING',
+      `${SELECTION_PREFIX}no node holds a verified copy of ${job.imageId}${draining}${unregistered}`,
+    );
   }
 
   private async bestOf(job: CopyJob, holders: ReadonlySet<string>): Promise<Choice> {
-    const candidates = shuffle([...holders].filter((node) => node !== job.destination), this.random);
+    const candidates = shuffle(
+      [...holders].filter((node) => node !== job.destination),
+      this.random,
+    );
     // In memory first: free slots here, then fewest of our own reads (stable sort keeps the shuffle for ties).
-    candidates.sort((a, b) => Number(!this.slots.hasFree(a)) - Number(!this.slots.hasFree(b)) || this.slots.inUse(a) - this.slots.inUse(b));
+    candidates.sort(
+      (a, b) =>
+        Number(!this.slots.hasFree(a)) - Number(!this.slots.hasFree(b)) ||
+        this.slots.inUse(a) - this.slots.inUse(b),
+    );
     const sample = candidates.slice(0, this.sampleSize);
-    const load = new Map(await Promise.all(sample.map(async (node) => [node, await this.cellWideLoad(node, job.imageId)] as const)));
-    sample.sort((a, b) => Number(!this.slots.hasFree(a)) - Number(!this.slots.hasFree(b)) || load.get(a)! - load.get(b)! || this.slots.inUse(a) - this.slots.inUse(b));
+    const load = new Map(
+      await Promise.all(
+        sample.map(async (node) => [node, await this.cellWideLoad(node, job.imageId)] as const),
+      ),
+    );
+    sample.sort(
+      (a, b) =>
+        Number(!this.slots.hasFree(a)) - Number(!this.slots.hasFree(b)) ||
+        load.get(a)! - load.get(b)! ||
+        this.slots.inUse(a) - this.slots.inUse(b),
+    );
     const mismatched: Holder[] = [];
     const draining: string[] = [];
     const unregistered: string[] = [];
@@ -213,16 +245,32 @@ function shuffle<T>(items: T[], random: () => number): T[] {
 }
 
 function matchesJob(job: CopyJob, meta: ImageMeta): boolean {
-  return (job.sha256 === undefined || meta.sha256 === job.sha256) && (job.size === undefined || meta.size === job.size);
+  return (
+    (job.sha256 === undefined || meta.sha256 === job.sha256) &&
+    (job.size === undefined || meta.size === job.size)
+  );
 }
 
 /** The error for holders none of which has the requested bytes (a checksum difference wins over size). */
-function mismatchOf(job: CopyJob, holders: Array<{ node: string; meta: ImageMeta }>): ConductorError | undefined {
+function mismatchOf(
+  job: CopyJob,
+  holders: Array<{ node: string; meta: ImageMeta }>,
+): ConductorError | undefined {
   if (holders.some((h) => matchesJob(job, h.meta))) return undefined;
-  const shown = holders.slice(0, 5).map((h) => `node ${h.node} has sha256 ${h.meta.sha256}, ${h.meta.size} bytes`);
-  const held = shown.join('; ') + (holders.length > shown.length ? `; and ${holders.length - shown.length} more nodes` : '');
+  const shown = holders
+    .slice(0, 5)
+    .map((h) => `node ${h.node} has sha256 ${h.meta.sha256}, ${h.meta.size} bytes`);
+  const held =
+    shown.join('; ') +
+    (holders.length > shown.length ? `; and ${holders.length - shown.length} more nodes` : '');
   const checksumDiffers = job.sha256 !== undefined && holders.some((h) => h.meta.sha256 !== job.sha256);
   return checksumDiffers
-    ? new ConductorError('CHECKSUM_MISMATCH', `image ${job.imageId}: the request expects sha256 ${job.sha256} but ${held}; nothing was copied`)
-    : new ConductorError('SIZE_MISMATCH', `image ${job.imageId}: the request expects ${job.size} bytes but ${held}; nothing was copied`);
+    ? new ConductorError(
+        'CHECKSUM_MISMATCH',
+        `image ${job.imageId}: the request expects sha256 ${job.sha256} but ${held}; nothing was copied`,
+      )
+    : new ConductorError(
+        'SIZE_MISMATCH',
+        `image ${job.imageId}: the request expects ${job.size} bytes but ${held}; nothing was copied`,
+      );
 }

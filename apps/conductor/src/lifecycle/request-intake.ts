@@ -1,6 +1,12 @@
 import { ConductorError } from '@app/contracts';
 import type { NodeLockManager } from '@app/locking';
-import { type BrokerConnection, type Consumer, type MessagingLogger, type Publisher, consume } from '@app/messaging';
+import {
+  type BrokerConnection,
+  type Consumer,
+  type MessagingLogger,
+  type Publisher,
+  consume,
+} from '@app/messaging';
 import type { CellTopology } from '@app/contracts';
 import type { CopyRequestHandler } from '../requests/copy-request.handler';
 
@@ -50,7 +56,9 @@ export class RequestIntake {
   async start(): Promise<void> {
     const { broker, topology, handler, concurrency } = this.deps;
     broker.start();
-    this.consumer = await consume(broker, topology.requestQueue.name, { prefetch: concurrency }, (d) => handler.handle(d));
+    this.consumer = await consume(broker, topology.requestQueue.name, { prefetch: concurrency }, (d) =>
+      handler.handle(d),
+    );
     this.stateValue = 'consuming';
     for (const rounds of this.deps.background ?? []) rounds.start();
   }
@@ -63,10 +71,16 @@ export class RequestIntake {
     const consumer = this.consumer;
     if (consumer) {
       await consumer.pause();
-      log.info({ inFlight: consumer.inFlightCount, graceMs }, 'draining: consumer paused, waiting for copies in flight');
+      log.info(
+        { inFlight: consumer.inFlightCount, graceMs },
+        'draining: consumer paused, waiting for copies in flight',
+      );
       const finished = await consumer.drain(graceMs);
       if (!finished) {
-        log.warn({ inFlight: consumer.inFlightCount }, 'grace period over: aborting copies, handing them back');
+        log.warn(
+          { inFlight: consumer.inFlightCount },
+          'grace period over: aborting copies, handing them back',
+        );
         shutdown.abort(new ConductorError('SHUTTING_DOWN', 'the conductor is shutting down'));
         await consumer.drain(10_000);
       }

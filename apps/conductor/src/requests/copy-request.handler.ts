@@ -15,7 +15,16 @@ import {
   resultRoutingKey,
 } from '@app/contracts';
 import { newAttemptId } from '@app/locking';
-import { type Delivery, type MessagingLogger, type Publisher, PublishUnroutableError, type RetryHeaderSigner, publishRouted, publishToDeadLetter, publishToRetry } from '@app/messaging';
+import {
+  type Delivery,
+  type MessagingLogger,
+  type Publisher,
+  PublishUnroutableError,
+  type RetryHeaderSigner,
+  publishRouted,
+  publishToDeadLetter,
+  publishToRetry,
+} from '@app/messaging';
 import type { CopyJobResult } from '../copy/copy-job';
 import type { CopyCoordinator } from '../copy/copy-coordinator';
 import type { ConductorStats } from '../status/conductor-stats';
@@ -52,7 +61,10 @@ export class CopyRequestHandler {
     try {
       await this.process(delivery);
     } catch (error) {
-      this.deps.log.warn({ err: errorText(error), messageId: delivery.properties.messageId }, 'could not answer a request; handing it back');
+      this.deps.log.warn(
+        { err: errorText(error), messageId: delivery.properties.messageId },
+        'could not answer a request; handing it back',
+      );
       // A short pause so a broker that refuses publishes does not turn this into a hot loop.
       if (!this.deps.shutdown.aborted) await sleep(REQUEUE_PAUSE_MS);
       if (delivery.nackRequeue()) this.deps.stats.recordHandedBack();
@@ -67,7 +79,10 @@ export class CopyRequestHandler {
     const attempt = retryState.attempt;
     if (retryState.ignored.length > 0) {
       this.deps.stats.recordUntrustedHeaders();
-      this.deps.log.warn({ messageId: delivery.properties.messageId, ignored: retryState.ignored }, 'x-icc headers not signed by a conductor of this cell: ignored (attempt 1)');
+      this.deps.log.warn(
+        { messageId: delivery.properties.messageId, ignored: retryState.ignored },
+        'x-icc headers not signed by a conductor of this cell: ignored (attempt 1)',
+      );
     }
     let request: CopyRequest;
     try {
@@ -92,11 +107,21 @@ export class CopyRequestHandler {
         return;
       }
       const failure = asFailure(error);
-      if (failure.code === 'INTERNAL') log.error({ requestId: request.requestId, err: errorText(error), stack: (error as Error)?.stack }, 'unexpected error in a copy');
+      if (failure.code === 'INTERNAL')
+        log.error(
+          { requestId: request.requestId, err: errorText(error), stack: (error as Error)?.stack },
+          'unexpected error in a copy',
+        );
       const retryable = new ConductorError(failure.code, failure.detail).retryable;
-      if (retryable && attempt < this.deps.topology.maxAttempts) await this.retry(delivery, request, failure, attempt, firstSeen);
+      if (retryable && attempt < this.deps.topology.maxAttempts)
+        await this.retry(delivery, request, failure, attempt, firstSeen);
       else {
-        const final: Failure = retryable ? { code: 'RETRIES_EXHAUSTED', detail: `after ${attempt} attempts; last: ${failure.code}: ${failure.detail}` } : failure;
+        const final: Failure = retryable
+          ? {
+              code: 'RETRIES_EXHAUSTED',
+              detail: `after ${attempt} attempts; last: ${failure.code}: ${failure.detail}`,
+            }
+          : failure;
         await this.failPermanently(delivery, request, final, attempt, firstSeen, started);
       }
       return;
@@ -104,13 +129,38 @@ export class CopyRequestHandler {
     const { result, coalesced } = outcome;
     if (coalesced) this.deps.stats.recordCoalesced();
     await this.answer(delivery, this.successResult(request, result, attempt, firstSeen));
-    this.deps.stats.recordResult(result.status, undefined, result.status === 'completed' ? result.bytes : 0, elapsedSince(firstSeen), result.lockWaitMs);
+    this.deps.stats.recordResult(
+      result.status,
+      undefined,
+      result.status === 'completed' ? result.bytes : 0,
+      elapsedSince(firstSeen),
+      result.lockWaitMs,
+    );
     delivery.ack();
     // redelivered: the broker handed this message out before (a conductor died or lost its channel with it).
-    log.info({ requestId: request.requestId, status: result.status, source: result.source, destination: request.destination, imageId: request.imageId, bytes: result.bytes, coalesced, attempt, redelivered: delivery.redelivered }, 'copy request answered');
+    log.info(
+      {
+        requestId: request.requestId,
+        status: result.status,
+        source: result.source,
+        destination: request.destination,
+        imageId: request.imageId,
+        bytes: result.bytes,
+        coalesced,
+        attempt,
+        redelivered: delivery.redelivered,
+      },
+      'copy request answered',
+    );
   }
 
-  private async retry(delivery: Delivery, request: CopyRequest, failure: Failure, attempt: number, firstSeen: string): Promise<void> {
+  private async retry(
+    delivery: Delivery,
+    request: CopyRequest,
+    failure: Failure,
+    attempt: number,
+    firstSeen: string,
+  ): Promise<void> {
     const tier = await publishToRetry(this.deps.publisher, this.deps.topology, delivery.message, {
       failedAttempt: attempt,
       reason: failure.code,
@@ -119,21 +169,53 @@ export class CopyRequestHandler {
       signer: this.deps.signer,
     });
     // Tell waiting requesters this attempt failed and another follows (retryable: true is not final).
-    await this.answer(delivery, this.failedResult(request, request.requestId, failure, attempt, firstSeen, true));
+    await this.answer(
+      delivery,
+      this.failedResult(request, request.requestId, failure, attempt, firstSeen, true),
+    );
     this.deps.stats.recordRetry(failure.code);
     delivery.ack();
-    this.deps.log.warn({ requestId: request.requestId, reason: failure.code, detail: failure.detail, attempt, retryInMs: tier.delayMs }, 'copy failed, retry scheduled');
+    this.deps.log.warn(
+      {
+        requestId: request.requestId,
+        reason: failure.code,
+        detail: failure.detail,
+        attempt,
+        retryInMs: tier.delayMs,
+      },
+      'copy failed, retry scheduled',
+    );
   }
 
-  private async failPermanently(delivery: Delivery, request: CopyRequest | undefined, failure: Failure, attempt: number, firstSeen: string, started: number): Promise<void> {
+  private async failPermanently(
+    delivery: Delivery,
+    request: CopyRequest | undefined,
+    failure: Failure,
+    attempt: number,
+    firstSeen: string,
+    started: number,
+  ): Promise<void> {
     const peeked = request ?? peekReplyInfo(delivery.content, delivery.properties.messageId);
     const requestId = peeked.requestId ?? UNKNOWN_REQUEST_ID;
     await this.answer(delivery, this.failedResult(peeked, requestId, failure, attempt, firstSeen, false));
-    await publishToDeadLetter(this.deps.publisher, this.deps.topology, delivery.message, { reason: failure.code, detail: failure.detail, attempt, firstSeen });
-    this.deps.stats.recordResult('failed', failure.code, 0, request ? elapsedSince(firstSeen) : performance.now() - started);
+    await publishToDeadLetter(this.deps.publisher, this.deps.topology, delivery.message, {
+      reason: failure.code,
+      detail: failure.detail,
+      attempt,
+      firstSeen,
+    });
+    this.deps.stats.recordResult(
+      'failed',
+      failure.code,
+      0,
+      request ? elapsedSince(firstSeen) : performance.now() - started,
+    );
     this.deps.stats.recordDeadLetter(failure.code);
     delivery.ack();
-    this.deps.log.warn({ requestId, reason: failure.code, detail: failure.detail, attempt }, 'copy request failed and dead-lettered');
+    this.deps.log.warn(
+      { requestId, reason: failure.code, detail: failure.detail, attempt },
+      'copy request failed and dead-lettered',
+    );
   }
 
   /** Publishes a result to the events exchange and, when asked for, to reply_to with the correlation id. */
@@ -145,7 +227,12 @@ export class CopyRequestHandler {
     const replyTo = asked && !replyToProblem(asked) ? asked : undefined;
     // The events exchange must exist and confirm (a missing one is declared again, see publishRouted); a
     // result no queue is bound for is not lost for anyone (nobody listens), so it is not mandatory there.
-    const sends = [publishRouted(publisher, topology.eventsExchange.name, resultRoutingKey(result.status), result, { messageId: result.requestId, correlationId })];
+    const sends = [
+      publishRouted(publisher, topology.eventsExchange.name, resultRoutingKey(result.status), result, {
+        messageId: result.requestId,
+        correlationId,
+      }),
+    ];
     if (replyTo) sends.push(this.reply(replyTo, result, correlationId));
     const settled = await Promise.allSettled(sends);
     for (const outcome of settled) if (outcome.status === 'rejected') throw outcome.reason;
@@ -157,16 +244,32 @@ export class CopyRequestHandler {
    * 404; the same channel failing twice does.
    */
   private async reply(replyTo: string, result: CopyResult, correlationId: string | undefined): Promise<void> {
-    const send = () => this.deps.publisher.sendToQueue(replyTo, result, { messageId: result.requestId, correlationId, persistent: false, mandatory: true });
+    const send = () =>
+      this.deps.publisher.sendToQueue(replyTo, result, {
+        messageId: result.requestId,
+        correlationId,
+        persistent: false,
+        mandatory: true,
+      });
     try {
-      await send().catch((error: unknown) => (error instanceof PublishUnroutableError && error.returned ? Promise.reject(error) : send()));
+      await send().catch((error: unknown) =>
+        error instanceof PublishUnroutableError && error.returned ? Promise.reject(error) : send(),
+      );
     } catch (error) {
       if (!(error instanceof PublishUnroutableError && error.returned)) throw error;
-      this.deps.log.warn({ requestId: result.requestId, replyTo, err: errorText(error) }, 'reply not delivered: the reply queue is gone');
+      this.deps.log.warn(
+        { requestId: result.requestId, replyTo, err: errorText(error) },
+        'reply not delivered: the reply queue is gone',
+      );
     }
   }
 
-  private successResult(request: CopyRequest, result: CopyJobResult, attempt: number, firstSeen: string): CopyResult {
+  private successResult(
+    request: CopyRequest,
+    result: CopyJobResult,
+    attempt: number,
+    firstSeen: string,
+  ): CopyResult {
     return {
       v: COPY_RESULT_VERSION,
       type: 'result',
@@ -178,13 +281,25 @@ export class CopyRequestHandler {
       bytes: result.bytes,
       sha256: result.sha256,
       attempt,
-      durations: { totalMs: elapsedSince(firstSeen), lockWaitMs: result.lockWaitMs, copyMs: result.copyMs, verifyMs: result.verifyMs },
+      durations: {
+        totalMs: elapsedSince(firstSeen),
+        lockWaitMs: result.lockWaitMs,
+        copyMs: result.copyMs,
+        verifyMs: result.verifyMs,
+      },
       conductorId: this.deps.conductorId,
       at: new Date().toISOString(),
     };
   }
 
-  private failedResult(ids: { imageId?: string; source?: string; destination?: string }, requestId: string, failure: Failure, attempt: number, firstSeen: string, retryable: boolean): CopyResult {
+  private failedResult(
+    ids: { imageId?: string; source?: string; destination?: string },
+    requestId: string,
+    failure: Failure,
+    attempt: number,
+    firstSeen: string,
+    retryable: boolean,
+  ): CopyResult {
     return {
       v: COPY_RESULT_VERSION,
       type: 'result',
@@ -207,7 +322,10 @@ export class CopyRequestHandler {
 function checkContentType(contentType: string | undefined): void {
   // Absent is accepted (many clients omit it); anything else must say JSON.
   if (contentType !== undefined && contentType.split(';')[0]!.trim().toLowerCase() !== REQUEST_CONTENT_TYPE)
-    throw new ConductorError('INVALID_REQUEST', `content_type: must be ${REQUEST_CONTENT_TYPE} (got ${JSON.stringify(contentType.slice(0, 100))})`);
+    throw new ConductorError(
+      'INVALID_REQUEST',
+      `content_type: must be ${REQUEST_CONTENT_TYPE} (got ${JSON.stringify(contentType.slice(0, 100))})`,
+    );
 }
 
 function checkReplyTo(replyTo: string | undefined): void {

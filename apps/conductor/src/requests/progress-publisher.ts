@@ -1,5 +1,10 @@
 import { performance } from 'node:perf_hooks';
-import { PROGRESS_EVENT_VERSION, type ProgressEvent, type CellTopology, progressRoutingKey } from '@app/contracts';
+import {
+  PROGRESS_EVENT_VERSION,
+  type ProgressEvent,
+  type CellTopology,
+  progressRoutingKey,
+} from '@app/contracts';
 import type { Publisher, MessagingLogger } from '@app/messaging';
 import type { InFlightCopy } from '../copy/copy-coordinator';
 
@@ -44,8 +49,13 @@ export class ProgressPublisher {
         at: new Date().toISOString(),
       };
       this.publisher
-        .publish(this.topology.eventsExchange.name, progressRoutingKey(copy.destination), event, { persistent: false, messageId: requestId })
-        .catch((error: Error) => this.log.debug({ requestId, err: error.message }, 'progress event not published'));
+        .publish(this.topology.eventsExchange.name, progressRoutingKey(copy.destination), event, {
+          persistent: false,
+          messageId: requestId,
+        })
+        .catch((error: Error) =>
+          this.log.debug({ requestId, err: error.message }, 'progress event not published'),
+        );
     }
   }
 }

@@ -47,8 +47,17 @@ export class ConductorStats {
     untrustedHeaders: 0,
   };
 
-  private readonly results = new Counter({ name: 'icc_results_total', help: 'Answered copy requests by status and reason', labelNames: ['status', 'reason'], registers: [this.registry] });
-  private readonly bytesCopied = new Counter({ name: 'icc_bytes_copied_total', help: 'Bytes copied into destination caches', registers: [this.registry] });
+  private readonly results = new Counter({
+    name: 'icc_results_total',
+    help: 'Answered copy requests by status and reason',
+    labelNames: ['status', 'reason'],
+    registers: [this.registry],
+  });
+  private readonly bytesCopied = new Counter({
+    name: 'icc_bytes_copied_total',
+    help: 'Bytes copied into destination caches',
+    registers: [this.registry],
+  });
   private readonly copyDuration = new Histogram({
     name: 'icc_copy_duration_seconds',
     help: 'Request handling time, from the first time a conductor saw it to its result',
@@ -62,22 +71,90 @@ export class ConductorStats {
     buckets: [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 30, 120],
     registers: [this.registry],
   });
-  private readonly retried = new Counter({ name: 'icc_retried_total', help: 'Requests sent to the delayed retry path, by reason', labelNames: ['reason'], registers: [this.registry] });
-  private readonly deadLettered = new Counter({ name: 'icc_dead_lettered_total', help: 'Requests dead-lettered, by reason', labelNames: ['reason'], registers: [this.registry] });
-  private readonly handedBack = new Counter({ name: 'icc_handed_back_total', help: 'Requests returned to the queue unfinished at shutdown', registers: [this.registry] });
-  private readonly coalesced = new Counter({ name: 'icc_coalesced_total', help: 'Requests answered by a copy already running for the same image and destination', registers: [this.registry] });
-  private readonly untrustedHeaders = new Counter({ name: 'icc_untrusted_headers_total', help: 'Deliveries whose x-icc-* headers no conductor of the cell signed (ignored)', registers: [this.registry] });
-  private readonly lockEvents = new Counter({ name: 'icc_lock_events_total', help: 'Lock takeovers of stale holders, lost locks and lock wait timeouts', labelNames: ['event'], registers: [this.registry] });
+  private readonly retried = new Counter({
+    name: 'icc_retried_total',
+    help: 'Requests sent to the delayed retry path, by reason',
+    labelNames: ['reason'],
+    registers: [this.registry],
+  });
+  private readonly deadLettered = new Counter({
+    name: 'icc_dead_lettered_total',
+    help: 'Requests dead-lettered, by reason',
+    labelNames: ['reason'],
+    registers: [this.registry],
+  });
+  private readonly handedBack = new Counter({
+    name: 'icc_handed_back_total',
+    help: 'Requests returned to the queue unfinished at shutdown',
+    registers: [this.registry],
+  });
+  private readonly coalesced = new Counter({
+    name: 'icc_coalesced_total',
+    help: 'Requests answered by a copy already running for the same image and destination',
+    registers: [this.registry],
+  });
+  private readonly untrustedHeaders = new Counter({
+    name: 'icc_untrusted_headers_total',
+    help: 'Deliveries whose x-icc-* headers no conductor of the cell signed (ignored)',
+    registers: [this.registry],
+  });
+  private readonly lockEvents = new Counter({
+    name: 'icc_lock_events_total',
+    help: 'Lock takeovers of stale holders, lost locks and lock wait timeouts',
+    labelNames: ['event'],
+    registers: [this.registry],
+  });
 
-  private probes: StatsProbes = { inFlight: () => 0, brokerReconnects: () => 0, brokerConnected: () => false, brokerBlocked: () => false, topologyRedeclarations: () => 0 };
+  private probes: StatsProbes = {
+    inFlight: () => 0,
+    brokerReconnects: () => 0,
+    brokerConnected: () => false,
+    brokerBlocked: () => false,
+    topologyRedeclarations: () => 0,
+  };
 
   constructor() {
     const probes = () => this.probes;
-    new Gauge({ name: 'icc_copies_in_flight', help: 'Copies running now', registers: [this.registry], collect() { this.set(probes().inFlight()); } });
-    new Gauge({ name: 'icc_broker_reconnects', help: 'Reconnections to RabbitMQ since start', registers: [this.registry], collect() { this.set(probes().brokerReconnects()); } });
-    new Gauge({ name: 'icc_broker_connected', help: '1 while connected to RabbitMQ', registers: [this.registry], collect() { this.set(probes().brokerConnected() ? 1 : 0); } });
-    new Gauge({ name: 'icc_broker_blocked', help: '1 while RabbitMQ blocks the connection (resource alarm)', registers: [this.registry], collect() { this.set(probes().brokerBlocked() ? 1 : 0); } });
-    new Gauge({ name: 'icc_topology_redeclarations', help: 'Times the cell topology was declared again after a queue or exchange was found missing', registers: [this.registry], collect() { this.set(probes().topologyRedeclarations()); } });
+    new Gauge({
+      name: 'icc_copies_in_flight',
+      help: 'Copies running now',
+      registers: [this.registry],
+      collect() {
+        this.set(probes().inFlight());
+      },
+    });
+    new Gauge({
+      name: 'icc_broker_reconnects',
+      help: 'Reconnections to RabbitMQ since start',
+      registers: [this.registry],
+      collect() {
+        this.set(probes().brokerReconnects());
+      },
+    });
+    new Gauge({
+      name: 'icc_broker_connected',
+      help: '1 while connected to RabbitMQ',
+      registers: [this.registry],
+      collect() {
+        this.set(probes().brokerConnected() ? 1 : 0);
+      },
+    });
+    new Gauge({
+      name: 'icc_broker_blocked',
+      help: '1 while RabbitMQ blocks the connection (resource alarm)',
+      registers: [this.registry],
+      collect() {
+        this.set(probes().brokerBlocked() ? 1 : 0);
+      },
+    });
+    new Gauge({
+      name: 'icc_topology_redeclarations',
+      help: 'Times the cell topology was declared again after a queue or exchange was found missing',
+      registers: [this.registry],
+      collect() {
+        this.set(probes().topologyRedeclarations());
+      },
+    });
     collectDefaultMetrics({ register: this.registry, prefix: 'icc_' });
   }
 
@@ -86,7 +163,13 @@ export class ConductorStats {
     this.probes = probes;
   }
 
-  recordResult(status: CopyResultStatus, reason: ReasonCode | undefined, bytes: number, totalMs: number, lockWaitMs?: number): void {
+  recordResult(
+    status: CopyResultStatus,
+    reason: ReasonCode | undefined,
+    bytes: number,
+    totalMs: number,
+    lockWaitMs?: number,
+  ): void {
     if (status === 'completed') this.totals.completed++;
     else if (status === 'already-present') this.totals.alreadyPresent++;
     else {
