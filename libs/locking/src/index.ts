@@ -14,5 +14,5 @@ export {
   resolveLockTimings,
 } from './lock-timings';
 export type { LockTimings } from './lock-timings';
-export { LOCK_INSPECTION_NOTE, inspectLocks, readLockActivity } from './lock-inspector';
+export { LOCK_INSPECTION_NOTE, inspectLocks, lockEntryPath, readLockActivity } from './lock-inspector';
 export type { InspectLocksOptions, LockActivity, LockEntryView, LockInspection } from './lock-inspector';

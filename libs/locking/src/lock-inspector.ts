@@ -2,7 +2,14 @@ import type { Dirent } from 'node:fs';
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import { imageIdSchema, nodeIdSchema, parseField } from '@app/contracts';
-import { generationName, parseHolderEntry, readGenerationHolder, readKeyDirectory } from './key-directory';
+import {
+  generationName,
+  holderEntryName,
+  parseHolderEntry,
+  readGenerationHolder,
+  readKeyDirectory,
+  readerEntryName,
+} from './key-directory';
 import type { LockHolder, LockMode } from './lock-key';
 import type { LockKey } from './lock-key';
 import { lockKeyDir, nodeLocksDir, validateLockKey } from './lock-key';
@@ -157,6 +164,17 @@ async function inspectKey(
     if (beat) found.push(view('shared', beat.mtimeMs, parseHolderEntry(reader)));
   }
   return found;
+}
+
+/**
+ * The heartbeat an entry's liveness is judged by (the holder's or reader's lock folder; a generation's own
+ * folder while its holder entry is not there yet), for callers that watch it themselves.
+ */
+export function lockEntryPath(root: string, entry: LockEntryView): string {
+  const dir = lockKeyDir(root, validateLockKey(entry));
+  if (entry.mode === 'shared') return path.join(dir, readerEntryName(entry.holder!));
+  const generation = path.join(dir, generationName(entry.generation!));
+  return entry.holder ? path.join(generation, holderEntryName(entry.holder)) : generation;
 }
 
 /** Names of the real (non-symlink) directories in `dir` that pass `accept`; [] when `dir` is missing. */

@@ -4,6 +4,7 @@ import {
   type NodeLockManager,
   StalenessObserver,
   inspectLocks,
+  lockEntryPath,
   lockKeyString,
   newAttemptId,
 } from '@app/locking';
@@ -50,16 +51,16 @@ export interface LeftoverSweepView {
  * Collects what dead attempts leave behind when no later writer comes for the same image: the lock entries
  * of a conductor killed right after it published (its redelivered request is answered already-present
  * without the lock), and partial files such as a killed source-side meta refresh's `tmp/<id>~meta-*.part`.
- * Nothing is removed from a listing alone: a key whose entries all look stale by their age, or whose
- * partial files kept the same identity and mtime for LOCK_STALE_MS of this sweep's own watching, is taken
+ * Nothing is removed from a listing alone: a key whose lock entries, or whose partial files, kept the same
+ * identity and mtime for LOCK_STALE_MS of this sweep's own watching (its monotonic clock), is taken
  * with its exclusive lock like any writer (a stale gate is taken over and stale reader entries drained by
  * the lock's own rules), its partial files are removed under that lock, and the lock is released.
  */
 export class LeftoverSweep {
   private readonly schedule: RoundSchedule<SweepRound>;
-  private readonly tmpObserver: StalenessObserver;
-  /** Partial files watched, per node, so the observer forgets the ones that went away. */
-  private readonly watchedTmp = new Map<string, Set<string>>();
+  private readonly observer: StalenessObserver;
+  /** Heartbeats and partial files watched, per node, so the observer forgets the ones that went away. */
+  private readonly watched = new Map<string, Set<string>>();
   private lastRound: LeftoverSweepView['lastRound'] = null;
   private readonly totals = { keysCollected: 0, lockEntries: 0, tmpFiles: 0, busy: 0 };
 
@@ -69,7 +70,7 @@ export class LeftoverSweep {
     private readonly options: LeftoverSweepOptions,
   ) {
     this.schedule = new RoundSchedule((signal) => this.round(signal), options.intervalMs);
-    this.tmpObserver = new StalenessObserver(locks.timings.staleMs);
+    this.observer = new StalenessObserver(locks.timings.staleMs);
   }
 
   get enabled(): boolean {
@@ -144,28 +145,29 @@ export class LeftoverSweep {
 
   private async sweepNode(node: string, round: SweepRound, signal: AbortSignal): Promise<void> {
     const staleMs = this.locks.timings.staleMs;
-    // Keys with lock entries: candidates only when every entry looks stale (a live one means in use).
-    const entriesByKey = new Map<string, { imageId: string; stale: number; live: number }>();
+    const watched = new Set<string>();
+    // Keys with lock entries: candidates only when this sweep watched every one of them unchanged for the
+    // stale time on its own clock (never by comparing mtimes with this host's wall clock); a live one
+    // means the key is in use.
+    const entriesByKey = new Map<string, { stale: number; live: number }>();
     for (const entry of (await inspectLocks(this.options.root, { node, staleMs })).entries) {
-      const seen = entriesByKey.get(entry.imageId) ?? { imageId: entry.imageId, stale: 0, live: 0 };
-      seen[entry.liveness === 'stale' ? 'stale' : 'live'] += 1;
+      const heartbeat = lockEntryPath(this.options.root, entry);
+      watched.add(heartbeat);
+      const seen = entriesByKey.get(entry.imageId) ?? { stale: 0, live: 0 };
+      seen[(await this.observer.isStale(heartbeat)) ? 'stale' : 'live'] += 1;
       entriesByKey.set(entry.imageId, seen);
     }
     const candidates = new Map<string, number>(); // imageId -> stale lock entries
-    for (const { imageId, stale, live } of entriesByKey.values()) {
-      if (live > 0) continue;
-      candidates.set(imageId, stale);
-    }
-    // Partial files: candidates once this sweep has watched them unchanged for the stale time.
-    const tmpFiles = await this.store.listTmp(node);
-    const listed = new Set(tmpFiles.map((t) => t.path));
-    for (const gone of this.watchedTmp.get(node) ?? []) if (!listed.has(gone)) this.tmpObserver.forget(gone);
-    this.watchedTmp.set(node, listed);
-    for (const tmp of tmpFiles) {
+    for (const [imageId, { stale, live }] of entriesByKey) if (live === 0) candidates.set(imageId, stale);
+    // Partial files: candidates once watched unchanged for the stale time, unless their key is in use.
+    for (const tmp of await this.store.listTmp(node)) {
+      watched.add(tmp.path);
       if (entriesByKey.get(tmp.imageId)?.live) continue;
-      if (await this.tmpObserver.isStale(tmp.path))
+      if (await this.observer.isStale(tmp.path))
         candidates.set(tmp.imageId, candidates.get(tmp.imageId) ?? 0);
     }
+    for (const gone of this.watched.get(node) ?? []) if (!watched.has(gone)) this.observer.forget(gone);
+    this.watched.set(node, watched);
     const mine = new Set(this.locks.heldLocks().map((l) => lockKeyString(l.key)));
     for (const [imageId, lockEntries] of candidates) {
       if (signal.aborted) return;
