@@ -245,10 +245,12 @@ describe('locks between real processes', () => {
       csDir,
     });
     await Promise.all([...contenders, holder].map((w) => w.waitFor((m) => m.type === 'ready')));
-    const contenderHandOver = async () => {
-      const seen = new Set(all());
+    // The next acquisition by anyone (the long holder included) after `seen` was taken. Counting the long
+    // holder too matters: if it won the re-made folder first, waiting for a contender alone would let it
+    // keep its lock unstruck for its whole hold.
+    const nextAcquisition = async (seen: Set<unknown>) => {
       await Promise.race(
-        contenders.map((w) =>
+        [...contenders, holder].map((w) =>
           w.waitFor((m) => m.type === 'acquired' && !seen.has(m), 10_000).catch(() => undefined),
         ),
       );
@@ -260,10 +262,11 @@ describe('locks between real processes', () => {
     for (let i = 0; i < 4; i++) {
       // Strike while the long holder is seen holding: its iteration i holds for 20 checks 200 ms apart.
       await holder.waitFor((m) => m.type === 'acquired' && m.iteration === i, 100_000);
+      const seen = new Set<unknown>(all());
       await removeByHand();
       removals++;
-      // And once more at a contender's hand-over, with the epoch of the new folder barely made.
-      await contenderHandOver();
+      // And once more at the next hand-over, with the epoch of the new folder barely made.
+      await nextAcquisition(seen);
       await removeByHand();
       removals++;
     }
