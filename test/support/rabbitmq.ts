@@ -1,9 +1,8 @@
+import { type Logger, cellTopology, type CellTopologyOptions } from '@app/contracts';
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { promisify } from 'node:util';
 import { connect, type Channel } from 'amqplib';
-import { cellTopology, type CellTopologyOptions } from '@app/contracts';
-import type { MessagingLogger } from '@app/messaging';
 
 const run = promisify(execFile);
 
@@ -163,7 +162,7 @@ export interface LogEntry {
 }
 
 /** A logger that records entries (and prints warnings and errors when DEBUG_TESTS is set). */
-export function recordingLogger(): MessagingLogger & { entries: LogEntry[] } {
+export function recordingLogger(): Logger & { entries: LogEntry[] } {
   const entries: LogEntry[] = [];
   const log = (level: LogEntry['level']) => (obj: object, msg: string) => {
     entries.push({ level, msg, obj });

@@ -4,6 +4,7 @@ import {
   Inject,
   Injectable,
   Module,
+  type OnModuleInit,
 } from '@nestjs/common';
 import { LoggerModule } from 'nestjs-pino';
 import type { Logger as PinoLogger } from 'pino';
@@ -13,18 +14,18 @@ import { ImageStore } from '@app/image-store';
 import { NodeLockManager } from '@app/locking';
 import { BrokerConnection, Publisher, RetryHeaderSigner } from '@app/messaging';
 import type { ConductorConfig } from './config/conductor-config';
-import { CleaningSchedule } from './cache/cleaning-schedule';
-import { LeftoverSweep } from './cache/leftover-sweep';
+import { CleanerRounds } from './background/cleaner-rounds';
+import { LeftoverSweep } from './background/leftover-sweep';
 import { CELL_TOPOLOGY, CONDUCTOR_CONFIG, ROOT_LOGGER, SHUTDOWN_CONTROLLER } from './conductor.tokens';
 import { CopyCoordinator } from './copy/copy-coordinator';
 import { type CopyLockPlan, CopyWorkflow } from './copy/copy-workflow';
 import { DEFAULT_HOLDER_INDEX_OPTIONS, ImageHolderIndex } from './copy/holder-index';
 import { SourceSelector } from './copy/source-selector';
-import { RequestIntake } from './lifecycle/request-intake';
-import { CopyRequestHandler } from './requests/copy-request.handler';
+import { ConductorLifecycle } from './lifecycle/conductor-lifecycle';
+import { CopyRequestHandler } from './requests/copy-request-handler';
 import { loadOrCreateHeaderKey } from './requests/header-key';
 import { ProgressPublisher } from './requests/progress-publisher';
-import { ConductorStats } from './status/conductor-stats';
+import { ConductorMetrics } from './metrics/conductor-metrics';
 
 /**
  * Passive checks of the cell's queues and exchange: a queue deleted under a running conductor is declared
@@ -35,10 +36,31 @@ const TOPOLOGY_CHECK_MS = 5_000;
 /** Runs the graceful stop when Nest closes (SIGTERM/SIGINT through enableShutdownHooks). */
 @Injectable()
 class GracefulShutdown implements BeforeApplicationShutdown {
-  constructor(@Inject(RequestIntake) private readonly intake: RequestIntake) {}
+  constructor(@Inject(ConductorLifecycle) private readonly lifecycle: ConductorLifecycle) {}
 
   async beforeApplicationShutdown(): Promise<void> {
-    await this.intake.stop();
+    await this.lifecycle.stop();
+  }
+}
+
+/** Points the metrics' gauges at the parts they read, once every part exists (not inside a factory). */
+@Injectable()
+class MetricsProbes implements OnModuleInit {
+  constructor(
+    @Inject(ConductorMetrics) private readonly metrics: ConductorMetrics,
+    @Inject(CopyCoordinator) private readonly coordinator: CopyCoordinator,
+    @Inject(BrokerConnection) private readonly broker: BrokerConnection,
+  ) {}
+
+  onModuleInit(): void {
+    const { coordinator, broker } = this;
+    this.metrics.attachProbes({
+      inFlight: () => coordinator.inFlight().length,
+      brokerReconnects: () => broker.reconnects,
+      brokerConnected: () => broker.state === 'connected',
+      brokerBlocked: () => broker.blocked,
+      topologyRedeclarations: () => broker.topologyHealth().redeclarations,
+    });
   }
 }
 
@@ -95,11 +117,11 @@ export class ConductorModule {
           inject: [BrokerConnection],
           useFactory: (broker: BrokerConnection) => new Publisher(broker),
         },
-        { provide: ConductorStats, useFactory: () => new ConductorStats() },
+        { provide: ConductorMetrics, useFactory: () => new ConductorMetrics() },
         {
           provide: NodeLockManager,
-          inject: [ConductorStats],
-          useFactory: (stats: ConductorStats) =>
+          inject: [ConductorMetrics],
+          useFactory: (stats: ConductorMetrics) =>
             new NodeLockManager({
               root: config.CACHE_ROOT,
               conductorId: config.CONDUCTOR_ID,
@@ -132,7 +154,7 @@ export class ConductorModule {
             }),
         },
         {
-          provide: CleaningSchedule,
+          provide: CleanerRounds,
           inject: [ImageStore, NodeLockManager, ImageHolderIndex],
           useFactory: (store: ImageStore, locks: NodeLockManager, index: ImageHolderIndex) => {
             const log = rootLogger.child({ part: 'cleaner' });
@@ -141,7 +163,7 @@ export class ConductorModule {
               budgetBytes: config.CLEANER_NODE_BUDGET_BYTES,
               graceMs: config.CLEANER_GRACE_MS,
             };
-            return new CleaningSchedule(new CacheCleaner(store, locks, policy, log), {
+            return new CleanerRounds(new CacheCleaner(store, locks, policy, log), {
               enabled: config.CLEANER_ENABLED,
               intervalMs: config.CLEANER_INTERVAL_MS,
               listNodes: () => store.entries.listNodes(),
@@ -200,7 +222,7 @@ export class ConductorModule {
             CopyCoordinator,
             Publisher,
             CELL_TOPOLOGY,
-            ConductorStats,
+            ConductorMetrics,
             SHUTDOWN_CONTROLLER,
             RetryHeaderSigner,
           ],
@@ -208,7 +230,7 @@ export class ConductorModule {
             coordinator: CopyCoordinator,
             publisher: Publisher,
             topology: CellTopology,
-            stats: ConductorStats,
+            stats: ConductorMetrics,
             shutdown: AbortController,
             signer: RetryHeaderSigner,
           ) => {
@@ -225,7 +247,7 @@ export class ConductorModule {
           },
         },
         {
-          provide: RequestIntake,
+          provide: ConductorLifecycle,
           inject: [
             BrokerConnection,
             Publisher,
@@ -233,9 +255,7 @@ export class ConductorModule {
             CopyRequestHandler,
             NodeLockManager,
             SHUTDOWN_CONTROLLER,
-            ConductorStats,
-            CopyCoordinator,
-            CleaningSchedule,
+            CleanerRounds,
             LeftoverSweep,
           ],
           useFactory: (
@@ -245,19 +265,10 @@ export class ConductorModule {
             handler: CopyRequestHandler,
             locks: NodeLockManager,
             shutdown: AbortController,
-            stats: ConductorStats,
-            coordinator: CopyCoordinator,
-            cleaning: CleaningSchedule,
+            cleaning: CleanerRounds,
             sweep: LeftoverSweep,
           ) => {
-            stats.attachProbes({
-              inFlight: () => coordinator.inFlight().length,
-              brokerReconnects: () => broker.reconnects,
-              brokerConnected: () => broker.state === 'connected',
-              brokerBlocked: () => broker.blocked,
-              topologyRedeclarations: () => broker.topologyHealth().redeclarations,
-            });
-            return new RequestIntake({
+            return new ConductorLifecycle({
               broker,
               publisher,
               topology,
@@ -267,25 +278,26 @@ export class ConductorModule {
               concurrency: config.COPY_CONCURRENCY,
               graceMs: config.SHUTDOWN_GRACE_MS,
               shutdown,
-              log: rootLogger.child({ part: 'intake' }),
+              log: rootLogger.child({ part: 'lifecycle' }),
             });
           },
         },
         GracefulShutdown,
+        MetricsProbes,
       ],
       exports: [
         CONDUCTOR_CONFIG,
         ROOT_LOGGER,
-        ConductorStats,
+        ConductorMetrics,
         CopyCoordinator,
-        RequestIntake,
+        ConductorLifecycle,
         BrokerConnection,
         NodeLockManager,
         ImageStore,
         CELL_TOPOLOGY,
         Publisher,
         SourceSelector,
-        CleaningSchedule,
+        CleanerRounds,
         LeftoverSweep,
       ],
     };

@@ -6,7 +6,7 @@ import pino from 'pino';
 import { AdminModule } from './admin/admin.module';
 import { ConfigError, loadConductorConfig } from './config/conductor-config';
 import { ConductorModule, type ConductorSeams } from './conductor.module';
-import { RequestIntake } from './lifecycle/request-intake';
+import { ConductorLifecycle } from './lifecycle/conductor-lifecycle';
 
 /** sysexits' EX_CONFIG: the environment is wrong, restarting will not help. */
 const EXIT_CONFIG = 78;
@@ -49,7 +49,7 @@ async function runConductor(seams: ConductorSeams = {}): Promise<void> {
   // HTTP first, so health checks answer (not ready) while the consumer starts.
   await app.listen(config.ADMIN_PORT, host);
   const address = app.getHttpServer().address() as { port: number };
-  await app.get(RequestIntake).start();
+  await app.get(ConductorLifecycle).start();
   logger.info(
     {
       adminPort: address.port,

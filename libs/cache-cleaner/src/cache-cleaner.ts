@@ -1,5 +1,5 @@
 import { performance } from 'node:perf_hooks';
-import { isConductorError } from '@app/contracts';
+import { isReasonError } from '@app/contracts';
 import type { CacheEntry, ImageStore } from '@app/image-store';
 import {
   type HeldLock,
@@ -209,7 +209,7 @@ export class CacheCleaner {
       );
     } catch (error) {
       if (run.signal?.aborted) throw error;
-      if (isConductorError(error) && error.code === 'LOCK_TIMEOUT') return { outcome: 'busy' };
+      if (isReasonError(error) && error.code === 'LOCK_TIMEOUT') return { outcome: 'busy' };
       return { outcome: 'error', error: errorText(error) };
     }
     const lockedAt = Date.now();

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { ConductorError } from './conductor-error';
+import { ReasonError } from './reason-error';
 import {
   assertDeadlineNotPassed,
   MAX_REQUEST_BYTES,
@@ -12,12 +12,12 @@ import type { ReasonCode } from './reason-codes';
 const SHA = 'a'.repeat(64);
 const valid = { v: 1, requestId: 'req-1', imageId: 'ubuntu-24.04.qcow2', destination: 'node-b' };
 
-function failure(body: unknown): ConductorError {
+function failure(body: unknown): ReasonError {
   try {
     parseCopyRequest(body);
   } catch (error) {
-    expect(error).toBeInstanceOf(ConductorError);
-    return error as ConductorError;
+    expect(error).toBeInstanceOf(ReasonError);
+    return error as ReasonError;
   }
   throw new Error(`expected ${JSON.stringify(body)?.slice(0, 80)} to be rejected`);
 }
@@ -145,8 +145,8 @@ describe('assertDeadlineNotPassed', () => {
       assertDeadlineNotPassed({ deadline: '2025-06-01T13:59:59+02:00' }, now);
       expect.unreachable();
     } catch (error) {
-      expect((error as ConductorError).code).toBe('DEADLINE_EXCEEDED');
-      expect((error as ConductorError).message).toContain('deadline:');
+      expect((error as ReasonError).code).toBe('DEADLINE_EXCEEDED');
+      expect((error as ReasonError).message).toContain('deadline:');
     }
   });
 });

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { ConductorError } from './conductor-error';
+import { ReasonError } from './reason-error';
 import { imageIdSchema, InvalidFieldError, nodeIdSchema } from './ids';
 
 /** Bodies above this size are refused before JSON.parse: a request is a few hundred bytes. */
@@ -166,7 +166,7 @@ export function decodeJsonObject(body: unknown, maxBytes = MAX_REQUEST_BYTES): R
 /** Refuses a message whose `v` is present but not `expected`, before field validation says anything. */
 export function checkVersion(message: Record<string, unknown>, expected: number): void {
   if ('v' in message && message.v !== expected) {
-    throw new ConductorError(
+    throw new ReasonError(
       'UNSUPPORTED_VERSION',
       `v: unsupported version ${JSON.stringify(message.v)}; this conductor speaks version ${expected}`,
     );
@@ -174,7 +174,7 @@ export function checkVersion(message: Record<string, unknown>, expected: number)
 }
 
 /**
- * Parses a copy request from a message body. Throws a ConductorError: UNSUPPORTED_VERSION when `v` is
+ * Parses a copy request from a message body. Throws a ReasonError: UNSUPPORTED_VERSION when `v` is
  * present but not 1, otherwise INVALID_REQUEST (a MessageValidationError) whose message names each field
  * and its problem, e.g. `destination: must not contain '..'` or `body: not valid JSON (...)`.
  */
@@ -191,7 +191,7 @@ export function assertDeadlineNotPassed(
 ): void {
   if (request.deadline === undefined) return;
   if (Date.parse(request.deadline) <= now.getTime()) {
-    throw new ConductorError('DEADLINE_EXCEEDED', `deadline: ${request.deadline} has passed`);
+    throw new ReasonError('DEADLINE_EXCEEDED', `deadline: ${request.deadline} has passed`);
   }
 }
 

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { ConductorError } from './conductor-error';
+import { ReasonError } from './reason-error';
 import { copyResultSchema, isFinalResult, parseCopyResult } from './copy-result';
 import { parseProgressEvent } from './progress-event';
 
@@ -53,7 +53,7 @@ describe('copy result', () => {
       parseCopyResult({ ...base, v: 2, status: 'completed' });
       expect.unreachable();
     } catch (error) {
-      expect((error as ConductorError).code).toBe('UNSUPPORTED_VERSION');
+      expect((error as ReasonError).code).toBe('UNSUPPORTED_VERSION');
     }
   });
 });

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { ConductorError } from './conductor-error';
+import { ReasonError } from './reason-error';
 
 /**
  * Node and image ids become path segments under CACHE_ROOT, so they are validated names: ASCII letters,
@@ -42,7 +42,7 @@ export function parseField<T>(schema: z.ZodType<T>, value: unknown, field: strin
   throw new InvalidFieldError(field, reason);
 }
 
-export class InvalidFieldError extends ConductorError {
+export class InvalidFieldError extends ReasonError {
   constructor(
     readonly field: string,
     readonly reason: string,

@@ -1,5 +1,5 @@
 export * from './reason-codes';
-export * from './conductor-error';
+export * from './reason-error';
 export * from './ids';
 export {
   assertDeadlineNotPassed,
@@ -20,3 +20,4 @@ export {
 export * from './copy-result';
 export * from './progress-event';
 export * from './cell-topology';
+export type { Logger } from './logger';

@@ -1,6 +1,6 @@
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
-import { ConductorError, imageIdSchema, nodeIdSchema, parseField } from '@app/contracts';
+import { ReasonError, imageIdSchema, nodeIdSchema, parseField } from '@app/contracts';
 import { META_SUFFIX, type NodeLayout, parseTmpName } from './cache-layout';
 import { fsyncDir } from './durable-fs';
 import { type IoContext, io, isErrno, mapIoError } from './fs-errors';
@@ -242,7 +242,7 @@ export class CacheEntries {
     const imagePath = this.store.layout.imagePath(layout, id);
     const stat = await this.lstatImage(layout, id, context);
     if (stat && !stat.isFile()) {
-      throw new ConductorError(
+      throw new ReasonError(
         'IO_ERROR',
         `node ${layout.node}, image ${id}: the image path is not a regular file; not deleted`,
       );

@@ -2,7 +2,7 @@ import { execFileSync } from 'node:child_process';
 import { promises as fsp, statSync, truncateSync } from 'node:fs';
 import * as path from 'node:path';
 import { beforeEach, describe, expect, it } from 'vitest';
-import { ConductorError, InvalidFieldError } from '@app/contracts';
+import { ReasonError, InvalidFieldError } from '@app/contracts';
 import {
   MEBIBYTE,
   exists,
@@ -265,7 +265,7 @@ describe('CopyPipeline', () => {
 
     it('writes no meta when the check before it throws (a holder that lost its lock after the rename)', async () => {
       await seed('node-a', 2 * MEBIBYTE);
-      const lockLost = new ConductorError('LOCK_LOST', 'destination lock taken over');
+      const lockLost = new ReasonError('LOCK_LOST', 'destination lock taken over');
       const error = await rejectionOf(
         copy({
           beforeIrreversibleStep: async (step) => {
@@ -279,7 +279,7 @@ describe('CopyPipeline', () => {
 
     it('publishes nothing when the check before the rename throws, and propagates that error unchanged', async () => {
       await seed('node-a', 2 * MEBIBYTE);
-      const lockLost = new ConductorError('LOCK_LOST', 'destination lock taken over');
+      const lockLost = new ReasonError('LOCK_LOST', 'destination lock taken over');
       const error = await rejectionOf(
         copy({
           beforeIrreversibleStep: async () => {

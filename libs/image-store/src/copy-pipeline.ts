@@ -1,7 +1,7 @@
 import { constants as fsConstants, promises as fsp } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import {
-  ConductorError,
+  ReasonError,
   InvalidFieldError,
   byteCountSchema,
   holderIdSchema,
@@ -128,7 +128,7 @@ export class CopyPipeline {
 
     const sourceMeta = sourceState.meta;
     if (!sourceMeta) {
-      throw new ConductorError(
+      throw new ReasonError(
         'SOURCE_MISSING',
         `no verified copy of image ${imageId} on node ${source.node}: ${sourceState.problem}`,
       );
@@ -136,13 +136,13 @@ export class CopyPipeline {
     // The source's meta was written after verifying its bytes: a different checksum there means the copy
     // could only fail, so fail before moving any bytes.
     if (requested.sha256 !== undefined && requested.sha256 !== sourceMeta.sha256) {
-      throw new ConductorError(
+      throw new ReasonError(
         'CHECKSUM_MISMATCH',
         `image ${imageId} on node ${source.node} has sha256 ${sourceMeta.sha256}, the request expects ${requested.sha256}; nothing was copied`,
       );
     }
     if (requested.size !== undefined && requested.size !== sourceMeta.size) {
-      throw new ConductorError(
+      throw new ReasonError(
         'SIZE_MISMATCH',
         `image ${imageId} on node ${source.node} has ${sourceMeta.size} bytes, the request expects ${requested.size}; nothing was copied`,
       );
@@ -157,7 +157,7 @@ export class CopyPipeline {
     try {
       const stat = await io(sourceContext, 'stat of the image', () => from.stat());
       if (stat.size !== sourceMeta.size) {
-        throw new ConductorError(
+        throw new ReasonError(
           'SOURCE_MISSING',
           `image ${imageId} on node ${source.node} has ${stat.size} bytes but its meta says ${sourceMeta.size}`,
         );
@@ -205,7 +205,7 @@ export class CopyPipeline {
     const context = cacheContext(layout, id);
     const meta = (await this.store.readMetaChecked(layout, id, context)).value;
     if (!meta) {
-      throw new ConductorError('SOURCE_MISSING', `no valid meta for image ${id} on node ${layout.node}`);
+      throw new ReasonError('SOURCE_MISSING', `no valid meta for image ${id} on node ${layout.node}`);
     }
     await this.store.writeMeta(layout, { ...meta, lastUsedAt: new Date().toISOString() }, context);
   }

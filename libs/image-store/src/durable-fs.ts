@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
-import { ConductorError } from '@app/contracts';
+import { ReasonError } from '@app/contracts';
 
 /** Makes a rename or unlink in `dir` survive a crash: without it the new name may vanish on power loss. */
 export async function fsyncDir(dir: string): Promise<void> {
@@ -24,7 +24,7 @@ export async function ensureNodeFolder(node: { node: string; dir: string }, dir:
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
     if (code === 'ENOENT' && path.dirname(dir) === node.dir) {
-      throw new ConductorError(
+      throw new ReasonError(
         'UNKNOWN_NODE',
         `node ${node.node}: its folder ${node.dir} does not exist (a node's folder is created by registering it: icc node add ${node.node})`,
         { cause: error },

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { ConductorError } from '@app/contracts';
+import { ReasonError } from '@app/contracts';
 import { type CacheSide, mapIoError } from './fs-errors';
 
 function errno(code: string): NodeJS.ErrnoException {
@@ -29,22 +29,20 @@ describe('mapIoError', () => {
     ['EMFILE', 'source', 'IO_ERROR'],
   ] as Array<[string, CacheSide, string]>)('maps %s on the %s side to %s', (code, side, expected) => {
     const error = mapped(code, side);
-    expect(error).toBeInstanceOf(ConductorError);
-    expect((error as ConductorError).code).toBe(expected);
-    expect((error as ConductorError).message).toContain(
-      `${side} node n1, image img: writing failed (${code})`,
-    );
-    expect((error as ConductorError).cause).toBeInstanceOf(Error);
+    expect(error).toBeInstanceOf(ReasonError);
+    expect((error as ReasonError).code).toBe(expected);
+    expect((error as ReasonError).message).toContain(`${side} node n1, image img: writing failed (${code})`);
+    expect((error as ReasonError).cause).toBeInstanceOf(Error);
   });
 
   it('marks NO_SPACE and IO_ERROR retryable, DESTINATION_READ_ONLY not', () => {
-    expect((mapped('ENOSPC', 'destination') as ConductorError).retryable).toBe(true);
-    expect((mapped('EIO', 'destination') as ConductorError).retryable).toBe(true);
-    expect((mapped('EROFS', 'destination') as ConductorError).retryable).toBe(false);
+    expect((mapped('ENOSPC', 'destination') as ReasonError).retryable).toBe(true);
+    expect((mapped('EIO', 'destination') as ReasonError).retryable).toBe(true);
+    expect((mapped('EROFS', 'destination') as ReasonError).retryable).toBe(false);
   });
 
   it('passes ConductorErrors and non-errno errors through unchanged', () => {
-    const conductorError = new ConductorError('LOCK_LOST', 'lost');
+    const conductorError = new ReasonError('LOCK_LOST', 'lost');
     const bug = new TypeError('x is undefined');
     const context = { side: 'destination' as const, what: 'x' };
     expect(mapIoError(conductorError, context, 'a')).toBe(conductorError);

@@ -1,4 +1,4 @@
-import { ConductorError, isConductorError } from '@app/contracts';
+import { ReasonError, isReasonError } from '@app/contracts';
 
 /**
  * Which end of a copy an operation touches: the same errno means different things at either end. 'cache'
@@ -24,27 +24,27 @@ export function isErrno(error: unknown, ...codes: string[]): error is NodeJS.Err
 }
 
 /**
- * Turns a file-system error into the ConductorError the wire format speaks. Anything that is not an errno
+ * Turns a file-system error into the ReasonError the wire format speaks. Anything that is not an errno
  * error (a bug, or an error from a caller's callback) passes through unchanged.
  */
 export function mapIoError(error: unknown, context: IoContext, action: string): unknown {
-  if (isConductorError(error) || !isErrno(error)) return error;
+  if (isReasonError(error) || !isErrno(error)) return error;
   const code = error.code as string;
   const detail = `${context.what}: ${action} failed (${code})`;
   if (NO_SPACE.has(code)) {
-    return new ConductorError('NO_SPACE', `${detail}: no space left on the cache file system`, {
+    return new ReasonError('NO_SPACE', `${detail}: no space left on the cache file system`, {
       cause: error,
     });
   }
   if (context.side === 'destination' && DESTINATION_NOT_WRITABLE.has(code)) {
-    return new ConductorError('DESTINATION_READ_ONLY', `${detail}: the cache is not writable`, {
+    return new ReasonError('DESTINATION_READ_ONLY', `${detail}: the cache is not writable`, {
       cause: error,
     });
   }
   if (context.side === 'source' && SOURCE_GONE.has(code)) {
-    return new ConductorError('SOURCE_MISSING', `${detail}: the image is not there`, { cause: error });
+    return new ReasonError('SOURCE_MISSING', `${detail}: the image is not there`, { cause: error });
   }
-  return new ConductorError('IO_ERROR', `${detail}: ${error.message}`, { cause: error });
+  return new ReasonError('IO_ERROR', `${detail}: ${error.message}`, { cause: error });
 }
 
 /** Runs one file-system operation, mapping its failure with `mapIoError`. */

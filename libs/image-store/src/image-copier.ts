@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import type { FileHandle } from 'node:fs/promises';
-import { ConductorError } from '@app/contracts';
+import { ReasonError } from '@app/contracts';
 
 export const COPY_CHUNK_BYTES = 1024 * 1024;
 
@@ -48,7 +48,7 @@ export async function streamCopy(options: StreamCopyOptions): Promise<{ bytes: n
       const offset = bytes;
       bytes += bytesRead;
       if (maxBytes !== undefined && bytes > maxBytes) {
-        throw new ConductorError(
+        throw new ReasonError(
           'SIZE_MISMATCH',
           `${describe}: more than the expected ${maxBytes} bytes arrived`,
         );
@@ -88,10 +88,7 @@ async function writeAll(to: FileHandle, chunk: Buffer, position: number): Promis
 export function abortError(signal: AbortSignal): Error {
   const reason: unknown = signal.reason;
   if (reason instanceof Error) return reason;
-  return new ConductorError(
-    'SHUTTING_DOWN',
-    `copy aborted${reason === undefined ? '' : `: ${String(reason)}`}`,
-  );
+  return new ReasonError('SHUTTING_DOWN', `copy aborted${reason === undefined ? '' : `: ${String(reason)}`}`);
 }
 
 export function throwIfAborted(signal: AbortSignal | undefined): void {

@@ -1,5 +1,5 @@
 import { promises as fsp } from 'node:fs';
-import { ConductorError, holderIdSchema, parseField } from '@app/contracts';
+import { ReasonError, holderIdSchema, parseField } from '@app/contracts';
 import { uniqueTag } from './durable-fs';
 import { type IoContext, io } from './fs-errors';
 import { throwIfAborted } from './image-copier';
@@ -39,7 +39,7 @@ export class ImageImport {
     try {
       const stat = await io(sourceContext, 'stat', () => from.stat());
       if (!stat.isFile()) {
-        throw new ConductorError('SOURCE_MISSING', `import of ${fromPath}: not a regular file`);
+        throw new ReasonError('SOURCE_MISSING', `import of ${fromPath}: not a regular file`);
       }
       const { meta } = await publishImage(this.store, {
         destination: layout,

@@ -1,6 +1,6 @@
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
-import { ConductorError, imageIdSchema, parseField } from '@app/contracts';
+import { ReasonError, imageIdSchema, parseField } from '@app/contracts';
 import { ensureNodeFolder, fsyncDir, uniqueTag, writeFileAtomic } from './durable-fs';
 import { type IoContext, io, isErrno, mapIoError } from './fs-errors';
 import {
@@ -65,7 +65,7 @@ export class NodeMarkers {
       } catch (error) {
         // Registration creates the node's folder, never CACHE_ROOT itself (a mistyped root stays visible).
         if (isErrno(error, 'ENOENT'))
-          throw new ConductorError(
+          throw new ReasonError(
             'IO_ERROR',
             `node ${layout.node}: the cache root ${this.store.root} does not exist`,
             { cause: error },

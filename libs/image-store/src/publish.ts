@@ -1,6 +1,6 @@
 import { promises as fsp } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
-import { ConductorError } from '@app/contracts';
+import { ReasonError } from '@app/contracts';
 import type { NodeLayout } from './cache-layout';
 import { ensureNodeFolder, fsyncDir } from './durable-fs';
 import { type IoContext, io, isErrno, mapIoError } from './fs-errors';
@@ -50,7 +50,7 @@ export async function publishImage(
     to = await fsp.open(tmpPath, 'wx', 0o644);
   } catch (error) {
     if (isErrno(error, 'EEXIST')) {
-      throw new ConductorError(
+      throw new ReasonError(
         'IO_ERROR',
         `${describe}: a partial copy of attempt ${options.tag} already exists; attempt ids must be unique (removeLeftoverTmp clears dead attempts)`,
       );
@@ -78,13 +78,13 @@ export async function publishImage(
     await io(context, 'closing the partial copy', () => to.close());
 
     if (expected.size !== undefined && bytes !== expected.size) {
-      throw new ConductorError(
+      throw new ReasonError(
         'SIZE_MISMATCH',
         `${describe}: ${bytes} bytes arrived, expected ${expected.size}; nothing was published`,
       );
     }
     if (expected.sha256 !== undefined && sha256 !== expected.sha256) {
-      throw new ConductorError(
+      throw new ReasonError(
         'CHECKSUM_MISMATCH',
         `${describe}: the bytes have sha256 ${sha256}, expected ${expected.sha256}; nothing was published`,
       );

@@ -1,7 +1,7 @@
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import { afterEach, beforeEach, expect } from 'vitest';
-import { type ConductorError, isConductorError } from '@app/contracts';
+import { type ReasonError, isReasonError } from '@app/contracts';
 import { exists, listDir, rejectionOf, writeRandomFile } from '../../../test/support/image-store-fixtures';
 import { makeTempDir, removeDir } from '../../../test/support/temp-dirs';
 import type { CopyImageOutcome, CopyImageRequest } from './copy-pipeline';
@@ -38,13 +38,10 @@ export function useStoreFixture() {
       });
     },
 
-    async expectConductorError(
-      promise: Promise<unknown>,
-      code: ConductorError['code'],
-    ): Promise<ConductorError> {
+    async expectConductorError(promise: Promise<unknown>, code: ReasonError['code']): Promise<ReasonError> {
       const error = await rejectionOf(promise);
-      expect(isConductorError(error) ? error.code : error).toBe(code);
-      return error as ConductorError;
+      expect(isReasonError(error) ? error.code : error).toBe(code);
+      return error as ReasonError;
     },
 
     /** Nothing published at the destination and no partial copy left behind. */

@@ -1,6 +1,6 @@
 import * as path from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { ConductorError } from '@app/contracts';
+import { ReasonError } from '@app/contracts';
 import type { Heartbeat } from './heartbeat';
 import type { LockFileSystem } from './lock-file-system';
 import { generationName, readKeyDirectory, releasedName } from './key-directory';
@@ -16,9 +16,9 @@ export interface LockClaim {
   giveBack(): Promise<void>;
 }
 
-export function lockLostError(key: LockKey, reason: unknown): ConductorError {
+export function lockLostError(key: LockKey, reason: unknown): ReasonError {
   const why = reason instanceof Error ? reason.message : String(reason);
-  return new ConductorError('LOCK_LOST', `lock on ${lockKeyString(key)} lost: ${why}`, { cause: reason });
+  return new ReasonError('LOCK_LOST', `lock on ${lockKeyString(key)} lost: ${why}`, { cause: reason });
 }
 
 /**
@@ -85,7 +85,7 @@ export class HeldLock {
 
   async assertStillHeld(): Promise<void> {
     if (!(await this.isStillHeld())) {
-      throw this.loss.signal.reason instanceof ConductorError
+      throw this.loss.signal.reason instanceof ReasonError
         ? this.loss.signal.reason
         : lockLostError(this.key, 'no longer held');
     }

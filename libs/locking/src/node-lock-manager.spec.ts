@@ -3,7 +3,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { ConductorError } from '@app/contracts';
+import { ReasonError } from '@app/contracts';
 import { makeEpoch } from './key-folder.fixture';
 import { readLockActivity } from './lock-inspector';
 import { NodeLockManager } from './node-lock-manager';
@@ -65,9 +65,9 @@ describe('NodeLockManager (one process, real files)', () => {
     const error = await manager('b')
       .acquire(key, { timeoutMs: 150 })
       .catch((e: unknown) => e);
-    expect(error).toBeInstanceOf(ConductorError);
-    expect((error as ConductorError).code).toBe('LOCK_TIMEOUT');
-    expect((error as ConductorError).retryable).toBe(true);
+    expect(error).toBeInstanceOf(ReasonError);
+    expect((error as ReasonError).code).toBe('LOCK_TIMEOUT');
+    expect((error as ReasonError).retryable).toBe(true);
   });
 
   it('lets many readers in together, makes a writer wait for them, and queues new readers behind the writer', async () => {
@@ -169,7 +169,7 @@ describe('NodeLockManager (one process, real files)', () => {
     await fsp.rm(path.join(root, 'n1', 'locks'), { recursive: true });
     expect(await holder.isStillHeld()).toBe(false);
     expect(holder.signal.aborted).toBe(true);
-    expect((holder.signal.reason as ConductorError).code).toBe('LOCK_LOST');
+    expect((holder.signal.reason as ReasonError).code).toBe('LOCK_LOST');
     const next = await manager('b').acquire(
       { node: 'n1', imageId: 'img', mode: 'exclusive' },
       { timeoutMs: 1000 },

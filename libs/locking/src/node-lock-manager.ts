@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import * as path from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { ConductorError } from '@app/contracts';
+import { ReasonError } from '@app/contracts';
 import { DirectoryChangeWaiter } from './directory-change-waiter';
 import { GateClaim, HeldLock, ReaderClaim, lockLostError } from './held-lock';
 import { Heartbeat } from './heartbeat';
@@ -115,7 +115,7 @@ export class NodeLockManager {
       .sort((a, b) => (lockKeyString(a) < lockKeyString(b) ? -1 : 1));
     for (let i = 1; i < ordered.length; i++) {
       if (lockKeyString(ordered[i]!) === lockKeyString(ordered[i - 1]!))
-        throw new ConductorError('INVALID_REQUEST', `lock ${lockKeyString(ordered[i]!)} requested twice`);
+        throw new ReasonError('INVALID_REQUEST', `lock ${lockKeyString(ordered[i]!)} requested twice`);
     }
     const holder = validateHolder({
       conductorId: this.options.conductorId,
@@ -194,7 +194,7 @@ export class NodeLockManager {
       });
       return lock;
     } catch (error) {
-      if (error instanceof ConductorError && error.code === 'LOCK_TIMEOUT')
+      if (error instanceof ReasonError && error.code === 'LOCK_TIMEOUT')
         this.emit({ type: 'timed-out', key, mode: request.mode, waitedMs: performance.now() - started });
       throw error;
     } finally {
@@ -427,9 +427,7 @@ class Deadline {
     const what = keys.map((k) => `${k.mode} ${lockKeyString(k)}`).join(', ');
     this.timer = setTimeout(
       () =>
-        this.controller.abort(
-          new ConductorError('LOCK_TIMEOUT', `waited ${timeoutMs} ms for locks (${what})`),
-        ),
+        this.controller.abort(new ReasonError('LOCK_TIMEOUT', `waited ${timeoutMs} ms for locks (${what})`)),
       timeoutMs,
     );
     this.signal = outer ? AbortSignal.any([this.controller.signal, outer]) : this.controller.signal;

@@ -5,12 +5,12 @@ import type { CellTopology } from '@app/contracts';
 import { BrokerConnection } from '@app/messaging';
 import type { ConductorConfig } from '../config/conductor-config';
 import { CELL_TOPOLOGY, CONDUCTOR_CONFIG, ROOT_LOGGER } from '../conductor.tokens';
-import { CleaningSchedule } from '../cache/cleaning-schedule';
-import { LeftoverSweep } from '../cache/leftover-sweep';
+import { CleanerRounds } from '../background/cleaner-rounds';
+import { LeftoverSweep } from '../background/leftover-sweep';
 import { CopyCoordinator } from '../copy/copy-coordinator';
 import { SourceSelector } from '../copy/source-selector';
-import { RequestIntake } from '../lifecycle/request-intake';
-import { ConductorStats } from '../status/conductor-stats';
+import { ConductorLifecycle } from '../lifecycle/conductor-lifecycle';
+import { ConductorMetrics } from '../metrics/conductor-metrics';
 import { AdminAuth } from './admin-auth';
 import { AdminTokenGuard } from './admin-token.guard';
 import { STATUS_PAGE } from './admin.tokens';
@@ -66,24 +66,24 @@ export class AdminModule {
             CONDUCTOR_CONFIG,
             CELL_TOPOLOGY,
             BrokerConnection,
-            RequestIntake,
+            ConductorLifecycle,
             CopyCoordinator,
-            ConductorStats,
+            ConductorMetrics,
             QueueDepths,
             SourceSelector,
-            CleaningSchedule,
+            CleanerRounds,
             LeftoverSweep,
           ],
           useFactory: (
             config: ConductorConfig,
             topology: CellTopology,
             broker: BrokerConnection,
-            intake: RequestIntake,
+            intake: ConductorLifecycle,
             copies: CopyCoordinator,
-            stats: ConductorStats,
+            stats: ConductorMetrics,
             queues: QueueDepths,
             reads: SourceSelector,
-            cleaner: CleaningSchedule,
+            cleaner: CleanerRounds,
             sweep: LeftoverSweep,
           ) =>
             new StatusReport({
@@ -116,11 +116,11 @@ export class AdminModule {
         },
         {
           provide: ReadinessProbe,
-          inject: [CONDUCTOR_CONFIG, BrokerConnection, RequestIntake, ROOT_LOGGER],
+          inject: [CONDUCTOR_CONFIG, BrokerConnection, ConductorLifecycle, ROOT_LOGGER],
           useFactory: (
             config: ConductorConfig,
             broker: BrokerConnection,
-            intake: RequestIntake,
+            intake: ConductorLifecycle,
             log: PinoLogger,
           ) =>
             new ReadinessProbe({

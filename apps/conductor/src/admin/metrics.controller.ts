@@ -1,12 +1,12 @@
 import { Controller, Get, Inject, Res, UseGuards } from '@nestjs/common';
 import type { Response } from 'express';
-import { ConductorStats } from '../status/conductor-stats';
+import { ConductorMetrics } from '../metrics/conductor-metrics';
 import { AdminTokenGuard } from './admin-token.guard';
 
 @Controller('metrics')
 @UseGuards(AdminTokenGuard)
 export class MetricsController {
-  constructor(@Inject(ConductorStats) private readonly stats: ConductorStats) {}
+  constructor(@Inject(ConductorMetrics) private readonly stats: ConductorMetrics) {}
 
   /** Prometheus text exposition of the conductor's registry. */
   @Get()

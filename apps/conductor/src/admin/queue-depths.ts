@@ -1,6 +1,6 @@
+import type { Logger, CellTopology } from '@app/contracts';
 import type { Channel } from 'amqplib';
-import type { CellTopology } from '@app/contracts';
-import { type BrokerConnection, type MessagingLogger, isNotFound } from '@app/messaging';
+import { type BrokerConnection, isNotFound } from '@app/messaging';
 
 export interface QueueDepth {
   name: string;
@@ -22,7 +22,7 @@ export interface QueueDepthsOptions {
   broker: Pick<BrokerConnection, 'state' | 'openChannel'> &
     Partial<Pick<BrokerConnection, 'blocked' | 'repairTopology'>>;
   topology: CellTopology;
-  log: Pick<MessagingLogger, 'warn'>;
+  log: Pick<Logger, 'warn'>;
   /** Answers younger than this are served from memory, so polling the status page stays cheap. */
   cacheMs?: number;
   /** How long to wait for a channel. */

@@ -3,7 +3,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { ConnectionState } from '@app/messaging';
-import type { IntakeState } from '../lifecycle/request-intake';
+import type { LifecycleState } from '../lifecycle/conductor-lifecycle';
 import { ReadinessProbe } from './readiness-probe';
 
 describe('ReadinessProbe', () => {
@@ -15,7 +15,7 @@ describe('ReadinessProbe', () => {
     lastError: undefined as Error | undefined,
     blocked: false,
   };
-  const intake = { state: 'consuming' as IntakeState, consumerSubscribed: true };
+  const intake = { state: 'consuming' as LifecycleState, consumerSubscribed: true };
   const probe = () => new ReadinessProbe({ broker, intake, cacheRoot: root, conductorId: 'c1', log });
 
   beforeEach(async () => {
@@ -43,7 +43,7 @@ describe('ReadinessProbe', () => {
   it('is not ready while draining, even though the consumer is still subscribed', async () => {
     const p = probe();
     await p.check();
-    // RequestIntake.stop() sets 'draining' before it cancels the consumer.
+    // ConductorLifecycle.stop() sets 'draining' before it cancels the consumer.
     intake.state = 'draining';
     const report = await p.check();
     expect(report.ready).toBe(false);

@@ -1,8 +1,9 @@
+import type { Logger } from '@app/contracts';
 import { randomBytes } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
-import type { BrokerConnection, MessagingLogger } from '@app/messaging';
-import type { RequestIntake } from '../lifecycle/request-intake';
+import type { BrokerConnection } from '@app/messaging';
+import type { ConductorLifecycle } from '../lifecycle/conductor-lifecycle';
 
 export interface ReadinessPart {
   up: boolean;
@@ -18,10 +19,10 @@ export interface ReadinessReport {
 
 export interface ReadinessProbeOptions {
   broker: Pick<BrokerConnection, 'state' | 'lastError' | 'blocked'>;
-  intake: Pick<RequestIntake, 'state' | 'consumerSubscribed'>;
+  intake: Pick<ConductorLifecycle, 'state' | 'consumerSubscribed'>;
   cacheRoot: string;
   conductorId: string;
-  log: Pick<MessagingLogger, 'info' | 'warn'>;
+  log: Pick<Logger, 'info' | 'warn'>;
   /** A file-system probe slower than this counts as not writable (a hung NFS mount). */
   fsTimeoutMs?: number;
 }
@@ -29,7 +30,7 @@ export interface ReadinessProbeOptions {
 /**
  * Ready means: connected to RabbitMQ and not blocked by it (during a memory or disk alarm the broker
  * reads nothing from us, so no answer could be sent), the consumer subscribed and taking work (not draining), and
- * CACHE_ROOT writable. RequestIntake.stop() sets 'draining' before it pauses the consumer, and the
+ * CACHE_ROOT writable. ConductorLifecycle.stop() sets 'draining' before it pauses the consumer, and the
  * consumer part is read first and synchronously, so readiness turns false at the very start of a
  * graceful stop, while the HTTP endpoint keeps answering until the drain is over.
  */

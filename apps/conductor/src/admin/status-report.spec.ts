@@ -1,9 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import { type CleanReport, resolveCleanerPolicy } from '@app/cache-cleaner';
 import type { InFlightCopy } from '../copy/copy-coordinator';
-import { CleaningSchedule } from '../cache/cleaning-schedule';
+import { CleanerRounds } from '../background/cleaner-rounds';
 import { ReadSlots } from '../copy/read-slots';
-import { ConductorStats } from '../status/conductor-stats';
+import { ConductorMetrics } from '../metrics/conductor-metrics';
 import type { QueueDepthReport } from './queue-depths';
 import { StatusReport, type StatusReportParts } from './status-report';
 
@@ -34,10 +34,10 @@ function parts(overrides: Partial<StatusReportParts> = {}) {
   let now = Date.parse('2030-01-01T00:00:00Z');
   let mono = 10_000;
   const copies: InFlightCopy[] = [];
-  const stats = new ConductorStats();
+  const stats = new ConductorMetrics();
   const slots = new ReadSlots(4);
   const quiet = { info: () => undefined, warn: () => undefined, debug: () => undefined };
-  const cleaning = new CleaningSchedule(
+  const cleaning = new CleanerRounds(
     { clean: async (node: string) => cleanedOneImage(node) },
     { enabled: true, intervalMs: 60_000, listNodes: async () => ['n1', 'n2'], log: quiet },
   );

@@ -1,12 +1,12 @@
 import { performance } from 'node:perf_hooks';
 import type { BrokerConnection, ConnectionState, TopologyHealth } from '@app/messaging';
-import type { CleaningScheduleView } from '../cache/cleaning-schedule';
-import type { LeftoverSweepView } from '../cache/leftover-sweep';
+import type { CleanerRoundsView } from '../background/cleaner-rounds';
+import type { LeftoverSweepView } from '../background/leftover-sweep';
 import type { CopyCoordinator } from '../copy/copy-coordinator';
 import type { CopyPhase } from '../copy/copy-job';
 import type { ReadSlotsView } from '../copy/read-slots';
-import type { IntakeState, RequestIntake } from '../lifecycle/request-intake';
-import type { ConductorStats, ConductorTotals } from '../status/conductor-stats';
+import type { LifecycleState, ConductorLifecycle } from '../lifecycle/conductor-lifecycle';
+import type { ConductorMetrics, ConductorTotals } from '../metrics/conductor-metrics';
 import type { QueueDepthReport } from './queue-depths';
 
 /** One copy running in this conductor, as GET /status shows it. */
@@ -50,7 +50,7 @@ export interface ConductorStatus {
   };
   /** Queues or the exchange found missing (deleted under us) and declared again. */
   topology: TopologyHealth;
-  consumer: { state: IntakeState; subscribed: boolean; queue: string; deliveriesInFlight: number };
+  consumer: { state: LifecycleState; subscribed: boolean; queue: string; deliveriesInFlight: number };
   concurrency: number;
   inFlight: InFlightCopyView[];
   totals: ConductorTotals;
@@ -59,7 +59,7 @@ export interface ConductorStatus {
   /** This conductor's reads per source node now, against NODE_READ_LIMIT. */
   sourceReads: ReadSlotsView;
   /** The cache cleaner's schedule in this conductor (enabled: false unless CLEANER_ENABLED). */
-  cacheCleaner: CleaningScheduleView;
+  cacheCleaner: CleanerRoundsView;
   /** Leftovers of dead attempts collected in this conductor (lock entries, partial files). */
   leftovers: LeftoverSweepView;
 }
@@ -76,12 +76,12 @@ export interface StatusReportParts {
     BrokerConnection,
     'state' | 'reconnects' | 'lastError' | 'connectionName' | 'blockedView' | 'topologyHealth'
   >;
-  intake: Pick<RequestIntake, 'state' | 'consumerSubscribed' | 'inFlightDeliveries'>;
+  intake: Pick<ConductorLifecycle, 'state' | 'consumerSubscribed' | 'inFlightDeliveries'>;
   copies: Pick<CopyCoordinator, 'inFlight'>;
-  stats: Pick<ConductorStats, 'totals'>;
+  stats: Pick<ConductorMetrics, 'totals'>;
   queues: { depths(): Promise<QueueDepthReport | null> };
   reads: { readSlots(): ReadSlotsView };
-  cleaner: { view(): CleaningScheduleView };
+  cleaner: { view(): CleanerRoundsView };
   sweep: { view(): LeftoverSweepView };
   clock?: { now(): number; monotonic(): number };
 }

@@ -2,7 +2,7 @@ import { promises as fsp } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { ConductorError } from '@app/contracts';
+import { ReasonError } from '@app/contracts';
 import type { ImageStore } from '@app/image-store';
 import type { HeldLockSet, LockRequest, NodeLockManager } from '@app/locking';
 import { type CopyLockPlan, CopyWorkflow } from './copy-workflow';
@@ -45,7 +45,7 @@ describe('CopyWorkflow failure reasons', () => {
       signal: new AbortController().signal,
       assertStillHeld: async () => {
         if (!options.stillHeld)
-          throw new ConductorError('LOCK_LOST', 'lock on node-b/img.raw lost: no heartbeat for 2600 ms');
+          throw new ReasonError('LOCK_LOST', 'lock on node-b/img.raw lost: no heartbeat for 2600 ms');
       },
       release: async () => {
         released++;
@@ -118,12 +118,11 @@ describe('CopyWorkflow failure reasons', () => {
   const reasonOf = (promise: Promise<unknown>) =>
     promise.then(
       () => 'resolved',
-      (error: unknown) =>
-        error instanceof ConductorError ? `${error.code}: ${error.message}` : String(error),
+      (error: unknown) => (error instanceof ReasonError ? `${error.code}: ${error.message}` : String(error)),
     );
 
   it('reports an I/O failure of a holder that lost its locks as LOCK_LOST (its partial copy was removed by the next holder)', async () => {
-    const copyError = new ConductorError(
+    const copyError = new ReasonError(
       'IO_ERROR',
       'destination node node-b, image img.raw: publishing (rename) failed (ENOENT)',
     );
@@ -135,11 +134,11 @@ describe('CopyWorkflow failure reasons', () => {
   });
 
   it('keeps IO_ERROR, and any other failure, while the locks are still held', async () => {
-    const io = new ConductorError('IO_ERROR', 'destination node node-b: writing failed (EIO)');
+    const io = new ReasonError('IO_ERROR', 'destination node node-b: writing failed (EIO)');
     expect(await reasonOf(workflow({ copyError: io, stillHeld: true }).run())).toBe(
       `IO_ERROR: ${io.message}`,
     );
-    const mismatch = new ConductorError('CHECKSUM_MISMATCH', 'the bytes have another sha256');
+    const mismatch = new ReasonError('CHECKSUM_MISMATCH', 'the bytes have another sha256');
     expect(await reasonOf(workflow({ copyError: mismatch, stillHeld: false }).run())).toBe(
       `CHECKSUM_MISMATCH: ${mismatch.message}`,
     );

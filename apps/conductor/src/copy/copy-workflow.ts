@@ -1,9 +1,8 @@
+import { type Logger, ReasonError } from '@app/contracts';
 import { constants as fsConstants, promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { ConductorError } from '@app/contracts';
 import type { ImageStore } from '@app/image-store';
-import type { MessagingLogger } from '@app/messaging';
 import type { HeldLockSet, LockRequest, NodeLockManager } from '@app/locking';
 import type { CopyJob, CopyJobResult, CopyProgress } from './copy-job';
 import { SELECTION_PREFIX, type SourceSelector } from './source-selector';
@@ -46,7 +45,7 @@ export class CopyWorkflow {
     private readonly sources: SourceSelector,
     private readonly options: {
       lockWaitMs: number;
-      log: Pick<MessagingLogger, 'warn'> & Partial<Pick<MessagingLogger, 'debug'>>;
+      log: Pick<Logger, 'warn'> & Partial<Pick<Logger, 'debug'>>;
       lockPlan?: CopyLockPlan;
     },
   ) {}
@@ -81,7 +80,7 @@ export class CopyWorkflow {
       // not a copy that lost its source. A named source is final; otherwise choose again (a few times).
       this.sources.forgetHolder(picked.node, job.imageId);
       if (job.source || pick >= MAX_PICKS)
-        throw new ConductorError(
+        throw new ReasonError(
           'SOURCE_MISSING',
           `${SELECTION_PREFIX}node ${picked.node} no longer held a verified copy of ${job.imageId} when its lock was granted (evicted or removed before the copy started${job.source ? '' : `; ${pick} sources tried`}); nothing was copied`,
         );
@@ -97,7 +96,7 @@ export class CopyWorkflow {
     for (const [field, node] of named) {
       const registration = await this.store.markers.nodeRegistration(node);
       if (!registration.registered)
-        throw new ConductorError(
+        throw new ReasonError(
           'UNKNOWN_NODE',
           `${field}: node ${node} is not registered in this cell (${registration.problem}); nothing was locked or created`,
         );
@@ -118,10 +117,7 @@ export class CopyWorkflow {
       run.onProgress?.({ phase, source, bytesDone, bytesTotal: total });
     report('waiting-for-lock', 0);
     if (lockWaitMs <= 0)
-      throw new ConductorError(
-        'LOCK_TIMEOUT',
-        `waited ${this.options.lockWaitMs} ms for a read slot and locks`,
-      );
+      throw new ReasonError('LOCK_TIMEOUT', `waited ${this.options.lockWaitMs} ms for a read slot and locks`);
 
     const held = await this.locks
       .acquireAll((this.options.lockPlan ?? nodeLocalLocks)(source, job), {
@@ -198,7 +194,7 @@ export class CopyWorkflow {
       };
     } catch (caught) {
       const error = await lockLossBehind(caught, held);
-      outcome = `failed: ${error instanceof ConductorError ? error.code : 'INTERNAL'}`;
+      outcome = `failed: ${error instanceof ReasonError ? error.code : 'INTERNAL'}`;
       throw error;
     } finally {
       if (outcome !== 'source-gone')
@@ -214,13 +210,13 @@ export class CopyWorkflow {
  * being written) removed by the next holder of the destination lock, and its rename fails with ENOENT.
  */
 async function lockLossBehind(error: unknown, held: HeldLockSet): Promise<unknown> {
-  if (!(error instanceof ConductorError) || error.code !== 'IO_ERROR') return error;
+  if (!(error instanceof ReasonError) || error.code !== 'IO_ERROR') return error;
   try {
     await held.assertStillHeld();
     return error;
   } catch (lost) {
-    if (!(lost instanceof ConductorError)) return error;
-    return new ConductorError('LOCK_LOST', `${lost.message}; then: ${error.message}`, { cause: error });
+    if (!(lost instanceof ReasonError)) return error;
+    return new ReasonError('LOCK_LOST', `${lost.message}; then: ${error.message}`, { cause: error });
   }
 }
 
@@ -234,10 +230,10 @@ async function lockLossBehind(error: unknown, held: HeldLockSet): Promise<unknow
  */
 async function lockFolderError(error: unknown, root: string, destination: string): Promise<unknown> {
   const code = (error as NodeJS.ErrnoException | undefined)?.code;
-  if (error instanceof ConductorError || typeof code !== 'string') return error;
+  if (error instanceof ReasonError || typeof code !== 'string') return error;
   const where = (error as NodeJS.ErrnoException).path ?? '';
   const detail = `taking the locks: ${(error as Error).message}`;
-  if (code === 'ENOSPC' || code === 'EDQUOT') return new ConductorError('NO_SPACE', detail, { cause: error });
+  if (code === 'ENOSPC' || code === 'EDQUOT') return new ReasonError('NO_SPACE', detail, { cause: error });
   const destinationDir = path.join(root, destination);
   if (where === destinationDir || where.startsWith(destinationDir + path.sep)) {
     const probe = await fsp.access(destinationDir, fsConstants.W_OK).then(
@@ -246,11 +242,11 @@ async function lockFolderError(error: unknown, root: string, destination: string
     );
     const notWritable = ['EROFS', 'EACCES', 'EPERM'];
     if (notWritable.includes(code) || (probe !== undefined && notWritable.includes(probe)))
-      return new ConductorError(
+      return new ReasonError(
         'DESTINATION_READ_ONLY',
         `destination node ${destination}: ${detail} (${probe ?? code}): the cache is not writable`,
         { cause: error },
       );
   }
-  return new ConductorError('IO_ERROR', detail, { cause: error });
+  return new ReasonError('IO_ERROR', detail, { cause: error });
 }

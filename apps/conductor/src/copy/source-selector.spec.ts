@@ -2,7 +2,7 @@ import { promises as fsp } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { ConductorError } from '@app/contracts';
+import { ReasonError } from '@app/contracts';
 import { ImageStore } from '@app/image-store';
 import { ImageHolderIndex } from './holder-index';
 import { type PickedSource, SourceSelector } from './source-selector';
@@ -71,7 +71,7 @@ describe('SourceSelector', () => {
     const code = (job: Parameters<SourceSelector['acquire']>[0]) =>
       pick(s, job).then(
         (p) => (p.release(), 'picked'),
-        (e: ConductorError) =>
+        (e: ReasonError) =>
           `${e.code}${e.code === 'SOURCE_MISSING' && !e.message.startsWith('source selection: ') ? ' (no prefix!)' : ''}`,
       );
     expect(await code({ imageId: 'other', destination: 'node-b' })).toBe('SOURCE_MISSING');
@@ -164,7 +164,7 @@ describe('SourceSelector', () => {
     const job = { imageId: 'img', destination: 'node-b', source: 'node-a' };
     const held = await pick(s, job);
     const started = Date.now();
-    const error = (await pick(s, job, 300).catch((e: unknown) => e)) as ConductorError;
+    const error = (await pick(s, job, 300).catch((e: unknown) => e)) as ReasonError;
     expect(error.code).toBe('LOCK_TIMEOUT');
     expect(error.retryable).toBe(true);
     expect(error.message).toMatch(/read slot on node node-a: NODE_READ_LIMIT=1/);

@@ -1,5 +1,5 @@
 import { performance } from 'node:perf_hooks';
-import { ConductorError } from '@app/contracts';
+import { ReasonError } from '@app/contracts';
 import type { ImageMeta, ImageStore } from '@app/image-store';
 import { readLockActivity } from '@app/locking';
 import type { CopyJob } from './copy-job';
@@ -82,7 +82,7 @@ export class SourceSelector {
       }
       const left = options.timeoutMs - (performance.now() - started);
       if (left <= 0)
-        throw new ConductorError(
+        throw new ReasonError(
           'LOCK_TIMEOUT',
           `waited ${options.timeoutMs} ms for a read slot on ${job.source ? `node ${job.source}` : `a node holding ${job.imageId} (best: ${choice.node})`}: NODE_READ_LIMIT=${this.slots.limit} reads per source node in this conductor`,
         );
@@ -117,7 +117,7 @@ export class SourceSelector {
     if (job.source) {
       const { meta, problem } = await this.store.entries.inspectImage(job.source, job.imageId);
       if (!meta)
-        throw new ConductorError(
+        throw new ReasonError(
           'SOURCE_MISSING',
           `${SELECTION_PREFIX}node ${job.source} holds no verified copy of ${job.imageId} (${problem})`,
         );
@@ -139,7 +139,7 @@ export class SourceSelector {
       choice.unregistered.length > 0
         ? ` (nodes not registered, not used as sources: ${choice.unregistered.slice(0, 5).join(', ')})`
         : '';
-    throw new ConductorError(
+    throw new ReasonError(
       'SOURCE_MISSING',
       `${SELECTION_PREFIX}no node holds a verified copy of ${job.imageId}${draining}${unregistered}`,
     );
@@ -255,7 +255,7 @@ function matchesJob(job: CopyJob, meta: ImageMeta): boolean {
 function mismatchOf(
   job: CopyJob,
   holders: Array<{ node: string; meta: ImageMeta }>,
-): ConductorError | undefined {
+): ReasonError | undefined {
   if (holders.some((h) => matchesJob(job, h.meta))) return undefined;
   const shown = holders
     .slice(0, 5)
@@ -265,11 +265,11 @@ function mismatchOf(
     (holders.length > shown.length ? `; and ${holders.length - shown.length} more nodes` : '');
   const checksumDiffers = job.sha256 !== undefined && holders.some((h) => h.meta.sha256 !== job.sha256);
   return checksumDiffers
-    ? new ConductorError(
+    ? new ReasonError(
         'CHECKSUM_MISMATCH',
         `image ${job.imageId}: the request expects sha256 ${job.sha256} but ${held}; nothing was copied`,
       )
-    : new ConductorError(
+    : new ReasonError(
         'SIZE_MISMATCH',
         `image ${job.imageId}: the request expects ${job.size} bytes but ${held}; nothing was copied`,
       );

@@ -1,6 +1,6 @@
+import { type Logger, cellTopology } from '@app/contracts';
 import { describe, expect, it } from 'vitest';
-import { cellTopology } from '@app/contracts';
-import type { MessagingLogger, Publisher } from '@app/messaging';
+import type { Publisher } from '@app/messaging';
 import type { InFlightCopy } from '../copy/copy-coordinator';
 import { ProgressPublisher } from './progress-publisher';
 
@@ -21,7 +21,7 @@ function copy(overrides: Partial<InFlightCopy> = {}): InFlightCopy {
 }
 
 describe('ProgressPublisher', () => {
-  const log: MessagingLogger = { debug: () => {}, info: () => {}, warn: () => {}, error: () => {} };
+  const log: Logger = { debug: () => {}, info: () => {}, warn: () => {}, error: () => {} };
 
   function publisherRecording() {
     const sent: Array<{ routingKey: string; body: Record<string, unknown> }> = [];

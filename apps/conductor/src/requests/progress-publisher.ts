@@ -1,11 +1,12 @@
-import { performance } from 'node:perf_hooks';
 import {
+  type Logger,
   PROGRESS_EVENT_VERSION,
   type ProgressEvent,
   type CellTopology,
   progressRoutingKey,
 } from '@app/contracts';
-import type { Publisher, MessagingLogger } from '@app/messaging';
+import { performance } from 'node:perf_hooks';
+import type { Publisher } from '@app/messaging';
 import type { InFlightCopy } from '../copy/copy-coordinator';
 
 /**
@@ -25,7 +26,7 @@ export class ProgressPublisher {
     private readonly topology: CellTopology,
     private readonly conductorId: string,
     private readonly intervalMs: number,
-    private readonly log: MessagingLogger,
+    private readonly log: Logger,
   ) {}
 
   onProgress(copy: InFlightCopy): void {

@@ -1,7 +1,7 @@
 import { REASON_CODES, type ReasonCode } from './reason-codes';
 
 /** The one error class the libs throw for expected failures; `code` is what goes on the wire. */
-export class ConductorError extends Error {
+export class ReasonError extends Error {
   readonly retryable: boolean;
 
   constructor(
@@ -10,11 +10,11 @@ export class ConductorError extends Error {
     options?: { cause?: unknown },
   ) {
     super(message, options);
-    this.name = 'ConductorError';
+    this.name = 'ReasonError';
     this.retryable = REASON_CODES[code].retryable;
   }
 }
 
-export function isConductorError(error: unknown, code?: ReasonCode): error is ConductorError {
-  return error instanceof ConductorError && (code === undefined || error.code === code);
+export function isReasonError(error: unknown, code?: ReasonCode): error is ReasonError {
+  return error instanceof ReasonError && (code === undefined || error.code === code);
 }

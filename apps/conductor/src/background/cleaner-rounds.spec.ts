@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { CleanOptions, CleanReport } from '@app/cache-cleaner';
-import { CleaningSchedule } from './cleaning-schedule';
+import { CleanerRounds } from './cleaner-rounds';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -59,12 +59,12 @@ function logger() {
   return { lines, log: { info: at('info'), warn: at('warn'), debug: at('debug') } };
 }
 
-describe('CleaningSchedule', () => {
+describe('CleanerRounds', () => {
   it('cleans every node each interval, one round at a time, and tells what it deleted', async () => {
     const cleaner = slowCleaner(20, { 'node-a': ['img-1'] });
     const { lines, log } = logger();
     const forgotten: string[] = [];
-    const schedule = new CleaningSchedule(cleaner, {
+    const schedule = new CleanerRounds(cleaner, {
       enabled: true,
       intervalMs: 10,
       listNodes: async () => ['node-a', 'broken', 'node-b'],
@@ -99,7 +99,7 @@ describe('CleaningSchedule', () => {
   it('stop() aborts a running round and waits for it', async () => {
     const cleaner = slowCleaner(5_000);
     const { lines, log } = logger();
-    const schedule = new CleaningSchedule(cleaner, {
+    const schedule = new CleanerRounds(cleaner, {
       enabled: true,
       intervalMs: 60_000,
       listNodes: async () => ['a', 'b', 'c'],
@@ -118,7 +118,7 @@ describe('CleaningSchedule', () => {
   it('does nothing when disabled (the default)', async () => {
     const cleaner = slowCleaner(1);
     const { lines, log } = logger();
-    const schedule = new CleaningSchedule(cleaner, {
+    const schedule = new CleanerRounds(cleaner, {
       enabled: false,
       intervalMs: 1,
       listNodes: async () => ['a'],

@@ -1,25 +1,18 @@
-import { ConductorError } from '@app/contracts';
+import { type Logger, ReasonError, type CellTopology } from '@app/contracts';
 import type { NodeLockManager } from '@app/locking';
-import {
-  type BrokerConnection,
-  type Consumer,
-  type MessagingLogger,
-  type Publisher,
-  consume,
-} from '@app/messaging';
-import type { CellTopology } from '@app/contracts';
-import type { CopyRequestHandler } from '../requests/copy-request.handler';
+import { type BrokerConnection, type Consumer, type Publisher, consume } from '@app/messaging';
+import type { CopyRequestHandler } from '../requests/copy-request-handler';
 
-export type IntakeState = 'starting' | 'consuming' | 'draining' | 'stopped';
+export type LifecycleState = 'starting' | 'consuming' | 'draining' | 'stopped';
 
 /**
  * Starts and stops taking work. Stopping is the graceful path operators rely on: stop consuming, let
  * running copies finish up to a deadline, abort the rest (their messages go back to the queue), then
  * release locks and close the broker connection.
  */
-export class RequestIntake {
+export class ConductorLifecycle {
   private consumer?: Consumer;
-  private stateValue: IntakeState = 'starting';
+  private stateValue: LifecycleState = 'starting';
 
   constructor(
     private readonly deps: {
@@ -33,11 +26,11 @@ export class RequestIntake {
       concurrency: number;
       graceMs: number;
       shutdown: AbortController;
-      log: MessagingLogger;
+      log: Logger;
     },
   ) {}
 
-  get state(): IntakeState {
+  get state(): LifecycleState {
     return this.stateValue;
   }
 
@@ -81,12 +74,12 @@ export class RequestIntake {
           { inFlight: consumer.inFlightCount },
           'grace period over: aborting copies, handing them back',
         );
-        shutdown.abort(new ConductorError('SHUTTING_DOWN', 'the conductor is shutting down'));
+        shutdown.abort(new ReasonError('SHUTTING_DOWN', 'the conductor is shutting down'));
         await consumer.drain(10_000);
       }
       await consumer.close();
     }
-    shutdown.abort(new ConductorError('SHUTTING_DOWN', 'the conductor is shutting down'));
+    shutdown.abort(new ReasonError('SHUTTING_DOWN', 'the conductor is shutting down'));
     await backgroundStopped;
     await this.deps.locks.releaseAll();
     await this.deps.publisher.close();

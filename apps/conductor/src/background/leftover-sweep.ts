@@ -1,3 +1,4 @@
+import type { Logger } from '@app/contracts';
 import { performance } from 'node:perf_hooks';
 import type { CacheEntries } from '@app/image-store';
 import {
@@ -8,7 +9,6 @@ import {
   lockKeyString,
   newAttemptId,
 } from '@app/locking';
-import type { MessagingLogger } from '@app/messaging';
 import { RoundSchedule } from './round-schedule';
 
 export interface LeftoverSweepOptions {
@@ -18,7 +18,7 @@ export interface LeftoverSweepOptions {
   root: string;
   /** The nodes of the cell. */
   listNodes: () => Promise<string[]>;
-  log: Pick<MessagingLogger, 'info' | 'warn' | 'debug'>;
+  log: Pick<Logger, 'info' | 'warn' | 'debug'>;
 }
 
 export interface SweepRound {

@@ -30,7 +30,7 @@ export interface ConductorTotals {
  * Everything the conductor counts, in one place: the totals of GET /status and the Prometheus metrics
  * are updated by the same calls, so they cannot disagree.
  */
-export class ConductorStats {
+export class ConductorMetrics {
   readonly registry = new Registry();
   readonly totals: ConductorTotals = {
     completed: 0,

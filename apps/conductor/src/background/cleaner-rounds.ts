@@ -1,10 +1,10 @@
+import type { Logger } from '@app/contracts';
 import { performance } from 'node:perf_hooks';
 import type { CacheCleaner, CleanReport } from '@app/cache-cleaner';
 import { summarizeCleanReport } from '@app/cache-cleaner';
-import type { MessagingLogger } from '@app/messaging';
 import { RoundSchedule } from './round-schedule';
 
-export interface CleaningScheduleOptions {
+export interface CleanerRoundsOptions {
   /** CLEANER_ENABLED: when false, start() does nothing and nothing is ever deleted. */
   enabled: boolean;
   /** CLEANER_INTERVAL_MS: from the end of one round to the start of the next. */
@@ -13,7 +13,7 @@ export interface CleaningScheduleOptions {
   listNodes: () => Promise<string[]>;
   /** Told about every deleted image (the holder index forgets it at once). */
   onDeleted?: (node: string, imageId: string) => void;
-  log: Pick<MessagingLogger, 'info' | 'warn' | 'debug'>;
+  log: Pick<Logger, 'info' | 'warn' | 'debug'>;
 }
 
 export interface CleaningRound {
@@ -26,7 +26,7 @@ export interface CleaningRound {
 }
 
 /** The schedule as GET /status shows it. */
-export interface CleaningScheduleView {
+export interface CleanerRoundsView {
   enabled: boolean;
   intervalMs: number;
   rounds: number;
@@ -41,13 +41,13 @@ export interface CleaningScheduleView {
  * (rounds never overlap; stop() aborts a round between two images and waits for it, so no cleaner lock
  * outlives the stop).
  */
-export class CleaningSchedule {
+export class CleanerRounds {
   private readonly schedule: RoundSchedule<CleaningRound>;
-  private lastRound: CleaningScheduleView['lastRound'] = null;
+  private lastRound: CleanerRoundsView['lastRound'] = null;
 
   constructor(
     private readonly cleaner: Pick<CacheCleaner, 'clean'>,
-    private readonly options: CleaningScheduleOptions,
+    private readonly options: CleanerRoundsOptions,
   ) {
     this.schedule = new RoundSchedule((signal) => this.round(signal), options.intervalMs);
   }
@@ -60,7 +60,7 @@ export class CleaningSchedule {
     return this.schedule.rounds;
   }
 
-  view(): CleaningScheduleView {
+  view(): CleanerRoundsView {
     return {
       enabled: this.options.enabled,
       intervalMs: this.options.intervalMs,

@@ -1,7 +1,7 @@
-import { performance } from 'node:perf_hooks';
 import {
+  type Logger,
   COPY_RESULT_VERSION,
-  ConductorError,
+  ReasonError,
   type CellTopology,
   type CopyRequest,
   type CopyResult,
@@ -14,10 +14,10 @@ import {
   replyToProblem,
   resultRoutingKey,
 } from '@app/contracts';
+import { performance } from 'node:perf_hooks';
 import { newAttemptId } from '@app/locking';
 import {
   type Delivery,
-  type MessagingLogger,
   type Publisher,
   PublishUnroutableError,
   type RetryHeaderSigner,
@@ -27,15 +27,15 @@ import {
 } from '@app/messaging';
 import type { CopyJobResult } from '../copy/copy-job';
 import type { CopyCoordinator } from '../copy/copy-coordinator';
-import type { ConductorStats } from '../status/conductor-stats';
+import type { ConductorMetrics } from '../metrics/conductor-metrics';
 
 export interface CopyRequestHandlerDeps {
   coordinator: CopyCoordinator;
   publisher: Publisher;
   topology: CellTopology;
-  stats: ConductorStats;
+  stats: ConductorMetrics;
   conductorId: string;
-  log: MessagingLogger;
+  log: Logger;
   /** Aborted when the conductor stops: copies still running are handed back to the queue. */
   shutdown: AbortSignal;
   /** Signs retry copies; only signed x-icc-attempt / x-icc-first-seen headers are believed. */
@@ -112,7 +112,7 @@ export class CopyRequestHandler {
           { requestId: request.requestId, err: errorText(error), stack: (error as Error)?.stack },
           'unexpected error in a copy',
         );
-      const retryable = new ConductorError(failure.code, failure.detail).retryable;
+      const retryable = new ReasonError(failure.code, failure.detail).retryable;
       if (retryable && attempt < this.deps.topology.maxAttempts)
         await this.retry(delivery, request, failure, attempt, firstSeen);
       else {
@@ -322,7 +322,7 @@ export class CopyRequestHandler {
 function checkContentType(contentType: string | undefined): void {
   // Absent is accepted (many clients omit it); anything else must say JSON.
   if (contentType !== undefined && contentType.split(';')[0]!.trim().toLowerCase() !== REQUEST_CONTENT_TYPE)
-    throw new ConductorError(
+    throw new ReasonError(
       'INVALID_REQUEST',
       `content_type: must be ${REQUEST_CONTENT_TYPE} (got ${JSON.stringify(contentType.slice(0, 100))})`,
     );
@@ -330,11 +330,11 @@ function checkContentType(contentType: string | undefined): void {
 
 function checkReplyTo(replyTo: string | undefined): void {
   const problem = replyTo === undefined ? undefined : replyToProblem(replyTo);
-  if (problem) throw new ConductorError('INVALID_REQUEST', problem);
+  if (problem) throw new ReasonError('INVALID_REQUEST', problem);
 }
 
 function asFailure(error: unknown): Failure {
-  if (error instanceof ConductorError) return { code: error.code, detail: error.message };
+  if (error instanceof ReasonError) return { code: error.code, detail: error.message };
   return { code: 'INTERNAL', detail: errorText(error) };
 }
 
