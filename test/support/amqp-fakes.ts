@@ -81,7 +81,11 @@ export class FakeChannel extends EventEmitter {
   answer: (published: Published) => ConfirmAnswer = () => 'ack';
   private readonly pendingConfirms = new Set<() => void>();
 
-  constructor(readonly confirm: boolean) {
+  /** `journal`: where settles, cancels and closes are written in order ('channel.ack', ...). */
+  constructor(
+    readonly confirm: boolean,
+    private readonly journal: string[] = [],
+  ) {
     super();
   }
 
@@ -106,16 +110,19 @@ export class FakeChannel extends EventEmitter {
     this.assertOpen();
     this.consumers.delete(consumerTag);
     this.cancelled.push(consumerTag);
+    this.journal.push('channel.cancel');
   }
 
   ack(message: ConsumeMessage): void {
     this.assertOpen();
     this.acks.push(message);
+    this.journal.push('channel.ack');
   }
 
   nack(message: ConsumeMessage, _allUpTo?: boolean, requeue = true): void {
     this.assertOpen();
     this.nacks.push({ message, requeue });
+    this.journal.push(requeue ? 'channel.requeue' : 'channel.reject');
   }
 
   publish(
@@ -141,6 +148,7 @@ export class FakeChannel extends EventEmitter {
 
   async close(): Promise<void> {
     if (this.closed) throw new Error('Channel closed');
+    this.journal.push('channel.close');
     this.shut();
   }
 
@@ -186,14 +194,17 @@ export class FakeChannel extends EventEmitter {
 export class FakeBrokerConnection {
   readonly channels: FakeChannel[] = [];
   readonly repairs: string[] = [];
-  readonly calls: string[] = [];
   state: ConnectionState = 'connected';
   generation = 1;
   /** Makes repairTopology() reject (once) with this error. */
   repairError: Error | undefined;
   private readonly events = new EventEmitter();
 
-  constructor(readonly logger: MessagingLogger) {}
+  /** `calls`: the journal of this connection and its channels, shareable with other fakes. */
+  constructor(
+    readonly logger: MessagingLogger,
+    readonly calls: string[] = [],
+  ) {}
 
   /** Typed as the real thing for the code under test. */
   get asConnection(): BrokerConnection {
@@ -254,7 +265,7 @@ export class FakeBrokerConnection {
   }
 
   private open(confirm: boolean): FakeChannel {
-    const channel = new FakeChannel(confirm);
+    const channel = new FakeChannel(confirm, this.calls);
     this.channels.push(channel);
     return channel;
   }
@@ -285,8 +296,9 @@ export interface SentMessage {
 export class FakePublisher {
   readonly sent: SentMessage[] = [];
   readonly repairs: string[] = [];
-  readonly calls: string[] = [];
   refuse: (message: SentMessage) => Error | undefined = () => undefined;
+
+  constructor(readonly calls: string[] = []) {}
 
   get asPublisher(): Publisher {
     return this as unknown as Publisher;
