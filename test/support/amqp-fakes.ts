@@ -74,12 +74,13 @@ export class FakeChannel extends EventEmitter {
   readonly published: Published[] = [];
   readonly consumers = new Map<string, { queue: string; onMessage: (m: ConsumeMessage | null) => void }>();
   prefetchCount: number | undefined;
+  consumeCalls = 0;
   closed = false;
   /** The next consume() rejects with this error (once). */
   consumeError: Error | undefined;
   /** How the broker answers publishes; default: confirm. */
   answer: (published: Published) => ConfirmAnswer = () => 'ack';
-  private readonly pendingConfirms = new Set<() => void>();
+  private readonly pendingConfirms = new Set<(error: unknown) => void>();
 
   /** `journal`: where settles, cancels and closes are written in order ('channel.ack', ...). */
   constructor(
@@ -98,6 +99,7 @@ export class FakeChannel extends EventEmitter {
     onMessage: (m: ConsumeMessage | null) => void,
   ): Promise<{ consumerTag: string }> {
     this.assertOpen();
+    this.consumeCalls += 1;
     const error = this.consumeError;
     this.consumeError = undefined;
     if (error) throw error;
@@ -138,9 +140,8 @@ export class FakeChannel extends EventEmitter {
     const answer = this.answer(published);
     // RabbitMQ sends basic.return before the confirm of the same message.
     if (answer === 'return') this.emit('return', { content, properties: { headers: options.headers } });
-    const settle = () => callback?.(answer === 'nack' ? new Error('message nacked') : null);
-    if (answer === 'silent') this.pendingConfirms.add(settle);
-    else queueMicrotask(settle);
+    if (answer === 'silent') this.pendingConfirms.add((error) => callback?.(error));
+    else queueMicrotask(() => callback?.(answer === 'nack' ? new Error('message nacked') : null));
     return true;
   }
 
@@ -177,7 +178,7 @@ export class FakeChannel extends EventEmitter {
     this.closed = true;
     this.consumers.clear();
     // amqplib fails outstanding confirms when the channel goes away.
-    for (const settle of this.pendingConfirms) settle();
+    for (const fail of this.pendingConfirms) fail(new Error('channel closed'));
     this.pendingConfirms.clear();
     this.emit('close');
   }
@@ -196,6 +197,8 @@ export class FakeBrokerConnection {
   readonly repairs: string[] = [];
   state: ConnectionState = 'connected';
   generation = 1;
+  /** Each channel opened next takes the first of these as its consume() failure. */
+  readonly consumeErrors: Error[] = [];
   /** Makes repairTopology() reject (once) with this error. */
   repairError: Error | undefined;
   private readonly events = new EventEmitter();
@@ -220,6 +223,11 @@ export class FakeBrokerConnection {
   on(event: string, listener: (payload: unknown) => void): () => void {
     this.events.on(event, listener);
     return () => this.events.off(event, listener);
+  }
+
+  /** Listeners registered on `event` (a closed consumer must leave none behind). */
+  listenerCount(event: string): number {
+    return this.events.listenerCount(event);
   }
 
   start(): this {
@@ -266,6 +274,7 @@ export class FakeBrokerConnection {
 
   private open(confirm: boolean): FakeChannel {
     const channel = new FakeChannel(confirm, this.calls);
+    channel.consumeError = this.consumeErrors.shift();
     this.channels.push(channel);
     return channel;
   }
