@@ -4,7 +4,7 @@ import { AdminHttp, metricValue } from './support/admin-http';
 import { conductorTestbed } from './support/conductor-harness';
 import { ConductorProcess } from './support/conductor-process';
 import { usePrivateBroker } from './support/private-broker';
-import { waitFor } from './support/rabbitmq';
+import { waitFor } from './support/async';
 import { RawAmqpClient } from './support/raw-amqp-client';
 
 const KiB = 1024;

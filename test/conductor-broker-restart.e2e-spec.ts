@@ -11,7 +11,8 @@ import {
 import { ConductorProcess } from './support/conductor-process';
 import { NodeLockManager } from '@app/locking';
 import { exists, sha256OfFile } from './support/image-store-fixtures';
-import { rabbitmqApp, waitFor, waitForBroker } from './support/rabbitmq';
+import { rabbitmqApp, waitForBroker } from './support/rabbitmq';
+import { waitFor } from './support/async';
 import { TestCell } from './support/test-cell';
 
 /*

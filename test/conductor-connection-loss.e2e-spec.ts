@@ -9,7 +9,8 @@ import {
 } from './support/conductor-harness';
 import { ConductorProcess } from './support/conductor-process';
 import { sha256OfFile } from './support/image-store-fixtures';
-import { closeConnectionPids, connectionPidsNamed, waitFor } from './support/rabbitmq';
+import { closeConnectionPids, connectionPidsNamed } from './support/rabbitmq';
+import { waitFor } from './support/async';
 import { TestCell } from './support/test-cell';
 
 const MiB = 1024 * 1024;

@@ -11,7 +11,7 @@ import {
 } from './support/conductor-harness';
 import { ConductorProcess } from './support/conductor-process';
 import { exists, sha256OfFile } from './support/image-store-fixtures';
-import { waitFor } from './support/rabbitmq';
+import { waitFor } from './support/async';
 import { RawAmqpClient } from './support/raw-amqp-client';
 import { TestCell } from './support/test-cell';
 

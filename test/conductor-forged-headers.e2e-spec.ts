@@ -3,7 +3,7 @@ import { type HeldLock, NodeLockManager } from '@app/locking';
 import { AdminHttp } from './support/admin-http';
 import { conductorPool, errorLines } from './support/conductor-harness';
 import { ConductorProcess } from './support/conductor-process';
-import { waitFor } from './support/rabbitmq';
+import { waitFor } from './support/async';
 import { RawAmqpClient } from './support/raw-amqp-client';
 import { TestCell } from './support/test-cell';
 

@@ -4,7 +4,7 @@ import { type HeldLock, NodeLockManager } from '@app/locking';
 import { conductorPool, errorLines, heldLockEntries, takeDeadLetters } from './support/conductor-harness';
 import { ConductorProcess } from './support/conductor-process';
 import { sha256OfFile } from './support/image-store-fixtures';
-import { waitFor } from './support/rabbitmq';
+import { waitFor } from './support/async';
 import { RawAmqpClient } from './support/raw-amqp-client';
 import { TestCell } from './support/test-cell';
 

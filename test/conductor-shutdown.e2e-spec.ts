@@ -10,7 +10,7 @@ import {
 } from './support/conductor-harness';
 import { ConductorProcess } from './support/conductor-process';
 import { sha256OfFile } from './support/image-store-fixtures';
-import { waitFor } from './support/rabbitmq';
+import { waitFor } from './support/async';
 
 const MiB = 1024 * 1024;
 const IMAGE = 'big.qcow2';

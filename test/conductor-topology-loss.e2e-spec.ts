@@ -4,7 +4,8 @@ import { type HeldLock, NodeLockManager } from '@app/locking';
 import { AdminHttp, metricValue } from './support/admin-http';
 import { type DeadLetter, conductorPool, errorLines, takeDeadLetters } from './support/conductor-harness';
 import { ConductorProcess } from './support/conductor-process';
-import { AMQP_URL, sleep, waitFor, withChannel } from './support/rabbitmq';
+import { AMQP_URL, withChannel } from './support/rabbitmq';
+import { sleep, waitFor } from './support/async';
 import { RawAmqpClient } from './support/raw-amqp-client';
 import { TestCell } from './support/test-cell';
 

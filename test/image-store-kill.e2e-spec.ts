@@ -6,11 +6,10 @@ import { ChildProcessPool, PROJECT_ROOT, compiled } from './support/child-proces
 import type { CopyChildArgs } from './support/image-store-copy-child';
 import { MEBIBYTE, exists, listDir, sha256OfFile, writeRandomFile } from './support/image-store-fixtures';
 import { makeTempDir, removeDir } from './support/temp-dirs';
+import { sleep } from './support/async';
 
 const IMAGE = 'ubuntu-24.04.qcow2';
 const SIZE = 256 * MEBIBYTE;
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-
 /**
  * The child runs compiled, like production (`npm test` builds first). A build older than the sources
  * would test old code, so that is refused with the same advice.

@@ -4,7 +4,7 @@ import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { LockRequest } from '@app/locking';
 import { ChildProcessPool, compiled } from './support/child-processes';
 import type { LockWorkerConfig, LockWorkerReport } from './support/lock-worker';
-import { waitFor } from './support/rabbitmq';
+import { waitFor } from './support/async';
 import { makeTempDir, removeDir } from './support/temp-dirs';
 
 /*

@@ -4,7 +4,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { type LockKey, type LockRequest, inspectLocks } from '@app/locking';
 import { type Child, ChildProcessPool, compiled } from './support/child-processes';
 import type { LockWorkerConfig, LockWorkerReport } from './support/lock-worker';
-import { waitFor } from './support/rabbitmq';
+import { waitFor } from './support/async';
 import { makeTempDir, removeDir } from './support/temp-dirs';
 
 const TIMINGS = { staleMs: 2_000, updateMs: 1_000, safetyMarginMs: 500, pollMs: 20 };

@@ -9,16 +9,9 @@ import {
   type Consumer,
   type Delivery,
 } from '@app/messaging';
-import {
-  AMQP_URL,
-  deferred,
-  getOneMessage,
-  queueMessageCount,
-  recordingLogger,
-  sleep,
-  waitFor,
-  withChannel,
-} from './support/rabbitmq';
+import { AMQP_URL, getOneMessage, queueMessageCount, withChannel } from './support/rabbitmq';
+import { deferred, sleep, waitFor } from './support/async';
+import { recordingLogger } from './support/recording-logger';
 import { type BrokerTestCell, startCellConnection, useBrokerTestCell } from './support/broker-test-cell';
 
 describe('messaging against RabbitMQ', () => {

@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import type { CellTopology } from '@app/contracts';
 import { consume, Publisher, type Delivery } from '@app/messaging';
-import { closeConnectionsNamed, deferred, queueMessageCount, waitFor, withChannel } from './support/rabbitmq';
+import { closeConnectionsNamed, queueMessageCount, withChannel } from './support/rabbitmq';
+import { deferred, waitFor } from './support/async';
 import { type BrokerTestCell, startCellConnection, useBrokerTestCell } from './support/broker-test-cell';
 
 describe('messaging: connection closed by the broker', () => {

@@ -17,7 +17,8 @@ import {
   publishToRetry,
   type Delivery,
 } from '@app/messaging';
-import { getOneMessage, waitFor } from './support/rabbitmq';
+import { getOneMessage } from './support/rabbitmq';
+import { waitFor } from './support/async';
 import { type BrokerTestCell, startCellConnection, useBrokerTestCell } from './support/broker-test-cell';
 
 describe('messaging: retry path and dead-lettering', () => {

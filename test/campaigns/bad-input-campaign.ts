@@ -8,7 +8,8 @@ import { runIcc } from '../support/agent-cli';
 import type { ChildProcessPool } from '../support/child-processes';
 import { ResultsTap, errorLines } from '../support/conductor-harness';
 import { ConductorProcess } from '../support/conductor-process';
-import { AMQP_URL, queueMessageCount, waitFor } from '../support/rabbitmq';
+import { AMQP_URL, queueMessageCount } from '../support/rabbitmq';
+import { waitFor } from '../support/async';
 import { TestCell } from '../support/test-cell';
 import {
   CASE_HEADER,
@@ -19,7 +20,8 @@ import {
   generateHttpRequests,
   isKnownReason,
 } from './bad-input';
-import { type CampaignRun, type Cleanups, bySize, sleep, tally } from './campaign-kit';
+import { type CampaignRun, type Cleanups, bySize, tally } from './campaign-kit';
+import { sleep } from '../support/async';
 import { listTree } from './cell-observers';
 
 const KiB = 1024;

@@ -14,7 +14,8 @@ import {
 import { sha256OfFile } from '../support/image-store-fixtures';
 import { closeConnectionsNamed, rabbitmqApp, waitForBroker } from '../support/rabbitmq';
 import { TestCell } from '../support/test-cell';
-import { type CampaignRun, type Cleanups, bySize, sleep, tally, adminToken } from './campaign-kit';
+import { type CampaignRun, type Cleanups, bySize, tally, adminToken } from './campaign-kit';
+import { sleep } from '../support/async';
 import { FinalPathsWatcher } from './cell-observers';
 import { ConductorFleet, type FleetMember } from './conductor-fleet';
 

@@ -160,8 +160,6 @@ export function tally(values: Iterable<string>): Record<string, number> {
   return counts;
 }
 
-export const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
-
 /** Clean-up steps registered while a campaign sets things up, run in reverse order (errors collected). */
 export class Cleanups {
   private readonly steps: Array<{ what: string; fn: () => Promise<unknown> | unknown }> = [];

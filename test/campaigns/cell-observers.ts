@@ -4,7 +4,7 @@ import { performance } from 'node:perf_hooks';
 import { ImageStore } from '@app/image-store';
 import { type LockEntryView, NodeLockManager, inspectLocks } from '@app/locking';
 import { sha256OfFile } from '../support/image-store-fixtures';
-import { sleep } from './campaign-kit';
+import { sleep } from '../support/async';
 
 /*
  * Independent observers of a cell while a campaign runs: they read the shared folder the way any other

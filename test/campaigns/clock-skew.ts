@@ -10,7 +10,8 @@ import {
 } from '../support/conductor-harness';
 import { sha256OfFile } from '../support/image-store-fixtures';
 import { TestCell } from '../support/test-cell';
-import { type CampaignRun, type Cleanups, bySize, sleep, tally, adminToken } from './campaign-kit';
+import { type CampaignRun, type Cleanups, bySize, tally, adminToken } from './campaign-kit';
+import { sleep } from '../support/async';
 import { FinalPathsWatcher, TmpOverlapSampler, lockLeftovers } from './cell-observers';
 import { ConductorFleet } from './conductor-fleet';
 

@@ -2,7 +2,7 @@ import { performance } from 'node:perf_hooks';
 import { AdminHttp } from '../support/admin-http';
 import type { ChildProcessPool } from '../support/child-processes';
 import { ConductorProcess } from '../support/conductor-process';
-import { sleep } from './campaign-kit';
+import { sleep } from '../support/async';
 
 export type MemberState = 'live' | 'paused' | 'killed' | 'stopped';
 

@@ -16,7 +16,7 @@ import {
 } from '../support/conductor-harness';
 import { ConductorProcess } from '../support/conductor-process';
 import { sha256OfFile } from '../support/image-store-fixtures';
-import { waitFor } from '../support/rabbitmq';
+import { waitFor } from '../support/async';
 import { TestCell } from '../support/test-cell';
 import type { Cleanups } from './campaign-kit';
 import { FinalPathsWatcher, listTree } from './cell-observers';

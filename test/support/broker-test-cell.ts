@@ -1,7 +1,8 @@
 import { afterEach, beforeEach } from 'vitest';
 import { type CellTopology, type CellTopologyOptions, cellTopology } from '@app/contracts';
 import { BrokerConnection, type BrokerConnectionOptions } from '@app/messaging';
-import { AMQP_URL, deleteCellTopology, recordingLogger, requireRabbitMq, uniqueCellId } from './rabbitmq';
+import { AMQP_URL, deleteCellTopology, requireRabbitMq, uniqueCellId } from './rabbitmq';
+import { recordingLogger } from './recording-logger';
 
 export interface BrokerTestCell {
   cellId: string;

@@ -7,6 +7,7 @@
 import { CacheCleaner } from '@app/cache-cleaner';
 import { type CacheEntries, ImageStore } from '@app/image-store';
 import { NodeLockManager, readLockActivity } from '@app/locking';
+import { sleep } from './async';
 
 export interface CleanerWorkerConfig {
   root: string;
@@ -44,8 +45,6 @@ export type CleanerWorkerReport =
 
 const config = JSON.parse(process.argv[2]!) as CleanerWorkerConfig;
 const send = (report: CleanerWorkerReport) => process.send?.(report);
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
 let stopping = false;
 process.on('message', (m) => {
   if (m === 'stop') stopping = true;

@@ -7,7 +7,8 @@ import { DEFAULT_LOCK_TIMINGS, inspectLocks } from '@app/locking';
 import { ChildProcessPool } from './child-processes';
 import type { ConductorProcess, LogLine } from './conductor-process';
 import { sha256OfFile } from './image-store-fixtures';
-import { AMQP_URL, sleep, waitFor, withChannel } from './rabbitmq';
+import { AMQP_URL, withChannel } from './rabbitmq';
+import { sleep, waitFor } from './async';
 import { RawAmqpClient } from './raw-amqp-client';
 import { TestCell } from './test-cell';
 

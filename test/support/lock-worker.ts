@@ -5,6 +5,7 @@
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import { type LockFileSystem, NodeLockManager, type LockRequest, nodeLockFileSystem } from '@app/locking';
+import { sleep } from './async';
 
 export interface LockWorkerConfig {
   root: string;
@@ -55,7 +56,6 @@ export type LockWorkerReport = { at?: number } & (
 const config = JSON.parse(process.argv[2]!) as LockWorkerConfig;
 // Every report carries the child's wall-clock time (one machine, one clock) for ordering checks.
 const send = (report: LockWorkerReport) => process.send?.({ ...report, at: Date.now() });
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 async function main(): Promise<void> {
   const manager = new NodeLockManager({

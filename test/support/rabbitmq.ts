@@ -1,8 +1,9 @@
-import { type Logger, cellTopology, type CellTopologyOptions } from '@app/contracts';
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { promisify } from 'node:util';
 import { connect, type Channel } from 'amqplib';
+import { cellTopology, type CellTopologyOptions } from '@app/contracts';
+import { sleep, waitFor } from './async';
 
 const run = promisify(execFile);
 
@@ -138,42 +139,4 @@ export async function waitForBroker(timeoutMs = 60_000): Promise<void> {
     'RabbitMQ to accept connections',
     timeoutMs,
   );
-}
-
-export function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
-
-/** Polls `probe` until it returns a truthy value. */
-export async function waitFor<T>(probe: () => T | Promise<T>, what: string, timeoutMs = 10_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value) return value;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await sleep(25);
-  }
-}
-
-export interface LogEntry {
-  level: 'debug' | 'info' | 'warn' | 'error';
-  msg: string;
-  obj: object;
-}
-
-/** A logger that records entries (and prints warnings and errors when DEBUG_TESTS is set). */
-export function recordingLogger(): Logger & { entries: LogEntry[] } {
-  const entries: LogEntry[] = [];
-  const log = (level: LogEntry['level']) => (obj: object, msg: string) => {
-    entries.push({ level, msg, obj });
-    if (process.env.DEBUG_TESTS && (level === 'warn' || level === 'error')) console.log(level, msg, obj);
-  };
-  return { entries, debug: log('debug'), info: log('info'), warn: log('warn'), error: log('error') };
-}
-
-/** A promise with its resolver, for handlers that hold a delivery until the test lets go. */
-export function deferred<T = void>(): { promise: Promise<T>; resolve: (value: T) => void } {
-  let resolve!: (value: T) => void;
-  const promise = new Promise<T>((r) => (resolve = r));
-  return { promise, resolve };
 }

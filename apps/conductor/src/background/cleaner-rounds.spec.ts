@@ -1,8 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import type { CleanOptions, CleanReport } from '@app/cache-cleaner';
 import { CleanerRounds } from './cleaner-rounds';
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+import { sleep } from '../../../../test/support/async';
 
 function report(node: string, deleted: string[] = []): CleanReport {
   return {
