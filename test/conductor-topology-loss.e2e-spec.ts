@@ -23,23 +23,21 @@ interface Status {
 }
 
 /**
- * Deletes a classic queue of the cell only while it holds no message (`if-empty`, decided inside the
- * broker): a queue deleted with messages takes them along, which no client can prevent; what is tested is
- * that nothing the conductor sends afterwards, or holds while it happens, is lost.
+ * Deletes a retry tier once it holds no message. Tiers are quorum queues, which refuse `if-empty`, so the
+ * check is a passive declare right before the delete: a retry copy landing in between would be taken
+ * along (a queue deleted with messages takes them, which no client can prevent). The window is one round
+ * trip, and the one busy request enters a tier once every few seconds; what is tested is that nothing the
+ * conductor sends afterwards, or holds while it happens, is lost.
  */
 async function deleteWhenEmpty(queue: string, timeoutMs = 60_000): Promise<void> {
   const connection = await connect(AMQP_URL);
   try {
+    const channel = await connection.createChannel();
     const deadline = Date.now() + timeoutMs;
     for (;;) {
-      const channel = await connection.createChannel();
-      channel.on('error', () => {}); // 406 PRECONDITION_FAILED (not empty) rejects the call and closes the channel
-      try {
-        await channel.deleteQueue(queue, { ifEmpty: true });
-        await channel.close();
+      if ((await channel.checkQueue(queue)).messageCount === 0) {
+        await channel.deleteQueue(queue);
         return;
-      } catch (error) {
-        if ((error as { code?: number }).code !== 406) throw error;
       }
       if (Date.now() > deadline) throw new Error(`${queue} never empty within ${timeoutMs} ms`);
       await sleep(10);

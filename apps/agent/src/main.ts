@@ -27,7 +27,12 @@ const action =
   };
 
 const amqpUrlOption = () =>
-  new Option('--amqp-url <url>', 'RabbitMQ URL').env('AMQP_URL').default(DEFAULT_AMQP_URL);
+  new Option(
+    '--amqp-url <url>',
+    'RabbitMQ URL, or several comma-separated (the nodes of a cluster: the first that answers is used, the next on loss)',
+  )
+    .env('AMQP_URL')
+    .default(DEFAULT_AMQP_URL);
 
 const program = new Command('icc')
   .description(

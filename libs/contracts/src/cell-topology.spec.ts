@@ -29,10 +29,12 @@ describe('cellTopology', () => {
     );
     for (const q of t.retryQueues) {
       expect(q.arguments).toEqual({
-        'x-queue-type': 'classic',
+        'x-queue-type': 'quorum',
         'x-message-ttl': q.delayMs,
         'x-dead-letter-exchange': '',
         'x-dead-letter-routing-key': 'icc.cell-1.requests',
+        'x-dead-letter-strategy': 'at-least-once',
+        'x-overflow': 'reject-publish',
       });
     }
     expect(t.deadLetterQueue).toEqual({

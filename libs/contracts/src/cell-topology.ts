@@ -142,17 +142,22 @@ export function cellTopology(cellId: string, options: CellTopologyOptions = {}):
         'x-dead-letter-routing-key': deadLetterQueueName,
       },
     },
-    // Classic queues: a message's TTL is only enforced at the head of the queue, so one queue per fixed
-    // delay keeps every message in a queue expiring in arrival order (a per-message TTL would not).
+    // One queue per fixed delay (a queue-wide TTL, not a per-message one), so every message of a tier
+    // expires in arrival order. Quorum, so a retried request survives the loss of the node that held its
+    // tier; a quorum queue dead-letters its expired messages at-most-once unless told `at-least-once`,
+    // which RabbitMQ accepts only with `x-overflow: reject-publish`: the expired message then stays in
+    // the tier until the request queue has confirmed its copy (RabbitMQ 3.10 or later).
     retryQueues: opts.retryDelaysMs.map((delayMs) => ({
       name: `${prefix}.retry.${delayMs}ms`,
       delayMs,
       durable: true,
       arguments: {
-        'x-queue-type': 'classic',
+        'x-queue-type': 'quorum',
         'x-message-ttl': delayMs,
         'x-dead-letter-exchange': '',
         'x-dead-letter-routing-key': requestQueueName,
+        'x-dead-letter-strategy': 'at-least-once',
+        'x-overflow': 'reject-publish',
       },
     })),
     deadLetterQueue: {

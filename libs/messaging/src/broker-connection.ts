@@ -1,11 +1,6 @@
-import {
-  connect,
-  type Channel,
-  type ChannelModel,
-  type ConfirmChannel,
-  type RecoveringChannelModel,
-} from 'amqplib';
+import { connect, type Channel, type ChannelModel, type ConfirmChannel } from 'amqplib';
 import type { CellTopology } from '@app/contracts';
+import { BrokerRotation, brokerAddress, parseBrokerUrls } from './broker-urls';
 import { declareCellTopology } from './declare-topology';
 import { BrokerUnavailableError, MessagingClosedError, isNotFound, redactUrl } from './errors';
 import { defaultLogger, errorFields, type MessagingLogger } from './logger';
@@ -18,9 +13,10 @@ export interface BrokerConnectionEvents {
   connected: { generation: number; reconnects: number };
   /** The connection was lost; recovery is scheduled. Channels of the old generation are dead. */
   disconnected: { reason: Error };
-  /** An attempt failed (broker down, auth, or topology declaration refused). */
-  'connect-failed': { error: Error };
-  'reconnect-scheduled': { attempt: number; delayMs: number; reason: Error };
+  /** An attempt failed (broker down, auth, or topology declaration refused); `url` is redacted. */
+  'connect-failed': { error: Error; url: string };
+  /** The next attempt, to `url` (redacted): the next broker of the list. */
+  'reconnect-scheduled': { attempt: number; delayMs: number; reason: Error; url: string };
   /** The broker stopped reading from us (memory or disk alarm): publishes will wait. */
   blocked: { reason: string };
   unblocked: Record<string, never>;
@@ -48,6 +44,20 @@ export interface BlockedView {
   since: string | null;
 }
 
+/** The broker this connection is on, for status pages: never a password. */
+export interface BrokerEndpointView {
+  /** The URL of the list it is connected to (or was last), password redacted; null before any. */
+  url: string | null;
+  /** `host:port` of that URL. */
+  address: string | null;
+  /** 1-based position of that URL in the broker list, and the list's length. */
+  position: number | null;
+  brokers: number;
+  /** What the broker says of itself at the handshake (RabbitMQ: `cluster_name`, `version`). */
+  clusterName: string | null;
+  version: string | null;
+}
+
 export interface ReconnectOptions {
   /** First delay after a loss; doubles per failed attempt. Default 200 ms. */
   initialDelayMs?: number;
@@ -58,7 +68,11 @@ export interface ReconnectOptions {
 }
 
 export interface BrokerConnectionOptions {
-  url: string;
+  /**
+   * One broker URL, a comma-separated list of them, or an array (e.g. the nodes of a cluster). The first
+   * that answers is used; after a loss the next ones are tried in turn (see BrokerRotation).
+   */
+  url: string | readonly string[];
   /**
    * Shown by the broker (management UI, `rabbitmqctl list_connections client_properties`), e.g.
    * `conductor-<id>`. It is how an operator, or a test, finds this process's connection.
@@ -86,26 +100,30 @@ export interface LiveModel {
 }
 
 /**
- * One AMQP connection that keeps itself alive.
+ * One AMQP connection that keeps itself alive, over a list of brokers.
  *
- * Recovery: we use amqplib 2.x's opt-in recovery (`connect(url, { recovery })`) rather than our own loop.
- * It already does exponential backoff with jitter under a hard cap, never gives up (maxRetries Infinity),
- * runs a `setup` hook on every new connection before announcing it, and `close()` cancels a pending
- * attempt; reimplementing that would only add bugs. What it does NOT do is recreate channels or consumers:
- * channels belong to one underlying connection. So:
- *   - `setup` declares the cell topology on a throwaway channel; if that fails the attempt counts as failed
- *     and is retried with backoff, so `connected` always means "topology is in place";
- *   - Publisher and Consumer open their channels from `current()` and listen to `connected` to re-open them
- *     (the `generation` tells a channel of the current connection from a dead one).
- * The recovering wrapper re-emits connection `error` events: we must listen (an unhandled 'error' event
- * would throw inside amqplib's socket handling).
+ * Recovery is our own loop, not amqplib 2.x's `recovery` option: that one dials the one URL it was given
+ * for ever, so it cannot leave a stopped cluster node for another. Each attempt is a plain amqplib
+ * `connect()` to the URL BrokerRotation names (the next of the list after each failure or loss, with
+ * exponential backoff, jitter and a cap; never gives up), followed by the declaration of the cell
+ * topology on a throwaway channel: if that fails the attempt counts as failed, so `connected` always
+ * means "topology is in place". Channels belong to one underlying connection, so Publisher, Consumer and
+ * ReplyQueue open theirs from `current()` and listen to `connected` to re-open them (the `generation`
+ * tells a channel of the current connection from a dead one). Every connection gets an `error` listener
+ * at once: an unhandled 'error' event would throw inside amqplib's socket handling.
  */
 export class BrokerConnection {
   private readonly events: TypedEvents<BrokerConnectionEvents>;
   /** Also the default logger of the Publishers and Consumers built on this connection. */
   readonly logger: MessagingLogger;
   private readonly topologies: readonly CellTopology[];
-  private handle: Promise<RecoveringChannelModel> | undefined;
+  private readonly urls: readonly string[];
+  private rotation: BrokerRotation | undefined;
+  private reconnectTimer: NodeJS.Timeout | undefined;
+  /** The model of the attempt in progress, so close() can close it too. */
+  private dialling: ChannelModel | undefined;
+  private endpoint:
+    { url: string; index: number; clusterName: string | null; version: string | null } | undefined;
   private live: LiveModel | undefined;
   private stateValue: ConnectionState = 'connecting';
   private generationValue = 0;
@@ -131,6 +149,27 @@ export class BrokerConnection {
     this.logger = options.logger ?? defaultLogger();
     this.events = new TypedEvents(this.logger);
     this.topologies = options.topologies ?? [];
+    // A malformed list is a programming or configuration error: configs validate it earlier, with names.
+    this.urls = typeof options.url === 'string' ? parseBrokerUrls(options.url) : [...options.url];
+    if (this.urls.length === 0) throw new Error('BrokerConnection needs at least one broker URL');
+  }
+
+  /** Which broker of the list this connection is on (or was on last), password redacted. */
+  endpointView(): BrokerEndpointView {
+    const at = this.endpoint;
+    return {
+      url: at ? redactUrl(at.url) : null,
+      address: at ? brokerAddress(at.url) : null,
+      position: at ? at.index + 1 : null,
+      brokers: this.urls.length,
+      clusterName: at?.clusterName ?? null,
+      version: at?.version ?? null,
+    };
+  }
+
+  /** The broker list, passwords redacted. */
+  get brokerUrls(): string[] {
+    return this.urls.map(redactUrl);
   }
 
   get state(): ConnectionState {
@@ -245,33 +284,73 @@ export class BrokerConnection {
 
   /** Starts connecting in the background (idempotent). Use waitUntilConnected() to wait for it. */
   start(): this {
-    if (this.handle || this.stateValue === 'closed') return this;
+    if (this.rotation || this.stateValue === 'closed') return this;
     const checkMs = this.options.topologyCheckMs ?? 0;
     if (checkMs > 0 && this.topologies.length > 0) {
       this.checkTimer = setInterval(() => void this.checkTopology(), checkMs);
       this.checkTimer.unref();
     }
     const reconnect = this.options.reconnect ?? {};
-    this.handle = connect(this.urlWithHeartbeat(), {
-      clientProperties: { connection_name: this.options.connectionName },
-      timeout: this.options.connectTimeoutMs ?? 10_000,
-      recovery: {
-        initialDelay: reconnect.initialDelayMs ?? 200,
-        maxDelay: reconnect.maxDelayMs ?? 10_000,
-        factor: 2,
-        jitter: reconnect.jitter ?? 0.5,
-        maxRetries: Infinity,
-        // Return the handle at once: the app starts (and reports not-ready) while the broker is down.
-        waitForConnect: false,
-        setup: (model: ChannelModel) => this.declareTopologies(model),
-      },
+    this.rotation = new BrokerRotation(this.urls, {
+      initialDelayMs: reconnect.initialDelayMs ?? 200,
+      maxDelayMs: reconnect.maxDelayMs ?? 10_000,
+      jitter: reconnect.jitter ?? 0.5,
     });
-    this.handle.then(
-      (recovering) => this.bind(recovering),
-      // Only a synchronous failure inside connect() (e.g. a malformed URL) lands here.
-      (error: unknown) => this.fail(error instanceof Error ? error : new Error(String(error))),
-    );
+    const { url, index } = this.rotation.first();
+    // Deferred, so that listeners attached right after start() see the first attempt's events.
+    setImmediate(() => void this.attempt(url, index));
     return this;
+  }
+
+  /** One attempt: connect to `url`, declare the topology, announce it; on failure the next is scheduled. */
+  private async attempt(url: string, index: number): Promise<void> {
+    if (this.isClosed()) return;
+    let model: ChannelModel | undefined;
+    try {
+      model = await connect(withHeartbeat(url, this.options.heartbeatSeconds ?? 10), {
+        clientProperties: { connection_name: this.options.connectionName },
+        timeout: this.options.connectTimeoutMs ?? 10_000,
+      });
+      this.dialling = model;
+      model.on('error', (error: Error) => {
+        this.lastErrorValue = error;
+        this.logger.warn({ ...errorFields(error), url: redactUrl(url) }, 'RabbitMQ connection error');
+      });
+      if (!this.isClosed()) await this.declareTopologies(model);
+      this.dialling = undefined;
+      if (this.isClosed()) {
+        await model.close().catch(() => {});
+        return;
+      }
+      this.bind(model, url, index);
+      this.rotation?.succeeded();
+      this.onConnect(model);
+    } catch (caught) {
+      this.dialling = undefined;
+      const error = caught instanceof Error ? caught : new Error(String(caught));
+      if (model) await model.close().catch(() => {});
+      if (this.isClosed()) return;
+      this.lastErrorValue = error;
+      this.logger.warn({ ...errorFields(error), url: redactUrl(url) }, 'RabbitMQ connection attempt failed');
+      this.events.emit('connect-failed', { error, url: redactUrl(url) });
+      this.scheduleNext(error);
+    }
+  }
+
+  /** A method, not a narrowed field read: close() may run while an attempt awaits. */
+  private isClosed(): boolean {
+    return this.stateValue === 'closed';
+  }
+
+  private scheduleNext(reason: Error): void {
+    if (this.stateValue === 'closed' || this.reconnectTimer || !this.rotation) return;
+    const { url, index, delayMs, attempt } = this.rotation.next();
+    this.logger.info({ attempt, delayMs, url: redactUrl(url) }, 'reconnecting to RabbitMQ');
+    this.events.emit('reconnect-scheduled', { attempt, delayMs, reason, url: redactUrl(url) });
+    this.reconnectTimer = setTimeout(() => {
+      this.reconnectTimer = undefined;
+      void this.attempt(url, index);
+    }, delayMs);
   }
 
   /** The current connection, if connected. */
@@ -300,7 +379,7 @@ export class BrokerConnection {
         const cause = this.lastErrorValue ? `: ${this.lastErrorValue.message}` : '';
         reject(
           new BrokerUnavailableError(
-            `not connected to RabbitMQ at ${redactUrl(this.options.url)} within ${timeoutMs} ms ` +
+            `not connected to RabbitMQ at ${this.brokerUrls.join(', ')} within ${timeoutMs} ms ` +
               `(state ${this.stateValue})${cause}`,
             { cause: this.lastErrorValue },
           ),
@@ -331,26 +410,15 @@ export class BrokerConnection {
    */
   async close(): Promise<void> {
     if (this.stateValue === 'closed') return;
+    const model = this.live?.model ?? this.dialling;
     this.setClosed();
-    const handle = this.handle;
-    this.handle = undefined;
-    if (!handle) return;
+    clearTimeout(this.reconnectTimer);
+    this.reconnectTimer = undefined;
+    if (!model) return;
     try {
-      await (await handle).close();
+      await model.close();
     } catch (error) {
       this.logger.warn({ ...errorFields(error) }, 'error while closing the broker connection');
-    }
-  }
-
-  private urlWithHeartbeat(): string {
-    // heartbeat is a connection (URL) parameter in amqplib, not a socket option.
-    try {
-      const url = new URL(this.options.url);
-      if (!url.searchParams.has('heartbeat'))
-        url.searchParams.set('heartbeat', String(this.options.heartbeatSeconds ?? 10));
-      return url.toString();
-    } catch {
-      return this.options.url; // connect() reports the malformed URL
     }
   }
 
@@ -363,45 +431,25 @@ export class BrokerConnection {
     await channel.close();
   }
 
-  private bind(recovering: RecoveringChannelModel): void {
-    if (this.stateValue === 'closed') {
-      // close() raced the (immediate) resolution of connect(): make sure recovery stops.
-      recovering.close().catch(() => {});
-      return;
-    }
-    recovering.on('connect', (model: ChannelModel) => this.onConnect(model));
-    recovering.on('disconnect', (error: Error) => this.onDisconnect(error));
-    recovering.on('connect-failed', (error: Error) => {
-      this.lastErrorValue = error;
-      this.logger.warn(
-        { ...errorFields(error), url: redactUrl(this.options.url) },
-        'RabbitMQ connection attempt failed',
-      );
-      this.events.emit('connect-failed', { error });
+  private bind(model: ChannelModel, url: string, index: number): void {
+    const server = model.connection.serverProperties as Record<string, unknown>;
+    const text = (value: unknown) => (value === undefined || value === null ? null : String(value));
+    this.endpoint = { url, index, clusterName: text(server.cluster_name), version: text(server.version) };
+    model.on('close', (error?: Error) => {
+      if (this.live?.model !== model) return;
+      const reason = error ?? new Error('connection closed');
+      this.onDisconnect(reason);
+      this.scheduleNext(reason);
     });
-    recovering.on('reconnect-scheduled', (info: { attempt: number; delay: number; error: Error }) => {
-      this.logger.info({ attempt: info.attempt, delayMs: info.delay }, 'reconnecting to RabbitMQ');
-      this.events.emit('reconnect-scheduled', {
-        attempt: info.attempt,
-        delayMs: info.delay,
-        reason: info.error,
-      });
-    });
-    // Only reachable with a finite maxRetries or a failing setup of amqplib itself; treated as final.
-    recovering.on('reconnect-failed', (error: Error) => this.fail(error));
-    recovering.on('error', (error: Error) => {
-      this.lastErrorValue = error;
-      this.logger.warn({ ...errorFields(error) }, 'RabbitMQ connection error');
-    });
-    recovering.on('handler-error', (error: Error, event: string) => {
+    model.on('handler-error', (error: Error, event: string) => {
       this.logger.error({ ...errorFields(error), event }, 'a connection event listener threw');
     });
-    recovering.on('blocked', (reason: string) => {
+    model.on('blocked', (reason: string) => {
       this.blockedValue = { reason, since: new Date().toISOString() };
       this.logger.warn({ reason }, 'RabbitMQ blocked this connection (resource alarm)');
       this.events.emit('blocked', { reason });
     });
-    recovering.on('unblocked', () => {
+    model.on('unblocked', () => {
       this.blockedValue = undefined;
       this.logger.info({}, 'RabbitMQ unblocked this connection');
       this.events.emit('unblocked', {});
@@ -420,6 +468,7 @@ export class BrokerConnection {
         generation: this.generationValue,
         reconnects: this.reconnectCount,
         connectionName: this.options.connectionName,
+        url: this.endpoint ? redactUrl(this.endpoint.url) : null,
       },
       'connected to RabbitMQ',
     );
@@ -438,12 +487,6 @@ export class BrokerConnection {
     this.events.emit('disconnected', { reason });
   }
 
-  private fail(error: Error): void {
-    this.lastErrorValue = error;
-    this.logger.error({ ...errorFields(error) }, 'RabbitMQ connection gave up');
-    this.setClosed(error);
-  }
-
   private setClosed(error?: Error): void {
     if (this.stateValue === 'closed') return;
     this.stateValue = 'closed';
@@ -453,5 +496,16 @@ export class BrokerConnection {
     for (const waiter of [...this.waiters]) waiter.reject(rejection);
     this.waiters.clear();
     this.events.emit('closed', {});
+  }
+}
+
+/** heartbeat is a connection (URL) parameter in amqplib, not a socket option. */
+function withHeartbeat(url: string, seconds: number): string {
+  try {
+    const parsed = new URL(url);
+    if (!parsed.searchParams.has('heartbeat')) parsed.searchParams.set('heartbeat', String(seconds));
+    return parsed.toString();
+  } catch {
+    return url; // connect() reports the malformed URL
   }
 }

@@ -4,10 +4,19 @@ export {
   type BrokerConnectionOptions,
   type ConnectionState,
   type BlockedView,
+  type BrokerEndpointView,
   type LiveModel,
   type TopologyHealth,
   type ReconnectOptions,
 } from './broker-connection';
+export {
+  BrokerRotation,
+  BrokerUrlError,
+  brokerAddress,
+  maskBrokerList,
+  parseBrokerUrls,
+  type RotationOptions,
+} from './broker-urls';
 export {
   consume,
   Consumer,
@@ -28,6 +37,7 @@ export {
 } from './errors';
 export { type MessagingLogger } from './logger';
 export { HEADER_PUBLISH_ID, Publisher, type PublisherOptions, type PublishProperties } from './publisher';
+export { ReplyQueue, type ReplyQueueEvents, type ReplyQueueOptions } from './reply-queue';
 export {
   MAX_DETAIL_HEADER_LENGTH,
   publishRouted,

@@ -1,6 +1,6 @@
 import * as os from 'node:os';
 import type { CellTopology } from '@app/contracts';
-import { BrokerConnection, redactUrl } from '@app/messaging';
+import { BrokerConnection, BrokerUrlError, parseBrokerUrls, redactUrl } from '@app/messaging';
 import { CliError, ExitCode, UsageError } from '../cli/exit-codes';
 import { agentLogger } from '../cli/quiet-logger';
 
@@ -8,38 +8,39 @@ export const DEFAULT_AMQP_URL = 'amqp://guest:guest@127.0.0.1:5672';
 /** A CLI should not hang on a broker that is down: one attempt, at most this long. */
 export const CONNECT_TIMEOUT_MS = 5_000;
 
-export function validateAmqpUrl(url: string, flag = '--amqp-url'): string {
-  if (!/^amqps?:\/\/[^/]/.test(url))
-    throw new UsageError(flag, `must be an amqp:// or amqps:// URL (got ${JSON.stringify(redactUrl(url))})`);
+/** The broker list of --amqp-url / AMQP_URL: one URL or several, comma-separated (see parseBrokerUrls). */
+export function validateAmqpUrls(list: string, flag = '--amqp-url'): string[] {
   try {
-    new URL(url);
-  } catch {
-    throw new UsageError(flag, 'is not a valid URL');
+    return parseBrokerUrls(list);
+  } catch (error) {
+    if (!(error instanceof BrokerUrlError)) throw error;
+    throw new UsageError(flag, list.includes(',') ? error.message : error.problem);
   }
-  return url;
 }
 
-export function brokerUnreachableMessage(url: string, cause: string): string {
+export function brokerUnreachableMessage(urls: readonly string[], cause: string): string {
+  const where = urls.map(redactUrl).join(', ');
   return (
-    `RabbitMQ is not reachable at ${redactUrl(url)} (${cause}).\n` +
+    `RabbitMQ is not reachable at ${urls.length > 1 ? `any of ${where}` : where} (${cause}).\n` +
     'Start it with `rabbitmq-server -detached`, or point --amqp-url (or AMQP_URL) at a running broker.'
   );
 }
 
 /**
- * Connects to RabbitMQ or fails fast: the first failed attempt (connection refused, wrong credentials)
- * or CONNECT_TIMEOUT_MS without a connection ends with exit code 5 and a message saying what to do.
+ * Connects to the first broker of the list that answers, or fails fast: once every URL has failed once
+ * (connection refused, wrong credentials), or CONNECT_TIMEOUT_MS per URL passed without a connection, it
+ * ends with exit code 5 and a message saying what to do.
  * The returned connection would reconnect after a later loss; callers that cannot survive one (an
  * exclusive reply queue dies with its connection) watch `disconnected` themselves.
  */
 export async function connectToBroker(
-  url: string,
+  urls: readonly string[],
   purpose: string,
   timeoutMs = CONNECT_TIMEOUT_MS,
 ): Promise<BrokerConnection> {
   const host = os.hostname().replace(/[^A-Za-z0-9._-]/g, '-');
   const connection = new BrokerConnection({
-    url,
+    url: urls,
     connectionName: `icc-${purpose}-${host}-${process.pid}`,
     logger: agentLogger(),
     connectTimeoutMs: timeoutMs,
@@ -48,7 +49,10 @@ export async function connectToBroker(
   try {
     await new Promise<void>((resolve, reject) => {
       const offs: (() => void)[] = [];
-      const timer = setTimeout(() => settle(new Error(`no connection within ${timeoutMs} ms`)), timeoutMs);
+      // One try per URL; the backoff between tries is at most the CLI's maxDelayMs.
+      const overallMs = urls.length * timeoutMs + (urls.length - 1) * 2_000;
+      let failures = 0;
+      const timer = setTimeout(() => settle(new Error(`no connection within ${overallMs} ms`)), overallMs);
       const settle = (error?: Error) => {
         clearTimeout(timer);
         for (const off of offs) off();
@@ -56,7 +60,11 @@ export async function connectToBroker(
         else resolve();
       };
       offs.push(connection.on('connected', () => settle()));
-      offs.push(connection.on('connect-failed', ({ error }) => settle(error)));
+      offs.push(
+        connection.on('connect-failed', ({ error }) => {
+          if (++failures >= urls.length) settle(error);
+        }),
+      );
       offs.push(
         connection.on('closed', () => settle(connection.lastError ?? new Error('connection closed'))),
       );
@@ -64,7 +72,7 @@ export async function connectToBroker(
     });
   } catch (error) {
     await connection.close();
-    throw new CliError(ExitCode.UNREACHABLE, brokerUnreachableMessage(url, describeAmqpError(error)), {
+    throw new CliError(ExitCode.UNREACHABLE, brokerUnreachableMessage(urls, describeAmqpError(error)), {
       cause: error,
     });
   }

@@ -1,5 +1,5 @@
 import { type CopyResult, cellTopology, progressRoutingKey } from '@app/contracts';
-import { checkCellExists, connectToBroker, validateAmqpUrl } from '../broker/agent-broker';
+import { checkCellExists, connectToBroker, validateAmqpUrls } from '../broker/agent-broker';
 import { CliError, ExitCode, type ExitCodeValue } from '../cli/exit-codes';
 import { formatBytes, formatMs } from '../cli/format';
 import { ProgressBoard } from '../cli/progress-board';
@@ -31,13 +31,13 @@ export async function runCopy(
   // Everything a person can get wrong is checked before touching the broker.
   const request = buildCopyRequest(imageId, options);
   const topology = cellTopology(parseCellId(options.cell));
-  const url = validateAmqpUrl(options.amqpUrl);
+  const urls = validateAmqpUrls(options.amqpUrl);
   const timeoutMs = parseTimeoutSeconds(options.timeout, DEFAULT_WAIT_TIMEOUT_S);
   const wait = options.wait === true;
   const json = options.json === true;
 
   try {
-    const connection = await connectToBroker(url, 'copy');
+    const connection = await connectToBroker(urls, 'copy');
     const requester = new CopyRequester(connection, topology);
     let board: ProgressBoard | undefined;
     try {

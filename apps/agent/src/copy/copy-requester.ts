@@ -1,4 +1,4 @@
-import type { Channel, ConfirmChannel, ConsumeMessage } from 'amqplib';
+import type { ConsumeMessage } from 'amqplib';
 import {
   type CellTopology,
   type CopyRequest,
@@ -9,7 +9,7 @@ import {
   parseCopyResult,
   parseProgressEvent,
 } from '@app/contracts';
-import type { BrokerConnection } from '@app/messaging';
+import { type BrokerConnection, Publisher, PublishUnroutableError, ReplyQueue } from '@app/messaging';
 import { CONNECT_TIMEOUT_MS } from '../broker/agent-broker';
 import { CliError, ExitCode } from '../cli/exit-codes';
 
@@ -36,32 +36,29 @@ export interface PrepareOptions {
 }
 
 /**
- * Publishes copy requests the way docs/protocol.md describes them and collects their results on an
- * exclusive, server-named reply queue: confirm channel, `mandatory`, persistent, content_type
- * application/json, message_id = requestId, reply_to and correlation_id. Progress events come from a
- * second exclusive queue bound to the cell's events exchange, bound before anything is published so no
- * early event is missed. Used by `icc copy` (one request) and `icc demo` (many).
+ * Publishes copy requests the way docs/protocol.md describes them and collects their results, on
+ * libs/messaging: a confirming Publisher (`mandatory`, persistent, content_type application/json,
+ * message_id = requestId, reply_to and correlation_id) and a ReplyQueue (exclusive, server-named). Progress
+ * events come from a second ReplyQueue bound to the cell's events exchange, bound before anything is
+ * published so no early event is missed. Used by `icc copy` (one request) and `icc demo` (many).
  *
- * Exclusive queues die with their connection, and answers published meanwhile are gone. So after a
- * connection loss it reconnects (BrokerConnection's recovery), declares new queues and publishes every
- * request still waiting for its final answer again, same requestId and correlation id: copies are
+ * Exclusive queues die with their connection, and answers published meanwhile are gone. So when the reply
+ * queue is renewed after a reconnect (to the same broker or the next of the list), every request still
+ * waiting for its final answer is published again, same requestId and correlation id: copies are
  * idempotent, so the conductor answers from the copy running (coalesced), or with already-present.
  */
 export class CopyRequester {
-  private channel?: Channel;
-  private confirm?: ConfirmChannel;
-  private confirmError?: Error;
-  private replyQueue?: string;
+  private readonly publisher: Publisher;
+  private replyQueue?: ReplyQueue;
+  private progressQueue?: ReplyQueue;
+  private prepared = false;
   private readonly replies = new Map<string, ConsumeMessage[]>();
-  private readonly returned = new Set<string>();
   private readonly wakers = new Set<() => void>();
   private lost?: Error;
-  private options?: PrepareOptions;
   /** Published requests without a final answer yet, by correlation id: what a reconnect sends again. */
   private readonly waiting = new Map<string, CopyRequest>();
   /** Set from a connection loss until the requests were sent again on the new connection. */
   private interrupted?: Error;
-  private resending?: Promise<void>;
   private readonly lossListeners = new Set<(reason: Error) => void>();
   private readonly resendListeners = new Set<(requests: number) => void>();
   private readonly offConnection: (() => void)[];
@@ -70,49 +67,31 @@ export class CopyRequester {
     private readonly connection: BrokerConnection,
     private readonly topology: CellTopology,
   ) {
+    this.publisher = new Publisher(connection, {
+      waitForConnectionMs: CONNECT_TIMEOUT_MS,
+      confirmTimeoutMs: CONFIRM_TIMEOUT_MS,
+    });
     this.offConnection = [
       connection.on('disconnected', ({ reason }) => {
-        if (!this.options) return; // not prepared yet: prepare() itself fails
+        if (!this.prepared) return; // not prepared yet: prepare() itself fails
         this.interrupted ??= reason;
         for (const listener of this.lossListeners) listener(reason);
         this.wake();
-      }),
-      connection.on('connected', () => {
-        if (this.interrupted && !this.resending)
-          this.resending = this.resend().finally(() => {
-            this.resending = undefined;
-            this.wake();
-          });
       }),
     ];
   }
 
   async prepare(options: PrepareOptions): Promise<void> {
-    this.options = options;
-    const { channel } = await this.connection.openChannel(CONNECT_TIMEOUT_MS);
-    channel.on('error', (error: Error) => {
-      // A lost connection also errors its channels: only a channel failing on a live connection is fatal.
-      // The check waits a moment, so that the connection's own 'disconnected' has come first.
-      setTimeout(() => {
-        if (this.interrupted || this.connection.state !== 'connected') return;
-        this.lost ??= error;
-        this.wake();
-      }, 200);
-    });
-    this.channel = channel;
-    if (options.replies) {
-      const { queue } = await channel.assertQueue('', { exclusive: true, autoDelete: true, durable: false });
-      this.replyQueue = queue;
-      await channel.consume(queue, (message) => message && this.onReply(message), { noAck: true });
-    }
+    const fatal = ({ error }: { error: Error }) => {
+      this.lost ??= error;
+      this.wake();
+    };
     const progress = options.progress;
     if (progress) {
-      const { queue } = await channel.assertQueue('', { exclusive: true, autoDelete: true, durable: false });
-      await channel.bindQueue(queue, this.topology.eventsExchange.name, progress.bindingKey);
-      await channel.consume(
-        queue,
+      // Before the reply queue: a request is published only once both exist.
+      this.progressQueue = new ReplyQueue(
+        this.connection,
         (message) => {
-          if (!message) return;
           let event: ProgressEvent;
           try {
             event = parseProgressEvent(message.content);
@@ -121,74 +100,54 @@ export class CopyRequester {
           }
           progress.onProgress(event);
         },
-        { noAck: true },
+        {
+          bindings: [{ exchange: this.topology.eventsExchange.name, routingKey: progress.bindingKey }],
+          waitForConnectionMs: CONNECT_TIMEOUT_MS,
+        },
       );
+      this.progressQueue.on('failed', fatal);
+      await this.progressQueue.open();
     }
-    const { channel: confirm } = await this.connection.openConfirmChannel(CONNECT_TIMEOUT_MS);
-    confirm.on('error', (error: Error) => (this.confirmError = error));
-    // basic.return arrives before the confirm when the default exchange has no queue of that name.
-    confirm.on('return', (message: ConsumeMessage) =>
-      this.returned.add(String(message.properties.messageId)),
-    );
-    this.confirm = confirm;
+    if (options.replies) {
+      this.replyQueue = new ReplyQueue(this.connection, (message) => this.onReply(message), {
+        waitForConnectionMs: CONNECT_TIMEOUT_MS,
+      });
+      this.replyQueue.on('failed', fatal);
+      this.replyQueue.on('renewed', () => void this.resend());
+      await this.replyQueue.open();
+    }
+    this.prepared = true;
   }
 
   /** Publishes and resolves once the broker confirmed it; fails if the request queue does not exist. */
   async publish(request: CopyRequest, correlationId: string): Promise<void> {
+    if (!this.prepared) throw new Error('CopyRequester.prepare() first');
     await this.send(request, correlationId);
-    if (this.options?.replies) this.waiting.set(correlationId, request);
+    if (this.replyQueue) this.waiting.set(correlationId, request);
   }
 
   private async send(request: CopyRequest, correlationId: string): Promise<void> {
-    const confirm = this.confirm;
-    if (!confirm) throw new Error('CopyRequester.prepare() first');
     const queue = this.topology.requestQueue.name;
     try {
-      await new Promise<void>((resolve, reject) => {
-        const timer = setTimeout(
-          () => reject(new Error(`RabbitMQ did not confirm the request within ${CONFIRM_TIMEOUT_MS} ms`)),
-          CONFIRM_TIMEOUT_MS,
-        );
-        try {
-          confirm.publish(
-            '',
-            queue,
-            Buffer.from(JSON.stringify(request)),
-            {
-              contentType: REQUEST_CONTENT_TYPE,
-              persistent: true,
-              mandatory: true,
-              messageId: request.requestId,
-              correlationId,
-              replyTo: this.replyQueue,
-              timestamp: Math.floor(Date.now() / 1000),
-            },
-            (error: unknown) => {
-              clearTimeout(timer);
-              if (error)
-                reject(
-                  new Error(
-                    `RabbitMQ refused the request${this.confirmError ? `: ${this.confirmError.message}` : ''}`,
-                  ),
-                );
-              else resolve();
-            },
-          );
-        } catch (error) {
-          clearTimeout(timer);
-          reject(error as Error);
-        }
+      await this.publisher.sendToQueue(queue, request, {
+        contentType: REQUEST_CONTENT_TYPE,
+        persistent: true,
+        mandatory: true,
+        messageId: request.requestId,
+        correlationId,
+        replyTo: this.replyQueue?.name,
       });
     } catch (error) {
+      if (error instanceof PublishUnroutableError && error.returned)
+        throw new CliError(
+          ExitCode.UNREACHABLE,
+          `RabbitMQ has no queue ${queue} (the request came back unroutable): no conductor has started for cell '${this.topology.cellId}' yet`,
+          { cause: error },
+        );
       throw new CliError(ExitCode.UNREACHABLE, `could not publish to ${queue}: ${(error as Error).message}`, {
         cause: error,
       });
     }
-    if (this.returned.has(request.requestId))
-      throw new CliError(
-        ExitCode.UNREACHABLE,
-        `RabbitMQ has no queue ${queue} (the request came back unroutable): no conductor has started for cell '${this.topology.cellId}' yet`,
-      );
   }
 
   /**
@@ -277,25 +236,25 @@ export class CopyRequester {
     }
   }
 
-  /** On the new connection: new channels and queues, then every request still waiting, sent again. */
+  /** On the renewed reply queue: every request still waiting, sent again with the new reply_to. */
   private async resend(): Promise<void> {
     try {
-      await this.prepare(this.options!);
       for (const [correlationId, request] of this.waiting) await this.send(request, correlationId);
       this.interrupted = undefined;
       for (const listener of this.resendListeners) listener(this.waiting.size);
     } catch (error) {
-      if (this.connection.state !== 'connected') return; // lost again: the next 'connected' tries again
+      if (this.connection.state !== 'connected') return; // lost again: the next renewal tries again
       this.lost ??= error instanceof Error ? error : new Error(String(error));
+    } finally {
+      this.wake();
     }
   }
 
   async close(): Promise<void> {
     for (const off of this.offConnection) off();
-    await this.confirm?.close().catch(() => {});
-    await this.channel?.close().catch(() => {});
-    this.confirm = undefined;
-    this.channel = undefined;
+    await this.publisher.close();
+    await this.replyQueue?.close();
+    await this.progressQueue?.close();
   }
 
   private onReply(message: ConsumeMessage): void {

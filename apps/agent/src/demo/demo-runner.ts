@@ -5,7 +5,7 @@ import * as path from 'node:path';
 import { ALL_PROGRESS_BINDING, type CellTopology, type CopyResult, cellTopology } from '@app/contracts';
 import { ImageStore } from '@app/image-store';
 import type { BrokerConnection } from '@app/messaging';
-import { connectToBroker, validateAmqpUrl } from '../broker/agent-broker';
+import { connectToBroker, validateAmqpUrls } from '../broker/agent-broker';
 import { CliError, ExitCode, type ExitCodeValue, UsageError } from '../cli/exit-codes';
 import { formatBytes, formatMs } from '../cli/format';
 import { ProgressBoard } from '../cli/progress-board';
@@ -65,7 +65,7 @@ class Cleanup {
  * also on Ctrl-C.
  */
 export async function runDemo(options: DemoOptions, term: Terminal): Promise<ExitCodeValue> {
-  const url = validateAmqpUrl(options.amqpUrl);
+  const urls = validateAmqpUrls(options.amqpUrl);
   const bigImageMib = parseBigImageMib(options.bigImageMib);
   const timeoutMs = parseTimeoutSeconds(options.timeout, DEFAULT_DEMO_TIMEOUT_S);
 
@@ -92,7 +92,7 @@ export async function runDemo(options: DemoOptions, term: Terminal): Promise<Exi
   let board: ProgressBoard | undefined;
   try {
     // The broker first: nothing to clean up yet if it is not there.
-    const connection = await connectToBroker(url, 'demo');
+    const connection = await connectToBroker(urls, 'demo');
     cleanup.add('close the broker connection', () => connection.close());
 
     const runTag = `demo-${randomBytes(4).toString('hex')}`;
@@ -111,7 +111,7 @@ export async function runDemo(options: DemoOptions, term: Terminal): Promise<Exi
     const seeded = await seedImages(root, plan, dir, term, interrupt.signal);
     checkInterrupted();
 
-    const conductor = ConductorChild.start(conductorEnv(topology, root, url, runTag), logFile);
+    const conductor = ConductorChild.start(conductorEnv(topology, root, urls.join(','), runTag), logFile);
     // Deleting the cell's queues must come after the conductor stopped (it re-declares them on reconnect).
     cleanup.add(`delete the queues and exchange of cell ${topology.cellId}`, () =>
       deleteCellTopology(connection, topology),

@@ -61,6 +61,14 @@ function parts(overrides: Partial<StatusReportParts> = {}) {
       lastError: new Error('socket closed'),
       connectionName: 'conductor-c1',
       blockedView: () => ({ blocked: false, reason: null, since: null }),
+      endpointView: () => ({
+        url: 'amqp://guest:***@rabbit-2:5672',
+        address: 'rabbit-2:5672',
+        position: 2,
+        brokers: 3,
+        clusterName: 'rabbit@rabbit-1',
+        version: '3.10.8',
+      }),
       topologyHealth: () => ({
         redeclarations: 0,
         lastCause: null,
@@ -113,6 +121,7 @@ describe('StatusReport', () => {
         reconnects: 2,
         lastError: 'socket closed',
         connectionName: 'conductor-c1',
+        endpoint: { url: 'amqp://guest:***@rabbit-2:5672', position: 2, brokers: 3 },
       },
       consumer: { state: 'consuming', subscribed: true, queue: 'icc.c1.requests', deliveriesInFlight: 1 },
       concurrency: 4,
@@ -242,6 +251,14 @@ describe('StatusReport', () => {
         lastError: new Error('ECONNREFUSED'),
         connectionName: 'conductor-c1',
         blockedView: () => ({ blocked: false, reason: null, since: null }),
+        endpointView: () => ({
+          url: null,
+          address: null,
+          position: null,
+          brokers: 1,
+          clusterName: null,
+          version: null,
+        }),
         topologyHealth: () => ({
           redeclarations: 0,
           lastCause: null,

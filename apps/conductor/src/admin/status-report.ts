@@ -1,5 +1,5 @@
 import { performance } from 'node:perf_hooks';
-import type { BrokerConnection, ConnectionState, TopologyHealth } from '@app/messaging';
+import type { BrokerConnection, BrokerEndpointView, ConnectionState, TopologyHealth } from '@app/messaging';
 import type { CleanerRoundsView } from '../background/cleaner-rounds';
 import type { LeftoverSweepView } from '../background/leftover-sweep';
 import type { CopyCoordinator } from '../copy/copy-coordinator';
@@ -47,6 +47,8 @@ export interface ConductorStatus {
     blocked: boolean;
     blockedReason: string | null;
     blockedSince: string | null;
+    /** Which broker of AMQP_URL it is on (or was on last), password masked; see BrokerEndpointView. */
+    endpoint: BrokerEndpointView;
   };
   /** Queues or the exchange found missing (deleted under us) and declared again. */
   topology: TopologyHealth;
@@ -74,7 +76,13 @@ export interface StatusReportParts {
   };
   broker: Pick<
     BrokerConnection,
-    'state' | 'reconnects' | 'lastError' | 'connectionName' | 'blockedView' | 'topologyHealth'
+    | 'state'
+    | 'reconnects'
+    | 'lastError'
+    | 'connectionName'
+    | 'blockedView'
+    | 'topologyHealth'
+    | 'endpointView'
   >;
   intake: Pick<ConductorLifecycle, 'state' | 'consumerSubscribed' | 'inFlightDeliveries'>;
   copies: Pick<CopyCoordinator, 'inFlight'>;
@@ -125,6 +133,7 @@ export class StatusReport {
         blocked: blocked.blocked,
         blockedReason: blocked.reason,
         blockedSince: blocked.since,
+        endpoint: broker.endpointView(),
       },
       topology: broker.topologyHealth(),
       consumer: {

@@ -53,6 +53,18 @@ describe('conductor configuration', () => {
     );
   });
 
+  it('reads AMQP_URL as a broker list and names a bad entry, its password masked', () => {
+    expect(
+      loadConductorConfig({ ...minimal, AMQP_URL: 'amqp://u:p@r1:5672, amqp://u:p@r2:5672' }).AMQP_URL,
+    ).toEqual(['amqp://u:p@r1:5672', 'amqp://u:p@r2:5672']);
+    expect(problemsOf({ ...minimal, AMQP_URL: 'amqp://u:pw1@r1:5672,amqp//u:pw2@r2:5672' })).toEqual([
+      'AMQP_URL="amqp://u:***@r1:5672,amqp//u:***@r2:5672": entry 2 ("amqp//u:***@r2:5672"): must start with amqp:// or amqps:// and name a host',
+    ]);
+    expect(problemsOf({ ...minimal, AMQP_URL: 'amqp://r1,,amqp://r3' })[0]).toMatch(
+      /^AMQP_URL=.*: entry 2 \(""\): is empty/,
+    );
+  });
+
   it('checks lock timings against each other under their variable names', () => {
     expect(problemsOf({ ...minimal, LOCK_STALE_MS: '4000', LOCK_UPDATE_MS: '3000' })).toEqual(
       expect.arrayContaining([

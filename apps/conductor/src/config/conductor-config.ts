@@ -2,6 +2,7 @@ import * as os from 'node:os';
 import { z } from 'zod';
 import { DEFAULT_MAX_ATTEMPTS, DEFAULT_RETRY_DELAYS_MS, cellIdSchema, holderIdSchema } from '@app/contracts';
 import { DEFAULT_LOCK_TIMINGS, lockTimingProblems } from '@app/locking';
+import { BrokerUrlError, maskBrokerList, parseBrokerUrls } from '@app/messaging';
 
 /*
  * The conductor's whole configuration, read once from the environment at start. Each entry: the
@@ -57,9 +58,19 @@ export const CONFIG_VARIABLES = {
     doc: 'The shared folder holding one sub-folder per node. Required.',
   },
   AMQP_URL: {
-    schema: z.string().regex(/^amqps?:\/\//, 'must start with amqp:// or amqps://'),
+    schema: z.string().transform((list, ctx) => {
+      try {
+        return parseBrokerUrls(list);
+      } catch (error) {
+        if (!(error instanceof BrokerUrlError)) throw error;
+        ctx.addIssue({ code: 'custom', message: list.includes(',') ? error.message : error.problem });
+        return z.NEVER;
+      }
+    }),
     default: 'amqp://guest:guest@127.0.0.1:5672',
-    doc: 'RabbitMQ connection URL.',
+    /** Problems show the value with its passwords masked. */
+    redact: maskBrokerList,
+    doc: 'RabbitMQ connection URL, or several comma-separated (the nodes of a cluster). The first that answers is used; after a loss the next of the list is tried, round and round, with backoff and jitter. Each entry is checked at start. /status shows the one in use (password masked).',
   },
   CONDUCTOR_ID: {
     schema: holderIdSchema,
@@ -186,6 +197,11 @@ export class ConfigError extends Error {
   }
 }
 
+function redacted(spec: object, raw: string | undefined): string | undefined {
+  const redact = (spec as { redact?: (value: string) => string }).redact;
+  return raw !== undefined && redact ? redact(raw) : raw;
+}
+
 /** Reads and validates the environment; throws a ConfigError naming every bad variable and why. */
 export function loadConductorConfig(env: NodeJS.ProcessEnv = process.env): ConductorConfig {
   const problems: string[] = [];
@@ -202,7 +218,7 @@ export function loadConductorConfig(env: NodeJS.ProcessEnv = process.env): Condu
     if (result.success) config[name] = result.data;
     else
       problems.push(
-        `${name}=${JSON.stringify(raw)}: ${result.error.issues.map((i) => i.message).join('; ')}`,
+        `${name}=${JSON.stringify(redacted(spec, raw))}: ${result.error.issues.map((i) => i.message).join('; ')}`,
       );
   }
   if (problems.length === 0) {

@@ -1,0 +1,138 @@
+import type { Channel, ConsumeMessage } from 'amqplib';
+import type { BrokerConnection } from './broker-connection';
+import { MessagingClosedError } from './errors';
+import { errorFields, type MessagingLogger } from './logger';
+import { TypedEvents } from './typed-events';
+
+export interface ReplyQueueEvents {
+  /**
+   * Declared again on a new connection, under a new name: whatever was published to the old name is
+   * gone, so a requester sends again what it still waits for (with reply_to = `queue`).
+   */
+  renewed: { queue: string; generation: number };
+  /** The queue died with its connection; `renewed` follows once a connection is back. */
+  lost: { reason: Error };
+  /**
+   * The queue could not be declared again on a live connection, or its channel died while the connection
+   * lived on (e.g. the queue was deleted): nothing more arrives on it.
+   */
+  failed: { error: Error };
+}
+
+export interface ReplyQueueOptions {
+  /** Bind the queue to these exchanges (e.g. a cell's events exchange with `progress.#`). */
+  bindings?: readonly { exchange: string; routingKey: string }[];
+  /** How long open() waits for a connection. Default 10 s. */
+  waitForConnectionMs?: number;
+  logger?: MessagingLogger;
+}
+
+/**
+ * An exclusive, server-named, auto-ack queue that a requester reads its answers (or events) from, kept
+ * alive across reconnects. Exclusive queues die with their connection; after each reconnect this one is
+ * declared (and bound) again and `renewed` says its new name. Messages published to the old name while
+ * the connection was down are lost: the protocol makes requests idempotent, so the requester's answer to
+ * `renewed` is to send again what it still waits for.
+ */
+export class ReplyQueue {
+  private readonly events: TypedEvents<ReplyQueueEvents>;
+  private readonly logger: MessagingLogger;
+  private channel: Channel | undefined;
+  private queueName: string | undefined;
+  private opened = false;
+  private closed = false;
+  private reopening: Promise<void> | undefined;
+  private readonly offConnection: (() => void)[];
+
+  constructor(
+    private readonly connection: BrokerConnection,
+    private readonly onMessage: (message: ConsumeMessage) => void,
+    private readonly options: ReplyQueueOptions = {},
+  ) {
+    this.logger = options.logger ?? connection.logger;
+    this.events = new TypedEvents(this.logger);
+    this.offConnection = [
+      connection.on('disconnected', ({ reason }) => {
+        if (!this.opened || this.closed) return;
+        this.queueName = undefined;
+        this.channel = undefined;
+        this.events.emit('lost', { reason });
+      }),
+      connection.on('connected', ({ generation }) => {
+        if (!this.opened || this.closed || this.reopening) return;
+        this.reopening = this.declare()
+          .then((queue) => this.events.emit('renewed', { queue, generation }))
+          .catch((error: unknown) => {
+            // Lost again before it was declared: the next 'connected' tries again.
+            if (this.connection.state !== 'connected' || this.closed) return;
+            this.events.emit('failed', { error: asError(error) });
+          })
+          .finally(() => (this.reopening = undefined));
+      }),
+    ];
+  }
+
+  /** The current queue's name; undefined while disconnected. */
+  get name(): string | undefined {
+    return this.queueName;
+  }
+
+  on<K extends keyof ReplyQueueEvents>(
+    event: K,
+    listener: (payload: ReplyQueueEvents[K]) => void,
+  ): () => void {
+    return this.events.on(event, listener);
+  }
+
+  /** Declares, binds and consumes on the live connection; resolves with the queue's name. */
+  async open(): Promise<string> {
+    if (this.closed) throw new MessagingClosedError('ReplyQueue');
+    const queue = await this.declare();
+    this.opened = true;
+    return queue;
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    for (const off of this.offConnection) off();
+    const channel = this.channel;
+    this.channel = undefined;
+    this.queueName = undefined;
+    await channel?.close().catch(() => {});
+  }
+
+  private async declare(): Promise<string> {
+    const { channel, generation } = await this.connection.openChannel(
+      this.options.waitForConnectionMs ?? 10_000,
+    );
+    channel.on('error', (error: Error) => {
+      this.logger.debug({ ...errorFields(error) }, 'reply queue channel error');
+    });
+    channel.on('close', () => {
+      // A lost connection closes its channels before it reports the loss: judge a moment later, and only
+      // a channel that died while its own connection lived on is a failure of this queue.
+      setTimeout(() => {
+        if (this.closed || this.channel !== channel) return;
+        if (this.connection.current()?.generation !== generation) return;
+        this.channel = undefined;
+        this.queueName = undefined;
+        this.events.emit('failed', { error: new Error('the reply queue channel was closed by the broker') });
+      }, 200);
+    });
+    const { queue } = await channel.assertQueue('', { exclusive: true, autoDelete: true, durable: false });
+    for (const binding of this.options.bindings ?? [])
+      await channel.bindQueue(queue, binding.exchange, binding.routingKey);
+    await channel.consume(queue, (message) => message && this.onMessage(message), { noAck: true });
+    if (this.closed) {
+      await channel.close().catch(() => {});
+      throw new MessagingClosedError('ReplyQueue');
+    }
+    this.channel = channel;
+    this.queueName = queue;
+    return queue;
+  }
+}
+
+function asError(error: unknown): Error {
+  return error instanceof Error ? error : new Error(String(error));
+}
