@@ -138,10 +138,13 @@ export class FakeChannel extends EventEmitter {
     const published = { exchange, routingKey, content, options };
     this.published.push(published);
     const answer = this.answer(published);
-    // RabbitMQ sends basic.return before the confirm of the same message.
-    if (answer === 'return') this.emit('return', { content, properties: { headers: options.headers } });
     if (answer === 'silent') this.pendingConfirms.add((error) => callback?.(error));
-    else queueMicrotask(() => callback?.(answer === 'nack' ? new Error('message nacked') : null));
+    else
+      queueMicrotask(() => {
+        // RabbitMQ sends basic.return before the confirm of the same message.
+        if (answer === 'return') this.emit('return', { content, properties: { headers: options.headers } });
+        callback?.(answer === 'nack' ? new Error('message nacked') : null);
+      });
     return true;
   }
 
