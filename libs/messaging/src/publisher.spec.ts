@@ -68,22 +68,8 @@ describe('Publisher', () => {
     await expect(publisher.publish('events', 'nobody-listens', {})).resolves.toBeUndefined();
   });
 
-  it('a channel closed by a 404 while the confirm was pending: unroutable, but not this message returned', async () => {
-    const { publisher, broker } = publisherWith();
-    await publisher.publish('e', 'k', {});
-    const channel = broker.lastChannel;
-    channel.answer = () => 'silent';
-    const pending = publisher.publish('deleted-exchange', 'k', {}).catch((e: unknown) => e);
-    await settle();
-    expect(channel.published).toHaveLength(2);
-    channel.closeByBroker(Object.assign(new Error('NOT_FOUND - no exchange'), { code: 404 }));
-    const error = await pending;
-    expect(error).toBeInstanceOf(PublishUnroutableError);
-    expect((error as PublishUnroutableError).returned).toBe(false);
-    expect((error as Error).message).toContain('NOT_FOUND');
-  });
-
-  it('a channel closed for another reason while the confirm was pending: not confirmed', async () => {
+  /** A publish whose confirm is still pending when the broker closes its channel with `error`. */
+  async function closedWhilePending(error: Error & { code: number }): Promise<unknown> {
     const { publisher, broker } = publisherWith();
     await publisher.publish('e', 'k', {});
     const channel = broker.lastChannel;
@@ -91,8 +77,21 @@ describe('Publisher', () => {
     const pending = publisher.publish('e', 'k', {}).catch((e: unknown) => e);
     await settle();
     expect(channel.published).toHaveLength(2);
-    channel.closeByBroker(Object.assign(new Error('PRECONDITION_FAILED'), { code: 406 }));
-    const error = await pending;
+    channel.closeByBroker(error);
+    return pending;
+  }
+
+  it('a channel closed by a 404 while the confirm was pending: unroutable, but not this message returned', async () => {
+    const error = await closedWhilePending(
+      Object.assign(new Error('NOT_FOUND - no exchange'), { code: 404 }),
+    );
+    expect(error).toBeInstanceOf(PublishUnroutableError);
+    expect((error as PublishUnroutableError).returned).toBe(false);
+    expect((error as Error).message).toContain('NOT_FOUND');
+  });
+
+  it('a channel closed for another reason while the confirm was pending: not confirmed', async () => {
+    const error = await closedWhilePending(Object.assign(new Error('PRECONDITION_FAILED'), { code: 406 }));
     expect(error).toBeInstanceOf(PublishNotConfirmedError);
     expect(error).not.toBeInstanceOf(PublishUnroutableError);
   });
