@@ -3,6 +3,7 @@ import type { ConsumeMessage, Options } from 'amqplib';
 import {
   Delivery,
   type BrokerConnection,
+  type BrokerConnectionOptions,
   type ConnectionState,
   type MessagingLogger,
   type Publisher,
@@ -149,6 +150,41 @@ export class FakeChannel extends EventEmitter {
   }
 
   async waitForConfirms(): Promise<void> {}
+
+  /** Queues and exchanges declared on this channel, in order. */
+  readonly declared: string[] = [];
+  /** Names a passive check does not find (404, and the channel closes, as RabbitMQ does). */
+  missing = new Set<string>();
+
+  async assertQueue(name: string): Promise<{ queue: string }> {
+    this.assertOpen();
+    this.declared.push(`queue ${name}`);
+    return { queue: name };
+  }
+
+  async assertExchange(name: string): Promise<{ exchange: string }> {
+    this.assertOpen();
+    this.declared.push(`exchange ${name}`);
+    return { exchange: name };
+  }
+
+  async checkQueue(name: string): Promise<{ queue: string }> {
+    this.passiveCheck(name);
+    return { queue: name };
+  }
+
+  async checkExchange(name: string): Promise<object> {
+    this.passiveCheck(name);
+    return {};
+  }
+
+  private passiveCheck(name: string): void {
+    this.assertOpen();
+    if (!this.missing.has(name)) return;
+    const error = Object.assign(new Error(`NOT_FOUND - no queue or exchange '${name}'`), { code: 404 });
+    this.closeByBroker(error);
+    throw error;
+  }
 
   async close(): Promise<void> {
     if (this.closed) throw new Error('Channel closed');
@@ -349,4 +385,76 @@ export class FakePublisher {
 /** Lets pending promise callbacks and timers of 0 ms run. */
 export function settle(): Promise<void> {
   return new Promise((resolve) => setImmediate(resolve));
+}
+
+type RecoverySetup = (model: unknown) => Promise<void>;
+
+/**
+ * amqplib's recovering connection as BrokerConnection sees it: the test brings it up (the recovery
+ * `setup` runs first, as amqplib does) and down, and every channel it opened is in `channels`.
+ */
+export class FakeRecoveringModel extends EventEmitter {
+  readonly channels: FakeChannel[] = [];
+  closed = false;
+  /** Passive checks on channels opened from now on do not find these. */
+  readonly missing = new Set<string>();
+
+  constructor(private readonly setup: RecoverySetup) {
+    super();
+  }
+
+  /** A (re)connection: setup (the topology declaration), then 'connect', or 'connect-failed'. */
+  async up(): Promise<void> {
+    const model = {
+      createChannel: async () => this.open(false),
+      createConfirmChannel: async () => this.open(true),
+    };
+    try {
+      await this.setup(model);
+    } catch (error) {
+      this.emit('connect-failed', error);
+      return;
+    }
+    this.emit('connect', model);
+  }
+
+  /** The connection is lost: its channels die with it. */
+  down(reason: Error): void {
+    for (const channel of this.channels) if (!channel.closed) void channel.close();
+    this.emit('disconnect', reason);
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+  }
+
+  private open(confirm: boolean): FakeChannel {
+    const channel = new FakeChannel(confirm);
+    channel.missing = new Set(this.missing);
+    this.channels.push(channel);
+    return channel;
+  }
+}
+
+/** Stands in for amqplib's `connect` (BrokerConnectionOptions.connect); records each call. */
+export function fakeConnect(): {
+  connect: NonNullable<BrokerConnectionOptions['connect']>;
+  calls: Array<{ url: string; options: Record<string, unknown> }>;
+  model: () => FakeRecoveringModel;
+} {
+  const calls: Array<{ url: string; options: Record<string, unknown> }> = [];
+  let model: FakeRecoveringModel | undefined;
+  const connect = (async (url: string, options: { recovery: { setup: RecoverySetup } }) => {
+    calls.push({ url, options });
+    model = new FakeRecoveringModel(options.recovery.setup);
+    return model;
+  }) as unknown as NonNullable<BrokerConnectionOptions['connect']>;
+  return {
+    connect,
+    calls,
+    model: () => {
+      if (!model) throw new Error('fakeConnect: connect() was not called');
+      return model;
+    },
+  };
 }

@@ -78,6 +78,8 @@ export interface BrokerConnectionOptions {
    */
   topologyCheckMs?: number;
   logger?: MessagingLogger;
+  /** amqplib's `connect`; the seam through which fast specs drive the connection without a broker. */
+  connect?: typeof connect;
 }
 
 export interface LiveModel {
@@ -252,7 +254,7 @@ export class BrokerConnection {
       this.checkTimer.unref();
     }
     const reconnect = this.options.reconnect ?? {};
-    this.handle = connect(this.urlWithHeartbeat(), {
+    this.handle = (this.options.connect ?? connect)(this.urlWithHeartbeat(), {
       clientProperties: { connection_name: this.options.connectionName },
       timeout: this.options.connectTimeoutMs ?? 10_000,
       recovery: {
