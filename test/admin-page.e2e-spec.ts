@@ -1,6 +1,7 @@
 import type { Browser } from 'playwright-core';
 import { afterEach, describe, expect, it } from 'vitest';
-import { AdminHttp, until } from './support/admin-http';
+import { AdminHttp } from './support/admin-http';
+import { until } from './support/async';
 import { launchChromium, testOutputPath } from './support/browser';
 import { conductorTestbed } from './support/conductor-harness';
 import { ConductorProcess } from './support/conductor-process';
