@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { AdminHttp, metricValue, until } from './support/admin-http';
+import { AdminHttp, metricValue } from './support/admin-http';
+import { until } from './support/async';
 import { conductorTestbed } from './support/conductor-harness';
 import { ConductorProcess } from './support/conductor-process';
 

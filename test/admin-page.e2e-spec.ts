@@ -1,11 +1,10 @@
 import type { Browser } from 'playwright-core';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { AdminHttp, until } from './support/admin-http';
+import { afterEach, describe, expect, it } from 'vitest';
+import { AdminHttp } from './support/admin-http';
+import { until } from './support/async';
 import { launchChromium, testOutputPath } from './support/browser';
-import { conductorPool } from './support/conductor-harness';
+import { conductorTestbed } from './support/conductor-harness';
 import { ConductorProcess } from './support/conductor-process';
-import { RawAmqpClient } from './support/raw-amqp-client';
-import { TestCell } from './support/test-cell';
 
 const MiB = 1024 * 1024;
 const TOKEN = 'admin-page-test-token-0123456789';
@@ -14,25 +13,16 @@ const DESTINATIONS = ['node-b', 'node-c', 'node-d'];
 export const SCREENSHOT = 'admin-status-page.png';
 
 describe('admin status page in a real browser', () => {
-  let cell: TestCell | undefined;
-  let client: RawAmqpClient | undefined;
   let browser: Browser | undefined;
-  const pool = conductorPool(async () => {
-    await client?.close();
-    await cell?.cleanup();
-  });
-
-  beforeEach(async () => {
-    cell = await TestCell.create({ nodes: ['node-a', ...DESTINATIONS] });
-    client = await RawAmqpClient.open();
-  });
+  const bed = conductorTestbed(['node-a', ...DESTINATIONS], {});
+  const pool = bed.pool;
   afterEach(async () => {
     await browser?.close();
     browser = undefined;
   });
 
   it('shows a live copy whose progress bar advances and the lock table filling, from the token in the URL', async () => {
-    const c = cell!;
+    const c = bed.cell!;
     // Fails (does not skip) with the install command when /usr/bin/chromium is missing.
     browser = await launchChromium();
     const image = await c.seed('node-a', IMAGE, 1024 * MiB);
@@ -63,7 +53,7 @@ describe('admin status page in a real browser', () => {
 
     // Three 1 GiB copies at once, from one source.
     const sent = DESTINATIONS.map((destination) =>
-      client!.send(c.topology.requestQueue.name, {
+      bed.client!.send(c.topology.requestQueue.name, {
         v: 1,
         requestId: `page-${destination}`,
         imageId: IMAGE,
@@ -144,7 +134,7 @@ describe('admin status page in a real browser', () => {
 
     // When the copies are done the page says so, with the totals.
     for (const id of sent)
-      expect(await client!.finalReply(id, 120_000)).toMatchObject({ status: 'completed' });
+      expect(await bed.client!.finalReply(id, 120_000)).toMatchObject({ status: 'completed' });
     await until(
       async () =>
         (await page.locator('#copies-body').textContent())?.includes('No copy running.') &&
@@ -168,7 +158,7 @@ describe('admin status page in a real browser', () => {
     browser = await launchChromium();
     const conductor = await ConductorProcess.start(
       pool,
-      cell!.conductorEnv({ CONDUCTOR_ID: 'admin-page-denied', ADMIN_TOKEN: TOKEN }),
+      bed.cell!.conductorEnv({ CONDUCTOR_ID: 'admin-page-denied', ADMIN_TOKEN: TOKEN }),
     ).ready();
     const http = AdminHttp.of(conductor, TOKEN);
     const page = await browser.newPage();

@@ -1,6 +1,7 @@
 import * as net from 'node:net';
 import { describe, expect, it } from 'vitest';
-import { AdminHttp, until } from './support/admin-http';
+import { AdminHttp } from './support/admin-http';
+import { until } from './support/async';
 import { conductorTestbed } from './support/conductor-harness';
 import { ConductorProcess } from './support/conductor-process';
 

@@ -9,7 +9,8 @@ import { ChildProcessPool } from './support/child-processes';
 import { type CliRun, describeRun, runIcc } from './support/agent-cli';
 import { ConductorProcess } from './support/conductor-process';
 import { sha256OfFile, writeRandomFile } from './support/image-store-fixtures';
-import { AdminHttp, until } from './support/admin-http';
+import { AdminHttp } from './support/admin-http';
+import { until } from './support/async';
 import {
   AMQP_URL,
   closeConnectionsNamed,

@@ -1,7 +1,8 @@
 import { createServer } from 'node:net';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { NodeLockManager } from '@app/locking';
-import { AdminHttp, until } from './support/admin-http';
+import { AdminHttp } from './support/admin-http';
+import { until } from './support/async';
 import { describeRun, runIcc } from './support/agent-cli';
 import { ChildProcessPool } from './support/child-processes';
 import { ConductorProcess } from './support/conductor-process';

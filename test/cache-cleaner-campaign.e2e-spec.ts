@@ -1,14 +1,13 @@
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
-import { beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { NodeLockManager } from '@app/locking';
 import { compiled } from './support/child-processes';
 import type { CleanerWorkerConfig, CleanerWorkerReport } from './support/cleaner-worker';
-import { conductorPool, errorLines, heldLockEntries } from './support/conductor-harness';
+import { conductorTestbed, errorLines } from './support/conductor-harness';
+import { heldLockEntries } from './support/cell-observers';
 import { ConductorProcess, type LogLine } from './support/conductor-process';
 import { sha256OfFile, writeRandomFile } from './support/image-store-fixtures';
-import { RawAmqpClient } from './support/raw-amqp-client';
-import { TestCell } from './support/test-cell';
 
 const MiB = 1024 * 1024;
 const SOURCE = 'node-a';
@@ -28,22 +27,17 @@ const TIMINGS = { staleMs: 2_000, updateMs: 1_000, safetyMarginMs: 500, pollMs: 
  * from node-a to fresh destinations, round after round, and the test puts every deleted image back.
  */
 describe('cache cleaner in a tight loop beside copies reading the same images', () => {
-  let cell: TestCell | undefined;
-  let client: RawAmqpClient | undefined;
   let reseeder: NodeLockManager | undefined;
-  const pool = conductorPool(async () => {
-    await reseeder?.releaseAll();
-    await client?.close();
-    await cell?.cleanup();
+  const bed = conductorTestbed([SOURCE], {
+    nested: true,
+    cleanup: async () => {
+      await reseeder?.releaseAll();
+    },
   });
-
-  beforeEach(async () => {
-    cell = await TestCell.create({ nodes: [SOURCE], nested: true });
-    client = await RawAmqpClient.open();
-  });
+  const pool = bed.pool;
 
   it('never deletes a source while a copy holds its lock, and no copy that got its locks fails', async () => {
-    const c = cell!;
+    const c = bed.cell!;
     // Pristine copies outside CACHE_ROOT: a re-seeded image has the same bytes, so requests keep their sha256.
     const pristine = path.join(c.parent!, 'pristine');
     await fsp.mkdir(pristine);
@@ -119,12 +113,14 @@ describe('cache cleaner in a tight loop beside copies reading the same images', 
           const requestId = `r${round}-${imageId}-${k}`;
           const destination = `r${round}-d${k}`;
           const body = { v: 1, requestId, imageId, source: SOURCE, destination, ...expected.get(imageId)! };
-          const correlationId = client!.send(c.topology.requestQueue.name, body, { messageId: requestId });
+          const correlationId = bed.client!.send(c.topology.requestQueue.name, body, {
+            messageId: requestId,
+          });
           return { correlationId, requestId, imageId, destination };
         }),
       );
       sent.push(...batch);
-      for (const s of batch) replies.set(s.requestId, await client!.finalReply(s.correlationId, 60_000));
+      for (const s of batch) replies.set(s.requestId, await bed.client!.finalReply(s.correlationId, 60_000));
     }
 
     worker.process.send('stop');

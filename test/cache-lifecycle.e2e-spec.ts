@@ -1,7 +1,8 @@
 import { promises as fsp } from 'node:fs';
 import { beforeEach, describe, expect, it } from 'vitest';
 import { AdminHttp } from './support/admin-http';
-import { conductorPool, errorLines, heldLockEntries } from './support/conductor-harness';
+import { conductorPool, errorLines } from './support/conductor-harness';
+import { heldLockEntries } from './support/cell-observers';
 import { ConductorProcess } from './support/conductor-process';
 import { sha256OfFile } from './support/image-store-fixtures';
 import { RawAmqpClient } from './support/raw-amqp-client';

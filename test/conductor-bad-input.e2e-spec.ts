@@ -5,14 +5,12 @@ import { HEADER_REASON } from '@app/contracts';
 import {
   type Result,
   ResultsTap,
-  conductorPool,
+  conductorTestbed,
   errorLines,
   takeDeadLetters,
 } from './support/conductor-harness';
 import { ConductorProcess } from './support/conductor-process';
 import { exists, sha256OfFile } from './support/image-store-fixtures';
-import { RawAmqpClient } from './support/raw-amqp-client';
-import { TestCell } from './support/test-cell';
 
 const MiB = 1024 * 1024;
 const IMAGE = 'ubuntu.qcow2';
@@ -30,23 +28,21 @@ interface BadCase {
 }
 
 describe('conductor: bad input', () => {
-  let cell: TestCell | undefined;
-  let client: RawAmqpClient | undefined;
   let tap: ResultsTap | undefined;
-  const pool = conductorPool(async () => {
-    await client?.close();
-    await tap?.close();
-    await cell?.cleanup();
+  const bed = conductorTestbed(['node-a', 'node-b', 'node-c'], {
+    nested: true,
+    cleanup: async () => {
+      await tap?.close();
+    },
   });
+  const pool = bed.pool;
 
   beforeEach(async () => {
-    cell = await TestCell.create({ nodes: ['node-a', 'node-b', 'node-c'], nested: true });
-    client = await RawAmqpClient.open();
-    tap = await ResultsTap.open(cell.topology);
+    tap = await ResultsTap.open(bed.cell!.topology);
   });
 
   it('answers and dead-letters each bad message once with its reason, writes nothing outside CACHE_ROOT, and keeps serving', async () => {
-    const c = cell!;
+    const c = bed.cell!;
     const image = await c.seed('node-a', IMAGE, 1 * MiB);
     const conductor = await ConductorProcess.start(
       pool,
@@ -207,14 +203,14 @@ describe('conductor: bad input', () => {
     ];
     const sent = cases.map((bad) => ({
       bad,
-      correlationId: client!.send(c.topology.requestQueue.name, bad.body, {
+      correlationId: bed.client!.send(c.topology.requestQueue.name, bad.body, {
         messageId: bad.name,
         contentType: bad.contentType,
         replyTo: bad.replyTo,
       }),
     }));
     // A valid request after all of them: the conductor still serves.
-    const good = client!.send(
+    const good = bed.client!.send(
       c.topology.requestQueue.name,
       { ...valid, requestId: 'good-after', sha256: image.sha256 },
       { messageId: 'good-after' },
@@ -236,14 +232,14 @@ describe('conductor: bad input', () => {
       for (const text of bad.detail ?? []) expect(String(event.detail), bad.name).toContain(text);
       if (bad.replyTo !== undefined) {
         expect(
-          client!.replies.filter((r) => r.correlationId === correlationId),
+          bed.client!.replies.filter((r) => r.correlationId === correlationId),
           bad.name,
         ).toEqual([]);
       } else {
-        expect(await client!.finalReply(correlationId, 10_000), bad.name).toMatchObject(expected);
+        expect(await bed.client!.finalReply(correlationId, 10_000), bad.name).toMatchObject(expected);
       }
     }
-    expect(await client!.finalReply(good, 30_000)).toMatchObject({
+    expect(await bed.client!.finalReply(good, 30_000)).toMatchObject({
       requestId: 'good-after',
       status: 'completed',
       sha256: image.sha256,

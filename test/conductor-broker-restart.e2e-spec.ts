@@ -5,9 +5,9 @@ import {
   conductorPool,
   copiesPerDestination,
   errorLines,
-  heldLockEntries,
   publishConfirmed,
 } from './support/conductor-harness';
+import { heldLockEntries } from './support/cell-observers';
 import { ConductorProcess } from './support/conductor-process';
 import { NodeLockManager } from '@app/locking';
 import { exists, sha256OfFile } from './support/image-store-fixtures';

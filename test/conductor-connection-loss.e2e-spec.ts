@@ -4,9 +4,8 @@ import {
   conductorTestbed,
   copiesPerDestination,
   errorLines,
-  heldLockEntries,
-  tmpFiles,
 } from './support/conductor-harness';
+import { heldLockEntries, tmpFiles } from './support/cell-observers';
 import { ConductorProcess } from './support/conductor-process';
 import { sha256OfFile } from './support/image-store-fixtures';
 import { closeConnectionPids, connectionPidsNamed } from './support/rabbitmq';

@@ -1,51 +1,38 @@
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
-import { beforeEach, describe, expect, it } from 'vitest';
-import {
-  FinalPathWatcher,
-  answeredLines,
-  answersLogged,
-  conductorPool,
-  errorLines,
-  tmpFiles,
-} from './support/conductor-harness';
+import { describe, expect, it } from 'vitest';
+import { answeredLines, answersLogged, conductorTestbed, errorLines } from './support/conductor-harness';
+import { FinalPathsWatcher, tmpFiles } from './support/cell-observers';
 import { ConductorProcess } from './support/conductor-process';
 import { exists, sha256OfFile } from './support/image-store-fixtures';
 import { waitFor } from './support/async';
-import { RawAmqpClient } from './support/raw-amqp-client';
-import { TestCell } from './support/test-cell';
 
 const MiB = 1024 * 1024;
 const IMAGE = 'big.qcow2';
 
 describe('conductor: SIGKILL mid-copy', () => {
-  let cell: TestCell | undefined;
-  let client: RawAmqpClient | undefined;
-  let watcher: FinalPathWatcher | undefined;
-  const pool = conductorPool(async () => {
-    await watcher?.stop();
-    await client?.close();
-    await cell?.cleanup();
+  let watcher: FinalPathsWatcher | undefined;
+  const bed = conductorTestbed(['node-a', 'node-b'], {
+    cleanup: async () => {
+      await watcher?.stop();
+    },
   });
-
-  beforeEach(async () => {
-    cell = await TestCell.create({ nodes: ['node-a', 'node-b'] });
-    client = await RawAmqpClient.open();
-  });
+  const pool = bed.pool;
 
   it('redelivers the request; another conductor takes the stale lock over and completes it; the final path never holds a partial image', async () => {
-    const c = cell!;
+    const c = bed.cell!;
     const image = await c.seed('node-a', IMAGE, 256 * MiB);
     const finalPath = c.store.entries.imagePath('node-b', IMAGE);
     // Whenever the final path exists during the test, it must hold the whole, verified image.
-    watcher = new FinalPathWatcher(finalPath, image);
+    watcher = new FinalPathsWatcher(10);
+    watcher.watch(finalPath, image);
 
     const first = await ConductorProcess.start(
       pool,
       c.conductorEnv({ CONDUCTOR_ID: 'crash-a' }),
       60_000,
     ).ready();
-    const correlationId = client!.send(c.topology.requestQueue.name, {
+    const correlationId = bed.client!.send(c.topology.requestQueue.name, {
       v: 1,
       requestId: 'req-big',
       imageId: IMAGE,
@@ -83,7 +70,7 @@ describe('conductor: SIGKILL mid-copy', () => {
       c.conductorEnv({ CONDUCTOR_ID: 'crash-b' }),
       60_000,
     ).ready();
-    const reply = await client!.finalReply(correlationId, 45_000);
+    const reply = await bed.client!.finalReply(correlationId, 45_000);
     expect(reply).toMatchObject({
       requestId: 'req-big',
       status: 'completed',

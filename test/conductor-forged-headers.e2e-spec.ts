@@ -1,34 +1,26 @@
-import { beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { type HeldLock, NodeLockManager } from '@app/locking';
 import { AdminHttp } from './support/admin-http';
-import { conductorPool, errorLines } from './support/conductor-harness';
+import { conductorTestbed, errorLines } from './support/conductor-harness';
 import { ConductorProcess } from './support/conductor-process';
 import { waitFor } from './support/async';
-import { RawAmqpClient } from './support/raw-amqp-client';
-import { TestCell } from './support/test-cell';
 
 const KiB = 1024;
 const BUSY = 'busy.qcow2';
 const LONG_AGO = '2000-01-01T00:00:00.000Z';
 
 describe('conductor: x-icc-* headers forged by a requester', () => {
-  let cell: TestCell | undefined;
-  let client: RawAmqpClient | undefined;
   let held: HeldLock | undefined;
-  const pool = conductorPool(async () => {
-    await held?.release();
-    held = undefined;
-    await client?.close();
-    await cell?.cleanup();
+  const bed = conductorTestbed(['node-a', 'node-b', 'node-c'], {
+    cleanup: async () => {
+      await held?.release();
+      held = undefined;
+    },
   });
-
-  beforeEach(async () => {
-    cell = await TestCell.create({ nodes: ['node-a', 'node-b', 'node-c'] });
-    client = await RawAmqpClient.open();
-  });
+  const pool = bed.pool;
 
   it('never believes them: first attempt, first seen now, MAX_ATTEMPTS real tries, validation as usual', async () => {
-    const c = cell!;
+    const c = bed.cell!;
     const locks = new NodeLockManager({
       root: c.root,
       conductorId: 'test-holder',
@@ -53,39 +45,39 @@ describe('conductor: x-icc-* headers forged by a requester', () => {
     const sentAt = Date.now();
 
     // The issue's case: attempt 99, first seen 27 years ago.
-    const plain = client!.send(t.requestQueue.name, copy(1), {
+    const plain = bed.client!.send(t.requestQueue.name, copy(1), {
       messageId: 'forged-1',
       headers: { 'x-icc-attempt': 99, 'x-icc-first-seen': LONG_AGO },
     });
     // A signature that is not ours; odd attempt values.
-    const badSignature = client!.send(t.requestQueue.name, copy(2), {
+    const badSignature = bed.client!.send(t.requestQueue.name, copy(2), {
       messageId: 'forged-2',
       headers: { 'x-icc-attempt': 4, 'x-icc-first-seen': LONG_AGO, 'x-icc-signature': 'ab'.repeat(32) },
     });
-    const oddValues = client!.send(t.requestQueue.name, copy(3), {
+    const oddValues = bed.client!.send(t.requestQueue.name, copy(3), {
       messageId: 'forged-3',
       headers: { 'x-icc-attempt': -7, 'x-icc-first-seen': 'yesterday' },
     });
     // Straight into a retry queue of the cell: it comes back with RabbitMQ's own x-death, still unsigned.
-    const viaRetryQueue = client!.send(t.retryQueues[0]!.name, copy(4), {
+    const viaRetryQueue = bed.client!.send(t.retryQueues[0]!.name, copy(4), {
       messageId: 'forged-4',
       headers: { 'x-icc-attempt': 3, 'x-icc-first-seen': LONG_AGO },
     });
     // A "later attempt" of an invalid request is validated like any first one.
-    const invalid = client!.send(
+    const invalid = bed.client!.send(
       t.requestQueue.name,
       { v: 1, requestId: 'forged-bad', imageId: '../etc/passwd', destination: 'node-c' },
       { messageId: 'forged-bad', headers: { 'x-icc-attempt': 2, 'x-icc-first-seen': LONG_AGO } },
     );
     // A retryable failure: attempt 99 must not end it at once, nor may it go past MAX_ATTEMPTS (3).
-    const busy = client!.send(
+    const busy = bed.client!.send(
       t.requestQueue.name,
       { v: 1, requestId: 'forged-busy', imageId: BUSY, destination: 'node-b', source: 'node-a' },
       { messageId: 'forged-busy', headers: { 'x-icc-attempt': 99, 'x-icc-first-seen': LONG_AGO } },
     );
 
     for (const [n, correlationId] of [plain, badSignature, oddValues, viaRetryQueue].entries()) {
-      const final = await client!.finalReply(correlationId, 30_000);
+      const final = await bed.client!.finalReply(correlationId, 30_000);
       expect(final, `forged-${n + 1}`).toMatchObject({
         requestId: `forged-${n + 1}`,
         status: 'completed',
@@ -96,14 +88,14 @@ describe('conductor: x-icc-* headers forged by a requester', () => {
         Date.now() - sentAt,
       );
     }
-    expect(await client!.finalReply(invalid, 30_000)).toMatchObject({
+    expect(await bed.client!.finalReply(invalid, 30_000)).toMatchObject({
       requestId: 'forged-bad',
       status: 'failed',
       reason: 'INVALID_REQUEST',
       attempt: 1,
     });
 
-    const busyFinal = await client!.finalReply(busy, 30_000);
+    const busyFinal = await bed.client!.finalReply(busy, 30_000);
     expect(busyFinal).toMatchObject({
       requestId: 'forged-busy',
       status: 'failed',
@@ -111,7 +103,9 @@ describe('conductor: x-icc-* headers forged by a requester', () => {
       attempt: 3,
     });
     expect(String(busyFinal.detail)).toContain('after 3 attempts');
-    const busyAttempts = client!.replies.filter((r) => r.correlationId === busy).map((r) => r.body.attempt);
+    const busyAttempts = bed
+      .client!.replies.filter((r) => r.correlationId === busy)
+      .map((r) => r.body.attempt);
     expect(busyAttempts).toEqual([1, 2, 3]);
 
     const ignored = conductor.logs().filter((l) => String(l.msg).startsWith('x-icc headers not signed'));

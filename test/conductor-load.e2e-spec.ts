@@ -5,8 +5,8 @@ import {
   conductorTestbed,
   copiesPerDestination,
   errorLines,
-  heldLockEntries,
 } from './support/conductor-harness';
+import { heldLockEntries } from './support/cell-observers';
 import { ConductorProcess } from './support/conductor-process';
 import { sha256OfFile } from './support/image-store-fixtures';
 

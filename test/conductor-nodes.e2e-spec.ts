@@ -6,12 +6,11 @@ import {
   type DeadLetter,
   type Result,
   ResultsTap,
-  conductorPool,
+  conductorTestbed,
   takeDeadLetters,
 } from './support/conductor-harness';
 import { ConductorProcess } from './support/conductor-process';
 import { listDir } from './support/image-store-fixtures';
-import { RawAmqpClient } from './support/raw-amqp-client';
 import { TestCell } from './support/test-cell';
 
 const MiB = 1024 * 1024;
@@ -22,23 +21,21 @@ const IMAGE = 'ubuntu.qcow2';
  * and a meta file that fails validation is named in the log (once) and in the failure.
  */
 describe('conductor: registered nodes, already-present results, invalid meta files', () => {
-  let cell: TestCell | undefined;
-  let client: RawAmqpClient | undefined;
   let tap: ResultsTap | undefined;
-  const pool = conductorPool(async () => {
-    await client?.close();
-    await tap?.close();
-    await cell?.cleanup();
+  const bed = conductorTestbed(['node-a', 'node-b'], {
+    nested: true,
+    cleanup: async () => {
+      await tap?.close();
+    },
   });
+  const pool = bed.pool;
 
   beforeEach(async () => {
-    cell = await TestCell.create({ nodes: ['node-a', 'node-b'], nested: true });
-    client = await RawAmqpClient.open();
-    tap = await ResultsTap.open(cell.topology);
+    tap = await ResultsTap.open(bed.cell!.topology);
   });
 
   it('answers a request for an unknown node UNKNOWN_NODE, dead-letters it once, and creates no folder', async () => {
-    const c = cell!;
+    const c = bed.cell!;
     const image = await c.seed('node-a', IMAGE, 1 * MiB);
     // A folder with an image but no marker (a node removed with icc node rm, or made by hand) is unknown too.
     await fsp.mkdir(path.join(c.root, 'node-ghost', 'images'), { recursive: true });
@@ -72,14 +69,14 @@ describe('conductor: registered nodes, already-present results, invalid meta fil
     ];
     const sent = cases.map((k) => ({
       k,
-      correlationId: client!.send(
+      correlationId: bed.client!.send(
         c.topology.requestQueue.name,
         { v: 1, requestId: k.name, ...k.body },
         { messageId: k.name },
       ),
     }));
     for (const { k, correlationId } of sent) {
-      const reply = await client!.finalReply(correlationId, 30_000);
+      const reply = await bed.client!.finalReply(correlationId, 30_000);
       expect(reply, k.name).toMatchObject({
         requestId: k.name,
         status: 'failed',
@@ -110,30 +107,33 @@ describe('conductor: registered nodes, already-present results, invalid meta fil
     expect(await fsp.readdir(c.parent!)).toEqual(['cache']);
 
     // A registered node serves as usual; the unregistered holder was never chosen as a source.
-    const good = client!.send(c.topology.requestQueue.name, {
+    const good = bed.client!.send(c.topology.requestQueue.name, {
       v: 1,
       requestId: 'good',
       imageId: IMAGE,
       destination: 'node-b',
       sha256: image.sha256,
     });
-    expect(await client!.finalReply(good, 30_000)).toMatchObject({ status: 'completed', source: 'node-a' });
+    expect(await bed.client!.finalReply(good, 30_000)).toMatchObject({
+      status: 'completed',
+      source: 'node-a',
+    });
     expect(await takeDeadLetters(c.topology)).toEqual([]); // once each: no second copy came later
   });
 
   it('reports the size and sha256 of the image at the destination when it is already present', async () => {
-    const c = cell!;
+    const c = bed.cell!;
     const image = await c.seed('node-a', IMAGE, 1 * MiB + 7);
     await ConductorProcess.start(pool, c.conductorEnv({ CONDUCTOR_ID: 'present' }), 90_000).ready();
     const request = (requestId: string, extra = {}) =>
-      client!.send(c.topology.requestQueue.name, {
+      bed.client!.send(c.topology.requestQueue.name, {
         v: 1,
         requestId,
         imageId: IMAGE,
         destination: 'node-b',
         ...extra,
       });
-    expect(await client!.finalReply(request('first'), 30_000)).toMatchObject({
+    expect(await bed.client!.finalReply(request('first'), 30_000)).toMatchObject({
       status: 'completed',
       bytes: image.size,
       sha256: image.sha256,
@@ -144,14 +144,17 @@ describe('conductor: registered nodes, already-present results, invalid meta fil
       sha256: image.sha256,
       destination: 'node-b',
     };
-    expect(await client!.finalReply(request('again'), 30_000)).toMatchObject(expected);
+    expect(await bed.client!.finalReply(request('again'), 30_000)).toMatchObject(expected);
     expect(
-      await client!.finalReply(request('again-named', { source: 'node-a', sha256: image.sha256 }), 30_000),
+      await bed.client!.finalReply(
+        request('again-named', { source: 'node-a', sha256: image.sha256 }),
+        30_000,
+      ),
     ).toMatchObject(expected);
   });
 
   it('logs a meta file that fails validation once, naming the file and the field, and says so in the failure', async () => {
-    const c = cell!;
+    const c = bed.cell!;
     await c.seed('node-a', IMAGE, 1 * MiB);
     const metaPath = c.store.entries.metaPath('node-a', IMAGE);
     const { lastUsedAt: _dropped, ...meta } = JSON.parse(await fsp.readFile(metaPath, 'utf8')) as Record<
@@ -165,24 +168,24 @@ describe('conductor: registered nodes, already-present results, invalid meta fil
       90_000,
     ).ready();
 
-    const named = client!.send(c.topology.requestQueue.name, {
+    const named = bed.client!.send(c.topology.requestQueue.name, {
       v: 1,
       requestId: 'named',
       imageId: IMAGE,
       destination: 'node-b',
       source: 'node-a',
     });
-    const reply = await client!.finalReply(named, 30_000);
+    const reply = await bed.client!.finalReply(named, 30_000);
     expect(reply).toMatchObject({ status: 'failed', reason: 'SOURCE_MISSING' });
     expect(String(reply.detail)).toContain('meta file invalid: lastUsedAt: ');
     for (let i = 0; i < 3; i++) {
-      const again = client!.send(c.topology.requestQueue.name, {
+      const again = bed.client!.send(c.topology.requestQueue.name, {
         v: 1,
         requestId: `any-${i}`,
         imageId: IMAGE,
         destination: 'node-b',
       });
-      expect(await client!.finalReply(again, 30_000)).toMatchObject({
+      expect(await bed.client!.finalReply(again, 30_000)).toMatchObject({
         status: 'failed',
         reason: 'SOURCE_MISSING',
       });

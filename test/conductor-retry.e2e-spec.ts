@@ -1,31 +1,25 @@
-import { beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { HEADER_ATTEMPT, HEADER_REASON } from '@app/contracts';
 import { type HeldLock, NodeLockManager } from '@app/locking';
-import { conductorPool, errorLines, heldLockEntries, takeDeadLetters } from './support/conductor-harness';
+import { conductorTestbed, errorLines, takeDeadLetters } from './support/conductor-harness';
+import { heldLockEntries } from './support/cell-observers';
 import { ConductorProcess } from './support/conductor-process';
 import { sha256OfFile } from './support/image-store-fixtures';
 import { waitFor } from './support/async';
-import { RawAmqpClient } from './support/raw-amqp-client';
 import { TestCell } from './support/test-cell';
 
 const MiB = 1024 * 1024;
 const IMAGE = 'busy.qcow2';
 
 describe('conductor: retry path', () => {
-  let cell: TestCell | undefined;
-  let client: RawAmqpClient | undefined;
   let held: HeldLock | undefined;
-  const pool = conductorPool(async () => {
-    await held?.release();
-    held = undefined;
-    await client?.close();
-    await cell?.cleanup();
+  const bed = conductorTestbed(['node-a', 'node-b'], {
+    cleanup: async () => {
+      await held?.release();
+      held = undefined;
+    },
   });
-
-  beforeEach(async () => {
-    cell = await TestCell.create({ nodes: ['node-a', 'node-b'] });
-    client = await RawAmqpClient.open();
-  });
+  const pool = bed.pool;
 
   /** Holds the destination lock from this process, as another conductor copying into node-b would. */
   async function holdDestinationLock(c: TestCell): Promise<HeldLock> {
@@ -38,7 +32,7 @@ describe('conductor: retry path', () => {
   }
 
   it('retries a LOCK_TIMEOUT through the delayed retry queue, telling the requester, and completes once the lock is free', async () => {
-    const c = cell!;
+    const c = bed.cell!;
     const image = await c.seed('node-a', IMAGE, 1 * MiB);
     held = await holdDestinationLock(c);
     const conductor = await ConductorProcess.start(
@@ -46,7 +40,7 @@ describe('conductor: retry path', () => {
       c.conductorEnv({ CONDUCTOR_ID: 'retry-a', LOCK_WAIT_MS: '300', MAX_ATTEMPTS: '20' }),
       60_000,
     ).ready();
-    const correlationId = client!.send(c.topology.requestQueue.name, {
+    const correlationId = bed.client!.send(c.topology.requestQueue.name, {
       v: 1,
       requestId: 'req-busy',
       imageId: IMAGE,
@@ -56,12 +50,12 @@ describe('conductor: retry path', () => {
 
     // Two failed attempts reported as not final, then the lock is given back.
     const failedAttempts = () =>
-      client!.replies.filter((r) => r.correlationId === correlationId && r.body.status === 'failed');
+      bed.client!.replies.filter((r) => r.correlationId === correlationId && r.body.status === 'failed');
     await waitFor(() => failedAttempts().length >= 2, 'two retryable failures', 30_000);
     await held.release();
     held = undefined;
 
-    const final = await client!.finalReply(correlationId, 30_000);
+    const final = await bed.client!.finalReply(correlationId, 30_000);
     expect(final).toMatchObject({ requestId: 'req-busy', status: 'completed', sha256: image.sha256 });
     const failures = failedAttempts();
     for (const [i, failure] of failures.entries())
@@ -74,7 +68,7 @@ describe('conductor: retry path', () => {
       });
     // The completing attempt came back through the retry queue (x-icc-attempt incremented each time).
     expect(final.attempt).toBe(failures.length + 1);
-    const replies = client!.replies.filter((r) => r.correlationId === correlationId);
+    const replies = bed.client!.replies.filter((r) => r.correlationId === correlationId);
     expect(replies.at(-1)!.body.status).toBe('completed');
 
     expect(await sha256OfFile(c.store.entries.imagePath('node-b', IMAGE))).toBe(image.sha256);
@@ -91,7 +85,7 @@ describe('conductor: retry path', () => {
   });
 
   it('gives up after MAX_ATTEMPTS with RETRIES_EXHAUSTED, dead-lettered with the reason', async () => {
-    const c = cell!;
+    const c = bed.cell!;
     await c.seed('node-a', IMAGE, 1 * MiB);
     held = await holdDestinationLock(c);
     const conductor = await ConductorProcess.start(
@@ -99,13 +93,13 @@ describe('conductor: retry path', () => {
       c.conductorEnv({ CONDUCTOR_ID: 'retry-b', LOCK_WAIT_MS: '200', MAX_ATTEMPTS: '3' }),
       60_000,
     ).ready();
-    const correlationId = client!.send(
+    const correlationId = bed.client!.send(
       c.topology.requestQueue.name,
       { v: 1, requestId: 'req-never', imageId: IMAGE, destination: 'node-b', source: 'node-a' },
       { messageId: 'req-never' },
     );
 
-    const final = await client!.finalReply(correlationId, 30_000);
+    const final = await bed.client!.finalReply(correlationId, 30_000);
     expect(final).toMatchObject({
       requestId: 'req-never',
       status: 'failed',
@@ -115,7 +109,8 @@ describe('conductor: retry path', () => {
     });
     expect(String(final.detail)).toContain('LOCK_TIMEOUT');
     expect(
-      client!.replies.filter((r) => r.correlationId === correlationId && r.body.retryable === true).length,
+      bed.client!.replies.filter((r) => r.correlationId === correlationId && r.body.retryable === true)
+        .length,
     ).toBe(2);
     const dead = await waitFor(
       async () => {

@@ -1,13 +1,11 @@
 import { connect } from 'amqplib';
-import { beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { type HeldLock, NodeLockManager } from '@app/locking';
 import { AdminHttp, metricValue } from './support/admin-http';
-import { type DeadLetter, conductorPool, errorLines, takeDeadLetters } from './support/conductor-harness';
+import { type DeadLetter, conductorTestbed, errorLines, takeDeadLetters } from './support/conductor-harness';
 import { ConductorProcess } from './support/conductor-process';
 import { AMQP_URL, withChannel } from './support/rabbitmq';
 import { sleep, waitFor } from './support/async';
-import { RawAmqpClient } from './support/raw-amqp-client';
-import { TestCell } from './support/test-cell';
 
 const KiB = 1024;
 const BUSY = 'busy.qcow2';
@@ -87,23 +85,17 @@ async function deleteExchange(exchange: string): Promise<void> {
 }
 
 describe('conductor: queues and the events exchange deleted under it', () => {
-  let cell: TestCell | undefined;
-  let client: RawAmqpClient | undefined;
   let held: HeldLock | undefined;
-  const pool = conductorPool(async () => {
-    await held?.release();
-    held = undefined;
-    await client?.close();
-    await cell?.cleanup();
+  const bed = conductorTestbed(['node-a', 'node-b', 'node-c'], {
+    cleanup: async () => {
+      await held?.release();
+      held = undefined;
+    },
   });
-
-  beforeEach(async () => {
-    cell = await TestCell.create({ nodes: ['node-a', 'node-b', 'node-c'] });
-    client = await RawAmqpClient.open();
-  });
+  const pool = bed.pool;
 
   it('declares each one again and loses no request: every one gets its final answer, dead letters included, and /status counts it', async () => {
-    const c = cell!;
+    const c = bed.cell!;
     const t = c.topology;
     // The destination lock of BUSY, held as another conductor would: its requests fail LOCK_TIMEOUT and
     // go round the retry tiers (200, 500, 1000 ms) until the lock is given back at the end.
@@ -144,7 +136,7 @@ describe('conductor: queues and the events exchange deleted under it', () => {
       ];
       for (const r of requests) {
         const requestId = `${r.kind}-${batch}`;
-        const correlationId = client!.send(
+        const correlationId = bed.client!.send(
           t.requestQueue.name,
           { v: 1, requestId, ...r.body },
           { messageId: requestId },
@@ -153,7 +145,7 @@ describe('conductor: queues and the events exchange deleted under it', () => {
       }
     };
     const retryableFailures = (requestId: string) =>
-      client!.replies.filter(
+      bed.client!.replies.filter(
         (r) => r.correlationId === sent.get(requestId)!.correlationId && r.body.retryable === true,
       ).length;
     const redeclaredFor = (name: string) =>
@@ -224,14 +216,14 @@ describe('conductor: queues and the events exchange deleted under it', () => {
 
     const finals = new Map<string, Record<string, unknown>>();
     await waitFor(
-      () => [...sent.values()].every((s) => client!.finals.has(s.correlationId)),
+      () => [...sent.values()].every((s) => bed.client!.finals.has(s.correlationId)),
       'a final reply to every request',
       60_000,
     ).catch((error: Error) => {
-      const missing = [...sent].filter(([, s]) => !client!.finals.has(s.correlationId)).map(([id]) => id);
+      const missing = [...sent].filter(([, s]) => !bed.client!.finals.has(s.correlationId)).map(([id]) => id);
       throw new Error(`${error.message}; missing: ${missing.join(', ')}`);
     });
-    for (const [requestId, s] of sent) finals.set(requestId, await client!.finalReply(s.correlationId));
+    for (const [requestId, s] of sent) finals.set(requestId, await bed.client!.finalReply(s.correlationId));
     for (const [requestId, s] of sent) {
       const final = finals.get(requestId)!;
       if (s.kind === 'bad')

@@ -22,7 +22,7 @@ import {
 } from './bad-input';
 import { type CampaignRun, type Cleanups, bySize, tally } from './campaign-kit';
 import { sleep } from '../support/async';
-import { listTree } from './cell-observers';
+import { listTree } from '../support/cell-observers';
 
 const KiB = 1024;
 

@@ -8,7 +8,6 @@ import {
   answeredLines,
   copiesPerDestination,
   errorLines,
-  heldLockEntries,
   publishConfirmed,
 } from '../support/conductor-harness';
 import { sha256OfFile } from '../support/image-store-fixtures';
@@ -16,7 +15,7 @@ import { closeConnectionsNamed, rabbitmqApp, waitForBroker } from '../support/ra
 import { TestCell } from '../support/test-cell';
 import { type CampaignRun, type Cleanups, bySize, tally, adminToken } from './campaign-kit';
 import { sleep } from '../support/async';
-import { FinalPathsWatcher } from './cell-observers';
+import { FinalPathsWatcher, heldLockEntries } from '../support/cell-observers';
 import { ConductorFleet, type FleetMember } from './conductor-fleet';
 
 const MiB = 1024 * 1024;

@@ -1,18 +1,17 @@
 import { existsSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import type { ChildProcessPool } from '../support/child-processes';
-import {
-  type Result,
-  ResultsTap,
-  answeredLines,
-  heldLockEntries,
-  publishConfirmed,
-} from '../support/conductor-harness';
+import { type Result, ResultsTap, answeredLines, publishConfirmed } from '../support/conductor-harness';
 import { sha256OfFile } from '../support/image-store-fixtures';
 import { TestCell } from '../support/test-cell';
 import { type CampaignRun, type Cleanups, bySize, tally, adminToken } from './campaign-kit';
 import { sleep } from '../support/async';
-import { FinalPathsWatcher, TmpOverlapSampler, lockLeftovers } from './cell-observers';
+import {
+  FinalPathsWatcher,
+  TmpOverlapSampler,
+  lockLeftovers,
+  heldLockEntries,
+} from '../support/cell-observers';
 import { ConductorFleet } from './conductor-fleet';
 
 export const LIBFAKETIME = '/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1';

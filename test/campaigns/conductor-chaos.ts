@@ -7,7 +7,6 @@ import {
   answeredLines,
   copiesPerDestination,
   errorLines,
-  heldLockEntries,
   publishConfirmed,
 } from '../support/conductor-harness';
 import { sha256OfFile } from '../support/image-store-fixtures';
@@ -21,7 +20,8 @@ import {
   sweepKeys,
   tmpLeftoverKey,
   tmpLeftovers,
-} from './cell-observers';
+  heldLockEntries,
+} from '../support/cell-observers';
 import { ConductorFleet, type FleetMember } from './conductor-fleet';
 
 const KiB = 1024;

@@ -10,7 +10,6 @@ import {
   type Result,
   ResultsTap,
   errorLines,
-  heldLockEntries,
   publishConfirmed,
   takeDeadLetters,
 } from '../support/conductor-harness';
@@ -19,7 +18,7 @@ import { sha256OfFile } from '../support/image-store-fixtures';
 import { waitFor } from '../support/async';
 import { TestCell } from '../support/test-cell';
 import type { Cleanups } from './campaign-kit';
-import { FinalPathsWatcher, listTree } from './cell-observers';
+import { FinalPathsWatcher, listTree, heldLockEntries } from '../support/cell-observers';
 
 const run = promisify(execFile);
 const MiB = 1024 * 1024;

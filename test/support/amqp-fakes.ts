@@ -4,6 +4,7 @@ import type { ConsumeMessage, Options } from 'amqplib';
 import {
   Delivery,
   type BrokerConnection,
+  type BrokerConnectionOptions,
   type ConnectionState,
   type Publisher,
   type PublishProperties,
@@ -138,14 +139,52 @@ export class FakeChannel extends EventEmitter {
     const published = { exchange, routingKey, content, options };
     this.published.push(published);
     const answer = this.answer(published);
-    // RabbitMQ sends basic.return before the confirm of the same message.
-    if (answer === 'return') this.emit('return', { content, properties: { headers: options.headers } });
     if (answer === 'silent') this.pendingConfirms.add((error) => callback?.(error));
-    else queueMicrotask(() => callback?.(answer === 'nack' ? new Error('message nacked') : null));
+    else
+      queueMicrotask(() => {
+        // RabbitMQ sends basic.return before the confirm of the same message.
+        if (answer === 'return') this.emit('return', { content, properties: { headers: options.headers } });
+        callback?.(answer === 'nack' ? new Error('message nacked') : null);
+      });
     return true;
   }
 
   async waitForConfirms(): Promise<void> {}
+
+  /** Queues and exchanges declared on this channel, in order. */
+  readonly declared: string[] = [];
+  /** Names a passive check does not find (404, and the channel closes, as RabbitMQ does). */
+  missing = new Set<string>();
+
+  async assertQueue(name: string): Promise<{ queue: string }> {
+    this.assertOpen();
+    this.declared.push(`queue ${name}`);
+    return { queue: name };
+  }
+
+  async assertExchange(name: string): Promise<{ exchange: string }> {
+    this.assertOpen();
+    this.declared.push(`exchange ${name}`);
+    return { exchange: name };
+  }
+
+  async checkQueue(name: string): Promise<{ queue: string }> {
+    this.passiveCheck(name);
+    return { queue: name };
+  }
+
+  async checkExchange(name: string): Promise<object> {
+    this.passiveCheck(name);
+    return {};
+  }
+
+  private passiveCheck(name: string): void {
+    this.assertOpen();
+    if (!this.missing.has(name)) return;
+    const error = Object.assign(new Error(`NOT_FOUND - no queue or exchange '${name}'`), { code: 404 });
+    this.closeByBroker(error);
+    throw error;
+  }
 
   async close(): Promise<void> {
     if (this.closed) throw new Error('Channel closed');
@@ -346,4 +385,94 @@ export class FakePublisher {
 /** Lets pending promise callbacks and timers of 0 ms run. */
 export function settle(): Promise<void> {
   return new Promise((resolve) => setImmediate(resolve));
+}
+
+/**
+ * One connection as amqplib's `connect` resolves it, as BrokerConnection sees it: its channels (the
+ * topology declaration's first), its events, and `down()` for a lost connection.
+ */
+export class FakeConnectionModel extends EventEmitter {
+  readonly channels: FakeChannel[] = [];
+  closed = false;
+  /** Passive checks on channels opened from now on do not find these. */
+  readonly missing = new Set<string>();
+  readonly connection = { serverProperties: { cluster_name: 'rabbit@fake', version: '3.10.8' } };
+
+  async createChannel(): Promise<FakeChannel> {
+    return this.open(false);
+  }
+
+  async createConfirmChannel(): Promise<FakeChannel> {
+    return this.open(true);
+  }
+
+  /** The connection is lost: its channels die with it, then 'close' with the reason. */
+  down(reason: Error): void {
+    for (const channel of this.channels) if (!channel.closed) void channel.close();
+    this.emit('close', reason);
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+  }
+
+  private open(confirm: boolean): FakeChannel {
+    const channel = new FakeChannel(confirm);
+    channel.missing = new Set(this.missing);
+    this.channels.push(channel);
+    return channel;
+  }
+}
+
+/**
+ * Stands in for amqplib's `connect` (BrokerConnectionOptions.connect): each call waits until the test
+ * lets it succeed (`up`) or fail (`refuse`), so a spec decides when each (re)connection lands.
+ */
+export function fakeConnect(): {
+  connect: NonNullable<BrokerConnectionOptions['connect']>;
+  calls: Array<{ url: string; options: Record<string, unknown> }>;
+  /** The pending (or next) connect() succeeds; resolves once the conductor side has seen it. */
+  up: (prepare?: (model: FakeConnectionModel) => void) => Promise<FakeConnectionModel>;
+  /** The pending (or next) connect() fails with `error`. */
+  refuse: (error: Error) => Promise<void>;
+  /** The latest connection handed out. */
+  model: () => FakeConnectionModel;
+} {
+  const calls: Array<{ url: string; options: Record<string, unknown> }> = [];
+  const pending: Array<{ resolve: (m: FakeConnectionModel) => void; reject: (e: Error) => void }> = [];
+  let latest: FakeConnectionModel | undefined;
+  const connect = ((url: string, options: Record<string, unknown>) => {
+    calls.push({ url, options });
+    return new Promise<FakeConnectionModel>((resolve, reject) => pending.push({ resolve, reject }));
+  }) as unknown as NonNullable<BrokerConnectionOptions['connect']>;
+  // A reconnection is dialled after a (short, in specs) backoff: wait for it rather than race it.
+  const nextCall = async () => {
+    for (let i = 0; i < 2_000 && pending.length === 0; i++) await new Promise((r) => setTimeout(r, 1));
+    const call = pending.shift();
+    if (!call) throw new Error('fakeConnect: connect() was not called');
+    return call;
+  };
+  const settleAll = async () => {
+    for (let i = 0; i < 10; i++) await settle();
+  };
+  return {
+    connect,
+    calls,
+    up: async (prepare) => {
+      const call = await nextCall();
+      latest = new FakeConnectionModel();
+      prepare?.(latest);
+      call.resolve(latest);
+      await settleAll();
+      return latest;
+    },
+    refuse: async (error) => {
+      (await nextCall()).reject(error);
+      await settleAll();
+    },
+    model: () => {
+      if (!latest) throw new Error('fakeConnect: no connection came up yet');
+      return latest;
+    },
+  };
 }

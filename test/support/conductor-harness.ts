@@ -1,12 +1,8 @@
-import { promises as fsp } from 'node:fs';
-import * as path from 'node:path';
 import { type Channel, type ChannelModel, connect } from 'amqplib';
 import { afterEach, beforeEach } from 'vitest';
 import type { CellTopology } from '@app/contracts';
-import { DEFAULT_LOCK_TIMINGS, inspectLocks } from '@app/locking';
 import { ChildProcessPool } from './child-processes';
 import type { ConductorProcess, LogLine } from './conductor-process';
-import { sha256OfFile } from './image-store-fixtures';
 import { AMQP_URL, withChannel } from './rabbitmq';
 import { sleep, waitFor } from './async';
 import { RawAmqpClient } from './raw-amqp-client';
@@ -32,22 +28,30 @@ export function conductorPool(cleanup: () => Promise<void>): ChildProcessPool<un
 }
 
 /**
- * The set-up most conductor e2e files share: a fresh cell with `nodes` and a plain amqplib client before
- * each test, the conductor pool, and everything closed and removed after it.
+ * The set-up every conductor e2e file shares: a fresh cell with `nodes` (options as TestCell.create) and
+ * a plain amqplib client before each test, the conductor pool, and everything closed and removed after
+ * it; `cleanup` runs first, for what the test itself opened (held locks, watchers, taps).
  */
-export function conductorTestbed(nodes: string[]): {
+export function conductorTestbed(
+  nodes: string[],
+  options: { nested?: boolean; cleanup?: () => Promise<void> } = {},
+): {
   pool: ChildProcessPool<unknown>;
   cell?: TestCell;
   client?: RawAmqpClient;
 } {
   const bed: { pool: ChildProcessPool<unknown>; cell?: TestCell; client?: RawAmqpClient } = {
     pool: conductorPool(async () => {
-      await bed.client?.close();
-      await bed.cell?.cleanup();
+      try {
+        await options.cleanup?.();
+      } finally {
+        await bed.client?.close();
+        await bed.cell?.cleanup();
+      }
     }),
   };
   beforeEach(async () => {
-    bed.cell = await TestCell.create({ nodes });
+    bed.cell = await TestCell.create({ nodes, nested: options.nested });
     bed.client = await RawAmqpClient.open();
   });
   return bed;
@@ -244,75 +248,4 @@ export function copiesPerDestination(conductors: ConductorProcess[]): Map<string
     counts.set(key, (counts.get(key) ?? 0) + 1);
   }
   return counts;
-}
-
-/**
- * Lock folder problems under CACHE_ROOT, as the lock library reads them (generations below a key's floor
- * do not count): a reader entry (r~...) still there, or a key whose newest generation is not released.
- * [] means no lock is held by anyone.
- */
-export async function heldLockEntries(root: string): Promise<string[]> {
-  const { entries } = await inspectLocks(root, { staleMs: DEFAULT_LOCK_TIMINGS.staleMs, limit: 100_000 });
-  return entries.map((e) =>
-    e.mode === 'exclusive'
-      ? `${e.node}/locks/${e.imageId}/g-${e.generation} not released`
-      : `${e.node}/locks/${e.imageId}/r~${e.holder?.conductorId}~${e.holder?.attemptId}`,
-  );
-}
-
-/**
- * Watches a published image's path for the whole test: whenever it exists it must be complete. Every
- * look checks the size; each new file (inode) found there is also hashed once, independently.
- */
-export class FinalPathWatcher {
-  readonly problems: string[] = [];
-  looks = 0;
-  hashed = 0;
-  private stopped = false;
-  private readonly loop: Promise<void>;
-
-  constructor(
-    private readonly file: string,
-    private readonly expected: { size: number; sha256: string },
-  ) {
-    this.loop = this.run();
-  }
-
-  private async run(): Promise<void> {
-    const seen = new Set<number>();
-    while (!this.stopped) {
-      try {
-        const stat = await fsp.stat(this.file);
-        this.looks++;
-        if (stat.size !== this.expected.size)
-          this.problems.push(`size ${stat.size} at the final path (expected ${this.expected.size})`);
-        else if (!seen.has(stat.ino)) {
-          seen.add(stat.ino);
-          const sha256 = await sha256OfFile(this.file);
-          this.hashed++;
-          if (sha256 !== this.expected.sha256)
-            this.problems.push(`sha256 ${sha256} at the final path (expected ${this.expected.sha256})`);
-        }
-      } catch (error) {
-        if ((error as NodeJS.ErrnoException).code !== 'ENOENT') this.problems.push(String(error));
-      }
-      await sleep(10);
-    }
-  }
-
-  async stop(): Promise<void> {
-    this.stopped = true;
-    await this.loop;
-  }
-}
-
-/** Names of the partial copies in a node's tmp folder, with their sizes. */
-export async function tmpFiles(root: string, node: string): Promise<Array<{ name: string; size: number }>> {
-  const dir = path.join(root, node, 'tmp');
-  const out: Array<{ name: string; size: number }> = [];
-  for (const name of await fsp.readdir(dir).catch(() => [] as string[])) {
-    const stat = await fsp.stat(path.join(dir, name)).catch(() => undefined);
-    if (stat) out.push({ name, size: stat.size });
-  }
-  return out;
 }

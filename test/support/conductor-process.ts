@@ -1,10 +1,7 @@
+import { type LogLine, parseLogLines, waitForLogLine } from '../../apps/agent/src/demo/conductor-log';
 import { type Child, ChildProcessPool, compiled } from './child-processes';
 
-export interface LogLine {
-  level: number;
-  msg: string;
-  [key: string]: unknown;
-}
+export type { LogLine } from '../../apps/agent/src/demo/conductor-log';
 
 /** A conductor running as a real process (the compiled app), with its JSON log lines parsed. */
 export class ConductorProcess {
@@ -25,35 +22,20 @@ export class ConductorProcess {
   }
 
   logs(): LogLine[] {
-    const lines: LogLine[] = [];
-    for (const line of this.child.output.join('').split('\n')) {
-      if (!line.startsWith('{')) continue;
-      try {
-        lines.push(JSON.parse(line) as LogLine);
-      } catch {
-        // a line still being written
-      }
-    }
-    return lines;
+    return parseLogLines(this.child.output.join(''));
   }
 
-  async waitForLog(
-    predicate: (line: LogLine) => boolean,
-    what: string,
-    timeoutMs = 30_000,
-  ): Promise<LogLine> {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      const found = this.logs().find(predicate);
-      if (found) return found;
-      if (this.child.process.exitCode !== null || this.child.process.signalCode !== null)
-        throw new Error(`conductor ${this.pid} exited before ${what}:\n${this.child.output.join('')}`);
-      if (Date.now() > deadline)
-        throw new Error(
-          `conductor ${this.pid}: no ${what} within ${timeoutMs} ms:\n${this.child.output.join('')}`,
-        );
-      await new Promise((r) => setTimeout(r, 50));
-    }
+  waitForLog(predicate: (line: LogLine) => boolean, what: string, timeoutMs = 30_000): Promise<LogLine> {
+    const { process, output } = this.child;
+    return waitForLogLine(predicate, {
+      lines: () => this.logs(),
+      gone: () =>
+        process.exitCode !== null || process.signalCode !== null
+          ? `conductor ${this.pid} exited before ${what}:\n${output.join('')}`
+          : undefined,
+      timedOut: () => `conductor ${this.pid}: no ${what} within ${timeoutMs} ms:\n${output.join('')}`,
+      timeoutMs,
+    });
   }
 
   /** Waits until it is started and its consumer is subscribed. */

@@ -2,6 +2,7 @@ import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import { type CellTopology, type CellTopologyOptions, cellTopology } from '@app/contracts';
 import { ImageStore } from '@app/image-store';
+import { tmpLeftovers } from './cell-observers';
 import { writeRandomFile } from './image-store-fixtures';
 import { deleteCellTopology, requireRabbitMq, uniqueCellId, withChannel } from './rabbitmq';
 import { makeTempDir, removeDir } from './temp-dirs';
@@ -83,14 +84,8 @@ export class TestCell {
   }
 
   /** Files left under tmp/ of any node (should be none once idle). */
-  async tmpLeftovers(): Promise<string[]> {
-    const left: string[] = [];
-    for (const node of await this.store.entries.listNodes()) {
-      const tmp = this.store.nodeLayout(node).tmp;
-      const names = await fsp.readdir(tmp).catch(() => [] as string[]);
-      left.push(...names.map((n) => `${node}/tmp/${n}`));
-    }
-    return left;
+  tmpLeftovers(): Promise<string[]> {
+    return tmpLeftovers(this.root);
   }
 
   async cleanup(): Promise<void> {

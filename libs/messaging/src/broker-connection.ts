@@ -92,6 +92,8 @@ export interface BrokerConnectionOptions {
    */
   topologyCheckMs?: number;
   logger?: MessagingLogger;
+  /** amqplib's `connect`; the seam through which fast specs drive the connection without a broker. */
+  connect?: typeof connect;
 }
 
 export interface LiveModel {
@@ -307,10 +309,13 @@ export class BrokerConnection {
     if (this.isClosed()) return;
     let model: ChannelModel | undefined;
     try {
-      model = await connect(withHeartbeat(url, this.options.heartbeatSeconds ?? 10), {
-        clientProperties: { connection_name: this.options.connectionName },
-        timeout: this.options.connectTimeoutMs ?? 10_000,
-      });
+      model = await (this.options.connect ?? connect)(
+        withHeartbeat(url, this.options.heartbeatSeconds ?? 10),
+        {
+          clientProperties: { connection_name: this.options.connectionName },
+          timeout: this.options.connectTimeoutMs ?? 10_000,
+        },
+      );
       this.dialling = model;
       model.on('error', (error: Error) => {
         this.lastErrorValue = error;

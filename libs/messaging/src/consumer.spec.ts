@@ -11,6 +11,16 @@ function consumerWith(handler: DeliveryHandler, options: Partial<ConsumeOptions>
   return { consumer, broker, log };
 }
 
+/** A consumer whose handler keeps every delivery, never settling it. */
+function holdingConsumer() {
+  const held: Delivery[] = [];
+  const built = consumerWith((d) => {
+    held.push(d);
+    return new Promise(() => undefined);
+  });
+  return { ...built, held };
+}
+
 const message = () => consumeMessage({ n: 1 });
 const messages = (log: ReturnType<typeof recordingLogger>) => log.entries.map((e) => e.msg);
 
@@ -198,11 +208,7 @@ describe('Consumer', () => {
 
   it("a delivery of a closed channel is never acked on the new one (its tag is the old channel's)", async () => {
     vi.useFakeTimers();
-    const held: Delivery[] = [];
-    const { consumer, broker } = consumerWith((d) => {
-      held.push(d);
-      return new Promise(() => undefined);
-    });
+    const { consumer, broker, held } = holdingConsumer();
     await consumer.start();
     broker.lastChannel.deliver(message());
     broker.lastChannel.closeByBroker(new Error('channel closed'));
@@ -239,11 +245,7 @@ describe('Consumer', () => {
   });
 
   it('after a reconnect: a channel of the new connection, and in-flight deliveries of the old one are lost', async () => {
-    const held: Delivery[] = [];
-    const { consumer, broker } = consumerWith((d) => {
-      held.push(d);
-      return new Promise(() => undefined);
-    });
+    const { consumer, broker, held } = holdingConsumer();
     await consumer.start();
     broker.lastChannel.deliver(message());
     broker.disconnect();
@@ -267,11 +269,7 @@ describe('Consumer', () => {
   });
 
   it('close(): cancels, closes its channel, marks unsettled deliveries lost and ignores later connections', async () => {
-    const held: Delivery[] = [];
-    const { consumer, broker } = consumerWith((d) => {
-      held.push(d);
-      return new Promise(() => undefined);
-    });
+    const { consumer, broker, held } = holdingConsumer();
     await consumer.start();
     const channel = broker.lastChannel;
     channel.deliver(message());

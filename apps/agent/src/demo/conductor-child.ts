@@ -1,12 +1,9 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync, openSync, closeSync, promises as fsp } from 'node:fs';
 import * as path from 'node:path';
+import { type LogLine, parseLogLines, waitForLogLine } from './conductor-log';
 
-export interface LogLine {
-  msg?: string;
-  level?: number;
-  [key: string]: unknown;
-}
+export type { LogLine } from './conductor-log';
 
 /** dist/apps/conductor/src/main.js, next to this app's own build output. */
 export function conductorScript(): string {
@@ -59,17 +56,7 @@ export class ConductorChild {
   }
 
   async logLines(): Promise<LogLine[]> {
-    const text = await fsp.readFile(this.logFile, 'utf8').catch(() => '');
-    const lines: LogLine[] = [];
-    for (const line of text.split('\n')) {
-      if (!line.startsWith('{')) continue;
-      try {
-        lines.push(JSON.parse(line) as LogLine);
-      } catch {
-        // a line still being written
-      }
-    }
-    return lines;
+    return parseLogLines(await fsp.readFile(this.logFile, 'utf8').catch(() => ''));
   }
 
   async logTail(lines = 20): Promise<string> {
@@ -84,22 +71,17 @@ export class ConductorChild {
     timeoutMs: number,
     cancel?: AbortSignal,
   ): Promise<LogLine> {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      const found = (await this.logLines()).find(predicate);
-      if (found) return found;
-      if (cancel?.aborted) throw cancel.reason;
-      if (!this.running) {
-        throw new Error(
-          `the conductor exited (code ${this.exitInfo?.code}, signal ${this.exitInfo?.signal}) before ${what}; its log (${this.logFile}) ends with:\n${await this.logTail()}`,
-        );
-      }
-      if (Date.now() > deadline)
-        throw new Error(
-          `the conductor did not log ${what} within ${timeoutMs} ms; its log (${this.logFile}) ends with:\n${await this.logTail()}`,
-        );
-      await new Promise((r) => setTimeout(r, 50));
-    }
+    return waitForLogLine(predicate, {
+      lines: () => this.logLines(),
+      gone: async () =>
+        this.running
+          ? undefined
+          : `the conductor exited (code ${this.exitInfo?.code}, signal ${this.exitInfo?.signal}) before ${what}; its log (${this.logFile}) ends with:\n${await this.logTail()}`,
+      timedOut: async () =>
+        `the conductor did not log ${what} within ${timeoutMs} ms; its log (${this.logFile}) ends with:\n${await this.logTail()}`,
+      timeoutMs,
+      cancel,
+    });
   }
 
   /** SIGTERM (graceful stop), then SIGKILL if it is still running after `graceMs`. */

@@ -2,13 +2,14 @@ import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { ImageStore } from '@app/image-store';
-import { type LockEntryView, NodeLockManager, inspectLocks } from '@app/locking';
-import { sha256OfFile } from '../support/image-store-fixtures';
-import { sleep } from '../support/async';
+import { DEFAULT_LOCK_TIMINGS, type LockEntryView, NodeLockManager, inspectLocks } from '@app/locking';
+import { sha256OfFile } from './image-store-fixtures';
+import { sleep } from './async';
 
 /*
- * Independent observers of a cell while a campaign runs: they read the shared folder the way any other
- * process would (stat, readdir, sha256 of their own), never through the conductor's code paths.
+ * The tests' one set of oracles for a cell (e2e tests and campaigns alike): independent observers that
+ * read the shared folder the way any other process would (stat, readdir, sha256 of their own), never
+ * through the conductor's code paths; lock state is read with the lock library's own inspector.
  */
 
 export interface ExpectedImage {
@@ -207,14 +208,27 @@ function splitOnce(s: string, sep: string): [string, string] {
   return [s.slice(0, i), s.slice(i + 1)];
 }
 
+/** Names of the files in a node's tmp/ folder (none when it has no such folder). */
+function tmpNames(root: string, node: string): Promise<string[]> {
+  return fsp.readdir(path.join(root, node, 'tmp')).catch(() => [] as string[]);
+}
+
 /** Files under every node's tmp/ folder, as `<node>/tmp/<name>`. */
 export async function tmpLeftovers(root: string): Promise<string[]> {
   const out: string[] = [];
-  for (const node of await fsp.readdir(root).catch(() => [] as string[])) {
-    for (const name of await fsp.readdir(path.join(root, node, 'tmp')).catch(() => [] as string[]))
-      out.push(`${node}/tmp/${name}`);
-  }
+  for (const node of await fsp.readdir(root).catch(() => [] as string[]))
+    for (const name of await tmpNames(root, node)) out.push(`${node}/tmp/${name}`);
   return out.sort();
+}
+
+/** The partial copies in a node's tmp folder, with their sizes. */
+export async function tmpFiles(root: string, node: string): Promise<Array<{ name: string; size: number }>> {
+  const out: Array<{ name: string; size: number }> = [];
+  for (const name of await tmpNames(root, node)) {
+    const stat = await fsp.stat(path.join(root, node, 'tmp', name)).catch(() => undefined);
+    if (stat) out.push({ name, size: stat.size });
+  }
+  return out;
 }
 
 export interface LockLeftover {
@@ -222,19 +236,36 @@ export interface LockLeftover {
   imageId: string;
   mode: 'exclusive' | 'shared';
   conductorId?: string;
+  attemptId?: string;
   generation?: number;
 }
 
 /** Every lock entry still held on disk (an unreleased newest generation, or a reader entry `r~`). */
-export async function lockLeftovers(root: string, staleMs: number): Promise<LockLeftover[]> {
+export async function lockLeftovers(
+  root: string,
+  staleMs: number = DEFAULT_LOCK_TIMINGS.staleMs,
+): Promise<LockLeftover[]> {
   const { entries } = await inspectLocks(root, { staleMs, limit: 100_000 });
   return entries.map((e: LockEntryView) => ({
     node: e.node,
     imageId: e.imageId,
     mode: e.mode,
     conductorId: e.holder?.conductorId,
+    attemptId: e.holder?.attemptId,
     generation: e.generation,
   }));
+}
+
+/**
+ * The lock leftovers as one line each (generations below a key's floor do not count): a reader entry
+ * still there, or a key whose newest generation is not released. [] means no lock is held by anyone.
+ */
+export async function heldLockEntries(root: string): Promise<string[]> {
+  return (await lockLeftovers(root)).map((l) =>
+    l.mode === 'exclusive'
+      ? `${l.node}/locks/${l.imageId}/g-${l.generation} not released`
+      : `${l.node}/locks/${l.imageId}/r~${l.conductorId}~${l.attemptId}`,
+  );
 }
 
 export interface SweepResult {
