@@ -23,6 +23,13 @@ function freePort(): Promise<number> {
   });
 }
 
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+async function isMounted(mountPoint: string): Promise<boolean> {
+  const info = await fsp.readFile('/proc/self/mountinfo', 'utf8');
+  return info.split('\n').some((line) => line.split(' ')[4] === mountPoint);
+}
+
 function requireTools(): void {
   const missing = [SSHD, '/usr/bin/sshfs', '/usr/bin/ssh-keygen', '/usr/bin/fusermount3'].filter(
     (tool) => !existsSync(tool),
@@ -44,7 +51,7 @@ function requireTools(): void {
  * several-host test bed: the same mounts made from network namespaces make the hosts.
  */
 export class LoopbackSshfs {
-  private readonly mounts = new Set<string>();
+  private readonly mounts = new Map<string, ChildProcess>();
 
   private constructor(
     readonly base: string,
@@ -99,14 +106,18 @@ export class LoopbackSshfs {
     return bed;
   }
 
-  /** Mounts `folder` (a local path) at `mountPoint` through the sshd, with these sshfs `-o` options. */
+  /**
+   * Mounts `folder` (a local path) at `mountPoint` through the sshd, with these sshfs `-o` options. sshfs
+   * runs in the foreground as our child, so a test can kill it (a mount that dies with files open).
+   */
   async mount(folder: string, mountPoint: string, options: string[]): Promise<void> {
     await fsp.mkdir(mountPoint, { recursive: true });
-    await run(
+    const child = spawn(
       '/usr/bin/sshfs',
       [
         `root@127.0.0.1:${folder}`,
         mountPoint,
+        '-f',
         '-p',
         String(this.port),
         '-o',
@@ -119,21 +130,42 @@ export class LoopbackSshfs {
           ...options,
         ].join(','),
       ],
-      { timeout: 20_000 },
-    ).catch((error: Error & { stderr?: string }) => {
-      throw new Error(`sshfs mount of ${folder} at ${mountPoint} failed: ${error.stderr ?? error.message}`);
-    });
-    this.mounts.add(mountPoint);
+      { stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    const output: string[] = [];
+    child.stdout?.on('data', (d: Buffer) => output.push(d.toString()));
+    child.stderr?.on('data', (d: Buffer) => output.push(d.toString()));
+    this.mounts.set(mountPoint, child);
+    const deadline = Date.now() + 20_000;
+    while (!(await isMounted(mountPoint))) {
+      if (child.exitCode !== null || Date.now() > deadline) {
+        await this.unmount(mountPoint);
+        throw new Error(`sshfs mount of ${folder} at ${mountPoint} failed: ${output.join('')}`);
+      }
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+
+  /** The mount dies as in a crash or a cut link: its sshfs is killed, then the dead mount is detached. */
+  async kill(mountPoint: string): Promise<void> {
+    this.mounts.get(mountPoint)?.kill('SIGKILL');
+    await this.unmount(mountPoint);
   }
 
   async unmount(mountPoint: string): Promise<void> {
     await run('/usr/bin/fusermount3', ['-u', '-z', mountPoint]).catch(() => undefined);
+    const child = this.mounts.get(mountPoint);
     this.mounts.delete(mountPoint);
+    if (child && child.exitCode === null && child.signalCode === null) {
+      const exited = new Promise((resolve) => child.once('exit', resolve));
+      if (!(await Promise.race([exited.then(() => true), sleep(5_000).then(() => false)])))
+        child.kill('SIGKILL');
+    }
   }
 
   /** Unmounts everything, stops the sshd, removes its folder. */
   async stop(): Promise<void> {
-    for (const mountPoint of [...this.mounts]) await this.unmount(mountPoint);
+    for (const mountPoint of [...this.mounts.keys()]) await this.unmount(mountPoint);
     if (this.sshd.exitCode === null) {
       const exited = new Promise((resolve) => this.sshd.once('exit', resolve));
       this.sshd.kill('SIGTERM');

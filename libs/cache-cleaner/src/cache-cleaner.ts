@@ -82,6 +82,7 @@ export class CacheCleaner {
       keptChanged: [],
       errors: [],
       tmpSwept: 0,
+      litterRemoved: [],
       bytesBefore: 0,
       bytesFreed: 0,
       bytesAfter: 0,
@@ -150,6 +151,16 @@ export class CacheCleaner {
           signal?.throwIfAborted();
           await attempt(entry, 'over-budget');
         }
+      }
+      try {
+        // Litter is nobody's image: no lock decides it, only its age (see CacheEntries.removeLitter).
+        report.litterRemoved = dryRun
+          ? (await this.store.entries.listLitter(nodeId))
+              .filter((l) => seenAt - l.changedMs >= policy.graceMs)
+              .map((l) => l.name)
+          : await this.store.entries.removeLitter(nodeId, policy.graceMs, now());
+      } catch (error) {
+        report.errors.push({ imageId: '(hidden files)', error: errorText(error) });
       }
       if (!dryRun) {
         try {

@@ -269,5 +269,23 @@ describe('CacheEntries', () => {
       ]);
       expect(await store.entries.listEntries('node-z')).toEqual([]);
     });
+
+    it('lists hidden files a network mount left (never entries) and removes them only once old', async () => {
+      await seed('node-a', 30, 'ok');
+      const images = store.nodeLayout('node-a').images;
+      await fsp.writeFile(path.join(images, '.fuse_hidden0000000400000001'), '{"v":1}');
+      await fsp.writeFile(path.join(images, '.nfs00000000001234'), 'ab');
+      await fsp.writeFile(path.join(images, '.other'), '');
+      expect((await store.entries.listEntries('node-a')).map((e) => e.imageId)).toEqual(['ok']);
+      const litter = await store.entries.listLitter('node-a');
+      expect(litter.map((l) => [l.name, l.bytes])).toEqual([
+        ['.fuse_hidden0000000400000001', 7],
+        ['.nfs00000000001234', 2],
+      ]);
+      expect(await store.entries.removeLitter('node-a', 60_000)).toEqual([]);
+      expect(await store.entries.removeLitter('node-a', 60_000, Date.now() + 120_000)).toHaveLength(2);
+      expect((await fsp.readdir(images)).sort()).toEqual(['.other', 'ok', 'ok.meta.json']);
+      expect(await store.entries.listLitter('node-z')).toEqual([]);
+    });
   });
 });

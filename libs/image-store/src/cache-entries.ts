@@ -14,6 +14,9 @@ import {
   unlinkIfPresent,
 } from './store-context';
 
+/** Name prefixes of files hidden by a network file system (sshfs without hard_remove, NFS silly renames). */
+export const LITTER_PREFIXES = ['.fuse_hidden', '.nfs'];
+
 /** One image id found in a node's images folder (see CacheEntries.listEntries). */
 export interface CacheEntry {
   imageId: string;
@@ -221,10 +224,59 @@ export class CacheEntries {
     const verified = meta !== undefined && file !== undefined && file.size === meta.size;
     return {
       imageId,
-      ...(verified ? { meta } : { problem: entryProblem(read, stat, meta) }),
+      ...(verified
+        ? { meta: await this.withLastUse(layout, meta) }
+        : { problem: entryProblem(read, stat, meta) }),
       bytes: file?.size ?? 0,
       ...(file ? { modifiedMs: file.mtimeMs } : {}),
     };
+  }
+
+  /** The meta with its lastUsedAt raised to the last-use marker's mtime (see CopyPipeline.touchLastUsed). */
+  private async withLastUse(layout: NodeLayout, meta: ImageMeta): Promise<ImageMeta> {
+    let usedMs: number;
+    try {
+      usedMs = (await fsp.stat(this.store.layout.usedPath(layout, meta.imageId))).mtimeMs;
+    } catch (error) {
+      if (isErrno(error, 'ENOENT', 'ENOTDIR')) return meta;
+      throw mapIoError(error, cacheContext(layout, meta.imageId), 'stat of the last-use marker');
+    }
+    return usedMs > Date.parse(meta.lastUsedAt)
+      ? { ...meta, lastUsedAt: new Date(usedMs).toISOString() }
+      : meta;
+  }
+
+  /**
+   * Files a network file system left in the images folder for a file replaced or deleted while open
+   * (sshfs `.fuse_hidden*`, NFS `.nfs*`): removed by their file system once closed, left for ever when the
+   * mount went away meanwhile. No image id starts with a dot, so they are never entries. `changedMs` is the
+   * ctime: when it was hidden (a rename sets it), not the old file's mtime.
+   */
+  async listLitter(node: string): Promise<Array<{ name: string; bytes: number; changedMs: number }>> {
+    const layout = this.store.layout.node(node);
+    const litter: Array<{ name: string; bytes: number; changedMs: number }> = [];
+    for (const name of await this.readImagesFolder(layout)) {
+      if (!LITTER_PREFIXES.some((prefix) => name.startsWith(prefix))) continue;
+      const stat = await fsp.lstat(path.join(layout.images, name)).catch(() => undefined);
+      if (stat?.isFile()) litter.push({ name, bytes: stat.size, changedMs: stat.ctimeMs });
+    }
+    return litter.sort((a, b) => a.name.localeCompare(b.name));
+  }
+
+  /**
+   * Removes litter (see listLitter) hidden longer ago than `olderThanMs`: the file it was can still be open
+   * for a while (a copy reading a replaced image), and on NFS removing a file another client holds open
+   * breaks that client's reads. Returns what it removed.
+   */
+  async removeLitter(node: string, olderThanMs: number, now = Date.now()): Promise<string[]> {
+    const layout = this.store.layout.node(node);
+    const removed: string[] = [];
+    for (const item of await this.listLitter(node)) {
+      if (now - item.changedMs < olderThanMs) continue;
+      if (await unlinkIfPresent(path.join(layout.images, item.name)).catch(() => false))
+        removed.push(item.name);
+    }
+    return removed;
   }
 
   /**
@@ -257,6 +309,9 @@ export class CacheEntries {
       : false;
     if (removedImage && this.store.fsync)
       await io(context, 'fsync of the images folder', () => fsyncDir(layout.images));
+    await io(context, 'removing the last-use marker', () =>
+      unlinkIfPresent(this.store.layout.usedPath(layout, id)),
+    );
     const tmpRemoved = await this.removeLeftoverTmp(layout.node, id);
     return { removedMeta, removedImage, bytes: removedImage ? stat!.size : 0, tmpRemoved };
   }

@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
+import { LITTER_PREFIXES } from '@app/image-store';
 
 /** The lock timings the shared folder must support (see the README's "Locks"). */
 export interface CheckedTimings {
@@ -39,8 +40,6 @@ export interface CacheRootCheckOptions {
 }
 
 const POLL_MS = 20;
-/** Names file systems leave in a folder for files replaced or deleted while open (sshfs, NFS). */
-export const SILLY_RENAME_PREFIXES = ['.fuse_hidden', '.nfs'];
 
 /**
  * The start-up check of CACHE_ROOT: can the folder support the lock timings? A conductor on a folder that
@@ -252,7 +251,7 @@ export class CacheRootCheck {
     try {
       await fsp.writeFile(path.join(dir, 'open.new'), 'new');
       await fsp.rename(path.join(dir, 'open.new'), target);
-      litter = (await fsp.readdir(dir)).filter((n) => SILLY_RENAME_PREFIXES.some((p) => n.startsWith(p)));
+      litter = (await fsp.readdir(dir)).filter((n) => LITTER_PREFIXES.some((p) => n.startsWith(p)));
     } finally {
       await handle.close();
     }
