@@ -236,7 +236,16 @@ export class CacheCleaner {
         return { outcome: 'changed' };
       }
       await lock.assertStillHeld(); // right before the irreversible step
-      const removed = await this.store.entries.deleteImage(node, entry.imageId);
+      // Only the entry just judged: a delete that runs late (a paused or partitioned host) after another
+      // holder published the image again leaves the new one in place.
+      const removed = await this.store.entries.deleteImage(node, entry.imageId, fresh);
+      if (removed.changed) {
+        this.log.warn(
+          { node, imageId: entry.imageId, why, fencingToken: lock.fencingToken },
+          'cache cleaner: the image was published again before the delete ran (lock taken over?); kept',
+        );
+        return { outcome: 'changed' };
+      }
       const deletedAt = Date.now();
       const deleted: DeletedImageReport = {
         imageId: entry.imageId,

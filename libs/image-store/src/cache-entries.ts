@@ -2,9 +2,9 @@ import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import { ConductorError, imageIdSchema, nodeIdSchema, parseField } from '@app/contracts';
 import { META_SUFFIX, type NodeLayout, parseTmpName } from './cache-layout';
-import { fsyncDir } from './durable-fs';
+import { ensureNodeFolder, fsyncDir, uniqueTag } from './durable-fs';
 import { type IoContext, io, isErrno, mapIoError } from './fs-errors';
-import type { ImageMeta } from './image-meta';
+import { type ImageMeta, readMetaFile } from './image-meta';
 import type { JsonFileRead } from './shared-json-file';
 import {
   type Inspection,
@@ -38,6 +38,8 @@ export interface DeletedImage {
   bytes: number;
   /** Partial copies of the image removed with it. */
   tmpRemoved: number;
+  /** With `judged`: what was there was not the judged entry (published again), and was left in place. */
+  changed?: true;
 }
 
 export interface RemoveLeftoverTmpOptions {
@@ -286,12 +288,20 @@ export class CacheEntries {
    * a source or as already present, and which the next clean removes as an orphan. Any part already
    * missing is fine (an interrupted earlier delete); a folder or other non-file at the image path is left
    * alone and reported as an error.
+   *
+   * With `judged` (the entry the caller decided on, under its lock) the delete removes only that entry:
+   * the lock is not enforced by storage, and a caller paused after its last check (a partitioned host whose
+   * file calls run late) may delete after another holder published the image again. Meta and image are
+   * first moved to unique names in tmp/ (a rename: atomic, and nobody else uses those names), then compared
+   * with what was judged; one that is not the judged one is linked back (never over a newer one), and the
+   * delete stops there with `changed`.
    */
-  async deleteImage(node: string, imageId: string): Promise<DeletedImage> {
+  async deleteImage(node: string, imageId: string, judged?: CacheEntry): Promise<DeletedImage> {
     const layout = this.store.layout.node(node);
     const id = this.store.layout.imageId(imageId);
     const context = cacheContext(layout, id);
     const imagePath = this.store.layout.imagePath(layout, id);
+    const metaPath = this.store.layout.metaPath(layout, id);
     const stat = await this.lstatImage(layout, id, context);
     if (stat && !stat.isFile()) {
       throw new ConductorError(
@@ -299,21 +309,78 @@ export class CacheEntries {
         `node ${layout.node}, image ${id}: the image path is not a regular file; not deleted`,
       );
     }
-    const removedMeta = await io(context, 'removing the meta file', () =>
-      unlinkIfPresent(this.store.layout.metaPath(layout, id)),
-    );
+    const nothing = { removedMeta: false, removedImage: false, bytes: 0, tmpRemoved: 0 };
+    let removedMeta: boolean;
+    if (judged) {
+      const moved = await io(context, 'moving the meta aside', () =>
+        this.moveAside(layout, id, metaPath, 'del-meta'),
+      );
+      if (moved) {
+        const meta = (await io(context, 'reading the moved meta', () => readMetaFile(moved, id))).value;
+        // An orphan carries no meta: the moved one is a new publish's when it now describes the image there.
+        const changed = judged.meta
+          ? !sameImage(meta, judged.meta)
+          : meta !== undefined && (await this.lstatImage(layout, id, context))?.size === meta.size;
+        if (changed) {
+          await io(context, 'putting the meta back', () => this.putBack(moved, metaPath));
+          return { ...nothing, changed: true };
+        }
+        await io(context, 'removing the meta file', () => unlinkIfPresent(moved));
+      }
+      removedMeta = moved !== undefined;
+    } else {
+      removedMeta = await io(context, 'removing the meta file', () => unlinkIfPresent(metaPath));
+    }
     if (removedMeta && this.store.fsync)
       await io(context, 'fsync of the images folder', () => fsyncDir(layout.images));
-    const removedImage = stat
-      ? await io(context, 'removing the image', () => unlinkIfPresent(imagePath))
-      : false;
+    let removedImage = false;
+    let bytes = 0;
+    if (judged) {
+      const moved = await io(context, 'moving the image aside', () =>
+        this.moveAside(layout, id, imagePath, 'del-image'),
+      );
+      if (moved) {
+        const movedStat = await io(context, 'stat of the moved image', () => fsp.lstat(moved));
+        if (movedStat.size !== judged.bytes || movedStat.mtimeMs !== judged.modifiedMs) {
+          // Published again after our check: its publisher writes its meta; our old meta is gone, rightly.
+          await io(context, 'putting the image back', () => this.putBack(moved, imagePath));
+          return { ...nothing, removedMeta, changed: true };
+        }
+        removedImage = await io(context, 'removing the image', () => unlinkIfPresent(moved));
+        bytes = removedImage ? movedStat.size : 0;
+      }
+    } else if (stat) {
+      removedImage = await io(context, 'removing the image', () => unlinkIfPresent(imagePath));
+      bytes = removedImage ? stat.size : 0;
+    }
     if (removedImage && this.store.fsync)
       await io(context, 'fsync of the images folder', () => fsyncDir(layout.images));
     await io(context, 'removing the last-use marker', () =>
       unlinkIfPresent(this.store.layout.usedPath(layout, id)),
     );
     const tmpRemoved = await this.removeLeftoverTmp(layout.node, id);
-    return { removedMeta, removedImage, bytes: removedImage ? stat!.size : 0, tmpRemoved };
+    return { removedMeta, removedImage, bytes, tmpRemoved };
+  }
+
+  /** Renames `file` to a unique partial name of the image in tmp/; undefined when there was none. */
+  private async moveAside(layout: NodeLayout, imageId: string, file: string, tag: string) {
+    const aside = this.store.layout.tmpPath(layout, imageId, uniqueTag(tag));
+    await ensureNodeFolder(layout, layout.tmp);
+    try {
+      await fsp.rename(file, aside);
+      return aside;
+    } catch (error) {
+      if (isErrno(error, 'ENOENT')) return undefined;
+      throw error;
+    }
+  }
+
+  /** Links a moved file back to its place unless a newer one is there already, then drops the moved name. */
+  private async putBack(moved: string, place: string): Promise<void> {
+    await fsp.link(moved, place).catch((error: unknown) => {
+      if (!isErrno(error, 'EEXIST')) throw error;
+    });
+    await unlinkIfPresent(moved);
   }
 
   private async lstatImage(layout: NodeLayout, imageId: string, context: IoContext) {
@@ -334,6 +401,18 @@ export class CacheEntries {
       throw mapIoError(error, { side: 'cache', what: `node ${layout.node}` }, 'listing images');
     }
   }
+}
+
+/** Whether a moved meta describes the judged image (lastUsedAt aside: it is not the image's identity). */
+function sameImage(moved: ImageMeta | undefined, judged: ImageMeta): boolean {
+  if (!moved) return false;
+  return (
+    moved.sha256 === judged.sha256 &&
+    moved.size === judged.size &&
+    moved.createdAt === judged.createdAt &&
+    moved.attemptId === judged.attemptId &&
+    moved.fencingToken === judged.fencingToken
+  );
 }
 
 /** Why an entry of listEntries is not verified. */
