@@ -277,6 +277,26 @@ describe('CopyPipeline', () => {
       expect(await exists(store.entries.metaPath('node-b', IMAGE))).toBe(false);
     });
 
+    it('a late publish (passed its check, then another holder published the same bytes) keeps what is there', async () => {
+      await seed('node-a', 2 * MEBIBYTE);
+      const metaPath = store.entries.metaPath('node-b', IMAGE);
+      let theirs: { ino: number; meta: string } | undefined;
+      const outcome = await copy({
+        attemptId: 'late-1',
+        fencingToken: 7,
+        beforeIrreversibleStep: async (step) => {
+          if (step !== 'publish' || theirs) return;
+          // The check passed; then this holder stalls while the next one (fencing token 8) publishes.
+          await copy({ attemptId: 'next-1', fencingToken: 8 });
+          theirs = { ino: (await fsp.stat(metaPath)).ino, meta: await fsp.readFile(metaPath, 'utf8') };
+        },
+      });
+      expect(outcome.meta).toMatchObject({ attemptId: 'next-1', fencingToken: 8 });
+      expect((await fsp.stat(metaPath)).ino).toBe(theirs!.ino);
+      expect(await fsp.readFile(metaPath, 'utf8')).toBe(theirs!.meta);
+      expect(await listDir(store.nodeLayout('node-b').tmp)).toEqual([]);
+    });
+
     it('publishes nothing when the check before the rename throws, and propagates that error unchanged', async () => {
       await seed('node-a', 2 * MEBIBYTE);
       const lockLost = new ConductorError('LOCK_LOST', 'destination lock taken over');
