@@ -147,7 +147,7 @@ export const CONFIG_VARIABLES = {
   CLEANER_MAX_UNUSED_MS: {
     schema: integer(0, 3650 * DAY_MS),
     default: 14 * DAY_MS,
-    doc: 'The cleaner deletes images whose last use (meta lastUsedAt, refreshed by every copy that reads them) is older than this. Default 14 days.',
+    doc: 'The cleaner deletes images whose last use (the later of meta lastUsedAt and the mtime of <node>/used/<imageId>, refreshed by every copy that reads them) is older than this. Default 14 days.',
   },
   CLEANER_NODE_BUDGET_BYTES: {
     schema: integer(0, Number.MAX_SAFE_INTEGER),
