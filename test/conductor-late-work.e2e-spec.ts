@@ -25,6 +25,17 @@ async function connectionPids(broker: PrivateBroker, name: string): Promise<stri
     .map(([pid]) => pid!);
 }
 
+/** Waits until the conductor behind `admin` has every request of the test waiting for its lock. */
+async function waitingForAll(admin: AdminHttp, what: string): Promise<void> {
+  await waitFor(
+    async () =>
+      (await admin.json<Status>('/status')).inFlight.filter((f) => f.phase === 'waiting-for-lock').length ===
+      IMAGES.length,
+    what,
+    30_000,
+  );
+}
+
 /** What conductor A finally did with a request's first delivery, whichever way it went. */
 function outcomeOf(lines: LogLine[], requestId: string): LogLine | undefined {
   return lines.find(
@@ -77,14 +88,7 @@ describe('conductor: work whose delivery died with its connection', () => {
           source: 'node-a',
         }),
       }));
-      const adminA = AdminHttp.of(a);
-      await waitFor(
-        async () =>
-          (await adminA.json<Status>('/status')).inFlight.filter((f) => f.phase === 'waiting-for-lock')
-            .length === IMAGES.length,
-        'conductor A waiting for both locks',
-        30_000,
-      );
+      await waitingForAll(AdminHttp.of(a), 'conductor A waiting for both locks');
       const pids = await connectionPids(broker, 'conductor-late-a');
       expect(pids.length).toBe(1);
       a.signal('SIGSTOP');
@@ -93,14 +97,7 @@ describe('conductor: work whose delivery died with its connection', () => {
         // Frozen past its LOCK_WAIT_MS: when it runs again its waits end at once.
         await sleep(4_500);
         const b = await ConductorProcess.start(bed.pool, env('late-b', 60_000), 110_000).ready(60_000);
-        const adminB = AdminHttp.of(b);
-        await waitFor(
-          async () =>
-            (await adminB.json<Status>('/status')).inFlight.filter((f) => f.phase === 'waiting-for-lock')
-              .length === IMAGES.length,
-          'conductor B waiting for both redelivered requests',
-          30_000,
-        );
+        await waitingForAll(AdminHttp.of(b), 'conductor B waiting for both redelivered requests');
         // B answers req-1 before A runs again; req-2 stays locked until A has dealt with its first delivery.
         await held.get(IMAGES[0]!)!.release();
         held.delete(IMAGES[0]!);

@@ -1,8 +1,8 @@
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { existsSync, promises as fsp } from 'node:fs';
-import { createServer } from 'node:net';
 import * as path from 'node:path';
 import { promisify } from 'node:util';
+import { freePort } from './private-broker';
 import { makeTempDir, removeDir } from './temp-dirs';
 
 const run = promisify(execFile);
@@ -11,17 +11,6 @@ const run = promisify(execFile);
 export const SSHFS_NO_CACHE = ['dir_cache=no', 'attr_timeout=0', 'entry_timeout=0', 'negative_timeout=0'];
 
 const SSHD = '/usr/sbin/sshd';
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-  });
-}
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 

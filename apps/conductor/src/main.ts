@@ -5,8 +5,8 @@ import { Logger } from 'nestjs-pino';
 import pino from 'pino';
 import { AdminModule } from './admin/admin.module';
 import { type ConductorConfig, ConfigError, loadConductorConfig } from './config/conductor-config';
-import { ConductorModule, type ConductorSeams } from './conductor.module';
 import { CacheRootCheck, describeRefusal } from './lifecycle/cache-root-check';
+import { ConductorModule, type ConductorSeams } from './conductor.module';
 import { RequestIntake } from './lifecycle/request-intake';
 
 /** sysexits' EX_CONFIG: the environment is wrong, restarting will not help. */
