@@ -56,11 +56,6 @@ export const CONFIG_VARIABLES = {
     default: undefined,
     doc: 'The shared folder holding one sub-folder per node. Required.',
   },
-  CACHE_ROOT_CHECK: {
-    schema: z.enum(['refuse', 'warn'], { error: 'must be refuse or warn' }),
-    default: 'refuse',
-    doc: 'At start the conductor checks that CACHE_ROOT supports the lock timings (rename and fsync, mtime precision, changes visible through a second path within LOCK_SAFETY_MARGIN_MS, NFS attribute cache options) and refuses to start (exit 78, naming what failed and what to change) when it does not. warn: start anyway, with a loud warning; only for a folder you know to be safe.',
-  },
   AMQP_URL: {
     schema: z.string().regex(/^amqps?:\/\//, 'must start with amqp:// or amqps://'),
     default: 'amqp://guest:guest@127.0.0.1:5672',
@@ -100,6 +95,11 @@ export const CONFIG_VARIABLES = {
     schema: integer(1, 60_000),
     default: DEFAULT_LOCK_TIMINGS.pollMs,
     doc: 'Re-check interval while waiting for a lock (file-system watches usually wake waiters sooner; NFS needs the poll). At most LOCK_STALE_MS.',
+  },
+  CACHE_ROOT_CHECK: {
+    schema: z.enum(['refuse', 'warn'], { error: 'must be refuse or warn' }),
+    default: 'refuse',
+    doc: 'At start the conductor checks that CACHE_ROOT supports the lock timings (rename and fsync, mtime precision, changes visible through a second path within LOCK_SAFETY_MARGIN_MS, NFS attribute cache options) and refuses to start (exit 78, naming what failed and what to change) when it does not. warn: start anyway, with a loud warning; only for a folder you know to be safe.',
   },
   RETRY_DELAYS_MS: {
     schema: msList,
