@@ -223,7 +223,7 @@ export async function runMessageFuzz(
     // .icc-header-key: the cell's key for signed retry headers (docs/protocol.md), made by the first conductor.
     if (!nodes.includes(node!) && entry !== '.icc-header-key')
       violations.push(`unexpected entry in CACHE_ROOT: ${entry}`);
-    else if (folder !== undefined && !['images', 'locks', 'tmp', 'node.json'].includes(folder))
+    else if (folder !== undefined && !['images', 'locks', 'tmp', 'used', 'node.json'].includes(folder))
       violations.push(`unexpected entry in a node folder: ${entry}`);
     else if (folder === 'images' && name !== undefined && !allowed.has(name))
       violations.push(`unexpected image: ${entry}`);

@@ -60,13 +60,13 @@ async function main(): Promise<void> {
   const entries = Object.create(store.entries) as CacheEntries;
   const observed = Object.assign(Object.create(store) as ImageStore, { entries });
   const readersAtDelete = new Map<string, string[]>();
-  entries.deleteImage = async (node, imageId) => {
+  entries.deleteImage = async (node, imageId, judged) => {
     const readers = async () =>
       (await readLockActivity(config.root, { node, imageId })).readers.map(
         (h) => `${h.conductorId}~${h.attemptId}`,
       );
     const before = await readers();
-    const result = await store.entries.deleteImage(node, imageId);
+    const result = await store.entries.deleteImage(node, imageId, judged);
     readersAtDelete.set(imageId, [...before, ...(await readers())]);
     return result;
   };

@@ -1,9 +1,10 @@
 /*
- * The conductor's public entry for code outside the app (bench/ only): the copy composition for
- * in-process runs, and the process entry with its one seam (which locks a copy takes).
+ * The conductor's public entry for code outside the app (bench/, and test/ for the CACHE_ROOT check): the
+ * copy composition for in-process runs, and the process entry with its one seam (which locks a copy takes).
  */
 export { CopyWorkflow, type CopyLockPlan, nodeLocalLocks } from './copy/copy-workflow';
 export { ImageHolderIndex } from './copy/holder-index';
 export { SourceSelector } from './copy/source-selector';
 export { type ConductorSeams } from './conductor.module';
 export { main } from './main';
+export { CacheRootCheck, type CacheRootReport } from './lifecycle/cache-root-check';

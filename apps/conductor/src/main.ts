@@ -4,7 +4,8 @@ import { NestFactory } from '@nestjs/core';
 import { Logger } from 'nestjs-pino';
 import pino from 'pino';
 import { AdminModule } from './admin/admin.module';
-import { ConfigError, loadConductorConfig } from './config/conductor-config';
+import { type ConductorConfig, ConfigError, loadConductorConfig } from './config/conductor-config';
+import { CacheRootCheck, describeRefusal } from './lifecycle/cache-root-check';
 import { ConductorModule, type ConductorSeams } from './conductor.module';
 import { ConductorLifecycle } from './lifecycle/conductor-lifecycle';
 
@@ -29,6 +30,7 @@ async function runConductor(seams: ConductorSeams = {}): Promise<void> {
     level: config.LOG_LEVEL,
     base: { conductorId: config.CONDUCTOR_ID, cell: config.CELL_ID },
   });
+  await checkCacheRoot(config, logger);
   const conductor = ConductorModule.forRoot(config, logger, seams);
   // forceCloseConnections: once the drain is over, keep-alive connections (a status page or a scraper polling)
   // are cut; without it server.close() waits for them, and a client polling often enough keeps the process alive.
@@ -59,6 +61,33 @@ async function runConductor(seams: ConductorSeams = {}): Promise<void> {
     },
     'conductor started',
   );
+}
+
+/** Refuses to run on a shared folder that cannot support the lock timings (README, "The shared folder over a network"). */
+async function checkCacheRoot(config: ConductorConfig, logger: pino.Logger): Promise<void> {
+  const report = await new CacheRootCheck({
+    root: config.CACHE_ROOT,
+    conductorId: config.CONDUCTOR_ID,
+    timings: { updateMs: config.LOCK_UPDATE_MS, safetyMarginMs: config.LOCK_SAFETY_MARGIN_MS },
+  }).run();
+  for (const advice of report.results.filter((r) => !r.ok && r.advisory))
+    logger.warn(
+      { probe: advice.probe, detail: advice.detail, fix: advice.fix },
+      'CACHE_ROOT check: advisory',
+    );
+  if (report.failures.length === 0) {
+    logger.info(
+      { visibilityMs: report.visibilityMs, mtimePrecisionMs: report.mtimePrecisionMs },
+      'CACHE_ROOT check passed',
+    );
+    return;
+  }
+  const message = describeRefusal(config.CACHE_ROOT, report.failures);
+  if (config.CACHE_ROOT_CHECK === 'refuse') {
+    process.stderr.write(`conductor: ${message}\n`);
+    process.exit(EXIT_CONFIG);
+  }
+  logger.warn({ failures: report.failures }, `UNSAFE: CACHE_ROOT_CHECK=warn, starting although ${message}`);
 }
 
 /** Runs the conductor; a failure to start ends the process with code 1. */

@@ -213,6 +213,34 @@ describe('CacheCleaner (real folders, fixed meta times)', () => {
     expect(await fsp.readdir(store.nodeLayout(NODE).images)).toEqual(['no-meta-new']);
   });
 
+  it('counts a last use recorded in used/<imageId> (the meta is never rewritten for it)', async () => {
+    await seed('read-now', 100, 20 * DAY_MS);
+    await seed('never-read', 100, 20 * DAY_MS);
+    await store.copies.touchLastUsed(NODE, 'read-now');
+    const report = await cleaner().clean(NODE, { now });
+    expect(report.deleted.map((d) => d.imageId)).toEqual(['never-read']);
+    expect(await present()).toEqual(['read-now']);
+  });
+
+  it('removes files a network mount hid in images/ once hidden longer than the grace time', async () => {
+    await seed('img', 100, HOUR_MS);
+    const images = store.nodeLayout(NODE).images;
+    for (const name of ['.fuse_hidden0000000400000001', '.nfs000000000012345600000001'])
+      await fsp.writeFile(path.join(images, name), '{"v":1}');
+    const dry = await cleaner().clean(NODE, { now: () => Date.now() + 2 * HOUR_MS, dryRun: true });
+    expect(dry.litterRemoved).toHaveLength(2);
+    // Hidden just now: the file it was may still be open somewhere.
+    const soon = await cleaner().clean(NODE, { now });
+    expect(soon.litterRemoved).toEqual([]);
+    const later = await cleaner().clean(NODE, {
+      now: () => Date.now() + 2 * HOUR_MS,
+      maxUnusedMs: 30 * DAY_MS,
+    });
+    expect(later.litterRemoved).toEqual(['.fuse_hidden0000000400000001', '.nfs000000000012345600000001']);
+    expect(summarizeCleanReport(later)).toContain('removed hidden files 2');
+    expect((await fsp.readdir(images)).sort()).toEqual(['img', 'img.meta.json']);
+  });
+
   it('dry run: reports what would go, takes no lock, changes nothing', async () => {
     await seed('old', 100, 30 * DAY_MS);
     await seed('busy', 100, 30 * DAY_MS);

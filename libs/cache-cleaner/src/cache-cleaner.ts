@@ -82,6 +82,7 @@ export class CacheCleaner {
       keptChanged: [],
       errors: [],
       tmpSwept: 0,
+      litterRemoved: [],
       bytesBefore: 0,
       bytesFreed: 0,
       bytesAfter: 0,
@@ -150,6 +151,16 @@ export class CacheCleaner {
           signal?.throwIfAborted();
           await attempt(entry, 'over-budget');
         }
+      }
+      try {
+        // Litter is nobody's image: no lock decides it, only its age (see CacheEntries.removeLitter).
+        report.litterRemoved = dryRun
+          ? (await this.store.entries.listLitter(nodeId))
+              .filter((l) => seenAt - l.changedMs >= policy.graceMs)
+              .map((l) => l.name)
+          : await this.store.entries.removeLitter(nodeId, policy.graceMs, now());
+      } catch (error) {
+        report.errors.push({ imageId: '(hidden files)', error: errorText(error) });
       }
       if (!dryRun) {
         try {
@@ -225,7 +236,16 @@ export class CacheCleaner {
         return { outcome: 'changed' };
       }
       await lock.assertStillHeld(); // right before the irreversible step
-      const removed = await this.store.entries.deleteImage(node, entry.imageId);
+      // Only the entry just judged: a delete that runs late (a paused or partitioned host) after another
+      // holder published the image again leaves the new one in place.
+      const removed = await this.store.entries.deleteImage(node, entry.imageId, fresh);
+      if (removed.changed) {
+        this.log.warn(
+          { node, imageId: entry.imageId, why, fencingToken: lock.fencingToken },
+          'cache cleaner: the image was published again before the delete ran (lock taken over?); kept',
+        );
+        return { outcome: 'changed' };
+      }
       const deletedAt = Date.now();
       const deleted: DeletedImageReport = {
         imageId: entry.imageId,

@@ -38,6 +38,8 @@ export interface CleanReport {
   errors: Array<{ imageId: string; error: string }>;
   /** Partial copies older than a day removed from tmp/. */
   tmpSwept: number;
+  /** Files a network mount hid in images/ (`.fuse_hidden*`, `.nfs*`) removed once hidden longer than graceMs (a dry run: would be). */
+  litterRemoved: string[];
   bytesBefore: number;
   bytesFreed: number;
   bytesAfter: number;
@@ -57,6 +59,8 @@ export function summarizeCleanReport(report: CleanReport): string {
     `skipped busy ${report.skippedBusy.length}`,
   ];
   if (report.keptChanged.length > 0) parts.push(`kept (used meanwhile) ${report.keptChanged.length}`);
+  if (report.litterRemoved.length > 0)
+    parts.push(`${report.dryRun ? 'would remove' : 'removed'} hidden files ${report.litterRemoved.length}`);
   if (report.errors.length > 0) parts.push(`errors ${report.errors.length}`);
   parts.push(
     `bytes after ${report.bytesAfter}${report.policy.budgetBytes ? ` of ${report.policy.budgetBytes} budget${report.overBudget ? ' (still over)' : ''}` : ''}`,

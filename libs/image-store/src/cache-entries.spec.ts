@@ -269,5 +269,77 @@ describe('CacheEntries', () => {
       ]);
       expect(await store.entries.listEntries('node-z')).toEqual([]);
     });
+
+    it('lists hidden files a network mount left (never entries) and removes them only once old', async () => {
+      await seed('node-a', 30, 'ok');
+      const images = store.nodeLayout('node-a').images;
+      await fsp.writeFile(path.join(images, '.fuse_hidden0000000400000001'), '{"v":1}');
+      await fsp.writeFile(path.join(images, '.nfs00000000001234'), 'ab');
+      await fsp.writeFile(path.join(images, '.other'), '');
+      expect((await store.entries.listEntries('node-a')).map((e) => e.imageId)).toEqual(['ok']);
+      const litter = await store.entries.listLitter('node-a');
+      expect(litter.map((l) => [l.name, l.bytes])).toEqual([
+        ['.fuse_hidden0000000400000001', 7],
+        ['.nfs00000000001234', 2],
+      ]);
+      expect(await store.entries.removeLitter('node-a', 60_000)).toEqual([]);
+      expect(await store.entries.removeLitter('node-a', 60_000, Date.now() + 120_000)).toHaveLength(2);
+      expect((await fsp.readdir(images)).sort()).toEqual(['.other', 'ok', 'ok.meta.json']);
+      expect(await store.entries.listLitter('node-z')).toEqual([]);
+    });
+
+    it('a late delete (the judged entry published again meanwhile) leaves the new image in place', async () => {
+      await seed('node-a', 30, 'img');
+      const judged = await store.entries.entry('node-a', 'img');
+      // Another holder took the lock over, deleted and published the image again (other bytes).
+      await store.entries.deleteImage('node-a', 'img');
+      await seed('node-a', 40, 'img');
+      const republished = await store.entries.entry('node-a', 'img');
+      expect(await store.entries.deleteImage('node-a', 'img', judged)).toMatchObject({
+        changed: true,
+        removedMeta: false,
+        removedImage: false,
+      });
+      expect(await store.entries.entry('node-a', 'img')).toEqual(republished);
+      expect(await listDir(store.nodeLayout('node-a').tmp)).toEqual([]);
+    });
+
+    it('a late delete that finds the judged meta beside a new image removes the meta only', async () => {
+      await seed('node-a', 30, 'img');
+      const judged = await store.entries.entry('node-a', 'img');
+      // A publish between its rename and its meta write: new bytes, the old meta still there.
+      const file = store.entries.imagePath('node-a', 'img');
+      await fsp.writeFile(`${file}.new`, Buffer.alloc(30, 9));
+      await fsp.utimes(
+        `${file}.new`,
+        new Date(judged.modifiedMs! + 5_000),
+        new Date(judged.modifiedMs! + 5_000),
+      );
+      await fsp.rename(`${file}.new`, file);
+      expect(await store.entries.deleteImage('node-a', 'img', judged)).toMatchObject({
+        changed: true,
+        removedMeta: true,
+        removedImage: false,
+      });
+      expect(await fsp.readFile(file)).toEqual(Buffer.alloc(30, 9));
+      expect(await exists(store.entries.metaPath('node-a', 'img'))).toBe(false);
+    });
+
+    it('deletes the judged entry itself, orphans included', async () => {
+      await seed('node-a', 30, 'img');
+      await seed('node-a', 20, 'orphan');
+      await fsp.rm(store.entries.metaPath('node-a', 'orphan'));
+      for (const id of ['img', 'orphan']) {
+        const judged = await store.entries.entry('node-a', id);
+        expect((await store.entries.deleteImage('node-a', id, judged)).changed).toBeUndefined();
+        expect(await store.entries.entry('node-a', id)).toEqual({
+          imageId: id,
+          problem: expect.any(String),
+          bytes: 0,
+        });
+      }
+      expect(await fsp.readdir(store.nodeLayout('node-a').images)).toEqual([]);
+      expect(await listDir(store.nodeLayout('node-a').tmp)).toEqual([]);
+    });
   });
 });

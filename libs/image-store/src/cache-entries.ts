@@ -2,9 +2,9 @@ import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import { ReasonError, imageIdSchema, nodeIdSchema, parseField } from '@app/contracts';
 import { META_SUFFIX, type NodeLayout, parseTmpName } from './cache-layout';
-import { fsyncDir } from './durable-fs';
+import { ensureNodeFolder, fsyncDir, uniqueTag } from './durable-fs';
 import { type IoContext, io, isErrno, mapIoError } from './fs-errors';
-import type { ImageMeta } from './image-meta';
+import { type ImageMeta, readMetaFile } from './image-meta';
 import type { JsonFileRead } from './shared-json-file';
 import {
   type Inspection,
@@ -13,6 +13,9 @@ import {
   sizeSchema,
   unlinkIfPresent,
 } from './store-context';
+
+/** Name prefixes of files hidden by a network file system (sshfs without hard_remove, NFS silly renames). */
+export const LITTER_PREFIXES = ['.fuse_hidden', '.nfs'];
 
 /** One image id found in a node's images folder (see CacheEntries.listEntries). */
 export interface CacheEntry {
@@ -35,6 +38,8 @@ export interface DeletedImage {
   bytes: number;
   /** Partial copies of the image removed with it. */
   tmpRemoved: number;
+  /** With `judged`: what was there was not the judged entry (published again), and was left in place. */
+  changed?: true;
 }
 
 export interface RemoveLeftoverTmpOptions {
@@ -221,10 +226,59 @@ export class CacheEntries {
     const verified = meta !== undefined && file !== undefined && file.size === meta.size;
     return {
       imageId,
-      ...(verified ? { meta } : { problem: entryProblem(read, stat, meta) }),
+      ...(verified
+        ? { meta: await this.withLastUse(layout, meta) }
+        : { problem: entryProblem(read, stat, meta) }),
       bytes: file?.size ?? 0,
       ...(file ? { modifiedMs: file.mtimeMs } : {}),
     };
+  }
+
+  /** The meta with its lastUsedAt raised to the last-use marker's mtime (see CopyPipeline.touchLastUsed). */
+  private async withLastUse(layout: NodeLayout, meta: ImageMeta): Promise<ImageMeta> {
+    let usedMs: number;
+    try {
+      usedMs = (await fsp.stat(this.store.layout.usedPath(layout, meta.imageId))).mtimeMs;
+    } catch (error) {
+      if (isErrno(error, 'ENOENT', 'ENOTDIR')) return meta;
+      throw mapIoError(error, cacheContext(layout, meta.imageId), 'stat of the last-use marker');
+    }
+    return usedMs > Date.parse(meta.lastUsedAt)
+      ? { ...meta, lastUsedAt: new Date(usedMs).toISOString() }
+      : meta;
+  }
+
+  /**
+   * Files a network file system left in the images folder for a file replaced or deleted while open
+   * (sshfs `.fuse_hidden*`, NFS `.nfs*`): removed by their file system once closed, left for ever when the
+   * mount went away meanwhile. No image id starts with a dot, so they are never entries. `changedMs` is the
+   * ctime: when it was hidden (a rename sets it), not the old file's mtime.
+   */
+  async listLitter(node: string): Promise<Array<{ name: string; bytes: number; changedMs: number }>> {
+    const layout = this.store.layout.node(node);
+    const litter: Array<{ name: string; bytes: number; changedMs: number }> = [];
+    for (const name of await this.readImagesFolder(layout)) {
+      if (!LITTER_PREFIXES.some((prefix) => name.startsWith(prefix))) continue;
+      const stat = await fsp.lstat(path.join(layout.images, name)).catch(() => undefined);
+      if (stat?.isFile()) litter.push({ name, bytes: stat.size, changedMs: stat.ctimeMs });
+    }
+    return litter.sort((a, b) => a.name.localeCompare(b.name));
+  }
+
+  /**
+   * Removes litter (see listLitter) hidden longer ago than `olderThanMs`: the file it was can still be open
+   * for a while (a copy reading a replaced image), and on NFS removing a file another client holds open
+   * breaks that client's reads. Returns what it removed.
+   */
+  async removeLitter(node: string, olderThanMs: number, now = Date.now()): Promise<string[]> {
+    const layout = this.store.layout.node(node);
+    const removed: string[] = [];
+    for (const item of await this.listLitter(node)) {
+      if (now - item.changedMs < olderThanMs) continue;
+      if (await unlinkIfPresent(path.join(layout.images, item.name)).catch(() => false))
+        removed.push(item.name);
+    }
+    return removed;
   }
 
   /**
@@ -234,12 +288,20 @@ export class CacheEntries {
    * a source or as already present, and which the next clean removes as an orphan. Any part already
    * missing is fine (an interrupted earlier delete); a folder or other non-file at the image path is left
    * alone and reported as an error.
+   *
+   * With `judged` (the entry the caller decided on, under its lock) the delete removes only that entry:
+   * the lock is not enforced by storage, and a caller paused after its last check (a partitioned host whose
+   * file calls run late) may delete after another holder published the image again. Meta and image are
+   * first moved to unique names in tmp/ (a rename: atomic, and nobody else uses those names), then compared
+   * with what was judged; one that is not the judged one is linked back (never over a newer one), and the
+   * delete stops there with `changed`.
    */
-  async deleteImage(node: string, imageId: string): Promise<DeletedImage> {
+  async deleteImage(node: string, imageId: string, judged?: CacheEntry): Promise<DeletedImage> {
     const layout = this.store.layout.node(node);
     const id = this.store.layout.imageId(imageId);
     const context = cacheContext(layout, id);
     const imagePath = this.store.layout.imagePath(layout, id);
+    const metaPath = this.store.layout.metaPath(layout, id);
     const stat = await this.lstatImage(layout, id, context);
     if (stat && !stat.isFile()) {
       throw new ReasonError(
@@ -247,18 +309,78 @@ export class CacheEntries {
         `node ${layout.node}, image ${id}: the image path is not a regular file; not deleted`,
       );
     }
-    const removedMeta = await io(context, 'removing the meta file', () =>
-      unlinkIfPresent(this.store.layout.metaPath(layout, id)),
-    );
+    const nothing = { removedMeta: false, removedImage: false, bytes: 0, tmpRemoved: 0 };
+    let removedMeta: boolean;
+    if (judged) {
+      const moved = await io(context, 'moving the meta aside', () =>
+        this.moveAside(layout, id, metaPath, 'del-meta'),
+      );
+      if (moved) {
+        const meta = (await io(context, 'reading the moved meta', () => readMetaFile(moved, id))).value;
+        // An orphan carries no meta: the moved one is a new publish's when it now describes the image there.
+        const changed = judged.meta
+          ? !sameImage(meta, judged.meta)
+          : meta !== undefined && (await this.lstatImage(layout, id, context))?.size === meta.size;
+        if (changed) {
+          await io(context, 'putting the meta back', () => this.putBack(moved, metaPath));
+          return { ...nothing, changed: true };
+        }
+        await io(context, 'removing the meta file', () => unlinkIfPresent(moved));
+      }
+      removedMeta = moved !== undefined;
+    } else {
+      removedMeta = await io(context, 'removing the meta file', () => unlinkIfPresent(metaPath));
+    }
     if (removedMeta && this.store.fsync)
       await io(context, 'fsync of the images folder', () => fsyncDir(layout.images));
-    const removedImage = stat
-      ? await io(context, 'removing the image', () => unlinkIfPresent(imagePath))
-      : false;
+    let removedImage = false;
+    let bytes = 0;
+    if (judged) {
+      const moved = await io(context, 'moving the image aside', () =>
+        this.moveAside(layout, id, imagePath, 'del-image'),
+      );
+      if (moved) {
+        const movedStat = await io(context, 'stat of the moved image', () => fsp.lstat(moved));
+        if (movedStat.size !== judged.bytes || movedStat.mtimeMs !== judged.modifiedMs) {
+          // Published again after our check: its publisher writes its meta; our old meta is gone, rightly.
+          await io(context, 'putting the image back', () => this.putBack(moved, imagePath));
+          return { ...nothing, removedMeta, changed: true };
+        }
+        removedImage = await io(context, 'removing the image', () => unlinkIfPresent(moved));
+        bytes = removedImage ? movedStat.size : 0;
+      }
+    } else if (stat) {
+      removedImage = await io(context, 'removing the image', () => unlinkIfPresent(imagePath));
+      bytes = removedImage ? stat.size : 0;
+    }
     if (removedImage && this.store.fsync)
       await io(context, 'fsync of the images folder', () => fsyncDir(layout.images));
+    await io(context, 'removing the last-use marker', () =>
+      unlinkIfPresent(this.store.layout.usedPath(layout, id)),
+    );
     const tmpRemoved = await this.removeLeftoverTmp(layout.node, id);
-    return { removedMeta, removedImage, bytes: removedImage ? stat!.size : 0, tmpRemoved };
+    return { removedMeta, removedImage, bytes, tmpRemoved };
+  }
+
+  /** Renames `file` to a unique partial name of the image in tmp/; undefined when there was none. */
+  private async moveAside(layout: NodeLayout, imageId: string, file: string, tag: string) {
+    const aside = this.store.layout.tmpPath(layout, imageId, uniqueTag(tag));
+    await ensureNodeFolder(layout, layout.tmp);
+    try {
+      await fsp.rename(file, aside);
+      return aside;
+    } catch (error) {
+      if (isErrno(error, 'ENOENT')) return undefined;
+      throw error;
+    }
+  }
+
+  /** Links a moved file back to its place unless a newer one is there already, then drops the moved name. */
+  private async putBack(moved: string, place: string): Promise<void> {
+    await fsp.link(moved, place).catch((error: unknown) => {
+      if (!isErrno(error, 'EEXIST')) throw error;
+    });
+    await unlinkIfPresent(moved);
   }
 
   private async lstatImage(layout: NodeLayout, imageId: string, context: IoContext) {
@@ -279,6 +401,18 @@ export class CacheEntries {
       throw mapIoError(error, { side: 'cache', what: `node ${layout.node}` }, 'listing images');
     }
   }
+}
+
+/** Whether a moved meta describes the judged image (lastUsedAt aside: it is not the image's identity). */
+function sameImage(moved: ImageMeta | undefined, judged: ImageMeta): boolean {
+  if (!moved) return false;
+  return (
+    moved.sha256 === judged.sha256 &&
+    moved.size === judged.size &&
+    moved.createdAt === judged.createdAt &&
+    moved.attemptId === judged.attemptId &&
+    moved.fencingToken === judged.fencingToken
+  );
 }
 
 /** Why an entry of listEntries is not verified. */

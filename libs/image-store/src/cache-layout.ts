@@ -6,6 +6,8 @@ import { NODE_MARKER_FILE } from './node-marker-file';
  * The folders of one node's cache. `locks` belongs to libs/locking.
  * `pinned` and `draining` are the operator's: a file `pinned/<imageId>` keeps that image from ever being
  * evicted by the cache cleaner; a file `draining` keeps conductors from choosing this node as a source.
+ * `used/<imageId>` is the last-use marker: its mtime is the image's last read when later than the meta's
+ * lastUsedAt (a read refreshes it in place, never by replacing the meta: see CopyPipeline.touchLastUsed).
  */
 export interface NodeLayout {
   /** The validated node id. */
@@ -16,6 +18,8 @@ export interface NodeLayout {
   tmp: string;
   /** Folder of pin markers: `<pinned>/<imageId>` (any kind of entry; its existence is what counts). */
   pinned: string;
+  /** Folder of last-use markers: the mtime of `<used>/<imageId>` is that image's last read. */
+  used: string;
   /** Marker path: while it exists, the node is never picked as a source by a conductor. */
   draining: string;
   /** The registration marker (node-marker-file.ts): without a valid one the node is unknown to conductors. */
@@ -53,6 +57,7 @@ export class CacheLayout {
       locks: path.join(dir, 'locks'),
       tmp: path.join(dir, 'tmp'),
       pinned: path.join(dir, 'pinned'),
+      used: path.join(dir, 'used'),
       draining: path.join(dir, 'draining'),
       marker: path.join(dir, NODE_MARKER_FILE),
     };
@@ -75,6 +80,10 @@ export class CacheLayout {
   }
 
   /** A partial copy's name; `tag` is the attempt id (validated) or an internal unique tag. */
+  usedPath(layout: NodeLayout, imageId: string): string {
+    return this.insideRoot(path.join(layout.used, imageId), 'imageId');
+  }
+
   tmpPath(layout: NodeLayout, imageId: string, tag: string): string {
     parseField(holderIdSchema, tag, 'attemptId');
     return this.insideRoot(path.join(layout.tmp, tmpName(imageId, tag)), 'imageId');

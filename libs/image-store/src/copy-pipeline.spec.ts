@@ -277,6 +277,26 @@ describe('CopyPipeline', () => {
       expect(await exists(store.entries.metaPath('node-b', IMAGE))).toBe(false);
     });
 
+    it('a late publish (passed its check, then another holder published the same bytes) keeps what is there', async () => {
+      await seed('node-a', 2 * MEBIBYTE);
+      const metaPath = store.entries.metaPath('node-b', IMAGE);
+      let theirs: { ino: number; meta: string } | undefined;
+      const outcome = await copy({
+        attemptId: 'late-1',
+        fencingToken: 7,
+        beforeIrreversibleStep: async (step) => {
+          if (step !== 'publish' || theirs) return;
+          // The check passed; then this holder stalls while the next one (fencing token 8) publishes.
+          await copy({ attemptId: 'next-1', fencingToken: 8 });
+          theirs = { ino: (await fsp.stat(metaPath)).ino, meta: await fsp.readFile(metaPath, 'utf8') };
+        },
+      });
+      expect(outcome.meta).toMatchObject({ attemptId: 'next-1', fencingToken: 8 });
+      expect((await fsp.stat(metaPath)).ino).toBe(theirs!.ino);
+      expect(await fsp.readFile(metaPath, 'utf8')).toBe(theirs!.meta);
+      expect(await listDir(store.nodeLayout('node-b').tmp)).toEqual([]);
+    });
+
     it('publishes nothing when the check before the rename throws, and propagates that error unchanged', async () => {
       await seed('node-a', 2 * MEBIBYTE);
       const lockLost = new ReasonError('LOCK_LOST', 'destination lock taken over');
@@ -393,21 +413,36 @@ describe('CopyPipeline', () => {
   });
 
   describe('touchLastUsed', () => {
-    it('rewrites lastUsedAt only, atomically', async () => {
+    it('records the last use in used/<imageId> without touching the meta, and the entry shows it', async () => {
       await seed('node-a', MEBIBYTE);
+      const metaPath = store.entries.metaPath('node-a', IMAGE);
       const before = await store.entries.readMeta('node-a', IMAGE);
       const past = '2020-01-01T00:00:00.000Z';
-      await fsp.writeFile(
-        store.entries.metaPath('node-a', IMAGE),
-        JSON.stringify({ ...before, lastUsedAt: past, createdAt: past }),
-      );
+      const written = JSON.stringify({ ...before, lastUsedAt: past, createdAt: past });
+      await fsp.writeFile(metaPath, written);
+      const { ino } = await fsp.stat(metaPath);
 
       await store.copies.touchLastUsed('node-a', IMAGE);
 
-      const after = await store.entries.readMeta('node-a', IMAGE);
-      expect(after).toEqual({ ...before, createdAt: past, lastUsedAt: expect.any(String) });
-      expect(Date.parse(after?.lastUsedAt ?? '')).toBeGreaterThan(Date.parse(past));
+      // The very same meta file, unchanged: never replaced (a replaced open file is litter on sshfs/NFS).
+      expect((await fsp.stat(metaPath)).ino).toBe(ino);
+      expect(await fsp.readFile(metaPath, 'utf8')).toBe(written);
+      const { meta } = await store.entries.entry('node-a', IMAGE);
+      expect(meta).toEqual({ ...before, createdAt: past, lastUsedAt: expect.any(String) });
+      expect(Date.parse(meta?.lastUsedAt ?? '')).toBeGreaterThan(Date.parse(past));
       expect(await listDir(store.nodeLayout('node-a').tmp)).toEqual([]);
+      expect(await listDir(store.nodeLayout('node-a').used)).toEqual([IMAGE]);
+    });
+
+    it('a last use older than the meta says changes nothing; a delete removes the marker', async () => {
+      await seed('node-a', MEBIBYTE);
+      await store.copies.touchLastUsed('node-a', IMAGE);
+      const marker = path.join(store.nodeLayout('node-a').used, IMAGE);
+      await fsp.utimes(marker, new Date('2001-01-01'), new Date('2001-01-01'));
+      const meta = await store.entries.readMeta('node-a', IMAGE);
+      expect((await store.entries.entry('node-a', IMAGE)).meta).toEqual(meta);
+      await store.entries.deleteImage('node-a', IMAGE);
+      expect(await listDir(store.nodeLayout('node-a').used)).toEqual([]);
     });
 
     it('answers SOURCE_MISSING when there is no meta to touch', async () => {

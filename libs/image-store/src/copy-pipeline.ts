@@ -8,6 +8,7 @@ import {
   parseField,
   requestIdSchema,
 } from '@app/contracts';
+import { ensureNodeFolder } from './durable-fs';
 import { type IoContext, io } from './fs-errors';
 import { throwIfAborted } from './image-copier';
 import type { ImageMeta } from './image-meta';
@@ -198,6 +199,11 @@ export class CopyPipeline {
    * Records a read of the image (the cleaner evicts the least recently used). copyImage does not call it:
    * the conductor does, for the source, while it still holds the source lock; a failure there (a
    * read-only source cache, say) is worth a log line, not a failed copy.
+   *
+   * The meta is never rewritten for this: a file replaced while another copy has it open is kept by sshfs
+   * and NFS under a hidden name (`.fuse_hidden*`, `.nfs*`), and a rewrite delayed by a partition could land
+   * over a newer image's meta. Setting the mtime of `used/<imageId>` replaces nothing, and done late it can
+   * only make an image look used more recently (kept longer).
    */
   async touchLastUsed(node: string, imageId: string): Promise<void> {
     const layout = this.store.layout.node(node);
@@ -207,6 +213,12 @@ export class CopyPipeline {
     if (!meta) {
       throw new ReasonError('SOURCE_MISSING', `no valid meta for image ${id} on node ${layout.node}`);
     }
-    await this.store.writeMeta(layout, { ...meta, lastUsedAt: new Date().toISOString() }, context);
+    const marker = this.store.layout.usedPath(layout, id);
+    await io(context, 'recording the last use', async () => {
+      await ensureNodeFolder(layout, layout.used);
+      await (await fsp.open(marker, 'a')).close();
+      const now = new Date();
+      await fsp.utimes(marker, now, now);
+    });
   }
 }

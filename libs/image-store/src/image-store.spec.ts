@@ -22,6 +22,7 @@ describe('ImageStore', () => {
         locks: path.join(root, 'node-a', 'locks'),
         tmp: path.join(root, 'node-a', 'tmp'),
         pinned: path.join(root, 'node-a', 'pinned'),
+        used: path.join(root, 'node-a', 'used'),
         draining: path.join(root, 'node-a', 'draining'),
         marker: path.join(root, 'node-a', 'node.json'),
       });

@@ -7,6 +7,7 @@ export {
   type CacheEntry,
   type DeletedImage,
   type RemoveLeftoverTmpOptions,
+  LITTER_PREFIXES,
 } from './cache-entries';
 export { NodeMarkers, type NodeRegistration } from './node-markers';
 export { ImageImport, type ImportImageOptions } from './image-import';

@@ -92,6 +92,14 @@ export async function publishImage(
     throwIfAborted(signal);
     await options.beforeIrreversibleStep?.('publish');
     throwIfAborted(signal);
+    // The lock is not enforced by storage: a holder paused after its check (a partitioned host) may get
+    // here after another holder published the same bytes. Replacing them would only unverify them for a
+    // moment (meta removed first) and hide an open file on sshfs/NFS: keep what is there.
+    const present = (await store.inspect(destination, imageId, context)).meta;
+    if (present && present.sha256 === sha256 && present.size === bytes) {
+      await store.discard(tmpPath);
+      return { bytes, meta: present };
+    }
 
     // An older image under this id loses its meta before the rename: a crash in between then leaves an
     // unverified image (copied again next time), never new bytes described by the old meta.

@@ -27,6 +27,8 @@ export interface CacheListing {
   /** Locks on images this node does not (yet) hold, e.g. one being copied in. */
   otherLocks: { imageId: string; locks: LockEntryView[] }[];
   partialCopies: { imageId: string; attempt: string; bytes: number; modifiedAt: Date }[];
+  /** Files a network mount hid in images/ (`.fuse_hidden*`, `.nfs*`): space no image accounts for. */
+  litter: { name: string; bytes: number; hiddenAt: Date }[];
 }
 
 /**
@@ -41,8 +43,9 @@ export async function listCache(
   // Broken files are shown in the listing itself: no warning lines beside it.
   const store = new ImageStore({ root, onWarning: () => undefined });
   const layout = store.nodeLayout(node);
-  const [entries, inspection, registration] = await Promise.all([
+  const [entries, litter, inspection, registration] = await Promise.all([
     store.entries.listEntries(node),
+    store.entries.listLitter(node),
     inspectLocks(root, { node, staleMs }),
     store.markers.nodeRegistration(node),
   ]);
@@ -77,6 +80,7 @@ export async function listCache(
       .map(([imageId, l]) => ({ imageId, locks: l })),
     invalid,
     partialCopies,
+    litter: litter.map((l) => ({ name: l.name, bytes: l.bytes, hiddenAt: new Date(l.changedMs) })),
   };
 }
 
@@ -137,6 +141,13 @@ export function renderCacheListing(listing: CacheListing, now = Date.now()): str
           formatBytes(p.bytes),
           formatAge(p.modifiedAt, now),
         ]),
+      )}`,
+    );
+  if (listing.litter.length > 0)
+    parts.push(
+      `Hidden files a network mount left in images/ (a file replaced or deleted while open; icc cache clean removes them once older than the grace time):\n${table(
+        ['file', 'bytes', 'hidden'],
+        listing.litter.map((l) => [l.name, formatBytes(l.bytes), formatAge(l.hiddenAt, now)]),
       )}`,
     );
   return parts.join('\n\n');

@@ -22,6 +22,7 @@ function cleanedOneImage(node: string): CleanReport {
     keptChanged: [],
     errors: [],
     tmpSwept: 0,
+    litterRemoved: [],
     bytesBefore: 15,
     bytesFreed: 10,
     bytesAfter: 5,

@@ -17,6 +17,7 @@ function report(node: string, deleted: string[] = []): CleanReport {
     keptChanged: [],
     errors: [],
     tmpSwept: 0,
+    litterRemoved: [],
     bytesBefore: 10 * deleted.length,
     bytesFreed: 10 * deleted.length,
     bytesAfter: 0,

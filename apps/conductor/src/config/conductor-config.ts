@@ -107,6 +107,11 @@ export const CONFIG_VARIABLES = {
     default: DEFAULT_LOCK_TIMINGS.pollMs,
     doc: 'Re-check interval while waiting for a lock (file-system watches usually wake waiters sooner; NFS needs the poll). At most LOCK_STALE_MS.',
   },
+  CACHE_ROOT_CHECK: {
+    schema: z.enum(['refuse', 'warn'], { error: 'must be refuse or warn' }),
+    default: 'refuse',
+    doc: 'At start the conductor checks that CACHE_ROOT supports the lock timings (rename and fsync, mtime precision, changes visible through a second path within LOCK_SAFETY_MARGIN_MS, NFS attribute cache options) and refuses to start (exit 78, naming what failed and what to change) when it does not. warn: start anyway, with a loud warning; only for a folder you know to be safe.',
+  },
   RETRY_DELAYS_MS: {
     schema: msList,
     default: DEFAULT_RETRY_DELAYS_MS.join(','),
@@ -153,7 +158,7 @@ export const CONFIG_VARIABLES = {
   CLEANER_MAX_UNUSED_MS: {
     schema: integer(0, 3650 * DAY_MS),
     default: 14 * DAY_MS,
-    doc: 'The cleaner deletes images whose last use (meta lastUsedAt, refreshed by every copy that reads them) is older than this. Default 14 days.',
+    doc: 'The cleaner deletes images whose last use (the later of meta lastUsedAt and the mtime of <node>/used/<imageId>, refreshed by every copy that reads them) is older than this. Default 14 days.',
   },
   CLEANER_NODE_BUDGET_BYTES: {
     schema: integer(0, Number.MAX_SAFE_INTEGER),

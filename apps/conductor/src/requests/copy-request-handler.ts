@@ -91,6 +91,7 @@ export class CopyRequestHandler {
       request = parseCopyRequest(delivery.content);
       assertDeadlineNotPassed(request);
     } catch (error) {
+      if (this.droppedWithItsChannel(delivery, undefined, 'refusal')) return;
       await this.failPermanently(delivery, undefined, asFailure(error), attempt, firstSeen, started);
       return;
     }
@@ -107,6 +108,7 @@ export class CopyRequestHandler {
         return;
       }
       const failure = asFailure(error);
+      if (this.droppedWithItsChannel(delivery, request.requestId, `failure ${failure.code}`)) return;
       if (failure.code === 'INTERNAL')
         log.error(
           { requestId: request.requestId, err: errorText(error), stack: (error as Error)?.stack },
@@ -127,6 +129,7 @@ export class CopyRequestHandler {
       return;
     }
     const { result, coalesced } = outcome;
+    if (this.droppedWithItsChannel(delivery, request.requestId, `result ${result.status}`)) return;
     if (coalesced) this.deps.stats.recordCoalesced();
     await this.answer(delivery, this.successResult(request, result, attempt, firstSeen));
     this.deps.stats.recordResult(
@@ -152,6 +155,27 @@ export class CopyRequestHandler {
       },
       'copy request answered',
     );
+  }
+
+  /**
+   * A delivery whose channel died (its connection dropped during a partition, or the broker closed the
+   * channel) is no longer ours: the broker hands the message to another consumer, which may have answered
+   * it long ago. Late work is dropped quietly: a late result would contradict a final answer, and a retry
+   * copy would run the request a second time beside its redelivery.
+   */
+  private droppedWithItsChannel(delivery: Delivery, requestId: string | undefined, what: string): boolean {
+    if (delivery.channelOpen) return false;
+    delivery.markLost();
+    this.deps.log.info(
+      {
+        requestId,
+        messageId: delivery.properties.messageId,
+        dropped: what,
+        redelivered: delivery.redelivered,
+      },
+      'the delivery died with its channel: work dropped quietly (no answer, no retry); the broker redelivers it',
+    );
+    return true;
   }
 
   private async retry(
