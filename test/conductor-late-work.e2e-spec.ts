@@ -4,7 +4,7 @@ import { AdminHttp } from './support/admin-http';
 import { conductorTestbed } from './support/conductor-harness';
 import { ConductorProcess, type LogLine } from './support/conductor-process';
 import { type PrivateBroker, usePrivateBroker } from './support/private-broker';
-import { sleep, waitFor } from './support/rabbitmq';
+import { sleep, waitFor } from './support/async';
 import { RawAmqpClient } from './support/raw-amqp-client';
 
 const KiB = 1024;
