@@ -390,7 +390,11 @@ async function brokerOutage(
 }
 
 /** Waits (up to `timeoutMs`) until some node's tmp folder holds a partial copy with bytes in it. */
-async function partialCopyUnderWay(root: string, nodes: string[], timeoutMs: number): Promise<boolean> {
+export async function partialCopyUnderWay(
+  root: string,
+  nodes: string[],
+  timeoutMs: number,
+): Promise<boolean> {
   const deadline = performance.now() + timeoutMs;
   while (performance.now() < deadline) {
     for (const node of nodes) {
@@ -407,7 +411,7 @@ async function partialCopyUnderWay(root: string, nodes: string[], timeoutMs: num
 }
 
 /** Time until the conductor reports a higher reconnect count than `before`, and 'connected'; null if it does not. */
-async function waitReconnected(
+export async function waitReconnected(
   member: FleetMember,
   before: number,
   timeoutMs: number,
