@@ -2,7 +2,7 @@ import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { makeTempDir, removeDir } from '../temp-dirs';
-import { BrokerCluster } from './broker-cluster';
+import type { BrokerCluster } from './broker-cluster';
 import { HostNetwork, requireRoot } from './host-network';
 import { SshfsShare } from './sshfs-share';
 
@@ -50,8 +50,11 @@ export class HostBed {
       for (const host of options.hosts) await network.addHost(host);
       share = await SshfsShare.start(network, root, base);
       for (const host of options.hosts) await share.mount(host);
-      if ((options.brokers ?? 3) > 0)
+      // Loaded only when wanted: private-broker.ts brings vitest hooks, which a bench runner cannot load.
+      if ((options.brokers ?? 3) > 0) {
+        const { BrokerCluster } = await import('./broker-cluster');
         cluster = await BrokerCluster.start(network.serverAddress, options.brokers);
+      }
     } catch (error) {
       await cluster?.stop().catch(() => undefined);
       await share?.stop().catch(() => undefined);
