@@ -6,14 +6,14 @@ import { cellTopology } from '@app/contracts';
 import { ImageStore } from '@app/image-store';
 import { declareCellTopology } from '@app/messaging';
 import { type Child, type ChildProcessPool, compiled } from '../support/child-processes';
-import { type Result, ResultsTap, answeredLines, errorLines } from '../support/conductor-harness';
+import { ResultsTap, answeredLines, errorLines } from '../support/conductor-harness';
 import { HostBed } from '../support/hosts/host-bed';
 import type { PublishBatch, RequesterAnswer } from '../support/hosts/requester';
-import { sha256OfFile, writeRandomFile } from '../support/image-store-fixtures';
+import { writeRandomFile } from '../support/image-store-fixtures';
 import { uniqueCellId } from '../support/rabbitmq';
 import { partialCopyUnderWay, waitReconnected } from './broker-faults';
 import { type CampaignRun, type Cleanups, adminToken, bySize, sleep, tally } from './campaign-kit';
-import { FinalPathsWatcher, lockLeftovers, tmpLeftovers } from './cell-observers';
+import { FinalPathsWatcher, lockLeftovers, tmpLeftovers, verifyCopies } from './cell-observers';
 import { ConductorFleet, type FleetMember } from './conductor-fleet';
 import { judgeHoldLogs } from './hold-log-judge';
 
@@ -341,13 +341,7 @@ export async function runHostsCampaign(
   }
   await publish(nextWave());
 
-  let finals = new Map<string, Result>();
-  try {
-    finals = await tap.waitForFinal(ids, p.settleMs);
-  } catch (error) {
-    violations.push(String(error));
-    for (const id of ids) if (tap.final(id)) finals.set(id, tap.final(id)!);
-  }
+  const finals = await tap.finalsWithin(ids, p.settleMs, violations);
   await fleet.waitIdle(120_000).catch((error: unknown) => violations.push(String(error)));
   await fleet.stopSampling();
   await watcher.stop();
@@ -373,20 +367,7 @@ export async function runHostsCampaign(
   const failed = [...finals.values()].filter((r) => r.status === 'failed');
   for (const r of failed.slice(0, 20))
     violations.push(`request ${r.requestId} failed for good: ${String(r.reason)} ${String(r.detail)}`);
-  let corrupt = 0;
-  for (const key of requested) {
-    const [imageId, destination] = key.split('|') as [string, string];
-    const expected = seeds.get(imageId)!;
-    const file = store.entries.imagePath(destination, imageId);
-    const sha256 = await sha256OfFile(file).catch((error: Error) => `unreadable: ${error.message}`);
-    if (sha256 !== expected.sha256 || !(await store.copies.verifiedImage(destination, imageId, expected))) {
-      corrupt++;
-      violations.push(`${imageId} on ${destination}: sha256 ${sha256} or its meta does not match`);
-    }
-  }
-  for (const [imageId, seed] of seeds)
-    if ((await sha256OfFile(store.entries.imagePath(seed.node, imageId))) !== seed.sha256)
-      violations.push(`source ${imageId} changed`);
+  const corrupt = await verifyCopies(store, requested, seeds, violations);
   for (const problem of watcher.problems.slice(0, 20)) violations.push(`final-path reader: ${problem}`);
 
   const holds = await judgeHoldLogs(holdLogs);

@@ -143,6 +143,20 @@ export class ResultsTap {
     }
   }
 
+  /** waitForFinal for a campaign: the finals there are by then, and the timeout as a violation. */
+  async finalsWithin(
+    requestIds: string[],
+    timeoutMs: number,
+    violations: string[],
+  ): Promise<Map<string, Result>> {
+    try {
+      return await this.waitForFinal(requestIds, timeoutMs);
+    } catch (error) {
+      violations.push(String(error));
+      return new Map(requestIds.flatMap((id) => (this.final(id) ? [[id, this.final(id)!] as const] : [])));
+    }
+  }
+
   async close(): Promise<void> {
     this.closed = true;
     await this.connection?.close().catch(() => undefined);
