@@ -84,6 +84,14 @@ export const HOSTS_LOCK_TIMINGS = {
   pollMs: 50,
 };
 
+/** HOSTS_BROKERS=one|all picks the broker list of each conductor (default one; see HostsParams). */
+function brokersPerConductor(): HostsParams['brokersPerConductor'] {
+  const value = process.env.HOSTS_BROKERS ?? 'one';
+  if (value !== 'one' && value !== 'all')
+    throw new Error(`HOSTS_BROKERS must be one or all (got ${JSON.stringify(value)})`);
+  return value;
+}
+
 export function hostsTestTimeoutMs(run: CampaignRun): number {
   const p = bySize(run, HOSTS_SIZES);
   const faults = Object.values(p.faults).reduce((a, b) => a + b, 0);
@@ -116,7 +124,7 @@ export async function runHostsCampaign(
   pool: ChildProcessPool<unknown>,
   cleanups: Cleanups,
 ): Promise<{ violations: string[]; figures: Record<string, unknown> }> {
-  const p: HostsParams = bySize(run, HOSTS_SIZES);
+  const p: HostsParams = { ...bySize(run, HOSTS_SIZES), brokersPerConductor: brokersPerConductor() };
   const rng = run.rng;
   const violations: string[] = [];
   const conductorHosts = Array.from({ length: p.conductorHosts }, (_, i) => `h${i + 1}`);
