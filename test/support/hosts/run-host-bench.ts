@@ -1,8 +1,8 @@
 /*
- * `npm run bench:hosts` (as root): makes a two-host bed (test/support/hosts, no broker), runs
- * bench/mount-handoff.ts with a local folder of the bed's machine and the two hosts' mounts of one
- * folder, and tears the bed down whatever happens. Options go to the bench as JSON: --rounds N --repeats N
- * --poll-ms N.
+ * `npm run bench:hosts` (as root): makes a three-host bed (test/support/hosts, no broker), runs
+ * bench/mount-handoff.ts (two hosts' mounts) and bench/fanout-hosts.ts (three) with a local folder of the
+ * bed's machine as the one-folder reference, and tears the bed down whatever happens. Options go to the
+ * benches as JSON: --rounds N --repeats N --poll-ms N.
  */
 import { fork } from 'node:child_process';
 import { promises as fsp } from 'node:fs';
@@ -24,13 +24,21 @@ async function main(): Promise<number> {
     }
     extra[name] = value;
   }
-  const bed = await HostBed.create({ hosts: ['a', 'b'], brokers: 0 });
+  const bed = await HostBed.create({ hosts: ['a', 'b', 'c'], brokers: 0 });
   try {
     const local = path.join(bed.base, 'local');
     await fsp.mkdir(local);
-    const options = { local, mounts: [bed.cacheRoot('a'), bed.cacheRoot('b')], ...extra };
-    const bench = fork(compiled('bench/mount-handoff.ts'), [JSON.stringify(options)], { stdio: 'inherit' });
-    return await new Promise<number>((resolve) => bench.on('exit', (code) => resolve(code ?? 1)));
+    const mounts = bed.hosts.map((h) => bed.cacheRoot(h));
+    for (const bench of ['bench/mount-handoff.ts', 'bench/fanout-hosts.ts']) {
+      // The flags are the hand-off bench's; the fan-out keeps its own rounds.
+      const options = bench.includes('handoff')
+        ? { local, mounts: mounts.slice(0, 2), ...extra }
+        : { local, mounts };
+      const child = fork(compiled(bench), [JSON.stringify(options)], { stdio: 'inherit' });
+      const code = await new Promise<number>((resolve) => child.on('exit', (c) => resolve(c ?? 1)));
+      if (code !== 0) return code;
+    }
+    return 0;
   } finally {
     await bed.teardown();
   }
