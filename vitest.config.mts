@@ -9,6 +9,11 @@ const BROKER_WIDE = ['test/conductor-broker-restart.e2e-spec.ts', 'test/campaign
  * in a group of their own (two at a time), after those and before the broker-wide files.
  */
 const CAMPAIGNS = ['test/campaign-*.e2e-spec.ts'];
+/**
+ * The multi-host bed and its campaign (test/support/hosts): each runs a RabbitMQ cluster of its own and
+ * several simulated hosts, so they run one at a time, after the campaigns and before the broker-wide files.
+ */
+const HOSTS = ['test/hosts-*.e2e-spec.ts'];
 
 // SWC instead of esbuild: Nest's dependency injection needs emitDecoratorMetadata.
 // (.swcrc is for the build and leaves specs out, so the test transform is configured here.)
@@ -38,7 +43,7 @@ export default defineConfig({
         test: {
           name: 'all',
           include: ['apps/**/*.spec.ts', 'libs/**/*.spec.ts', 'test/**/*.e2e-spec.ts'],
-          exclude: [...configDefaults.exclude, ...BROKER_WIDE, ...CAMPAIGNS],
+          exclude: [...configDefaults.exclude, ...BROKER_WIDE, ...CAMPAIGNS, ...HOSTS],
         },
       },
       {
@@ -50,12 +55,21 @@ export default defineConfig({
           sequence: { groupOrder: 1 },
         },
       },
+      {
+        extends: true,
+        test: {
+          name: 'hosts',
+          include: HOSTS,
+          fileParallelism: false,
+          sequence: { groupOrder: 2 },
+        },
+      },
       // These stop the whole broker (rabbitmqctl stop_app), cutting every client's connection: they run
       // alone, after every other file (a higher groupOrder starts only once the lower groups are done), and
       // one group each, so that two of them never run at once either.
       ...BROKER_WIDE.map((file, i) => ({
         extends: true as const,
-        test: { name: `broker-wide-${i + 1}`, include: [file], sequence: { groupOrder: i + 2 } },
+        test: { name: `broker-wide-${i + 1}`, include: [file], sequence: { groupOrder: i + 3 } },
       })),
     ],
   },

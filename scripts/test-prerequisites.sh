@@ -21,9 +21,12 @@ need chromium test -x /usr/bin/chromium
 need python3-pika sh -c "python3 -c 'import pika' || /usr/bin/python3 -c 'import pika'"
 # spin: the lock protocol's model check (libs/locking/model).
 need spin command -v spin
-# sshd and sshfs: the shared folder over a network mount (test/support/loopback-sshfs.ts).
+# sshd and sshfs: the shared folder over a network mount (test/support/loopback-sshfs.ts and the
+# multi-host bed, test/support/hosts); nsenter and ip for the bed's network namespaces.
 need openssh-server test -x /usr/sbin/sshd
 need sshfs command -v sshfs
+need iproute2 command -v ip
+need util-linux command -v nsenter
 
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then

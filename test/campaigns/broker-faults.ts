@@ -10,12 +10,11 @@ import {
   errorLines,
   publishConfirmed,
 } from '../support/conductor-harness';
-import { sha256OfFile } from '../support/image-store-fixtures';
 import { closeConnectionsNamed, rabbitmqApp, waitForBroker } from '../support/rabbitmq';
 import { TestCell } from '../support/test-cell';
 import { type CampaignRun, type Cleanups, bySize, tally, adminToken } from './campaign-kit';
 import { sleep } from '../support/async';
-import { FinalPathsWatcher, heldLockEntries } from '../support/cell-observers';
+import { FinalPathsWatcher, heldLockEntries, verifyCopies } from '../support/cell-observers';
 import { ConductorFleet, type FleetMember } from './conductor-fleet';
 
 const MiB = 1024 * 1024;
@@ -253,26 +252,7 @@ export async function runBrokerFaults(
   const failed = [...finals.values()].filter((r) => r.status === 'failed');
   for (const r of failed.slice(0, 20))
     violations.push(`request ${r.requestId} failed for good: ${String(r.reason)} ${String(r.detail)}`);
-  let corrupt = 0;
-  for (const key of requested) {
-    const [imageId, destination] = key.split('|') as [string, string];
-    const expected = seeds.get(imageId)!;
-    const sha256 = await sha256OfFile(cell.store.entries.imagePath(destination, imageId)).catch(
-      (error: Error) => `unreadable: ${error.message}`,
-    );
-    if (
-      sha256 !== expected.sha256 ||
-      !(await cell.store.copies.verifiedImage(destination, imageId, expected))
-    ) {
-      corrupt++;
-      violations.push(
-        `${imageId} on ${destination}: sha256 ${sha256} (expected ${expected.sha256}) or its meta does not match`,
-      );
-    }
-  }
-  for (const [imageId, seed] of seeds)
-    if ((await sha256OfFile(cell.store.entries.imagePath(seed.node, imageId))) !== seed.sha256)
-      violations.push(`source ${imageId} changed`);
+  const corrupt = await verifyCopies(cell.store, requested, seeds, violations);
   for (const problem of watcher.problems.slice(0, 20)) violations.push(`final-path reader: ${problem}`);
   // Nobody was killed here: nothing may be left at all.
   for (const l of await heldLockEntries(cell.root)) violations.push(`lock left: ${l}`);
@@ -390,7 +370,11 @@ async function brokerOutage(
 }
 
 /** Waits (up to `timeoutMs`) until some node's tmp folder holds a partial copy with bytes in it. */
-async function partialCopyUnderWay(root: string, nodes: string[], timeoutMs: number): Promise<boolean> {
+export async function partialCopyUnderWay(
+  root: string,
+  nodes: string[],
+  timeoutMs: number,
+): Promise<boolean> {
   const deadline = performance.now() + timeoutMs;
   while (performance.now() < deadline) {
     for (const node of nodes) {
@@ -407,7 +391,7 @@ async function partialCopyUnderWay(root: string, nodes: string[], timeoutMs: num
 }
 
 /** Time until the conductor reports a higher reconnect count than `before`, and 'connected'; null if it does not. */
-async function waitReconnected(
+export async function waitReconnected(
   member: FleetMember,
   before: number,
   timeoutMs: number,

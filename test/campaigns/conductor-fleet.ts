@@ -42,16 +42,29 @@ export class ConductorFleet {
     private readonly envFor: (id: string) => Record<string, string>,
     readonly token: string,
     private readonly hardTimeoutMs: number,
+    /** Where a member runs (a simulated host: its launcher, entry script, admin address); default here. */
+    private readonly placementFor?: (id: string) => {
+      launcher: string[];
+      script?: string;
+      adminHost: string;
+    },
   ) {}
 
   async start(id: string): Promise<FleetMember> {
+    const placement = this.placementFor?.(id);
     const conductor = ConductorProcess.start(
       this.pool,
       { ...this.envFor(id), CONDUCTOR_ID: id, ADMIN_TOKEN: this.token },
       this.hardTimeoutMs,
+      { script: placement?.script, launcher: placement?.launcher },
     );
     await conductor.ready(60_000);
-    const member: FleetMember = { id, conductor, state: 'live', admin: AdminHttp.of(conductor, this.token) };
+    const member: FleetMember = {
+      id,
+      conductor,
+      state: 'live',
+      admin: AdminHttp.of(conductor, this.token, placement?.adminHost),
+    };
     this.members.push(member);
     return member;
   }

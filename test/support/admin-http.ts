@@ -16,8 +16,8 @@ export class AdminHttp {
   ) {}
 
   /** The endpoint of a started conductor (its port comes from the 'conductor started' log line). */
-  static of(conductor: ConductorProcess, token?: string): AdminHttp {
-    return new AdminHttp(`http://127.0.0.1:${conductor.adminPort()}`, token);
+  static of(conductor: ConductorProcess, token?: string, host = '127.0.0.1'): AdminHttp {
+    return new AdminHttp(`http://${host}:${conductor.adminPort()}`, token);
   }
 
   /** `authorization`: undefined sends the configured token, null sends none, a string sends that header. */

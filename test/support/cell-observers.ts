@@ -76,6 +76,37 @@ export class FinalPathsWatcher {
   }
 }
 
+/**
+ * The "nothing corrupt" oracle after a run: every requested destination (`<imageId>|<node>`) hashed
+ * independently against its seed, with a meta that describes it, and every seeded source unchanged.
+ * Returns how many destinations failed; each problem is added to `violations`.
+ */
+export async function verifyCopies(
+  store: ImageStore,
+  requested: Iterable<string>,
+  seeds: ReadonlyMap<string, ExpectedImage & { node: string }>,
+  violations: string[],
+): Promise<number> {
+  let corrupt = 0;
+  for (const key of requested) {
+    const [imageId, destination] = key.split('|') as [string, string];
+    const expected = seeds.get(imageId)!;
+    const sha256 = await sha256OfFile(store.entries.imagePath(destination, imageId)).catch(
+      (error: Error) => `unreadable: ${error.message}`,
+    );
+    if (sha256 !== expected.sha256 || !(await store.copies.verifiedImage(destination, imageId, expected))) {
+      corrupt++;
+      violations.push(
+        `${imageId} on ${destination}: sha256 ${sha256} (expected ${expected.sha256}) or its meta does not match`,
+      );
+    }
+  }
+  for (const [imageId, seed] of seeds)
+    if ((await sha256OfFile(store.entries.imagePath(seed.node, imageId))) !== seed.sha256)
+      violations.push(`source ${imageId} changed`);
+  return corrupt;
+}
+
 export interface Overlap {
   node: string;
   imageId: string;

@@ -40,11 +40,16 @@ export class ChildProcessPool<M> {
   fork(
     script: string,
     args: string[],
-    options: { hardTimeoutMs: number; env?: NodeJS.ProcessEnv },
+    /** `launcher`: a command prefix that execs node in the end (e.g. nsenter into a simulated host). */
+    options: { hardTimeoutMs: number; env?: NodeJS.ProcessEnv; launcher?: string[] },
   ): Child<M> {
+    const launcher = options.launcher ?? [];
     const proc = fork(script, args, {
       stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
       env: { ...process.env, ...options.env },
+      ...(launcher.length > 0
+        ? { execPath: launcher[0], execArgv: [...launcher.slice(1), process.execPath] }
+        : {}),
     });
     const messages: M[] = [];
     const output: string[] = [];

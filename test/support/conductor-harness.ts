@@ -79,14 +79,16 @@ export class ResultsTap {
   private constructor(
     private readonly topology: CellTopology,
     readonly queue: string,
+    /** Broker URLs, tried in turn (the nodes of a cluster); the shared broker by default. */
+    private readonly urls: string[],
   ) {
     let markReady!: () => void;
     this.ready = new Promise((resolve) => (markReady = resolve));
     this.loop = this.run(markReady);
   }
 
-  static async open(topology: CellTopology): Promise<ResultsTap> {
-    const tap = new ResultsTap(topology, `${topology.requestQueue.name}.test-results`);
+  static async open(topology: CellTopology, urls: string[] = [AMQP_URL]): Promise<ResultsTap> {
+    const tap = new ResultsTap(topology, `${topology.requestQueue.name}.test-results`, urls);
     await Promise.race([
       tap.ready,
       sleep(15_000).then(() => {
@@ -97,9 +99,9 @@ export class ResultsTap {
   }
 
   private async run(markReady: () => void): Promise<void> {
-    while (!this.closed) {
+    for (let attempt = 0; !this.closed; attempt++) {
       try {
-        const connection = await connect(AMQP_URL);
+        const connection = await connect(this.urls[attempt % this.urls.length]!, { timeout: 5_000 });
         this.connection = connection;
         const gone = new Promise<void>((resolve) => {
           connection.on('close', () => resolve());
@@ -146,11 +148,26 @@ export class ResultsTap {
     }
   }
 
+  /** waitForFinal for a campaign: the finals there are by then, and the timeout as a violation. */
+  async finalsWithin(
+    requestIds: string[],
+    timeoutMs: number,
+    violations: string[],
+  ): Promise<Map<string, Result>> {
+    try {
+      return await this.waitForFinal(requestIds, timeoutMs);
+    } catch (error) {
+      violations.push(String(error));
+      return new Map(requestIds.flatMap((id) => (this.final(id) ? [[id, this.final(id)!] as const] : [])));
+    }
+  }
+
   async close(): Promise<void> {
     this.closed = true;
     await this.connection?.close().catch(() => undefined);
     await this.loop;
-    await withChannel((channel) => channel.deleteQueue(this.queue)).catch(() => undefined);
+    if (this.urls[0] === AMQP_URL)
+      await withChannel((channel) => channel.deleteQueue(this.queue)).catch(() => undefined);
   }
 }
 

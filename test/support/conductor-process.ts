@@ -11,9 +11,15 @@ export class ConductorProcess {
     pool: ChildProcessPool<unknown>,
     env: Record<string, string>,
     hardTimeoutMs = 180_000,
+    /** `script`: another entry that runs the conductor (a test wrapper); `launcher`: see ChildProcessPool. */
+    options: { script?: string; launcher?: string[] } = {},
   ): ConductorProcess {
     return new ConductorProcess(
-      pool.fork(compiled('apps/conductor/src/main.ts'), [], { hardTimeoutMs, env }),
+      pool.fork(options.script ?? compiled('apps/conductor/src/main.ts'), [], {
+        hardTimeoutMs,
+        env,
+        launcher: options.launcher,
+      }),
     );
   }
 

@@ -32,6 +32,11 @@ function rabbitmqBinDir(): string {
   );
 }
 
+/** An Erlang cookie of our own: a node with it can never talk to the machine's default node. */
+export function newErlangCookie(): string {
+  return Array.from(randomBytes(20), (b) => String.fromCharCode(65 + (b % 26))).join('');
+}
+
 /** A TCP port free on 127.0.0.1 right now. */
 export function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -56,6 +61,8 @@ export class PrivateBroker {
 
   private constructor(
     readonly nodeName: string,
+    /** The address its AMQP listener is on (127.0.0.1 unless a bed gave another). */
+    readonly host: string,
     readonly amqpPort: number,
     readonly distPort: number,
     readonly base: string,
@@ -68,24 +75,33 @@ export class PrivateBroker {
   }
 
   get url(): string {
-    return `amqp://guest:guest@127.0.0.1:${this.amqpPort}`;
+    return `amqp://guest:guest@${this.host}:${this.amqpPort}`;
   }
 
-  static async start(startTimeoutMs = 120_000): Promise<PrivateBroker> {
+  /**
+   * `listenAddress`: the AMQP listener's address (another than 127.0.0.1 lets guest log in from there
+   * too); `cookie`: the Erlang cookie, shared by the nodes of one private cluster (never the machine's).
+   */
+  static async start(
+    startTimeoutMs = 120_000,
+    options: { listenAddress?: string; cookie?: string } = {},
+  ): Promise<PrivateBroker> {
     const bin = rabbitmqBinDir();
     const base = await makeTempDir('broker');
     const id = randomBytes(4).toString('hex');
     const nodeName = `icc-t-${id}@localhost`;
+    const host = options.listenAddress ?? '127.0.0.1';
     const [amqpPort, distPort] = [await freePort(), await freePort()];
     const home = path.join(base, 'home');
     await fsp.mkdir(home);
     await fsp.mkdir(path.join(base, 'log'));
-    const cookie = Array.from(randomBytes(20), (b) => String.fromCharCode(65 + (b % 26))).join('');
+    const cookie = options.cookie ?? newErlangCookie();
     await fsp.writeFile(path.join(home, '.erlang.cookie'), cookie, { mode: 0o400 });
     await fsp.writeFile(
       path.join(base, 'rabbitmq.conf'),
       [
-        `listeners.tcp.1 = 127.0.0.1:${amqpPort}`,
+        `listeners.tcp.1 = ${host}:${amqpPort}`,
+        ...(host === '127.0.0.1' ? [] : ['loopback_users = none']),
         'disk_free_limit.absolute = 1MB',
         'log.console = false',
         'log.file.level = info',
@@ -98,7 +114,7 @@ export class PrivateBroker {
       ...process.env,
       HOME: home,
       RABBITMQ_NODENAME: nodeName,
-      RABBITMQ_NODE_IP_ADDRESS: '127.0.0.1',
+      RABBITMQ_NODE_IP_ADDRESS: host,
       RABBITMQ_NODE_PORT: String(amqpPort),
       RABBITMQ_DIST_PORT: String(distPort),
       RABBITMQ_CONFIG_FILE: path.join(base, 'rabbitmq.conf'),
@@ -121,7 +137,7 @@ export class PrivateBroker {
     const output: string[] = [];
     server.stdout?.on('data', (d: Buffer) => output.push(d.toString()));
     server.stderr?.on('data', (d: Buffer) => output.push(d.toString()));
-    const broker = new PrivateBroker(nodeName, amqpPort, distPort, base, bin, env, server, output);
+    const broker = new PrivateBroker(nodeName, host, amqpPort, distPort, base, bin, env, server, output);
     try {
       await broker.waitUntilRunning(startTimeoutMs);
     } catch (error) {

@@ -1,5 +1,5 @@
 /*
- * `npm run campaign [-- --seed N] [--size ci|large] [--only chaos,locks,broker,fs,clock,bad-input]`: runs the
+ * `npm run campaign [-- --seed N] [--size ci|large] [--only chaos,locks,broker,fs,clock,bad-input,hosts]`: runs the
  * issue-8 campaigns (test/campaign-*.e2e-spec.ts, the same code `npm test` runs at CI size) through vitest,
  * one file at a time, with CAMPAIGN_SIZE and CAMPAIGN_SEED set, then prints the figures each campaign
  * wrote to test-output/campaigns/. CAMPAIGN_SEED / CAMPAIGN_SIZE from the environment work too.
@@ -17,6 +17,7 @@ const FILES: Record<string, string> = {
   clock: 'test/campaign-clock-skew.e2e-spec.ts',
   'bad-input': 'test/campaign-bad-input.e2e-spec.ts',
   broker: 'test/campaign-broker-faults.e2e-spec.ts',
+  hosts: 'test/hosts-campaign.e2e-spec.ts',
 };
 const REPORTS: Record<string, string> = {
   chaos: 'conductor-chaos',
@@ -25,6 +26,7 @@ const REPORTS: Record<string, string> = {
   clock: 'clock-skew',
   'bad-input': 'bad-input',
   broker: 'broker-faults',
+  hosts: 'hosts',
 };
 
 function usage(message: string): never {
@@ -85,7 +87,9 @@ for (const name of only) {
   }
   // The figures without the long lists (fault log, every connection close...): those stay in the file.
   const brief = JSON.stringify(report, (key, value: unknown) =>
-    ['faultLog', 'closes', 'outages', 'params', 'tmp', 'classes'].includes(key) ? undefined : value,
+    ['faultLog', 'closes', 'outages', 'params', 'tmp', 'classes', 'bedFaults'].includes(key)
+      ? undefined
+      : value,
   );
   process.stdout.write(`${name} (${file}):\n${brief}\n\n`);
 }

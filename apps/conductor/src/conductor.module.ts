@@ -125,6 +125,7 @@ export class ConductorModule {
             new NodeLockManager({
               root: config.CACHE_ROOT,
               conductorId: config.CONDUCTOR_ID,
+              requireNodeFolder: true,
               timings: {
                 staleMs: config.LOCK_STALE_MS,
                 updateMs: config.LOCK_UPDATE_MS,

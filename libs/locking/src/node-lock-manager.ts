@@ -48,6 +48,13 @@ export interface NodeLockManagerOptions {
   onEvent?: (event: LockEvent) => void;
   /** The file-system calls that decide ownership (tests inject delays here); node's fs by default. */
   fs?: LockFileSystem;
+  /**
+   * Refuse (retryable LOCK_LOST) to lock a key whose node folder `<root>/<node>` does not exist, rather
+   * than create it: a dead network mount leaves an empty local mount point, and a lock made there is seen
+   * by no other host (the across-hosts campaign found two holders of one key that way). The conductor and
+   * `icc cache clean` set it; off, the node folder is created (tests and benchmarks on bare folders).
+   */
+  requireNodeFolder?: boolean;
 }
 
 /** A set of locks taken together (in the global key order); lost as soon as any one is lost. */
@@ -244,7 +251,7 @@ export class NodeLockManager {
 
   /** Waits until the gate is free or stale, then claims the next generation; exactly one claimant wins it. */
   private async claimGate(key: LockKey, dir: string, holder: LockHolder, deadline: Deadline) {
-    await this.fs.mkdir(dir, { recursive: true });
+    await this.makeKeyFolder(key, dir);
     const observer = new StalenessObserver(this.timings.staleMs, this.fs);
     const waiter = new DirectoryChangeWaiter(dir);
     try {
@@ -252,7 +259,7 @@ export class NodeLockManager {
         deadline.throwIfOver();
         const state = await readKeyDirectory(dir, this.fs);
         if (state.floor === undefined) {
-          await this.makeEpoch(dir);
+          await this.makeEpoch(key, dir);
           continue;
         }
         let next: number;
@@ -281,13 +288,35 @@ export class NodeLockManager {
   }
 
   /** Starts a life of the key folder (first use, or after it was removed by hand); EEXIST: another did. */
-  private async makeEpoch(dir: string): Promise<void> {
-    await this.fs.mkdir(dir, { recursive: true });
+  private async makeEpoch(key: LockKey, dir: string): Promise<void> {
+    await this.makeKeyFolder(key, dir);
     try {
       await this.fs.mkdir(path.join(dir, EPOCH_NAME));
     } catch (error) {
       const code = (error as NodeJS.ErrnoException).code;
       if (code !== 'EEXIST' && code !== 'ENOENT') throw error;
+    }
+  }
+
+  /** `<node>/locks/<imageId>/`, below an existing node folder only when `requireNodeFolder` is set. */
+  private async makeKeyFolder(key: LockKey, dir: string): Promise<void> {
+    if (!this.options.requireNodeFolder) {
+      await this.fs.mkdir(dir, { recursive: true });
+      return;
+    }
+    for (const folder of [path.dirname(dir), dir]) {
+      try {
+        await this.fs.mkdir(folder);
+      } catch (error) {
+        const code = (error as NodeJS.ErrnoException).code;
+        if (code === 'EEXIST') continue;
+        if (code === 'ENOENT')
+          throw lockLostError(
+            key,
+            `node folder ${path.dirname(path.dirname(dir))} does not exist (node not registered, or the shared folder not mounted): nothing was created`,
+          );
+        throw error;
+      }
     }
   }
 

@@ -52,7 +52,12 @@ export async function runCacheClean(
   const staleMs = parseStaleMs(options.staleMs, MIN_STALE_MS);
   const store = new ImageStore({ root });
   await requireNode(store, root, nodeId);
-  const locks = new NodeLockManager({ root, conductorId: cliHolderId(), timings: { staleMs } });
+  const locks = new NodeLockManager({
+    root,
+    conductorId: cliHolderId(),
+    timings: { staleMs },
+    requireNodeFolder: true,
+  });
   const cleaner = new CacheCleaner(store, locks, policy, cliLogger(term));
   let report: CleanReport;
   try {

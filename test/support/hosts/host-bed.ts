@@ -1,0 +1,148 @@
+import { promises as fsp } from 'node:fs';
+import * as path from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { makeTempDir, removeDir } from '../temp-dirs';
+import type { BrokerCluster } from './broker-cluster';
+import { HostNetwork, requireRoot } from './host-network';
+import { SshfsShare } from './sshfs-share';
+
+/** One fault the bed injected, on the machine's monotonic clock (ms since the bed started). */
+export interface BedFault {
+  kind: 'link-cut' | 'link-restored' | 'mount-killed' | 'mount-remade' | 'broker-stopped' | 'broker-started';
+  target: string;
+  atMs: number;
+}
+
+/**
+ * Several simulated hosts on this machine (issue 13's test bed): network namespaces on a bridge, one
+ * shared folder served by an sshd of the bed's own and mounted by each host through its own namespace
+ * (sshfs, caching off), and a RabbitMQ cluster of its own listening on the bridge address. Fault
+ * injectors: cut/restore a host's link (broker and mount together), kill/re-make a host's mount,
+ * stop/start a cluster node. `teardown()` undoes everything, also after a failed set-up.
+ */
+export class HostBed {
+  readonly faults: BedFault[] = [];
+  private readonly started = performance.now();
+
+  private constructor(
+    readonly base: string,
+    /** The served folder itself, as the machine sees it (for observers that are not a host). */
+    readonly root: string,
+    readonly network: HostNetwork,
+    readonly share: SshfsShare,
+    readonly cluster: BrokerCluster | undefined,
+  ) {}
+
+  /**
+   * `hosts`: names of the simulated hosts (each gets a namespace and a mount); `brokers`: cluster size
+   * (0: no cluster).
+   */
+  static async create(options: { hosts: string[]; brokers?: number }): Promise<HostBed> {
+    requireRoot('the multi-host test bed');
+    const base = await makeTempDir('hosts');
+    const root = path.join(base, 'served');
+    await fsp.mkdir(root);
+    let network: HostNetwork | undefined;
+    let share: SshfsShare | undefined;
+    let cluster: BrokerCluster | undefined;
+    try {
+      network = await HostNetwork.create();
+      for (const host of options.hosts) await network.addHost(host);
+      share = await SshfsShare.start(network, root, base);
+      for (const host of options.hosts) await share.mount(host);
+      // Loaded only when wanted: private-broker.ts brings vitest hooks, which a bench runner cannot load.
+      if ((options.brokers ?? 3) > 0) {
+        const { BrokerCluster } = await import('./broker-cluster');
+        cluster = await BrokerCluster.start(network.serverAddress, options.brokers);
+      }
+    } catch (error) {
+      await cluster?.stop().catch(() => undefined);
+      await share?.stop().catch(() => undefined);
+      await network?.teardown().catch(() => undefined);
+      await removeDir(base).catch(() => undefined);
+      throw error;
+    }
+    return new HostBed(base, root, network, share, cluster);
+  }
+
+  get hosts(): string[] {
+    return [...this.network.hosts.keys()];
+  }
+
+  /** The host's view of the shared folder: its CACHE_ROOT. */
+  cacheRoot(host: string): string {
+    return this.share.mountPoint(host);
+  }
+
+  /** The address a host's own servers (a conductor's admin endpoint) are reached at. */
+  address(host: string): string {
+    return this.network.host(host).address;
+  }
+
+  /** Command prefix running a program on the host (its traffic leaves from the host's namespace). */
+  launcher(host: string): string[] {
+    return this.network.launcher(host);
+  }
+
+  brokers(): BrokerCluster {
+    if (!this.cluster) throw new Error('this bed was made without a broker cluster');
+    return this.cluster;
+  }
+
+  private note(kind: BedFault['kind'], target: string): void {
+    this.faults.push({ kind, target, atMs: Math.round(performance.now() - this.started) });
+  }
+
+  async cutLink(host: string): Promise<void> {
+    await this.network.cutLink(host);
+    this.note('link-cut', host);
+  }
+
+  async restoreLink(host: string): Promise<void> {
+    await this.network.restoreLink(host);
+    this.note('link-restored', host);
+  }
+
+  async killMount(host: string): Promise<void> {
+    await this.share.killMount(host);
+    this.note('mount-killed', host);
+  }
+
+  async remakeMount(host: string): Promise<void> {
+    await this.share.mount(host);
+    this.note('mount-remade', host);
+  }
+
+  async stopBrokerNode(index: number): Promise<void> {
+    await this.brokers().stopNode(index);
+    this.note('broker-stopped', `broker-${index}`);
+  }
+
+  async startBrokerNode(index: number): Promise<void> {
+    await this.brokers().startNode(index);
+    this.note('broker-started', `broker-${index}`);
+  }
+
+  /**
+   * Undoes everything: links back up (so mounts and sessions can end), every mount and sshfs client, the
+   * sshd, the cluster, the namespaces and the bridge, then the bed's folder. Kill the hosts' processes
+   * first (their pool's killAll). Collects errors and throws them together at the end.
+   */
+  async teardown(): Promise<void> {
+    const errors: string[] = [];
+    const step = async (what: string, fn: () => Promise<unknown>) => {
+      try {
+        await fn();
+      } catch (error) {
+        errors.push(`${what}: ${(error as Error).message}`);
+      }
+    };
+    for (const host of this.hosts)
+      if (this.network.isCut(host)) await step(`restore ${host}`, () => this.network.restoreLink(host));
+    await step('sshfs share', () => this.share.stop());
+    if (this.cluster) await step('broker cluster', () => this.cluster!.stop());
+    await step('host network', () => this.network.teardown());
+    await step('bed folder', () => removeDir(this.base));
+    if (errors.length > 0) throw new Error(`host bed teardown:\n${errors.join('\n')}`);
+  }
+}

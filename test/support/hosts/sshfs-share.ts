@@ -1,0 +1,193 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { existsSync, promises as fsp } from 'node:fs';
+import * as path from 'node:path';
+import type { HostNetwork } from './host-network';
+import { sh } from './host-network';
+
+/** sshfs options of the bed: no directory, attribute, entry or negative caching (what locks need). */
+export const SSHFS_NO_CACHE = 'dir_cache=no,attr_timeout=0,entry_timeout=0,negative_timeout=0';
+
+const SSHD = '/usr/sbin/sshd';
+
+function missing(what: string): Error {
+  return new Error(
+    `${what} is not installed: the multi-host bed needs openssh-server and sshfs ` +
+      '(scripts/test-prerequisites.sh installs them: `apt-get install -y openssh-server sshfs`)',
+  );
+}
+
+/**
+ * One folder served to the bed's hosts the way a network file system is: an sshd of the test's own
+ * (own config, host key, client key, port) listening on the bridge address only, and per host an sshfs
+ * mount made from inside that host's namespace, so a cut link takes the mount away with it.
+ */
+export class SshfsShare {
+  private readonly mounts = new Map<string, string>();
+  private readonly clients = new Map<string, ChildProcess>();
+
+  private constructor(
+    private readonly network: HostNetwork,
+    readonly exported: string,
+    private readonly base: string,
+    private readonly port: number,
+    private readonly sshd: ChildProcess,
+    private readonly sshdOutput: string[],
+  ) {}
+
+  /** Serves `exported` (an absolute folder) over sftp on the bridge address. */
+  static async start(network: HostNetwork, exported: string, base: string): Promise<SshfsShare> {
+    if (!existsSync(SSHD)) throw missing('sshd');
+    await sh('sh', ['-c', 'command -v sshfs']).catch(() => {
+      throw missing('sshfs');
+    });
+    const dir = path.join(base, 'sshd');
+    await fsp.mkdir(dir, { recursive: true, mode: 0o700 });
+    await fsp.mkdir('/run/sshd', { recursive: true, mode: 0o755 }); // sshd's privilege separation folder
+    await sh('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', path.join(dir, 'host_key')]);
+    await sh('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', path.join(dir, 'client_key')]);
+    await fsp.copyFile(path.join(dir, 'client_key.pub'), path.join(dir, 'authorized_keys'));
+    const port = 20_000 + Math.floor(Math.random() * 20_000);
+    await fsp.writeFile(
+      path.join(dir, 'sshd_config'),
+      [
+        `ListenAddress ${network.serverAddress}:${port}`,
+        `HostKey ${path.join(dir, 'host_key')}`,
+        `AuthorizedKeysFile ${path.join(dir, 'authorized_keys')}`,
+        `PidFile ${path.join(dir, 'sshd.pid')}`,
+        'PermitRootLogin prohibit-password',
+        'PasswordAuthentication no',
+        'KbdInteractiveAuthentication no',
+        'UsePAM no',
+        'StrictModes no',
+        'Subsystem sftp internal-sftp',
+        // Many small lock-folder operations from several mounts at once.
+        'MaxSessions 64',
+        'MaxStartups 64',
+        '',
+      ].join('\n'),
+    );
+    const output: string[] = [];
+    const sshd = spawn(SSHD, ['-D', '-e', '-f', path.join(dir, 'sshd_config')], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    sshd.stdout.on('data', (d: Buffer) => output.push(d.toString()));
+    sshd.stderr.on('data', (d: Buffer) => output.push(d.toString()));
+    const share = new SshfsShare(network, exported, dir, port, sshd, output);
+    const deadline = Date.now() + 15_000;
+    while (!output.join('').includes('Server listening')) {
+      if (sshd.exitCode !== null || Date.now() > deadline) {
+        await share.stop().catch(() => undefined);
+        throw new Error(`the bed's sshd did not start:\n${output.join('')}`);
+      }
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    return share;
+  }
+
+  /** Where `host` sees the shared folder (its CACHE_ROOT). */
+  mountPoint(host: string): string {
+    return path.join(this.base, '..', 'mounts', host);
+  }
+
+  /**
+   * Mounts the share for `host`, from inside its namespace. sshfs runs in the foreground as our child
+   * (`-f`), so teardown ends exactly the clients it started, and with them their sessions on the sshd.
+   */
+  async mount(host: string): Promise<string> {
+    const target = this.mountPoint(host);
+    await fsp.mkdir(target, { recursive: true });
+    const options = [
+      SSHFS_NO_CACHE,
+      `port=${this.port}`,
+      `IdentityFile=${path.join(this.base, 'client_key')}`,
+      'StrictHostKeyChecking=no',
+      'UserKnownHostsFile=/dev/null',
+      'LogLevel=ERROR',
+      'BatchMode=yes',
+    ].join(',');
+    const [command, ...prefix] = this.network.launcher(host);
+    const output: string[] = [];
+    const client = spawn(
+      command!,
+      [
+        ...prefix,
+        'sshfs',
+        '-f',
+        `root@${this.network.serverAddress}:${this.exported}`,
+        target,
+        '-o',
+        options,
+      ],
+      { stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    client.stdout.on('data', (d: Buffer) => output.push(d.toString()));
+    client.stderr.on('data', (d: Buffer) => output.push(d.toString()));
+    this.clients.set(host, client);
+    const deadline = Date.now() + 15_000;
+    while (!(await isMountPoint(target))) {
+      if (client.exitCode !== null || Date.now() > deadline) {
+        client.kill('SIGKILL');
+        this.clients.delete(host);
+        throw new Error(`sshfs mount for host ${host} did not come up:\n${output.join('')}`);
+      }
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    this.mounts.set(host, target);
+    return target;
+  }
+
+  /**
+   * Kills the host's mount the way a dead FUSE client leaves it: a lazy unmount, then the client process
+   * ends (files still open through it then fail with ENOTCONN).
+   */
+  async killMount(host: string): Promise<void> {
+    const target = this.mounts.get(host) ?? this.mountPoint(host);
+    await sh('fusermount', ['-u', '-z', target]);
+    this.mounts.delete(host);
+    await this.endClient(host);
+  }
+
+  private async endClient(host: string): Promise<void> {
+    const client = this.clients.get(host);
+    this.clients.delete(host);
+    if (!client || client.exitCode !== null || client.signalCode !== null) return;
+    const exited = new Promise((r) => client.once('exit', r));
+    client.kill('SIGTERM');
+    await Promise.race([exited, new Promise((r) => setTimeout(r, 3_000))]);
+    if (client.exitCode === null && client.signalCode === null) {
+      client.kill('SIGKILL');
+      await exited;
+    }
+  }
+
+  isMounted(host: string): boolean {
+    return this.mounts.has(host);
+  }
+
+  /** Unmounts every host (lazily: a mount of a cut-off host may hang) and stops sshd. */
+  async stop(): Promise<void> {
+    const errors: string[] = [];
+    for (const [host, target] of this.mounts) {
+      await sh('fusermount', ['-u', '-z', target]).catch((e: Error) => errors.push(`${host}: ${e.message}`));
+    }
+    this.mounts.clear();
+    for (const host of [...this.clients.keys()]) await this.endClient(host);
+    if (this.sshd.exitCode === null && this.sshd.signalCode === null) {
+      const exited = new Promise((r) => this.sshd.once('exit', r));
+      this.sshd.kill('SIGTERM');
+      await Promise.race([exited, new Promise((r) => setTimeout(r, 5_000))]);
+      if (this.sshd.exitCode === null && this.sshd.signalCode === null) this.sshd.kill('SIGKILL');
+    }
+    if (errors.length > 0) throw new Error(`sshfs share stop: ${errors.join('; ')}`);
+  }
+
+  output(): string {
+    return this.sshdOutput.join('');
+  }
+}
+
+/** Is `dir` a mount point now (/proc/self/mountinfo, which never blocks on a hung FUSE mount)? */
+async function isMountPoint(dir: string): Promise<boolean> {
+  const info = await fsp.readFile('/proc/self/mountinfo', 'utf8');
+  return info.split('\n').some((line) => line.split(' ')[4] === dir);
+}
