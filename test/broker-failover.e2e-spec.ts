@@ -1,4 +1,3 @@
-import { createServer } from 'node:net';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { NodeLockManager } from '@app/locking';
 import { AdminHttp, until } from './support/admin-http';
@@ -6,7 +5,7 @@ import { describeRun, runIcc } from './support/agent-cli';
 import { ChildProcessPool } from './support/child-processes';
 import { ConductorProcess } from './support/conductor-process';
 import { sha256OfFile } from './support/image-store-fixtures';
-import { PrivateBroker } from './support/private-broker';
+import { PrivateBroker, freePort } from './support/private-broker';
 import { TestCell } from './support/test-cell';
 
 const MiB = 1024 * 1024;
@@ -21,17 +20,18 @@ interface Status {
   inFlight: { phase: string }[];
 }
 
-/** A port nothing listens on: taken from the OS, then let go. */
-function deadPort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-  });
-}
+/** `icc copy <image> --to node-b --wait` in `cell`. */
+const copyArgs = (cell: TestCell, imageId: string, timeoutS: number) => [
+  'copy',
+  imageId,
+  '--to',
+  'node-b',
+  '--cell',
+  cell.cellId,
+  '--wait',
+  '--timeout',
+  String(timeoutS),
+];
 
 /**
  * Fail-over over a broker list: two single-node private brokers (not a cluster: what is in the queues of
@@ -46,7 +46,7 @@ describe('a broker list: the first that answers, the next one on loss', () => {
 
   beforeAll(async () => {
     brokers.push(...(await Promise.all([PrivateBroker.start(), PrivateBroker.start()])));
-    list = [`amqp://guest:guest@127.0.0.1:${await deadPort()}`, brokers[0]!.url, brokers[1]!.url].join(',');
+    list = [`amqp://guest:guest@127.0.0.1:${await freePort()}`, brokers[0]!.url, brokers[1]!.url].join(',');
   }, 240_000);
   afterEach(async () => {
     await pool.killAll();
@@ -85,17 +85,7 @@ describe('a broker list: the first that answers, the next one on loss', () => {
       { node: 'node-b', imageId: 'failover.img', mode: 'exclusive' },
       { timeoutMs: 5_000 },
     );
-    const args = [
-      'copy',
-      'failover.img',
-      '--to',
-      'node-b',
-      '--cell',
-      cell.cellId,
-      '--wait',
-      '--timeout',
-      '120',
-    ];
+    const args = copyArgs(cell, 'failover.img', 120);
     try {
       const running = runIcc(args, { env: { AMQP_URL: list }, timeoutMs: 180_000 });
       await until(
@@ -128,7 +118,7 @@ describe('a broker list: the first that answers, the next one on loss', () => {
 
     // With two dead entries ahead of it, a new icc finds the broker that is left.
     await cell.seed('node-a', 'after.img', MiB);
-    const fresh = ['copy', 'after.img', '--to', 'node-b', '--cell', cell.cellId, '--wait', '--timeout', '60'];
+    const fresh = copyArgs(cell, 'after.img', 60);
     const run = await runIcc(fresh, { env: { AMQP_URL: list } });
     expect(run.code, describeRun(fresh, run)).toBe(EXIT_OK);
     expect(run.stdout).toMatch(/^completed: after\.img/m);

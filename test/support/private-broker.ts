@@ -32,7 +32,8 @@ function rabbitmqBinDir(): string {
   );
 }
 
-function freePort(): Promise<number> {
+/** A port free right now (taken from the OS, then let go): nothing listens on it until someone does. */
+export function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const server = createServer();
     server.once('error', reject);
