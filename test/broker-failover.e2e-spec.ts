@@ -105,6 +105,13 @@ describe('a broker list: the first that answers, the next one on loss', () => {
       );
       expect(after.endpoint.address).toBe(`127.0.0.1:${second.amqpPort}`);
       expect(after.reconnects).toBeGreaterThanOrEqual(1);
+      // A figure for the record, not an assertion: from the loss to the next broker, in the conductor's log.
+      const logs = conductor.logs();
+      const lostAt = logs.find((l) => l.msg === 'lost the RabbitMQ connection')?.time;
+      const backAt = logs.find((l) => l.msg === 'connected to RabbitMQ' && Number(l.reconnects) >= 1)?.time;
+      console.log(
+        `broker-failover: conductor on the next broker ${Number(backAt) - Number(lostAt)} ms after losing its own`,
+      );
       await blocker.releaseAll();
       const run = await running;
       expect(run.code, describeRun(args, run)).toBe(EXIT_OK);

@@ -33,14 +33,18 @@ class FakeChannel extends EventEmitter {
 }
 
 /** Just what ReplyQueue uses of a BrokerConnection: events, the live generation, channels. */
-class FakeConnection extends EventEmitter {
+class FakeConnection {
   state: 'connected' | 'disconnected' = 'connected';
   generation = 1;
   readonly channels: FakeChannel[] = [];
   readonly logger = quiet;
-  on(event: string, listener: (payload: never) => void): this & (() => void) {
-    super.on(event, listener);
-    return (() => this.off(event, listener)) as never;
+  private readonly events = new EventEmitter();
+  on(event: string, listener: (payload: unknown) => void): () => void {
+    this.events.on(event, listener);
+    return () => this.events.off(event, listener);
+  }
+  private emit(event: string, payload: unknown): void {
+    this.events.emit(event, payload);
   }
   current() {
     return this.state === 'connected' ? { model: {}, generation: this.generation } : undefined;
