@@ -32,7 +32,7 @@ function rabbitmqBinDir(): string {
   );
 }
 
-/** A port free right now (taken from the OS, then let go): nothing listens on it until someone does. */
+/** A TCP port free on 127.0.0.1 right now. */
 export function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const server = createServer();
