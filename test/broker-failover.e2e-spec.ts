@@ -1,13 +1,12 @@
-import { createServer } from 'node:net';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { NodeLockManager } from '@app/locking';
 import { AdminHttp } from './support/admin-http';
 import { until } from './support/async';
-import { describeRun, runIcc } from './support/agent-cli';
+import { describeRun, expectAnsweredAfterResend, runIcc } from './support/agent-cli';
 import { ChildProcessPool } from './support/child-processes';
 import { ConductorProcess } from './support/conductor-process';
 import { sha256OfFile } from './support/image-store-fixtures';
-import { PrivateBroker } from './support/private-broker';
+import { PrivateBroker, freePort } from './support/private-broker';
 import { TestCell } from './support/test-cell';
 
 const MiB = 1024 * 1024;
@@ -22,17 +21,9 @@ interface Status {
   inFlight: { phase: string }[];
 }
 
-/** A port nothing listens on: taken from the OS, then let go. */
-function deadPort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-  });
-}
+/** `icc copy <image> --to node-b --wait` in `cell`. */
+const copyArgs = (cell: TestCell, imageId: string, timeoutS: number) =>
+  `copy ${imageId} --to node-b --cell ${cell.cellId} --wait --timeout ${timeoutS}`.split(' ');
 
 /**
  * Fail-over over a broker list: two single-node private brokers (not a cluster: what is in the queues of
@@ -47,7 +38,7 @@ describe('a broker list: the first that answers, the next one on loss', () => {
 
   beforeAll(async () => {
     brokers.push(...(await Promise.all([PrivateBroker.start(), PrivateBroker.start()])));
-    list = [`amqp://guest:guest@127.0.0.1:${await deadPort()}`, brokers[0]!.url, brokers[1]!.url].join(',');
+    list = [`amqp://guest:guest@127.0.0.1:${await freePort()}`, brokers[0]!.url, brokers[1]!.url].join(',');
   }, 240_000);
   afterEach(async () => {
     await pool.killAll();
@@ -86,17 +77,7 @@ describe('a broker list: the first that answers, the next one on loss', () => {
       { node: 'node-b', imageId: 'failover.img', mode: 'exclusive' },
       { timeoutMs: 5_000 },
     );
-    const args = [
-      'copy',
-      'failover.img',
-      '--to',
-      'node-b',
-      '--cell',
-      cell.cellId,
-      '--wait',
-      '--timeout',
-      '120',
-    ];
+    const args = copyArgs(cell, 'failover.img', 120);
     try {
       const running = runIcc(args, { env: { AMQP_URL: list }, timeoutMs: 180_000 });
       await until(
@@ -116,12 +97,16 @@ describe('a broker list: the first that answers, the next one on loss', () => {
       );
       expect(after.endpoint.address).toBe(`127.0.0.1:${second.amqpPort}`);
       expect(after.reconnects).toBeGreaterThanOrEqual(1);
+      // A figure for the record, not an assertion: from the loss to the next broker, in the conductor's log.
+      const logs = conductor.logs();
+      const lostAt = logs.find((l) => l.msg === 'lost the RabbitMQ connection')?.time;
+      const backAt = logs.find((l) => l.msg === 'connected to RabbitMQ' && Number(l.reconnects) >= 1)?.time;
+      console.log(
+        `broker-failover: conductor on the next broker ${Number(backAt) - Number(lostAt)} ms after losing its own`,
+      );
       await blocker.releaseAll();
       const run = await running;
-      expect(run.code, describeRun(args, run)).toBe(EXIT_OK);
-      expect(run.stderr).toMatch(/lost the connection to RabbitMQ .*reconnecting/);
-      expect(run.stderr).toMatch(/reconnected; request \S+ sent again/);
-      expect(run.stdout).toMatch(/^(completed|already-present): /m);
+      expectAnsweredAfterResend(args, run);
       expect(await sha256OfFile(cell.store.entries.imagePath('node-b', 'failover.img'))).toBe(image.sha256);
     } finally {
       await blocker.releaseAll();
@@ -129,7 +114,7 @@ describe('a broker list: the first that answers, the next one on loss', () => {
 
     // With two dead entries ahead of it, a new icc finds the broker that is left.
     await cell.seed('node-a', 'after.img', MiB);
-    const fresh = ['copy', 'after.img', '--to', 'node-b', '--cell', cell.cellId, '--wait', '--timeout', '60'];
+    const fresh = copyArgs(cell, 'after.img', 60);
     const run = await runIcc(fresh, { env: { AMQP_URL: list } });
     expect(run.code, describeRun(fresh, run)).toBe(EXIT_OK);
     expect(run.stdout).toMatch(/^completed: after\.img/m);

@@ -66,6 +66,8 @@ describe('messaging against RabbitMQ', () => {
     await waitFor(() => failures.length >= 2, 'two failed attempts');
     expect(conflicting.state).toBe('connecting');
     expect(failures[0]?.message).toMatch(/PRECONDITION_FAILED.*x-delivery-limit/);
+    expect(failures[0]?.message).toContain(`queue ${topology.requestQueue.name} exists with other arguments`);
+    expect(failures[0]?.message).toContain('docs/protocol.md, "Upgrading a cell"');
     await expect(conflicting.waitUntilConnected(100)).rejects.toThrow(BrokerUnavailableError);
   });
 

@@ -1,5 +1,6 @@
 import { execFile, spawn } from 'node:child_process';
 import { promisify } from 'node:util';
+import { expect } from 'vitest';
 import { compiled, PROJECT_ROOT } from './child-processes';
 
 export interface CliRun {
@@ -12,6 +13,17 @@ export interface CliRun {
 /** For failure messages: what ran and everything it printed. */
 export function describeRun(args: readonly string[], run: CliRun): string {
   return `icc ${args.join(' ')} -> code ${run.code}, signal ${run.signal}\n--- stdout ---\n${run.stdout}\n--- stderr ---\n${run.stderr}`;
+}
+
+/**
+ * The oracle of `icc copy --wait` riding out a lost connection: it said so, reconnected (to the same broker
+ * or the next of its list), sent its request again, and ended with a successful final answer.
+ */
+export function expectAnsweredAfterResend(args: readonly string[], run: CliRun): void {
+  expect(run.code, describeRun(args, run)).toBe(0);
+  expect(run.stderr).toMatch(/lost the connection to RabbitMQ .*reconnecting/);
+  expect(run.stderr).toMatch(/reconnected; request \S+ sent again/);
+  expect(run.stdout).toMatch(/^(completed|already-present): /m);
 }
 
 /**
