@@ -4,7 +4,10 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { ALL_PROGRESS_BINDING, type CellTopology, type CopyResult, cellTopology } from '@app/contracts';
 import { ImageStore } from '@app/image-store';
+import { NodeLockManager } from '@app/locking';
 import type { BrokerConnection } from '@app/messaging';
+import { cliHolderId } from '../cache/cache-args';
+import { importUnderLock } from '../cache/cache-import';
 import { connectToBroker, validateAmqpUrl } from '../broker/agent-broker';
 import { CliError, ExitCode, type ExitCodeValue, UsageError } from '../cli/exit-codes';
 import { formatBytes, formatMs } from '../cli/format';
@@ -27,6 +30,8 @@ export interface DemoOptions {
 export const DEFAULT_DEMO_TIMEOUT_S = 300;
 const CONDUCTOR_START_TIMEOUT_MS = 30_000;
 const CONDUCTOR_STOP_GRACE_MS = 15_000;
+/** Nobody else holds a lock in the demo's fresh cell: a wait this long would be a bug. */
+const SEED_LOCK_WAIT_MS = 10_000;
 
 function parseBigImageMib(raw: string | undefined): number {
   if (raw === undefined) return DEFAULT_BIG_IMAGE_MIB;
@@ -249,6 +254,7 @@ async function seedImages(
   const store = new ImageStore({ root, fsync: false });
   await fsp.mkdir(root, { recursive: true });
   for (const node of plan.nodes) await store.markers.registerNode(node, 'icc demo');
+  const locks = new NodeLockManager({ root, conductorId: cliHolderId() });
   const seeded = new Map<string, string>();
   const total = plan.images.reduce((n, i) => n + i.bytes, 0);
   term.out(
@@ -258,14 +264,22 @@ async function seedImages(
     if (signal.aborted) throw signal.reason;
     const file = path.join(dir, `seed-${image.imageId}`);
     const sha256 = await writeRandomImage(file, image.bytes);
-    const meta = await store.imports.importImage(image.seedNode, image.imageId, file, { signal });
+    // The documented import path (`icc cache import`, docs/cache-layout.md): under the image's lock,
+    // verified against the sha256 computed while the file was written.
+    await importUnderLock({
+      store,
+      locks,
+      node: image.seedNode,
+      imageId: image.imageId,
+      file,
+      sha256,
+      lockWaitMs: SEED_LOCK_WAIT_MS,
+      signal,
+    });
     await fsp.rm(file, { force: true });
-    if (meta.sha256 !== sha256)
-      throw new Error(
-        `seeding ${image.imageId}: the store recorded sha256 ${meta.sha256}, the file had ${sha256}`,
-      );
     seeded.set(image.imageId, sha256);
   }
+  await locks.releaseAll();
   return seeded;
 }
 
