@@ -5,6 +5,7 @@ import { Logger } from 'nestjs-pino';
 import pino from 'pino';
 import { AdminModule } from './admin/admin.module';
 import { ConfigError, loadConductorConfig } from './config/conductor-config';
+import { OriginDownload } from './copy/origin-download';
 import { ConductorModule, type ConductorSeams } from './conductor.module';
 import { RequestIntake } from './lifecycle/request-intake';
 
@@ -56,6 +57,8 @@ async function runConductor(seams: ConductorSeams = {}): Promise<void> {
       adminHost: host,
       cacheRoot: config.CACHE_ROOT,
       concurrency: config.COPY_CONCURRENCY,
+      // The auth header's value never goes into a log line: describe() shows its name only.
+      origin: app.get(OriginDownload, { strict: false })?.describe() ?? null,
     },
     'conductor started',
   );
