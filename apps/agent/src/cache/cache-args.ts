@@ -1,6 +1,6 @@
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { holderIdSchema, type nodeIdSchema } from '@app/contracts';
+import { holderIdSchema, nodeIdSchema } from '@app/contracts';
 import type { ImageStore } from '@app/image-store';
 import { UsageError } from '../cli/exit-codes';
 
@@ -19,6 +19,11 @@ export function parseId(schema: typeof nodeIdSchema, value: string, field: strin
   const parsed = schema.safeParse(value);
   if (!parsed.success) throw new UsageError(field, parsed.error.issues.map((i) => i.message).join('; '));
   return parsed.data;
+}
+
+/** `<node>` and `--cache-root` of a cache command, validated. */
+export function cacheTarget(node: string, cacheRoot: string | undefined): { root: string; nodeId: string } {
+  return { root: requireRoot(cacheRoot), nodeId: parseId(nodeIdSchema, node, '<node>') };
 }
 
 /** The node's folder must exist (a cache to list or clean). */

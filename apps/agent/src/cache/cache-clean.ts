@@ -15,7 +15,7 @@ import { table } from '../cli/tables';
 import type { Terminal } from '../cli/terminal';
 import { BYTES_HELP, DURATION_HELP, parseBytes, parseDuration } from '../cli/units';
 import { parseStaleMs } from '../cli/stale-ms-option';
-import { cliHolderId, parseId, requireNode, requireRoot } from './cache-args';
+import { cacheTarget, cliHolderId, parseId, requireNode, requireRoot } from './cache-args';
 
 export interface CacheCleanOptions {
   cacheRoot?: string;
@@ -39,8 +39,7 @@ export async function runCacheClean(
   term: Terminal,
   signal?: AbortSignal,
 ): Promise<ExitCodeValue> {
-  const root = requireRoot(options.cacheRoot);
-  const nodeId = parseId(nodeIdSchema, node, '<node>');
+  const { root, nodeId } = cacheTarget(node, options.cacheRoot);
   const policy = {
     maxUnusedMs:
       parseFlag(options.maxUnused, '--max-unused', parseDuration, DURATION_HELP) ??

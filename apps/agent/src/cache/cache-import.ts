@@ -1,6 +1,6 @@
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
-import { ConductorError, imageIdSchema, nodeIdSchema, sha256Schema } from '@app/contracts';
+import { ConductorError, imageIdSchema, sha256Schema } from '@app/contracts';
 import { type ImageMeta, ImageStore } from '@app/image-store';
 import { MIN_STALE_MS, NodeLockManager, newAttemptId } from '@app/locking';
 import { CliError, ExitCode, type ExitCodeValue, UsageError } from '../cli/exit-codes';
@@ -8,7 +8,7 @@ import { formatBytes } from '../cli/format';
 import { ProgressBoard } from '../cli/progress-board';
 import { parseStaleMs } from '../cli/stale-ms-option';
 import type { Terminal } from '../cli/terminal';
-import { cliHolderId, parseId, requireRegisteredNode, requireRoot } from './cache-args';
+import { cacheTarget, cliHolderId, parseId, requireRegisteredNode } from './cache-args';
 
 export interface CacheImportOptions {
   cacheRoot?: string;
@@ -80,8 +80,7 @@ export async function runCacheImport(
   term: Terminal,
   signal?: AbortSignal,
 ): Promise<ExitCodeValue> {
-  const root = requireRoot(options.cacheRoot);
-  const nodeId = parseId(nodeIdSchema, node, '<node>');
+  const { root, nodeId } = cacheTarget(node, options.cacheRoot);
   if (options.imageId === undefined) throw new UsageError('--image-id', 'is required');
   const imageId = parseId(imageIdSchema, options.imageId, '--image-id');
   const sha256 =

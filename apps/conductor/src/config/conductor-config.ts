@@ -178,6 +178,7 @@ export const CONFIG_VARIABLES = {
   ORIGIN_AUTH_HEADER: {
     schema: authHeader.optional(),
     default: undefined,
+    secret: true,
     doc: 'One header sent with every origin request, as `Name: value` (e.g. `X-Auth-Token: …`). A secret: logs and /status show only its name.',
   },
   ORIGIN_CHECKSUM_HEADER: {
@@ -243,7 +244,7 @@ export function loadConductorConfig(env: NodeJS.ProcessEnv = process.env): Condu
     if (result.success) config[name] = result.data;
     else
       problems.push(
-        `${name}=${JSON.stringify(raw)}: ${result.error.issues.map((i) => i.message).join('; ')}`,
+        `${name}=${'secret' in spec ? '(redacted)' : JSON.stringify(raw)}: ${result.error.issues.map((i) => i.message).join('; ')}`,
       );
   }
   if (problems.length === 0) {
