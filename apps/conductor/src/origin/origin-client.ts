@@ -104,7 +104,9 @@ export class OriginClient {
           yield data;
         }
       } catch (error) {
-        if (error instanceof ConductorError || signal?.aborted) throw error;
+        // Our own abort (shutdown, a lost lock) ends the download with its reason, never a resume.
+        if (signal?.aborted) throw signal.reason;
+        if (error instanceof ConductorError) throw error;
         connection.close();
         connection = undefined;
         if (budget.left <= 0)
