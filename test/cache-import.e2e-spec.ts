@@ -98,7 +98,11 @@ describe('icc cache import (the built CLI on a real cache folder)', () => {
       ['node-x', '<staging>', '--image-id', IMAGE],
       /^icc cache: error: <node>: node node-x is not registered .*no marker/m,
     ],
-    ['a node id that is not a safe name', ['../node-a', '<staging>', '--image-id', IMAGE], /^icc cache: error: <node>: /m],
+    [
+      'a node id that is not a safe name',
+      ['../node-a', '<staging>', '--image-id', IMAGE],
+      /^icc cache: error: <node>: /m,
+    ],
     [
       'a missing file',
       ['node-a', '<missing>', '--image-id', IMAGE],
@@ -114,7 +118,11 @@ describe('icc cache import (the built CLI on a real cache folder)', () => {
       ['node-a', '<staging>', '--image-id', IMAGE, '--sha256', 'abc'],
       /^icc cache: error: --sha256: /m,
     ],
-    ['an image id with a slash', ['node-a', '<staging>', '--image-id', 'a/b'], /^icc cache: error: --image-id: /m],
+    [
+      'an image id with a slash',
+      ['node-a', '<staging>', '--image-id', 'a/b'],
+      /^icc cache: error: --image-id: /m,
+    ],
     ['no --image-id', ['node-a', '<staging>'], /--image-id/],
     [
       'a bad --lock-wait',
