@@ -85,6 +85,19 @@ describe('OriginClient (against a real local HTTP server)', () => {
     expect(requests[1]!.headers.range).toMatch(/^bytes=\d+-$/);
   });
 
+  it('stops when the image changed at the origin between two connections (another ETag)', async () => {
+    handler = (_req, res, n) => {
+      res.setHeader('etag', n === 1 ? '"v1"' : '"v2"');
+      send(res, 0, 200, n === 1 ? 70_000 : undefined);
+    };
+    const error = await failure(readAll());
+    expect(error).toMatchObject({ code: 'ORIGIN_UNAVAILABLE', retryable: true });
+    expect(error.message).toContain(
+      'the image changed at the origin during the download (ETag "v1", now "v2")',
+    );
+    expect(requests[1]!.headers['if-range']).toBe('"v1"');
+  });
+
   it('refuses a resume answered with another range', async () => {
     handler = (_req, res, n) => {
       if (n === 1) return send(res, 0, 200, 70_000);

@@ -83,7 +83,18 @@ export class OriginClient {
     let connection: Connection | undefined = first;
     let received = 0;
     for (;;) {
-      if (!connection) connection = await this.request(url, received, etag, budget, signal);
+      if (!connection) {
+        connection = await this.request(url, received, etag, budget, signal);
+        const now = connection.response.headers.get('etag') ?? undefined;
+        if (etag !== undefined && now !== undefined && now !== etag) {
+          connection.close();
+          // Other bytes than those already written: this attempt is lost, a new one starts from byte 0.
+          throw new ConductorError(
+            'ORIGIN_UNAVAILABLE',
+            `origin ${url}: the image changed at the origin during the download (ETag ${etag}, now ${now}); nothing was published`,
+          );
+        }
+      }
       // A 200 to a resume starts again from byte 0: skip what was already delivered.
       let skip = connection.offset === received ? 0 : received;
       try {
