@@ -38,7 +38,10 @@ describe('icc demo', () => {
       const run = await runIcc(args, { env: { AMQP_URL }, timeoutMs: 150_000 });
       const report = describeRun(args, run);
       expect(run.code, report).toBe(0);
-      expect(run.stdout, report).toContain('all 8 images verified');
+      expect(run.stdout, report).toContain('all 10 images verified');
+      // The image only the origin has: downloaded once, then copied from its first holder.
+      expect(run.stdout).toMatch(/#10 origin fedora-41\.qcow2 -> node-4 +completed/);
+      expect(run.stdout).toContain('origin: 1 download(s) of fedora-41.qcow2 for 2 copies');
       // Not a terminal here: plain progress lines, no bar escape codes.
       expect(run.stdout).not.toContain('\u001b[');
       expect(run.stdout).toMatch(/#1 fan-out ubuntu-24\.04\.qcow2 -> node-2 +completed/);

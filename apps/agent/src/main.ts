@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 import { Command, CommanderError, Option } from 'commander';
 import { runCacheClean, runCachePin, runCacheUnpin } from './cache/cache-clean';
+import { DEFAULT_IMPORT_LOCK_WAIT_S, runCacheImport } from './cache/cache-import';
 import { runCacheLs } from './cache/cache-ls';
 import { BYTES_HELP } from './cli/units';
 import { DEFAULT_AMQP_URL } from './broker/agent-broker';
@@ -25,6 +26,18 @@ const action =
   async (...args: A): Promise<void> => {
     exitCode = await run(...args);
   };
+
+/** Runs a command that stops cleanly on Ctrl-C (its signal aborts; it reports what it left). */
+async function untilSigint(run: (signal: AbortSignal) => Promise<ExitCodeValue>): Promise<ExitCodeValue> {
+  const interrupted = new AbortController();
+  const onSigint = () => interrupted.abort(new Error('interrupted'));
+  process.once('SIGINT', onSigint);
+  try {
+    return await run(interrupted.signal);
+  } finally {
+    process.removeListener('SIGINT', onSigint);
+  }
+}
 
 const amqpUrlOption = () =>
   new Option(
@@ -161,16 +174,43 @@ Examples:
   icc cache clean node-7 --max-unused 30d --budget 800G --json`,
   )
   .action(
-    action(async (node: string, options) => {
-      const interrupted = new AbortController();
-      const onSigint = () => interrupted.abort(new Error('interrupted'));
-      process.once('SIGINT', onSigint);
-      try {
-        return await runCacheClean(node, options, term, interrupted.signal);
-      } finally {
-        process.removeListener('SIGINT', onSigint);
-      }
-    }),
+    action((node: string, options) => untilSigint((signal) => runCacheClean(node, options, term, signal))),
+  );
+
+cache
+  .command('import')
+  .description(
+    "Put an image into a node's cache from a local file: under the image's exclusive lock, verified, atomic.",
+  )
+  .argument('<node>', 'a registered node id (icc node add)')
+  .argument('<file>', 'the image file to import (read, never moved)')
+  .requiredOption('--image-id <id>', 'the image id in the cache (a safe file name)')
+  .option('--sha256 <hex>', 'expected sha256 (64 hex digits): nothing is published if the bytes differ')
+  .addOption(cacheRootOption())
+  .option('--lock-wait <s>', 'how long to wait for the image lock', String(DEFAULT_IMPORT_LOCK_WAIT_S))
+  .option('--json', 'print {status, meta} as JSON and no progress')
+  .addOption(
+    new Option('--stale-ms <ms>', "the conductors' LOCK_STALE_MS (default 20000)").env('LOCK_STALE_MS'),
+  )
+  .addHelpText(
+    'after',
+    `
+Takes the EXCLUSIVE lock of <imageId> on <node> (the conductors' own locks: safe beside them), removes
+partial copies of dead attempts, copies <file> into <root>/<node>/tmp/ while hashing it, fsyncs, checks
+the size and (with --sha256) the checksum, checks the lock again, renames it into images/ and writes
+its meta (docs/cache-layout.md). A failed import publishes nothing. With --sha256, an image already
+there with that checksum is kept ("already present"); without it an existing image is replaced.
+Exit codes: 0 imported or already present; 2 bad arguments, unknown or unregistered node, file missing;
+3 the import failed (CHECKSUM_MISMATCH, LOCK_TIMEOUT, NO_SPACE, ...: the reason code is printed);
+130 interrupted (nothing published).
+
+Example:
+  icc cache import node-7 ./ubuntu-24.04.qcow2 --image-id ubuntu-24.04.qcow2 --sha256 <hex> --cache-root /srv/image-cache`,
+  )
+  .action(
+    action((node: string, file: string, options) =>
+      untilSigint((signal) => runCacheImport(node, file, options, term, signal)),
+    ),
   );
 
 cache

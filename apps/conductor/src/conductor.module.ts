@@ -20,7 +20,9 @@ import { CELL_TOPOLOGY, CONDUCTOR_CONFIG, ROOT_LOGGER, SHUTDOWN_CONTROLLER } fro
 import { CopyCoordinator } from './copy/copy-coordinator';
 import { type CopyLockPlan, CopyWorkflow } from './copy/copy-workflow';
 import { DEFAULT_HOLDER_INDEX_OPTIONS, ImageHolderIndex } from './copy/holder-index';
+import { OriginDownload, originLockManager } from './copy/origin-download';
 import { SourceSelector } from './copy/source-selector';
+import { OriginClient } from './origin/origin-client';
 import { ConductorLifecycle } from './lifecycle/conductor-lifecycle';
 import { CopyRequestHandler } from './requests/copy-request-handler';
 import { loadOrCreateHeaderKey } from './requests/header-key';
@@ -185,13 +187,50 @@ export class ConductorModule {
             }),
         },
         {
+          provide: OriginDownload,
+          inject: [ImageStore, NodeLockManager, ImageHolderIndex, ConductorMetrics],
+          useFactory: (
+            store: ImageStore,
+            locks: NodeLockManager,
+            index: ImageHolderIndex,
+            stats: ConductorMetrics,
+          ) =>
+            config.ORIGIN_URL === undefined
+              ? null
+              : new OriginDownload(
+                  store,
+                  locks,
+                  originLockManager({
+                    root: config.CACHE_ROOT,
+                    conductorId: config.CONDUCTOR_ID,
+                    timings: locks.timings,
+                    onEvent: (event) => stats.recordLockEvent(event),
+                  }),
+                  index,
+                  new OriginClient({
+                    urlTemplate: config.ORIGIN_URL,
+                    authHeader: config.ORIGIN_AUTH_HEADER,
+                    checksumHeader: config.ORIGIN_CHECKSUM_HEADER,
+                    attempts: config.ORIGIN_ATTEMPTS,
+                    idleTimeoutMs: config.ORIGIN_IDLE_TIMEOUT_MS,
+                  }),
+                  rootLogger.child({ part: 'origin' }),
+                ),
+        },
+        {
           provide: CopyWorkflow,
-          inject: [ImageStore, NodeLockManager, SourceSelector],
-          useFactory: (store: ImageStore, locks: NodeLockManager, sources: SourceSelector) =>
+          inject: [ImageStore, NodeLockManager, SourceSelector, OriginDownload],
+          useFactory: (
+            store: ImageStore,
+            locks: NodeLockManager,
+            sources: SourceSelector,
+            origin: OriginDownload | null,
+          ) =>
             new CopyWorkflow(store, locks, sources, {
               lockWaitMs: config.LOCK_WAIT_MS,
               log: rootLogger.child({ part: 'copy' }),
               lockPlan: seams.lockPlan,
+              origin: origin ?? undefined,
             }),
         },
         {
@@ -300,6 +339,7 @@ export class ConductorModule {
         SourceSelector,
         CleanerRounds,
         LeftoverSweep,
+        OriginDownload,
       ],
     };
   }

@@ -6,6 +6,7 @@ import pino from 'pino';
 import { AdminModule } from './admin/admin.module';
 import { type ConductorConfig, ConfigError, loadConductorConfig } from './config/conductor-config';
 import { CacheRootCheck, describeRefusal } from './lifecycle/cache-root-check';
+import { OriginDownload } from './copy/origin-download';
 import { ConductorModule, type ConductorSeams } from './conductor.module';
 import { ConductorLifecycle } from './lifecycle/conductor-lifecycle';
 
@@ -58,6 +59,8 @@ async function runConductor(seams: ConductorSeams = {}): Promise<void> {
       adminHost: host,
       cacheRoot: config.CACHE_ROOT,
       concurrency: config.COPY_CONCURRENCY,
+      // The auth header's value never goes into a log line: describe() shows its name only.
+      origin: app.get(OriginDownload, { strict: false })?.describe() ?? null,
     },
     'conductor started',
   );

@@ -39,6 +39,20 @@ export const REASON_CODES = {
     retryable: false,
     meaning: 'A retryable failure happened on every allowed attempt; the last reason is in the detail.',
   },
+  ORIGIN_NOT_FOUND: {
+    retryable: false,
+    meaning: "The cell's origin answered 404 for the image: it does not know it; nothing was published.",
+  },
+  ORIGIN_UNAUTHORIZED: {
+    retryable: false,
+    meaning:
+      "The cell's origin refused the conductor's credentials (401 or 403; see ORIGIN_AUTH_HEADER); nothing was published.",
+  },
+  ORIGIN_BAD_RESPONSE: {
+    retryable: false,
+    meaning:
+      "The origin's answer cannot be used: an unexpected status, a malformed checksum or length header, a resumed body that does not fit, or no checksum at all (none in the request either); nothing was published.",
+  },
   LOCK_TIMEOUT: {
     retryable: true,
     meaning: 'A lock on the source or destination could not be taken within the lock wait limit.',
@@ -50,6 +64,11 @@ export const REASON_CODES = {
   },
   NO_SPACE: { retryable: true, meaning: 'The destination ran out of space; the partial copy was removed.' },
   IO_ERROR: { retryable: true, meaning: 'A transient file-system error; the partial copy was removed.' },
+  ORIGIN_UNAVAILABLE: {
+    retryable: true,
+    meaning:
+      "The cell's origin could not be reached or kept failing (refused connections, 5xx, connections dropped on every allowed attempt); nothing was published.",
+  },
   SHUTTING_DOWN: {
     retryable: true,
     meaning: 'The conductor stopped before finishing; the request went back to the queue.',

@@ -169,7 +169,7 @@ export class CopyPipeline {
         destination,
         imageId,
         tag: attemptId,
-        from,
+        from: { file: from },
         sourceContext,
         expected: { sha256: sourceMeta.sha256, size: sourceMeta.size },
         signal: request.signal,

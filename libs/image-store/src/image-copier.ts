@@ -76,6 +76,41 @@ export async function streamCopy(options: StreamCopyOptions): Promise<{ bytes: n
   return { bytes, sha256: hash.digest('hex') };
 }
 
+export interface ChunkCopyOptions {
+  chunks: AsyncIterable<Uint8Array>;
+  to: FileHandle;
+  maxBytes?: number;
+  signal?: AbortSignal;
+  onProgress?: (bytesDone: number) => void;
+  writeError: (error: unknown) => unknown;
+  describe: string;
+}
+
+/**
+ * Writes a stream of chunks (a download) into `to`, hashing on the way. Errors of the stream itself are
+ * the producer's to name (an origin's reason codes) and pass through unchanged.
+ */
+export async function chunkCopy(options: ChunkCopyOptions): Promise<{ bytes: number; sha256: string }> {
+  const { chunks, to, maxBytes, signal, onProgress, writeError, describe } = options;
+  throwIfAborted(signal);
+  const hash = createHash('sha256');
+  let bytes = 0;
+  for await (const data of chunks) {
+    const chunk = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+    if (maxBytes !== undefined && bytes + chunk.length > maxBytes) {
+      throw new ReasonError('SIZE_MISMATCH', `${describe}: more than the expected ${maxBytes} bytes arrived`);
+    }
+    hash.update(chunk);
+    await writeAll(to, chunk, bytes).catch((error: unknown) => {
+      throw writeError(error);
+    });
+    bytes += chunk.length;
+    onProgress?.(bytes);
+    throwIfAborted(signal);
+  }
+  return { bytes, sha256: hash.digest('hex') };
+}
+
 async function writeAll(to: FileHandle, chunk: Buffer, position: number): Promise<void> {
   let written = 0;
   while (written < chunk.length) {

@@ -17,7 +17,8 @@ export interface ImageMeta {
   sha256: string;
   createdAt: string;
   lastUsedAt: string;
-  source?: { node?: string; requestId?: string };
+  /** Where the bytes came from: a node (a copy), or from outside the cell (`via`). */
+  source?: { node?: string; requestId?: string; via?: 'file' | 'origin' };
   fencingToken?: number;
   attemptId?: string;
 }
@@ -34,6 +35,7 @@ export const imageMetaSchema: z.ZodType<ImageMeta> = z.object({
     .object({
       node: nodeIdSchema.optional(),
       requestId: requestIdSchema.optional(),
+      via: z.enum(['file', 'origin']).optional(),
     })
     .optional(),
   fencingToken: byteCountSchema.optional(),

@@ -4,11 +4,14 @@ import { ReasonError } from '@app/contracts';
 import type { NodeLayout } from './cache-layout';
 import { ensureNodeFolder, fsyncDir } from './durable-fs';
 import { type IoContext, io, isErrno, mapIoError } from './fs-errors';
-import { streamCopy, throwIfAborted } from './image-copier';
+import { chunkCopy, streamCopy, throwIfAborted } from './image-copier';
 import type { ImageMeta } from './image-meta';
 import type { ExpectedImage, StoreContext } from './store-context';
 
 export type IrreversibleStep = 'publish' | 'meta';
+
+/** Where the bytes come from: a file read by position (a copy, a local import), or a stream (a download). */
+export type PublishSource = { file: FileHandle } | { chunks: AsyncIterable<Uint8Array> };
 
 /**
  * The publish step a copy and an import share (the place for resumable partial copies and bandwidth
@@ -21,7 +24,7 @@ export async function publishImage(
     destination: NodeLayout;
     imageId: string;
     tag: string;
-    from: FileHandle;
+    from: PublishSource;
     sourceContext: IoContext;
     expected: ExpectedImage;
     signal?: AbortSignal;
@@ -63,16 +66,29 @@ export async function publishImage(
   let open = true;
   let renamed = false;
   try {
-    ({ bytes, sha256 } = await streamCopy({
-      from: options.from,
-      to,
-      maxBytes: expected.size,
-      signal,
-      onProgress: options.onProgress,
-      readError: (error) => mapIoError(error, options.sourceContext, 'reading'),
-      writeError: (error) => mapIoError(error, context, 'writing the partial copy'),
-      describe,
-    }));
+    const writeError = (error: unknown) => mapIoError(error, context, 'writing the partial copy');
+    const { from } = options;
+    ({ bytes, sha256 } =
+      'file' in from
+        ? await streamCopy({
+            from: from.file,
+            to,
+            maxBytes: expected.size,
+            signal,
+            onProgress: options.onProgress,
+            readError: (error) => mapIoError(error, options.sourceContext, 'reading'),
+            writeError,
+            describe,
+          })
+        : await chunkCopy({
+            chunks: from.chunks,
+            to,
+            maxBytes: expected.size,
+            signal,
+            onProgress: options.onProgress,
+            writeError,
+            describe,
+          }));
     if (store.fsync) await io(context, 'fsync of the partial copy', () => to.sync());
     open = false;
     await io(context, 'closing the partial copy', () => to.close());

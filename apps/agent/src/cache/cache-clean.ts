@@ -1,4 +1,3 @@
-import * as os from 'node:os';
 import * as path from 'node:path';
 import {
   CacheCleaner,
@@ -7,7 +6,7 @@ import {
   type CleanerLogger,
   summarizeCleanReport,
 } from '@app/cache-cleaner';
-import { holderIdSchema, imageIdSchema, nodeIdSchema } from '@app/contracts';
+import { imageIdSchema, nodeIdSchema } from '@app/contracts';
 import { ImageStore } from '@app/image-store';
 import { MIN_STALE_MS, NodeLockManager } from '@app/locking';
 import { ExitCode, type ExitCodeValue, UsageError } from '../cli/exit-codes';
@@ -16,6 +15,7 @@ import { table } from '../cli/tables';
 import type { Terminal } from '../cli/terminal';
 import { BYTES_HELP, DURATION_HELP, parseBytes, parseDuration } from '../cli/units';
 import { parseStaleMs } from '../cli/stale-ms-option';
+import { cacheTarget, cliHolderId, parseId, requireNode, requireRoot } from './cache-args';
 
 export interface CacheCleanOptions {
   cacheRoot?: string;
@@ -39,8 +39,7 @@ export async function runCacheClean(
   term: Terminal,
   signal?: AbortSignal,
 ): Promise<ExitCodeValue> {
-  const root = requireRoot(options.cacheRoot);
-  const nodeId = parseId(nodeIdSchema, node, '<node>');
+  const { root, nodeId } = cacheTarget(node, options.cacheRoot);
   const policy = {
     maxUnusedMs:
       parseFlag(options.maxUnused, '--max-unused', parseDuration, DURATION_HELP) ??
@@ -132,27 +131,6 @@ export function renderCleanReport(report: CleanReport, now = Date.now()): string
   return parts.join('\n');
 }
 
-function requireRoot(cacheRoot: string | undefined): string {
-  if (!cacheRoot)
-    throw new UsageError('--cache-root', 'is required: pass --cache-root <dir> or set CACHE_ROOT');
-  return path.resolve(cacheRoot);
-}
-
-function parseId(schema: typeof nodeIdSchema, value: string, field: string): string {
-  const parsed = schema.safeParse(value);
-  if (!parsed.success) throw new UsageError(field, parsed.error.issues.map((i) => i.message).join('; '));
-  return parsed.data;
-}
-
-async function requireNode(store: ImageStore, root: string, node: string): Promise<void> {
-  const nodes = await store.entries.listNodes();
-  if (!nodes.includes(node))
-    throw new UsageError(
-      '<node>',
-      `no node ${node} under ${root} (nodes there: ${nodes.slice(0, 20).join(', ') || 'none'})`,
-    );
-}
-
 function parseFlag(
   raw: string | undefined,
   flag: string,
@@ -163,16 +141,6 @@ function parseFlag(
   const value = parse(raw);
   if (value === undefined) throw new UsageError(flag, `must be ${help} (got ${JSON.stringify(raw)})`);
   return value;
-}
-
-/** This process in lock entries: `icc-<host>-<pid>`, as `icc cache ls` and GET /locks show it. */
-function cliHolderId(): string {
-  const host = os
-    .hostname()
-    .replace(/[^A-Za-z0-9._-]/g, '-')
-    .replace(/\.\.+/g, '.');
-  const id = `icc-${host}`.slice(0, 50) + `-${process.pid}`;
-  return holderIdSchema.safeParse(id).success ? id : `icc-${process.pid}`;
 }
 
 /** Deletions are in the report; warnings go to stderr, the rest only with ICC_DEBUG. */

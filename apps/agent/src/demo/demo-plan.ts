@@ -6,11 +6,11 @@ export const DEFAULT_BIG_IMAGE_MIB = 256;
 export interface DemoImage {
   imageId: string;
   bytes: number;
-  /** The node it is seeded on. */
-  seedNode: string;
+  /** The node it is imported into; none: only the demo's origin serves it. */
+  seedNode?: string;
 }
 
-export type DemoCopyKind = 'fan-out' | 'duplicate' | 'pair';
+export type DemoCopyKind = 'fan-out' | 'duplicate' | 'pair' | 'origin';
 
 export interface DemoCopy {
   kind: DemoCopyKind;
@@ -25,11 +25,12 @@ export interface DemoPlan {
 }
 
 /**
- * Six nodes, four images, nine requests:
+ * Six nodes, five images, eleven requests:
  *   - fan-out: the big image to every other node, no source given (the conductor picks one holding it:
  *     many shared readers on one source lock);
  *   - duplicate: the same image and destination requested twice (coalesced, or answered already-present);
- *   - disjoint pairs: two copies with a named source, on node pairs nothing else touches for those images.
+ *   - disjoint pairs: two copies with a named source, on node pairs nothing else touches for those images;
+ *   - origin: an image no node holds, to two nodes: downloaded once from the cell's origin, then copied.
  * The duplicates and the first pair are published right behind the first fan-out copy, so they run while
  * the big image is being fanned out (the conductor takes COPY_CONCURRENCY requests at a time).
  */
@@ -40,6 +41,7 @@ export function demoPlan(bigImageMib: number, runTag: string): DemoPlan {
     { imageId: 'debian-12.qcow2', bytes: 48 * MiB, seedNode: 'node-2' },
     { imageId: 'alpine-3.20.qcow2', bytes: 16 * MiB, seedNode: 'node-3' },
     { imageId: 'cirros-0.6.2.img', bytes: 4 * MiB + 12345, seedNode: 'node-4' },
+    { imageId: 'fedora-41.qcow2', bytes: 12 * MiB },
   ];
   let n = 0;
   const copy = (kind: DemoCopyKind, imageId: string, destination: string, source?: string): DemoCopy => ({
@@ -62,6 +64,8 @@ export function demoPlan(bigImageMib: number, runTag: string): DemoPlan {
     copy('pair', 'alpine-3.20.qcow2', 'node-6', 'node-3'),
     ...fanOut.slice(1),
     copy('pair', 'cirros-0.6.2.img', 'node-1', 'node-4'),
+    copy('origin', 'fedora-41.qcow2', 'node-4'),
+    copy('origin', 'fedora-41.qcow2', 'node-6'),
   ];
   return { nodes, images, copies };
 }

@@ -4,7 +4,10 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { ALL_PROGRESS_BINDING, type CellTopology, type CopyResult, cellTopology } from '@app/contracts';
 import { ImageStore } from '@app/image-store';
+import { NodeLockManager } from '@app/locking';
 import type { BrokerConnection } from '@app/messaging';
+import { cliHolderId } from '../cache/cache-args';
+import { importUnderLock } from '../cache/cache-import';
 import { connectToBroker, validateAmqpUrls } from '../broker/agent-broker';
 import { CliError, ExitCode, type ExitCodeValue, UsageError } from '../cli/exit-codes';
 import { formatBytes, formatMs } from '../cli/format';
@@ -13,6 +16,7 @@ import type { Terminal } from '../cli/terminal';
 import { parseTimeoutSeconds } from '../copy/copy-request-builder';
 import { CopyRequester } from '../copy/copy-requester';
 import { ConductorChild } from './conductor-child';
+import { DemoOrigin } from './demo-origin';
 import { DEFAULT_BIG_IMAGE_MIB, type DemoPlan, demoPlan, expectedDestinations } from './demo-plan';
 import { type DemoOutcome, outcomeStatus, renderOutcomes, renderSummary, summarize } from './demo-summary';
 import { sha256OfFile, writeRandomImage } from './image-files';
@@ -27,6 +31,8 @@ export interface DemoOptions {
 export const DEFAULT_DEMO_TIMEOUT_S = 300;
 const CONDUCTOR_START_TIMEOUT_MS = 30_000;
 const CONDUCTOR_STOP_GRACE_MS = 15_000;
+/** Nobody else holds a lock in the demo's fresh cell: a wait this long would be a bug. */
+const SEED_LOCK_WAIT_MS = 10_000;
 
 function parseBigImageMib(raw: string | undefined): number {
   if (raw === undefined) return DEFAULT_BIG_IMAGE_MIB;
@@ -108,10 +114,15 @@ export async function runDemo(options: DemoOptions, term: Terminal): Promise<Exi
     term.out(`icc demo: cell ${topology.cellId}, ${plan.nodes.length} nodes`);
     term.out(`temp folder: ${dir} (cache root ${root}, conductor log ${logFile})`);
 
-    const seeded = await seedImages(root, plan, dir, term, interrupt.signal);
+    const origin = await DemoOrigin.start();
+    cleanup.add('stop the demo origin', () => origin.stop());
+    const seeded = await seedImages(root, plan, dir, origin, term, interrupt.signal);
     checkInterrupted();
 
-    const conductor = ConductorChild.start(conductorEnv(topology, root, urls.join(','), runTag), logFile);
+    const conductor = ConductorChild.start(
+      conductorEnv(topology, root, urls.join(','), runTag, origin.urlTemplate),
+      logFile,
+    );
     // Deleting the cell's queues must come after the conductor stopped (it re-declares them on reconnect).
     cleanup.add(`delete the queues and exchange of cell ${topology.cellId}`, () =>
       deleteCellTopology(connection, topology),
@@ -147,7 +158,7 @@ export async function runDemo(options: DemoOptions, term: Terminal): Promise<Exi
     });
 
     term.out(
-      `requesting ${plan.copies.length} copies: fan-out of ${plan.images[0]!.imageId} to 5 nodes (no source given), a duplicate request, two disjoint pairs`,
+      `requesting ${plan.copies.length} copies: fan-out of ${plan.images[0]!.imageId} to 5 nodes (no source given), a duplicate request, two disjoint pairs, an image only the origin has to 2 nodes`,
     );
     const started = performance.now();
     for (const { request } of plan.copies) await requester.publish(request, request.requestId);
@@ -180,6 +191,10 @@ export async function runDemo(options: DemoOptions, term: Terminal): Promise<Exi
     term.out('');
     term.out(renderOutcomes(outcomes));
     term.out(renderSummary(summary));
+    for (const image of plan.images.filter((i) => i.seedNode === undefined))
+      term.out(
+        `origin: ${origin.gets.get(image.imageId) ?? 0} download(s) of ${image.imageId} for ${plan.copies.filter((c) => c.request.imageId === image.imageId).length} copies (the others read the first holder)`,
+      );
 
     const verified = await verifyDestinations(new ImageStore({ root }), plan, seeded, term, interrupt.signal);
     checkInterrupted();
@@ -216,6 +231,7 @@ function conductorEnv(
   root: string,
   url: string,
   runTag: string,
+  originUrl: string,
 ): Record<string, string> {
   // A minimal environment: conductor settings from the caller's shell (RETRY_DELAYS_MS, ADMIN_TOKEN...)
   // must not leak in, or the cell's queues would not be the ones this demo deletes.
@@ -232,6 +248,7 @@ function conductorEnv(
     ADMIN_PORT: '0',
     COPY_CONCURRENCY: '4',
     CONDUCTOR_ID: `${runTag}-conductor`,
+    ORIGIN_URL: originUrl,
     PROGRESS_INTERVAL_MS: '200',
     SHUTDOWN_GRACE_MS: '3000',
     LOG_LEVEL: 'info',
@@ -243,29 +260,43 @@ async function seedImages(
   root: string,
   plan: DemoPlan,
   dir: string,
+  origin: DemoOrigin,
   term: Terminal,
   signal: AbortSignal,
 ): Promise<Map<string, string>> {
   const store = new ImageStore({ root, fsync: false });
   await fsp.mkdir(root, { recursive: true });
   for (const node of plan.nodes) await store.markers.registerNode(node, 'icc demo');
+  const locks = new NodeLockManager({ root, conductorId: cliHolderId() });
   const seeded = new Map<string, string>();
   const total = plan.images.reduce((n, i) => n + i.bytes, 0);
   term.out(
-    `seeding ${plan.images.length} images (${formatBytes(total)}): ${plan.images.map((i) => `${i.imageId} ${formatBytes(i.bytes)} on ${i.seedNode}`).join(', ')}`,
+    `seeding ${plan.images.length} images (${formatBytes(total)}): ${plan.images.map((i) => `${i.imageId} ${formatBytes(i.bytes)} on ${i.seedNode ?? 'the origin only'}`).join(', ')}`,
   );
   for (const image of plan.images) {
     if (signal.aborted) throw signal.reason;
     const file = path.join(dir, `seed-${image.imageId}`);
     const sha256 = await writeRandomImage(file, image.bytes);
-    const meta = await store.imports.importImage(image.seedNode, image.imageId, file, { signal });
-    await fsp.rm(file, { force: true });
-    if (meta.sha256 !== sha256)
-      throw new Error(
-        `seeding ${image.imageId}: the store recorded sha256 ${meta.sha256}, the file had ${sha256}`,
-      );
     seeded.set(image.imageId, sha256);
+    if (image.seedNode === undefined) {
+      origin.serve(image.imageId, file, sha256);
+      continue;
+    }
+    // The documented import path (`icc cache import`, docs/cache-layout.md): under the image's lock,
+    // verified against the sha256 computed while the file was written.
+    await importUnderLock({
+      store,
+      locks,
+      node: image.seedNode,
+      imageId: image.imageId,
+      file,
+      sha256,
+      lockWaitMs: SEED_LOCK_WAIT_MS,
+      signal,
+    });
+    await fsp.rm(file, { force: true });
   }
+  await locks.releaseAll();
   return seeded;
 }
 

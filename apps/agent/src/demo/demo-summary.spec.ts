@@ -17,7 +17,7 @@ const result = (status: CopyResult['status'], bytes: number, lockWaitMs: number)
 });
 
 describe('demo plan and summary', () => {
-  it('plans a fan-out to every other node, a duplicate and two disjoint pairs', () => {
+  it('plans a fan-out to every other node, a duplicate, two disjoint pairs and an image from the origin', () => {
     const plan = demoPlan(256, 'demo-x');
     expect(plan.nodes).toHaveLength(6);
     expect(plan.images[0]!.bytes).toBe(256 * 1024 * 1024);
@@ -29,7 +29,12 @@ describe('demo plan and summary', () => {
       undefined,
     ]);
     expect(new Set(plan.copies.map((c) => c.request.requestId)).size).toBe(plan.copies.length);
-    expect(expectedDestinations(plan)).toHaveLength(8);
+    expect(expectedDestinations(plan)).toHaveLength(10);
+    const fromOrigin = plan.images.filter((i) => i.seedNode === undefined).map((i) => i.imageId);
+    expect(plan.copies.filter((c) => c.kind === 'origin').map((c) => c.request.imageId)).toEqual([
+      ...fromOrigin,
+      ...fromOrigin,
+    ]);
   });
 
   it('counts coalesced answers apart and does not count their bytes twice', () => {

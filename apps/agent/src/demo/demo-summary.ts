@@ -75,7 +75,7 @@ export function renderOutcomes(outcomes: readonly DemoOutcome[]): string {
         String(i + 1),
         o.copy.kind,
         o.copy.request.imageId,
-        `${r?.source ?? o.copy.request.source ?? '(any)'} -> ${o.copy.request.destination}`,
+        `${r?.source ?? o.copy.request.source ?? (r?.status === 'completed' ? '(origin)' : '(any)')} -> ${o.copy.request.destination}`,
         outcomeStatus(o),
         r?.status === 'completed' && !o.coalesced ? formatBytes(r.bytes) : '-',
         formatMs(r?.durations.lockWaitMs),

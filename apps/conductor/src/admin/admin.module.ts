@@ -24,6 +24,7 @@ import { ReadinessProbe } from './readiness-probe';
 import { ReadinessIndicator } from './readiness.indicator';
 import { StatusPageController } from './status-page.controller';
 import { StatusReport } from './status-report';
+import { OriginDownload } from '../copy/origin-download';
 import { StatusController } from './status.controller';
 import { loadStatusPage } from './status-page/status-page';
 
@@ -73,6 +74,7 @@ export class AdminModule {
             SourceSelector,
             CleanerRounds,
             LeftoverSweep,
+            { token: OriginDownload, optional: true },
           ],
           useFactory: (
             config: ConductorConfig,
@@ -85,6 +87,7 @@ export class AdminModule {
             reads: SourceSelector,
             cleaner: CleanerRounds,
             sweep: LeftoverSweep,
+            origin: OriginDownload | null,
           ) =>
             new StatusReport({
               identity: {
@@ -102,6 +105,7 @@ export class AdminModule {
               reads,
               cleaner,
               sweep,
+              origin,
             }),
         },
         {

@@ -64,6 +64,16 @@ export interface ConductorStatus {
   cacheCleaner: CleanerRoundsView;
   /** Leftovers of dead attempts collected in this conductor (lock entries, partial files). */
   leftovers: LeftoverSweepView;
+  /** The cell's origin (ORIGIN_URL; the auth header by name only) and this conductor's downloads; null: none. */
+  origin: OriginView | null;
+}
+
+export interface OriginView {
+  urlTemplate: string;
+  authHeader?: string;
+  checksumHeader: string;
+  downloads: number;
+  bytes: number;
 }
 
 export interface StatusReportParts {
@@ -91,6 +101,7 @@ export interface StatusReportParts {
   reads: { readSlots(): ReadSlotsView };
   cleaner: { view(): CleanerRoundsView };
   sweep: { view(): LeftoverSweepView };
+  origin?: { describe(): OriginView } | null;
   clock?: { now(): number; monotonic(): number };
 }
 
@@ -171,6 +182,7 @@ export class StatusReport {
       sourceReads: this.parts.reads.readSlots(),
       cacheCleaner: this.parts.cleaner.view(),
       leftovers: this.parts.sweep.view(),
+      origin: this.parts.origin?.describe() ?? null,
     };
   }
 }

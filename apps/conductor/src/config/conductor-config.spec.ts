@@ -65,6 +65,29 @@ describe('conductor configuration', () => {
     );
   });
 
+  it('reads the origin: a URL template with {imageId}, an auth header whose value is never shown', () => {
+    const config = loadConductorConfig({
+      ...minimal,
+      ORIGIN_URL: 'https://glance.example/v2/images/{imageId}/file',
+      ORIGIN_AUTH_HEADER: 'X-Auth-Token:  tok-123',
+    });
+    expect(config.ORIGIN_AUTH_HEADER).toEqual({ name: 'X-Auth-Token', value: 'tok-123' });
+    expect(config.ORIGIN_CHECKSUM_HEADER).toBe('X-Checksum-Sha256');
+    expect(loadConductorConfig(minimal).ORIGIN_URL).toBeUndefined();
+    const problems = problemsOf({
+      ...minimal,
+      ORIGIN_URL: 'https://glance.example/v2/images/file',
+      ORIGIN_AUTH_HEADER: 'no colon secret-value-9',
+      ORIGIN_ATTEMPTS: '0',
+    });
+    expect(problems).toEqual([
+      expect.stringMatching(/^ORIGIN_URL=".*": must contain \{imageId\}/),
+      'ORIGIN_AUTH_HEADER=(redacted): must be "Name: value", e.g. "X-Auth-Token: <token>"',
+      expect.stringMatching(/^ORIGIN_ATTEMPTS="0": must be at least 1/),
+    ]);
+    expect(problemsOf({ ...minimal, ORIGIN_URL: 'ftp://x/{imageId}' })[0]).toMatch(/must be an http/);
+  });
+
   it('checks lock timings against each other under their variable names', () => {
     expect(problemsOf({ ...minimal, LOCK_STALE_MS: '4000', LOCK_UPDATE_MS: '3000' })).toEqual(
       expect.arrayContaining([

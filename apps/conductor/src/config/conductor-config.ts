@@ -35,6 +35,22 @@ const flag = z
 
 const DAY_MS = 86_400_000;
 
+const originUrlTemplate = z
+  .string()
+  .regex(/^https?:\/\/[^/\s]+/, 'must be an http:// or https:// URL')
+  .refine((t) => t.includes('{imageId}'), 'must contain {imageId} (where the image id goes)')
+  .refine((t) => URL.canParse(t.replaceAll('{imageId}', 'x')), 'is not a valid URL');
+
+/** `Name: value`; the value is a secret and never shown. */
+const authHeader = z.string().transform((s, ctx) => {
+  const match = /^([A-Za-z0-9-]+):[ \t]*(\S.*)$/.exec(s);
+  if (!match) {
+    ctx.addIssue({ code: 'custom', message: 'must be "Name: value", e.g. "X-Auth-Token: <token>"' });
+    return z.NEVER;
+  }
+  return { name: match[1]!, value: match[2]! };
+});
+
 const defaultConductorId = () =>
   `${
     os
@@ -170,6 +186,32 @@ export const CONFIG_VARIABLES = {
     default: 3_600_000,
     doc: 'Images used within this are never evicted for the budget; also the age an image file without meta must reach before it is removed as an orphan.',
   },
+  ORIGIN_URL: {
+    schema: originUrlTemplate.optional(),
+    default: undefined,
+    doc: "The cell's origin: an http(s) URL template with {imageId}, e.g. https://glance.example/v2/images/{imageId}/file. A copy for which no node holds a verified copy (and no source is named) is downloaded from it into the destination, one download per image cell-wide. Unset: no origin (such a copy fails SOURCE_MISSING).",
+  },
+  ORIGIN_AUTH_HEADER: {
+    schema: authHeader.optional(),
+    default: undefined,
+    secret: true,
+    doc: 'One header sent with every origin request, as `Name: value` (e.g. `X-Auth-Token: …`). A secret: logs and /status show only its name.',
+  },
+  ORIGIN_CHECKSUM_HEADER: {
+    schema: z.string().regex(/^[A-Za-z0-9-]+$/, 'must be an HTTP header name'),
+    default: 'X-Checksum-Sha256',
+    doc: "The origin's response header with the image's sha256 (64 hex digits; a malformed one fails ORIGIN_BAD_RESPONSE). The download is verified against the request's sha256 when given, else this header; with neither, nothing is downloaded.",
+  },
+  ORIGIN_ATTEMPTS: {
+    schema: integer(1, 100),
+    default: 5,
+    doc: 'Connections one origin download may use: a dropped connection is resumed from the last byte received (HTTP Range), a 5xx or a refused connection retried, with a growing pause; then a retryable ORIGIN_UNAVAILABLE.',
+  },
+  ORIGIN_IDLE_TIMEOUT_MS: {
+    schema: integer(100, 3_600_000),
+    default: 30_000,
+    doc: 'An origin connection that delivers no byte for this long counts as dropped (and is resumed).',
+  },
   ADMIN_PORT: {
     schema: integer(0, 65_535),
     default: 8080,
@@ -223,7 +265,7 @@ export function loadConductorConfig(env: NodeJS.ProcessEnv = process.env): Condu
     if (result.success) config[name] = result.data;
     else
       problems.push(
-        `${name}=${JSON.stringify(redacted(spec, raw))}: ${result.error.issues.map((i) => i.message).join('; ')}`,
+        `${name}=${'secret' in spec ? '(redacted)' : JSON.stringify(redacted(spec, raw))}: ${result.error.issues.map((i) => i.message).join('; ')}`,
       );
   }
   if (problems.length === 0) {

@@ -1,3 +1,4 @@
+import type { z } from 'zod';
 import { CONFIG_VARIABLES } from './conductor-config';
 
 export const CONFIG_TABLE_BEGIN =
@@ -7,13 +8,15 @@ export const CONFIG_TABLE_END = '<!-- config-table:end -->';
 /** The README's configuration table, rendered from the one schema of the environment. */
 export function renderConfigTable(): string {
   const rows = Object.entries(CONFIG_VARIABLES).map(([name, spec]) => {
-    const fallback =
+    const optional = (spec.schema as z.ZodType).safeParse(undefined).success;
+    const shown =
       spec.default === undefined
-        ? '(required)'
+        ? optional
+          ? '(unset)'
+          : '(required)'
         : typeof spec.default === 'function'
           ? '(computed)'
           : `\`${String(spec.default)}\``;
-    const shown = name === 'ADMIN_TOKEN' ? '(unset)' : fallback;
     return `| \`${name}\` | ${shown} | ${spec.doc.replace(/\|/g, '\\|')} |`;
   });
   return [

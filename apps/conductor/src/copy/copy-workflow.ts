@@ -5,7 +5,8 @@ import { performance } from 'node:perf_hooks';
 import type { ImageStore } from '@app/image-store';
 import type { HeldLockSet, LockRequest, NodeLockManager } from '@app/locking';
 import type { CopyJob, CopyJobResult, CopyProgress } from './copy-job';
-import { SELECTION_PREFIX, type SourceSelector } from './source-selector';
+import type { OriginDownload } from './origin-download';
+import { NoHolderError, SELECTION_PREFIX, type SourceSelector } from './source-selector';
 
 /** Sources tried when the chosen one vanished before its lock was granted (no source named). */
 const MAX_PICKS = 3;
@@ -47,6 +48,8 @@ export class CopyWorkflow {
       lockWaitMs: number;
       log: Pick<Logger, 'warn'> & Partial<Pick<Logger, 'debug'>>;
       lockPlan?: CopyLockPlan;
+      /** The cell's origin (ORIGIN_URL), for copies no node can serve; none: they fail SOURCE_MISSING. */
+      origin?: OriginDownload;
     },
   ) {}
 
@@ -65,10 +68,27 @@ export class CopyWorkflow {
     let slotWaitedMs = 0;
     const waitLeft = () => Math.round(this.options.lockWaitMs - slotWaitedMs);
     for (let pick = 1; ; pick++) {
-      const picked = await this.sources.acquire(job, {
-        timeoutMs: Math.max(1, waitLeft()),
-        signal: run.signal,
-      });
+      const picked = await this.sources
+        .acquire(job, { timeoutMs: Math.max(1, waitLeft()), signal: run.signal })
+        .catch((error: unknown) => {
+          if (error instanceof NoHolderError && this.options.origin && !job.source) return undefined;
+          throw error;
+        });
+      if (!picked) {
+        // No node holds the image: download it, unless another copy did so while we waited for the lock.
+        const fetched = await this.options.origin!.run(
+          job,
+          run,
+          this.options.lockWaitMs - (performance.now() - waitStarted),
+        );
+        if (fetched !== 'holder-appeared') return fetched;
+        if (pick >= MAX_PICKS)
+          throw new ReasonError(
+            'SOURCE_MISSING',
+            `${SELECTION_PREFIX}holders of ${job.imageId} appeared and vanished ${pick} times; nothing was copied`,
+          );
+        continue;
+      }
       slotWaitedMs += picked.slotWaitMs;
       try {
         const outcome = await this.runFrom(picked.node, picked.meta.size, job, run, waitStarted, waitLeft());

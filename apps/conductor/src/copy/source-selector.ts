@@ -36,6 +36,13 @@ type Choice =
 /** Every error of source selection says so: a SOURCE_MISSING with this prefix happened before any lock. */
 export const SELECTION_PREFIX = 'source selection: ';
 
+/** No node of the cell holds the image at all (none with other bytes either): the origin's case. */
+export class NoHolderError extends ReasonError {
+  constructor(message: string) {
+    super('SOURCE_MISSING', message);
+  }
+}
+
 /**
  * Chooses the node to copy from and holds one of its read slots until the copy is done.
  *
@@ -139,8 +146,7 @@ export class SourceSelector {
       choice.unregistered.length > 0
         ? ` (nodes not registered, not used as sources: ${choice.unregistered.slice(0, 5).join(', ')})`
         : '';
-    throw new ReasonError(
-      'SOURCE_MISSING',
+    throw new NoHolderError(
       `${SELECTION_PREFIX}no node holds a verified copy of ${job.imageId}${draining}${unregistered}`,
     );
   }
