@@ -39,6 +39,11 @@ export const REASON_CODES = {
     retryable: false,
     meaning: 'A retryable failure happened on every allowed attempt; the last reason is in the detail.',
   },
+  CANCELLED: {
+    retryable: false,
+    meaning:
+      'The request (or its job) was cancelled: a queued one was not started; a running one was aborted, its partial copy removed and its locks released.',
+  },
   LOCK_TIMEOUT: {
     retryable: true,
     meaning: 'A lock on the source or destination could not be taken within the lock wait limit.',
