@@ -7,7 +7,7 @@ import {
 } from '@nestjs/common';
 import { LoggerModule } from 'nestjs-pino';
 import type { Logger as PinoLogger } from 'pino';
-import { CacheCleaner } from '@app/cache-cleaner';
+import { CacheCleaner, ImagePurger } from '@app/cache-cleaner';
 import { type CellTopology, cellTopology } from '@app/contracts';
 import { ImageStore } from '@app/image-store';
 import { NodeLockManager } from '@app/locking';
@@ -20,6 +20,9 @@ import { CopyCoordinator } from './copy/copy-coordinator';
 import { type CopyLockPlan, CopyWorkflow } from './copy/copy-workflow';
 import { DEFAULT_HOLDER_INDEX_OPTIONS, ImageHolderIndex } from './copy/holder-index';
 import { SourceSelector } from './copy/source-selector';
+import { CancelWatch } from './jobs/cancel-watch';
+import { JobMessageHandler } from './jobs/job-message.handler';
+import { JobProgress } from './jobs/job-progress';
 import { RequestIntake } from './lifecycle/request-intake';
 import { CopyRequestHandler } from './requests/copy-request.handler';
 import { loadOrCreateHeaderKey } from './requests/header-key';
@@ -31,6 +34,8 @@ import { ConductorStats } from './status/conductor-stats';
  * again within this even when nothing publishes to it (e.g. the dead-letter target of the request queue).
  */
 const TOPOLOGY_CHECK_MS = 5_000;
+/** Jobs-queue messages one conductor works on at once (a purge holds its message until it is done). */
+const JOBS_PREFETCH = 4;
 
 /** Runs the graceful stop when Nest closes (SIGTERM/SIGINT through enableShutdownHooks). */
 @Injectable()
@@ -195,6 +200,47 @@ export class ConductorModule {
             new RetryHeaderSigner(await loadOrCreateHeaderKey(config.CACHE_ROOT), config.CELL_ID),
         },
         {
+          provide: CancelWatch,
+          inject: [ImageStore],
+          useFactory: (store: ImageStore) =>
+            new CancelWatch(store.jobs, undefined, (error) =>
+              rootLogger.warn({ err: String(error) }, 'cancel watch: reading the cancel markers failed'),
+            ),
+        },
+        {
+          provide: JobProgress,
+          inject: [ImageStore, Publisher, CELL_TOPOLOGY],
+          useFactory: (store: ImageStore, publisher: Publisher, topology: CellTopology) =>
+            new JobProgress({ jobs: store.jobs, publisher, topology, log: rootLogger.child({ part: 'jobs' }) }),
+        },
+        {
+          provide: JobMessageHandler,
+          inject: [ImageStore, NodeLockManager, JobProgress, CancelWatch, Publisher, CELL_TOPOLOGY, SHUTDOWN_CONTROLLER],
+          useFactory: (
+            store: ImageStore,
+            locks: NodeLockManager,
+            progress: JobProgress,
+            cancels: CancelWatch,
+            publisher: Publisher,
+            topology: CellTopology,
+            shutdown: AbortController,
+          ) => {
+            const log = rootLogger.child({ part: 'jobs' });
+            return new JobMessageHandler({
+              store,
+              purger: new ImagePurger(store, locks, log),
+              progress,
+              cancels,
+              publisher,
+              topology,
+              conductorId: config.CONDUCTOR_ID,
+              purgeWaitMs: config.LOCK_WAIT_MS,
+              log,
+              shutdown: shutdown.signal,
+            });
+          },
+        },
+        {
           provide: CopyRequestHandler,
           inject: [
             CopyCoordinator,
@@ -203,6 +249,9 @@ export class ConductorModule {
             ConductorStats,
             SHUTDOWN_CONTROLLER,
             RetryHeaderSigner,
+            CancelWatch,
+            ImageStore,
+            JobProgress,
           ],
           useFactory: (
             coordinator: CopyCoordinator,
@@ -211,8 +260,13 @@ export class ConductorModule {
             stats: ConductorStats,
             shutdown: AbortController,
             signer: RetryHeaderSigner,
+            cancels: CancelWatch,
+            store: ImageStore,
+            progress: JobProgress,
           ) => {
             return new CopyRequestHandler({
+              cancels,
+              jobs: { records: store.jobs, progress },
               coordinator,
               publisher,
               topology,
@@ -237,6 +291,8 @@ export class ConductorModule {
             CopyCoordinator,
             CleaningSchedule,
             LeftoverSweep,
+            JobMessageHandler,
+            CancelWatch,
           ],
           useFactory: (
             broker: BrokerConnection,
@@ -249,6 +305,8 @@ export class ConductorModule {
             coordinator: CopyCoordinator,
             cleaning: CleaningSchedule,
             sweep: LeftoverSweep,
+            jobHandler: JobMessageHandler,
+            cancels: CancelWatch,
           ) => {
             stats.attachProbes({
               inFlight: () => coordinator.inFlight().length,
@@ -262,6 +320,7 @@ export class ConductorModule {
               publisher,
               topology,
               handler,
+              jobs: { handler: jobHandler, prefetch: JOBS_PREFETCH, cancels },
               locks,
               background: [cleaning, sweep],
               concurrency: config.COPY_CONCURRENCY,

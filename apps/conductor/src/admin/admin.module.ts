@@ -2,6 +2,7 @@ import { type DynamicModule, Module } from '@nestjs/common';
 import { TerminusModule } from '@nestjs/terminus';
 import type { Logger as PinoLogger } from 'pino';
 import type { CellTopology } from '@app/contracts';
+import { ImageStore } from '@app/image-store';
 import { BrokerConnection } from '@app/messaging';
 import type { ConductorConfig } from '../config/conductor-config';
 import { CELL_TOPOLOGY, CONDUCTOR_CONFIG, ROOT_LOGGER } from '../conductor.tokens';
@@ -9,6 +10,7 @@ import { CleaningSchedule } from '../cache/cleaning-schedule';
 import { LeftoverSweep } from '../cache/leftover-sweep';
 import { CopyCoordinator } from '../copy/copy-coordinator';
 import { SourceSelector } from '../copy/source-selector';
+import { recentJobs } from '../jobs/recent-jobs';
 import { RequestIntake } from '../lifecycle/request-intake';
 import { ConductorStats } from '../status/conductor-stats';
 import { AdminAuth } from './admin-auth';
@@ -73,6 +75,7 @@ export class AdminModule {
             SourceSelector,
             CleaningSchedule,
             LeftoverSweep,
+            ImageStore,
           ],
           useFactory: (
             config: ConductorConfig,
@@ -85,6 +88,7 @@ export class AdminModule {
             reads: SourceSelector,
             cleaner: CleaningSchedule,
             sweep: LeftoverSweep,
+            store: ImageStore,
           ) =>
             new StatusReport({
               identity: {
@@ -102,6 +106,7 @@ export class AdminModule {
               reads,
               cleaner,
               sweep,
+              jobs: { recent: () => recentJobs(store.jobs) },
             }),
         },
         {

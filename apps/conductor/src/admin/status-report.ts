@@ -5,6 +5,7 @@ import type { LeftoverSweepView } from '../cache/leftover-sweep';
 import type { CopyCoordinator } from '../copy/copy-coordinator';
 import type { CopyPhase } from '../copy/copy-job';
 import type { ReadSlotsView } from '../copy/read-slots';
+import type { JobView } from '../jobs/recent-jobs';
 import type { IntakeState, RequestIntake } from '../lifecycle/request-intake';
 import type { ConductorStats, ConductorTotals } from '../status/conductor-stats';
 import type { QueueDepthReport } from './queue-depths';
@@ -62,6 +63,8 @@ export interface ConductorStatus {
   cacheCleaner: CleaningScheduleView;
   /** Leftovers of dead attempts collected in this conductor (lock entries, partial files). */
   leftovers: LeftoverSweepView;
+  /** The cell's newest pre-cache and purge jobs (from the shared folder), newest first. */
+  jobs: JobView[];
 }
 
 export interface StatusReportParts {
@@ -83,6 +86,7 @@ export interface StatusReportParts {
   reads: { readSlots(): ReadSlotsView };
   cleaner: { view(): CleaningScheduleView };
   sweep: { view(): LeftoverSweepView };
+  jobs?: { recent(): Promise<JobView[]> };
   clock?: { now(): number; monotonic(): number };
 }
 
@@ -105,6 +109,8 @@ export class StatusReport {
   async build(): Promise<ConductorStatus> {
     const { identity, broker, intake, copies, stats } = this.parts;
     const queues = await this.parts.queues.depths();
+    // A shared folder that cannot be read must not take /status down with it.
+    const jobs = (await this.parts.jobs?.recent().catch(() => [])) ?? [];
     const blocked = broker.blockedView();
     const now = this.clock.now();
     const mono = this.clock.monotonic();
@@ -162,6 +168,7 @@ export class StatusReport {
       sourceReads: this.parts.reads.readSlots(),
       cacheCleaner: this.parts.cleaner.view(),
       leftovers: this.parts.sweep.view(),
+      jobs,
     };
   }
 }
