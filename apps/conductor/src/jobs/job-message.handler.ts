@@ -227,8 +227,9 @@ export class JobMessageHandler {
       else if (status.state === 'done')
         answer = { status: 'already-final', detail: `job ${cancel.jobId} had finished: ${status.nodesDone} nodes` };
       else {
-        await store.jobs.cancel(cancel.jobId);
+        // Local copies first: the marker's fsyncs can take long under load, a running copy would go on meanwhile.
         const aborted = cancels.abortRunning({ jobId: cancel.jobId });
+        await store.jobs.cancel(cancel.jobId);
         answer = {
           status: 'cancelled',
           detail: `job ${cancel.jobId} cancelled with ${status.nodesTotal - status.nodesDone} of ${status.nodesTotal} nodes not done: their queued copies are answered CANCELLED when taken, running ones are aborted (${aborted} on ${conductorId})`,
@@ -247,8 +248,8 @@ export class JobMessageHandler {
           detail: `request ${requestId} (job ${job!.jobId}, node ${job!.node}) had finished: ${finished.outcome}`,
         };
       else {
-        const fresh = await store.jobs.cancelRequest(requestId);
         const aborted = cancels.abortRunning({ requestId });
+        const fresh = await store.jobs.cancelRequest(requestId);
         answer =
           aborted > 0
             ? { status: 'cancelled', detail: `request ${requestId} was running on ${conductorId}: aborted, answered CANCELLED` }
