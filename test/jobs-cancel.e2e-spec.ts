@@ -55,7 +55,13 @@ describe('cancel: copy requests and jobs', () => {
     ).ready();
     const cliEnv = { CELL_ID: cell.cellId, AMQP_URL: cell.conductorEnv().AMQP_URL };
     const copy = (requestId: string, destination: string) =>
-      client.send(cell.topology.requestQueue.name, { v: 1, requestId, imageId: IMAGE, destination, source: 'src' });
+      client.send(cell.topology.requestQueue.name, {
+        v: 1,
+        requestId,
+        imageId: IMAGE,
+        destination,
+        source: 'src',
+      });
     const running = copy('req-running', 'a');
     await freezeMidCopy(conductor, cell.root, 'a', image.size);
     // Concurrency 1: this one stays in the queue until the first is answered.
@@ -91,10 +97,13 @@ describe('cancel: copy requests and jobs', () => {
     expect(await cell.tmpLeftovers()).toEqual([]);
     expect(await heldLockEntries(cell.root)).toEqual([]);
     // Not dead-lettered: nothing was wrong with them.
-    expect(conductor.logs().filter((l) => l.msg === 'copy request cancelled').map((l) => l.requestId).sort()).toEqual([
-      'req-queued',
-      'req-running',
-    ]);
+    expect(
+      conductor
+        .logs()
+        .filter((l) => l.msg === 'copy request cancelled')
+        .map((l) => l.requestId)
+        .sort(),
+    ).toEqual(['req-queued', 'req-running']);
 
     const unknownArgs = ['job', 'cancel', 'no-such-job'];
     const unknown = await runIcc(unknownArgs, { env: cliEnv });
@@ -120,15 +129,22 @@ describe('cancel: copy requests and jobs', () => {
     // Copies run one at a time: exactly one node is copying when the conductor is frozen.
     await waitFor(
       async () => {
-        for (const node of ['a', 'b', 'c']) if ((await tmpFiles(cell.root, node)).some((f) => f.size > 0)) return node;
+        for (const node of ['a', 'b', 'c'])
+          if ((await tmpFiles(cell.root, node)).some((f) => f.size > 0)) return node;
         return undefined;
       },
       'a copy of the job running',
       30_000,
     );
-    const runningNode = (await Promise.all(['a', 'b', 'c'].map(async (n) => ((await tmpFiles(cell.root, n)).length > 0 ? n : '')))).find(Boolean)!;
+    const runningNode = (
+      await Promise.all(
+        ['a', 'b', 'c'].map(async (n) => ((await tmpFiles(cell.root, n)).length > 0 ? n : '')),
+      )
+    ).find(Boolean)!;
     await freezeMidCopy(conductor, cell.root, runningNode, image.size);
-    await sendCancels(cell.topology.jobQueue.name, bed.client!.replyQueueName, [{ type: 'cancel', jobId: 'job-c' }]);
+    await sendCancels(cell.topology.jobQueue.name, bed.client!.replyQueueName, [
+      { type: 'cancel', jobId: 'job-c' },
+    ]);
     conductor.signal('SIGCONT');
     expect(await bed.client!.finalReply('cancel-job-c', 30_000)).toMatchObject({
       type: 'cancel-answer',

@@ -21,8 +21,14 @@ describe('purge job', () => {
       conductorId: 'test-reader',
       timings: { staleMs: 2000, updateMs: 1000, safetyMarginMs: 500, pollMs: 25 },
     });
-    const staying = await readers.acquire({ node: 'b', imageId: IMAGE, mode: 'shared' }, { timeoutMs: 5_000 });
-    const leaving = await readers.acquire({ node: 'c', imageId: IMAGE, mode: 'shared' }, { timeoutMs: 5_000 });
+    const staying = await readers.acquire(
+      { node: 'b', imageId: IMAGE, mode: 'shared' },
+      { timeoutMs: 5_000 },
+    );
+    const leaving = await readers.acquire(
+      { node: 'c', imageId: IMAGE, mode: 'shared' },
+      { timeoutMs: 5_000 },
+    );
     await ConductorProcess.start(
       bed.pool,
       cell.conductorEnv({ CONDUCTOR_ID: 'purger', LOCK_WAIT_MS: '4000' }),
@@ -32,7 +38,11 @@ describe('purge job', () => {
     const args = ['purge', IMAGE, '--nodes', 'a,b,c,d,e,ghost', '--job-id', 'purge-1', '--wait', '--json'];
     const purge = runIcc(args, { env: cliEnv, timeoutMs: 40_000 });
     // The reader on c leaves while the purge waits for it.
-    await waitFor(async () => (await cell.store.jobs.outcome('purge-1', 'e')) !== undefined, 'e purged', 20_000);
+    await waitFor(
+      async () => (await cell.store.jobs.outcome('purge-1', 'e')) !== undefined,
+      'e purged',
+      20_000,
+    );
     await leaving.release();
 
     const run = await purge;
@@ -61,11 +71,26 @@ describe('purge job', () => {
     await staying.release();
     await readers.releaseAll();
 
-    const forcedArgs = ['purge', IMAGE, '--nodes', 'a,b', '--force-unpin', '--job-id', 'purge-2', '--wait', '--json'];
+    const forcedArgs = [
+      'purge',
+      IMAGE,
+      '--nodes',
+      'a,b',
+      '--force-unpin',
+      '--job-id',
+      'purge-2',
+      '--wait',
+      '--json',
+    ];
     const forced = await runIcc(forcedArgs, { env: cliEnv, timeoutMs: 40_000 });
     expect(forced.code, describeRun(forcedArgs, forced)).toBe(0);
-    const forcedNodes = (JSON.parse(forced.stdout.trim().split('\n').pop()!) as { nodes: { node: string; outcome: string }[] }).nodes;
-    expect(Object.fromEntries(forcedNodes.map((n) => [n.node, n.outcome]))).toEqual({ a: 'deleted', b: 'deleted' });
+    const forcedNodes = (
+      JSON.parse(forced.stdout.trim().split('\n').pop()!) as { nodes: { node: string; outcome: string }[] }
+    ).nodes;
+    expect(Object.fromEntries(forcedNodes.map((n) => [n.node, n.outcome]))).toEqual({
+      a: 'deleted',
+      b: 'deleted',
+    });
     expect(await cell.store.markers.isPinned('a', IMAGE)).toBe(false);
     expect(await heldLockEntries(cell.root)).toEqual([]);
   });

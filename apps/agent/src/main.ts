@@ -274,12 +274,19 @@ const jobNodeOptions = (command: Command) =>
   command
     .option('--nodes <list>', `comma-separated node ids (at most ${MAX_JOB_NODES})`)
     .option('--all', 'every registered node of the cell')
-    .option('--percent <p>', 'with --all: this share of the registered nodes (0 < p <= 100), chosen by the job id')
+    .option(
+      '--percent <p>',
+      'with --all: this share of the registered nodes (0 < p <= 100), chosen by the job id',
+    )
     .option('--job-id <id>', 'job id (default: a fresh <type>-<uuid>); sending the same job again is safe')
     .addOption(cellOption())
     .addOption(amqpUrlOption())
     .option('--wait', 'follow the job: one line per node, then the table of outcomes')
-    .option('--timeout <s>', 'give up waiting after this many seconds (exit 4)', String(DEFAULT_JOB_TIMEOUT_S))
+    .option(
+      '--timeout <s>',
+      'give up waiting after this many seconds (exit 4)',
+      String(DEFAULT_JOB_TIMEOUT_S),
+    )
     .option('--json', 'print the final job event as JSON');
 const JOB_EXIT_HELP = `
 Without --wait the command exits 0 once a conductor accepted the job (its record is durable). With --wait
@@ -294,9 +301,12 @@ jobNodeOptions(
     .argument('<imageId>', 'the image')
     .option('--sha256 <hex>', 'expected sha256 of every copy'),
 )
-  .addHelpText('after', `${JOB_EXIT_HELP}
+  .addHelpText(
+    'after',
+    `${JOB_EXIT_HELP}
 Example:
-  icc precache ubuntu-24.04.qcow2 --all --percent 25 --cell prod-1 --wait`)
+  icc precache ubuntu-24.04.qcow2 --all --percent 25 --cell prod-1 --wait`,
+  )
   .action(action((imageId: string, options) => runJob('precache', imageId, options, term)));
 
 jobNodeOptions(
@@ -329,11 +339,16 @@ jobCommand
   .addOption(cellOption())
   .addOption(amqpUrlOption())
   .option('--json', 'print the answer as JSON')
-  .addHelpText('after', '\nExit codes: 0 cancelled (or already finished); 3 no such job; 4 no answer; 5 broker unreachable.')
+  .addHelpText(
+    'after',
+    '\nExit codes: 0 cancelled (or already finished); 3 no such job; 4 no answer; 5 broker unreachable.',
+  )
   .action(action((jobId: string, options) => runCancel({ jobId }, options, term)));
 program
   .command('cancel')
-  .description('Cancel a copy request by its request id: queued, it is answered CANCELLED when taken; running, it is aborted.')
+  .description(
+    'Cancel a copy request by its request id: queued, it is answered CANCELLED when taken; running, it is aborted.',
+  )
   .argument('<requestId>', 'the request id')
   .addOption(cellOption())
   .addOption(amqpUrlOption())

@@ -211,11 +211,24 @@ export class ConductorModule {
           provide: JobProgress,
           inject: [ImageStore, Publisher, CELL_TOPOLOGY],
           useFactory: (store: ImageStore, publisher: Publisher, topology: CellTopology) =>
-            new JobProgress({ jobs: store.jobs, publisher, topology, log: rootLogger.child({ part: 'jobs' }) }),
+            new JobProgress({
+              jobs: store.jobs,
+              publisher,
+              topology,
+              log: rootLogger.child({ part: 'jobs' }),
+            }),
         },
         {
           provide: JobMessageHandler,
-          inject: [ImageStore, NodeLockManager, JobProgress, CancelWatch, Publisher, CELL_TOPOLOGY, SHUTDOWN_CONTROLLER],
+          inject: [
+            ImageStore,
+            NodeLockManager,
+            JobProgress,
+            CancelWatch,
+            Publisher,
+            CELL_TOPOLOGY,
+            SHUTDOWN_CONTROLLER,
+          ],
           useFactory: (
             store: ImageStore,
             locks: NodeLockManager,

@@ -65,7 +65,10 @@ export class ImagePurger {
       await lock
         .release()
         .catch((error: unknown) =>
-          this.log.warn({ node, imageId, err: String(error) }, 'purge: releasing a lock failed (it goes stale)'),
+          this.log.warn(
+            { node, imageId, err: String(error) },
+            'purge: releasing a lock failed (it goes stale)',
+          ),
         );
     }
   }

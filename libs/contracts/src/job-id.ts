@@ -12,4 +12,3 @@ export const jobIdSchema = z
   .regex(SAFE_NAME, "must start with a letter or digit and contain only letters, digits, '.', '_' or '-'")
   .refine((s) => !s.includes('..'), "must not contain '..'")
   .describe('Chosen by the requester; identifies the job, its record and every event about it.');
-

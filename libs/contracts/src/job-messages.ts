@@ -31,7 +31,10 @@ const nodeSetFields = {
     .refine((list) => new Set(list).size === list.length, 'must not name a node twice')
     .describe('The nodes to work on; exactly one of nodes and all.')
     .optional(),
-  all: z.literal(true).describe('Every registered node of the cell; exactly one of nodes and all.').optional(),
+  all: z
+    .literal(true)
+    .describe('Every registered node of the cell; exactly one of nodes and all.')
+    .optional(),
   percent: z
     .number('must be a number')
     .gt(0, 'must be more than 0')
@@ -92,7 +95,9 @@ export const cancelRequestSchema = z
   .strictObject({
     v: z.literal(JOB_MESSAGE_VERSION).describe('Wire format version.'),
     type: z.literal('cancel'),
-    requestId: requestIdSchema.describe('The copy request to cancel; exactly one of requestId and jobId.').optional(),
+    requestId: requestIdSchema
+      .describe('The copy request to cancel; exactly one of requestId and jobId.')
+      .optional(),
     jobId: jobIdSchema.describe('The job to cancel; exactly one of requestId and jobId.').optional(),
   })
   .refine((c) => (c.requestId === undefined) !== (c.jobId === undefined), {
@@ -127,10 +132,15 @@ export function parseJobsQueueMessage(body: Buffer | string | unknown): JobsQueu
   const type = message.type;
   if (typeof type !== 'string' || !(type in JOB_QUEUE_SCHEMAS))
     return parseWithSchema(
-      z.strictObject({ type: z.enum(['precache', 'purge', 'cancel'], 'must be "precache", "purge" or "cancel"') }),
+      z.strictObject({
+        type: z.enum(['precache', 'purge', 'cancel'], 'must be "precache", "purge" or "cancel"'),
+      }),
       { type },
     ) as never;
-  return parseWithSchema(JOB_QUEUE_SCHEMAS[type as keyof typeof JOB_QUEUE_SCHEMAS] as z.ZodType<JobsQueueMessage>, message);
+  return parseWithSchema(
+    JOB_QUEUE_SCHEMAS[type as keyof typeof JOB_QUEUE_SCHEMAS] as z.ZodType<JobsQueueMessage>,
+    message,
+  );
 }
 
 /** What happened on one node of a job. */
@@ -148,7 +158,12 @@ export const NODE_OUTCOMES = [
 ] as const;
 export type NodeOutcomeKind = (typeof NODE_OUTCOMES)[number];
 /** Outcomes that count as the job having done what was asked on that node. */
-export const SUCCESSFUL_NODE_OUTCOMES: readonly NodeOutcomeKind[] = ['completed', 'already-present', 'deleted', 'absent'];
+export const SUCCESSFUL_NODE_OUTCOMES: readonly NodeOutcomeKind[] = [
+  'completed',
+  'already-present',
+  'deleted',
+  'absent',
+];
 
 export const nodeOutcomeSchema = z.looseObject({
   node: nodeIdSchema,
@@ -218,7 +233,8 @@ export const cancelAnswerSchema = z
   })
   .meta({
     title: 'Cancel answer v1',
-    description: 'The answer to a cancel request, on its reply_to and on the events exchange (cancel.<status>).',
+    description:
+      'The answer to a cancel request, on its reply_to and on the events exchange (cancel.<status>).',
   });
 export type CancelAnswer = z.infer<typeof cancelAnswerSchema>;
 

@@ -84,7 +84,11 @@ export class JobRecords {
   }
 
   async read(jobId: string): Promise<JobRecord | undefined> {
-    const read = await readJsonFile(path.join(this.jobDir(jobId), 'job.json'), jobRecordSchema, MAX_RECORD_BYTES);
+    const read = await readJsonFile(
+      path.join(this.jobDir(jobId), 'job.json'),
+      jobRecordSchema,
+      MAX_RECORD_BYTES,
+    );
     if (read.invalid !== undefined) throw new Error(`job ${jobId}: job.json is invalid: ${read.invalid}`);
     return read.value;
   }
@@ -169,7 +173,9 @@ export class JobRecords {
   }
 
   async isRequestCancelled(requestId: string): Promise<boolean> {
-    return exists(path.join(this.store.root, CANCELS_FOLDER, parseField(requestIdSchema, requestId, 'requestId')));
+    return exists(
+      path.join(this.store.root, CANCELS_FOLDER, parseField(requestIdSchema, requestId, 'requestId')),
+    );
   }
 
   /** Writes `name` in `dir` unless it exists: a complete file appears at once, or nothing. */

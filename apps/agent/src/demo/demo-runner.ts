@@ -2,7 +2,13 @@ import { randomBytes } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { ALL_PROGRESS_BINDING, type CellTopology, type CopyResult, cellQueues, cellTopology } from '@app/contracts';
+import {
+  ALL_PROGRESS_BINDING,
+  type CellTopology,
+  type CopyResult,
+  cellQueues,
+  cellTopology,
+} from '@app/contracts';
 import { ImageStore } from '@app/image-store';
 import type { BrokerConnection } from '@app/messaging';
 import { connectToBroker, validateAmqpUrl } from '../broker/agent-broker';

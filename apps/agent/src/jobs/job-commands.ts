@@ -57,14 +57,23 @@ function validated<T>(message: T): T {
     if (error instanceof MessageValidationError) {
       const first = error.issues[0];
       const field = first.field.split('.')[0]!;
-      throw new UsageError(FLAG_OF[field] ?? field, `${first.reason}${error.issues.length > 1 ? ` (and: ${error.message})` : ''}`);
+      throw new UsageError(
+        FLAG_OF[field] ?? field,
+        `${first.reason}${error.issues.length > 1 ? ` (and: ${error.message})` : ''}`,
+      );
     }
     throw error;
   }
 }
 
 export function buildJob(type: JobRequest['type'], imageId: string, options: JobCommandOptions): JobRequest {
-  const nodes = options.nodes === undefined ? undefined : options.nodes.split(',').map((n) => n.trim()).filter(Boolean);
+  const nodes =
+    options.nodes === undefined
+      ? undefined
+      : options.nodes
+          .split(',')
+          .map((n) => n.trim())
+          .filter(Boolean);
   let percent: number | undefined;
   if (options.percent !== undefined) {
     percent = Number(options.percent);
@@ -98,7 +107,11 @@ export async function runJob(
   const timeoutMs = parseTimeoutSeconds(options.timeout, DEFAULT_JOB_TIMEOUT_S);
   const connection = await connectToBroker(url, type);
   const client = new JobClient(connection, topology);
-  const board = new ProgressBoard({ tty: term.stderrIsTTY, stream: process.stderr, writeLine: (l) => term.err(l) });
+  const board = new ProgressBoard({
+    tty: term.stderrIsTTY,
+    stream: process.stderr,
+    writeLine: (l) => term.err(l),
+  });
   const seen = new Set<string>();
   let resolveEnd: (answer: JobsAnswer) => void = () => undefined;
   const end = new Promise<JobsAnswer>((resolve) => (resolveEnd = resolve));
@@ -107,7 +120,11 @@ export async function runJob(
     if (!options.wait || options.json || seen.has(outcome.node)) return;
     seen.add(outcome.node);
     board.add(outcome.node, outcome.node);
-    board.finish(outcome.node, `${outcome.outcome}${outcome.bytes ? ` ${formatBytes(outcome.bytes)}` : ''} (${event.nodesDone}/${event.nodesTotal})`, SUCCESSFUL_NODE_OUTCOMES.includes(outcome.outcome));
+    board.finish(
+      outcome.node,
+      `${outcome.outcome}${outcome.bytes ? ` ${formatBytes(outcome.bytes)}` : ''} (${event.nodesDone}/${event.nodesTotal})`,
+      SUCCESSFUL_NODE_OUTCOMES.includes(outcome.outcome),
+    );
   };
   try {
     await client.prepare(
@@ -118,25 +135,36 @@ export async function runJob(
           if (answer.type === 'job-accepted') accepted ??= answer;
           for (const outcome of answer.nodes ?? []) showOutcome(outcome, answer);
           if (answer.outcome) showOutcome(answer.outcome, answer);
-          if (answer.type === 'job-result' || (answer.type === 'job-accepted' && !options.wait)) resolveEnd(answer);
+          if (answer.type === 'job-result' || (answer.type === 'job-accepted' && !options.wait))
+            resolveEnd(answer);
         },
-        onProgress: options.wait && !options.json
-          ? (event) => {
-              const node = event.destination;
-              if (seen.has(node)) return;
-              board.add(node, node);
-              board.update(node, event);
-            }
-          : undefined,
+        onProgress:
+          options.wait && !options.json
+            ? (event) => {
+                const node = event.destination;
+                if (seen.has(node)) return;
+                board.add(node, node);
+                board.update(node, event);
+              }
+            : undefined,
       },
       options.wait ? { jobId: job.jobId } : undefined,
     );
     await client.publish(job, job.jobId);
-    if (!options.json) term.err(`${type} job ${job.jobId} for ${job.imageId} published; ${options.wait ? 'following it...' : 'waiting for its acceptance...'}`);
+    if (!options.json)
+      term.err(
+        `${type} job ${job.jobId} for ${job.imageId} published; ${options.wait ? 'following it...' : 'waiting for its acceptance...'}`,
+      );
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<never>((_, reject) => {
       timer = setTimeout(
-        () => reject(new CliError(ExitCode.TIMED_OUT, `no ${options.wait ? 'result' : 'answer'} for job ${job.jobId} within ${timeoutMs / 1000} s; it goes on (icc job status ${job.jobId})`)),
+        () =>
+          reject(
+            new CliError(
+              ExitCode.TIMED_OUT,
+              `no ${options.wait ? 'result' : 'answer'} for job ${job.jobId} within ${timeoutMs / 1000} s; it goes on (icc job status ${job.jobId})`,
+            ),
+          ),
         timeoutMs,
       );
     });
@@ -153,7 +181,9 @@ export async function runJob(
       term.out(jobSummaryLine(event));
     }
     if (!options.wait) return ExitCode.OK;
-    return (event.nodes ?? []).every((n) => SUCCESSFUL_NODE_OUTCOMES.includes(n.outcome)) ? ExitCode.OK : ExitCode.FAILED;
+    return (event.nodes ?? []).every((n) => SUCCESSFUL_NODE_OUTCOMES.includes(n.outcome))
+      ? ExitCode.OK
+      : ExitCode.FAILED;
   } finally {
     board.stop();
     await client.close();
@@ -176,17 +206,29 @@ export async function runCancel(
   try {
     let resolveAnswer: (answer: JobsAnswer) => void = () => undefined;
     const answered = new Promise<JobsAnswer>((resolve) => (resolveAnswer = resolve));
-    await client.prepare({ onAnswer: (a) => (a.type === 'cancel-answer' || a.type === 'job-refused') && resolveAnswer(a) });
+    await client.prepare({
+      onAnswer: (a) => (a.type === 'cancel-answer' || a.type === 'job-refused') && resolveAnswer(a),
+    });
     await client.publish(cancel, `cancel-${randomUUID()}`);
     let timer: NodeJS.Timeout | undefined;
     const answer = await Promise.race([
       answered,
       new Promise<never>((_, reject) => {
-        timer = setTimeout(() => reject(new CliError(ExitCode.TIMED_OUT, `no answer to the cancel within ${timeoutMs / 1000} s (is a conductor running?)`)), timeoutMs);
+        timer = setTimeout(
+          () =>
+            reject(
+              new CliError(
+                ExitCode.TIMED_OUT,
+                `no answer to the cancel within ${timeoutMs / 1000} s (is a conductor running?)`,
+              ),
+            ),
+          timeoutMs,
+        );
       }),
     ]).finally(() => clearTimeout(timer));
     if (options.json) term.out(JSON.stringify(answer));
-    if (answer.type === 'job-refused') throw new CliError(ExitCode.FAILED, `cancel refused: ${answer.reason}: ${answer.detail}`);
+    if (answer.type === 'job-refused')
+      throw new CliError(ExitCode.FAILED, `cancel refused: ${answer.reason}: ${answer.detail}`);
     if (answer.type !== 'cancel-answer') throw new CliError(ExitCode.ERROR, 'unexpected answer to a cancel');
     if (!options.json) term.out(`${answer.status}: ${answer.detail}`);
     return answer.status === 'not-found' ? ExitCode.FAILED : ExitCode.OK;
@@ -201,13 +243,26 @@ export function renderJobTable(nodes: readonly NodeOutcome[]): string {
     ['node', 'outcome', 'bytes', 'detail'],
     [...nodes]
       .sort((a, b) => a.node.localeCompare(b.node))
-      .map((n) => [n.node, n.outcome, n.bytes ? formatBytes(n.bytes) : '-', [n.reason, n.detail].filter(Boolean).join(': ').slice(0, 100)]),
+      .map((n) => [
+        n.node,
+        n.outcome,
+        n.bytes ? formatBytes(n.bytes) : '-',
+        [n.reason, n.detail].filter(Boolean).join(': ').slice(0, 100),
+      ]),
   );
 }
 
-export function jobSummaryLine(event: Pick<JobEvent, 'jobId' | 'jobType' | 'imageId' | 'nodesDone' | 'nodesTotal' | 'bytesDone' | 'cancelled'> & { nodes?: readonly NodeOutcome[] }): string {
+export function jobSummaryLine(
+  event: Pick<
+    JobEvent,
+    'jobId' | 'jobType' | 'imageId' | 'nodesDone' | 'nodesTotal' | 'bytesDone' | 'cancelled'
+  > & { nodes?: readonly NodeOutcome[] },
+): string {
   const counts = new Map<string, number>();
   for (const n of event.nodes ?? []) counts.set(n.outcome, (counts.get(n.outcome) ?? 0) + 1);
-  const parts = [...counts].sort().map(([k, v]) => `${v} ${k}`).join(', ');
+  const parts = [...counts]
+    .sort()
+    .map(([k, v]) => `${v} ${k}`)
+    .join(', ');
   return `${event.jobType} job ${event.jobId} (${event.imageId}): ${event.nodesDone}/${event.nodesTotal} nodes done${parts ? ` (${parts})` : ''}, ${formatBytes(event.bytesDone)}${event.cancelled ? ', cancelled' : ''}`;
 }

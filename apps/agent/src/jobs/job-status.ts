@@ -21,7 +21,10 @@ export async function runJobStatus(
     term.out(JSON.stringify({ ...status, pending }));
     return ExitCode.OK;
   }
-  const rows = [...status.outcomes, ...pending.map((node) => ({ node, outcome: 'pending' as never, at: '' }))];
+  const rows = [
+    ...status.outcomes,
+    ...pending.map((node) => ({ node, outcome: 'pending' as never, at: '' })),
+  ];
   term.out(renderJobTable(rows));
   term.out(
     `${jobSummaryLine({ ...status, jobId: parsed.data, jobType: status.record.type, imageId: status.record.imageId, nodes: status.outcomes })}; ${status.state}`,

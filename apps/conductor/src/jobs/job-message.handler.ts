@@ -117,7 +117,8 @@ export class JobMessageHandler {
     if (existing) assertSameJob(existing, job);
     const record =
       existing ??
-      (await store.jobs.create(jobRecordOf(job, await planJobNodes(store, job), this.deps.conductorId))).record;
+      (await store.jobs.create(jobRecordOf(job, await planJobNodes(store, job), this.deps.conductorId)))
+        .record;
     assertSameJob(record, job);
     const cancelled = await store.jobs.isCancelled(job.jobId);
     const known = new Set((await store.jobs.outcomes(job.jobId)).map((o) => o.node));
@@ -134,10 +135,14 @@ export class JobMessageHandler {
     record: JobRecord,
     cancelled: boolean,
   ): Promise<{ outcome: NodeOutcome['outcome']; detail: string } | undefined> {
-    if (cancelled) return { outcome: 'cancelled', detail: 'the job was cancelled before this node was started' };
+    if (cancelled)
+      return { outcome: 'cancelled', detail: 'the job was cancelled before this node was started' };
     const registration = await this.deps.store.markers.nodeRegistration(node);
     if (!registration.registered)
-      return { outcome: 'skipped-unknown', detail: `not a registered node of the cell (${registration.problem})` };
+      return {
+        outcome: 'skipped-unknown',
+        detail: `not a registered node of the cell (${registration.problem})`,
+      };
     if (record.type === 'precache' && (await this.deps.store.markers.isDraining(node)))
       return { outcome: 'skipped-draining', detail: 'the node is marked draining' };
     return undefined;
@@ -169,7 +174,13 @@ export class JobMessageHandler {
     await this.deps.progress.publishAccepted(status);
     await this.reply(delivery, jobEvent('job-accepted', status, { nodes: status.outcomes }));
     this.deps.log.info(
-      { jobId: record.jobId, imageId: record.imageId, nodes: record.nodes.length, published: pending.length, redelivered: delivery.redelivered },
+      {
+        jobId: record.jobId,
+        imageId: record.imageId,
+        nodes: record.nodes.length,
+        published: pending.length,
+        redelivered: delivery.redelivered,
+      },
       'pre-cache job accepted',
     );
   }
@@ -197,7 +208,11 @@ export class JobMessageHandler {
             outcome =
               purged.outcome === 'deleted'
                 ? {
-                    ...this.outcome(node, 'deleted', purged.unpinned ? 'deleted; its pin was removed' : undefined),
+                    ...this.outcome(
+                      node,
+                      'deleted',
+                      purged.unpinned ? 'deleted; its pin was removed' : undefined,
+                    ),
                     bytes: purged.bytes,
                   }
                 : purged.outcome === 'busy'
@@ -215,7 +230,10 @@ export class JobMessageHandler {
       }
     };
     await Promise.all(Array.from({ length: PURGE_CONCURRENCY }, worker));
-    this.deps.log.info({ jobId: record.jobId, imageId: record.imageId, nodes: record.nodes.length }, 'purge job done');
+    this.deps.log.info(
+      { jobId: record.jobId, imageId: record.imageId, nodes: record.nodes.length },
+      'purge job done',
+    );
   }
 
   private async cancel(delivery: Delivery, cancel: CancelRequest): Promise<void> {
@@ -225,7 +243,10 @@ export class JobMessageHandler {
       const status = await store.jobs.status(cancel.jobId);
       if (!status) answer = { status: 'not-found', detail: `no job ${cancel.jobId} in this cell` };
       else if (status.state === 'done')
-        answer = { status: 'already-final', detail: `job ${cancel.jobId} had finished: ${status.nodesDone} nodes` };
+        answer = {
+          status: 'already-final',
+          detail: `job ${cancel.jobId} had finished: ${status.nodesDone} nodes`,
+        };
       else {
         // Local copies first: the marker's fsyncs can take long under load, a running copy would go on meanwhile.
         const aborted = cancels.abortRunning({ jobId: cancel.jobId });
@@ -252,7 +273,10 @@ export class JobMessageHandler {
         const fresh = await store.jobs.cancelRequest(requestId);
         answer =
           aborted > 0
-            ? { status: 'cancelled', detail: `request ${requestId} was running on ${conductorId}: aborted, answered CANCELLED` }
+            ? {
+                status: 'cancelled',
+                detail: `request ${requestId} was running on ${conductorId}: aborted, answered CANCELLED`,
+              }
             : {
                 status: 'recorded',
                 detail:
@@ -271,11 +295,20 @@ export class JobMessageHandler {
       conductorId,
       at: new Date().toISOString(),
     };
-    await publishRouted(this.deps.publisher, this.deps.topology.eventsExchange.name, cancelRoutingKey(body.status), body, {
-      persistent: false,
-    });
+    await publishRouted(
+      this.deps.publisher,
+      this.deps.topology.eventsExchange.name,
+      cancelRoutingKey(body.status),
+      body,
+      {
+        persistent: false,
+      },
+    );
     await this.reply(delivery, body);
-    this.deps.log.info({ requestId: cancel.requestId, jobId: cancel.jobId, status: body.status }, 'cancel answered');
+    this.deps.log.info(
+      { requestId: cancel.requestId, jobId: cancel.jobId, status: body.status },
+      'cancel answered',
+    );
   }
 
   private async refuse(delivery: Delivery, error: unknown, knownJobId?: string): Promise<void> {
@@ -292,11 +325,21 @@ export class JobMessageHandler {
       at: new Date().toISOString(),
     };
     if (jobId)
-      await publishRouted(this.deps.publisher, this.deps.topology.eventsExchange.name, jobRoutingKey(jobId), body, {
-        persistent: false,
-      });
+      await publishRouted(
+        this.deps.publisher,
+        this.deps.topology.eventsExchange.name,
+        jobRoutingKey(jobId),
+        body,
+        {
+          persistent: false,
+        },
+      );
     await this.reply(delivery, body);
-    await publishToDeadLetter(this.deps.publisher, this.deps.topology, delivery.message, { reason, detail, attempt: 1 });
+    await publishToDeadLetter(this.deps.publisher, this.deps.topology, delivery.message, {
+      reason,
+      detail,
+      attempt: 1,
+    });
     delivery.ack();
     this.deps.log.warn({ jobId, reason, detail }, 'jobs-queue message refused and dead-lettered');
   }

@@ -34,7 +34,14 @@ export class JobProgress {
     await this.publish(jobEvent('job-progress', status, { node: outcome.node, outcome: kept }));
     if (status.state === 'done') await this.publishResult(status);
     this.deps.log.info(
-      { jobId, node: outcome.node, outcome: kept?.outcome, recorded, done: status.nodesDone, total: status.nodesTotal },
+      {
+        jobId,
+        node: outcome.node,
+        outcome: kept?.outcome,
+        recorded,
+        done: status.nodesDone,
+        total: status.nodesTotal,
+      },
       'job node finished',
     );
   }
@@ -49,10 +56,16 @@ export class JobProgress {
   }
 
   private async publish(event: JobEvent): Promise<void> {
-    await publishRouted(this.deps.publisher, this.deps.topology.eventsExchange.name, jobRoutingKey(event.jobId), event, {
-      messageId: event.jobId,
-      persistent: false,
-    });
+    await publishRouted(
+      this.deps.publisher,
+      this.deps.topology.eventsExchange.name,
+      jobRoutingKey(event.jobId),
+      event,
+      {
+        messageId: event.jobId,
+        persistent: false,
+      },
+    );
   }
 }
 

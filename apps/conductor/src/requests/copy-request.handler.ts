@@ -46,14 +46,16 @@ export interface CopyRequestHandlerDeps {
   /** Signs retry copies; only signed x-icc-attempt / x-icc-first-seen headers are believed. */
   signer: RetryHeaderSigner;
   /** Cancel markers: a cancelled request is answered CANCELLED when taken, and aborted while it runs. */
-  cancels: CancelWatch;
+  cancels?: CancelWatch;
   /** The records of pre-cache jobs: a job's copy records its node's outcome before it is acked. */
-  jobs: { records: JobRecords; progress: JobProgress };
+  jobs?: { records: JobRecords; progress: JobProgress };
 }
 
 type Failure = { code: ReasonCode; detail: string };
 
 const REQUEUE_PAUSE_MS = 1_000;
+/** Without a CancelWatch (unit specs of other parts): nothing is ever cancelled. */
+const NOT_WATCHED = { signal: new AbortController().signal, done: () => undefined };
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /**
@@ -107,9 +109,9 @@ export class CopyRequestHandler {
     const log = this.deps.log;
     let outcome: { result: CopyJobResult; coalesced: boolean };
     // Watched before the first look at the markers: a cancel written at any moment is seen (cancel-watch.ts).
-    const cancel = this.deps.cancels.watch(request);
+    const cancel = this.deps.cancels?.watch(request) ?? NOT_WATCHED;
     try {
-      if (await this.deps.cancels.isCancelled(request))
+      if (await this.deps.cancels?.isCancelled(request))
         throw new ConductorError('CANCELLED', `request ${request.requestId} was cancelled before it started`);
       const attemptId = `${request.requestId.slice(0, 40).replace(/\./g, '_')}-${newAttemptId()}`;
       const signal = AbortSignal.any([this.deps.shutdown, cancel.signal]);
@@ -224,7 +226,12 @@ export class CopyRequestHandler {
   ): Promise<void> {
     const peeked = request ?? peekReplyInfo(delivery.content, delivery.properties.messageId);
     const requestId = peeked.requestId ?? UNKNOWN_REQUEST_ID;
-    if (request) await this.jobNodeFinished(request, { outcome: 'failed', reason: failure.code, detail: failure.detail });
+    if (request)
+      await this.jobNodeFinished(request, {
+        outcome: 'failed',
+        reason: failure.code,
+        detail: failure.detail,
+      });
     await this.answer(delivery, this.failedResult(peeked, requestId, failure, attempt, firstSeen, false));
     await publishToDeadLetter(this.deps.publisher, this.deps.topology, delivery.message, {
       reason: failure.code,
@@ -258,11 +265,21 @@ export class CopyRequestHandler {
     attempt: number,
     firstSeen: string,
   ): Promise<void> {
-    await this.jobNodeFinished(request, { outcome: 'cancelled', reason: 'CANCELLED', detail: failure.detail });
-    await this.answer(delivery, this.failedResult(request, request.requestId, failure, attempt, firstSeen, false));
+    await this.jobNodeFinished(request, {
+      outcome: 'cancelled',
+      reason: 'CANCELLED',
+      detail: failure.detail,
+    });
+    await this.answer(
+      delivery,
+      this.failedResult(request, request.requestId, failure, attempt, firstSeen, false),
+    );
     this.deps.stats.recordResult('failed', 'CANCELLED', 0, elapsedSince(firstSeen));
     delivery.ack();
-    this.deps.log.info({ requestId: request.requestId, jobId: request.jobId, attempt }, 'copy request cancelled');
+    this.deps.log.info(
+      { requestId: request.requestId, jobId: request.jobId, attempt },
+      'copy request cancelled',
+    );
   }
 
   /**
@@ -276,7 +293,7 @@ export class CopyRequestHandler {
         'INVALID_REQUEST',
         `requestId: a copy of job ${request.jobId} must be named ${jobCopyRequestId(request.jobId, request.destination)}`,
       );
-    const record = await this.deps.jobs.records.read(request.jobId);
+    const record = await this.deps.jobs?.records.read(request.jobId);
     if (!record || record.type !== 'precache' || !record.nodes.includes(request.destination))
       throw new ConductorError(
         'INVALID_REQUEST',
@@ -289,7 +306,7 @@ export class CopyRequestHandler {
     request: CopyRequest,
     outcome: Pick<NodeOutcome, 'outcome' | 'reason' | 'detail' | 'bytes'>,
   ): Promise<void> {
-    if (request.jobId === undefined) return;
+    if (request.jobId === undefined || !this.deps.jobs) return;
     await this.deps.jobs.progress.nodeFinished(request.jobId, {
       node: request.destination,
       ...outcome,
