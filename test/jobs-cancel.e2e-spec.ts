@@ -90,6 +90,7 @@ describe('cancel: copy requests and jobs', () => {
       requestId: 'req-queued',
       status: 'failed',
       reason: 'CANCELLED',
+      detail: 'request req-queued was cancelled before it started', // not started, then aborted
     });
     // Nothing half-published, nothing left behind, no lock held.
     expect(await exists(cell.store.entries.imagePath('a', IMAGE))).toBe(false);
@@ -163,6 +164,10 @@ describe('cancel: copy requests and jobs', () => {
     expect(result.cancelled).toBe(true);
     const byNode = Object.fromEntries(result.nodes.map((n) => [n.node, n.outcome]));
     expect(byNode[runningNode]).toBe('cancelled');
+    // The others were never started: answered CANCELLED when taken (not started, then aborted).
+    for (const n of result.nodes as { node: string; outcome: string; detail?: string }[])
+      if (n.node !== runningNode && n.outcome === 'cancelled')
+        expect(n.detail, n.node).toMatch(/before (it|this node was) started/);
     // Copies done before the cancel stay completed; none after it was started.
     for (const node of ['a', 'b', 'c']) {
       expect(['cancelled', 'completed']).toContain(byNode[node]);
