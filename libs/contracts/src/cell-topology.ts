@@ -130,19 +130,21 @@ export function cellTopology(cellId: string, options: CellTopologyOptions = {}):
   const prefix = `${BROKER_NAME_PREFIX}${cell}`;
   const requestQueueName = `${prefix}.requests`;
   const deadLetterQueueName = `${prefix}.dead`;
+  // The request and jobs queues: quorum, the broker's delivery limit as a safety net, dead letters to .dead.
+  const workQueueArguments = {
+    'x-queue-type': 'quorum',
+    'x-delivery-limit': opts.deliveryLimit,
+    // The default exchange routes by queue name: no extra exchange to declare or to get wrong.
+    'x-dead-letter-exchange': '',
+    'x-dead-letter-routing-key': deadLetterQueueName,
+  };
 
   return {
     cellId: cell,
     requestQueue: {
       name: requestQueueName,
       durable: true,
-      arguments: {
-        'x-queue-type': 'quorum',
-        'x-delivery-limit': opts.deliveryLimit,
-        // The default exchange routes by queue name: no extra exchange to declare or to get wrong.
-        'x-dead-letter-exchange': '',
-        'x-dead-letter-routing-key': deadLetterQueueName,
-      },
+      arguments: workQueueArguments,
     },
     // Classic queues: a message's TTL is only enforced at the head of the queue, so one queue per fixed
     // delay keeps every message in a queue expiring in arrival order (a per-message TTL would not).
@@ -162,16 +164,7 @@ export function cellTopology(cellId: string, options: CellTopologyOptions = {}):
       durable: true,
       arguments: { 'x-queue-type': 'quorum' },
     },
-    jobQueue: {
-      name: `${prefix}.jobs`,
-      durable: true,
-      arguments: {
-        'x-queue-type': 'quorum',
-        'x-delivery-limit': opts.deliveryLimit,
-        'x-dead-letter-exchange': '',
-        'x-dead-letter-routing-key': deadLetterQueueName,
-      },
-    },
+    jobQueue: { name: `${prefix}.jobs`, durable: true, arguments: workQueueArguments },
     eventsExchange: { name: `${prefix}.events`, type: 'topic', durable: true },
     maxAttempts: opts.maxAttempts,
     deliveryLimit: opts.deliveryLimit,

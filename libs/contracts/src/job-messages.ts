@@ -206,12 +206,6 @@ export const jobEventSchema = z
   });
 export type JobEvent = z.infer<typeof jobEventSchema>;
 
-export function parseJobEvent(body: Buffer | string | unknown): JobEvent {
-  const message = decodeJsonObject(body, MAX_JOB_MESSAGE_BYTES);
-  checkVersion(message, JOB_MESSAGE_VERSION);
-  return parseWithSchema(jobEventSchema, message);
-}
-
 /**
  * cancelled: the job was marked cancelled, or the copy was running on the answering conductor and was
  * aborted; recorded: the answering conductor does not run the copy: whichever conductor takes it (queued,
@@ -237,12 +231,6 @@ export const cancelAnswerSchema = z
       'The answer to a cancel request, on its reply_to and on the events exchange (cancel.<status>).',
   });
 export type CancelAnswer = z.infer<typeof cancelAnswerSchema>;
-
-export function parseCancelAnswer(body: Buffer | string | unknown): CancelAnswer {
-  const message = decodeJsonObject(body);
-  checkVersion(message, JOB_MESSAGE_VERSION);
-  return parseWithSchema(cancelAnswerSchema, message);
-}
 
 /** The answer to a jobs-queue message that was refused (invalid, unknown version, job id reused). */
 export const jobRefusalSchema = z
