@@ -66,6 +66,24 @@ describe('pre-cache job: 32 nodes, a conductor SIGKILLed mid-job', () => {
       ).toBe(true);
     expect(await cell.store.jobs.outcomes('pc-32')).toHaveLength(32);
 
+    // The job message again (as a redelivery after a crash would bring it): accepted from its record,
+    // nothing published again, as every node has its outcome.
+    const again = bed.client!.send(cell.topology.jobQueue.name, {
+      v: 1,
+      type: 'precache',
+      jobId: 'pc-32',
+      imageId: IMAGE,
+      nodes: TARGETS,
+    });
+    expect(await bed.client!.finalReply(again, 20_000)).toMatchObject({
+      type: 'job-accepted',
+      nodesDone: 32,
+    });
+    const acceptedLines = survivor
+      .logs()
+      .filter((l) => l.msg === 'pre-cache job accepted' && l.jobId === 'pc-32');
+    expect(acceptedLines.at(-1)).toMatchObject({ published: 0 });
+
     // From any terminal: the status read from the shared folder.
     const statusArgs = ['job', 'status', 'pc-32'];
     const status = await runIcc(statusArgs, { env: cliEnv });
