@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { cellTopology } from '@app/contracts';
+import { cellQueues, cellTopology } from '@app/contracts';
 import { describeRun, runIcc } from './support/agent-cli';
 import { exists } from './support/image-store-fixtures';
 import { AMQP_URL, requireRabbitMq, withChannel } from './support/rabbitmq';
@@ -55,7 +55,7 @@ describe('icc demo', () => {
       const topology = cellTopology(cellId!);
       expect(await exists(tempDir!), `temp folder ${tempDir} left behind`).toBe(false);
       expect(processAlive(conductorPid), `conductor ${conductorPid} still running`).toBe(false);
-      for (const queue of [topology.requestQueue, ...topology.retryQueues, topology.deadLetterQueue])
+      for (const queue of cellQueues(topology))
         expect(await absent('queue', queue.name), `queue ${queue.name} left behind`).toBe(true);
       expect(await absent('exchange', topology.eventsExchange.name)).toBe(true);
     },

@@ -9,7 +9,7 @@ import { promises as fsp } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { type Channel, type ChannelModel, connect } from 'amqplib';
-import { type CellTopology, cellTopology } from '@app/contracts';
+import { type CellTopology, cellQueues, cellTopology } from '@app/contracts';
 import { ImageStore } from '@app/image-store';
 import { declareCellTopology } from '@app/messaging';
 import { writeRandomFile } from './random-file';
@@ -88,8 +88,7 @@ export class BenchCell {
   async cleanup(): Promise<void> {
     const t = this.topology;
     await withChannel(async (channel) => {
-      for (const queue of [t.requestQueue, ...t.retryQueues, t.deadLetterQueue])
-        await channel.deleteQueue(queue.name);
+      for (const queue of cellQueues(t)) await channel.deleteQueue(queue.name);
       await channel.deleteExchange(t.eventsExchange.name);
     }).catch(() => undefined);
     await fsp.rm(this.root, { recursive: true, force: true });

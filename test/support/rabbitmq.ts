@@ -2,7 +2,7 @@ import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { promisify } from 'node:util';
 import { connect, type Channel } from 'amqplib';
-import { cellTopology, type CellTopologyOptions } from '@app/contracts';
+import { cellQueues, cellTopology, type CellTopologyOptions } from '@app/contracts';
 import { sleep, waitFor } from './async';
 
 const run = promisify(execFile);
@@ -60,9 +60,7 @@ export async function withChannel<T>(fn: (channel: Channel) => Promise<T>): Prom
 /** Deletes every queue and the exchange of a cell (pass the options the test used for its topology). */
 export async function deleteCellTopology(cellId: string, options?: CellTopologyOptions): Promise<void> {
   const topology = cellTopology(cellId, options);
-  const queues = [topology.requestQueue, ...topology.retryQueues, topology.deadLetterQueue].map(
-    (q) => q.name,
-  );
+  const queues = cellQueues(topology).map((q) => q.name);
   await withChannel(async (channel) => {
     // Deleting a queue or exchange that does not exist is not an error in RabbitMQ.
     for (const queue of queues) await channel.deleteQueue(queue);

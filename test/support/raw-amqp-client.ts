@@ -82,6 +82,11 @@ export class RawAmqpClient {
     return correlationId;
   }
 
+  /** The exclusive queue this client's answers arrive on (for publishers of its own, e.g. with confirms). */
+  get replyQueueName(): string {
+    return this.replyQueue;
+  }
+
   /** The final answer for a correlation id (failed with retryable: true is not final). */
   async finalReply(correlationId: string, timeoutMs = 60_000): Promise<Record<string, unknown>> {
     const deadline = Date.now() + timeoutMs;

@@ -8,7 +8,7 @@ import {
 } from '@nestjs/common';
 import { LoggerModule } from 'nestjs-pino';
 import type { Logger as PinoLogger } from 'pino';
-import { CacheCleaner } from '@app/cache-cleaner';
+import { CacheCleaner, ImagePurger } from '@app/cache-cleaner';
 import { type CellTopology, cellTopology } from '@app/contracts';
 import { ImageStore } from '@app/image-store';
 import { NodeLockManager } from '@app/locking';
@@ -23,6 +23,9 @@ import { DEFAULT_HOLDER_INDEX_OPTIONS, ImageHolderIndex } from './copy/holder-in
 import { OriginDownload, originLockManager } from './copy/origin-download';
 import { SourceSelector } from './copy/source-selector';
 import { OriginClient } from './origin/origin-client';
+import { CancelWatch } from './jobs/cancel-watch';
+import { JobMessageHandler } from './jobs/job-message-handler';
+import { JobProgress } from './jobs/job-progress';
 import { ConductorLifecycle } from './lifecycle/conductor-lifecycle';
 import { CopyRequestHandler } from './requests/copy-request-handler';
 import { loadOrCreateHeaderKey } from './requests/header-key';
@@ -34,6 +37,8 @@ import { ConductorMetrics } from './metrics/conductor-metrics';
  * again within this even when nothing publishes to it (e.g. the dead-letter target of the request queue).
  */
 const TOPOLOGY_CHECK_MS = 5_000;
+/** Jobs-queue messages one conductor works on at once (a purge holds its message until it is done). */
+const JOBS_PREFETCH = 4;
 
 /** Runs the graceful stop when Nest closes (SIGTERM/SIGINT through enableShutdownHooks). */
 @Injectable()
@@ -257,6 +262,60 @@ export class ConductorModule {
             new RetryHeaderSigner(await loadOrCreateHeaderKey(config.CACHE_ROOT), config.CELL_ID),
         },
         {
+          provide: CancelWatch,
+          inject: [ImageStore],
+          useFactory: (store: ImageStore) =>
+            new CancelWatch(store.jobs, undefined, (error) =>
+              rootLogger.warn({ err: String(error) }, 'cancel watch: reading the cancel markers failed'),
+            ),
+        },
+        {
+          provide: JobProgress,
+          inject: [ImageStore, Publisher, CELL_TOPOLOGY],
+          useFactory: (store: ImageStore, publisher: Publisher, topology: CellTopology) =>
+            new JobProgress({
+              jobs: store.jobs,
+              publisher,
+              topology,
+              log: rootLogger.child({ part: 'jobs' }),
+            }),
+        },
+        {
+          provide: JobMessageHandler,
+          inject: [
+            ImageStore,
+            NodeLockManager,
+            JobProgress,
+            CancelWatch,
+            Publisher,
+            CELL_TOPOLOGY,
+            SHUTDOWN_CONTROLLER,
+          ],
+          useFactory: (
+            store: ImageStore,
+            locks: NodeLockManager,
+            progress: JobProgress,
+            cancels: CancelWatch,
+            publisher: Publisher,
+            topology: CellTopology,
+            shutdown: AbortController,
+          ) => {
+            const log = rootLogger.child({ part: 'jobs' });
+            return new JobMessageHandler({
+              store,
+              purger: new ImagePurger(store, locks, log),
+              progress,
+              cancels,
+              publisher,
+              topology,
+              conductorId: config.CONDUCTOR_ID,
+              purgeWaitMs: config.LOCK_WAIT_MS,
+              log,
+              shutdown: shutdown.signal,
+            });
+          },
+        },
+        {
           provide: CopyRequestHandler,
           inject: [
             CopyCoordinator,
@@ -265,6 +324,9 @@ export class ConductorModule {
             ConductorMetrics,
             SHUTDOWN_CONTROLLER,
             RetryHeaderSigner,
+            CancelWatch,
+            ImageStore,
+            JobProgress,
           ],
           useFactory: (
             coordinator: CopyCoordinator,
@@ -273,8 +335,13 @@ export class ConductorModule {
             stats: ConductorMetrics,
             shutdown: AbortController,
             signer: RetryHeaderSigner,
+            cancels: CancelWatch,
+            store: ImageStore,
+            progress: JobProgress,
           ) => {
             return new CopyRequestHandler({
+              cancels,
+              jobs: { records: store.jobs, progress },
               coordinator,
               publisher,
               topology,
@@ -297,6 +364,8 @@ export class ConductorModule {
             SHUTDOWN_CONTROLLER,
             CleanerRounds,
             LeftoverSweep,
+            JobMessageHandler,
+            CancelWatch,
           ],
           useFactory: (
             broker: BrokerConnection,
@@ -307,12 +376,15 @@ export class ConductorModule {
             shutdown: AbortController,
             cleaning: CleanerRounds,
             sweep: LeftoverSweep,
+            jobHandler: JobMessageHandler,
+            cancels: CancelWatch,
           ) => {
             return new ConductorLifecycle({
               broker,
               publisher,
               topology,
               handler,
+              jobs: { handler: jobHandler, prefetch: JOBS_PREFETCH, cancels },
               locks,
               background: [cleaning, sweep],
               concurrency: config.COPY_CONCURRENCY,

@@ -11,3 +11,5 @@ export {
 export type { CleanerPolicy } from './cleaner-policy';
 export { summarizeCleanReport } from './clean-report';
 export type { CleanReport, DeletedImageReport, DeletionReason } from './clean-report';
+export { ImagePurger } from './image-purger';
+export type { PurgeOptions, PurgeOutcome } from './image-purger';

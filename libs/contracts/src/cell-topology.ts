@@ -85,6 +85,8 @@ export interface CellTopology {
   /** One queue per delay tier, ascending delay; messages expire back into the request queue. */
   readonly retryQueues: readonly RetryQueueSpec[];
   readonly deadLetterQueue: QueueSpec;
+  /** Pre-cache and purge jobs, and cancels of copies and jobs (docs/protocol.md, "Jobs"). */
+  readonly jobQueue: QueueSpec;
   readonly eventsExchange: ExchangeSpec;
   readonly maxAttempts: number;
   readonly deliveryLimit: number;
@@ -128,19 +130,21 @@ export function cellTopology(cellId: string, options: CellTopologyOptions = {}):
   const prefix = `${BROKER_NAME_PREFIX}${cell}`;
   const requestQueueName = `${prefix}.requests`;
   const deadLetterQueueName = `${prefix}.dead`;
+  // The request and jobs queues: quorum, the broker's delivery limit as a safety net, dead letters to .dead.
+  const workQueueArguments = {
+    'x-queue-type': 'quorum',
+    'x-delivery-limit': opts.deliveryLimit,
+    // The default exchange routes by queue name: no extra exchange to declare or to get wrong.
+    'x-dead-letter-exchange': '',
+    'x-dead-letter-routing-key': deadLetterQueueName,
+  };
 
   return {
     cellId: cell,
     requestQueue: {
       name: requestQueueName,
       durable: true,
-      arguments: {
-        'x-queue-type': 'quorum',
-        'x-delivery-limit': opts.deliveryLimit,
-        // The default exchange routes by queue name: no extra exchange to declare or to get wrong.
-        'x-dead-letter-exchange': '',
-        'x-dead-letter-routing-key': deadLetterQueueName,
-      },
+      arguments: workQueueArguments,
     },
     // One queue per fixed delay (a queue-wide TTL, not a per-message one), so every message of a tier
     // expires in arrival order. Quorum, so a retried request survives the loss of the node that held its
@@ -165,11 +169,27 @@ export function cellTopology(cellId: string, options: CellTopologyOptions = {}):
       durable: true,
       arguments: { 'x-queue-type': 'quorum' },
     },
+    jobQueue: { name: `${prefix}.jobs`, durable: true, arguments: workQueueArguments },
     eventsExchange: { name: `${prefix}.events`, type: 'topic', durable: true },
     maxAttempts: opts.maxAttempts,
     deliveryLimit: opts.deliveryLimit,
     retryDelaysMs: opts.retryDelaysMs,
   };
+}
+
+/** Every queue of a cell, dead-letter target first (the order they are declared in). */
+export function cellQueues(topology: CellTopology): QueueSpec[] {
+  return [topology.deadLetterQueue, topology.requestQueue, ...topology.retryQueues, topology.jobQueue];
+}
+
+/** Routing key of a job's events (accepted, progress, result): bind `job.<jobId>`, or `job.#` for all. */
+export function jobRoutingKey(jobId: string): string {
+  return `job.${jobId}`;
+}
+
+/** Routing key of a cancel answer on the events exchange. */
+export function cancelRoutingKey(status: string): string {
+  return `cancel.${status}`;
 }
 
 /** Routing key of a result on the events exchange. */

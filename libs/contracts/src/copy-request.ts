@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { ReasonError } from './reason-error';
 import { imageIdSchema, InvalidFieldError, nodeIdSchema } from './ids';
+import { jobIdSchema } from './job-id';
 
 /** Bodies above this size are refused before JSON.parse: a request is a few hundred bytes. */
 export const MAX_REQUEST_BYTES = 16 * 1024;
@@ -54,6 +55,9 @@ export const copyRequestSchema = z
     size: byteCountSchema.describe('Expected size in bytes.').optional(),
     // No `priority`: RabbitMQ 3.x quorum queues ignore message priorities, so the field would promise
     // something the broker does not do. Strict parsing rejects it rather than silently ignoring it.
+    jobId: jobIdSchema
+      .describe('Set by a conductor on the copies of a pre-cache job: the job this copy belongs to.')
+      .optional(),
     deadline: isoTimestampSchema
       .describe('After this instant the request is answered DEADLINE_EXCEEDED instead of being worked on.')
       .optional(),

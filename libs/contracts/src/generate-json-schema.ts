@@ -3,6 +3,14 @@ import { join, resolve } from 'node:path';
 import { z } from 'zod';
 import { copyRequestSchema } from './copy-request';
 import { copyResultSchema } from './copy-result';
+import {
+  cancelAnswerSchema,
+  cancelRequestSchema,
+  jobEventSchema,
+  jobRefusalSchema,
+  precacheJobSchema,
+  purgeJobSchema,
+} from './job-messages';
 import { progressEventSchema } from './progress-event';
 import { REASON_CODES, type ReasonCode } from './reason-codes';
 
@@ -16,6 +24,12 @@ const SCHEMAS = {
   'copy-request.v1.schema.json': copyRequestSchema,
   'copy-result.v1.schema.json': copyResultSchema,
   'progress-event.v1.schema.json': progressEventSchema,
+  'precache-job.v1.schema.json': precacheJobSchema,
+  'purge-job.v1.schema.json': purgeJobSchema,
+  'cancel-request.v1.schema.json': cancelRequestSchema,
+  'job-event.v1.schema.json': jobEventSchema,
+  'cancel-answer.v1.schema.json': cancelAnswerSchema,
+  'job-refusal.v1.schema.json': jobRefusalSchema,
 } as const;
 
 export const REASON_TABLE_START =

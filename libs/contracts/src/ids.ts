@@ -8,7 +8,7 @@ import { ReasonError } from './reason-error';
  */
 const SAFE_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
 
-function safeName(maxLength: number) {
+export function safeName(maxLength: number) {
   return z
     .string()
     .min(1, 'must not be empty')

@@ -13,6 +13,9 @@ export {
   REQUEST_ID_MAX_LENGTH,
   requestIdSchema,
   sha256Schema,
+  toFieldIssues,
+  isoTimestampSchema,
+  parseWithSchema,
   type CopyRequest,
   type FieldIssue,
   type ReplyInfo,
@@ -21,3 +24,5 @@ export * from './copy-result';
 export * from './progress-event';
 export * from './cell-topology';
 export type { Logger } from './logger';
+export * from './job-id';
+export * from './job-messages';

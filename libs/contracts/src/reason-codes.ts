@@ -53,6 +53,11 @@ export const REASON_CODES = {
     meaning:
       "The origin's answer cannot be used: an unexpected status, a malformed checksum or length header, a resumed body that does not fit, or no checksum at all (none in the request either); nothing was published.",
   },
+  CANCELLED: {
+    retryable: false,
+    meaning:
+      'The request (or its job) was cancelled: a queued one was not started; a running one was aborted, its partial copy removed and its locks released.',
+  },
   LOCK_TIMEOUT: {
     retryable: true,
     meaning: 'A lock on the source or destination could not be taken within the lock wait limit.',

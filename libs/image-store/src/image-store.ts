@@ -2,6 +2,7 @@ import { CacheEntries } from './cache-entries';
 import type { NodeLayout } from './cache-layout';
 import { CopyPipeline } from './copy-pipeline';
 import { ImageImport } from './image-import';
+import { JobRecords } from './job-records';
 import { NodeMarkers } from './node-markers';
 import { type ImageStoreOptions, StoreContext } from './store-context';
 
@@ -12,7 +13,8 @@ import { type ImageStoreOptions, StoreContext } from './store-context';
  * - `copies`: the verified, atomic copy between two nodes and the checks a copy is decided on;
  * - `entries`: what a cache holds (listing, reading, deleting images; partial copies of dead attempts);
  * - `markers`: a node's registration (`node.json`), pins and the draining marker;
- * - `imports`: images entering the cell from outside it.
+ * - `imports`: images entering the cell from outside it;
+ * - `jobs`: the durable records of pre-cache and purge jobs and of cancels.
  * It knows nothing of locks: the callers of each part say which lock they hold.
  */
 export class ImageStore {
@@ -21,6 +23,7 @@ export class ImageStore {
   readonly entries: CacheEntries;
   readonly markers: NodeMarkers;
   readonly imports: ImageImport;
+  readonly jobs: JobRecords;
   private readonly context: StoreContext;
 
   constructor(options: ImageStoreOptions) {
@@ -30,6 +33,7 @@ export class ImageStore {
     this.entries = new CacheEntries(this.context);
     this.markers = new NodeMarkers(this.context);
     this.imports = new ImageImport(this.context);
+    this.jobs = new JobRecords(this.context);
   }
 
   /** The validated folders of one node's cache. */

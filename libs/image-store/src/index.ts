@@ -15,3 +15,11 @@ export { type NodeMarker, NODE_MARKER_FILE, nodeMarkerSchema, registeredBySchema
 export { type ImageMeta, imageMetaSchema } from './image-meta';
 export { type NodeLayout, parseTmpName } from './cache-layout';
 export { COPY_CHUNK_BYTES } from './image-copier';
+export {
+  JobRecords,
+  type JobRecord,
+  type JobStatus,
+  jobRecordSchema,
+  JOBS_FOLDER,
+  CANCELS_FOLDER,
+} from './job-records';

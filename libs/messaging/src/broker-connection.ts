@@ -1,5 +1,5 @@
 import { connect, type Channel, type ChannelModel, type ConfirmChannel } from 'amqplib';
-import type { CellTopology } from '@app/contracts';
+import { type CellTopology, cellQueues } from '@app/contracts';
 import { BrokerRotation, brokerAddress, parseBrokerUrls } from './broker-urls';
 import { declareCellTopology } from './declare-topology';
 import { BrokerUnavailableError, MessagingClosedError, isNotFound, redactUrl } from './errors';
@@ -255,7 +255,7 @@ export class BrokerConnection {
       channel.on('error', () => {}); // a 404 rejects the awaited check; the event needs a listener
       try {
         for (const topology of this.topologies) {
-          for (const queue of [topology.requestQueue, ...topology.retryQueues, topology.deadLetterQueue]) {
+          for (const queue of cellQueues(topology)) {
             missing = `passive check: queue ${queue.name} not found`;
             await channel.checkQueue(queue.name);
           }

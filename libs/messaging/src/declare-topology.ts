@@ -1,5 +1,5 @@
 import type { Channel } from 'amqplib';
-import type { CellTopology, QueueSpec } from '@app/contracts';
+import { type CellTopology, type QueueSpec, cellQueues } from '@app/contracts';
 
 /**
  * Declares every queue and the exchange of a cell. Idempotent: the arguments come from cellTopology() and
@@ -18,9 +18,7 @@ export async function declareCellTopology(channel: Channel, topology: CellTopolo
     }
   };
 
-  await declare(topology.deadLetterQueue);
-  await declare(topology.requestQueue);
-  for (const retryQueue of topology.retryQueues) await declare(retryQueue);
+  for (const queue of cellQueues(topology)) await declare(queue);
   await channel.assertExchange(topology.eventsExchange.name, topology.eventsExchange.type, {
     durable: topology.eventsExchange.durable,
   });

@@ -2,7 +2,13 @@ import { randomBytes } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { ALL_PROGRESS_BINDING, type CellTopology, type CopyResult, cellTopology } from '@app/contracts';
+import {
+  ALL_PROGRESS_BINDING,
+  type CellTopology,
+  type CopyResult,
+  cellQueues,
+  cellTopology,
+} from '@app/contracts';
 import { ImageStore } from '@app/image-store';
 import { NodeLockManager } from '@app/locking';
 import type { BrokerConnection } from '@app/messaging';
@@ -348,8 +354,7 @@ async function deleteCellTopology(connection: BrokerConnection, topology: CellTo
   const { channel } = await connection.openChannel(5_000);
   channel.on('error', () => {});
   try {
-    for (const queue of [topology.requestQueue, ...topology.retryQueues, topology.deadLetterQueue])
-      await channel.deleteQueue(queue.name);
+    for (const queue of cellQueues(topology)) await channel.deleteQueue(queue.name);
     await channel.deleteExchange(topology.eventsExchange.name);
   } finally {
     await channel.close().catch(() => {});

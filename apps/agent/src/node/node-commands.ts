@@ -178,7 +178,7 @@ async function existingUnregistered(store: ImageStore): Promise<string[]> {
   return found;
 }
 
-async function requireRoot(cacheRoot: string | undefined): Promise<string> {
+export async function requireRoot(cacheRoot: string | undefined): Promise<string> {
   if (!cacheRoot)
     throw new UsageError('--cache-root', 'is required: pass --cache-root <dir> or set CACHE_ROOT');
   const root = path.resolve(cacheRoot);

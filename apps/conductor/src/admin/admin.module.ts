@@ -2,6 +2,7 @@ import { type DynamicModule, Module } from '@nestjs/common';
 import { TerminusModule } from '@nestjs/terminus';
 import type { Logger as PinoLogger } from 'pino';
 import type { CellTopology } from '@app/contracts';
+import { ImageStore } from '@app/image-store';
 import { BrokerConnection } from '@app/messaging';
 import type { ConductorConfig } from '../config/conductor-config';
 import { CELL_TOPOLOGY, CONDUCTOR_CONFIG, ROOT_LOGGER } from '../conductor.tokens';
@@ -9,6 +10,7 @@ import { CleanerRounds } from '../background/cleaner-rounds';
 import { LeftoverSweep } from '../background/leftover-sweep';
 import { CopyCoordinator } from '../copy/copy-coordinator';
 import { SourceSelector } from '../copy/source-selector';
+import { recentJobs } from '../jobs/recent-jobs';
 import { ConductorLifecycle } from '../lifecycle/conductor-lifecycle';
 import { ConductorMetrics } from '../metrics/conductor-metrics';
 import { AdminAuth } from './admin-auth';
@@ -75,6 +77,7 @@ export class AdminModule {
             CleanerRounds,
             LeftoverSweep,
             { token: OriginDownload, optional: true },
+            ImageStore,
           ],
           useFactory: (
             config: ConductorConfig,
@@ -88,6 +91,7 @@ export class AdminModule {
             cleaner: CleanerRounds,
             sweep: LeftoverSweep,
             origin: OriginDownload | null,
+            store: ImageStore,
           ) =>
             new StatusReport({
               identity: {
@@ -106,6 +110,7 @@ export class AdminModule {
               cleaner,
               sweep,
               origin,
+              jobs: { recent: () => recentJobs(store.jobs) },
             }),
         },
         {

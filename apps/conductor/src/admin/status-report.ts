@@ -5,6 +5,7 @@ import type { LeftoverSweepView } from '../background/leftover-sweep';
 import type { CopyCoordinator } from '../copy/copy-coordinator';
 import type { CopyPhase } from '../copy/copy-job';
 import type { ReadSlotsView } from '../copy/read-slots';
+import type { JobView } from '../jobs/recent-jobs';
 import type { LifecycleState, ConductorLifecycle } from '../lifecycle/conductor-lifecycle';
 import type { ConductorMetrics, ConductorTotals } from '../metrics/conductor-metrics';
 import type { QueueDepthReport } from './queue-depths';
@@ -64,6 +65,8 @@ export interface ConductorStatus {
   cacheCleaner: CleanerRoundsView;
   /** Leftovers of dead attempts collected in this conductor (lock entries, partial files). */
   leftovers: LeftoverSweepView;
+  /** The cell's newest pre-cache and purge jobs (from the shared folder), newest first. */
+  jobs: JobView[];
   /** The cell's origin (ORIGIN_URL; the auth header by name only) and this conductor's downloads; null: none. */
   origin: OriginView | null;
 }
@@ -102,6 +105,7 @@ export interface StatusReportParts {
   cleaner: { view(): CleanerRoundsView };
   sweep: { view(): LeftoverSweepView };
   origin?: { describe(): OriginView } | null;
+  jobs?: { recent(): Promise<JobView[]> };
   clock?: { now(): number; monotonic(): number };
 }
 
@@ -124,6 +128,8 @@ export class StatusReport {
   async build(): Promise<ConductorStatus> {
     const { identity, broker, intake, copies, stats } = this.parts;
     const queues = await this.parts.queues.depths();
+    // A shared folder that cannot be read must not take /status down with it.
+    const jobs = (await this.parts.jobs?.recent().catch(() => [])) ?? [];
     const blocked = broker.blockedView();
     const now = this.clock.now();
     const mono = this.clock.monotonic();
@@ -183,6 +189,7 @@ export class StatusReport {
       cacheCleaner: this.parts.cleaner.view(),
       leftovers: this.parts.sweep.view(),
       origin: this.parts.origin?.describe() ?? null,
+      jobs,
     };
   }
 }

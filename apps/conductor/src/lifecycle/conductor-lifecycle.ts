@@ -1,6 +1,8 @@
 import { type Logger, ReasonError, type CellTopology } from '@app/contracts';
 import type { NodeLockManager } from '@app/locking';
 import { type BrokerConnection, type Consumer, type Publisher, consume } from '@app/messaging';
+import type { CancelWatch } from '../jobs/cancel-watch';
+import type { JobMessageHandler } from '../jobs/job-message-handler';
 import type { CopyRequestHandler } from '../requests/copy-request-handler';
 
 export type LifecycleState = 'starting' | 'consuming' | 'draining' | 'stopped';
@@ -12,6 +14,7 @@ export type LifecycleState = 'starting' | 'consuming' | 'draining' | 'stopped';
  */
 export class ConductorLifecycle {
   private consumer?: Consumer;
+  private jobsConsumer?: Consumer;
   private stateValue: LifecycleState = 'starting';
 
   constructor(
@@ -20,6 +23,8 @@ export class ConductorLifecycle {
       publisher: Publisher;
       topology: CellTopology;
       handler: CopyRequestHandler;
+      /** The jobs queue (pre-cache, purge, cancel): consumed and drained beside the requests. */
+      jobs?: { handler: JobMessageHandler; prefetch: number; cancels: CancelWatch };
       locks: NodeLockManager;
       /** Background rounds (cache cleaner, leftover sweep): started with the consumer, stopped before the locks are released. */
       background?: Array<{ start(): void; stop(): Promise<void> }>;
@@ -52,6 +57,11 @@ export class ConductorLifecycle {
     this.consumer = await consume(broker, topology.requestQueue.name, { prefetch: concurrency }, (d) =>
       handler.handle(d),
     );
+    const jobs = this.deps.jobs;
+    if (jobs)
+      this.jobsConsumer = await consume(broker, topology.jobQueue.name, { prefetch: jobs.prefetch }, (d) =>
+        jobs.handler.handle(d),
+      );
     this.stateValue = 'consuming';
     for (const rounds of this.deps.background ?? []) rounds.start();
   }
@@ -62,6 +72,8 @@ export class ConductorLifecycle {
     this.stateValue = 'draining';
     const backgroundStopped = Promise.all((this.deps.background ?? []).map((rounds) => rounds.stop()));
     const consumer = this.consumer;
+    const jobsConsumer = this.jobsConsumer;
+    await jobsConsumer?.pause();
     if (consumer) {
       await consumer.pause();
       log.info(
@@ -80,6 +92,12 @@ export class ConductorLifecycle {
       await consumer.close();
     }
     shutdown.abort(new ReasonError('SHUTTING_DOWN', 'the conductor is shutting down'));
+    // A purge stops between two nodes at the abort and hands its message back (its outcomes so far stay).
+    if (jobsConsumer) {
+      await jobsConsumer.drain(10_000);
+      await jobsConsumer.close();
+    }
+    this.deps.jobs?.cancels.stop();
     await backgroundStopped;
     await this.deps.locks.releaseAll();
     await this.deps.publisher.close();

@@ -9,6 +9,8 @@ import {
   REQUEST_CONTENT_TYPE,
   UNKNOWN_REQUEST_ID,
   assertDeadlineNotPassed,
+  jobCopyRequestId,
+  type NodeOutcome,
   parseCopyRequest,
   peekReplyInfo,
   replyToProblem,
@@ -25,7 +27,10 @@ import {
   publishToDeadLetter,
   publishToRetry,
 } from '@app/messaging';
+import type { JobRecords } from '@app/image-store';
 import type { CopyJobResult } from '../copy/copy-job';
+import type { CancelWatch } from '../jobs/cancel-watch';
+import type { JobProgress } from '../jobs/job-progress';
 import type { CopyCoordinator } from '../copy/copy-coordinator';
 import type { ConductorMetrics } from '../metrics/conductor-metrics';
 
@@ -40,11 +45,17 @@ export interface CopyRequestHandlerDeps {
   shutdown: AbortSignal;
   /** Signs retry copies; only signed x-icc-attempt / x-icc-first-seen headers are believed. */
   signer: RetryHeaderSigner;
+  /** Cancel markers: a cancelled request is answered CANCELLED when taken, and aborted while it runs. */
+  cancels?: CancelWatch;
+  /** The records of pre-cache jobs: a job's copy records its node's outcome before it is acked. */
+  jobs?: { records: JobRecords; progress: JobProgress };
 }
 
 type Failure = { code: ReasonCode; detail: string };
 
 const REQUEUE_PAUSE_MS = 1_000;
+/** Without a CancelWatch (unit specs of other parts): nothing is ever cancelled. */
+const NOT_WATCHED = { signal: new AbortController().signal, done: () => undefined };
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /**
@@ -89,6 +100,7 @@ export class CopyRequestHandler {
       checkContentType(delivery.properties.contentType as string | undefined);
       checkReplyTo(delivery.properties.replyTo as string | undefined);
       request = parseCopyRequest(delivery.content);
+      await this.checkJob(request);
       assertDeadlineNotPassed(request);
     } catch (error) {
       if (this.droppedWithItsChannel(delivery, undefined, 'refusal')) return;
@@ -97,10 +109,21 @@ export class CopyRequestHandler {
     }
     const log = this.deps.log;
     let outcome: { result: CopyJobResult; coalesced: boolean };
+    // Watched before the first look at the markers: a cancel written at any moment is seen (cancel-watch.ts).
+    const cancel = this.deps.cancels?.watch(request) ?? NOT_WATCHED;
     try {
+      if (await this.deps.cancels?.isCancelled(request))
+        throw new ReasonError('CANCELLED', `request ${request.requestId} was cancelled before it started`);
       const attemptId = `${request.requestId.slice(0, 40).replace(/\./g, '_')}-${newAttemptId()}`;
-      outcome = await this.deps.coordinator.run(request, request.requestId, attemptId, this.deps.shutdown);
-    } catch (error) {
+      const signal = AbortSignal.any([this.deps.shutdown, cancel.signal]);
+      outcome = await this.deps.coordinator.run(request, request.requestId, attemptId, signal);
+    } catch (caught) {
+      // An aborted copy throws whatever the abort looked like where it stopped: the cancel is the cause.
+      const error = cancel.signal.aborted && !this.deps.shutdown.aborted ? cancel.signal.reason : caught;
+      if (isCancelled(error)) {
+        await this.answerCancelled(delivery, request, asFailure(error), attempt, firstSeen);
+        return;
+      }
       if (this.deps.shutdown.aborted) {
         // Not a failure to report: another conductor (or this one, restarted) will finish it.
         if (delivery.nackRequeue()) this.deps.stats.recordHandedBack();
@@ -127,10 +150,16 @@ export class CopyRequestHandler {
         await this.failPermanently(delivery, request, final, attempt, firstSeen, started);
       }
       return;
+    } finally {
+      cancel.done();
     }
     const { result, coalesced } = outcome;
     if (this.droppedWithItsChannel(delivery, request.requestId, `result ${result.status}`)) return;
     if (coalesced) this.deps.stats.recordCoalesced();
+    await this.jobNodeFinished(request, {
+      outcome: result.status,
+      ...(result.status === 'completed' ? { bytes: result.bytes } : {}),
+    });
     await this.answer(delivery, this.successResult(request, result, attempt, firstSeen));
     this.deps.stats.recordResult(
       result.status,
@@ -221,6 +250,12 @@ export class CopyRequestHandler {
   ): Promise<void> {
     const peeked = request ?? peekReplyInfo(delivery.content, delivery.properties.messageId);
     const requestId = peeked.requestId ?? UNKNOWN_REQUEST_ID;
+    if (request)
+      await this.jobNodeFinished(request, {
+        outcome: 'failed',
+        reason: failure.code,
+        detail: failure.detail,
+      });
     await this.answer(delivery, this.failedResult(peeked, requestId, failure, attempt, firstSeen, false));
     await publishToDeadLetter(this.deps.publisher, this.deps.topology, delivery.message, {
       reason: failure.code,
@@ -240,6 +275,69 @@ export class CopyRequestHandler {
       { requestId, reason: failure.code, detail: failure.detail, attempt },
       'copy request failed and dead-lettered',
     );
+  }
+
+  /**
+   * A cancelled request is answered (final, not retried) and acked; it is not dead-lettered, as nothing
+   * is wrong with it. A running copy was aborted: the pipeline removed its partial file and the workflow
+   * released its locks before the error reached here.
+   */
+  private async answerCancelled(
+    delivery: Delivery,
+    request: CopyRequest,
+    failure: Failure,
+    attempt: number,
+    firstSeen: string,
+  ): Promise<void> {
+    await this.jobNodeFinished(request, {
+      outcome: 'cancelled',
+      reason: 'CANCELLED',
+      detail: failure.detail,
+    });
+    await this.answer(
+      delivery,
+      this.failedResult(request, request.requestId, failure, attempt, firstSeen, false),
+    );
+    this.deps.stats.recordResult('failed', 'CANCELLED', 0, elapsedSince(firstSeen));
+    delivery.ack();
+    this.deps.log.info(
+      { requestId: request.requestId, jobId: request.jobId, attempt },
+      'copy request cancelled',
+    );
+  }
+
+  /**
+   * A request carrying a job id is one of that job's copies: its id must be `<jobId>.<destination>` and
+   * the job must list the destination, so no requester can write outcomes into another's job.
+   */
+  private async checkJob(request: CopyRequest): Promise<void> {
+    if (request.jobId === undefined) return;
+    if (request.requestId !== jobCopyRequestId(request.jobId, request.destination))
+      throw new ReasonError(
+        'INVALID_REQUEST',
+        `requestId: a copy of job ${request.jobId} must be named ${jobCopyRequestId(request.jobId, request.destination)}`,
+      );
+    const record = await this.deps.jobs?.records.read(request.jobId);
+    if (!record || record.type !== 'precache' || !record.nodes.includes(request.destination))
+      throw new ReasonError(
+        'INVALID_REQUEST',
+        `jobId: no pre-cache job ${request.jobId} with node ${request.destination} in this cell`,
+      );
+  }
+
+  /** Records the node's outcome of a job's copy before the copy's message is acked. */
+  private async jobNodeFinished(
+    request: CopyRequest,
+    outcome: Pick<NodeOutcome, 'outcome' | 'reason' | 'detail' | 'bytes'>,
+  ): Promise<void> {
+    if (request.jobId === undefined || !this.deps.jobs) return;
+    await this.deps.jobs.progress.nodeFinished(request.jobId, {
+      node: request.destination,
+      ...outcome,
+      ...(outcome.detail ? { detail: outcome.detail.slice(0, 4096) } : {}),
+      conductorId: this.deps.conductorId,
+      at: new Date().toISOString(),
+    });
   }
 
   /** Publishes a result to the events exchange and, when asked for, to reply_to with the correlation id. */
@@ -355,6 +453,10 @@ function checkContentType(contentType: string | undefined): void {
 function checkReplyTo(replyTo: string | undefined): void {
   const problem = replyTo === undefined ? undefined : replyToProblem(replyTo);
   if (problem) throw new ReasonError('INVALID_REQUEST', problem);
+}
+
+function isCancelled(error: unknown): boolean {
+  return error instanceof ReasonError && error.code === 'CANCELLED';
 }
 
 function asFailure(error: unknown): Failure {
