@@ -9,7 +9,7 @@ import {
   requestIdSchema,
 } from '@app/contracts';
 import { type IoContext, io } from './fs-errors';
-import { throwIfAborted } from './image-copier';
+import { type StreamPace, throwIfAborted } from './image-copier';
 import type { ImageMeta } from './image-meta';
 import { type IrreversibleStep, publishImage } from './publish';
 import { type ExpectedImage, type StoreContext, cacheContext, matches, parseExpected } from './store-context';
@@ -38,12 +38,22 @@ export interface CopyImageRequest {
    * the image with identical content (its meta then records its own, older fencingToken and attemptId).
    */
   beforeIrreversibleStep?: (step: IrreversibleStep) => Promise<void> | void;
+  /**
+   * Continue a dead attempt's partial copy of the same image (same sha256 and size, its recorded prefix
+   * re-hashed) instead of starting from zero, and remove every other partial of the image. Only for a
+   * caller holding the destination's exclusive lock (then every other partial is a dead attempt's).
+   */
+  resume?: boolean;
+  /** Bandwidth caps of the source's reads and the destination's writes. */
+  pace?: StreamPace;
 }
 
 export interface CopyImageOutcome {
   status: 'copied' | 'already-present';
   /** Bytes copied by this call: 0 when already present (the image's size is meta.size). */
   bytes: number;
+  /** Bytes taken over from a dead attempt's partial copy (re-hashed, not read from the source). */
+  resumedBytes: number;
   /** sha256 of the image at the destination (meta.sha256). */
   sha256: string;
   /** The destination's meta. */
@@ -119,6 +129,7 @@ export class CopyPipeline {
       return {
         status: 'already-present',
         bytes: 0,
+        resumedBytes: 0,
         sha256: destinationState.meta.sha256,
         meta: destinationState.meta,
         copyMs: 0,
@@ -164,7 +175,7 @@ export class CopyPipeline {
       }
       const total = sourceMeta.size;
       const onProgress = request.onProgress;
-      const { bytes, meta } = await publishImage(this.store, {
+      const { bytes, meta, resumedBytes } = await publishImage(this.store, {
         destination,
         imageId,
         tag: attemptId,
@@ -180,10 +191,13 @@ export class CopyPipeline {
           attemptId,
         },
         describe: `copy of image ${imageId} from node ${source.node} to node ${destination.node}`,
+        resumable: { sourceNode: source.node, resume: request.resume ?? false },
+        ...(request.pace ? { pace: request.pace } : {}),
       });
       return {
         status: 'copied',
-        bytes,
+        bytes: bytes - resumedBytes,
+        resumedBytes,
         sha256: meta.sha256,
         meta,
         copyMs: performance.now() - copyStarted,

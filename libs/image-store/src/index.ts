@@ -1,5 +1,10 @@
 export { ImageStore } from './image-store';
-export { type ImageStoreOptions, type ExpectedImage, type Inspection } from './store-context';
+export {
+  type ImageStoreOptions,
+  type ExpectedImage,
+  type Inspection,
+  DEFAULT_RESUME_CHECKPOINT_BYTES,
+} from './store-context';
 export { CopyPipeline, type CopyImageRequest, type CopyImageOutcome } from './copy-pipeline';
 export { type IrreversibleStep } from './publish';
 export {
@@ -13,4 +18,4 @@ export { ImageImport, type ImportImageOptions } from './image-import';
 export { type NodeMarker, NODE_MARKER_FILE, nodeMarkerSchema, registeredBySchema } from './node-marker-file';
 export { type ImageMeta, imageMetaSchema } from './image-meta';
 export { type NodeLayout, parseTmpName } from './cache-layout';
-export { COPY_CHUNK_BYTES } from './image-copier';
+export { COPY_CHUNK_BYTES, type StreamPace } from './image-copier';

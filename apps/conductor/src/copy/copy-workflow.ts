@@ -154,8 +154,6 @@ export class CopyWorkflow {
       }
       this.options.log.debug?.({ ...ids, heldAt }, 'copy locks held');
       const destinationLock = held.locks.find((l) => l.key.node === job.destination) ?? held.locks[0]!;
-      // Holding the destination lock, any partial copy of this image belongs to a dead attempt.
-      await this.store.entries.removeLeftoverTmp(job.destination, job.imageId);
       report('copying', 0);
       const copied = await this.store.copies.copyImage({
         imageId: job.imageId,
@@ -163,6 +161,9 @@ export class CopyWorkflow {
         destination: job.destination,
         expected: { sha256: job.sha256, size: job.size },
         attemptId: run.attemptId,
+        // Holding the destination lock, any partial copy of this image belongs to a dead attempt: the
+        // copy continues the most advanced one that proves what it is, and removes the others.
+        resume: true,
         fencingToken: destinationLock.fencingToken,
         signal: run.signal ? AbortSignal.any([held.signal, run.signal]) : held.signal,
         onProgress: (done, bytesTotal) => report(done >= bytesTotal ? 'verifying' : 'copying', done),
