@@ -18,6 +18,7 @@ import { LeftoverSweep } from './cache/leftover-sweep';
 import { CELL_TOPOLOGY, CONDUCTOR_CONFIG, ROOT_LOGGER, SHUTDOWN_CONTROLLER } from './conductor.tokens';
 import { CopyCoordinator } from './copy/copy-coordinator';
 import { type CopyLockPlan, CopyWorkflow } from './copy/copy-workflow';
+import { NodeBandwidth } from './copy/node-bandwidth';
 import { DEFAULT_HOLDER_INDEX_OPTIONS, ImageHolderIndex } from './copy/holder-index';
 import { SourceSelector } from './copy/source-selector';
 import { RequestIntake } from './lifecycle/request-intake';
@@ -169,6 +170,12 @@ export class ConductorModule {
               lockWaitMs: config.LOCK_WAIT_MS,
               log: rootLogger.child({ part: 'copy' }),
               lockPlan: seams.lockPlan,
+              bandwidth: new NodeBandwidth({
+                read: config.NODE_READ_BPS,
+                write: config.NODE_WRITE_BPS,
+                backgroundRead: config.BACKGROUND_READ_BPS,
+                backgroundWrite: config.BACKGROUND_WRITE_BPS,
+              }),
             }),
         },
         {

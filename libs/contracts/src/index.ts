@@ -4,7 +4,9 @@ export * from './ids';
 export {
   assertDeadlineNotPassed,
   byteCountSchema,
+  COPY_PRIORITIES,
   COPY_REQUEST_VERSION,
+  copyPrioritySchema,
   copyRequestSchema,
   MAX_REQUEST_BYTES,
   MessageValidationError,
@@ -13,6 +15,7 @@ export {
   REQUEST_ID_MAX_LENGTH,
   requestIdSchema,
   sha256Schema,
+  type CopyPriority,
   type CopyRequest,
   type FieldIssue,
   type ReplyInfo,

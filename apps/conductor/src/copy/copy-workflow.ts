@@ -1,11 +1,12 @@
 import { constants as fsConstants, promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { ConductorError } from '@app/contracts';
+import { ConductorError, type CopyPriority } from '@app/contracts';
 import type { ImageStore } from '@app/image-store';
 import type { MessagingLogger } from '@app/messaging';
 import type { HeldLockSet, LockRequest, NodeLockManager } from '@app/locking';
 import type { CopyJob, CopyJobResult, CopyProgress } from './copy-job';
+import type { NodeBandwidth } from './node-bandwidth';
 import { SELECTION_PREFIX, type SourceSelector } from './source-selector';
 
 /** Sources tried when the chosen one vanished before its lock was granted (no source named). */
@@ -29,6 +30,8 @@ export interface CopyRunOptions {
   /** Aborts the copy (shutdown); the lock's own loss aborts it too. */
   signal?: AbortSignal;
   onProgress?: (progress: CopyProgress) => void;
+  /** The copy's bandwidth class now (an interactive request joining a background copy raises it). */
+  priority?: () => CopyPriority;
 }
 
 /**
@@ -48,6 +51,8 @@ export class CopyWorkflow {
       lockWaitMs: number;
       log: Pick<MessagingLogger, 'warn'> & Partial<Pick<MessagingLogger, 'debug'>>;
       lockPlan?: CopyLockPlan;
+      /** NODE_READ_BPS / NODE_WRITE_BPS and their background variants; absent: no caps. */
+      bandwidth?: NodeBandwidth;
     },
   ) {}
 
@@ -164,6 +169,11 @@ export class CopyWorkflow {
         // Holding the destination lock, any partial copy of this image belongs to a dead attempt: the
         // copy continues the most advanced one that proves what it is, and removes the others.
         resume: true,
+        pace: this.options.bandwidth?.pace(
+          source,
+          job.destination,
+          run.priority ?? (() => job.priority ?? 'interactive'),
+        ),
         fencingToken: destinationLock.fencingToken,
         signal: run.signal ? AbortSignal.any([held.signal, run.signal]) : held.signal,
         onProgress: (done, bytesTotal) => report(done >= bytesTotal ? 'verifying' : 'copying', done),
