@@ -20,7 +20,7 @@ interface Waiter {
  * Late timers (a busy event loop) do not cost bandwidth up to this: a grant is booked from the previous
  * one's end rather than from now while it is at most this late.
  */
-const CATCH_UP_MS = 50;
+const CATCH_UP_MS = 250;
 
 /**
  * One direction (reads or writes) of one node, for this conductor: grants byte counts so that the total
