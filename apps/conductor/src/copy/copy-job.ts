@@ -16,6 +16,8 @@ export interface CopyJobResult {
   lockWaitMs?: number;
   copyMs?: number;
   verifyMs?: number;
+  /** Bytes taken over from a dead attempt's partial copy instead of being read from the source. */
+  resumedBytes?: number;
   /** The destination lock's generation under which the image was published. */
   fencingToken?: number;
 }

@@ -205,6 +205,7 @@ export class CopyWorkflow {
         lockWaitMs: lockWaitMsTotal,
         copyMs: copied.copyMs,
         verifyMs: copied.verifyMs,
+        ...(copied.resumedBytes > 0 ? { resumedBytes: copied.resumedBytes } : {}),
         fencingToken: destinationLock.fencingToken,
       };
     } catch (caught) {
