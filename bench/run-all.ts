@@ -3,12 +3,14 @@
  * target. Each scenario measures its own baseline in the same run; figures are medians over rounds.
  * Results: bench/results/*.json; the table we publish: bench/RESULTS.md.
  */
+import { runBandwidthCapsBench } from './bandwidth-caps';
 import { runBigCopyBench } from './big-copy';
 import { runCopyMemoryBench } from './copy-memory';
 import { runFanoutSpreadBench } from './fanout-spread';
 import { runLockHandoffBench } from './lock-handoff';
 import { runLockScopeBench } from './lock-scope';
 import { runMessagingOverheadBench } from './messaging-overhead';
+import { runResumeAfterKillBench } from './resume-after-kill';
 import { runScaleBench } from './scale';
 import { writeResults } from './support/bench-cell';
 
@@ -95,6 +97,24 @@ async function main(): Promise<void> {
     ratio: `${scale.queueDepth.ratio}`,
     target: 'flat (~1x)',
   });
+  const resume = await runResumeAfterKillBench();
+  for (const r of resume.rows)
+    rows.push({
+      scenario: `7. ${r.scenario}`,
+      ours: `${r.resumeMs} ms (killed at ${r.killedAtMedianPercent}%)`,
+      baseline: `fresh copy ${r.freshMs} ms`,
+      ratio: `${r.ratioVsFresh} (${r.ratioSpread.min}-${r.ratioSpread.max})`,
+      target: `towards ${r.idealRatio}`,
+    });
+  const caps = await runBandwidthCapsBench();
+  for (const r of caps.rows)
+    rows.push({
+      scenario: `8. ${r.scenario}`,
+      ours: r.measured,
+      baseline: '-',
+      ratio: `${r.ratio} (${r.spread.min}-${r.spread.max})`,
+      target: r.target,
+    });
   console.table(rows);
   await writeResults('summary', { started, finished: new Date().toISOString(), rows });
 }

@@ -74,9 +74,9 @@ describe('conductor: bad input', () => {
       },
       {
         name: 'bad-unknown-field',
-        body: { ...valid, requestId: 'bad-unknown-field', priority: 9 },
+        body: { ...valid, requestId: 'bad-unknown-field', weight: 9 },
         reason: 'INVALID_REQUEST',
-        detail: ['priority: unknown field'],
+        detail: ['weight: unknown field'],
       },
       {
         name: 'bad-version',

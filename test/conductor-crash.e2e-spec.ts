@@ -43,14 +43,20 @@ describe('conductor: SIGKILL mid-copy', () => {
 
     // Mid-copy: a partial file in the destination's tmp folder. Freeze the process first, so what we
     // check is what the kill interrupts.
+    // The partial's record (`.origin.part`, what a resuming copy checks) sits beside it from the start.
+    const dataParts = async () =>
+      (await tmpFiles(c.root, 'node-b')).filter((f) => !f.name.endsWith('.origin.part'));
     await waitFor(
-      async () => (await tmpFiles(c.root, 'node-b')).some((f) => f.size > 0),
+      async () => (await dataParts()).some((f) => f.size > 0),
       'the partial copy to grow',
       30_000,
     );
     first.signal('SIGSTOP');
-    const partial = await tmpFiles(c.root, 'node-b');
+    const partial = await dataParts();
     expect(partial.length, 'a partial copy at the kill').toBe(1);
+    expect((await tmpFiles(c.root, 'node-b')).map((f) => f.name)).toContain(
+      partial[0]!.name.replace(/\.part$/, '.origin.part'),
+    );
     expect(partial[0]!.size).toBeLessThan(image.size);
     expect(await exists(finalPath)).toBe(false);
     // The dead holder's generation of the destination lock, left behind unreleased.
@@ -86,7 +92,7 @@ describe('conductor: SIGKILL mid-copy', () => {
     expect(meta).toMatchObject({ sha256: image.sha256, size: image.size, source: { node: 'node-a' } });
     // Published under a newer generation than the dead holder's: the takeover, recorded as fencing token.
     expect(meta!.fencingToken).toBeGreaterThan(deadGeneration);
-    // The dead holder's partial copy was cleared by the new holder of the destination lock.
+    // The dead holder's partial copy was resumed or cleared by the new holder of the destination lock.
     expect(await c.tmpLeftovers()).toEqual([]);
     await watcher.stop();
     expect(watcher.problems).toEqual([]);

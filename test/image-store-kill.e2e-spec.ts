@@ -1,8 +1,9 @@
-import { existsSync, promises as fsp, readdirSync, statSync } from 'node:fs';
+import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it, onTestFailed } from 'vitest';
 import { ImageStore } from '@app/image-store';
-import { ChildProcessPool, PROJECT_ROOT, compiled } from './support/child-processes';
+import { ChildProcessPool } from './support/child-processes';
+import { compiledCopyChild } from './support/compiled-copy-child';
 import type { CopyChildArgs } from './support/image-store-copy-child';
 import { MEBIBYTE, exists, listDir, sha256OfFile, writeRandomFile } from './support/image-store-fixtures';
 import { makeTempDir, removeDir } from './support/temp-dirs';
@@ -10,29 +11,6 @@ import { sleep } from './support/async';
 
 const IMAGE = 'ubuntu-24.04.qcow2';
 const SIZE = 256 * MEBIBYTE;
-/**
- * The child runs compiled, like production (`npm test` builds first). A build older than the sources
- * would test old code, so that is refused with the same advice.
- */
-function compiledCopyChild(): string {
-  const child = compiled('test/support/image-store-copy-child.ts');
-  const libDir = path.join(PROJECT_ROOT, 'libs/image-store/src');
-  const sources = [
-    'test/support/image-store-copy-child.ts',
-    ...readdirSync(libDir)
-      .filter((name) => name.endsWith('.ts') && !name.endsWith('.spec.ts'))
-      .map((name) => `libs/image-store/src/${name}`),
-  ];
-  for (const source of sources) {
-    const js = path.join(PROJECT_ROOT, 'dist', source.replace(/\.ts$/, '.js'));
-    if (!existsSync(js) || statSync(js).mtimeMs < statSync(path.join(PROJECT_ROOT, source)).mtimeMs) {
-      throw new Error(
-        `${js} is missing or older than ${source}: run \`npm run build\` (npm test does it) first`,
-      );
-    }
-  }
-  return child;
-}
 
 async function sizeOf(file: string): Promise<number> {
   try {
@@ -104,10 +82,14 @@ describe('a copy process SIGKILLed half-way', () => {
     expect(await exists(store.entries.metaPath('node-b', IMAGE))).toBe(false);
     expect(await store.copies.verifiedImage('node-b', IMAGE)).toBeUndefined();
     expect(await store.entries.listImages('node-b')).toEqual([]);
-    expect(await listDir(store.nodeLayout('node-b').tmp)).toEqual([`${IMAGE}~attempt-1.part`]);
+    // The partial and its record (what it is a partial of, for a resuming copy).
+    expect(await listDir(store.nodeLayout('node-b').tmp)).toEqual([
+      `${IMAGE}~attempt-1.origin.part`,
+      `${IMAGE}~attempt-1.part`,
+    ]);
     expect(await store.copies.verifiedImage('node-a', IMAGE, { sha256, size: SIZE })).toBeDefined();
 
-    expect(await store.entries.removeLeftoverTmp('node-b', IMAGE)).toBe(1);
+    expect(await store.entries.removeLeftoverTmp('node-b', IMAGE)).toBe(2);
     expect(await listDir(store.nodeLayout('node-b').tmp)).toEqual([]);
 
     const outcome = await store.copies.copyImage({

@@ -304,7 +304,7 @@ function messageMakers(ctx: MessageContext): Maker[] {
         if (which === 'deadline') body.deadline = rng.pick(BAD_DEADLINES);
         if (which === 'same-node') body.source = body.destination;
         if (which === 'unknown-field')
-          body[rng.pick(['priority', 'path', 'exec', 'Source', 'imageid', ''])] = rng.pick(['x', 1, null]);
+          body[rng.pick(['weight', 'path', 'exec', 'Source', 'imageid', ''])] = rng.pick(['x', 1, null]);
         if (which === 'meta-suffix') body.imageId = 'ubuntu.meta.json';
         if (which === 'missing') delete body[rng.pick(['v', 'requestId', 'imageId', 'destination'])];
         if (which === 'missing' && !('requestId' in body))
@@ -407,7 +407,7 @@ function messageMakers(ctx: MessageContext): Maker[] {
     [
       'hostile-headers',
       (rng, nonce) => {
-        const body = { ...valid(nonce), [rng.pick(['priority', 'path'])]: 1 };
+        const body = { ...valid(nonce), [rng.pick(['weight', 'path'])]: 1 };
         const headers = rng.pick([
           { 'x-icc-attempt': 'abc' },
           { 'x-icc-attempt': 999 },

@@ -391,7 +391,8 @@ export async function runConductorChaos(
   }
   const tmpLeft = await tmpLeftovers(cell.root);
   for (const t of tmpLeft) {
-    const tag = /~([^~]+)\.part$/.exec(t)?.[1];
+    // A partial's record (`~<attemptId>.origin.part`) belongs to the attempt of its partial.
+    const tag = /~([^~]+?)(\.origin)?\.part$/.exec(t)?.[1];
     const owner = tag && !tag.startsWith('meta-') ? sampler.conductorOf(tag) : undefined;
     const byKilled = owner === undefined ? killedIds.size > 0 : killedIds.has(owner);
     if (!byKilled)

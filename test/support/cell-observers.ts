@@ -227,10 +227,13 @@ export class TmpOverlapSampler {
   }
 }
 
-/** `<imageId>~<attemptId>.part` of an image copy (meta files are written through `~meta-<uuid>.part`). */
+/**
+ * `<imageId>~<attemptId>.part` of an image copy (meta files are written through `~meta-<uuid>.part`, a
+ * partial's record is `~<attemptId>.origin.part`: neither is image data).
+ */
 function parseDataPart(name: string): { imageId: string; attemptId: string } | undefined {
   const m = /^(.+)~(.+)\.part$/.exec(name);
-  if (!m || m[2]!.startsWith('meta-')) return undefined;
+  if (!m || m[2]!.startsWith('meta-') || m[2]!.endsWith('.origin')) return undefined;
   return { imageId: m[1]!, attemptId: m[2]! };
 }
 

@@ -19,6 +19,7 @@ import { LeftoverSweep } from './background/leftover-sweep';
 import { CELL_TOPOLOGY, CONDUCTOR_CONFIG, ROOT_LOGGER, SHUTDOWN_CONTROLLER } from './conductor.tokens';
 import { CopyCoordinator } from './copy/copy-coordinator';
 import { type CopyLockPlan, CopyWorkflow } from './copy/copy-workflow';
+import { NodeBandwidth } from './copy/node-bandwidth';
 import { DEFAULT_HOLDER_INDEX_OPTIONS, ImageHolderIndex } from './copy/holder-index';
 import { OriginDownload, originLockManager } from './copy/origin-download';
 import { SourceSelector } from './copy/source-selector';
@@ -236,6 +237,12 @@ export class ConductorModule {
               log: rootLogger.child({ part: 'copy' }),
               lockPlan: seams.lockPlan,
               origin: origin ?? undefined,
+              bandwidth: new NodeBandwidth({
+                read: config.NODE_READ_BPS,
+                write: config.NODE_WRITE_BPS,
+                backgroundRead: config.BACKGROUND_READ_BPS,
+                backgroundWrite: config.BACKGROUND_WRITE_BPS,
+              }),
             }),
         },
         {

@@ -44,8 +44,10 @@ describe('parseCopyRequest', () => {
       sha256: SHA,
       size: 0,
       deadline: '2030-01-01T00:00:00.000+02:00',
+      priority: 'background',
     };
     expect(parseCopyRequest(JSON.stringify(full))).toEqual(full);
+    expect(parseCopyRequest({ ...valid, priority: 'interactive' }).priority).toBe('interactive');
     expect(parseCopyRequest({ ...valid, size: Number.MAX_SAFE_INTEGER }).size).toBe(Number.MAX_SAFE_INTEGER);
   });
 
@@ -110,7 +112,9 @@ describe('parseCopyRequest', () => {
     [{ size: 2 ** 60 }, 'size: must be a safe integer'],
     [{ deadline: 'tomorrow' }, 'deadline: must be an ISO-8601 timestamp with a time zone'],
     [{ deadline: '2030-01-01T00:00:00' }, 'deadline: must be an ISO-8601 timestamp with a time zone'],
-    [{ priority: 5 }, 'priority: unknown field'],
+    [{ priority: 5 }, 'priority: must be "interactive" or "background"'],
+    [{ priority: 'urgent' }, 'priority: must be "interactive" or "background"'],
+    [{ weight: 5 }, 'weight: unknown field'],
     [{ extra: true }, 'extra: unknown field'],
   ])('rejects %j as INVALID_REQUEST naming the field', (patch, message) => {
     const error = failure({ ...valid, ...patch });

@@ -40,6 +40,15 @@ export const isoTimestampSchema = z.iso.datetime({
   error: 'must be an ISO-8601 timestamp with a time zone, e.g. 2025-01-31T12:00:00Z',
 });
 
+export const COPY_PRIORITIES = ['interactive', 'background'] as const;
+export const copyPrioritySchema = z
+  .enum(COPY_PRIORITIES, { error: 'must be "interactive" or "background"' })
+  .describe(
+    'Bandwidth class of the copy (default interactive): "background" (pre-cache) copies get the lower ' +
+      'background caps, and wait while an interactive copy waits for the same node.',
+  );
+export type CopyPriority = z.infer<typeof copyPrioritySchema>;
+
 export const copyRequestSchema = z
   .strictObject({
     v: z.literal(COPY_REQUEST_VERSION).describe('Wire format version.'),
@@ -53,11 +62,12 @@ export const copyRequestSchema = z
       .describe('Expected SHA-256; when absent the source meta file is trusted.')
       .optional(),
     size: byteCountSchema.describe('Expected size in bytes.').optional(),
-    // No `priority`: RabbitMQ 3.x quorum queues ignore message priorities, so the field would promise
-    // something the broker does not do. Strict parsing rejects it rather than silently ignoring it.
     jobId: jobIdSchema
       .describe('Set by a conductor on the copies of a pre-cache job: the job this copy belongs to.')
       .optional(),
+    // Not an AMQP message priority (quorum queues on RabbitMQ 3.x ignore those): it picks the copy's
+    // bandwidth class once a conductor works on it.
+    priority: copyPrioritySchema.optional(),
     deadline: isoTimestampSchema
       .describe('After this instant the request is answered DEADLINE_EXCEEDED instead of being worked on.')
       .optional(),

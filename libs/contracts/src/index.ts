@@ -4,7 +4,9 @@ export * from './ids';
 export {
   assertDeadlineNotPassed,
   byteCountSchema,
+  COPY_PRIORITIES,
   COPY_REQUEST_VERSION,
+  copyPrioritySchema,
   copyRequestSchema,
   MAX_REQUEST_BYTES,
   MessageValidationError,
@@ -16,6 +18,7 @@ export {
   toFieldIssues,
   isoTimestampSchema,
   parseWithSchema,
+  type CopyPriority,
   type CopyRequest,
   type FieldIssue,
   type ReplyInfo,

@@ -32,6 +32,8 @@ export const META_SUFFIX = '.meta.json';
 // ids may contain dots.
 const TMP_SEPARATOR = '~';
 const TMP_SUFFIX = '.part';
+/** The tag suffix of a partial copy's record (CacheLayout.partialRecordPath). */
+export const RECORD_TAG_SUFFIX = '.origin';
 
 /**
  * Builds every path under CACHE_ROOT, and only from validated ids. The ids' schema already rules out '/',
@@ -87,6 +89,15 @@ export class CacheLayout {
   tmpPath(layout: NodeLayout, imageId: string, tag: string): string {
     parseField(holderIdSchema, tag, 'attemptId');
     return this.insideRoot(path.join(layout.tmp, tmpName(imageId, tag)), 'imageId');
+  }
+
+  /**
+   * The record of what a partial copy is a partial of (partial-copy.ts), beside it in tmp/. Named like a
+   * partial file of tag `<tag>.origin`, so listing and removing leftovers treat both alike.
+   */
+  partialRecordPath(layout: NodeLayout, imageId: string, tag: string): string {
+    parseField(holderIdSchema, tag, 'attemptId');
+    return this.insideRoot(path.join(layout.tmp, tmpName(imageId, tag + RECORD_TAG_SUFFIX)), 'imageId');
   }
 
   private insideRoot(candidate: string, field: string): string {

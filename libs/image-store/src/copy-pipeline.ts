@@ -10,7 +10,7 @@ import {
 } from '@app/contracts';
 import { ensureNodeFolder } from './durable-fs';
 import { type IoContext, io } from './fs-errors';
-import { throwIfAborted } from './image-copier';
+import { type StreamPace, throwIfAborted } from './image-copier';
 import type { ImageMeta } from './image-meta';
 import { type IrreversibleStep, publishImage } from './publish';
 import { type ExpectedImage, type StoreContext, cacheContext, matches, parseExpected } from './store-context';
@@ -39,12 +39,22 @@ export interface CopyImageRequest {
    * the image with identical content (its meta then records its own, older fencingToken and attemptId).
    */
   beforeIrreversibleStep?: (step: IrreversibleStep) => Promise<void> | void;
+  /**
+   * Continue a dead attempt's partial copy of the same image (same sha256 and size, its recorded prefix
+   * re-hashed) instead of starting from zero, and remove every other partial of the image. Only for a
+   * caller holding the destination's exclusive lock (then every other partial is a dead attempt's).
+   */
+  resume?: boolean;
+  /** Bandwidth caps of the source's reads and the destination's writes. */
+  pace?: StreamPace;
 }
 
 export interface CopyImageOutcome {
   status: 'copied' | 'already-present';
   /** Bytes copied by this call: 0 when already present (the image's size is meta.size). */
   bytes: number;
+  /** Bytes taken over from a dead attempt's partial copy (re-hashed, not read from the source). */
+  resumedBytes: number;
   /** sha256 of the image at the destination (meta.sha256). */
   sha256: string;
   /** The destination's meta. */
@@ -120,6 +130,7 @@ export class CopyPipeline {
       return {
         status: 'already-present',
         bytes: 0,
+        resumedBytes: 0,
         sha256: destinationState.meta.sha256,
         meta: destinationState.meta,
         copyMs: 0,
@@ -165,7 +176,7 @@ export class CopyPipeline {
       }
       const total = sourceMeta.size;
       const onProgress = request.onProgress;
-      const { bytes, meta } = await publishImage(this.store, {
+      const { bytes, meta, resumedBytes } = await publishImage(this.store, {
         destination,
         imageId,
         tag: attemptId,
@@ -181,10 +192,13 @@ export class CopyPipeline {
           attemptId,
         },
         describe: `copy of image ${imageId} from node ${source.node} to node ${destination.node}`,
+        resumable: { sourceNode: source.node, resume: request.resume ?? false },
+        ...(request.pace ? { pace: request.pace } : {}),
       });
       return {
         status: 'copied',
-        bytes,
+        bytes: bytes - resumedBytes,
+        resumedBytes,
         sha256: meta.sha256,
         meta,
         copyMs: performance.now() - copyStarted,

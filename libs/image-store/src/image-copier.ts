@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { type Hash, createHash } from 'node:crypto';
 import type { FileHandle } from 'node:fs/promises';
 import { ReasonError } from '@app/contracts';
 
@@ -16,6 +16,18 @@ export interface StreamCopyOptions {
   writeError: (error: unknown) => unknown;
   /** Names the copy in error messages. */
   describe: string;
+  /** Continue a resumed partial copy: its first `bytes` are in `to` already and went into `hash`. */
+  start?: { bytes: number; hash: Hash };
+  /** Called each time `everyBytes` more bytes were written (before the next write), with the prefix's sha256. */
+  checkpoint?: { everyBytes: number; save: (bytes: number, prefixSha256: string) => Promise<void> };
+  /** Bandwidth caps: awaited after each read (with the bytes read) and before each write. */
+  pace?: StreamPace;
+}
+
+/** Waits that keep a copy within its byte-rate caps; both get the copy's abort signal. */
+export interface StreamPace {
+  afterRead(bytes: number, signal?: AbortSignal): Promise<void>;
+  beforeWrite(bytes: number, signal?: AbortSignal): Promise<void>;
 }
 
 /**
@@ -24,21 +36,29 @@ export interface StreamCopyOptions {
  * allocated per chunk (fs.createReadStream allocates a fresh buffer for every read).
  */
 export async function streamCopy(options: StreamCopyOptions): Promise<{ bytes: number; sha256: string }> {
-  const { from, to, maxBytes, signal, onProgress, readError, writeError, describe } = options;
+  const { from, to, maxBytes, signal, onProgress, readError, writeError, describe, checkpoint, pace } =
+    options;
   throwIfAborted(signal);
-  const hash = createHash('sha256');
+  const hash = options.start?.hash ?? createHash('sha256');
   const buffers = [Buffer.allocUnsafe(COPY_CHUNK_BYTES), Buffer.allocUnsafe(COPY_CHUNK_BYTES)];
   const read = (index: number, position: number): Promise<number> =>
-    from.read(buffers[index], 0, COPY_CHUNK_BYTES, position).then(
-      (result) => result.bytesRead,
-      (error: unknown) => {
-        throw readError(error);
-      },
-    );
+    from
+      .read(buffers[index], 0, COPY_CHUNK_BYTES, position)
+      .then(
+        (result) => result.bytesRead,
+        (error: unknown) => {
+          throw readError(error);
+        },
+      )
+      .then(async (bytesRead) => {
+        if (pace && bytesRead > 0) await pace.afterRead(bytesRead, signal);
+        return bytesRead;
+      });
 
   let current = 0;
-  let bytes = 0;
-  let pending: Promise<number> | undefined = read(current, 0);
+  let bytes = options.start?.bytes ?? 0;
+  let nextCheckpoint = checkpoint ? bytes + checkpoint.everyBytes : Infinity;
+  let pending: Promise<number> | undefined = read(current, bytes);
   try {
     for (;;) {
       const bytesRead = await pending;
@@ -57,13 +77,19 @@ export async function streamCopy(options: StreamCopyOptions): Promise<{ bytes: n
       // Three things at once: the next read and this write run on libuv's threads while this thread hashes.
       // Both only read `chunk`, and its buffer is not reused before the write has finished.
       pending = read(current, bytes);
-      const writing = writeAll(to, chunk, offset).catch((error: unknown) => {
-        throw writeError(error);
-      });
+      const writing = (pace ? pace.beforeWrite(chunk.length, signal) : Promise.resolve())
+        .then(() => writeAll(to, chunk, offset))
+        .catch((error: unknown) => {
+          throw writeError(error);
+        });
       try {
         hash.update(chunk);
       } finally {
         await writing;
+      }
+      if (checkpoint && bytes >= nextCheckpoint) {
+        await checkpoint.save(bytes, hash.copy().digest('hex'));
+        nextCheckpoint = bytes + checkpoint.everyBytes;
       }
       onProgress?.(bytes);
       throwIfAborted(signal);

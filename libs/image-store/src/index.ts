@@ -1,5 +1,10 @@
 export { ImageStore } from './image-store';
-export { type ImageStoreOptions, type ExpectedImage, type Inspection } from './store-context';
+export {
+  type ImageStoreOptions,
+  type ExpectedImage,
+  type Inspection,
+  DEFAULT_RESUME_CHECKPOINT_BYTES,
+} from './store-context';
 export { CopyPipeline, type CopyImageRequest, type CopyImageOutcome } from './copy-pipeline';
 export { type IrreversibleStep } from './publish';
 export {
@@ -14,7 +19,6 @@ export { ImageImport, type ImportImageOptions } from './image-import';
 export { type NodeMarker, NODE_MARKER_FILE, nodeMarkerSchema, registeredBySchema } from './node-marker-file';
 export { type ImageMeta, imageMetaSchema } from './image-meta';
 export { type NodeLayout, parseTmpName } from './cache-layout';
-export { COPY_CHUNK_BYTES } from './image-copier';
 export {
   JobRecords,
   type JobRecord,
@@ -23,3 +27,4 @@ export {
   JOBS_FOLDER,
   CANCELS_FOLDER,
 } from './job-records';
+export { COPY_CHUNK_BYTES, type StreamPace } from './image-copier';

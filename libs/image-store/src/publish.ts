@@ -4,8 +4,9 @@ import { ReasonError } from '@app/contracts';
 import type { NodeLayout } from './cache-layout';
 import { ensureNodeFolder, fsyncDir } from './durable-fs';
 import { type IoContext, io, isErrno, mapIoError } from './fs-errors';
-import { chunkCopy, streamCopy, throwIfAborted } from './image-copier';
+import { type StreamPace, chunkCopy, streamCopy, throwIfAborted } from './image-copier';
 import type { ImageMeta } from './image-meta';
+import { PartialCopy, type PartialStart } from './partial-copy';
 import type { ExpectedImage, StoreContext } from './store-context';
 
 export type IrreversibleStep = 'publish' | 'meta';
@@ -14,9 +15,10 @@ export type IrreversibleStep = 'publish' | 'meta';
 export type PublishSource = { file: FileHandle } | { chunks: AsyncIterable<Uint8Array> };
 
 /**
- * The publish step a copy and an import share (the place for resumable partial copies and bandwidth
- * caps): streams `from` into a fresh `tmp/<imageId>~<tag>.part`, fsyncs, verifies size and sha256, lets
- * the caller check before each irreversible step, publishes by rename, then writes the meta.
+ * The publish step a copy and an import share: streams `from` into `tmp/<imageId>~<tag>.part` (fresh, or a
+ * dead attempt's partial re-verified and continued: partial-copy.ts), fsyncs, verifies size and sha256 of
+ * the whole file, lets the caller check before each irreversible step, publishes by rename, then writes
+ * the meta.
  */
 export async function publishImage(
   store: StoreContext,
@@ -32,8 +34,11 @@ export async function publishImage(
     beforeIrreversibleStep?: (step: IrreversibleStep) => Promise<void> | void;
     metaFields: Pick<ImageMeta, 'source' | 'fencingToken' | 'attemptId'>;
     describe: string;
+    /** Record the partial so that a later holder can resume it, and (`resume`) resume a dead attempt's. */
+    resumable?: { sourceNode?: string; resume: boolean };
+    pace?: StreamPace;
   },
-): Promise<{ bytes: number; meta: ImageMeta }> {
+): Promise<{ bytes: number; meta: ImageMeta; resumedBytes: number }> {
   const { destination, imageId, expected, signal, describe } = options;
   const context: IoContext = {
     side: 'destination',
@@ -44,21 +49,43 @@ export async function publishImage(
     await ensureNodeFolder(destination, destination.images);
     await ensureNodeFolder(destination, destination.tmp);
   });
-  const tmpPath = store.layout.tmpPath(destination, imageId, options.tag);
   const finalPath = store.layout.imagePath(destination, imageId);
   const metaPath = store.layout.metaPath(destination, imageId);
+  // A partial is resumable only when its record can say which image it belongs to: sha256 and size.
+  const resumable =
+    options.resumable && expected.sha256 !== undefined && expected.size !== undefined
+      ? { sha256: expected.sha256, size: expected.size }
+      : undefined;
+  const partial = resumable
+    ? new PartialCopy(
+        store,
+        destination,
+        imageId,
+        options.tag,
+        resumable,
+        options.resumable?.sourceNode,
+        context,
+      )
+    : undefined;
+  const tmpPath = partial?.partialPath ?? store.layout.tmpPath(destination, imageId, options.tag);
 
   let to: FileHandle;
-  try {
-    to = await fsp.open(tmpPath, 'wx', 0o644);
-  } catch (error) {
-    if (isErrno(error, 'EEXIST')) {
-      throw new ReasonError(
-        'IO_ERROR',
-        `${describe}: a partial copy of attempt ${options.tag} already exists; attempt ids must be unique (removeLeftoverTmp clears dead attempts)`,
-      );
+  let start: PartialStart | undefined;
+  if (partial) {
+    start = await partial.start(options.resumable?.resume ?? false);
+    to = start.handle;
+  } else {
+    try {
+      to = await fsp.open(tmpPath, 'wx', 0o644);
+    } catch (error) {
+      if (isErrno(error, 'EEXIST')) {
+        throw new ReasonError(
+          'IO_ERROR',
+          `${describe}: a partial copy of attempt ${options.tag} already exists; attempt ids must be unique (removeLeftoverTmp clears dead attempts)`,
+        );
+      }
+      throw mapIoError(error, context, 'creating the partial copy');
     }
-    throw mapIoError(error, context, 'creating the partial copy');
   }
 
   let bytes: number;
@@ -68,6 +95,7 @@ export async function publishImage(
   try {
     const writeError = (error: unknown) => mapIoError(error, context, 'writing the partial copy');
     const { from } = options;
+    // Only a file source resumes: an origin's chunk stream (imports) always starts from its first byte.
     ({ bytes, sha256 } =
       'file' in from
         ? await streamCopy({
@@ -79,6 +107,16 @@ export async function publishImage(
             readError: (error) => mapIoError(error, options.sourceContext, 'reading'),
             writeError,
             describe,
+            ...(start && start.bytes > 0 ? { start: { bytes: start.bytes, hash: start.hash } } : {}),
+            ...(partial
+              ? {
+                  checkpoint: {
+                    everyBytes: store.resumeCheckpointBytes,
+                    save: (done, prefixSha256) => partial.checkpoint(to, done, prefixSha256),
+                  },
+                }
+              : {}),
+            ...(options.pace ? { pace: options.pace } : {}),
           })
         : await chunkCopy({
             chunks: from.chunks,
@@ -114,7 +152,8 @@ export async function publishImage(
     const present = (await store.inspect(destination, imageId, context)).meta;
     if (present && present.sha256 === sha256 && present.size === bytes) {
       await store.discard(tmpPath);
-      return { bytes, meta: present };
+      await partial?.forgetRecord();
+      return { bytes, meta: present, resumedBytes: start?.bytes ?? 0 };
     }
 
     // An older image under this id loses its meta before the rename: a crash in between then leaves an
@@ -135,9 +174,11 @@ export async function publishImage(
     renamed = true;
   } catch (error) {
     if (open) await store.closeQuietly(to, tmpPath);
-    if (!renamed) await store.discard(tmpPath);
+    // Only a copy that dies (killed, machine crash, paused and taken over) leaves a partial to resume.
+    if (!renamed) await (partial ? partial.discard() : store.discard(tmpPath));
     throw error;
   }
+  await partial?.forgetRecord();
 
   // Published: from here an abort no longer stops us, an image without meta would only be copied again.
   if (store.fsync) await io(context, 'fsync of the images folder', () => fsyncDir(destination.images));
@@ -153,5 +194,5 @@ export async function publishImage(
   };
   await options.beforeIrreversibleStep?.('meta');
   await store.writeMeta(destination, meta, context);
-  return { bytes, meta };
+  return { bytes, meta, resumedBytes: start?.bytes ?? 0 };
 }

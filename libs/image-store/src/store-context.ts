@@ -19,6 +19,8 @@ export interface ImageStoreOptions {
    * file and mtime, the message names the file and the field). Defaults to process.emitWarning.
    */
   onWarning?: (message: string, error?: unknown) => void;
+  /** Bytes between two checkpoints of a resumable partial copy (default RESUME_CHECKPOINT_BYTES). */
+  resumeCheckpointBytes?: number;
 }
 
 /** What an image must be; omitted fields are not checked. sha256 is 64 hex digits (any case). */
@@ -33,6 +35,13 @@ export type Inspection = { meta: ImageMeta; problem?: undefined } | { meta?: und
 // One source of truth for the wire-level rules; this API also accepts upper-case checksums.
 const sha256Schema = z.preprocess((s) => (typeof s === 'string' ? s.toLowerCase() : s), contractSha256Schema);
 export const sizeSchema = byteCountSchema;
+const checkpointBytesSchema = byteCountSchema.min(1, 'must be at least 1');
+
+/**
+ * How often a copy makes its progress resumable (fsync, then its record names the bytes so far and their
+ * sha256): a resumed copy re-reads at most this much from its source again.
+ */
+export const DEFAULT_RESUME_CHECKPOINT_BYTES = 32 * 1024 * 1024;
 
 /**
  * What every part of the store shares (not exported from the lib): the layout, the fsync switch, and the
@@ -43,6 +52,7 @@ export class StoreContext {
   readonly layout: CacheLayout;
   readonly root: string;
   readonly fsync: boolean;
+  readonly resumeCheckpointBytes: number;
   readonly onWarning: (message: string, error?: unknown) => void;
   private readonly reported = new OncePerFileVersion();
 
@@ -50,6 +60,10 @@ export class StoreContext {
     this.layout = new CacheLayout(options.root);
     this.root = this.layout.root;
     this.fsync = options.fsync ?? true;
+    this.resumeCheckpointBytes =
+      options.resumeCheckpointBytes === undefined
+        ? DEFAULT_RESUME_CHECKPOINT_BYTES
+        : parseField(checkpointBytesSchema, options.resumeCheckpointBytes, 'resumeCheckpointBytes');
     this.onWarning =
       options.onWarning ??
       ((message, error) =>

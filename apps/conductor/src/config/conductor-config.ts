@@ -3,6 +3,7 @@ import { z } from 'zod';
 import { DEFAULT_MAX_ATTEMPTS, DEFAULT_RETRY_DELAYS_MS, cellIdSchema, holderIdSchema } from '@app/contracts';
 import { DEFAULT_LOCK_TIMINGS, lockTimingProblems } from '@app/locking';
 import { BrokerUrlError, maskBrokerList, parseBrokerUrls } from '@app/messaging';
+import { byteRateCapsSchema } from './byte-rate-caps';
 
 /*
  * The conductor's whole configuration, read once from the environment at start. Each entry: the
@@ -152,6 +153,26 @@ export const CONFIG_VARIABLES = {
     schema: integer(1, 1024),
     default: 4,
     doc: 'Copies this conductor reads from one source node at once (per conductor: N conductors may read N times this from a node). A copy waits for a read slot before taking its locks, within LOCK_WAIT_MS (then a retryable LOCK_TIMEOUT); source choice prefers a node with a free slot.',
+  },
+  NODE_READ_BPS: {
+    schema: byteRateCapsSchema,
+    default: '0',
+    doc: "Cap of the bytes per second this conductor's copies read from one source node, all copies of that node together: one rate for every node (e.g. 50Mi; K, M, G are powers of 1000, Ki, Mi, Gi of 1024) or node=rate pairs with *=rate for the rest (e.g. node-a=20M,*=0). 0: no cap. Per conductor: N conductors may read N times this from a node (give each 1/N of the node's budget).",
+  },
+  NODE_WRITE_BPS: {
+    schema: byteRateCapsSchema,
+    default: '0',
+    doc: "Cap of the bytes per second this conductor's copies write into one destination node; same form and per-conductor meaning as NODE_READ_BPS.",
+  },
+  BACKGROUND_READ_BPS: {
+    schema: byteRateCapsSchema,
+    default: '0',
+    doc: 'Lower read cap per source node for background (pre-cache) copies together; they count against NODE_READ_BPS too, and get nothing while an interactive copy waits for the same node. Same form as NODE_READ_BPS; 0: only NODE_READ_BPS applies.',
+  },
+  BACKGROUND_WRITE_BPS: {
+    schema: byteRateCapsSchema,
+    default: '0',
+    doc: 'The write side of BACKGROUND_READ_BPS, per destination node (against NODE_WRITE_BPS).',
   },
   CLEANER_ENABLED: {
     schema: flag,

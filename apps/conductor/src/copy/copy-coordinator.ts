@@ -1,3 +1,4 @@
+import type { CopyPriority } from '@app/contracts';
 import { performance } from 'node:perf_hooks';
 import { type CopyJob, type CopyJobResult, type CopyPhase, type CopyProgress, copyKey } from './copy-job';
 import type { CopyWorkflow } from './copy-workflow';
@@ -27,7 +28,7 @@ export interface InFlightCopy {
 export class CopyCoordinator {
   private readonly running = new Map<
     string,
-    { copy: InFlightCopy; job: CopyJob; done: Promise<CopyJobResult> }
+    { copy: InFlightCopy; job: CopyJob; done: Promise<CopyJobResult>; priority: { now: CopyPriority } }
   >();
 
   constructor(
@@ -50,6 +51,8 @@ export class CopyCoordinator {
     const existing = this.running.get(key);
     if (existing && sameExpectation(existing.job, job)) {
       existing.copy.requestIds.push(requestId);
+      // A VM waiting on a copy makes it interactive, whoever asked first.
+      if ((job.priority ?? 'interactive') === 'interactive') existing.priority.now = 'interactive';
       try {
         return { result: await existing.done, coalesced: true };
       } finally {
@@ -68,12 +71,14 @@ export class CopyCoordinator {
       startedAt: new Date().toISOString(),
       startedMono: performance.now(),
     };
+    const priority = { now: job.priority ?? 'interactive' };
     const done = this.workflow.run(job, {
       attemptId,
       signal,
       onProgress: (progress) => this.update(copy, progress),
+      priority: () => priority.now,
     });
-    const entry = { copy, done, job };
+    const entry = { copy, done, job, priority };
     // A second request with other expectations (another checksum) runs on its own: the lock orders them.
     if (!existing) this.running.set(key, entry);
     try {

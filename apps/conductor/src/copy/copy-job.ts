@@ -3,7 +3,10 @@ import type { CopyRequest } from '@app/contracts';
 export type CopyPhase = 'waiting-for-lock' | 'copying' | 'verifying' | 'publishing';
 
 /** One copy to do: the fields of a request that decide what is copied where. */
-export type CopyJob = Pick<CopyRequest, 'imageId' | 'destination' | 'source' | 'sha256' | 'size'>;
+export type CopyJob = Pick<
+  CopyRequest,
+  'imageId' | 'destination' | 'source' | 'sha256' | 'size' | 'priority'
+>;
 
 export interface CopyJobResult {
   status: 'completed' | 'already-present';
@@ -13,6 +16,8 @@ export interface CopyJobResult {
   lockWaitMs?: number;
   copyMs?: number;
   verifyMs?: number;
+  /** Bytes taken over from a dead attempt's partial copy instead of being read from the source. */
+  resumedBytes?: number;
   /** The destination lock's generation under which the image was published. */
   fencingToken?: number;
 }

@@ -90,7 +90,6 @@ describe('CopyWorkflow failure reasons', () => {
           throw options.copyError;
         },
       },
-      entries: { removeLeftoverTmp: async () => 0 },
     } as unknown as ImageStore;
     const sources = {
       acquire: async () => ({

@@ -2,9 +2,11 @@ import { type Logger, ReasonError } from '@app/contracts';
 import { constants as fsConstants, promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import { performance } from 'node:perf_hooks';
+import { type CopyPriority } from '@app/contracts';
 import type { ImageStore } from '@app/image-store';
 import type { HeldLockSet, LockRequest, NodeLockManager } from '@app/locking';
 import type { CopyJob, CopyJobResult, CopyProgress } from './copy-job';
+import type { NodeBandwidth } from './node-bandwidth';
 import type { OriginDownload } from './origin-download';
 import { NoHolderError, SELECTION_PREFIX, type SourceSelector } from './source-selector';
 
@@ -29,6 +31,8 @@ export interface CopyRunOptions {
   /** Aborts the copy (shutdown); the lock's own loss aborts it too. */
   signal?: AbortSignal;
   onProgress?: (progress: CopyProgress) => void;
+  /** The copy's bandwidth class now (an interactive request joining a background copy raises it). */
+  priority?: () => CopyPriority;
 }
 
 /**
@@ -50,6 +54,8 @@ export class CopyWorkflow {
       lockPlan?: CopyLockPlan;
       /** The cell's origin (ORIGIN_URL), for copies no node can serve; none: they fail SOURCE_MISSING. */
       origin?: OriginDownload;
+      /** NODE_READ_BPS / NODE_WRITE_BPS and their background variants; absent: no caps. */
+      bandwidth?: NodeBandwidth;
     },
   ) {}
 
@@ -170,8 +176,6 @@ export class CopyWorkflow {
       }
       this.options.log.debug?.({ ...ids, heldAt }, 'copy locks held');
       const destinationLock = held.locks.find((l) => l.key.node === job.destination) ?? held.locks[0]!;
-      // Holding the destination lock, any partial copy of this image belongs to a dead attempt.
-      await this.store.entries.removeLeftoverTmp(job.destination, job.imageId);
       report('copying', 0);
       const copied = await this.store.copies.copyImage({
         imageId: job.imageId,
@@ -179,6 +183,14 @@ export class CopyWorkflow {
         destination: job.destination,
         expected: { sha256: job.sha256, size: job.size },
         attemptId: run.attemptId,
+        // Holding the destination lock, any partial copy of this image belongs to a dead attempt: the
+        // copy continues the most advanced one that proves what it is, and removes the others.
+        resume: true,
+        pace: this.options.bandwidth?.pace(
+          source,
+          job.destination,
+          run.priority ?? (() => job.priority ?? 'interactive'),
+        ),
         fencingToken: destinationLock.fencingToken,
         signal: run.signal ? AbortSignal.any([held.signal, run.signal]) : held.signal,
         onProgress: (done, bytesTotal) => report(done >= bytesTotal ? 'verifying' : 'copying', done),
@@ -210,6 +222,7 @@ export class CopyWorkflow {
         lockWaitMs: lockWaitMsTotal,
         copyMs: copied.copyMs,
         verifyMs: copied.verifyMs,
+        ...(copied.resumedBytes > 0 ? { resumedBytes: copied.resumedBytes } : {}),
         fencingToken: destinationLock.fencingToken,
       };
     } catch (caught) {

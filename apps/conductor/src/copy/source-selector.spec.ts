@@ -54,6 +54,28 @@ describe('SourceSelector', () => {
     expect((await pick(s, { imageId: 'img', destination: 'node-b' })).node).toBe(first.node);
   });
 
+  it('gives a freed read slot to an interactive copy before a background copy that waited longer', async () => {
+    const s = selector(1, 10_000);
+    const job = { imageId: 'img', destination: 'node-b', source: 'node-a' } as const;
+    const holder = await pick(s, job);
+    const order: string[] = [];
+    const take = (priority: 'interactive' | 'background') =>
+      pick(s, { ...job, priority }, 20_000).then((picked) => {
+        order.push(priority);
+        return picked;
+      });
+    const background = take('background');
+    await new Promise((r) => setTimeout(r, 50));
+    const interactive = take('interactive');
+    await new Promise((r) => setTimeout(r, 50));
+    expect(order).toEqual([]);
+
+    holder.release();
+    (await interactive).release();
+    (await background).release();
+    expect(order).toEqual(['interactive', 'background']);
+  });
+
   it('counts the readers of other conductors from the lock folder, its own only once', async () => {
     const readers = (node: string, ...names: string[]) =>
       Promise.all(names.map((n) => fsp.mkdir(path.join(root, node, 'locks', 'img', n), { recursive: true })));

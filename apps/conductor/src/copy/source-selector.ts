@@ -58,6 +58,8 @@ export class NoHolderError extends ReasonError {
 export class SourceSelector {
   readonly slots: ReadSlots;
   private version = 0;
+  /** Interactive copies waiting for a read slot, by the node they wait for. */
+  private readonly interactiveWaiting = new Map<string, number>();
   private readonly wakers = new Set<() => void>();
   private readonly sampleSize: number;
   private readonly recheckMs: number;
@@ -78,12 +80,38 @@ export class SourceSelector {
   /** Picks a source and takes a read slot on it, waiting up to `timeoutMs` for one (then LOCK_TIMEOUT). */
   async acquire(job: CopyJob, options: { timeoutMs: number; signal?: AbortSignal }): Promise<PickedSource> {
     const started = performance.now();
+    const background = job.priority === 'background';
+    // An interactive copy counts as waiting for its node until it has a slot (or gives up), so that a
+    // background copy woken by the same release does not take the slot first.
+    let waitingFor: string | undefined;
+    try {
+      return await this.acquireLoop(job, options, started, background, (node) => {
+        waitingFor = this.markWaiting(waitingFor, node);
+      });
+    } finally {
+      // A background copy that yielded to this one looks again.
+      if (waitingFor !== undefined) {
+        this.markWaiting(waitingFor, undefined);
+        this.bump();
+      }
+    }
+  }
+
+  private async acquireLoop(
+    job: CopyJob,
+    options: { timeoutMs: number; signal?: AbortSignal },
+    started: number,
+    background: boolean,
+    waiting: (node: string) => void,
+  ): Promise<PickedSource> {
     let waitedMs = 0; // only time spent waiting for a slot, not the look-ups
     for (;;) {
       options.signal?.throwIfAborted();
       const seen = this.version;
       const choice = await this.choose(job);
-      if (choice.free) {
+      // Interactive first: a background copy leaves a free slot to an interactive copy waiting for the node.
+      const yieldsSlot = background && (this.interactiveWaiting.get(choice.node) ?? 0) > 0;
+      if (choice.free && !yieldsSlot) {
         const release = this.slots.tryTake(choice.node);
         if (release) return { node: choice.node, meta: choice.meta, slotWaitMs: waitedMs, release };
       }
@@ -94,9 +122,22 @@ export class SourceSelector {
           `waited ${options.timeoutMs} ms for a read slot on ${job.source ? `node ${job.source}` : `a node holding ${job.imageId} (best: ${choice.node})`}: NODE_READ_LIMIT=${this.slots.limit} reads per source node in this conductor`,
         );
       const waitStarted = performance.now();
+      if (!background) waiting(choice.node);
       await this.changeSince(seen, Math.min(left, this.recheckMs), options.signal);
       waitedMs += performance.now() - waitStarted;
     }
+  }
+
+  /** Moves an interactive waiter's mark from node `from` to `to` (either may be undefined). */
+  private markWaiting(from: string | undefined, to: string | undefined): string | undefined {
+    if (from === to) return to;
+    if (from !== undefined) {
+      const left = (this.interactiveWaiting.get(from) ?? 1) - 1;
+      if (left > 0) this.interactiveWaiting.set(from, left);
+      else this.interactiveWaiting.delete(from);
+    }
+    if (to !== undefined) this.interactiveWaiting.set(to, (this.interactiveWaiting.get(to) ?? 0) + 1);
+    return to;
   }
 
   /** A verified holder this conductor just published (or found): a source for the next requests at once. */

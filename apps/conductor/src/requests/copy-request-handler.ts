@@ -178,6 +178,7 @@ export class CopyRequestHandler {
         destination: request.destination,
         imageId: request.imageId,
         bytes: result.bytes,
+        ...(result.resumedBytes ? { resumedBytes: result.resumedBytes } : {}),
         coalesced,
         attempt,
         redelivered: delivery.redelivered,

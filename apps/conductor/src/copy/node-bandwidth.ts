@@ -1,0 +1,75 @@
+import type { CopyPriority } from '@app/contracts';
+import type { StreamPace } from '@app/image-store';
+import { type ByteRateCaps, capOf } from '../config/byte-rate-caps';
+import { ByteRateLimiter } from './byte-rate-limiter';
+
+export interface NodeBandwidthCaps {
+  read: ByteRateCaps;
+  write: ByteRateCaps;
+  backgroundRead: ByteRateCaps;
+  backgroundWrite: ByteRateCaps;
+}
+
+/** What GET /status shows per node and direction: the caps and the bytes granted so far. */
+export interface BandwidthView {
+  node: string;
+  direction: 'read' | 'write';
+  bytesPerSecond: number;
+  backgroundBytesPerSecond: number;
+  bytes: number;
+}
+
+/**
+ * This conductor's byte-rate caps (NODE_READ_BPS, NODE_WRITE_BPS and their BACKGROUND_ variants): one
+ * limiter per node and direction, shared by every copy that reads from or writes into that node. Per
+ * conductor, like NODE_READ_LIMIT: N conductors may move N times the cap through one node.
+ */
+export class NodeBandwidth {
+  private readonly limiters = new Map<string, ByteRateLimiter>();
+
+  constructor(
+    private readonly caps: NodeBandwidthCaps,
+    private readonly now?: () => number,
+  ) {}
+
+  /** The pace of one copy: reads charged to the source node, writes to the destination node. */
+  pace(
+    source: string,
+    destination: string,
+    priority: () => CopyPriority = () => 'interactive',
+  ): StreamPace | undefined {
+    const reads = this.limiter('read', source);
+    const writes = this.limiter('write', destination);
+    if (!reads && !writes) return undefined;
+    return {
+      afterRead: (bytes, signal) => reads?.take(bytes, priority(), signal) ?? Promise.resolve(),
+      beforeWrite: (bytes, signal) => writes?.take(bytes, priority(), signal) ?? Promise.resolve(),
+    };
+  }
+
+  view(): BandwidthView[] {
+    return [...this.limiters]
+      .sort(([a], [b]) => a.localeCompare(b))
+      .map(([key, limiter]) => {
+        const [direction, node] = key.split(' ') as ['read' | 'write', string];
+        return { node, direction, ...limiter.rates, bytes: limiter.granted };
+      });
+  }
+
+  /** The node's limiter for that direction; undefined when the node has no cap there. */
+  private limiter(direction: 'read' | 'write', node: string): ByteRateLimiter | undefined {
+    const key = `${direction} ${node}`;
+    let limiter = this.limiters.get(key);
+    if (limiter) return limiter;
+    const rates = {
+      bytesPerSecond: capOf(direction === 'read' ? this.caps.read : this.caps.write, node),
+      backgroundBytesPerSecond: capOf(
+        direction === 'read' ? this.caps.backgroundRead : this.caps.backgroundWrite,
+        node,
+      ),
+    };
+    if (rates.bytesPerSecond === 0 && rates.backgroundBytesPerSecond === 0) return undefined;
+    this.limiters.set(key, (limiter = new ByteRateLimiter(rates, this.now)));
+    return limiter;
+  }
+}

@@ -1,0 +1,192 @@
+import { promises as fsp } from 'node:fs';
+import * as path from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { MEBIBYTE, listDir, sha256OfFile } from '../../../test/support/image-store-fixtures';
+import type { CopyImageRequest } from './copy-pipeline';
+import { ImageStore } from './image-store';
+import { IMAGE, useStoreFixture } from './store.fixture';
+
+const SIZE = 8 * MEBIBYTE + 321;
+
+describe('resumable partial copies', () => {
+  const fx = useStoreFixture();
+  let store: ImageStore;
+  let sha256: string;
+  let tmp: string;
+  beforeEach(async () => {
+    // Checkpoints every MiB, so that a small image has several.
+    store = new ImageStore({
+      root: fx.root,
+      resumeCheckpointBytes: MEBIBYTE,
+      onWarning: (message) => fx.warnings.push(message),
+    });
+    sha256 = await fx.seed('node-a', SIZE);
+    tmp = store.nodeLayout('node-b').tmp;
+  });
+
+  const request = (overrides: Partial<CopyImageRequest>): CopyImageRequest => ({
+    imageId: IMAGE,
+    source: 'node-a',
+    destination: 'node-b',
+    attemptId: 'attempt-1',
+    ...overrides,
+  });
+
+  /** Bytes read from the source by one copy, counted where they are read. */
+  async function copyCountingReads(overrides: Partial<CopyImageRequest>) {
+    let read = 0;
+    const outcome = await store.copies.copyImage(
+      request({
+        pace: {
+          afterRead: async (bytes) => {
+            read += bytes;
+          },
+          beforeWrite: async () => {},
+        },
+        ...overrides,
+      }),
+    );
+    return { outcome, read };
+  }
+
+  let thaw: (() => void) | undefined;
+  let frozenCopy: Promise<unknown> | undefined;
+  afterEach(async () => {
+    thaw?.();
+    await frozenCopy;
+    thaw = undefined;
+    frozenCopy = undefined;
+  });
+
+  /**
+   * A first attempt frozen for good once `stopAt` bytes were written, like a killed process: its partial
+   * and record stay as they were. (At the end of the test it is failed, and removes only its own files.)
+   */
+  async function deadAttempt(stopAt: number): Promise<void> {
+    let reached!: () => void;
+    const frozen = new Promise<void>((resolve) => (reached = resolve));
+    const copying = store.copies.copyImage(
+      request({
+        attemptId: 'attempt-1',
+        onProgress: (done) => {
+          if (done >= stopAt) reached();
+        },
+        pace: {
+          afterRead: async () => {},
+          beforeWrite: (_bytes, _signal) =>
+            new Promise<void>((resolve, reject) => {
+              if (thaw === undefined && !frozenNow()) return resolve();
+              thaw = () => reject(new Error('thawed at the end of the test'));
+            }),
+        },
+      }),
+    );
+    let writes = 0;
+    const frozenNow = () => ++writes > stopAt / MEBIBYTE;
+    frozenCopy = copying.catch(() => {});
+    await frozen;
+    expect(await listDir(tmp)).toEqual([`${IMAGE}~attempt-1.origin.part`, `${IMAGE}~attempt-1.part`]);
+  }
+
+  const recordPath = () => path.join(tmp, `${IMAGE}~attempt-1.origin.part`);
+  const partialPath = () => path.join(tmp, `${IMAGE}~attempt-1.part`);
+
+  it('continues a dead attempt from its last checkpoint, reading only the rest from the source', async () => {
+    await deadAttempt(4 * MEBIBYTE);
+    const record = JSON.parse(await fsp.readFile(recordPath(), 'utf8'));
+    expect(record).toMatchObject({ imageId: IMAGE, sha256, size: SIZE, verified: { bytes: 4 * MEBIBYTE } });
+
+    const { outcome, read } = await copyCountingReads({ attemptId: 'attempt-2', resume: true });
+
+    expect(outcome.status).toBe('copied');
+    expect(outcome.resumedBytes).toBe(4 * MEBIBYTE);
+    expect(outcome.bytes).toBe(SIZE - 4 * MEBIBYTE);
+    expect(read).toBe(SIZE - 4 * MEBIBYTE);
+    expect(await sha256OfFile(store.entries.imagePath('node-b', IMAGE))).toBe(sha256);
+    expect(outcome.meta).toMatchObject({ sha256, size: SIZE, attemptId: 'attempt-2' });
+    expect(await listDir(tmp)).toEqual([]);
+  });
+
+  it('discards a partial whose bytes were changed and copies from zero', async () => {
+    await deadAttempt(4 * MEBIBYTE);
+    const handle = await fsp.open(partialPath(), 'r+');
+    await handle.write(Buffer.from('lie'), 0, 3, MEBIBYTE + 5);
+    await handle.close();
+
+    const { outcome, read } = await copyCountingReads({ attemptId: 'attempt-2', resume: true });
+
+    expect(outcome.resumedBytes).toBe(0);
+    expect(read).toBe(SIZE);
+    expect(await sha256OfFile(store.entries.imagePath('node-b', IMAGE))).toBe(sha256);
+    expect(fx.warnings.splice(0)).toEqual([
+      expect.stringMatching(/attempt-1\.part is not resumed .*first 4194304 bytes do not have the sha256/),
+    ]);
+    expect(await listDir(tmp)).toEqual([]);
+  });
+
+  it('discards a partial whose record is for another checksum', async () => {
+    await deadAttempt(4 * MEBIBYTE);
+    const record = JSON.parse(await fsp.readFile(recordPath(), 'utf8'));
+    await fsp.writeFile(recordPath(), JSON.stringify({ ...record, sha256: 'f'.repeat(64) }));
+
+    const { outcome, read } = await copyCountingReads({ attemptId: 'attempt-2', resume: true });
+
+    expect(outcome.resumedBytes).toBe(0);
+    expect(read).toBe(SIZE);
+    expect(await sha256OfFile(store.entries.imagePath('node-b', IMAGE))).toBe(sha256);
+    expect(fx.warnings.splice(0)).toEqual([expect.stringMatching(/it is a partial of sha256 f{64}/)]);
+    expect(await listDir(tmp)).toEqual([]);
+  });
+
+  it.each([
+    ['no record at all (origin unknown)', async () => fsp.rm(recordPath()), undefined],
+    [
+      'a record naming another image',
+      async () => {
+        const record = JSON.parse(await fsp.readFile(recordPath(), 'utf8'));
+        await fsp.writeFile(recordPath(), JSON.stringify({ ...record, imageId: 'other.qcow2' }));
+      },
+      /imageId: is "other.qcow2"/,
+    ],
+    ['a record that is not JSON', async () => fsp.writeFile(recordPath(), '{"v":1,'), /not JSON/],
+    [
+      'a record verifying more bytes than the partial holds',
+      async () => fsp.truncate(partialPath(), 2 * MEBIBYTE),
+      /2097152 bytes, fewer than the 4194304 its record verified/,
+    ],
+  ] as const)('never resumes with %s: copies from zero', async (_name, tamper, warning) => {
+    await deadAttempt(4 * MEBIBYTE);
+    await tamper();
+
+    const { outcome, read } = await copyCountingReads({ attemptId: 'attempt-2', resume: true });
+
+    expect(outcome.resumedBytes).toBe(0);
+    expect(read).toBe(SIZE);
+    expect(await sha256OfFile(store.entries.imagePath('node-b', IMAGE))).toBe(sha256);
+    expect(fx.warnings.splice(0)).toEqual(warning ? [expect.stringMatching(warning)] : []);
+    expect(await listDir(tmp)).toEqual([]);
+  });
+
+  it('without resume adopts nothing; a failed (not aborted) attempt leaves neither partial nor record', async () => {
+    await deadAttempt(4 * MEBIBYTE);
+    const { outcome, read } = await copyCountingReads({ attemptId: 'attempt-2' });
+    expect(outcome.resumedBytes).toBe(0);
+    expect(read).toBe(SIZE);
+    // Without resume the caller clears leftovers itself (removeLeftoverTmp): the record goes with them.
+    expect(await listDir(tmp)).toEqual([`${IMAGE}~attempt-1.origin.part`, `${IMAGE}~attempt-1.part`]);
+    expect(await store.entries.removeLeftoverTmp('node-b', IMAGE)).toBe(2);
+
+    await store.entries.deleteImage('node-b', IMAGE);
+    await expect(
+      store.copies.copyImage(
+        request({
+          attemptId: 'attempt-3',
+          onProgress: (done) => {
+            if (done >= 2 * MEBIBYTE) throw new Error('progress sink failed');
+          },
+        }),
+      ),
+    ).rejects.toThrow('progress sink failed');
+    expect(await listDir(tmp)).toEqual([]);
+  });
+});

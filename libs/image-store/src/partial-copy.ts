@@ -1,0 +1,295 @@
+import { type Hash, createHash } from 'node:crypto';
+import { promises as fsp } from 'node:fs';
+import type { FileHandle } from 'node:fs/promises';
+import * as path from 'node:path';
+import { z } from 'zod';
+import {
+  ReasonError,
+  byteCountSchema,
+  holderIdSchema,
+  imageIdSchema,
+  nodeIdSchema,
+  sha256Schema,
+} from '@app/contracts';
+import { type NodeLayout, RECORD_TAG_SUFFIX, parseTmpName } from './cache-layout';
+import { uniqueTag, writeFileAtomic } from './durable-fs';
+import { type IoContext, io, isErrno, mapIoError } from './fs-errors';
+import { COPY_CHUNK_BYTES } from './image-copier';
+import { readJsonFile } from './shared-json-file';
+import type { StoreContext } from './store-context';
+
+/**
+ * `tmp/<imageId>~<attemptId>.origin.part`, written before the partial's first byte: what the partial
+ * `tmp/<imageId>~<attemptId>.part` is a partial of, and (`verified`) how many of its first bytes were
+ * fsynced and what their sha256 is. Another conductor reads it back: it is outside input, validated.
+ */
+export interface PartialRecord {
+  v: 1;
+  imageId: string;
+  attemptId: string;
+  /** The whole image's sha256 and size: a partial only ever continues into this image. */
+  sha256: string;
+  size: number;
+  source?: { node: string };
+  createdAt: string;
+  verified?: { bytes: number; sha256: string };
+}
+
+const partialRecordSchema: z.ZodType<PartialRecord> = z.strictObject({
+  v: z.literal(1),
+  imageId: imageIdSchema,
+  attemptId: holderIdSchema,
+  sha256: sha256Schema,
+  size: byteCountSchema,
+  source: z.strictObject({ node: nodeIdSchema }).optional(),
+  createdAt: z.iso.datetime(),
+  verified: z.strictObject({ bytes: byteCountSchema, sha256: sha256Schema }).optional(),
+});
+
+const RECORD_MAX_BYTES = 4 * 1024;
+
+/** Where a copy starts: a fresh partial (bytes 0) or a dead attempt's, re-verified and adopted. */
+export interface PartialStart {
+  handle: FileHandle;
+  /** Bytes already in the partial, verified by re-hashing them; the copy continues from here. */
+  bytes: number;
+  /** The sha256 state over those bytes. */
+  hash: Hash;
+  /** The dead attempt whose partial was adopted. */
+  resumedFrom?: string;
+}
+
+/**
+ * The bookkeeping of one copy's partial file in the destination's tmp/: the record written before the
+ * bytes, the checkpoints, and the adoption of a dead attempt's partial. The caller holds the destination's
+ * exclusive lock: any other partial of the image is then a dead or aborted attempt's.
+ */
+export class PartialCopy {
+  readonly partialPath: string;
+  private readonly recordPath: string;
+  private readonly record: PartialRecord;
+
+  constructor(
+    private readonly store: StoreContext,
+    private readonly destination: NodeLayout,
+    private readonly imageId: string,
+    private readonly tag: string,
+    expected: { sha256: string; size: number },
+    sourceNode: string | undefined,
+    private readonly context: IoContext,
+  ) {
+    this.partialPath = store.layout.tmpPath(destination, imageId, tag);
+    this.recordPath = store.layout.partialRecordPath(destination, imageId, tag);
+    this.record = {
+      v: 1,
+      imageId,
+      attemptId: tag,
+      sha256: expected.sha256,
+      size: expected.size,
+      ...(sourceNode === undefined ? {} : { source: { node: sourceNode } }),
+      createdAt: new Date().toISOString(),
+    };
+  }
+
+  /**
+   * Adopts the best resumable partial of a dead attempt (re-hashed; a lying one is discarded), else starts
+   * from zero; then removes every other partial of the image. With `resume` false nothing is adopted and
+   * nothing removed (the caller cleared the leftovers).
+   */
+  async start(resume: boolean): Promise<PartialStart> {
+    let adopted: PartialStart | undefined;
+    if (resume) {
+      for (const candidate of await this.candidates()) {
+        adopted = await this.adopt(candidate);
+        if (adopted) break;
+      }
+      await this.removeOthers();
+    }
+    if (adopted) return adopted;
+    await this.writeRecord(this.record);
+    let handle: FileHandle;
+    try {
+      handle = await fsp.open(this.partialPath, 'wx', 0o644);
+    } catch (error) {
+      if (isErrno(error, 'EEXIST')) {
+        throw new ReasonError(
+          'IO_ERROR',
+          `${this.context.what}: a partial copy of attempt ${this.tag} already exists; attempt ids must be unique (removeLeftoverTmp clears dead attempts)`,
+        );
+      }
+      throw mapIoError(error, this.context, 'creating the partial copy');
+    }
+    return { handle, bytes: 0, hash: createHash('sha256') };
+  }
+
+  /** Makes the first `bytes` resumable: durable first, then recorded with their sha256. */
+  async checkpoint(handle: FileHandle, bytes: number, prefixSha256: string): Promise<void> {
+    // Without fsync a crash of the machine (not of the process) could leave fewer or other bytes than recorded.
+    if (this.store.fsync) await io(this.context, 'fsync of the partial copy', () => handle.sync());
+    await this.writeRecord({ ...this.record, verified: { bytes, sha256: prefixSha256 } });
+  }
+
+  /** Removes the partial and its record (a failed copy that cannot be resumed). Never throws. */
+  async discard(): Promise<void> {
+    await this.store.discard(this.partialPath);
+    await this.store.discard(this.recordPath);
+  }
+
+  /** Removes the record once the partial was published (renamed away). Never throws. */
+  async forgetRecord(): Promise<void> {
+    await this.store.discard(this.recordPath);
+  }
+
+  /** Records of other attempts of this image in tmp/, the most advanced first. */
+  private async candidates(): Promise<Array<{ tag: string; recordPath: string }>> {
+    const found: Array<{ tag: string; recordPath: string; verifiedBytes: number }> = [];
+    for (const name of await this.tmpNames()) {
+      const parsed = parseTmpName(name);
+      if (!parsed?.tag.endsWith(RECORD_TAG_SUFFIX)) continue;
+      const tag = parsed.tag.slice(0, -RECORD_TAG_SUFFIX.length);
+      if (tag === this.tag || !holderIdSchema.safeParse(tag).success) continue;
+      const recordPath = path.join(this.destination.tmp, name);
+      const read = await io(this.context, 'reading a partial copy record', () =>
+        this.readRecord(recordPath, tag),
+      );
+      if (read.value === undefined) {
+        if (read.invalid !== undefined) this.reject(recordPath, read.invalid);
+        continue;
+      }
+      const record = read.value;
+      const problem =
+        record.sha256 !== this.record.sha256
+          ? `it is a partial of sha256 ${record.sha256}, this copy is of ${this.record.sha256}`
+          : record.size !== this.record.size
+            ? `it is a partial of ${record.size} bytes, this copy is of ${this.record.size}`
+            : !record.verified || record.verified.bytes === 0
+              ? undefined // nothing verified yet: nothing to resume, not a lie
+              : record.verified.bytes > record.size
+                ? `verified.bytes ${record.verified.bytes} exceeds the size ${record.size}`
+                : undefined;
+      if (problem !== undefined) this.reject(recordPath, problem);
+      else if (record.verified && record.verified.bytes > 0)
+        found.push({ tag, recordPath, verifiedBytes: record.verified.bytes });
+    }
+    return found.sort((a, b) => b.verifiedBytes - a.verifiedBytes);
+  }
+
+  /**
+   * Takes a dead attempt's partial over: renamed to this attempt's name first (a late unlink by its old
+   * holder then misses it), its recorded prefix re-hashed, cut to that prefix. Undefined when it lies.
+   */
+  private async adopt(candidate: { tag: string; recordPath: string }): Promise<PartialStart | undefined> {
+    const read = await io(this.context, 'reading a partial copy record', () =>
+      this.readRecord(candidate.recordPath, candidate.tag),
+    );
+    const verified = read.value?.verified;
+    if (!verified) return undefined;
+    const theirs = this.store.layout.tmpPath(this.destination, this.imageId, candidate.tag);
+    try {
+      const stat = await fsp.lstat(theirs);
+      if (!stat.isFile()) return this.reject(theirs, 'not a regular file');
+      if (stat.size < verified.bytes)
+        return this.reject(
+          theirs,
+          `${stat.size} bytes, fewer than the ${verified.bytes} its record verified`,
+        );
+      await fsp.rename(theirs, this.partialPath);
+    } catch (error) {
+      if (isErrno(error, 'ENOENT')) return this.reject(candidate.recordPath, 'its partial file is missing');
+      throw mapIoError(error, this.context, 'adopting a partial copy');
+    }
+    let handle: FileHandle | undefined = await io(this.context, 'opening the adopted partial copy', () =>
+      fsp.open(this.partialPath, 'r+'),
+    );
+    try {
+      const hash = await io(this.context, 'reading the adopted partial copy', () =>
+        hashPrefix(handle!, verified.bytes),
+      );
+      if (hash.copy().digest('hex') !== verified.sha256) {
+        await this.store.closeQuietly(handle, this.partialPath);
+        handle = undefined;
+        await this.store.discard(this.partialPath);
+        return this.reject(
+          theirs,
+          `its first ${verified.bytes} bytes do not have the sha256 its record names`,
+        );
+      }
+      // Bytes past the checkpoint were never fsynced and recorded: they are written again.
+      await io(this.context, 'cutting the adopted partial copy', () => handle!.truncate(verified.bytes));
+      await this.writeRecord({ ...this.record, verified });
+      const adopted = { handle, bytes: verified.bytes, hash, resumedFrom: candidate.tag };
+      handle = undefined;
+      return adopted;
+    } finally {
+      if (handle) {
+        await this.store.closeQuietly(handle, this.partialPath);
+        await this.store.discard(this.partialPath);
+      }
+    }
+  }
+
+  private reject(file: string, reason: string): undefined {
+    this.store.onWarning(`partial copy ${file} is not resumed (removed instead): ${reason}`);
+    return undefined;
+  }
+
+  private readRecord(recordPath: string, tag: string) {
+    return readJsonFile(recordPath, partialRecordSchema, RECORD_MAX_BYTES, (record) =>
+      record.imageId !== this.imageId
+        ? `imageId: is ${JSON.stringify(record.imageId)}, the file is named for ${JSON.stringify(this.imageId)}`
+        : record.attemptId !== tag
+          ? `attemptId: is ${JSON.stringify(record.attemptId)}, the file is named for ${JSON.stringify(tag)}`
+          : undefined,
+    );
+  }
+
+  private async writeRecord(record: PartialRecord): Promise<void> {
+    await io(this.context, 'writing the partial copy record', () =>
+      writeFileAtomic({
+        tmpPath: this.store.layout.tmpPath(this.destination, this.imageId, uniqueTag('meta')),
+        finalPath: this.recordPath,
+        finalDir: this.destination.tmp,
+        data: JSON.stringify(record) + '\n',
+        fsync: this.store.fsync,
+        discard: (tmpPath) => this.store.discard(tmpPath),
+      }),
+    );
+  }
+
+  /** Every partial file and record of this image except this attempt's own. */
+  private async removeOthers(): Promise<void> {
+    const own = new Set([path.basename(this.partialPath), path.basename(this.recordPath)]);
+    for (const name of await this.tmpNames()) {
+      if (own.has(name) || parseTmpName(name)?.imageId !== this.imageId) continue;
+      const file = path.join(this.destination.tmp, name);
+      const stat = await fsp.lstat(file).catch((error: unknown) => {
+        if (isErrno(error, 'ENOENT')) return undefined;
+        throw mapIoError(error, this.context, `stat of ${name}`);
+      });
+      if (stat?.isFile()) await io(this.context, `removing ${name}`, () => fsp.rm(file, { force: true }));
+    }
+  }
+
+  private async tmpNames(): Promise<string[]> {
+    try {
+      return await fsp.readdir(this.destination.tmp);
+    } catch (error) {
+      if (isErrno(error, 'ENOENT')) return [];
+      throw mapIoError(error, this.context, 'listing partial copies');
+    }
+  }
+}
+
+async function hashPrefix(handle: FileHandle, bytes: number): Promise<Hash> {
+  const hash = createHash('sha256');
+  const buffer = Buffer.allocUnsafe(COPY_CHUNK_BYTES);
+  let done = 0;
+  while (done < bytes) {
+    const { bytesRead } = await handle.read(buffer, 0, Math.min(buffer.length, bytes - done), done);
+    if (bytesRead === 0)
+      throw new ReasonError('IO_ERROR', `the partial copy ended at ${done} of ${bytes} bytes`);
+    hash.update(buffer.subarray(0, bytesRead));
+    done += bytesRead;
+  }
+  return hash;
+}
