@@ -156,6 +156,8 @@ export class JobMessageHandler {
             imageId: record.imageId,
             destination: node,
             jobId: record.jobId,
+            // A pre-cache copy waits behind copies a VM boot is waiting on (BACKGROUND_*_BPS caps).
+            priority: 'background',
             ...(record.sha256 ? { sha256: record.sha256 } : {}),
           };
           return publishRouted(publisher, '', topology.requestQueue.name, request, {
