@@ -1,9 +1,9 @@
 import { connect, type Channel, type ChannelModel, type ConfirmChannel } from 'amqplib';
-import { type CellTopology, cellQueues } from '@app/contracts';
+import { type CellTopology, cellQueues, type Logger } from '@app/contracts';
 import { BrokerRotation, brokerAddress, parseBrokerUrls } from './broker-urls';
 import { declareCellTopology } from './declare-topology';
 import { BrokerUnavailableError, MessagingClosedError, isNotFound, redactUrl } from './errors';
-import { defaultLogger, errorFields, type MessagingLogger } from './logger';
+import { defaultLogger, errorFields } from './logger';
 import { TypedEvents } from './typed-events';
 
 export type ConnectionState = 'connecting' | 'connected' | 'disconnected' | 'closed';
@@ -91,7 +91,7 @@ export interface BrokerConnectionOptions {
    * notice soon (e.g. a dead-letter target nobody publishes to directly). 0 (default): no periodic check.
    */
   topologyCheckMs?: number;
-  logger?: MessagingLogger;
+  logger?: Logger;
   /** amqplib's `connect`; the seam through which fast specs drive the connection without a broker. */
   connect?: typeof connect;
 }
@@ -117,7 +117,7 @@ export interface LiveModel {
 export class BrokerConnection {
   private readonly events: TypedEvents<BrokerConnectionEvents>;
   /** Also the default logger of the Publishers and Consumers built on this connection. */
-  readonly logger: MessagingLogger;
+  readonly logger: Logger;
   private readonly topologies: readonly CellTopology[];
   private readonly urls: readonly string[];
   private rotation: BrokerRotation | undefined;

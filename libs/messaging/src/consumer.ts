@@ -1,7 +1,8 @@
+import type { Logger } from '@app/contracts';
 import type { Channel, ConsumeMessage, MessageProperties } from 'amqplib';
 import type { BrokerConnection, LiveModel } from './broker-connection';
 import { MessagingClosedError, isNotFound } from './errors';
-import { errorFields, type MessagingLogger } from './logger';
+import { errorFields } from './logger';
 
 export type DeliveryOutcome = 'acked' | 'requeued' | 'rejected' | 'lost';
 export type ConsumerState = 'active' | 'paused' | 'closed';
@@ -26,7 +27,7 @@ export interface ConsumeOptions {
   /** First delay before re-subscribing after the broker closed our channel or cancelled us; doubles up to 10 s. */
   resubscribeDelayMs?: number;
   /** Defaults to the connection's logger. */
-  logger?: MessagingLogger;
+  logger?: Logger;
 }
 
 interface ChannelLease {
@@ -55,7 +56,7 @@ export class Delivery {
     /** The raw amqplib message: content, fields (deliveryTag, redelivered, routingKey), properties. */
     readonly message: ConsumeMessage,
     private readonly queue: string,
-    private readonly logger: MessagingLogger,
+    private readonly logger: Logger,
   ) {}
 
   get channelGeneration(): number {
@@ -170,7 +171,7 @@ export class Consumer {
   private subscribeRequested = false;
   private resubscribeTimer: NodeJS.Timeout | undefined;
   private failures = 0;
-  private readonly logger: MessagingLogger;
+  private readonly logger: Logger;
   private readonly unsubscribe: () => void;
 
   constructor(

@@ -35,7 +35,6 @@ export {
   PublishUnroutableError,
   redactUrl,
 } from './errors';
-export { type MessagingLogger } from './logger';
 export { HEADER_PUBLISH_ID, Publisher, type PublisherOptions, type PublishProperties } from './publisher';
 export { ReplyQueue, type ReplyQueueEvents, type ReplyQueueOptions } from './reply-queue';
 export {

@@ -1,17 +1,7 @@
 import pino from 'pino';
+import type { Logger } from '@app/contracts';
 
-/**
- * The subset of pino's Logger this library calls, so an app can pass its own (nestjs-pino's PinoLogger
- * instance, a child logger with the cell id, or a test double that records lines).
- */
-export interface MessagingLogger {
-  debug(obj: object, msg: string): void;
-  info(obj: object, msg: string): void;
-  warn(obj: object, msg: string): void;
-  error(obj: object, msg: string): void;
-}
-
-export function defaultLogger(): MessagingLogger {
+export function defaultLogger(): Logger {
   return pino({ name: 'messaging', level: process.env.LOG_LEVEL ?? 'info' });
 }
 

@@ -1,7 +1,8 @@
+import type { Logger } from '@app/contracts';
 import type { ConfirmChannel, Options } from 'amqplib';
 import type { BrokerConnection } from './broker-connection';
 import { MessagingClosedError, PublishNotConfirmedError, PublishUnroutableError, isNotFound } from './errors';
-import { errorFields, type MessagingLogger } from './logger';
+import { errorFields } from './logger';
 
 /** AMQP basic properties we set; everything else keeps amqplib's defaults. */
 export interface PublishProperties {
@@ -39,7 +40,7 @@ export interface PublisherOptions {
   /** How long a publish waits for the broker's confirm. Default 30 s. */
   confirmTimeoutMs?: number;
   /** Defaults to the connection's logger. */
-  logger?: MessagingLogger;
+  logger?: Logger;
 }
 
 interface ConfirmLease {
@@ -66,7 +67,7 @@ export class Publisher {
   private lease: ConfirmLease | undefined;
   private opening: Promise<ConfirmLease> | undefined;
   private closed = false;
-  private readonly logger: MessagingLogger;
+  private readonly logger: Logger;
   private readonly waitForConnectionMs: number;
   private readonly confirmTimeoutMs: number;
 

@@ -1,7 +1,8 @@
+import type { Logger } from '@app/contracts';
 import type { Channel, ConsumeMessage } from 'amqplib';
 import type { BrokerConnection } from './broker-connection';
 import { MessagingClosedError } from './errors';
-import { errorFields, type MessagingLogger } from './logger';
+import { errorFields } from './logger';
 import { TypedEvents } from './typed-events';
 
 export interface ReplyQueueEvents {
@@ -24,7 +25,7 @@ export interface ReplyQueueOptions {
   bindings?: readonly { exchange: string; routingKey: string }[];
   /** How long open() waits for a connection. Default 10 s. */
   waitForConnectionMs?: number;
-  logger?: MessagingLogger;
+  logger?: Logger;
 }
 
 /**
@@ -36,7 +37,7 @@ export interface ReplyQueueOptions {
  */
 export class ReplyQueue {
   private readonly events: TypedEvents<ReplyQueueEvents>;
-  private readonly logger: MessagingLogger;
+  private readonly logger: Logger;
   private channel: Channel | undefined;
   private queueName: string | undefined;
   private opened = false;

@@ -1,4 +1,4 @@
-import type { MessagingLogger } from './logger';
+import type { Logger } from '@app/contracts';
 import { errorFields } from './logger';
 
 type Listener<T> = (payload: T) => void;
@@ -11,7 +11,7 @@ type Listener<T> = (payload: T) => void;
 export class TypedEvents<Events extends object> {
   private readonly listeners = new Map<keyof Events, Set<Listener<never>>>();
 
-  constructor(private readonly logger: MessagingLogger) {}
+  constructor(private readonly logger: Logger) {}
 
   /** Returns a function that removes the listener. */
   on<K extends keyof Events>(event: K, listener: Listener<Events[K]>): () => void {
