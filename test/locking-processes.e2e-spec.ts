@@ -212,13 +212,23 @@ describe('locks between real processes', () => {
       expect(tokens, `${imageId}\n${report}`).toHaveLength(8);
       expect(new Set(tokens).size, `${imageId}: a fencing token was handed out twice\n${report}`).toBe(8);
     }
-    // Nobody is paused or killed here: a holder that finds its lock gone had it together with another one
-    // (the second claim of a first use), which is what the detector's entries can miss between checks.
+    // Nobody is paused or killed here, so a lock is lost only by a takeover (a holder descheduled past the
+    // stale time on a loaded machine) or by a double claim of a first use, which the detector's entries can
+    // miss between checks. So each loss on a key needs a stale takeover on that key to explain it.
+    for (const imageId of keys) {
+      const lostOnKey = all().filter((m) => m.type === 'lost' && m.key === imageId).length;
+      const takeovers = all().filter(
+        (m) => m.type === 'acquired' && m.key === imageId && m.tookOverStale,
+      ).length;
+      expect(
+        lostOnKey,
+        `${imageId}: holders that lost a lock nobody took over from them\n${report}`,
+      ).toBeLessThanOrEqual(takeovers);
+    }
     const lost = all().reduce((n, m) => n + (m.type === 'done' ? m.lost : 0), 0);
-    expect(lost, `holders that lost a lock nobody took over from them\n${report}`).toBe(0);
     const sections = all().reduce((n, m) => n + (m.type === 'done' ? m.sections : 0), 0);
     console.log(
-      `[never-used keys] keys=${keys.length} acquisitions=${keys.length * 8} sections=${sections} real overlaps=${overlaps('real').length}`,
+      `[never-used keys] keys=${keys.length} acquisitions=${keys.length * 8} sections=${sections} lost=${lost} real overlaps=${overlaps('real').length}`,
     );
   });
 

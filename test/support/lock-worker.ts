@@ -46,7 +46,7 @@ export type LockWorkerReport = { at?: number } & (
       tookOverStale: boolean;
       waitedMs: number;
     }
-  | { type: 'lost'; pid: number; iteration: number; fencingToken: number; reason: string }
+  | { type: 'lost'; pid: number; iteration: number; fencingToken: number; reason: string; key?: string }
   | { type: 'released'; pid: number; iteration: number }
   | { type: 'overlap'; pid: number; kind: 'real' | 'residual' | 'leftover'; other: string; mine: string }
   | { type: 'timeout'; pid: number; iteration: number; message: string }
@@ -146,6 +146,16 @@ async function raceOnce(manager: NodeLockManager, margin: number): Promise<void>
         await sleep(Math.random() * config.holdMs);
         if (!(await lock.isStillHeld())) {
           lost++;
+          const reason =
+            lock.signal.reason instanceof Error ? lock.signal.reason.message : 'isStillHeld() was false';
+          send({
+            type: 'lost',
+            pid: process.pid,
+            iteration,
+            fencingToken: lock.fencingToken,
+            reason,
+            key: request.imageId,
+          });
           break;
         }
         await criticalStep(csDir, lock.fencingToken, Date.now(), margin);
