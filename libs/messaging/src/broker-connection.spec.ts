@@ -10,6 +10,7 @@ const TOPOLOGY_NAMES = [
   `queue ${topology.deadLetterQueue.name}`,
   `queue ${topology.requestQueue.name}`,
   ...topology.retryQueues.map((q) => `queue ${q.name}`),
+  `queue ${topology.jobQueue.name}`,
   `exchange ${topology.eventsExchange.name}`,
 ];
 
