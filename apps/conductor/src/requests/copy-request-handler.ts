@@ -116,6 +116,8 @@ export class CopyRequestHandler {
         throw new ReasonError('CANCELLED', `request ${request.requestId} was cancelled before it started`);
       const attemptId = `${request.requestId.slice(0, 40).replace(/\./g, '_')}-${newAttemptId()}`;
       const signal = AbortSignal.any([this.deps.shutdown, cancel.signal]);
+      // The checks above await: a shutdown or cancel may have begun meanwhile; start no copy then.
+      if (signal.aborted) throw signal.reason;
       outcome = await this.deps.coordinator.run(request, request.requestId, attemptId, signal);
     } catch (caught) {
       // An aborted copy throws whatever the abort looked like where it stopped: the cancel is the cause.
