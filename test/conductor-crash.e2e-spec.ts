@@ -2,7 +2,7 @@ import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { answeredLines, answersLogged, conductorTestbed, errorLines } from './support/conductor-harness';
-import { FinalPathsWatcher, tmpFiles } from './support/cell-observers';
+import { FinalPathsWatcher, partialCopies, tmpFiles } from './support/cell-observers';
 import { ConductorProcess } from './support/conductor-process';
 import { exists, sha256OfFile } from './support/image-store-fixtures';
 import { waitFor } from './support/async';
@@ -44,8 +44,7 @@ describe('conductor: SIGKILL mid-copy', () => {
     // Mid-copy: a partial file in the destination's tmp folder. Freeze the process first, so what we
     // check is what the kill interrupts.
     // The partial's record (`.origin.part`, what a resuming copy checks) sits beside it from the start.
-    const dataParts = async () =>
-      (await tmpFiles(c.root, 'node-b')).filter((f) => !f.name.endsWith('.origin.part'));
+    const dataParts = async () => await partialCopies(c.root, 'node-b');
     await waitFor(
       async () => (await dataParts()).some((f) => f.size > 0),
       'the partial copy to grow',

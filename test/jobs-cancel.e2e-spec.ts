@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { conductorTestbed, publishConfirmed } from './support/conductor-harness';
-import { heldLockEntries, tmpFiles } from './support/cell-observers';
+import { heldLockEntries, partialCopies } from './support/cell-observers';
 import { ConductorProcess } from './support/conductor-process';
 import { describeRun, runIcc } from './support/agent-cli';
 import { exists } from './support/image-store-fixtures';
@@ -16,12 +16,12 @@ const IMAGE = 'cancel.qcow2';
  */
 async function freezeMidCopy(conductor: ConductorProcess, root: string, node: string, size: number) {
   await waitFor(
-    async () => (await tmpFiles(root, node)).some((f) => f.size > 0),
+    async () => (await partialCopies(root, node)).some((f) => f.size > 0),
     `a partial copy on ${node}`,
     30_000,
   );
   conductor.signal('SIGSTOP');
-  const partial = await tmpFiles(root, node);
+  const partial = await partialCopies(root, node);
   expect(partial.length).toBe(1);
   expect(partial[0]!.size).toBeLessThan(size);
 }
@@ -132,7 +132,7 @@ describe('cancel: copy requests and jobs', () => {
     await waitFor(
       async () => {
         for (const node of ['a', 'b', 'c'])
-          if ((await tmpFiles(cell.root, node)).some((f) => f.size > 0)) return node;
+          if ((await partialCopies(cell.root, node)).some((f) => f.size > 0)) return node;
         return undefined;
       },
       'a copy of the job running',
@@ -140,7 +140,7 @@ describe('cancel: copy requests and jobs', () => {
     );
     const runningNode = (
       await Promise.all(
-        ['a', 'b', 'c'].map(async (n) => ((await tmpFiles(cell.root, n)).length > 0 ? n : '')),
+        ['a', 'b', 'c'].map(async (n) => ((await partialCopies(cell.root, n)).length > 0 ? n : '')),
       )
     ).find(Boolean)!;
     await freezeMidCopy(conductor, cell.root, runningNode, image.size);

@@ -255,7 +255,15 @@ export async function tmpLeftovers(root: string): Promise<string[]> {
   return out.sort();
 }
 
-/** The partial copies in a node's tmp folder, with their sizes. */
+/** The partial copies' data files in a node's tmp folder (not the records a resumable copy keeps beside them). */
+export async function partialCopies(
+  root: string,
+  node: string,
+): Promise<Array<{ name: string; size: number }>> {
+  return (await tmpFiles(root, node)).filter((f) => !f.name.endsWith('.origin.part'));
+}
+
+/** Every file in a node's tmp folder (partial copies and their records), with their sizes. */
 export async function tmpFiles(root: string, node: string): Promise<Array<{ name: string; size: number }>> {
   const out: Array<{ name: string; size: number }> = [];
   for (const name of await tmpNames(root, node)) {
