@@ -103,7 +103,7 @@ export class CopyRequestHandler {
       await this.checkJob(request);
       assertDeadlineNotPassed(request);
     } catch (error) {
-      if (this.droppedWithItsChannel(delivery, undefined, 'refusal')) return;
+      if (await this.droppedWithItsChannel(delivery, undefined, 'refusal')) return;
       await this.failPermanently(delivery, undefined, asFailure(error), attempt, firstSeen, started);
       return;
     }
@@ -133,7 +133,7 @@ export class CopyRequestHandler {
         return;
       }
       const failure = asFailure(error);
-      if (this.droppedWithItsChannel(delivery, request.requestId, `failure ${failure.code}`)) return;
+      if (await this.droppedWithItsChannel(delivery, request.requestId, `failure ${failure.code}`)) return;
       if (failure.code === 'INTERNAL')
         log.error(
           { requestId: request.requestId, err: errorText(error), stack: (error as Error)?.stack },
@@ -156,7 +156,7 @@ export class CopyRequestHandler {
       cancel.done();
     }
     const { result, coalesced } = outcome;
-    if (this.droppedWithItsChannel(delivery, request.requestId, `result ${result.status}`)) return;
+    if (await this.droppedWithItsChannel(delivery, request.requestId, `result ${result.status}`)) return;
     if (coalesced) this.deps.stats.recordCoalesced();
     await this.jobNodeFinished(request, {
       outcome: result.status,
@@ -195,7 +195,14 @@ export class CopyRequestHandler {
    * it long ago. Late work is dropped quietly: a late result would contradict a final answer, and a retry
    * copy would run the request a second time beside its redelivery.
    */
-  private droppedWithItsChannel(delivery: Delivery, requestId: string | undefined, what: string): boolean {
+  private async droppedWithItsChannel(
+    delivery: Delivery,
+    requestId: string | undefined,
+    what: string,
+  ): Promise<boolean> {
+    // A process resumed after a pause runs its overdue timers (a lock watchdog ending the copy) before it
+    // reads its sockets: one turn of the event loop lets a broker's close that is waiting there land first.
+    if (delivery.channelOpen) await new Promise((resolve) => setImmediate(resolve));
     if (delivery.channelOpen) return false;
     delivery.markLost();
     this.deps.log.info(
