@@ -35,10 +35,15 @@ const TOPOLOGY_CHECK_MS = 5_000;
 /** Runs the graceful stop when Nest closes (SIGTERM/SIGINT through enableShutdownHooks). */
 @Injectable()
 class GracefulShutdown implements BeforeApplicationShutdown {
-  constructor(@Inject(RequestIntake) private readonly intake: RequestIntake) {}
+  constructor(
+    @Inject(RequestIntake) private readonly intake: RequestIntake,
+    @Inject(ImageStore) private readonly store: ImageStore,
+  ) {}
 
   async beforeApplicationShutdown(): Promise<void> {
     await this.intake.stop();
+    // The copies have ended (finished or handed back): their worker threads may go.
+    await this.store.close();
   }
 }
 
@@ -74,6 +79,7 @@ export class ConductorModule {
           useFactory: () =>
             new ImageStore({
               root: config.CACHE_ROOT,
+              copyWorkers: config.HASH_WORKERS,
               onWarning: (message, error) =>
                 rootLogger.warn(error === undefined ? {} : { err: String(error) }, message),
             }),

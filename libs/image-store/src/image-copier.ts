@@ -4,6 +4,14 @@ import { ConductorError } from '@app/contracts';
 
 export const COPY_CHUNK_BYTES = 1024 * 1024;
 
+/** Positional reads and writes of one copy: file handles on the main thread, raw fds in a copy worker. */
+export interface ChunkIo {
+  /** Reads into `buffer` from `position`; 0 at the end of the file. */
+  read(buffer: Buffer, position: number): Promise<number>;
+  /** Writes `length` bytes of `buffer` from `offset` at `position`; resolves with the bytes written. */
+  write(buffer: Buffer, offset: number, length: number, position: number): Promise<number>;
+}
+
 export interface StreamCopyOptions {
   from: FileHandle;
   to: FileHandle;
@@ -18,23 +26,48 @@ export interface StreamCopyOptions {
   describe: string;
 }
 
+export interface StreamCopyResult {
+  bytes: number;
+  sha256: string;
+}
+
+/** Runs the streaming copy of a publish: on the main thread (`inlineCopier`) or in a `CopyWorkerPool`. */
+export interface StreamCopier {
+  copy(options: StreamCopyOptions): Promise<StreamCopyResult>;
+  /** Stops the copier's threads, if any; copies still running fail. */
+  close(): Promise<void>;
+}
+
+export const inlineCopier: StreamCopier = {
+  copy: (options) => copyChunks({ ...options, io: fileHandleIo(options.from, options.to) }),
+  close: () => Promise.resolve(),
+};
+
+export function fileHandleIo(from: FileHandle, to: FileHandle): ChunkIo {
+  return {
+    read: (buffer, position) =>
+      from.read(buffer, 0, buffer.length, position).then((result) => result.bytesRead),
+    write: (buffer, offset, length, position) =>
+      to.write(buffer, offset, length, position).then((result) => result.bytesWritten),
+  };
+}
+
+export type CopyChunksOptions = Omit<StreamCopyOptions, 'from' | 'to'> & { io: ChunkIo };
+
 /**
- * Copies `from` into `to` and hashes on the way, with two fixed 1 MiB buffers: the next chunk is read
- * while the current one is written and hashed. Memory stays flat whatever the size, and nothing is
- * allocated per chunk (fs.createReadStream allocates a fresh buffer for every read).
+ * Copies and hashes on the way, with two fixed 1 MiB buffers: the next chunk is read while the current
+ * one is written and hashed. Memory stays flat whatever the size, and nothing is allocated per chunk
+ * (fs.createReadStream allocates a fresh buffer for every read).
  */
-export async function streamCopy(options: StreamCopyOptions): Promise<{ bytes: number; sha256: string }> {
-  const { from, to, maxBytes, signal, onProgress, readError, writeError, describe } = options;
+export async function copyChunks(options: CopyChunksOptions): Promise<StreamCopyResult> {
+  const { io, maxBytes, signal, onProgress, readError, writeError, describe } = options;
   throwIfAborted(signal);
   const hash = createHash('sha256');
   const buffers = [Buffer.allocUnsafe(COPY_CHUNK_BYTES), Buffer.allocUnsafe(COPY_CHUNK_BYTES)];
   const read = (index: number, position: number): Promise<number> =>
-    from.read(buffers[index], 0, COPY_CHUNK_BYTES, position).then(
-      (result) => result.bytesRead,
-      (error: unknown) => {
-        throw readError(error);
-      },
-    );
+    io.read(buffers[index], position).catch((error: unknown) => {
+      throw readError(error);
+    });
 
   let current = 0;
   let bytes = 0;
@@ -57,7 +90,7 @@ export async function streamCopy(options: StreamCopyOptions): Promise<{ bytes: n
       // Three things at once: the next read and this write run on libuv's threads while this thread hashes.
       // Both only read `chunk`, and its buffer is not reused before the write has finished.
       pending = read(current, bytes);
-      const writing = writeAll(to, chunk, offset).catch((error: unknown) => {
+      const writing = writeAll(io, chunk, offset).catch((error: unknown) => {
         throw writeError(error);
       });
       try {
@@ -69,18 +102,17 @@ export async function streamCopy(options: StreamCopyOptions): Promise<{ bytes: n
       throwIfAborted(signal);
     }
   } finally {
-    // A read still in flight after a failure writes into our buffer and holds the handle: let it settle
+    // A read still in flight after a failure writes into our buffer and holds the file: let it settle
     // before the caller closes the file. Its own outcome no longer matters, the first error is reported.
     if (pending) await pending.then(ignore, ignore);
   }
   return { bytes, sha256: hash.digest('hex') };
 }
 
-async function writeAll(to: FileHandle, chunk: Buffer, position: number): Promise<void> {
+async function writeAll(io: ChunkIo, chunk: Buffer, position: number): Promise<void> {
   let written = 0;
   while (written < chunk.length) {
-    const result = await to.write(chunk, written, chunk.length - written, position + written);
-    written += result.bytesWritten;
+    written += await io.write(chunk, written, chunk.length - written, position + written);
   }
 }
 
@@ -99,5 +131,5 @@ export function throwIfAborted(signal: AbortSignal | undefined): void {
 }
 
 function ignore(): void {
-  // Deliberately empty: see the `finally` in streamCopy.
+  // Deliberately empty: see the `finally` in copyChunks.
 }

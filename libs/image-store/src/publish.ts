@@ -4,7 +4,7 @@ import { ConductorError } from '@app/contracts';
 import type { NodeLayout } from './cache-layout';
 import { ensureNodeFolder, fsyncDir } from './durable-fs';
 import { type IoContext, io, isErrno, mapIoError } from './fs-errors';
-import { streamCopy, throwIfAborted } from './image-copier';
+import { throwIfAborted } from './image-copier';
 import type { ImageMeta } from './image-meta';
 import type { ExpectedImage, StoreContext } from './store-context';
 
@@ -63,7 +63,7 @@ export async function publishImage(
   let open = true;
   let renamed = false;
   try {
-    ({ bytes, sha256 } = await streamCopy({
+    ({ bytes, sha256 } = await store.copier.copy({
       from: options.from,
       to,
       maxBytes: expected.size,
