@@ -53,22 +53,39 @@ describe('CopyWorkerPool', () => {
     expect(outcomes[0].sha256).toBe(createHash('sha256').digest('hex'));
   });
 
-  it('stops on abort mid-copy, publishes nothing, and the same worker serves the next copy', async () => {
+  it('stops its worker on abort mid-copy, and the same worker serves the next copy', async () => {
     const sha256 = await fx.seed('node-a', 64 * MEBIBYTE);
+    const partial = path.join(fx.root, 'partial');
+    const from = await fsp.open(fx.store.entries.imagePath('node-a', IMAGE), 'r');
+    const to = await fsp.open(partial, 'w');
     const controller = new AbortController();
     const seen: number[] = [];
-    const error = await rejectionOf(
-      copy({
-        signal: controller.signal,
-        onProgress: (done) => {
-          seen.push(done);
-          if (done >= 8 * MEBIBYTE) controller.abort();
-        },
-      }),
-    );
-    expect(error).toBe(controller.signal.reason);
-    expect(seen.at(-1)).toBeLessThan(64 * MEBIBYTE);
-    await fx.expectNothingAtDestination();
+    try {
+      const error = await rejectionOf(
+        pool.copy({
+          from,
+          to,
+          signal: controller.signal,
+          onProgress: (done) => {
+            seen.push(done);
+            if (done >= 8 * MEBIBYTE) controller.abort();
+          },
+          readError: (e) => e,
+          writeError: (e) => e,
+          describe: 'abort mid-copy',
+        }),
+      );
+      expect(error).toBe(controller.signal.reason);
+      expect(seen.at(-1)).toBeLessThan(64 * MEBIBYTE);
+      // The copy settles once its worker has stopped: what it wrote stays as it is, well short of the image.
+      const written = (await to.stat()).size;
+      expect(written).toBeLessThan(32 * MEBIBYTE);
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      expect((await to.stat()).size).toBe(written);
+    } finally {
+      await from.close();
+      await to.close();
+    }
 
     expect(await copy()).toMatchObject({ status: 'copied', sha256 });
     expect(pool.threads).toBe(1);
