@@ -11,6 +11,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { promises as fsp, readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { promisify } from 'node:util';
+import { numberFlag } from './support/cli-args';
 import { median, round, spread } from './bench-stats';
 import { BenchRequester, withCell, writeResults } from './support/bench-cell';
 
@@ -131,9 +132,5 @@ export async function runBigCopyBench(options: { sizeMiB?: number; rounds?: numb
 }
 
 if (require.main === module) {
-  const arg = (name: string) => {
-    const i = process.argv.indexOf(name);
-    return i > 0 ? Number(process.argv[i + 1]) : undefined;
-  };
-  void runBigCopyBench({ sizeMiB: arg('--size-mib'), rounds: arg('--rounds') });
+  void runBigCopyBench({ sizeMiB: numberFlag('--size-mib'), rounds: numberFlag('--rounds') });
 }

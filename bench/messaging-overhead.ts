@@ -8,6 +8,7 @@
  * Profile the conductor under this load: add `--cpu-prof <dir>`, then `node dist/bench/cpu-profile-summary.js <dir>/*.cpuprofile`.
  */
 import { type ConfirmChannel, connect } from 'amqplib';
+import { flagValue, numberFlag } from './support/cli-args';
 import { median, round, spread } from './bench-stats';
 import { AMQP_URL, BenchRequester, requestAll, withCell, writeResults } from './support/bench-cell';
 
@@ -175,14 +176,9 @@ export async function runMessagingOverheadBench(
 }
 
 if (require.main === module) {
-  const arg = (name: string) => {
-    const i = process.argv.indexOf(name);
-    return i > 0 ? Number(process.argv[i + 1]) : undefined;
-  };
-  const profile = process.argv.indexOf('--cpu-prof');
   void runMessagingOverheadBench({
-    messages: arg('--messages'),
-    rounds: arg('--rounds'),
-    cpuProfileDir: profile > 0 ? process.argv[profile + 1] : undefined,
+    messages: numberFlag('--messages'),
+    rounds: numberFlag('--rounds'),
+    cpuProfileDir: flagValue('--cpu-prof'),
   });
 }

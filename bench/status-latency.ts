@@ -7,6 +7,7 @@
  * Run: npm run bench:status [-- --size-mib 1024 --rounds 3]   (writes bench/results/status-latency.json)
  */
 import { promises as fsp } from 'node:fs';
+import { numberFlag } from './support/cli-args';
 import { median, percentile, round, spread } from './bench-stats';
 import {
   type BenchCell,
@@ -144,9 +145,5 @@ export async function runStatusLatencyBench(options: { sizeMiB?: number; rounds?
 }
 
 if (require.main === module) {
-  const arg = (name: string) => {
-    const i = process.argv.indexOf(name);
-    return i > 0 ? Number(process.argv[i + 1]) : undefined;
-  };
-  void runStatusLatencyBench({ sizeMiB: arg('--size-mib'), rounds: arg('--rounds') });
+  void runStatusLatencyBench({ sizeMiB: numberFlag('--size-mib'), rounds: numberFlag('--rounds') });
 }
