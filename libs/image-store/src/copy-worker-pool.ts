@@ -62,12 +62,10 @@ export class CopyWorkerPool implements StreamCopier {
     return this.slots.length;
   }
 
-  copy(options: StreamCopyOptions): Promise<StreamCopyResult> {
+  async copy(options: StreamCopyOptions): Promise<StreamCopyResult> {
     throwIfAborted(options.signal);
     if (this.closed) {
-      return Promise.reject(
-        new ConductorError('SHUTTING_DOWN', `${options.describe}: the copy workers stopped`),
-      );
+      throw new ConductorError('SHUTTING_DOWN', `${options.describe}: the copy workers stopped`);
     }
     const slot = this.pickSlot();
     const id = this.nextId++;
