@@ -91,6 +91,91 @@ describe('CopyWorkerPool', () => {
     expect(pool.threads).toBe(1);
   });
 
+  it('continues a resumed prefix, waits for each checkpoint save, and asks the pace for every chunk', async () => {
+    const size = 7 * MEBIBYTE + 11;
+    const source = Buffer.alloc(size);
+    for (let i = 0; i < size; i += 1) source[i] = (i * 2654435761) >>> 24;
+    const sourcePath = path.join(fx.root, 'source');
+    const partial = path.join(fx.root, 'partial');
+    writeFileSync(sourcePath, source);
+    const prefix = 3 * MEBIBYTE;
+    writeFileSync(partial, source.subarray(0, prefix));
+    const sha256Of = (bytes: number) => createHash('sha256').update(source.subarray(0, bytes)).digest('hex');
+    const from = await fsp.open(sourcePath, 'r');
+    const to = await fsp.open(partial, 'r+');
+    const saved: Array<[number, string]> = [];
+    const paced = { read: 0, written: 0 };
+    let release!: () => void;
+    const firstSaveHeld = new Promise<void>((resolve) => (release = resolve));
+    let firstSaveAsked!: () => void;
+    const firstSave = new Promise<void>((resolve) => (firstSaveAsked = resolve));
+    try {
+      const copying = pool.copy({
+        from,
+        to,
+        readError: (e) => e,
+        writeError: (e) => e,
+        describe: 'resumed copy',
+        start: { bytes: prefix, hash: createHash('sha256').update(source.subarray(0, prefix)) },
+        checkpoint: {
+          everyBytes: 2 * MEBIBYTE,
+          save: async (bytes, prefixSha256) => {
+            saved.push([bytes, prefixSha256]);
+            if (saved.length === 1) {
+              firstSaveAsked();
+              await firstSaveHeld;
+            }
+          },
+        },
+        pace: {
+          afterRead: async (bytes) => {
+            paced.read += bytes;
+          },
+          beforeWrite: async (bytes) => {
+            paced.written += bytes;
+          },
+        },
+      });
+      await Promise.race([
+        firstSave,
+        copying.then(() => {
+          throw new Error('the copy ended without asking for a checkpoint');
+        }),
+      ]);
+      // While the main thread has not saved the checkpoint, the worker writes nothing past it.
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      expect((await to.stat()).size).toBe(5 * MEBIBYTE);
+      release();
+
+      expect(await copying).toEqual({ bytes: size, sha256: sha256Of(size) });
+      expect(saved).toEqual([
+        [5 * MEBIBYTE, sha256Of(5 * MEBIBYTE)],
+        [7 * MEBIBYTE, sha256Of(7 * MEBIBYTE)],
+      ]);
+      expect(paced).toEqual({ read: size - prefix, written: size - prefix });
+      expect((await fsp.readFile(partial)).equals(source)).toBe(true);
+
+      // A prefix that changed after the main thread verified it is not continued.
+      await to.write(Buffer.from('lie'), 0, 3, 5);
+      const error = await rejectionOf(
+        pool.copy({
+          from,
+          to,
+          readError: (e) => e,
+          writeError: (e) => e,
+          describe: 'changed prefix',
+          start: { bytes: prefix, hash: createHash('sha256').update(source.subarray(0, prefix)) },
+        }),
+      );
+      expect(isReasonError(error) && error.code).toBe('IO_ERROR');
+      expect((error as Error).message).toContain('changed prefix: the first 3145728 bytes');
+    } finally {
+      release();
+      await from.close();
+      await to.close();
+    }
+  });
+
   it('fails the copy with INTERNAL when its worker dies, publishes nothing, and replaces the worker', async () => {
     if (!existsSync(CRASHING_SCRIPT))
       throw new Error(`${CRASHING_SCRIPT} is missing: run npm run build first`);
