@@ -6,7 +6,7 @@ import { isReasonError } from '@app/contracts';
 import { MEBIBYTE, rejectionOf, sha256OfFile } from '../../../test/support/image-store-fixtures';
 import { CopyPipeline, type CopyImageRequest } from './copy-pipeline';
 import { CopyWorkerPool } from './copy-worker-pool';
-import { type ChunkIo, copyChunks } from './image-copier';
+import { type ChunkIo, type StreamCopyOptions, copyChunks } from './image-copier';
 import { StoreContext } from './store-context';
 import { IMAGE, useStoreFixture } from './store.fixture';
 
@@ -109,14 +109,18 @@ describe('CopyWorkerPool', () => {
     const firstSaveHeld = new Promise<void>((resolve) => (release = resolve));
     let firstSaveAsked!: () => void;
     const firstSave = new Promise<void>((resolve) => (firstSaveAsked = resolve));
-    try {
-      const copying = pool.copy({
+    const resumedCopy = (describe: string, extra: Partial<StreamCopyOptions> = {}) =>
+      pool.copy({
         from,
         to,
         readError: (e) => e,
         writeError: (e) => e,
-        describe: 'resumed copy',
+        describe,
         start: { bytes: prefix, hash: createHash('sha256').update(source.subarray(0, prefix)) },
+        ...extra,
+      });
+    try {
+      const copying = resumedCopy('resumed copy', {
         checkpoint: {
           everyBytes: 2 * MEBIBYTE,
           save: async (bytes, prefixSha256) => {
@@ -157,16 +161,7 @@ describe('CopyWorkerPool', () => {
 
       // A prefix that changed after the main thread verified it is not continued.
       await to.write(Buffer.from('lie'), 0, 3, 5);
-      const error = await rejectionOf(
-        pool.copy({
-          from,
-          to,
-          readError: (e) => e,
-          writeError: (e) => e,
-          describe: 'changed prefix',
-          start: { bytes: prefix, hash: createHash('sha256').update(source.subarray(0, prefix)) },
-        }),
-      );
+      const error = await rejectionOf(resumedCopy('changed prefix'));
       expect(isReasonError(error) && error.code).toBe('IO_ERROR');
       expect((error as Error).message).toContain('changed prefix: the first 3145728 bytes');
     } finally {
