@@ -1,10 +1,15 @@
 /*
- * Messaging overhead: already-present (no-op) requests per second through one conductor, against a raw
- * amqplib publish -> consume -> ack loop on the same broker, in the same run, repeated.
- * Run: npm run bench:messaging   (writes bench/results/messaging-overhead.json)
+ * Messaging overhead: already-present (no-op) requests per second through one conductor, against two raw
+ * amqplib loops on the same broker, in the same run, repeated: the fair one does the conductor's broker
+ * work (the same requester, consume with the same prefetch, two confirmed publishes per request: the
+ * answer to reply_to and the result on the events exchange, then the ack); the bare one only consumes
+ * and acks.
+ * Run: npm run bench:messaging [-- --messages 2000 --rounds 5]   (writes bench/results/messaging-overhead.json)
+ * Profile the conductor under this load: add `--cpu-prof <dir>`, then `node dist/bench/cpu-profile-summary.js <dir>/*.cpuprofile`.
  */
-import { connect } from 'amqplib';
-import { median, round, spread } from './bench-stats';
+import { type ConfirmChannel, connect } from 'amqplib';
+import { flagValue, numberFlag } from './support/cli-args';
+import { median, percentile, round, spread } from './bench-stats';
 import { AMQP_URL, BenchRequester, requestAll, withCell, writeResults } from './support/bench-cell';
 
 const CONCURRENCY = 4;
@@ -43,18 +48,82 @@ async function rawLoop(messages: number): Promise<number> {
   }
 }
 
-export async function runMessagingOverheadBench(options: { messages?: number; rounds?: number } = {}) {
+function confirmedPublish(
+  channel: ConfirmChannel,
+  exchange: string,
+  routingKey: string,
+  body: Buffer,
+  options: Parameters<ConfirmChannel['publish']>[3],
+): Promise<void> {
+  return new Promise((resolve, reject) =>
+    channel.publish(exchange, routingKey, body, options, (error) => (error ? reject(error) : resolve())),
+  );
+}
+
+/**
+ * The fair baseline: a consumer doing what the conductor does on the broker for a no-op request, with
+ * nothing else (no validation, no file-system check, no logging), answering the same requester.
+ */
+async function rawConductorLoop(client: BenchRequester, messages: number, round: number): Promise<number> {
+  const connection = await connect(AMQP_URL);
+  try {
+    const queue = `icc-bench-fair-${process.pid}-${Date.now()}`;
+    const exchange = `${queue}.events`;
+    const publisher = await connection.createConfirmChannel();
+    await publisher.assertQueue(queue, { durable: true, arguments: { 'x-queue-type': 'quorum' } });
+    await publisher.assertExchange(exchange, 'topic', { durable: true });
+    const consumer = await connection.createChannel();
+    await consumer.prefetch(CONCURRENCY);
+    const { consumerTag } = await consumer.consume(queue, (m) => {
+      if (!m) return;
+      const request = JSON.parse(m.content.toString()) as { requestId: string };
+      const result = Buffer.from(
+        JSON.stringify({ v: 1, type: 'result', requestId: request.requestId, status: 'already-present' }),
+      );
+      const options = { persistent: true, contentType: 'application/json' };
+      void Promise.all([
+        confirmedPublish(publisher, '', m.properties.replyTo as string, result, {
+          ...options,
+          mandatory: true,
+          correlationId: m.properties.correlationId as string,
+        }),
+        confirmedPublish(publisher, exchange, 'result.already-present', result, options),
+      ]).then(() => consumer.ack(m));
+    });
+    const bodies = Array.from({ length: messages }, (_, i) => ({ v: 1, requestId: `fair${round}-${i}` }));
+    const { ms } = await requestAll(client, queue, bodies);
+    await consumer.cancel(consumerTag);
+    await publisher.deleteQueue(queue);
+    await publisher.deleteExchange(exchange);
+    return (messages / ms) * 1000;
+  } finally {
+    await connection.close();
+  }
+}
+
+export async function runMessagingOverheadBench(
+  options: { messages?: number; rounds?: number; cpuProfileDir?: string } = {},
+) {
   const messages = options.messages ?? 2000;
   const rounds = options.rounds ?? 5;
   const ours: number[] = [];
   const raw: number[] = [];
+  const fair: number[] = [];
+  // The conductor's own time per no-op request (durations.totalMs: first seen -> result made), all rounds.
+  const totalMs: number[] = [];
   await withCell(['node-a', 'node-b'], async (cell, startConductor) => {
     await cell.seed('node-b', 'present.img', 1024 * 1024);
-    await startConductor({ COPY_CONCURRENCY: String(CONCURRENCY) });
+    // --cpu-prof: the profile is written when the conductor exits, so it is stopped with SIGTERM below.
+    const conductor = await startConductor(
+      { COPY_CONCURRENCY: String(CONCURRENCY) },
+      undefined,
+      options.cpuProfileDir ? ['--cpu-prof', `--cpu-prof-dir=${options.cpuProfileDir}`] : [],
+    );
     const client = await BenchRequester.open();
     try {
       for (let r = 0; r < rounds; r++) {
         raw.push(await rawLoop(messages));
+        fair.push(await rawConductorLoop(client, messages, r));
         const bodies = Array.from({ length: messages }, (_, i) => ({
           v: 1,
           requestId: `r${r}-${i}`,
@@ -64,28 +133,49 @@ export async function runMessagingOverheadBench(options: { messages?: number; ro
         const { ms, replies } = await requestAll(client, cell.topology.requestQueue.name, bodies);
         if (replies.some((x) => x.status !== 'already-present'))
           throw new Error('a no-op request was not answered already-present');
+        for (const reply of replies) {
+          totalMs.push((reply.durations as { totalMs: number }).totalMs);
+        }
         ours.push((messages / ms) * 1000);
       }
     } finally {
       await client.close();
+      if (options.cpuProfileDir) {
+        conductor.signal('SIGTERM');
+        await conductor.exited();
+      }
     }
   });
   const ratios = ours.map((o, i) => o / raw[i]!);
+  const fairRatios = ours.map((o, i) => o / fair[i]!);
   const report = {
-    scenario: 'already-present requests through one conductor vs raw amqplib publish->consume->ack',
+    scenario: 'already-present requests through one conductor vs raw amqplib loops',
     date: new Date().toISOString(),
     messages,
     rounds,
     concurrency: CONCURRENCY,
     oursPerSecond: round(median(ours), 0),
+    oursSpread: spread(ours.map((x) => round(x, 0))),
+    fairRawPerSecond: round(median(fair), 0),
+    fairRawSpread: spread(fair.map((x) => round(x, 0))),
+    fairRatio: round(median(fairRatios), 3),
+    fairRatioSpread: spread(fairRatios.map((x) => round(x, 3))),
+    oursHandlingMsMedian: round(median(totalMs), 2),
+    oursHandlingMsP99: round(percentile(totalMs, 99), 2),
     rawPerSecond: round(median(raw), 0),
     ratio: round(median(ratios), 3),
     ratioSpread: spread(ratios.map((x) => round(x, 3))),
-    target: '>= 0.5',
+    target: 'fair ratio >= 0.8',
   };
   console.table([report]);
   await writeResults('messaging-overhead', report);
   return report;
 }
 
-if (require.main === module) void runMessagingOverheadBench();
+if (require.main === module) {
+  void runMessagingOverheadBench({
+    messages: numberFlag('--messages'),
+    rounds: numberFlag('--rounds'),
+    cpuProfileDir: flagValue('--cpu-prof'),
+  });
+}

@@ -108,14 +108,33 @@ export class BenchConductor {
     );
   }
 
-  static start(env: Record<string, string>, script = CONDUCTOR_MAIN): BenchConductor {
+  /** `execArgv`: node's own flags for the child (--cpu-prof is refused in NODE_OPTIONS). */
+  static start(
+    env: Record<string, string>,
+    script = CONDUCTOR_MAIN,
+    execArgv: string[] = [],
+  ): BenchConductor {
     return new BenchConductor(
-      fork(script, [], { stdio: ['ignore', 'pipe', 'pipe', 'ipc'], env: { ...process.env, ...env } }),
+      fork(script, [], {
+        stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
+        env: { ...process.env, ...env },
+        execArgv,
+      }),
     );
   }
 
   get pid(): number {
     return this.child.pid!;
+  }
+
+  /** The admin endpoint's port, from the 'conductor started' log line (call after ready()). */
+  adminPort(): number {
+    const line = this.output
+      .join('')
+      .split('\n')
+      .find((l) => l.includes('"msg":"conductor started"'));
+    if (!line) throw new Error(`conductor ${this.pid} has not logged its start yet`);
+    return (JSON.parse(line) as { adminPort: number }).adminPort;
   }
 
   /** Waits until it is started and its consumer is subscribed. */
@@ -145,7 +164,11 @@ export class BenchConductor {
   }
 }
 
-export type StartConductor = (env?: Record<string, string>, script?: string) => Promise<BenchConductor>;
+export type StartConductor = (
+  env?: Record<string, string>,
+  script?: string,
+  execArgv?: string[],
+) => Promise<BenchConductor>;
 
 /** Runs `fn` with a fresh cell and the conductors it starts, and cleans both up. */
 export async function withCell<T>(
@@ -155,8 +178,8 @@ export async function withCell<T>(
   const cell = await BenchCell.create(nodes);
   const conductors: BenchConductor[] = [];
   try {
-    return await fn(cell, async (env = {}, script) => {
-      const conductor = BenchConductor.start(cell.conductorEnv(env), script);
+    return await fn(cell, async (env = {}, script, execArgv) => {
+      const conductor = BenchConductor.start(cell.conductorEnv(env), script, execArgv);
       conductors.push(conductor);
       return conductor.ready();
     });

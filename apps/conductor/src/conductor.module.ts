@@ -44,10 +44,15 @@ const JOBS_PREFETCH = 4;
 /** Runs the graceful stop when Nest closes (SIGTERM/SIGINT through enableShutdownHooks). */
 @Injectable()
 class GracefulShutdown implements BeforeApplicationShutdown {
-  constructor(@Inject(ConductorLifecycle) private readonly lifecycle: ConductorLifecycle) {}
+  constructor(
+    @Inject(ConductorLifecycle) private readonly lifecycle: ConductorLifecycle,
+    @Inject(ImageStore) private readonly store: ImageStore,
+  ) {}
 
   async beforeApplicationShutdown(): Promise<void> {
     await this.lifecycle.stop();
+    // The copies have ended (finished or handed back): their worker threads may go.
+    await this.store.close();
   }
 }
 
@@ -104,6 +109,7 @@ export class ConductorModule {
           useFactory: () =>
             new ImageStore({
               root: config.CACHE_ROOT,
+              copyWorkers: config.HASH_WORKERS,
               onWarning: (message, error) =>
                 rootLogger.warn(error === undefined ? {} : { err: String(error) }, message),
             }),

@@ -4,6 +4,14 @@ import { ReasonError } from '@app/contracts';
 
 export const COPY_CHUNK_BYTES = 1024 * 1024;
 
+/** Positional reads and writes of one copy: file handles on the main thread, raw fds in a copy worker. */
+export interface ChunkIo {
+  /** Reads into `buffer` from `position`; 0 at the end of the file. */
+  read(buffer: Buffer, position: number): Promise<number>;
+  /** Writes `length` bytes of `buffer` from `offset` at `position`; resolves with the bytes written. */
+  write(buffer: Buffer, offset: number, length: number, position: number): Promise<number>;
+}
+
 export interface StreamCopyOptions {
   from: FileHandle;
   to: FileHandle;
@@ -30,26 +38,55 @@ export interface StreamPace {
   beforeWrite(bytes: number, signal?: AbortSignal): Promise<void>;
 }
 
+export interface StreamCopyResult {
+  bytes: number;
+  sha256: string;
+}
+
+/** Runs the streaming copy of a publish: on the main thread (`inlineCopier`) or in a `CopyWorkerPool`. */
+export interface StreamCopier {
+  copy(options: StreamCopyOptions): Promise<StreamCopyResult>;
+  /** Stops the copier's threads, if any; copies still running fail. */
+  close(): Promise<void>;
+}
+
+export const inlineCopier: StreamCopier = {
+  copy: (options) => copyChunks({ ...options, io: fileHandleIo(options.from, options.to) }),
+  close: () => Promise.resolve(),
+};
+
+export function fileHandleIo(from: FileHandle, to: FileHandle): ChunkIo {
+  return { read: handleRead(from), write: handleWrite(to) };
+}
+
+export function handleRead(from: FileHandle): ChunkIo['read'] {
+  return (buffer, position) =>
+    from.read(buffer, 0, buffer.length, position).then((result) => result.bytesRead);
+}
+
+function handleWrite(to: FileHandle): ChunkIo['write'] {
+  return (buffer, offset, length, position) =>
+    to.write(buffer, offset, length, position).then((result) => result.bytesWritten);
+}
+
+export type CopyChunksOptions = Omit<StreamCopyOptions, 'from' | 'to'> & { io: ChunkIo };
+
 /**
- * Copies `from` into `to` and hashes on the way, with two fixed 1 MiB buffers: the next chunk is read
- * while the current one is written and hashed. Memory stays flat whatever the size, and nothing is
- * allocated per chunk (fs.createReadStream allocates a fresh buffer for every read).
+ * Copies and hashes on the way, with two fixed 1 MiB buffers: the next chunk is read while the current
+ * one is written and hashed. Memory stays flat whatever the size, and nothing is allocated per chunk
+ * (fs.createReadStream allocates a fresh buffer for every read).
  */
-export async function streamCopy(options: StreamCopyOptions): Promise<{ bytes: number; sha256: string }> {
-  const { from, to, maxBytes, signal, onProgress, readError, writeError, describe, checkpoint, pace } =
-    options;
+export async function copyChunks(options: CopyChunksOptions): Promise<StreamCopyResult> {
+  const { io, maxBytes, signal, onProgress, readError, writeError, describe, checkpoint, pace } = options;
   throwIfAborted(signal);
   const hash = options.start?.hash ?? createHash('sha256');
   const buffers = [Buffer.allocUnsafe(COPY_CHUNK_BYTES), Buffer.allocUnsafe(COPY_CHUNK_BYTES)];
   const read = (index: number, position: number): Promise<number> =>
-    from
-      .read(buffers[index], 0, COPY_CHUNK_BYTES, position)
-      .then(
-        (result) => result.bytesRead,
-        (error: unknown) => {
-          throw readError(error);
-        },
-      )
+    io
+      .read(buffers[index], position)
+      .catch((error: unknown) => {
+        throw readError(error);
+      })
       .then(async (bytesRead) => {
         if (pace && bytesRead > 0) await pace.afterRead(bytesRead, signal);
         return bytesRead;
@@ -78,7 +115,7 @@ export async function streamCopy(options: StreamCopyOptions): Promise<{ bytes: n
       // Both only read `chunk`, and its buffer is not reused before the write has finished.
       pending = read(current, bytes);
       const writing = (pace ? pace.beforeWrite(chunk.length, signal) : Promise.resolve())
-        .then(() => writeAll(to, chunk, offset))
+        .then(() => writeAll(io, chunk, offset))
         .catch((error: unknown) => {
           throw writeError(error);
         });
@@ -95,7 +132,7 @@ export async function streamCopy(options: StreamCopyOptions): Promise<{ bytes: n
       throwIfAborted(signal);
     }
   } finally {
-    // A read still in flight after a failure writes into our buffer and holds the handle: let it settle
+    // A read still in flight after a failure writes into our buffer and holds the file: let it settle
     // before the caller closes the file. Its own outcome no longer matters, the first error is reported.
     if (pending) await pending.then(ignore, ignore);
   }
@@ -127,7 +164,7 @@ export async function chunkCopy(options: ChunkCopyOptions): Promise<{ bytes: num
       throw new ReasonError('SIZE_MISMATCH', `${describe}: more than the expected ${maxBytes} bytes arrived`);
     }
     hash.update(chunk);
-    await writeAll(to, chunk, bytes).catch((error: unknown) => {
+    await writeAll({ write: handleWrite(to) }, chunk, bytes).catch((error: unknown) => {
       throw writeError(error);
     });
     bytes += chunk.length;
@@ -137,12 +174,29 @@ export async function chunkCopy(options: ChunkCopyOptions): Promise<{ bytes: num
   return { bytes, sha256: hash.digest('hex') };
 }
 
-async function writeAll(to: FileHandle, chunk: Buffer, position: number): Promise<void> {
+async function writeAll(io: Pick<ChunkIo, 'write'>, chunk: Buffer, position: number): Promise<void> {
   let written = 0;
   while (written < chunk.length) {
-    const result = await to.write(chunk, written, chunk.length - written, position + written);
-    written += result.bytesWritten;
+    written += await io.write(chunk, written, chunk.length - written, position + written);
   }
+}
+
+/**
+ * The sha256 state over the first `bytes` of a file (a partial copy to continue), read with `read`
+ * (ChunkIo.read: a file handle on the main thread, a descriptor in a copy worker).
+ */
+export async function hashPrefix(read: ChunkIo['read'], bytes: number): Promise<Hash> {
+  const hash = createHash('sha256');
+  const buffer = Buffer.allocUnsafe(COPY_CHUNK_BYTES);
+  let done = 0;
+  while (done < bytes) {
+    const bytesRead = await read(buffer.subarray(0, Math.min(buffer.length, bytes - done)), done);
+    if (bytesRead === 0)
+      throw new ReasonError('IO_ERROR', `the partial copy ended at ${done} of ${bytes} bytes`);
+    hash.update(buffer.subarray(0, bytesRead));
+    done += bytesRead;
+  }
+  return hash;
 }
 
 /** signal.reason when it is an Error (AbortController.abort() gives an AbortError), else SHUTTING_DOWN. */
@@ -157,5 +211,5 @@ export function throwIfAborted(signal: AbortSignal | undefined): void {
 }
 
 function ignore(): void {
-  // Deliberately empty: see the `finally` in streamCopy.
+  // Deliberately empty: see the `finally` in copyChunks.
 }

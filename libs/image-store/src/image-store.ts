@@ -36,6 +36,11 @@ export class ImageStore {
     this.jobs = new JobRecords(this.context);
   }
 
+  /** Stops the copy worker threads (ImageStoreOptions.copyWorkers); copies still running fail. */
+  close(): Promise<void> {
+    return this.context.copier.close();
+  }
+
   /** The validated folders of one node's cache. */
   nodeLayout(node: string): NodeLayout {
     return this.context.layout.node(node);

@@ -8,7 +8,12 @@ import { IMAGE, useStoreFixture } from './store.fixture';
 
 const SIZE = 8 * MEBIBYTE + 321;
 
-describe('resumable partial copies', () => {
+// The same on the main thread and in copy workers (which re-hash the prefix, and ask the main thread for
+// checkpoints and caps).
+describe.each([
+  ['on the main thread', 0],
+  ['in copy workers', 2],
+])('resumable partial copies, %s', (_where, copyWorkers) => {
   const fx = useStoreFixture();
   let store: ImageStore;
   let sha256: string;
@@ -18,6 +23,7 @@ describe('resumable partial copies', () => {
     store = new ImageStore({
       root: fx.root,
       resumeCheckpointBytes: MEBIBYTE,
+      copyWorkers,
       onWarning: (message) => fx.warnings.push(message),
     });
     sha256 = await fx.seed('node-a', SIZE);
@@ -56,6 +62,7 @@ describe('resumable partial copies', () => {
     await frozenCopy;
     thaw = undefined;
     frozenCopy = undefined;
+    await store.close();
   });
 
   /**

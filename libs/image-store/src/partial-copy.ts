@@ -14,7 +14,7 @@ import {
 import { type NodeLayout, RECORD_TAG_SUFFIX, parseTmpName } from './cache-layout';
 import { uniqueTag, writeFileAtomic } from './durable-fs';
 import { type IoContext, io, isErrno, mapIoError } from './fs-errors';
-import { COPY_CHUNK_BYTES } from './image-copier';
+import { handleRead, hashPrefix } from './image-copier';
 import { readJsonFile } from './shared-json-file';
 import type { StoreContext } from './store-context';
 
@@ -203,7 +203,7 @@ export class PartialCopy {
     );
     try {
       const hash = await io(this.context, 'reading the adopted partial copy', () =>
-        hashPrefix(handle!, verified.bytes),
+        hashPrefix(handleRead(handle!), verified.bytes),
       );
       if (hash.copy().digest('hex') !== verified.sha256) {
         await this.store.closeQuietly(handle, this.partialPath);
@@ -278,18 +278,4 @@ export class PartialCopy {
       throw mapIoError(error, this.context, 'listing partial copies');
     }
   }
-}
-
-async function hashPrefix(handle: FileHandle, bytes: number): Promise<Hash> {
-  const hash = createHash('sha256');
-  const buffer = Buffer.allocUnsafe(COPY_CHUNK_BYTES);
-  let done = 0;
-  while (done < bytes) {
-    const { bytesRead } = await handle.read(buffer, 0, Math.min(buffer.length, bytes - done), done);
-    if (bytesRead === 0)
-      throw new ReasonError('IO_ERROR', `the partial copy ended at ${done} of ${bytes} bytes`);
-    hash.update(buffer.subarray(0, bytesRead));
-    done += bytesRead;
-  }
-  return hash;
 }

@@ -4,7 +4,7 @@ import { ReasonError } from '@app/contracts';
 import type { NodeLayout } from './cache-layout';
 import { ensureNodeFolder, fsyncDir } from './durable-fs';
 import { type IoContext, io, isErrno, mapIoError } from './fs-errors';
-import { type StreamPace, chunkCopy, streamCopy, throwIfAborted } from './image-copier';
+import { type StreamPace, chunkCopy, throwIfAborted } from './image-copier';
 import type { ImageMeta } from './image-meta';
 import { PartialCopy, type PartialStart } from './partial-copy';
 import type { ExpectedImage, StoreContext } from './store-context';
@@ -96,9 +96,11 @@ export async function publishImage(
     const writeError = (error: unknown) => mapIoError(error, context, 'writing the partial copy');
     const { from } = options;
     // Only a file source resumes: an origin's chunk stream (imports) always starts from its first byte.
+    // A file source runs on the store's copier (a copy worker in the conductor); a chunk stream arrives on
+    // this thread and is written and hashed here.
     ({ bytes, sha256 } =
       'file' in from
-        ? await streamCopy({
+        ? await store.copier.copy({
             from: from.file,
             to,
             maxBytes: expected.size,

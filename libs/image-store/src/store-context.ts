@@ -3,8 +3,10 @@ import type { FileHandle } from 'node:fs/promises';
 import { z } from 'zod';
 import { byteCountSchema, parseField, sha256Schema as contractSha256Schema } from '@app/contracts';
 import { CacheLayout, type NodeLayout } from './cache-layout';
+import { CopyWorkerPool } from './copy-worker-pool';
 import { uniqueTag, writeFileAtomic } from './durable-fs';
 import { type IoContext, io, isErrno, mapIoError } from './fs-errors';
+import { type StreamCopier, inlineCopier } from './image-copier';
 import { type ImageMeta, readMetaFile, serializeMeta } from './image-meta';
 import { type JsonFileRead, OncePerFileVersion } from './shared-json-file';
 
@@ -21,6 +23,11 @@ export interface ImageStoreOptions {
   onWarning?: (message: string, error?: unknown) => void;
   /** Bytes between two checkpoints of a resumable partial copy (default RESUME_CHECKPOINT_BYTES). */
   resumeCheckpointBytes?: number;
+  /**
+   * Worker threads that stream, hash and write copies (CopyWorkerPool), started on first use; 0 or unset:
+   * on the calling thread. The conductor sets HASH_WORKERS.
+   */
+  copyWorkers?: number;
 }
 
 /** What an image must be; omitted fields are not checked. sha256 is 64 hex digits (any case). */
@@ -54,9 +61,11 @@ export class StoreContext {
   readonly fsync: boolean;
   readonly resumeCheckpointBytes: number;
   readonly onWarning: (message: string, error?: unknown) => void;
+  readonly copier: StreamCopier;
   private readonly reported = new OncePerFileVersion();
 
-  constructor(options: ImageStoreOptions) {
+  /** `copier` replaces the one `copyWorkers` chooses (specs bring a pool whose worker crashes). */
+  constructor(options: ImageStoreOptions, copier?: StreamCopier) {
     this.layout = new CacheLayout(options.root);
     this.root = this.layout.root;
     this.fsync = options.fsync ?? true;
@@ -64,6 +73,8 @@ export class StoreContext {
       options.resumeCheckpointBytes === undefined
         ? DEFAULT_RESUME_CHECKPOINT_BYTES
         : parseField(checkpointBytesSchema, options.resumeCheckpointBytes, 'resumeCheckpointBytes');
+    this.copier =
+      copier ?? (options.copyWorkers ? new CopyWorkerPool({ size: options.copyWorkers }) : inlineCopier);
     this.onWarning =
       options.onWarning ??
       ((message, error) =>

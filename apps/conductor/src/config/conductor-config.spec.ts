@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { withConfigTable } from './config-table';
@@ -86,6 +87,12 @@ describe('conductor configuration', () => {
       expect.stringMatching(/^ORIGIN_ATTEMPTS="0": must be at least 1/),
     ]);
     expect(problemsOf({ ...minimal, ORIGIN_URL: 'ftp://x/{imageId}' })[0]).toMatch(/must be an http/);
+  });
+
+  it('sizes the copy workers to the machine unless HASH_WORKERS says otherwise', () => {
+    expect(loadConductorConfig(minimal).HASH_WORKERS).toBe(os.availableParallelism());
+    expect(loadConductorConfig({ ...minimal, HASH_WORKERS: '0' }).HASH_WORKERS).toBe(0);
+    expect(problemsOf({ ...minimal, HASH_WORKERS: '-1' })).toEqual(['HASH_WORKERS="-1": must be at least 0']);
   });
 
   it('checks lock timings against each other under their variable names', () => {

@@ -99,6 +99,11 @@ export const CONFIG_VARIABLES = {
     default: 4,
     doc: 'Copies run at once; also the consumer prefetch.',
   },
+  HASH_WORKERS: {
+    schema: integer(0, 256),
+    default: () => os.availableParallelism(),
+    doc: "Worker threads that stream and hash copies, so copies use every core and the main thread stays free for messages and the admin endpoint. 0: copies run on the main thread. Default: the machine's cores (os.availableParallelism()).",
+  },
   LOCK_WAIT_MS: {
     schema: integer(100, 3_600_000),
     default: 60_000,
