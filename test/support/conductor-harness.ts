@@ -259,7 +259,11 @@ export function errorLines(conductors: ConductorProcess[]): string[] {
  */
 export function copiesPerDestination(conductors: ConductorProcess[]): Map<string, number> {
   const counts = new Map<string, number>();
-  for (const line of answeredLines(conductors)) {
+  // A copy that finished after its delivery died is published but not answered (its redelivery is).
+  const dropped = conductors.flatMap((c) =>
+    c.logs().filter((l) => l.msg.startsWith('the delivery died with its channel') && l.status !== undefined),
+  );
+  for (const line of [...answeredLines(conductors), ...dropped]) {
     if (line.status !== 'completed' || line.coalesced !== false) continue;
     const key = `${String(line.imageId)} -> ${String(line.destination)}`;
     counts.set(key, (counts.get(key) ?? 0) + 1);

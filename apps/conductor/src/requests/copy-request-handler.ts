@@ -156,7 +156,13 @@ export class CopyRequestHandler {
       cancel.done();
     }
     const { result, coalesced } = outcome;
-    if (await this.droppedWithItsChannel(delivery, request.requestId, `result ${result.status}`)) return;
+    const dropped = await this.droppedWithItsChannel(delivery, request.requestId, `result ${result.status}`, {
+      status: result.status,
+      imageId: request.imageId,
+      destination: request.destination,
+      coalesced,
+    });
+    if (dropped) return;
     if (coalesced) this.deps.stats.recordCoalesced();
     await this.jobNodeFinished(request, {
       outcome: result.status,
@@ -199,6 +205,8 @@ export class CopyRequestHandler {
     delivery: Delivery,
     requestId: string | undefined,
     what: string,
+    /** What the dropped work did, for whoever counts copies from the log (a finished copy stays published). */
+    done: object = {},
   ): Promise<boolean> {
     // A process resumed after a pause runs its overdue timers (a lock watchdog ending the copy) before it
     // reads its sockets: one turn of the event loop lets a broker's close that is waiting there land first.
@@ -211,6 +219,7 @@ export class CopyRequestHandler {
         messageId: delivery.properties.messageId,
         dropped: what,
         redelivered: delivery.redelivered,
+        ...done,
       },
       'the delivery died with its channel: work dropped quietly (no answer, no retry); the broker redelivers it',
     );
