@@ -38,7 +38,15 @@ describe('icc demo', () => {
       const run = await runIcc(args, { env: { AMQP_URL }, timeoutMs: 150_000 });
       const report = describeRun(args, run);
       expect(run.code, report).toBe(0);
-      expect(run.stdout, report).toContain('all 10 images verified');
+      expect(run.stdout, report).toContain('all 15 images verified');
+      // The pre-cache job onto every node: its per-node table, then its summary line.
+      for (const node of ['node-2', 'node-3', 'node-5', 'node-6'])
+        expect(run.stdout, report).toMatch(new RegExp(`│ ${node} +│ completed +│ 4\\.0 MiB`));
+      for (const node of ['node-1', 'node-4'])
+        expect(run.stdout, report).toMatch(new RegExp(`│ ${node} +│ already-present +│ - `));
+      expect(run.stdout, report).toMatch(
+        /precache job demo-[0-9a-f]+-precache \(cirros-0\.6\.2\.img\): 6\/6 nodes done \(2 already-present, 4 completed\)/,
+      );
       // The image only the origin has: downloaded once, then copied from its first holder.
       expect(run.stdout).toMatch(/#10 origin fedora-41\.qcow2 -> node-4 +completed/);
       expect(run.stdout).toContain('origin: 1 download(s) of fedora-41.qcow2 for 2 copies');

@@ -17,15 +17,22 @@ export interface DemoCopy {
   request: CopyRequest;
 }
 
+/** A pre-cache job run after the copies, onto every node of the cell (`icc precache --all`). */
+export interface DemoPrecache {
+  jobId: string;
+  imageId: string;
+}
+
 export interface DemoPlan {
   nodes: string[];
   images: DemoImage[];
   /** In publishing order. */
   copies: DemoCopy[];
+  precache: DemoPrecache;
 }
 
 /**
- * Six nodes, five images, eleven requests:
+ * Six nodes, five images, eleven requests, then one pre-cache job:
  *   - fan-out: the big image to every other node, no source given (the conductor picks one holding it:
  *     many shared readers on one source lock);
  *   - duplicate: the same image and destination requested twice (coalesced, or answered already-present);
@@ -33,6 +40,8 @@ export interface DemoPlan {
  *   - origin: an image no node holds, to two nodes: downloaded once from the cell's origin, then copied.
  * The duplicates and the first pair are published right behind the first fan-out copy, so they run while
  * the big image is being fanned out (the conductor takes COPY_CONCURRENCY requests at a time).
+ * The job then puts the small image of the second pair onto every node: the two holding it answer
+ * already-present, the other four get a copy.
  */
 export function demoPlan(bigImageMib: number, runTag: string): DemoPlan {
   const nodes = ['node-1', 'node-2', 'node-3', 'node-4', 'node-5', 'node-6'];
@@ -67,16 +76,14 @@ export function demoPlan(bigImageMib: number, runTag: string): DemoPlan {
     copy('origin', 'fedora-41.qcow2', 'node-4'),
     copy('origin', 'fedora-41.qcow2', 'node-6'),
   ];
-  return { nodes, images, copies };
+  return { nodes, images, copies, precache: { jobId: `${runTag}-precache`, imageId: 'cirros-0.6.2.img' } };
 }
 
-/** Distinct (image, destination) pairs the plan must leave verified. */
+/** Distinct (image, destination) pairs the plan (copies and job) must leave verified. */
 export function expectedDestinations(plan: DemoPlan): { imageId: string; node: string }[] {
   const seen = new Map<string, { imageId: string; node: string }>();
-  for (const { request } of plan.copies)
-    seen.set(`${request.destination}/${request.imageId}`, {
-      imageId: request.imageId,
-      node: request.destination,
-    });
+  const add = (imageId: string, node: string) => seen.set(`${node}/${imageId}`, { imageId, node });
+  for (const { request } of plan.copies) add(request.imageId, request.destination);
+  for (const node of plan.nodes) add(plan.precache.imageId, node);
   return [...seen.values()];
 }

@@ -21,6 +21,8 @@ import { ProgressBoard } from '../cli/progress-board';
 import type { Terminal } from '../cli/terminal';
 import { parseTimeoutSeconds } from '../copy/copy-request-builder';
 import { CopyRequester } from '../copy/copy-requester';
+import { buildJob, jobSucceeded, jobSummaryLine, renderJobTable } from '../jobs/job-commands';
+import { followJob } from '../jobs/job-follower';
 import { ConductorChild } from './conductor-child';
 import { DemoOrigin } from './demo-origin';
 import { DEFAULT_BIG_IMAGE_MIB, type DemoPlan, demoPlan, expectedDestinations } from './demo-plan';
@@ -73,8 +75,8 @@ class Cleanup {
 /**
  * `icc demo`: a whole temporary cell on this machine. Seeds images into a temp CACHE_ROOT, starts a
  * conductor for a fresh cell id, requests copies (fan-out, duplicates, disjoint pairs), shows their
- * progress, summarises, verifies every copied image independently, and removes everything it created,
- * also on Ctrl-C.
+ * progress, summarises, runs a pre-cache job onto every node and prints its per-node table, verifies every
+ * copied image independently, and removes everything it created, also on Ctrl-C.
  */
 export async function runDemo(options: DemoOptions, term: Terminal): Promise<ExitCodeValue> {
   const urls = validateAmqpUrls(options.amqpUrl);
@@ -202,6 +204,8 @@ export async function runDemo(options: DemoOptions, term: Terminal): Promise<Exi
         `origin: ${origin.gets.get(image.imageId) ?? 0} download(s) of ${image.imageId} for ${plan.copies.filter((c) => c.request.imageId === image.imageId).length} copies (the others read the first holder)`,
       );
 
+    const jobOk = await runPrecacheJob(connection, topology, plan, timeoutMs, term, interrupt.signal);
+
     const verified = await verifyDestinations(new ImageStore({ root }), plan, seeded, term, interrupt.signal);
     checkInterrupted();
     const failures = outcomes.filter(
@@ -211,18 +215,54 @@ export async function runDemo(options: DemoOptions, term: Terminal): Promise<Exi
       term.err(
         `request ${f.copy.request.requestId}: ${outcomeStatus(f)}${f.result?.detail ? ` - ${f.result.detail}` : ''}`,
       );
-    if (verified.ok && failures.length === 0) {
+    if (verified.ok && failures.length === 0 && jobOk) {
       term.out(`all ${verified.total} images verified`);
       return ExitCode.OK;
     }
     term.err(
-      `${verified.total - verified.good} of ${verified.total} images failed verification, ${failures.length} requests did not succeed`,
+      `${verified.total - verified.good} of ${verified.total} images failed verification, ${failures.length} requests did not succeed${jobOk ? '' : ', the pre-cache job did not succeed'}`,
     );
     return ExitCode.ERROR;
   } finally {
     board?.stop();
     await cleanup.runAll((line) => term.err(line));
     for (const s of signals) process.off(s, onSignal);
+  }
+}
+
+/**
+ * The pre-cache job, the way `icc precache --all --wait` runs it: per-node lines, then its table. A
+ * refused or unanswered job is reported here and counts as a failed request.
+ */
+async function runPrecacheJob(
+  connection: BrokerConnection,
+  topology: CellTopology,
+  plan: DemoPlan,
+  timeoutMs: number,
+  term: Terminal,
+  signal: AbortSignal,
+): Promise<boolean> {
+  const { jobId, imageId } = plan.precache;
+  const job = buildJob('precache', imageId, { all: true, jobId });
+  term.out('');
+  term.out(`pre-cache job ${jobId}: ${imageId} onto every node (icc precache ${imageId} --all --wait)`);
+  const board = new ProgressBoard({
+    tty: term.stdoutIsTTY,
+    stream: process.stdout,
+    writeLine: (l) => term.out(l),
+    labelWidth: Math.max(...plan.nodes.map((n) => n.length)),
+  });
+  try {
+    const event = await followJob(connection, topology, job, { wait: true, timeoutMs, board, signal });
+    term.out(renderJobTable(event.nodes ?? []));
+    term.out(jobSummaryLine(event));
+    if (jobSucceeded(event)) return true;
+    term.err(`pre-cache job ${jobId}: not every node holds ${imageId}`);
+    return false;
+  } catch (error) {
+    if (signal.aborted) throw error;
+    term.err(`pre-cache job ${jobId}: ${(error as Error).message}`);
+    return false;
   }
 }
 

@@ -29,7 +29,8 @@ describe('demo plan and summary', () => {
       undefined,
     ]);
     expect(new Set(plan.copies.map((c) => c.request.requestId)).size).toBe(plan.copies.length);
-    expect(expectedDestinations(plan)).toHaveLength(10);
+    // Ten from the copies, five more from the pre-cache job onto all six nodes (one is a copy's destination).
+    expect(expectedDestinations(plan)).toHaveLength(15);
     const fromOrigin = plan.images.filter((i) => i.seedNode === undefined).map((i) => i.imageId);
     expect(plan.copies.filter((c) => c.kind === 'origin').map((c) => c.request.imageId)).toEqual([
       ...fromOrigin,

@@ -18,6 +18,7 @@ import { table } from '../cli/tables';
 import type { Terminal } from '../cli/terminal';
 import { parseCellId, parseTimeoutSeconds } from '../copy/copy-request-builder';
 import { JobClient, type JobsAnswer } from './job-client';
+import { JobRefusedError, followJob } from './job-follower';
 
 export const DEFAULT_JOB_TIMEOUT_S = 1800;
 
@@ -66,7 +67,11 @@ function validated<T>(message: T): T {
   }
 }
 
-export function buildJob(type: JobRequest['type'], imageId: string, options: JobCommandOptions): JobRequest {
+export function buildJob(
+  type: JobRequest['type'],
+  imageId: string,
+  options: Pick<JobCommandOptions, 'nodes' | 'all' | 'percent' | 'sha256' | 'forceUnpin' | 'jobId'>,
+): JobRequest {
   const nodes =
     options.nodes === undefined
       ? undefined
@@ -106,89 +111,38 @@ export async function runJob(
   const urls = validateAmqpUrls(options.amqpUrl);
   const timeoutMs = parseTimeoutSeconds(options.timeout, DEFAULT_JOB_TIMEOUT_S);
   const connection = await connectToBroker(urls, type);
-  const client = new JobClient(connection, topology);
-  const board = new ProgressBoard({
-    tty: term.stderrIsTTY,
-    stream: process.stderr,
-    writeLine: (l) => term.err(l),
-  });
-  const seen = new Set<string>();
-  let resolveEnd: (answer: JobsAnswer) => void = () => undefined;
-  const end = new Promise<JobsAnswer>((resolve) => (resolveEnd = resolve));
-  let accepted: JobEvent | undefined;
-  const showOutcome = (outcome: NodeOutcome, event: JobEvent) => {
-    if (!options.wait || options.json || seen.has(outcome.node)) return;
-    seen.add(outcome.node);
-    board.add(outcome.node, outcome.node);
-    board.finish(
-      outcome.node,
-      `${outcome.outcome}${outcome.bytes ? ` ${formatBytes(outcome.bytes)}` : ''} (${event.nodesDone}/${event.nodesTotal})`,
-      SUCCESSFUL_NODE_OUTCOMES.includes(outcome.outcome),
-    );
-  };
   try {
-    await client.prepare(
-      {
-        onAnswer: (answer) => {
-          if (answer.type === 'job-refused' || answer.type === 'cancel-answer') return resolveEnd(answer);
-          if (answer.jobId !== job.jobId) return;
-          if (answer.type === 'job-accepted') accepted ??= answer;
-          for (const outcome of answer.nodes ?? []) showOutcome(outcome, answer);
-          if (answer.outcome) showOutcome(answer.outcome, answer);
-          if (answer.type === 'job-result' || (answer.type === 'job-accepted' && !options.wait))
-            resolveEnd(answer);
-        },
-        onProgress:
-          options.wait && !options.json
-            ? (event) => {
-                const node = event.destination;
-                if (seen.has(node)) return;
-                board.add(node, node);
-                board.update(node, event);
-              }
-            : undefined,
+    const event = await followJob(connection, topology, job, {
+      wait: options.wait === true,
+      timeoutMs,
+      board: options.json
+        ? undefined
+        : new ProgressBoard({ tty: term.stderrIsTTY, stream: process.stderr, writeLine: (l) => term.err(l) }),
+      onPublished: () => {
+        if (!options.json)
+          term.err(
+            `${type} job ${job.jobId} for ${job.imageId} published; ${options.wait ? 'following it...' : 'waiting for its acceptance...'}`,
+          );
       },
-      options.wait ? { jobId: job.jobId } : undefined,
-    );
-    await client.publish(job, job.jobId);
-    if (!options.json)
-      term.err(
-        `${type} job ${job.jobId} for ${job.imageId} published; ${options.wait ? 'following it...' : 'waiting for its acceptance...'}`,
-      );
-    let timer: NodeJS.Timeout | undefined;
-    const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(
-        () =>
-          reject(
-            new CliError(
-              ExitCode.TIMED_OUT,
-              `no ${options.wait ? 'result' : 'answer'} for job ${job.jobId} within ${timeoutMs / 1000} s; it goes on (icc job status ${job.jobId})`,
-            ),
-          ),
-        timeoutMs,
-      );
+    }).catch((error: unknown) => {
+      if (error instanceof JobRefusedError && options.json) term.out(JSON.stringify(error.refusal));
+      throw error;
     });
-    const answer = await Promise.race([end, timeout]).finally(() => clearTimeout(timer));
-    board.stop();
-    if (answer.type === 'job-refused') {
-      if (options.json) term.out(JSON.stringify(answer));
-      throw new CliError(ExitCode.FAILED, `job ${job.jobId} refused: ${answer.reason}: ${answer.detail}`);
-    }
-    const event = answer as JobEvent;
     if (options.json) term.out(JSON.stringify(event));
     else {
       term.out(renderJobTable(event.nodes ?? []));
       term.out(jobSummaryLine(event));
     }
     if (!options.wait) return ExitCode.OK;
-    return (event.nodes ?? []).every((n) => SUCCESSFUL_NODE_OUTCOMES.includes(n.outcome))
-      ? ExitCode.OK
-      : ExitCode.FAILED;
+    return jobSucceeded(event) ? ExitCode.OK : ExitCode.FAILED;
   } finally {
-    board.stop();
-    await client.close();
     await connection.close();
   }
+}
+
+/** Every node of the job ended with a copy (completed or already-present). */
+export function jobSucceeded(event: JobEvent): boolean {
+  return (event.nodes ?? []).every((n) => SUCCESSFUL_NODE_OUTCOMES.includes(n.outcome));
 }
 
 /** `icc job cancel <jobId>` and `icc cancel <requestId>`: publish the cancel, print its answer. */
