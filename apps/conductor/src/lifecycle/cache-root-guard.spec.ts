@@ -1,0 +1,59 @@
+import { promises as fsp } from 'node:fs';
+import * as path from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { loadOrCreateHeaderKey } from '../requests/header-key';
+import { CacheRootGuard } from './cache-root-guard';
+import { makeTempDir, removeDir } from '../../../../test/support/temp-dirs';
+import { recordingLogger } from '../../../../test/support/recording-logger';
+
+describe('CacheRootGuard', () => {
+  let dir: string;
+  let root: string;
+  beforeEach(async () => {
+    dir = await makeTempDir('guard');
+    root = path.join(dir, 'cache');
+    await fsp.mkdir(root);
+  });
+  afterEach(() => removeDir(dir));
+
+  async function started() {
+    const log = recordingLogger();
+    const guard = new CacheRootGuard({
+      cacheRoot: root,
+      expectedKey: await loadOrCreateHeaderKey(root),
+      log,
+    });
+    return { guard, log };
+  }
+
+  it("is available on the folder it started on; a dead mount's empty folder is not; back by itself", async () => {
+    const { guard, log } = await started();
+    expect(await guard.check()).toEqual({ available: true });
+    // What a dead sshfs mount leaves: the cell's folder gone from under the path, an empty one there.
+    await fsp.rename(root, path.join(dir, 'away'));
+    await fsp.mkdir(root);
+    const lost = await guard.check();
+    expect(lost).toMatchObject({ available: false, problem: expect.stringContaining('is gone') });
+    expect(await guard.check()).toMatchObject({ available: false });
+    // The mount made again.
+    await fsp.rmdir(root);
+    await fsp.rename(path.join(dir, 'away'), root);
+    expect(await guard.check()).toEqual({ available: true });
+    // Logged once each way.
+    expect(log.entries.map((e) => [e.level, e.msg.split(':')[0]])).toEqual([
+      ['warn', 'CACHE_ROOT unavailable'],
+      ['info', 'CACHE_ROOT available again'],
+    ]);
+  });
+
+  it("another cell's folder mounted at the path is not this cell's", async () => {
+    const { guard } = await started();
+    await fsp.rename(root, path.join(dir, 'away'));
+    await fsp.mkdir(root);
+    await loadOrCreateHeaderKey(root);
+    expect(await guard.check()).toMatchObject({
+      available: false,
+      problem: expect.stringContaining('another key'),
+    });
+  });
+});
