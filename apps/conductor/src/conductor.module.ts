@@ -51,10 +51,14 @@ const JOBS_PREFETCH = 4;
 /** Runs the graceful stop when Nest closes (SIGTERM/SIGINT through enableShutdownHooks). */
 @Injectable()
 class GracefulShutdown implements BeforeApplicationShutdown {
-  constructor(@Inject(ConductorLifecycle) private readonly lifecycle: ConductorLifecycle) {}
+  constructor(
+    @Inject(ConductorLifecycle) private readonly lifecycle: ConductorLifecycle,
+    @Inject(CacheRootGuard) private readonly cacheRoot: CacheRootGuard,
+  ) {}
 
   async beforeApplicationShutdown(): Promise<void> {
     await this.lifecycle.stop();
+    this.cacheRoot.stop();
   }
 }
 

@@ -1,7 +1,8 @@
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { loadOrCreateHeaderKey } from '../requests/header-key';
+import { HEADER_KEY_FILE, loadOrCreateHeaderKey } from '../requests/header-key';
+import { waitFor } from '../../../../test/support/async';
 import { CacheRootGuard } from './cache-root-guard';
 import { makeTempDir, removeDir } from '../../../../test/support/temp-dirs';
 import { recordingLogger } from '../../../../test/support/recording-logger';
@@ -44,6 +45,28 @@ describe('CacheRootGuard', () => {
       ['warn', 'CACHE_ROOT unavailable'],
       ['info', 'CACHE_ROOT available again'],
     ]);
+  });
+
+  it('notices the way back by itself, without a caller checking', async () => {
+    const log = recordingLogger();
+    const guard = new CacheRootGuard({
+      cacheRoot: root,
+      expectedKey: await loadOrCreateHeaderKey(root),
+      log,
+      recheckMs: 20,
+    });
+    await fsp.rename(path.join(root, HEADER_KEY_FILE), path.join(dir, 'key'));
+    expect(await guard.check()).toMatchObject({ available: false });
+    await fsp.rename(path.join(dir, 'key'), path.join(root, HEADER_KEY_FILE));
+    try {
+      await waitFor(
+        () => log.entries.some((e) => e.msg === 'CACHE_ROOT available again'),
+        'the recovery logged',
+        5_000,
+      );
+    } finally {
+      guard.stop();
+    }
   });
 
   it("another cell's folder mounted at the path is not this cell's", async () => {

@@ -12,6 +12,8 @@ export interface CacheRootGuardOptions {
   log: Pick<Logger, 'info' | 'warn'>;
   /** A read slower than this counts as unavailable (a hung network mount). */
   timeoutMs?: number;
+  /** While unavailable, checked again this often, so the way back is noticed (and logged) by itself. */
+  recheckMs?: number;
 }
 
 /**
@@ -20,11 +22,12 @@ export interface CacheRootGuardOptions {
  * node and image looks absent, and a final UNKNOWN_NODE or SOURCE_MISSING would be a lie. The witness is
  * the cell's header key file, compared by content: it is in every cell's CACHE_ROOT from the first
  * conductor's start on, and inode or device numbers change when a FUSE mount is made again. Logs the
- * change of state once each way; it recovers by itself on the first check after the mount is back.
+ * change of state once each way; while unavailable it checks again by itself until the mount is back.
  */
 export class CacheRootGuard {
   private lastProblem?: string;
   private probe?: Promise<CacheRootState>;
+  private recheck?: NodeJS.Timeout;
 
   constructor(private readonly options: CacheRootGuardOptions) {}
 
@@ -69,11 +72,23 @@ export class CacheRootGuard {
     if ((problem === undefined) === (this.lastProblem === undefined)) return;
     const was = this.lastProblem;
     this.lastProblem = problem;
-    if (problem !== undefined)
+    if (problem !== undefined) {
+      // unref: a guard waiting for a mount never keeps the process alive; check() never rejects.
+      this.recheck = setInterval(() => void this.check(), this.options.recheckMs ?? 1_000).unref();
       this.options.log.warn(
         { cacheRoot: this.options.cacheRoot, problem },
         "CACHE_ROOT unavailable: requests fail retryably (CACHE_UNAVAILABLE), none gets a final 'does not exist'",
       );
-    else this.options.log.info({ cacheRoot: this.options.cacheRoot, was }, 'CACHE_ROOT available again');
+    } else {
+      clearInterval(this.recheck);
+      this.recheck = undefined;
+      this.options.log.info({ cacheRoot: this.options.cacheRoot, was }, 'CACHE_ROOT available again');
+    }
+  }
+
+  /** Stops re-checking (shutdown). */
+  stop(): void {
+    clearInterval(this.recheck);
+    this.recheck = undefined;
   }
 }
