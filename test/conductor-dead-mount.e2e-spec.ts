@@ -59,34 +59,26 @@ describe('conductor: its CACHE_ROOT mount dies and comes back', () => {
 
     await sshfs.kill(mnt);
     const during = [send('req-named', 'img-1.raw', 'node-a'), send('req-chosen', 'img-2.raw')];
-    await conductor.waitForLog(
-      (l) => l.msg.startsWith('CACHE_ROOT unavailable'),
-      'the outage logged',
-      30_000,
-    );
     await waitFor(
-      () =>
-        during.every((id) =>
-          client.replies.some((r) => r.correlationId === id && r.body.reason === 'CACHE_UNAVAILABLE'),
-        ),
-      'a non-final CACHE_UNAVAILABLE answer to each request sent during the outage',
+      () => during.every((id) => client.replies.some((r) => r.correlationId === id)),
+      'an answer to each request sent during the outage',
       30_000,
     );
-    const notReady = await admin.get('/health/ready');
-    expect(notReady.status).toBe(503);
-    expect(notReady.text).toContain('cellFolder');
     // Longer than every retry tier, several times: counted attempts would have ended in a final answer.
     await sleep(4_000);
     for (const id of during) {
       const answers = client.replies.filter((r) => r.correlationId === id).map((r) => r.body);
-      expect(answers.length, id).toBeGreaterThan(1);
       expect(
         answers.filter((a) => a.status !== 'failed' || a.retryable !== true),
         `final answers during the outage for ${id}`,
       ).toEqual([]);
+      expect(answers.length, id).toBeGreaterThan(1);
       expect(answers.every((a) => a.reason === 'CACHE_UNAVAILABLE' && a.attempt === 1)).toBe(true);
     }
     expect(conductor.logs().filter((l) => l.msg.startsWith('CACHE_ROOT unavailable'))).toHaveLength(1);
+    const notReady = await admin.get('/health/ready');
+    expect(notReady.status).toBe(503);
+    expect(notReady.text).toContain('cellFolder');
 
     await sshfs.mount(c.root, mnt, SSHFS_NO_CACHE);
     for (const [i, id] of during.entries())
