@@ -319,6 +319,7 @@ export class ConductorModule {
             Publisher,
             CELL_TOPOLOGY,
             SHUTDOWN_CONTROLLER,
+            CacheRootGuard,
           ],
           useFactory: (
             store: ImageStore,
@@ -328,6 +329,7 @@ export class ConductorModule {
             publisher: Publisher,
             topology: CellTopology,
             shutdown: AbortController,
+            cacheRoot: CacheRootGuard,
           ) => {
             const log = rootLogger.child({ part: 'jobs' });
             return new JobMessageHandler({
@@ -341,6 +343,7 @@ export class ConductorModule {
               purgeWaitMs: config.LOCK_WAIT_MS,
               log,
               shutdown: shutdown.signal,
+              cacheRoot,
             });
           },
         },
