@@ -112,7 +112,8 @@ export class CopyRequestHandler {
       // A valid message refused for what CACHE_ROOT lacks (its job's record): only believed if it is the cell's.
       if (request && failure.code === 'INVALID_REQUEST') {
         const unavailable = await this.cacheRootUnavailable(failure);
-        if (unavailable) return this.retryUncounted(delivery, request, unavailable, attempt, firstSeen);
+        if (unavailable)
+          return this.retry(delivery, request, unavailable, attempt, firstSeen, this.uncounted(attempt));
       }
       await this.failPermanently(delivery, undefined, failure, attempt, firstSeen, started);
       return;
@@ -144,7 +145,7 @@ export class CopyRequestHandler {
       if (this.droppedWithItsChannel(delivery, request.requestId, `failure ${failure.code}`)) return;
       const unavailable = await this.cacheRootUnavailable(failure);
       if (unavailable) {
-        await this.retryUncounted(delivery, request, unavailable, attempt, firstSeen);
+        await this.retry(delivery, request, unavailable, attempt, firstSeen, this.uncounted(attempt));
         return;
       }
       if (failure.code === 'INTERNAL')
@@ -243,17 +244,8 @@ export class CopyRequestHandler {
    * about the request, so it must not use up its attempts (RETRIES_EXHAUSTED would be final). The retry
    * copy may be taken by a conductor whose mount is fine.
    */
-  private async retryUncounted(
-    delivery: Delivery,
-    request: CopyRequest,
-    failure: Failure,
-    attempt: number,
-    firstSeen: string,
-  ): Promise<void> {
-    await this.retry(delivery, request, failure, attempt, firstSeen, {
-      failedAttempt: attempt - 1,
-      tier: retryQueueFor(this.deps.topology, attempt),
-    });
+  private uncounted(attempt: number) {
+    return { failedAttempt: attempt - 1, tier: retryQueueFor(this.deps.topology, attempt) };
   }
 
   private async retry(
@@ -262,7 +254,7 @@ export class CopyRequestHandler {
     failure: Failure,
     attempt: number,
     firstSeen: string,
-    uncounted?: { failedAttempt: number; tier: ReturnType<typeof retryQueueFor> },
+    uncounted?: ReturnType<CopyRequestHandler['uncounted']>,
   ): Promise<void> {
     const tier = await publishToRetry(this.deps.publisher, this.deps.topology, delivery.message, {
       failedAttempt: attempt,
