@@ -1,4 +1,6 @@
+import { execFile } from 'node:child_process';
 import { promises as fsp } from 'node:fs';
+import { promisify } from 'node:util';
 import * as path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { HEADER_KEY_FILE, loadOrCreateHeaderKey } from '../requests/header-key';
@@ -67,6 +69,40 @@ describe('CacheRootGuard', () => {
     } finally {
       guard.stop();
     }
+  });
+
+  it('a hung read is never joined by another: one file-system thread at most waits on a hung mount', async () => {
+    const key = await loadOrCreateHeaderKey(root);
+    const guard = new CacheRootGuard({
+      cacheRoot: root,
+      expectedKey: key,
+      log: recordingLogger(),
+      timeoutMs: 50,
+    });
+    // A FIFO with no writer: reading it waits, as a read does on a FUSE mount whose server never answers.
+    const file = path.join(root, HEADER_KEY_FILE);
+    await fsp.rm(file);
+    await promisify(execFile)('mkfifo', [file]);
+    try {
+      expect(await guard.check()).toMatchObject({
+        available: false,
+        problem: expect.stringContaining('no answer'),
+      });
+      expect(await guard.check()).toMatchObject({
+        available: false,
+        problem: expect.stringContaining('an earlier read has had no answer'),
+      });
+    } finally {
+      // Answers the hung read (opening the writer end lets it go on), then the regular file again.
+      const writer = await fsp.open(file, 'w');
+      await writer.writeFile(`${key.toString('hex')}\n`);
+      await writer.close();
+      guard.stop();
+    }
+    await fsp.rm(file);
+    await fsp.writeFile(file, `${key.toString('hex')}\n`);
+    await waitFor(async () => (await guard.check()).available, 'available once the hung read ended', 5_000);
+    guard.stop();
   });
 
   it("another cell's folder mounted at the path is not this cell's", async () => {

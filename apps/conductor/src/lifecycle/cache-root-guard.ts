@@ -28,6 +28,8 @@ export class CacheRootGuard {
   private lastProblem?: string;
   private probe?: Promise<CacheRootState>;
   private recheck?: NodeJS.Timeout;
+  /** A read that outlived its timeout: it holds a file-system thread until the mount answers. */
+  private stuck?: Promise<unknown>;
 
   constructor(private readonly options: CacheRootGuardOptions) {}
 
@@ -42,6 +44,12 @@ export class CacheRootGuard {
   private async read(): Promise<CacheRootState> {
     const file = path.join(this.options.cacheRoot, HEADER_KEY_FILE);
     const timeoutMs = this.options.timeoutMs ?? 2_000;
+    if (this.stuck) {
+      // Never a second read behind a hung one: each would hold another of Node's few file-system threads.
+      const problem = `${file}: an earlier read has had no answer from the file system for over ${timeoutMs} ms`;
+      this.logTransition(problem);
+      return { available: false, problem };
+    }
     const reading = fsp.readFile(file, 'utf8');
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<'timeout'>((resolve) => {
@@ -51,7 +59,13 @@ export class CacheRootGuard {
     try {
       const text = await Promise.race([reading, timeout]);
       if (text === 'timeout') {
-        reading.catch(() => undefined);
+        const stuck = reading.then(
+          () => undefined,
+          () => undefined,
+        );
+        this.stuck = stuck.finally(() => {
+          this.stuck = undefined;
+        });
         problem = `${file}: no answer from the file system within ${timeoutMs} ms`;
       } else if (!this.options.expectedKey.equals(Buffer.from(text.trim(), 'hex')))
         problem = `${file}: holds another key than at start (another folder is mounted there, or the key was replaced)`;
