@@ -16,7 +16,13 @@ import { BrokerConnection, Publisher, RetryHeaderSigner } from '@app/messaging';
 import type { ConductorConfig } from './config/conductor-config';
 import { CleanerRounds } from './background/cleaner-rounds';
 import { LeftoverSweep } from './background/leftover-sweep';
-import { CELL_TOPOLOGY, CONDUCTOR_CONFIG, ROOT_LOGGER, SHUTDOWN_CONTROLLER } from './conductor.tokens';
+import {
+  CELL_TOPOLOGY,
+  CONDUCTOR_CONFIG,
+  HEADER_KEY,
+  ROOT_LOGGER,
+  SHUTDOWN_CONTROLLER,
+} from './conductor.tokens';
 import { CopyCoordinator } from './copy/copy-coordinator';
 import { type CopyLockPlan, CopyWorkflow } from './copy/copy-workflow';
 import { NodeBandwidth } from './copy/node-bandwidth';
@@ -27,6 +33,7 @@ import { OriginClient } from './origin/origin-client';
 import { CancelWatch } from './jobs/cancel-watch';
 import { JobMessageHandler } from './jobs/job-message-handler';
 import { JobProgress } from './jobs/job-progress';
+import { CacheRootGuard } from './lifecycle/cache-root-guard';
 import { ConductorLifecycle } from './lifecycle/conductor-lifecycle';
 import { CopyRequestHandler } from './requests/copy-request-handler';
 import { loadOrCreateHeaderKey } from './requests/header-key';
@@ -47,12 +54,14 @@ class GracefulShutdown implements BeforeApplicationShutdown {
   constructor(
     @Inject(ConductorLifecycle) private readonly lifecycle: ConductorLifecycle,
     @Inject(ImageStore) private readonly store: ImageStore,
+    @Inject(CacheRootGuard) private readonly cacheRoot: CacheRootGuard,
   ) {}
 
   async beforeApplicationShutdown(): Promise<void> {
     await this.lifecycle.stop();
     // The copies have ended (finished or handed back): their worker threads may go.
     await this.store.close();
+    this.cacheRoot.stop();
   }
 }
 
@@ -269,10 +278,21 @@ export class ConductorModule {
           useFactory: (workflow: CopyWorkflow, progress: ProgressPublisher) =>
             new CopyCoordinator(workflow, (copy) => progress.onProgress(copy)),
         },
+        { provide: HEADER_KEY, useFactory: () => loadOrCreateHeaderKey(config.CACHE_ROOT) },
         {
           provide: RetryHeaderSigner,
-          useFactory: async () =>
-            new RetryHeaderSigner(await loadOrCreateHeaderKey(config.CACHE_ROOT), config.CELL_ID),
+          inject: [HEADER_KEY],
+          useFactory: (key: Buffer) => new RetryHeaderSigner(key, config.CELL_ID),
+        },
+        {
+          provide: CacheRootGuard,
+          inject: [HEADER_KEY],
+          useFactory: (key: Buffer) =>
+            new CacheRootGuard({
+              cacheRoot: config.CACHE_ROOT,
+              expectedKey: key,
+              log: rootLogger.child({ part: 'cache-root' }),
+            }),
         },
         {
           provide: CancelWatch,
@@ -303,6 +323,7 @@ export class ConductorModule {
             Publisher,
             CELL_TOPOLOGY,
             SHUTDOWN_CONTROLLER,
+            CacheRootGuard,
           ],
           useFactory: (
             store: ImageStore,
@@ -312,6 +333,7 @@ export class ConductorModule {
             publisher: Publisher,
             topology: CellTopology,
             shutdown: AbortController,
+            cacheRoot: CacheRootGuard,
           ) => {
             const log = rootLogger.child({ part: 'jobs' });
             return new JobMessageHandler({
@@ -325,6 +347,7 @@ export class ConductorModule {
               purgeWaitMs: config.LOCK_WAIT_MS,
               log,
               shutdown: shutdown.signal,
+              cacheRoot,
             });
           },
         },
@@ -340,6 +363,7 @@ export class ConductorModule {
             CancelWatch,
             ImageStore,
             JobProgress,
+            CacheRootGuard,
           ],
           useFactory: (
             coordinator: CopyCoordinator,
@@ -351,8 +375,10 @@ export class ConductorModule {
             cancels: CancelWatch,
             store: ImageStore,
             progress: JobProgress,
+            cacheRoot: CacheRootGuard,
           ) => {
             return new CopyRequestHandler({
+              cacheRoot,
               cancels,
               jobs: { records: store.jobs, progress },
               coordinator,
@@ -425,6 +451,7 @@ export class ConductorModule {
         CleanerRounds,
         LeftoverSweep,
         OriginDownload,
+        CacheRootGuard,
       ],
     };
   }

@@ -74,6 +74,11 @@ export const REASON_CODES = {
     meaning:
       "The cell's origin could not be reached or kept failing (refused connections, 5xx, connections dropped on every allowed attempt); nothing was published.",
   },
+  CACHE_UNAVAILABLE: {
+    retryable: true,
+    meaning:
+      "The conductor's CACHE_ROOT is not the cell's folder right now (its network mount died): nothing there can be judged absent, so the request is retried (the attempt does not count) until the folder is back or its deadline passes.",
+  },
   SHUTTING_DOWN: {
     retryable: true,
     meaning: 'The conductor stopped before finishing; the request went back to the queue.',

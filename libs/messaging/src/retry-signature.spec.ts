@@ -43,6 +43,12 @@ describe('RetryHeaderSigner', () => {
     expect(signer.read(message({}), 5)).toEqual({ attempt: 1, firstSeen: undefined, ignored: [] });
   });
 
+  it('believes a signed attempt 1 (a retry that did not count the attempt): its first-seen is kept', () => {
+    const uncounted = signed(signer, 1);
+    const firstSeen = (uncounted.properties.headers as Record<string, unknown>)['x-icc-first-seen'];
+    expect(signer.read(uncounted, 5)).toEqual({ attempt: 1, firstSeen, ignored: [] });
+  });
+
   it('refuses a genuine signature moved to another attempt, body, message id, cell or key', () => {
     const genuine = signed(signer, 2);
     const headers = genuine.properties.headers as Record<string, unknown>;

@@ -62,7 +62,8 @@ export class RetryHeaderSigner {
     const wellFormed =
       typeof attempt === 'number' &&
       Number.isSafeInteger(attempt) &&
-      attempt >= 2 &&
+      // 1 too: a retry that did not count the attempt (CACHE_UNAVAILABLE) keeps its signed first-seen.
+      attempt >= 1 &&
       typeof firstSeen === 'string' &&
       !Number.isNaN(Date.parse(firstSeen)) &&
       typeof signature === 'string' &&

@@ -27,6 +27,7 @@ import { ReadinessIndicator } from './readiness.indicator';
 import { StatusPageController } from './status-page.controller';
 import { StatusReport } from './status-report';
 import { OriginDownload } from '../copy/origin-download';
+import { CacheRootGuard } from '../lifecycle/cache-root-guard';
 import { StatusController } from './status.controller';
 import { loadStatusPage } from './status-page/status-page';
 
@@ -125,17 +126,19 @@ export class AdminModule {
         },
         {
           provide: ReadinessProbe,
-          inject: [CONDUCTOR_CONFIG, BrokerConnection, ConductorLifecycle, ROOT_LOGGER],
+          inject: [CONDUCTOR_CONFIG, BrokerConnection, ConductorLifecycle, ROOT_LOGGER, CacheRootGuard],
           useFactory: (
             config: ConductorConfig,
             broker: BrokerConnection,
             intake: ConductorLifecycle,
             log: PinoLogger,
+            guard: CacheRootGuard,
           ) =>
             new ReadinessProbe({
               broker,
               intake,
               cacheRoot: config.CACHE_ROOT,
+              cacheRootGuard: guard,
               conductorId: config.CONDUCTOR_ID,
               log: log.child({ part: 'admin' }),
             }),

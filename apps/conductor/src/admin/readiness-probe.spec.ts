@@ -4,6 +4,8 @@ import * as path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { ConnectionState } from '@app/messaging';
 import type { LifecycleState } from '../lifecycle/conductor-lifecycle';
+import { CacheRootGuard } from '../lifecycle/cache-root-guard';
+import { HEADER_KEY_FILE, loadOrCreateHeaderKey } from '../requests/header-key';
 import { ReadinessProbe } from './readiness-probe';
 
 describe('ReadinessProbe', () => {
@@ -38,6 +40,23 @@ describe('ReadinessProbe', () => {
       cacheRoot: { up: true, writable: true },
     });
     expect(await fsp.readdir(root)).toEqual([]);
+  });
+
+  it("is not ready while CACHE_ROOT is not the cell's folder (writable as it is), and ready again once it is", async () => {
+    const key = await loadOrCreateHeaderKey(root);
+    const cacheRootGuard = new CacheRootGuard({ cacheRoot: root, expectedKey: key, log });
+    const p = new ReadinessProbe({ broker, intake, cacheRoot: root, cacheRootGuard, conductorId: 'c1', log });
+    expect((await p.check()).ready).toBe(true);
+    await fsp.rename(path.join(root, HEADER_KEY_FILE), path.join(root, 'away'));
+    const report = await p.check();
+    expect(report.ready).toBe(false);
+    expect(report.cacheRoot).toMatchObject({
+      up: false,
+      cellFolder: false,
+      error: expect.stringContaining('is gone'),
+    });
+    await fsp.rename(path.join(root, 'away'), path.join(root, HEADER_KEY_FILE));
+    expect((await p.check()).ready).toBe(true);
   });
 
   it('is not ready while draining, even though the consumer is still subscribed', async () => {

@@ -3,6 +3,7 @@ import { randomBytes } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import type { BrokerConnection } from '@app/messaging';
+import type { CacheRootGuard } from '../lifecycle/cache-root-guard';
 import type { ConductorLifecycle } from '../lifecycle/conductor-lifecycle';
 
 export interface ReadinessPart {
@@ -21,6 +22,8 @@ export interface ReadinessProbeOptions {
   broker: Pick<BrokerConnection, 'state' | 'lastError' | 'blocked'>;
   intake: Pick<ConductorLifecycle, 'state' | 'consumerSubscribed'>;
   cacheRoot: string;
+  /** Whether CACHE_ROOT is still the cell's folder: an empty folder left by a dead mount is writable too. */
+  cacheRootGuard?: Pick<CacheRootGuard, 'check'>;
   conductorId: string;
   log: Pick<Logger, 'info' | 'warn'>;
   /** A file-system probe slower than this counts as not writable (a hung NFS mount). */
@@ -30,7 +33,7 @@ export interface ReadinessProbeOptions {
 /**
  * Ready means: connected to RabbitMQ and not blocked by it (during a memory or disk alarm the broker
  * reads nothing from us, so no answer could be sent), the consumer subscribed and taking work (not draining), and
- * CACHE_ROOT writable. ConductorLifecycle.stop() sets 'draining' before it pauses the consumer, and the
+ * CACHE_ROOT the cell's folder (CacheRootGuard) and writable. ConductorLifecycle.stop() sets 'draining' before it pauses the consumer, and the
  * consumer part is read first and synchronously, so readiness turns false at the very start of a
  * graceful stop, while the HTTP endpoint keeps answering until the drain is over.
  */
@@ -74,6 +77,8 @@ export class ReadinessProbe {
   }
 
   private async probeCacheRoot(): Promise<ReadinessPart> {
+    const cell = await this.options.cacheRootGuard?.check();
+    if (cell && !cell.available) return { up: false, cellFolder: false, error: cell.problem };
     const timeoutMs = this.options.fsTimeoutMs ?? 2_000;
     const file = path.join(
       this.options.cacheRoot,

@@ -22,6 +22,7 @@ import {
 import type { ImagePurger } from '@app/cache-cleaner';
 import type { ImageStore, JobRecord } from '@app/image-store';
 import { type Delivery, type Publisher, publishRouted, publishToDeadLetter } from '@app/messaging';
+import type { CacheRootGuard } from '../lifecycle/cache-root-guard';
 import type { CancelWatch } from './cancel-watch';
 import { type JobProgress, jobEvent } from './job-progress';
 import { assertSameJob, jobRecordOf, planJobNodes } from './job-planner';
@@ -38,6 +39,8 @@ export interface JobMessageHandlerDeps {
   purgeWaitMs: number;
   log: Logger;
   shutdown: AbortSignal;
+  /** Whether CACHE_ROOT is still the cell's: no job is judged on a dead mount's empty folder. */
+  cacheRoot?: Pick<CacheRootGuard, 'check'>;
 }
 
 /** Copy requests of one job published at once (each one confirmed). */
@@ -89,6 +92,8 @@ export class JobMessageHandler {
       await this.refuse(delivery, error);
       return;
     }
+    // Retryable, so handed back (with a pause): records and outcomes come only from the cell's folder.
+    await this.requireCellFolder();
     if (message.type === 'cancel') await this.cancel(delivery, message);
     else {
       let record: JobRecord;
@@ -182,6 +187,11 @@ export class JobMessageHandler {
     );
   }
 
+  private async requireCellFolder(): Promise<void> {
+    const state = await this.deps.cacheRoot?.check();
+    if (state && !state.available) throw new ReasonError('CACHE_UNAVAILABLE', state.problem);
+  }
+
   private async purge(delivery: Delivery, record: JobRecord, job: PurgeJob): Promise<void> {
     const { store, purger, progress } = this.deps;
     const status = (await store.jobs.status(record.jobId))!;
@@ -219,10 +229,13 @@ export class JobMessageHandler {
                     : this.outcome(node, 'absent', 'the node did not hold the image');
           } catch (error) {
             if (this.deps.shutdown.aborted) throw error;
+            await this.requireCellFolder();
             const code: ReasonCode = error instanceof ReasonError ? error.code : 'INTERNAL';
             outcome = { ...this.outcome(node, 'failed', errorText(error)), reason: code };
           }
         }
+        // 'absent' on a dead mount would be a lie: the purge is handed back and resumes with the nodes left.
+        if (outcome.outcome === 'absent') await this.requireCellFolder();
         await progress.nodeFinished(record.jobId, outcome);
       }
     };

@@ -1,3 +1,5 @@
+import { promises as fsp } from 'node:fs';
+import * as path from 'node:path';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import {
   ReasonError,
@@ -14,6 +16,9 @@ import type { CopyCoordinator } from '../copy/copy-coordinator';
 import type { CopyJobResult } from '../copy/copy-job';
 import { ConductorMetrics } from '../metrics/conductor-metrics';
 import { CopyRequestHandler } from './copy-request-handler';
+import { CacheRootGuard } from '../lifecycle/cache-root-guard';
+import { HEADER_KEY_FILE, loadOrCreateHeaderKey } from './header-key';
+import { makeTempDir, removeDir } from '../../../../test/support/temp-dirs';
 import {
   FakePublisher,
   type SentMessage,
@@ -30,7 +35,10 @@ const COMPLETED: CopyJobResult = { status: 'completed', source: 'node-a', bytes:
 type Outcome = { result: CopyJobResult; coalesced: boolean };
 
 /** One handler over fakes; `copy` plays the coordinator (what the lock + copy composition returns). */
-function handlerWith(copy: (signal: AbortSignal) => Promise<Outcome>) {
+function handlerWith(
+  copy: (signal: AbortSignal) => Promise<Outcome>,
+  extra: Partial<ConstructorParameters<typeof CopyRequestHandler>[0]> = {},
+) {
   const publisher = new FakePublisher();
   const stats = new ConductorMetrics();
   const log = recordingLogger();
@@ -51,6 +59,7 @@ function handlerWith(copy: (signal: AbortSignal) => Promise<Outcome>) {
     log,
     shutdown: shutdown.signal,
     signer,
+    ...extra,
   });
   return { handler, publisher, stats, log, shutdown, runs };
 }
@@ -327,5 +336,57 @@ describe('CopyRequestHandler: shutdown', () => {
     void handler.handle(delivery);
     await vi.advanceTimersByTimeAsync(0);
     expect(delivery.outcome).toBe('requeued');
+  });
+});
+
+describe("CopyRequestHandler: CACHE_ROOT not the cell's folder (a dead network mount)", () => {
+  let root: string | undefined;
+  afterEach(() => removeDir(root));
+
+  async function guarded(code: ReasonCode, mountDead: boolean) {
+    root = await makeTempDir('handler-guard');
+    const cacheRoot = new CacheRootGuard({
+      cacheRoot: root,
+      expectedKey: await loadOrCreateHeaderKey(root),
+      log: recordingLogger(),
+    });
+    if (mountDead) await fsp.rm(path.join(root, HEADER_KEY_FILE));
+    return handlerWith(fails(code), { cacheRoot });
+  }
+
+  it.each<ReasonCode>(['UNKNOWN_NODE', 'SOURCE_MISSING', 'IO_ERROR'])(
+    '%s seen on it is no answer: CACHE_UNAVAILABLE, retried without using up an attempt, not dead-lettered',
+    async (code) => {
+      const { handler, publisher, log } = await guarded(code, true);
+      const message = signedRetry(topology.maxAttempts);
+      const { delivery } = fakeDelivery(message, log);
+      await handler.handle(delivery);
+
+      expect(delivery.outcome).toBe('acked');
+      expect(publisher.to(topology.deadLetterQueue.name)).toEqual([]);
+      const retries = publisher.sent.filter((m) => m.routingKey.includes('retry'));
+      expect(retries).toHaveLength(1);
+      const h = headers(retries[0]!);
+      expect(h).toMatchObject({
+        [HEADER_ATTEMPT]: topology.maxAttempts,
+        [HEADER_REASON]: 'CACHE_UNAVAILABLE',
+      });
+      expect(String(h['x-icc-detail'])).toContain(code);
+      expect(
+        signer.read({ content: message.content, properties: { ...message.properties, headers: h } }, 3),
+      ).toMatchObject({
+        attempt: topology.maxAttempts,
+        ignored: [],
+      });
+      const events = publisher.to(topology.eventsExchange.name).map(body);
+      expect(events).toEqual([expect.objectContaining({ reason: 'CACHE_UNAVAILABLE', retryable: true })]);
+    },
+  );
+
+  it('on the folder it started on, UNKNOWN_NODE stays a final answer', async () => {
+    const { handler, publisher, log } = await guarded('UNKNOWN_NODE', false);
+    const { delivery } = fakeDelivery(request(), log);
+    await handler.handle(delivery);
+    expect(headers(publisher.to(topology.deadLetterQueue.name)[0]!)[HEADER_REASON]).toBe('UNKNOWN_NODE');
   });
 });

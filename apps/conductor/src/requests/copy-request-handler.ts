@@ -15,6 +15,7 @@ import {
   peekReplyInfo,
   replyToProblem,
   resultRoutingKey,
+  retryQueueFor,
 } from '@app/contracts';
 import { performance } from 'node:perf_hooks';
 import { newAttemptId } from '@app/locking';
@@ -33,6 +34,7 @@ import type { CancelWatch } from '../jobs/cancel-watch';
 import type { JobProgress } from '../jobs/job-progress';
 import type { CopyCoordinator } from '../copy/copy-coordinator';
 import type { ConductorMetrics } from '../metrics/conductor-metrics';
+import type { CacheRootGuard } from '../lifecycle/cache-root-guard';
 
 export interface CopyRequestHandlerDeps {
   coordinator: CopyCoordinator;
@@ -49,6 +51,8 @@ export interface CopyRequestHandlerDeps {
   cancels?: CancelWatch;
   /** The records of pre-cache jobs: a job's copy records its node's outcome before it is acked. */
   jobs?: { records: JobRecords; progress: JobProgress };
+  /** Whether CACHE_ROOT is still the cell's: no failure is answered while it is not (CACHE_UNAVAILABLE). */
+  cacheRoot?: Pick<CacheRootGuard, 'check'>;
 }
 
 type Failure = { code: ReasonCode; detail: string };
@@ -95,7 +99,7 @@ export class CopyRequestHandler {
         'x-icc headers not signed by a conductor of this cell: ignored (attempt 1)',
       );
     }
-    let request: CopyRequest;
+    let request: CopyRequest | undefined;
     try {
       checkContentType(delivery.properties.contentType as string | undefined);
       checkReplyTo(delivery.properties.replyTo as string | undefined);
@@ -104,7 +108,14 @@ export class CopyRequestHandler {
       assertDeadlineNotPassed(request);
     } catch (error) {
       if (await this.droppedWithItsChannel(delivery, undefined, 'refusal')) return;
-      await this.failPermanently(delivery, undefined, asFailure(error), attempt, firstSeen, started);
+      const failure = asFailure(error);
+      // A valid message refused for what CACHE_ROOT lacks (its job's record): only believed if it is the cell's.
+      if (request && failure.code === 'INVALID_REQUEST') {
+        const unavailable = await this.cacheRootUnavailable(failure);
+        if (unavailable)
+          return this.retry(delivery, request, unavailable, attempt, firstSeen, this.uncounted(attempt));
+      }
+      await this.failPermanently(delivery, undefined, failure, attempt, firstSeen, started);
       return;
     }
     const log = this.deps.log;
@@ -134,6 +145,11 @@ export class CopyRequestHandler {
       }
       const failure = asFailure(error);
       if (await this.droppedWithItsChannel(delivery, request.requestId, `failure ${failure.code}`)) return;
+      const unavailable = await this.cacheRootUnavailable(failure);
+      if (unavailable) {
+        await this.retry(delivery, request, unavailable, attempt, firstSeen, this.uncounted(attempt));
+        return;
+      }
       if (failure.code === 'INTERNAL')
         log.error(
           { requestId: request.requestId, err: errorText(error), stack: (error as Error)?.stack },
@@ -226,15 +242,41 @@ export class CopyRequestHandler {
     return true;
   }
 
+  /**
+   * On a folder that is not the cell's (a dead network mount) every node and image looks absent, and I/O
+   * fails: no failure seen there is an answer. CACHE_UNAVAILABLE instead, or undefined when the folder is
+   * the cell's (then the failure stands). A request's deadline is a fact whatever the folder shows.
+   */
+  private async cacheRootUnavailable(failure: Failure): Promise<Failure | undefined> {
+    if (!this.deps.cacheRoot || failure.code === 'DEADLINE_EXCEEDED') return undefined;
+    const state = await this.deps.cacheRoot.check();
+    if (state.available) return undefined;
+    return {
+      code: 'CACHE_UNAVAILABLE',
+      detail: `${state.problem}; seen there: ${failure.code}: ${failure.detail}`,
+    };
+  }
+
+  /**
+   * Through the retry path without counting the attempt: an outage of this conductor's mount says nothing
+   * about the request, so it must not use up its attempts (RETRIES_EXHAUSTED would be final). The retry
+   * copy may be taken by a conductor whose mount is fine.
+   */
+  private uncounted(attempt: number) {
+    return { failedAttempt: attempt - 1, tier: retryQueueFor(this.deps.topology, attempt) };
+  }
+
   private async retry(
     delivery: Delivery,
     request: CopyRequest,
     failure: Failure,
     attempt: number,
     firstSeen: string,
+    uncounted?: ReturnType<CopyRequestHandler['uncounted']>,
   ): Promise<void> {
     const tier = await publishToRetry(this.deps.publisher, this.deps.topology, delivery.message, {
       failedAttempt: attempt,
+      ...uncounted,
       reason: failure.code,
       detail: failure.detail,
       firstSeen,
