@@ -198,6 +198,42 @@ describe('CopyWorkerPool', () => {
 });
 
 describe('copyChunks', () => {
+  it('fails with the read error when a read ahead fails while a write is under way, and leaves no unhandled rejection', async () => {
+    const unhandled: unknown[] = [];
+    const onUnhandled = (reason: unknown) => unhandled.push(reason);
+    process.on('unhandledRejection', onUnhandled);
+    try {
+      let reads = 0;
+      let releaseWrite!: () => void;
+      const writeHeld = new Promise<void>((resolve) => (releaseWrite = resolve));
+      const io: ChunkIo = {
+        // The first read delivers a chunk; the one started ahead of its write fails at once (a dead mount).
+        read: async (buffer) => {
+          if (reads++ === 0) return buffer.fill(1).length;
+          throw Object.assign(new Error('ENOTCONN: socket is not connected'), { code: 'ENOTCONN' });
+        },
+        write: async (_buffer, _offset, length) => {
+          await writeHeld;
+          return length;
+        },
+      };
+      const copying = copyChunks({
+        io,
+        readError: (error) => error as Error,
+        writeError: (error) => error as Error,
+        describe: 'a copy from a dead mount',
+      });
+      // Let the failed read settle unawaited, as it does while the write waits on the file system.
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      releaseWrite();
+      await expect(copying).rejects.toMatchObject({ code: 'ENOTCONN' });
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      expect(unhandled).toEqual([]);
+    } finally {
+      process.off('unhandledRejection', onUnhandled);
+    }
+  });
+
   it('hashes like node:crypto whatever the lengths reads and writes return', async () => {
     const source = Buffer.alloc(3 * MEBIBYTE + 17);
     for (let i = 0; i < source.length; i += 1) source[i] = (i * 2654435761) >>> 24;

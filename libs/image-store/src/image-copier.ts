@@ -72,6 +72,16 @@ function handleWrite(to: FileHandle): ChunkIo['write'] {
 export type CopyChunksOptions = Omit<StreamCopyOptions, 'from' | 'to'> & { io: ChunkIo };
 
 /**
+ * A read started ahead of the write it overlaps: if it fails while the loop awaits that write (a mount
+ * that died), nothing awaits it yet, and an unhandled rejection would end the process or worker thread.
+ * It is marked handled here; the loop still awaits it and sees its error.
+ */
+function readAhead(read: Promise<number>): Promise<number> {
+  read.catch(ignore);
+  return read;
+}
+
+/**
  * Copies and hashes on the way, with two fixed 1 MiB buffers: the next chunk is read while the current
  * one is written and hashed. Memory stays flat whatever the size, and nothing is allocated per chunk
  * (fs.createReadStream allocates a fresh buffer for every read).
@@ -95,7 +105,7 @@ export async function copyChunks(options: CopyChunksOptions): Promise<StreamCopy
   let current = 0;
   let bytes = options.start?.bytes ?? 0;
   let nextCheckpoint = checkpoint ? bytes + checkpoint.everyBytes : Infinity;
-  let pending: Promise<number> | undefined = read(current, bytes);
+  let pending: Promise<number> | undefined = readAhead(read(current, bytes));
   try {
     for (;;) {
       const bytesRead = await pending;
@@ -113,7 +123,7 @@ export async function copyChunks(options: CopyChunksOptions): Promise<StreamCopy
       current ^= 1;
       // Three things at once: the next read and this write run on libuv's threads while this thread hashes.
       // Both only read `chunk`, and its buffer is not reused before the write has finished.
-      pending = read(current, bytes);
+      pending = readAhead(read(current, bytes));
       const writing = (pace ? pace.beforeWrite(chunk.length, signal) : Promise.resolve())
         .then(() => writeAll(io, chunk, offset))
         .catch((error: unknown) => {
