@@ -45,6 +45,12 @@ describe('sshfs litter in images/', () => {
     const mounted = new ImageStore({ root: mountPoint, fsync: false });
     const images = mounted.nodeLayout('node-a').images;
     // Another copy on this host reading the source's meta (readJsonFile holds it open while it reads).
+    // The image was made a minute ago: sshfs shows mtimes to the whole second, so a last use recorded in
+    // the same second as the import could not be told from it.
+    const metaPath = server.entries.metaPath('node-a', IMAGE);
+    const minuteAgo = new Date(Date.now() - 60_000).toISOString();
+    const made = JSON.parse(await fsp.readFile(metaPath, 'utf8')) as Record<string, unknown>;
+    await fsp.writeFile(metaPath, JSON.stringify({ ...made, createdAt: minuteAgo, lastUsedAt: minuteAgo }));
     const reader = await fsp.open(mounted.entries.metaPath('node-a', IMAGE), 'r');
     try {
       await mounted.copies.touchLastUsed('node-a', IMAGE);
