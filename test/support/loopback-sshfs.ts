@@ -33,6 +33,32 @@ function requireTools(): void {
 }
 
 /**
+ * An sshd_config for a test's own sshd that serves only sftp to its own key (no password, no PAM); `dir`
+ * holds its authorized_keys and pid file. Shared by this loopback mount and the multi-host bed.
+ */
+export function sshdConfig(options: {
+  listen: string[];
+  hostKey: string;
+  dir: string;
+  extra?: string[];
+}): string {
+  return [
+    ...options.listen,
+    `HostKey ${options.hostKey}`,
+    `AuthorizedKeysFile ${path.join(options.dir, 'authorized_keys')}`,
+    `PidFile ${path.join(options.dir, 'sshd.pid')}`,
+    'PermitRootLogin prohibit-password',
+    'PasswordAuthentication no',
+    'KbdInteractiveAuthentication no',
+    'UsePAM no',
+    'StrictModes no',
+    'Subsystem sftp internal-sftp',
+    ...(options.extra ?? []),
+    '',
+  ].join('\n');
+}
+
+/**
  * One host's view of a shared folder over the network, on this machine alone: an sshd of the test's own
  * on 127.0.0.1 (its own port, host key, client key and config; nothing of the machine's ssh set-up is
  * used), and sshfs mounts of a local folder through it. Mounts made with other options than
@@ -62,20 +88,7 @@ export class LoopbackSshfs {
     const config = path.join(base, 'sshd_config');
     await fsp.writeFile(
       config,
-      [
-        `Port ${port}`,
-        'ListenAddress 127.0.0.1',
-        `HostKey ${hostKey}`,
-        `AuthorizedKeysFile ${path.join(base, 'authorized_keys')}`,
-        `PidFile ${path.join(base, 'sshd.pid')}`,
-        'PermitRootLogin prohibit-password',
-        'PasswordAuthentication no',
-        'KbdInteractiveAuthentication no',
-        'UsePAM no',
-        'StrictModes no',
-        'Subsystem sftp internal-sftp',
-        '',
-      ].join('\n'),
+      sshdConfig({ listen: [`Port ${port}`, 'ListenAddress 127.0.0.1'], hostKey, dir: base }),
     );
     // sshd wants its privilege-separation folder (made by the package's service unit, which we do not run).
     await fsp.mkdir('/run/sshd', { recursive: true, mode: 0o755 });

@@ -3,9 +3,9 @@ import { existsSync, promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import type { HostNetwork } from './host-network';
 import { sh } from './host-network';
+import { SSHFS_NO_CACHE, sshdConfig } from '../loopback-sshfs';
 
 /** sshfs options of the bed: no directory, attribute, entry or negative caching (what locks need). */
-export const SSHFS_NO_CACHE = 'dir_cache=no,attr_timeout=0,entry_timeout=0,negative_timeout=0';
 
 const SSHD = '/usr/sbin/sshd';
 
@@ -49,22 +49,13 @@ export class SshfsShare {
     const port = 20_000 + Math.floor(Math.random() * 20_000);
     await fsp.writeFile(
       path.join(dir, 'sshd_config'),
-      [
-        `ListenAddress ${network.serverAddress}:${port}`,
-        `HostKey ${path.join(dir, 'host_key')}`,
-        `AuthorizedKeysFile ${path.join(dir, 'authorized_keys')}`,
-        `PidFile ${path.join(dir, 'sshd.pid')}`,
-        'PermitRootLogin prohibit-password',
-        'PasswordAuthentication no',
-        'KbdInteractiveAuthentication no',
-        'UsePAM no',
-        'StrictModes no',
-        'Subsystem sftp internal-sftp',
+      sshdConfig({
+        listen: [`ListenAddress ${network.serverAddress}:${port}`],
+        hostKey: path.join(dir, 'host_key'),
+        dir,
         // Many small lock-folder operations from several mounts at once.
-        'MaxSessions 64',
-        'MaxStartups 64',
-        '',
-      ].join('\n'),
+        extra: ['MaxSessions 64', 'MaxStartups 64'],
+      }),
     );
     const output: string[] = [];
     const sshd = spawn(SSHD, ['-D', '-e', '-f', path.join(dir, 'sshd_config')], {
@@ -97,7 +88,7 @@ export class SshfsShare {
     const target = this.mountPoint(host);
     await fsp.mkdir(target, { recursive: true });
     const options = [
-      SSHFS_NO_CACHE,
+      SSHFS_NO_CACHE.join(','),
       `port=${this.port}`,
       `IdentityFile=${path.join(this.base, 'client_key')}`,
       'StrictHostKeyChecking=no',
