@@ -48,7 +48,7 @@ describe('a broker list: the first that answers, the next one on loss', () => {
     for (const broker of brokers) await broker.stop();
   }, 120_000);
 
-  it('connects past a dead first entry; when its broker stops, the conductor and icc copy --wait go on on the next', async () => {
+  it('connects past a dead first entry; when its broker stops, the conductor and icc copy --wait go on on the next, icc there first', async () => {
     cell = await TestCell.create({ nodes: ['node-a', 'node-b'] });
     const [first, second] = brokers as [PrivateBroker, PrivateBroker];
     const conductor = await ConductorProcess.start(
@@ -78,15 +78,33 @@ describe('a broker list: the first that answers, the next one on loss', () => {
       { timeoutMs: 5_000 },
     );
     const args = copyArgs(cell, 'failover.img', 120);
+    let iccStderr = '';
     try {
-      const running = runIcc(args, { env: { AMQP_URL: list }, timeoutMs: 180_000 });
+      const running = runIcc(args, {
+        env: { AMQP_URL: list },
+        timeoutMs: 180_000,
+        onStderr: (soFar) => (iccStderr = soFar),
+      });
       await until(
         async () =>
           (await admin.json<Status>('/status')).inFlight.some((c) => c.phase === 'waiting-for-lock'),
         'the copy waiting for the destination lock',
         30_000,
       );
-      await first.stop();
+      // The bad interleaving, every time: icc reaches the next broker before any conductor has declared
+      // the cell's queues and exchange there (the conductor is paused meanwhile). icc must wait for them,
+      // not give up on its request.
+      process.kill(conductor.pid, 'SIGSTOP');
+      try {
+        await first.stop();
+        await until(
+          async () => /has no queue \S+ there yet .*sending again/.test(iccStderr),
+          'icc on the next broker, sending its request again until a conductor declares the queue there',
+          60_000,
+        );
+      } finally {
+        process.kill(conductor.pid, 'SIGCONT');
+      }
       const after = await until(
         async () => {
           const broker = (await admin.json<Status>('/status')).broker;

@@ -39,6 +39,8 @@ export interface RunOptions {
   timeoutMs?: number;
   /** Told the child's pid as soon as it is started. */
   onSpawn?: (pid: number) => void;
+  /** Told everything the child has printed on stderr so far, each time it prints more. */
+  onStderr?: (soFar: string) => void;
 }
 
 export function runProcess(
@@ -55,7 +57,10 @@ export function runProcess(
   const stdout: string[] = [];
   const stderr: string[] = [];
   child.stdout.on('data', (d: Buffer) => stdout.push(d.toString()));
-  child.stderr.on('data', (d: Buffer) => stderr.push(d.toString()));
+  child.stderr.on('data', (d: Buffer) => {
+    stderr.push(d.toString());
+    options.onStderr?.(stderr.join(''));
+  });
   const timeoutMs = options.timeoutMs ?? 60_000;
   const timer = setTimeout(() => {
     stderr.push(`\n[test] hard timeout of ${timeoutMs} ms: SIGKILL\n`);

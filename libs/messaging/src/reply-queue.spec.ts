@@ -9,10 +9,17 @@ const quiet = { debug() {}, info() {}, warn() {}, error() {} };
 /** A channel that records what is declared on it and hands out server names q-1, q-2, ... */
 class FakeChannel extends EventEmitter {
   static declared = 0;
+  /** Exchanges that are not on the broker: checkExchange fails with 404 and closes the channel. */
+  static missing = new Set<string>();
   readonly bindings: [string, string, string][] = [];
   consumer?: (message: ConsumeMessage | null) => void;
   queue?: string;
   closed = false;
+  async checkExchange(exchange: string) {
+    if (!FakeChannel.missing.has(exchange)) return {};
+    void this.close();
+    throw Object.assign(new Error(`NOT_FOUND - no exchange '${exchange}'`), { code: 404 });
+  }
   async assertQueue(name: string, options: { exclusive?: boolean }) {
     expect(name).toBe('');
     expect(options.exclusive).toBe(true);
@@ -71,7 +78,10 @@ function message(body: string): ConsumeMessage {
 }
 
 describe('ReplyQueue', () => {
-  afterEach(() => vi.useRealTimers());
+  afterEach(() => {
+    vi.useRealTimers();
+    FakeChannel.missing.clear();
+  });
 
   function setUp(bindings = [{ exchange: 'icc.c.events', routingKey: 'progress.#' }]) {
     const connection = new FakeConnection();
@@ -112,6 +122,25 @@ describe('ReplyQueue', () => {
     expect(second).not.toBe(first);
     expect(events).toEqual(['lost: socket closed', `renewed: ${second} @2`]);
     expect(connection.channels[1]!.bindings).toEqual([[second, 'icc.c.events', 'progress.#']]);
+  });
+
+  it('after a reconnect to a broker without its exchange yet, waits for the exchange instead of failing', async () => {
+    vi.useFakeTimers();
+    const { connection, queue, events } = setUp();
+    await queue.open();
+    const declaredBefore = FakeChannel.declared;
+    connection.lose();
+    FakeChannel.missing.add('icc.c.events'); // the next broker of the list: no conductor declared it yet
+    connection.reconnect();
+    await vi.advanceTimersByTimeAsync(250 + 500 + 1000); // three tries, each a 404
+    expect(events).toEqual(['lost: socket closed']);
+    expect(queue.name).toBeUndefined();
+    FakeChannel.missing.clear(); // a conductor has declared its topology there
+    await vi.advanceTimersByTimeAsync(2000);
+    expect(events).toEqual(['lost: socket closed', `renewed: ${queue.name} @2`]);
+    // The exchange is checked before the queue is declared: the failed tries left no queue behind.
+    expect(FakeChannel.declared - declaredBefore).toBe(1);
+    expect(connection.channels.at(-1)!.bindings).toEqual([[queue.name, 'icc.c.events', 'progress.#']]);
   });
 
   it('fails when its channel dies while the connection lives on (e.g. the queue was deleted)', async () => {

@@ -1,7 +1,7 @@
 import type { Logger } from '@app/contracts';
 import type { Channel, ConsumeMessage } from 'amqplib';
 import type { BrokerConnection } from './broker-connection';
-import { MessagingClosedError } from './errors';
+import { MessagingClosedError, isNotFound } from './errors';
 import { errorFields } from './logger';
 import { TypedEvents } from './typed-events';
 
@@ -25,6 +25,11 @@ export interface ReplyQueueOptions {
   bindings?: readonly { exchange: string; routingKey: string }[];
   /** How long open() waits for a connection. Default 10 s. */
   waitForConnectionMs?: number;
+  /**
+   * After a reconnect, how long to wait before trying again when an exchange to bind to is missing there
+   * (first wait; it doubles up to 5 s). Default 250 ms.
+   */
+  missingExchangeRetryMs?: number;
   logger?: Logger;
 }
 
@@ -59,16 +64,9 @@ export class ReplyQueue {
         this.channel = undefined;
         this.events.emit('lost', { reason });
       }),
-      connection.on('connected', ({ generation }) => {
+      connection.on('connected', () => {
         if (!this.opened || this.closed || this.reopening) return;
-        this.reopening = this.declare()
-          .then((queue) => this.events.emit('renewed', { queue, generation }))
-          .catch((error: unknown) => {
-            // Lost again before it was declared: the next 'connected' tries again.
-            if (this.connection.state !== 'connected' || this.closed) return;
-            this.events.emit('failed', { error: asError(error) });
-          })
-          .finally(() => (this.reopening = undefined));
+        this.reopening = this.renew().finally(() => (this.reopening = undefined));
       }),
     ];
   }
@@ -102,6 +100,38 @@ export class ReplyQueue {
     await channel?.close().catch(() => {});
   }
 
+  /**
+   * Declares the queue again on the connection that just came back. An exchange to bind to may be missing
+   * there for a while: after a fail-over to a broker that is not clustered with the old one, it appears
+   * once a conductor of the cell has declared its topology on that broker, and a requester that gave up
+   * meanwhile would lose the answer to a request it sent. So a missing exchange is waited for (with
+   * backoff, for as long as the connection lives); any other error is a failure of the queue.
+   */
+  private async renew(): Promise<void> {
+    let delayMs = this.options.missingExchangeRetryMs ?? 250;
+    for (let attempt = 0; ; attempt++) {
+      try {
+        const queue = await this.declare();
+        this.events.emit('renewed', { queue, generation: this.connection.current()?.generation ?? 0 });
+        return;
+      } catch (error) {
+        // Lost again before it was declared: the next 'connected' tries again.
+        if (this.connection.state !== 'connected' || this.closed) return;
+        if (!isNotFound(error)) {
+          this.events.emit('failed', { error: asError(error) });
+          return;
+        }
+        if (attempt === 0)
+          this.logger.warn(
+            { ...errorFields(error) },
+            'reconnected, but an exchange the reply queue is bound to is not on this broker yet: waiting for it',
+          );
+        await new Promise((resolve) => setTimeout(resolve, delayMs));
+        delayMs = Math.min(delayMs * 2, 5_000);
+      }
+    }
+  }
+
   private async declare(): Promise<string> {
     const { channel, generation } = await this.connection.openChannel(
       this.options.waitForConnectionMs ?? 10_000,
@@ -120,6 +150,9 @@ export class ReplyQueue {
         this.events.emit('failed', { error: new Error('the reply queue channel was closed by the broker') });
       }, 200);
     });
+    // Checked before the queue exists: a 404 then closes the channel with nothing declared, where a failed
+    // bind would leave an exclusive queue behind on the connection for each try.
+    for (const binding of this.options.bindings ?? []) await channel.checkExchange(binding.exchange);
     const { queue } = await channel.assertQueue('', { exclusive: true, autoDelete: true, durable: false });
     for (const binding of this.options.bindings ?? [])
       await channel.bindQueue(queue, binding.exchange, binding.routingKey);

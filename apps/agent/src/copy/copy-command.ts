@@ -90,6 +90,7 @@ export async function runCopy(
           note(`lost the connection to RabbitMQ (${reason.message}); reconnecting...`),
         onResent: () =>
           note(`reconnected; request ${request.requestId} sent again (copies are idempotent: same answer)`),
+        onResendDeferred: (problem) => note(`${problem}; sending again until it is`),
       });
       if (board) {
         board.finish(request.requestId, result.status, result.status !== 'failed');

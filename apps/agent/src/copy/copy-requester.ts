@@ -14,6 +14,9 @@ import { CONNECT_TIMEOUT_MS } from '../broker/agent-broker';
 import { CliError, ExitCode } from '../cli/exit-codes';
 
 const CONFIRM_TIMEOUT_MS = 15_000;
+const RESEND_RETRY_FIRST_MS = 250;
+const RESEND_RETRY_MAX_MS = 5_000;
+const RESEND_DEFERRED = 'reconnected, but RabbitMQ has no queue';
 
 export interface WaitCallbacks {
   /** A failed attempt that the conductor will retry (status failed, retryable: true): not final. */
@@ -26,6 +29,8 @@ export interface WaitCallbacks {
   onConnectionLost?: (reason: Error) => void;
   /** Reconnected: new reply queue, and every request still waiting for its answer sent again. */
   onResent?: (requests: number) => void;
+  /** Reconnected, but the request queue is not on that broker yet: sending again with backoff. */
+  onResendDeferred?: (problem: string) => void;
 }
 
 export interface PrepareOptions {
@@ -61,7 +66,11 @@ export class CopyRequester {
   private interrupted?: Error;
   private readonly lossListeners = new Set<(reason: Error) => void>();
   private readonly resendListeners = new Set<(requests: number) => void>();
+  private readonly deferredListeners = new Set<(problem: string) => void>();
   private readonly offConnection: (() => void)[];
+  /** Counts renewals, so that a resend loop of an older one stops. */
+  private resendRound = 0;
+  private closed = false;
 
   constructor(
     private readonly connection: BrokerConnection,
@@ -169,9 +178,10 @@ export class CopyRequester {
       cancelled = reason;
       this.wake();
     });
-    const { onConnectionLost, onResent } = callbacks;
+    const { onConnectionLost, onResent, onResendDeferred } = callbacks;
     if (onConnectionLost) this.lossListeners.add(onConnectionLost);
     if (onResent) this.resendListeners.add(onResent);
+    if (onResendDeferred) this.deferredListeners.add(onResendDeferred);
     try {
       return await this.waitLoop(correlationId, timeoutMs, deadline, callbacks, () =>
         isCancelled ? { cancelled } : undefined,
@@ -179,6 +189,7 @@ export class CopyRequester {
     } finally {
       if (onConnectionLost) this.lossListeners.delete(onConnectionLost);
       if (onResent) this.resendListeners.delete(onResent);
+      if (onResendDeferred) this.deferredListeners.delete(onResendDeferred);
     }
   }
 
@@ -217,7 +228,7 @@ export class CopyRequester {
       if (left <= 0 && this.interrupted)
         throw new CliError(
           ExitCode.UNREACHABLE,
-          `lost the connection to RabbitMQ while waiting (${this.interrupted.message}) and could not reconnect within ${Number((timeoutMs / 1000).toFixed(3))} s; the request was published and its result will still be published on ${this.topology.eventsExchange.name}`,
+          `lost the connection to RabbitMQ while waiting (${this.interrupted.message}) and could not ${this.connection.state === 'connected' ? 'send the request again' : 'reconnect'} within ${Number((timeoutMs / 1000).toFixed(3))} s; the request was published and its result will still be published on ${this.topology.eventsExchange.name}`,
         );
       if (left <= 0)
         throw new CliError(
@@ -236,21 +247,43 @@ export class CopyRequester {
     }
   }
 
-  /** On the renewed reply queue: every request still waiting, sent again with the new reply_to. */
+  /**
+   * On the renewed reply queue: every request still waiting, sent again with the new reply_to. The
+   * request queue may not be on this broker yet (a fail-over to a broker not clustered with the old one,
+   * before a conductor has declared its topology there): the requests come back unroutable, and are sent
+   * again with backoff rather than given up, until a later reconnect takes over or the wait times out.
+   */
   private async resend(): Promise<void> {
-    try {
-      for (const [correlationId, request] of this.waiting) await this.send(request, correlationId);
-      this.interrupted = undefined;
-      for (const listener of this.resendListeners) listener(this.waiting.size);
-    } catch (error) {
-      if (this.connection.state !== 'connected') return; // lost again: the next renewal tries again
-      this.lost ??= error instanceof Error ? error : new Error(String(error));
-    } finally {
-      this.wake();
+    const round = ++this.resendRound;
+    let delayMs = RESEND_RETRY_FIRST_MS;
+    for (;;) {
+      try {
+        for (const [correlationId, request] of this.waiting) await this.send(request, correlationId);
+        this.interrupted = undefined;
+        for (const listener of this.resendListeners) listener(this.waiting.size);
+        return;
+      } catch (error) {
+        if (this.connection.state !== 'connected' || this.closed) return; // lost again: the next renewal tries again
+        if (!isReturned(error)) {
+          this.lost ??= error instanceof Error ? error : new Error(String(error));
+          return;
+        }
+        const deferred = !this.interrupted?.message.startsWith(RESEND_DEFERRED);
+        this.interrupted = new Error(
+          `${RESEND_DEFERRED} ${this.topology.requestQueue.name} there yet (no conductor of cell '${this.topology.cellId}' has declared it on that broker)`,
+        );
+        if (deferred) for (const listener of this.deferredListeners) listener(this.interrupted.message);
+        await new Promise((resolve) => setTimeout(resolve, delayMs));
+        delayMs = Math.min(delayMs * 2, RESEND_RETRY_MAX_MS);
+        if (round !== this.resendRound) return; // a newer renewal sends them itself
+      } finally {
+        this.wake();
+      }
     }
   }
 
   async close(): Promise<void> {
+    this.closed = true;
     for (const off of this.offConnection) off();
     await this.publisher.close();
     await this.replyQueue?.close();
@@ -268,4 +301,10 @@ export class CopyRequester {
   private wake(): void {
     for (const waker of [...this.wakers]) waker();
   }
+}
+
+/** send()'s error for a request that came back unroutable: its queue is not on the broker. */
+function isReturned(error: unknown): boolean {
+  const cause = error instanceof Error ? error.cause : undefined;
+  return cause instanceof PublishUnroutableError && cause.returned;
 }
