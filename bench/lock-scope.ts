@@ -19,7 +19,7 @@ import * as path from 'node:path';
 import { ImageStore } from '@app/image-store';
 import { NodeLockManager, newAttemptId } from '@app/locking';
 import { CopyWorkflow, ImageHolderIndex, SourceSelector } from '../apps/conductor/src';
-import { BASELINE_ENV, LOCK_PLANS, type LockBaseline } from './support/lock-baselines';
+import { BASELINE_ENV, GLOBAL_LOCK_NODE, LOCK_PLANS, type LockBaseline } from './support/lock-baselines';
 import { writeRandomFile } from './support/random-file';
 import { installWriteThrottle } from './support/throttled-writes';
 import { median, round, spread } from './bench-stats';
@@ -166,7 +166,9 @@ export async function runLockScopeBench(options: { rounds?: number } = {}) {
   const fanoutTargets = Array.from({ length: FANOUT }, (_, i) => `fan-${i}`);
   const disjoint: Record<Baseline, number[]> = { none: [], 'global-lock': [], 'exclusive-source': [] };
   const fanout: Record<Baseline, number[]> = { none: [], 'global-lock': [], 'exclusive-source': [] };
-  await withCell(['origin', ...sources, ...destinations, ...fanoutTargets], async (cell, startConductor) => {
+  // The global-lock baseline's folder is a node of the cell: locks are only taken in registered nodes.
+  const nodes = ['origin', GLOBAL_LOCK_NODE, ...sources, ...destinations, ...fanoutTargets];
+  await withCell(nodes, async (cell, startConductor) => {
     for (let p = 0; p < PAIRS; p++)
       for (let k = 0; k < IMAGES_PER_PAIR; k++) await cell.seed(sources[p]!, `img-${k}`, 4 * MiB);
     await cell.seed('origin', 'golden', GOLDEN_MIB * MiB);
