@@ -174,6 +174,23 @@ describe.each([
     expect(await listDir(tmp)).toEqual([]);
   });
 
+  it("leaves another image's partial alone: neither read, nor warned about, nor removed", async () => {
+    // Another image's copy to the same node, in flight under its own lock: its record and partial.
+    const other = 'other.qcow2';
+    const otherRecord = path.join(tmp, `${other}~attempt-9.origin.part`);
+    const otherPartial = path.join(tmp, `${other}~attempt-9.part`);
+    await fsp.mkdir(tmp, { recursive: true });
+    const record = { v: 1, imageId: other, attemptId: 'attempt-9', sha256: 'e'.repeat(64), size: SIZE };
+    await fsp.writeFile(otherRecord, JSON.stringify({ ...record, createdAt: new Date().toISOString() }));
+    await fsp.writeFile(otherPartial, 'partial bytes of another image');
+
+    const { outcome } = await copyCountingReads({ attemptId: 'attempt-2', resume: true });
+
+    expect(outcome.status).toBe('copied');
+    expect(fx.warnings).toEqual([]);
+    expect(await listDir(tmp)).toEqual([`${other}~attempt-9.origin.part`, `${other}~attempt-9.part`]);
+  });
+
   it('without resume adopts nothing; a failed (not aborted) attempt leaves neither partial nor record', async () => {
     await deadAttempt(4 * MEBIBYTE);
     const { outcome, read } = await copyCountingReads({ attemptId: 'attempt-2' });

@@ -145,7 +145,8 @@ export class PartialCopy {
     const found: Array<{ tag: string; recordPath: string; verifiedBytes: number }> = [];
     for (const name of await this.tmpNames()) {
       const parsed = parseTmpName(name);
-      if (!parsed?.tag.endsWith(RECORD_TAG_SUFFIX)) continue;
+      // Another image's files are another lock's: a copy of it may be writing them right now.
+      if (parsed?.imageId !== this.imageId || !parsed.tag.endsWith(RECORD_TAG_SUFFIX)) continue;
       const tag = parsed.tag.slice(0, -RECORD_TAG_SUFFIX.length);
       if (tag === this.tag || !holderIdSchema.safeParse(tag).success) continue;
       const recordPath = path.join(this.destination.tmp, name);
