@@ -12,6 +12,9 @@
  *    situation of a real cell where a node's disk or link is the bottleneck, not the conductor's CPU.
  * Run: npm run bench:locks   (writes bench/results/lock-scope.json)
  *      `node dist/bench/lock-scope.js --small` (4 pairs, 4 fan-out nodes, one round: a quick check that it runs)
+ *      `--rounds N`; `--cpu-prof-dir DIR`: a CPU profile of each node-local-locks conductor process
+ *      (read with dist/bench/cpu-profile-summary.js).
+ * Each row also says where a copy's time went, from the results' own `durations` (medians per copy).
  */
 import { promises as fsp } from 'node:fs';
 import * as os from 'node:os';
@@ -20,6 +23,8 @@ import { ImageStore } from '@app/image-store';
 import { NodeLockManager, newAttemptId } from '@app/locking';
 import { CopyWorkflow, ImageHolderIndex, SourceSelector } from '../apps/conductor/src';
 import { BASELINE_ENV, GLOBAL_LOCK_NODE, LOCK_PLANS, type LockBaseline } from './support/lock-baselines';
+import { flagValue, numberFlag } from './support/cli-args';
+import { type CpuUse, brokerPid, measureCpuUse } from './support/cpu-use';
 import { writeRandomFile } from './support/random-file';
 import { installWriteThrottle } from './support/throttled-writes';
 import { median, round, spread } from './bench-stats';
@@ -40,6 +45,35 @@ const IMAGES_PER_PAIR = 4;
 const FANOUT = SMALL ? 4 : 16;
 const GOLDEN_MIB = SMALL ? 8 : 64;
 const CONCURRENCY = 16;
+const CPU_PROF_DIR = flagValue('--cpu-prof-dir');
+
+/** Per copy, medians over a run's results: where a copy's time went (docs/protocol.md, `durations`). */
+export interface Phases {
+  totalMs: number;
+  lockWaitMs: number;
+  copyMs: number;
+  verifyMs: number;
+  /** During the run, in cores: the conductor process (all threads), the broker, the whole machine. */
+  conductorCores: number;
+  brokerCores: number;
+  machineBusyCores: number;
+  machineIowaitCores: number;
+}
+
+function phasesOf(replies: Record<string, unknown>[], cpu: CpuUse): Phases {
+  const pick = (key: string) =>
+    round(median(replies.map((r) => Number((r.durations as Record<string, unknown>)?.[key] ?? 0))), 1);
+  return {
+    totalMs: pick('totalMs'),
+    lockWaitMs: pick('lockWaitMs'),
+    copyMs: pick('copyMs'),
+    verifyMs: pick('verifyMs'),
+    conductorCores: cpu.processes.conductor ?? 0,
+    brokerCores: cpu.processes.broker ?? 0,
+    machineBusyCores: cpu.machineBusyCores,
+    machineIowaitCores: cpu.machineIowaitCores,
+  };
+}
 
 type Baseline = LockBaseline;
 /** The conductor with a baseline's lock plan, compiled beside this file. */
@@ -53,11 +87,26 @@ async function clearCopies(cell: BenchCell, nodes: string[]): Promise<void> {
   }
 }
 
+function medianPhases(runs: Phases[]): Phases {
+  const pick = (key: keyof Phases) => round(median(runs.map((p) => p[key])), 2);
+  return {
+    totalMs: pick('totalMs'),
+    lockWaitMs: pick('lockWaitMs'),
+    copyMs: pick('copyMs'),
+    verifyMs: pick('verifyMs'),
+    conductorCores: pick('conductorCores'),
+    brokerCores: pick('brokerCores'),
+    machineBusyCores: pick('machineBusyCores'),
+    machineIowaitCores: pick('machineIowaitCores'),
+  };
+}
+
 async function timeRun(
   cell: BenchCell,
   startConductor: StartConductor,
   baseline: Baseline,
   bodies: object[],
+  phases: Phases[],
 ): Promise<number> {
   // NODE_READ_LIMIT lifted: this measures the lock modes, not the per-node read limit.
   const conductor = await startConductor(
@@ -68,13 +117,17 @@ async function timeRun(
       LOCK_WAIT_MS: '600000',
     },
     BASELINE_CONDUCTOR,
+    CPU_PROF_DIR && baseline === 'none' ? ['--cpu-prof', '--cpu-prof-dir', CPU_PROF_DIR] : [],
   );
   const client = await BenchRequester.open();
   try {
+    const cpu = measureCpuUse({ conductor: conductor.pid, broker: brokerPid() });
     const { ms, replies } = await requestAll(client, cell.topology.requestQueue.name, bodies);
+    const machine = cpu();
     const failed = replies.filter((r) => r.status !== 'completed');
     if (failed.length > 0)
       throw new Error(`${failed.length} copies did not complete: ${JSON.stringify(failed[0])}`);
+    phases.push(phasesOf(replies, machine));
     return ms;
   } finally {
     await client.close();
@@ -160,12 +213,16 @@ async function runSimulation(rounds: number) {
 }
 
 export async function runLockScopeBench(options: { rounds?: number } = {}) {
-  const rounds = options.rounds ?? 5;
+  const rounds = options.rounds ?? numberFlag('--rounds') ?? 5;
   const sources = Array.from({ length: PAIRS }, (_, i) => `src-${i}`);
   const destinations = Array.from({ length: PAIRS }, (_, i) => `dst-${i}`);
   const fanoutTargets = Array.from({ length: FANOUT }, (_, i) => `fan-${i}`);
   const disjoint: Record<Baseline, number[]> = { none: [], 'global-lock': [], 'exclusive-source': [] };
   const fanout: Record<Baseline, number[]> = { none: [], 'global-lock': [], 'exclusive-source': [] };
+  const phases: Record<'disjoint' | 'fanout', Record<Baseline, Phases[]>> = {
+    disjoint: { none: [], 'global-lock': [], 'exclusive-source': [] },
+    fanout: { none: [], 'global-lock': [], 'exclusive-source': [] },
+  };
   // The global-lock baseline's folder is a node of the cell: locks are only taken in registered nodes.
   const nodes = ['origin', GLOBAL_LOCK_NODE, ...sources, ...destinations, ...fanoutTargets];
   await withCell(nodes, async (cell, startConductor) => {
@@ -193,11 +250,21 @@ export async function runLockScopeBench(options: { rounds?: number } = {}) {
     for (let r = 0; r < rounds; r++) {
       for (const baseline of ['none', 'global-lock'] as Baseline[]) {
         await clearCopies(cell, destinations);
-        disjoint[baseline].push(await timeRun(cell, startConductor, baseline, disjointBodies(r, baseline)));
+        disjoint[baseline].push(
+          await timeRun(
+            cell,
+            startConductor,
+            baseline,
+            disjointBodies(r, baseline),
+            phases.disjoint[baseline],
+          ),
+        );
       }
       for (const baseline of ['none', 'exclusive-source'] as Baseline[]) {
         await clearCopies(cell, fanoutTargets);
-        fanout[baseline].push(await timeRun(cell, startConductor, baseline, fanoutBodies(r, baseline)));
+        fanout[baseline].push(
+          await timeRun(cell, startConductor, baseline, fanoutBodies(r, baseline), phases.fanout[baseline]),
+        );
       }
     }
   });
@@ -242,6 +309,13 @@ export async function runLockScopeBench(options: { rounds?: number } = {}) {
         'exclusive source lock',
       ),
     ],
+    /** Per copy (median of the rounds' medians) in the conductor-process rows: where the time went. */
+    phases: {
+      'disjoint pairs, node-local locks': medianPhases(phases.disjoint.none),
+      'disjoint pairs, one global lock': medianPhases(phases.disjoint['global-lock']),
+      'fan-out, shared source lock': medianPhases(phases.fanout.none),
+      'fan-out, exclusive source lock': medianPhases(phases.fanout['exclusive-source']),
+    },
   };
   console.table(
     report.rows.map(({ speedupSpread, ...rest }) => ({
@@ -249,6 +323,7 @@ export async function runLockScopeBench(options: { rounds?: number } = {}) {
       spread: `${speedupSpread.min}..${speedupSpread.max}`,
     })),
   );
+  console.table(report.phases);
   await writeResults(SMALL ? 'lock-scope-small' : 'lock-scope', report);
   return report;
 }
