@@ -3,7 +3,9 @@
  * fs.copyFile and a plain `cp` of the same file in the same run, repeated. Also the conductor process's
  * RSS growth during the copy (sampled from /proc). And the floor no verified copy can beat: sha256 of the
  * same number of bytes already in memory (one hash stream is sequential, whatever the threads). The
- * target is against the machine's limit for a verified copy, max(sha256 only, fs.copyFile), each round.
+ * target is against the machine's limit for a verified copy, max(sha256 only, fs.copyFile), each round;
+ * since ours also fsyncs the image before publishing it, it is reported against the limit of a durable
+ * verified copy too, max(sha256 only, fs.copyFile + fsync).
  * Run: npm run bench:big-copy [-- --size-mib 1024 --rounds 5]   (writes bench/results/big-copy.json)
  */
 import { execFile } from 'node:child_process';
@@ -102,6 +104,9 @@ export async function runBigCopyBench(options: { sizeMiB?: number; rounds?: numb
   // The machine's limit for a verified copy, per round: it cannot beat the disk's copy nor one sha256 stream.
   const limit = ours.map((_, i) => Math.max(hashOnly[i]!, copyFile[i]!));
   const overLimit = ours.map((o, i) => o / limit[i]!);
+  // Ours also makes the image durable before publishing it: the limit of a durable verified copy.
+  const durableLimit = ours.map((_, i) => Math.max(hashOnly[i]!, copyFileDurable[i]!));
+  const overDurableLimit = ours.map((o, i) => o / durableLimit[i]!);
   const report = {
     scenario: `${sizeMiB} MiB image: request -> verified published image vs raw copies`,
     date: new Date().toISOString(),
@@ -111,6 +116,9 @@ export async function runBigCopyBench(options: { sizeMiB?: number; rounds?: numb
     machineLimitMs: round(median(limit), 0),
     vsMachineLimit: round(median(overLimit), 2),
     vsMachineLimitSpread: spread(overLimit.map((x) => round(x, 2))),
+    durableLimitMs: round(median(durableLimit), 0),
+    vsDurableLimit: round(median(overDurableLimit), 2),
+    vsDurableLimitSpread: spread(overDurableLimit.map((x) => round(x, 2))),
     copyFileMs: round(median(copyFile), 0),
     cpMs: round(median(cp), 0),
     ratioVsCopyFile: round(median(ratio(copyFile)), 2),

@@ -6,14 +6,16 @@
  *
  * Both copies read the source from the page cache (it was just written), so this compares the copy paths,
  * not the disk's read speed. The raw baseline is reported with and without an fsync of the copy, since
- * ours always fsyncs before publishing.
+ * ours always fsyncs before publishing. And the pipeline alone: the same copy in copy workers (as the
+ * conductor runs it) with fsync off, against the limit of any verified copy, max(sha256 only, copyFile):
+ * what is left of the gap once the disk's flush is out of it.
  */
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { COPY_CHUNK_BYTES, ImageStore } from '@app/image-store';
-import { median, round } from './bench-stats';
+import { median, round, spread } from './bench-stats';
 
 const MiB = 1024 * 1024;
 const SAMPLE_EVERY_MS = 50;
@@ -21,6 +23,9 @@ const IMAGE = 'bench-image.raw';
 
 interface RoundResult {
   oursMs: number;
+  /** Copy workers, fsync off. */
+  pipelineMs: number;
+  hashOnlyMs: number;
   rawCopyMs: number;
   rawFsyncMs: number;
   rssBeforeBytes: number;
@@ -62,7 +67,39 @@ async function withRssSampling<T>(
   }
 }
 
-async function oneRound(store: ImageStore, root: string, round: number): Promise<RoundResult> {
+/** sha256 of `bytes` bytes of one in-memory buffer: hashing alone, no I/O. */
+function hashOnlyMs(bytes: number): number {
+  const chunk = randomBytes(MiB);
+  const started = performance.now();
+  const hash = createHash('sha256');
+  for (let done = 0; done < bytes; done += chunk.length) hash.update(chunk);
+  hash.digest();
+  return performance.now() - started;
+}
+
+async function pipelineRound(store: ImageStore, round: number): Promise<number> {
+  const destination = `node-p${round}`;
+  await store.markers.registerNode(destination, 'bench');
+  const started = performance.now();
+  const outcome = await store.copies.copyImage({
+    imageId: IMAGE,
+    source: 'node-a',
+    destination,
+    attemptId: `bench-p${round}`,
+  });
+  const ms = performance.now() - started;
+  if (outcome.status !== 'copied') throw new Error(`expected a copy, got ${outcome.status}`);
+  await fsp.rm(store.nodeLayout(destination).dir, { recursive: true });
+  return ms;
+}
+
+async function oneRound(
+  store: ImageStore,
+  pipeline: ImageStore,
+  root: string,
+  round: number,
+  size: number,
+): Promise<RoundResult> {
   const destination = `node-b${round}`;
   await store.markers.registerNode(destination, 'bench');
   const started = performance.now();
@@ -86,8 +123,11 @@ async function oneRound(store: ImageStore, root: string, round: number): Promise
   const rawFsyncMs = performance.now() - rawStarted;
   await fsp.rm(rawTarget);
 
+  const pipelineMs = await pipelineRound(pipeline, round);
   return {
     oursMs,
+    pipelineMs,
+    hashOnlyMs: hashOnlyMs(size),
     rawCopyMs,
     rawFsyncMs,
     rssBeforeBytes: sampled.before,
@@ -109,8 +149,15 @@ export async function runCopyMemoryBench(options: { sizeMiB?: number; rounds?: n
     await store.imports.importImage('node-a', IMAGE, staging);
     await fsp.rm(staging);
 
+    const pipeline = new ImageStore({ root, fsync: false, copyWorkers: os.availableParallelism() });
     const results: RoundResult[] = [];
-    for (let r = 0; r < rounds; r += 1) results.push(await oneRound(store, root, r));
+    try {
+      for (let r = 0; r < rounds; r += 1) results.push(await oneRound(store, pipeline, root, r, size));
+    } finally {
+      await pipeline.close();
+    }
+    const pipelineMs = median(results.map((x) => x.pipelineMs));
+    const pipelineOverLimit = results.map((x) => x.pipelineMs / Math.max(x.hashOnlyMs, x.rawCopyMs));
 
     const oursMs = median(results.map((x) => x.oursMs));
     const rawCopyMs = median(results.map((x) => x.rawCopyMs));
@@ -128,11 +175,17 @@ export async function runCopyMemoryBench(options: { sizeMiB?: number; rounds?: n
       rawCopyFileFsync: { ms: round(rawFsyncMs, 1), MiBps: round(sizeMiB / (rawFsyncMs / 1000), 1) },
       ratioVsCopyFile: round(oursMs / rawCopyMs, 2),
       ratioVsCopyFileFsync: round(oursMs / rawFsyncMs, 2),
+      pipelineNoFsync: { ms: round(pipelineMs, 1), copyWorkers: os.availableParallelism() },
+      hashOnlyMs: round(median(results.map((x) => x.hashOnlyMs)), 1),
+      pipelineVsLimit: round(median(pipelineOverLimit), 2),
+      pipelineVsLimitSpread: spread(pipelineOverLimit.map((x) => round(x, 2))),
       rssBeforeMiB: toMiB(results[0]!.rssBeforeBytes),
       peakRssGrowthMiB: toMiB(Math.max(...results.map((x) => x.peakRssGrowthBytes))),
       rssSamples: results.map((x) => x.samples),
       perRound: results.map((x) => ({
         oursMs: round(x.oursMs, 1),
+        pipelineMs: round(x.pipelineMs, 1),
+        hashOnlyMs: round(x.hashOnlyMs, 1),
         rawCopyMs: round(x.rawCopyMs, 1),
         rawFsyncMs: round(x.rawFsyncMs, 1),
         peakRssGrowthMiB: toMiB(x.peakRssGrowthBytes),
@@ -144,6 +197,8 @@ export async function runCopyMemoryBench(options: { sizeMiB?: number; rounds?: n
         'raw copyFile ms': report.rawCopyFile.ms,
         'raw +fsync ms': report.rawCopyFileFsync.ms,
         ratio: report.ratioVsCopyFileFsync,
+        'workers, no fsync ms': report.pipelineNoFsync.ms,
+        'vs max(sha256, copyFile)': report.pipelineVsLimit,
         'RSS before MiB': report.rssBeforeMiB,
         'peak RSS growth MiB': report.peakRssGrowthMiB,
       },

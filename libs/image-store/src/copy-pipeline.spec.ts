@@ -167,19 +167,20 @@ describe('CopyPipeline', () => {
     });
 
     it('refuses a source that shrinks during the copy: SIZE_MISMATCH', async () => {
-      await seed('node-a', 4 * MEBIBYTE);
+      // Cut well past the reads ahead of the first chunk's write (COPY_BUFFERS - 1 chunks).
+      await seed('node-a', 16 * MEBIBYTE);
       const sourcePath = store.entries.imagePath('node-a', IMAGE);
       let truncated = false;
       const copying = copy({
         onProgress: () => {
-          if (!truncated) truncateSync(sourcePath, 2 * MEBIBYTE + 1);
+          if (!truncated) truncateSync(sourcePath, 8 * MEBIBYTE + 1);
           truncated = true;
         },
       });
 
       const error = await expectConductorError(copying, 'SIZE_MISMATCH');
 
-      expect(error.message).toContain(`${2 * MEBIBYTE + 1} bytes arrived, expected ${4 * MEBIBYTE}`);
+      expect(error.message).toContain(`${8 * MEBIBYTE + 1} bytes arrived, expected ${16 * MEBIBYTE}`);
       await expectNothingAtDestination();
     });
 

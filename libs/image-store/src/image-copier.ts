@@ -3,6 +3,8 @@ import type { FileHandle } from 'node:fs/promises';
 import { ReasonError } from '@app/contracts';
 
 export const COPY_CHUNK_BYTES = 1024 * 1024;
+/** Buffers in one copy's ring (copyChunks): the chunk being written, and reads ahead in the others. */
+export const COPY_BUFFERS = 2;
 
 /** Positional reads and writes of one copy: file handles on the main thread, raw fds in a copy worker. */
 export interface ChunkIo {
@@ -69,7 +71,11 @@ function handleWrite(to: FileHandle): ChunkIo['write'] {
     to.write(buffer, offset, length, position).then((result) => result.bytesWritten);
 }
 
-export type CopyChunksOptions = Omit<StreamCopyOptions, 'from' | 'to'> & { io: ChunkIo };
+export type CopyChunksOptions = Omit<StreamCopyOptions, 'from' | 'to'> & {
+  io: ChunkIo;
+  /** The ring's size (default COPY_BUFFERS; at least 2): benches compare sizes. */
+  buffers?: number;
+};
 
 /**
  * A read started ahead of the write it overlaps: if it fails while the loop awaits that write (a mount
@@ -82,18 +88,23 @@ function readAhead(read: Promise<number>): Promise<number> {
 }
 
 /**
- * Copies and hashes on the way, with two fixed 1 MiB buffers: the next chunk is read while the current
- * one is written and hashed. Memory stays flat whatever the size, and nothing is allocated per chunk
- * (fs.createReadStream allocates a fresh buffer for every read).
+ * Copies and hashes on the way, through a ring of `buffers` fixed buffers of COPY_CHUNK_BYTES: while one
+ * chunk is written (on libuv's threads) and hashed (on this thread), the next ones are read ahead into
+ * the others. Memory stays flat whatever the size, and nothing is allocated per chunk
+ * (fs.createReadStream allocates a fresh buffer for every read). More than one read ahead absorbs the
+ * stalls of writes into the page cache (the kernel throttles a writer of many dirty pages), which with
+ * one read ahead left the hash thread idle.
  */
 export async function copyChunks(options: CopyChunksOptions): Promise<StreamCopyResult> {
   const { io, maxBytes, signal, onProgress, readError, writeError, describe, checkpoint, pace } = options;
   throwIfAborted(signal);
   const hash = options.start?.hash ?? createHash('sha256');
-  const buffers = [Buffer.allocUnsafe(COPY_CHUNK_BYTES), Buffer.allocUnsafe(COPY_CHUNK_BYTES)];
-  const read = (index: number, position: number): Promise<number> =>
+  const ring = Array.from({ length: Math.max(2, options.buffers ?? COPY_BUFFERS) }, () =>
+    Buffer.allocUnsafe(COPY_CHUNK_BYTES),
+  );
+  const read = (buffer: Buffer, position: number): Promise<number> =>
     io
-      .read(buffers[index], position)
+      .read(buffer, position)
       .catch((error: unknown) => {
         throw readError(error);
       })
@@ -102,16 +113,50 @@ export async function copyChunks(options: CopyChunksOptions): Promise<StreamCopy
         return bytesRead;
       });
 
-  let current = 0;
   let bytes = options.start?.bytes ?? 0;
   let nextCheckpoint = checkpoint ? bytes + checkpoint.everyBytes : Infinity;
-  let pending: Promise<number> | undefined = readAhead(read(current, bytes));
+  /** Reads in flight, in file order, each into its own buffer of the ring. */
+  const reads: Array<{ slot: number; position: number; done: Promise<number> }> = [];
+  let nextSlot = 0;
+  let nextPosition = bytes;
+  /** Every buffer but the one being written is read into. */
+  const readAheadFull = () => {
+    while (reads.length < ring.length - 1) {
+      reads.push({
+        slot: nextSlot,
+        position: nextPosition,
+        done: readAhead(read(ring[nextSlot]!, nextPosition)),
+      });
+      nextSlot = (nextSlot + 1) % ring.length;
+      nextPosition += COPY_CHUNK_BYTES;
+    }
+  };
+  let writing: Promise<void> | undefined;
   try {
+    readAheadFull();
     for (;;) {
-      const bytesRead = await pending;
-      pending = undefined;
+      if (writing) {
+        // The previous chunk is written (and was hashed): its buffer is free, and the prefix is whole.
+        await writing;
+        writing = undefined;
+        if (checkpoint && bytes >= nextCheckpoint) {
+          await checkpoint.save(bytes, hash.copy().digest('hex'));
+          nextCheckpoint = bytes + checkpoint.everyBytes;
+        }
+        onProgress?.(bytes);
+        throwIfAborted(signal);
+      }
+      const head = reads.shift()!;
+      const bytesRead = await head.done;
       if (bytesRead === 0) break;
-      const chunk = buffers[current].subarray(0, bytesRead);
+      if (bytesRead < COPY_CHUNK_BYTES) {
+        // The end of the file, or a file system that returned less: the reads ahead were for the wrong
+        // positions. They settle, and reading goes on right after what this one returned.
+        await Promise.all(reads.splice(0).map((r) => r.done.then(ignore, ignore)));
+        nextSlot = (head.slot + 1) % ring.length;
+        nextPosition = head.position + bytesRead;
+      }
+      const chunk = ring[head.slot]!.subarray(0, bytesRead);
       const offset = bytes;
       bytes += bytesRead;
       if (maxBytes !== undefined && bytes > maxBytes) {
@@ -120,31 +165,22 @@ export async function copyChunks(options: CopyChunksOptions): Promise<StreamCopy
           `${describe}: more than the expected ${maxBytes} bytes arrived`,
         );
       }
-      current ^= 1;
-      // Three things at once: the next read and this write run on libuv's threads while this thread hashes.
-      // Both only read `chunk`, and its buffer is not reused before the write has finished.
-      pending = readAhead(read(current, bytes));
-      const writing = (pace ? pace.beforeWrite(chunk.length, signal) : Promise.resolve())
+      readAheadFull();
+      // Both the write and the hash only read `chunk`; its buffer is read into again only after the
+      // write has finished (the top of the next round).
+      writing = (pace ? pace.beforeWrite(chunk.length, signal) : Promise.resolve())
         .then(() => writeAll(io, chunk, offset))
         .catch((error: unknown) => {
           throw writeError(error);
         });
-      try {
-        hash.update(chunk);
-      } finally {
-        await writing;
-      }
-      if (checkpoint && bytes >= nextCheckpoint) {
-        await checkpoint.save(bytes, hash.copy().digest('hex'));
-        nextCheckpoint = bytes + checkpoint.everyBytes;
-      }
-      onProgress?.(bytes);
-      throwIfAborted(signal);
+      writing.catch(ignore); // awaited at the top of the next round, or settled in `finally`
+      hash.update(chunk);
     }
   } finally {
-    // A read still in flight after a failure writes into our buffer and holds the file: let it settle
-    // before the caller closes the file. Its own outcome no longer matters, the first error is reported.
-    if (pending) await pending.then(ignore, ignore);
+    // Reads and a write still in flight after a failure use our buffers and hold the files: let them
+    // settle before the caller closes the files. Their own outcomes no longer matter, the first error is
+    // reported.
+    await Promise.all([...reads.map((r) => r.done), writing].map((p) => p?.then(ignore, ignore)));
   }
   return { bytes, sha256: hash.digest('hex') };
 }

@@ -27,4 +27,5 @@ export {
   JOBS_FOLDER,
   CANCELS_FOLDER,
 } from './job-records';
-export { COPY_CHUNK_BYTES, type StreamPace } from './image-copier';
+// The copy loop itself, for benchmarks that compare its settings.
+export { COPY_BUFFERS, COPY_CHUNK_BYTES, copyChunks, fileHandleIo, type StreamPace } from './image-copier';
