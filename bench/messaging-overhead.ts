@@ -8,6 +8,7 @@
  * Profile the conductor under this load: add `--cpu-prof <dir>`, then `node dist/bench/cpu-profile-summary.js <dir>/*.cpuprofile`.
  */
 import { type ConfirmChannel, connect } from 'amqplib';
+import { brokerPid, measureCpuUse } from './support/cpu-use';
 import { flagValue, numberFlag } from './support/cli-args';
 import { median, percentile, round, spread } from './bench-stats';
 import { AMQP_URL, BenchRequester, requestAll, withCell, writeResults } from './support/bench-cell';
@@ -111,6 +112,14 @@ export async function runMessagingOverheadBench(
   const fair: number[] = [];
   // The conductor's own time per no-op request (durations.totalMs: first seen -> result made), all rounds.
   const totalMs: number[] = [];
+  // CPU per request (ms of one core): the conductor process (all threads), and the broker, for ours and
+  // for the fair raw loop (whose consumer is this bench process).
+  const cpuPerRequest = {
+    oursConductor: [] as number[],
+    oursBroker: [] as number[],
+    fairLoop: [] as number[],
+    fairBroker: [] as number[],
+  };
   await withCell(['node-a', 'node-b'], async (cell, startConductor) => {
     await cell.seed('node-b', 'present.img', 1024 * 1024);
     // --cpu-prof: the profile is written when the conductor exits, so it is stopped with SIGTERM below.
@@ -123,14 +132,24 @@ export async function runMessagingOverheadBench(
     try {
       for (let r = 0; r < rounds; r++) {
         raw.push(await rawLoop(messages));
+        const fairCpu = measureCpuUse({ broker: brokerPid(), bench: process.pid });
+        const fairStarted = performance.now();
         fair.push(await rawConductorLoop(client, messages, r));
+        const fairUse = fairCpu();
+        const fairSeconds = (performance.now() - fairStarted) / 1000;
+        cpuPerRequest.fairLoop.push(((fairUse.processes.bench ?? 0) * fairSeconds * 1000) / messages);
+        cpuPerRequest.fairBroker.push(((fairUse.processes.broker ?? 0) * fairSeconds * 1000) / messages);
         const bodies = Array.from({ length: messages }, (_, i) => ({
           v: 1,
           requestId: `r${r}-${i}`,
           imageId: 'present.img',
           destination: 'node-b',
         }));
+        const cpu = measureCpuUse({ conductor: conductor.pid, broker: brokerPid() });
         const { ms, replies } = await requestAll(client, cell.topology.requestQueue.name, bodies);
+        const use = cpu();
+        cpuPerRequest.oursConductor.push(((use.processes.conductor ?? 0) * ms) / messages);
+        cpuPerRequest.oursBroker.push(((use.processes.broker ?? 0) * ms) / messages);
         if (replies.some((x) => x.status !== 'already-present'))
           throw new Error('a no-op request was not answered already-present');
         for (const reply of replies) {
@@ -162,6 +181,13 @@ export async function runMessagingOverheadBench(
     fairRatioSpread: spread(fairRatios.map((x) => round(x, 3))),
     oursHandlingMsMedian: round(median(totalMs), 2),
     oursHandlingMsP99: round(percentile(totalMs, 99), 2),
+    /** Medians over the rounds, in ms of one core per request (the fair loop's own process also publishes the requests). */
+    cpuMsPerRequest: {
+      conductor: round(median(cpuPerRequest.oursConductor), 3),
+      brokerWithConductor: round(median(cpuPerRequest.oursBroker), 3),
+      fairLoopProcess: round(median(cpuPerRequest.fairLoop), 3),
+      brokerWithFairLoop: round(median(cpuPerRequest.fairBroker), 3),
+    },
     rawPerSecond: round(median(raw), 0),
     ratio: round(median(ratios), 3),
     ratioSpread: spread(ratios.map((x) => round(x, 3))),
