@@ -9,11 +9,11 @@
  * Run: npm run bench:big-copy [-- --size-mib 1024 --rounds 5]   (writes bench/results/big-copy.json)
  */
 import { execFile } from 'node:child_process';
-import { createHash, randomBytes } from 'node:crypto';
 import { promises as fsp, readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { promisify } from 'node:util';
 import { numberFlag } from './support/cli-args';
+import { hashOnlyMs } from './support/hash-floor';
 import { median, round, spread } from './bench-stats';
 import { BenchRequester, withCell, writeResults } from './support/bench-cell';
 
@@ -23,16 +23,6 @@ const MiB = 1024 * 1024;
 function rssOf(pid: number): number {
   const status = readFileSync(`/proc/${pid}/status`, 'utf8');
   return Number(/VmRSS:\s+(\d+) kB/.exec(status)![1]) * 1024;
-}
-
-/** sha256 over `bytes` bytes of one in-memory buffer: hashing alone, no I/O. */
-function hashOnlyMs(bytes: number): number {
-  const chunk = randomBytes(MiB);
-  const started = performance.now();
-  const hash = createHash('sha256');
-  for (let done = 0; done < bytes; done += chunk.length) hash.update(chunk);
-  hash.digest();
-  return performance.now() - started;
 }
 
 async function timed(fn: () => Promise<unknown>): Promise<number> {

@@ -10,11 +10,12 @@
  * conductor runs it) with fsync off, against the limit of any verified copy, max(sha256 only, copyFile):
  * what is left of the gap once the disk's flush is out of it.
  */
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { COPY_CHUNK_BYTES, ImageStore } from '@app/image-store';
+import { hashOnlyMs } from './support/hash-floor';
 import { median, round, spread } from './bench-stats';
 
 const MiB = 1024 * 1024;
@@ -65,16 +66,6 @@ async function withRssSampling<T>(
   } finally {
     clearInterval(timer);
   }
-}
-
-/** sha256 of `bytes` bytes of one in-memory buffer: hashing alone, no I/O. */
-function hashOnlyMs(bytes: number): number {
-  const chunk = randomBytes(MiB);
-  const started = performance.now();
-  const hash = createHash('sha256');
-  for (let done = 0; done < bytes; done += chunk.length) hash.update(chunk);
-  hash.digest();
-  return performance.now() - started;
 }
 
 async function pipelineRound(store: ImageStore, round: number): Promise<number> {
