@@ -43,7 +43,7 @@ describe('conductor configuration', () => {
         expect.stringMatching(/^CACHE_ROOT: is required/),
         expect.stringMatching(/^COPY_CONCURRENCY="lots": must be a number/),
         expect.stringMatching(/^AMQP_URL="http:\/\/x": must start with amqp/),
-        expect.stringMatching(/^ADMIN_TOKEN="short": must be at least 16/),
+        expect.stringMatching(/^ADMIN_TOKEN=\(redacted\): must be at least 16/),
       ]),
     );
     expect(problemsOf({ ...minimal, RETRY_DELAYS_MS: '5000,1000' })).toEqual([
@@ -87,6 +87,12 @@ describe('conductor configuration', () => {
       expect.stringMatching(/^ORIGIN_ATTEMPTS="0": must be at least 1/),
     ]);
     expect(problemsOf({ ...minimal, ORIGIN_URL: 'ftp://x/{imageId}' })[0]).toMatch(/must be an http/);
+  });
+
+  it('never echoes a refused ADMIN_TOKEN', () => {
+    const problems = problemsOf({ ...minimal, ADMIN_TOKEN: 'short-s3cret' });
+    expect(problems).toEqual(['ADMIN_TOKEN=(redacted): must be at least 16 characters']);
+    expect(problems.join('\n')).not.toContain('short-s3cret');
   });
 
   it('sizes the copy workers to the machine unless HASH_WORKERS says otherwise', () => {

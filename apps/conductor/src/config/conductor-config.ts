@@ -251,6 +251,8 @@ export const CONFIG_VARIABLES = {
   ADMIN_TOKEN: {
     schema: z.string().min(16, 'must be at least 16 characters').optional(),
     default: undefined,
+    // A token refused for being short is still someone's real token: never echoed.
+    secret: true,
     doc: 'Bearer token for every admin route except health; at least 16 characters. Unset: the endpoint listens on 127.0.0.1 only.',
   },
   LOG_LEVEL: {
