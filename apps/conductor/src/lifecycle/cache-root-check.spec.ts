@@ -37,6 +37,20 @@ describe('CacheRootCheck', () => {
     expect(await fsp.readdir(root)).toEqual([]);
   });
 
+  it('removes the probe folder of a check that died an hour ago, never one that may be under way', async () => {
+    const abandoned = path.join(root, '.icc-check-dead-1-0a0b0c0d');
+    const recent = path.join(root, '.icc-check-starting-2-01020304');
+    await fsp.mkdir(path.join(abandoned, 'sub'), { recursive: true });
+    await fsp.mkdir(recent);
+    const twoHoursAgo = new Date(Date.now() - 2 * 60 * 60 * 1000);
+    await fsp.utimes(abandoned, twoHoursAgo, twoHoursAgo);
+
+    const report = await new CacheRootCheck({ root, timings, conductorId: 'c1' }).run();
+
+    expect(report.failures).toEqual([]);
+    expect(await fsp.readdir(root)).toEqual(['.icc-check-starting-2-01020304']);
+  });
+
   it('refuses a folder it cannot write, naming the probe and the fix', async () => {
     const missing = path.join(root, 'absent');
     const report = await new CacheRootCheck({ root: missing, timings, conductorId: 'c1' }).run();

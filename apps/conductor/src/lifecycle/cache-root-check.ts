@@ -40,6 +40,12 @@ export interface CacheRootCheckOptions {
 }
 
 const POLL_MS = 20;
+const PROBE_PREFIX = '.icc-check-';
+/**
+ * A check takes seconds: a probe folder this old is one a conductor left when it died mid-check. Another
+ * conductor's check under way is never that old, so removing it cannot disturb one.
+ */
+const ABANDONED_PROBE_MS = 60 * 60 * 1000;
 
 /**
  * The start-up check of CACHE_ROOT: can the folder support the lock timings? A conductor on a folder that
@@ -52,9 +58,10 @@ export class CacheRootCheck {
 
   async run(): Promise<CacheRootReport> {
     const { root, conductorId } = this.options;
+    await removeAbandonedProbes(root);
     const dir = path.join(
       root,
-      `.icc-check-${conductorId.replace(/[^A-Za-z0-9._-]/g, '_')}-${randomBytes(4).toString('hex')}`,
+      `${PROBE_PREFIX}${conductorId.replace(/[^A-Za-z0-9._-]/g, '_')}-${randomBytes(4).toString('hex')}`,
     );
     const results: ProbeResult[] = [];
     const report: CacheRootReport = { results, failures: [] };
@@ -335,4 +342,16 @@ async function writeSynced(file: string, data: string): Promise<void> {
 
 function text(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
+}
+
+/** Probe folders of checks that died mid-way (best effort: a problem here is the check's to find). */
+async function removeAbandonedProbes(root: string): Promise<void> {
+  const names = await fsp.readdir(root).catch(() => [] as string[]);
+  for (const name of names) {
+    if (!name.startsWith(PROBE_PREFIX)) continue;
+    const probe = path.join(root, name);
+    const stat = await fsp.lstat(probe).catch(() => undefined);
+    if (stat?.isDirectory() && Date.now() - stat.mtimeMs > ABANDONED_PROBE_MS)
+      await fsp.rm(probe, { recursive: true, force: true }).catch(() => undefined);
+  }
 }
