@@ -181,4 +181,38 @@ describe('cancel: copy requests and jobs', () => {
     const status = await runIcc(statusArgs, { env: cliEnv });
     expect(status.stdout, describeRun(statusArgs, status)).toContain('cancelled');
   });
+
+  it('a cancel of a job copy that has finished says so, even when the ids hold dots (job "rel", node "b.c")', async () => {
+    const cell = bed.cell!;
+    // Job "rel" ran on node "b.c"; its copy request id is "rel.b.c", which also reads as job "rel.b", node "c".
+    await cell.store.jobs.create({
+      v: 1,
+      jobId: 'rel',
+      type: 'precache',
+      imageId: IMAGE,
+      nodes: ['b.c'],
+      createdAt: new Date().toISOString(),
+      createdBy: 'test',
+    });
+    await cell.store.jobs.recordOutcome('rel', {
+      node: 'b.c',
+      outcome: 'completed',
+      at: new Date().toISOString(),
+    });
+    await ConductorProcess.start(bed.pool, cell.conductorEnv({ CONDUCTOR_ID: 'cancel-d' }), 90_000).ready();
+
+    await publishConfirmed(cell.topology.jobQueue.name, [
+      {
+        body: { v: 1, type: 'cancel', requestId: 'rel.b.c' },
+        replyTo: bed.client!.replyQueueName,
+        correlationId: 'cancel-dotted',
+      },
+    ]);
+
+    expect(await bed.client!.finalReply('cancel-dotted', 30_000)).toMatchObject({
+      type: 'cancel-answer',
+      status: 'already-final',
+      detail: 'request rel.b.c (job rel, node b.c) had finished: completed',
+    });
+  });
 });

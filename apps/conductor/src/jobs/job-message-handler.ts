@@ -15,6 +15,7 @@ import {
   cancelRoutingKey,
   jobCopyRequestId,
   jobIdSchema,
+  nodeIdSchema,
   jobRoutingKey,
   parseJobsQueueMessage,
   replyToProblem,
@@ -270,9 +271,15 @@ export class JobMessageHandler {
       }
     } else {
       const requestId = cancel.requestId!;
-      const job = jobOfRequest(requestId);
-      const jobRecord = job ? await store.jobs.read(job.jobId).catch(() => undefined) : undefined;
-      const finished = jobRecord && job ? await store.jobs.outcome(job.jobId, job.node) : undefined;
+      let job: { jobId: string; node: string } | undefined;
+      for (const split of jobSplitsOfRequest(requestId)) {
+        const record = await store.jobs.read(split.jobId).catch(() => undefined);
+        if (record?.nodes.includes(split.node)) {
+          job = split;
+          break;
+        }
+      }
+      const finished = job ? await store.jobs.outcome(job.jobId, job.node) : undefined;
       if (finished)
         answer = {
           status: 'already-final',
@@ -378,13 +385,19 @@ export class JobMessageHandler {
   }
 }
 
-/** `<jobId>.<node>` split at each '.', the longest valid job id first; undefined for other request ids. */
-export function jobOfRequest(requestId: string): { jobId: string; node: string } | undefined {
+/**
+ * Every way to read a request id as `<jobId>.<node>` (both valid), the longest job id first: ids may hold
+ * dots themselves, so `a.b.c` is job `a.b` on node `c` or job `a` on node `b.c`; the job records decide.
+ */
+export function jobSplitsOfRequest(requestId: string): Array<{ jobId: string; node: string }> {
+  const splits: Array<{ jobId: string; node: string }> = [];
   for (let i = requestId.lastIndexOf('.'); i > 0; i = requestId.lastIndexOf('.', i - 1)) {
     const jobId = requestId.slice(0, i);
-    if (jobIdSchema.safeParse(jobId).success) return { jobId, node: requestId.slice(i + 1) };
+    const node = requestId.slice(i + 1);
+    if (jobIdSchema.safeParse(jobId).success && nodeIdSchema.safeParse(node).success)
+      splits.push({ jobId, node });
   }
-  return undefined;
+  return splits;
 }
 
 function peekJobId(content: Buffer): string | undefined {

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { ImageStore } from '@app/image-store';
 import { makeTempDir, removeDir } from '../../../../test/support/temp-dirs';
 import { planJobNodes } from './job-planner';
-import { jobOfRequest } from './job-message-handler';
+import { jobSplitsOfRequest } from './job-message-handler';
 
 describe('planJobNodes', () => {
   it('all: every registered node; percent: the same share for the same job id, rounded up', async () => {
@@ -29,8 +29,12 @@ describe('planJobNodes', () => {
     }
   });
 
-  it('jobOfRequest splits <jobId>.<node>', () => {
-    expect(jobOfRequest('job-1.node-a')).toEqual({ jobId: 'job-1', node: 'node-a' });
-    expect(jobOfRequest('plain-request')).toBeUndefined();
+  it('jobSplitsOfRequest reads <jobId>.<node> every way the dots allow, the longest job id first', () => {
+    expect(jobSplitsOfRequest('job-1.node-a')).toEqual([{ jobId: 'job-1', node: 'node-a' }]);
+    expect(jobSplitsOfRequest('plain-request')).toEqual([]);
+    expect(jobSplitsOfRequest('a.b.c')).toEqual([
+      { jobId: 'a.b', node: 'c' },
+      { jobId: 'a', node: 'b.c' },
+    ]);
   });
 });
