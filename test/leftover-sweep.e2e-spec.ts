@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -117,6 +118,50 @@ describe('the leftover sweep', () => {
     ] as const) {
       expect(await c.store.copies.verifiedImage(node, imageId), `${node}/${imageId}`).toBeDefined();
     }
+    expect(errorLines([conductor])).toEqual([]);
+  });
+
+  it("leaves a killed copy's resumable partial for RESUMABLE_KEEP_MS, then collects it too", async () => {
+    cell = await TestCell.create({ nodes: ['node-a', 'node-b'] });
+    const c = cell;
+    // A destination holder killed mid-copy: its gate, a checkpointed partial with its record, and a
+    // partial meta file that no later attempt resumes.
+    await killedHolder(c.root, 'node-b', 'big.img', 'exclusive');
+    await fsp.mkdir(path.join(c.root, 'node-b', 'tmp'), { recursive: true });
+    const bytes = Buffer.alloc(4096, 7);
+    await fsp.writeFile(partFile('node-b', 'big.img', 'dead-attempt'), bytes);
+    const record = {
+      v: 1,
+      imageId: 'big.img',
+      attemptId: 'dead-attempt',
+      sha256: 'a'.repeat(64),
+      size: 1 << 20,
+      createdAt: new Date().toISOString(),
+      verified: { bytes: bytes.length, sha256: createHash('sha256').update(bytes).digest('hex') },
+    };
+    await fsp.writeFile(partFile('node-b', 'big.img', 'dead-attempt.origin'), JSON.stringify(record));
+    await fsp.writeFile(partFile('node-b', 'big.img', 'meta-1b2c'), '{"v":1');
+    const tmpNames = () => fsp.readdir(path.join(c.root, 'node-b', 'tmp')).then((n) => n.sort());
+
+    const conductor = ConductorProcess.start(
+      pool,
+      c.conductorEnv({ CONDUCTOR_ID: 'sweeper', LEFTOVER_SWEEP_MS: '1000', RESUMABLE_KEEP_MS: '8000' }),
+      90_000,
+    );
+    await conductor.ready();
+    const admin = AdminHttp.of(conductor);
+    const totals = async () => (await admin.json<{ leftovers: LeftoversView }>('/status')).leftovers.totals;
+    await until(async () => (await totals()).keysCollected >= 1, 'the sweep to collect the dead key', 30_000);
+    // The gate and the meta partial are gone; the resumable pair stays for a later attempt.
+    expect(await heldLockEntries(c.root)).toEqual([]);
+    expect(await tmpNames()).toEqual(['big.img~dead-attempt.origin.part', 'big.img~dead-attempt.part']);
+
+    await until(
+      async () => (await tmpNames()).length === 0,
+      'the resumable pair collected after its keep time',
+      30_000,
+    );
+    expect((await totals()).tmpFiles).toBe(3);
     expect(errorLines([conductor])).toEqual([]);
   });
 

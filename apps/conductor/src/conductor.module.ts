@@ -202,6 +202,7 @@ export class ConductorModule {
           useFactory: (store: ImageStore, locks: NodeLockManager) =>
             new LeftoverSweep(store.entries, locks, {
               intervalMs: config.LEFTOVER_SWEEP_MS,
+              resumableKeepMs: config.RESUMABLE_KEEP_MS,
               root: config.CACHE_ROOT,
               listNodes: () => store.entries.listNodes(),
               log: rootLogger.child({ part: 'sweep' }),

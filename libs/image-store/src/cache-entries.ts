@@ -1,10 +1,11 @@
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import { ReasonError, imageIdSchema, nodeIdSchema, parseField } from '@app/contracts';
-import { META_SUFFIX, type NodeLayout, parseTmpName } from './cache-layout';
+import { META_SUFFIX, type NodeLayout, RECORD_TAG_SUFFIX, parseTmpName } from './cache-layout';
 import { ensureNodeFolder, fsyncDir, uniqueTag } from './durable-fs';
 import { type IoContext, io, isErrno, mapIoError } from './fs-errors';
 import { type ImageMeta, readMetaFile } from './image-meta';
+import { readResumableRecord } from './partial-copy';
 import type { JsonFileRead } from './shared-json-file';
 import {
   type Inspection,
@@ -45,6 +46,8 @@ export interface DeletedImage {
 export interface RemoveLeftoverTmpOptions {
   /** Only remove files not modified for this long (for sweeps made without holding the image's lock). */
   olderThanMs?: number;
+  /** Leave these paths (e.g. resumable partials a later attempt may continue). */
+  keep?: ReadonlySet<string>;
 }
 
 /**
@@ -151,6 +154,24 @@ export class CacheEntries {
   }
 
   /**
+   * The partial copies in `node`'s tmp/ that a later attempt could continue: each record that verified
+   * some bytes, and its partial file, by path. Unreadable or lying records are not resumable (a copy that
+   * comes for the image discards them).
+   */
+  async resumablePartials(node: string): Promise<string[]> {
+    const found: string[] = [];
+    for (const tmp of await this.listTmp(node)) {
+      const tag = parseTmpName(path.basename(tmp.path))!.tag;
+      if (!tag.endsWith(RECORD_TAG_SUFFIX)) continue;
+      const attemptId = tag.slice(0, -RECORD_TAG_SUFFIX.length);
+      const record = await readResumableRecord(tmp.path, tmp.imageId, attemptId).catch(() => undefined);
+      if (record)
+        found.push(tmp.path, this.store.layout.tmpPath(this.store.layout.node(node), tmp.imageId, attemptId));
+    }
+    return found;
+  }
+
+  /**
    * Removes partial copies of `imageId` on `node` (all partial copies when no id is given) and returns how
    * many. Safe for one image while holding its exclusive lock: any tmp of that image is then a dead or
    * aborted attempt's. Without an id, other images may be copying right now: pass `olderThanMs`.
@@ -179,6 +200,7 @@ export class CacheEntries {
     for (const name of names) {
       if (id !== undefined && parseTmpName(name)?.imageId !== id) continue;
       const file = path.join(layout.tmp, name);
+      if (options.keep?.has(file)) continue;
       let stat;
       try {
         stat = await fsp.lstat(file);

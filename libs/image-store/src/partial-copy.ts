@@ -48,6 +48,22 @@ const partialRecordSchema: z.ZodType<PartialRecord> = z.strictObject({
 
 const RECORD_MAX_BYTES = 4 * 1024;
 
+/**
+ * The record at `recordPath` when it says its partial can be resumed (valid, named for its file, some
+ * bytes verified); undefined otherwise. For readers outside a copy (the sweep of dead attempts' leftovers),
+ * which only need to know whether to leave the pair for a later attempt.
+ */
+export async function readResumableRecord(
+  recordPath: string,
+  imageId: string,
+  attemptId: string,
+): Promise<PartialRecord | undefined> {
+  const read = await readJsonFile(recordPath, partialRecordSchema, RECORD_MAX_BYTES, (record) =>
+    record.imageId !== imageId || record.attemptId !== attemptId ? 'named for another attempt' : undefined,
+  );
+  return read.value?.verified && read.value.verified.bytes > 0 ? read.value : undefined;
+}
+
 /** Where a copy starts: a fresh partial (bytes 0) or a dead attempt's, re-verified and adopted. */
 export interface PartialStart {
   handle: FileHandle;

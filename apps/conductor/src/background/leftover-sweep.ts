@@ -19,6 +19,11 @@ export interface LeftoverSweepOptions {
   /** The nodes of the cell. */
   listNodes: () => Promise<string[]>;
   log: Pick<Logger, 'info' | 'warn' | 'debug'>;
+  /**
+   * RESUMABLE_KEEP_MS: a dead attempt's partial copy that can be resumed (its record verified some bytes)
+   * is left this long unchanged for a later attempt to continue, instead of LOCK_STALE_MS. 0: no longer.
+   */
+  resumableKeepMs?: number;
 }
 
 export interface SweepRound {
@@ -54,23 +59,28 @@ export interface LeftoverSweepView {
  * Nothing is removed from a listing alone: a key whose lock entries, or whose partial files, kept the same
  * identity and mtime for LOCK_STALE_MS of this sweep's own watching (its monotonic clock), is taken
  * with its exclusive lock like any writer (a stale gate is taken over and stale reader entries drained by
- * the lock's own rules), its partial files are removed under that lock, and the lock is released.
+ * the lock's own rules), its partial files are removed under that lock, and the lock is released. A
+ * resumable partial (its record verified some bytes) counts only after RESUMABLE_KEEP_MS unchanged.
  */
 export class LeftoverSweep {
   private readonly schedule: RoundSchedule<SweepRound>;
   private readonly observer: StalenessObserver;
+  /** Watches resumable partials, which count as leftovers only after RESUMABLE_KEEP_MS. */
+  private readonly keepObserver: StalenessObserver | undefined;
   /** Heartbeats and partial files watched, per node, so the observer forgets the ones that went away. */
   private readonly watched = new Map<string, Set<string>>();
   private lastRound: LeftoverSweepView['lastRound'] = null;
   private readonly totals = { keysCollected: 0, lockEntries: 0, tmpFiles: 0, busy: 0 };
 
   constructor(
-    private readonly store: Pick<CacheEntries, 'listTmp' | 'removeLeftoverTmp'>,
+    private readonly store: Pick<CacheEntries, 'listTmp' | 'removeLeftoverTmp' | 'resumablePartials'>,
     private readonly locks: NodeLockManager,
     private readonly options: LeftoverSweepOptions,
   ) {
     this.schedule = new RoundSchedule((signal) => this.round(signal), options.intervalMs);
     this.observer = new StalenessObserver(locks.timings.staleMs);
+    const keepMs = options.resumableKeepMs ?? 0;
+    this.keepObserver = keepMs > locks.timings.staleMs ? new StalenessObserver(keepMs) : undefined;
   }
 
   get enabled(): boolean {
@@ -159,20 +169,34 @@ export class LeftoverSweep {
     }
     const candidates = new Map<string, number>(); // imageId -> stale lock entries
     for (const [imageId, { stale, live }] of entriesByKey) if (live === 0) candidates.set(imageId, stale);
-    // Partial files: candidates once watched unchanged for the stale time, unless their key is in use.
+    // Partial files: candidates once watched unchanged for the stale time, unless their key is in use. A
+    // resumable one (a killed copy's bytes, checkpointed) waits longer: its request is usually redelivered
+    // and continues it, and the sweep may win the race for the dead holder's lock.
+    const resumable = this.keepObserver
+      ? new Set(await this.store.resumablePartials(node))
+      : new Set<string>();
+    const kept = new Set<string>();
     for (const tmp of await this.store.listTmp(node)) {
       watched.add(tmp.path);
       if (entriesByKey.get(tmp.imageId)?.live) continue;
+      if (resumable.has(tmp.path) && !(await this.keepObserver!.isStale(tmp.path))) {
+        kept.add(tmp.path);
+        continue;
+      }
       if (await this.observer.isStale(tmp.path))
         candidates.set(tmp.imageId, candidates.get(tmp.imageId) ?? 0);
     }
-    for (const gone of this.watched.get(node) ?? []) if (!watched.has(gone)) this.observer.forget(gone);
+    for (const gone of this.watched.get(node) ?? [])
+      if (!watched.has(gone)) {
+        this.observer.forget(gone);
+        this.keepObserver?.forget(gone);
+      }
     this.watched.set(node, watched);
     const mine = new Set(this.locks.heldLocks().map((l) => lockKeyString(l.key)));
     for (const [imageId, lockEntries] of candidates) {
       if (signal.aborted) return;
       if (mine.has(lockKeyString({ node, imageId }))) continue;
-      await this.collect(node, imageId, lockEntries, round, signal);
+      await this.collect(node, imageId, lockEntries, round, signal, kept);
     }
   }
 
@@ -182,6 +206,7 @@ export class LeftoverSweep {
     lockEntries: number,
     round: SweepRound,
     signal: AbortSignal,
+    kept: ReadonlySet<string>,
   ): Promise<void> {
     let lock;
     try {
@@ -202,7 +227,7 @@ export class LeftoverSweep {
     try {
       // Under the exclusive lock every partial file of this image belongs to a dead attempt.
       await lock.assertStillHeld();
-      const tmpFiles = await this.store.removeLeftoverTmp(node, imageId);
+      const tmpFiles = await this.store.removeLeftoverTmp(node, imageId, { keep: kept });
       round.keysCollected += 1;
       round.lockEntries += lockEntries;
       round.tmpFiles += tmpFiles;

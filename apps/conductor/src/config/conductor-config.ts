@@ -192,6 +192,11 @@ export const CONFIG_VARIABLES = {
     default: 60_000,
     doc: "Time between rounds of the leftover sweep, which collects lock entries and partial files of dead attempts that no later copy of the same image comes for, each under that image's exclusive lock, once they stayed unchanged for LOCK_STALE_MS. 0 turns it off.",
   },
+  RESUMABLE_KEEP_MS: {
+    schema: integer(0, 7 * DAY_MS),
+    default: 30 * 60_000,
+    doc: "How long the leftover sweep leaves a dead attempt's resumable partial copy (its record verified some bytes) unchanged for a later attempt to continue, instead of LOCK_STALE_MS: a killed copy's redelivered request then goes on from its last checkpoint even when the sweep takes the dead holder's lock first. Costs the partial's disk space for that long. 0 or at most LOCK_STALE_MS: no longer than other leftovers.",
+  },
   CLEANER_INTERVAL_MS: {
     schema: integer(1_000, 7 * DAY_MS),
     default: 600_000,
