@@ -15,6 +15,7 @@ import { NodeLockManager } from '@app/locking';
 import { BrokerConnection, Publisher, RetryHeaderSigner } from '@app/messaging';
 import type { ConductorConfig } from './config/conductor-config';
 import { CleanerRounds } from './background/cleaner-rounds';
+import { JobRetention } from './background/job-retention';
 import { LeftoverSweep } from './background/leftover-sweep';
 import {
   CELL_TOPOLOGY,
@@ -195,6 +196,15 @@ export class ConductorModule {
               log,
             });
           },
+        },
+        {
+          provide: JobRetention,
+          inject: [ImageStore],
+          useFactory: (store: ImageStore) =>
+            new JobRetention(store.jobs, {
+              keepMs: config.JOB_KEEP_MS,
+              log: rootLogger.child({ part: 'job-retention' }),
+            }),
         },
         {
           provide: LeftoverSweep,
@@ -404,6 +414,7 @@ export class ConductorModule {
             SHUTDOWN_CONTROLLER,
             CleanerRounds,
             LeftoverSweep,
+            JobRetention,
             JobMessageHandler,
             CancelWatch,
           ],
@@ -416,6 +427,7 @@ export class ConductorModule {
             shutdown: AbortController,
             cleaning: CleanerRounds,
             sweep: LeftoverSweep,
+            retention: JobRetention,
             jobHandler: JobMessageHandler,
             cancels: CancelWatch,
           ) => {
@@ -426,7 +438,7 @@ export class ConductorModule {
               handler,
               jobs: { handler: jobHandler, prefetch: JOBS_PREFETCH, cancels },
               locks,
-              background: [cleaning, sweep],
+              background: [cleaning, sweep, retention],
               concurrency: config.COPY_CONCURRENCY,
               graceMs: config.SHUTDOWN_GRACE_MS,
               shutdown,

@@ -63,4 +63,43 @@ describe('JobRecords', () => {
     await expect(fx.store.jobs.read('../x')).rejects.toThrow(/jobId: /);
     await expect(fx.store.jobs.cancelRequest('a/b')).rejects.toThrow(/requestId: /);
   });
+
+  it('removes finished jobs and cancel markers past their keep time, never a running job however old', async () => {
+    const DAY = 24 * 60 * 60 * 1000;
+    const age = async (file: string, ms: number) => {
+      const then = new Date(Date.now() - ms);
+      await fsp.utimes(file, then, then);
+    };
+    const jobsDir = path.join(fx.root, JOBS_FOLDER);
+    const backdate = async (jobId: string, ms: number) => {
+      const dir = path.join(jobsDir, jobId);
+      for (const name of await fsp.readdir(path.join(dir, 'nodes')))
+        await age(path.join(dir, 'nodes', name), ms);
+      await age(path.join(dir, 'job.json'), ms);
+      await age(path.join(dir, 'nodes'), ms);
+      await age(dir, ms);
+    };
+    // Finished and old: goes. Finished and recent: stays. Running and old: stays.
+    await fx.store.jobs.create(record({ jobId: 'old-done', nodes: ['node-a'] }));
+    await fx.store.jobs.recordOutcome('old-done', outcome('node-a', 'completed'));
+    await backdate('old-done', 8 * DAY);
+    await fx.store.jobs.create(record({ jobId: 'new-done', nodes: ['node-a'] }));
+    await fx.store.jobs.recordOutcome('new-done', outcome('node-a', 'completed'));
+    await fx.store.jobs.create(record({ jobId: 'old-running' }));
+    await fx.store.jobs.recordOutcome('old-running', outcome('node-a', 'completed'));
+    await backdate('old-running', 30 * DAY);
+    // A crash between the job's mkdir and its record: an empty folder, old.
+    await fsp.mkdir(path.join(jobsDir, 'torn', 'nodes'), { recursive: true });
+    await age(path.join(jobsDir, 'torn', 'nodes'), 8 * DAY);
+    await age(path.join(jobsDir, 'torn'), 8 * DAY);
+    await fx.store.jobs.cancelRequest('old-cancel');
+    await fx.store.jobs.cancelRequest('new-cancel');
+    await age(path.join(fx.root, '.icc-cancels', 'old-cancel'), 8 * DAY);
+
+    expect(await fx.store.jobs.removeFinished(7 * DAY)).toEqual({ jobs: 2, cancels: 1 });
+
+    expect((await fsp.readdir(jobsDir)).sort()).toEqual(['new-done', 'old-running']);
+    expect(await fx.store.jobs.isRequestCancelled('new-cancel')).toBe(true);
+    expect(await fx.store.jobs.isRequestCancelled('old-cancel')).toBe(false);
+  });
 });

@@ -178,6 +178,35 @@ export class JobRecords {
     );
   }
 
+  /**
+   * Removes what jobs and cancels left once nothing can need it: a finished job (every node has its
+   * outcome) whose last change is older than `olderThanMs`, a job folder without a readable record that
+   * old (a crash between its mkdir and its record), and cancel markers that old. A running job is never
+   * removed, however old. Ages are judged by mtimes against this host's clock: keep `olderThanMs` far above
+   * any clock skew between hosts (the configuration takes at least a day).
+   */
+  async removeFinished(olderThanMs: number): Promise<{ jobs: number; cancels: number }> {
+    const cutoff = Date.now() - olderThanMs;
+    const removed = { jobs: 0, cancels: 0 };
+    const jobsDir = path.join(this.store.root, JOBS_FOLDER);
+    for (const id of (await listNames(jobsDir)).filter((n) => jobIdSchema.safeParse(n).success)) {
+      const dir = path.join(jobsDir, id);
+      if ((await newestMtime(dir, path.join(dir, 'nodes'), path.join(dir, 'job.json'))) > cutoff) continue;
+      const status = await this.status(id).catch(() => undefined);
+      if (status?.state === 'running') continue;
+      await fsp.rm(dir, { recursive: true, force: true });
+      removed.jobs += 1;
+    }
+    const cancelsDir = path.join(this.store.root, CANCELS_FOLDER);
+    for (const name of await listNames(cancelsDir)) {
+      const file = path.join(cancelsDir, name);
+      if ((await newestMtime(file)) > cutoff) continue;
+      await fsp.rm(file, { force: true });
+      removed.cancels += 1;
+    }
+    return removed;
+  }
+
   /** Writes `name` in `dir` unless it exists: a complete file appears at once, or nothing. */
   private async writeOnce(dir: string, name: string, data: string): Promise<boolean> {
     const tmp = path.join(dir, `.${uniqueTag(name)}.part`);
@@ -208,4 +237,18 @@ async function exists(file: string): Promise<boolean> {
   } catch {
     return false;
   }
+}
+
+async function listNames(dir: string): Promise<string[]> {
+  return fsp.readdir(dir).catch((error: unknown) => {
+    if (isErrno(error, 'ENOENT')) return [] as string[];
+    throw error;
+  });
+}
+
+/** The newest mtime among `paths` (missing ones count as 0). */
+async function newestMtime(...paths: string[]): Promise<number> {
+  let newest = 0;
+  for (const p of paths) newest = Math.max(newest, (await fsp.stat(p).catch(() => undefined))?.mtimeMs ?? 0);
+  return newest;
 }

@@ -197,6 +197,14 @@ export const CONFIG_VARIABLES = {
     default: 30 * 60_000,
     doc: "How long the leftover sweep leaves a dead attempt's resumable partial copy (its record verified some bytes) unchanged for a later attempt to continue, instead of LOCK_STALE_MS: a killed copy's redelivered request then goes on from its last checkpoint even when the sweep takes the dead holder's lock first. Costs the partial's disk space for that long. 0 or at most LOCK_STALE_MS: no longer than other leftovers.",
   },
+  JOB_KEEP_MS: {
+    schema: integer(0, 3650 * DAY_MS).refine(
+      (ms) => ms === 0 || ms >= DAY_MS,
+      'must be 0 (keep for ever) or at least a day (86400000)',
+    ),
+    default: 7 * DAY_MS,
+    doc: "How long a finished pre-cache or purge job's record (icc job status) and a copy request's cancel marker stay in the shared folder; every conductor removes older ones once an hour. At least a day, since ages are judged by mtimes against each host's clock. 0 keeps them for ever.",
+  },
   CLEANER_INTERVAL_MS: {
     schema: integer(1_000, 7 * DAY_MS),
     default: 600_000,
