@@ -198,6 +198,16 @@ export class ConductorModule {
           },
         },
         {
+          provide: NodeBandwidth,
+          useFactory: () =>
+            new NodeBandwidth({
+              read: config.NODE_READ_BPS,
+              write: config.NODE_WRITE_BPS,
+              backgroundRead: config.BACKGROUND_READ_BPS,
+              backgroundWrite: config.BACKGROUND_WRITE_BPS,
+            }),
+        },
+        {
           provide: JobRetention,
           inject: [ImageStore],
           useFactory: (store: ImageStore) =>
@@ -251,24 +261,20 @@ export class ConductorModule {
         },
         {
           provide: CopyWorkflow,
-          inject: [ImageStore, NodeLockManager, SourceSelector, OriginDownload],
+          inject: [ImageStore, NodeLockManager, SourceSelector, OriginDownload, NodeBandwidth],
           useFactory: (
             store: ImageStore,
             locks: NodeLockManager,
             sources: SourceSelector,
             origin: OriginDownload | null,
+            bandwidth: NodeBandwidth,
           ) =>
             new CopyWorkflow(store, locks, sources, {
               lockWaitMs: config.LOCK_WAIT_MS,
               log: rootLogger.child({ part: 'copy' }),
               lockPlan: seams.lockPlan,
               origin: origin ?? undefined,
-              bandwidth: new NodeBandwidth({
-                read: config.NODE_READ_BPS,
-                write: config.NODE_WRITE_BPS,
-                backgroundRead: config.BACKGROUND_READ_BPS,
-                backgroundWrite: config.BACKGROUND_WRITE_BPS,
-              }),
+              bandwidth,
             }),
         },
         {
@@ -465,6 +471,7 @@ export class ConductorModule {
         LeftoverSweep,
         OriginDownload,
         CacheRootGuard,
+        NodeBandwidth,
       ],
     };
   }

@@ -8,6 +8,7 @@ import type { ConductorConfig } from '../config/conductor-config';
 import { CELL_TOPOLOGY, CONDUCTOR_CONFIG, ROOT_LOGGER } from '../conductor.tokens';
 import { CleanerRounds } from '../background/cleaner-rounds';
 import { LeftoverSweep } from '../background/leftover-sweep';
+import { NodeBandwidth } from '../copy/node-bandwidth';
 import { CopyCoordinator } from '../copy/copy-coordinator';
 import { SourceSelector } from '../copy/source-selector';
 import { recentJobs } from '../jobs/recent-jobs';
@@ -79,6 +80,7 @@ export class AdminModule {
             LeftoverSweep,
             { token: OriginDownload, optional: true },
             ImageStore,
+            NodeBandwidth,
           ],
           useFactory: (
             config: ConductorConfig,
@@ -93,6 +95,7 @@ export class AdminModule {
             sweep: LeftoverSweep,
             origin: OriginDownload | null,
             store: ImageStore,
+            bandwidth: NodeBandwidth,
           ) =>
             new StatusReport({
               identity: {
@@ -111,6 +114,7 @@ export class AdminModule {
               cleaner,
               sweep,
               origin,
+              bandwidth,
               jobs: { recent: () => recentJobs(store.jobs) },
             }),
         },

@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { type CleanReport, resolveCleanerPolicy } from '@app/cache-cleaner';
 import type { InFlightCopy } from '../copy/copy-coordinator';
 import { CleanerRounds } from '../background/cleaner-rounds';
+import { NodeBandwidth } from '../copy/node-bandwidth';
 import { ReadSlots } from '../copy/read-slots';
 import { ConductorMetrics } from '../metrics/conductor-metrics';
 import type { QueueDepthReport } from './queue-depths';
@@ -179,6 +180,39 @@ describe('StatusReport', () => {
     expect((await report.build()).cacheCleaner.nextRoundAt).toBeNull();
     for (const release of releases) release?.();
     expect((await report.build()).sourceReads.inUse).toEqual({});
+  });
+
+  it('shows the byte-rate caps as configured and the bytes moved through each capped node', async () => {
+    const none = { fallback: 0, nodes: {} };
+    const bandwidth = new NodeBandwidth({
+      read: { fallback: 0, nodes: { n1: 40 * 1024 * 1024 } },
+      write: none,
+      backgroundRead: { fallback: 10 * 1024 * 1024, nodes: {} },
+      backgroundWrite: none,
+    });
+    const { base } = parts({ bandwidth });
+    expect((await new StatusReport(parts().base).build()).bandwidth).toBeNull();
+    const pace = bandwidth.pace('n1', 'n2')!;
+    await pace.afterRead(1000);
+    await pace.beforeWrite(1000); // n2 has no write cap: not counted, not listed
+    const status = await new StatusReport(base).build();
+    expect(status.bandwidth).toEqual({
+      caps: {
+        read: { fallback: 0, nodes: { n1: 40 * 1024 * 1024 } },
+        write: none,
+        backgroundRead: { fallback: 10 * 1024 * 1024, nodes: {} },
+        backgroundWrite: none,
+      },
+      nodes: [
+        {
+          node: 'n1',
+          direction: 'read',
+          bytesPerSecond: 40 * 1024 * 1024,
+          backgroundBytesPerSecond: 10 * 1024 * 1024,
+          bytes: 1000,
+        },
+      ],
+    });
   });
 
   it('shows each copy in flight with progress, phase and the lock wait so far', async () => {

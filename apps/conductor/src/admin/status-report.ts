@@ -2,6 +2,7 @@ import { performance } from 'node:perf_hooks';
 import type { BrokerConnection, BrokerEndpointView, ConnectionState, TopologyHealth } from '@app/messaging';
 import type { CleanerRoundsView } from '../background/cleaner-rounds';
 import type { LeftoverSweepView } from '../background/leftover-sweep';
+import type { BandwidthReport } from '../copy/node-bandwidth';
 import type { CopyCoordinator } from '../copy/copy-coordinator';
 import type { CopyPhase } from '../copy/copy-job';
 import type { ReadSlotsView } from '../copy/read-slots';
@@ -69,6 +70,8 @@ export interface ConductorStatus {
   jobs: JobView[];
   /** The cell's origin (ORIGIN_URL; the auth header by name only) and this conductor's downloads; null: none. */
   origin: OriginView | null;
+  /** This conductor's byte-rate caps (NODE_*_BPS, BACKGROUND_*_BPS) and the bytes moved through each capped node. */
+  bandwidth: BandwidthReport | null;
 }
 
 export interface OriginView {
@@ -105,6 +108,7 @@ export interface StatusReportParts {
   cleaner: { view(): CleanerRoundsView };
   sweep: { view(): LeftoverSweepView };
   origin?: { describe(): OriginView } | null;
+  bandwidth?: { describe(): BandwidthReport };
   jobs?: { recent(): Promise<JobView[]> };
   clock?: { now(): number; monotonic(): number };
 }
@@ -189,6 +193,7 @@ export class StatusReport {
       cacheCleaner: this.parts.cleaner.view(),
       leftovers: this.parts.sweep.view(),
       origin: this.parts.origin?.describe() ?? null,
+      bandwidth: this.parts.bandwidth?.describe() ?? null,
       jobs,
     };
   }

@@ -19,6 +19,13 @@ export interface BandwidthView {
   bytes: number;
 }
 
+/** GET /status → `bandwidth`: the caps as configured, and the nodes copies have gone through so far. */
+export interface BandwidthReport {
+  caps: NodeBandwidthCaps;
+  /** Per node and direction with a cap, since the conductor started. */
+  nodes: BandwidthView[];
+}
+
 /**
  * This conductor's byte-rate caps (NODE_READ_BPS, NODE_WRITE_BPS and their BACKGROUND_ variants): one
  * limiter per node and direction, shared by every copy that reads from or writes into that node. Per
@@ -45,6 +52,10 @@ export class NodeBandwidth {
       afterRead: (bytes, signal) => reads?.take(bytes, priority(), signal) ?? Promise.resolve(),
       beforeWrite: (bytes, signal) => writes?.take(bytes, priority(), signal) ?? Promise.resolve(),
     };
+  }
+
+  describe(): BandwidthReport {
+    return { caps: this.caps, nodes: this.view() };
   }
 
   view(): BandwidthView[] {
