@@ -6,7 +6,7 @@ import { isReasonError } from '@app/contracts';
 import { MEBIBYTE, rejectionOf, sha256OfFile } from '../../../test/support/image-store-fixtures';
 import { CopyPipeline, type CopyImageRequest } from './copy-pipeline';
 import { CopyWorkerPool } from './copy-worker-pool';
-import { type ChunkIo, type StreamCopyOptions, copyChunks } from './image-copier';
+import { type ChunkIo, PrefixMismatchError, type StreamCopyOptions, copyChunks } from './image-copier';
 import { StoreContext } from './store-context';
 import { IMAGE, useStoreFixture } from './store.fixture';
 
@@ -116,7 +116,10 @@ describe('CopyWorkerPool', () => {
         readError: (e) => e,
         writeError: (e) => e,
         describe,
-        start: { bytes: prefix, hash: createHash('sha256').update(source.subarray(0, prefix)) },
+        start: {
+          bytes: prefix,
+          sha256: createHash('sha256').update(source.subarray(0, prefix)).digest('hex'),
+        },
         ...extra,
       });
     try {
@@ -159,10 +162,11 @@ describe('CopyWorkerPool', () => {
       expect(paced).toEqual({ read: size - prefix, written: size - prefix });
       expect((await fsp.readFile(partial)).equals(source)).toBe(true);
 
-      // A prefix that changed after the main thread verified it is not continued.
+      // A prefix that does not re-hash to its record is not continued: the worker says so, and the
+      // caller (publishImage) starts from zero.
       await to.write(Buffer.from('lie'), 0, 3, 5);
       const error = await rejectionOf(resumedCopy('changed prefix'));
-      expect(isReasonError(error) && error.code).toBe('IO_ERROR');
+      expect(error).toBeInstanceOf(PrefixMismatchError);
       expect((error as Error).message).toContain('changed prefix: the first 3145728 bytes');
     } finally {
       release();

@@ -7,6 +7,7 @@ import {
   type StreamCopier,
   type StreamCopyOptions,
   type StreamCopyResult,
+  PrefixMismatchError,
   abortError,
   throwIfAborted,
 } from './image-copier';
@@ -92,9 +93,7 @@ export class CopyWorkerPool implements StreamCopier {
         toFd: options.to.fd,
         maxBytes: options.maxBytes,
         describe: options.describe,
-        ...(options.start
-          ? { start: { bytes: options.start.bytes, sha256: options.start.hash.copy().digest('hex') } }
-          : {}),
+        ...(options.start ? { start: options.start } : {}),
         ...(options.checkpoint ? { checkpointEveryBytes: options.checkpoint.everyBytes } : {}),
         paced: options.pace !== undefined,
       };
@@ -208,6 +207,8 @@ export class CopyWorkerPool implements StreamCopier {
         return options.signal ? abortError(options.signal) : new ReasonError('INTERNAL', 'copy aborted');
       case 'conductor':
         return new ReasonError(failure.code, failure.message);
+      case 'prefix-mismatch':
+        return new PrefixMismatchError(failure.message);
       case 'read':
       case 'write': {
         const error = Object.assign(new Error(failure.message), {

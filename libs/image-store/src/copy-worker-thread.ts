@@ -1,7 +1,14 @@
 import * as fs from 'node:fs';
 import { parentPort } from 'node:worker_threads';
-import { type ReasonCode, ReasonError, isReasonError } from '@app/contracts';
-import { type ChunkIo, type CopyChunksOptions, abortError, copyChunks, hashPrefix } from './image-copier';
+import { type ReasonCode, isReasonError } from '@app/contracts';
+import {
+  type ChunkIo,
+  type CopyChunksOptions,
+  PrefixMismatchError,
+  abortError,
+  copyChunks,
+  verifiedPrefix,
+} from './image-copier';
 
 /*
  * The code of one copy worker thread (started by CopyWorkerPool): it runs the copy loop of a publish on
@@ -40,6 +47,7 @@ export type CopyWorkerFailure =
   | { kind: 'read' | 'write'; message: string; code?: string; errno?: number; syscall?: string }
   | { kind: 'conductor'; code: ReasonCode; message: string }
   | { kind: 'aborted' }
+  | { kind: 'prefix-mismatch'; message: string }
   | { kind: 'other'; message: string };
 
 export type FromCopyWorker =
@@ -89,6 +97,7 @@ function describeFailure(error: unknown, aborted: boolean): CopyWorkerFailure {
       syscall: cause?.syscall,
     };
   }
+  if (error instanceof PrefixMismatchError) return { kind: 'prefix-mismatch', message: error.message };
   if (isReasonError(error)) return { kind: 'conductor', code: error.code, message: error.message };
   return { kind: 'other', message: error instanceof Error ? (error.stack ?? error.message) : String(error) };
 }
@@ -137,19 +146,14 @@ async function runCopy(message: Extract<ToCopyWorker, { type: 'copy' }>, copy: R
     writeError: (error) => new SideError('write', error),
     describe: message.describe,
   };
-  if (start) {
-    // The prefix is read back from the partial (the destination): its errors are the write side's.
-    const hash = await hashPrefix(fdReader(message.toFd), start.bytes).catch((error: unknown) => {
-      throw isReasonError(error) ? error : new SideError('write', error);
-    });
-    if (hash.copy().digest('hex') !== start.sha256) {
-      throw new ReasonError(
-        'IO_ERROR',
-        `${message.describe}: the first ${start.bytes} bytes of the partial copy changed after they were verified`,
-      );
-    }
-    options.start = { bytes: start.bytes, hash };
-  }
+  // The prefix is read back from the partial (the destination): its errors are the write side's.
+  if (start)
+    options.start = await verifiedPrefix(
+      fdReader(message.toFd),
+      start,
+      message.describe,
+      (error) => new SideError('write', error),
+    );
   if (checkpointEveryBytes !== undefined) {
     options.checkpoint = {
       everyBytes: checkpointEveryBytes,

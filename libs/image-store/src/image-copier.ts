@@ -1,6 +1,6 @@
 import { type Hash, createHash } from 'node:crypto';
 import type { FileHandle } from 'node:fs/promises';
-import { ReasonError } from '@app/contracts';
+import { ReasonError, isReasonError } from '@app/contracts';
 
 export const COPY_CHUNK_BYTES = 1024 * 1024;
 /** Buffers in one copy's ring (copyChunks): the chunk being written, and reads ahead in the others. */
@@ -26,8 +26,12 @@ export interface StreamCopyOptions {
   writeError: (error: unknown) => unknown;
   /** Names the copy in error messages. */
   describe: string;
-  /** Continue a resumed partial copy: its first `bytes` are in `to` already and went into `hash`. */
-  start?: { bytes: number; hash: Hash };
+  /**
+   * Continue a resumed partial copy: its first `bytes` are in `to` already and, by its record, have this
+   * sha256. The copier re-hashes them (reading `to`, where the copy runs: a copy worker or this thread),
+   * once, and fails with PrefixMismatchError when they do not match.
+   */
+  start?: { bytes: number; sha256: string };
   /** Called each time `everyBytes` more bytes were written (before the next write), with the prefix's sha256. */
   checkpoint?: { everyBytes: number; save: (bytes: number, prefixSha256: string) => Promise<void> };
   /** Bandwidth caps: awaited after each read (with the bytes read) and before each write. */
@@ -53,9 +57,47 @@ export interface StreamCopier {
 }
 
 export const inlineCopier: StreamCopier = {
-  copy: (options) => copyChunks({ ...options, io: fileHandleIo(options.from, options.to) }),
+  copy: async (options) => {
+    const { start, ...rest } = options;
+    const hashed =
+      start && (await verifiedPrefix(handleRead(options.to), start, options.describe, options.writeError));
+    return copyChunks({
+      ...rest,
+      ...(hashed ? { start: hashed } : {}),
+      io: fileHandleIo(options.from, options.to),
+    });
+  },
   close: () => Promise.resolve(),
 };
+
+/** A resumed partial's recorded prefix did not re-hash to its record's sha256: copy from zero instead. */
+export class PrefixMismatchError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'PrefixMismatchError';
+  }
+}
+
+/**
+ * Re-hashes the first `start.bytes` of the partial (read with `read`) and checks them against the record:
+ * the sha256 state to continue from, or PrefixMismatchError. Read errors go through `readError` (the
+ * partial is the destination: its errors are the write side's).
+ */
+export async function verifiedPrefix(
+  read: ChunkIo['read'],
+  start: { bytes: number; sha256: string },
+  describe: string,
+  readError: (error: unknown) => unknown,
+): Promise<{ bytes: number; hash: Hash }> {
+  const hash = await hashPrefix(read, start.bytes).catch((error: unknown) => {
+    throw isReasonError(error) ? error : readError(error);
+  });
+  if (hash.copy().digest('hex') !== start.sha256)
+    throw new PrefixMismatchError(
+      `${describe}: the first ${start.bytes} bytes of the partial copy do not have the sha256 its record names`,
+    );
+  return { bytes: start.bytes, hash };
+}
 
 export function fileHandleIo(from: FileHandle, to: FileHandle): ChunkIo {
   return { read: handleRead(from), write: handleWrite(to) };
@@ -71,8 +113,10 @@ function handleWrite(to: FileHandle): ChunkIo['write'] {
     to.write(buffer, offset, length, position).then((result) => result.bytesWritten);
 }
 
-export type CopyChunksOptions = Omit<StreamCopyOptions, 'from' | 'to'> & {
+export type CopyChunksOptions = Omit<StreamCopyOptions, 'from' | 'to' | 'start'> & {
   io: ChunkIo;
+  /** Continue after a verified prefix: its first `bytes` are in the destination and went into `hash`. */
+  start?: { bytes: number; hash: Hash };
   /** The ring's size (default COPY_BUFFERS; at least 2): benches compare sizes. */
   buffers?: number;
 };

@@ -1,6 +1,6 @@
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { MEBIBYTE, listDir, sha256OfFile } from '../../../test/support/image-store-fixtures';
 import type { CopyImageRequest } from './copy-pipeline';
 import { ImageStore } from './image-store';
@@ -112,6 +112,27 @@ describe.each([
     expect(await sha256OfFile(store.entries.imagePath('node-b', IMAGE))).toBe(sha256);
     expect(outcome.meta).toMatchObject({ sha256, size: SIZE, attemptId: 'attempt-2' });
     expect(await listDir(tmp)).toEqual([]);
+  });
+
+  it('re-hashes the prefix it continues once, where the copy runs', async () => {
+    await deadAttempt(4 * MEBIBYTE);
+    // Reads through file handles on this thread: a copy worker's reads (of the source and of the prefix)
+    // do not show here, the main thread's do.
+    const probe = await fsp.open(partialPath(), 'r');
+    const prototype = Object.getPrototypeOf(probe) as { read: (...args: unknown[]) => Promise<unknown> };
+    await probe.close();
+    const read = vi.spyOn(prototype, 'read');
+    try {
+      const { outcome } = await copyCountingReads({ attemptId: 'attempt-2', resume: true });
+      expect(outcome.resumedBytes).toBe(4 * MEBIBYTE);
+      // Chunk reads (1 MiB buffers; small JSON files are read with others): on the main thread the prefix
+      // (4 chunks) and the rest of the source (with its end-of-file read); in workers none here.
+      const chunkReads = read.mock.calls.filter((args) => (args[0] as Buffer).length === MEBIBYTE).length;
+      const rest = Math.ceil((SIZE - 4 * MEBIBYTE) / MEBIBYTE) + 1;
+      expect(chunkReads).toBe(copyWorkers ? 0 : 4 + rest);
+    } finally {
+      read.mockRestore();
+    }
   });
 
   it('discards a partial whose bytes were changed and copies from zero', async () => {

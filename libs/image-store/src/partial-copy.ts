@@ -1,4 +1,3 @@
-import { type Hash, createHash } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import * as path from 'node:path';
@@ -14,7 +13,6 @@ import {
 import { type NodeLayout, RECORD_TAG_SUFFIX, parseTmpName } from './cache-layout';
 import { uniqueTag, writeFileAtomic } from './durable-fs';
 import { type IoContext, io, isErrno, mapIoError } from './fs-errors';
-import { handleRead, hashPrefix } from './image-copier';
 import { readJsonFile } from './shared-json-file';
 import type { StoreContext } from './store-context';
 
@@ -64,13 +62,16 @@ export async function readResumableRecord(
   return read.value?.verified && read.value.verified.bytes > 0 ? read.value : undefined;
 }
 
-/** Where a copy starts: a fresh partial (bytes 0) or a dead attempt's, re-verified and adopted. */
+/** Where a copy starts: a fresh partial (bytes 0) or a dead attempt's, adopted. */
 export interface PartialStart {
   handle: FileHandle;
-  /** Bytes already in the partial, verified by re-hashing them; the copy continues from here. */
+  /**
+   * Bytes already in the partial, by its record; the copy continues from here once the copier has
+   * re-hashed them against `prefixSha256` (StreamCopyOptions.start), where it runs.
+   */
   bytes: number;
-  /** The sha256 state over those bytes. */
-  hash: Hash;
+  /** The sha256 its record names for those bytes (set when bytes > 0). */
+  prefixSha256?: string;
   /** The dead attempt whose partial was adopted. */
   resumedFrom?: string;
 }
@@ -135,7 +136,20 @@ export class PartialCopy {
       }
       throw mapIoError(error, this.context, 'creating the partial copy');
     }
-    return { handle, bytes: 0, hash: createHash('sha256') };
+    return { handle, bytes: 0 };
+  }
+
+  /**
+   * The adopted partial's prefix did not re-hash to its record (the copier said so): its bytes are thrown
+   * away and the same file starts again from zero, recorded with nothing verified.
+   */
+  async restartFromZero(handle: FileHandle, adopted: PartialStart): Promise<void> {
+    this.reject(
+      this.store.layout.tmpPath(this.destination, this.imageId, adopted.resumedFrom ?? this.tag),
+      `its first ${adopted.bytes} bytes do not have the sha256 its record names`,
+    );
+    await io(this.context, 'cutting the partial copy', () => handle.truncate(0));
+    await this.writeRecord(this.record);
   }
 
   /** Makes the first `bytes` resumable: durable first, then recorded with their sha256. */
@@ -193,7 +207,9 @@ export class PartialCopy {
 
   /**
    * Takes a dead attempt's partial over: renamed to this attempt's name first (a late unlink by its old
-   * holder then misses it), its recorded prefix re-hashed, cut to that prefix. Undefined when it lies.
+   * holder then misses it), cut to its recorded prefix. Whether that prefix is what the record says is
+   * checked by the copier, which re-hashes it once where the copy runs (restartFromZero when it lies).
+   * Undefined when the files do not fit the record.
    */
   private async adopt(candidate: { tag: string; recordPath: string }): Promise<PartialStart | undefined> {
     const read = await io(this.context, 'reading a partial copy record', () =>
@@ -219,22 +235,15 @@ export class PartialCopy {
       fsp.open(this.partialPath, 'r+'),
     );
     try {
-      const hash = await io(this.context, 'reading the adopted partial copy', () =>
-        hashPrefix(handleRead(handle!), verified.bytes),
-      );
-      if (hash.copy().digest('hex') !== verified.sha256) {
-        await this.store.closeQuietly(handle, this.partialPath);
-        handle = undefined;
-        await this.store.discard(this.partialPath);
-        return this.reject(
-          theirs,
-          `its first ${verified.bytes} bytes do not have the sha256 its record names`,
-        );
-      }
       // Bytes past the checkpoint were never fsynced and recorded: they are written again.
       await io(this.context, 'cutting the adopted partial copy', () => handle!.truncate(verified.bytes));
       await this.writeRecord({ ...this.record, verified });
-      const adopted = { handle, bytes: verified.bytes, hash, resumedFrom: candidate.tag };
+      const adopted = {
+        handle,
+        bytes: verified.bytes,
+        prefixSha256: verified.sha256,
+        resumedFrom: candidate.tag,
+      };
       handle = undefined;
       return adopted;
     } finally {

@@ -4,7 +4,7 @@ import { ReasonError } from '@app/contracts';
 import type { NodeLayout } from './cache-layout';
 import { ensureNodeFolder, fsyncDir } from './durable-fs';
 import { type IoContext, io, isErrno, mapIoError } from './fs-errors';
-import { type StreamPace, chunkCopy, throwIfAborted } from './image-copier';
+import { PrefixMismatchError, type StreamPace, chunkCopy, throwIfAborted } from './image-copier';
 import type { ImageMeta } from './image-meta';
 import { PartialCopy, type PartialStart } from './partial-copy';
 import type { ExpectedImage, StoreContext } from './store-context';
@@ -98,27 +98,37 @@ export async function publishImage(
     // Only a file source resumes: an origin's chunk stream (imports) always starts from its first byte.
     // A file source runs on the store's copier (a copy worker in the conductor); a chunk stream arrives on
     // this thread and is written and hashed here.
+    const copyFile = (file: FileHandle, resumeAt: PartialStart | undefined) =>
+      store.copier.copy({
+        from: file,
+        to,
+        maxBytes: expected.size,
+        signal,
+        onProgress: options.onProgress,
+        readError: (error) => mapIoError(error, options.sourceContext, 'reading'),
+        writeError,
+        describe,
+        ...(resumeAt && resumeAt.bytes > 0
+          ? { start: { bytes: resumeAt.bytes, sha256: resumeAt.prefixSha256! } }
+          : {}),
+        ...(partial
+          ? {
+              checkpoint: {
+                everyBytes: store.resumeCheckpointBytes,
+                save: (done, prefixSha256) => partial.checkpoint(to, done, prefixSha256),
+              },
+            }
+          : {}),
+        ...(options.pace ? { pace: options.pace } : {}),
+      });
     ({ bytes, sha256 } =
       'file' in from
-        ? await store.copier.copy({
-            from: from.file,
-            to,
-            maxBytes: expected.size,
-            signal,
-            onProgress: options.onProgress,
-            readError: (error) => mapIoError(error, options.sourceContext, 'reading'),
-            writeError,
-            describe,
-            ...(start && start.bytes > 0 ? { start: { bytes: start.bytes, hash: start.hash } } : {}),
-            ...(partial
-              ? {
-                  checkpoint: {
-                    everyBytes: store.resumeCheckpointBytes,
-                    save: (done, prefixSha256) => partial.checkpoint(to, done, prefixSha256),
-                  },
-                }
-              : {}),
-            ...(options.pace ? { pace: options.pace } : {}),
+        ? await copyFile(from.file, start).catch(async (error: unknown) => {
+            // An adopted partial whose recorded prefix lies: discarded, the copy starts again from zero.
+            if (!(error instanceof PrefixMismatchError) || !partial || !start) throw error;
+            await partial.restartFromZero(to, start);
+            start = undefined;
+            return copyFile(from.file, undefined);
           })
         : await chunkCopy({
             chunks: from.chunks,
