@@ -1,8 +1,15 @@
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import { performance } from 'node:perf_hooks';
+import { isReasonError } from '@app/contracts';
 import { ImageStore } from '@app/image-store';
-import { DEFAULT_LOCK_TIMINGS, type LockEntryView, NodeLockManager, inspectLocks } from '@app/locking';
+import {
+  DEFAULT_LOCK_TIMINGS,
+  type LockEntryView,
+  type LockFileSystem,
+  NodeLockManager,
+  inspectLocks,
+} from '@app/locking';
 import { sha256OfFile } from './image-store-fixtures';
 import { sleep } from './async';
 
@@ -314,8 +321,13 @@ export interface SweepResult {
   keys: number;
   tookOver: number;
   tmpRemoved: number;
+  /** Rounds of a key that lost their own lock and took the key again. */
+  lostAndRetried: number;
   sweepMs: number;
 }
+
+/** How often the last round takes a key again after losing its own lock on it. */
+const SWEEP_ATTEMPTS = 3;
 
 /**
  * The "last round" for leftovers of killed holders: what the next copy into a node, or the cache cleaner,
@@ -323,34 +335,56 @@ export interface SweepResult {
  * heartbeat has been seen frozen for the stale time; dead readers are removed by the gate holder), remove
  * the partial files of that image (any partial file is a dead attempt's while we hold the key), release.
  * Every key must be taken within the stale time plus a little: this is the "every waiter gets it" promise
- * for a cell whose holders were killed.
+ * for a cell whose holders were killed. A round that loses its own lock is tried again (`lostAndRetried`).
  */
 export async function sweepKeys(
   root: string,
   keys: Array<{ node: string; imageId: string }>,
   timings: { staleMs: number; updateMs: number; safetyMarginMs: number; pollMs: number },
+  /** The lock protocol's file calls (a seam: tests stall one step); node's fs by default. */
+  lockFs?: LockFileSystem,
 ): Promise<SweepResult> {
   const started = performance.now();
   const unique = [...new Map(keys.map((k) => [`${k.node}/${k.imageId}`, k])).values()];
-  const locks = new NodeLockManager({ root, conductorId: 'campaign-sweeper', timings });
+  const locks = new NodeLockManager({ root, conductorId: 'campaign-sweeper', timings, fs: lockFs });
   const store = new ImageStore({ root, fsync: false });
   let tookOver = 0;
   let tmpRemoved = 0;
-  await Promise.all(
-    unique.map(async (key) => {
-      const held = await locks.acquire(
-        { ...key, mode: 'exclusive' },
-        { timeoutMs: timings.staleMs * 3 + 5_000 },
-      );
+  let lostAndRetried = 0;
+  const sweepKey = async (key: { node: string; imageId: string }): Promise<void> => {
+    for (let attempt = 1; ; attempt++) {
       try {
-        if (held.tookOverStale) tookOver++;
-        tmpRemoved += await store.entries.removeLeftoverTmp(key.node, key.imageId);
-      } finally {
-        await held.release();
+        const held = await locks.acquire(
+          { ...key, mode: 'exclusive' },
+          { timeoutMs: timings.staleMs * 3 + 5_000 },
+        );
+        try {
+          if (held.tookOverStale) tookOver++;
+          tmpRemoved += await store.entries.removeLeftoverTmp(key.node, key.imageId);
+        } finally {
+          await held.release();
+        }
+        return;
+      } catch (error) {
+        // This process holds locks too: stalled past its heartbeat's trust window (a loaded machine), it
+        // loses them for good (LOCK_LOST), as a conductor does, and tries again, as the next copy would.
+        if (!isReasonError(error, 'LOCK_LOST') || attempt >= SWEEP_ATTEMPTS) throw error;
+        lostAndRetried++;
       }
-    }),
+    }
+  };
+  // Every key is tried before the caller looks at what is left, even when one of them fails.
+  const failed = (await Promise.allSettled(unique.map(sweepKey))).filter(
+    (r): r is PromiseRejectedResult => r.status === 'rejected',
   );
-  return { keys: unique.length, tookOver, tmpRemoved, sweepMs: Math.round(performance.now() - started) };
+  if (failed.length > 0) throw failed[0]!.reason;
+  return {
+    keys: unique.length,
+    tookOver,
+    tmpRemoved,
+    lostAndRetried,
+    sweepMs: Math.round(performance.now() - started),
+  };
 }
 
 /** The image id a tmp leftover `<node>/tmp/<imageId>~<tag>.part` belongs to. */
