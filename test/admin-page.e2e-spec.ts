@@ -26,9 +26,31 @@ describe('admin status page in a real browser', () => {
     // Fails (does not skip) with the install command when /usr/bin/chromium is missing.
     browser = await launchChromium();
     const image = await c.seed('node-a', IMAGE, 1024 * MiB);
+    // A finished pre-cache job in the cell's records, for the jobs table.
+    await c.store.jobs.create({
+      v: 1,
+      jobId: 'page-job',
+      type: 'precache',
+      imageId: IMAGE,
+      nodes: ['node-b'],
+      createdAt: new Date().toISOString(),
+      createdBy: 'test',
+    });
+    await c.store.jobs.recordOutcome('page-job', {
+      node: 'node-b',
+      outcome: 'completed',
+      bytes: MiB,
+      at: new Date().toISOString(),
+    });
     const conductor = await ConductorProcess.start(
       pool,
-      c.conductorEnv({ CONDUCTOR_ID: 'admin-page', ADMIN_TOKEN: TOKEN, COPY_CONCURRENCY: '3' }),
+      c.conductorEnv({
+        CONDUCTOR_ID: 'admin-page',
+        ADMIN_TOKEN: TOKEN,
+        COPY_CONCURRENCY: '3',
+        // A cap high enough not to slow the copies, so the bandwidth panel has a node to show.
+        NODE_WRITE_BPS: 'node-d=8Gi',
+      }),
     ).ready();
     const http = AdminHttp.of(conductor, TOKEN);
 
@@ -128,6 +150,17 @@ describe('admin status page in a real browser', () => {
       'at most 4 per node in this conductor',
     );
     await expect(page.locator('#cleaner-body').textContent()).resolves.toContain('Off');
+    // The cell's jobs, and the caps with the bytes through the capped node.
+    await expect(page.locator('#jobs-body tr[data-job="page-job"]').textContent()).resolves.toMatch(
+      /page-job.*precache.*1 \/ 1.*1\.00 MiB.*done/,
+    );
+    await expect(page.locator('#bandwidth-body').textContent()).resolves.toContain('node-d: 8.00 GiB/s');
+    await until(
+      async () => /node-d writes\d/.test((await page.locator('#bandwidth-body').textContent()) ?? ''),
+      'node-d in the bandwidth panel with the bytes written into it',
+      10_000,
+      50,
+    );
 
     const file = await testOutputPath(SCREENSHOT);
     await page.screenshot({ path: file, fullPage: true });
