@@ -2,13 +2,14 @@ import 'reflect-metadata';
 import { Module } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { Logger } from 'nestjs-pino';
-import pino from 'pino';
+import type pino from 'pino';
 import { AdminModule } from './admin/admin.module';
 import { type ConductorConfig, ConfigError, loadConductorConfig } from './config/conductor-config';
 import { CacheRootCheck, describeRefusal } from './lifecycle/cache-root-check';
 import { OriginDownload } from './copy/origin-download';
 import { ConductorModule, type ConductorSeams } from './conductor.module';
 import { ConductorLifecycle } from './lifecycle/conductor-lifecycle';
+import { createRootLogger } from './logging/root-logger';
 
 /** sysexits' EX_CONFIG: the environment is wrong, restarting will not help. */
 const EXIT_CONFIG = 78;
@@ -27,9 +28,9 @@ async function runConductor(seams: ConductorSeams = {}): Promise<void> {
     process.stderr.write(`conductor: ${error.message}\n`);
     process.exit(EXIT_CONFIG);
   }
-  const logger = pino({
-    level: config.LOG_LEVEL,
-    base: { conductorId: config.CONDUCTOR_ID, cell: config.CELL_ID },
+  const logger = createRootLogger(config.LOG_LEVEL, {
+    conductorId: config.CONDUCTOR_ID,
+    cell: config.CELL_ID,
   });
   await checkCacheRoot(config, logger);
   const conductor = ConductorModule.forRoot(config, logger, seams);
