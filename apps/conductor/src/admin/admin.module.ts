@@ -11,7 +11,7 @@ import { LeftoverSweep } from '../background/leftover-sweep';
 import { NodeBandwidth } from '../copy/node-bandwidth';
 import { CopyCoordinator } from '../copy/copy-coordinator';
 import { SourceSelector } from '../copy/source-selector';
-import { recentJobs } from '../jobs/recent-jobs';
+import { RecentJobs, recentJobs } from '../jobs/recent-jobs';
 import { ConductorLifecycle } from '../lifecycle/conductor-lifecycle';
 import { ConductorMetrics } from '../metrics/conductor-metrics';
 import { AdminAuth } from './admin-auth';
@@ -115,7 +115,7 @@ export class AdminModule {
               sweep,
               origin,
               bandwidth,
-              jobs: { recent: () => recentJobs(store.jobs) },
+              jobs: new RecentJobs(() => recentJobs(store.jobs)),
             }),
         },
         {
