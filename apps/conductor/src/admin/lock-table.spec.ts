@@ -1,9 +1,9 @@
 import { promises as fsp } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { NodeLockManager } from '@app/locking';
-import { LockTable } from './lock-table';
+import { LockScanTimeoutError, LockTable } from './lock-table';
 import { InvalidQueryError } from './locks-query';
 
 const TIMINGS = { staleMs: 2_000, updateMs: 1_000, safetyMarginMs: 500, pollMs: 20 };
@@ -48,5 +48,31 @@ describe('LockTable', () => {
 
   it('refuses a bad query before touching the file system', () => {
     expect(() => table().list({ node: '../etc' })).toThrow(InvalidQueryError);
+  });
+
+  it('answers LockScanTimeoutError when CACHE_ROOT hangs, and never starts a second scan behind the hung one', async () => {
+    vi.useFakeTimers();
+    try {
+      let clock = 0;
+      const inspect = vi.fn(() => new Promise<never>(() => {})); // a readdir into a dead mount
+      const table = new LockTable({
+        cacheRoot: '/nowhere',
+        staleMs: 2000,
+        conductorId: 'me',
+        timeoutMs: 2000,
+        now: () => clock,
+        inspect,
+      });
+      const first = table.list({}).catch((e: unknown) => e);
+      await vi.advanceTimersByTimeAsync(2000);
+      expect(await first).toBeInstanceOf(LockScanTimeoutError);
+      clock += 5000; // long past the cache time: still the same scan
+      const second = table.list({}).catch((e: unknown) => e);
+      await vi.advanceTimersByTimeAsync(2000);
+      expect(await second).toBeInstanceOf(LockScanTimeoutError);
+      expect(inspect).toHaveBeenCalledTimes(1);
+    } finally {
+      vi.useRealTimers();
+    }
   });
 });

@@ -1,7 +1,16 @@
-import { BadRequestException, Controller, Get, Header, Inject, Query, UseGuards } from '@nestjs/common';
+import {
+  BadRequestException,
+  Controller,
+  Get,
+  Header,
+  Inject,
+  Query,
+  ServiceUnavailableException,
+  UseGuards,
+} from '@nestjs/common';
 import { InvalidFieldError } from '@app/contracts';
 import { AdminTokenGuard } from './admin-token.guard';
-import { LockTable } from './lock-table';
+import { LockScanTimeoutError, LockTable } from './lock-table';
 import { InvalidQueryError } from './locks-query';
 
 @Controller('locks')
@@ -9,7 +18,7 @@ import { InvalidQueryError } from './locks-query';
 export class LocksController {
   constructor(@Inject(LockTable) private readonly locks: LockTable) {}
 
-  /** GET /locks?node=&image= ; 400 names each bad parameter and why. */
+  /** GET /locks?node=&image= ; 400 names each bad parameter and why; 503 when CACHE_ROOT does not answer. */
   @Get()
   @Header('Cache-Control', 'no-store')
   async list(@Query() query: Record<string, unknown>) {
@@ -29,6 +38,12 @@ export class LocksController {
           error: 'Bad Request',
           message: error.message,
           problems: [{ parameter: error.field, reason: error.reason }],
+        });
+      if (error instanceof LockScanTimeoutError)
+        throw new ServiceUnavailableException({
+          statusCode: 503,
+          error: 'Service Unavailable',
+          message: error.message,
         });
       throw error;
     }
