@@ -86,6 +86,22 @@ export class PrivateBroker {
     startTimeoutMs = 120_000,
     options: { listenAddress?: string; cookie?: string } = {},
   ): Promise<PrivateBroker> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await PrivateBroker.startOnce(startTimeoutMs, options);
+      } catch (error) {
+        // freePort() closes the port it found before the node binds it: another node starting at the same
+        // time (a cluster's, another file's) may take it first. Seen: dist_port_already_used.
+        const collided = /dist_port_already_used|eaddrinuse/i.test((error as Error).message);
+        if (!collided || attempt >= 3) throw error;
+      }
+    }
+  }
+
+  private static async startOnce(
+    startTimeoutMs: number,
+    options: { listenAddress?: string; cookie?: string },
+  ): Promise<PrivateBroker> {
     const bin = rabbitmqBinDir();
     const base = await makeTempDir('broker');
     const id = randomBytes(4).toString('hex');
