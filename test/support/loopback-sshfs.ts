@@ -2,7 +2,7 @@ import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { existsSync, promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import { promisify } from 'node:util';
-import { freePort } from './private-broker';
+import { freePort } from './free-port';
 import { makeTempDir, removeDir } from './temp-dirs';
 
 const run = promisify(execFile);
