@@ -6,7 +6,8 @@ import { describeRun, expectAnsweredAfterResend, runIcc } from './support/agent-
 import { ChildProcessPool } from './support/child-processes';
 import { ConductorProcess } from './support/conductor-process';
 import { sha256OfFile } from './support/image-store-fixtures';
-import { PrivateBroker, freePort } from './support/private-broker';
+import { freePort } from './support/free-port';
+import { PrivateBroker } from './support/private-broker';
 import { TestCell } from './support/test-cell';
 
 const MiB = 1024 * 1024;

@@ -6,13 +6,14 @@ import { conductorPool } from './support/conductor-harness';
 /*
  * The across-hosts campaign (issue 13): conductors on three simulated hosts, each with its own sshfs
  * mount of one CACHE_ROOT, a 3-node RabbitMQ cluster of the bed's own, requests from a requester host;
- * broker node stops, link cuts past LOCK_STALE_MS, killed mounts, SIGKILL and SIGSTOP at seeded moments.
+ * broker node stops, link cuts past LOCK_STALE_MS, killed mounts, frozen mounts (the conductor leaves and
+ * its host restarts it), SIGKILL and SIGSTOP at seeded moments.
  * Needs root (CI runs as root). CI size here; `npm run campaign -- --only hosts` runs it large.
  * Replay: CAMPAIGN_SEED=<seed> npx vitest run test/hosts-campaign
  */
 const run = campaignRun('hosts');
 
-describe('campaign: a cell across hosts (cluster node stops, partitions, dead mounts, kills, pauses)', () => {
+describe('campaign: a cell across hosts (cluster node stops, partitions, dead and hung mounts, kills, pauses)', () => {
   const cleanups = new Cleanups();
   const pool = conductorPool(() => cleanups.run());
 

@@ -4,7 +4,13 @@ import type { ChildProcessPool } from '../support/child-processes';
 import { ConductorProcess } from '../support/conductor-process';
 import { sleep } from '../support/async';
 
-export type MemberState = 'live' | 'paused' | 'killed' | 'stopped';
+/** exited: it ended by itself (the fleet neither killed nor stopped it). */
+export type MemberState = 'live' | 'paused' | 'killed' | 'stopped' | 'exited';
+
+export interface FleetExit {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+}
 
 /** One conductor process of a campaign, under the id it runs with (a restart is a new member). */
 export interface FleetMember {
@@ -35,6 +41,9 @@ export class ConductorFleet {
   readonly brokerStates = new Map<string, Array<{ atMs: number; state: string }>>();
   private sampling = false;
   private samplerLoop?: Promise<void>;
+  /** Members the fleet itself is killing or stopping: their end is no news. */
+  private readonly ending = new WeakSet<FleetMember>();
+  private readonly exitListeners: Array<(member: FleetMember, exit: FleetExit) => void> = [];
   private readonly started = performance.now();
 
   constructor(
@@ -58,7 +67,13 @@ export class ConductorFleet {
       this.hardTimeoutMs,
       { script: placement?.script, launcher: placement?.launcher },
     );
-    await conductor.ready(60_000);
+    try {
+      await conductor.ready(60_000);
+    } catch (error) {
+      // One that never got ready (refused to start, or hangs in it) must not linger.
+      conductor.signal('SIGKILL');
+      throw error;
+    }
     const member: FleetMember = {
       id,
       conductor,
@@ -66,7 +81,17 @@ export class ConductorFleet {
       admin: AdminHttp.of(conductor, this.token, placement?.adminHost),
     };
     this.members.push(member);
+    void conductor.exited().then((exit) => {
+      if (this.ending.has(member) || (member.state !== 'live' && member.state !== 'paused')) return;
+      member.state = 'exited';
+      for (const listener of this.exitListeners) listener(member, exit);
+    });
     return member;
+  }
+
+  /** Called when a member ends by itself (neither kill() nor stop()). */
+  onExit(listener: (member: FleetMember, exit: FleetExit) => void): void {
+    this.exitListeners.push(listener);
   }
 
   live(): FleetMember[] {
@@ -82,6 +107,7 @@ export class ConductorFleet {
   }
 
   async kill(member: FleetMember): Promise<void> {
+    this.ending.add(member);
     member.conductor.signal('SIGKILL');
     member.state = 'killed';
     await member.conductor.exited();
@@ -102,6 +128,7 @@ export class ConductorFleet {
   /** Graceful stop (SIGTERM): resolves with its exit. */
   async stop(member: FleetMember): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
     await this.sampleOne(member).catch(() => undefined);
+    this.ending.add(member);
     member.conductor.signal('SIGTERM');
     const exit = await member.conductor.exited();
     member.state = 'stopped';

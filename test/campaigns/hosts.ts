@@ -17,10 +17,11 @@ import { sleep } from '../support/async';
 import { FinalPathsWatcher, lockLeftovers, tmpLeftovers, verifyCopies } from '../support/cell-observers';
 import { ConductorFleet, type FleetMember } from './conductor-fleet';
 import { judgeHoldLogs } from './hold-log-judge';
+import { HANG_LINE, HostSupervisor } from './host-supervisor';
 
 const MiB = 1024 * 1024;
 
-export type HostFaultKind = 'broker' | 'partition' | 'mount' | 'kill' | 'pause';
+export type HostFaultKind = 'broker' | 'partition' | 'mount' | 'hang' | 'kill' | 'pause';
 
 export interface HostsParams {
   conductorHosts: number;
@@ -33,6 +34,8 @@ export interface HostsParams {
   brokerStopMs: [number, number];
   partitionMs: [number, number];
   mountDownMs: [number, number];
+  /** How long a frozen mount stays frozen after its conductor left (it must leave first). */
+  hangExtraMs: [number, number];
   pauseMs: [number, number];
   gapMs: [number, number];
   requestsPerWave: number;
@@ -50,10 +53,11 @@ export const HOSTS_SIZES = {
     nodes: 6,
     images: 6,
     imageBytes: [1 * MiB, 8 * MiB],
-    faults: { broker: 1, partition: 1, mount: 1, kill: 1, pause: 1 },
+    faults: { broker: 1, partition: 1, mount: 1, hang: 1, kill: 1, pause: 1 },
     brokerStopMs: [2_000, 4_000],
     partitionMs: [6_000, 8_000],
     mountDownMs: [1_000, 3_000],
+    hangExtraMs: [0, 2_000],
     pauseMs: [5_500, 7_000],
     gapMs: [200, 1_500],
     requestsPerWave: 6,
@@ -65,10 +69,11 @@ export const HOSTS_SIZES = {
     nodes: 12,
     images: 16,
     imageBytes: [1 * MiB, 16 * MiB],
-    faults: { broker: 4, partition: 4, mount: 4, kill: 4, pause: 4 },
+    faults: { broker: 4, partition: 4, mount: 4, hang: 4, kill: 4, pause: 4 },
     brokerStopMs: [2_000, 8_000],
     partitionMs: [6_000, 35_000],
     mountDownMs: [1_000, 5_000],
+    hangExtraMs: [0, 10_000],
     pauseMs: [5_500, 10_000],
     gapMs: [200, 3_000],
     requestsPerWave: 10,
@@ -117,8 +122,10 @@ interface FaultRecord {
  * The across-hosts campaign (issue 13): conductors on ≥3 simulated hosts (own namespace, own sshfs mount
  * of one CACHE_ROOT), a 3-node RabbitMQ cluster, requests from a requester host, and seeded faults: the
  * broker node a conductor uses stopped and started, a host's link cut past LOCK_STALE_MS, a host's mount
- * killed and re-made, SIGKILL (and restart) and SIGSTOP past LOCK_STALE_MS. Afterwards every request must
- * have a final answer, every destination verify, the hold logs show no two holders, nothing be left.
+ * killed and re-made, a host's mount frozen until its conductor leaves by itself (CACHE_ROOT_HANG_EXIT_MS)
+ * and is restarted by the host's supervisor, SIGKILL (and restart) and SIGSTOP past LOCK_STALE_MS.
+ * Afterwards every request must have a final answer, every destination verify, the hold logs show no two
+ * holders, nothing be left.
  */
 export async function runHostsCampaign(
   run: CampaignRun,
@@ -225,216 +232,269 @@ export async function runHostsCampaign(
   };
   await Promise.all(conductorHosts.map((h) => startOn(h)));
   fleet.startSampling(1_000);
+  // Each host's service manager (systemd, Restart=always): a conductor that left by itself because its
+  // CACHE_ROOT stopped answering is started again once the host's mount is usable.
+  const supervisor = new HostSupervisor(fleet, {
+    hostOf,
+    start: (host) => startOn(host),
+    mountUsable: (host) => bed.mountUsable(host),
+    elapsedMs: elapsed,
+    delayMs: 1_000,
+    giveUpMs: 120_000,
+  });
+  try {
+    // Requests: waves through the requester host; a reserved pair per fault serves as its recovery probe.
+    const ids: string[] = [];
+    const requested = new Set<string>();
+    const probePairs = pairs.splice(
+      0,
+      Object.values(p.faults).reduce((a, b) => a + b, 0),
+    );
+    let cursor = 0;
+    let batches = 0;
+    const publish = async (wave: Array<{ imageId: string; destination: string }>): Promise<string[]> => {
+      const batch = batches++;
+      const messages = wave.map((pair) => {
+        const requestId = `hc-${ids.length}`;
+        ids.push(requestId);
+        requested.add(`${pair.imageId}|${pair.destination}`);
+        const seed = seeds.get(pair.imageId)!;
+        const body: Record<string, unknown> = { v: 1, requestId, ...pair };
+        if (planRng.chance(0.5)) Object.assign(body, { sha256: seed.sha256, size: seed.size });
+        return { body, messageId: requestId };
+      });
+      requester.process.send({
+        batch,
+        queue: topology.requestQueue.name,
+        messages,
+        deadlineMs: 60_000,
+      } satisfies PublishBatch);
+      const answer = await requester.waitFor((m) => m.batch === batch, 90_000);
+      if ('error' in answer) violations.push(`requester could not publish batch ${batch}: ${answer.error}`);
+      return messages.map((m) => m.messageId);
+    };
+    const nextWave = () => {
+      const repeats = Math.ceil(p.requestsPerWave / 4);
+      return [
+        ...Array.from({ length: p.requestsPerWave }, () => pairs[cursor++ % pairs.length]!),
+        ...Array.from(
+          { length: repeats },
+          () => pairs[planRng.int(0, Math.max(0, Math.min(cursor, pairs.length) - 1))]!,
+        ),
+      ];
+    };
 
-  // Requests: waves through the requester host; a reserved pair per fault serves as its recovery probe.
-  const ids: string[] = [];
-  const requested = new Set<string>();
-  const probePairs = pairs.splice(
-    0,
-    Object.values(p.faults).reduce((a, b) => a + b, 0),
-  );
-  let cursor = 0;
-  let batches = 0;
-  const publish = async (wave: Array<{ imageId: string; destination: string }>): Promise<string[]> => {
-    const batch = batches++;
-    const messages = wave.map((pair) => {
-      const requestId = `hc-${ids.length}`;
-      ids.push(requestId);
-      requested.add(`${pair.imageId}|${pair.destination}`);
-      const seed = seeds.get(pair.imageId)!;
-      const body: Record<string, unknown> = { v: 1, requestId, ...pair };
-      if (planRng.chance(0.5)) Object.assign(body, { sha256: seed.sha256, size: seed.size });
-      return { body, messageId: requestId };
-    });
-    requester.process.send({
-      batch,
-      queue: topology.requestQueue.name,
-      messages,
-      deadlineMs: 60_000,
-    } satisfies PublishBatch);
-    const answer = await requester.waitFor((m) => m.batch === batch, 90_000);
-    if ('error' in answer) violations.push(`requester could not publish batch ${batch}: ${answer.error}`);
-    return messages.map((m) => m.messageId);
-  };
-  const nextWave = () => {
-    const repeats = Math.ceil(p.requestsPerWave / 4);
-    return [
-      ...Array.from({ length: p.requestsPerWave }, () => pairs[cursor++ % pairs.length]!),
-      ...Array.from(
-        { length: repeats },
-        () => pairs[planRng.int(0, Math.max(0, Math.min(cursor, pairs.length) - 1))]!,
+    const faultRng = rng.fork('faults');
+    const victimRng = rng.fork('victims');
+    const kinds = faultRng.shuffle(
+      (Object.entries(p.faults) as Array<[HostFaultKind, number]>).flatMap(([k, n]) =>
+        Array<HostFaultKind>(n).fill(k),
       ),
-    ];
-  };
-
-  const faultRng = rng.fork('faults');
-  const victimRng = rng.fork('victims');
-  const kinds = faultRng.shuffle(
-    (Object.entries(p.faults) as Array<[HostFaultKind, number]>).flatMap(([k, n]) =>
-      Array<HostFaultKind>(n).fill(k),
-    ),
-  );
-  const faults: FaultRecord[] = [];
-  const probe = async (): Promise<number | null> => {
-    const from = performance.now();
-    const [id] = await publish([probePairs[faults.length % probePairs.length]!]);
-    for (;;) {
-      if (tap.final(id!)) return Math.round(performance.now() - from);
-      if (performance.now() - from > 120_000) return null;
-      await sleep(50);
-    }
-  };
-  const memberBack = async (member: FleetMember, reconnectsBefore: number): Promise<number | null> => {
-    const from = performance.now();
-    for (;;) {
-      const sample = await fleet.sampleOne(member).catch(() => undefined);
-      if (sample?.brokerState === 'connected' && sample.reconnects >= reconnectsBefore)
-        return Math.round(performance.now() - from);
-      if (performance.now() - from > 90_000) return null;
-      await sleep(100);
-    }
-  };
-
-  for (const kind of kinds) {
-    await sleep(faultRng.int(p.gapMs[0], p.gapMs[1]));
-    await publish(nextWave());
-    const struckMidCopy = await partialCopyUnderWay(bed.root, nodes, 4_000);
-    const live = fleet.live();
-    const victim = victimRng.pick(live);
-    const host = hostOf(victim.id);
-    const atMs = elapsed();
-    const before = (await fleet.sampleOne(victim).catch(() => undefined))?.reconnects ?? 0;
-    let heldMs = 0;
-    let conductorBackMs: number | null = null;
-    let target = victim.id;
-    if (kind === 'broker') {
-      const index = brokerIndexOf(victim.id);
-      target = `broker-${index} (of ${victim.id})`;
-      heldMs = faultRng.int(p.brokerStopMs[0], p.brokerStopMs[1]);
-      await bed.stopBrokerNode(index);
-      await sleep(heldMs);
-      await bed.startBrokerNode(index);
-      conductorBackMs = await waitReconnected(victim, before, 90_000);
-    } else if (kind === 'partition') {
-      target = `${host} (${victim.id})`;
-      heldMs = faultRng.int(p.partitionMs[0], p.partitionMs[1]);
-      await bed.cutLink(host);
-      await sleep(heldMs);
-      await bed.restoreLink(host);
-      conductorBackMs = await memberBack(victim, before);
-    } else if (kind === 'mount') {
-      target = `${host} (${victim.id})`;
-      heldMs = faultRng.int(p.mountDownMs[0], p.mountDownMs[1]);
-      await bed.killMount(host);
-      await sleep(heldMs);
-      await bed.remakeMount(host);
-      conductorBackMs = await memberBack(victim, before);
-    } else if (kind === 'kill') {
-      await fleet.kill(victim);
+    );
+    const faults: FaultRecord[] = [];
+    const probe = async (): Promise<number | null> => {
       const from = performance.now();
-      await startOn(host);
-      conductorBackMs = Math.round(performance.now() - from);
-    } else {
-      heldMs = faultRng.int(p.pauseMs[0], p.pauseMs[1]);
-      fleet.pause(victim);
-      await sleep(heldMs);
-      fleet.resume(victim);
-      conductorBackMs = await memberBack(victim, before);
+      const [id] = await publish([probePairs[faults.length % probePairs.length]!]);
+      for (;;) {
+        if (tap.final(id!)) return Math.round(performance.now() - from);
+        if (performance.now() - from > 120_000) return null;
+        await sleep(50);
+      }
+    };
+    const waitForOutput = async (member: FleetMember, text: string, timeoutMs: number) => {
+      const from = performance.now();
+      while (!member.conductor.child.output.join('').includes(text)) {
+        if (performance.now() - from > timeoutMs) return false;
+        await sleep(100);
+      }
+      return true;
+    };
+    const latestOn = (host: string) =>
+      fleet
+        .live()
+        .filter((m) => hostOf(m.id) === host)
+        .at(-1);
+    const memberBack = async (victim: FleetMember, reconnectsBefore: number): Promise<number | null> => {
+      const from = performance.now();
+      for (;;) {
+        // A victim that left by itself (its CACHE_ROOT hung) is back once its host's restarted one is.
+        const member = victim.state === 'exited' ? latestOn(hostOf(victim.id)) : victim;
+        const sample = member && (await fleet.sampleOne(member).catch(() => undefined));
+        if (
+          sample?.brokerState === 'connected' &&
+          (member !== victim || sample.reconnects >= reconnectsBefore)
+        )
+          return Math.round(performance.now() - from);
+        if (performance.now() - from > 90_000) return null;
+        await sleep(100);
+      }
+    };
+
+    for (const kind of kinds) {
+      await sleep(faultRng.int(p.gapMs[0], p.gapMs[1]));
+      await publish(nextWave());
+      const struckMidCopy = await partialCopyUnderWay(bed.root, nodes, 4_000);
+      const live = fleet.live();
+      const victim = victimRng.pick(live);
+      const host = hostOf(victim.id);
+      const atMs = elapsed();
+      const before = (await fleet.sampleOne(victim).catch(() => undefined))?.reconnects ?? 0;
+      let heldMs = 0;
+      let conductorBackMs: number | null = null;
+      let target = victim.id;
+      if (kind === 'broker') {
+        const index = brokerIndexOf(victim.id);
+        target = `broker-${index} (of ${victim.id})`;
+        heldMs = faultRng.int(p.brokerStopMs[0], p.brokerStopMs[1]);
+        await bed.stopBrokerNode(index);
+        await sleep(heldMs);
+        await bed.startBrokerNode(index);
+        conductorBackMs = await waitReconnected(victim, before, 90_000);
+      } else if (kind === 'partition') {
+        target = `${host} (${victim.id})`;
+        heldMs = faultRng.int(p.partitionMs[0], p.partitionMs[1]);
+        await bed.cutLink(host);
+        await sleep(heldMs);
+        await bed.restoreLink(host);
+        conductorBackMs = await memberBack(victim, before);
+      } else if (kind === 'mount') {
+        target = `${host} (${victim.id})`;
+        heldMs = faultRng.int(p.mountDownMs[0], p.mountDownMs[1]);
+        await bed.killMount(host);
+        await sleep(heldMs);
+        await bed.remakeMount(host);
+        conductorBackMs = await memberBack(victim, before);
+      } else if (kind === 'hang') {
+        // The mount stops answering (NFS `hard` with its server gone): the conductor must leave by itself
+        // after CACHE_ROOT_HANG_EXIT_MS; the mount answers again a little later, and the host's supervisor
+        // starts a new conductor there.
+        target = `${host} (${victim.id})`;
+        const from = performance.now();
+        bed.freezeMount(host);
+        const left = await waitForOutput(victim, HANG_LINE, 90_000);
+        if (!left) violations.push(`hang of ${target}: the conductor did not leave within 90 s`);
+        await sleep(faultRng.int(p.hangExtraMs[0], p.hangExtraMs[1]));
+        heldMs = Math.round(performance.now() - from);
+        bed.thawMount(host);
+        conductorBackMs = await memberBack(victim, before);
+      } else if (kind === 'kill') {
+        await fleet.kill(victim);
+        const from = performance.now();
+        await startOn(host);
+        conductorBackMs = Math.round(performance.now() - from);
+      } else {
+        heldMs = faultRng.int(p.pauseMs[0], p.pauseMs[1]);
+        fleet.pause(victim);
+        await sleep(heldMs);
+        fleet.resume(victim);
+        conductorBackMs = await memberBack(victim, before);
+      }
+      if (conductorBackMs === null)
+        violations.push(`${kind} of ${target}: the conductor was not back within 90 s`);
+      const probeAnsweredMs = await probe();
+      if (probeAnsweredMs === null)
+        violations.push(`${kind} of ${target}: a request published after it had no answer within 120 s`);
+      faults.push({ kind, target, atMs, heldMs, struckMidCopy, conductorBackMs, probeAnsweredMs });
     }
-    if (conductorBackMs === null)
-      violations.push(`${kind} of ${target}: the conductor was not back within 90 s`);
-    const probeAnsweredMs = await probe();
-    if (probeAnsweredMs === null)
-      violations.push(`${kind} of ${target}: a request published after it had no answer within 120 s`);
-    faults.push({ kind, target, atMs, heldMs, struckMidCopy, conductorBackMs, probeAnsweredMs });
-  }
-  await publish(nextWave());
+    await publish(nextWave());
 
-  const finals = await tap.finalsWithin(ids, p.settleMs, violations);
-  await fleet.waitIdle(120_000).catch((error: unknown) => violations.push(String(error)));
-  await fleet.stopSampling();
-  await watcher.stop();
+    const finals = await tap.finalsWithin(ids, p.settleMs, violations);
+    await supervisor.settled();
+    for (const r of supervisor.restarts.filter((x) => x.why !== 'hang'))
+      violations.push(
+        `conductor ${r.exited} ended by itself (code ${r.code}, signal ${r.signal}), not on a hung CACHE_ROOT`,
+      );
+    for (const g of supervisor.gaveUp) violations.push(`not restarted: ${g}`);
+    await fleet.waitIdle(120_000).catch((error: unknown) => violations.push(String(error)));
+    await fleet.stopSampling();
+    await watcher.stop();
 
-  // Leftovers once idle: the conductors' own leftover sweep (every 3 s, entries unchanged for the stale
-  // time) must collect what killed, paused, cut-off and unmounted holders left, with no help from us.
-  const idleFrom = performance.now();
-  let leftovers: string[] = [];
-  for (;;) {
-    leftovers = [
-      ...(await lockLeftovers(bed.root, HOSTS_LOCK_TIMINGS.staleMs)).map(
-        (l) => `lock ${l.node}/${l.imageId} ${l.mode} by ${l.conductorId ?? '?'}`,
-      ),
-      ...(await tmpLeftovers(bed.root)),
-    ];
-    if (leftovers.length === 0 || performance.now() - idleFrom > 30_000) break;
-    await sleep(500);
-  }
-  for (const l of leftovers) violations.push(`left once idle (30 s after): ${l}`);
-  const leftoversGoneMs = leftovers.length === 0 ? Math.round(performance.now() - idleFrom) : null;
+    // Leftovers once idle: the conductors' own leftover sweep (every 3 s, entries unchanged for the stale
+    // time) must collect what killed, paused, cut-off and unmounted holders left, with no help from us.
+    const idleFrom = performance.now();
+    let leftovers: string[] = [];
+    for (;;) {
+      leftovers = [
+        ...(await lockLeftovers(bed.root, HOSTS_LOCK_TIMINGS.staleMs)).map(
+          (l) => `lock ${l.node}/${l.imageId} ${l.mode} by ${l.conductorId ?? '?'}`,
+        ),
+        ...(await tmpLeftovers(bed.root)),
+      ];
+      if (leftovers.length === 0 || performance.now() - idleFrom > 30_000) break;
+      await sleep(500);
+    }
+    for (const l of leftovers) violations.push(`left once idle (30 s after): ${l}`);
+    const leftoversGoneMs = leftovers.length === 0 ? Math.round(performance.now() - idleFrom) : null;
 
-  const lost = ids.filter((id) => !finals.has(id));
-  const failed = [...finals.values()].filter((r) => r.status === 'failed');
-  for (const r of failed.slice(0, 20))
-    violations.push(`request ${r.requestId} failed for good: ${String(r.reason)} ${String(r.detail)}`);
-  const corrupt = await verifyCopies(store, requested, seeds, violations);
-  for (const problem of watcher.problems.slice(0, 20)) violations.push(`final-path reader: ${problem}`);
+    const lost = ids.filter((id) => !finals.has(id));
+    const failed = [...finals.values()].filter((r) => r.status === 'failed');
+    for (const r of failed.slice(0, 20))
+      violations.push(`request ${r.requestId} failed for good: ${String(r.reason)} ${String(r.detail)}`);
+    const corrupt = await verifyCopies(store, requested, seeds, violations);
+    for (const problem of watcher.problems.slice(0, 20)) violations.push(`final-path reader: ${problem}`);
 
-  const holds = await judgeHoldLogs(holdLogs);
-  for (const o of holds.overlaps.slice(0, 10))
-    violations.push(`two holders of ${o.key}: ${JSON.stringify(o.a)} and ${JSON.stringify(o.b)}`);
+    const holds = await judgeHoldLogs(holdLogs);
+    for (const o of holds.overlaps.slice(0, 10))
+      violations.push(`two holders of ${o.key}: ${JSON.stringify(o.a)} and ${JSON.stringify(o.b)}`);
 
-  const conductors = fleet.conductors();
-  for (const m of fleet.running())
-    if (m.conductor.child.process.exitCode !== null) violations.push(`conductor ${m.id} exited`);
-  for (const l of conductors
-    .flatMap((c) => c.logs().filter((x) => x.msg === 'unexpected error in a copy'))
-    .slice(0, 5))
-    violations.push(`INTERNAL error: ${JSON.stringify(l)}`);
+    const conductors = fleet.conductors();
+    for (const m of fleet.running())
+      if (m.conductor.child.process.exitCode !== null) violations.push(`conductor ${m.id} exited`);
+    for (const l of conductors
+      .flatMap((c) => c.logs().filter((x) => x.msg === 'unexpected error in a copy'))
+      .slice(0, 5))
+      violations.push(`INTERNAL error: ${JSON.stringify(l)}`);
 
-  const lines = answeredLines(conductors);
-  const connects = conductors.flatMap((c, i) =>
-    c
-      .logs()
-      .filter((l) => l.msg === 'connected to RabbitMQ' && Number(l.reconnects) >= 1)
-      .map((l) => ({ conductor: fleet.members[i]!.id, ...l })),
-  );
-  return {
-    violations,
-    figures: {
-      params: p,
-      setUpMs,
-      durationMs: elapsed(),
-      hosts: { conductors: conductorHosts, requester: 'rq', brokers: cluster.urls },
-      requests: ids.length,
-      pairs: requested.size,
-      results: {
-        final: tally([...finals.values()].map((r) => r.status)),
-        resultMessages: tap.results.length,
+    const lines = answeredLines(conductors);
+    const connects = conductors.flatMap((c, i) =>
+      c
+        .logs()
+        .filter((l) => l.msg === 'connected to RabbitMQ' && Number(l.reconnects) >= 1)
+        .map((l) => ({ conductor: fleet.members[i]!.id, ...l })),
+    );
+    return {
+      violations,
+      figures: {
+        params: p,
+        setUpMs,
+        durationMs: elapsed(),
+        hosts: { conductors: conductorHosts, requester: 'rq', brokers: cluster.urls },
+        requests: ids.length,
+        pairs: requested.size,
+        results: {
+          final: tally([...finals.values()].map((r) => r.status)),
+          resultMessages: tap.results.length,
+        },
+        lost: lost.length,
+        failed: failed.length,
+        corrupt,
+        faults,
+        recoveryMs: Object.fromEntries(
+          kinds.map((k) => [
+            k,
+            faults
+              .filter((f) => f.kind === k)
+              .map((f) => ({ back: f.conductorBackMs, probe: f.probeAnsweredMs })),
+          ]),
+        ),
+        redeliveries: lines.filter((l) => l.redelivered === true).length,
+        laterAttempts: lines.filter((l) => Number(l.attempt) > 1).length,
+        takeovers: { fromHoldLogs: holds.takeovers, fromStatus: fleet.total('lockTakeovers') },
+        locksLost: fleet.total('locksLost'),
+        // Conductors that left by themselves (CACHE_ROOT hung) and their restarts by the host's supervisor.
+        restarts: supervisor.restarts,
+        exits: tally(supervisor.restarts.map((r) => `${r.why}:${r.signal ?? r.code}`)),
+        // With one broker URL per conductor a reconnect is to the same node; with a list (AMQP_URL with
+        // several URLs) it may be to another: both counted here, per conductor.
+        failOvers: tally(connects.map((c) => c.conductor)),
+        holdLog: { proofs: holds.proofs, spans: holds.spans, overlaps: holds.overlaps.length },
+        leftoversGoneAfterIdleMs: leftoversGoneMs,
+        finalPathReader: { looks: watcher.looks, hashed: watcher.hashed, problems: watcher.problems.length },
+        errorLogLines: errorLines(conductors).length,
+        bedFaults: bed.faults,
       },
-      lost: lost.length,
-      failed: failed.length,
-      corrupt,
-      faults,
-      recoveryMs: Object.fromEntries(
-        kinds.map((k) => [
-          k,
-          faults
-            .filter((f) => f.kind === k)
-            .map((f) => ({ back: f.conductorBackMs, probe: f.probeAnsweredMs })),
-        ]),
-      ),
-      redeliveries: lines.filter((l) => l.redelivered === true).length,
-      laterAttempts: lines.filter((l) => Number(l.attempt) > 1).length,
-      takeovers: { fromHoldLogs: holds.takeovers, fromStatus: fleet.total('lockTakeovers') },
-      locksLost: fleet.total('locksLost'),
-      // With one broker URL per conductor a reconnect is to the same node; with a list (AMQP_URL with
-      // several URLs) it may be to another: both counted here, per conductor.
-      failOvers: tally(connects.map((c) => c.conductor)),
-      holdLog: { proofs: holds.proofs, spans: holds.spans, overlaps: holds.overlaps.length },
-      leftoversGoneAfterIdleMs: leftoversGoneMs,
-      finalPathReader: { looks: watcher.looks, hashed: watcher.hashed, problems: watcher.problems.length },
-      errorLogLines: errorLines(conductors).length,
-      bedFaults: bed.faults,
-    },
-  };
+    };
+  } finally {
+    supervisor.stop();
+  }
 }

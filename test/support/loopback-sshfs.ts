@@ -2,7 +2,7 @@ import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { existsSync, promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import { promisify } from 'node:util';
-import { freePort } from './private-broker';
+import { freePort } from './free-port';
 import { makeTempDir, removeDir } from './temp-dirs';
 
 const run = promisify(execFile);
@@ -148,6 +148,24 @@ export class LoopbackSshfs {
     }
   }
 
+  /**
+   * The mount's server stops answering (its sshfs is SIGSTOPped): file calls through it wait in the kernel,
+   * as on a FUSE server that hangs or an NFS `hard` mount of an unreachable server, until thaw().
+   */
+  freeze(mountPoint: string): void {
+    this.client(mountPoint).kill('SIGSTOP');
+  }
+
+  thaw(mountPoint: string): void {
+    this.client(mountPoint).kill('SIGCONT');
+  }
+
+  private client(mountPoint: string): ChildProcess {
+    const child = this.mounts.get(mountPoint);
+    if (!child) throw new Error(`no sshfs mount at ${mountPoint}`);
+    return child;
+  }
+
   /** The mount dies as in a crash or a cut link: its sshfs is killed, then the dead mount is detached. */
   async kill(mountPoint: string): Promise<void> {
     this.mounts.get(mountPoint)?.kill('SIGKILL');
@@ -159,6 +177,7 @@ export class LoopbackSshfs {
     const child = this.mounts.get(mountPoint);
     this.mounts.delete(mountPoint);
     if (child && child.exitCode === null && child.signalCode === null) {
+      child.kill('SIGCONT'); // a frozen one
       const exited = new Promise((resolve) => child.once('exit', resolve));
       if (!(await Promise.race([exited.then(() => true), sleep(5_000).then(() => false)])))
         child.kill('SIGKILL');

@@ -1,11 +1,11 @@
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, promises as fsp, realpathSync } from 'node:fs';
-import { createServer } from 'node:net';
 import * as path from 'node:path';
 import { promisify } from 'node:util';
 import { connect } from 'amqplib';
 import { afterAll } from 'vitest';
+import { freePort } from './free-port';
 import { makeTempDir, removeDir } from './temp-dirs';
 
 const run = promisify(execFile);
@@ -35,18 +35,6 @@ function rabbitmqBinDir(): string {
 /** An Erlang cookie of our own: a node with it can never talk to the machine's default node. */
 export function newErlangCookie(): string {
   return Array.from(randomBytes(20), (b) => String.fromCharCode(65 + (b % 26))).join('');
-}
-
-/** A TCP port free on 127.0.0.1 right now. */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-  });
 }
 
 /**
@@ -85,6 +73,22 @@ export class PrivateBroker {
   static async start(
     startTimeoutMs = 120_000,
     options: { listenAddress?: string; cookie?: string } = {},
+  ): Promise<PrivateBroker> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await PrivateBroker.startOnce(startTimeoutMs, options);
+      } catch (error) {
+        // freePort() closes the port it found before the node binds it: another node starting at the same
+        // time (a cluster's, another file's) may take it first. Seen: dist_port_already_used.
+        const collided = /dist_port_already_used|eaddrinuse/i.test((error as Error).message);
+        if (!collided || attempt >= 3) throw error;
+      }
+    }
+  }
+
+  private static async startOnce(
+    startTimeoutMs: number,
+    options: { listenAddress?: string; cookie?: string },
   ): Promise<PrivateBroker> {
     const bin = rabbitmqBinDir();
     const base = await makeTempDir('broker');

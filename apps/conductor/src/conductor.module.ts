@@ -13,7 +13,7 @@ import { type CellTopology, cellTopology } from '@app/contracts';
 import { ImageStore } from '@app/image-store';
 import { NodeLockManager } from '@app/locking';
 import { BrokerConnection, Publisher, RetryHeaderSigner } from '@app/messaging';
-import type { ConductorConfig } from './config/conductor-config';
+import { type ConductorConfig, cacheRootHangExitMs } from './config/conductor-config';
 import { CleanerRounds } from './background/cleaner-rounds';
 import { JobRetention } from './background/job-retention';
 import { LeftoverSweep } from './background/leftover-sweep';
@@ -35,6 +35,7 @@ import { CancelWatch } from './jobs/cancel-watch';
 import { JobMessageHandler } from './jobs/job-message-handler';
 import { JobProgress } from './jobs/job-progress';
 import { CacheRootGuard } from './lifecycle/cache-root-guard';
+import { endHungProcess } from './lifecycle/end-hung-process';
 import { ConductorLifecycle } from './lifecycle/conductor-lifecycle';
 import { CopyRequestHandler } from './requests/copy-request-handler';
 import { loadOrCreateHeaderKey } from './requests/header-key';
@@ -304,12 +305,17 @@ export class ConductorModule {
         {
           provide: CacheRootGuard,
           inject: [HEADER_KEY],
-          useFactory: (key: Buffer) =>
-            new CacheRootGuard({
+          useFactory: (key: Buffer) => {
+            const guard = new CacheRootGuard({
               cacheRoot: config.CACHE_ROOT,
               expectedKey: key,
               log: rootLogger.child({ part: 'cache-root' }),
-            }),
+              probeMs: config.CACHE_ROOT_PROBE_MS,
+              hangExit: { afterMs: cacheRootHangExitMs(config), exit: endHungProcess },
+            });
+            guard.start();
+            return guard;
+          },
         },
         {
           provide: CancelWatch,

@@ -8,7 +8,15 @@ import { SshfsShare } from './sshfs-share';
 
 /** One fault the bed injected, on the machine's monotonic clock (ms since the bed started). */
 export interface BedFault {
-  kind: 'link-cut' | 'link-restored' | 'mount-killed' | 'mount-remade' | 'broker-stopped' | 'broker-started';
+  kind:
+    | 'link-cut'
+    | 'link-restored'
+    | 'mount-killed'
+    | 'mount-remade'
+    | 'mount-frozen'
+    | 'mount-thawed'
+    | 'broker-stopped'
+    | 'broker-started';
   target: string;
   atMs: number;
 }
@@ -18,7 +26,7 @@ export interface BedFault {
  * shared folder served by an sshd of the bed's own and mounted by each host through its own namespace
  * (sshfs, caching off), and a RabbitMQ cluster of its own listening on the bridge address. Fault
  * injectors: cut/restore a host's link (broker and mount together), kill/re-make a host's mount,
- * stop/start a cluster node. `teardown()` undoes everything, also after a failed set-up.
+ * freeze/thaw it (its calls wait in the kernel), stop/start a cluster node. `teardown()` undoes everything, also after a failed set-up.
  */
 export class HostBed {
   readonly faults: BedFault[] = [];
@@ -111,6 +119,21 @@ export class HostBed {
   async remakeMount(host: string): Promise<void> {
     await this.share.mount(host);
     this.note('mount-remade', host);
+  }
+
+  freezeMount(host: string): void {
+    this.share.freezeMount(host);
+    this.note('mount-frozen', host);
+  }
+
+  thawMount(host: string): void {
+    this.share.thawMount(host);
+    this.note('mount-thawed', host);
+  }
+
+  /** Whether the host's mount is made, answering, and its link up: what a conductor there needs to start. */
+  mountUsable(host: string): boolean {
+    return this.share.isMounted(host) && !this.share.isFrozen(host) && !this.network.isCut(host);
   }
 
   async stopBrokerNode(index: number): Promise<void> {

@@ -24,6 +24,7 @@ function missing(what: string): Error {
 export class SshfsShare {
   private readonly mounts = new Map<string, string>();
   private readonly clients = new Map<string, ChildProcess>();
+  private readonly frozen = new Set<string>();
 
   private constructor(
     private readonly network: HostNetwork,
@@ -138,11 +139,37 @@ export class SshfsShare {
     await this.endClient(host);
   }
 
+  /**
+   * The host's mount stops answering: its sshfs client is SIGSTOPped, so file calls through it wait in
+   * the kernel (as on an NFS `hard` mount of a server that is gone) until thawMount().
+   */
+  freezeMount(host: string): void {
+    this.clientOf(host).kill('SIGSTOP');
+    this.frozen.add(host);
+  }
+
+  thawMount(host: string): void {
+    this.clientOf(host).kill('SIGCONT');
+    this.frozen.delete(host);
+  }
+
+  isFrozen(host: string): boolean {
+    return this.frozen.has(host);
+  }
+
+  private clientOf(host: string): ChildProcess {
+    const client = this.clients.get(host);
+    if (!client) throw new Error(`no sshfs client for host ${host}`);
+    return client;
+  }
+
   private async endClient(host: string): Promise<void> {
     const client = this.clients.get(host);
     this.clients.delete(host);
     if (!client || client.exitCode !== null || client.signalCode !== null) return;
     const exited = new Promise((r) => client.once('exit', r));
+    this.frozen.delete(host);
+    client.kill('SIGCONT');
     client.kill('SIGTERM');
     await Promise.race([exited, new Promise((r) => setTimeout(r, 3_000))]);
     if (client.exitCode === null && client.signalCode === null) {

@@ -11,7 +11,11 @@ import { ReadinessProbe } from './readiness-probe';
 describe('ReadinessProbe', () => {
   let root: string;
   const logs: { obj: object; msg: string }[] = [];
-  const log = { info: (obj: object, msg: string) => logs.push({ obj, msg }), warn: () => undefined };
+  const log = {
+    info: (obj: object, msg: string) => logs.push({ obj, msg }),
+    warn: () => undefined,
+    error: () => undefined,
+  };
   const broker = {
     state: 'connected' as ConnectionState,
     lastError: undefined as Error | undefined,

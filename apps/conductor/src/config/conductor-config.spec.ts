@@ -3,7 +3,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { withConfigTable } from './config-table';
-import { ConfigError, loadConductorConfig } from './conductor-config';
+import { ConfigError, cacheRootHangExitMs, loadConductorConfig } from './conductor-config';
 
 const minimal = { CELL_ID: 'cell-1', CACHE_ROOT: '/srv/cache' };
 
@@ -107,6 +107,15 @@ describe('conductor configuration', () => {
         expect.stringMatching(/^LOCK_UPDATE_MS: must be at most half of LOCK_STALE_MS/),
       ]),
     );
+  });
+
+  it('leaves a hung CACHE_ROOT after 3 × LOCK_STALE_MS unless told otherwise, never before LOCK_STALE_MS', () => {
+    expect(cacheRootHangExitMs(loadConductorConfig(minimal))).toBe(60_000);
+    expect(cacheRootHangExitMs(loadConductorConfig({ ...minimal, LOCK_STALE_MS: '40000' }))).toBe(120_000);
+    expect(cacheRootHangExitMs(loadConductorConfig({ ...minimal, CACHE_ROOT_HANG_EXIT_MS: '0' }))).toBe(0);
+    expect(problemsOf({ ...minimal, CACHE_ROOT_HANG_EXIT_MS: '19999' })).toEqual([
+      'CACHE_ROOT_HANG_EXIT_MS=19999: must be 0 (never) or at least LOCK_STALE_MS (20000)',
+    ]);
   });
 
   it('keeps the cache cleaner off by default and reads its settings', () => {

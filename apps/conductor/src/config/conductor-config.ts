@@ -36,6 +36,9 @@ const flag = z
 
 const DAY_MS = 86_400_000;
 
+/** CACHE_ROOT_HANG_EXIT_MS when unset, in LOCK_STALE_MS: by then the hung conductor's locks are takeable. */
+const HANG_EXIT_STALE_MULTIPLE = 3;
+
 const originUrlTemplate = z
   .string()
   .regex(/^https?:\/\/[^/\s]+/, 'must be an http:// or https:// URL')
@@ -133,6 +136,16 @@ export const CONFIG_VARIABLES = {
     schema: z.enum(['refuse', 'warn'], { error: 'must be refuse or warn' }),
     default: 'refuse',
     doc: 'At start the conductor checks that CACHE_ROOT supports the lock timings (rename and fsync, mtime precision, changes visible through a second path within LOCK_SAFETY_MARGIN_MS, NFS attribute cache options) and refuses to start (exit 78, naming what failed and what to change) when it does not. warn: start anyway, with a loud warning; only for a folder you know to be safe.',
+  },
+  CACHE_ROOT_PROBE_MS: {
+    schema: integer(100, 60_000),
+    default: 1_000,
+    doc: "How often the conductor reads the cell's header key file in CACHE_ROOT, healthy or not: a dead mount's way back is noticed by itself, and a mount whose calls never return is noticed even while nothing else reads it (CACHE_ROOT_HANG_EXIT_MS).",
+  },
+  CACHE_ROOT_HANG_EXIT_MS: {
+    schema: integer(0, 86_400_000).optional(),
+    default: undefined,
+    doc: `When a read of CACHE_ROOT has had no answer for this long (a FUSE server that never answers, an NFS hard mount of an unreachable server), the conductor logs an error naming the file and the time and ends itself with SIGKILL, so that its supervisor restarts it and the broker redelivers its unacked requests (docs/deployment.md). Unset: ${HANG_EXIT_STALE_MULTIPLE} × LOCK_STALE_MS. 0: never. Otherwise at least LOCK_STALE_MS (a shorter stall leaves the locks valid, and is waited out).`,
   },
   RETRY_DELAYS_MS: {
     schema: msList,
@@ -290,6 +303,13 @@ function redacted(spec: object, raw: string | undefined): string | undefined {
   return raw !== undefined && redact ? redact(raw) : raw;
 }
 
+/** How long a read of CACHE_ROOT may go unanswered before the conductor leaves (0: never). */
+export function cacheRootHangExitMs(
+  c: Pick<ConductorConfig, 'CACHE_ROOT_HANG_EXIT_MS' | 'LOCK_STALE_MS'>,
+): number {
+  return c.CACHE_ROOT_HANG_EXIT_MS ?? HANG_EXIT_STALE_MULTIPLE * c.LOCK_STALE_MS;
+}
+
 /** Reads and validates the environment; throws a ConfigError naming every bad variable and why. */
 export function loadConductorConfig(env: NodeJS.ProcessEnv = process.env): ConductorConfig {
   const problems: string[] = [];
@@ -327,6 +347,11 @@ export function loadConductorConfig(env: NodeJS.ProcessEnv = process.env): Condu
         },
       ),
     );
+    const hangExitMs = c.CACHE_ROOT_HANG_EXIT_MS;
+    if (hangExitMs !== undefined && hangExitMs !== 0 && hangExitMs < c.LOCK_STALE_MS)
+      problems.push(
+        `CACHE_ROOT_HANG_EXIT_MS=${hangExitMs}: must be 0 (never) or at least LOCK_STALE_MS (${c.LOCK_STALE_MS})`,
+      );
     const delays = c.RETRY_DELAYS_MS;
     if (delays.some((d, i) => i > 0 && d <= delays[i - 1]!))
       problems.push('RETRY_DELAYS_MS: must be strictly ascending');

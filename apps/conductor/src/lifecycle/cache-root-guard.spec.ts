@@ -2,7 +2,7 @@ import { execFile } from 'node:child_process';
 import { promises as fsp } from 'node:fs';
 import { promisify } from 'node:util';
 import * as path from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { HEADER_KEY_FILE, loadOrCreateHeaderKey } from '../requests/header-key';
 import { waitFor } from '../../../../test/support/async';
 import { CacheRootGuard } from './cache-root-guard';
@@ -55,8 +55,9 @@ describe('CacheRootGuard', () => {
       cacheRoot: root,
       expectedKey: await loadOrCreateHeaderKey(root),
       log,
-      recheckMs: 20,
+      probeMs: 20,
     });
+    guard.start();
     await fsp.rename(path.join(root, HEADER_KEY_FILE), path.join(dir, 'key'));
     expect(await guard.check()).toMatchObject({ available: false });
     await fsp.rename(path.join(dir, 'key'), path.join(root, HEADER_KEY_FILE));
@@ -113,6 +114,111 @@ describe('CacheRootGuard', () => {
     expect(await guard.check()).toMatchObject({
       available: false,
       problem: expect.stringContaining('another key'),
+    });
+  });
+
+  describe('a mount whose calls never return', () => {
+    afterEach(() => vi.useRealTimers());
+
+    /**
+     * A guard on the fake clock whose witness reads answer at once until `stall()`, then only after
+     * `stallMs` (Infinity: never, as on a FUSE mount whose server never answers).
+     */
+    async function onFakeClock(afterMs: number, stallMs = Infinity) {
+      const key = await loadOrCreateHeaderKey(root);
+      vi.useFakeTimers();
+      let stalled = false;
+      const exits: string[] = [];
+      const log = recordingLogger();
+      const text = key.toString('hex');
+      const guard = new CacheRootGuard({
+        cacheRoot: root,
+        expectedKey: key,
+        log,
+        timeoutMs: 2_000,
+        probeMs: 1_000,
+        hangExit: { afterMs, exit: (message) => exits.push(message) },
+        readKey: () =>
+          !stalled
+            ? Promise.resolve(text)
+            : new Promise<string>((resolve) => {
+                if (stallMs !== Infinity) setTimeout(() => resolve(text), stallMs);
+              }),
+        now: () => Date.now(),
+      });
+      guard.start();
+      return { guard, log, exits, stall: () => (stalled = true) };
+    }
+
+    it('leaves once a read has had no answer for the bound, while nothing else reads the folder', async () => {
+      const { guard, log, exits, stall } = await onFakeClock(12_000);
+      await vi.advanceTimersByTimeAsync(5_000);
+      expect(exits).toEqual([]);
+      stall();
+      // The next probe's read never answers: unavailable after its 2 s timeout, and no second read is issued.
+      await vi.advanceTimersByTimeAsync(11_000);
+      expect(exits).toEqual([]);
+      await vi.advanceTimersByTimeAsync(2_000);
+      expect(exits).toHaveLength(1);
+      expect(exits[0]).toMatch(
+        /CACHE_ROOT hangs: a read of .*\.icc-header-key has had no answer for 12000 ms/,
+      );
+      expect(log.entries.filter((e) => e.level === 'error')).toEqual([
+        expect.objectContaining({
+          obj: expect.objectContaining({ file: path.join(root, HEADER_KEY_FILE), unansweredMs: 12_000 }),
+        }),
+      ]);
+      // Once only, however long the process takes to go.
+      await vi.advanceTimersByTimeAsync(10_000);
+      expect(exits).toHaveLength(1);
+      guard.stop();
+    });
+
+    it('waits out reads slower than the timeout but shorter than the bound', async () => {
+      const { guard, exits, stall } = await onFakeClock(12_000, 9_000);
+      stall();
+      await vi.advanceTimersByTimeAsync(3_500);
+      expect(await guard.check()).toMatchObject({ available: false });
+      await vi.advanceTimersByTimeAsync(60_000);
+      expect(exits).toEqual([]);
+      guard.stop();
+    });
+
+    it('does not count time the process was frozen (SIGSTOP, a VM pause) as the file system not answering', async () => {
+      const key = await loadOrCreateHeaderKey(root);
+      vi.useFakeTimers();
+      const exits: string[] = [];
+      const guard = new CacheRootGuard({
+        cacheRoot: root,
+        expectedKey: key,
+        log: recordingLogger(),
+        probeMs: 1_000,
+        timeoutMs: 60_000,
+        hangExit: { afterMs: 12_000, exit: (message) => exits.push(message) },
+        readKey: () => new Promise<string>(() => undefined),
+        now: () => Date.now(),
+      });
+      guard.start();
+      await vi.advanceTimersByTimeAsync(1_000); // the first probe's read is under way
+      // Frozen for 30 s (SIGSTOP, a VM pause): the clock moves, no timer runs. On waking the probe timer
+      // runs before the read's answer (which may have been there all along) is seen: not a hang yet.
+      vi.setSystemTime(Date.now() + 30_000);
+      await vi.advanceTimersByTimeAsync(1_000);
+      expect(exits).toEqual([]);
+      // Still no answer while awake: the bound counts on from there.
+      await vi.advanceTimersByTimeAsync(9_000);
+      expect(exits).toEqual([]);
+      await vi.advanceTimersByTimeAsync(1_000);
+      expect(exits).toHaveLength(1);
+      guard.stop();
+    });
+
+    it('never leaves with the bound 0', async () => {
+      const { guard, exits, stall } = await onFakeClock(0);
+      stall();
+      await vi.advanceTimersByTimeAsync(600_000);
+      expect(exits).toEqual([]);
+      guard.stop();
     });
   });
 });

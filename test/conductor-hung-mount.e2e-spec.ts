@@ -1,0 +1,55 @@
+import * as path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { sleep } from './support/async';
+import { conductorTestbed } from './support/conductor-harness';
+import { ConductorProcess } from './support/conductor-process';
+import { LoopbackSshfs, SSHFS_NO_CACHE } from './support/loopback-sshfs';
+import { makeTempDir, removeDir } from './support/temp-dirs';
+
+/**
+ * A conductor whose CACHE_ROOT stops answering (its FUSE server frozen: every file call waits in the
+ * kernel, as on an NFS `hard` mount of an unreachable server) can finish nothing through the file system
+ * again, while its broker connection stays up and keeps its unacked deliveries. It must leave by itself
+ * (CACHE_ROOT_HANG_EXIT_MS), and really end although its file-system threads are stuck, where
+ * process.exit() would wait for them for good.
+ */
+describe('conductor: its CACHE_ROOT mount stops answering', () => {
+  let sshfs: LoopbackSshfs | undefined;
+  let mounts: string | undefined;
+  const bed = conductorTestbed(['node-a', 'node-b'], {
+    cleanup: async () => {
+      await sshfs?.stop();
+      await removeDir(mounts);
+      sshfs = undefined;
+      mounts = undefined;
+    },
+  });
+
+  it('logs the hang and ends itself (SIGKILL) once a read has had no answer for the bound', async () => {
+    const c = bed.cell!;
+    sshfs = await LoopbackSshfs.start();
+    mounts = await makeTempDir('hung-mount');
+    const mnt = path.join(mounts, 'cache');
+    await sshfs.mount(c.root, mnt, SSHFS_NO_CACHE);
+    const conductor = await ConductorProcess.start(
+      bed.pool,
+      c.conductorEnv({
+        CACHE_ROOT: mnt,
+        CONDUCTOR_ID: 'hung-mount',
+        CACHE_ROOT_PROBE_MS: '200',
+        CACHE_ROOT_HANG_EXIT_MS: '2000',
+      }),
+      120_000,
+    ).ready(60_000);
+
+    sshfs.freeze(mnt);
+    // Far above the 2 s bound: a generous wait for a loaded machine, not a timing claim.
+    const exit = await Promise.race([conductor.exited(), sleep(60_000).then(() => 'still running')]);
+    sshfs.thaw(mnt);
+    expect(exit).toEqual({ code: null, signal: 'SIGKILL' });
+    // On stderr, written synchronously: pino's own writes go through the stuck file-system threads.
+    expect(conductor.child.output.join('')).toMatch(
+      /conductor: CACHE_ROOT hangs: a read of .*\.icc-header-key has had no answer for \d+ ms/,
+    );
+  });
+});
