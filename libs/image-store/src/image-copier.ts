@@ -3,7 +3,10 @@ import type { FileHandle } from 'node:fs/promises';
 import { ReasonError, isReasonError } from '@app/contracts';
 
 export const COPY_CHUNK_BYTES = 1024 * 1024;
-/** Buffers in one copy's ring (copyChunks): the chunk being written, and reads ahead in the others. */
+/**
+ * Buffers in one copy's ring (copyChunks): the chunk being written, and reads ahead in the others. More
+ * reads ahead measured no reliable gain (bench/copy-ring.ts, bench/RESULTS.md), so one.
+ */
 export const COPY_BUFFERS = 2;
 
 /** Positional reads and writes of one copy: file handles on the main thread, raw fds in a copy worker. */
@@ -135,9 +138,7 @@ function readAhead(read: Promise<number>): Promise<number> {
  * Copies and hashes on the way, through a ring of `buffers` fixed buffers of COPY_CHUNK_BYTES: while one
  * chunk is written (on libuv's threads) and hashed (on this thread), the next ones are read ahead into
  * the others. Memory stays flat whatever the size, and nothing is allocated per chunk
- * (fs.createReadStream allocates a fresh buffer for every read). More than one read ahead absorbs the
- * stalls of writes into the page cache (the kernel throttles a writer of many dirty pages), which with
- * one read ahead left the hash thread idle.
+ * (fs.createReadStream allocates a fresh buffer for every read).
  */
 export async function copyChunks(options: CopyChunksOptions): Promise<StreamCopyResult> {
   const { io, maxBytes, signal, onProgress, readError, writeError, describe, checkpoint, pace } = options;
