@@ -98,14 +98,16 @@ describe('cancel: copy requests and jobs', () => {
     expect(await exists(cell.store.entries.imagePath('b', IMAGE))).toBe(false);
     expect(await cell.tmpLeftovers()).toEqual([]);
     expect(await heldLockEntries(cell.root)).toEqual([]);
-    // Not dead-lettered: nothing was wrong with them.
-    expect(
+    // Not dead-lettered: nothing was wrong with them. (The conductor logs each after its answer, so the
+    // lines may reach this process after the answers.)
+    const cancelledLines = () =>
       conductor
         .logs()
         .filter((l) => l.msg === 'copy request cancelled')
-        .map((l) => l.requestId)
-        .sort(),
-    ).toEqual(['req-queued', 'req-running']);
+        .map((l) => String(l.requestId))
+        .sort();
+    await waitFor(() => cancelledLines().length >= 2, 'the log lines of both cancelled copies');
+    expect(cancelledLines()).toEqual(['req-queued', 'req-running']);
 
     const unknownArgs = ['job', 'cancel', 'no-such-job'];
     const unknown = await runIcc(unknownArgs, { env: cliEnv });

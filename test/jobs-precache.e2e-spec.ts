@@ -79,10 +79,17 @@ describe('pre-cache job: 32 nodes, a conductor SIGKILLed mid-job', () => {
       type: 'job-accepted',
       nodesDone: 32,
     });
-    const acceptedLines = survivor
-      .logs()
-      .filter((l) => l.msg === 'pre-cache job accepted' && l.jobId === 'pc-32');
-    expect(acceptedLines.at(-1)).toMatchObject({ published: 0 });
+    // The conductor logs the acceptance after its reply: the line may reach this process after the reply.
+    const acceptedAgain = await waitFor(
+      async () =>
+        survivor
+          .logs()
+          .filter((l) => l.msg === 'pre-cache job accepted' && l.jobId === 'pc-32')
+          .find((l) => l.published === 0),
+      "the survivor's log of the second acceptance",
+      10_000,
+    );
+    expect(acceptedAgain).toMatchObject({ published: 0 });
 
     // From any terminal: the status read from the shared folder.
     const statusArgs = ['job', 'status', 'pc-32'];
