@@ -2,7 +2,7 @@ import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { isReasonError } from '@app/contracts';
-import { ImageStore } from '@app/image-store';
+import { ImageStore, parseTmpName } from '@app/image-store';
 import {
   DEFAULT_LOCK_TIMINGS,
   type LockEntryView,
@@ -262,12 +262,18 @@ export async function tmpLeftovers(root: string): Promise<string[]> {
   return out.sort();
 }
 
-/** The partial copies' data files in a node's tmp folder (not the records a resumable copy keeps beside them). */
+/**
+ * The partial copies' data files in a node's tmp folder: not the records a resumable copy keeps beside
+ * them, nor the short-lived files a record or meta is written to before its rename (`<id>~meta-<uuid>.part`,
+ * which exists for a moment before a copy's first byte).
+ */
 export async function partialCopies(
   root: string,
   node: string,
 ): Promise<Array<{ name: string; size: number }>> {
-  return (await tmpFiles(root, node)).filter((f) => !f.name.endsWith('.origin.part'));
+  return (await tmpFiles(root, node)).filter(
+    (f) => !f.name.endsWith('.origin.part') && !parseTmpName(f.name)?.tag.startsWith('meta-'),
+  );
 }
 
 /** Every file in a node's tmp folder (partial copies and their records), with their sizes. */
