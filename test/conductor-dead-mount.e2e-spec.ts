@@ -1,11 +1,9 @@
-import * as path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { AdminHttp } from './support/admin-http';
 import { sleep, waitFor } from './support/async';
-import { conductorTestbed } from './support/conductor-harness';
 import { ConductorProcess } from './support/conductor-process';
-import { LoopbackSshfs, SSHFS_NO_CACHE } from './support/loopback-sshfs';
-import { makeTempDir, removeDir } from './support/temp-dirs';
+import { SSHFS_NO_CACHE } from './support/loopback-sshfs';
+import { sshfsTestbed } from './support/sshfs-testbed';
 
 const KiB = 1024;
 
@@ -16,16 +14,7 @@ const KiB = 1024;
  * mount is made again, with no restart. A real sshfs mount through an sshd of the test's own, killed.
  */
 describe('conductor: its CACHE_ROOT mount dies and comes back', () => {
-  let sshfs: LoopbackSshfs | undefined;
-  let mounts: string | undefined;
-  const bed = conductorTestbed(['node-a', 'node-b'], {
-    cleanup: async () => {
-      await sshfs?.stop();
-      await removeDir(mounts);
-      sshfs = undefined;
-      mounts = undefined;
-    },
-  });
+  const { bed, mountCellRoot } = sshfsTestbed(['node-a', 'node-b'], 'dead-mount');
 
   it('answers nothing final during the outage, reports not ready, and completes the requests after', async () => {
     const c = bed.cell!;
@@ -33,10 +22,7 @@ describe('conductor: its CACHE_ROOT mount dies and comes back', () => {
     const seeded = await Promise.all(
       ['img-0.raw', 'img-1.raw', 'img-2.raw'].map((id) => c.seed('node-a', id, 64 * KiB)),
     );
-    sshfs = await LoopbackSshfs.start();
-    mounts = await makeTempDir('dead-mount');
-    const mnt = path.join(mounts, 'cache');
-    await sshfs.mount(c.root, mnt, SSHFS_NO_CACHE);
+    const { sshfs, mnt } = await mountCellRoot();
     // MAX_ATTEMPTS 2 with 200/500/1000 ms tiers: counted retries would be used up well within the outage.
     const conductor = await ConductorProcess.start(
       bed.pool,

@@ -1,10 +1,7 @@
-import * as path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { sleep } from './support/async';
-import { conductorTestbed } from './support/conductor-harness';
 import { ConductorProcess } from './support/conductor-process';
-import { LoopbackSshfs, SSHFS_NO_CACHE } from './support/loopback-sshfs';
-import { makeTempDir, removeDir } from './support/temp-dirs';
+import { sshfsTestbed } from './support/sshfs-testbed';
 
 /**
  * A conductor whose CACHE_ROOT stops answering (its FUSE server frozen: every file call waits in the
@@ -14,23 +11,11 @@ import { makeTempDir, removeDir } from './support/temp-dirs';
  * process.exit() would wait for them for good.
  */
 describe('conductor: its CACHE_ROOT mount stops answering', () => {
-  let sshfs: LoopbackSshfs | undefined;
-  let mounts: string | undefined;
-  const bed = conductorTestbed(['node-a', 'node-b'], {
-    cleanup: async () => {
-      await sshfs?.stop();
-      await removeDir(mounts);
-      sshfs = undefined;
-      mounts = undefined;
-    },
-  });
+  const { bed, mountCellRoot } = sshfsTestbed(['node-a', 'node-b'], 'hung-mount');
 
   it('logs the hang and ends itself (SIGKILL) once a read has had no answer for the bound', async () => {
     const c = bed.cell!;
-    sshfs = await LoopbackSshfs.start();
-    mounts = await makeTempDir('hung-mount');
-    const mnt = path.join(mounts, 'cache');
-    await sshfs.mount(c.root, mnt, SSHFS_NO_CACHE);
+    const { sshfs, mnt } = await mountCellRoot();
     const conductor = await ConductorProcess.start(
       bed.pool,
       c.conductorEnv({
