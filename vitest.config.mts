@@ -1,6 +1,10 @@
 import swc from 'unplugin-swc';
 import { configDefaults, defineConfig } from 'vitest/config';
 
+/** Fast specs beside the code: no broker, no child processes; `npm run test:unit` runs these alone. */
+const UNIT = ['apps/**/*.spec.ts', 'libs/**/*.spec.ts'];
+/** The lock protocol's model check runs spin (tens of seconds): a spec of its own, outside the fast tier. */
+const MODEL = ['libs/locking/model/**/*.spec.ts'];
 /** e2e files that restart RabbitMQ itself (or cut every connection): each runs alone, one after the other. */
 const BROKER_WIDE = ['test/conductor-broker-restart.e2e-spec.ts', 'test/campaign-broker-faults.e2e-spec.ts'];
 /**
@@ -42,8 +46,17 @@ export default defineConfig({
       {
         extends: true,
         test: {
+          // The fast tier alone: `npm run test:unit` (vitest --project unit), specs beside the code only.
+          name: 'unit',
+          include: UNIT,
+          exclude: [...configDefaults.exclude, ...MODEL],
+        },
+      },
+      {
+        extends: true,
+        test: {
           name: 'all',
-          include: ['apps/**/*.spec.ts', 'libs/**/*.spec.ts', 'test/**/*.e2e-spec.ts'],
+          include: ['test/**/*.e2e-spec.ts', ...MODEL],
           exclude: [...configDefaults.exclude, ...BROKER_WIDE, ...CAMPAIGNS, ...HOSTS],
         },
       },
