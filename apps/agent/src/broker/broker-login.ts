@@ -1,5 +1,5 @@
 import { Option } from 'commander';
-import { CredentialFileError, readCaBundle, readCertificateAndKey, readSecretText } from '@app/credentials';
+import { readCaBundle, readCertificateAndKey } from '@app/credentials';
 import { type BrokerAuth, type BrokerTls, plainEntriesProblem } from '@app/messaging';
 import { readFlagFile, secretFlag } from '../cli/credential-flags';
 import { UsageError } from '../cli/exit-codes';
