@@ -81,7 +81,12 @@ function parsePrivateKey({ setting, file }: TlsFileSetting, key: Buffer): KeyObj
     return createPrivateKey({ key });
   } catch (error) {
     const code = (error as { code?: string }).code;
-    if (code === 'ERR_MISSING_PASSPHRASE')
+    // OpenSSL 3 reports a key that needs a passphrase as an interrupted prompt.
+    const encrypted =
+      /ENCRYPTED/.test(key.toString('latin1')) ||
+      code === 'ERR_MISSING_PASSPHRASE' ||
+      code === 'ERR_OSSL_CRYPTO_INTERRUPTED_OR_CANCELLED';
+    if (encrypted)
       throw new CredentialFileError(
         setting,
         file,
