@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
+import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { describeRun, runIcc } from './support/agent-cli';
@@ -122,10 +123,13 @@ describe('conductor and icc: TLS to RabbitMQ', () => {
       await client.close();
     }
 
-    // icc: PLAIN login (guest) over the same mutual-TLS listener, files from the same variables.
+    // icc: PLAIN login (guest) over the same mutual-TLS listener, files from the same variables, and the
+    // URL with its password from a file.
+    const urlFile = path.join(pki!.dir, 'amqp-url');
+    await fsp.writeFile(urlFile, `${node.tlsUrl()}\n`, { mode: 0o600 });
     const args = ['copy', 'tls.qcow2', '--to', 'node-b', '--from', 'node-a', '--cell', c.cellId, '--wait'];
     const run = await runIcc(args, {
-      env: { ...tlsEnv({ AMQP_URL: node.tlsUrl() }), CELL_ID: c.cellId },
+      env: { ...tlsEnv({ AMQP_URL_FILE: urlFile }), AMQP_URL: '', CELL_ID: c.cellId },
       timeoutMs: 60_000,
     });
     expect(run.code, describeRun(args, run)).toBe(0);
