@@ -79,21 +79,26 @@ describe('admin endpoint over HTTPS', () => {
     return { ca, caPem: await fsp.readFile(ca.cert), first, second, served, install };
   };
 
-  it('speaks HTTPS only, and serves a renewed certificate after SIGHUP while a copy goes on', async () => {
-    const c = bed.cell!;
-    const { caPem, first, second, served, install } = await setUp();
-    const image = await c.seed('node-a', 'hup.qcow2', 256 * KiB);
+  /** A conductor whose admin endpoint serves `served` (its token TOKEN), and that endpoint's base URL. */
+  const startOnHttps = async (id: string, served: { cert: string; key: string }) => {
     const conductor = await ConductorProcess.start(
       bed.pool,
-      c.conductorEnv({
-        CONDUCTOR_ID: 'admin-tls',
+      bed.cell!.conductorEnv({
+        CONDUCTOR_ID: id,
         ADMIN_TOKEN: TOKEN,
         ADMIN_HOST: '127.0.0.1',
         ADMIN_TLS_CERT_FILE: served.cert,
         ADMIN_TLS_KEY_FILE: served.key,
       }),
     ).ready();
-    const base = `https://127.0.0.1:${conductor.adminPort()}`;
+    return { conductor, base: `https://127.0.0.1:${conductor.adminPort()}` };
+  };
+
+  it('speaks HTTPS only, and serves a renewed certificate after SIGHUP while a copy goes on', async () => {
+    const c = bed.cell!;
+    const { caPem, first, second, served, install } = await setUp();
+    const image = await c.seed('node-a', 'hup.qcow2', 256 * KiB);
+    const { conductor, base } = await startOnHttps('admin-tls', served);
     const before = await httpsGet(`${base}/status`, caPem);
     expect(before.status).toBe(200);
     expect(before.fingerprint).toBe(await fingerprintOf(first));
@@ -161,19 +166,8 @@ describe('admin endpoint over HTTPS', () => {
   }, 120_000);
 
   it('serves the status page to Chromium over HTTPS', async () => {
-    const c = bed.cell!;
     const { first, served } = await setUp();
-    const conductor = await ConductorProcess.start(
-      bed.pool,
-      c.conductorEnv({
-        CONDUCTOR_ID: 'admin-tls-page',
-        ADMIN_TOKEN: TOKEN,
-        ADMIN_HOST: '127.0.0.1',
-        ADMIN_TLS_CERT_FILE: served.cert,
-        ADMIN_TLS_KEY_FILE: served.key,
-      }),
-    ).ready();
-    const base = `https://127.0.0.1:${conductor.adminPort()}`;
+    const { base } = await startOnHttps('admin-tls-page', served);
     // Trusts exactly the served key, nothing else: a certificate error would still fail the load.
     browser = await launchChromium([`--ignore-certificate-errors-spki-list=${await spkiHashOf(first)}`]);
     const page = await browser.newPage();
