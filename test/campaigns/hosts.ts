@@ -455,6 +455,11 @@ export async function runHostsCampaign(
       .slice(0, 5))
       violations.push(`INTERNAL error: ${JSON.stringify(l)}`);
 
+    const onTls = conductors.filter((c) =>
+      c.logs().some((l) => l.msg === 'conductor started' && l.brokerTls === true),
+    ).length;
+    if (p.tls && onTls !== conductors.length)
+      violations.push(`tls: only ${onTls} of ${conductors.length} conductors started on TLS to the cluster`);
     const lines = answeredLines(conductors);
     const connects = conductors.flatMap((c, i) =>
       c
@@ -474,9 +479,7 @@ export async function runHostsCampaign(
           brokers: p.tls ? cluster.tlsUrls : cluster.urls,
         },
         // With tls, every conductor's log says it started on TLS (read back, not assumed).
-        conductorsOnTls: fleet
-          .conductors()
-          .filter((c) => c.logs().some((l) => l.msg === 'conductor started' && l.brokerTls === true)).length,
+        conductorsOnTls: onTls,
         requests: ids.length,
         pairs: requested.size,
         results: {

@@ -8,6 +8,9 @@ export {
 export {
   readCaBundle,
   readCertificateAndKey,
+  readTlsFiles,
+  tlsFile,
   type CertificateAndKey,
+  type TlsFileSettings,
   type TlsFileSetting,
 } from './tls-files';

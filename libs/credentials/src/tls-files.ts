@@ -95,3 +95,28 @@ function parsePrivateKey({ setting, file }: TlsFileSetting, key: Buffer): KeyObj
     throw new CredentialFileError(setting, file, 'is not a private key (PEM or DER expected)');
   }
 }
+
+/** The optional TLS files of one connection: a CA bundle and a certificate with its key. */
+export interface TlsFileSettings {
+  ca?: TlsFileSetting;
+  cert?: TlsFileSetting;
+  key?: TlsFileSetting;
+}
+
+/**
+ * Reads and checks whichever of the files are given (readCaBundle, readCertificateAndKey); a certificate
+ * needs its key and the other way round, which callers check first with their own names.
+ */
+export function readTlsFiles(
+  files: TlsFileSettings,
+  io: CredentialFs = fs,
+): { ca?: Buffer; cert?: Buffer; key?: Buffer } {
+  const ca = files.ca ? readCaBundle(files.ca, io) : undefined;
+  const pair = files.cert && files.key ? readCertificateAndKey(files.cert, files.key, io) : undefined;
+  return { ca, cert: pair?.cert, key: pair?.key };
+}
+
+/** `{ setting, file }` when the file is set, for TlsFileSettings. */
+export function tlsFile(setting: string, file: string | undefined): TlsFileSetting | undefined {
+  return file ? { setting, file } : undefined;
+}

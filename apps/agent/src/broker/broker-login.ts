@@ -1,5 +1,5 @@
 import { Option } from 'commander';
-import { readCaBundle, readCertificateAndKey } from '@app/credentials';
+import { readTlsFiles, tlsFile } from '@app/credentials';
 import { type BrokerAuth, type BrokerTls, plainEntriesProblem } from '@app/messaging';
 import { readFlagFile, secretFlag } from '../cli/credential-flags';
 import { UsageError } from '../cli/exit-codes';
@@ -86,17 +86,12 @@ export function resolveBrokerTarget(options: BrokerCliOptions): BrokerTarget {
     return { urls, tls: undefined, auth };
   const plain = plainEntriesProblem(urls);
   if (plain) throw new UsageError(options.amqpUrlFile ? '--amqp-url-file' : '--amqp-url', plain);
-  const ca = caFile
-    ? readFlagFile(() => readCaBundle({ setting: '--amqp-tls-ca-file', file: caFile }))
-    : undefined;
-  const pair =
-    certFile && keyFile
-      ? readFlagFile(() =>
-          readCertificateAndKey(
-            { setting: '--amqp-tls-cert-file', file: certFile },
-            { setting: '--amqp-tls-key-file', file: keyFile },
-          ),
-        )
-      : undefined;
-  return { urls, tls: { ca, cert: pair?.cert, key: pair?.key, servername: options.amqpTlsServername }, auth };
+  const files = readFlagFile(() =>
+    readTlsFiles({
+      ca: tlsFile('--amqp-tls-ca-file', caFile),
+      cert: tlsFile('--amqp-tls-cert-file', certFile),
+      key: tlsFile('--amqp-tls-key-file', keyFile),
+    }),
+  );
+  return { urls, tls: { ...files, servername: options.amqpTlsServername }, auth };
 }

@@ -1,4 +1,4 @@
-import { type CertificateAndKey, readCaBundle, readCertificateAndKey } from '@app/credentials';
+import { type CertificateAndKey, readCertificateAndKey, readTlsFiles, tlsFile } from '@app/credentials';
 import { type BrokerAuth, type BrokerTls, plainEntriesProblem } from '@app/messaging';
 import type { ConductorConfig } from './conductor-config';
 
@@ -43,20 +43,12 @@ export function tlsSettingProblems(c: TlsConfig): string[] {
 export function loadBrokerTls(c: TlsConfig): { tls: BrokerTls | undefined; auth: BrokerAuth } {
   const auth: BrokerAuth = c.AMQP_AUTH_MECHANISM === 'EXTERNAL' ? 'external' : 'plain';
   if (!c.AMQP_TLS_CA_FILE && !c.AMQP_TLS_CERT_FILE && !c.AMQP_TLS_SERVERNAME) return { tls: undefined, auth };
-  const ca = c.AMQP_TLS_CA_FILE
-    ? readCaBundle({ setting: 'AMQP_TLS_CA_FILE', file: c.AMQP_TLS_CA_FILE })
-    : undefined;
-  const pair =
-    c.AMQP_TLS_CERT_FILE && c.AMQP_TLS_KEY_FILE
-      ? readCertificateAndKey(
-          { setting: 'AMQP_TLS_CERT_FILE', file: c.AMQP_TLS_CERT_FILE },
-          { setting: 'AMQP_TLS_KEY_FILE', file: c.AMQP_TLS_KEY_FILE },
-        )
-      : undefined;
-  return {
-    tls: { ca, cert: pair?.cert, key: pair?.key, servername: c.AMQP_TLS_SERVERNAME },
-    auth,
-  };
+  const files = readTlsFiles({
+    ca: tlsFile('AMQP_TLS_CA_FILE', c.AMQP_TLS_CA_FILE),
+    cert: tlsFile('AMQP_TLS_CERT_FILE', c.AMQP_TLS_CERT_FILE),
+    key: tlsFile('AMQP_TLS_KEY_FILE', c.AMQP_TLS_KEY_FILE),
+  });
+  return { tls: { ...files, servername: c.AMQP_TLS_SERVERNAME }, auth };
 }
 
 /** The admin endpoint's certificate and key (read at start and on every SIGHUP); undefined: plain HTTP. */
