@@ -5,6 +5,7 @@ import * as path from 'node:path';
 import type { Browser } from 'playwright-core';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { NodeLockManager } from '@app/locking';
+import { describeRun, runIcc } from './support/agent-cli';
 import { waitFor } from './support/async';
 import { launchChromium } from './support/browser';
 import { conductorTestbed } from './support/conductor-harness';
@@ -96,12 +97,22 @@ describe('admin endpoint over HTTPS', () => {
 
   it('speaks HTTPS only, and serves a renewed certificate after SIGHUP while a copy goes on', async () => {
     const c = bed.cell!;
-    const { caPem, first, second, served, install } = await setUp();
+    const { ca, caPem, first, second, served, install } = await setUp();
     const image = await c.seed('node-a', 'hup.qcow2', 256 * KiB);
     const { conductor, base } = await startOnHttps('admin-tls', served);
     const before = await httpsGet(`${base}/status`, caPem);
     expect(before.status).toBe(200);
     expect(before.fingerprint).toBe(await fingerprintOf(first));
+    // icc status over HTTPS: the CA through Node's NODE_EXTRA_CA_CERTS, the token from a file.
+    const tokenFile = path.join(path.dirname(served.cert), 'token');
+    await fsp.writeFile(tokenFile, `${TOKEN}\n`, { mode: 0o600 });
+    const args = ['status', '--url', base, '--json'];
+    const status = await runIcc(args, {
+      env: { NODE_EXTRA_CA_CERTS: ca.cert, ADMIN_TOKEN_FILE: tokenFile, ADMIN_TOKEN: '' },
+      timeoutMs: 30_000,
+    });
+    expect(status.code, describeRun(args, status)).toBe(0);
+    expect(JSON.parse(status.stdout)).toMatchObject({ conductorId: 'admin-tls' });
     // No plain HTTP on that port.
     await expect(fetch(`http://127.0.0.1:${conductor.adminPort()}/health/live`)).rejects.toThrow();
 

@@ -134,7 +134,7 @@ describe('conductor and icc: TLS to RabbitMQ', () => {
     });
     expect(run.code, describeRun(args, run)).toBe(0);
     expect(run.stdout).toMatch(/^(completed|already-present): /m);
-  }, 150_000);
+  }, 240_000);
 
   it('refuses a broker certificate of another CA, and one not made for the name dialled, with a clear error', async () => {
     const node = await broker();
