@@ -16,6 +16,7 @@ const LIB_DEPENDENCIES = {
   'image-store': ['contracts'],
   messaging: ['contracts'],
   'cache-cleaner': ['contracts', 'image-store', 'locking'],
+  credentials: [],
 };
 
 /** Packages a unit must not use: the libs that know nothing of the broker. */
@@ -25,6 +26,7 @@ const FORBIDDEN_PACKAGES = {
   'libs/locking': NO_BROKER,
   'libs/image-store': NO_BROKER,
   'libs/cache-cleaner': NO_BROKER,
+  'libs/credentials': NO_BROKER,
 };
 
 /** Spec and fixture files may use the shared test helpers (test/support) beside their lib. */

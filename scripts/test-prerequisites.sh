@@ -27,6 +27,8 @@ need openssh-server test -x /usr/sbin/sshd
 need sshfs command -v sshfs
 need iproute2 command -v ip
 need util-linux command -v nsenter
+# openssl: the TLS tests make their own CA and certificates (test/support/test-pki.ts).
+need openssl command -v openssl
 
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then

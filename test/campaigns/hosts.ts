@@ -44,6 +44,8 @@ export interface HostsParams {
    * or 'all' (the three nodes, comma-separated, its own first).
    */
   brokersPerConductor: 'one' | 'all';
+  /** Conductors speak mutual TLS (amqps://) to the cluster (HOSTS_TLS=1, `npm run campaign -- --tls`). */
+  tls: boolean;
   settleMs: number;
 }
 
@@ -62,6 +64,7 @@ export const HOSTS_SIZES = {
     gapMs: [200, 1_500],
     requestsPerWave: 6,
     brokersPerConductor: 'one',
+    tls: false,
     settleMs: 240_000,
   },
   large: {
@@ -78,6 +81,7 @@ export const HOSTS_SIZES = {
     gapMs: [200, 3_000],
     requestsPerWave: 10,
     brokersPerConductor: 'one',
+    tls: false,
     settleMs: 600_000,
   },
 } satisfies Record<string, HostsParams>;
@@ -132,12 +136,16 @@ export async function runHostsCampaign(
   pool: ChildProcessPool<unknown>,
   cleanups: Cleanups,
 ): Promise<{ violations: string[]; figures: Record<string, unknown> }> {
-  const p: HostsParams = { ...bySize(run, HOSTS_SIZES), brokersPerConductor: brokersPerConductor() };
+  const p: HostsParams = {
+    ...bySize(run, HOSTS_SIZES),
+    brokersPerConductor: brokersPerConductor(),
+    tls: process.env.HOSTS_TLS === '1',
+  };
   const rng = run.rng;
   const violations: string[] = [];
   const conductorHosts = Array.from({ length: p.conductorHosts }, (_, i) => `h${i + 1}`);
   const setUpStarted = performance.now();
-  const bed = await HostBed.create({ hosts: [...conductorHosts, 'rq'], brokers: 3 });
+  const bed = await HostBed.create({ hosts: [...conductorHosts, 'rq'], brokers: 3, tls: p.tls });
   cleanups.add('host bed', () => bed.teardown());
   const setUpMs = Math.round(performance.now() - setUpStarted);
   const started = performance.now();
@@ -193,7 +201,8 @@ export async function runHostsCampaign(
   const brokerList = (id: string) => {
     const first = brokerIndexOf(id);
     const order = [first, ...cluster.urls.map((_, i) => i).filter((i) => i !== first)];
-    return (p.brokersPerConductor === 'one' ? [first] : order).map((i) => cluster.urls[i]!).join(',');
+    const urls = p.tls ? cluster.tlsUrls : cluster.urls;
+    return (p.brokersPerConductor === 'one' ? [first] : order).map((i) => urls[i]!).join(',');
   };
   const fleet = new ConductorFleet(
     pool,
@@ -201,6 +210,7 @@ export async function runHostsCampaign(
       CELL_ID: cellId,
       CACHE_ROOT: bed.cacheRoot(hostOf(id)),
       AMQP_URL: brokerList(id),
+      ...(p.tls ? bed.brokerTlsEnv : {}),
       ADMIN_PORT: '0',
       ADMIN_HOST: '0.0.0.0',
       COPY_CONCURRENCY: '4',
@@ -445,6 +455,11 @@ export async function runHostsCampaign(
       .slice(0, 5))
       violations.push(`INTERNAL error: ${JSON.stringify(l)}`);
 
+    const onTls = conductors.filter((c) =>
+      c.logs().some((l) => l.msg === 'conductor started' && l.brokerTls === true),
+    ).length;
+    if (p.tls && onTls !== conductors.length)
+      violations.push(`tls: only ${onTls} of ${conductors.length} conductors started on TLS to the cluster`);
     const lines = answeredLines(conductors);
     const connects = conductors.flatMap((c, i) =>
       c
@@ -458,7 +473,13 @@ export async function runHostsCampaign(
         params: p,
         setUpMs,
         durationMs: elapsed(),
-        hosts: { conductors: conductorHosts, requester: 'rq', brokers: cluster.urls },
+        hosts: {
+          conductors: conductorHosts,
+          requester: 'rq',
+          brokers: p.tls ? cluster.tlsUrls : cluster.urls,
+        },
+        // With tls, every conductor's log says it started on TLS (read back, not assumed).
+        conductorsOnTls: onTls,
         requests: ids.length,
         pairs: requested.size,
         results: {

@@ -23,14 +23,19 @@ export const TEST_OUTPUT_DIR = path.join(PROJECT_ROOT, 'test-output');
 /**
  * Starts the system chromium headless. A missing browser is a failure with the fix in the message, never
  * a skip: a test suite that silently skips its browser check proves nothing about the page.
+ * `extraArgs`: more switches, e.g. `--ignore-certificate-errors-spki-list=<hash>` to trust one test key.
  */
-export async function launchChromium(): Promise<Browser> {
+export async function launchChromium(extraArgs: string[] = []): Promise<Browser> {
   if (!existsSync(CHROMIUM_PATH))
     throw new Error(
       `${CHROMIUM_PATH} is missing: the status page's browser test drives Debian's chromium. ` +
         'Install it with `apt-get update && apt-get install -y chromium` (.ci/run does this when it is missing).',
     );
-  return chromium.launch({ executablePath: CHROMIUM_PATH, args: CHROMIUM_ARGS, timeout: 60_000 });
+  return chromium.launch({
+    executablePath: CHROMIUM_PATH,
+    args: [...CHROMIUM_ARGS, ...extraArgs],
+    timeout: 60_000,
+  });
 }
 
 /** Where to write a test artefact; creates test-output/ when needed. */

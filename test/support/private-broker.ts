@@ -37,6 +37,30 @@ export function newErlangCookie(): string {
   return Array.from(randomBytes(20), (b) => String.fromCharCode(65 + (b % 26))).join('');
 }
 
+/** A TLS listener for a private node: its certificate files and what it asks of clients. */
+export interface BrokerTlsListener {
+  /** The CA the node checks client certificates against (PEM file). */
+  caFile: string;
+  certFile: string;
+  keyFile: string;
+  /** Refuse a client that shows no certificate (RabbitMQ's fail_if_no_peer_cert). Default false. */
+  requireClientCert?: boolean;
+  /**
+   * Enable the rabbitmq_auth_mechanism_ssl plugin (this node's own enabled-plugins file only) and the
+   * EXTERNAL mechanism, mapping a client certificate's CN to a user (create it with ctl add_user).
+   */
+  external?: boolean;
+}
+
+export interface PrivateBrokerOptions {
+  /** The AMQP listeners' address (another than 127.0.0.1 lets guest log in from there too). */
+  listenAddress?: string;
+  /** The Erlang cookie, shared by the nodes of one private cluster (never the machine's). */
+  cookie?: string;
+  /** An amqps:// listener beside the plain one (which the start-up check and ctl-side helpers use). */
+  tls?: BrokerTlsListener;
+}
+
 /**
  * An extra RabbitMQ node for one test file, which the test may disturb (memory alarms, stops) without
  * touching the shared broker: its own node name (icc-t-<random>@localhost), AMQP and distribution ports,
@@ -52,6 +76,8 @@ export class PrivateBroker {
     /** The address its AMQP listener is on (127.0.0.1 unless a bed gave another). */
     readonly host: string,
     readonly amqpPort: number,
+    /** The amqps:// port, when started with `tls`. */
+    readonly tlsPort: number | undefined,
     readonly distPort: number,
     readonly base: string,
     private readonly bin: string,
@@ -66,14 +92,13 @@ export class PrivateBroker {
     return `amqp://guest:guest@${this.host}:${this.amqpPort}`;
   }
 
-  /**
-   * `listenAddress`: the AMQP listener's address (another than 127.0.0.1 lets guest log in from there
-   * too); `cookie`: the Erlang cookie, shared by the nodes of one private cluster (never the machine's).
-   */
-  static async start(
-    startTimeoutMs = 120_000,
-    options: { listenAddress?: string; cookie?: string } = {},
-  ): Promise<PrivateBroker> {
+  /** The amqps:// URL of the TLS listener (`user` '' for an EXTERNAL login: no user, no password). */
+  tlsUrl(user = 'guest:guest'): string {
+    if (this.tlsPort === undefined) throw new Error(`${this.nodeName} has no TLS listener`);
+    return `amqps://${user ? `${user}@` : ''}${this.host}:${this.tlsPort}`;
+  }
+
+  static async start(startTimeoutMs = 120_000, options: PrivateBrokerOptions = {}): Promise<PrivateBroker> {
     for (let attempt = 1; ; attempt++) {
       try {
         return await PrivateBroker.startOnce(startTimeoutMs, options);
@@ -88,7 +113,7 @@ export class PrivateBroker {
 
   private static async startOnce(
     startTimeoutMs: number,
-    options: { listenAddress?: string; cookie?: string },
+    options: PrivateBrokerOptions,
   ): Promise<PrivateBroker> {
     const bin = rabbitmqBinDir();
     const base = await makeTempDir('broker');
@@ -96,6 +121,8 @@ export class PrivateBroker {
     const nodeName = `icc-t-${id}@localhost`;
     const host = options.listenAddress ?? '127.0.0.1';
     const [amqpPort, distPort] = [await freePort(), await freePort()];
+    const tls = options.tls;
+    const tlsPort = tls ? await freePort() : undefined;
     const home = path.join(base, 'home');
     await fsp.mkdir(home);
     await fsp.mkdir(path.join(base, 'log'));
@@ -109,11 +136,15 @@ export class PrivateBroker {
         'disk_free_limit.absolute = 1MB',
         'log.console = false',
         'log.file.level = info',
+        ...(tls ? tlsListenerConfig(tls, `${host}:${tlsPort}`) : []),
         '',
       ].join('\n'),
     );
     await fsp.writeFile(path.join(base, 'rabbitmq-env.conf'), '');
-    await fsp.writeFile(path.join(base, 'enabled_plugins'), '[].\n');
+    await fsp.writeFile(
+      path.join(base, 'enabled_plugins'),
+      tls?.external ? '[rabbitmq_auth_mechanism_ssl].\n' : '[].\n',
+    );
     const env: NodeJS.ProcessEnv = {
       ...process.env,
       HOME: home,
@@ -141,7 +172,18 @@ export class PrivateBroker {
     const output: string[] = [];
     server.stdout?.on('data', (d: Buffer) => output.push(d.toString()));
     server.stderr?.on('data', (d: Buffer) => output.push(d.toString()));
-    const broker = new PrivateBroker(nodeName, host, amqpPort, distPort, base, bin, env, server, output);
+    const broker = new PrivateBroker(
+      nodeName,
+      host,
+      amqpPort,
+      tlsPort,
+      distPort,
+      base,
+      bin,
+      env,
+      server,
+      output,
+    );
     try {
       await broker.waitUntilRunning(startTimeoutMs);
     } catch (error) {
@@ -207,15 +249,37 @@ export class PrivateBroker {
   }
 }
 
+/** rabbitmq.conf lines of an amqps:// listener (RabbitMQ's "TLS Support" guide). */
+function tlsListenerConfig(tls: BrokerTlsListener, address: string): string[] {
+  return [
+    `listeners.ssl.default = ${address}`,
+    `ssl_options.cacertfile = ${tls.caFile}`,
+    `ssl_options.certfile = ${tls.certFile}`,
+    `ssl_options.keyfile = ${tls.keyFile}`,
+    'ssl_options.verify = verify_peer',
+    `ssl_options.fail_if_no_peer_cert = ${tls.requireClientCert ? 'true' : 'false'}`,
+    ...(tls.external
+      ? [
+          'auth_mechanisms.1 = PLAIN',
+          'auth_mechanisms.2 = AMQPLAIN',
+          'auth_mechanisms.3 = EXTERNAL',
+          'ssl_cert_login_from = common_name',
+        ]
+      : []),
+  ];
+}
+
 /**
  * One private broker for a test file, started by the first call of the returned function (inside a test,
  * so a failure to start fails that test rather than skipping it) and stopped in afterAll.
  */
-export function usePrivateBroker(): () => Promise<PrivateBroker> {
+export function usePrivateBroker(
+  options?: () => Promise<PrivateBrokerOptions>,
+): () => Promise<PrivateBroker> {
   let started: Promise<PrivateBroker> | undefined;
   afterAll(async () => {
     const broker = await started?.catch(() => undefined);
     await broker?.stop();
   }, 90_000);
-  return () => (started ??= PrivateBroker.start());
+  return () => (started ??= (options ?? (async () => ({})))().then((o) => PrivateBroker.start(120_000, o)));
 }

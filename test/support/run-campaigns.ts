@@ -1,5 +1,5 @@
 /*
- * `npm run campaign [-- --seed N] [--size ci|large] [--only chaos,locks,broker,fs,clock,bad-input,hosts]`: runs the
+ * `npm run campaign [-- --seed N] [--size ci|large] [--only chaos,locks,broker,fs,clock,bad-input,hosts] [--tls]`: runs the
  * issue-8 campaigns (test/campaign-*.e2e-spec.ts, the same code `npm test` runs at CI size) through vitest,
  * one file at a time, with CAMPAIGN_SIZE and CAMPAIGN_SEED set, then prints the figures each campaign
  * wrote to test-output/campaigns/. CAMPAIGN_SEED / CAMPAIGN_SIZE from the environment work too.
@@ -31,7 +31,7 @@ const REPORTS: Record<string, string> = {
 
 function usage(message: string): never {
   process.stderr.write(
-    `run-campaigns: ${message}\nusage: npm run campaign -- [--seed N] [--size ci|large] [--only ${Object.keys(FILES).join(',')}]\n`,
+    `run-campaigns: ${message}\nusage: npm run campaign -- [--seed N] [--size ci|large] [--only ${Object.keys(FILES).join(',')}] [--tls]\n`,
   );
   process.exit(2);
 }
@@ -45,7 +45,11 @@ for (let i = 0; i < args.length; i++) {
   if (args[i] === '--seed' && value !== undefined) seed = value;
   else if (args[i] === '--size' && value !== undefined) size = value;
   else if (args[i] === '--only' && value !== undefined) only = value.split(',');
-  else usage(`unknown argument ${JSON.stringify(args[i])}`);
+  else if (args[i] === '--tls') {
+    // The across-hosts campaign's conductors speak mutual TLS to the bed's cluster (HOSTS_TLS).
+    process.env.HOSTS_TLS = '1';
+    continue;
+  } else usage(`unknown argument ${JSON.stringify(args[i])}`);
   i++;
 }
 if (!/^\d+$/.test(seed) || Number(seed) >= 2 ** 32)
@@ -54,7 +58,7 @@ if (size !== 'ci' && size !== 'large') usage(`--size must be ci or large (got ${
 for (const name of only) if (!FILES[name]) usage(`unknown campaign ${JSON.stringify(name)}`);
 
 process.stdout.write(
-  `campaigns ${only.join(', ')}: size=${size} seed=${seed}\n(replay: npm run campaign -- --seed ${seed} --size ${size} --only ${only.join(',')})\n\n`,
+  `campaigns ${only.join(', ')}: size=${size} seed=${seed}\n(replay: npm run campaign -- --seed ${seed} --size ${size} --only ${only.join(',')}${process.env.HOSTS_TLS === '1' ? ' --tls' : ''})\n\n`,
 );
 const started = Date.now();
 // One file at a time (the broker campaign stops RabbitMQ; the others are CPU-bound on a small machine).

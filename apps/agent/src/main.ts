@@ -5,7 +5,7 @@ import { runCacheClean, runCachePin, runCacheUnpin } from './cache/cache-clean';
 import { DEFAULT_IMPORT_LOCK_WAIT_S, runCacheImport } from './cache/cache-import';
 import { runCacheLs } from './cache/cache-ls';
 import { BYTES_HELP } from './cli/units';
-import { DEFAULT_AMQP_URL } from './broker/agent-broker';
+import { brokerOptions } from './broker/broker-login';
 import { CliError, EXIT_CODES_HELP, ExitCode, type ExitCodeValue } from './cli/exit-codes';
 import { processTerminal } from './cli/terminal';
 import { DEFAULT_WAIT_TIMEOUT_S, runCopy } from './copy/copy-command';
@@ -42,13 +42,11 @@ async function untilSigint(run: (signal: AbortSignal) => Promise<ExitCodeValue>)
   }
 }
 
-const amqpUrlOption = () =>
-  new Option(
-    '--amqp-url <url>',
-    'RabbitMQ URL, or several comma-separated (the nodes of a cluster: the first that answers is used, the next on loss)',
-  )
-    .env('AMQP_URL')
-    .default(DEFAULT_AMQP_URL);
+/** --amqp-url and the other broker flags (URL file, TLS, login mechanism): see broker/broker-login.ts. */
+const withBrokerOptions = (command: Command) => {
+  for (const option of brokerOptions()) command.addOption(option);
+  return command;
+};
 
 const program = new Command('icc')
   .description(
@@ -58,8 +56,7 @@ const program = new Command('icc')
   .exitOverride()
   .addHelpText('after', `\n${EXIT_CODES_HELP}`);
 
-program
-  .command('copy')
+withBrokerOptions(program.command('copy'))
   .description(
     "Ask the cell's conductors to copy an image into a node's cache (and, with --wait, follow it to the end).",
   )
@@ -69,7 +66,6 @@ program
   .option('--sha256 <hex>', 'expected sha256 (64 hex digits); default: the source meta is trusted')
   .option('--size <bytes>', 'expected size in bytes')
   .addOption(new Option('--cell <id>', 'cell id (part of the queue names)').env('CELL_ID'))
-  .addOption(amqpUrlOption())
   .option('--wait', 'wait for the final result, with a progress bar')
   .option(
     '--timeout <s>',
@@ -100,11 +96,18 @@ program
     new Option('--url <url>', "the conductor's admin URL").env('ADMIN_URL').default(DEFAULT_ADMIN_URL),
   )
   .addOption(new Option('--token <token>', 'admin bearer token').env('ADMIN_TOKEN'))
+  .addOption(
+    new Option(
+      '--token-file <file>',
+      'read --token from this file (one line; not readable by every user), so the token is not on the command line or in the environment',
+    ).env('ADMIN_TOKEN_FILE'),
+  )
   .option('--json', 'print the raw JSON')
   .addHelpText(
     'after',
     `
-Exit codes: 0 shown; 2 token missing or wrong (HTTP 401/403) or bad --url; 5 admin endpoint unreachable;
+An https:// --url is checked against the system's CAs; for a private CA set NODE_EXTRA_CA_CERTS=<ca.pem>.
+Exit codes: 0 shown; 2 token missing or wrong (HTTP 401/403), bad --url, or a bad --token-file; 5 admin endpoint unreachable;
 1 any other HTTP error.`,
   )
   .action(action((options) => runStatus(options, term)));
@@ -294,7 +297,7 @@ program
   .description(
     'Run a throw-away cell on this machine: seed images, start a conductor, copy, show progress, verify, clean up.',
   )
-  .addOption(amqpUrlOption())
+  .addOption(brokerOptions()[0]!)
   .option('--keep', 'keep the temp folder (images and the conductor log) for a look afterwards')
   .option('--big-image-mib <n>', 'size of the fanned-out image in MiB', String(DEFAULT_BIG_IMAGE_MIB))
   .option(
@@ -316,7 +319,7 @@ Exit codes: 0 all images verified; 1 a copy failed or an image did not verify; 2
 
 const cellOption = () => new Option('--cell <id>', 'cell id (part of the queue names)').env('CELL_ID');
 const jobNodeOptions = (command: Command) =>
-  command
+  withBrokerOptions(command)
     .option('--nodes <list>', `comma-separated node ids (at most ${MAX_JOB_NODES})`)
     .option('--all', 'every registered node of the cell')
     .option(
@@ -325,7 +328,6 @@ const jobNodeOptions = (command: Command) =>
     )
     .option('--job-id <id>', 'job id (default: a fresh <type>-<uuid>); sending the same job again is safe')
     .addOption(cellOption())
-    .addOption(amqpUrlOption())
     .option('--wait', 'follow the job: one line per node, then the table of outcomes')
     .option(
       '--timeout <s>',
@@ -377,26 +379,22 @@ jobCommand
   .option('--json', 'print JSON')
   .addHelpText('after', '\nExit codes: 0 shown; 2 bad arguments; 3 no such job.')
   .action(action((jobId: string, options) => runJobStatus(jobId, options, term)));
-jobCommand
-  .command('cancel')
+withBrokerOptions(jobCommand.command('cancel'))
   .description('Cancel a job: its queued copies are skipped, running ones aborted.')
   .argument('<jobId>', 'job id')
   .addOption(cellOption())
-  .addOption(amqpUrlOption())
   .option('--json', 'print the answer as JSON')
   .addHelpText(
     'after',
     '\nExit codes: 0 cancelled (or already finished); 3 no such job; 4 no answer; 5 broker unreachable.',
   )
   .action(action((jobId: string, options) => runCancel({ jobId }, options, term)));
-program
-  .command('cancel')
+withBrokerOptions(program.command('cancel'))
   .description(
     'Cancel a copy request by its request id: queued, it is answered CANCELLED when taken; running, it is aborted.',
   )
   .argument('<requestId>', 'the request id')
   .addOption(cellOption())
-  .addOption(amqpUrlOption())
   .option('--json', 'print the answer as JSON')
   .addHelpText('after', '\nExit codes: 0 cancelled or recorded; 4 no answer; 5 broker unreachable.')
   .action(action((requestId: string, options) => runCancel({ requestId }, options, term)));

@@ -12,7 +12,13 @@ import { CacheCleaner, ImagePurger } from '@app/cache-cleaner';
 import { type CellTopology, cellTopology } from '@app/contracts';
 import { ImageStore } from '@app/image-store';
 import { NodeLockManager } from '@app/locking';
-import { BrokerConnection, Publisher, RetryHeaderSigner } from '@app/messaging';
+import {
+  type BrokerAuth,
+  BrokerConnection,
+  type BrokerTls,
+  Publisher,
+  RetryHeaderSigner,
+} from '@app/messaging';
 import { type ConductorConfig, cacheRootHangExitMs } from './config/conductor-config';
 import { CleanerRounds } from './background/cleaner-rounds';
 import { JobRetention } from './background/job-retention';
@@ -99,7 +105,13 @@ export interface ConductorSeams {
  */
 @Module({})
 export class ConductorModule {
-  static forRoot(config: ConductorConfig, rootLogger: PinoLogger, seams: ConductorSeams = {}): DynamicModule {
+  static forRoot(
+    config: ConductorConfig,
+    rootLogger: PinoLogger,
+    seams: ConductorSeams = {},
+    /** The broker TLS material and login, read and checked by main.ts (config/tls-settings.ts). */
+    brokerLogin: { tls: BrokerTls | undefined; auth: BrokerAuth } = { tls: undefined, auth: 'plain' },
+  ): DynamicModule {
     return {
       module: ConductorModule,
       imports: [LoggerModule.forRoot({ pinoHttp: { logger: rootLogger, autoLogging: false } })],
@@ -134,6 +146,7 @@ export class ConductorModule {
               connectionName: `conductor-${config.CONDUCTOR_ID}`,
               topologies: [topology],
               topologyCheckMs: TOPOLOGY_CHECK_MS,
+              ...brokerLogin,
               logger: rootLogger.child({ part: 'broker' }),
             }),
         },

@@ -1,10 +1,14 @@
 import 'reflect-metadata';
+import type { Server as TlsServer } from 'node:tls';
 import { Module } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { Logger } from 'nestjs-pino';
+import { CredentialFileError } from '@app/credentials';
 import type pino from 'pino';
 import { AdminModule } from './admin/admin.module';
+import { reloadAdminTlsOnSighup } from './admin/admin-tls-reload';
 import { type ConductorConfig, ConfigError, loadConductorConfig } from './config/conductor-config';
+import { loadAdminTls, loadBrokerTls } from './config/tls-settings';
 import { CacheRootCheck, describeRefusal } from './lifecycle/cache-root-check';
 import { OriginDownload } from './copy/origin-download';
 import { ConductorModule, type ConductorSeams } from './conductor.module';
@@ -20,10 +24,14 @@ class ConductorApp {}
 
 /** Starts the conductor of this process's environment; `seams` only from bench/ (see ConductorSeams). */
 async function runConductor(seams: ConductorSeams = {}): Promise<void> {
-  let config;
+  let config, brokerLogin, adminTls;
   try {
     config = loadConductorConfig();
-  } catch (error) {
+    // Every TLS file is read and checked now, so a bad one stops the start with its setting's name.
+    brokerLogin = loadBrokerTls(config);
+    adminTls = loadAdminTls(config);
+  } catch (caught) {
+    const error = caught instanceof CredentialFileError ? new ConfigError([caught.message]) : caught;
     if (!(error instanceof ConfigError)) throw error;
     process.stderr.write(`conductor: ${error.message}\n`);
     process.exit(EXIT_CONFIG);
@@ -33,12 +41,17 @@ async function runConductor(seams: ConductorSeams = {}): Promise<void> {
     cell: config.CELL_ID,
   });
   await checkCacheRoot(config, logger);
-  const conductor = ConductorModule.forRoot(config, logger, seams);
+  const conductor = ConductorModule.forRoot(config, logger, seams, brokerLogin);
   // forceCloseConnections: once the drain is over, keep-alive connections (a status page or a scraper polling)
   // are cut; without it server.close() waits for them, and a client polling often enough keeps the process alive.
   const app = await NestFactory.create(
     { module: ConductorApp, imports: [conductor, AdminModule.forRoot(conductor)] },
-    { bufferLogs: true, forceCloseConnections: true },
+    {
+      bufferLogs: true,
+      forceCloseConnections: true,
+      // HTTPS only when both files are set (ADMIN_TLS_*); plain HTTP otherwise, as before.
+      httpsOptions: adminTls ? { cert: adminTls.cert, key: adminTls.key } : undefined,
+    },
   );
   app.useLogger(app.get(Logger));
   // A graceful stop is a clean exit: code 0 (not death by the re-raised signal), with pino flushed.
@@ -53,11 +66,16 @@ async function runConductor(seams: ConductorSeams = {}): Promise<void> {
   // HTTP first, so health checks answer (not ready) while the consumer starts.
   await app.listen(config.ADMIN_PORT, host);
   const address = app.getHttpServer().address() as { port: number };
+  const tlsConfig = config;
+  reloadAdminTlsOnSighup(app.getHttpServer() as TlsServer, () => loadAdminTls(tlsConfig), logger);
   await app.get(ConductorLifecycle).start();
   logger.info(
     {
       adminPort: address.port,
       adminHost: host,
+      adminTls: adminTls ? { subject: adminTls.subject, validTo: adminTls.validTo } : false,
+      brokerTls: brokerLogin.tls !== undefined,
+      brokerAuth: brokerLogin.auth,
       cacheRoot: config.CACHE_ROOT,
       concurrency: config.COPY_CONCURRENCY,
       // The auth header's value never goes into a log line: describe() shows its name only.

@@ -1,5 +1,6 @@
 import { connect, type Channel, type ChannelModel, type ConfirmChannel } from 'amqplib';
 import { type CellTopology, cellQueues, type Logger } from '@app/contracts';
+import { type BrokerAuth, type BrokerTls, brokerSocketOptions, describeTlsFailure } from './broker-tls';
 import { BrokerRotation, brokerAddress, parseBrokerUrls } from './broker-urls';
 import { declareCellTopology } from './declare-topology';
 import { BrokerUnavailableError, MessagingClosedError, isNotFound, redactUrl } from './errors';
@@ -91,6 +92,10 @@ export interface BrokerConnectionOptions {
    * notice soon (e.g. a dead-letter target nobody publishes to directly). 0 (default): no periodic check.
    */
   topologyCheckMs?: number;
+  /** TLS material for the `amqps://` entries of the list (CA, client certificate, server name). */
+  tls?: BrokerTls;
+  /** `external`: log in with the client certificate (RabbitMQ's EXTERNAL mechanism). Default `plain`. */
+  auth?: BrokerAuth;
   logger?: Logger;
   /** amqplib's `connect`; the seam through which fast specs drive the connection without a broker. */
   connect?: typeof connect;
@@ -312,6 +317,7 @@ export class BrokerConnection {
       model = await (this.options.connect ?? connect)(
         withHeartbeat(url, this.options.heartbeatSeconds ?? 10),
         {
+          ...brokerSocketOptions(this.options.tls, this.options.auth ?? 'plain'),
           clientProperties: { connection_name: this.options.connectionName },
           timeout: this.options.connectTimeoutMs ?? 10_000,
         },
@@ -332,7 +338,7 @@ export class BrokerConnection {
       this.onConnect(model);
     } catch (caught) {
       this.dialling = undefined;
-      const error = caught instanceof Error ? caught : new Error(String(caught));
+      const error = describeTlsFailure(caught instanceof Error ? caught : new Error(String(caught)), url);
       if (model) await model.close().catch(() => {});
       if (this.isClosed()) return;
       this.lastErrorValue = error;

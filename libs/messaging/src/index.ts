@@ -10,6 +10,13 @@ export {
   type ReconnectOptions,
 } from './broker-connection';
 export {
+  type BrokerAuth,
+  type BrokerTls,
+  brokerSocketOptions,
+  describeTlsFailure,
+  plainEntriesProblem,
+} from './broker-tls';
+export {
   BrokerRotation,
   BrokerUrlError,
   brokerAddress,

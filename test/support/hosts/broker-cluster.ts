@@ -1,4 +1,4 @@
-import { PrivateBroker, newErlangCookie } from '../private-broker';
+import { type BrokerTlsListener, PrivateBroker, newErlangCookie } from '../private-broker';
 
 /**
  * A RabbitMQ cluster of the bed's own: `size` private nodes (test/support/private-broker.ts: own node
@@ -11,10 +11,11 @@ export class BrokerCluster {
 
   private constructor(readonly nodes: PrivateBroker[]) {}
 
-  static async start(listenAddress: string, size = 3): Promise<BrokerCluster> {
+  /** `tls`: each node also gets an amqps:// listener with these files (its certificate must name listenAddress). */
+  static async start(listenAddress: string, size = 3, tls?: BrokerTlsListener): Promise<BrokerCluster> {
     const cookie = newErlangCookie();
     const started = await Promise.allSettled(
-      Array.from({ length: size }, () => PrivateBroker.start(180_000, { listenAddress, cookie })),
+      Array.from({ length: size }, () => PrivateBroker.start(180_000, { listenAddress, cookie, tls })),
     );
     const nodes = started.flatMap((s) => (s.status === 'fulfilled' ? [s.value] : []));
     const cluster = new BrokerCluster(nodes);
@@ -43,6 +44,11 @@ export class BrokerCluster {
   /** Every node's AMQP URL, in node order. */
   get urls(): string[] {
     return this.nodes.map((n) => n.url);
+  }
+
+  /** Every node's amqps:// URL, in node order (a cluster started with `tls`). */
+  get tlsUrls(): string[] {
+    return this.nodes.map((n) => n.tlsUrl());
   }
 
   /** The node whose AMQP URL this is (the one a conductor was given). */

@@ -5,6 +5,7 @@ import { makeTempDir, removeDir } from '../temp-dirs';
 import type { BrokerCluster } from './broker-cluster';
 import { HostNetwork, requireRoot } from './host-network';
 import { SshfsShare } from './sshfs-share';
+import { TestCa } from '../test-pki';
 
 /** One fault the bed injected, on the machine's monotonic clock (ms since the bed started). */
 export interface BedFault {
@@ -39,13 +40,16 @@ export class HostBed {
     readonly network: HostNetwork,
     readonly share: SshfsShare,
     readonly cluster: BrokerCluster | undefined,
+    /** With `tls`: the conductors' settings for the cluster's amqps:// listeners (CA, client certificate). */
+    readonly brokerTlsEnv: Record<string, string> | undefined,
   ) {}
 
   /**
    * `hosts`: names of the simulated hosts (each gets a namespace and a mount); `brokers`: cluster size
-   * (0: no cluster).
+   * (0: no cluster); `tls`: the cluster's nodes also listen on amqps:// with a certificate of a CA the bed
+   * makes (for the bridge address), requiring a client certificate (mutual TLS): see brokerTlsEnv.
    */
-  static async create(options: { hosts: string[]; brokers?: number }): Promise<HostBed> {
+  static async create(options: { hosts: string[]; brokers?: number; tls?: boolean }): Promise<HostBed> {
     requireRoot('the multi-host test bed');
     const base = await makeTempDir('hosts');
     const root = path.join(base, 'served');
@@ -53,6 +57,7 @@ export class HostBed {
     let network: HostNetwork | undefined;
     let share: SshfsShare | undefined;
     let cluster: BrokerCluster | undefined;
+    let tls: Awaited<ReturnType<typeof bedPki>> | undefined;
     try {
       network = await HostNetwork.create();
       for (const host of options.hosts) await network.addHost(host);
@@ -61,7 +66,8 @@ export class HostBed {
       // Loaded only when wanted: private-broker.ts brings vitest hooks, which a bench runner cannot load.
       if ((options.brokers ?? 3) > 0) {
         const { BrokerCluster } = await import('./broker-cluster');
-        cluster = await BrokerCluster.start(network.serverAddress, options.brokers);
+        if (options.tls) tls = await bedPki(path.join(base, 'pki'), network.serverAddress);
+        cluster = await BrokerCluster.start(network.serverAddress, options.brokers, tls?.listener);
       }
     } catch (error) {
       await cluster?.stop().catch(() => undefined);
@@ -70,7 +76,7 @@ export class HostBed {
       await removeDir(base).catch(() => undefined);
       throw error;
     }
-    return new HostBed(base, root, network, share, cluster);
+    return new HostBed(base, root, network, share, cluster, tls?.conductorEnv);
   }
 
   get hosts(): string[] {
@@ -168,4 +174,19 @@ export class HostBed {
     await step('bed folder', () => removeDir(this.base));
     if (errors.length > 0) throw new Error(`host bed teardown:\n${errors.join('\n')}`);
   }
+}
+
+/** The bed's CA, the brokers' certificate for `address`, and a client certificate for the conductors. */
+async function bedPki(dir: string, address: string) {
+  const ca = await TestCa.create(dir, 'bed-ca');
+  const server = await ca.issue({ commonName: 'bed-broker', ips: [address] });
+  const client = await ca.issue({ commonName: 'bed-conductor', usage: 'client' });
+  return {
+    listener: { caFile: ca.cert, certFile: server.cert, keyFile: server.key, requireClientCert: true },
+    conductorEnv: {
+      AMQP_TLS_CA_FILE: ca.cert,
+      AMQP_TLS_CERT_FILE: client.cert,
+      AMQP_TLS_KEY_FILE: client.key,
+    },
+  };
 }

@@ -3,6 +3,7 @@ import type { CellTopology } from '@app/contracts';
 import { BrokerConnection, BrokerUrlError, parseBrokerUrls, redactUrl } from '@app/messaging';
 import { CliError, ExitCode, UsageError } from '../cli/exit-codes';
 import { agentLogger } from '../cli/quiet-logger';
+import type { BrokerTarget } from './broker-login';
 
 export const DEFAULT_AMQP_URL = 'amqp://guest:guest@127.0.0.1:5672';
 /** A CLI should not hang on a broker that is down: one attempt, at most this long. */
@@ -34,13 +35,16 @@ export function brokerUnreachableMessage(urls: readonly string[], cause: string)
  * exclusive reply queue dies with its connection) watch `disconnected` themselves.
  */
 export async function connectToBroker(
-  urls: readonly string[],
+  target: BrokerTarget,
   purpose: string,
   timeoutMs = CONNECT_TIMEOUT_MS,
 ): Promise<BrokerConnection> {
+  const { urls } = target;
   const host = os.hostname().replace(/[^A-Za-z0-9._-]/g, '-');
   const connection = new BrokerConnection({
     url: urls,
+    tls: target.tls,
+    auth: target.auth,
     connectionName: `icc-${purpose}-${host}-${process.pid}`,
     logger: agentLogger(),
     connectTimeoutMs: timeoutMs,

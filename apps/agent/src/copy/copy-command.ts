@@ -1,5 +1,6 @@
 import { type CopyResult, cellTopology, progressRoutingKey } from '@app/contracts';
-import { checkCellExists, connectToBroker, validateAmqpUrls } from '../broker/agent-broker';
+import { checkCellExists, connectToBroker } from '../broker/agent-broker';
+import { type BrokerCliOptions, resolveBrokerTarget } from '../broker/broker-login';
 import { CliError, ExitCode, type ExitCodeValue } from '../cli/exit-codes';
 import { formatBytes, formatMs } from '../cli/format';
 import { ProgressBoard } from '../cli/progress-board';
@@ -9,13 +10,12 @@ import { CopyRequester } from './copy-requester';
 
 export const DEFAULT_WAIT_TIMEOUT_S = 600;
 
-export interface CopyCommandOptions {
+export interface CopyCommandOptions extends BrokerCliOptions {
   to: string;
   from?: string;
   sha256?: string;
   size?: string;
   cell?: string;
-  amqpUrl: string;
   wait?: boolean;
   timeout?: string;
   json?: boolean;
@@ -31,13 +31,13 @@ export async function runCopy(
   // Everything a person can get wrong is checked before touching the broker.
   const request = buildCopyRequest(imageId, options);
   const topology = cellTopology(parseCellId(options.cell));
-  const urls = validateAmqpUrls(options.amqpUrl);
+  const broker = resolveBrokerTarget(options);
   const timeoutMs = parseTimeoutSeconds(options.timeout, DEFAULT_WAIT_TIMEOUT_S);
   const wait = options.wait === true;
   const json = options.json === true;
 
   try {
-    const connection = await connectToBroker(urls, 'copy');
+    const connection = await connectToBroker(broker, 'copy');
     const requester = new CopyRequester(connection, topology);
     let board: ProgressBoard | undefined;
     try {

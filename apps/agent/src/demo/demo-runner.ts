@@ -14,7 +14,8 @@ import { NodeLockManager } from '@app/locking';
 import type { BrokerConnection } from '@app/messaging';
 import { cliHolderId } from '../cache/cache-args';
 import { importUnderLock } from '../cache/cache-import';
-import { connectToBroker, validateAmqpUrls } from '../broker/agent-broker';
+import { connectToBroker } from '../broker/agent-broker';
+import { type BrokerCliOptions, resolveBrokerTarget } from '../broker/broker-login';
 import { CliError, ExitCode, type ExitCodeValue, UsageError } from '../cli/exit-codes';
 import { formatBytes, formatMs } from '../cli/format';
 import { ProgressBoard } from '../cli/progress-board';
@@ -29,8 +30,7 @@ import { DEFAULT_BIG_IMAGE_MIB, type DemoPlan, demoPlan, expectedDestinations } 
 import { type DemoOutcome, outcomeStatus, renderOutcomes, renderSummary, summarize } from './demo-summary';
 import { sha256OfFile, writeRandomImage } from './image-files';
 
-export interface DemoOptions {
-  amqpUrl: string;
+export interface DemoOptions extends BrokerCliOptions {
   keep?: boolean;
   bigImageMib?: string;
   timeout?: string;
@@ -79,7 +79,7 @@ class Cleanup {
  * copied image independently, and removes everything it created, also on Ctrl-C.
  */
 export async function runDemo(options: DemoOptions, term: Terminal): Promise<ExitCodeValue> {
-  const urls = validateAmqpUrls(options.amqpUrl);
+  const broker = resolveBrokerTarget(options);
   const bigImageMib = parseBigImageMib(options.bigImageMib);
   const timeoutMs = parseTimeoutSeconds(options.timeout, DEFAULT_DEMO_TIMEOUT_S);
 
@@ -106,7 +106,7 @@ export async function runDemo(options: DemoOptions, term: Terminal): Promise<Exi
   let board: ProgressBoard | undefined;
   try {
     // The broker first: nothing to clean up yet if it is not there.
-    const connection = await connectToBroker(urls, 'demo');
+    const connection = await connectToBroker(broker, 'demo');
     cleanup.add('close the broker connection', () => connection.close());
 
     const runTag = `demo-${randomBytes(4).toString('hex')}`;
@@ -128,7 +128,7 @@ export async function runDemo(options: DemoOptions, term: Terminal): Promise<Exi
     checkInterrupted();
 
     const conductor = ConductorChild.start(
-      conductorEnv(topology, root, urls.join(','), runTag, origin.urlTemplate),
+      conductorEnv(topology, root, broker.urls.join(','), runTag, origin.urlTemplate),
       logFile,
     );
     // Deleting the cell's queues must come after the conductor stopped (it re-declares them on reconnect).

@@ -10,7 +10,8 @@ import {
   cellTopology,
   parseJobsQueueMessage,
 } from '@app/contracts';
-import { connectToBroker, validateAmqpUrls } from '../broker/agent-broker';
+import { connectToBroker } from '../broker/agent-broker';
+import { type BrokerCliOptions, resolveBrokerTarget } from '../broker/broker-login';
 import { CliError, ExitCode, type ExitCodeValue, UsageError } from '../cli/exit-codes';
 import { formatBytes } from '../cli/format';
 import { ProgressBoard } from '../cli/progress-board';
@@ -22,9 +23,8 @@ import { JobRefusedError, followJob } from './job-follower';
 
 export const DEFAULT_JOB_TIMEOUT_S = 1800;
 
-interface BrokerOptions {
+interface BrokerOptions extends BrokerCliOptions {
   cell?: string;
-  amqpUrl: string;
   json?: boolean;
 }
 
@@ -108,9 +108,9 @@ export async function runJob(
 ): Promise<ExitCodeValue> {
   const job = buildJob(type, imageId, options);
   const topology = cellTopology(parseCellId(options.cell));
-  const urls = validateAmqpUrls(options.amqpUrl);
+  const broker = resolveBrokerTarget(options);
   const timeoutMs = parseTimeoutSeconds(options.timeout, DEFAULT_JOB_TIMEOUT_S);
-  const connection = await connectToBroker(urls, type);
+  const connection = await connectToBroker(broker, type);
   try {
     const event = await followJob(connection, topology, job, {
       wait: options.wait === true,
@@ -153,9 +153,9 @@ export async function runCancel(
 ): Promise<ExitCodeValue> {
   const cancel = validated<CancelRequest>({ v: JOB_MESSAGE_VERSION, type: 'cancel', ...target });
   const topology = cellTopology(parseCellId(options.cell));
-  const urls = validateAmqpUrls(options.amqpUrl);
+  const broker = resolveBrokerTarget(options);
   const timeoutMs = parseTimeoutSeconds(options.timeout, 60);
-  const connection = await connectToBroker(urls, 'cancel');
+  const connection = await connectToBroker(broker, 'cancel');
   const client = new JobClient(connection, topology);
   try {
     let resolveAnswer: (answer: JobsAnswer) => void = () => undefined;

@@ -2,8 +2,10 @@ import * as os from 'node:os';
 import { z } from 'zod';
 import { DEFAULT_MAX_ATTEMPTS, DEFAULT_RETRY_DELAYS_MS, cellIdSchema, holderIdSchema } from '@app/contracts';
 import { DEFAULT_LOCK_TIMINGS, lockTimingProblems } from '@app/locking';
+import { CredentialFileError, readSecretText } from '@app/credentials';
 import { BrokerUrlError, maskBrokerList, parseBrokerUrls } from '@app/messaging';
 import { byteRateCapsSchema } from './byte-rate-caps';
+import { tlsSettingProblems } from './tls-settings';
 
 /*
  * The conductor's whole configuration, read once from the environment at start. Each entry: the
@@ -55,6 +57,12 @@ const authHeader = z.string().transform((s, ctx) => {
   return { name: match[1]!, value: match[2]! };
 });
 
+/** A file named by a setting; its content is checked after the whole environment (tls-settings.ts). */
+const filePath = z
+  .string()
+  .min(1, 'must not be empty')
+  .refine((p) => p.startsWith('/'), 'must be an absolute path');
+
 const defaultConductorId = () =>
   `${
     os
@@ -90,7 +98,36 @@ export const CONFIG_VARIABLES = {
     default: 'amqp://guest:guest@127.0.0.1:5672',
     /** Problems show the value with its passwords masked. */
     redact: maskBrokerList,
-    doc: 'RabbitMQ connection URL, or several comma-separated (the nodes of a cluster). The first that answers is used; after a loss the next of the list is tried, round and round, with backoff and jitter. Each entry is checked at start. /status shows the one in use (password masked).',
+    fromFile: true,
+    doc: 'RabbitMQ connection URL, or several comma-separated (the nodes of a cluster). The first that answers is used; after a loss the next of the list is tried, round and round, with backoff and jitter. Each entry is checked at start. /status shows the one in use (password masked). amqps:// entries use TLS (AMQP_TLS_*).',
+  },
+  AMQP_TLS_CA_FILE: {
+    schema: filePath.optional(),
+    default: undefined,
+    doc: "PEM file of the CA(s) the brokers' certificates must chain to (amqps://). Unset: Node's built-in CAs. The broker's certificate must also carry the name dialled (the URL's host, or AMQP_TLS_SERVERNAME): that check cannot be turned off.",
+  },
+  AMQP_TLS_CERT_FILE: {
+    schema: filePath.optional(),
+    default: undefined,
+    doc: 'PEM client certificate (leaf first) for brokers that require one (mutual TLS); needs AMQP_TLS_KEY_FILE. Checked at start: it must parse, match the key and not be expired.',
+  },
+  AMQP_TLS_KEY_FILE: {
+    schema: filePath.optional(),
+    default: undefined,
+    doc: 'Unencrypted private key of AMQP_TLS_CERT_FILE; refused when every user may read it (mode 0600 or 0640).',
+  },
+  AMQP_TLS_SERVERNAME: {
+    schema: z
+      .string()
+      .regex(/^[A-Za-z0-9.-]+$/, 'must be a host name')
+      .optional(),
+    default: undefined,
+    doc: "The name the brokers' certificates must carry, when the URLs name them otherwise (e.g. by IP address). Unset: each URL's host.",
+  },
+  AMQP_AUTH_MECHANISM: {
+    schema: z.enum(['PLAIN', 'EXTERNAL'], { error: 'must be PLAIN or EXTERNAL' }),
+    default: 'PLAIN',
+    doc: "PLAIN: log in with the URL's user and password. EXTERNAL: log in with the client certificate (RabbitMQ's rabbitmq_auth_mechanism_ssl plugin maps it to a user); needs AMQP_TLS_CERT_FILE and amqps:// URLs, and the URLs need no password.",
   },
   CONDUCTOR_ID: {
     schema: holderIdSchema,
@@ -247,6 +284,7 @@ export const CONFIG_VARIABLES = {
     schema: authHeader.optional(),
     default: undefined,
     secret: true,
+    fromFile: true,
     doc: 'One header sent with every origin request, as `Name: value` (e.g. `X-Auth-Token: …`). A secret: logs and /status show only its name.',
   },
   ORIGIN_CHECKSUM_HEADER: {
@@ -279,7 +317,18 @@ export const CONFIG_VARIABLES = {
     default: undefined,
     // A token refused for being short is still someone's real token: never echoed.
     secret: true,
+    fromFile: true,
     doc: 'Bearer token for every admin route except health; at least 16 characters. Unset: the endpoint listens on 127.0.0.1 only.',
+  },
+  ADMIN_TLS_CERT_FILE: {
+    schema: filePath.optional(),
+    default: undefined,
+    doc: 'PEM certificate (leaf first) of the admin endpoint: with ADMIN_TLS_KEY_FILE it speaks HTTPS only. Both unset: plain HTTP. Both files are read again on SIGHUP (a renewed certificate is served to new connections; work goes on); a bad pair is logged and the old one kept.',
+  },
+  ADMIN_TLS_KEY_FILE: {
+    schema: filePath.optional(),
+    default: undefined,
+    doc: 'Unencrypted private key of ADMIN_TLS_CERT_FILE; refused when every user may read it.',
   },
   LOG_LEVEL: {
     schema: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']),
@@ -310,12 +359,38 @@ export function cacheRootHangExitMs(
   return c.CACHE_ROOT_HANG_EXIT_MS ?? HANG_EXIT_STALE_MULTIPLE * c.LOCK_STALE_MS;
 }
 
+/**
+ * The value of `name`, or of the file `<name>_FILE` names (its one line, read with the checks of
+ * readSecretText: never world-readable). Both set is a mistake, since either could be the stale one.
+ */
+function secretFromFile(
+  name: string,
+  env: NodeJS.ProcessEnv,
+): { raw: string | undefined; label: string } | { problem: string } {
+  const fileSetting = `${name}_FILE`;
+  const file = env[fileSetting];
+  if (file === undefined || file === '') return { raw: env[name], label: name };
+  if (env[name] !== undefined && env[name] !== '')
+    return { problem: `${name} and ${fileSetting} are both set: set only one of them` };
+  try {
+    return { raw: readSecretText(fileSetting, file), label: `${name} (from ${fileSetting}=${file})` };
+  } catch (error) {
+    if (error instanceof CredentialFileError) return { problem: error.message };
+    throw error;
+  }
+}
+
 /** Reads and validates the environment; throws a ConfigError naming every bad variable and why. */
 export function loadConductorConfig(env: NodeJS.ProcessEnv = process.env): ConductorConfig {
   const problems: string[] = [];
   const config: Record<string, unknown> = {};
   for (const [name, spec] of Object.entries(CONFIG_VARIABLES) as [keyof Vars, Vars[keyof Vars]][]) {
-    const raw = env[name];
+    const given = 'fromFile' in spec ? secretFromFile(name, env) : { raw: env[name], label: name };
+    if ('problem' in given) {
+      problems.push(given.problem);
+      continue;
+    }
+    const { raw, label } = given;
     const fallback = typeof spec.default === 'function' ? spec.default() : spec.default;
     const value = raw === undefined || raw === '' ? fallback : raw;
     if (value === undefined && !(spec.schema as z.ZodType).safeParse(undefined).success) {
@@ -326,11 +401,12 @@ export function loadConductorConfig(env: NodeJS.ProcessEnv = process.env): Condu
     if (result.success) config[name] = result.data;
     else
       problems.push(
-        `${name}=${'secret' in spec ? '(redacted)' : JSON.stringify(redacted(spec, raw))}: ${result.error.issues.map((i) => i.message).join('; ')}`,
+        `${label}=${'secret' in spec ? '(redacted)' : JSON.stringify(redacted(spec, raw))}: ${result.error.issues.map((i) => i.message).join('; ')}`,
       );
   }
   if (problems.length === 0) {
     const c = config as ConductorConfig;
+    problems.push(...tlsSettingProblems(c));
     problems.push(
       ...lockTimingProblems(
         {

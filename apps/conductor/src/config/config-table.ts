@@ -7,7 +7,7 @@ export const CONFIG_TABLE_END = '<!-- config-table:end -->';
 
 /** The README's configuration table, rendered from the one schema of the environment. */
 export function renderConfigTable(): string {
-  const rows = Object.entries(CONFIG_VARIABLES).map(([name, spec]) => {
+  const rows = Object.entries(CONFIG_VARIABLES).flatMap(([name, spec]) => {
     const optional = (spec.schema as z.ZodType).safeParse(undefined).success;
     const shown =
       spec.default === undefined
@@ -17,7 +17,12 @@ export function renderConfigTable(): string {
         : typeof spec.default === 'function'
           ? '(computed)'
           : `\`${String(spec.default)}\``;
-    return `| \`${name}\` | ${shown} | ${spec.doc.replace(/\|/g, '\\|')} |`;
+    const row = `| \`${name}\` | ${shown} | ${spec.doc.replace(/\|/g, '\\|')} |`;
+    if (!('fromFile' in spec)) return [row];
+    return [
+      row,
+      `| \`${name}_FILE\` | (unset) | ${name} read from this file instead (its one line; for systemd's LoadCredential=, Kubernetes secrets). Both set: exit 78. A file every user may read or write is refused (chmod 0600 or 0640). |`,
+    ];
   });
   return [
     CONFIG_TABLE_BEGIN,
