@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 import { Command, CommanderError, Option } from 'commander';
-import { MAX_JOB_NODES } from '@app/contracts';
+import { MAX_JOB_NODES, readReleaseInfo } from '@app/contracts';
 import { runCacheClean, runCachePin, runCacheUnpin } from './cache/cache-clean';
 import { DEFAULT_IMPORT_LOCK_WAIT_S, runCacheImport } from './cache/cache-import';
 import { runCacheLs } from './cache/cache-ls';
@@ -54,6 +54,7 @@ const program = new Command('icc')
   .description(
     'image-cache-conductor agent: request image copies between compute nodes, inspect conductors and node caches.',
   )
+  .version(readReleaseInfo().version, '-V, --version', "print icc's release version")
   .showHelpAfterError('(add --help for usage)')
   .exitOverride()
   .addHelpText('after', `\n${EXIT_CODES_HELP}`);

@@ -3,6 +3,7 @@ import { Module } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { Logger } from 'nestjs-pino';
 import type pino from 'pino';
+import { readReleaseInfo } from '@app/contracts';
 import { AdminModule } from './admin/admin.module';
 import { type ConductorConfig, ConfigError, loadConductorConfig } from './config/conductor-config';
 import { CacheRootCheck, describeRefusal } from './lifecycle/cache-root-check';
@@ -56,6 +57,7 @@ async function runConductor(seams: ConductorSeams = {}): Promise<void> {
   await app.get(ConductorLifecycle).start();
   logger.info(
     {
+      version: readReleaseInfo().version,
       adminPort: address.port,
       adminHost: host,
       cacheRoot: config.CACHE_ROOT,

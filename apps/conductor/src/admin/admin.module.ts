@@ -1,7 +1,7 @@
 import { type DynamicModule, Module } from '@nestjs/common';
 import { TerminusModule } from '@nestjs/terminus';
 import type { Logger as PinoLogger } from 'pino';
-import type { CellTopology } from '@app/contracts';
+import { type CellTopology, readReleaseInfo } from '@app/contracts';
 import { ImageStore } from '@app/image-store';
 import { BrokerConnection } from '@app/messaging';
 import type { ConductorConfig } from '../config/conductor-config';
@@ -21,7 +21,6 @@ import { HealthController } from './health.controller';
 import { LockTable } from './lock-table';
 import { LocksController } from './locks.controller';
 import { MetricsController } from './metrics.controller';
-import { readPackageVersion } from './package-version';
 import { QueueDepths } from './queue-depths';
 import { ReadinessProbe } from './readiness-probe';
 import { ReadinessIndicator } from './readiness.indicator';
@@ -101,7 +100,7 @@ export class AdminModule {
               identity: {
                 conductorId: config.CONDUCTOR_ID,
                 cellId: config.CELL_ID,
-                version: readPackageVersion(),
+                version: readReleaseInfo().version,
                 concurrency: config.COPY_CONCURRENCY,
                 requestQueue: topology.requestQueue.name,
               },
