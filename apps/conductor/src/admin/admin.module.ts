@@ -28,6 +28,7 @@ import { StatusPageController } from './status-page.controller';
 import { StatusReport } from './status-report';
 import { OriginDownload } from '../copy/origin-download';
 import { CacheRootGuard } from '../lifecycle/cache-root-guard';
+import { ConductorHeartbeat } from '../lifecycle/conductor-heartbeat';
 import { StatusController } from './status.controller';
 import { loadStatusPage } from './status-page/status-page';
 
@@ -80,6 +81,7 @@ export class AdminModule {
             { token: OriginDownload, optional: true },
             ImageStore,
             NodeBandwidth,
+            ConductorHeartbeat,
           ],
           useFactory: (
             config: ConductorConfig,
@@ -95,6 +97,7 @@ export class AdminModule {
             origin: OriginDownload | null,
             store: ImageStore,
             bandwidth: NodeBandwidth,
+            heartbeat: ConductorHeartbeat,
           ) =>
             new StatusReport({
               identity: {
@@ -115,6 +118,7 @@ export class AdminModule {
               origin,
               bandwidth,
               jobs: new RecentJobs(() => recentJobs(store.jobs)),
+              cell: heartbeat,
             }),
         },
         {
