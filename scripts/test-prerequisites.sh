@@ -27,6 +27,10 @@ need openssh-server test -x /usr/sbin/sshd
 need sshfs command -v sshfs
 need iproute2 command -v ip
 need util-linux command -v nsenter
+# systemd-analyze: the systemd units of deploy/ are checked with `systemd-analyze verify`; git: the
+# mixed-version campaign builds the previous release from this clone's history.
+need systemd command -v systemd-analyze
+need git command -v git
 
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
