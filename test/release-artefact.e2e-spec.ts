@@ -94,7 +94,9 @@ describe('the release tarball', () => {
       timeoutMs: 30_000,
     });
     expect(conductor.code, conductor.stderr).toBe(78);
-    expect(conductor.stderr).toMatch(/^conductor: invalid configuration:\n(.*\n)* {2}CACHE_ROOT: is required/m);
+    expect(conductor.stderr).toMatch(
+      /^conductor: invalid configuration:\n(.*\n)* {2}CACHE_ROOT: is required/m,
+    );
 
     const args = ['demo', '--big-image-mib', '8'];
     const demo = await runProcess(icc, args, { env: { ...process.env, AMQP_URL }, timeoutMs: 150_000 });

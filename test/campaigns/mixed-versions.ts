@@ -7,15 +7,7 @@ import { sha256OfFile } from '../support/image-store-fixtures';
 import type { PreviousRelease } from '../support/previous-release';
 import { TestCell } from '../support/test-cell';
 import { sleep, until } from '../support/async';
-import {
-  FinalPathsWatcher,
-  TmpOverlapSampler,
-  heldLockEntries,
-  lockLeftovers,
-  sweepKeys,
-  tmpLeftoverKey,
-  tmpLeftovers,
-} from '../support/cell-observers';
+import { FinalPathsWatcher, TmpOverlapSampler, judgeLeftovers } from '../support/cell-observers';
 import { type CampaignRun, type Cleanups, adminToken, bySize, tally } from './campaign-kit';
 import { ConductorFleet, type FleetMember } from './conductor-fleet';
 
@@ -341,31 +333,13 @@ export async function runMixedVersions(
 
   // 4. Leftovers: only killed conductors may leave lock entries or partial files; a last round takes them.
   const killedIds = new Set(fleet.members.filter((m) => m.state === 'killed').map((m) => m.id));
-  const lockLeft = await lockLeftovers(cell.root, TIMINGS.staleMs);
-  for (const l of lockLeft)
-    if (l.conductorId === undefined ? killedIds.size === 0 : !killedIds.has(l.conductorId))
-      violations.push(`lock entry left by a conductor that was not killed: ${JSON.stringify(l)}`);
-  const tmpLeft = await tmpLeftovers(cell.root);
-  for (const t of tmpLeft) {
-    const tag = /~([^~]+?)(\.origin)?\.part$/.exec(t)?.[1];
-    const owner = tag && !tag.startsWith('meta-') ? sampler.conductorOf(tag) : undefined;
-    if (owner === undefined ? killedIds.size === 0 : !killedIds.has(owner))
-      violations.push(`partial file left by a conductor that was not killed (${owner ?? 'unknown'}): ${t}`);
-  }
-  await sweepKeys(
+  const { lockLeft, tmpLeft, sweep } = await judgeLeftovers(
     cell.root,
-    [
-      ...lockLeft.map((l) => ({ node: l.node, imageId: l.imageId })),
-      ...tmpLeft.map(tmpLeftoverKey).filter((k) => k !== undefined),
-    ],
+    killedIds,
+    (attemptId) => sampler.conductorOf(attemptId),
     TIMINGS,
-  ).catch((error: Error) =>
-    violations.push(`last round could not take every leftover key: ${error.message}`),
+    violations,
   );
-  for (const l of await heldLockEntries(cell.root))
-    violations.push(`lock entry still there after the last round: ${l}`);
-  for (const t of await cell.tmpLeftovers())
-    violations.push(`partial file still there after the last round: ${t}`);
 
   // 5. The shared folder's top level: nodes and the cell's own files only; conductor records only from
   // conductors of the new release (the old one writes none), each valid.
@@ -435,6 +409,7 @@ export async function runMixedVersions(
       retriesByReason: tally(retries.map((l) => String(l.reason))),
       deadLettered: deadLettered.length,
       leftoversWhenIdle: { locks: lockLeft.length, tmp: tmpLeft.length },
+      lastRound: sweep,
       lockTakeovers: fleet.total('lockTakeovers'),
     },
   };

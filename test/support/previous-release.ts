@@ -33,13 +33,11 @@ export function releaseCacheFolder(): string {
  * so two runs at once, or one killed half-way, cannot leave a broken release behind. A clone without the
  * commit (a shallow clone, a fork without its history) fails at once with the command that fetches it.
  */
-export function previousRelease(log: (line: string) => void = () => undefined): PreviousRelease {
-  const recorded = JSON.parse(
-    readFileSync(path.join(PROJECT_ROOT, 'release', 'previous-release.json'), 'utf8'),
-  ) as {
-    version: string;
-    commit: string;
-  };
+export function previousRelease(
+  log: (line: string) => void = () => undefined,
+  /** Which release (a test gives one this clone lacks). */
+  recorded: { version: string; commit: string } = recordedPreviousRelease(),
+): PreviousRelease {
   const { version, commit } = recorded;
   const present = spawnSync('git', ['-C', PROJECT_ROOT, 'cat-file', '-e', `${commit}^{commit}`], {
     stdio: 'ignore',
@@ -79,6 +77,13 @@ export function previousRelease(log: (line: string) => void = () => undefined): 
     throw error;
   }
   return { version, commit, ...paths, built: true, buildMs: Date.now() - started };
+}
+
+function recordedPreviousRelease(): { version: string; commit: string } {
+  return JSON.parse(readFileSync(path.join(PROJECT_ROOT, 'release', 'previous-release.json'), 'utf8')) as {
+    version: string;
+    commit: string;
+  };
 }
 
 function run(cwd: string, command: string, args: string[]): void {
