@@ -225,8 +225,8 @@ export async function runMessageFuzz(
     const [node, folder, name] = entry.split('/');
     // .icc-header-key: the cell's key for signed retry headers (docs/protocol.md), made by the first conductor;
     // .icc-conductors/<conductorId>.json: the conductors' records (docs/upgrades.md).
-    if (!nodes.includes(node!) && !CELL_FILES.test(entry))
-      violations.push(`unexpected entry in CACHE_ROOT: ${entry}`);
+    if (CELL_FILES.test(entry)) continue;
+    if (!nodes.includes(node!)) violations.push(`unexpected entry in CACHE_ROOT: ${entry}`);
     else if (folder !== undefined && !['images', 'locks', 'tmp', 'used', 'node.json'].includes(folder))
       violations.push(`unexpected entry in a node folder: ${entry}`);
     else if (folder === 'images' && name !== undefined && !allowed.has(name))
