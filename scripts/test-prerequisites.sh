@@ -29,6 +29,10 @@ need iproute2 command -v ip
 need util-linux command -v nsenter
 # openssl: the TLS tests make their own CA and certificates (test/support/test-pki.ts).
 need openssl command -v openssl
+# systemd-analyze: the systemd units of deploy/ are checked with `systemd-analyze verify`; git: the
+# mixed-version campaign builds the previous release from this clone's history.
+need systemd command -v systemd-analyze
+need git command -v git
 
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then

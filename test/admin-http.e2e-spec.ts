@@ -1,7 +1,10 @@
+import { readFileSync } from 'node:fs';
+import * as path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { AdminHttp, metricValue } from './support/admin-http';
 import { until } from './support/async';
 import { conductorTestbed } from './support/conductor-harness';
+import { PROJECT_ROOT } from './support/child-processes';
 import { ConductorProcess } from './support/conductor-process';
 
 const MiB = 1024 * 1024;
@@ -10,6 +13,10 @@ const BIG = 'big.qcow2';
 const SMALL = 'small.qcow2';
 const DESTINATIONS = ['node-b', 'node-c', 'node-d'];
 const PROTECTED = ['/status', '/locks', '/locks?node=node-a', '/metrics'];
+/** Read here, not through the product's reader: the one source of the version is package.json. */
+const PACKAGE_VERSION = (
+  JSON.parse(readFileSync(path.join(PROJECT_ROOT, 'package.json'), 'utf8')) as { version: string }
+).version;
 
 interface Status {
   conductorId: string;
@@ -72,7 +79,7 @@ describe('admin endpoint over real HTTP', () => {
     expect(idle).toMatchObject({
       conductorId: 'admin-http',
       cellId: c.cellId,
-      version: expect.stringMatching(/^\d+\.\d+\.\d+/),
+      version: PACKAGE_VERSION,
       broker: { state: 'connected', connected: true, reconnects: 0, lastError: null },
       consumer: { state: 'consuming', subscribed: true, queue: c.topology.requestQueue.name },
       concurrency: 2,
@@ -278,6 +285,13 @@ describe('admin endpoint over real HTTP', () => {
     expect(m('icc_copies_in_flight')).toBe(0);
     expect(m('icc_broker_connected')).toBe(1);
     expect(m('icc_broker_reconnects')).toBe(0);
+    expect(metrics.text).toMatch(
+      new RegExp(
+        `^icc_build_info\\{version="${PACKAGE_VERSION.replace(/\./g, '\\.')}",protocols="wire=1,[^"]*"\\} 1$`,
+        'm',
+      ),
+    );
+    expect(conductor.logs().find((l) => l.msg === 'conductor started')?.version).toBe(PACKAGE_VERSION);
     expect(metrics.text).toContain('# TYPE icc_copy_duration_seconds histogram');
     expect(metrics.text).toContain('# TYPE icc_lock_wait_seconds histogram');
 

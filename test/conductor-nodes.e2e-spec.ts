@@ -102,8 +102,14 @@ describe('conductor: registered nodes, already-present results, invalid meta fil
 
     // Not a folder, not a lock folder: nothing appeared anywhere under CACHE_ROOT (nor beside it).
     expect(await treeOf(c.root)).toEqual(before);
-    // (.icc-header-key: the cell's retry-header key, made by the first conductor.)
-    expect((await fsp.readdir(c.root)).sort()).toEqual(['.icc-header-key', 'node-a', 'node-b', 'node-ghost']);
+    // (.icc-header-key: the cell's retry-header key, made by the first conductor; .icc-conductors: their records.)
+    expect((await fsp.readdir(c.root)).sort()).toEqual([
+      '.icc-conductors',
+      '.icc-header-key',
+      'node-a',
+      'node-b',
+      'node-ghost',
+    ]);
     expect(await fsp.readdir(c.parent!)).toEqual(['cache']);
 
     // A registered node serves as usual; the unregistered holder was never chosen as a source.

@@ -24,6 +24,9 @@ import { type CampaignRun, type Cleanups, bySize, tally } from './campaign-kit';
 import { sleep } from '../support/async';
 import { listTree } from '../support/cell-observers';
 
+/** What conductors keep beside the node folders: the header key and their records (docs/upgrades.md). */
+const CELL_FILES = /^(\.icc-header-key|\.icc-conductors(\/[A-Za-z0-9][A-Za-z0-9._-]*\.json)?)$/;
+
 const KiB = 1024;
 
 export const BAD_INPUT_SIZES = {
@@ -220,9 +223,10 @@ export async function runMessageFuzz(
   const allowed = new Set(images.flatMap((i) => [i, `${i}.meta.json`]));
   for (const entry of tree) {
     const [node, folder, name] = entry.split('/');
-    // .icc-header-key: the cell's key for signed retry headers (docs/protocol.md), made by the first conductor.
-    if (!nodes.includes(node!) && entry !== '.icc-header-key')
-      violations.push(`unexpected entry in CACHE_ROOT: ${entry}`);
+    // .icc-header-key: the cell's key for signed retry headers (docs/protocol.md), made by the first conductor;
+    // .icc-conductors/<conductorId>.json: the conductors' records (docs/upgrades.md).
+    if (CELL_FILES.test(entry)) continue;
+    if (!nodes.includes(node!)) violations.push(`unexpected entry in CACHE_ROOT: ${entry}`);
     else if (folder !== undefined && !['images', 'locks', 'tmp', 'used', 'node.json'].includes(folder))
       violations.push(`unexpected entry in a node folder: ${entry}`);
     else if (folder === 'images' && name !== undefined && !allowed.has(name))
@@ -481,9 +485,8 @@ export async function runCliFuzz(
   );
   conductorIsFine(conductor, violations, 'cli-fuzz');
   // The valid lines published real requests: nothing may land outside the cell's nodes.
-  // .icc-header-key: the cell's key for signed retry headers (docs/protocol.md), made by the first conductor.
   for (const entry of await fsp.readdir(cell.root))
-    if (!nodes.includes(entry) && entry !== '.icc-header-key')
+    if (!nodes.includes(entry) && !CELL_FILES.test(entry))
       violations.push(`unexpected entry in CACHE_ROOT: ${entry}`);
   for (const node of nodes)
     for (const name of await fsp.readdir(path.join(cell.root, node, 'images')).catch(() => [] as string[]))

@@ -13,15 +13,7 @@ import { sha256OfFile } from '../support/image-store-fixtures';
 import { TestCell } from '../support/test-cell';
 import { type CampaignRun, type Cleanups, bySize, tally, adminToken } from './campaign-kit';
 import { sleep } from '../support/async';
-import {
-  FinalPathsWatcher,
-  TmpOverlapSampler,
-  lockLeftovers,
-  sweepKeys,
-  tmpLeftoverKey,
-  tmpLeftovers,
-  heldLockEntries,
-} from '../support/cell-observers';
+import { FinalPathsWatcher, TmpOverlapSampler, judgeLeftovers } from '../support/cell-observers';
 import { ConductorFleet, type FleetMember } from './conductor-fleet';
 
 const KiB = 1024;
@@ -383,35 +375,13 @@ export async function runConductorChaos(
   // 4. Leftovers once idle: only killed conductors may have left lock entries or partial files, and a
   // last round (what the next copy or the cache cleaner does) collects all of them.
   const killedIds = new Set(fleet.members.filter((m) => m.state === 'killed').map((m) => m.id));
-  const lockLeft = await lockLeftovers(cell.root, TIMINGS.staleMs);
-  for (const l of lockLeft) {
-    const byKilled = l.conductorId === undefined ? killedIds.size > 0 : killedIds.has(l.conductorId);
-    if (!byKilled)
-      violations.push(`lock entry left by a conductor that was not killed: ${JSON.stringify(l)}`);
-  }
-  const tmpLeft = await tmpLeftovers(cell.root);
-  for (const t of tmpLeft) {
-    // A partial's record (`~<attemptId>.origin.part`) belongs to the attempt of its partial.
-    const tag = /~([^~]+?)(\.origin)?\.part$/.exec(t)?.[1];
-    const owner = tag && !tag.startsWith('meta-') ? sampler.conductorOf(tag) : undefined;
-    const byKilled = owner === undefined ? killedIds.size > 0 : killedIds.has(owner);
-    if (!byKilled)
-      violations.push(`partial file left by a conductor that was not killed (${owner ?? 'unknown'}): ${t}`);
-  }
-  const sweep = await sweepKeys(
+  const { lockLeft, tmpLeft, sweep, afterSweep } = await judgeLeftovers(
     cell.root,
-    [
-      ...lockLeft.map((l) => ({ node: l.node, imageId: l.imageId })),
-      ...tmpLeft.map(tmpLeftoverKey).filter((k) => k !== undefined),
-    ],
+    killedIds,
+    (attemptId) => sampler.conductorOf(attemptId),
     TIMINGS,
-  ).catch((error: Error) => {
-    violations.push(`last round could not take every leftover key: ${error.message}`);
-    return undefined;
-  });
-  const afterSweep = { locks: await heldLockEntries(cell.root), tmp: await cell.tmpLeftovers() };
-  for (const l of afterSweep.locks) violations.push(`lock entry still there after the last round: ${l}`);
-  for (const t of afterSweep.tmp) violations.push(`partial file still there after the last round: ${t}`);
+    violations,
+  );
 
   // 5. The conductors: still running, no unexpected error.
   const conductors = fleet.conductors();

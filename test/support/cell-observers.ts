@@ -399,6 +399,59 @@ export function tmpLeftoverKey(leftover: string): { node: string; imageId: strin
   return m ? { node: m[1]!, imageId: m[2]! } : undefined;
 }
 
+/** What `judgeLeftovers` found once the cell was idle, and what its last round did. */
+export interface LeftoverJudgement {
+  lockLeft: LockLeftover[];
+  tmpLeft: string[];
+  sweep?: SweepResult;
+  afterSweep: { locks: string[]; tmp: string[] };
+}
+
+/**
+ * The campaigns' leftover oracle, once the cell is idle: a lock entry or a partial file may remain only if
+ * it belongs to a conductor in `killed` (a partial is mapped to its conductor through `conductorOf`, the
+ * overlap sampler's attempt map); then a last round (`sweepKeys`) takes every affected key, and afterwards
+ * nothing at all may be left. Each breach is pushed to `violations`.
+ */
+export async function judgeLeftovers(
+  root: string,
+  killed: ReadonlySet<string>,
+  conductorOf: (attemptId: string) => string | undefined,
+  timings: { staleMs: number; updateMs: number; safetyMarginMs: number; pollMs: number },
+  violations: string[],
+): Promise<LeftoverJudgement> {
+  const lockLeft = await lockLeftovers(root, timings.staleMs);
+  for (const l of lockLeft) {
+    const byKilled = l.conductorId === undefined ? killed.size > 0 : killed.has(l.conductorId);
+    if (!byKilled)
+      violations.push(`lock entry left by a conductor that was not killed: ${JSON.stringify(l)}`);
+  }
+  const tmpLeft = await tmpLeftovers(root);
+  for (const t of tmpLeft) {
+    // A partial's record (`~<attemptId>.origin.part`) belongs to the attempt of its partial.
+    const tag = /~([^~]+?)(\.origin)?\.part$/.exec(t)?.[1];
+    const owner = tag && !tag.startsWith('meta-') ? conductorOf(tag) : undefined;
+    const byKilled = owner === undefined ? killed.size > 0 : killed.has(owner);
+    if (!byKilled)
+      violations.push(`partial file left by a conductor that was not killed (${owner ?? 'unknown'}): ${t}`);
+  }
+  const sweep = await sweepKeys(
+    root,
+    [
+      ...lockLeft.map((l) => ({ node: l.node, imageId: l.imageId })),
+      ...tmpLeft.map(tmpLeftoverKey).filter((k) => k !== undefined),
+    ],
+    timings,
+  ).catch((error: Error) => {
+    violations.push(`last round could not take every leftover key: ${error.message}`);
+    return undefined;
+  });
+  const afterSweep = { locks: await heldLockEntries(root), tmp: await tmpLeftovers(root) };
+  for (const l of afterSweep.locks) violations.push(`lock entry still there after the last round: ${l}`);
+  for (const t of afterSweep.tmp) violations.push(`partial file still there after the last round: ${t}`);
+  return { lockLeft, tmpLeft, sweep, afterSweep };
+}
+
 /** Every path under `dir` (relative, sorted), for "nothing was written there" comparisons. */
 export async function listTree(dir: string, depth = 6): Promise<string[]> {
   const out: string[] = [];

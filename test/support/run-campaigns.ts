@@ -1,5 +1,5 @@
 /*
- * `npm run campaign [-- --seed N] [--size ci|large] [--only chaos,locks,broker,fs,clock,bad-input,hosts] [--tls]`: runs the
+ * `npm run campaign [-- --seed N] [--size ci|large] [--only chaos,locks,broker,fs,clock,bad-input,hosts,mixed] [--tls]`: runs the
  * issue-8 campaigns (test/campaign-*.e2e-spec.ts, the same code `npm test` runs at CI size) through vitest,
  * one file at a time, with CAMPAIGN_SIZE and CAMPAIGN_SEED set, then prints the figures each campaign
  * wrote to test-output/campaigns/. CAMPAIGN_SEED / CAMPAIGN_SIZE from the environment work too.
@@ -18,6 +18,7 @@ const FILES: Record<string, string> = {
   'bad-input': 'test/campaign-bad-input.e2e-spec.ts',
   broker: 'test/campaign-broker-faults.e2e-spec.ts',
   hosts: 'test/hosts-campaign.e2e-spec.ts',
+  mixed: 'test/campaign-mixed-versions.e2e-spec.ts',
 };
 const REPORTS: Record<string, string> = {
   chaos: 'conductor-chaos',
@@ -27,6 +28,7 @@ const REPORTS: Record<string, string> = {
   'bad-input': 'bad-input',
   broker: 'broker-faults',
   hosts: 'hosts',
+  mixed: 'mixed-versions',
 };
 
 function usage(message: string): never {

@@ -1,9 +1,11 @@
 #!/usr/bin/env node
 import { Command, CommanderError, Option } from 'commander';
-import { MAX_JOB_NODES } from '@app/contracts';
+import { MAX_JOB_NODES, readReleaseInfo } from '@app/contracts';
 import { runCacheClean, runCachePin, runCacheUnpin } from './cache/cache-clean';
 import { DEFAULT_IMPORT_LOCK_WAIT_S, runCacheImport } from './cache/cache-import';
 import { runCacheLs } from './cache/cache-ls';
+import { runConductors } from './conductors/conductors-command';
+import { DEFAULT_CONDUCTOR_DEAD_MS } from '@app/image-store';
 import { BYTES_HELP } from './cli/units';
 import { brokerOptions } from './broker/broker-login';
 import { CliError, EXIT_CODES_HELP, ExitCode, type ExitCodeValue } from './cli/exit-codes';
@@ -52,6 +54,7 @@ const program = new Command('icc')
   .description(
     'image-cache-conductor agent: request image copies between compute nodes, inspect conductors and node caches.',
   )
+  .version(readReleaseInfo().version, '-V, --version', "print icc's release version")
   .showHelpAfterError('(add --help for usage)')
   .exitOverride()
   .addHelpText('after', `\n${EXIT_CODES_HELP}`);
@@ -369,6 +372,21 @@ jobNodeOptions(
 Copies reading the image are waited for up to the conductors' LOCK_WAIT_MS, then the node is reported busy.`,
   )
   .action(action((imageId: string, options) => runJob('purge', imageId, options, term)));
+
+program
+  .command('conductors')
+  .description(
+    "List the cell's conductors from their records in the shared folder: release, shared-format versions, host, last beat.",
+  )
+  .addOption(cacheRootOption())
+  .addOption(
+    new Option('--dead-ms <ms>', 'a record whose last beat is older than this counts as dead')
+      .env('CONDUCTOR_DEAD_MS')
+      .default(String(DEFAULT_CONDUCTOR_DEAD_MS)),
+  )
+  .option('--json', 'print JSON')
+  .addHelpText('after', '\nExit codes: 0 shown; 2 bad arguments.')
+  .action(action((options) => runConductors(options, term)));
 
 const jobCommand = program.command('job').description('Follow and cancel pre-cache and purge jobs.');
 jobCommand

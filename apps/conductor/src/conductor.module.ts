@@ -41,6 +41,7 @@ import { CancelWatch } from './jobs/cancel-watch';
 import { JobMessageHandler } from './jobs/job-message-handler';
 import { JobProgress } from './jobs/job-progress';
 import { CacheRootGuard } from './lifecycle/cache-root-guard';
+import { ConductorHeartbeat, conductorHeartbeat } from './lifecycle/conductor-heartbeat';
 import { endHungProcess } from './lifecycle/end-hung-process';
 import { ConductorLifecycle } from './lifecycle/conductor-lifecycle';
 import { CopyRequestHandler } from './requests/copy-request-handler';
@@ -330,6 +331,7 @@ export class ConductorModule {
             return guard;
           },
         },
+        { provide: ConductorHeartbeat, useFactory: () => conductorHeartbeat(config, rootLogger) },
         {
           provide: CancelWatch,
           inject: [ImageStore],
@@ -442,6 +444,7 @@ export class ConductorModule {
             JobRetention,
             JobMessageHandler,
             CancelWatch,
+            ConductorHeartbeat,
           ],
           useFactory: (
             broker: BrokerConnection,
@@ -455,6 +458,7 @@ export class ConductorModule {
             retention: JobRetention,
             jobHandler: JobMessageHandler,
             cancels: CancelWatch,
+            heartbeat: ConductorHeartbeat,
           ) => {
             return new ConductorLifecycle({
               broker,
@@ -463,7 +467,7 @@ export class ConductorModule {
               handler,
               jobs: { handler: jobHandler, prefetch: JOBS_PREFETCH, cancels },
               locks,
-              background: [cleaning, sweep, retention],
+              background: [cleaning, sweep, retention, heartbeat],
               concurrency: config.COPY_CONCURRENCY,
               graceMs: config.SHUTDOWN_GRACE_MS,
               shutdown,
@@ -491,6 +495,7 @@ export class ConductorModule {
         OriginDownload,
         CacheRootGuard,
         NodeBandwidth,
+        ConductorHeartbeat,
       ],
     };
   }

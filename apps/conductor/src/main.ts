@@ -1,3 +1,4 @@
+#!/usr/bin/env node
 import 'reflect-metadata';
 import type { Server as TlsServer } from 'node:tls';
 import { Module } from '@nestjs/common';
@@ -5,6 +6,8 @@ import { NestFactory } from '@nestjs/core';
 import { Logger } from 'nestjs-pino';
 import { CredentialFileError } from '@app/credentials';
 import type pino from 'pino';
+import { PROTOCOLS, readReleaseInfo } from '@app/contracts';
+import { ConductorRecords, judgeConductors, startRefusal } from '@app/image-store';
 import { AdminModule } from './admin/admin.module';
 import { reloadAdminTlsOnSighup } from './admin/admin-tls-reload';
 import { type ConductorConfig, ConfigError, loadConductorConfig } from './config/conductor-config';
@@ -41,6 +44,7 @@ async function runConductor(seams: ConductorSeams = {}): Promise<void> {
     cell: config.CELL_ID,
   });
   await checkCacheRoot(config, logger);
+  await checkCellReleases(config);
   const conductor = ConductorModule.forRoot(config, logger, seams, brokerLogin);
   // forceCloseConnections: once the drain is over, keep-alive connections (a status page or a scraper polling)
   // are cut; without it server.close() waits for them, and a client polling often enough keeps the process alive.
@@ -71,6 +75,7 @@ async function runConductor(seams: ConductorSeams = {}): Promise<void> {
   await app.get(ConductorLifecycle).start();
   logger.info(
     {
+      version: readReleaseInfo().version,
       adminPort: address.port,
       adminHost: host,
       adminTls: adminTls ? { subject: adminTls.subject, validTo: adminTls.validTo } : false,
@@ -110,6 +115,24 @@ async function checkCacheRoot(config: ConductorConfig, logger: pino.Logger): Pro
     process.exit(EXIT_CONFIG);
   }
   logger.warn({ failures: report.failures }, `UNSAFE: CACHE_ROOT_CHECK=warn, starting although ${message}`);
+}
+
+/**
+ * Refuses to join a cell whose live conductors this release cannot run beside: one older than the previous
+ * release, or one writing shared files in a newer format than this release reads (docs/upgrades.md).
+ */
+async function checkCellReleases(config: ConductorConfig): Promise<void> {
+  const release = readReleaseInfo();
+  const entries = await new ConductorRecords(config.CACHE_ROOT).list();
+  const refusal = startRefusal(judgeConductors(entries, Date.now(), config.CONDUCTOR_DEAD_MS), {
+    conductorId: config.CONDUCTOR_ID,
+    version: release.version,
+    previousVersion: release.previous?.version ?? null,
+    protocols: PROTOCOLS,
+  });
+  if (refusal === undefined) return;
+  process.stderr.write(`conductor: ${refusal}\n`);
+  process.exit(EXIT_CONFIG);
 }
 
 /** Runs the conductor; a failure to start ends the process with code 1. */

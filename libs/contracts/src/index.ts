@@ -29,3 +29,4 @@ export * from './cell-topology';
 export type { Logger } from './logger';
 export * from './job-id';
 export * from './job-messages';
+export * from './release';

@@ -29,3 +29,18 @@ export {
 } from './job-records';
 // The copy loop itself, for benchmarks that compare its settings.
 export { COPY_BUFFERS, COPY_CHUNK_BYTES, copyChunks, fileHandleIo, type StreamPace } from './image-copier';
+export {
+  ConductorRecords,
+  type ConductorRecord,
+  type ConductorRecordEntry,
+  conductorRecordSchema,
+  CONDUCTORS_FOLDER,
+} from './conductor-records';
+export {
+  type CellConductor,
+  type StartingConductor,
+  DEFAULT_CONDUCTOR_BEAT_MS,
+  DEFAULT_CONDUCTOR_DEAD_MS,
+  judgeConductors,
+  startRefusal,
+} from './cell-conductors';

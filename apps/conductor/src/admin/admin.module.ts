@@ -1,7 +1,7 @@
 import { type DynamicModule, Module } from '@nestjs/common';
 import { TerminusModule } from '@nestjs/terminus';
 import type { Logger as PinoLogger } from 'pino';
-import type { CellTopology } from '@app/contracts';
+import { type CellTopology, readReleaseInfo } from '@app/contracts';
 import { ImageStore } from '@app/image-store';
 import { BrokerConnection } from '@app/messaging';
 import type { ConductorConfig } from '../config/conductor-config';
@@ -21,7 +21,6 @@ import { HealthController } from './health.controller';
 import { LockTable } from './lock-table';
 import { LocksController } from './locks.controller';
 import { MetricsController } from './metrics.controller';
-import { readPackageVersion } from './package-version';
 import { QueueDepths } from './queue-depths';
 import { ReadinessProbe } from './readiness-probe';
 import { ReadinessIndicator } from './readiness.indicator';
@@ -29,6 +28,7 @@ import { StatusPageController } from './status-page.controller';
 import { StatusReport } from './status-report';
 import { OriginDownload } from '../copy/origin-download';
 import { CacheRootGuard } from '../lifecycle/cache-root-guard';
+import { ConductorHeartbeat } from '../lifecycle/conductor-heartbeat';
 import { StatusController } from './status.controller';
 import { loadStatusPage } from './status-page/status-page';
 
@@ -81,6 +81,7 @@ export class AdminModule {
             { token: OriginDownload, optional: true },
             ImageStore,
             NodeBandwidth,
+            ConductorHeartbeat,
           ],
           useFactory: (
             config: ConductorConfig,
@@ -96,12 +97,13 @@ export class AdminModule {
             origin: OriginDownload | null,
             store: ImageStore,
             bandwidth: NodeBandwidth,
+            heartbeat: ConductorHeartbeat,
           ) =>
             new StatusReport({
               identity: {
                 conductorId: config.CONDUCTOR_ID,
                 cellId: config.CELL_ID,
-                version: readPackageVersion(),
+                version: readReleaseInfo().version,
                 concurrency: config.COPY_CONCURRENCY,
                 requestQueue: topology.requestQueue.name,
               },
@@ -116,6 +118,7 @@ export class AdminModule {
               origin,
               bandwidth,
               jobs: new RecentJobs(() => recentJobs(store.jobs)),
+              cell: heartbeat,
             }),
         },
         {

@@ -1,6 +1,7 @@
 import * as os from 'node:os';
 import { z } from 'zod';
 import { DEFAULT_MAX_ATTEMPTS, DEFAULT_RETRY_DELAYS_MS, cellIdSchema, holderIdSchema } from '@app/contracts';
+import { DEFAULT_CONDUCTOR_BEAT_MS, DEFAULT_CONDUCTOR_DEAD_MS } from '@app/image-store';
 import { DEFAULT_LOCK_TIMINGS, lockTimingProblems } from '@app/locking';
 import { CredentialFileError, readSecretText } from '@app/credentials';
 import { BrokerUrlError, maskBrokerList, parseBrokerUrls } from '@app/messaging';
@@ -183,6 +184,16 @@ export const CONFIG_VARIABLES = {
     schema: integer(0, 86_400_000).optional(),
     default: undefined,
     doc: `When a read of CACHE_ROOT has had no answer for this long (a FUSE server that never answers, an NFS hard mount of an unreachable server), the conductor logs an error naming the file and the time and ends itself with SIGKILL, so that its supervisor restarts it and the broker redelivers its unacked requests (docs/deployment.md). Unset: ${HANG_EXIT_STALE_MULTIPLE} × LOCK_STALE_MS. 0: never. Otherwise at least LOCK_STALE_MS (a shorter stall leaves the locks valid, and is waited out).`,
+  },
+  CONDUCTOR_BEAT_MS: {
+    schema: integer(200, 600_000),
+    default: DEFAULT_CONDUCTOR_BEAT_MS,
+    doc: "How often the conductor rewrites its record in CACHE_ROOT/.icc-conductors/ (id, host, version, shared-format versions, last beat): one small write, never a walk of the cell; `icc conductors` and /status list the cell's conductors from these records (docs/upgrades.md).",
+  },
+  CONDUCTOR_DEAD_MS: {
+    schema: integer(1_000, 86_400_000),
+    default: DEFAULT_CONDUCTOR_DEAD_MS,
+    doc: "A conductor record whose last beat is older than this counts as dead (by the reader's clock): it no longer stops a start, and the conductors remove it. At least 3 × CONDUCTOR_BEAT_MS.",
   },
   RETRY_DELAYS_MS: {
     schema: msList,
@@ -423,6 +434,10 @@ export function loadConductorConfig(env: NodeJS.ProcessEnv = process.env): Condu
         },
       ),
     );
+    if (c.CONDUCTOR_DEAD_MS < 3 * c.CONDUCTOR_BEAT_MS)
+      problems.push(
+        `CONDUCTOR_DEAD_MS=${c.CONDUCTOR_DEAD_MS}: must be at least 3 × CONDUCTOR_BEAT_MS (${3 * c.CONDUCTOR_BEAT_MS})`,
+      );
     const hangExitMs = c.CACHE_ROOT_HANG_EXIT_MS;
     if (hangExitMs !== undefined && hangExitMs !== 0 && hangExitMs < c.LOCK_STALE_MS)
       problems.push(

@@ -50,6 +50,35 @@ describe('CopyCoordinator', () => {
     expect(coordinator.inFlight()).toEqual([]);
   });
 
+  it('does not pass the cancel of the request that started a copy on to a joiner: the joiner copies on its own', async () => {
+    const { workflow, runs } = fakeWorkflow();
+    const coordinator = new CopyCoordinator(workflow);
+    const first = coordinator.run(JOB, 'r-1', 'a-1');
+    const second = coordinator.run(JOB, 'r-2', 'a-2');
+    expect(runs).toHaveLength(1);
+    runs[0]!.fail(new ReasonError('CANCELLED', 'request r-1 was cancelled'));
+    await expect(first).rejects.toMatchObject({ code: 'CANCELLED' });
+    await Promise.resolve();
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(runs.map((r) => r.attemptId)).toEqual(['a-1', 'a-2']);
+    expect(coordinator.inFlight().map((c) => c.requestIds)).toEqual([['r-2']]);
+    runs[1]!.finish(RESULT);
+    await expect(second).resolves.toEqual({ result: RESULT, coalesced: false });
+  });
+
+  it('lets a joiner that is cancelled itself end with its own cancel', async () => {
+    const { workflow, runs } = fakeWorkflow();
+    const coordinator = new CopyCoordinator(workflow);
+    const own = new AbortController();
+    const first = coordinator.run(JOB, 'r-1', 'a-1');
+    const second = coordinator.run(JOB, 'r-2', 'a-2', own.signal);
+    own.abort(new ReasonError('CANCELLED', 'request r-2 was cancelled'));
+    runs[0]!.fail(new ReasonError('CANCELLED', 'request r-1 was cancelled'));
+    await expect(first).rejects.toMatchObject({ code: 'CANCELLED' });
+    await expect(second).rejects.toMatchObject({ code: 'CANCELLED' });
+    expect(runs).toHaveLength(1);
+  });
+
   it('gives every joiner the shared copy failure', async () => {
     const { workflow, runs } = fakeWorkflow();
     const coordinator = new CopyCoordinator(workflow);

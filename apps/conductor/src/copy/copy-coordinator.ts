@@ -1,4 +1,4 @@
-import type { CopyPriority } from '@app/contracts';
+import { type CopyPriority, isReasonError } from '@app/contracts';
 import { performance } from 'node:perf_hooks';
 import { type CopyJob, type CopyJobResult, type CopyPhase, type CopyProgress, copyKey } from './copy-job';
 import type { CopyWorkflow } from './copy-workflow';
@@ -55,9 +55,15 @@ export class CopyCoordinator {
       if ((job.priority ?? 'interactive') === 'interactive') existing.priority.now = 'interactive';
       try {
         return { result: await existing.done, coalesced: true };
+      } catch (error) {
+        // Cancelled by the request that started it: that cancel is not this request's (unless it was
+        // cancelled too), so this one copies on its own rather than be answered CANCELLED.
+        if (!isReasonError(error, 'CANCELLED') || signal?.aborted) throw error;
       } finally {
         removeOnce(existing.copy.requestIds, requestId);
       }
+      if (this.running.get(key) === existing) this.running.delete(key);
+      return this.run(job, requestId, attemptId, signal);
     }
     const copy: InFlightCopy = {
       key,

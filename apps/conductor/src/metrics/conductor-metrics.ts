@@ -1,5 +1,5 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
-import type { CopyResultStatus, ReasonCode } from '@app/contracts';
+import { type CopyResultStatus, type ReasonCode, PROTOCOLS, readReleaseInfo } from '@app/contracts';
 import type { LockEvent } from '@app/locking';
 
 export interface StatsProbes {
@@ -113,7 +113,14 @@ export class ConductorMetrics {
     topologyRedeclarations: () => 0,
   };
 
-  constructor() {
+  /** `build`: which release this is (default: this package's); one series of value 1, the Prometheus way. */
+  constructor(build: { version: string } = readReleaseInfo()) {
+    new Gauge({
+      name: 'icc_build_info',
+      help: 'The release this conductor runs (label version) and the shared-format versions it speaks',
+      labelNames: ['version', 'protocols'],
+      registers: [this.registry],
+    }).set({ version: build.version, protocols: protocolsLabel() }, 1);
     const probes = () => this.probes;
     new Gauge({
       name: 'icc_copies_in_flight',
@@ -217,4 +224,11 @@ export class ConductorMetrics {
       this.lockEvents.inc({ event: 'lost' });
     } else if (event.type === 'timed-out') this.lockEvents.inc({ event: 'timeout' });
   }
+}
+
+/** `wire=1,cacheLayout=1,...`: the shared-format versions as one label value. */
+export function protocolsLabel(): string {
+  return Object.entries(PROTOCOLS)
+    .map(([name, v]) => `${name}=${v}`)
+    .join(',');
 }
