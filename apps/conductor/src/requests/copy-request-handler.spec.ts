@@ -390,3 +390,47 @@ describe("CopyRequestHandler: CACHE_ROOT not the cell's folder (a dead network m
     expect(headers(publisher.to(topology.deadLetterQueue.name)[0]!)[HEADER_REASON]).toBe('UNKNOWN_NODE');
   });
 });
+
+/**
+ * A cut link takes the broker and the mount together: a copy fails (its lock lost, or I/O on the mount)
+ * while the conductor has not yet noticed that its connection is gone. That work must take the same path
+ * as work whose channel was already known dead: dropped quietly, no retry copy, no answer.
+ */
+describe('CopyRequestHandler: a failure while the link is down, before the lost connection is noticed', () => {
+  const DROPPED =
+    'the delivery died with its channel: work dropped quietly (no answer, no retry); the broker redelivers it';
+
+  it('the connection is noticed lost during the folder check: no retry copy, no answer', async () => {
+    let lease: { open: boolean } | undefined;
+    const cacheRoot = {
+      check: async () => {
+        lease!.open = false; // the AMQP heartbeat times out meanwhile
+        return { available: true as const };
+      },
+    };
+    const { handler, publisher, log } = handlerWith(fails('LOCK_LOST'), { cacheRoot: cacheRoot as never });
+    const fake = fakeDelivery(request(), log);
+    lease = fake.lease;
+    await handler.handle(fake.delivery);
+
+    expect(publisher.sent).toEqual([]);
+    expect(fake.delivery.outcome).toBe('lost');
+    expect(log.entries.filter((e) => e.msg === DROPPED).map((e) => e.obj)).toEqual([
+      expect.objectContaining({ requestId: 'req-1', dropped: 'failure LOCK_LOST' }),
+    ]);
+  });
+
+  it('the retry copy is not confirmed because the connection died under it: dropped, not handed back', async () => {
+    const { handler, publisher, log } = handlerWith(fails('LOCK_LOST'));
+    const fake = fakeDelivery(request(), log);
+    publisher.refuse = () => {
+      fake.lease.open = false;
+      return new PublishNotConfirmedError('connection closed: heartbeat timeout');
+    };
+    await handler.handle(fake.delivery);
+
+    expect(fake.delivery.outcome).toBe('lost');
+    expect(log.entries.map((e) => e.msg)).not.toContain('could not answer a request; handing it back');
+    expect(log.entries.filter((e) => e.msg === DROPPED)).toHaveLength(1);
+  });
+});

@@ -78,6 +78,13 @@ export class CopyRequestHandler {
     try {
       await this.process(delivery);
     } catch (error) {
+      // The publish failed because the connection died under it (a partition noticed only now): the
+      // delivery is gone with its channel, and the broker redelivers it; nothing to hand back.
+      if (
+        !delivery.channelOpen &&
+        (await this.droppedWithItsChannel(delivery, undefined, `publish failed: ${errorText(error)}`))
+      )
+        return;
       this.deps.log.warn(
         { err: errorText(error), messageId: delivery.properties.messageId },
         'could not answer a request; handing it back',
@@ -109,14 +116,14 @@ export class CopyRequestHandler {
       await this.checkJob(request);
       assertDeadlineNotPassed(request);
     } catch (error) {
-      if (await this.droppedWithItsChannel(delivery, undefined, 'refusal')) return;
       const failure = asFailure(error);
       // A valid message refused for what CACHE_ROOT lacks (its job's record): only believed if it is the cell's.
-      if (request && failure.code === 'INVALID_REQUEST') {
-        const unavailable = await this.cacheRootUnavailable(failure);
-        if (unavailable)
-          return this.retry(delivery, request, unavailable, attempt, firstSeen, this.uncounted(attempt));
-      }
+      const unavailable =
+        request && failure.code === 'INVALID_REQUEST' ? await this.cacheRootUnavailable(failure) : undefined;
+      // Checked after the folder check, which can take long on a cut mount (see the failure path below).
+      if (await this.droppedWithItsChannel(delivery, undefined, 'refusal')) return;
+      if (request && unavailable)
+        return this.retry(delivery, request, unavailable, attempt, firstSeen, this.uncounted(attempt));
       await this.failPermanently(delivery, undefined, failure, attempt, firstSeen, started);
       return;
     }
@@ -155,8 +162,11 @@ export class CopyRequestHandler {
         return;
       }
       const failure = asFailure(error);
-      if (await this.droppedWithItsChannel(delivery, request.requestId, `failure ${failure.code}`)) return;
       const unavailable = await this.cacheRootUnavailable(failure);
+      // After the folder check: on a cut link the mount and the broker go together, and that check can take
+      // long enough for the conductor to notice its connection is gone. A retry copy published then (on
+      // the new connection) would run the request a second time beside its redelivery.
+      if (await this.droppedWithItsChannel(delivery, request.requestId, `failure ${failure.code}`)) return;
       if (unavailable) {
         await this.retry(delivery, request, unavailable, attempt, firstSeen, this.uncounted(attempt));
         return;
