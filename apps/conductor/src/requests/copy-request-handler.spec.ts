@@ -401,16 +401,16 @@ describe('CopyRequestHandler: a failure while the link is down, before the lost 
     'the delivery died with its channel: work dropped quietly (no answer, no retry); the broker redelivers it';
 
   it('the connection is noticed lost during the folder check: no retry copy, no answer', async () => {
-    let lease: { open: boolean } | undefined;
+    const link: { lease?: { open: boolean } } = {};
     const cacheRoot = {
       check: async () => {
-        lease!.open = false; // the AMQP heartbeat times out meanwhile
+        link.lease!.open = false; // the AMQP heartbeat times out meanwhile
         return { available: true as const };
       },
     };
     const { handler, publisher, log } = handlerWith(fails('LOCK_LOST'), { cacheRoot: cacheRoot as never });
     const fake = fakeDelivery(request(), log);
-    lease = fake.lease;
+    link.lease = fake.lease;
     await handler.handle(fake.delivery);
 
     expect(publisher.sent).toEqual([]);
