@@ -434,3 +434,64 @@ describe('CopyRequestHandler: a failure while the link is down, before the lost 
     expect(log.entries.filter((e) => e.msg === DROPPED)).toHaveLength(1);
   });
 });
+
+describe("CopyRequestHandler: a request id's first final answer stands", () => {
+  const FIRST = {
+    v: 1 as const,
+    type: 'result' as const,
+    requestId: 'req-1',
+    status: 'completed' as const,
+    attempt: 1,
+    durations: { totalMs: 7 },
+    conductorId: 'conductor-0',
+    at: '2026-01-01T00:00:00.000Z',
+  };
+
+  it('a re-send is answered with the recorded answer, without copying', async () => {
+    const answers = { read: vi.fn(async () => FIRST), record: vi.fn() };
+    const { handler, publisher, log, runs } = handlerWith(fails('SOURCE_MISSING'), { answers });
+    const { delivery } = fakeDelivery(request(), log);
+    await handler.handle(delivery);
+
+    expect(runs).toEqual([]);
+    expect(answers.record).not.toHaveBeenCalled();
+    expect(delivery.outcome).toBe('acked');
+    expect(publisher.to(topology.eventsExchange.name).map(body)).toEqual([FIRST]);
+    expect(publisher.to('amq.gen-reply').map(body)).toEqual([FIRST]);
+  });
+
+  it('a duplicate finishing after the first final answer sends the first one, not its own', async () => {
+    const answers = {
+      read: vi.fn(async () => undefined),
+      record: vi.fn(async () => ({ answer: FIRST, first: false })),
+    };
+    const { handler, publisher, log } = handlerWith(
+      async () => ({ result: { ...COMPLETED, status: 'already-present' }, coalesced: false }),
+      { answers },
+    );
+    const { delivery } = fakeDelivery(request(), log);
+    await handler.handle(delivery);
+
+    expect(answers.record).toHaveBeenCalledWith(expect.objectContaining({ status: 'already-present' }));
+    expect(publisher.to(topology.eventsExchange.name).map(body)).toEqual([FIRST]);
+    expect(delivery.outcome).toBe('acked');
+  });
+
+  it('a final failure is recorded before it is sent; a record that cannot be written does not hold it back', async () => {
+    const answers = {
+      read: vi.fn(async () => undefined),
+      record: vi.fn(async () => Promise.reject(new Error('EIO'))),
+    };
+    const { handler, publisher, log } = handlerWith(fails('SOURCE_MISSING'), { answers });
+    const { delivery } = fakeDelivery(request(), log);
+    await handler.handle(delivery);
+
+    expect(answers.record).toHaveBeenCalledWith(expect.objectContaining({ reason: 'SOURCE_MISSING' }));
+    expect(publisher.to(topology.eventsExchange.name).map(body)).toEqual([
+      expect.objectContaining({ status: 'failed', reason: 'SOURCE_MISSING', retryable: false }),
+    ]);
+    expect(log.entries.map((e) => e.msg)).toContain(
+      'could not record the final answer: answered without a record',
+    );
+  });
+});
