@@ -263,8 +263,15 @@ describe('conductor: bad input', () => {
     // Nothing written outside CACHE_ROOT, no stray node folders inside it, nothing published on a mismatch.
     expect(await fsp.readdir(c.parent!)).toEqual(parentBefore);
     expect(parentBefore).toEqual(['cache']);
-    // (.icc-header-key: the cell's key for signed retry headers, made by the first conductor.)
-    expect((await fsp.readdir(c.root)).sort()).toEqual(['.icc-header-key', 'node-a', 'node-b', 'node-c']);
+    // (.icc-header-key: the cell's key for signed retry headers, made by the first conductor; .icc-answers:
+    // the final answers of the requests whose id could be read, docs/cache-layout.md.)
+    expect((await fsp.readdir(c.root)).sort()).toEqual([
+      '.icc-answers',
+      '.icc-header-key',
+      'node-a',
+      'node-b',
+      'node-c',
+    ]);
     expect(await exists(path.join(c.root, '..', 'etc'))).toBe(false);
     expect(await exists(path.join(c.root, 'etc'))).toBe(false);
     expect(await exists(c.store.entries.imagePath('node-c', IMAGE))).toBe(false);

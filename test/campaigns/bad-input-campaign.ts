@@ -220,8 +220,11 @@ export async function runMessageFuzz(
   const allowed = new Set(images.flatMap((i) => [i, `${i}.meta.json`]));
   for (const entry of tree) {
     const [node, folder, name] = entry.split('/');
-    // .icc-header-key: the cell's key for signed retry headers (docs/protocol.md), made by the first conductor.
-    if (!nodes.includes(node!) && entry !== '.icc-header-key')
+    // .icc-header-key: the cell's key for signed retry headers (docs/protocol.md), made by the first conductor;
+    // .icc-answers: the requests' final answers (docs/cache-layout.md), one JSON file per request id.
+    if (node === '.icc-answers') {
+      if (name !== undefined && !name.endsWith('.json')) violations.push(`unexpected answer file: ${entry}`);
+    } else if (!nodes.includes(node!) && entry !== '.icc-header-key')
       violations.push(`unexpected entry in CACHE_ROOT: ${entry}`);
     else if (folder !== undefined && !['images', 'locks', 'tmp', 'used', 'node.json'].includes(folder))
       violations.push(`unexpected entry in a node folder: ${entry}`);
@@ -483,7 +486,7 @@ export async function runCliFuzz(
   // The valid lines published real requests: nothing may land outside the cell's nodes.
   // .icc-header-key: the cell's key for signed retry headers (docs/protocol.md), made by the first conductor.
   for (const entry of await fsp.readdir(cell.root))
-    if (!nodes.includes(entry) && entry !== '.icc-header-key')
+    if (!nodes.includes(entry) && entry !== '.icc-header-key' && entry !== '.icc-answers')
       violations.push(`unexpected entry in CACHE_ROOT: ${entry}`);
   for (const node of nodes)
     for (const name of await fsp.readdir(path.join(cell.root, node, 'images')).catch(() => [] as string[]))
