@@ -6,6 +6,8 @@ import { ConductorProcess } from './support/conductor-process';
 import { sha256OfFile } from './support/image-store-fixtures';
 import { AMQP_URL } from './support/rabbitmq';
 import { TestCell } from './support/test-cell';
+import { connect } from 'amqplib';
+import { waitFor } from './support/async';
 
 const MiB = 1024 * 1024;
 const SCRIPT = path.join(PROJECT_ROOT, 'test', 'support', 'pika_publish.py');
@@ -84,6 +86,61 @@ describe('a Python (pika) client following docs/protocol.md', () => {
       status: 'failed',
       reason: 'SOURCE_MISSING',
       retryable: false,
+    });
+  });
+
+  it('sends the request again after a silence (same requestId) and gets the answer a lost message never brought', async () => {
+    const python = await pythonWithPika();
+    const image = await cell.seed('node-a', 'lost.qcow2', 1 * MiB);
+    // A conductor declares the cell's queues, then stops: the request waits in the queue, unanswered.
+    const first = await ConductorProcess.start(pool, cell.conductorEnv({ CONDUCTOR_ID: 'pika-1' })).ready();
+    first.signal('SIGTERM');
+    await first.exited();
+    const args = [
+      SCRIPT,
+      '--amqp-url',
+      AMQP_URL,
+      '--cell',
+      cell.cellId,
+      '--image',
+      'lost.qcow2',
+      '--destination',
+      'node-b',
+      '--source',
+      'node-a',
+      '--request-id',
+      'py-lost',
+      '--resend-after',
+      '3',
+      '--timeout',
+      '60',
+    ];
+    const running = runProcess(python, args, { timeoutMs: 90_000 });
+    // The message is lost, as with a queue deleted while it held it: purged before any conductor saw it
+    // (a re-send already made by then is purged too; the client sends again after the next silence).
+    const connection = await connect(AMQP_URL);
+    try {
+      const channel = await connection.createChannel();
+      const queue = cell.topology.requestQueue.name;
+      await waitFor(
+        async () => (await channel.checkQueue(queue)).messageCount >= 1,
+        'the request queued',
+        30_000,
+      );
+      await channel.purgeQueue(queue);
+    } finally {
+      await connection.close();
+    }
+    await ConductorProcess.start(pool, cell.conductorEnv({ CONDUCTOR_ID: 'pika-2' })).ready();
+
+    const run = await running;
+    const report = describeRun(args, run);
+    expect(run.code, report).toBe(0);
+    expect(run.stderr, report).toContain('sending py-lost again');
+    expect(JSON.parse(run.stdout.trim().split('\n').pop()!), report).toMatchObject({
+      requestId: 'py-lost',
+      status: 'completed',
+      sha256: image.sha256,
     });
   });
 

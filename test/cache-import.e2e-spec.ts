@@ -65,6 +65,7 @@ describe('icc cache import (the built CLI on a real cache folder)', () => {
       status: 'already-present',
       meta: { sha256, createdAt: meta!.createdAt },
     });
+    expect(again.stderr).toBe(''); // --json: no progress lines
   });
 
   it('waits for the exclusive lock a copy holds, and publishes nothing when it cannot get it', async () => {

@@ -263,9 +263,11 @@ describe('conductor: bad input', () => {
     // Nothing written outside CACHE_ROOT, no stray node folders inside it, nothing published on a mismatch.
     expect(await fsp.readdir(c.parent!)).toEqual(parentBefore);
     expect(parentBefore).toEqual(['cache']);
-    // (.icc-header-key: the cell's key for signed retry headers, made by the first conductor;
-    // .icc-conductors: the conductors' records, docs/upgrades.md.)
+    // (.icc-header-key: the cell's key for signed retry headers, made by the first conductor; .icc-answers:
+    // the final answers of the requests whose id could be read, docs/cache-layout.md; .icc-conductors: the
+    // conductors' records, docs/upgrades.md.)
     expect((await fsp.readdir(c.root)).sort()).toEqual([
+      '.icc-answers',
       '.icc-conductors',
       '.icc-header-key',
       'node-a',

@@ -49,14 +49,15 @@ describe('conductor: one request end to end', () => {
     );
     expect(await cell.tmpLeftovers()).toEqual([]);
 
-    // The same request again (at-least-once delivery): a no-op, answered already-present.
+    // The same image and destination again, under a new request id: a no-op, answered already-present.
+    // (The same request id again gets its first answer again: test/request-first-answer.)
     const again = client.send(cell.topology.requestQueue.name, {
       v: 1,
-      requestId: 'req-1',
+      requestId: 'req-2',
       imageId: 'ubuntu-24.04.qcow2',
       destination: 'node-b',
     });
-    expect(await client.finalReply(again)).toMatchObject({ status: 'already-present', requestId: 'req-1' });
+    expect(await client.finalReply(again)).toMatchObject({ status: 'already-present', requestId: 'req-2' });
     const stat = await fsp.stat(cell.store.entries.imagePath('node-b', 'ubuntu-24.04.qcow2'));
     expect(stat.size).toBe(image.size);
   });

@@ -2,18 +2,21 @@ import { describe, expect, it } from 'vitest';
 import { NodeLockManager } from '@app/locking';
 import { AdminHttp } from './support/admin-http';
 import { conductorTestbed } from './support/conductor-harness';
-import { ConductorProcess, type LogLine } from './support/conductor-process';
+import { ConductorProcess } from './support/conductor-process';
 import { type PrivateBroker, usePrivateBroker } from './support/private-broker';
 import { sleep, waitFor } from './support/async';
 import { RawAmqpClient } from './support/raw-amqp-client';
+import {
+  LATE_IMAGES as IMAGES,
+  droppedSummary,
+  expectDroppedQuietly,
+  holdDestinations,
+  outcomeOf,
+  sendLateRequests,
+  waitingForLocks,
+} from './support/late-work';
 
 const KiB = 1024;
-const IMAGES = ['img-1.raw', 'img-2.raw'];
-const DROPPED = 'the delivery died with its channel';
-
-interface Status {
-  inFlight: { requestIds: string[]; phase: string }[];
-}
 
 /** Broker-side pids of the connections named `name` on the private broker (what close_connection wants). */
 async function connectionPids(broker: PrivateBroker, name: string): Promise<string[]> {
@@ -23,29 +26,6 @@ async function connectionPids(broker: PrivateBroker, name: string): Promise<stri
     .map((line) => line.split('\t'))
     .filter(([pid, props]) => pid?.startsWith('<') && props?.includes(`{"connection_name","${name}"}`))
     .map(([pid]) => pid!);
-}
-
-/** Waits until the conductor behind `admin` has every request of the test waiting for its lock. */
-async function waitingForAll(admin: AdminHttp, what: string): Promise<void> {
-  await waitFor(
-    async () =>
-      (await admin.json<Status>('/status')).inFlight.filter((f) => f.phase === 'waiting-for-lock').length ===
-      IMAGES.length,
-    what,
-    30_000,
-  );
-}
-
-/** What conductor A finally did with a request's first delivery, whichever way it went. */
-function outcomeOf(lines: LogLine[], requestId: string): LogLine | undefined {
-  return lines.find(
-    (l) =>
-      l.requestId === requestId &&
-      (l.msg.startsWith(DROPPED) ||
-        l.msg === 'copy failed, retry scheduled' ||
-        l.msg === 'copy request answered' ||
-        l.msg === 'copy request failed and dead-lettered'),
-  );
 }
 
 /**
@@ -68,27 +48,18 @@ describe('conductor: work whose delivery died with its connection', () => {
       conductorId: 'test-holder',
       timings: { staleMs: 2000, updateMs: 1000, safetyMarginMs: 500, pollMs: 25 },
     });
-    const held = new Map<string, Awaited<ReturnType<typeof locks.acquire>>>();
     try {
-      for (const imageId of IMAGES)
-        held.set(
-          imageId,
-          await locks.acquire({ node: 'node-b', imageId, mode: 'exclusive' }, { timeoutMs: 5_000 }),
-        );
+      const held = await holdDestinations(locks, 'node-b');
       const env = (id: string, lockWaitMs: number) =>
         c.conductorEnv({ CONDUCTOR_ID: id, AMQP_URL: broker.url, LOCK_WAIT_MS: String(lockWaitMs) });
       const a = await ConductorProcess.start(bed.pool, env('late-a', 4_000), 110_000).ready(60_000);
-      const sent = IMAGES.map((imageId, i) => ({
-        requestId: `req-${i + 1}`,
-        correlationId: client.send(c.topology.requestQueue.name, {
-          v: 1,
-          requestId: `req-${i + 1}`,
-          imageId,
-          destination: 'node-b',
-          source: 'node-a',
-        }),
-      }));
-      await waitingForAll(AdminHttp.of(a), 'conductor A waiting for both locks');
+      const sent = sendLateRequests(client, c.topology, 'req', { source: 'node-a', destination: 'node-b' });
+      const ids = sent.map((s) => s.requestId);
+      await waitFor(
+        () => waitingForLocks(AdminHttp.of(a), ids),
+        'conductor A waiting for both locks',
+        30_000,
+      );
       const pids = await connectionPids(broker, 'conductor-late-a');
       expect(pids.length).toBe(1);
       a.signal('SIGSTOP');
@@ -97,7 +68,11 @@ describe('conductor: work whose delivery died with its connection', () => {
         // Frozen past its LOCK_WAIT_MS: when it runs again its waits end at once.
         await sleep(4_500);
         const b = await ConductorProcess.start(bed.pool, env('late-b', 60_000), 110_000).ready(60_000);
-        await waitingForAll(AdminHttp.of(b), 'conductor B waiting for both redelivered requests');
+        await waitFor(
+          () => waitingForLocks(AdminHttp.of(b), ids),
+          'conductor B waiting for both redelivered requests',
+          30_000,
+        );
         // B answers req-1 before A runs again; req-2 stays locked until A has dealt with its first delivery.
         await held.get(IMAGES[0]!)!.release();
         held.delete(IMAGES[0]!);
@@ -118,25 +93,12 @@ describe('conductor: work whose delivery died with its connection', () => {
       });
       // Longer than every retry tier (200, 500, 1000 ms): a retry copy would have come back and been answered.
       await sleep(3_000);
-      for (const s of sent) {
-        expect(outcomeOf(a.logs(), s.requestId)?.msg, s.requestId).toMatch(new RegExp(`^${DROPPED}`));
-        const replies = client.replies.filter((r) => r.correlationId === s.correlationId).map((r) => r.body);
-        expect(replies, s.requestId).toEqual([
-          expect.objectContaining({ status: 'completed', conductorId: 'late-b' }),
-        ]);
-      }
-      expect(a.logs().filter((l) => l.msg === 'copy failed, retry scheduled')).toEqual([]);
+      expectDroppedQuietly(client, sent, a.logs(), 'late-b');
       console.log(
-        `conductor-late-work: ${JSON.stringify({
-          dropped: a
-            .logs()
-            .filter((l) => l.msg.startsWith(DROPPED))
-            .map((l) => `${String(l.requestId)}: ${String(l.dropped)}`),
-          replies: client.replies.length,
-        })}`,
+        `conductor-late-work: ${JSON.stringify({ dropped: droppedSummary(a.logs()), replies: client.replies.length })}`,
       );
     } finally {
-      for (const lock of held.values()) await lock.release().catch(() => undefined);
+      await locks.releaseAll().catch(() => undefined);
       await client.close();
     }
   });

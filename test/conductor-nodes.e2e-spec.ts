@@ -100,10 +100,19 @@ describe('conductor: registered nodes, already-present results, invalid meta fil
     expect(dead.length).toBe(cases.length);
     expect(tap!.results.filter((r: Result) => r.retryable === true)).toEqual([]);
 
-    // Not a folder, not a lock folder: nothing appeared anywhere under CACHE_ROOT (nor beside it).
-    expect(await treeOf(c.root)).toEqual(before);
+    // Not a folder, not a lock folder: nothing appeared anywhere under CACHE_ROOT (nor beside it), but
+    // the record of each request's final answer (docs/cache-layout.md, "Final answers") and the
+    // conductors' own records (rewritten every beat, docs/upgrades.md).
+    const ownRecords = (e: string) => e.startsWith('.icc-conductors/');
+    const after = await treeOf(c.root);
+    expect(after.filter((e) => !e.startsWith('.icc-answers/') && !ownRecords(e))).toEqual(
+      before.filter((e) => !ownRecords(e)),
+    );
+    const answers = after.filter((e) => e.startsWith('.icc-answers/') && e.endsWith('.json'));
+    expect(answers.map((e) => path.basename(e, '.json')).sort()).toEqual(cases.map((k) => k.name).sort());
     // (.icc-header-key: the cell's retry-header key, made by the first conductor; .icc-conductors: their records.)
     expect((await fsp.readdir(c.root)).sort()).toEqual([
+      '.icc-answers',
       '.icc-conductors',
       '.icc-header-key',
       'node-a',

@@ -16,6 +16,7 @@ interface Status {
     lastCause: string | null;
     lastRedeclaredAt: string | null;
     failures: number;
+    missing: Record<string, { redeclarations: number; lastCause: string; lastAt: string }>;
   };
   consumer: { subscribed: boolean };
 }
@@ -261,6 +262,20 @@ describe('conductor: queues and the events exchange deleted under it', () => {
         redeclared.some((l) => String(l.cause).includes(name)),
         name,
       ).toBe(true);
+    // Per name, what was found missing; for a queue, the log says its messages are gone with it.
+    for (const name of deleted) {
+      expect(status.topology.missing[name]?.redeclarations, name).toBeGreaterThanOrEqual(1);
+      if (name !== t.eventsExchange.name)
+        expect(
+          conductor
+            .logs()
+            .some(
+              (l) =>
+                l.msg.startsWith('a queue was deleted: the messages it held are gone') && l.queue === name,
+            ),
+          `the loss of ${name} logged`,
+        ).toBe(true);
+    }
     expect(errorLines([conductor])).toEqual([]);
     console.log(
       `conductor-topology-loss: ${JSON.stringify({ requests: sent.size, deleted: deleted.length, redeclarations: status.topology.redeclarations, causes: redeclared.map((l) => l.cause) })}`,

@@ -1,30 +1,25 @@
 import { describe, expect, it } from 'vitest';
-import { type HeldLock, NodeLockManager } from '@app/locking';
+import { NodeLockManager } from '@app/locking';
 import { HOSTS_LOCK_TIMINGS } from './campaigns/hosts';
 import { sleep, until, waitFor } from './support/async';
 import { ResultsTap, conductorPool } from './support/conductor-harness';
-import type { LogLine } from './support/conductor-process';
-import { BedCell, type BedConductor } from './support/hosts/bed-cell';
+import { BedCell } from './support/hosts/bed-cell';
 import { HostBed } from './support/hosts/host-bed';
 import { sh } from './support/hosts/host-network';
 import { RawAmqpClient } from './support/raw-amqp-client';
+import {
+  LATE_IMAGES as IMAGES,
+  droppedSummary,
+  expectDroppedQuietly,
+  holdDestinations,
+  outcomeOf,
+  sendLateRequests,
+  waitingForLocks,
+} from './support/late-work';
 
 const KiB = 1024;
-const IMAGES = ['img-1.raw', 'img-2.raw'];
-const DROPPED = 'the delivery died with its channel';
 /** AMQP heartbeat of the cut-off conductor, in seconds: the broker drops it after about two of them. */
 const HEARTBEAT_S = 2;
-
-interface Status {
-  inFlight: { requestIds: string[]; phase: string }[];
-}
-
-/** The requests of `ids` that the conductor behind `c` has in flight waiting for their locks. */
-async function waitingForLocks(c: BedConductor, ids: string[]): Promise<boolean> {
-  const { inFlight } = await c.admin.json<Status>('/status');
-  const waiting = inFlight.filter((f) => f.phase === 'waiting-for-lock').flatMap((f) => f.requestIds);
-  return ids.every((id) => waiting.includes(id));
-}
 
 /**
  * Does a process on `host` still have an established TCP connection to `url`? Seen by the host's kernel
@@ -44,18 +39,6 @@ async function connectedFrom(bed: HostBed, host: string, url: string): Promise<b
     `${hostname}:${port}`,
   ]);
   return out.trim() !== '';
-}
-
-/** What a conductor finally did with its delivery of a request, whichever way it went. */
-function outcomeOf(lines: LogLine[], requestId: string): LogLine | undefined {
-  return lines.find(
-    (l) =>
-      l.requestId === requestId &&
-      (l.msg.startsWith(DROPPED) ||
-        l.msg === 'copy failed, retry scheduled' ||
-        l.msg === 'copy request answered' ||
-        l.msg === 'copy request failed and dead-lettered'),
-  );
 }
 
 /**
@@ -86,21 +69,12 @@ describe('hosts: a conductor cut off past two broker heartbeats', () => {
     client = await RawAmqpClient.open(brokerUrl);
     tap = await ResultsTap.open(cell.topology, [brokerUrl]);
     locks = new NodeLockManager({ root: bed.root, conductorId: 'test-holder', timings: HOSTS_LOCK_TIMINGS });
-    const held = new Map<string, HeldLock>();
-    for (const imageId of IMAGES)
-      held.set(
-        imageId,
-        await locks.acquire({ node: 'node-b', imageId, mode: 'exclusive' }, { timeoutMs: 10_000 }),
-      );
+    const held = await holdDestinations(locks, 'node-b');
 
     const n1 = await cell.start('n1', 'late-n1', { AMQP_URL: `${brokerUrl}?heartbeat=${HEARTBEAT_S}` });
-    const sent = IMAGES.map((imageId, i) => {
-      const requestId = `late-${i + 1}`;
-      const body = { v: 1, requestId, imageId, destination: 'node-b', source: 'node-a' };
-      return { requestId, correlationId: client!.send(cell.topology.requestQueue.name, body) };
-    });
+    const sent = sendLateRequests(client, cell.topology, 'late', { source: 'node-a', destination: 'node-b' });
     const ids = sent.map((s) => s.requestId);
-    await waitFor(() => waitingForLocks(n1, ids), 'n1 waiting for both locks', 30_000);
+    await waitFor(() => waitingForLocks(n1.admin, ids), 'n1 waiting for both locks', 30_000);
     // Started now, n2 finds the queue empty: both deliveries are n1's until the broker drops n1.
     const n2 = await cell.start('n2', 'late-n2');
 
@@ -121,7 +95,7 @@ describe('hosts: a conductor cut off past two broker heartbeats', () => {
         60_000,
         500,
       );
-      await waitFor(() => waitingForLocks(n2, ids), 'n2 waiting for both redelivered requests', 60_000);
+      await waitFor(() => waitingForLocks(n2.admin, ids), 'n2 waiting for both redelivered requests', 60_000);
       for (const lock of held.values()) await lock.release();
       held.clear();
       for (const s of sent)
@@ -147,23 +121,15 @@ describe('hosts: a conductor cut off past two broker heartbeats', () => {
     // Longer than every retry tier (200, 500, 1000 ms): a retry copy would have come back and been answered.
     await sleep(3_000);
     const n1Lines = n1.conductor.logs();
-    for (const s of sent) {
-      const replies = client.replies.filter((r) => r.correlationId === s.correlationId).map((r) => r.body);
-      expect(replies, `replies to ${s.requestId}`).toEqual([
-        expect.objectContaining({ status: 'completed', conductorId: 'late-n2' }),
-      ]);
+    expectDroppedQuietly(client, sent, n1Lines, 'late-n2');
+    for (const s of sent)
       expect(tap.of(s.requestId), `results of ${s.requestId} on the events exchange`).toEqual([
         expect.objectContaining({ status: 'completed', conductorId: 'late-n2' }),
       ]);
-      expect(outcomeOf(n1Lines, s.requestId)?.msg, s.requestId).toMatch(new RegExp(`^${DROPPED}`));
-    }
-    expect(n1Lines.filter((l) => l.msg === 'copy failed, retry scheduled')).toEqual([]);
     console.log(
       `hosts-partition-late: ${JSON.stringify({
         faults: bed.faults,
-        dropped: n1Lines
-          .filter((l) => l.msg.startsWith(DROPPED))
-          .map((l) => `${String(l.requestId)}: ${String(l.dropped)}`),
+        dropped: droppedSummary(n1Lines),
         replies: client.replies.length,
         results: tap.results.length,
       })}`,

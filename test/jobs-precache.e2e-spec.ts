@@ -91,6 +91,14 @@ describe('pre-cache job: 32 nodes, a conductor SIGKILLed mid-job', () => {
     );
     expect(acceptedAgain).toMatchObject({ published: 0 });
 
+    // Without --wait, icc prints the acceptance only, also of a job that has finished (no result table).
+    const noWaitArgs = ['precache', IMAGE, '--nodes', TARGETS.join(','), '--job-id', 'pc-32'];
+    const noWait = await runIcc(noWaitArgs, { env: cliEnv });
+    expect(noWait.code, describeRun(noWaitArgs, noWait)).toBe(0);
+    const lines = noWait.stdout.trim().split('\n');
+    expect(lines, describeRun(noWaitArgs, noWait)).toHaveLength(1);
+    expect(lines[0]).toContain(`accepted: precache job pc-32 (${IMAGE}): 32/32 nodes done`);
+
     // From any terminal: the status read from the shared folder.
     const statusArgs = ['job', 'status', 'pc-32'];
     const status = await runIcc(statusArgs, { env: cliEnv });

@@ -25,7 +25,7 @@ import { sleep } from '../support/async';
 import { listTree } from '../support/cell-observers';
 
 /** What conductors keep beside the node folders: the header key and their records (docs/upgrades.md). */
-const CELL_FILES = /^(\.icc-header-key|\.icc-conductors(\/[A-Za-z0-9][A-Za-z0-9._-]*\.json)?)$/;
+const CELL_FILES = /^(\.icc-header-key|\.icc-conductors(\/[A-Za-z0-9][A-Za-z0-9._-]*\.json)?|\.icc-answers)$/;
 
 const KiB = 1024;
 
@@ -226,7 +226,10 @@ export async function runMessageFuzz(
     // .icc-header-key: the cell's key for signed retry headers (docs/protocol.md), made by the first conductor;
     // .icc-conductors/<conductorId>.json: the conductors' records (docs/upgrades.md).
     if (CELL_FILES.test(entry)) continue;
-    if (!nodes.includes(node!)) violations.push(`unexpected entry in CACHE_ROOT: ${entry}`);
+    // .icc-answers: the requests' final answers (docs/cache-layout.md), one JSON file per request id.
+    if (node === '.icc-answers') {
+      if (name !== undefined && !name.endsWith('.json')) violations.push(`unexpected answer file: ${entry}`);
+    } else if (!nodes.includes(node!)) violations.push(`unexpected entry in CACHE_ROOT: ${entry}`);
     else if (folder !== undefined && !['images', 'locks', 'tmp', 'used', 'node.json'].includes(folder))
       violations.push(`unexpected entry in a node folder: ${entry}`);
     else if (folder === 'images' && name !== undefined && !allowed.has(name))

@@ -8,8 +8,12 @@ final), and prints that result as one JSON line on stdout. Retried attempts are 
 Exit codes: 0 a final result was printed (whatever its status); 1 no final result within --timeout;
 2 the request was unroutable (no request queue) or refused by the broker.
 
+After --resend-after seconds without any result it sends the request again, same requestId (what a
+deleted queue held is gone: docs/protocol.md, "Deleted queues and exchanges").
+
 Usage: pika_publish.py --cell CELL --image IMAGE --destination NODE [--source NODE] [--sha256 HEX]
                        [--size BYTES] [--request-id ID] [--amqp-url URL] [--timeout SECONDS]
+                       [--resend-after SECONDS]
 """
 import argparse
 import json
@@ -32,6 +36,7 @@ def main() -> int:
     parser.add_argument("--size", type=int)
     parser.add_argument("--request-id", default=f"py-{uuid.uuid4()}")
     parser.add_argument("--timeout", type=float, default=120.0)
+    parser.add_argument("--resend-after", type=float, default=300.0)
     args = parser.parse_args()
 
     connection = pika.BlockingConnection(pika.URLParameters(args.amqp_url))
@@ -47,7 +52,7 @@ def main() -> int:
             if value is not None:
                 request[field] = value
 
-        try:
+        def publish():
             channel.basic_publish(
                 exchange="",
                 routing_key=f"icc.{args.cell}.requests",
@@ -61,19 +66,29 @@ def main() -> int:
                 ),
                 mandatory=True,
             )
+
+        try:
+            publish()
         except (pika.exceptions.UnroutableError, pika.exceptions.NackError) as error:
             print(f"request not accepted by the broker: {error!r}", file=sys.stderr)
             return 2
 
         give_up_at = time.monotonic() + args.timeout
+        last_heard = time.monotonic()
         for method, properties, body in channel.consume(reply_queue, auto_ack=True, inactivity_timeout=0.5):
+            now = time.monotonic()
             if method is None:
-                if time.monotonic() > give_up_at:
+                if now > give_up_at:
                     print(f"no final result for {args.request_id} within {args.timeout} s", file=sys.stderr)
                     return 1
+                if now - last_heard > args.resend_after:
+                    print(f"nothing heard for {args.resend_after} s: sending {args.request_id} again", file=sys.stderr)
+                    publish()
+                    last_heard = now
                 continue
             if properties.correlation_id != args.request_id:
                 continue
+            last_heard = now
             result = json.loads(body)
             if result.get("type") != "result":
                 continue

@@ -339,7 +339,8 @@ const jobNodeOptions = (command: Command) =>
     )
     .option('--json', 'print the final job event as JSON');
 const JOB_EXIT_HELP = `
-Without --wait the command exits 0 once a conductor accepted the job (its record is durable). With --wait
+Without --wait the command exits 0 once a conductor accepted the job (its record is durable) and prints that
+acceptance in one line (icc job status shows the nodes). With --wait
 it exits 0 when every node succeeded, 3 when a node failed, was busy, pinned, skipped or cancelled (the
 table says which), 4 on --timeout (the job goes on: icc job status <id>), 2 on bad arguments (unknown
 flag values, an empty --nodes, more than ${MAX_JOB_NODES} nodes, --percent out of range), 5 broker unreachable.`;
@@ -414,7 +415,10 @@ withBrokerOptions(program.command('cancel'))
   .argument('<requestId>', 'the request id')
   .addOption(cellOption())
   .option('--json', 'print the answer as JSON')
-  .addHelpText('after', '\nExit codes: 0 cancelled or recorded; 4 no answer; 5 broker unreachable.')
+  .addHelpText(
+    'after',
+    '\nExit codes: 0 cancelled, recorded or already-final (the request had its final answer, which stands); 4 no answer; 5 broker unreachable.',
+  )
   .action(action((requestId: string, options) => runCancel({ requestId }, options, term)));
 
 async function main(): Promise<void> {

@@ -227,6 +227,7 @@ export class ConductorModule {
           inject: [ImageStore],
           useFactory: (store: ImageStore) =>
             new JobRetention(store.jobs, {
+              answers: store.answers,
               keepMs: config.JOB_KEEP_MS,
               log: rootLogger.child({ part: 'job-retention' }),
             }),
@@ -419,6 +420,7 @@ export class ConductorModule {
               cacheRoot,
               cancels,
               jobs: { records: store.jobs, progress },
+              answers: store.answers,
               coordinator,
               publisher,
               topology,

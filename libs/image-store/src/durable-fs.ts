@@ -75,3 +75,42 @@ export async function writeFileAtomic(options: {
 export function uniqueTag(prefix: string): string {
   return `${prefix}-${randomUUID()}`;
 }
+
+/**
+ * Writes `name` in `dir` unless it exists, first writer wins: a complete file appears at once, or nothing.
+ * The file is written under a unique temporary name and hard-linked to `name`: `link` fails with EEXIST
+ * when the name exists, so nobody ever sees a torn file and a record never changes once written.
+ */
+export async function writeFileOnce(
+  dir: string,
+  name: string,
+  data: string,
+  fsync: boolean,
+): Promise<boolean> {
+  const tmp = path.join(dir, `.${uniqueTag(name)}.part`);
+  const handle = await fsp.open(tmp, 'wx', 0o644);
+  try {
+    await handle.writeFile(data, 'utf8');
+    if (fsync) await handle.sync();
+  } finally {
+    await handle.close();
+  }
+  try {
+    await fsp.link(tmp, path.join(dir, name));
+    if (fsync) await fsyncDir(dir);
+    return true;
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'EEXIST') return false;
+    throw error;
+  } finally {
+    await fsp.rm(tmp, { force: true });
+  }
+}
+
+/** The names in `dir`; none when it does not exist (yet). */
+export async function listNames(dir: string): Promise<string[]> {
+  return fsp.readdir(dir).catch((error: unknown) => {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return [] as string[];
+    throw error;
+  });
+}

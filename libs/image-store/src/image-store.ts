@@ -4,6 +4,7 @@ import { CopyPipeline } from './copy-pipeline';
 import { ImageImport } from './image-import';
 import { JobRecords } from './job-records';
 import { NodeMarkers } from './node-markers';
+import { RequestAnswers } from './request-answers';
 import { type ImageStoreOptions, StoreContext } from './store-context';
 
 /**
@@ -14,7 +15,8 @@ import { type ImageStoreOptions, StoreContext } from './store-context';
  * - `entries`: what a cache holds (listing, reading, deleting images; partial copies of dead attempts);
  * - `markers`: a node's registration (`node.json`), pins and the draining marker;
  * - `imports`: images entering the cell from outside it;
- * - `jobs`: the durable records of pre-cache and purge jobs and of cancels.
+ * - `jobs`: the durable records of pre-cache and purge jobs and of cancels;
+ * - `answers`: the first final answer of each plain copy request.
  * It knows nothing of locks: the callers of each part say which lock they hold.
  */
 export class ImageStore {
@@ -24,6 +26,7 @@ export class ImageStore {
   readonly markers: NodeMarkers;
   readonly imports: ImageImport;
   readonly jobs: JobRecords;
+  readonly answers: RequestAnswers;
   private readonly context: StoreContext;
 
   constructor(options: ImageStoreOptions) {
@@ -34,6 +37,7 @@ export class ImageStore {
     this.markers = new NodeMarkers(this.context);
     this.imports = new ImageImport(this.context);
     this.jobs = new JobRecords(this.context);
+    this.answers = new RequestAnswers(this.context);
   }
 
   /** Stops the copy worker threads (ImageStoreOptions.copyWorkers); copies still running fail. */

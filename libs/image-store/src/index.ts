@@ -27,6 +27,7 @@ export {
   JOBS_FOLDER,
   CANCELS_FOLDER,
 } from './job-records';
+export { RequestAnswers, ANSWERS_FOLDER } from './request-answers';
 // The copy loop itself, for benchmarks that compare its settings.
 export { COPY_BUFFERS, COPY_CHUNK_BYTES, copyChunks, fileHandleIo, type StreamPace } from './image-copier';
 export {

@@ -13,7 +13,7 @@ import {
   sha256Schema,
   SUCCESSFUL_NODE_OUTCOMES,
 } from '@app/contracts';
-import { fsyncDir, uniqueTag } from './durable-fs';
+import { listNames, writeFileOnce } from './durable-fs';
 import { isErrno } from './fs-errors';
 import { readJsonFile } from './shared-json-file';
 import type { StoreContext } from './store-context';
@@ -207,26 +207,8 @@ export class JobRecords {
     return removed;
   }
 
-  /** Writes `name` in `dir` unless it exists: a complete file appears at once, or nothing. */
-  private async writeOnce(dir: string, name: string, data: string): Promise<boolean> {
-    const tmp = path.join(dir, `.${uniqueTag(name)}.part`);
-    const handle = await fsp.open(tmp, 'wx', 0o644);
-    try {
-      await handle.writeFile(data, 'utf8');
-      if (this.store.fsync) await handle.sync();
-    } finally {
-      await handle.close();
-    }
-    try {
-      await fsp.link(tmp, path.join(dir, name));
-      if (this.store.fsync) await fsyncDir(dir);
-      return true;
-    } catch (error) {
-      if (isErrno(error, 'EEXIST')) return false;
-      throw error;
-    } finally {
-      await fsp.rm(tmp, { force: true });
-    }
+  private writeOnce(dir: string, name: string, data: string): Promise<boolean> {
+    return writeFileOnce(dir, name, data, this.store.fsync);
   }
 }
 
@@ -237,13 +219,6 @@ async function exists(file: string): Promise<boolean> {
   } catch {
     return false;
   }
-}
-
-async function listNames(dir: string): Promise<string[]> {
-  return fsp.readdir(dir).catch((error: unknown) => {
-    if (isErrno(error, 'ENOENT')) return [] as string[];
-    throw error;
-  });
 }
 
 /** The newest mtime among `paths` (missing ones count as 0). */

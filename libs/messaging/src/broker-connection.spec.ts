@@ -171,6 +171,37 @@ describe('BrokerConnection', () => {
     });
   });
 
+  it('repairTopology(): keeps a history per queue found missing, and logs that what a lost queue held is gone', async () => {
+    const { connection } = await connected();
+    const requests = topology.requestQueue.name;
+    const tier = topology.retryQueues[0]!.name;
+    // One deletion reported by two parts at once counts once; a second deletion counts again.
+    await Promise.all([
+      connection.repairTopology(`consumer of ${requests} cancelled by the server`, undefined, requests),
+      connection.repairTopology(`passive check: queue ${requests} not found`, undefined, requests),
+    ]);
+    await connection.repairTopology(`publish to '${tier}' not routed`, undefined, tier);
+    await connection.repairTopology(`passive check: queue ${requests} not found`, undefined, requests);
+    const { missing, redeclarations } = connection.topologyHealth();
+    expect(redeclarations).toBe(3);
+    expect(missing).toEqual({
+      [requests]: {
+        redeclarations: 2,
+        lastCause: `passive check: queue ${requests} not found`,
+        lastAt: expect.any(String),
+      },
+      [tier]: { redeclarations: 1, lastCause: `publish to '${tier}' not routed`, lastAt: expect.any(String) },
+    });
+    const losses = (connection.logger as ReturnType<typeof recordingLogger>).entries
+      .filter((e) => e.msg.startsWith('a queue was deleted: the messages it held are gone'))
+      .map((e) => e.obj);
+    expect(losses).toEqual([
+      expect.objectContaining({ queue: requests, times: 1 }),
+      expect.objectContaining({ queue: tier, times: 1 }),
+      expect.objectContaining({ queue: requests, times: 2 }),
+    ]);
+  });
+
   it('repairTopology() while disconnected: rejects after its wait, and the failure is counted', async () => {
     const { connection, fake } = await connected();
     fake.model().down(new Error('gone'));

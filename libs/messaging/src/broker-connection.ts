@@ -22,7 +22,7 @@ export interface BrokerConnectionEvents {
   blocked: { reason: string };
   unblocked: Record<string, never>;
   /** A queue or exchange of the topology was found missing and the whole topology was declared again. */
-  'topology-redeclared': { cause: string; redeclarations: number };
+  'topology-redeclared': { cause: string; redeclarations: number; missing: string[] };
   closed: Record<string, never>;
 }
 
@@ -36,6 +36,11 @@ export interface TopologyHealth {
   /** Re-declarations that failed (not connected, refused); retried at the next report or check. */
   failures: number;
   lastError: string | null;
+  /**
+   * Per queue or exchange found missing (deleted under us), the re-declarations it caused and the last
+   * one. What a queue held when it was deleted is gone with it.
+   */
+  missing: Record<string, { redeclarations: number; lastCause: string; lastAt: string }>;
 }
 
 /** Whether the broker stopped reading from this connection (resource alarm), and since when. */
@@ -144,7 +149,10 @@ export class BrokerConnection {
     lastRedeclaredAt: null,
     failures: 0,
     lastError: null,
+    missing: {},
   };
+  /** Names reported missing since the last declaration: counted once each when it is declared again. */
+  private readonly reportedMissing = new Map<string, string>();
   private checkTimer: NodeJS.Timeout | undefined;
   private checking = false;
   private readonly waiters = new Set<{
@@ -217,15 +225,17 @@ export class BrokerConnection {
   }
 
   topologyHealth(): TopologyHealth {
-    return { ...this.health };
+    return { ...this.health, missing: { ...this.health.missing } };
   }
 
   /**
    * Declares the whole topology again because `cause` showed part of it missing (a queue deleted under
    * us). Concurrent reports share one declaration. Resolves once declared; rejects if not connected within
    * `timeoutMs` or if the broker refuses (recorded in topologyHealth(); the caller retries later).
+   * `missing`: the queue or exchange found missing, when the reporter knows it (its history is kept).
    */
-  repairTopology(cause: string, timeoutMs = 10_000): Promise<void> {
+  repairTopology(cause: string, timeoutMs = 10_000, missing?: string): Promise<void> {
+    if (missing !== undefined && !this.reportedMissing.has(missing)) this.reportedMissing.set(missing, cause);
     this.repairing ??= this.redeclare(cause, timeoutMs).finally(() => {
       this.repairing = undefined;
     });
@@ -245,8 +255,32 @@ export class BrokerConnection {
     this.health.redeclarations += 1;
     this.health.lastCause = cause;
     this.health.lastRedeclaredAt = new Date().toISOString();
-    this.logger.warn({ cause, redeclarations: this.health.redeclarations }, 'topology declared again');
-    this.events.emit('topology-redeclared', { cause, redeclarations: this.health.redeclarations });
+    const missing = [...this.reportedMissing.keys()];
+    this.recordMissing();
+    this.logger.warn(
+      { cause, missing, redeclarations: this.health.redeclarations },
+      'topology declared again',
+    );
+    this.events.emit('topology-redeclared', { cause, redeclarations: this.health.redeclarations, missing });
+  }
+
+  /** Moves the names reported missing into the per-name history; a lost queue's loss is logged. */
+  private recordMissing(): void {
+    const queues = new Set(this.topologies.flatMap((t) => cellQueues(t).map((q) => q.name)));
+    for (const [name, cause] of this.reportedMissing) {
+      const seen = this.health.missing[name];
+      this.health.missing[name] = {
+        redeclarations: (seen?.redeclarations ?? 0) + 1,
+        lastCause: cause,
+        lastAt: this.health.lastRedeclaredAt!,
+      };
+      if (queues.has(name))
+        this.logger.warn(
+          { queue: name, cause, times: this.health.missing[name].redeclarations },
+          'a queue was deleted: the messages it held are gone; their requesters get no answer unless they send them again (same requestId)',
+        );
+    }
+    this.reportedMissing.clear();
   }
 
   /** One passive check of every queue and exchange; a missing one is repaired. Skipped while blocked. */
@@ -255,6 +289,7 @@ export class BrokerConnection {
     if (!live || this.blocked || this.checking || this.repairing) return;
     this.checking = true;
     let missing: string | undefined;
+    let missingName: string | undefined;
     try {
       const channel = await live.model.createChannel();
       channel.on('error', () => {}); // a 404 rejects the awaited check; the event needs a listener
@@ -262,9 +297,11 @@ export class BrokerConnection {
         for (const topology of this.topologies) {
           for (const queue of cellQueues(topology)) {
             missing = `passive check: queue ${queue.name} not found`;
+            missingName = queue.name;
             await channel.checkQueue(queue.name);
           }
           missing = `passive check: exchange ${topology.eventsExchange.name} not found`;
+          missingName = topology.eventsExchange.name;
           await channel.checkExchange(topology.eventsExchange.name);
         }
         missing = undefined;
@@ -279,7 +316,7 @@ export class BrokerConnection {
     } finally {
       this.checking = false;
     }
-    if (missing) await this.repairTopology(missing).catch(() => {});
+    if (missing) await this.repairTopology(missing, undefined, missingName).catch(() => {});
   }
 
   on<K extends keyof BrokerConnectionEvents>(

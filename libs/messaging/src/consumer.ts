@@ -307,7 +307,9 @@ export class Consumer {
         this.logger.warn({ queue: this.queue, ...errorFields(error) }, 'could not subscribe; retrying');
         // A queue missing at subscribe time would be missing for ever: nothing else declares it.
         if (isNotFound(error))
-          await this.connection.repairTopology(`subscribe to ${this.queue}: queue not found`).catch(() => {});
+          await this.connection
+            .repairTopology(`subscribe to ${this.queue}: queue not found`, undefined, this.queue)
+            .catch(() => {});
         this.scheduleResubscribe();
       }
     }
@@ -460,7 +462,7 @@ export class Consumer {
   /** After a server-side cancel: the queue is most likely gone; declare it again, then subscribe at once. */
   private async repairAndResubscribe(cause: string): Promise<void> {
     try {
-      await this.connection.repairTopology(cause);
+      await this.connection.repairTopology(cause, undefined, this.queue);
     } catch {
       this.scheduleResubscribe(); // logged by the connection; the subscribe loop retries with backoff
       return;

@@ -158,8 +158,8 @@ export class Publisher {
   }
 
   /** Declares the connection's topology again (see BrokerConnection.repairTopology). */
-  repairTopology(cause: string): Promise<void> {
-    return this.connection.repairTopology(cause, this.waitForConnectionMs);
+  repairTopology(cause: string, missing?: string): Promise<void> {
+    return this.connection.repairTopology(cause, this.waitForConnectionMs, missing);
   }
 
   /** Publishes through the default exchange straight to `queue`. */

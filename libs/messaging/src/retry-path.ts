@@ -119,7 +119,10 @@ export async function publishRouted(
     await publisher.publish(exchange, routingKey, body, properties);
   } catch (error) {
     if (!(error instanceof PublishUnroutableError)) throw error;
-    await publisher.repairTopology(`publish to '${exchange || routingKey}' not routed: ${error.message}`);
+    await publisher.repairTopology(
+      `publish to '${exchange || routingKey}' not routed: ${error.message}`,
+      exchange || routingKey,
+    );
     await publisher.publish(exchange, routingKey, body, properties);
   }
 }

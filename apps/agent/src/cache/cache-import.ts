@@ -98,10 +98,11 @@ export async function runCacheImport(
   const store = new ImageStore({ root });
   await requireRegisteredNode(store, root, nodeId);
   const locks = new NodeLockManager({ root, conductorId: cliHolderId(), timings: { staleMs } });
+  // --json: one JSON object on stdout and no progress at all (errors still go to stderr).
   const board = new ProgressBoard({
     tty: term.stderrIsTTY && !options.json,
     stream: process.stderr,
-    writeLine: (line) => term.err(line),
+    writeLine: (line) => (options.json ? undefined : term.err(line)),
   });
   const label = `${imageId} -> ${nodeId}`;
   board.add(label, label);

@@ -129,6 +129,9 @@ export async function runJob(
       throw error;
     });
     if (options.json) term.out(JSON.stringify(event));
+    else if (!options.wait)
+      // The acceptance only, even of a job that has finished: its table is `icc job status`.
+      term.out(`accepted: ${jobSummaryLine(event)}; follow it: icc job status ${event.jobId}`);
     else {
       term.out(renderJobTable(event.nodes ?? []));
       term.out(jobSummaryLine(event));

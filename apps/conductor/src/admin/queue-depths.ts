@@ -97,7 +97,7 @@ export class QueueDepths {
         } catch (error) {
           if (isNotFound(error))
             this.options.broker
-              .repairTopology?.(`passive check: queue ${name} not found`)
+              .repairTopology?.(`passive check: queue ${name} not found`, undefined, name)
               .catch(() => undefined);
           throw error;
         }

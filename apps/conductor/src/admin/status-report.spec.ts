@@ -77,6 +77,7 @@ function parts(overrides: Partial<StatusReportParts> = {}) {
         lastRedeclaredAt: null,
         failures: 0,
         lastError: null,
+        missing: {},
       }),
     },
     intake: { state: 'consuming', consumerSubscribed: true, inFlightDeliveries: 1 },
@@ -300,6 +301,7 @@ describe('StatusReport', () => {
           lastRedeclaredAt: null,
           failures: 0,
           lastError: null,
+          missing: {},
         }),
       },
       intake: { state: 'draining', consumerSubscribed: false, inFlightDeliveries: 0 },
@@ -322,6 +324,7 @@ describe('StatusReport', () => {
       lastRedeclaredAt: '2030-01-01T00:00:00.000Z',
       failures: 0,
       lastError: null,
+      missing: {},
     };
     const { base } = parts();
     const status = await new StatusReport({

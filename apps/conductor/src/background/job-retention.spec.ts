@@ -8,13 +8,18 @@ describe('JobRetention', () => {
   it('removes what is older than JOB_KEEP_MS each round, and logs what it removed', async () => {
     vi.useFakeTimers();
     const removeFinished = vi.fn(async () => ({ jobs: 2, cancels: 1 }));
-    const retention = new JobRetention({ removeFinished }, { keepMs: 7 * 86_400_000, log, intervalMs: 1000 });
+    const removeOlderThan = vi.fn(async () => 3);
+    const retention = new JobRetention(
+      { removeFinished },
+      { keepMs: 7 * 86_400_000, log, intervalMs: 1000, answers: { removeOlderThan } },
+    );
     retention.start();
     await vi.advanceTimersByTimeAsync(2500);
     expect(removeFinished).toHaveBeenCalledTimes(2);
     expect(removeFinished).toHaveBeenCalledWith(7 * 86_400_000);
+    expect(removeOlderThan).toHaveBeenCalledWith(7 * 86_400_000);
     expect(log.info).toHaveBeenCalledWith(
-      expect.objectContaining({ jobs: 2, cancels: 1 }),
+      expect.objectContaining({ jobs: 2, cancels: 1, answers: 3 }),
       'old job records removed',
     );
     await retention.stop();

@@ -1,25 +1,29 @@
 import type { Logger } from '@app/contracts';
-import type { JobRecords } from '@app/image-store';
+import type { JobRecords, RequestAnswers } from '@app/image-store';
 import { RoundSchedule } from './round-schedule';
 
 /** How often finished jobs and old cancel markers are looked for: they age in days. */
 export const JOB_RETENTION_ROUND_MS = 60 * 60 * 1000;
 
+type Removed = { jobs: number; cancels: number; answers: number };
+
 export interface JobRetentionOptions {
   /** JOB_KEEP_MS: how long a finished job and a cancel marker stay; 0 keeps them for ever. */
   keepMs: number;
+  /** The recorded final answers of plain requests, removed at the same age as cancel markers. */
+  answers?: Pick<RequestAnswers, 'removeOlderThan'>;
   log: Pick<Logger, 'info' | 'warn'>;
   /** From the end of one round to the start of the next (default JOB_RETENTION_ROUND_MS). */
   intervalMs?: number;
 }
 
 /**
- * Removes, every hour, the job records (`.icc-jobs/<jobId>/`) of finished jobs and the cancel markers
- * (`.icc-cancels/`) older than JOB_KEEP_MS: without it they pile up in the shared folder for ever. Every
+ * Removes, every hour, the job records (`.icc-jobs/<jobId>/`) of finished jobs, the cancel markers
+ * (`.icc-cancels/`) and the requests' final answers (`.icc-answers/`) older than JOB_KEEP_MS: without it they pile up in the shared folder for ever. Every
  * conductor of the cell runs it; two removing the same job at once is harmless (rm of what is gone).
  */
 export class JobRetention {
-  private readonly schedule: RoundSchedule<{ jobs: number; cancels: number }>;
+  private readonly schedule: RoundSchedule<Removed>;
 
   constructor(
     private readonly jobs: Pick<JobRecords, 'removeFinished'>,
@@ -33,7 +37,7 @@ export class JobRetention {
   }
 
   /** One round now (or the one running). Never throws. */
-  runOnce(): Promise<{ jobs: number; cancels: number }> {
+  runOnce(): Promise<Removed> {
     return this.schedule.runOnce();
   }
 
@@ -41,10 +45,13 @@ export class JobRetention {
     return this.schedule.stop();
   }
 
-  private async round(): Promise<{ jobs: number; cancels: number }> {
+  private async round(): Promise<Removed> {
     try {
-      const removed = await this.jobs.removeFinished(this.options.keepMs);
-      if (removed.jobs + removed.cancels > 0)
+      const removed = {
+        ...(await this.jobs.removeFinished(this.options.keepMs)),
+        answers: (await this.options.answers?.removeOlderThan(this.options.keepMs)) ?? 0,
+      };
+      if (removed.jobs + removed.cancels + removed.answers > 0)
         this.options.log.info({ ...removed, keepMs: this.options.keepMs }, 'old job records removed');
       return removed;
     } catch (error) {
@@ -52,7 +59,7 @@ export class JobRetention {
         { err: error instanceof Error ? error.message : String(error) },
         'job retention: a round failed',
       );
-      return { jobs: 0, cancels: 0 };
+      return { jobs: 0, cancels: 0, answers: 0 };
     }
   }
 }

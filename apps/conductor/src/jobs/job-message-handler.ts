@@ -280,10 +280,17 @@ export class JobMessageHandler {
         }
       }
       const finished = job ? await store.jobs.outcome(job.jobId, job.node) : undefined;
+      // A plain request's first final answer is recorded before it is sent (copy-request-handler.ts).
+      const answered = job ? undefined : await store.answers.read(requestId);
       if (finished)
         answer = {
           status: 'already-final',
           detail: `request ${requestId} (job ${job!.jobId}, node ${job!.node}) had finished: ${finished.outcome}`,
+        };
+      else if (answered)
+        answer = {
+          status: 'already-final',
+          detail: `request ${requestId} was answered ${answered.status}${answered.reason ? ` ${answered.reason}` : ''} at ${answered.at}: that answer stands, also for a re-send; nothing was cancelled`,
         };
       else {
         const aborted = cancels.abortRunning({ requestId });

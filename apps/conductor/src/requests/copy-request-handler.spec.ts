@@ -390,3 +390,108 @@ describe("CopyRequestHandler: CACHE_ROOT not the cell's folder (a dead network m
     expect(headers(publisher.to(topology.deadLetterQueue.name)[0]!)[HEADER_REASON]).toBe('UNKNOWN_NODE');
   });
 });
+
+/**
+ * A cut link takes the broker and the mount together: a copy fails (its lock lost, or I/O on the mount)
+ * while the conductor has not yet noticed that its connection is gone. That work must take the same path
+ * as work whose channel was already known dead: dropped quietly, no retry copy, no answer.
+ */
+describe('CopyRequestHandler: a failure while the link is down, before the lost connection is noticed', () => {
+  const DROPPED =
+    'the delivery died with its channel: work dropped quietly (no answer, no retry); the broker redelivers it';
+
+  it('the connection is noticed lost during the folder check: no retry copy, no answer', async () => {
+    const link: { lease?: { open: boolean } } = {};
+    const cacheRoot = {
+      check: async () => {
+        link.lease!.open = false; // the AMQP heartbeat times out meanwhile
+        return { available: true as const };
+      },
+    };
+    const { handler, publisher, log } = handlerWith(fails('LOCK_LOST'), { cacheRoot: cacheRoot as never });
+    const fake = fakeDelivery(request(), log);
+    link.lease = fake.lease;
+    await handler.handle(fake.delivery);
+
+    expect(publisher.sent).toEqual([]);
+    expect(fake.delivery.outcome).toBe('lost');
+    expect(log.entries.filter((e) => e.msg === DROPPED).map((e) => e.obj)).toEqual([
+      expect.objectContaining({ requestId: 'req-1', dropped: 'failure LOCK_LOST' }),
+    ]);
+  });
+
+  it('the retry copy is not confirmed because the connection died under it: dropped, not handed back', async () => {
+    const { handler, publisher, log } = handlerWith(fails('LOCK_LOST'));
+    const fake = fakeDelivery(request(), log);
+    publisher.refuse = () => {
+      fake.lease.open = false;
+      return new PublishNotConfirmedError('connection closed: heartbeat timeout');
+    };
+    await handler.handle(fake.delivery);
+
+    expect(fake.delivery.outcome).toBe('lost');
+    expect(log.entries.map((e) => e.msg)).not.toContain('could not answer a request; handing it back');
+    expect(log.entries.filter((e) => e.msg === DROPPED)).toHaveLength(1);
+  });
+});
+
+describe("CopyRequestHandler: a request id's first final answer stands", () => {
+  const FIRST = {
+    v: 1 as const,
+    type: 'result' as const,
+    requestId: 'req-1',
+    status: 'completed' as const,
+    attempt: 1,
+    durations: { totalMs: 7 },
+    conductorId: 'conductor-0',
+    at: '2026-01-01T00:00:00.000Z',
+  };
+
+  it('a re-send is answered with the recorded answer, without copying', async () => {
+    const answers = { read: vi.fn(async () => FIRST), record: vi.fn() };
+    const { handler, publisher, log, runs } = handlerWith(fails('SOURCE_MISSING'), { answers });
+    const { delivery } = fakeDelivery(request(), log);
+    await handler.handle(delivery);
+
+    expect(runs).toEqual([]);
+    expect(answers.record).not.toHaveBeenCalled();
+    expect(delivery.outcome).toBe('acked');
+    expect(publisher.to(topology.eventsExchange.name).map(body)).toEqual([FIRST]);
+    expect(publisher.to('amq.gen-reply').map(body)).toEqual([FIRST]);
+  });
+
+  it('a duplicate finishing after the first final answer sends the first one, not its own', async () => {
+    const answers = {
+      read: vi.fn(async () => undefined),
+      record: vi.fn(async () => ({ answer: FIRST, first: false })),
+    };
+    const { handler, publisher, log } = handlerWith(
+      async () => ({ result: { ...COMPLETED, status: 'already-present' }, coalesced: false }),
+      { answers },
+    );
+    const { delivery } = fakeDelivery(request(), log);
+    await handler.handle(delivery);
+
+    expect(answers.record).toHaveBeenCalledWith(expect.objectContaining({ status: 'already-present' }));
+    expect(publisher.to(topology.eventsExchange.name).map(body)).toEqual([FIRST]);
+    expect(delivery.outcome).toBe('acked');
+  });
+
+  it('a final failure is recorded before it is sent; a record that cannot be written does not hold it back', async () => {
+    const answers = {
+      read: vi.fn(async () => undefined),
+      record: vi.fn(async () => Promise.reject(new Error('EIO'))),
+    };
+    const { handler, publisher, log } = handlerWith(fails('SOURCE_MISSING'), { answers });
+    const { delivery } = fakeDelivery(request(), log);
+    await handler.handle(delivery);
+
+    expect(answers.record).toHaveBeenCalledWith(expect.objectContaining({ reason: 'SOURCE_MISSING' }));
+    expect(publisher.to(topology.eventsExchange.name).map(body)).toEqual([
+      expect.objectContaining({ status: 'failed', reason: 'SOURCE_MISSING', retryable: false }),
+    ]);
+    expect(log.entries.map((e) => e.msg)).toContain(
+      'could not record the final answer: answered without a record',
+    );
+  });
+});

@@ -28,7 +28,7 @@ import {
   publishToDeadLetter,
   publishToRetry,
 } from '@app/messaging';
-import type { JobRecords } from '@app/image-store';
+import type { JobRecords, RequestAnswers } from '@app/image-store';
 import type { CopyJobResult } from '../copy/copy-job';
 import type { CancelWatch } from '../jobs/cancel-watch';
 import type { JobProgress } from '../jobs/job-progress';
@@ -51,6 +51,8 @@ export interface CopyRequestHandlerDeps {
   cancels?: CancelWatch;
   /** The records of pre-cache jobs: a job's copy records its node's outcome before it is acked. */
   jobs?: { records: JobRecords; progress: JobProgress };
+  /** The first final answer of each plain request: a re-send, or a cancel after it, cannot change it. */
+  answers?: Pick<RequestAnswers, 'record' | 'read'>;
   /** Whether CACHE_ROOT is still the cell's: no failure is answered while it is not (CACHE_UNAVAILABLE). */
   cacheRoot?: Pick<CacheRootGuard, 'check'>;
 }
@@ -76,6 +78,13 @@ export class CopyRequestHandler {
     try {
       await this.process(delivery);
     } catch (error) {
+      // The publish failed because the connection died under it (a partition noticed only now): the
+      // delivery is gone with its channel, and the broker redelivers it; nothing to hand back.
+      if (
+        !delivery.channelOpen &&
+        (await this.droppedWithItsChannel(delivery, undefined, `publish failed: ${errorText(error)}`))
+      )
+        return;
       this.deps.log.warn(
         { err: errorText(error), messageId: delivery.properties.messageId },
         'could not answer a request; handing it back',
@@ -107,29 +116,38 @@ export class CopyRequestHandler {
       await this.checkJob(request);
       assertDeadlineNotPassed(request);
     } catch (error) {
-      if (await this.droppedWithItsChannel(delivery, undefined, 'refusal')) return;
       const failure = asFailure(error);
       // A valid message refused for what CACHE_ROOT lacks (its job's record): only believed if it is the cell's.
-      if (request && failure.code === 'INVALID_REQUEST') {
-        const unavailable = await this.cacheRootUnavailable(failure);
-        if (unavailable)
-          return this.retry(delivery, request, unavailable, attempt, firstSeen, this.uncounted(attempt));
-      }
+      const unavailable =
+        request && failure.code === 'INVALID_REQUEST' ? await this.cacheRootUnavailable(failure) : undefined;
+      // Checked after the folder check, which can take long on a cut mount (see the failure path below).
+      if (await this.droppedWithItsChannel(delivery, undefined, 'refusal')) return;
+      if (request && unavailable)
+        return this.retry(delivery, request, unavailable, attempt, firstSeen, this.uncounted(attempt));
       await this.failPermanently(delivery, undefined, failure, attempt, firstSeen, started);
       return;
     }
     const log = this.deps.log;
-    let outcome: { result: CopyJobResult; coalesced: boolean };
+    let outcome: { result: CopyJobResult; coalesced: boolean } | undefined;
+    let earlier: CopyResult | undefined;
     // Watched before the first look at the markers: a cancel written at any moment is seen (cancel-watch.ts).
     const cancel = this.deps.cancels?.watch(request) ?? NOT_WATCHED;
     try {
-      if (await this.deps.cancels?.isCancelled(request))
-        throw new ReasonError('CANCELLED', `request ${request.requestId} was cancelled before it started`);
-      const attemptId = `${request.requestId.slice(0, 40).replace(/\./g, '_')}-${newAttemptId()}`;
-      const signal = AbortSignal.any([this.deps.shutdown, cancel.signal]);
-      // The checks above await: a shutdown or cancel may have begun meanwhile; start no copy then.
-      if (signal.aborted) throw signal.reason;
-      outcome = await this.deps.coordinator.run(request, request.requestId, attemptId, signal);
+      // A request id's first final answer stands: a re-send is answered with it, whatever happened since.
+      // A record that cannot be read now is looked for again when the answer is recorded (firstFinal).
+      earlier =
+        request.jobId === undefined
+          ? await this.deps.answers?.read(request.requestId).catch(() => undefined)
+          : undefined;
+      if (!earlier) {
+        if (await this.deps.cancels?.isCancelled(request))
+          throw new ReasonError('CANCELLED', `request ${request.requestId} was cancelled before it started`);
+        const attemptId = `${request.requestId.slice(0, 40).replace(/\./g, '_')}-${newAttemptId()}`;
+        const signal = AbortSignal.any([this.deps.shutdown, cancel.signal]);
+        // The checks above await: a shutdown or cancel may have begun meanwhile; start no copy then.
+        if (signal.aborted) throw signal.reason;
+        outcome = await this.deps.coordinator.run(request, request.requestId, attemptId, signal);
+      }
     } catch (caught) {
       // An aborted copy throws whatever the abort looked like where it stopped: the cancel is the cause.
       const error = cancel.signal.aborted && !this.deps.shutdown.aborted ? cancel.signal.reason : caught;
@@ -144,8 +162,11 @@ export class CopyRequestHandler {
         return;
       }
       const failure = asFailure(error);
-      if (await this.droppedWithItsChannel(delivery, request.requestId, `failure ${failure.code}`)) return;
       const unavailable = await this.cacheRootUnavailable(failure);
+      // After the folder check: on a cut link the mount and the broker go together, and that check can take
+      // long enough for the conductor to notice its connection is gone. A retry copy published then (on
+      // the new connection) would run the request a second time beside its redelivery.
+      if (await this.droppedWithItsChannel(delivery, request.requestId, `failure ${failure.code}`)) return;
       if (unavailable) {
         await this.retry(delivery, request, unavailable, attempt, firstSeen, this.uncounted(attempt));
         return;
@@ -171,7 +192,8 @@ export class CopyRequestHandler {
     } finally {
       cancel.done();
     }
-    const { result, coalesced } = outcome;
+    if (earlier) return this.answerAgain(delivery, earlier);
+    const { result, coalesced } = outcome!;
     const dropped = await this.droppedWithItsChannel(delivery, request.requestId, `result ${result.status}`, {
       status: result.status,
       imageId: request.imageId,
@@ -184,7 +206,10 @@ export class CopyRequestHandler {
       outcome: result.status,
       ...(result.status === 'completed' ? { bytes: result.bytes } : {}),
     });
-    await this.answer(delivery, this.successResult(request, result, attempt, firstSeen));
+    await this.answer(
+      delivery,
+      await this.firstFinal(request, this.successResult(request, result, attempt, firstSeen)),
+    );
     this.deps.stats.recordResult(
       result.status,
       undefined,
@@ -317,7 +342,13 @@ export class CopyRequestHandler {
         reason: failure.code,
         detail: failure.detail,
       });
-    await this.answer(delivery, this.failedResult(peeked, requestId, failure, attempt, firstSeen, false));
+    await this.answer(
+      delivery,
+      await this.firstFinal(
+        request,
+        this.failedResult(peeked, requestId, failure, attempt, firstSeen, false),
+      ),
+    );
     await publishToDeadLetter(this.deps.publisher, this.deps.topology, delivery.message, {
       reason: failure.code,
       detail: failure.detail,
@@ -357,13 +388,56 @@ export class CopyRequestHandler {
     });
     await this.answer(
       delivery,
-      this.failedResult(request, request.requestId, failure, attempt, firstSeen, false),
+      await this.firstFinal(
+        request,
+        this.failedResult(request, request.requestId, failure, attempt, firstSeen, false),
+      ),
     );
     this.deps.stats.recordResult('failed', 'CANCELLED', 0, elapsedSince(firstSeen));
     delivery.ack();
     this.deps.log.info(
       { requestId: request.requestId, jobId: request.jobId, attempt },
       'copy request cancelled',
+    );
+  }
+
+  /**
+   * Records a plain request's final answer before it is sent, first writer wins, and returns the answer
+   * that stands: a duplicate finishing after the first (`already-present` behind `completed`) answers what
+   * the first did. A job's copies have their node outcome instead. A record that cannot be written does not
+   * hold the answer back (the requester waits for it); a re-send may then be worked again.
+   */
+  private async firstFinal(request: CopyRequest | undefined, result: CopyResult): Promise<CopyResult> {
+    if (!request || request.jobId !== undefined || !this.deps.answers) return result;
+    try {
+      const { answer, first } = await this.deps.answers.record(result);
+      if (!first)
+        this.deps.log.info(
+          { requestId: result.requestId, status: result.status, first: answer.status },
+          'a duplicate finished after the first final answer: answered with that one',
+        );
+      return answer;
+    } catch (error) {
+      this.deps.log.warn(
+        { requestId: result.requestId, err: errorText(error) },
+        'could not record the final answer: answered without a record',
+      );
+      return result;
+    }
+  }
+
+  /** A re-send of a request that has its final answer: the same answer again, and the message acked. */
+  private async answerAgain(delivery: Delivery, earlier: CopyResult): Promise<void> {
+    await this.answer(delivery, earlier);
+    delivery.ack();
+    this.deps.log.info(
+      {
+        requestId: earlier.requestId,
+        status: earlier.status,
+        reason: earlier.reason,
+        answeredAt: earlier.at,
+      },
+      'request sent again after its final answer: answered with that answer',
     );
   }
 
