@@ -48,6 +48,8 @@ export type LockWorkerReport = { at?: number } & (
     }
   | { type: 'lost'; pid: number; iteration: number; fencingToken: number; reason: string; key?: string }
   | { type: 'released'; pid: number; iteration: number }
+  /** The lock set's signal aborted (the watchdog found a lock lost), reported at once, before release. */
+  | { type: 'aborted'; pid: number; iteration: number; reason: string }
   | { type: 'overlap'; pid: number; kind: 'real' | 'residual' | 'leftover'; other: string; mine: string }
   | { type: 'timeout'; pid: number; iteration: number; message: string }
   | { type: 'done'; pid: number; acquisitions: number; lost: number; timeouts: number; sections: number }
@@ -95,6 +97,11 @@ async function main(): Promise<void> {
         tookOverStale: first.tookOverStale,
         waitedMs: first.waitedMs,
       });
+      set.signal.addEventListener(
+        'abort',
+        () => send({ type: 'aborted', pid: process.pid, iteration, reason: String(set.signal.reason) }),
+        { once: true },
+      );
       let wasLost = false;
       for (let step = 0; step < config.steps; step++) {
         if (config.scenario === 'hold' && config.releaseFile) await waitForFile(config.releaseFile);

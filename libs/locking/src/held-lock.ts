@@ -113,6 +113,8 @@ export class HeldLock {
 
   private lose(reason: unknown): void {
     if (!this.loss.signal.aborted) this.loss.abort(lockLostError(this.key, reason));
+    // A lost lock stops beating at once, although release() may come much later.
+    this.claim.heartbeat.giveUp(reason instanceof Error ? reason : new Error(String(reason)));
   }
 }
 
