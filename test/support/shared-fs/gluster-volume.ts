@@ -10,7 +10,12 @@ export interface GlusterOptions {
   bricks?: number;
   /** e.g. `{ 'performance.stat-prefetch': 'off' }`. */
   volumeOptions?: Record<string, string>;
+  /** Options of each FUSE client, e.g. `['--attribute-timeout=0', '--entry-timeout=0']`. */
+  clientOptions?: string[];
 }
+
+/** FUSE client options without kernel attribute or name caching (what locks need, with stat-prefetch off). */
+export const GLUSTER_NO_CLIENT_CACHE = ['--attribute-timeout=0', '--entry-timeout=0', '--negative-timeout=0'];
 
 /** The brick port glusterd's clients and bricks expect (24007): each bed has an address of its own. */
 const GLUSTERD_PORT = 24007;
@@ -40,6 +45,7 @@ export class GlusterVolume implements HostShare {
     private readonly glusterd: ChildProcess,
     private readonly glusterdOutput: string[],
     readonly bricks: string[],
+    private readonly clientOptions: string[],
   ) {
     this.clients = new FuseClients(place);
   }
@@ -79,7 +85,7 @@ export class GlusterVolume implements HostShare {
       ['-N', '-f', volfile, '-p', `${dir}/run/glusterd.pid`, '-l', `${dir}/log/glusterd.log`],
       output,
     );
-    const volume = new GlusterVolume(place, dir, glusterd, output, bricks);
+    const volume = new GlusterVolume(place, dir, glusterd, output, bricks, options.clientOptions ?? []);
     try {
       const deadline = Date.now() + 20_000;
       while (
@@ -135,6 +141,7 @@ export class GlusterVolume implements HostShare {
       `--volfile-server=${this.place.serverAddress}`,
       `--volfile-id=${VOLUME}`,
       `--log-file=${this.base}/log/mount-${host}.log`,
+      ...this.clientOptions,
       this.mountPoint(host),
     ]);
   }
