@@ -27,6 +27,15 @@ need openssh-server test -x /usr/sbin/sshd
 need sshfs command -v sshfs
 need iproute2 command -v ip
 need util-linux command -v nsenter
+# CephFS and GlusterFS beds of the tests' own (test/support/shared-fs): the shared folder on the file
+# systems cells use, each server and FUSE client a child process of the test.
+need ceph-mon command -v ceph-mon
+need ceph-osd command -v ceph-osd
+need ceph-mds command -v ceph-mds
+need ceph-fuse command -v ceph-fuse
+need ceph-common command -v ceph
+need glusterfs-server command -v glusterd
+need glusterfs-client command -v glusterfs
 
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then

@@ -5,7 +5,12 @@ import { Logger } from 'nestjs-pino';
 import type pino from 'pino';
 import { AdminModule } from './admin/admin.module';
 import { type ConductorConfig, ConfigError, loadConductorConfig } from './config/conductor-config';
-import { CacheRootCheck, describeRefusal } from './lifecycle/cache-root-check';
+import {
+  CacheRootCheck,
+  type CacheRootCheckView,
+  cacheRootCheckView,
+  describeRefusal,
+} from './lifecycle/cache-root-check';
 import { OriginDownload } from './copy/origin-download';
 import { ConductorModule, type ConductorSeams } from './conductor.module';
 import { ConductorLifecycle } from './lifecycle/conductor-lifecycle';
@@ -32,12 +37,12 @@ async function runConductor(seams: ConductorSeams = {}): Promise<void> {
     conductorId: config.CONDUCTOR_ID,
     cell: config.CELL_ID,
   });
-  await checkCacheRoot(config, logger);
+  const cacheRootCheck = await checkCacheRoot(config, logger);
   const conductor = ConductorModule.forRoot(config, logger, seams);
   // forceCloseConnections: once the drain is over, keep-alive connections (a status page or a scraper polling)
   // are cut; without it server.close() waits for them, and a client polling often enough keeps the process alive.
   const app = await NestFactory.create(
-    { module: ConductorApp, imports: [conductor, AdminModule.forRoot(conductor)] },
+    { module: ConductorApp, imports: [conductor, AdminModule.forRoot(conductor, { cacheRootCheck })] },
     { bufferLogs: true, forceCloseConnections: true },
   );
   app.useLogger(app.get(Logger));
@@ -68,7 +73,7 @@ async function runConductor(seams: ConductorSeams = {}): Promise<void> {
 }
 
 /** Refuses to run on a shared folder that cannot support the lock timings (README, "The shared folder over a network"). */
-async function checkCacheRoot(config: ConductorConfig, logger: pino.Logger): Promise<void> {
+async function checkCacheRoot(config: ConductorConfig, logger: pino.Logger): Promise<CacheRootCheckView> {
   const report = await new CacheRootCheck({
     root: config.CACHE_ROOT,
     conductorId: config.CONDUCTOR_ID,
@@ -79,12 +84,18 @@ async function checkCacheRoot(config: ConductorConfig, logger: pino.Logger): Pro
       { probe: advice.probe, detail: advice.detail, fix: advice.fix },
       'CACHE_ROOT check: advisory',
     );
+  const view = cacheRootCheckView(report);
   if (report.failures.length === 0) {
     logger.info(
-      { visibilityMs: report.visibilityMs, mtimePrecisionMs: report.mtimePrecisionMs },
+      {
+        visibilityMs: report.visibilityMs,
+        mtimePrecisionMs: report.mtimePrecisionMs,
+        attributeCacheMs: report.attributeCacheMs,
+        attributeCacheSource: report.attributeCacheSource,
+      },
       'CACHE_ROOT check passed',
     );
-    return;
+    return view;
   }
   const message = describeRefusal(config.CACHE_ROOT, report.failures);
   if (config.CACHE_ROOT_CHECK === 'refuse') {
@@ -92,6 +103,7 @@ async function checkCacheRoot(config: ConductorConfig, logger: pino.Logger): Pro
     process.exit(EXIT_CONFIG);
   }
   logger.warn({ failures: report.failures }, `UNSAFE: CACHE_ROOT_CHECK=warn, starting although ${message}`);
+  return view;
 }
 
 /** Runs the conductor; a failure to start ends the process with code 1. */

@@ -29,6 +29,7 @@ import { StatusPageController } from './status-page.controller';
 import { StatusReport } from './status-report';
 import { OriginDownload } from '../copy/origin-download';
 import { CacheRootGuard } from '../lifecycle/cache-root-guard';
+import type { CacheRootCheckView } from '../lifecycle/cache-root-check';
 import { StatusController } from './status.controller';
 import { loadStatusPage } from './status-page/status-page';
 
@@ -40,7 +41,11 @@ import { loadStatusPage } from './status-page/status-page';
  */
 @Module({})
 export class AdminModule {
-  static forRoot(conductor: DynamicModule): DynamicModule {
+  /** `startCheck`: what the start-up check of CACHE_ROOT measured, shown on /status. */
+  static forRoot(
+    conductor: DynamicModule,
+    startCheck: { cacheRootCheck?: CacheRootCheckView } = {},
+  ): DynamicModule {
     return {
       module: AdminModule,
       imports: [conductor, TerminusModule.forRoot({ logger: false })],
@@ -116,6 +121,7 @@ export class AdminModule {
               origin,
               bandwidth,
               jobs: new RecentJobs(() => recentJobs(store.jobs)),
+              cacheRootCheck: startCheck.cacheRootCheck,
             }),
         },
         {

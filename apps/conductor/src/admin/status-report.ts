@@ -7,6 +7,7 @@ import type { CopyCoordinator } from '../copy/copy-coordinator';
 import type { CopyPhase } from '../copy/copy-job';
 import type { ReadSlotsView } from '../copy/read-slots';
 import type { JobView } from '../jobs/recent-jobs';
+import type { CacheRootCheckView } from '../lifecycle/cache-root-check';
 import type { LifecycleState, ConductorLifecycle } from '../lifecycle/conductor-lifecycle';
 import type { ConductorMetrics, ConductorTotals } from '../metrics/conductor-metrics';
 import type { QueueDepthReport } from './queue-depths';
@@ -72,6 +73,8 @@ export interface ConductorStatus {
   origin: OriginView | null;
   /** This conductor's byte-rate caps (NODE_*_BPS, BACKGROUND_*_BPS) and the bytes moved through each capped node. */
   bandwidth: BandwidthReport | null;
+  /** What the start-up check of CACHE_ROOT measured (null when this process ran none). */
+  cacheRootCheck: CacheRootCheckView | null;
 }
 
 export interface OriginView {
@@ -110,6 +113,7 @@ export interface StatusReportParts {
   origin?: { describe(): OriginView } | null;
   bandwidth?: { describe(): BandwidthReport };
   jobs?: { recent(): Promise<JobView[]> };
+  cacheRootCheck?: CacheRootCheckView;
   clock?: { now(): number; monotonic(): number };
 }
 
@@ -195,6 +199,7 @@ export class StatusReport {
       origin: this.parts.origin?.describe() ?? null,
       bandwidth: this.parts.bandwidth?.describe() ?? null,
       jobs,
+      cacheRootCheck: this.parts.cacheRootCheck ?? null,
     };
   }
 }
