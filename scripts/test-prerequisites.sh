@@ -33,6 +33,15 @@ need openssl command -v openssl
 # mixed-version campaign builds the previous release from this clone's history.
 need systemd command -v systemd-analyze
 need git command -v git
+# CephFS and GlusterFS beds of the tests' own (test/support/shared-fs): the shared folder on the file
+# systems cells use, each server and FUSE client a child process of the test.
+need ceph-mon command -v ceph-mon
+need ceph-osd command -v ceph-osd
+need ceph-mds command -v ceph-mds
+need ceph-fuse command -v ceph-fuse
+need ceph-common command -v ceph
+need glusterfs-server command -v glusterd
+need glusterfs-client command -v glusterfs
 
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then

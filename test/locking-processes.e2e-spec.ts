@@ -4,7 +4,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { type LockKey, type LockRequest, inspectLocks } from '@app/locking';
 import { type Child, ChildProcessPool, compiled } from './support/child-processes';
 import type { LockWorkerConfig, LockWorkerReport } from './support/lock-worker';
-import { waitFor } from './support/async';
+import { sleep, waitFor } from './support/async';
 import { makeTempDir, removeDir } from './support/temp-dirs';
 
 const TIMINGS = { staleMs: 2_000, updateMs: 1_000, safetyMarginMs: 500, pollMs: 20 };
@@ -310,6 +310,29 @@ describe('locks between real processes', () => {
     const done = await waiter.waitFor((m) => m.type === 'done');
     expect(done, pool.report()).toMatchObject({ acquisitions: 1, timeouts: 0 });
     expect(waiter.messages.find((m) => m.type === 'acquired')).toMatchObject({ tookOverStale: true });
+  });
+
+  it('gives the lock to a waiter while a holder that found it lost still holds on (no beat after the loss)', async () => {
+    // A holder paused for its whole trust window finds the gap when it resumes; it has not released yet
+    // (its work is winding down). Its heartbeat must stay frozen from then on, or the waiter below waits
+    // on a holder that only looks alive until its whole wait runs out. The pause stays well short of the
+    // stale time, so proper-lockfile's own compromise check does not stop the refreshes instead.
+    const timings = { staleMs: 4_000, updateMs: 1_000, safetyMarginMs: 2_000, pollMs: 20 };
+    const key: LockRequest = { node: 'n1', imageId: 'img', mode: 'exclusive' };
+    const releaseFile = path.join(root, 'release');
+    const holder = worker({ scenario: 'hold', requests: [key], steps: 1, holdMs: 0, releaseFile, timings });
+    await holder.waitFor((m) => m.type === 'acquired');
+    holder.process.kill('SIGSTOP');
+    await sleep(timings.staleMs - timings.safetyMarginMs);
+    holder.process.kill('SIGCONT');
+    await holder.waitFor((m) => m.type === 'aborted');
+    const waiter = worker({ requests: [key], timeoutMs: timings.staleMs * 5, timings });
+    const done = await waiter.waitFor((m) => m.type === 'done');
+    expect(done, pool.report()).toMatchObject({ acquisitions: 1, timeouts: 0 });
+    expect(waiter.messages.find((m) => m.type === 'acquired')).toMatchObject({ tookOverStale: true });
+    expect(holder.messages.filter((m) => m.type === 'released')).toEqual([]);
+    await fsp.writeFile(releaseFile, '');
+    await holder.waitFor((m) => m.type === 'done');
   });
 
   it('does not starve a lone waiter in one process while another process keeps four waiters cycling on the key', async () => {

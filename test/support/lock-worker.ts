@@ -4,6 +4,7 @@
  */
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
+import { performance } from 'node:perf_hooks';
 import { type LockFileSystem, NodeLockManager, type LockRequest, nodeLockFileSystem } from '@app/locking';
 import { sleep } from './async';
 
@@ -33,7 +34,12 @@ export interface LockWorkerConfig {
   listingDelayMs?: number;
   /** hold: hold until this file appears (instead of holdMs), so the test decides when the hold ends. */
   releaseFile?: string;
+  /** Time every call of the lock file-system seam; the slowest per call kind go into the 'done' report. */
+  timeCalls?: boolean;
 }
+
+/** Per call kind of the lock file-system seam: how many, and the slowest (ms). */
+export type CallTimes = Record<string, { calls: number; maxMs: number; p99Ms: number }>;
 
 export type LockWorkerReport = { at?: number } & (
   | { type: 'ready'; pid: number }
@@ -48,9 +54,19 @@ export type LockWorkerReport = { at?: number } & (
     }
   | { type: 'lost'; pid: number; iteration: number; fencingToken: number; reason: string; key?: string }
   | { type: 'released'; pid: number; iteration: number }
+  /** The lock set's signal aborted (the watchdog found a lock lost), reported at once, before release. */
+  | { type: 'aborted'; pid: number; iteration: number; reason: string }
   | { type: 'overlap'; pid: number; kind: 'real' | 'residual' | 'leftover'; other: string; mine: string }
   | { type: 'timeout'; pid: number; iteration: number; message: string }
-  | { type: 'done'; pid: number; acquisitions: number; lost: number; timeouts: number; sections: number }
+  | {
+      type: 'done';
+      pid: number;
+      acquisitions: number;
+      lost: number;
+      timeouts: number;
+      sections: number;
+      calls?: CallTimes;
+    }
 );
 
 const config = JSON.parse(process.argv[2]!) as LockWorkerConfig;
@@ -62,7 +78,11 @@ async function main(): Promise<void> {
     root: config.root,
     conductorId: config.conductorId,
     timings: config.timings,
-    fs: config.listingDelayMs ? lateListings(config.listingDelayMs) : undefined,
+    fs: config.timeCalls
+      ? timedCalls(nodeLockFileSystem)
+      : config.listingDelayMs
+        ? lateListings(config.listingDelayMs)
+        : undefined,
   });
   const margin = manager.timings.safetyMarginMs;
   send({ type: 'ready', pid: process.pid });
@@ -95,6 +115,11 @@ async function main(): Promise<void> {
         tookOverStale: first.tookOverStale,
         waitedMs: first.waitedMs,
       });
+      set.signal.addEventListener(
+        'abort',
+        () => send({ type: 'aborted', pid: process.pid, iteration, reason: String(set.signal.reason) }),
+        { once: true },
+      );
       let wasLost = false;
       for (let step = 0; step < config.steps; step++) {
         if (config.scenario === 'hold' && config.releaseFile) await waitForFile(config.releaseFile);
@@ -121,7 +146,7 @@ async function main(): Promise<void> {
     }
   };
   await Promise.all(Array.from({ length: config.loops ?? 1 }, loop));
-  send({ type: 'done', pid: process.pid, acquisitions, lost, timeouts, sections });
+  send({ type: 'done', pid: process.pid, acquisitions, lost, timeouts, sections, calls: callTimes() });
 }
 
 /** Every key at once, one acquisition each: many processes land on the same (stale) locks together. */
@@ -164,7 +189,15 @@ async function raceOnce(manager: NodeLockManager, margin: number): Promise<void>
       await lock.release();
     }),
   );
-  send({ type: 'done', pid: process.pid, acquisitions: config.requests.length, lost, timeouts: 0, sections });
+  send({
+    type: 'done',
+    pid: process.pid,
+    acquisitions: config.requests.length,
+    lost,
+    timeouts: 0,
+    sections,
+    calls: callTimes(),
+  });
 }
 
 function lateListings(maxDelayMs: number): LockFileSystem {
@@ -178,6 +211,42 @@ function lateListings(maxDelayMs: number): LockFileSystem {
       return names;
     },
   };
+}
+
+const durations = new Map<string, number[]>();
+function timedCalls(inner: LockFileSystem): LockFileSystem {
+  const timed =
+    <A extends unknown[], R>(kind: string, call: (...args: A) => Promise<R>) =>
+    async (...args: A): Promise<R> => {
+      const started = performance.now();
+      try {
+        return await call(...args);
+      } finally {
+        const list = durations.get(kind) ?? [];
+        durations.set(kind, list);
+        list.push(performance.now() - started);
+      }
+    };
+  return {
+    readdir: timed('readdir', (dir: string) => inner.readdir(dir)),
+    mkdir: timed('mkdir', (dir: string, options?: { recursive?: boolean }) => inner.mkdir(dir, options)),
+    stat: timed('stat', (target: string) => inner.stat(target)),
+    rm: timed('rm', (target: string, options: { recursive: true; force: true }) => inner.rm(target, options)),
+  };
+}
+
+function callTimes(): CallTimes | undefined {
+  if (durations.size === 0) return undefined;
+  const times: CallTimes = {};
+  for (const [kind, list] of durations) {
+    const sorted = [...list].sort((a, b) => a - b);
+    times[kind] = {
+      calls: sorted.length,
+      maxMs: Math.round(sorted[sorted.length - 1]!),
+      p99Ms: Math.round(sorted[Math.floor(sorted.length * 0.99)]!),
+    };
+  }
+  return times;
 }
 
 let fakeToken = 0;

@@ -12,7 +12,12 @@ import { AdminModule } from './admin/admin.module';
 import { reloadAdminTlsOnSighup } from './admin/admin-tls-reload';
 import { type ConductorConfig, ConfigError, loadConductorConfig } from './config/conductor-config';
 import { loadAdminTls, loadBrokerTls } from './config/tls-settings';
-import { CacheRootCheck, describeRefusal } from './lifecycle/cache-root-check';
+import {
+  CacheRootCheck,
+  type CacheRootCheckView,
+  cacheRootCheckView,
+  describeRefusal,
+} from './lifecycle/cache-root-check';
 import { OriginDownload } from './copy/origin-download';
 import { ConductorModule, type ConductorSeams } from './conductor.module';
 import { ConductorLifecycle } from './lifecycle/conductor-lifecycle';
@@ -43,13 +48,13 @@ async function runConductor(seams: ConductorSeams = {}): Promise<void> {
     conductorId: config.CONDUCTOR_ID,
     cell: config.CELL_ID,
   });
-  await checkCacheRoot(config, logger);
+  const cacheRootCheck = await checkCacheRoot(config, logger);
   await checkCellReleases(config);
   const conductor = ConductorModule.forRoot(config, logger, seams, brokerLogin);
   // forceCloseConnections: once the drain is over, keep-alive connections (a status page or a scraper polling)
   // are cut; without it server.close() waits for them, and a client polling often enough keeps the process alive.
   const app = await NestFactory.create(
-    { module: ConductorApp, imports: [conductor, AdminModule.forRoot(conductor)] },
+    { module: ConductorApp, imports: [conductor, AdminModule.forRoot(conductor, { cacheRootCheck })] },
     {
       bufferLogs: true,
       forceCloseConnections: true,
@@ -91,7 +96,7 @@ async function runConductor(seams: ConductorSeams = {}): Promise<void> {
 }
 
 /** Refuses to run on a shared folder that cannot support the lock timings (README, "The shared folder over a network"). */
-async function checkCacheRoot(config: ConductorConfig, logger: pino.Logger): Promise<void> {
+async function checkCacheRoot(config: ConductorConfig, logger: pino.Logger): Promise<CacheRootCheckView> {
   const report = await new CacheRootCheck({
     root: config.CACHE_ROOT,
     conductorId: config.CONDUCTOR_ID,
@@ -102,12 +107,18 @@ async function checkCacheRoot(config: ConductorConfig, logger: pino.Logger): Pro
       { probe: advice.probe, detail: advice.detail, fix: advice.fix },
       'CACHE_ROOT check: advisory',
     );
+  const view = cacheRootCheckView(report);
   if (report.failures.length === 0) {
     logger.info(
-      { visibilityMs: report.visibilityMs, mtimePrecisionMs: report.mtimePrecisionMs },
+      {
+        visibilityMs: report.visibilityMs,
+        mtimePrecisionMs: report.mtimePrecisionMs,
+        attributeCacheMs: report.attributeCacheMs,
+        attributeCacheSource: report.attributeCacheSource,
+      },
       'CACHE_ROOT check passed',
     );
-    return;
+    return view;
   }
   const message = describeRefusal(config.CACHE_ROOT, report.failures);
   if (config.CACHE_ROOT_CHECK === 'refuse') {
@@ -115,6 +126,7 @@ async function checkCacheRoot(config: ConductorConfig, logger: pino.Logger): Pro
     process.exit(EXIT_CONFIG);
   }
   logger.warn({ failures: report.failures }, `UNSAFE: CACHE_ROOT_CHECK=warn, starting although ${message}`);
+  return view;
 }
 
 /**

@@ -99,8 +99,9 @@ inline newestInto(v) {
 
 /*
  * A waiter may judge g-<n> stale only if the heartbeat it watches stopped: the h~ entry it reads belongs
- * to a paused or crashed process, or (no h~ yet) the folder's own mtime is watched and its creator is
- * paused, crashed or gone. A live process's heartbeat always moves within staleMs.
+ * to a paused or crashed process or to one that found its gate lost (a lost heartbeat never beats again,
+ * even after its process resumes), or (no h~ yet) the folder's own mtime is watched and its creator is
+ * paused, crashed or gone. Any other live process's heartbeat moves within staleMs.
  */
 inline genStale(n, res) {
   res = 0;
@@ -109,9 +110,9 @@ inline genStale(n, res) {
      hi = 0;
      do
 #ifndef NO_CRASH_TAKEOVER
-     :: hi < NP -> if :: (hb[n] & BIT(hi)) && (paused[hi] || crashed[hi]) -> res = 1 :: else fi; hi++
+     :: hi < NP -> if :: (hb[n] & BIT(hi)) && (paused[hi] || crashed[hi] || lostG[hi]) -> res = 1 :: else fi; hi++
 #else
-     :: hi < NP -> if :: (hb[n] & BIT(hi)) && paused[hi] -> res = 1 :: else fi; hi++
+     :: hi < NP -> if :: (hb[n] & BIT(hi)) && (paused[hi] || lostG[hi]) -> res = 1 :: else fi; hi++
 #endif
      :: else -> break
      od
@@ -347,7 +348,7 @@ drain:
         d_step { snap = rd[r] };                /* readdir(K) sees r~<r>~<snap> */
         if
         :: snap != 0 ->
-           d_step { ok = (rd[r] == snap && (paused[r] || crashed[r])) };   /* observer.isStale */
+           d_step { ok = (rd[r] == snap && (paused[r] || crashed[r] || lostR[r])) };   /* observer.isStale */
            if
            :: ok -> d_step { if :: rd[r] == snap -> rd[r] = 0 :: else fi; ok = 0; printf("P%d: removes stale r~%d~%d\n", _pid, r, snap) }   /* rm -r r~ (may be late) */
            :: else -> live++

@@ -3,20 +3,32 @@ import { performance } from 'node:perf_hooks';
 import * as lockfile from 'proper-lockfile';
 import type { LockTimings } from './lock-timings';
 
-type BeatListener = (issuedAt: number) => void;
+interface BeatListener {
+  onBeat(issuedAt: number): void;
+  /** A lost heartbeat must not move again (see `giveUp`). */
+  silenced(): boolean;
+}
 const beatListeners = new Map<string, BeatListener>();
 
 /*
  * proper-lockfile refreshes a lock's mtime through `options.fs`. Wrapping utimes tells us when each
  * refresh was issued, on our monotonic clock: the continuity rule below needs that, and proper-lockfile
  * itself does not notice a holder that was paused past the stale time if nobody touched its folder.
+ * It is also where a lost heartbeat is stopped: proper-lockfile has no "stop refreshing" short of
+ * removing the folder, and it ends its refresh timer only on ENOENT, so a silenced refresh reports that.
  */
 const observedFs = {
   ...fs,
   utimes(target: fs.PathLike, atime: fs.TimeLike, mtime: fs.TimeLike, callback: fs.NoParamCallback): void {
+    const listener = beatListeners.get(String(target));
+    if (listener?.silenced()) {
+      const error = new Error(`heartbeat ${String(target)} stopped: its lock was lost`);
+      callback(Object.assign(error, { code: 'ENOENT' }));
+      return;
+    }
     const issuedAt = performance.now();
     fs.utimes(target, atime, mtime, (error) => {
-      if (!error) beatListeners.get(String(target))?.(issuedAt);
+      if (!error) listener?.onBeat(issuedAt);
       callback(error);
     });
   },
@@ -47,7 +59,10 @@ export class Heartbeat {
   async start(since = performance.now()): Promise<void> {
     // Conservative: the beat counts from before the folder exists.
     this.lastBeatAt = since;
-    beatListeners.set(this.path, (issuedAt) => this.onBeat(issuedAt));
+    beatListeners.set(this.path, {
+      onBeat: (issuedAt) => this.onBeat(issuedAt),
+      silenced: () => this.lostReason !== undefined,
+    });
     try {
       this.releaseLockfile = await lockfile.lock(this.path, {
         lockfilePath: this.path,
@@ -82,6 +97,15 @@ export class Heartbeat {
     return this.lostReason;
   }
 
+  /**
+   * The lock this heartbeat proves is lost (its holder found out by a check): it never beats again, so
+   * waiters see it frozen and take over after staleMs instead of waiting on a holder that only looks
+   * alive. Its folder stays until `stop()`: removing it would look like a change to a waiter watching it.
+   */
+  giveUp(reason: Error): void {
+    this.lose(reason);
+  }
+
   async stop(): Promise<void> {
     if (this.stopped) return;
     this.stopped = true;
@@ -92,9 +116,11 @@ export class Heartbeat {
     try {
       await release();
     } catch (error) {
-      // Already released after a compromise, or the folder is gone: nothing left to give back.
       const code = (error as NodeJS.ErrnoException).code;
       if (code !== 'ERELEASED' && code !== 'ENOTACQUIRED' && code !== 'ENOENT') throw error;
+      // proper-lockfile let go of it after a loss or a compromise, and leaves the folder: the path is ours
+      // alone (it carries our attempt id), so remove it, or a reader entry would hold writers up till stale.
+      await fs.promises.rm(this.path, { recursive: true, force: true });
     }
   }
 

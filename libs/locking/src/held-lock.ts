@@ -2,7 +2,7 @@ import * as path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { ReasonError } from '@app/contracts';
 import type { Heartbeat } from './heartbeat';
-import type { LockFileSystem } from './lock-file-system';
+import { type LockFileSystem, mkdirOutcome, pathExists } from './lock-file-system';
 import { generationName, readKeyDirectory, releasedName } from './key-directory';
 import type { LockHolder, LockKey, LockMode } from './lock-key';
 import { lockKeyString } from './lock-key';
@@ -113,8 +113,13 @@ export class HeldLock {
 
   private lose(reason: unknown): void {
     if (!this.loss.signal.aborted) this.loss.abort(lockLostError(this.key, reason));
+    // A lost lock stops beating at once, although release() may come much later.
+    this.claim.heartbeat.giveUp(reason instanceof Error ? reason : new Error(String(reason)));
   }
 }
+
+/** A release marker is made again this often after a phantom EEXIST; then the stale time frees the gate. */
+const MARKER_ATTEMPTS = 3;
 
 /** The exclusive gate: generation `generation` of the key folder, held while it is the newest. */
 export class GateClaim implements LockClaim {
@@ -129,7 +134,7 @@ export class GateClaim implements LockClaim {
     const state = await readKeyDirectory(this.dir, this.fs);
     if (state.newest !== this.generation || state.newestReleased) return false;
     // The generation folder could have been removed and re-made by hand: only our own entry counts.
-    return exists(this.fs, this.heartbeat.path);
+    return pathExists(this.fs, this.heartbeat.path);
   }
 
   /** Trusted heartbeat, still the newest generation on disk, and still trusted after that read. */
@@ -138,12 +143,13 @@ export class GateClaim implements LockClaim {
   }
 
   async giveBack(): Promise<void> {
-    // The marker first: its creation wakes waiters at once; the heartbeat folder goes after.
+    // The marker first: its creation wakes waiters at once; the heartbeat folder goes after. A phantom
+    // EEXIST (GlusterFS) left no marker: make it again, or waiters wait out the stale time. Making it late
+    // is as safe as the release itself; ENOENT: the key folder is gone, nothing left to mark.
     try {
-      await this.fs.mkdir(path.join(this.dir, releasedName(this.generation)));
-    } catch (error) {
-      const code = (error as NodeJS.ErrnoException).code;
-      if (code !== 'EEXIST' && code !== 'ENOENT') throw error;
+      const marker = path.join(this.dir, releasedName(this.generation));
+      for (let attempt = 0; attempt < MARKER_ATTEMPTS; attempt++)
+        if ((await mkdirOutcome(this.fs, marker)) !== 'phantom') break;
     } finally {
       await this.heartbeat.stop();
     }
@@ -162,20 +168,10 @@ export class ReaderClaim implements LockClaim {
   ) {}
 
   stillOnDisk(): Promise<boolean> {
-    return exists(this.fs, this.heartbeat.path);
+    return pathExists(this.fs, this.heartbeat.path);
   }
 
   giveBack(): Promise<void> {
     return this.heartbeat.stop();
-  }
-}
-
-async function exists(fs: LockFileSystem, target: string): Promise<boolean> {
-  try {
-    await fs.stat(target);
-    return true;
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return false;
-    throw error;
   }
 }

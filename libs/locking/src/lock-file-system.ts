@@ -19,3 +19,34 @@ export const nodeLockFileSystem: LockFileSystem = {
   stat: (target) => fsp.stat(target, { bigint: true }),
   rm: (target, options) => fsp.rm(target, options),
 };
+
+/**
+ * What one `mkdir` of a lock name did. EEXIST is trusted only when the name is really there: on GlusterFS
+ * two clients racing one mkdir over two bricks can both get EEXIST while the brick that had it rolled it
+ * back ('phantom'). A phantom is neither a win (we did not create the name) nor someone else's win (nobody
+ * did): the caller tries again. A mkdir that succeeded did create the name (only a failed one is rolled
+ * back). 'no-parent': ENOENT, the folder it goes in is missing, or not shown yet.
+ */
+export type MkdirOutcome = 'made' | 'exists' | 'phantom' | 'no-parent';
+
+export async function mkdirOutcome(fs: LockFileSystem, dir: string): Promise<MkdirOutcome> {
+  try {
+    await fs.mkdir(dir);
+    return 'made';
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') return 'no-parent';
+    if (code !== 'EEXIST') throw error;
+  }
+  return (await pathExists(fs, dir)) ? 'exists' : 'phantom';
+}
+
+export async function pathExists(fs: LockFileSystem, target: string): Promise<boolean> {
+  try {
+    await fs.stat(target);
+    return true;
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return false;
+    throw error;
+  }
+}

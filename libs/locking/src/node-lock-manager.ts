@@ -14,7 +14,7 @@ import {
   readKeyDirectory,
   readerEntryName,
 } from './key-directory';
-import { type LockFileSystem, nodeLockFileSystem } from './lock-file-system';
+import { type LockFileSystem, mkdirOutcome, nodeLockFileSystem, pathExists } from './lock-file-system';
 import type { LockHolder, LockKey, LockMode } from './lock-key';
 import { lockKeyDir, lockKeyString, validateHolder, validateLockKey } from './lock-key';
 import { type LockTimings, resolveLockTimings } from './lock-timings';
@@ -251,7 +251,7 @@ export class NodeLockManager {
 
   /** Waits until the gate is free or stale, then claims the next generation; exactly one claimant wins it. */
   private async claimGate(key: LockKey, dir: string, holder: LockHolder, deadline: Deadline) {
-    await this.makeKeyFolder(key, dir);
+    await this.makeKeyFolder(key, dir); // when it could not, the loop below tries again (makeEpoch)
     const observer = new StalenessObserver(this.timings.staleMs, this.fs);
     const waiter = new DirectoryChangeWaiter(dir);
     try {
@@ -259,7 +259,8 @@ export class NodeLockManager {
         deadline.throwIfOver();
         const state = await readKeyDirectory(dir, this.fs);
         if (state.floor === undefined) {
-          await this.makeEpoch(key, dir);
+          // A mkdir that a quirk undid is tried again after a poll, not in a tight loop.
+          if (!(await this.makeEpoch(key, dir))) await waiter.wait(this.timings.pollMs, deadline.signal);
           continue;
         }
         let next: number;
@@ -279,30 +280,39 @@ export class NodeLockManager {
           tookOver = true;
         }
         const claimed = await this.tryClaim(key, dir, next, holder);
-        if (claimed) return { ...claimed, tookOver };
-        // Lost the race for that generation: look again at once.
+        if (claimed === 'phantom') await waiter.wait(this.timings.pollMs, deadline.signal);
+        else if (claimed) return { ...claimed, tookOver };
+        // Lost the race for that generation (or a phantom, see tryClaim): look again.
       }
     } finally {
       waiter.close();
     }
   }
 
-  /** Starts a life of the key folder (first use, or after it was removed by hand); EEXIST: another did. */
-  private async makeEpoch(key: LockKey, dir: string): Promise<void> {
-    await this.makeKeyFolder(key, dir);
-    try {
-      await this.fs.mkdir(path.join(dir, EPOCH_NAME));
-    } catch (error) {
-      const code = (error as NodeJS.ErrnoException).code;
-      if (code !== 'EEXIST' && code !== 'ENOENT') throw error;
-    }
+  /**
+   * Starts a life of the key folder (first use, or after it was removed by hand); EEXIST: another did.
+   * False when a mkdir came back ENOENT or a phantom EEXIST: the caller looks again after a poll.
+   */
+  private async makeEpoch(key: LockKey, dir: string): Promise<boolean> {
+    if (!(await this.makeKeyFolder(key, dir))) return false;
+    const outcome = await mkdirOutcome(this.fs, path.join(dir, EPOCH_NAME));
+    return outcome === 'made' || outcome === 'exists';
   }
 
-  /** `<node>/locks/<imageId>/`, below an existing node folder only when `requireNodeFolder` is set. */
-  private async makeKeyFolder(key: LockKey, dir: string): Promise<void> {
+  /**
+   * `<node>/locks/<imageId>/`, below an existing node folder only when `requireNodeFolder` is set. False
+   * when a step failed in a way a new look may mend: ENOENT under a node folder that exists (GlusterFS: a
+   * parent another brick does not show yet, or a phantom EEXIST of `locks/` that left nothing).
+   */
+  private async makeKeyFolder(key: LockKey, dir: string): Promise<boolean> {
     if (!this.options.requireNodeFolder) {
-      await this.fs.mkdir(dir, { recursive: true });
-      return;
+      try {
+        await this.fs.mkdir(dir, { recursive: true });
+        return true;
+      } catch (error) {
+        if ((error as NodeJS.ErrnoException).code === 'ENOENT') return false;
+        throw error;
+      }
     }
     for (const folder of [path.dirname(dir), dir]) {
       try {
@@ -310,27 +320,27 @@ export class NodeLockManager {
       } catch (error) {
         const code = (error as NodeJS.ErrnoException).code;
         if (code === 'EEXIST') continue;
-        if (code === 'ENOENT')
-          throw lockLostError(
-            key,
-            `node folder ${path.dirname(path.dirname(dir))} does not exist (node not registered, or the shared folder not mounted): nothing was created`,
-          );
-        throw error;
+        if (code !== 'ENOENT') throw error;
+        const nodeDir = path.dirname(path.dirname(dir));
+        if (await pathExists(this.fs, nodeDir)) return false;
+        throw lockLostError(
+          key,
+          `node folder ${nodeDir} does not exist (node not registered, or the shared folder not mounted): nothing was created`,
+        );
       }
     }
+    return true;
   }
 
   private async tryClaim(key: LockKey, dir: string, generation: number, holder: LockHolder) {
     const genDir = path.join(dir, generationName(generation));
     const claimedAt = performance.now();
-    try {
-      await this.fs.mkdir(genDir); // the atomic step: one process creates this name
-    } catch (error) {
-      const code = (error as NodeJS.ErrnoException).code;
-      // EEXIST: another claimant won this name; ENOENT: the key folder was removed by hand. Look again.
-      if (code === 'EEXIST' || code === 'ENOENT') return undefined;
-      throw error;
-    }
+    // The atomic step: one process creates this name. EEXIST: another claimant won it; ENOENT: the key
+    // folder was removed by hand; both: look again. A phantom (EEXIST, nothing there) is no one's win:
+    // the next look decides from a new listing, after a poll.
+    const outcome = await mkdirOutcome(this.fs, genDir);
+    if (outcome === 'phantom') return 'phantom';
+    if (outcome !== 'made') return undefined;
     const loss = new AbortController();
     const heartbeat = new Heartbeat(path.join(genDir, holderEntryName(holder)), this.timings, (reason) => {
       if (!loss.signal.aborted) loss.abort(lockLostError(key, reason));

@@ -4,8 +4,16 @@ import { performance } from 'node:perf_hooks';
 import { makeTempDir, removeDir } from '../temp-dirs';
 import type { BrokerCluster } from './broker-cluster';
 import { HostNetwork, requireRoot } from './host-network';
+import type { HostShare } from '../shared-fs/fuse-clients';
+import { type SharedFsKind, type SharedFsOptions, startSharedFs } from '../shared-fs/shared-fs-bed';
 import { SshfsShare } from './sshfs-share';
 import { TestCa } from '../test-pki';
+
+/** What the hosts share: a folder over sshfs (the default), or a CephFS or GlusterFS of the bed's own. */
+export type HostBedFs = 'sshfs' | SharedFsKind;
+
+/** The client name of the machine's own mount of a CephFS or GlusterFS bed. */
+const OBSERVER = 'observer';
 
 /** One fault the bed injected, on the machine's monotonic clock (ms since the bed started). */
 export interface BedFault {
@@ -38,7 +46,7 @@ export class HostBed {
     /** The served folder itself, as the machine sees it (for observers that are not a host). */
     readonly root: string,
     readonly network: HostNetwork,
-    readonly share: SshfsShare,
+    readonly share: HostShare,
     readonly cluster: BrokerCluster | undefined,
     /** With `tls`: the conductors' settings for the cluster's amqps:// listeners (CA, client certificate). */
     readonly brokerTlsEnv: Record<string, string> | undefined,
@@ -47,21 +55,40 @@ export class HostBed {
   /**
    * `hosts`: names of the simulated hosts (each gets a namespace and a mount); `brokers`: cluster size
    * (0: no cluster); `tls`: the cluster's nodes also listen on amqps:// with a certificate of a CA the bed
-   * makes (for the bridge address), requiring a client certificate (mutual TLS): see brokerTlsEnv.
+   * makes (for the bridge address), requiring a client certificate (mutual TLS): see brokerTlsEnv;
+   * `fs`: the shared file system, its servers on the bridge (default sshfs).
    */
-  static async create(options: { hosts: string[]; brokers?: number; tls?: boolean }): Promise<HostBed> {
+  static async create(options: {
+    hosts: string[];
+    brokers?: number;
+    tls?: boolean;
+    fs?: HostBedFs;
+    fsOptions?: SharedFsOptions;
+  }): Promise<HostBed> {
     requireRoot('the multi-host test bed');
     const base = await makeTempDir('hosts');
-    const root = path.join(base, 'served');
+    let root = path.join(base, 'served');
     await fsp.mkdir(root);
     let network: HostNetwork | undefined;
-    let share: SshfsShare | undefined;
+    let share: HostShare | undefined;
     let cluster: BrokerCluster | undefined;
     let tls: Awaited<ReturnType<typeof bedPki>> | undefined;
     try {
       network = await HostNetwork.create();
       for (const host of options.hosts) await network.addHost(host);
-      share = await SshfsShare.start(network, root, base);
+      const fs = options.fs ?? 'sshfs';
+      if (fs === 'sshfs') share = await SshfsShare.start(network, root, base);
+      else {
+        // The machine itself mounts the file system too (client `observer`, outside every namespace, so
+        // no cut link takes it away): that mount is the bed's root for seeding and observers.
+        const hosts = network;
+        const place = {
+          serverAddress: hosts.serverAddress,
+          launcher: (host: string) => (host === OBSERVER ? [] : hosts.launcher(host)),
+        };
+        share = await startSharedFs(fs, place, base, options.fsOptions);
+        root = await share.mount(OBSERVER);
+      }
       for (const host of options.hosts) await share.mount(host);
       // Loaded only when wanted: private-broker.ts brings vitest hooks, which a bench runner cannot load.
       if ((options.brokers ?? 3) > 0) {
@@ -168,7 +195,7 @@ export class HostBed {
     };
     for (const host of this.hosts)
       if (this.network.isCut(host)) await step(`restore ${host}`, () => this.network.restoreLink(host));
-    await step('sshfs share', () => this.share.stop());
+    await step(`${this.share.kind} share`, () => this.share.stop());
     if (this.cluster) await step('broker cluster', () => this.cluster!.stop());
     await step('host network', () => this.network.teardown());
     await step('bed folder', () => removeDir(this.base));

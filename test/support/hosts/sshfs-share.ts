@@ -3,6 +3,7 @@ import { existsSync, promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import type { HostNetwork } from './host-network';
 import { sh } from './host-network';
+import { endChild, FuseClients, type HostShare } from '../shared-fs/fuse-clients';
 import { SSHFS_NO_CACHE, sshdConfig } from '../loopback-sshfs';
 
 /** sshfs options of the bed: no directory, attribute, entry or negative caching (what locks need). */
@@ -21,10 +22,9 @@ function missing(what: string): Error {
  * (own config, host key, client key, port) listening on the bridge address only, and per host an sshfs
  * mount made from inside that host's namespace, so a cut link takes the mount away with it.
  */
-export class SshfsShare {
-  private readonly mounts = new Map<string, string>();
-  private readonly clients = new Map<string, ChildProcess>();
-  private readonly frozen = new Set<string>();
+export class SshfsShare implements HostShare {
+  readonly kind = 'sshfs';
+  private readonly clients: FuseClients;
 
   private constructor(
     private readonly network: HostNetwork,
@@ -33,7 +33,9 @@ export class SshfsShare {
     private readonly port: number,
     private readonly sshd: ChildProcess,
     private readonly sshdOutput: string[],
-  ) {}
+  ) {
+    this.clients = new FuseClients(network);
+  }
 
   /** Serves `exported` (an absolute folder) over sftp on the bridge address. */
   static async start(network: HostNetwork, exported: string, base: string): Promise<SshfsShare> {
@@ -87,7 +89,6 @@ export class SshfsShare {
    */
   async mount(host: string): Promise<string> {
     const target = this.mountPoint(host);
-    await fsp.mkdir(target, { recursive: true });
     const options = [
       SSHFS_NO_CACHE.join(','),
       `port=${this.port}`,
@@ -97,35 +98,8 @@ export class SshfsShare {
       'LogLevel=ERROR',
       'BatchMode=yes',
     ].join(',');
-    const [command, ...prefix] = this.network.launcher(host);
-    const output: string[] = [];
-    const client = spawn(
-      command!,
-      [
-        ...prefix,
-        'sshfs',
-        '-f',
-        `root@${this.network.serverAddress}:${this.exported}`,
-        target,
-        '-o',
-        options,
-      ],
-      { stdio: ['ignore', 'pipe', 'pipe'] },
-    );
-    client.stdout.on('data', (d: Buffer) => output.push(d.toString()));
-    client.stderr.on('data', (d: Buffer) => output.push(d.toString()));
-    this.clients.set(host, client);
-    const deadline = Date.now() + 15_000;
-    while (!(await isMountPoint(target))) {
-      if (client.exitCode !== null || Date.now() > deadline) {
-        client.kill('SIGKILL');
-        this.clients.delete(host);
-        throw new Error(`sshfs mount for host ${host} did not come up:\n${output.join('')}`);
-      }
-      await new Promise((r) => setTimeout(r, 50));
-    }
-    this.mounts.set(host, target);
-    return target;
+    const remote = `root@${this.network.serverAddress}:${this.exported}`;
+    return this.clients.mount(host, target, ['sshfs', '-f', remote, target, '-o', options]);
   }
 
   /**
@@ -133,10 +107,7 @@ export class SshfsShare {
    * ends (files still open through it then fail with ENOTCONN).
    */
   async killMount(host: string): Promise<void> {
-    const target = this.mounts.get(host) ?? this.mountPoint(host);
-    await sh('fusermount', ['-u', '-z', target]);
-    this.mounts.delete(host);
-    await this.endClient(host);
+    await this.clients.kill(host);
   }
 
   /**
@@ -144,68 +115,29 @@ export class SshfsShare {
    * the kernel (as on an NFS `hard` mount of a server that is gone) until thawMount().
    */
   freezeMount(host: string): void {
-    this.clientOf(host).kill('SIGSTOP');
-    this.frozen.add(host);
+    this.clients.freeze(host);
   }
 
   thawMount(host: string): void {
-    this.clientOf(host).kill('SIGCONT');
-    this.frozen.delete(host);
+    this.clients.thaw(host);
   }
 
   isFrozen(host: string): boolean {
-    return this.frozen.has(host);
-  }
-
-  private clientOf(host: string): ChildProcess {
-    const client = this.clients.get(host);
-    if (!client) throw new Error(`no sshfs client for host ${host}`);
-    return client;
-  }
-
-  private async endClient(host: string): Promise<void> {
-    const client = this.clients.get(host);
-    this.clients.delete(host);
-    if (!client || client.exitCode !== null || client.signalCode !== null) return;
-    const exited = new Promise((r) => client.once('exit', r));
-    this.frozen.delete(host);
-    client.kill('SIGCONT');
-    client.kill('SIGTERM');
-    await Promise.race([exited, new Promise((r) => setTimeout(r, 3_000))]);
-    if (client.exitCode === null && client.signalCode === null) {
-      client.kill('SIGKILL');
-      await exited;
-    }
+    return this.clients.isFrozen(host);
   }
 
   isMounted(host: string): boolean {
-    return this.mounts.has(host);
+    return this.clients.isMounted(host);
   }
 
   /** Unmounts every host (lazily: a mount of a cut-off host may hang) and stops sshd. */
   async stop(): Promise<void> {
-    const errors: string[] = [];
-    for (const [host, target] of this.mounts) {
-      await sh('fusermount', ['-u', '-z', target]).catch((e: Error) => errors.push(`${host}: ${e.message}`));
-    }
-    this.mounts.clear();
-    for (const host of [...this.clients.keys()]) await this.endClient(host);
-    if (this.sshd.exitCode === null && this.sshd.signalCode === null) {
-      const exited = new Promise((r) => this.sshd.once('exit', r));
-      this.sshd.kill('SIGTERM');
-      await Promise.race([exited, new Promise((r) => setTimeout(r, 5_000))]);
-      if (this.sshd.exitCode === null && this.sshd.signalCode === null) this.sshd.kill('SIGKILL');
-    }
+    const errors = await this.clients.stopAll();
+    await endChild(this.sshd, 5_000);
     if (errors.length > 0) throw new Error(`sshfs share stop: ${errors.join('; ')}`);
   }
 
   output(): string {
     return this.sshdOutput.join('');
   }
-}
-
-/** Is `dir` a mount point now (/proc/self/mountinfo, which never blocks on a hung FUSE mount)? */
-async function isMountPoint(dir: string): Promise<boolean> {
-  const info = await fsp.readFile('/proc/self/mountinfo', 'utf8');
-  return info.split('\n').some((line) => line.split(' ')[4] === dir);
 }

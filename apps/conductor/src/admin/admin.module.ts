@@ -29,6 +29,7 @@ import { StatusReport } from './status-report';
 import { OriginDownload } from '../copy/origin-download';
 import { CacheRootGuard } from '../lifecycle/cache-root-guard';
 import { ConductorHeartbeat } from '../lifecycle/conductor-heartbeat';
+import type { CacheRootCheckView } from '../lifecycle/cache-root-check';
 import { StatusController } from './status.controller';
 import { loadStatusPage } from './status-page/status-page';
 
@@ -40,7 +41,11 @@ import { loadStatusPage } from './status-page/status-page';
  */
 @Module({})
 export class AdminModule {
-  static forRoot(conductor: DynamicModule): DynamicModule {
+  /** `startCheck`: what the start-up check of CACHE_ROOT measured, shown on /status. */
+  static forRoot(
+    conductor: DynamicModule,
+    startCheck: { cacheRootCheck?: CacheRootCheckView } = {},
+  ): DynamicModule {
     return {
       module: AdminModule,
       imports: [conductor, TerminusModule.forRoot({ logger: false })],
@@ -119,6 +124,7 @@ export class AdminModule {
               bandwidth,
               jobs: new RecentJobs(() => recentJobs(store.jobs)),
               cell: heartbeat,
+              cacheRootCheck: startCheck.cacheRootCheck,
             }),
         },
         {

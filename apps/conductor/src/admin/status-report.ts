@@ -8,6 +8,7 @@ import type { CopyPhase } from '../copy/copy-job';
 import type { ReadSlotsView } from '../copy/read-slots';
 import type { JobView } from '../jobs/recent-jobs';
 import type { CellConductorsView } from '../lifecycle/conductor-heartbeat';
+import type { CacheRootCheckView } from '../lifecycle/cache-root-check';
 import type { LifecycleState, ConductorLifecycle } from '../lifecycle/conductor-lifecycle';
 import type { ConductorMetrics, ConductorTotals } from '../metrics/conductor-metrics';
 import type { QueueDepthReport } from './queue-depths';
@@ -75,6 +76,8 @@ export interface ConductorStatus {
   bandwidth: BandwidthReport | null;
   /** The cell's conductors, versions and liveness, from their records as last listed (docs/upgrades.md). */
   conductors: CellConductorsView | null;
+  /** What the start-up check of CACHE_ROOT measured (null when this process ran none). */
+  cacheRootCheck: CacheRootCheckView | null;
 }
 
 export interface OriginView {
@@ -114,6 +117,7 @@ export interface StatusReportParts {
   bandwidth?: { describe(): BandwidthReport };
   jobs?: { recent(): Promise<JobView[]> };
   cell?: { cell(): CellConductorsView };
+  cacheRootCheck?: CacheRootCheckView;
   clock?: { now(): number; monotonic(): number };
 }
 
@@ -200,6 +204,7 @@ export class StatusReport {
       bandwidth: this.parts.bandwidth?.describe() ?? null,
       jobs,
       conductors: this.parts.cell?.cell() ?? null,
+      cacheRootCheck: this.parts.cacheRootCheck ?? null,
     };
   }
 }

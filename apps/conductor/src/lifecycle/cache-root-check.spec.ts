@@ -2,7 +2,8 @@ import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { makeTempDir, removeDir } from '../../../../test/support/temp-dirs';
-import { CacheRootCheck, describeRefusal, mountOf, nfsAttributeCacheMs } from './cache-root-check';
+import { CacheRootCheck, describeRefusal, mountOf } from './cache-root-check';
+import { nfsAttributeCacheMs } from './mount-attribute-cache';
 
 const timings = { updateMs: 1000, safetyMarginMs: 500 };
 
@@ -81,13 +82,90 @@ describe('CacheRootCheck', () => {
     expect(byDefault.failures).toEqual([
       expect.objectContaining({
         probe: 'mount-options',
-        detail: expect.stringContaining('caches attributes for up to 60000 ms'),
+        detail: expect.stringContaining("shows other clients' changes up to 60000 ms late"),
         fix: expect.stringContaining('noac'),
       }),
     ]);
     expect((await run('noac')).failures).toEqual([]);
     expect((await run('actimeo=3', 5000)).failures).toEqual([]);
     expect((await run('actimeo=3', 2000)).failures.map((f) => f.probe)).toEqual(['mount-options']);
+  });
+
+  it('refuses a GlusterFS mount with a client-side metadata cache the margin cannot absorb, naming each option; accepts it without', async () => {
+    const volfile = (caches: string) =>
+      [
+        'volume cell-client-0',
+        '    type protocol/client',
+        '    option volfile-key cell',
+        'end-volume',
+        caches,
+        'volume cell',
+        '    type debug/io-stats',
+        'end-volume',
+      ].join('\n');
+    const NO_FUSE_CACHE =
+      'glusterfs --volfile-server=10.0.0.5 --attribute-timeout=0 --entry-timeout=0 /srv/cache';
+    const run = async (graph: string | undefined, cmdline: string | undefined, safetyMarginMs = 500) => {
+      const active = path.join(root, '.meta', 'graphs', 'active');
+      await fsp.rm(path.join(root, '.meta'), { recursive: true, force: true });
+      await fsp.mkdir(active, { recursive: true });
+      if (graph !== undefined) await fsp.writeFile(path.join(active, 'volfile'), graph);
+      if (cmdline !== undefined) await fsp.writeFile(path.join(root, '.meta', 'cmdline'), cmdline);
+      return new CacheRootCheck({
+        root,
+        timings: { updateMs: 1000, safetyMarginMs },
+        conductorId: 'c1',
+        mountInfo: () =>
+          Promise.resolve(
+            `22 1 8:1 / / rw - ext4 /dev/sda1 rw\n40 22 0:50 / ${root} rw - fuse.glusterfs 10.0.0.5:cell rw`,
+          ),
+      }).run();
+    };
+    const mdCache = 'volume cell-md-cache\n    type performance/md-cache\nend-volume';
+    const byDefault = await run(volfile(mdCache), 'glusterfs --volfile-server=10.0.0.5 /srv/cache');
+    expect(byDefault.failures).toEqual([
+      expect.objectContaining({
+        probe: 'mount-options',
+        detail: expect.stringContaining(
+          'up to 1000 ms late (GlusterFS volume cell: md-cache (performance.stat-prefetch on) 1 s; FUSE attribute-timeout 1 s; FUSE entry-timeout 1 s)',
+        ),
+        fix: expect.stringContaining(
+          'gluster volume set cell performance.stat-prefetch off; mount with -o attribute-timeout=0; mount with -o entry-timeout=0',
+        ),
+      }),
+    ]);
+    expect(byDefault).toMatchObject({ attributeCacheMs: 1000 });
+    // Either cache alone is refused too (each was measured at ~1 s on the bed).
+    expect((await run(volfile(mdCache), NO_FUSE_CACHE)).failures.map((f) => f.fix)).toEqual([
+      expect.stringMatching(/^gluster volume set cell performance.stat-prefetch off \(/),
+    ]);
+    expect((await run(volfile(''), 'glusterfs --entry-timeout=0 x')).failures.map((f) => f.fix)).toEqual([
+      expect.stringMatching(/^mount with -o attribute-timeout=0 \(/),
+    ]);
+    // The default margin (5 s) is not eaten by 1 s; a longer md-cache-timeout, or nl-cache's 60 s, is.
+    expect((await run(volfile(mdCache), undefined, 5000)).failures).toEqual([]);
+    const longer =
+      'volume cell-md-cache\n    type performance/md-cache\n    option md-cache-timeout 10\nend-volume';
+    expect((await run(volfile(longer), NO_FUSE_CACHE, 5000)).failures.map((f) => f.probe)).toEqual([
+      'mount-options',
+    ]);
+    const nlCache = 'volume cell-nl-cache\n    type performance/nl-cache\nend-volume';
+    expect((await run(volfile(nlCache), NO_FUSE_CACHE, 5000)).failures.map((f) => f.detail)).toEqual([
+      expect.stringContaining('nl-cache (performance.nl-cache on) 60 s'),
+    ]);
+    const fixed = await run(volfile(''), NO_FUSE_CACHE);
+    expect(fixed.failures).toEqual([]);
+    expect(fixed).toMatchObject({
+      attributeCacheMs: 0,
+      attributeCacheSource: 'GlusterFS volume cell: no client-side metadata cache',
+    });
+    // What cannot be read is assumed at its default, never at nothing.
+    expect((await run(undefined, NO_FUSE_CACHE)).failures.map((f) => f.detail)).toEqual([
+      expect.stringContaining("md-cache's default of 1 s assumed"),
+    ]);
+    expect((await run(volfile(''), undefined)).failures.map((f) => f.detail)).toEqual([
+      expect.stringContaining('FUSE attribute-timeout 1 s (client command line unreadable: default assumed)'),
+    ]);
   });
 });
 

@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import { LITTER_PREFIXES } from '@app/image-store';
+import { type MountEntry, mountAttributeCache } from './mount-attribute-cache';
 
 /** The lock timings the shared folder must support (see the README's "Locks"). */
 export interface CheckedTimings {
@@ -28,6 +29,34 @@ export interface CacheRootReport {
   visibilityMs?: number;
   /** Measured: the mtime granularity in ms (1 or 1000 in practice). */
   mtimePrecisionMs?: number;
+  /**
+   * How late another client's change may show here, by the file system's configuration (a cache no probe
+   * through one mount can see), when it has one the check knows; and where that figure comes from.
+   */
+  attributeCacheMs?: number;
+  attributeCacheSource?: string;
+}
+
+/** What GET /status shows of the start-up check (null where nothing was measured or configured). */
+export interface CacheRootCheckView {
+  /** A change seen through a second path of this mount after this long. */
+  visibilityMs: number | null;
+  mtimePrecisionMs: number | null;
+  /** Other clients' changes show up to this late by the file system's configuration, and why. */
+  attributeCacheMs: number | null;
+  attributeCacheSource: string | null;
+  /** Probes that failed (non-empty only when CACHE_ROOT_CHECK=warn let the conductor start anyway). */
+  failed: string[];
+}
+
+export function cacheRootCheckView(report: CacheRootReport): CacheRootCheckView {
+  return {
+    visibilityMs: report.visibilityMs ?? null,
+    mtimePrecisionMs: report.mtimePrecisionMs ?? null,
+    attributeCacheMs: report.attributeCacheMs ?? null,
+    attributeCacheSource: report.attributeCacheSource ?? null,
+    failed: report.failures.map((f) => f.probe),
+  };
 }
 
 export interface CacheRootCheckOptions {
@@ -85,7 +114,7 @@ export class CacheRootCheck {
       const visibility = await this.visibility(dir, precision.ms ?? 1000);
       report.visibilityMs = visibility.ms;
       results.push(visibility.result);
-      results.push(await this.mountOptions());
+      results.push(await this.mountOptions(report));
       results.push(await this.replaceWhileOpen(dir));
     } finally {
       await fsp.rm(dir, { recursive: true, force: true }).catch(() => undefined);
@@ -113,7 +142,7 @@ export class CacheRootCheck {
           probe,
           ok: false,
           detail: `after a rename over a file, reading it gave ${JSON.stringify(read)}, not the new content`,
-          fix: 'use a file system with atomic rename (NFS, CephFS, a local file system)',
+          fix: 'use a file system with atomic rename (NFS, CephFS, GlusterFS, a local file system)',
         };
       return { probe, ok: true, detail: 'write, fsync of file and folder, rename over a file: all work' };
     } catch (error) {
@@ -209,8 +238,12 @@ export class CacheRootCheck {
     }
   }
 
-  /** NFS caches attributes per file for up to acregmax (60 s by default): only mount options tell. */
-  private async mountOptions(): Promise<ProbeResult> {
+  /**
+   * Caches a second path in this mount cannot reveal: another client's change shows late by what its
+   * configuration says (NFS: acregmax/acdirmax from the mount options; GlusterFS: md-cache and nl-cache in
+   * the volume's client graph). The figure goes into the report and the log either way.
+   */
+  private async mountOptions(report: CacheRootReport): Promise<ProbeResult> {
     const probe = 'mount-options';
     let info: string;
     try {
@@ -221,25 +254,27 @@ export class CacheRootCheck {
     const root = await fsp.realpath(this.options.root).catch(() => this.options.root);
     const mount = mountOf(info, root);
     if (!mount) return { probe, ok: true, detail: 'not probed: the mount of CACHE_ROOT was not found' };
-    const cacheMs = nfsAttributeCacheMs(mount);
-    if (cacheMs === undefined)
+    const cache = await mountAttributeCache(mount);
+    if (cache === undefined)
       return {
         probe,
         ok: true,
-        detail: `${mount.fsType} at ${mount.mountPoint}: no attribute cache option applies`,
+        detail: `${mount.fsType} at ${mount.mountPoint}: no cross-client attribute cache this check knows of`,
       };
+    report.attributeCacheMs = cache.ms;
+    report.attributeCacheSource = cache.source;
     const { safetyMarginMs } = this.options.timings;
-    if (cacheMs >= safetyMarginMs)
+    if (cache.ms >= safetyMarginMs)
       return {
         probe,
         ok: false,
-        detail: `${mount.fsType} at ${mount.mountPoint} caches attributes for up to ${cacheMs} ms (${mount.options.join(',')}), not below LOCK_SAFETY_MARGIN_MS=${safetyMarginMs}`,
-        fix: 'mount CACHE_ROOT with noac (or actimeo=0), or raise LOCK_SAFETY_MARGIN_MS (and LOCK_STALE_MS with it) above the cache time',
+        detail: `${mount.fsType} at ${mount.mountPoint} shows other clients' changes up to ${cache.ms} ms late (${cache.source}), not below LOCK_SAFETY_MARGIN_MS=${safetyMarginMs}`,
+        fix: cache.fix,
       };
     return {
       probe,
       ok: true,
-      detail: `${mount.fsType} at ${mount.mountPoint}: attribute cache up to ${cacheMs} ms`,
+      detail: `${mount.fsType} at ${mount.mountPoint}: other clients' changes show up to ${cache.ms} ms late (${cache.source})`,
     };
   }
 
@@ -274,14 +309,6 @@ export class CacheRootCheck {
   }
 }
 
-/** One line of /proc/self/mountinfo, the parts this check reads. */
-export interface MountEntry {
-  mountPoint: string;
-  fsType: string;
-  /** Per-mount and super-block options together. */
-  options: string[];
-}
-
 /** The mount holding `file`: the longest mount point that is a prefix of it. */
 export function mountOf(mountInfo: string, file: string): MountEntry | undefined {
   let best: MountEntry | undefined;
@@ -301,20 +328,6 @@ export function mountOf(mountInfo: string, file: string): MountEntry | undefined
     };
   }
   return best;
-}
-
-/** How long an NFS mount may show a file's attributes late, from its options; undefined when not NFS. */
-export function nfsAttributeCacheMs(mount: MountEntry): number | undefined {
-  if (mount.fsType !== 'nfs' && mount.fsType !== 'nfs4') return undefined;
-  const option = (name: string) => {
-    const found = mount.options.find((o) => o.startsWith(`${name}=`));
-    return found === undefined ? undefined : Number(found.slice(name.length + 1));
-  };
-  if (mount.options.includes('noac')) return 0;
-  const actimeo = option('actimeo');
-  if (actimeo !== undefined) return actimeo * 1000;
-  // The kernel's defaults when unset: acregmax 60 s, acdirmax 60 s.
-  return Math.max(option('acregmax') ?? 60, option('acdirmax') ?? 60) * 1000;
 }
 
 /** One text naming every failed probe, what was found and what to change. */

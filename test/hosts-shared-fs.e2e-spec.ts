@@ -1,0 +1,90 @@
+import { promises as fsp, readFileSync } from 'node:fs';
+import * as path from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { HostBed } from './support/hosts/host-bed';
+import { sh } from './support/hosts/host-network';
+import { SHARED_FS_KINDS, SharedFsBed, sharedFsLeftovers } from './support/shared-fs/shared-fs-bed';
+
+/**
+ * The CephFS and GlusterFS beds themselves (issue 24): each starts in seconds, two clients see one
+ * folder, a mount can be killed, frozen and thawed, and tear-down leaves no mount and no process.
+ */
+describe.each(SHARED_FS_KINDS)('the %s bed', (kind) => {
+  let bed: SharedFsBed | undefined;
+
+  afterEach(async () => {
+    const base = bed?.base;
+    await bed?.stop();
+    bed = undefined;
+    if (base) expect(await sharedFsLeftovers(base)).toEqual([]);
+  });
+
+  it('serves one folder to two clients, survives a killed and a frozen mount, and leaves nothing behind', async () => {
+    const started = performance.now();
+    bed = await SharedFsBed.start(kind, ['a', 'b']);
+    console.log(`[${kind} bed] up with two clients in ${Math.round(performance.now() - started)} ms`);
+    const a = bed.mount('a');
+    const b = bed.mount('b');
+    await fsp.writeFile(path.join(a, 'hello'), 'from a');
+    expect(await fsp.readFile(path.join(b, 'hello'), 'utf8')).toBe('from a');
+
+    // mkdir through both clients: exactly one wins each name.
+    const outcomes = await Promise.allSettled(
+      [a, b].flatMap((mount) =>
+        Array.from({ length: 5 }, (_, i) => fsp.mkdir(path.join(mount, `race-${i}`))),
+      ),
+    );
+    expect(outcomes.filter((o) => o.status === 'fulfilled')).toHaveLength(5);
+
+    bed.share.freezeMount('b');
+    expect(bed.share.isFrozen('b')).toBe(true);
+    bed.share.thawMount('b');
+    expect(await fsp.readFile(path.join(b, 'hello'), 'utf8')).toBe('from a');
+
+    await bed.share.killMount('b');
+    await expect(fsp.readFile(path.join(b, 'hello'), 'utf8')).rejects.toThrow();
+    await bed.share.mount('b');
+    expect(await fsp.readFile(path.join(b, 'hello'), 'utf8')).toBe('from a');
+  });
+});
+
+/** Does `stat` of `file`, run through `host`'s launcher, answer within `timeoutMs`? */
+async function answers(bed: HostBed, host: string, file: string, timeoutMs = 3_000): Promise<boolean> {
+  const [command, ...prefix] = bed.launcher(host);
+  return sh(
+    'timeout',
+    ['-s', 'KILL', String(timeoutMs / 1000), command!, ...prefix, 'stat', file],
+    timeoutMs + 5_000,
+  ).then(
+    () => true,
+    () => false,
+  );
+}
+
+describe.each(SHARED_FS_KINDS)('the multi-host bed on %s', (fs) => {
+  let bed: HostBed | undefined;
+  afterEach(async () => {
+    const base = bed?.base;
+    await bed?.teardown();
+    bed = undefined;
+    if (base) expect(await sharedFsLeftovers(base)).toEqual([]);
+  });
+
+  it('serves the bridge: a cut link cuts that host’s file system, the others and the machine’s own mount go on', async () => {
+    bed = await HostBed.create({ hosts: ['a', 'b'], brokers: 0, fs });
+    const mounts = readFileSync('/proc/self/mountinfo', 'utf8');
+    for (const host of ['a', 'b']) expect(mounts).toMatch(new RegExp(` ${bed.cacheRoot(host)} .* fuse\\.`));
+    await fsp.writeFile(path.join(bed.cacheRoot('a'), 'hello'), 'from a');
+    expect(await fsp.readFile(path.join(bed.root, 'hello'), 'utf8')).toBe('from a');
+    await bed.cutLink('a');
+    // A new name: nothing cached for it, so the client must ask the servers it can no longer reach.
+    await fsp.writeFile(path.join(bed.cacheRoot('b'), 'after-cut'), 'from b');
+    expect(await answers(bed, 'a', path.join(bed.cacheRoot('a'), 'after-cut'))).toBe(false);
+    expect(await answers(bed, 'b', path.join(bed.cacheRoot('b'), 'after-cut'))).toBe(true);
+    await bed.restoreLink('a');
+    const deadline = Date.now() + 60_000;
+    while (!(await answers(bed, 'a', path.join(bed.cacheRoot('a'), 'after-cut')))) {
+      if (Date.now() > deadline) throw new Error(`host a's ${fs} mount did not come back after the link did`);
+    }
+  });
+});
