@@ -1,0 +1,267 @@
+/*
+ * Cell scale (issue 25): what a cell of thousands of nodes with lock history costs the shared file system
+ * and the requesters. Cells of 10 (the baseline of the same run), 1,000 and 5,000 registered nodes × 50
+ * images, each image's lock used once (bench/support/scale-cell.ts); with 1 and with 3 conductors:
+ *   - file-system calls per minute per conductor at idle and under a steady request rate (strace, see
+ *     bench/support/syscall-count.ts), once each conductor has finished its first background rounds;
+ *   - the leftover sweep's and the cleaner's last round time (GET /status), GET /status and GET /locks
+ *     latency and status code;
+ *   - request latency p50/p99: copies without a named source (the conductor finds a holder), and no-ops.
+ * --sshfs runs the same over a loopback sshfs mount with caches off (needs root).
+ * Every figure also as a ratio against the 10-node cell of the same run.
+ * Run: npm run bench:cell-scale [-- --nodes 10,1000,5000 --conductors 1,3 --idle-s 60 --requests 40 --sshfs]
+ *      --quick: 10,200,1000 nodes, 20 s idle, 20 requests.   (writes bench/results/cell-scale.json)
+ */
+import { promises as fsp } from 'node:fs';
+import * as path from 'node:path';
+import { LoopbackSshfs, SSHFS_NO_CACHE } from '../test/support/loopback-sshfs';
+import { percentile, round } from './bench-stats';
+import { BenchCell, BenchConductor, BenchRequester, writeResults } from './support/bench-cell';
+import { flagValue, numberFlag } from './support/cli-args';
+import { fillScaleCell, historyImageId, scaleNodeNames } from './support/scale-cell';
+import { SyscallCounter } from './support/syscall-count';
+
+const quick = process.argv.includes('--quick');
+const SIZES = (flagValue('--nodes') ?? (quick ? '10,200,1000' : '10,1000,5000')).split(',').map(Number);
+const CONDUCTORS = (flagValue('--conductors') ?? '1,3').split(',').map(Number);
+const IDLE_S = numberFlag('--idle-s') ?? (quick ? 20 : 60);
+const REQUESTS = numberFlag('--requests') ?? (quick ? 20 : 40);
+const IMAGES = numberFlag('--images') ?? 50;
+const ROUND_MS = 60_000;
+const KiB = 1024;
+
+interface Figures {
+  nodes: number;
+  conductors: number;
+  mount: 'local' | 'sshfs';
+  idleOpsPerMinute: number[];
+  idleTopCalls: Record<string, number>;
+  loadOpsPerMinute: number[];
+  sweepRoundMs: number[];
+  cleanerRoundMs: number[];
+  holderScanMs: number[];
+  statusMs: { p50: number; max: number };
+  locks: { p50: number; max: number; codes: number[]; entries: number; complete: boolean | null };
+  copyMs: { p50: number; p99: number };
+  noopMs: { p50: number; p99: number };
+}
+
+async function getJson(port: number, route: string): Promise<{ ms: number; code: number; body: any }> {
+  const started = performance.now();
+  const response = await fetch(`http://127.0.0.1:${port}${route}`);
+  const text = await response.text();
+  const ms = performance.now() - started;
+  let body: any = null;
+  try {
+    body = JSON.parse(text);
+  } catch {
+    body = text;
+  }
+  return { ms, code: response.status, body };
+}
+
+/** Waits until every conductor has ended its first sweep round and its first cleaner round. */
+async function firstRoundsDone(ports: number[], timeoutMs: number): Promise<any[]> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const statuses = await Promise.all(ports.map((p) => getJson(p, '/status').then((r) => r.body)));
+    // With shared rounds one conductor may run them all: any conductor's round counts.
+    if (statuses.some((s) => s.leftovers?.lastRound) && statuses.some((s) => s.cacheCleaner?.lastRound))
+      return statuses;
+    if (Date.now() > deadline) throw new Error(`first background rounds not done within ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 1000));
+  }
+}
+
+async function countOps(pids: number[], during: () => Promise<unknown>) {
+  const counters = await Promise.all(pids.map((pid) => SyscallCounter.attach(pid)));
+  const started = performance.now();
+  await during();
+  const minutes = (performance.now() - started) / 60_000;
+  const counts = await Promise.all(counters.map((c) => c.stop()));
+  return { perMinute: counts.map((c) => Math.round(c.total / minutes)), counts };
+}
+
+async function measure(
+  cell: BenchCell,
+  root: string,
+  nodes: string[],
+  conductors: number,
+  mount: Figures['mount'],
+) {
+  const started = Array.from({ length: conductors }, (_, i) =>
+    BenchConductor.start(
+      cell.conductorEnv({
+        CACHE_ROOT: root,
+        CONDUCTOR_ID: `scale-${i}`,
+        CLEANER_ENABLED: 'true',
+        CLEANER_INTERVAL_MS: String(ROUND_MS),
+        LEFTOVER_SWEEP_MS: String(ROUND_MS),
+        CACHE_ROOT_CHECK: 'warn',
+      }),
+    ),
+  );
+  try {
+    await Promise.all(started.map((c) => c.ready(300_000)));
+    const ports = started.map((c) => c.adminPort());
+    await firstRoundsDone(ports, 30 * 60_000);
+    const idle = await countOps(
+      started.map((c) => c.pid),
+      () => new Promise((r) => setTimeout(r, IDLE_S * 1000)),
+    );
+    const statuses = await Promise.all(ports.map((p) => getJson(p, '/status').then((r) => r.body)));
+    const statusMs: number[] = [];
+    for (let i = 0; i < 20; i++) statusMs.push((await getJson(ports[0]!, '/status')).ms);
+    const locksMs: number[] = [];
+    const codes: number[] = [];
+    let lastLocks: any = null;
+    for (let i = 0; i < 5; i++) {
+      const r = await getJson(ports[0]!, '/locks');
+      locksMs.push(r.ms);
+      codes.push(r.code);
+      lastLocks = r.body;
+      await new Promise((res) => setTimeout(res, 600)); // past the answer cache
+    }
+    // Steady requests, one at a time: copies without a source of an image one node holds, and no-ops.
+    const client = await BenchRequester.open();
+    const copyMs: number[] = [];
+    const noopMs: number[] = [];
+    const load = await countOps(
+      started.map((c) => c.pid),
+      async () => {
+        for (let r = 0; r < REQUESTS; r++) {
+          const destination = nodes[1 + ((r * 7919) % (nodes.length - 1))]!;
+          await fsp.rm(cell.store.entries.imagePath(destination, 'req'), { force: true });
+          await fsp.rm(cell.store.entries.metaPath(destination, 'req'), { force: true });
+          let t = performance.now();
+          const copy = await client.finalReply(
+            client.send(cell.topology.requestQueue.name, {
+              v: 1,
+              requestId: `c${r}`,
+              imageId: 'req',
+              destination,
+            }),
+            120_000,
+          );
+          if (copy.status === 'failed') throw new Error(`copy failed: ${JSON.stringify(copy)}`);
+          copyMs.push(performance.now() - t);
+          t = performance.now();
+          await client.finalReply(
+            client.send(cell.topology.requestQueue.name, {
+              v: 1,
+              requestId: `n${r}`,
+              imageId: historyImageId(r % IMAGES),
+              destination,
+            }),
+            120_000,
+          );
+          noopMs.push(performance.now() - t);
+        }
+      },
+    );
+    await client.close();
+    const after = await Promise.all(ports.map((p) => getJson(p, '/status').then((r) => r.body)));
+    const figures: Figures = {
+      nodes: nodes.length,
+      conductors,
+      mount,
+      idleOpsPerMinute: idle.perMinute,
+      idleTopCalls: idle.counts[0]!.bySyscall,
+      loadOpsPerMinute: load.perMinute,
+      sweepRoundMs: statuses.flatMap((s) => s.leftovers.lastRound?.durationMs ?? []),
+      cleanerRoundMs: statuses.flatMap((s) => s.cacheCleaner.lastRound?.durationMs ?? []),
+      holderScanMs: after.map((s) => s.holderIndex?.lastScanMs ?? NaN),
+      statusMs: { p50: round(percentile(statusMs, 50)), max: round(Math.max(...statusMs)) },
+      locks: {
+        p50: round(percentile(locksMs, 50)),
+        max: round(Math.max(...locksMs)),
+        codes,
+        entries: Array.isArray(lastLocks?.entries) ? lastLocks.entries.length : 0,
+        complete: typeof lastLocks?.complete === 'boolean' ? lastLocks.complete : null,
+      },
+      copyMs: { p50: round(percentile(copyMs, 50)), p99: round(percentile(copyMs, 99)) },
+      noopMs: { p50: round(percentile(noopMs, 50)), p99: round(percentile(noopMs, 99)) },
+    };
+    console.log(JSON.stringify(figures));
+    return figures;
+  } finally {
+    await Promise.all(started.map((c) => c.kill()));
+  }
+}
+
+async function runSize(count: number, mounts: LoopbackSshfs | undefined): Promise<Figures[]> {
+  const nodes = scaleNodeNames(count);
+  const buildStarted = performance.now();
+  const cell = await BenchCell.create(nodes);
+  const results: Figures[] = [];
+  try {
+    await fillScaleCell(cell, { nodes, imagesPerNode: IMAGES, imageBytes: 4 * KiB });
+    await cell.seed(nodes[0]!, 'req', 64 * KiB);
+    console.log(`[cell-scale] ${count} nodes built in ${Math.round(performance.now() - buildStarted)} ms`);
+    for (const conductors of CONDUCTORS)
+      results.push(await measure(cell, cell.root, nodes, conductors, 'local'));
+    if (mounts) {
+      const mountPoint = `${cell.root}-mnt`;
+      await fsp.mkdir(mountPoint);
+      try {
+        await mounts.mount(cell.root, mountPoint, SSHFS_NO_CACHE);
+        for (const conductors of CONDUCTORS)
+          results.push(await measure(cell, mountPoint, nodes, conductors, 'sshfs'));
+      } finally {
+        await mounts.unmount(mountPoint).catch(() => undefined);
+        await fsp.rm(mountPoint, { recursive: true, force: true });
+      }
+    }
+  } finally {
+    await cell.cleanup();
+  }
+  return results;
+}
+
+function ratios(all: Figures[]) {
+  return all.map((f) => {
+    const base = all.find(
+      (b) => b.nodes === SIZES[0] && b.conductors === f.conductors && b.mount === f.mount,
+    )!;
+    const med = (v: number[]) => percentile(v, 50);
+    const r = (a: number, b: number) => round(a / b);
+    return {
+      nodes: f.nodes,
+      conductors: f.conductors,
+      mount: f.mount,
+      idleOps: r(med(f.idleOpsPerMinute), med(base.idleOpsPerMinute)),
+      sweepRound: r(med(f.sweepRoundMs), med(base.sweepRoundMs)),
+      cleanerRound: r(med(f.cleanerRoundMs), med(base.cleanerRoundMs)),
+      locks: r(f.locks.p50, base.locks.p50),
+      copyP50: r(f.copyMs.p50, base.copyMs.p50),
+      copyP99: r(f.copyMs.p99, base.copyMs.p99),
+      noopP50: r(f.noopMs.p50, base.noopMs.p50),
+      noopP99: r(f.noopMs.p99, base.noopMs.p99),
+    };
+  });
+}
+
+async function main(): Promise<void> {
+  const mounts = process.argv.includes('--sshfs') ? await LoopbackSshfs.start() : undefined;
+  const all: Figures[] = [];
+  try {
+    for (const size of SIZES) all.push(...(await runSize(size, mounts)));
+  } finally {
+    await mounts?.stop();
+  }
+  const report = {
+    sizes: SIZES,
+    conductors: CONDUCTORS,
+    idleSeconds: IDLE_S,
+    requests: REQUESTS,
+    figures: all,
+    ratios: ratios(all),
+  };
+  console.log(JSON.stringify(report.ratios, null, 1));
+  console.log(`results: ${await writeResults(path.basename(__filename, '.js'), report)}`);
+}
+
+main().catch((error: unknown) => {
+  console.error(error);
+  process.exitCode = 1;
+});
