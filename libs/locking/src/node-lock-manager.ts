@@ -6,6 +6,7 @@ import { DirectoryChangeWaiter } from './directory-change-waiter';
 import { GateClaim, HeldLock, ReaderClaim, lockLostError } from './held-lock';
 import { Heartbeat } from './heartbeat';
 import { InProcessQueue } from './in-process-queue';
+import { type RetireOutcome, retireKeyFolder } from './key-retirement';
 import {
   EPOCH_NAME,
   generationName,
@@ -138,6 +139,23 @@ export class NodeLockManager {
       throw error;
     } finally {
       deadline.dispose();
+    }
+  }
+
+  /**
+   * Takes `key` exclusively, runs `underLock` (false: keep the folder), and retires the key folder
+   * (key-retirement.ts): removed at once, the lock ended with it. 'too-young': the floor rule kept it.
+   */
+  async retireKey(
+    key: LockKey,
+    options: AcquireOptions & { underLock?: (lock: HeldLock) => Promise<boolean> },
+  ): Promise<RetireOutcome | 'kept'> {
+    const lock = await this.acquire({ ...key, mode: 'exclusive' }, options);
+    try {
+      if (options.underLock && !(await options.underLock(lock))) return 'kept';
+      return await retireKeyFolder(this.options.root, lock, this.fs);
+    } finally {
+      await lock.release(); // nothing left to do after a retirement
     }
   }
 
