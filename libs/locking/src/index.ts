@@ -18,3 +18,4 @@ export { LOCK_INSPECTION_NOTE, inspectLocks, lockEntryPath, readLockActivity } f
 export type { InspectLocksOptions, LockActivity, LockEntryView, LockInspection } from './lock-inspector';
 export { RETIRED_PREFIX, RETIRE_FLOOR_MARGIN_US, isRetiredName, removeRetired } from './key-retirement';
 export type { RetireOutcome } from './key-retirement';
+export { lockKeyDir, nodeLocksDir } from './lock-key';
