@@ -17,6 +17,7 @@ import { type ConductorConfig, cacheRootHangExitMs } from './config/conductor-co
 import { CleanerRounds } from './background/cleaner-rounds';
 import { JobRetention } from './background/job-retention';
 import { LeftoverSweep } from './background/leftover-sweep';
+import { roundLease } from './background/round-lease';
 import {
   CELL_TOPOLOGY,
   CONDUCTOR_CONFIG,
@@ -192,6 +193,7 @@ export class ConductorModule {
             return new CleanerRounds(new CacheCleaner(store, locks, policy, log), {
               enabled: config.CLEANER_ENABLED,
               intervalMs: config.CLEANER_INTERVAL_MS,
+              lease: roundLease(locks, 'cache-cleaner', config.CLEANER_INTERVAL_MS),
               listNodes: () => store.entries.listNodes(),
               onDeleted: (node, imageId) => index.forget(node, imageId),
               log,
@@ -223,6 +225,7 @@ export class ConductorModule {
           useFactory: (store: ImageStore, locks: NodeLockManager) =>
             new LeftoverSweep(store.entries, locks, {
               intervalMs: config.LEFTOVER_SWEEP_MS,
+              lease: roundLease(locks, 'leftover-sweep', config.LEFTOVER_SWEEP_MS),
               resumableKeepMs: config.RESUMABLE_KEEP_MS,
               root: config.CACHE_ROOT,
               listNodes: () => store.entries.listNodes(),

@@ -66,6 +66,8 @@ export interface LockActivity {
   readers: LockHolder[];
   /** The newest gate generation is claimed and not released: a writer holds it, or waits for readers to leave. */
   exclusive: boolean;
+  /** The newest gate generation (it changes with every exclusive claim); undefined when none was claimed. */
+  generation?: number;
 }
 
 /**
@@ -80,6 +82,7 @@ export async function readLockActivity(root: string, key: LockKey): Promise<Lock
       .map((name) => parseHolderEntry(name))
       .filter((h): h is LockHolder => h !== undefined),
     exclusive: state.newest !== undefined && !state.newestReleased,
+    generation: state.newest,
   };
 }
 

@@ -101,6 +101,10 @@ export class NodeLockManager {
     return this.options.conductorId;
   }
 
+  get root(): string {
+    return this.options.root;
+  }
+
   /** Locks this process holds now (for the admin endpoint and for shutdown). */
   heldLocks(): HeldLock[] {
     return [...this.held];

@@ -15,7 +15,8 @@ import {
   nodeLocksDir,
   removeRetired,
 } from '@app/locking';
-import { RoundSchedule } from './round-schedule';
+import type { RoundLease } from './round-lease';
+import { type LeaseTicks, RoundSchedule } from './round-schedule';
 
 export interface LeftoverSweepOptions {
   /** LEFTOVER_SWEEP_MS: from the end of one round to the start of the next; 0 turns the sweep off. */
@@ -32,6 +33,8 @@ export interface LeftoverSweepOptions {
   resumableKeepMs?: number;
   /** The listings and stats of lock folders (a spec counts them); node's fs by default. */
   fs?: LockFileSystem;
+  /** Shares the rounds with the cell's other conductors: one round per interval cell-wide (round-lease.ts). */
+  lease?: RoundLease;
 }
 
 export interface SweepRound {
@@ -57,6 +60,8 @@ export interface LeftoverSweepView {
   rounds: number;
   running: boolean;
   nextRoundAt: string | null;
+  /** With a cell-wide lease: what this conductor's timer ticks did (ran here, ran elsewhere, lease busy). */
+  leaseTicks?: LeaseTicks | null;
   /** Since the conductor started. */
   totals: { keysCollected: number; lockEntries: number; tmpFiles: number; busy: number; keysRetired: number };
   lastRound: (SweepRound & { endedAt: string }) | null;
@@ -88,7 +93,7 @@ export class LeftoverSweep {
     private readonly locks: NodeLockManager,
     private readonly options: LeftoverSweepOptions,
   ) {
-    this.schedule = new RoundSchedule((signal) => this.round(signal), options.intervalMs);
+    this.schedule = new RoundSchedule((signal) => this.round(signal), options.intervalMs, options.lease);
     this.fs = options.fs ?? nodeLockFileSystem;
     this.observer = new StalenessObserver(locks.timings.staleMs, this.fs);
     const keepMs = options.resumableKeepMs ?? 0;
@@ -110,6 +115,7 @@ export class LeftoverSweep {
       rounds: this.schedule.rounds,
       running: this.schedule.running,
       nextRoundAt: this.schedule.nextRoundAt,
+      leaseTicks: this.schedule.leaseTicks && { ...this.schedule.leaseTicks },
       totals: { ...this.totals },
       lastRound: this.lastRound && { ...this.lastRound },
     };
