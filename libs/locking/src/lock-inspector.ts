@@ -1,6 +1,7 @@
 import type { Dirent } from 'node:fs';
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
+import { performance } from 'node:perf_hooks';
 import { imageIdSchema, nodeIdSchema, parseField } from '@app/contracts';
 import {
   generationName,
@@ -43,12 +44,24 @@ export interface InspectLocksOptions {
   limit?: number;
   /** The wall clock to compare mtimes with (tests). */
   now?: number;
+  /**
+   * Stop looking at further nodes once the scan has run this long: the answer then holds what was found
+   * (`complete: false`), so a big cell still answers in time. Unset: no limit.
+   */
+  budgetMs?: number;
+  /** The monotonic clock the budget is measured on (tests); performance.now by default. */
+  monotonic?: () => number;
 }
 
 export interface LockInspection {
   entries: LockEntryView[];
   /** Entries left out because of `limit`. */
   truncated: number;
+  /** False when the scan stopped at `budgetMs` before it saw every node: entries hold what it found. */
+  complete: boolean;
+  /** Nodes whose lock folders were read, of the nodes there are. */
+  nodesScanned: number;
+  nodesTotal: number;
   staleMs: number;
   inspectedAt: string;
 }
@@ -101,7 +114,12 @@ export async function inspectLocks(root: string, options: InspectLocksOptions): 
   const nodes =
     node === undefined ? await listDirectories(root, (name) => nodeIdSchema.safeParse(name).success) : [node];
   const entries: LockEntryView[] = [];
+  const monotonic = options.monotonic ?? (() => performance.now());
+  const started = monotonic();
+  let nodesScanned = 0;
   for (const n of nodes) {
+    if (options.budgetMs !== undefined && monotonic() - started >= options.budgetMs) break;
+    nodesScanned += 1;
     const locksDir = nodeLocksDir(root, n);
     if (!(await isRealDirectory(path.join(root, n))) || !(await isRealDirectory(locksDir))) continue;
     const images =
@@ -117,6 +135,9 @@ export async function inspectLocks(root: string, options: InspectLocksOptions): 
   return {
     entries: entries.slice(0, limit),
     truncated: Math.max(0, entries.length - limit),
+    complete: nodesScanned === nodes.length,
+    nodesScanned,
+    nodesTotal: nodes.length,
     staleMs: options.staleMs,
     inspectedAt: new Date(now).toISOString(),
   };

@@ -157,6 +157,7 @@ describe('StatusReport', () => {
       rounds: 0,
       running: false,
       nextRoundAt: null,
+      leaseTicks: null,
       lastRound: null,
     });
 
