@@ -478,6 +478,7 @@ export class ConductorModule {
         SourceSelector,
         CleanerRounds,
         LeftoverSweep,
+        ImageHolderIndex,
         OriginDownload,
         CacheRootGuard,
         NodeBandwidth,

@@ -28,6 +28,7 @@ import { ReadinessIndicator } from './readiness.indicator';
 import { StatusPageController } from './status-page.controller';
 import { StatusReport } from './status-report';
 import { OriginDownload } from '../copy/origin-download';
+import { ImageHolderIndex } from '../copy/holder-index';
 import { CacheRootGuard } from '../lifecycle/cache-root-guard';
 import { StatusController } from './status.controller';
 import { loadStatusPage } from './status-page/status-page';
@@ -79,6 +80,7 @@ export class AdminModule {
             CleanerRounds,
             LeftoverSweep,
             { token: OriginDownload, optional: true },
+            ImageHolderIndex,
             ImageStore,
             NodeBandwidth,
           ],
@@ -94,6 +96,7 @@ export class AdminModule {
             cleaner: CleanerRounds,
             sweep: LeftoverSweep,
             origin: OriginDownload | null,
+            holders: ImageHolderIndex,
             store: ImageStore,
             bandwidth: NodeBandwidth,
           ) =>
@@ -113,6 +116,7 @@ export class AdminModule {
               reads,
               cleaner,
               sweep,
+              holders,
               origin,
               bandwidth,
               jobs: new RecentJobs(() => recentJobs(store.jobs)),
