@@ -34,6 +34,9 @@ interface Figures {
   nodes: number;
   conductors: number;
   mount: 'local' | 'sshfs';
+  /** The longest sweep round before the first quiet one (with history: the round that retired it). */
+  firstSweepMs: number;
+  keysRetired: number;
   idleOpsPerMinute: number[];
   idleTopCalls: Record<string, number>;
   loadOpsPerMinute: number[];
@@ -60,14 +63,28 @@ async function getJson(port: number, route: string): Promise<{ ms: number; code:
   return { ms, code: response.status, body };
 }
 
-/** Waits until every conductor has ended its first sweep round and its first cleaner round. */
-async function firstRoundsDone(ports: number[], timeoutMs: number): Promise<any[]> {
+/**
+ * Waits until a quiet sweep round (nothing collected, no key folder retired) and a cleaner round have ended
+ * in some conductor; returns the longest sweep round seen meanwhile (the one that retired the history).
+ */
+async function firstRoundsDone(
+  ports: number[],
+  timeoutMs: number,
+): Promise<{ firstSweepMs: number; retired: number }> {
   const deadline = Date.now() + timeoutMs;
+  let firstSweepMs = 0;
+  let retired = 0;
   for (;;) {
     const statuses = await Promise.all(ports.map((p) => getJson(p, '/status').then((r) => r.body)));
-    // With shared rounds one conductor may run them all: any conductor's round counts.
-    if (statuses.some((s) => s.leftovers?.lastRound) && statuses.some((s) => s.cacheCleaner?.lastRound))
-      return statuses;
+    for (const s of statuses) {
+      firstSweepMs = Math.max(firstSweepMs, s.leftovers?.lastRound?.durationMs ?? 0);
+      retired = Math.max(retired, s.leftovers?.totals?.keysRetired ?? 0);
+    }
+    const quiet = statuses.some(
+      (s) =>
+        s.leftovers?.lastRound && !s.leftovers.lastRound.keysRetired && !s.leftovers.lastRound.keysCollected,
+    );
+    if (quiet && statuses.some((s) => s.cacheCleaner?.lastRound)) return { firstSweepMs, retired };
     if (Date.now() > deadline) throw new Error(`first background rounds not done within ${timeoutMs} ms`);
     await new Promise((r) => setTimeout(r, 1000));
   }
@@ -104,7 +121,7 @@ async function measure(
   try {
     await Promise.all(started.map((c) => c.ready(300_000)));
     const ports = started.map((c) => c.adminPort());
-    await firstRoundsDone(ports, 30 * 60_000);
+    const first = await firstRoundsDone(ports, 30 * 60_000);
     const idle = await countOps(
       started.map((c) => c.pid),
       () => new Promise((r) => setTimeout(r, IDLE_S * 1000)),
@@ -165,12 +182,14 @@ async function measure(
       nodes: nodes.length,
       conductors,
       mount,
+      firstSweepMs: first.firstSweepMs,
+      keysRetired: first.retired,
       idleOpsPerMinute: idle.perMinute,
       idleTopCalls: idle.counts[0]!.bySyscall,
       loadOpsPerMinute: load.perMinute,
       sweepRoundMs: statuses.flatMap((s) => s.leftovers.lastRound?.durationMs ?? []),
       cleanerRoundMs: statuses.flatMap((s) => s.cacheCleaner.lastRound?.durationMs ?? []),
-      holderScanMs: after.map((s) => s.holderIndex?.lastScanMs ?? NaN),
+      holderScanMs: after.map((s) => s.holderIndex?.lastScan?.durationMs ?? NaN),
       statusMs: { p50: round(percentile(statusMs, 50)), max: round(Math.max(...statusMs)) },
       locks: {
         p50: round(percentile(locksMs, 50)),

@@ -152,12 +152,16 @@ export class NodeLockManager {
    */
   async retireKey(
     key: LockKey,
-    options: AcquireOptions & { underLock?: (lock: HeldLock) => Promise<boolean> },
+    options: AcquireOptions & {
+      underLock?: (lock: HeldLock) => Promise<boolean>;
+      /** The floor rule's margin (key-retirement.ts); only tests on one local disk lower it. */
+      floorMarginUs?: number;
+    },
   ): Promise<RetireOutcome | 'kept'> {
     const lock = await this.acquire({ ...key, mode: 'exclusive' }, options);
     try {
       if (options.underLock && !(await options.underLock(lock))) return 'kept';
-      return await retireKeyFolder(this.options.root, lock, this.fs);
+      return await retireKeyFolder(this.options.root, lock, this.fs, options.floorMarginUs);
     } finally {
       await lock.release(); // nothing left to do after a retirement
     }
