@@ -7,14 +7,14 @@
  *   - the leftover sweep's and the cleaner's last round time (GET /status), GET /status and GET /locks
  *     latency and status code;
  *   - request latency p50/p99: copies without a named source (the conductor finds a holder), and no-ops.
- * --sshfs runs the same over a loopback sshfs mount with caches off (needs root).
+ * Over a network mount: `npm run bench:cell-scale:sshfs` (as root) runs the same also over a loopback sshfs
+ * mount with caches off (test/support/run-cell-scale-sshfs.ts makes the mounts and calls runCellScale).
  * Every figure also as a ratio against the 10-node cell of the same run.
  * Run: npm run bench:cell-scale [-- --nodes 10,1000,5000 --conductors 1,3 --idle-s 60 --requests 40 --sshfs]
  *      --quick: 10,200,1000 nodes, 20 s idle, 20 requests.   (writes bench/results/cell-scale.json)
  */
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
-import { LoopbackSshfs, SSHFS_NO_CACHE } from '../test/support/loopback-sshfs';
 import { percentile, round } from './bench-stats';
 import { BenchCell, BenchConductor, BenchRequester, writeResults } from './support/bench-cell';
 import { flagValue, numberFlag } from './support/cli-args';
@@ -49,18 +49,47 @@ interface Figures {
   noopMs: { p50: number; p99: number };
 }
 
-async function getJson(port: number, route: string): Promise<{ ms: number; code: number; body: any }> {
+/** What the bench reads of GET /status and GET /locks. */
+interface RoundView {
+  durationMs: number;
+  keysRetired?: number;
+  keysCollected?: number;
+  endedAt?: string;
+}
+interface StatusBody {
+  leftovers?: { rounds?: number; lastRound?: RoundView | null; totals?: { keysRetired?: number } };
+  cacheCleaner?: { lastRound?: RoundView | null };
+  holderIndex?: { lastScan?: { durationMs: number } | null } | null;
+}
+interface LocksBody {
+  entries?: unknown[];
+  complete?: boolean;
+}
+
+async function getJson<T>(
+  port: number,
+  route: string,
+): Promise<{ ms: number; code: number; body: T | null }> {
   const started = performance.now();
   const response = await fetch(`http://127.0.0.1:${port}${route}`);
   const text = await response.text();
   const ms = performance.now() - started;
-  let body: any = null;
+  let body: T | null = null;
   try {
-    body = JSON.parse(text);
+    body = JSON.parse(text) as T;
   } catch {
-    body = text;
+    body = null;
   }
   return { ms, code: response.status, body };
+}
+
+const status = async (port: number): Promise<StatusBody> =>
+  (await getJson<StatusBody>(port, '/status')).body ?? {};
+
+/** Mounts a cell's root somewhere else (a network file system), for the same figures over it. */
+export interface CellMounter {
+  name: 'sshfs';
+  mount(root: string): Promise<{ mountPoint: string; unmount(): Promise<void> }>;
 }
 
 /**
@@ -75,15 +104,18 @@ async function firstRoundsDone(
   let firstSweepMs = 0;
   let retired = 0;
   for (;;) {
-    const statuses = await Promise.all(ports.map((p) => getJson(p, '/status').then((r) => r.body)));
+    const statuses = await Promise.all(ports.map(status));
     for (const s of statuses) {
       firstSweepMs = Math.max(firstSweepMs, s.leftovers?.lastRound?.durationMs ?? 0);
       retired = Math.max(retired, s.leftovers?.totals?.keysRetired ?? 0);
     }
-    const quiet = statuses.some(
-      (s) =>
-        s.leftovers?.lastRound && !s.leftovers.lastRound.keysRetired && !s.leftovers.lastRound.keysCollected,
-    );
+    // A first round only watches the key folders, the second retires the idle ones: wait for a quiet
+    // round after those (the newest round in the cell, whoever ran it).
+    const rounds = statuses.reduce((n, s) => n + (s.leftovers?.rounds ?? 0), 0);
+    const newest = statuses
+      .flatMap((s) => (s.leftovers?.lastRound ? [s.leftovers.lastRound] : []))
+      .sort((a, b) => String(b.endedAt).localeCompare(String(a.endedAt)))[0];
+    const quiet = rounds >= 3 && newest !== undefined && !newest.keysRetired && !newest.keysCollected;
     if (quiet && statuses.some((s) => s.cacheCleaner?.lastRound)) return { firstSweepMs, retired };
     if (Date.now() > deadline) throw new Error(`first background rounds not done within ${timeoutMs} ms`);
     await new Promise((r) => setTimeout(r, 1000));
@@ -126,14 +158,14 @@ async function measure(
       started.map((c) => c.pid),
       () => new Promise((r) => setTimeout(r, IDLE_S * 1000)),
     );
-    const statuses = await Promise.all(ports.map((p) => getJson(p, '/status').then((r) => r.body)));
+    const statuses = await Promise.all(ports.map(status));
     const statusMs: number[] = [];
     for (let i = 0; i < 20; i++) statusMs.push((await getJson(ports[0]!, '/status')).ms);
     const locksMs: number[] = [];
     const codes: number[] = [];
-    let lastLocks: any = null;
+    let lastLocks: LocksBody | null = null;
     for (let i = 0; i < 5; i++) {
-      const r = await getJson(ports[0]!, '/locks');
+      const r = await getJson<LocksBody>(ports[0]!, '/locks');
       locksMs.push(r.ms);
       codes.push(r.code);
       lastLocks = r.body;
@@ -177,7 +209,7 @@ async function measure(
       },
     );
     await client.close();
-    const after = await Promise.all(ports.map((p) => getJson(p, '/status').then((r) => r.body)));
+    const after = await Promise.all(ports.map(status));
     const figures: Figures = {
       nodes: nodes.length,
       conductors,
@@ -187,8 +219,8 @@ async function measure(
       idleOpsPerMinute: idle.perMinute,
       idleTopCalls: idle.counts[0]!.bySyscall,
       loadOpsPerMinute: load.perMinute,
-      sweepRoundMs: statuses.flatMap((s) => s.leftovers.lastRound?.durationMs ?? []),
-      cleanerRoundMs: statuses.flatMap((s) => s.cacheCleaner.lastRound?.durationMs ?? []),
+      sweepRoundMs: statuses.flatMap((s) => s.leftovers?.lastRound?.durationMs ?? []),
+      cleanerRoundMs: statuses.flatMap((s) => s.cacheCleaner?.lastRound?.durationMs ?? []),
       holderScanMs: after.map((s) => s.holderIndex?.lastScan?.durationMs ?? NaN),
       statusMs: { p50: round(percentile(statusMs, 50)), max: round(Math.max(...statusMs)) },
       locks: {
@@ -208,7 +240,7 @@ async function measure(
   }
 }
 
-async function runSize(count: number, mounts: LoopbackSshfs | undefined): Promise<Figures[]> {
+async function runSize(count: number, mounter: CellMounter | undefined): Promise<Figures[]> {
   const nodes = scaleNodeNames(count);
   const buildStarted = performance.now();
   const cell = await BenchCell.create(nodes);
@@ -219,16 +251,13 @@ async function runSize(count: number, mounts: LoopbackSshfs | undefined): Promis
     console.log(`[cell-scale] ${count} nodes built in ${Math.round(performance.now() - buildStarted)} ms`);
     for (const conductors of CONDUCTORS)
       results.push(await measure(cell, cell.root, nodes, conductors, 'local'));
-    if (mounts) {
-      const mountPoint = `${cell.root}-mnt`;
-      await fsp.mkdir(mountPoint);
+    if (mounter) {
+      const mounted = await mounter.mount(cell.root);
       try {
-        await mounts.mount(cell.root, mountPoint, SSHFS_NO_CACHE);
         for (const conductors of CONDUCTORS)
-          results.push(await measure(cell, mountPoint, nodes, conductors, 'sshfs'));
+          results.push(await measure(cell, mounted.mountPoint, nodes, conductors, mounter.name));
       } finally {
-        await mounts.unmount(mountPoint).catch(() => undefined);
-        await fsp.rm(mountPoint, { recursive: true, force: true });
+        await mounted.unmount();
       }
     }
   } finally {
@@ -260,14 +289,10 @@ function ratios(all: Figures[]) {
   });
 }
 
-async function main(): Promise<void> {
-  const mounts = process.argv.includes('--sshfs') ? await LoopbackSshfs.start() : undefined;
+/** The whole bench; with `mounter`, every cell also over that mount. */
+export async function runCellScale(mounter?: CellMounter): Promise<void> {
   const all: Figures[] = [];
-  try {
-    for (const size of SIZES) all.push(...(await runSize(size, mounts)));
-  } finally {
-    await mounts?.stop();
-  }
+  for (const size of SIZES) all.push(...(await runSize(size, mounter)));
   const report = {
     sizes: SIZES,
     conductors: CONDUCTORS,
@@ -280,7 +305,8 @@ async function main(): Promise<void> {
   console.log(`results: ${await writeResults(path.basename(__filename, '.js'), report)}`);
 }
 
-main().catch((error: unknown) => {
-  console.error(error);
-  process.exitCode = 1;
-});
+if (require.main === module)
+  runCellScale().catch((error: unknown) => {
+    console.error(error);
+    process.exitCode = 1;
+  });
