@@ -75,16 +75,24 @@ class MetricsProbes implements OnModuleInit {
     @Inject(ConductorMetrics) private readonly metrics: ConductorMetrics,
     @Inject(CopyCoordinator) private readonly coordinator: CopyCoordinator,
     @Inject(BrokerConnection) private readonly broker: BrokerConnection,
+    @Inject(LeftoverSweep) private readonly sweep: LeftoverSweep,
+    @Inject(CleanerRounds) private readonly cleaner: CleanerRounds,
+    @Inject(ImageHolderIndex) private readonly holders: ImageHolderIndex,
   ) {}
 
   onModuleInit(): void {
-    const { coordinator, broker } = this;
+    const { coordinator, broker, sweep, cleaner, holders } = this;
     this.metrics.attachProbes({
       inFlight: () => coordinator.inFlight().length,
       brokerReconnects: () => broker.reconnects,
       brokerConnected: () => broker.state === 'connected',
       brokerBlocked: () => broker.blocked,
       topologyRedeclarations: () => broker.topologyHealth().redeclarations,
+      backgroundRounds: () => ({
+        'leftover-sweep': sweep.view().lastRound?.durationMs,
+        'cache-cleaner': cleaner.view().lastRound?.durationMs,
+        'holder-index': holders.view().lastScan?.durationMs,
+      }),
     });
   }
 }
