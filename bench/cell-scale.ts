@@ -11,7 +11,8 @@
  * mount with caches off (test/support/run-cell-scale-sshfs.ts makes the mounts and calls runCellScale).
  * Every figure also as a ratio against the 10-node cell of the same run.
  * Run: npm run bench:cell-scale [-- --nodes 10,1000,5000 --conductors 1,3 --idle-s 60 --requests 40 --sshfs]
- *      --quick: 10,200,1000 nodes, 20 s idle, 20 requests.   (writes bench/results/cell-scale.json)
+ *      --quick: 10,200,1000 nodes, 20 s idle, 20 requests. --cleaner off: without the cache cleaner (its
+ *      default), which otherwise runs every 60 s here.   (writes bench/results/cell-scale.json)
  */
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
@@ -28,6 +29,10 @@ const IDLE_S = numberFlag('--idle-s') ?? (quick ? 20 : 60);
 const REQUESTS = numberFlag('--requests') ?? (quick ? 20 : 40);
 const IMAGES = numberFlag('--images') ?? 50;
 const ROUND_MS = 60_000;
+/** --cleaner off: the conductors' defaults (no cleaner), for the idle floor of the sweep alone. */
+const CLEANER = flagValue('--cleaner') !== 'off';
+/** --history none: no lock key folders (the state once the sweep retired them; retiring 250,000 takes long). */
+const HISTORY = flagValue('--history') !== 'none';
 const KiB = 1024;
 
 interface Figures {
@@ -115,8 +120,10 @@ async function firstRoundsDone(
     const newest = statuses
       .flatMap((s) => (s.leftovers?.lastRound ? [s.leftovers.lastRound] : []))
       .sort((a, b) => String(b.endedAt).localeCompare(String(a.endedAt)))[0];
-    const quiet = rounds >= 3 && newest !== undefined && !newest.keysRetired && !newest.keysCollected;
-    if (quiet && statuses.some((s) => s.cacheCleaner?.lastRound)) return { firstSweepMs, retired };
+    const quiet =
+      rounds >= (HISTORY ? 3 : 1) && newest !== undefined && !newest.keysRetired && !newest.keysCollected;
+    if (quiet && (!CLEANER || statuses.some((s) => s.cacheCleaner?.lastRound)))
+      return { firstSweepMs, retired };
     if (Date.now() > deadline) throw new Error(`first background rounds not done within ${timeoutMs} ms`);
     await new Promise((r) => setTimeout(r, 1000));
   }
@@ -143,7 +150,7 @@ async function measure(
       cell.conductorEnv({
         CACHE_ROOT: root,
         CONDUCTOR_ID: `scale-${i}`,
-        CLEANER_ENABLED: 'true',
+        CLEANER_ENABLED: String(CLEANER),
         CLEANER_INTERVAL_MS: String(ROUND_MS),
         LEFTOVER_SWEEP_MS: String(ROUND_MS),
         CACHE_ROOT_CHECK: 'warn',
@@ -246,7 +253,7 @@ async function runSize(count: number, mounter: CellMounter | undefined): Promise
   const cell = await BenchCell.create(nodes);
   const results: Figures[] = [];
   try {
-    await fillScaleCell(cell, { nodes, imagesPerNode: IMAGES, imageBytes: 4 * KiB });
+    await fillScaleCell(cell, { nodes, imagesPerNode: IMAGES, imageBytes: 4 * KiB, lockHistory: HISTORY });
     await cell.seed(nodes[0]!, 'req', 64 * KiB);
     console.log(`[cell-scale] ${count} nodes built in ${Math.round(performance.now() - buildStarted)} ms`);
     for (const conductors of CONDUCTORS)

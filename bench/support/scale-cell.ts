@@ -16,6 +16,8 @@ export interface ScaleCellShape {
   nodes: string[];
   imagesPerNode: number;
   imageBytes: number;
+  /** One released use of each image's lock (false: the state once idle key folders are retired). */
+  lockHistory: boolean;
 }
 
 export function scaleNodeNames(count: number): string[] {
@@ -33,6 +35,7 @@ export async function fillScaleCell(cell: BenchCell, shape: ScaleCellShape): Pro
   for (let i = 0; i < shape.imagesPerNode; i++) {
     const imageId = historyImageId(i);
     await cell.seed(template!, imageId, shape.imageBytes);
+    if (!shape.lockHistory) continue;
     const lock = await locks.acquire({ node: template!, imageId, mode: 'exclusive' }, { timeoutMs: 10_000 });
     await lock.release();
   }
