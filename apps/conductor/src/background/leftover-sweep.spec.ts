@@ -55,6 +55,22 @@ describe('leftover sweep on a cell with lock history', () => {
     await fsp.rm(root, { recursive: true, force: true });
   });
 
+  it('retires at most maxRetiredPerRound idle key folders a round, the rest in the next rounds', async () => {
+    const store = new ImageStore({ root, fsync: false });
+    const sweep = new LeftoverSweep(store.entries, locks, {
+      intervalMs: 60_000,
+      root,
+      listNodes: async () => NODES,
+      log: quiet,
+      maxRetiredPerRound: 5,
+    });
+    await sweep.runOnce();
+    await new Promise((r) => setTimeout(r, FAST.staleMs + 200));
+    expect((await sweep.runOnce()).keysRetired).toBe(5);
+    expect((await sweep.runOnce()).keysRetired).toBe(5);
+    expect((await sweep.runOnce()).keysRetired).toBe(NODES.length * IMAGES.length - 10);
+  });
+
   it('retires idle key folders, keeps one in use, and then costs two listings per node a round', async () => {
     const store = new ImageStore({ root, fsync: false });
     const seams = counting();

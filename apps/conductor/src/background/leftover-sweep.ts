@@ -33,6 +33,8 @@ export interface LeftoverSweepOptions {
   resumableKeepMs?: number;
   /** The listings and stats of lock folders (a spec counts them); node's fs by default. */
   fs?: LockFileSystem;
+  /** Idle key folders retired at most per round, beside every leftover collected (default 5,000). */
+  maxRetiredPerRound?: number;
   /** Shares the rounds with the cell's other conductors: one round per interval cell-wide (round-lease.ts). */
   lease?: RoundLease;
 }
@@ -98,6 +100,10 @@ export class LeftoverSweep {
     this.observer = new StalenessObserver(locks.timings.staleMs, this.fs);
     const keepMs = options.resumableKeepMs ?? 0;
     this.keepObserver = keepMs > locks.timings.staleMs ? new StalenessObserver(keepMs) : undefined;
+  }
+
+  private get maxRetiredPerRound(): number {
+    return this.options.maxRetiredPerRound ?? 5_000;
   }
 
   private get staleMs(): number {
@@ -222,6 +228,7 @@ export class LeftoverSweep {
         : new Set<string>();
     const kept = new Set<string>();
     const keptImages = new Set<string>();
+    const withLeftoverTmp = new Set<string>();
     for (const tmp of tmps) {
       watched.add(tmp.path);
       if (entriesByKey.get(tmp.imageId)?.live) continue;
@@ -230,8 +237,10 @@ export class LeftoverSweep {
         keptImages.add(tmp.imageId);
         continue;
       }
-      if (await this.observer.isStale(tmp.path))
+      if (await this.observer.isStale(tmp.path)) {
         candidates.set(tmp.imageId, candidates.get(tmp.imageId) ?? 0);
+        withLeftoverTmp.add(tmp.imageId);
+      }
     }
     for (const gone of this.watched.get(node) ?? [])
       if (!watched.has(gone)) {
@@ -243,6 +252,10 @@ export class LeftoverSweep {
     for (const [imageId, lockEntries] of candidates) {
       if (signal.aborted) return;
       if (mine.has(lockKeyString({ node, imageId }))) continue;
+      // Nothing to collect, only a folder to retire: at most so many a round (a cell's whole history is
+      // retired over several rounds instead of one that holds the round's lease for hours).
+      const retireOnly = lockEntries === 0 && !withLeftoverTmp.has(imageId);
+      if (retireOnly && round.keysRetired >= this.maxRetiredPerRound) continue;
       await this.collect(node, imageId, lockEntries, round, signal, kept, !keptImages.has(imageId));
     }
   }
