@@ -45,8 +45,8 @@ export async function fillScaleCell(cell: BenchCell, shape: ScaleCellShape): Pro
     for (let node = queue.shift(); node !== undefined; node = queue.shift())
       await run('cp', [
         '-a',
+        ...(shape.lockHistory ? [path.join(from, 'locks')] : []),
         path.join(from, 'images'),
-        path.join(from, 'locks'),
         path.join(cell.root, node),
       ]);
   };
