@@ -45,6 +45,16 @@ describe('a cell-wide round lease', () => {
     expect(three, 'rounds run by three conductors together').toBeLessThanOrEqual(alone);
   });
 
+  it('a lone conductor whose timer fires a few ms before the full interval still runs every tick', async () => {
+    const solo = lease('solo');
+    let ran = 0;
+    for (let tick = 0; tick < 5; tick++) {
+      clock += MINUTE - 3;
+      await solo.tick(async () => void ran++);
+    }
+    expect(ran).toBe(5);
+  });
+
   it('a runner that died holding the lease is taken over after an interval: rounds go on', async () => {
     // A dead conductor's lease: its generation claimed, its heartbeat frozen, never released.
     const keyDir = path.join(root, ROUND_LEASE_FOLDER, 'cell', 'locks', 'leftover-sweep');

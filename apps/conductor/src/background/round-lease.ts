@@ -60,7 +60,10 @@ export class RoundLease {
     const changed = !seen || seen.generation !== generation || seen.exclusive !== exclusive;
     if (changed) this.seen = { generation, exclusive, sinceMono: now };
     // Never run before: due at once. Otherwise due once unchanged for a whole interval.
-    if (generation !== undefined && (changed || now - seen!.sinceMono < this.intervalMs)) return 'recent';
+    // Timers fire on the event loop's cached clock, up to a few ms before a full interval on this one:
+    // a little slack, or a lone conductor would run every other tick.
+    const due = now - (seen?.sinceMono ?? now) >= this.intervalMs - Math.min(1_000, this.intervalMs / 10);
+    if (generation !== undefined && (changed || !due)) return 'recent';
     let lease: HeldLock;
     try {
       lease = await this.locks.acquire(
