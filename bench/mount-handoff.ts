@@ -50,6 +50,7 @@ function countingFileSystem(calls: Calls): LockFileSystem {
     mkdir: timed('mkdir', nodeLockFileSystem.mkdir),
     stat: timed('stat', nodeLockFileSystem.stat),
     rm: timed('rm', nodeLockFileSystem.rm),
+    rename: timed('rename', nodeLockFileSystem.rename),
   };
 }
 

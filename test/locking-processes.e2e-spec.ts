@@ -299,6 +299,37 @@ describe('locks between real processes', () => {
     );
   });
 
+  it('keeps one holder at a time while idle key folders are retired under contending processes, some on late listings', async () => {
+    const key: LockRequest = { node: 'n1', imageId: 'img', mode: 'exclusive' };
+    const contenders = Array.from({ length: 4 }, (_, i) =>
+      worker({
+        requests: [key],
+        iterations: 60,
+        steps: 2,
+        holdMs: 10,
+        csDir,
+        listingDelayMs: i % 2 ? 50 : undefined,
+      }),
+    );
+    const retirers = Array.from({ length: 2 }, () =>
+      worker({ scenario: 'retire', requests: [key], iterations: 60, steps: 1, holdMs: 20, csDir }),
+    );
+    const everyone = [...contenders, ...retirers];
+    await Promise.all(everyone.map((w) => w.waitFor((m) => m.type === 'done', 110_000)));
+
+    const report = pool.report();
+    expect(overlaps('real'), report).toEqual([]);
+    const tokens = all().flatMap((m) => (m.type === 'acquired' ? [m.fencingToken] : []));
+    expect(new Set(tokens).size, 'fencing tokens never repeat, also across retired folders').toBe(
+      tokens.length,
+    );
+    const retired = all().reduce((n, m) => n + (m.type === 'done' ? (m.retired ?? 0) : 0), 0);
+    expect(retired, 'key folders retired between the claims').toBeGreaterThan(10);
+    console.log(
+      `[retired key folders] retired=${retired} acquisitions=${tokens.length} real overlaps=${overlaps('real').length} residual=${overlaps('residual').length}`,
+    );
+  });
+
   it('gives the lock to a waiter after its holder is SIGKILLed', async () => {
     const key: LockRequest = { node: 'n1', imageId: 'img', mode: 'exclusive' };
     const holder = worker({ scenario: 'hold', requests: [key], steps: 1, holdMs: 60_000 });

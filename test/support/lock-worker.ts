@@ -11,7 +11,8 @@ import { sleep } from './async';
 export interface LockWorkerConfig {
   root: string;
   conductorId: string;
-  scenario: 'mutex' | 'race-once' | 'hold' | 'pairs' | 'reader';
+  /** retire: take the first key and retire its folder (NodeLockManager.retireKey), `iterations` times. */
+  scenario: 'mutex' | 'race-once' | 'hold' | 'pairs' | 'reader' | 'retire';
   requests: LockRequest[];
   iterations: number;
   /** mutex: this many loops of `iterations` at once in this process (waiters queued in-process). */
@@ -66,6 +67,7 @@ export type LockWorkerReport = { at?: number } & (
       timeouts: number;
       sections: number;
       calls?: CallTimes;
+      retired?: number;
     }
 );
 
@@ -88,6 +90,7 @@ async function main(): Promise<void> {
   send({ type: 'ready', pid: process.pid });
   if (config.goFile) await waitForFile(config.goFile);
   if (config.scenario === 'race-once') return raceOnce(manager, margin);
+  if (config.scenario === 'retire') return retireLoop(manager, margin);
   let acquisitions = 0;
   let lost = 0;
   let timeouts = 0;
@@ -147,6 +150,52 @@ async function main(): Promise<void> {
   };
   await Promise.all(Array.from({ length: config.loops ?? 1 }, loop));
   send({ type: 'done', pid: process.pid, acquisitions, lost, timeouts, sections, calls: callTimes() });
+}
+
+/**
+ * Retires the key folder again and again, as the leftover sweep does with an idle key: under the exclusive
+ * lock (a critical section like any holder's, checked by the detector), then the rename away. The floor
+ * margin is 0: one local disk and one clock, where a new epoch always lies above the old generations.
+ */
+async function retireLoop(manager: NodeLockManager, margin: number): Promise<void> {
+  const key = config.requests[0]!;
+  let acquisitions = 0;
+  let timeouts = 0;
+  let sections = 0;
+  let retired = 0;
+  for (let iteration = 0; iteration < config.iterations; iteration++) {
+    try {
+      const outcome = await manager.retireKey(key, {
+        timeoutMs: config.timeoutMs,
+        floorMarginUs: 0,
+        underLock: async (lock) => {
+          acquisitions++;
+          send({
+            type: 'acquired',
+            pid: process.pid,
+            iteration,
+            key: key.imageId,
+            fencingToken: lock.fencingToken,
+            tookOverStale: lock.tookOverStale,
+            waitedMs: lock.waitedMs,
+          });
+          if (!(await lock.isStillHeld())) return false;
+          if (config.csDir) {
+            await criticalStep(config.csDir, lock.fencingToken, Date.now(), margin);
+            sections++;
+          }
+          return true;
+        },
+      });
+      if (outcome === 'retired') retired++;
+    } catch (error) {
+      timeouts++;
+      send({ type: 'timeout', pid: process.pid, iteration, message: (error as Error).message });
+    }
+    send({ type: 'released', pid: process.pid, iteration });
+    await sleep(Math.random() * config.holdMs);
+  }
+  send({ type: 'done', pid: process.pid, acquisitions, lost: 0, timeouts, sections, retired });
 }
 
 /** Every key at once, one acquisition each: many processes land on the same (stale) locks together. */

@@ -23,6 +23,7 @@ import { type ConductorConfig, cacheRootHangExitMs } from './config/conductor-co
 import { CleanerRounds } from './background/cleaner-rounds';
 import { JobRetention } from './background/job-retention';
 import { LeftoverSweep } from './background/leftover-sweep';
+import { roundLease } from './background/round-lease';
 import {
   CELL_TOPOLOGY,
   CONDUCTOR_CONFIG,
@@ -81,16 +82,24 @@ class MetricsProbes implements OnModuleInit {
     @Inject(ConductorMetrics) private readonly metrics: ConductorMetrics,
     @Inject(CopyCoordinator) private readonly coordinator: CopyCoordinator,
     @Inject(BrokerConnection) private readonly broker: BrokerConnection,
+    @Inject(LeftoverSweep) private readonly sweep: LeftoverSweep,
+    @Inject(CleanerRounds) private readonly cleaner: CleanerRounds,
+    @Inject(ImageHolderIndex) private readonly holders: ImageHolderIndex,
   ) {}
 
   onModuleInit(): void {
-    const { coordinator, broker } = this;
+    const { coordinator, broker, sweep, cleaner, holders } = this;
     this.metrics.attachProbes({
       inFlight: () => coordinator.inFlight().length,
       brokerReconnects: () => broker.reconnects,
       brokerConnected: () => broker.state === 'connected',
       brokerBlocked: () => broker.blocked,
       topologyRedeclarations: () => broker.topologyHealth().redeclarations,
+      backgroundRounds: () => ({
+        'leftover-sweep': sweep.view().lastRound?.durationMs,
+        'cache-cleaner': cleaner.view().lastRound?.durationMs,
+        'holder-index': holders.view().lastScan?.durationMs,
+      }),
     });
   }
 }
@@ -206,6 +215,7 @@ export class ConductorModule {
             return new CleanerRounds(new CacheCleaner(store, locks, policy, log), {
               enabled: config.CLEANER_ENABLED,
               intervalMs: config.CLEANER_INTERVAL_MS,
+              lease: roundLease(locks, 'cache-cleaner', config.CLEANER_INTERVAL_MS),
               listNodes: () => store.entries.listNodes(),
               onDeleted: (node, imageId) => index.forget(node, imageId),
               log,
@@ -238,6 +248,7 @@ export class ConductorModule {
           useFactory: (store: ImageStore, locks: NodeLockManager) =>
             new LeftoverSweep(store.entries, locks, {
               intervalMs: config.LEFTOVER_SWEEP_MS,
+              lease: roundLease(locks, 'leftover-sweep', config.LEFTOVER_SWEEP_MS),
               resumableKeepMs: config.RESUMABLE_KEEP_MS,
               root: config.CACHE_ROOT,
               listNodes: () => store.entries.listNodes(),
@@ -494,6 +505,7 @@ export class ConductorModule {
         SourceSelector,
         CleanerRounds,
         LeftoverSweep,
+        ImageHolderIndex,
         OriginDownload,
         CacheRootGuard,
         NodeBandwidth,

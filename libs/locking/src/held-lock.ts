@@ -91,6 +91,33 @@ export class HeldLock {
     }
   }
 
+  /** The heartbeat entry that proves this lock (its mtime is written by the file server's clock). */
+  get heartbeatPath(): string {
+    return this.claim.heartbeat.path;
+  }
+
+  /**
+   * Ends the lock with `act` instead of a release: `act` (an irreversible step that removes the lock's own
+   * entries, see key-retirement.ts) runs right after a passed assertStillHeld(), then the heartbeat stops
+   * without a release marker. If `act` fails, the lock is released as usual.
+   */
+  async endWith(act: () => Promise<void>): Promise<void> {
+    await this.assertStillHeld();
+    try {
+      await act();
+    } catch (error) {
+      await this.release();
+      throw error;
+    }
+    this.released = true;
+    clearInterval(this.watchdog);
+    try {
+      await this.claim.heartbeat.stop();
+    } finally {
+      this.onReleased(this);
+    }
+  }
+
   async release(): Promise<void> {
     if (this.released) return;
     this.released = true;

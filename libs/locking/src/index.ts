@@ -16,3 +16,6 @@ export {
 export type { LockTimings } from './lock-timings';
 export { LOCK_INSPECTION_NOTE, inspectLocks, lockEntryPath, readLockActivity } from './lock-inspector';
 export type { InspectLocksOptions, LockActivity, LockEntryView, LockInspection } from './lock-inspector';
+export { RETIRED_PREFIX, RETIRE_FLOOR_MARGIN_US, isRetiredName, removeRetired } from './key-retirement';
+export type { RetireOutcome } from './key-retirement';
+export { lockKeyDir, nodeLocksDir } from './lock-key';

@@ -11,6 +11,8 @@ export interface LockFileSystem {
   mkdir(dir: string, options?: { recursive?: boolean }): Promise<unknown>;
   stat(target: string): Promise<BigIntStats>;
   rm(target: string, options: { recursive: true; force: true }): Promise<void>;
+  /** Moves a retired key folder away in one step (key-retirement.ts). */
+  rename(from: string, to: string): Promise<void>;
 }
 
 export const nodeLockFileSystem: LockFileSystem = {
@@ -18,6 +20,7 @@ export const nodeLockFileSystem: LockFileSystem = {
   mkdir: (dir, options) => fsp.mkdir(dir, options),
   stat: (target) => fsp.stat(target, { bigint: true }),
   rm: (target, options) => fsp.rm(target, options),
+  rename: (from, to) => fsp.rename(from, to),
 };
 
 /**

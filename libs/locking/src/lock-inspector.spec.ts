@@ -145,6 +145,18 @@ describe('inspectLocks (real lock folders)', () => {
     expect(capped.truncated).toBe(1);
   });
 
+  it('a scan out of its time budget answers what it found and says it is cut', async () => {
+    for (const node of ['n0', 'n1', 'n2', 'n3'])
+      await manager('c1').acquire({ node, imageId: 'img', mode: 'exclusive' }, { timeoutMs: 1000 });
+    let tick = 0;
+    const monotonic = () => (tick += 1000); // every look at the clock: one more second
+    const cut = await inspectLocks(root, { staleMs: 2000, budgetMs: 2500, monotonic });
+    expect(cut).toMatchObject({ complete: false, nodesTotal: 4 });
+    expect(cut.nodesScanned).toBeLessThan(4);
+    expect(cut.entries.map((e) => e.node)).toEqual(['n0', 'n1'].slice(0, cut.nodesScanned));
+    expect(await inspectLocks(root, { staleMs: 2000 })).toMatchObject({ complete: true, nodesScanned: 4 });
+  });
+
   it('reads an empty or missing root as no locks', async () => {
     expect((await inspectLocks(root, { staleMs: 2000 })).entries).toEqual([]);
     expect((await inspectLocks(path.join(root, 'missing'), { staleMs: 2000 })).entries).toEqual([]);
@@ -180,9 +192,17 @@ describe('readLockActivity (one readdir of a key folder)', () => {
     expect((await readLockActivity(root, key)).readers).toHaveLength(1);
     await managers[1]!.releaseAll();
     const writer = await manager('c3').acquire({ ...key, mode: 'exclusive' }, { timeoutMs: 1000 });
-    expect(await readLockActivity(root, key)).toEqual({ readers: [], exclusive: true });
+    expect(await readLockActivity(root, key)).toEqual({
+      readers: [],
+      exclusive: true,
+      generation: writer.fencingToken,
+    });
     await writer.release();
-    expect(await readLockActivity(root, key)).toEqual({ readers: [], exclusive: false });
+    expect(await readLockActivity(root, key)).toEqual({
+      readers: [],
+      exclusive: false,
+      generation: writer.fencingToken,
+    });
   });
 
   it('validates the key', async () => {

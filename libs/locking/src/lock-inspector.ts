@@ -1,6 +1,7 @@
 import type { Dirent } from 'node:fs';
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
+import { performance } from 'node:perf_hooks';
 import { imageIdSchema, nodeIdSchema, parseField } from '@app/contracts';
 import {
   generationName,
@@ -43,12 +44,24 @@ export interface InspectLocksOptions {
   limit?: number;
   /** The wall clock to compare mtimes with (tests). */
   now?: number;
+  /**
+   * Stop looking at further nodes once the scan has run this long: the answer then holds what was found
+   * (`complete: false`), so a big cell still answers in time. Unset: no limit.
+   */
+  budgetMs?: number;
+  /** The monotonic clock the budget is measured on (tests); performance.now by default. */
+  monotonic?: () => number;
 }
 
 export interface LockInspection {
   entries: LockEntryView[];
   /** Entries left out because of `limit`. */
   truncated: number;
+  /** False when the scan stopped at `budgetMs` before it saw every node: entries hold what it found. */
+  complete: boolean;
+  /** Nodes whose lock folders were read, of the nodes there are. */
+  nodesScanned: number;
+  nodesTotal: number;
   staleMs: number;
   inspectedAt: string;
 }
@@ -66,6 +79,8 @@ export interface LockActivity {
   readers: LockHolder[];
   /** The newest gate generation is claimed and not released: a writer holds it, or waits for readers to leave. */
   exclusive: boolean;
+  /** The newest gate generation (it changes with every exclusive claim); undefined when none was claimed. */
+  generation?: number;
 }
 
 /**
@@ -80,6 +95,7 @@ export async function readLockActivity(root: string, key: LockKey): Promise<Lock
       .map((name) => parseHolderEntry(name))
       .filter((h): h is LockHolder => h !== undefined),
     exclusive: state.newest !== undefined && !state.newestReleased,
+    generation: state.newest,
   };
 }
 
@@ -98,7 +114,12 @@ export async function inspectLocks(root: string, options: InspectLocksOptions): 
   const nodes =
     node === undefined ? await listDirectories(root, (name) => nodeIdSchema.safeParse(name).success) : [node];
   const entries: LockEntryView[] = [];
+  const monotonic = options.monotonic ?? (() => performance.now());
+  const started = monotonic();
+  let nodesScanned = 0;
   for (const n of nodes) {
+    if (options.budgetMs !== undefined && monotonic() - started >= options.budgetMs) break;
+    nodesScanned += 1;
     const locksDir = nodeLocksDir(root, n);
     if (!(await isRealDirectory(path.join(root, n))) || !(await isRealDirectory(locksDir))) continue;
     const images =
@@ -114,6 +135,9 @@ export async function inspectLocks(root: string, options: InspectLocksOptions): 
   return {
     entries: entries.slice(0, limit),
     truncated: Math.max(0, entries.length - limit),
+    complete: nodesScanned === nodes.length,
+    nodesScanned,
+    nodesTotal: nodes.length,
     staleMs: options.staleMs,
     inspectedAt: new Date(now).toISOString(),
   };

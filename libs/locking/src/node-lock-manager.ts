@@ -6,6 +6,7 @@ import { DirectoryChangeWaiter } from './directory-change-waiter';
 import { GateClaim, HeldLock, ReaderClaim, lockLostError } from './held-lock';
 import { Heartbeat } from './heartbeat';
 import { InProcessQueue } from './in-process-queue';
+import { type RetireOutcome, retireKeyFolder } from './key-retirement';
 import {
   EPOCH_NAME,
   generationName,
@@ -100,6 +101,10 @@ export class NodeLockManager {
     return this.options.conductorId;
   }
 
+  get root(): string {
+    return this.options.root;
+  }
+
   /** Locks this process holds now (for the admin endpoint and for shutdown). */
   heldLocks(): HeldLock[] {
     return [...this.held];
@@ -138,6 +143,27 @@ export class NodeLockManager {
       throw error;
     } finally {
       deadline.dispose();
+    }
+  }
+
+  /**
+   * Takes `key` exclusively, runs `underLock` (false: keep the folder), and retires the key folder
+   * (key-retirement.ts): removed at once, the lock ended with it. 'too-young': the floor rule kept it.
+   */
+  async retireKey(
+    key: LockKey,
+    options: AcquireOptions & {
+      underLock?: (lock: HeldLock) => Promise<boolean>;
+      /** The floor rule's margin (key-retirement.ts); only tests on one local disk lower it. */
+      floorMarginUs?: number;
+    },
+  ): Promise<RetireOutcome | 'kept'> {
+    const lock = await this.acquire({ ...key, mode: 'exclusive' }, options);
+    try {
+      if (options.underLock && !(await options.underLock(lock))) return 'kept';
+      return await retireKeyFolder(this.options.root, lock, this.fs, options.floorMarginUs);
+    } finally {
+      await lock.release(); // nothing left to do after a retirement
     }
   }
 

@@ -27,6 +27,7 @@ import { ReadinessIndicator } from './readiness.indicator';
 import { StatusPageController } from './status-page.controller';
 import { StatusReport } from './status-report';
 import { OriginDownload } from '../copy/origin-download';
+import { ImageHolderIndex } from '../copy/holder-index';
 import { CacheRootGuard } from '../lifecycle/cache-root-guard';
 import { ConductorHeartbeat } from '../lifecycle/conductor-heartbeat';
 import type { CacheRootCheckView } from '../lifecycle/cache-root-check';
@@ -84,6 +85,7 @@ export class AdminModule {
             CleanerRounds,
             LeftoverSweep,
             { token: OriginDownload, optional: true },
+            ImageHolderIndex,
             ImageStore,
             NodeBandwidth,
             ConductorHeartbeat,
@@ -100,6 +102,7 @@ export class AdminModule {
             cleaner: CleanerRounds,
             sweep: LeftoverSweep,
             origin: OriginDownload | null,
+            holders: ImageHolderIndex,
             store: ImageStore,
             bandwidth: NodeBandwidth,
             heartbeat: ConductorHeartbeat,
@@ -120,6 +123,7 @@ export class AdminModule {
               reads,
               cleaner,
               sweep,
+              holders,
               origin,
               bandwidth,
               jobs: new RecentJobs(() => recentJobs(store.jobs)),

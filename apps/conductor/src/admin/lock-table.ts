@@ -4,6 +4,10 @@ import { parseLocksQuery } from './locks-query';
 export interface LocksResponse {
   entries: (LockEntryView & { heldHere: boolean })[];
   truncated: number;
+  /** False: the scan ran out of time (big cell) and shows nodesScanned of nodesTotal; filter by node. */
+  complete: boolean;
+  nodesScanned: number;
+  nodesTotal: number;
   staleMs: number;
   inspectedAt: string;
   filter: { node?: string; image?: string };
@@ -22,6 +26,12 @@ export interface LockTableOptions {
   cacheMs?: number;
   /** A scan that has not answered after this long is answered LockScanTimeoutError (503). Default 2 s. */
   timeoutMs?: number;
+  /**
+   * A scan stops looking at further nodes after this long and answers what it found (`complete: false`):
+   * a big cell is slow to read, not hung. Default: half of timeoutMs, so a slow scan answers in time and
+   * 503 stays for a CACHE_ROOT whose calls do not return.
+   */
+  budgetMs?: number;
   now?: () => number;
   /** The scan (inspectLocks by default; a spec brings one that hangs). */
   inspect?: typeof inspectLocks;
@@ -80,6 +90,7 @@ export class LockTable {
       node,
       imageId: image,
       staleMs: this.options.staleMs,
+      budgetMs: this.options.budgetMs ?? (this.options.timeoutMs ?? 2_000) / 2,
     });
     return {
       ...inspection,

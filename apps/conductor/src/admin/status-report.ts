@@ -1,6 +1,7 @@
 import { performance } from 'node:perf_hooks';
 import type { BrokerConnection, BrokerEndpointView, ConnectionState, TopologyHealth } from '@app/messaging';
 import type { CleanerRoundsView } from '../background/cleaner-rounds';
+import type { HolderIndexView } from '../copy/holder-index';
 import type { LeftoverSweepView } from '../background/leftover-sweep';
 import type { BandwidthReport } from '../copy/node-bandwidth';
 import type { CopyCoordinator } from '../copy/copy-coordinator';
@@ -68,6 +69,8 @@ export interface ConductorStatus {
   cacheCleaner: CleanerRoundsView;
   /** Leftovers of dead attempts collected in this conductor (lock entries, partial files). */
   leftovers: LeftoverSweepView;
+  /** This conductor's index of which node holds which image, and its last scan; null: not wired. */
+  holderIndex: HolderIndexView | null;
   /** The cell's newest pre-cache and purge jobs (from the shared folder), newest first. */
   jobs: JobView[];
   /** The cell's origin (ORIGIN_URL; the auth header by name only) and this conductor's downloads; null: none. */
@@ -113,6 +116,7 @@ export interface StatusReportParts {
   reads: { readSlots(): ReadSlotsView };
   cleaner: { view(): CleanerRoundsView };
   sweep: { view(): LeftoverSweepView };
+  holders?: { view(): HolderIndexView };
   origin?: { describe(): OriginView } | null;
   bandwidth?: { describe(): BandwidthReport };
   jobs?: { recent(): Promise<JobView[]> };
@@ -200,6 +204,7 @@ export class StatusReport {
       sourceReads: this.parts.reads.readSlots(),
       cacheCleaner: this.parts.cleaner.view(),
       leftovers: this.parts.sweep.view(),
+      holderIndex: this.parts.holders?.view() ?? null,
       origin: this.parts.origin?.describe() ?? null,
       bandwidth: this.parts.bandwidth?.describe() ?? null,
       jobs,

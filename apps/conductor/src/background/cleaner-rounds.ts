@@ -2,7 +2,8 @@ import type { Logger } from '@app/contracts';
 import { performance } from 'node:perf_hooks';
 import type { CacheCleaner, CleanReport } from '@app/cache-cleaner';
 import { summarizeCleanReport } from '@app/cache-cleaner';
-import { RoundSchedule } from './round-schedule';
+import type { RoundLease } from './round-lease';
+import { type LeaseTicks, RoundSchedule } from './round-schedule';
 
 export interface CleanerRoundsOptions {
   /** CLEANER_ENABLED: when false, start() does nothing and nothing is ever deleted. */
@@ -14,6 +15,8 @@ export interface CleanerRoundsOptions {
   /** Told about every deleted image (the holder index forgets it at once). */
   onDeleted?: (node: string, imageId: string) => void;
   log: Pick<Logger, 'info' | 'warn' | 'debug'>;
+  /** Shares the rounds with the cell's other conductors: one round per interval cell-wide (round-lease.ts). */
+  lease?: RoundLease;
 }
 
 export interface CleaningRound {
@@ -33,6 +36,8 @@ export interface CleanerRoundsView {
   running: boolean;
   /** When the timer fires next; null when disabled, stopped, or while a round runs. */
   nextRoundAt: string | null;
+  /** With a cell-wide lease: what this conductor's timer ticks did (ran here, ran elsewhere, lease busy). */
+  leaseTicks?: LeaseTicks | null;
   lastRound: (CleaningRound & { endedAt: string; aborted: boolean }) | null;
 }
 
@@ -49,7 +54,7 @@ export class CleanerRounds {
     private readonly cleaner: Pick<CacheCleaner, 'clean'>,
     private readonly options: CleanerRoundsOptions,
   ) {
-    this.schedule = new RoundSchedule((signal) => this.round(signal), options.intervalMs);
+    this.schedule = new RoundSchedule((signal) => this.round(signal), options.intervalMs, options.lease);
   }
 
   get enabled(): boolean {
@@ -67,6 +72,7 @@ export class CleanerRounds {
       rounds: this.schedule.rounds,
       running: this.schedule.running,
       nextRoundAt: this.schedule.nextRoundAt,
+      leaseTicks: this.schedule.leaseTicks && { ...this.schedule.leaseTicks },
       lastRound: this.lastRound && { ...this.lastRound },
     };
   }

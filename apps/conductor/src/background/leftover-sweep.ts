@@ -1,15 +1,22 @@
-import type { Logger } from '@app/contracts';
+import * as path from 'node:path';
 import { performance } from 'node:perf_hooks';
+import { type Logger, imageIdSchema } from '@app/contracts';
 import type { CacheEntries } from '@app/image-store';
 import {
+  type LockFileSystem,
   type NodeLockManager,
   StalenessObserver,
   inspectLocks,
+  isRetiredName,
   lockEntryPath,
   lockKeyString,
   newAttemptId,
+  nodeLockFileSystem,
+  nodeLocksDir,
+  removeRetired,
 } from '@app/locking';
-import { RoundSchedule } from './round-schedule';
+import type { RoundLease } from './round-lease';
+import { type LeaseTicks, RoundSchedule } from './round-schedule';
 
 export interface LeftoverSweepOptions {
   /** LEFTOVER_SWEEP_MS: from the end of one round to the start of the next; 0 turns the sweep off. */
@@ -24,6 +31,12 @@ export interface LeftoverSweepOptions {
    * is left this long unchanged for a later attempt to continue, instead of LOCK_STALE_MS. 0: no longer.
    */
   resumableKeepMs?: number;
+  /** The listings and stats of lock folders (a spec counts them); node's fs by default. */
+  fs?: LockFileSystem;
+  /** Idle key folders retired at most per round, beside every leftover collected (default 5,000). */
+  maxRetiredPerRound?: number;
+  /** Shares the rounds with the cell's other conductors: one round per interval cell-wide (round-lease.ts). */
+  lease?: RoundLease;
 }
 
 export interface SweepRound {
@@ -36,6 +49,8 @@ export interface SweepRound {
   tmpFiles: number;
   /** Keys skipped because someone was using them (a live entry, or the lock wait ran out). */
   busy: number;
+  /** Idle key folders removed (retired under their lock). */
+  keysRetired: number;
   failed: number;
   durationMs: number;
 }
@@ -47,8 +62,10 @@ export interface LeftoverSweepView {
   rounds: number;
   running: boolean;
   nextRoundAt: string | null;
+  /** With a cell-wide lease: what this conductor's timer ticks did (ran here, ran elsewhere, lease busy). */
+  leaseTicks?: LeaseTicks | null;
   /** Since the conductor started. */
-  totals: { keysCollected: number; lockEntries: number; tmpFiles: number; busy: number };
+  totals: { keysCollected: number; lockEntries: number; tmpFiles: number; busy: number; keysRetired: number };
   lastRound: (SweepRound & { endedAt: string }) | null;
 }
 
@@ -70,17 +87,27 @@ export class LeftoverSweep {
   /** Heartbeats and partial files watched, per node, so the observer forgets the ones that went away. */
   private readonly watched = new Map<string, Set<string>>();
   private lastRound: LeftoverSweepView['lastRound'] = null;
-  private readonly totals = { keysCollected: 0, lockEntries: 0, tmpFiles: 0, busy: 0 };
+  private readonly totals = { keysCollected: 0, lockEntries: 0, tmpFiles: 0, busy: 0, keysRetired: 0 };
+  private readonly fs: LockFileSystem;
 
   constructor(
     private readonly store: Pick<CacheEntries, 'listTmp' | 'removeLeftoverTmp' | 'resumablePartials'>,
     private readonly locks: NodeLockManager,
     private readonly options: LeftoverSweepOptions,
   ) {
-    this.schedule = new RoundSchedule((signal) => this.round(signal), options.intervalMs);
-    this.observer = new StalenessObserver(locks.timings.staleMs);
+    this.schedule = new RoundSchedule((signal) => this.round(signal), options.intervalMs, options.lease);
+    this.fs = options.fs ?? nodeLockFileSystem;
+    this.observer = new StalenessObserver(locks.timings.staleMs, this.fs);
     const keepMs = options.resumableKeepMs ?? 0;
     this.keepObserver = keepMs > locks.timings.staleMs ? new StalenessObserver(keepMs) : undefined;
+  }
+
+  private get maxRetiredPerRound(): number {
+    return this.options.maxRetiredPerRound ?? 5_000;
+  }
+
+  private get staleMs(): number {
+    return this.locks.timings.staleMs;
   }
 
   get enabled(): boolean {
@@ -94,6 +121,7 @@ export class LeftoverSweep {
       rounds: this.schedule.rounds,
       running: this.schedule.running,
       nextRoundAt: this.schedule.nextRoundAt,
+      leaseTicks: this.schedule.leaseTicks && { ...this.schedule.leaseTicks },
       totals: { ...this.totals },
       lastRound: this.lastRound && { ...this.lastRound },
     };
@@ -122,6 +150,7 @@ export class LeftoverSweep {
       lockEntries: 0,
       tmpFiles: 0,
       busy: 0,
+      keysRetired: 0,
       failed: 0,
       durationMs: 0,
     };
@@ -142,9 +171,10 @@ export class LeftoverSweep {
       }
     }
     round.durationMs = Math.round(performance.now() - started);
-    for (const k of ['keysCollected', 'lockEntries', 'tmpFiles', 'busy'] as const) this.totals[k] += round[k];
+    for (const k of ['keysCollected', 'lockEntries', 'tmpFiles', 'busy', 'keysRetired'] as const)
+      this.totals[k] += round[k];
     this.lastRound = { ...round, endedAt: new Date().toISOString() };
-    const worthTelling = round.keysCollected > 0 || round.failed > 0;
+    const worthTelling = round.keysCollected > 0 || round.keysRetired > 0 || round.failed > 0;
     (worthTelling ? this.options.log.info : this.options.log.debug)?.call(
       this.options.log,
       round,
@@ -153,38 +183,64 @@ export class LeftoverSweep {
     return round;
   }
 
+  /**
+   * One node: one listing of its `locks/` and one of its `tmp/`, and one stat per key folder there. Idle
+   * key folders are retired (removed under their lock), so once a node is quiet those two listings are
+   * all it costs a round. A key folder's mtime moves with every claim, release and reader entry; only one
+   * that kept it for LOCK_STALE_MS of this sweep's watching is looked into.
+   */
   private async sweepNode(node: string, round: SweepRound, signal: AbortSignal): Promise<void> {
-    const staleMs = this.locks.timings.staleMs;
+    const root = this.options.root;
     const watched = new Set<string>();
-    // Keys with lock entries: candidates only when this sweep watched every one of them unchanged for the
-    // stale time on its own clock (never by comparing mtimes with this host's wall clock); a live one
-    // means the key is in use.
     const entriesByKey = new Map<string, { stale: number; live: number }>();
-    for (const entry of (await inspectLocks(this.options.root, { node, staleMs })).entries) {
-      const heartbeat = lockEntryPath(this.options.root, entry);
-      watched.add(heartbeat);
-      const seen = entriesByKey.get(entry.imageId) ?? { stale: 0, live: 0 };
-      seen[(await this.observer.isStale(heartbeat)) ? 'stale' : 'live'] += 1;
-      entriesByKey.set(entry.imageId, seen);
+    const quietKeys: string[] = [];
+    for (const name of await this.listLockFolder(node)) {
+      if (isRetiredName(name)) {
+        // A retirement that did not get to its rm -r (a crash): nothing refers to it any more.
+        await removeRetired(path.join(nodeLocksDir(root, node), name), this.fs);
+        continue;
+      }
+      if (!imageIdSchema.safeParse(name).success) continue;
+      const folder = path.join(nodeLocksDir(root, node), name);
+      watched.add(folder);
+      if (!(await this.observer.isStale(folder))) continue;
+      quietKeys.push(name);
+      // Candidates only when this sweep watched every lock entry unchanged for the stale time on its own
+      // clock (never by comparing mtimes with this host's wall clock); a live one means the key is in use.
+      const seen = { stale: 0, live: 0 };
+      for (const entry of (await inspectLocks(root, { node, imageId: name, staleMs: this.staleMs }))
+        .entries) {
+        const heartbeat = lockEntryPath(root, entry);
+        watched.add(heartbeat);
+        seen[(await this.observer.isStale(heartbeat)) ? 'stale' : 'live'] += 1;
+      }
+      entriesByKey.set(name, seen);
     }
     const candidates = new Map<string, number>(); // imageId -> stale lock entries
     for (const [imageId, { stale, live }] of entriesByKey) if (live === 0) candidates.set(imageId, stale);
     // Partial files: candidates once watched unchanged for the stale time, unless their key is in use. A
     // resumable one (a killed copy's bytes, checkpointed) waits longer: its request is usually redelivered
     // and continues it, and the sweep may win the race for the dead holder's lock.
-    const resumable = this.keepObserver
-      ? new Set(await this.store.resumablePartials(node))
-      : new Set<string>();
+    const tmps = await this.store.listTmp(node);
+    const resumable =
+      this.keepObserver && tmps.length > 0
+        ? new Set(await this.store.resumablePartials(node))
+        : new Set<string>();
     const kept = new Set<string>();
-    for (const tmp of await this.store.listTmp(node)) {
+    const keptImages = new Set<string>();
+    const withLeftoverTmp = new Set<string>();
+    for (const tmp of tmps) {
       watched.add(tmp.path);
       if (entriesByKey.get(tmp.imageId)?.live) continue;
       if (resumable.has(tmp.path) && !(await this.keepObserver!.isStale(tmp.path))) {
         kept.add(tmp.path);
+        keptImages.add(tmp.imageId);
         continue;
       }
-      if (await this.observer.isStale(tmp.path))
+      if (await this.observer.isStale(tmp.path)) {
         candidates.set(tmp.imageId, candidates.get(tmp.imageId) ?? 0);
+        withLeftoverTmp.add(tmp.imageId);
+      }
     }
     for (const gone of this.watched.get(node) ?? [])
       if (!watched.has(gone)) {
@@ -196,7 +252,22 @@ export class LeftoverSweep {
     for (const [imageId, lockEntries] of candidates) {
       if (signal.aborted) return;
       if (mine.has(lockKeyString({ node, imageId }))) continue;
-      await this.collect(node, imageId, lockEntries, round, signal, kept);
+      // Nothing to collect, only a folder to retire: at most so many a round (a cell's whole history is
+      // retired over several rounds instead of one that holds the round's lease for hours).
+      const retireOnly = lockEntries === 0 && !withLeftoverTmp.has(imageId);
+      if (retireOnly && round.keysRetired >= this.maxRetiredPerRound) continue;
+      await this.collect(node, imageId, lockEntries, round, signal, kept, !keptImages.has(imageId));
+    }
+  }
+
+  /** The names in `<node>/locks/`; none when the node has no lock folder. */
+  private async listLockFolder(node: string): Promise<string[]> {
+    try {
+      return await this.fs.readdir(nodeLocksDir(this.options.root, node));
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code;
+      if (code === 'ENOENT' || code === 'ENOTDIR') return [];
+      throw error;
     }
   }
 
@@ -207,13 +278,34 @@ export class LeftoverSweep {
     round: SweepRound,
     signal: AbortSignal,
     kept: ReadonlySet<string>,
+    retire: boolean,
   ): Promise<void> {
-    let lock;
+    let outcome;
     try {
       // A stale gate is taken over only after the lock's own observation (LOCK_STALE_MS), so allow for it.
-      lock = await this.locks.acquire(
-        { node, imageId, mode: 'exclusive' },
-        { timeoutMs: this.locks.timings.staleMs * 2 + 1_000, signal, attemptId: `sweep-${newAttemptId()}` },
+      // Under the exclusive lock every partial file of this image belongs to a dead attempt; then the key
+      // folder itself is retired (unless a resumable partial of the image is kept for a later attempt).
+      outcome = await this.locks.retireKey(
+        { node, imageId },
+        {
+          timeoutMs: this.staleMs * 2 + 1_000,
+          signal,
+          attemptId: `sweep-${newAttemptId()}`,
+          underLock: async (lock) => {
+            await lock.assertStillHeld();
+            const tmpFiles = await this.store.removeLeftoverTmp(node, imageId, { keep: kept });
+            round.lockEntries += lockEntries;
+            round.tmpFiles += tmpFiles;
+            if (lockEntries > 0 || tmpFiles > 0) {
+              round.keysCollected += 1;
+              this.options.log.info(
+                { node, imageId, lockEntries, tmpFiles, fencingToken: lock.fencingToken },
+                'leftovers collected',
+              );
+            }
+            return retire;
+          },
+        },
       );
     } catch (error) {
       if (signal.aborted) return;
@@ -224,20 +316,7 @@ export class LeftoverSweep {
       );
       return;
     }
-    try {
-      // Under the exclusive lock every partial file of this image belongs to a dead attempt.
-      await lock.assertStillHeld();
-      const tmpFiles = await this.store.removeLeftoverTmp(node, imageId, { keep: kept });
-      round.keysCollected += 1;
-      round.lockEntries += lockEntries;
-      round.tmpFiles += tmpFiles;
-      this.options.log.info(
-        { node, imageId, lockEntries, tmpFiles, fencingToken: lock.fencingToken },
-        'leftovers collected',
-      );
-    } finally {
-      await lock.release();
-    }
+    if (outcome === 'retired') round.keysRetired += 1;
   }
 }
 

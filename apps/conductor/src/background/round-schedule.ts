@@ -1,3 +1,8 @@
+import type { LeaseTick, RoundLease } from './round-lease';
+
+/** What the timer's ticks did under a cell-wide lease (GET /status). */
+export type LeaseTicks = Record<LeaseTick, number>;
+
 /**
  * Runs a background round every `intervalMs`, counted from the end of one round to the start of the next,
  * so rounds never overlap; runOnce() called during a round joins it. stop() (graceful shutdown) cancels the
@@ -10,12 +15,18 @@ export class RoundSchedule<R> {
   private started = false;
   private nextRoundAtMs: number | undefined;
   rounds = 0;
+  /** Only with a lease: how its ticks went (ran here, ran elsewhere within the interval, lease busy). */
+  readonly leaseTicks: LeaseTicks | null;
 
   constructor(
     /** One round; must never reject (a round reports its own failures). */
     private readonly round: (signal: AbortSignal) => Promise<R>,
     readonly intervalMs: number,
-  ) {}
+    /** Timer ticks run the round only when this cell-wide lease says it is due (round-lease.ts). */
+    private readonly lease?: RoundLease,
+  ) {
+    this.leaseTicks = lease ? { ran: 0, recent: 0, busy: 0 } : null;
+  }
 
   get running(): boolean {
     return this.current !== undefined;
@@ -53,13 +64,25 @@ export class RoundSchedule<R> {
     await this.current;
   }
 
+  private async tick(): Promise<void> {
+    if (!this.lease) {
+      await this.runOnce();
+      return;
+    }
+    // A lease that cannot be read (CACHE_ROOT away) is a busy tick: the next one tries again.
+    const outcome = await this.lease
+      .tick(() => this.runOnce(), this.stopping.signal)
+      .catch((): LeaseTick => 'busy');
+    this.leaseTicks![outcome] += 1;
+  }
+
   private scheduleNext(): void {
     if (this.stopping.signal.aborted) return;
     this.nextRoundAtMs = Date.now() + this.intervalMs;
     this.timer = setTimeout(() => {
       this.timer = undefined;
       // A round never rejects; the next one is planned only once this one is over.
-      void this.runOnce().then(() => this.scheduleNext());
+      void this.tick().then(() => this.scheduleNext());
     }, this.intervalMs);
     this.timer.unref();
   }

@@ -243,7 +243,7 @@ export const CONFIG_VARIABLES = {
   CLEANER_ENABLED: {
     schema: flag,
     default: 'false',
-    doc: 'Run the cache cleaner on every node of the cell each CLEANER_INTERVAL_MS. Off by default: nothing is ever deleted unless this is set.',
+    doc: 'Run the cache cleaner on every node of the cell each CLEANER_INTERVAL_MS (one round per interval for the whole cell, whichever conductor runs it). Off by default: nothing is ever deleted unless this is set.',
   },
   LEFTOVER_SWEEP_MS: {
     schema: integer(0, 7 * DAY_MS).refine(
@@ -251,7 +251,7 @@ export const CONFIG_VARIABLES = {
       'must be 0 (off) or at least 1000',
     ),
     default: 60_000,
-    doc: "Time between rounds of the leftover sweep, which collects lock entries and partial files of dead attempts that no later copy of the same image comes for, each under that image's exclusive lock, once they stayed unchanged for LOCK_STALE_MS. 0 turns it off.",
+    doc: "Time between rounds of the leftover sweep, which collects lock entries and partial files of dead attempts that no later copy of the same image comes for, each under that image's exclusive lock, once they stayed unchanged for LOCK_STALE_MS, and removes lock key folders that stayed unchanged that long. One round per interval for the whole cell, whichever conductor runs it. 0 turns it off.",
   },
   RESUMABLE_KEEP_MS: {
     schema: integer(0, 7 * DAY_MS),

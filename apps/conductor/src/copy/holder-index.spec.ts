@@ -18,6 +18,24 @@ function fakeStore(initial: Record<string, string[]>) {
 }
 
 describe('ImageHolderIndex', () => {
+  it('lists many node folders at once, so a scan over a network mount does not cost one round trip per node in a row', async () => {
+    let inFlight = 0;
+    let most = 0;
+    const nodes = Array.from({ length: 100 }, (_, i) => `n${i}`);
+    const index = new ImageHolderIndex({
+      listNodes: async () => nodes,
+      listImageIds: async (node: string) => {
+        most = Math.max(most, ++inFlight);
+        await new Promise((r) => setTimeout(r, 1)); // a round trip
+        inFlight--;
+        return node === 'n42' ? ['img'] : [];
+      },
+    });
+    expect([...(await index.holdersOf('img'))]).toEqual(['n42']);
+    expect(most).toBeGreaterThanOrEqual(8);
+    expect(index.view().lastScan).toMatchObject({ nodes: 100 });
+  });
+
   it('scans once, then answers from memory; refreshes in the background after the TTL', async () => {
     const { state, store } = fakeStore({ a: ['img'], b: ['img', 'other'], c: [] });
     const index = new ImageHolderIndex(store, { ttlMs: 50, missRescanMs: 1_000 });

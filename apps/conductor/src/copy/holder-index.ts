@@ -12,6 +12,15 @@ export interface HolderIndexOptions {
 export const DEFAULT_HOLDER_INDEX_OPTIONS: HolderIndexOptions = { ttlMs: 5_000, missRescanMs: 1_000 };
 
 const NOBODY: ReadonlySet<string> = new Set();
+/** Node folders listed at once during a scan: over a network file system each listing is a round trip. */
+const SCAN_CONCURRENCY = 16;
+
+/** The index as GET /status shows it. */
+export interface HolderIndexView {
+  scans: number;
+  /** Nodes and the time of the last scan (one listing of each node's images folder). */
+  lastScan: { nodes: number; durationMs: number; endedAt: string } | null;
+}
 
 /**
  * Which nodes hold which image, so that choosing a source costs the same whatever the number of nodes.
@@ -27,6 +36,7 @@ export class ImageHolderIndex {
   /** What changed while a scan was running, replayed onto its result (the scan may have listed before). */
   private changesDuringScan: Array<{ node: string; imageId: string; held: boolean }> = [];
   private readonly listeners = new Set<() => void>();
+  private lastScan: HolderIndexView['lastScan'] = null;
   scans = 0;
 
   constructor(
@@ -49,6 +59,10 @@ export class ImageHolderIndex {
     )
       await this.refresh();
     return this.holders.get(imageId) ?? NOBODY;
+  }
+
+  view(): HolderIndexView {
+    return { scans: this.scans, lastScan: this.lastScan && { ...this.lastScan } };
   }
 
   /** `node` now holds a verified copy (this conductor published it, or saw it): usable at once. */
@@ -94,15 +108,21 @@ export class ImageHolderIndex {
   }
 
   private async scan(): Promise<void> {
+    const started = performance.now();
     this.changesDuringScan = [];
     const found = new Map<string, Set<string>>();
-    for (const node of await this.store.listNodes()) {
-      for (const imageId of await this.store.listImageIds(node)) {
-        const nodes = found.get(imageId);
-        if (nodes) nodes.add(node);
-        else found.set(imageId, new Set([node]));
+    const nodeIds = await this.store.listNodes();
+    const queue = [...nodeIds];
+    const lister = async () => {
+      for (let node = queue.shift(); node !== undefined; node = queue.shift()) {
+        for (const imageId of await this.store.listImageIds(node)) {
+          const nodes = found.get(imageId);
+          if (nodes) nodes.add(node);
+          else found.set(imageId, new Set([node]));
+        }
       }
-    }
+    };
+    await Promise.all(Array.from({ length: SCAN_CONCURRENCY }, lister));
     const replay = this.changesDuringScan;
     this.changesDuringScan = [];
     this.holders = found;
@@ -115,5 +135,10 @@ export class ImageHolderIndex {
     }
     this.scans += 1;
     this.scannedAtMono = performance.now();
+    this.lastScan = {
+      nodes: nodeIds.length,
+      durationMs: Math.round(this.scannedAtMono - started),
+      endedAt: new Date().toISOString(),
+    };
   }
 }

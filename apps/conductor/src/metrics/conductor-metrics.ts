@@ -8,6 +8,8 @@ export interface StatsProbes {
   brokerConnected: () => boolean;
   brokerBlocked: () => boolean;
   topologyRedeclarations: () => number;
+  /** The last background round's duration in ms, by round (undefined: none ran here yet). */
+  backgroundRounds?: () => Record<string, number | undefined>;
 }
 
 export interface ConductorTotals {
@@ -160,6 +162,17 @@ export class ConductorMetrics {
       registers: [this.registry],
       collect() {
         this.set(probes().topologyRedeclarations());
+      },
+    });
+    new Gauge({
+      name: 'icc_background_round_seconds',
+      help: 'Duration of the last background round this conductor ran (leftover-sweep, cache-cleaner, holder-index scan)',
+      labelNames: ['round'],
+      registers: [this.registry],
+      collect() {
+        this.reset();
+        for (const [round, ms] of Object.entries(probes().backgroundRounds?.() ?? {}))
+          if (ms !== undefined) this.set({ round }, ms / 1000);
       },
     });
     collectDefaultMetrics({ register: this.registry, prefix: 'icc_' });

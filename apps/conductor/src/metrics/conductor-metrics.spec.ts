@@ -1,0 +1,23 @@
+import { describe, expect, it } from 'vitest';
+import { ConductorMetrics } from './conductor-metrics';
+
+describe('ConductorMetrics', () => {
+  it('shows the last background rounds’ durations, by round, and none before a round ran', async () => {
+    const metrics = new ConductorMetrics();
+    const rounds: Record<string, number | undefined> = { 'leftover-sweep': undefined };
+    metrics.attachProbes({
+      inFlight: () => 0,
+      brokerReconnects: () => 0,
+      brokerConnected: () => true,
+      brokerBlocked: () => false,
+      topologyRedeclarations: () => 0,
+      backgroundRounds: () => rounds,
+    });
+    expect(await metrics.registry.metrics()).not.toContain('icc_background_round_seconds{');
+    rounds['leftover-sweep'] = 1500;
+    rounds['holder-index'] = 20;
+    const text = await metrics.registry.metrics();
+    expect(text).toContain('icc_background_round_seconds{round="leftover-sweep"} 1.5');
+    expect(text).toContain('icc_background_round_seconds{round="holder-index"} 0.02');
+  });
+});

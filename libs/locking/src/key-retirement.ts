@@ -1,0 +1,60 @@
+import * as path from 'node:path';
+import type { HeldLock } from './held-lock';
+import type { LockFileSystem } from './lock-file-system';
+import { lockKeyDir, nodeLocksDir } from './lock-key';
+
+/*
+ * Retiring a key folder: removing `<node>/locks/<imageId>/` of a key nobody uses, so that background rounds
+ * and listings grow with what is in use, not with every image a node ever held. It is the protocol's
+ * "folder removed by hand", done carefully (README, "Retired key folders"):
+ *   - under the key's exclusive lock, after assertStillHeld(): no other holder, no live reader;
+ *   - in one atomic step, a rename of the whole folder to a name no key can have (`~retired~...`, '~' is
+ *     not allowed in ids, so no lock code and no listing of any release takes it for a key), then `rm -r`
+ *     of that name at leisure: nobody ever sees a half-removed key folder;
+ *   - only while the key's generation lies at least RETIRE_FLOOR_MARGIN_US below the mtime of our own
+ *     heartbeat, which the file system stamped just now. The next life of the folder starts with a new
+ *     epoch whose mtime is its floor; it is made after our heartbeat's last beat, so (with a file-system
+ *     clock that does not step back by more than the margin, and whole-second mtimes) its floor exceeds
+ *     every generation of the retired life, and a claim made from a listing of the retired life can only
+ *     fall below that floor, or meet fresh claimants on the same name. A key too young for that is kept.
+ */
+
+/** Prefix of a retired key folder waiting for its `rm -r` (a crash can leave one; anyone may remove it). */
+export const RETIRED_PREFIX = '~retired~';
+
+/** 60 s of clock step or skew between file-system clients, in µs (generations count in µs of the floor). */
+export const RETIRE_FLOOR_MARGIN_US = 60_000_000;
+
+export type RetireOutcome = 'retired' | 'too-young';
+
+/**
+ * Removes the key folder of `lock` (held exclusively) and ends the lock. 'too-young': the floor rule above
+ * forbids it now; the lock is left held, for the caller to release.
+ */
+export async function retireKeyFolder(
+  root: string,
+  lock: HeldLock,
+  fs: LockFileSystem,
+  marginUs = RETIRE_FLOOR_MARGIN_US,
+): Promise<RetireOutcome> {
+  if (lock.mode !== 'exclusive') throw new Error('a key folder is retired only under its exclusive lock');
+  const beatUs = Number((await fs.stat(lock.heartbeatPath)).mtimeNs / 1000n);
+  if (beatUs < lock.fencingToken + marginUs) return 'too-young';
+  const dir = lockKeyDir(root, lock.key);
+  const away = path.join(
+    nodeLocksDir(root, lock.key.node),
+    `${RETIRED_PREFIX}${lock.key.imageId}~${lock.holder.attemptId}`,
+  );
+  await lock.endWith(() => fs.rename(dir, away));
+  await removeRetired(away, fs);
+  return 'retired';
+}
+
+/** `rm -r` of a retired key folder; harmless at any time (nothing refers to it any more). */
+export async function removeRetired(dir: string, fs: LockFileSystem): Promise<void> {
+  await fs.rm(dir, { recursive: true, force: true });
+}
+
+export function isRetiredName(name: string): boolean {
+  return name.startsWith(RETIRED_PREFIX);
+}
