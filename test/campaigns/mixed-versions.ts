@@ -372,12 +372,20 @@ export async function runMixedVersions(
   for (const entry of await fsp.readdir(cell.root))
     if (
       !nodes.includes(entry) &&
-      !['.icc-header-key', '.icc-jobs', '.icc-cancels', '.icc-conductors'].includes(entry) &&
+      ![
+        '.icc-header-key',
+        '.icc-jobs',
+        '.icc-cancels',
+        '.icc-conductors',
+        '.icc-answers',
+        '.rounds',
+      ].includes(entry) &&
       !entry.startsWith('.seed-')
     )
       violations.push(`unexpected entry in CACHE_ROOT: ${entry}`);
   const records = await fsp.readdir(path.join(cell.root, '.icc-conductors')).catch(() => [] as string[]);
-  for (const name of records) {
+  // (A dot-name is a record being written: `.<id>.beat-*.tmp`, renamed into place by its beat.)
+  for (const name of records.filter((n) => !n.startsWith('.'))) {
     const id = name.replace(/\.json$/, '');
     if (releaseOf.get(id) !== 'new')
       violations.push(`a conductor record not written by a new conductor: ${name}`);
