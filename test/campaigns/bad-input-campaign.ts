@@ -24,7 +24,10 @@ import { type CampaignRun, type Cleanups, bySize, tally } from './campaign-kit';
 import { sleep } from '../support/async';
 import { listTree } from '../support/cell-observers';
 
-/** What conductors keep beside the node folders: the header key, their records (docs/upgrades.md), the final answers and the round leases (docs/cache-layout.md). */
+/**
+ * What conductors keep beside the node folders: the header key, their records (docs/upgrades.md), the
+ * final answers and the round leases (docs/cache-layout.md).
+ */
 const CELL_FILES =
   /^(\.icc-header-key|\.icc-conductors(\/[A-Za-z0-9][A-Za-z0-9._-]*\.json)?|\.icc-answers|\.rounds(\/.*)?)$/;
 
