@@ -39,7 +39,7 @@ export type HostFaultKind =
  * CephFS's session timings on the campaign's bed (seconds): short, so that a long partition outlives
  * them within a campaign; production keeps CephFS's defaults (60 s / 300 s, docs/deployment.md).
  */
-const CEPH_CAMPAIGN_SESSION = { sessionTimeoutS: 10, sessionAutocloseS: 15 };
+const CEPH_CAMPAIGN_SESSION = { sessionTimeoutS: 30, sessionAutocloseS: 35 };
 /** The CephFS faults per size (0 on other file systems). */
 const CEPH_FAULTS = { ci: { evict: 1, 'long-partition': 1 }, large: { evict: 3, 'long-partition': 2 } };
 
