@@ -1,7 +1,7 @@
 import { randomInt } from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
-import { PROJECT_ROOT } from '../support/child-processes';
+import { reportFile } from '../support/campaign-report-file';
 import { type CampaignFsKind, campaignFsKind } from './campaign-fs';
 
 /*
@@ -124,12 +124,6 @@ export function campaignRun(name: string): CampaignRun {
     `[campaign ${name}] size=${size} seed=${seed} fs=${fs} (replay: CAMPAIGN_SEED=${seed} CAMPAIGN_SIZE=${size} CAMPAIGN_FS=${fs})`,
   );
   return { name, size, seed, rng: new Rng(seed), fs };
-}
-
-/** The report file of a run: test-output/campaigns/<name>-<size>[-<fs>].json. */
-export function reportFile(name: string, size: string, fs: string): string {
-  const suffix = fs === 'local' ? '' : `-${fs}`;
-  return path.join(PROJECT_ROOT, 'test-output', 'campaigns', `${name}-${size}${suffix}.json`);
 }
 
 /**

@@ -11,7 +11,7 @@ import { spawnSync } from 'node:child_process';
 import { randomInt } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import * as path from 'node:path';
-import { reportFile } from '../campaigns/campaign-kit';
+import { reportFile } from './campaign-report-file';
 import { PROJECT_ROOT } from './child-processes';
 
 const FILES: Record<string, string> = {
