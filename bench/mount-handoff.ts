@@ -122,7 +122,10 @@ export async function runMountHandoffBench(options: {
   rounds?: number;
   repeats?: number;
   pollMs?: number;
+  /** What the mounts are (default sshfs); names the results file when not sshfs. */
+  label?: string;
 }) {
+  const label = options.label ?? 'sshfs';
   const rounds = options.rounds ?? 60;
   const repeats = options.repeats ?? 3;
   const pollMs = options.pollMs ?? 100;
@@ -179,7 +182,7 @@ export async function runMountHandoffBench(options: {
   const local = summary('local');
   const mounts = summary('mounts');
   const report = {
-    scenario: 'lock hand-off between two processes: one local folder vs two sshfs mounts of one folder',
+    scenario: `lock hand-off between two processes: one local folder vs two ${label} mounts of one folder`,
     date: new Date().toISOString(),
     rounds,
     repeats,
@@ -193,7 +196,8 @@ export async function runMountHandoffBench(options: {
   console.log(JSON.stringify(report, null, 2));
   const out = path.join(__dirname, '..', '..', 'bench', 'results');
   await fsp.mkdir(out, { recursive: true });
-  await fsp.writeFile(path.join(out, 'mount-handoff.json'), JSON.stringify(report, null, 2));
+  const file = label === 'sshfs' ? 'mount-handoff.json' : `mount-handoff-${label}.json`;
+  await fsp.writeFile(path.join(out, file), JSON.stringify(report, null, 2));
   return report;
 }
 

@@ -1,6 +1,7 @@
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import { type CampaignFolder, CampaignFs } from './campaigns/campaign-fs';
 import { bySize, campaignRun, writeReport } from './campaigns/campaign-kit';
 import { ChildProcessPool, compiled } from './support/child-processes';
 import type { LockWorkerConfig, LockWorkerReport } from './support/lock-worker';
@@ -25,10 +26,17 @@ const DELAYS = [undefined, 50, 100, 200] as const;
 
 describe('campaign: first use and hand-removed key folders', () => {
   const pool = new ChildProcessPool<LockWorkerReport>();
-  const roots: string[] = [];
+  // CAMPAIGN_FS: the rounds' folders on a shared file system, workers spread over two of its clients.
+  const sharedFs = new CampaignFs(run.fs);
+  const folders: CampaignFolder[] = [];
+  const localDirs: string[] = [];
   afterEach(async () => {
     await pool.killAll();
-    for (const root of roots.splice(0)) await removeDir(root);
+    for (const folder of folders.splice(0)) await sharedFs.remove(folder);
+    for (const dir of localDirs.splice(0)) await removeDir(dir);
+  });
+  afterAll(async () => {
+    await sharedFs.stop();
   });
 
   it('never two holders of a key on its first use or after its folder was removed by hand', async () => {
@@ -49,16 +57,18 @@ describe('campaign: first use and hand-removed key folders', () => {
     };
     const violations: string[] = [];
     for (let round = 0; round < size.rounds; round++) {
-      const root = await makeTempDir(`lock-campaign-${round}`);
-      roots.push(root);
-      const csDir = path.join(root, 'critical-section');
-      await fsp.mkdir(csDir);
+      const folder = await sharedFs.folder(`lock-campaign-${round}`);
+      folders.push(folder);
+      const root = folder.roots[0]!;
+      // The critical-section detector's folder is local whatever the file system under test.
+      const csDir = await makeTempDir(`lock-campaign-cs-${round}`);
+      localDirs.push(csDir);
       const fork = (config: Partial<LockWorkerConfig> & Pick<LockWorkerConfig, 'requests'>) =>
         pool.fork(
           compiled('test/support/lock-worker.ts'),
           [
             JSON.stringify({
-              root,
+              root: folder.rootFor(pool.all.length),
               conductorId: `r${round}w${pool.all.length}`,
               scenario: 'mutex',
               iterations: 1,

@@ -1,27 +1,36 @@
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { type LockKey, type LockRequest, inspectLocks } from '@app/locking';
 import { type Child, ChildProcessPool, compiled } from './support/child-processes';
 import type { LockWorkerConfig, LockWorkerReport } from './support/lock-worker';
 import { sleep, waitFor } from './support/async';
 import { makeTempDir, removeDir } from './support/temp-dirs';
+import { type CampaignFolder, CampaignFs } from './campaigns/campaign-fs';
 
 const TIMINGS = { staleMs: 2_000, updateMs: 1_000, safetyMarginMs: 500, pollMs: 20 };
 
 describe('locks between real processes', () => {
   const pool = new ChildProcessPool<LockWorkerReport>();
+  // CAMPAIGN_FS=cephfs|glusterfs (npm run campaign -- --fs ... --only lock-processes): the folder on a
+  // shared file system, workers spread over two of its clients; the detector's folder stays local.
+  const sharedFs = new CampaignFs();
+  let folder: CampaignFolder;
   let root: string;
   let csDir: string;
 
   beforeEach(async () => {
-    root = await makeTempDir('locks');
-    csDir = path.join(root, 'critical-section');
-    await fsp.mkdir(csDir);
+    folder = await sharedFs.folder('locks');
+    root = folder.roots[0]!;
+    csDir = await makeTempDir('locks-cs');
   });
   afterEach(async () => {
     await pool.killAll();
-    await removeDir(root);
+    await sharedFs.remove(folder);
+    await removeDir(csDir);
+  });
+  afterAll(async () => {
+    await sharedFs.stop();
   });
 
   const worker = (
@@ -29,7 +38,7 @@ describe('locks between real processes', () => {
     hardTimeoutMs = 120_000,
   ) => {
     const config: LockWorkerConfig = {
-      root,
+      root: folder.rootFor(pool.all.length),
       conductorId: `w${pool.all.length}`,
       scenario: 'mutex',
       iterations: 1,

@@ -49,8 +49,9 @@ export class BenchCell {
     this.topology = cellTopology(cellId, { retryDelaysMs: RETRY_DELAYS_MS });
   }
 
-  static async create(nodes: string[]): Promise<BenchCell> {
-    const root = await fsp.mkdtemp(path.join(os.tmpdir(), 'icc-bench-'));
+  /** `root`: an empty folder to use as CACHE_ROOT (removed by cleanup()); a fresh temp folder by default. */
+  static async create(nodes: string[], root?: string): Promise<BenchCell> {
+    root ??= await fsp.mkdtemp(path.join(os.tmpdir(), 'icc-bench-'));
     const cell = new BenchCell(`bench-${randomBytes(5).toString('hex')}`, root);
     for (const node of nodes) await cell.store.markers.registerNode(node, 'bench');
     await withChannel((channel) => declareCellTopology(channel, cell.topology));

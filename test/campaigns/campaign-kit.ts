@@ -1,7 +1,8 @@
 import { randomInt } from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
-import { PROJECT_ROOT } from '../support/child-processes';
+import { reportFile } from '../support/campaign-report-file';
+import { type CampaignFsKind, campaignFsKind } from './campaign-fs';
 
 /*
  * What every campaign shares: its size (CI or large), its seed, a seeded PRNG, and a report with figures.
@@ -110,16 +111,19 @@ export interface CampaignRun {
   size: CampaignSize;
   seed: number;
   rng: Rng;
+  /** The file system of the shared folder (CAMPAIGN_FS; campaigns that support it: campaign-fs.ts). */
+  fs: CampaignFsKind;
 }
 
 export function campaignRun(name: string): CampaignRun {
   const size = campaignSize();
   const seed = campaignSeed();
+  const fs = campaignFsKind();
   // Printed first, so that even a run that hangs or crashes tells how to replay it.
   console.log(
-    `[campaign ${name}] size=${size} seed=${seed} (replay: CAMPAIGN_SEED=${seed} CAMPAIGN_SIZE=${size})`,
+    `[campaign ${name}] size=${size} seed=${seed} fs=${fs} (replay: CAMPAIGN_SEED=${seed} CAMPAIGN_SIZE=${size} CAMPAIGN_FS=${fs})`,
   );
-  return { name, size, seed, rng: new Rng(seed) };
+  return { name, size, seed, rng: new Rng(seed), fs };
 }
 
 /**
@@ -136,21 +140,22 @@ export function bySize<T>(run: Pick<CampaignRun, 'size'>, sizes: Record<Campaign
 }
 
 /**
- * Prints a campaign's figures as one line and writes them to test-output/campaigns/<name>-<size>.json
- * (the last run of each size; test-output/ is not committed).
+ * Prints a campaign's figures as one line and writes them to its reportFile() (the last run of each size
+ * and file system; test-output/ is not committed).
  */
 export function writeReport(run: CampaignRun, report: object): void {
   const full = {
     campaign: run.name,
     size: run.size,
     seed: run.seed,
+    fs: run.fs,
     at: new Date().toISOString(),
     ...report,
   };
   console.log(`[campaign ${run.name}] ${JSON.stringify(full)}`);
-  const dir = path.join(PROJECT_ROOT, 'test-output', 'campaigns');
-  mkdirSync(dir, { recursive: true });
-  writeFileSync(path.join(dir, `${run.name}-${run.size}.json`), JSON.stringify(full, null, 2) + '\n');
+  const file = reportFile(run.name, run.size, run.fs);
+  mkdirSync(path.dirname(file), { recursive: true });
+  writeFileSync(file, JSON.stringify(full, null, 2) + '\n');
 }
 
 /** Counts values: `{ value: count }`. */

@@ -11,6 +11,7 @@ import {
 } from '../support/conductor-harness';
 import { sha256OfFile } from '../support/image-store-fixtures';
 import { TestCell } from '../support/test-cell';
+import { CampaignFs } from './campaign-fs';
 import { type CampaignRun, type Cleanups, bySize, tally, adminToken } from './campaign-kit';
 import { sleep } from '../support/async';
 import { FinalPathsWatcher, TmpOverlapSampler, judgeLeftovers } from '../support/cell-observers';
@@ -127,8 +128,13 @@ export async function runConductorChaos(
   const violations: string[] = [];
 
   const nodes = Array.from({ length: p.nodes }, (_, i) => `node-${i}`);
-  const cell = await TestCell.create({ nodes });
+  // CAMPAIGN_FS: the cell on a shared file system, conductors spread over two of its clients.
+  const sharedFs = new CampaignFs(run.fs);
+  cleanups.add('shared file system', () => sharedFs.stop());
+  const folder = await sharedFs.folder('chaos');
+  const cell = await TestCell.create({ nodes, root: folder.roots[0] });
   cleanups.add('cell', () => cell.cleanup());
+  const clientOf = new Map<string, number>();
 
   // Images: sizes from the seed; each lives on one node, a few on two.
   const planRng = rng.fork('plan');
@@ -223,8 +229,9 @@ export async function runConductorChaos(
 
   const fleet = new ConductorFleet(
     pool,
-    () =>
+    (id) =>
       cell.conductorEnv({
+        CACHE_ROOT: folder.rootFor(clientOf.get(id) ?? clientOf.set(id, clientOf.size).size - 1),
         COPY_CONCURRENCY: '4',
         MAX_ATTEMPTS: '10',
         SHUTDOWN_GRACE_MS: '1000',

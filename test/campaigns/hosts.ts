@@ -8,6 +8,8 @@ import { declareCellTopology } from '@app/messaging';
 import { type Child, type ChildProcessPool, compiled } from '../support/child-processes';
 import { ResultsTap, answeredLines, errorLines } from '../support/conductor-harness';
 import { HostBed } from '../support/hosts/host-bed';
+import type { CephfsCluster } from '../support/shared-fs/cephfs-cluster';
+import { GLUSTER_NO_CLIENT_CACHE } from '../support/shared-fs/gluster-volume';
 import type { PublishBatch, RequesterAnswer } from '../support/hosts/requester';
 import { writeRandomFile } from '../support/image-store-fixtures';
 import { uniqueCellId } from '../support/rabbitmq';
@@ -21,7 +23,25 @@ import { HANG_LINE, HostSupervisor } from './host-supervisor';
 
 const MiB = 1024 * 1024;
 
-export type HostFaultKind = 'broker' | 'partition' | 'mount' | 'hang' | 'kill' | 'pause';
+export type HostFaultKind =
+  | 'broker'
+  | 'partition'
+  | 'mount'
+  | 'hang'
+  | 'kill'
+  | 'pause'
+  /** CephFS only: the host's client evicted by the MDS (blocklisted), later mounted again. */
+  | 'evict'
+  /** CephFS only: a partition longer than the session autoclose, so the MDS evicts the client meanwhile. */
+  | 'long-partition';
+
+/**
+ * CephFS's session timings on the campaign's bed (seconds): short, so that a long partition outlives
+ * them within a campaign; production keeps CephFS's defaults (60 s / 300 s, docs/deployment.md).
+ */
+const CEPH_CAMPAIGN_SESSION = { sessionTimeoutS: 30, sessionAutocloseS: 35 };
+/** The CephFS faults per size (0 on other file systems). */
+const CEPH_FAULTS = { ci: { evict: 1, 'long-partition': 1 }, large: { evict: 3, 'long-partition': 2 } };
 
 export interface HostsParams {
   conductorHosts: number;
@@ -55,7 +75,7 @@ export const HOSTS_SIZES = {
     nodes: 6,
     images: 6,
     imageBytes: [1 * MiB, 8 * MiB],
-    faults: { broker: 1, partition: 1, mount: 1, hang: 1, kill: 1, pause: 1 },
+    faults: { broker: 1, partition: 1, mount: 1, hang: 1, kill: 1, pause: 1, evict: 0, 'long-partition': 0 },
     brokerStopMs: [2_000, 4_000],
     partitionMs: [6_000, 8_000],
     mountDownMs: [1_000, 3_000],
@@ -72,7 +92,7 @@ export const HOSTS_SIZES = {
     nodes: 12,
     images: 16,
     imageBytes: [1 * MiB, 16 * MiB],
-    faults: { broker: 4, partition: 4, mount: 4, hang: 4, kill: 4, pause: 4 },
+    faults: { broker: 4, partition: 4, mount: 4, hang: 4, kill: 4, pause: 4, evict: 0, 'long-partition': 0 },
     brokerStopMs: [2_000, 8_000],
     partitionMs: [6_000, 35_000],
     mountDownMs: [1_000, 5_000],
@@ -104,7 +124,8 @@ function brokersPerConductor(): HostsParams['brokersPerConductor'] {
 
 export function hostsTestTimeoutMs(run: CampaignRun): number {
   const p = bySize(run, HOSTS_SIZES);
-  const faults = Object.values(p.faults).reduce((a, b) => a + b, 0);
+  const cephFaults = run.fs === 'cephfs' ? Object.values(bySize(run, CEPH_FAULTS)) : [];
+  const faults = [...Object.values(p.faults), ...cephFaults].reduce((a, b) => a + b, 0);
   // Bed set-up (a 3-node cluster on a loaded 2-core machine takes a minute or more), each fault with its
   // recovery, the settle time, and the teardown.
   return 240_000 + faults * 90_000 + p.settleMs;
@@ -136,8 +157,10 @@ export async function runHostsCampaign(
   pool: ChildProcessPool<unknown>,
   cleanups: Cleanups,
 ): Promise<{ violations: string[]; figures: Record<string, unknown> }> {
+  const sized = bySize(run, HOSTS_SIZES);
   const p: HostsParams = {
-    ...bySize(run, HOSTS_SIZES),
+    ...sized,
+    faults: { ...sized.faults, ...(run.fs === 'cephfs' ? bySize(run, CEPH_FAULTS) : {}) },
     brokersPerConductor: brokersPerConductor(),
     tls: process.env.HOSTS_TLS === '1',
   };
@@ -145,7 +168,20 @@ export async function runHostsCampaign(
   const violations: string[] = [];
   const conductorHosts = Array.from({ length: p.conductorHosts }, (_, i) => `h${i + 1}`);
   const setUpStarted = performance.now();
-  const bed = await HostBed.create({ hosts: [...conductorHosts, 'rq'], brokers: 3, tls: p.tls });
+  // CAMPAIGN_FS=cephfs|glusterfs: every host mounts a CephFS or GlusterFS served on the bridge (else sshfs).
+  const bed = await HostBed.create({
+    hosts: [...conductorHosts, 'rq'],
+    brokers: 3,
+    tls: p.tls,
+    fs: run.fs === 'local' ? 'sshfs' : run.fs,
+    fsOptions: {
+      ceph: CEPH_CAMPAIGN_SESSION,
+      gluster: {
+        volumeOptions: { 'performance.stat-prefetch': 'off' },
+        clientOptions: GLUSTER_NO_CLIENT_CACHE,
+      },
+    },
+  });
   cleanups.add('host bed', () => bed.teardown());
   const setUpMs = Math.round(performance.now() - setUpStarted);
   const started = performance.now();
@@ -372,6 +408,31 @@ export async function runHostsCampaign(
         heldMs = faultRng.int(p.mountDownMs[0], p.mountDownMs[1]);
         await bed.killMount(host);
         await sleep(heldMs);
+        await bed.remakeMount(host);
+        conductorBackMs = await memberBack(victim, before);
+      } else if (kind === 'evict' || kind === 'long-partition') {
+        // The MDS evicts the host's client (at once, or once the cut outlives the session autoclose): every
+        // call through it then fails ESHUTDOWN and the client is blocklisted, so its late writes cannot
+        // land. The conductor there must stand down (its CACHE_ROOT guard reports the folder unusable) and
+        // come back once the mount is made again, as an operator or the mount's unit does.
+        target = `${host} (${victim.id})`;
+        const ceph = bed.share as CephfsCluster;
+        const from = performance.now();
+        if (kind === 'evict') await ceph.evict(host);
+        else await bed.cutLink(host);
+        await sleep(
+          kind === 'evict'
+            ? faultRng.int(p.mountDownMs[0], p.mountDownMs[1])
+            : (CEPH_CAMPAIGN_SESSION.sessionAutocloseS + 5) * 1000,
+        );
+        // The MDS is on the machine's side of the bridge: it answers during the cut too.
+        if ((await ceph.sessionOf(host)) !== undefined)
+          violations.push(`${kind} of ${target}: the MDS still has a session of client.${host}`);
+        heldMs = Math.round(performance.now() - from);
+        // The blocklisted client is replaced before the link returns, so the host's supervisor never
+        // starts a conductor on it.
+        await bed.killMount(host);
+        if (kind === 'long-partition') await bed.restoreLink(host);
         await bed.remakeMount(host);
         conductorBackMs = await memberBack(victim, before);
       } else if (kind === 'hang') {

@@ -34,9 +34,11 @@ export class TestCell {
     nodes: string[];
     topology?: CellTopologyOptions;
     nested?: boolean;
+    /** An empty folder of the test's own for CACHE_ROOT (e.g. on a shared file system), removed by cleanup(). */
+    root?: string;
   }): Promise<TestCell> {
     await requireRabbitMq();
-    const dir = await makeTempDir('cell');
+    const dir = options.root ?? (await makeTempDir('cell'));
     const root = options.nested ? path.join(dir, 'cache') : dir;
     if (options.nested) await fsp.mkdir(root);
     const cell = new TestCell(

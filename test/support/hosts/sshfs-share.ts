@@ -3,7 +3,7 @@ import { existsSync, promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import type { HostNetwork } from './host-network';
 import { sh } from './host-network';
-import { endChild, FuseClients, type HostShare } from '../shared-fs/fuse-clients';
+import { endChild, FuseShare } from '../shared-fs/fuse-clients';
 import { SSHFS_NO_CACHE, sshdConfig } from '../loopback-sshfs';
 
 /** sshfs options of the bed: no directory, attribute, entry or negative caching (what locks need). */
@@ -22,9 +22,8 @@ function missing(what: string): Error {
  * (own config, host key, client key, port) listening on the bridge address only, and per host an sshfs
  * mount made from inside that host's namespace, so a cut link takes the mount away with it.
  */
-export class SshfsShare implements HostShare {
+export class SshfsShare extends FuseShare {
   readonly kind = 'sshfs';
-  private readonly clients: FuseClients;
 
   private constructor(
     private readonly network: HostNetwork,
@@ -34,7 +33,7 @@ export class SshfsShare implements HostShare {
     private readonly sshd: ChildProcess,
     private readonly sshdOutput: string[],
   ) {
-    this.clients = new FuseClients(network);
+    super(network);
   }
 
   /** Serves `exported` (an absolute folder) over sftp on the bridge address. */
@@ -100,34 +99,6 @@ export class SshfsShare implements HostShare {
     ].join(',');
     const remote = `root@${this.network.serverAddress}:${this.exported}`;
     return this.clients.mount(host, target, ['sshfs', '-f', remote, target, '-o', options]);
-  }
-
-  /**
-   * Kills the host's mount the way a dead FUSE client leaves it: a lazy unmount, then the client process
-   * ends (files still open through it then fail with ENOTCONN).
-   */
-  async killMount(host: string): Promise<void> {
-    await this.clients.kill(host);
-  }
-
-  /**
-   * The host's mount stops answering: its sshfs client is SIGSTOPped, so file calls through it wait in
-   * the kernel (as on an NFS `hard` mount of a server that is gone) until thawMount().
-   */
-  freezeMount(host: string): void {
-    this.clients.freeze(host);
-  }
-
-  thawMount(host: string): void {
-    this.clients.thaw(host);
-  }
-
-  isFrozen(host: string): boolean {
-    return this.clients.isFrozen(host);
-  }
-
-  isMounted(host: string): boolean {
-    return this.clients.isMounted(host);
   }
 
   /** Unmounts every host (lazily: a mount of a cut-off host may hang) and stops sshd. */

@@ -3,7 +3,7 @@ import { randomUUID } from 'node:crypto';
 import { existsSync, promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import { sh } from '../hosts/host-network';
-import { endChild, type FsPlace, FuseClients, type HostShare, spawnKept } from './fuse-clients';
+import { endChild, type FsPlace, FuseShare, spawnKept } from './fuse-clients';
 
 /** Session timings of the bed's file system (`ceph fs set`), in seconds. */
 export interface CephSessionTimings {
@@ -28,9 +28,8 @@ function missing(what: string): Error {
  * ceph-fuse client per host, each with its own client name (`client.<host>`) and so its own pid file,
  * admin socket and log. All state is under `base`; every daemon is our foreground child.
  */
-export class CephfsCluster implements HostShare {
+export class CephfsCluster extends FuseShare {
   readonly kind = 'cephfs';
-  private readonly clients: FuseClients;
   private readonly daemons: ChildProcess[] = [];
   private readonly daemonOutput: string[] = [];
 
@@ -39,7 +38,7 @@ export class CephfsCluster implements HostShare {
     readonly base: string,
     readonly conf: string,
   ) {
-    this.clients = new FuseClients(place);
+    super(place);
   }
 
   /** Starts mon, OSD and MDS; the file system is ready to mount when this resolves. */
@@ -167,26 +166,6 @@ export class CephfsCluster implements HostShare {
       '-f',
       this.mountPoint(host),
     ]);
-  }
-
-  async killMount(host: string): Promise<void> {
-    await this.clients.kill(host);
-  }
-
-  freezeMount(host: string): void {
-    this.clients.freeze(host);
-  }
-
-  thawMount(host: string): void {
-    this.clients.thaw(host);
-  }
-
-  isFrozen(host: string): boolean {
-    return this.clients.isFrozen(host);
-  }
-
-  isMounted(host: string): boolean {
-    return this.clients.isMounted(host);
   }
 
   /** The MDS's session id of `host`'s client (from `client ls`), undefined when it has none. */

@@ -138,3 +138,42 @@ export class FuseClients {
     if (client) await endChild(client);
   }
 }
+
+/**
+ * A share whose hosts mount it through FuseClients: the fault verbs are the clients' own. Kill = lazy
+ * unmount, then the client ends (files still open through it then fail with ENOTCONN); freeze = the
+ * client SIGSTOPped, so calls through it wait in the kernel (as on an NFS `hard` mount of a server that is
+ * gone) until thaw.
+ */
+export abstract class FuseShare implements HostShare {
+  abstract readonly kind: string;
+  protected readonly clients: FuseClients;
+
+  constructor(place: FsPlace) {
+    this.clients = new FuseClients(place);
+  }
+
+  abstract mountPoint(host: string): string;
+  abstract mount(host: string): Promise<string>;
+  abstract stop(): Promise<void>;
+
+  async killMount(host: string): Promise<void> {
+    await this.clients.kill(host);
+  }
+
+  freezeMount(host: string): void {
+    this.clients.freeze(host);
+  }
+
+  thawMount(host: string): void {
+    this.clients.thaw(host);
+  }
+
+  isFrozen(host: string): boolean {
+    return this.clients.isFrozen(host);
+  }
+
+  isMounted(host: string): boolean {
+    return this.clients.isMounted(host);
+  }
+}

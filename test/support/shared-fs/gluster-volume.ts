@@ -2,7 +2,7 @@ import type { ChildProcess } from 'node:child_process';
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import { sh } from '../hosts/host-network';
-import { endChild, type FsPlace, FuseClients, type HostShare, spawnKept } from './fuse-clients';
+import { endChild, type FsPlace, FuseShare, spawnKept } from './fuse-clients';
 
 /** The volume's shape and options (`gluster volume set`, applied before it starts). */
 export interface GlusterOptions {
@@ -35,9 +35,8 @@ function missing(what: string): Error {
  * and one FUSE client (`glusterfs -N`) per host. glusterd starts the brick processes itself; stop() ends
  * them through the volume, then by their pid files, and removes the files they leave outside `base`.
  */
-export class GlusterVolume implements HostShare {
+export class GlusterVolume extends FuseShare {
   readonly kind = 'glusterfs';
-  private readonly clients: FuseClients;
 
   private constructor(
     private readonly place: FsPlace,
@@ -47,7 +46,7 @@ export class GlusterVolume implements HostShare {
     readonly bricks: string[],
     private readonly clientOptions: string[],
   ) {
-    this.clients = new FuseClients(place);
+    super(place);
   }
 
   static async start(place: FsPlace, base: string, options: GlusterOptions = {}): Promise<GlusterVolume> {
@@ -144,26 +143,6 @@ export class GlusterVolume implements HostShare {
       ...this.clientOptions,
       this.mountPoint(host),
     ]);
-  }
-
-  async killMount(host: string): Promise<void> {
-    await this.clients.kill(host);
-  }
-
-  freezeMount(host: string): void {
-    this.clients.freeze(host);
-  }
-
-  thawMount(host: string): void {
-    this.clients.thaw(host);
-  }
-
-  isFrozen(host: string): boolean {
-    return this.clients.isFrozen(host);
-  }
-
-  isMounted(host: string): boolean {
-    return this.clients.isMounted(host);
   }
 
   /** Unmounts every host, stops the volume and glusterd, ends any brick left, removes its socket and log. */

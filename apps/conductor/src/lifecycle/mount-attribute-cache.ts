@@ -49,6 +49,24 @@ export function nfsAttributeCacheMs(mount: MountEntry): number | undefined {
   return Math.max(option('acregmax') ?? 60, option('acdirmax') ?? 60) * 1000;
 }
 
+/** The client-side translators that serve metadata from a cache, and the volume option that removes each. */
+const GLUSTER_CACHE_XLATORS = [
+  {
+    type: 'performance/md-cache',
+    name: 'md-cache',
+    volumeOption: 'performance.stat-prefetch',
+    timeoutOption: 'md-cache-timeout',
+    defaultS: 1,
+  },
+  {
+    type: 'performance/nl-cache',
+    name: 'nl-cache',
+    volumeOption: 'performance.nl-cache',
+    timeoutOption: 'nl-cache-timeout',
+    defaultS: 60,
+  },
+];
+
 /**
  * GlusterFS's client-side caches. md-cache (in the graph while `performance.stat-prefetch` is on, the
  * default) serves stat and lookups for `md-cache-timeout` seconds (default 1); nl-cache
@@ -78,22 +96,14 @@ async function glusterClientCache(mountPoint: string): Promise<AttributeCache> {
       fix: `gluster volume set ${name} performance.stat-prefetch off`,
     });
   for (const v of volumes ?? []) {
-    if (v.type === 'performance/md-cache') {
-      const s = seconds(v.options['md-cache-timeout'], 1);
-      caches.push({
-        ms: s * 1000,
-        what: `md-cache (performance.stat-prefetch on) ${s} s`,
-        fix: `gluster volume set ${name} performance.stat-prefetch off`,
-      });
-    }
-    if (v.type === 'performance/nl-cache') {
-      const s = seconds(v.options['nl-cache-timeout'], 60);
-      caches.push({
-        ms: s * 1000,
-        what: `nl-cache (performance.nl-cache on) ${s} s`,
-        fix: `gluster volume set ${name} performance.nl-cache off`,
-      });
-    }
+    const xlator = GLUSTER_CACHE_XLATORS.find((x) => x.type === v.type);
+    if (!xlator) continue;
+    const s = seconds(v.options[xlator.timeoutOption], xlator.defaultS);
+    caches.push({
+      ms: s * 1000,
+      what: `${xlator.name} (${xlator.volumeOption} on) ${s} s`,
+      fix: `gluster volume set ${name} ${xlator.volumeOption} off`,
+    });
   }
   const args = (cmdline ?? '').split(/[\s\0]+/);
   const flag = (key: string) => args.find((a) => a.startsWith(`--${key}=`))?.slice(key.length + 3);

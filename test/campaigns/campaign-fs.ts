@@ -1,0 +1,66 @@
+import { randomBytes } from 'node:crypto';
+import { promises as fsp } from 'node:fs';
+import * as path from 'node:path';
+import { GLUSTER_NO_CLIENT_CACHE } from '../support/shared-fs/gluster-volume';
+import { SharedFsBed, type SharedFsKind } from '../support/shared-fs/shared-fs-bed';
+import { makeTempDir, removeDir } from '../support/temp-dirs';
+
+/*
+ * The file system a campaign's shared folder lives on (issue 24): CAMPAIGN_FS=local (default), cephfs or
+ * glusterfs (`npm run campaign -- --fs cephfs`). On a shared file system the campaign's processes are
+ * spread over two FUSE clients of one bed (the first process on client a, the next on b, ...), so every
+ * lock hand-over and every heartbeat crosses clients, as between hosts. GlusterFS runs with the options
+ * the start-up check demands (performance.stat-prefetch off, FUSE attribute/entry timeouts 0).
+ */
+
+export type CampaignFsKind = 'local' | SharedFsKind;
+
+export function campaignFsKind(): CampaignFsKind {
+  const value = process.env.CAMPAIGN_FS ?? 'local';
+  if (value !== 'local' && value !== 'cephfs' && value !== 'glusterfs')
+    throw new Error(`CAMPAIGN_FS must be local, cephfs or glusterfs (got ${JSON.stringify(value)})`);
+  return value;
+}
+
+/** One campaign folder as each client sees it: `roots[i]` is client i's path to the same folder. */
+export interface CampaignFolder {
+  roots: string[];
+  /** The folder for process number `index` (spread over the clients). */
+  rootFor(index: number): string;
+}
+
+/**
+ * The bed of one spec file: started on first use, stopped by `stop()` (afterAll). `folder()` gives a
+ * fresh folder per round or test; `remove()` takes it away again.
+ */
+export class CampaignFs {
+  private bed?: SharedFsBed;
+
+  constructor(readonly kind: CampaignFsKind = campaignFsKind()) {}
+
+  async folder(label: string): Promise<CampaignFolder> {
+    if (this.kind === 'local') {
+      const dir = await makeTempDir(label);
+      return { roots: [dir], rootFor: () => dir };
+    }
+    this.bed ??= await SharedFsBed.start(this.kind, ['a', 'b'], {
+      gluster: {
+        volumeOptions: { 'performance.stat-prefetch': 'off' },
+        clientOptions: GLUSTER_NO_CLIENT_CACHE,
+      },
+    });
+    const name = `${label}-${randomBytes(4).toString('hex')}`;
+    await fsp.mkdir(path.join(this.bed.mount('a'), name));
+    const roots = ['a', 'b'].map((client) => path.join(this.bed!.mount(client), name));
+    return { roots, rootFor: (index) => roots[index % roots.length]! };
+  }
+
+  async remove(folder: CampaignFolder | undefined): Promise<void> {
+    if (folder) await removeDir(folder.roots[0]);
+  }
+
+  async stop(): Promise<void> {
+    await this.bed?.stop();
+    this.bed = undefined;
+  }
+}
