@@ -281,6 +281,7 @@ function timedCalls(inner: LockFileSystem): LockFileSystem {
     mkdir: timed('mkdir', (dir: string, options?: { recursive?: boolean }) => inner.mkdir(dir, options)),
     stat: timed('stat', (target: string) => inner.stat(target)),
     rm: timed('rm', (target: string, options: { recursive: true; force: true }) => inner.rm(target, options)),
+    rename: timed('rename', (from: string, to: string) => inner.rename(from, to)),
   };
 }
 

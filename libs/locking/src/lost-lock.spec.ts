@@ -27,6 +27,7 @@ class FailingCheck implements LockFileSystem {
   readdir = nodeLockFileSystem.readdir;
   mkdir = nodeLockFileSystem.mkdir;
   rm = nodeLockFileSystem.rm;
+  rename = nodeLockFileSystem.rename;
 }
 
 /**

@@ -35,6 +35,7 @@ class QuirkyMkdir implements LockFileSystem {
   readdir = nodeLockFileSystem.readdir;
   stat = nodeLockFileSystem.stat;
   rm = nodeLockFileSystem.rm;
+  rename = nodeLockFileSystem.rename;
 }
 
 describe('GlusterFS mkdir quirks, through the lock manager file-system seam', () => {
