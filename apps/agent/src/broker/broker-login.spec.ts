@@ -24,6 +24,11 @@ describe('icc broker flags: URL file, TLS, login mechanism', () => {
   });
   afterAll(() => removeDir(dir));
 
+  it('refuses an empty --amqp-url (a usage error, exit 2) instead of falling back to the default broker', () => {
+    expect(refusal(() => resolveBrokerTarget({ amqpUrl: '' }))).toMatch(/^--amqp-url: /);
+    expect(resolveBrokerTarget({}).urls).toEqual(['amqp://guest:guest@127.0.0.1:5672']);
+  });
+
   it('reads the broker list from --amqp-url-file, and never from both it and --amqp-url', async () => {
     const file = path.join(dir, 'url');
     await fsp.writeFile(file, 'amqp://icc:pw@rabbit-1,amqp://icc:pw@rabbit-2\n', { mode: 0o600 });

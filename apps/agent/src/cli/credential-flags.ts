@@ -23,5 +23,6 @@ export function secretFlag(
   if (value.given && file.given)
     throw new UsageError(value.flag, `and ${file.flag} are both set (flags or environment): give one`);
   if (file.given) return readFlagFile(() => readSecretText(file.flag, file.given!));
-  return value.given || undefined;
+  // An empty value given on purpose (`--amqp-url ""`) is the caller's to refuse, not a silent default.
+  return value.given;
 }
