@@ -10,17 +10,20 @@ const BROKER_WIDE = ['test/conductor-broker-restart.e2e-spec.ts', 'test/campaign
 /**
  * The fault and bad-input campaigns (test/campaigns/README.md): they load the disk and both cores for
  * half a minute each, which would stretch the timing of the other files' multi-process tests; they run
- * in a group of their own (two at a time, sharing the workers with the hosts files), after those and
- * before the broker-wide files.
+ * in a group of their own (two at a time), after those and before the broker-wide files.
  */
 const CAMPAIGNS = ['test/campaign-*.e2e-spec.ts'];
 /**
  * The multi-host bed and its campaign (test/support/hosts; the campaign at CI size, about a minute and a
- * half) and the CephFS/GlusterFS beds: each runs a cluster of its own and several simulated hosts, so they
- * run one at a time, beside the campaigns (the two groups share the two workers, so one hosts file and one
- * campaign run at once) and before the broker-wide files.
+ * half): each runs a RabbitMQ cluster of its own and several simulated hosts, so they run one at a time,
+ * after the campaigns and before the broker-wide files.
  */
 const HOSTS = ['test/hosts-*.e2e-spec.ts'];
+/**
+ * The CephFS and GlusterFS beds without a broker cluster (test/support/shared-fs): they run with the
+ * campaigns, two at a time, rather than in the one-at-a-time hosts group (npm test's 15-minute budget).
+ */
+const FS_BEDS = ['test/hosts-shared-fs.e2e-spec.ts', 'test/hosts-gluster-cache-root-check.e2e-spec.ts'];
 /**
  * Files only `npm run campaign` runs (it sets CAMPAIGN_SIZE): the CephFS lock race (a minute on its own,
  * and a guard against a regression that today's code already passes, issue 24) stays out of `npm test`'s
@@ -72,7 +75,7 @@ export default defineConfig({
         extends: true,
         test: {
           name: 'campaigns',
-          include: CAMPAIGNS,
+          include: [...CAMPAIGNS, ...FS_BEDS],
           exclude: [...configDefaults.exclude, ...BROKER_WIDE],
           sequence: { groupOrder: 1 },
         },
@@ -82,9 +85,9 @@ export default defineConfig({
         test: {
           name: 'hosts',
           include: HOSTS,
-          exclude: [...configDefaults.exclude, ...CAMPAIGN_ONLY],
+          exclude: [...configDefaults.exclude, ...FS_BEDS, ...CAMPAIGN_ONLY],
           fileParallelism: false,
-          sequence: { groupOrder: 1 },
+          sequence: { groupOrder: 2 },
         },
       },
       // These stop the whole broker (rabbitmqctl stop_app), cutting every client's connection: they run
@@ -92,7 +95,7 @@ export default defineConfig({
       // one group each, so that two of them never run at once either.
       ...BROKER_WIDE.map((file, i) => ({
         extends: true as const,
-        test: { name: `broker-wide-${i + 1}`, include: [file], sequence: { groupOrder: i + 2 } },
+        test: { name: `broker-wide-${i + 1}`, include: [file], sequence: { groupOrder: i + 3 } },
       })),
     ],
   },
