@@ -11,6 +11,7 @@ import { ConductorRecords, judgeConductors, startRefusal } from '@app/image-stor
 import { AdminModule } from './admin/admin.module';
 import { reloadAdminTlsOnSighup } from './admin/admin-tls-reload';
 import { type ConductorConfig, ConfigError, loadConductorConfig } from './config/conductor-config';
+import { prepareRoundLeases } from './background/round-lease';
 import { loadAdminTls, loadBrokerTls } from './config/tls-settings';
 import {
   CacheRootCheck,
@@ -50,6 +51,7 @@ async function runConductor(seams: ConductorSeams = {}): Promise<void> {
   });
   const cacheRootCheck = await checkCacheRoot(config, logger);
   await checkCellReleases(config);
+  await prepareRoundLeases(config.CACHE_ROOT);
   const conductor = ConductorModule.forRoot(config, logger, seams, brokerLogin);
   // forceCloseConnections: once the drain is over, keep-alive connections (a status page or a scraper polling)
   // are cut; without it server.close() waits for them, and a client polling often enough keeps the process alive.

@@ -3,7 +3,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { NodeLockManager } from '@app/locking';
-import { ROUND_LEASE_FOLDER, RoundLease, roundLeaseLocks } from './round-lease';
+import { ROUND_LEASE_FOLDER, RoundLease, prepareRoundLeases, roundLeaseLocks } from './round-lease';
 
 const FAST = { staleMs: 2_000, updateMs: 1_000, safetyMarginMs: 500, pollMs: 20 };
 const MINUTE = 60_000;
@@ -15,6 +15,7 @@ describe('a cell-wide round lease', () => {
 
   beforeEach(async () => {
     root = await fsp.mkdtemp(path.join(os.tmpdir(), 'icc-lease-'));
+    await prepareRoundLeases(root);
     clock = 0;
   });
   afterEach(async () => {
@@ -40,9 +41,18 @@ describe('a cell-wide round lease', () => {
     };
     const alone = await rounds([lease('solo')]);
     await fsp.rm(path.join(root, ROUND_LEASE_FOLDER), { recursive: true, force: true });
+    await prepareRoundLeases(root);
     const three = await rounds([lease('a'), lease('b'), lease('c')]);
     expect(alone).toBeGreaterThanOrEqual(5);
     expect(three, 'rounds run by three conductors together').toBeLessThanOrEqual(alone);
+  });
+
+  it("takes no lease, and runs no round, where the leases' folder is missing (a dead mount's empty mount point)", async () => {
+    await fsp.rm(path.join(root, ROUND_LEASE_FOLDER), { recursive: true, force: true });
+    let ran = 0;
+    expect(await lease('cut-off').tick(async () => void ran++)).toBe('busy');
+    expect(ran).toBe(0);
+    expect(await fsp.readdir(root)).toEqual([]); // nothing made there
   });
 
   it('a lone conductor whose timer fires a few ms before the full interval still runs every tick', async () => {

@@ -1,3 +1,4 @@
+import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { type HeldLock, NodeLockManager, type NodeLockManagerOptions, readLockActivity } from '@app/locking';
@@ -9,12 +10,23 @@ import { type HeldLock, NodeLockManager, type NodeLockManagerOptions, readLockAc
 export const ROUND_LEASE_FOLDER = '.rounds';
 const LEASE_NODE = 'cell';
 
+/**
+ * The leases' locks, below `<CACHE_ROOT>/.rounds/cell/`, which must exist (prepareRoundLeases): a dead
+ * network mount leaves an empty local mount point, and a lease made there is seen by no other host (the
+ * across-hosts campaign found a conductor on a killed sshfs mount holding the sweep's lease beside the real
+ * holder). Without the folder a tick is 'busy' and no round runs.
+ */
 export function roundLeaseLocks(options: NodeLockManagerOptions): NodeLockManager {
   return new NodeLockManager({
     ...options,
     root: path.join(options.root, ROUND_LEASE_FOLDER),
-    requireNodeFolder: false,
+    requireNodeFolder: true,
   });
+}
+
+/** Makes the leases' folder; once at start, after the start-up check found CACHE_ROOT to be the cell's. */
+export async function prepareRoundLeases(cacheRoot: string): Promise<void> {
+  await fsp.mkdir(path.join(cacheRoot, ROUND_LEASE_FOLDER, LEASE_NODE), { recursive: true });
 }
 
 /** The lease of round `name` in the cell of `locks` (a conductor's node locks: same root, id, timings). */
