@@ -265,11 +265,12 @@ describe('conductor: bad input', () => {
     expect(parentBefore).toEqual(['cache']);
     // (.icc-header-key: the cell's key for signed retry headers, made by the first conductor; .icc-answers:
     // the final answers of the requests whose id could be read, docs/cache-layout.md; .icc-conductors: the
-    // conductors' records, docs/upgrades.md.)
+    // conductors' records, docs/upgrades.md; .rounds: the round leases' folder, made at start.)
     expect((await fsp.readdir(c.root)).sort()).toEqual([
       '.icc-answers',
       '.icc-conductors',
       '.icc-header-key',
+      '.rounds',
       'node-a',
       'node-b',
       'node-c',

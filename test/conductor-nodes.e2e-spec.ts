@@ -110,11 +110,13 @@ describe('conductor: registered nodes, already-present results, invalid meta fil
     );
     const answers = after.filter((e) => e.startsWith('.icc-answers/') && e.endsWith('.json'));
     expect(answers.map((e) => path.basename(e, '.json')).sort()).toEqual(cases.map((k) => k.name).sort());
-    // (.icc-header-key: the cell's retry-header key, made by the first conductor; .icc-conductors: their records.)
+    // (.icc-header-key: the cell's retry-header key, made by the first conductor; .icc-conductors: their
+    // records; .rounds: the round leases' folder, made at start.)
     expect((await fsp.readdir(c.root)).sort()).toEqual([
       '.icc-answers',
       '.icc-conductors',
       '.icc-header-key',
+      '.rounds',
       'node-a',
       'node-b',
       'node-ghost',
