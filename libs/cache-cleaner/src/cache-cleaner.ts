@@ -1,5 +1,5 @@
 import { performance } from 'node:perf_hooks';
-import { isReasonError } from '@app/contracts';
+import { isReasonError, errorText } from '@app/contracts';
 import type { CacheEntry, ImageStore } from '@app/image-store';
 import {
   type HeldLock,
@@ -348,8 +348,4 @@ function stillQualifies(
         now - Date.parse(fresh.meta.lastUsedAt) >= policy.graceMs
       );
   }
-}
-
-function errorText(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
 }

@@ -1,5 +1,6 @@
 export * from './reason-codes';
 export * from './reason-error';
+export { errorText } from './error-text';
 export * from './ids';
 export {
   assertDeadlineNotPassed,

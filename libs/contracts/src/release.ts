@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { z } from 'zod';
+import { errorText } from './error-text';
 
 /**
  * What this build is, for the cell: its version (package.json, the one source), the release it must run
@@ -92,7 +93,7 @@ function readPrevious(file: string): ReleaseInfo['previous'] {
   try {
     json = JSON.parse(text);
   } catch (error) {
-    throw new Error(`${file}: not JSON (${error instanceof Error ? error.message : String(error)})`);
+    throw new Error(`${file}: not JSON (${errorText(error)})`);
   }
   const parsed = previousReleaseSchema.safeParse(json);
   if (!parsed.success)

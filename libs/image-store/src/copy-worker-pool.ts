@@ -1,7 +1,7 @@
 import { existsSync } from 'node:fs';
 import * as path from 'node:path';
 import { Worker } from 'node:worker_threads';
-import { ReasonError } from '@app/contracts';
+import { errorText, ReasonError } from '@app/contracts';
 import type { CopyWorkerAsk, CopyWorkerFailure, FromCopyWorker, ToCopyWorker } from './copy-worker-thread';
 import {
   type StreamCopier,
@@ -127,7 +127,7 @@ export class CopyWorkerPool implements StreamCopier {
     slot.worker.unref();
     slot.worker.on('message', (message: FromCopyWorker) => this.onMessage(slot, message));
     slot.worker.on('error', (error) => {
-      slot.crash = error instanceof Error ? error.message : String(error);
+      slot.crash = errorText(error);
     });
     // 'exit' comes after the thread has stopped, its file operations included: only then may the
     // caller close the descriptors.

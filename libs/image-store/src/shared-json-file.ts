@@ -1,3 +1,4 @@
+import { errorText } from '@app/contracts';
 import { promises as fsp } from 'node:fs';
 import type { z } from 'zod';
 import { isErrno } from './fs-errors';
@@ -42,7 +43,7 @@ export async function readJsonFile<T>(
     try {
       json = JSON.parse(buffer.subarray(0, bytesRead).toString('utf8'));
     } catch (error) {
-      return invalid(`not JSON (${error instanceof Error ? error.message : String(error)})`);
+      return invalid(`not JSON (${errorText(error)})`);
     }
     const parsed = schema.safeParse(json);
     if (!parsed.success) return invalid(describeIssues(parsed.error));

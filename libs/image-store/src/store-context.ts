@@ -1,7 +1,7 @@
 import { promises as fsp } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import { z } from 'zod';
-import { byteCountSchema, parseField, sha256Schema as contractSha256Schema } from '@app/contracts';
+import { byteCountSchema, parseField, sha256Schema as contractSha256Schema, errorText } from '@app/contracts';
 import { CacheLayout, type NodeLayout } from './cache-layout';
 import { CopyWorkerPool } from './copy-worker-pool';
 import { uniqueTag, writeFileAtomic } from './durable-fs';
@@ -79,7 +79,7 @@ export class StoreContext {
       options.onWarning ??
       ((message, error) =>
         process.emitWarning(
-          error === undefined ? message : `${message}: ${describeError(error)}`,
+          error === undefined ? message : `${message}: ${errorText(error)}`,
           'ImageStoreWarning',
         ));
   }
@@ -194,8 +194,4 @@ export async function unlinkIfPresent(file: string): Promise<boolean> {
     if (isErrno(error, 'ENOENT')) return false;
     throw error;
   }
-}
-
-function describeError(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
 }

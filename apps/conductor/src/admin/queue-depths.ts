@@ -1,3 +1,4 @@
+import { errorText } from '@app/contracts';
 import type { Logger, CellTopology } from '@app/contracts';
 import type { Channel } from 'amqplib';
 import { type BrokerConnection, isNotFound } from '@app/messaging';
@@ -111,11 +112,7 @@ export class QueueDepths {
     } catch (error) {
       // A missing queue closes the channel (404); a lost connection kills it: open a new one next time.
       this.dropChannel();
-      if (!this.failing)
-        this.options.log.warn(
-          { err: error instanceof Error ? error.message : String(error) },
-          'could not read queue depths',
-        );
+      if (!this.failing) this.options.log.warn({ err: errorText(error) }, 'could not read queue depths');
       this.failing = true;
       value = null;
     }

@@ -1,3 +1,4 @@
+import { errorText } from '@app/contracts';
 import type { Logger } from '@app/contracts';
 import { randomBytes } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
@@ -101,7 +102,7 @@ export class ReadinessProbe {
       }
       return { up: true, writable: true };
     } catch (error) {
-      return { up: false, writable: false, error: error instanceof Error ? error.message : String(error) };
+      return { up: false, writable: false, error: errorText(error) };
     } finally {
       clearTimeout(timer);
     }

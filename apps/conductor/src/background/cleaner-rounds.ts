@@ -1,3 +1,4 @@
+import { errorText } from '@app/contracts';
 import type { Logger } from '@app/contracts';
 import { performance } from 'node:perf_hooks';
 import type { CacheCleaner, CleanReport } from '@app/cache-cleaner';
@@ -146,8 +147,4 @@ export class CleanerRounds {
     log.info({ ...round, aborted: signal.aborted }, 'cache cleaning round done');
     return round;
   }
-}
-
-function errorText(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
 }

@@ -1,3 +1,4 @@
+import { errorText } from '@app/contracts';
 import type { Logger } from '@app/contracts';
 import type { JobRecords, RequestAnswers } from '@app/image-store';
 import { RoundSchedule } from './round-schedule';
@@ -55,10 +56,7 @@ export class JobRetention {
         this.options.log.info({ ...removed, keepMs: this.options.keepMs }, 'old job records removed');
       return removed;
     } catch (error) {
-      this.options.log.warn(
-        { err: error instanceof Error ? error.message : String(error) },
-        'job retention: a round failed',
-      );
+      this.options.log.warn({ err: errorText(error) }, 'job retention: a round failed');
       return { jobs: 0, cancels: 0, answers: 0 };
     }
   }

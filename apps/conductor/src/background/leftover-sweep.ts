@@ -1,6 +1,6 @@
 import * as path from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { type Logger, imageIdSchema } from '@app/contracts';
+import { type Logger, imageIdSchema, errorText } from '@app/contracts';
 import type { CacheEntries } from '@app/image-store';
 import {
   type LockFileSystem,
@@ -318,8 +318,4 @@ export class LeftoverSweep {
     }
     if (outcome === 'retired') round.keysRetired += 1;
   }
-}
-
-function errorText(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
 }

@@ -19,6 +19,7 @@ import {
   jobRoutingKey,
   parseJobsQueueMessage,
   replyToProblem,
+  errorText,
 } from '@app/contracts';
 import type { ImagePurger } from '@app/cache-cleaner';
 import type { ImageStore, JobRecord } from '@app/image-store';
@@ -410,8 +411,4 @@ export function jobSplitsOfRequest(requestId: string): Array<{ jobId: string; no
 function peekJobId(content: Buffer): string | undefined {
   const match = /"jobId"\s*:\s*"([^"\\]{1,64})"/.exec(content.subarray(0, 64 * 1024).toString('utf8'));
   return match && jobIdSchema.safeParse(match[1]).success ? match[1] : undefined;
-}
-
-function errorText(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
 }

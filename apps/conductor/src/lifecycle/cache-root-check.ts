@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
+import { errorText } from '@app/contracts';
 import { LITTER_PREFIXES } from '@app/image-store';
 import { type MountEntry, mountAttributeCache } from './mount-attribute-cache';
 
@@ -100,7 +101,7 @@ export class CacheRootCheck {
       results.push({
         probe: 'rename-and-fsync',
         ok: false,
-        detail: `cannot create a folder in CACHE_ROOT ${root}: ${text(error)}`,
+        detail: `cannot create a folder in CACHE_ROOT ${root}: ${errorText(error)}`,
         fix: 'CACHE_ROOT must exist and be writable by the conductor',
       });
       report.failures = results;
@@ -149,7 +150,7 @@ export class CacheRootCheck {
       return {
         probe,
         ok: false,
-        detail: `write, fsync or rename failed: ${text(error)}`,
+        detail: `write, fsync or rename failed: ${errorText(error)}`,
         fix: 'CACHE_ROOT must support fsync of files and folders and rename over an existing file',
       };
     }
@@ -209,7 +210,7 @@ export class CacheRootCheck {
         result: {
           probe,
           ok: true,
-          detail: `not probed: hard links are not supported here (${text(error)}); the mount options decide`,
+          detail: `not probed: hard links are not supported here (${errorText(error)}); the mount options decide`,
         },
       };
     }
@@ -351,10 +352,6 @@ async function writeSynced(file: string, data: string): Promise<void> {
   } finally {
     await handle.close();
   }
-}
-
-function text(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
 }
 
 /** Probe folders of checks that died mid-way (best effort: a problem here is the check's to find). */

@@ -1,4 +1,4 @@
-import type { Logger } from '@app/contracts';
+import { errorText, type Logger } from '@app/contracts';
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -143,7 +143,7 @@ export class CacheRootGuard {
       problem =
         code === 'ENOENT'
           ? `${file} is gone: CACHE_ROOT is not the cell's folder any more (a network mount that died?)`
-          : `${file}: ${error instanceof Error ? error.message : String(error)}`;
+          : `${file}: ${errorText(error)}`;
     } finally {
       clearTimeout(timer);
     }

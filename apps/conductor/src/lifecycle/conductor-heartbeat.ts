@@ -1,5 +1,5 @@
 import { hostname } from 'node:os';
-import { type Logger, PROTOCOLS, readReleaseInfo } from '@app/contracts';
+import { type Logger, PROTOCOLS, readReleaseInfo, errorText } from '@app/contracts';
 import {
   type CellConductor,
   type ConductorRecord,
@@ -93,7 +93,7 @@ export class ConductorHeartbeat {
       if (list) await this.listAndCollect();
       this.noteProblem(undefined);
     } catch (error) {
-      this.noteProblem(error instanceof Error ? error.message : String(error));
+      this.noteProblem(errorText(error));
     }
   }
 

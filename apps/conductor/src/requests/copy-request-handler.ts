@@ -16,6 +16,7 @@ import {
   replyToProblem,
   resultRoutingKey,
   retryQueueFor,
+  errorText,
 } from '@app/contracts';
 import { performance } from 'node:perf_hooks';
 import { newAttemptId } from '@app/locking';
@@ -597,10 +598,6 @@ function isCancelled(error: unknown): boolean {
 function asFailure(error: unknown): Failure {
   if (error instanceof ReasonError) return { code: error.code, detail: error.message };
   return { code: 'INTERNAL', detail: errorText(error) };
-}
-
-function errorText(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
 }
 
 function elapsedSince(iso: string): number {
