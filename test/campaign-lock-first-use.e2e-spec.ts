@@ -5,6 +5,7 @@ import { type CampaignFolder, CampaignFs } from './campaigns/campaign-fs';
 import { bySize, campaignRun, writeReport } from './campaigns/campaign-kit';
 import { ChildProcessPool, compiled } from './support/child-processes';
 import type { LockWorkerConfig, LockWorkerReport } from './support/lock-worker';
+import { removeKeyFolderByHand } from './support/remove-by-hand';
 import { makeTempDir, removeDir } from './support/temp-dirs';
 
 /*
@@ -137,8 +138,8 @@ describe('campaign: first use and hand-removed key folders', () => {
           holdMs: 200,
         });
         await Promise.all([...contenders, holder].map((w) => w.waitFor((m) => m.type === 'ready')));
-        const removeByHand = () =>
-          fsp.rm(keyDir, { recursive: true, force: true, maxRetries: 50, retryDelay: 5 });
+        // Claimants keep creating entries while rm walks the folder (test/support/remove-by-hand.ts).
+        const removeByHand = () => removeKeyFolderByHand(keyDir, path.dirname(root));
         // A contender's next acquisition, if one comes soon (they may all be done): a hand-over to strike at.
         const contenderHandOver = async () => {
           const seen = new Set(messages());

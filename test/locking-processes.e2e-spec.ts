@@ -5,6 +5,7 @@ import { type LockKey, type LockRequest, inspectLocks } from '@app/locking';
 import { type Child, ChildProcessPool, compiled } from './support/child-processes';
 import type { LockWorkerConfig, LockWorkerReport } from './support/lock-worker';
 import { sleep, waitFor } from './support/async';
+import { removeKeyFolderByHand } from './support/remove-by-hand';
 import { makeTempDir, removeDir } from './support/temp-dirs';
 import { type CampaignFolder, CampaignFs } from './campaigns/campaign-fs';
 
@@ -274,9 +275,8 @@ describe('locks between real processes', () => {
         ),
       );
     };
-    // Claimants keep creating entries while rm walks the folder: retry its ENOTEMPTY, as an operator would.
-    const removeByHand = () =>
-      fsp.rm(keyDir, { recursive: true, force: true, maxRetries: 50, retryDelay: 5 });
+    // Claimants keep creating entries while rm walks the folder (test/support/remove-by-hand.ts).
+    const removeByHand = () => removeKeyFolderByHand(keyDir, path.dirname(root));
     let removals = 0;
     for (let i = 0; i < 4; i++) {
       // Strike while the long holder is seen holding: its iteration i holds for 20 checks 200 ms apart.
