@@ -1,5 +1,6 @@
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { JobRetention } from './job-retention';
+import type { LeaseTick, RoundLease } from './round-lease';
 
 describe('JobRetention', () => {
   afterEach(() => vi.useRealTimers());
@@ -46,6 +47,31 @@ describe('JobRetention', () => {
     await vi.advanceTimersByTimeAsync(2500);
     expect(log.warn).toHaveBeenCalledWith({ err: 'EIO' }, 'job retention: a round failed');
     expect(removeFinished).toHaveBeenCalledTimes(2);
+    await retention.stop();
+  });
+
+  it("with a cell-wide lease a timer tick runs the round only when the lease says it is this conductor's", async () => {
+    vi.useFakeTimers();
+    const removeFinished = vi.fn(async () => ({ jobs: 0, cancels: 0 }));
+    let verdict: LeaseTick = 'recent';
+    const lease = {
+      name: 'job-retention',
+      tick: vi.fn(async (round: () => Promise<unknown>) => {
+        if (verdict === 'ran') await round();
+        return verdict;
+      }),
+    } as unknown as RoundLease;
+    const retention = new JobRetention(
+      { removeFinished },
+      { keepMs: 86_400_000, log, intervalMs: 1000, lease },
+    );
+    retention.start();
+    await vi.advanceTimersByTimeAsync(2500);
+    expect(lease.tick).toHaveBeenCalled();
+    expect(removeFinished).not.toHaveBeenCalled(); // another conductor ran it within the interval
+    verdict = 'ran';
+    await vi.advanceTimersByTimeAsync(1000);
+    expect(removeFinished).toHaveBeenCalledTimes(1);
     await retention.stop();
   });
 });

@@ -1,6 +1,7 @@
 import { errorText } from '@app/contracts';
 import type { Logger } from '@app/contracts';
 import type { JobRecords, RequestAnswers } from '@app/image-store';
+import type { RoundLease } from './round-lease';
 import { RoundSchedule } from './round-schedule';
 
 /** How often finished jobs and old cancel markers are looked for: they age in days. */
@@ -16,12 +17,15 @@ export interface JobRetentionOptions {
   log: Pick<Logger, 'info' | 'warn'>;
   /** From the end of one round to the start of the next (default JOB_RETENTION_ROUND_MS). */
   intervalMs?: number;
+  /** Shares the rounds with the cell's other conductors: one round per interval cell-wide (round-lease.ts). */
+  lease?: RoundLease;
 }
 
 /**
  * Removes, every hour, the job records (`.icc-jobs/<jobId>/`) of finished jobs, the cancel markers
- * (`.icc-cancels/`) and the requests' final answers (`.icc-answers/`) older than JOB_KEEP_MS: without it they pile up in the shared folder for ever. Every
- * conductor of the cell runs it; two removing the same job at once is harmless (rm of what is gone).
+ * (`.icc-cancels/`) and the requests' final answers (`.icc-answers/`) older than JOB_KEEP_MS: without it
+ * they pile up in the shared folder for ever. With a lease one conductor of the cell runs a round per
+ * interval; two removing the same record at once would still be harmless (rm of what is gone).
  */
 export class JobRetention {
   private readonly schedule: RoundSchedule<Removed>;
@@ -30,7 +34,11 @@ export class JobRetention {
     private readonly jobs: Pick<JobRecords, 'removeFinished'>,
     private readonly options: JobRetentionOptions,
   ) {
-    this.schedule = new RoundSchedule(() => this.round(), options.intervalMs ?? JOB_RETENTION_ROUND_MS);
+    this.schedule = new RoundSchedule(
+      () => this.round(),
+      options.intervalMs ?? JOB_RETENTION_ROUND_MS,
+      options.lease,
+    );
   }
 
   start(): void {
