@@ -2,7 +2,6 @@ import { describe, expect, it } from 'vitest';
 import { ImageStore } from '@app/image-store';
 import { makeTempDir, removeDir } from '../../../../test/support/temp-dirs';
 import { planJobNodes } from './job-planner';
-import { jobSplitsOfRequest } from './job-message-handler';
 
 describe('planJobNodes', () => {
   it('all: every registered node; percent: the same share for the same job id, rounded up', async () => {
@@ -27,14 +26,5 @@ describe('planJobNodes', () => {
     } finally {
       await removeDir(root);
     }
-  });
-
-  it('jobSplitsOfRequest reads <jobId>.<node> every way the dots allow, the longest job id first', () => {
-    expect(jobSplitsOfRequest('job-1.node-a')).toEqual([{ jobId: 'job-1', node: 'node-a' }]);
-    expect(jobSplitsOfRequest('plain-request')).toEqual([]);
-    expect(jobSplitsOfRequest('a.b.c')).toEqual([
-      { jobId: 'a.b', node: 'c' },
-      { jobId: 'a', node: 'b.c' },
-    ]);
   });
 });
