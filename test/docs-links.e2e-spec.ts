@@ -188,6 +188,15 @@ describe('documentation links', () => {
     expect(problems).toEqual([]);
   });
 
+  it('the README links every page under docs/, so none is found only by chance', () => {
+    const linked = new Set(
+      linkTargets(readFileSync(path.join(ROOT, 'README.md'), 'utf8')).map((t) => t.split('#')[0]),
+    );
+    const pages = DOCUMENTS.filter((document) => /^docs\/[^/]+\.md$/.test(document));
+    expect(pages.length).toBeGreaterThan(10);
+    expect(pages.filter((page) => !linked.has(page))).toEqual([]);
+  });
+
   it.each(DOCUMENTS)('every relative link in %s resolves in the repository', (document) => {
     const problems = linkTargets(readFileSync(path.join(ROOT, document), 'utf8'))
       .map((target) => ({ target, problem: problemOf(document, target) }))
