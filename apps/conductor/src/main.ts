@@ -97,7 +97,7 @@ async function runConductor(seams: ConductorSeams = {}): Promise<void> {
   );
 }
 
-/** Refuses to run on a shared folder that cannot support the lock timings (README, "The shared folder over a network"). */
+/** Refuses to run on a shared folder that cannot support the lock timings (docs/network-file-systems.md). */
 async function checkCacheRoot(config: ConductorConfig, logger: pino.Logger): Promise<CacheRootCheckView> {
   const report = await new CacheRootCheck({
     root: config.CACHE_ROOT,

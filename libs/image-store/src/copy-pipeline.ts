@@ -19,7 +19,7 @@ export interface CopyImageRequest {
   imageId: string;
   source: string;
   destination: string;
-  /** Checked instead of the source's meta when given (README, "The copy"). */
+  /** Checked instead of the source's meta when given (docs/copies.md, "The copy"). */
   expected?: ExpectedImage;
   /** Unique per attempt: names the partial copy and is recorded in the meta. */
   attemptId: string;
@@ -91,7 +91,7 @@ export class CopyPipeline {
     return meta && matches(meta, wanted) ? meta : undefined;
   }
 
-  /** The verified, atomic copy (README, "The copy"): see CopyImageRequest. The caller holds both locks. */
+  /** The verified, atomic copy (docs/copies.md, "The copy"): see CopyImageRequest. The caller holds both locks. */
   async copyImage(request: CopyImageRequest): Promise<CopyImageOutcome> {
     const started = performance.now();
     const imageId = this.store.layout.imageId(request.imageId);

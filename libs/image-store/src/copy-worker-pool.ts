@@ -35,7 +35,7 @@ interface WorkerSlot {
 }
 
 /**
- * Runs the streaming copies of publishes on worker threads (README, "The copy"): one sha256 stream is
+ * Runs the streaming copies of publishes on worker threads (docs/copies.md, "Copies use every core"): one sha256 stream is
  * sequential, so on the main thread every concurrent copy shares one core, and the conductor's own work
  * (messages, admin requests, lock heartbeats) waits behind the hashing. A copy goes to the least busy
  * worker. The main thread keeps the file handles (opened and checked there); a worker reads and writes

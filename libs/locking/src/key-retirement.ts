@@ -6,7 +6,7 @@ import { lockKeyDir, nodeLocksDir } from './lock-key';
 /*
  * Retiring a key folder: removing `<node>/locks/<imageId>/` of a key nobody uses, so that background rounds
  * and listings grow with what is in use, not with every image a node ever held. It is the protocol's
- * "folder removed by hand", done carefully (README, "Retired key folders"):
+ * "folder removed by hand", done carefully (docs/locking.md, "Idle key folders are retired"):
  *   - under the key's exclusive lock, after assertStillHeld(): no other holder, no live reader;
  *   - in one atomic step, a rename of the whole folder to a name no key can have (`~retired~...`, '~' is
  *     not allowed in ids, so no lock code and no listing of any release takes it for a key), then `rm -r`

@@ -83,7 +83,7 @@ export class HeldLockSet {
  * generation of a key's gate; shared holders register a heartbeat entry while holding the gate briefly,
  * and an exclusive holder keeps the gate while it waits for readers to leave, so new readers queue
  * behind a waiting writer and cannot starve it. The full argument is in the
- * README, "Locks (`libs/locking`)" and "Why at most one exclusive holder".
+ * docs/locking.md, "The protocol" and "Why at most one exclusive holder".
  */
 export class NodeLockManager {
   readonly timings: LockTimings;

@@ -3,7 +3,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { makeTempDir, removeDir } from '../../../../test/support/temp-dirs';
-import { withConfigTable } from './config-table';
+import { CONFIG_TABLE_DOCUMENT, withConfigTable } from './config-table';
 import { ConfigError, cacheRootHangExitMs, loadConductorConfig } from './conductor-config';
 
 const minimal = { CELL_ID: 'cell-1', CACHE_ROOT: '/srv/cache' };
@@ -145,9 +145,9 @@ describe('conductor configuration', () => {
     ]);
   });
 
-  it('has its table in README.md up to date (npm run docs:config)', () => {
-    const readme = readFileSync(path.resolve(__dirname, '../../../../README.md'), 'utf8');
-    expect(readme).toBe(withConfigTable(readme));
+  it('has its table in docs/configuration.md up to date (npm run docs:config)', () => {
+    const document = readFileSync(path.resolve(__dirname, '../../../..', CONFIG_TABLE_DOCUMENT), 'utf8');
+    expect(document).toBe(withConfigTable(document));
   });
 });
 

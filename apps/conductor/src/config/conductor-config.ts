@@ -10,8 +10,8 @@ import { tlsSettingProblems } from './tls-settings';
 
 /*
  * The conductor's whole configuration, read once from the environment at start. Each entry: the
- * variable, its schema, its default and what it means. The README's configuration table is generated
- * from CONFIG_VARIABLES (npm run docs:config) and a spec checks it is up to date.
+ * variable, its schema, its default and what it means. The configuration table of docs/configuration.md
+ * is generated from CONFIG_VARIABLES (npm run docs:config) and a spec checks it is up to date.
  */
 
 const integer = (min: number, max: number) =>

@@ -5,7 +5,7 @@ import { errorText } from '@app/contracts';
 import { LITTER_PREFIXES } from '@app/image-store';
 import { type MountEntry, mountAttributeCache } from './mount-attribute-cache';
 
-/** The lock timings the shared folder must support (see the README's "Locks"). */
+/** The lock timings the shared folder must support (see docs/locking.md). */
 export interface CheckedTimings {
   updateMs: number;
   safetyMarginMs: number;

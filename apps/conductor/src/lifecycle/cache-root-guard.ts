@@ -36,8 +36,8 @@ export interface CacheRootGuardOptions {
  * when a read has had no answer for `hangExit.afterMs`: a mount whose calls never return (a FUSE server
  * that never answers, an NFS `hard` mount of an unreachable server) holds Node's few file-system threads,
  * so nothing this process does through the file system can finish any more, while its broker connection
- * stays up and keeps its unacked deliveries from every other conductor. Leaving is safe: see the README,
- * "A mount that hangs".
+ * stays up and keeps its unacked deliveries from every other conductor. Leaving is safe: see
+ * docs/network-file-systems.md, "A mount that hangs".
  */
 export class CacheRootGuard {
   private lastProblem?: string;
