@@ -10,7 +10,8 @@ import { PROTOCOLS, readReleaseInfo } from '@app/contracts';
 import { ConductorRecords, judgeConductors, startRefusal } from '@app/image-store';
 import { AdminModule } from './admin/admin.module';
 import { reloadAdminTlsOnSighup } from './admin/admin-tls-reload';
-import { type ConductorConfig, ConfigError, loadConductorConfig } from './config/conductor-config';
+import type { ConductorConfig } from './config/conductor-config';
+import { ConfigError, loadConductorConfig } from './config/load-conductor-config';
 import { prepareRoundLeases } from './background/round-lease';
 import { loadAdminTls, loadBrokerTls } from './config/tls-settings';
 import {
