@@ -135,7 +135,7 @@ export async function composeConductor(config: ConductorConfig, deps: ConductorD
   const coordinator = new CopyCoordinator(workflow, (copy) => progress.onProgress(copy));
   const background = composeBackground(options, { store, locks, holders, log });
 
-  const headerKey = await loadOrCreateHeaderKey(config.CACHE_ROOT);
+  const headerKey = await loadOrCreateHeaderKey(options.store.root);
   const { hangExitAfterMs, ...guardOptions } = options.cacheRootGuard;
   const cacheRoot = new CacheRootGuard({
     ...guardOptions,
