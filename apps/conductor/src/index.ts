@@ -5,6 +5,6 @@
 export { CopyWorkflow, type CopyLockPlan, nodeLocalLocks } from './copy/copy-workflow';
 export { ImageHolderIndex } from './copy/holder-index';
 export { SourceSelector } from './copy/source-selector';
-export { type ConductorSeams } from './conductor.module';
+export { type ConductorSeams } from './compose-conductor';
 export { main } from './main';
 export { CacheRootCheck, type CacheRootReport } from './lifecycle/cache-root-check';

@@ -10,7 +10,8 @@ import { PROTOCOLS, readReleaseInfo } from '@app/contracts';
 import { ConductorRecords, judgeConductors, startRefusal } from '@app/image-store';
 import { AdminModule } from './admin/admin.module';
 import { reloadAdminTlsOnSighup } from './admin/admin-tls-reload';
-import { type ConductorConfig, ConfigError, loadConductorConfig } from './config/conductor-config';
+import type { ConductorConfig } from './config/conductor-config';
+import { ConfigError, loadConductorConfig } from './config/load-conductor-config';
 import { prepareRoundLeases } from './background/round-lease';
 import { loadAdminTls, loadBrokerTls } from './config/tls-settings';
 import {
@@ -19,9 +20,8 @@ import {
   cacheRootCheckView,
   describeRefusal,
 } from './lifecycle/cache-root-check';
-import { OriginDownload } from './copy/origin-download';
-import { ConductorModule, type ConductorSeams } from './conductor.module';
-import { ConductorLifecycle } from './lifecycle/conductor-lifecycle';
+import { type ConductorSeams, composeConductor } from './compose-conductor';
+import { ConductorModule } from './conductor.module';
 import { createRootLogger } from './logging/root-logger';
 
 /** sysexits' EX_CONFIG: the environment is wrong, restarting will not help. */
@@ -52,11 +52,14 @@ async function runConductor(seams: ConductorSeams = {}): Promise<void> {
   const cacheRootCheck = await checkCacheRoot(config, logger);
   await checkCellReleases(config);
   await prepareRoundLeases(config.CACHE_ROOT);
-  const conductor = ConductorModule.forRoot(config, logger, seams, brokerLogin);
+  const conductor = await composeConductor(config, { rootLogger: logger, brokerLogin, seams });
   // forceCloseConnections: once the drain is over, keep-alive connections (a status page or a scraper polling)
   // are cut; without it server.close() waits for them, and a client polling often enough keeps the process alive.
   const app = await NestFactory.create(
-    { module: ConductorApp, imports: [conductor, AdminModule.forRoot(conductor, { cacheRootCheck })] },
+    {
+      module: ConductorApp,
+      imports: [ConductorModule.forRoot(conductor), AdminModule.forRoot(conductor, { cacheRootCheck })],
+    },
     {
       bufferLogs: true,
       forceCloseConnections: true,
@@ -79,7 +82,7 @@ async function runConductor(seams: ConductorSeams = {}): Promise<void> {
   const address = app.getHttpServer().address() as { port: number };
   const tlsConfig = config;
   reloadAdminTlsOnSighup(app.getHttpServer() as TlsServer, () => loadAdminTls(tlsConfig), logger);
-  await app.get(ConductorLifecycle).start();
+  await conductor.lifecycle.start();
   logger.info(
     {
       version: readReleaseInfo().version,
@@ -91,7 +94,7 @@ async function runConductor(seams: ConductorSeams = {}): Promise<void> {
       cacheRoot: config.CACHE_ROOT,
       concurrency: config.COPY_CONCURRENCY,
       // The auth header's value never goes into a log line: describe() shows its name only.
-      origin: app.get(OriginDownload, { strict: false })?.describe() ?? null,
+      origin: conductor.origin?.describe() ?? null,
     },
     'conductor started',
   );

@@ -4,7 +4,8 @@ import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { makeTempDir, removeDir } from '../../../../test/support/temp-dirs';
 import { CONFIG_TABLE_DOCUMENT, withConfigTable } from './config-table';
-import { ConfigError, cacheRootHangExitMs, loadConductorConfig } from './conductor-config';
+import { cacheRootHangExitMs } from './conductor-config';
+import { ConfigError, loadConductorConfig } from './load-conductor-config';
 
 const minimal = { CELL_ID: 'cell-1', CACHE_ROOT: '/srv/cache' };
 

@@ -2,67 +2,22 @@ import * as os from 'node:os';
 import { z } from 'zod';
 import { DEFAULT_MAX_ATTEMPTS, DEFAULT_RETRY_DELAYS_MS, cellIdSchema, holderIdSchema } from '@app/contracts';
 import { DEFAULT_CONDUCTOR_BEAT_MS, DEFAULT_CONDUCTOR_DEAD_MS } from '@app/image-store';
-import { DEFAULT_LOCK_TIMINGS, lockTimingProblems } from '@app/locking';
-import { CredentialFileError, readSecretText } from '@app/credentials';
+import { DEFAULT_LOCK_TIMINGS } from '@app/locking';
 import { BrokerUrlError, maskBrokerList, parseBrokerUrls } from '@app/messaging';
 import { byteRateCapsSchema } from './byte-rate-caps';
-import { tlsSettingProblems } from './tls-settings';
+import { authHeader, filePath, flag, integer, msList, originUrlTemplate } from './setting-schemas';
 
 /*
- * The conductor's whole configuration, read once from the environment at start. Each entry: the
- * variable, its schema, its default and what it means. The configuration table of docs/configuration.md
- * is generated from CONFIG_VARIABLES (npm run docs:config) and a spec checks it is up to date.
+ * The conductor's whole configuration, read once from the environment at start
+ * (load-conductor-config.ts). Each entry: the variable, its schema, its default and what it means. The
+ * configuration table of docs/configuration.md is generated from CONFIG_VARIABLES (npm run docs:config)
+ * and a spec checks it is up to date.
  */
-
-const integer = (min: number, max: number) =>
-  z.coerce
-    .number({ error: 'must be a number' })
-    .int('must be a whole number')
-    .min(min, `must be at least ${min}`)
-    .max(max, `must be at most ${max}`);
-
-const msList = z.string().transform((s, ctx) => {
-  const parts = s.split(',').map((p) => Number(p.trim()));
-  if (parts.length === 0 || parts.some((n) => !Number.isInteger(n) || n < 1)) {
-    ctx.addIssue({
-      code: 'custom',
-      message: 'must be a comma-separated list of positive whole milliseconds, e.g. 1000,5000,30000',
-    });
-    return z.NEVER;
-  }
-  return parts;
-});
-
-const flag = z
-  .enum(['true', 'false', '1', '0', 'yes', 'no'], { error: 'must be true or false (also 1/0, yes/no)' })
-  .transform((v) => v === 'true' || v === '1' || v === 'yes');
 
 const DAY_MS = 86_400_000;
 
 /** CACHE_ROOT_HANG_EXIT_MS when unset, in LOCK_STALE_MS: by then the hung conductor's locks are takeable. */
 const HANG_EXIT_STALE_MULTIPLE = 3;
-
-const originUrlTemplate = z
-  .string()
-  .regex(/^https?:\/\/[^/\s]+/, 'must be an http:// or https:// URL')
-  .refine((t) => t.includes('{imageId}'), 'must contain {imageId} (where the image id goes)')
-  .refine((t) => URL.canParse(t.replaceAll('{imageId}', 'x')), 'is not a valid URL');
-
-/** `Name: value`; the value is a secret and never shown. */
-const authHeader = z.string().transform((s, ctx) => {
-  const match = /^([A-Za-z0-9-]+):[ \t]*(\S.*)$/.exec(s);
-  if (!match) {
-    ctx.addIssue({ code: 'custom', message: 'must be "Name: value", e.g. "X-Auth-Token: <token>"' });
-    return z.NEVER;
-  }
-  return { name: match[1]!, value: match[2]! };
-});
-
-/** A file named by a setting; its content is checked after the whole environment (tls-settings.ts). */
-const filePath = z
-  .string()
-  .min(1, 'must not be empty')
-  .refine((p) => p.startsWith('/'), 'must be an absolute path');
 
 const defaultConductorId = () =>
   `${
@@ -351,102 +306,9 @@ export const CONFIG_VARIABLES = {
 type Vars = typeof CONFIG_VARIABLES;
 export type ConductorConfig = { [K in keyof Vars]: z.output<Vars[K]['schema']> };
 
-export class ConfigError extends Error {
-  constructor(readonly problems: string[]) {
-    super(`invalid configuration:\n  ${problems.join('\n  ')}`);
-    this.name = 'ConfigError';
-  }
-}
-
-function redacted(spec: object, raw: string | undefined): string | undefined {
-  const redact = (spec as { redact?: (value: string) => string }).redact;
-  return raw !== undefined && redact ? redact(raw) : raw;
-}
-
 /** How long a read of CACHE_ROOT may go unanswered before the conductor leaves (0: never). */
 export function cacheRootHangExitMs(
   c: Pick<ConductorConfig, 'CACHE_ROOT_HANG_EXIT_MS' | 'LOCK_STALE_MS'>,
 ): number {
   return c.CACHE_ROOT_HANG_EXIT_MS ?? HANG_EXIT_STALE_MULTIPLE * c.LOCK_STALE_MS;
-}
-
-/**
- * The value of `name`, or of the file `<name>_FILE` names (its one line, read with the checks of
- * readSecretText: never world-readable). Both set is a mistake, since either could be the stale one.
- */
-function secretFromFile(
-  name: string,
-  env: NodeJS.ProcessEnv,
-): { raw: string | undefined; label: string } | { problem: string } {
-  const fileSetting = `${name}_FILE`;
-  const file = env[fileSetting];
-  if (file === undefined || file === '') return { raw: env[name], label: name };
-  if (env[name] !== undefined && env[name] !== '')
-    return { problem: `${name} and ${fileSetting} are both set: set only one of them` };
-  try {
-    return { raw: readSecretText(fileSetting, file), label: `${name} (from ${fileSetting}=${file})` };
-  } catch (error) {
-    if (error instanceof CredentialFileError) return { problem: error.message };
-    throw error;
-  }
-}
-
-/** Reads and validates the environment; throws a ConfigError naming every bad variable and why. */
-export function loadConductorConfig(env: NodeJS.ProcessEnv = process.env): ConductorConfig {
-  const problems: string[] = [];
-  const config: Record<string, unknown> = {};
-  for (const [name, spec] of Object.entries(CONFIG_VARIABLES) as [keyof Vars, Vars[keyof Vars]][]) {
-    const given = 'fromFile' in spec ? secretFromFile(name, env) : { raw: env[name], label: name };
-    if ('problem' in given) {
-      problems.push(given.problem);
-      continue;
-    }
-    const { raw, label } = given;
-    const fallback = typeof spec.default === 'function' ? spec.default() : spec.default;
-    const value = raw === undefined || raw === '' ? fallback : raw;
-    if (value === undefined && !(spec.schema as z.ZodType).safeParse(undefined).success) {
-      problems.push(`${name}: is required (${spec.doc})`);
-      continue;
-    }
-    const result = (spec.schema as z.ZodType).safeParse(value);
-    if (result.success) config[name] = result.data;
-    else
-      problems.push(
-        `${label}=${'secret' in spec ? '(redacted)' : JSON.stringify(redacted(spec, raw))}: ${result.error.issues.map((i) => i.message).join('; ')}`,
-      );
-  }
-  if (problems.length === 0) {
-    const c = config as ConductorConfig;
-    problems.push(...tlsSettingProblems(c));
-    problems.push(
-      ...lockTimingProblems(
-        {
-          staleMs: c.LOCK_STALE_MS,
-          updateMs: c.LOCK_UPDATE_MS,
-          safetyMarginMs: c.LOCK_SAFETY_MARGIN_MS,
-          pollMs: c.LOCK_POLL_MS,
-        },
-        {
-          staleMs: 'LOCK_STALE_MS',
-          updateMs: 'LOCK_UPDATE_MS',
-          safetyMarginMs: 'LOCK_SAFETY_MARGIN_MS',
-          pollMs: 'LOCK_POLL_MS',
-        },
-      ),
-    );
-    if (c.CONDUCTOR_DEAD_MS < 3 * c.CONDUCTOR_BEAT_MS)
-      problems.push(
-        `CONDUCTOR_DEAD_MS=${c.CONDUCTOR_DEAD_MS}: must be at least 3 × CONDUCTOR_BEAT_MS (${3 * c.CONDUCTOR_BEAT_MS})`,
-      );
-    const hangExitMs = c.CACHE_ROOT_HANG_EXIT_MS;
-    if (hangExitMs !== undefined && hangExitMs !== 0 && hangExitMs < c.LOCK_STALE_MS)
-      problems.push(
-        `CACHE_ROOT_HANG_EXIT_MS=${hangExitMs}: must be 0 (never) or at least LOCK_STALE_MS (${c.LOCK_STALE_MS})`,
-      );
-    const delays = c.RETRY_DELAYS_MS;
-    if (delays.some((d, i) => i > 0 && d <= delays[i - 1]!))
-      problems.push('RETRY_DELAYS_MS: must be strictly ascending');
-  }
-  if (problems.length > 0) throw new ConfigError(problems);
-  return config as ConductorConfig;
 }

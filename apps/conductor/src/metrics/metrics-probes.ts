@@ -1,0 +1,34 @@
+import type { BrokerConnection } from '@app/messaging';
+import type { CleanerRounds } from '../background/cleaner-rounds';
+import type { LeftoverSweep } from '../background/leftover-sweep';
+import type { CopyCoordinator } from '../copy/copy-coordinator';
+import type { ImageHolderIndex } from '../copy/holder-index';
+import type { StatsProbes } from './conductor-metrics';
+
+/** The parts whose state the metrics' gauges read when scraped. */
+export interface ProbedParts {
+  coordinator: Pick<CopyCoordinator, 'inFlight'>;
+  broker: Pick<BrokerConnection, 'reconnects' | 'state' | 'blocked' | 'topologyHealth'>;
+  sweep: Pick<LeftoverSweep, 'view'>;
+  cleaner: Pick<CleanerRounds, 'view'>;
+  holders: Pick<ImageHolderIndex, 'view'>;
+}
+
+/**
+ * What the metrics' gauges read (ConductorMetrics.attachProbes): attached once every part exists, since the
+ * metrics are made before the parts that report into them.
+ */
+export function metricsProbes({ coordinator, broker, sweep, cleaner, holders }: ProbedParts): StatsProbes {
+  return {
+    inFlight: () => coordinator.inFlight().length,
+    brokerReconnects: () => broker.reconnects,
+    brokerConnected: () => broker.state === 'connected',
+    brokerBlocked: () => broker.blocked,
+    topologyRedeclarations: () => broker.topologyHealth().redeclarations,
+    backgroundRounds: () => ({
+      'leftover-sweep': sweep.view().lastRound?.durationMs,
+      'cache-cleaner': cleaner.view().lastRound?.durationMs,
+      'holder-index': holders.view().lastScan?.durationMs,
+    }),
+  };
+}
