@@ -25,6 +25,7 @@ import type { ImagePurger } from '@app/cache-cleaner';
 import type { ImageStore, JobRecord } from '@app/image-store';
 import { type Delivery, type Publisher, publishRouted, publishToDeadLetter } from '@app/messaging';
 import type { CacheRootGuard } from '../lifecycle/cache-root-guard';
+import { handBackOnFailure } from '../requests/hand-back-on-failure';
 import type { CancelWatch } from './cancel-watch';
 import { type JobProgress, jobEvent } from './job-progress';
 import { assertSameJob, jobRecordOf, planJobNodes } from './job-planner';
@@ -49,8 +50,6 @@ export interface JobMessageHandlerDeps {
 const PUBLISH_BATCH = 64;
 /** Nodes one purge works on at once. */
 const PURGE_CONCURRENCY = 4;
-const REQUEUE_PAUSE_MS = 1_000;
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /**
  * One message of the jobs queue, from delivery to ack: a pre-cache job, a purge job, or a cancel.
@@ -67,20 +66,12 @@ export class JobMessageHandler {
   constructor(private readonly deps: JobMessageHandlerDeps) {}
 
   async handle(delivery: Delivery): Promise<void> {
-    try {
-      await this.process(delivery);
-    } catch (error) {
-      if (this.deps.shutdown.aborted) {
-        delivery.nackRequeue();
-        return;
-      }
-      this.deps.log.warn(
-        { err: errorText(error), messageId: delivery.properties.messageId },
-        'could not finish a jobs-queue message; handing it back',
-      );
-      await sleep(REQUEUE_PAUSE_MS);
-      delivery.nackRequeue();
-    }
+    await handBackOnFailure(delivery, () => this.process(delivery), {
+      log: this.deps.log,
+      shutdown: this.deps.shutdown,
+      warning: 'could not finish a jobs-queue message; handing it back',
+      quietAtShutdown: true,
+    });
   }
 
   private async process(delivery: Delivery): Promise<void> {

@@ -36,6 +36,7 @@ import type { JobProgress } from '../jobs/job-progress';
 import type { CopyCoordinator } from '../copy/copy-coordinator';
 import type { ConductorMetrics } from '../metrics/conductor-metrics';
 import type { CacheRootGuard } from '../lifecycle/cache-root-guard';
+import { handBackOnFailure } from './hand-back-on-failure';
 
 export interface CopyRequestHandlerDeps {
   coordinator: CopyCoordinator;
@@ -60,10 +61,8 @@ export interface CopyRequestHandlerDeps {
 
 type Failure = { code: ReasonCode; detail: string };
 
-const REQUEUE_PAUSE_MS = 1_000;
 /** Without a CancelWatch (unit specs of other parts): nothing is ever cancelled. */
 const NOT_WATCHED = { signal: new AbortController().signal, done: () => undefined };
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /**
  * One request message, from delivery to ack. Valid requests are copied and answered; retryable failures
@@ -76,24 +75,17 @@ export class CopyRequestHandler {
 
   /** Never throws: a broker failure while answering hands the message back (the copy is idempotent). */
   async handle(delivery: Delivery): Promise<void> {
-    try {
-      await this.process(delivery);
-    } catch (error) {
+    await handBackOnFailure(delivery, () => this.process(delivery), {
+      log: this.deps.log,
+      shutdown: this.deps.shutdown,
+      warning: 'could not answer a request; handing it back',
       // The publish failed because the connection died under it (a partition noticed only now): the
       // delivery is gone with its channel, and the broker redelivers it; nothing to hand back.
-      if (
-        !delivery.channelOpen &&
-        (await this.droppedWithItsChannel(delivery, undefined, `publish failed: ${errorText(error)}`))
-      )
-        return;
-      this.deps.log.warn(
-        { err: errorText(error), messageId: delivery.properties.messageId },
-        'could not answer a request; handing it back',
-      );
-      // A short pause so a broker that refuses publishes does not turn this into a hot loop.
-      if (!this.deps.shutdown.aborted) await sleep(REQUEUE_PAUSE_MS);
-      if (delivery.nackRequeue()) this.deps.stats.recordHandedBack();
-    }
+      droppedWithItsChannel: async (dropped, error) =>
+        !dropped.channelOpen &&
+        (await this.droppedWithItsChannel(dropped, undefined, `publish failed: ${errorText(error)}`)),
+      onHandedBack: () => this.deps.stats.recordHandedBack(),
+    });
   }
 
   private async process(delivery: Delivery): Promise<void> {
