@@ -12,7 +12,7 @@ import type { RawAmqpClient } from './raw-amqp-client';
  * the first one's work must then be dropped quietly.
  */
 
-/** The start of the log line of work dropped with its delivery's channel (copy-request-handler.ts). */
+/** The start of the log line of work dropped with its delivery's channel (copy-settler.ts). */
 export const DROPPED = 'the delivery died with its channel';
 export const LATE_IMAGES = ['img-1.raw', 'img-2.raw'];
 

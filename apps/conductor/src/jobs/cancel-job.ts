@@ -65,7 +65,7 @@ async function findCancelTarget(store: ImageStore, cancel: CancelRequest): Promi
   }
   if (job)
     return { target: 'request', requestId, job, finished: await store.jobs.outcome(job.jobId, job.node) };
-  // A plain request's first final answer is recorded before it is sent (copy-request-handler.ts).
+  // A plain request's first final answer is recorded before it is sent (copy-settler.ts).
   return { target: 'request', requestId, answered: await store.answers.read(requestId) };
 }
 

@@ -1,8 +1,9 @@
-import { type CellTopology, type Logger, ReasonError, errorText } from '@app/contracts';
+import { type CellTopology, type Logger, ReasonError } from '@app/contracts';
 import type { ImagePurger } from '@app/cache-cleaner';
 import type { ImageStore, JobRecord } from '@app/image-store';
 import type { Delivery, Publisher } from '@app/messaging';
 import type { CacheRootGuard } from '../lifecycle/cache-root-guard';
+import { handBackOnFailure } from '../requests/hand-back-on-failure';
 import { answerCancel } from './cancel-job';
 import type { CancelWatch } from './cancel-watch';
 import { acceptJob } from './job-acceptance';
@@ -28,9 +29,6 @@ export interface JobMessageHandlerDeps {
   cacheRoot?: Pick<CacheRootGuard, 'check'>;
 }
 
-const REQUEUE_PAUSE_MS = 1_000;
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-
 /**
  * One message of the jobs queue, from delivery to ack: a pre-cache job, a purge job, or a cancel.
  *
@@ -46,20 +44,12 @@ export class JobMessageHandler {
   constructor(private readonly deps: JobMessageHandlerDeps) {}
 
   async handle(delivery: Delivery): Promise<void> {
-    try {
-      await this.process(delivery);
-    } catch (error) {
-      if (this.deps.shutdown.aborted) {
-        delivery.nackRequeue();
-        return;
-      }
-      this.deps.log.warn(
-        { err: errorText(error), messageId: delivery.properties.messageId },
-        'could not finish a jobs-queue message; handing it back',
-      );
-      await sleep(REQUEUE_PAUSE_MS);
-      delivery.nackRequeue();
-    }
+    await handBackOnFailure(delivery, () => this.process(delivery), {
+      log: this.deps.log,
+      shutdown: this.deps.shutdown,
+      warning: 'could not finish a jobs-queue message; handing it back',
+      quietAtShutdown: true,
+    });
   }
 
   /** The dispatcher: admit the message (or refuse it), then hand it to the part for its kind. */
