@@ -96,7 +96,10 @@ const TABLE: Row[] = [
   ['refused job copy, mount dead, attempts exhausted', refused('INVALID_REQUEST', JOB_COPY, MAX), { cacheRoot: DEAD }, 'retry uncounted CACHE_UNAVAILABLE non-final'],
     ['deadline passed', refused('DEADLINE_EXCEEDED', PLAIN), {}, 'dead-letter DEADLINE_EXCEEDED final'],
   ['deadline passed, mount dead', refused('DEADLINE_EXCEEDED', PLAIN), { cacheRoot: DEAD }, 'dead-letter DEADLINE_EXCEEDED final'],
-  ['job record unreadable, mount dead', refused('INTERNAL', JOB_COPY), { cacheRoot: DEAD }, 'dead-letter INTERNAL final'],
+  // Fixed: a job record that could not be read dead-lettered the copy at once, and its node never got an outcome.
+  ['job record unreadable, mount dead', refused('INTERNAL', JOB_COPY), { cacheRoot: DEAD }, 'retry uncounted CACHE_UNAVAILABLE non-final'],
+  ['job record unreadable, mount alive', refused('INTERNAL', JOB_COPY), { cacheRoot: ALIVE }, 'retry counted INTERNAL non-final'],
+  ['job record unreadable, attempts exhausted', refused('INTERNAL', JOB_COPY, MAX), { cacheRoot: ALIVE }, 'dead-letter RETRIES_EXHAUSTED final node:failed'],
   ['refused, channel closed', refused('INVALID_REQUEST'), { channelOpen: false }, 'dropped-with-channel (refusal)'],
   ['refused job copy, channel closed, mount dead', refused('INVALID_REQUEST', JOB_COPY), { channelOpen: false, cacheRoot: DEAD }, 'dropped-with-channel (refusal)'],
   ['refused at shutdown', refused('INVALID_REQUEST'), { shuttingDown: true }, 'dead-letter INVALID_REQUEST final'],

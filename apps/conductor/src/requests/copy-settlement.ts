@@ -110,9 +110,13 @@ export type CopySettlement =
 export function lookups(handled: Handled, shuttingDown: boolean): { cacheRoot: boolean; channel: boolean } {
   switch (handled.kind) {
     case 'refused': {
-      // A valid message refused for what CACHE_ROOT lacks (its job's record): only believed if it is the cell's.
+      // A valid message refused for what CACHE_ROOT lacks (its job's record) or could not read: only
+      // believed if it is the cell's.
       const { request, failure } = handled.refusal;
-      return { cacheRoot: request !== undefined && failure.code === 'INVALID_REQUEST', channel: true };
+      return {
+        cacheRoot: request !== undefined && (failure.code === 'INVALID_REQUEST' || isRetryable(failure.code)),
+        channel: true,
+      };
     }
     case 'answered-before':
       return { cacheRoot: false, channel: false };
@@ -155,6 +159,15 @@ type Judged = SettleFacts & { dropped: boolean; mountDead?: string };
 
 function settleRefusal(refusal: Refused, facts: Judged): CopySettlement {
   if (facts.dropped) return { kind: 'dropped-with-channel', what: 'refusal' };
+  // A request whose job record could not be read (an I/O error, not a verdict): tried again like a
+  // failed copy, and on exhaustion its node gets an outcome, so the job still ends.
+  if (refusal.request && isRetryable(refusal.failure.code))
+    return settleFailure(
+      { ...refusal, kind: 'admitted', request: refusal.request },
+      refusal.failure,
+      undefined,
+      facts,
+    );
   const at = answerContext(refusal, facts);
   if (refusal.request && facts.mountDead)
     return retry(refusal.request, unavailable(facts.mountDead, refusal.failure), false, at);
