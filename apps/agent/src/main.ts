@@ -6,9 +6,9 @@ import type { CommandContext } from './cli/command-context';
 import { CliError, EXIT_CODES_HELP, ExitCode, type ExitCodeValue } from './cli/exit-codes';
 import { processTerminal } from './cli/terminal';
 import { addConductorsCommand } from './conductors/conductors-cli';
-import { addCancelRequestCommand, addCopyCommand } from './copy/copy-cli';
+import { addCopyCommand } from './copy/copy-cli';
 import { addDemoCommand } from './demo/demo-cli';
-import { addJobCommands, addJobSendCommands } from './jobs/jobs-cli';
+import { addCancelRequestCommand, addJobCommands, addJobSendCommands } from './jobs/jobs-cli';
 import { addNodeCommands } from './node/node-cli';
 import { addStatusCommand } from './status/status-cli';
 

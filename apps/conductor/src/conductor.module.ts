@@ -41,12 +41,12 @@ import { OriginClient } from './origin/origin-client';
 import { CancelWatch } from './jobs/cancel-watch';
 import { JobMessageHandler } from './jobs/job-message-handler';
 import { JobProgress } from './jobs/job-progress';
-import { CacheRootGuard } from './lifecycle/cache-root-guard';
+import { CacheRootGuard } from './cache-root/cache-root-guard';
 import { ConductorHeartbeat, conductorHeartbeat } from './lifecycle/conductor-heartbeat';
 import { endHungProcess } from './lifecycle/end-hung-process';
 import { ConductorLifecycle } from './lifecycle/conductor-lifecycle';
 import { CopyRequestHandler } from './requests/copy-request-handler';
-import { loadOrCreateHeaderKey } from './requests/header-key';
+import { loadOrCreateHeaderKey } from './cache-root/header-key';
 import { ProgressPublisher } from './requests/progress-publisher';
 import { ConductorMetrics } from './metrics/conductor-metrics';
 

@@ -18,7 +18,7 @@ import {
   type CacheRootCheckView,
   cacheRootCheckView,
   describeRefusal,
-} from './lifecycle/cache-root-check';
+} from './cache-root/cache-root-check';
 import { OriginDownload } from './copy/origin-download';
 import { ConductorModule, type ConductorSeams } from './conductor.module';
 import { ConductorLifecycle } from './lifecycle/conductor-lifecycle';

@@ -1,7 +1,8 @@
 import type { Command } from 'commander';
 import { DEFAULT_CLEANER_POLICY } from '@app/cache-cleaner';
 import { type CommandContext, untilSigint } from '../cli/command-context';
-import { CONDUCTORS_STALE_MS, cacheRootOption, staleMsOption } from '../cli/shared-options';
+import { cacheRootOption } from '../cli/shared-options';
+import { CONDUCTORS_STALE_MS, staleMsOption } from '../cli/stale-ms-option';
 import { BYTES_HELP, formatDuration } from '../cli/units';
 import { runCacheClean, runCachePin, runCacheUnpin } from './cache-clean';
 import { DEFAULT_IMPORT_LOCK_WAIT_S, runCacheImport } from './cache-import';

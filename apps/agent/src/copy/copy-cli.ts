@@ -1,8 +1,8 @@
 import type { Command } from 'commander';
 import { EXIT_CODES_HELP } from '../cli/exit-codes';
 import type { CommandContext } from '../cli/command-context';
-import { cellOption, withBrokerOptions } from '../cli/shared-options';
-import { runCancel } from '../jobs/job-commands';
+import { withBrokerOptions } from '../broker/broker-login';
+import { cellOption } from '../cli/shared-options';
 import { DEFAULT_WAIT_TIMEOUT_S, runCopy } from './copy-command';
 
 /** `icc copy`: one copy request, optionally followed to its result. */
@@ -39,20 +39,4 @@ Examples:
 ${EXIT_CODES_HELP}`,
     )
     .action(action((imageId: string, options) => runCopy(imageId, options, term)));
-}
-
-/** `icc cancel <requestId>`: cancels one copy request (a job is cancelled with `icc job cancel`). */
-export function addCancelRequestCommand(program: Command, { term, action }: CommandContext): void {
-  withBrokerOptions(program.command('cancel'))
-    .description(
-      'Cancel a copy request by its request id: queued, it is answered CANCELLED when taken; running, it is aborted.',
-    )
-    .argument('<requestId>', 'the request id')
-    .addOption(cellOption())
-    .option('--json', 'print the answer as JSON')
-    .addHelpText(
-      'after',
-      '\nExit codes: 0 cancelled, recorded or already-final (the request had its final answer, which stands); 4 no answer; 5 broker unreachable.',
-    )
-    .action(action((requestId: string, options) => runCancel({ requestId }, options, term)));
 }

@@ -1,7 +1,8 @@
 import type { Command } from 'commander';
 import { MAX_JOB_NODES } from '@app/contracts';
 import type { CommandContext } from '../cli/command-context';
-import { cacheRootOption, cellOption, withBrokerOptions } from '../cli/shared-options';
+import { withBrokerOptions } from '../broker/broker-login';
+import { cacheRootOption, cellOption } from '../cli/shared-options';
 import { DEFAULT_JOB_TIMEOUT_S, runCancel, runJob } from './job-commands';
 import { runJobStatus } from './job-status';
 
@@ -88,4 +89,20 @@ export function addJobCommands(program: Command, { term, action }: CommandContex
       '\nExit codes: 0 cancelled (or already finished); 3 no such job; 4 no answer; 5 broker unreachable.',
     )
     .action(action((jobId: string, options) => runCancel({ jobId }, options, term)));
+}
+
+/** `icc cancel <requestId>`: cancels one copy request (a job is cancelled with `icc job cancel`). */
+export function addCancelRequestCommand(program: Command, { term, action }: CommandContext): void {
+  withBrokerOptions(program.command('cancel'))
+    .description(
+      'Cancel a copy request by its request id: queued, it is answered CANCELLED when taken; running, it is aborted.',
+    )
+    .argument('<requestId>', 'the request id')
+    .addOption(cellOption())
+    .option('--json', 'print the answer as JSON')
+    .addHelpText(
+      'after',
+      '\nExit codes: 0 cancelled, recorded or already-final (the request had its final answer, which stands); 4 no answer; 5 broker unreachable.',
+    )
+    .action(action((requestId: string, options) => runCancel({ requestId }, options, term)));
 }

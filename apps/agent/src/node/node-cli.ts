@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import type { CommandContext } from '../cli/command-context';
-import { CONDUCTORS_STALE_MS, cacheRootOption, staleMsOption } from '../cli/shared-options';
+import { cacheRootOption } from '../cli/shared-options';
+import { CONDUCTORS_STALE_MS, staleMsOption } from '../cli/stale-ms-option';
 import { runNodeAdd, runNodeLs, runNodeRm } from './node-commands';
 
 /** `icc node add|ls|rm`: the registration markers of a cell's nodes. */

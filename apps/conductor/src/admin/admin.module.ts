@@ -28,9 +28,9 @@ import { StatusPageController } from './status-page.controller';
 import { StatusReport } from './status-report';
 import { OriginDownload } from '../copy/origin-download';
 import { ImageHolderIndex } from '../copy/holder-index';
-import { CacheRootGuard } from '../lifecycle/cache-root-guard';
+import { CacheRootGuard } from '../cache-root/cache-root-guard';
 import { ConductorHeartbeat } from '../lifecycle/conductor-heartbeat';
-import type { CacheRootCheckView } from '../lifecycle/cache-root-check';
+import type { CacheRootCheckView } from '../cache-root/cache-root-check';
 import { StatusController } from './status.controller';
 import { loadStatusPage } from './status-page/status-page';
 

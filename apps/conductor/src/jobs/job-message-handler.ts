@@ -24,7 +24,7 @@ import {
 import type { ImagePurger } from '@app/cache-cleaner';
 import type { ImageStore, JobRecord } from '@app/image-store';
 import { type Delivery, type Publisher, publishRouted, publishToDeadLetter } from '@app/messaging';
-import type { CacheRootGuard } from '../lifecycle/cache-root-guard';
+import type { CacheRootGuard } from '../cache-root/cache-root-guard';
 import type { CancelWatch } from './cancel-watch';
 import { type JobProgress, jobEvent } from './job-progress';
 import { assertSameJob, jobRecordOf, planJobNodes } from './job-planner';

@@ -16,8 +16,8 @@ import type { CopyCoordinator } from '../copy/copy-coordinator';
 import type { CopyJobResult } from '../copy/copy-job';
 import { ConductorMetrics } from '../metrics/conductor-metrics';
 import { CopyRequestHandler } from './copy-request-handler';
-import { CacheRootGuard } from '../lifecycle/cache-root-guard';
-import { HEADER_KEY_FILE, loadOrCreateHeaderKey } from './header-key';
+import { CacheRootGuard } from '../cache-root/cache-root-guard';
+import { HEADER_KEY_FILE, loadOrCreateHeaderKey } from '../cache-root/header-key';
 import { makeTempDir, removeDir } from '../../../../test/support/temp-dirs';
 import {
   FakePublisher,
