@@ -6,7 +6,7 @@ import { makeTempDir, removeDir } from '../../../test/support/temp-dirs';
 import { type Conductor, composeConductor } from './compose-conductor';
 import { loadConductorConfig } from './config/load-conductor-config';
 import { GracefulShutdown } from './lifecycle/graceful-shutdown';
-import { HEADER_KEY_FILE } from './requests/header-key';
+import { HEADER_KEY_FILE } from './cache-root/header-key';
 
 const silent = pino({ level: 'silent' });
 

@@ -25,7 +25,7 @@ import { SourceSelector } from './copy/source-selector';
 import { CancelWatch } from './jobs/cancel-watch';
 import { JobMessageHandler } from './jobs/job-message-handler';
 import { JobProgress } from './jobs/job-progress';
-import { CacheRootGuard } from './lifecycle/cache-root-guard';
+import { CacheRootGuard } from './cache-root/cache-root-guard';
 import { ConductorHeartbeat, conductorHeartbeat } from './lifecycle/conductor-heartbeat';
 import { ConductorLifecycle } from './lifecycle/conductor-lifecycle';
 import { endHungProcess } from './lifecycle/end-hung-process';
@@ -33,7 +33,7 @@ import { ConductorMetrics } from './metrics/conductor-metrics';
 import { metricsProbes } from './metrics/metrics-probes';
 import { OriginClient } from './origin/origin-client';
 import { CopyRequestHandler } from './requests/copy-request-handler';
-import { loadOrCreateHeaderKey } from './requests/header-key';
+import { loadOrCreateHeaderKey } from './cache-root/header-key';
 import { ProgressPublisher } from './requests/progress-publisher';
 
 /** What a caller other than main.ts may swap in: only bench/ does (its lock baselines). */

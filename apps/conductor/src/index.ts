@@ -7,4 +7,4 @@ export { ImageHolderIndex } from './copy/holder-index';
 export { SourceSelector } from './copy/source-selector';
 export { type ConductorSeams } from './compose-conductor';
 export { main } from './main';
-export { CacheRootCheck, type CacheRootReport } from './lifecycle/cache-root-check';
+export { CacheRootCheck, type CacheRootReport } from './cache-root/cache-root-check';

@@ -19,7 +19,7 @@ import {
   type CacheRootCheckView,
   cacheRootCheckView,
   describeRefusal,
-} from './lifecycle/cache-root-check';
+} from './cache-root/cache-root-check';
 import { type ConductorSeams, composeConductor } from './compose-conductor';
 import { ConductorModule } from './conductor.module';
 import { createRootLogger } from './logging/root-logger';

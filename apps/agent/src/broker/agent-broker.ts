@@ -1,23 +1,12 @@
 import * as os from 'node:os';
 import type { CellTopology } from '@app/contracts';
-import { BrokerConnection, BrokerUrlError, parseBrokerUrls, redactUrl } from '@app/messaging';
-import { CliError, ExitCode, UsageError } from '../cli/exit-codes';
+import { BrokerConnection, redactUrl } from '@app/messaging';
+import { CliError, ExitCode } from '../cli/exit-codes';
 import { agentLogger } from '../cli/quiet-logger';
 import type { BrokerTarget } from './broker-login';
 
-export const DEFAULT_AMQP_URL = 'amqp://guest:guest@127.0.0.1:5672';
 /** A CLI should not hang on a broker that is down: one attempt, at most this long. */
 export const CONNECT_TIMEOUT_MS = 5_000;
-
-/** The broker list of --amqp-url / AMQP_URL: one URL or several, comma-separated (see parseBrokerUrls). */
-export function validateAmqpUrls(list: string, flag = '--amqp-url'): string[] {
-  try {
-    return parseBrokerUrls(list);
-  } catch (error) {
-    if (!(error instanceof BrokerUrlError)) throw error;
-    throw new UsageError(flag, list.includes(',') ? error.message : error.problem);
-  }
-}
 
 export function brokerUnreachableMessage(urls: readonly string[], cause: string): string {
   const where = urls.map(redactUrl).join(', ');

@@ -1,9 +1,26 @@
-import { Option } from 'commander';
+import { type Command, Option } from 'commander';
 import { readTlsFiles, tlsFile } from '@app/credentials';
-import { type BrokerAuth, type BrokerTls, plainEntriesProblem } from '@app/messaging';
+import {
+  type BrokerAuth,
+  type BrokerTls,
+  BrokerUrlError,
+  parseBrokerUrls,
+  plainEntriesProblem,
+} from '@app/messaging';
 import { readFlagFile, secretFlag } from '../cli/credential-flags';
 import { UsageError } from '../cli/exit-codes';
-import { DEFAULT_AMQP_URL, validateAmqpUrls } from './agent-broker';
+
+export const DEFAULT_AMQP_URL = 'amqp://guest:guest@127.0.0.1:5672';
+
+/** The broker list of --amqp-url / AMQP_URL: one URL or several, comma-separated (see parseBrokerUrls). */
+export function validateAmqpUrls(list: string, flag = '--amqp-url'): string[] {
+  try {
+    return parseBrokerUrls(list);
+  } catch (error) {
+    if (!(error instanceof BrokerUrlError)) throw error;
+    throw new UsageError(flag, list.includes(',') ? error.message : error.problem);
+  }
+}
 
 /** The broker flags of every command that talks to RabbitMQ; each also read from the conductor's variable. */
 export interface BrokerCliOptions {
@@ -55,6 +72,12 @@ export function brokerOptions(): Option[] {
       .choices(['PLAIN', 'EXTERNAL'])
       .env('AMQP_AUTH_MECHANISM'),
   ];
+}
+
+/** Adds --amqp-url and the other broker flags (URL file, TLS, login mechanism) to a command. */
+export function withBrokerOptions(command: Command): Command {
+  for (const option of brokerOptions()) command.addOption(option);
+  return command;
 }
 
 /**

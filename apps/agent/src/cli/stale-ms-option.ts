@@ -1,3 +1,4 @@
+import { Option } from 'commander';
 import { DEFAULT_LOCK_TIMINGS } from '@app/locking';
 import { UsageError } from './exit-codes';
 
@@ -17,3 +18,13 @@ export function parseStaleMs(raw: string | undefined, minMs = 1): number {
   }
   return ms;
 }
+
+/**
+ * The `--stale-ms` flag: `purpose` says what the command does with it; the default shown is the one
+ * parseStaleMs falls back to.
+ */
+export const staleMsOption = (purpose: string) =>
+  new Option('--stale-ms <ms>', `${purpose} (default ${DEFAULT_LOCK_TIMINGS.staleMs})`).env('LOCK_STALE_MS');
+
+/** The purpose of `--stale-ms` for a command that takes the conductors' locks itself. */
+export const CONDUCTORS_STALE_MS = "the conductors' LOCK_STALE_MS";

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { parseBytes, parseDuration } from './units';
+import { formatDuration, parseBytes, parseDuration } from './units';
 
 describe('flag units', () => {
   it.each([
@@ -32,4 +32,17 @@ describe('flag units', () => {
   it.each(['', '-5', '5X', 'G', '1,5G', '99999999P'])('refuses bytes %j', (text) =>
     expect(parseBytes(text)).toBeUndefined(),
   );
+
+  it.each([
+    [14 * 86_400_000, '14d'],
+    [3_600_000, '1h'],
+    [36 * 3_600_000, '36h'],
+    [5_400_000, '90m'],
+    [30_000, '30s'],
+    [1_500, '1500ms'],
+    [0, '0'],
+  ])('shows duration %d as %s, which parses back to it', (ms, text) => {
+    expect(formatDuration(ms)).toBe(text);
+    expect(parseDuration(text)).toBe(ms);
+  });
 });

@@ -23,6 +23,19 @@ export function parseDuration(text: string): number | undefined {
   return Number.isSafeInteger(ms) ? ms : undefined;
 }
 
+/** The units a duration is shown in, largest first: days at most, like the help's examples (14d, 36h). */
+const SHOWN_DURATION_UNITS = ['d', 'h', 'm', 's', 'ms'] as const;
+
+/**
+ * The inverse of parseDuration for a flag's default: the largest shown unit that divides `ms` exactly
+ * (1209600000 → "14d", 3600000 → "1h", 1500 → "1500ms"), so a default is shown in the form it is typed.
+ */
+export function formatDuration(ms: number): string {
+  if (ms === 0) return '0';
+  const unit = SHOWN_DURATION_UNITS.find((u) => ms % DURATION_UNITS[u]! === 0) ?? 'ms';
+  return `${ms / DURATION_UNITS[unit]!}${unit}`;
+}
+
 const BYTE_UNITS: Record<string, number> = {
   '': 1,
   k: 1024,

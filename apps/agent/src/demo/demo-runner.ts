@@ -10,10 +10,7 @@ import {
   cellTopology,
 } from '@app/contracts';
 import { ImageStore } from '@app/image-store';
-import { NodeLockManager } from '@app/locking';
 import type { BrokerConnection } from '@app/messaging';
-import { cliHolderId } from '../cache/cache-args';
-import { importUnderLock } from '../cache/cache-import';
 import { connectToBroker } from '../broker/agent-broker';
 import { type BrokerCliOptions, resolveBrokerTarget } from '../broker/broker-login';
 import { CliError, ExitCode, type ExitCodeValue, UsageError } from '../cli/exit-codes';
@@ -25,10 +22,10 @@ import { CopyRequester } from '../copy/copy-requester';
 import { buildJob, jobSucceeded, jobSummaryLine, renderJobTable } from '../jobs/job-commands';
 import { followJob } from '../jobs/job-follower';
 import { ConductorChild } from './conductor-child';
+import { seedImages, verifyDestinations } from './demo-images';
 import { DemoOrigin } from './demo-origin';
-import { DEFAULT_BIG_IMAGE_MIB, type DemoPlan, demoPlan, expectedDestinations } from './demo-plan';
+import { DEFAULT_BIG_IMAGE_MIB, type DemoPlan, demoPlan } from './demo-plan';
 import { type DemoOutcome, outcomeStatus, renderOutcomes, renderSummary, summarize } from './demo-summary';
-import { sha256OfFile, writeRandomImage } from './image-files';
 
 export interface DemoOptions extends BrokerCliOptions {
   keep?: boolean;
@@ -39,8 +36,6 @@ export interface DemoOptions extends BrokerCliOptions {
 export const DEFAULT_DEMO_TIMEOUT_S = 300;
 const CONDUCTOR_START_TIMEOUT_MS = 30_000;
 const CONDUCTOR_STOP_GRACE_MS = 15_000;
-/** Nobody else holds a lock in the demo's fresh cell: a wait this long would be a bug. */
-const SEED_LOCK_WAIT_MS = 10_000;
 
 function parseBigImageMib(raw: string | undefined): number {
   if (raw === undefined) return DEFAULT_BIG_IMAGE_MIB;
@@ -301,51 +296,6 @@ function conductorEnv(
   };
 }
 
-/** Writes each image with random content and a known checksum, and imports it into its seed node. */
-async function seedImages(
-  root: string,
-  plan: DemoPlan,
-  dir: string,
-  origin: DemoOrigin,
-  term: Terminal,
-  signal: AbortSignal,
-): Promise<Map<string, string>> {
-  const store = new ImageStore({ root, fsync: false });
-  await fsp.mkdir(root, { recursive: true });
-  for (const node of plan.nodes) await store.markers.registerNode(node, 'icc demo');
-  const locks = new NodeLockManager({ root, conductorId: cliHolderId() });
-  const seeded = new Map<string, string>();
-  const total = plan.images.reduce((n, i) => n + i.bytes, 0);
-  term.out(
-    `seeding ${plan.images.length} images (${formatBytes(total)}): ${plan.images.map((i) => `${i.imageId} ${formatBytes(i.bytes)} on ${i.seedNode ?? 'the origin only'}`).join(', ')}`,
-  );
-  for (const image of plan.images) {
-    if (signal.aborted) throw signal.reason;
-    const file = path.join(dir, `seed-${image.imageId}`);
-    const sha256 = await writeRandomImage(file, image.bytes);
-    seeded.set(image.imageId, sha256);
-    if (image.seedNode === undefined) {
-      origin.serve(image.imageId, file, sha256);
-      continue;
-    }
-    // The documented import path (`icc cache import`, docs/cache-layout.md): under the image's lock,
-    // verified against the sha256 computed while the file was written.
-    await importUnderLock({
-      store,
-      locks,
-      node: image.seedNode,
-      imageId: image.imageId,
-      file,
-      sha256,
-      lockWaitMs: SEED_LOCK_WAIT_MS,
-      signal,
-    });
-    await fsp.rm(file, { force: true });
-  }
-  await locks.releaseAll();
-  return seeded;
-}
-
 /**
  * Which answers came from a copy already running (coalescing is not part of the result on the wire; the
  * conductor logs it with each answer). Results are published before that line is written, so wait briefly.
@@ -365,29 +315,6 @@ async function markCoalesced(conductor: ConductorChild, outcomes: DemoOutcome[])
     if (missing.length === 0 || Date.now() > deadline) return;
     await new Promise((r) => setTimeout(r, 100));
   }
-}
-
-/** Hashes every destination image here, independently of the conductor and of meta files. */
-async function verifyDestinations(
-  store: ImageStore,
-  plan: DemoPlan,
-  seeded: Map<string, string>,
-  term: Terminal,
-  signal: AbortSignal,
-): Promise<{ ok: boolean; good: number; total: number }> {
-  const targets = expectedDestinations(plan);
-  let good = 0;
-  for (const { imageId, node } of targets) {
-    if (signal.aborted) throw signal.reason;
-    const file = store.entries.imagePath(node, imageId);
-    const actual = await sha256OfFile(file).catch((error: NodeJS.ErrnoException) =>
-      error.code === 'ENOENT' ? 'missing' : `unreadable: ${error.message}`,
-    );
-    if (actual === seeded.get(imageId)) good++;
-    else
-      term.err(`NOT verified: ${node}/images/${imageId}: sha256 ${actual}, expected ${seeded.get(imageId)}`);
-  }
-  return { ok: good === targets.length, good, total: targets.length };
 }
 
 async function deleteCellTopology(connection: BrokerConnection, topology: CellTopology): Promise<void> {

@@ -1,7 +1,7 @@
 import { type DynamicModule, Module } from '@nestjs/common';
 import { TerminusModule } from '@nestjs/terminus';
 import type { Conductor } from '../compose-conductor';
-import type { CacheRootCheckView } from '../lifecycle/cache-root-check';
+import type { CacheRootCheckView } from '../cache-root/cache-root-check';
 import { ConductorMetrics } from '../metrics/conductor-metrics';
 import { AdminAuth } from './admin-auth';
 import { AdminTokenGuard } from './admin-token.guard';

@@ -1,7 +1,7 @@
 import { readReleaseInfo } from '@app/contracts';
 import type { Conductor } from '../compose-conductor';
 import { RecentJobs, recentJobs } from '../jobs/recent-jobs';
-import type { CacheRootCheckView } from '../lifecycle/cache-root-check';
+import type { CacheRootCheckView } from '../cache-root/cache-root-check';
 import { AdminAuth } from './admin-auth';
 import { LockTable } from './lock-table';
 import { QueueDepths } from './queue-depths';

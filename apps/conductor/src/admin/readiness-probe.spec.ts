@@ -4,8 +4,8 @@ import * as path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { ConnectionState } from '@app/messaging';
 import type { LifecycleState } from '../lifecycle/conductor-lifecycle';
-import { CacheRootGuard } from '../lifecycle/cache-root-guard';
-import { HEADER_KEY_FILE, loadOrCreateHeaderKey } from '../requests/header-key';
+import { CacheRootGuard } from '../cache-root/cache-root-guard';
+import { HEADER_KEY_FILE, loadOrCreateHeaderKey } from '../cache-root/header-key';
 import { ReadinessProbe } from './readiness-probe';
 
 describe('ReadinessProbe', () => {

@@ -4,7 +4,7 @@ import { randomBytes } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import type { BrokerConnection } from '@app/messaging';
-import type { CacheRootGuard } from '../lifecycle/cache-root-guard';
+import type { CacheRootGuard } from '../cache-root/cache-root-guard';
 import type { ConductorLifecycle } from '../lifecycle/conductor-lifecycle';
 
 export interface ReadinessPart {

@@ -9,7 +9,7 @@ import type { CopyPhase } from '../copy/copy-job';
 import type { ReadSlotsView } from '../copy/read-slots';
 import type { JobView } from '../jobs/recent-jobs';
 import type { CellConductorsView } from '../lifecycle/conductor-heartbeat';
-import type { CacheRootCheckView } from '../lifecycle/cache-root-check';
+import type { CacheRootCheckView } from '../cache-root/cache-root-check';
 import type { LifecycleState, ConductorLifecycle } from '../lifecycle/conductor-lifecycle';
 import type { ConductorMetrics, ConductorTotals } from '../metrics/conductor-metrics';
 import type { QueueDepthReport } from './queue-depths';

@@ -1,9 +1,8 @@
-import { errorText } from '@app/contracts';
 import type { Logger } from '@app/contracts';
-import { performance } from 'node:perf_hooks';
 import type { CacheCleaner, CleanReport } from '@app/cache-cleaner';
 import { summarizeCleanReport } from '@app/cache-cleaner';
 import type { RoundLease } from './round-lease';
+import { walkNodes } from './node-round';
 import { type LeaseTicks, RoundSchedule } from './round-schedule';
 
 export interface CleanerRoundsOptions {
@@ -94,57 +93,50 @@ export class CleanerRounds {
   }
 
   private async round(signal: AbortSignal): Promise<CleaningRound> {
-    const started = performance.now();
-    const round: CleaningRound = {
-      nodes: 0,
-      deleted: 0,
-      bytesFreed: 0,
-      skippedBusy: 0,
-      failedNodes: 0,
-      durationMs: 0,
-    };
+    const totals = { deleted: 0, bytesFreed: 0, skippedBusy: 0 };
     const { log } = this.options;
-    let nodes: string[] = [];
-    try {
-      nodes = await this.options.listNodes();
-    } catch (error) {
-      log.warn({ err: errorText(error) }, 'cache cleaner: could not list the nodes');
-    }
-    for (const node of nodes) {
-      if (signal.aborted) break;
-      let report: CleanReport;
-      try {
-        report = await this.cleaner.clean(node, { signal: signal });
-      } catch (error) {
-        round.failedNodes += 1;
-        log.warn({ node, err: errorText(error) }, 'cache cleaner: cleaning a node failed');
-        continue;
-      }
-      round.nodes += 1;
-      round.deleted += report.deleted.length;
-      round.bytesFreed += report.bytesFreed;
-      round.skippedBusy += report.skippedBusy.length;
-      for (const d of report.deleted) this.options.onDeleted?.(node, d.imageId);
-      const fields = {
-        node,
-        examined: report.examined,
-        deleted: report.deleted.map((d) => ({ imageId: d.imageId, size: d.size, why: d.why })),
-        keptPinned: report.keptPinned.length,
-        skippedBusy: report.skippedBusy.length,
-        keptChanged: report.keptChanged.length,
-        errors: report.errors,
-        bytesFreed: report.bytesFreed,
-        bytesAfter: report.bytesAfter,
-        overBudget: report.overBudget,
-        durationMs: report.durationMs,
-      };
-      const worthTelling = report.deleted.length > 0 || report.errors.length > 0 || report.overBudget;
-      if (worthTelling) log.info(fields, `cache cleaned: ${summarizeCleanReport(report)}`);
-      else log.debug(fields, `cache cleaned: ${summarizeCleanReport(report)}`);
-    }
-    round.durationMs = Math.round(performance.now() - started);
-    this.lastRound = { ...round, endedAt: new Date().toISOString(), aborted: signal.aborted };
-    log.info({ ...round, aborted: signal.aborted }, 'cache cleaning round done');
+    const walk = await walkNodes({
+      round: 'cache cleaner',
+      nodeFailed: 'cleaning a node failed',
+      listNodes: () => this.options.listNodes(),
+      log,
+      signal,
+      visit: (node) => this.cleaner.clean(node, { signal }),
+      record: (node, report: CleanReport) => {
+        totals.deleted += report.deleted.length;
+        totals.bytesFreed += report.bytesFreed;
+        totals.skippedBusy += report.skippedBusy.length;
+        for (const d of report.deleted) this.options.onDeleted?.(node, d.imageId);
+        this.logNode(node, report);
+      },
+    });
+    const round: CleaningRound = {
+      nodes: walk.nodes,
+      ...totals,
+      failedNodes: walk.failed,
+      durationMs: walk.durationMs,
+    };
+    this.lastRound = { ...round, endedAt: new Date().toISOString(), aborted: walk.aborted };
+    log.info({ ...round, aborted: walk.aborted }, 'cache cleaning round done');
     return round;
+  }
+
+  private logNode(node: string, report: CleanReport): void {
+    const fields = {
+      node,
+      examined: report.examined,
+      deleted: report.deleted.map((d) => ({ imageId: d.imageId, size: d.size, why: d.why })),
+      keptPinned: report.keptPinned.length,
+      skippedBusy: report.skippedBusy.length,
+      keptChanged: report.keptChanged.length,
+      errors: report.errors,
+      bytesFreed: report.bytesFreed,
+      bytesAfter: report.bytesAfter,
+      overBudget: report.overBudget,
+      durationMs: report.durationMs,
+    };
+    const worthTelling = report.deleted.length > 0 || report.errors.length > 0 || report.overBudget;
+    if (worthTelling) this.options.log.info(fields, `cache cleaned: ${summarizeCleanReport(report)}`);
+    else this.options.log.debug(fields, `cache cleaned: ${summarizeCleanReport(report)}`);
   }
 }

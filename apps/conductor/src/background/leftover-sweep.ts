@@ -1,5 +1,4 @@
 import * as path from 'node:path';
-import { performance } from 'node:perf_hooks';
 import { type Logger, imageIdSchema, errorText } from '@app/contracts';
 import type { CacheEntries } from '@app/image-store';
 import {
@@ -15,6 +14,7 @@ import {
   nodeLocksDir,
   removeRetired,
 } from '@app/locking';
+import { walkNodes } from './node-round';
 import type { RoundLease } from './round-lease';
 import { type LeaseTicks, RoundSchedule } from './round-schedule';
 
@@ -143,7 +143,6 @@ export class LeftoverSweep {
   }
 
   private async round(signal: AbortSignal): Promise<SweepRound> {
-    const started = performance.now();
     const round: SweepRound = {
       nodes: 0,
       keysCollected: 0,
@@ -154,23 +153,17 @@ export class LeftoverSweep {
       failed: 0,
       durationMs: 0,
     };
-    let nodes: string[] = [];
-    try {
-      nodes = await this.options.listNodes();
-    } catch (error) {
-      this.options.log.warn({ err: errorText(error) }, 'leftover sweep: could not list the nodes');
-    }
-    for (const node of nodes) {
-      if (signal.aborted) break;
-      try {
-        await this.sweepNode(node, round, signal);
-        round.nodes += 1;
-      } catch (error) {
-        round.failed += 1;
-        this.options.log.warn({ node, err: errorText(error) }, 'leftover sweep: a node failed');
-      }
-    }
-    round.durationMs = Math.round(performance.now() - started);
+    const walk = await walkNodes({
+      round: 'leftover sweep',
+      nodeFailed: 'a node failed',
+      listNodes: () => this.options.listNodes(),
+      log: this.options.log,
+      signal,
+      visit: (node) => this.sweepNode(node, round, signal),
+    });
+    round.nodes = walk.nodes;
+    round.failed = walk.failed;
+    round.durationMs = walk.durationMs;
     for (const k of ['keysCollected', 'lockEntries', 'tmpFiles', 'busy', 'keysRetired'] as const)
       this.totals[k] += round[k];
     this.lastRound = { ...round, endedAt: new Date().toISOString() };

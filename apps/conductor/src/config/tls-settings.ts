@@ -1,18 +1,20 @@
 import { type CertificateAndKey, readCertificateAndKey, readTlsFiles, tlsFile } from '@app/credentials';
 import { type BrokerAuth, type BrokerTls, plainEntriesProblem } from '@app/messaging';
-import type { ConductorConfig } from './conductor-config';
-
-type TlsConfig = Pick<
-  ConductorConfig,
-  | 'AMQP_URL'
-  | 'AMQP_TLS_CA_FILE'
-  | 'AMQP_TLS_CERT_FILE'
-  | 'AMQP_TLS_KEY_FILE'
-  | 'AMQP_TLS_SERVERNAME'
-  | 'AMQP_AUTH_MECHANISM'
-  | 'ADMIN_TLS_CERT_FILE'
-  | 'ADMIN_TLS_KEY_FILE'
->;
+/**
+ * The settings read here, in the form config/conductor-config.ts loads them. Spelled out rather than picked
+ * from ConductorConfig because that file checks them with tlsSettingProblems (a type import back would make
+ * the two files a circle); the compiler still checks that a ConductorConfig is one, wherever it is passed.
+ */
+export interface TlsConfig {
+  AMQP_URL: readonly string[];
+  AMQP_TLS_CA_FILE?: string;
+  AMQP_TLS_CERT_FILE?: string;
+  AMQP_TLS_KEY_FILE?: string;
+  AMQP_TLS_SERVERNAME?: string;
+  AMQP_AUTH_MECHANISM: 'PLAIN' | 'EXTERNAL';
+  ADMIN_TLS_CERT_FILE?: string;
+  ADMIN_TLS_KEY_FILE?: string;
+}
 
 /** Settings that only make sense together, checked before any file is read. */
 export function tlsSettingProblems(c: TlsConfig): string[] {

@@ -1,4 +1,4 @@
-import type { CopyRequest } from '@app/contracts';
+import type { CopyPriority, CopyRequest } from '@app/contracts';
 
 export type CopyPhase = 'waiting-for-lock' | 'copying' | 'verifying' | 'publishing';
 
@@ -28,6 +28,16 @@ export interface CopyProgress {
   source?: string;
   bytesDone: number;
   bytesTotal: number;
+}
+
+/** How one attempt of a copy runs: given to the copy workflow, which passes it on to an origin download. */
+export interface CopyRunOptions {
+  attemptId: string;
+  /** Aborts the copy (shutdown); the lock's own loss aborts it too. */
+  signal?: AbortSignal;
+  onProgress?: (progress: CopyProgress) => void;
+  /** The copy's bandwidth class now (an interactive request joining a background copy raises it). */
+  priority?: () => CopyPriority;
 }
 
 export function copyKey(job: Pick<CopyJob, 'imageId' | 'destination'>): string {

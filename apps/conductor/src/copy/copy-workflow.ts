@@ -2,10 +2,9 @@ import { type Logger, ReasonError } from '@app/contracts';
 import { constants as fsConstants, promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { type CopyPriority } from '@app/contracts';
 import type { ImageStore } from '@app/image-store';
 import type { HeldLockSet, LockRequest, NodeLockManager } from '@app/locking';
-import type { CopyJob, CopyJobResult, CopyProgress } from './copy-job';
+import type { CopyJob, CopyJobResult, CopyProgress, CopyRunOptions } from './copy-job';
 import type { NodeBandwidth } from './node-bandwidth';
 import type { OriginDownload } from './origin-download';
 import { NoHolderError, SELECTION_PREFIX, type SourceSelector } from './source-selector';
@@ -25,15 +24,6 @@ export const nodeLocalLocks: CopyLockPlan = (source, job) => [
   { node: source, imageId: job.imageId, mode: 'shared' },
   { node: job.destination, imageId: job.imageId, mode: 'exclusive' },
 ];
-
-export interface CopyRunOptions {
-  attemptId: string;
-  /** Aborts the copy (shutdown); the lock's own loss aborts it too. */
-  signal?: AbortSignal;
-  onProgress?: (progress: CopyProgress) => void;
-  /** The copy's bandwidth class now (an interactive request joining a background copy raises it). */
-  priority?: () => CopyPriority;
-}
 
 /**
  * The one place that composes locks and copy: a read slot on the chosen source, then source shared +

@@ -4,8 +4,7 @@ import { performance } from 'node:perf_hooks';
 import type { ImageStore } from '@app/image-store';
 import { NodeLockManager, type NodeLockManagerOptions } from '@app/locking';
 import type { OriginClient } from '../origin/origin-client';
-import type { CopyJob, CopyJobResult, CopyProgress } from './copy-job';
-import type { CopyRunOptions } from './copy-workflow';
+import type { CopyJob, CopyJobResult, CopyProgress, CopyRunOptions } from './copy-job';
 import type { ImageHolderIndex } from './holder-index';
 
 /**

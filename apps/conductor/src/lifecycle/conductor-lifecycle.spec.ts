@@ -2,8 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { ReasonError, cellTopology } from '@app/contracts';
 import type { NodeLockManager } from '@app/locking';
 import type { Delivery } from '@app/messaging';
-import type { CopyRequestHandler } from '../requests/copy-request-handler';
-import { ConductorLifecycle } from './conductor-lifecycle';
+import { ConductorLifecycle, type QueueHandler } from './conductor-lifecycle';
 import {
   FakeBrokerConnection,
   FakePublisher,
@@ -40,7 +39,7 @@ function intakeWith(handle: (delivery: Delivery, shutdown: AbortSignal) => Promi
       calls.push('locks.releaseAll');
     },
   } as unknown as NodeLockManager;
-  const handler = { handle: (d: Delivery) => handle(d, shutdown.signal) } as unknown as CopyRequestHandler;
+  const handler: QueueHandler = { handle: (d: Delivery) => handle(d, shutdown.signal) };
   const intake = new ConductorLifecycle({
     broker: broker.asConnection,
     publisher: publisher.asPublisher,

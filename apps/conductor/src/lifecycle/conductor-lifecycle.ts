@@ -1,9 +1,15 @@
 import { type Logger, ReasonError, type CellTopology } from '@app/contracts';
 import type { NodeLockManager } from '@app/locking';
-import { type BrokerConnection, type Consumer, type Publisher, consume } from '@app/messaging';
+import { type BrokerConnection, type Consumer, type Delivery, type Publisher, consume } from '@app/messaging';
 import type { CancelWatch } from '../jobs/cancel-watch';
-import type { JobMessageHandler } from '../jobs/job-message-handler';
-import type { CopyRequestHandler } from '../requests/copy-request-handler';
+
+/**
+ * What the lifecycle needs of a queue's handler (the copy requests', the jobs'): only to hand it each
+ * delivery. Owned here, so that the lifecycle does not depend on the handlers' modules.
+ */
+export interface QueueHandler {
+  handle(delivery: Delivery): Promise<void>;
+}
 
 export type LifecycleState = 'starting' | 'consuming' | 'draining' | 'stopped';
 
@@ -22,9 +28,9 @@ export class ConductorLifecycle {
       broker: BrokerConnection;
       publisher: Publisher;
       topology: CellTopology;
-      handler: CopyRequestHandler;
+      handler: QueueHandler;
       /** The jobs queue (pre-cache, purge, cancel): consumed and drained beside the requests. */
-      jobs?: { handler: JobMessageHandler; prefetch: number; cancels: CancelWatch };
+      jobs?: { handler: QueueHandler; prefetch: number; cancels: CancelWatch };
       locks: NodeLockManager;
       /** Background rounds (cache cleaner, leftover sweep): started with the consumer, stopped before the locks are released. */
       background?: Array<{ start(): void; stop(): Promise<void> }>;

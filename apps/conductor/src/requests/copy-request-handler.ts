@@ -7,7 +7,7 @@ import type { CancelWatch } from '../jobs/cancel-watch';
 import type { JobProgress } from '../jobs/job-progress';
 import type { CopyCoordinator } from '../copy/copy-coordinator';
 import type { ConductorMetrics } from '../metrics/conductor-metrics';
-import type { CacheRootGuard } from '../lifecycle/cache-root-guard';
+import type { CacheRootGuard } from '../cache-root/cache-root-guard';
 import { type Admitted, admitCopyRequest } from './copy-admission';
 import { asFailure } from './copy-results';
 import { type CopyOutcome, type Handled, lookups, settle } from './copy-settlement';

@@ -6,7 +6,7 @@ import {
   isRetryable,
 } from '@app/contracts';
 import type { CopyJobResult } from '../copy/copy-job';
-import type { CacheRootState } from '../lifecycle/cache-root-guard';
+import type { CacheRootState } from '../cache-root/cache-root-guard';
 import type { Admitted, Refused } from './copy-admission';
 import { type AnswerContext, type Failure, elapsedSince, failedResult, successResult } from './copy-results';
 

@@ -2,7 +2,7 @@ import { errorText, type Logger } from '@app/contracts';
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { HEADER_KEY_FILE } from '../requests/header-key';
+import { HEADER_KEY_FILE } from './header-key';
 
 export type CacheRootState = { available: true } | { available: false; problem: string };
 

@@ -3,7 +3,7 @@ import { promises as fsp } from 'node:fs';
 import { promisify } from 'node:util';
 import * as path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { HEADER_KEY_FILE, loadOrCreateHeaderKey } from '../requests/header-key';
+import { HEADER_KEY_FILE, loadOrCreateHeaderKey } from './header-key';
 import { waitFor } from '../../../../test/support/async';
 import { CacheRootGuard } from './cache-root-guard';
 import { makeTempDir, removeDir } from '../../../../test/support/temp-dirs';
