@@ -55,3 +55,4 @@ export {
   type RetryOptions,
 } from './retry-path';
 export { RetryHeaderSigner, type RetryState } from './retry-signature';
+export { REQUEUE_PAUSE_MS, handBackOnFailure, type HandBackOptions } from './hand-back-on-failure';

@@ -1,9 +1,9 @@
 import { type CellTopology, type Logger, ReasonError } from '@app/contracts';
 import type { ImagePurger } from '@app/cache-cleaner';
 import type { ImageStore, JobRecord } from '@app/image-store';
-import type { Delivery, Publisher } from '@app/messaging';
+import { type Delivery, handBackOnFailure, type Publisher } from '@app/messaging';
 import type { CacheRootGuard } from '../cache-root/cache-root-guard';
-import { handBackOnFailure } from '../requests/hand-back-on-failure';
+
 import { answerCancel } from './cancel-job';
 import type { CancelWatch } from './cancel-watch';
 import { acceptJob } from './job-acceptance';

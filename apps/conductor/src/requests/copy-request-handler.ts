@@ -1,7 +1,7 @@
 import { type Logger, type CellTopology, ReasonError, errorText } from '@app/contracts';
 import { performance } from 'node:perf_hooks';
 import { newAttemptId } from '@app/locking';
-import type { Delivery, Publisher, RetryHeaderSigner } from '@app/messaging';
+import { type Delivery, handBackOnFailure, type Publisher, type RetryHeaderSigner } from '@app/messaging';
 import type { JobRecords, RequestAnswers } from '@app/image-store';
 import type { CancelWatch } from '../jobs/cancel-watch';
 import type { JobProgress } from '../jobs/job-progress';
@@ -12,7 +12,6 @@ import { type Admitted, admitCopyRequest } from './copy-admission';
 import { asFailure } from './copy-results';
 import { type CopyOutcome, type Handled, lookups, settle } from './copy-settlement';
 import { CopySettler } from './copy-settler';
-import { handBackOnFailure } from './hand-back-on-failure';
 
 export interface CopyRequestHandlerDeps {
   coordinator: CopyCoordinator;

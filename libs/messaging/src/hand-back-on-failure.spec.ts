@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { consumeMessage, fakeDelivery } from '../../../../test/support/amqp-fakes';
-import { recordingLogger } from '../../../../test/support/recording-logger';
+import { consumeMessage, fakeDelivery } from '../../../test/support/amqp-fakes';
+import { recordingLogger } from '../../../test/support/recording-logger';
 import { REQUEUE_PAUSE_MS, handBackOnFailure } from './hand-back-on-failure';
 
 const WARNING = 'could not finish; handing it back';
