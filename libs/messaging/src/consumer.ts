@@ -1,6 +1,7 @@
 import type { Logger } from '@app/contracts';
 import type { Channel, ConsumeMessage, MessageProperties } from 'amqplib';
-import type { BrokerConnection, LiveModel } from './broker-connection';
+import type { BrokerConnection } from './broker-connection';
+import type { LiveModel } from './connection-views';
 import { MessagingClosedError, isNotFound } from './errors';
 import { errorFields } from './logger';
 

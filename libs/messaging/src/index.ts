@@ -1,14 +1,13 @@
+export { BrokerConnection } from './broker-connection';
+export { type BrokerConnectionOptions, type ReconnectOptions } from './connection-settings';
 export {
-  BrokerConnection,
   type BrokerConnectionEvents,
-  type BrokerConnectionOptions,
   type ConnectionState,
   type BlockedView,
   type BrokerEndpointView,
   type LiveModel,
-  type TopologyHealth,
-  type ReconnectOptions,
-} from './broker-connection';
+} from './connection-views';
+export { type TopologyHealth } from './topology-keeper';
 export {
   type BrokerAuth,
   type BrokerTls,
