@@ -23,15 +23,9 @@ export {
   parseBrokerUrls,
   type RotationOptions,
 } from './broker-urls';
-export {
-  consume,
-  Consumer,
-  Delivery,
-  type ConsumeOptions,
-  type ConsumerState,
-  type DeliveryHandler,
-  type DeliveryOutcome,
-} from './consumer';
+export { consume, Consumer } from './consumer';
+export { type ConsumeOptions, type ConsumerState, type DeliveryHandler } from './consume-policy';
+export { Delivery, type DeliveryOutcome } from './delivery';
 export { declareCellTopology } from './declare-topology';
 export {
   BrokerUnavailableError,
