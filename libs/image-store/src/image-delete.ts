@@ -34,6 +34,14 @@ interface ImagePart<Seen> {
   removeAction: string;
 }
 
+/** The image a delete is about, and where its messages say it is. */
+interface DeleteSite {
+  store: StoreContext;
+  layout: NodeLayout;
+  id: string;
+  context: IoContext;
+}
+
 /** absent: nothing was there; changed: not the judged one, put back; removed: the judged one, gone. */
 type CompareOutcome<Seen> =
   { kind: 'absent' } | { kind: 'changed' } | { kind: 'removed'; seen: Seen; unlinked: boolean };
@@ -46,8 +54,6 @@ export async function deleteImage(
   judged?: CacheEntry,
 ): Promise<DeletedImage> {
   const context = cacheContext(layout, id);
-  const imagePath = store.layout.imagePath(layout, id);
-  const metaPath = store.layout.metaPath(layout, id);
   const stat = await store.imageStat(layout, id, context);
   if (stat && !stat.isFile()) {
     throw new ReasonError(
@@ -55,68 +61,77 @@ export async function deleteImage(
       `node ${layout.node}, image ${id}: the image path is not a regular file; not deleted`,
     );
   }
+  const site: DeleteSite = { store, layout, id, context };
   const nothing = { removedMeta: false, removedImage: false, bytes: 0, tmpRemoved: 0 };
-  let removedMeta: boolean;
-  if (judged) {
-    const meta = await removeIfJudged(
-      store,
-      layout,
-      id,
-      context,
-      {
-        noun: 'meta',
-        file: metaPath,
-        asideTag: 'del-meta',
-        look: async (moved) => (await readMetaFile(moved, id)).value,
-        lookAction: 'reading the moved meta',
-        removeAction: 'removing the meta file',
-      },
-      async (moved) =>
-        // An orphan carries no meta: the moved one is a new publish's when it now describes the image there.
-        judged.meta
-          ? !sameImage(moved, judged.meta)
-          : moved !== undefined && (await store.imageStat(layout, id, context))?.size === moved.size,
-    );
-    if (meta.kind === 'changed') return { ...nothing, changed: true };
-    removedMeta = meta.kind === 'removed';
-  } else {
-    removedMeta = await io(context, 'removing the meta file', () => unlinkIfPresent(metaPath));
-  }
+  const removedMeta = await removeMeta(site, judged);
+  if (removedMeta === 'changed') return { ...nothing, changed: true };
   if (removedMeta && store.fsync)
     await io(context, 'fsync of the images folder', () => fsyncDir(layout.images));
-  let removedImage = false;
-  let bytes = 0;
-  if (judged) {
-    const image = await removeIfJudged(
-      store,
-      layout,
-      id,
-      context,
-      {
-        noun: 'image',
-        file: imagePath,
-        asideTag: 'del-image',
-        look: (moved) => fsp.lstat(moved),
-        lookAction: 'stat of the moved image',
-        removeAction: 'removing the image',
-      },
-      // Published again after our check: its publisher writes its meta; our old meta is gone, rightly.
-      (moved) => !isJudgedFile(moved, judged),
-    );
-    if (image.kind === 'changed') return { ...nothing, removedMeta, changed: true };
-    if (image.kind === 'removed') {
-      removedImage = image.unlinked;
-      bytes = image.unlinked ? image.seen.size : 0;
-    }
-  } else if (stat) {
-    removedImage = await io(context, 'removing the image', () => unlinkIfPresent(imagePath));
-    bytes = removedImage ? stat.size : 0;
-  }
-  if (removedImage && store.fsync)
+  const image = await removeImageFile(site, stat, judged);
+  if (image === 'changed') return { ...nothing, removedMeta, changed: true };
+  if (image.removed && store.fsync)
     await io(context, 'fsync of the images folder', () => fsyncDir(layout.images));
   await io(context, 'removing the last-use marker', () => unlinkIfPresent(store.layout.usedPath(layout, id)));
   const tmpRemoved = await removeLeftoverTmp(layout, id, {});
-  return { removedMeta, removedImage, bytes, tmpRemoved };
+  return { removedMeta, removedImage: image.removed, bytes: image.bytes, tmpRemoved };
+}
+
+/** Removes the meta (with `judged`, only the judged one); whether one was there, or `changed`. */
+async function removeMeta(site: DeleteSite, judged: CacheEntry | undefined): Promise<boolean | 'changed'> {
+  const { store, layout, id, context } = site;
+  const metaPath = store.layout.metaPath(layout, id);
+  if (!judged) return io(context, 'removing the meta file', () => unlinkIfPresent(metaPath));
+  const meta = await removeIfJudged(
+    site,
+    {
+      noun: 'meta',
+      file: metaPath,
+      asideTag: 'del-meta',
+      look: async (moved) => (await readMetaFile(moved, id)).value,
+      lookAction: 'reading the moved meta',
+      removeAction: 'removing the meta file',
+    },
+    async (moved) =>
+      // An orphan carries no meta: the moved one is a new publish's when it now describes the image there.
+      judged.meta
+        ? !sameImage(moved, judged.meta)
+        : moved !== undefined && (await store.imageStat(layout, id, context))?.size === moved.size,
+  );
+  return meta.kind === 'changed' ? 'changed' : meta.kind === 'removed';
+}
+
+/**
+ * Removes the image file seen as `stat` (with `judged`, only the judged one); what it removed, or
+ * `changed`.
+ */
+async function removeImageFile(
+  site: DeleteSite,
+  stat: Stats | undefined,
+  judged: CacheEntry | undefined,
+): Promise<{ removed: boolean; bytes: number } | 'changed'> {
+  const { store, layout, id, context } = site;
+  const imagePath = store.layout.imagePath(layout, id);
+  if (!judged) {
+    if (!stat) return { removed: false, bytes: 0 };
+    const removed = await io(context, 'removing the image', () => unlinkIfPresent(imagePath));
+    return { removed, bytes: removed ? stat.size : 0 };
+  }
+  const image = await removeIfJudged(
+    site,
+    {
+      noun: 'image',
+      file: imagePath,
+      asideTag: 'del-image',
+      look: (moved) => fsp.lstat(moved),
+      lookAction: 'stat of the moved image',
+      removeAction: 'removing the image',
+    },
+    // Published again after our check: its publisher writes its meta; our old meta is gone, rightly.
+    (moved) => !isJudgedFile(moved, judged),
+  );
+  if (image.kind === 'changed') return 'changed';
+  if (image.kind === 'absent') return { removed: false, bytes: 0 };
+  return { removed: image.unlinked, bytes: image.unlinked ? image.seen.size : 0 };
 }
 
 /**
@@ -125,10 +140,7 @@ export async function deleteImage(
  * judged one is linked back, never over a newer one.
  */
 async function removeIfJudged<Seen>(
-  store: StoreContext,
-  layout: NodeLayout,
-  id: string,
-  context: IoContext,
+  { store, layout, id, context }: DeleteSite,
   part: ImagePart<Seen>,
   isChanged: (seen: Seen) => boolean | Promise<boolean>,
 ): Promise<CompareOutcome<Seen>> {
