@@ -48,7 +48,11 @@ type Eviction =
  */
 export class CacheCleaner {
   private readonly policy: CleanerPolicy;
-  /** Lock entries seen busy, by key: unchanged heartbeats for the stale time mean a dead holder. */
+  /**
+   * Lock entries seen busy, by key: unchanged heartbeats for the stale time mean a dead holder. Not the
+   * locking library's StalenessObserver, which watches one file: this watches a key's whole set of entries,
+   * so a holder coming or going starts the watch again, and it is forgotten by key once the key is quiet.
+   */
   private readonly busySightings = new Map<string, { signature: string; sinceMono: number }>();
 
   constructor(

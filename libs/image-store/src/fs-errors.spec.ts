@@ -1,6 +1,9 @@
-import { describe, expect, it } from 'vitest';
+import { promises as fsp } from 'node:fs';
+import * as path from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { ReasonError } from '@app/contracts';
-import { type CacheSide, mapIoError } from './fs-errors';
+import { makeTempDir, removeDir } from '../../../test/support/temp-dirs';
+import { type CacheSide, mapIoError, readFolderOrEmpty } from './fs-errors';
 
 function errno(code: string): NodeJS.ErrnoException {
   return Object.assign(new Error(`${code}: simulated, open '/cache/x'`), { code });
@@ -48,5 +51,43 @@ describe('mapIoError', () => {
     expect(mapIoError(conductorError, context, 'a')).toBe(conductorError);
     expect(mapIoError(bug, context, 'a')).toBe(bug);
     expect(mapIoError('a string', context, 'a')).toBe('a string');
+  });
+});
+
+describe('readFolderOrEmpty', () => {
+  let dir = '';
+  const context = { side: 'cache' as const, what: 'node n1' };
+  beforeEach(async () => {
+    dir = await makeTempDir('fs-errors');
+  });
+  afterEach(async () => {
+    await removeDir(dir);
+  });
+
+  it('lists the names, or their Dirents', async () => {
+    await fsp.writeFile(path.join(dir, 'a'), '');
+    await fsp.mkdir(path.join(dir, 'b'));
+    expect((await readFolderOrEmpty(dir, context, 'listing')).sort()).toEqual(['a', 'b']);
+    const entries = await readFolderOrEmpty(dir, context, 'listing', { withFileTypes: true });
+    expect(entries.map((e) => [e.name, e.isDirectory()]).sort()).toEqual([
+      ['a', false],
+      ['b', true],
+    ]);
+  });
+
+  it('answers none for a folder not there yet', async () => {
+    expect(await readFolderOrEmpty(path.join(dir, 'missing'), context, 'listing')).toEqual([]);
+  });
+
+  it('a file where the folder belongs is an IO_ERROR naming the action, unless ENOTDIR is said to mean none', async () => {
+    const file = path.join(dir, 'file');
+    await fsp.writeFile(file, '');
+    const error = await readFolderOrEmpty(file, context, 'listing images').catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(ReasonError);
+    expect(error).toMatchObject({
+      code: 'IO_ERROR',
+      message: expect.stringMatching(/^node n1: listing images failed \(ENOTDIR\)/),
+    });
+    expect(await readFolderOrEmpty(file, context, 'listing', { absent: ['ENOENT', 'ENOTDIR'] })).toEqual([]);
   });
 });

@@ -1,3 +1,4 @@
+import { type Dirent, promises as fsp } from 'node:fs';
 import { ReasonError, isReasonError } from '@app/contracts';
 
 /**
@@ -52,6 +53,44 @@ export async function io<T>(context: IoContext, action: string, operation: () =>
   try {
     return await operation();
   } catch (error) {
+    throw mapIoError(error, context, action);
+  }
+}
+
+/** Which errors of a folder listing mean "no folder yet" (see readFolderOrEmpty). */
+export interface FolderReadOptions {
+  /** Errno codes answered with an empty listing; default ENOENT only (a file at the path is an error). */
+  absent?: readonly string[];
+}
+
+/**
+ * The names in `folder`, or none when it does not exist (yet): a node with no cache, no tmp folder. Other
+ * failures are mapped like `io`. With `withFileTypes`, the entries as Dirents.
+ */
+export function readFolderOrEmpty(
+  folder: string,
+  context: IoContext,
+  action: string,
+  options?: FolderReadOptions & { withFileTypes?: false },
+): Promise<string[]>;
+export function readFolderOrEmpty(
+  folder: string,
+  context: IoContext,
+  action: string,
+  options: FolderReadOptions & { withFileTypes: true },
+): Promise<Dirent[]>;
+export async function readFolderOrEmpty(
+  folder: string,
+  context: IoContext,
+  action: string,
+  options: FolderReadOptions & { withFileTypes?: boolean } = {},
+): Promise<string[] | Dirent[]> {
+  try {
+    return options.withFileTypes
+      ? await fsp.readdir(folder, { withFileTypes: true })
+      : await fsp.readdir(folder);
+  } catch (error) {
+    if (isErrno(error, ...(options.absent ?? ['ENOENT']))) return [];
     throw mapIoError(error, context, action);
   }
 }

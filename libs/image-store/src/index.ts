@@ -7,13 +7,11 @@ export {
 } from './store-context';
 export { CopyPipeline, type CopyImageRequest, type CopyImageOutcome } from './copy-pipeline';
 export { type IrreversibleStep } from './publish';
-export {
-  CacheEntries,
-  type CacheEntry,
-  type DeletedImage,
-  type RemoveLeftoverTmpOptions,
-  LITTER_PREFIXES,
-} from './cache-entries';
+export { CacheEntries } from './cache-entries';
+export { type CacheEntry } from './cache-listing';
+export { type DeletedImage } from './image-delete';
+export { type RemoveLeftoverTmpOptions } from './leftover-tmp';
+export { LITTER_PREFIXES } from './cache-litter';
 export { NodeMarkers, type NodeRegistration } from './node-markers';
 export { ImageImport, type ImportImageOptions } from './image-import';
 export { type NodeMarker, NODE_MARKER_FILE, nodeMarkerSchema, registeredBySchema } from './node-marker-file';

@@ -2,7 +2,7 @@ import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import { ReasonError, imageIdSchema, parseField } from '@app/contracts';
 import { ensureNodeFolder, fsyncDir, uniqueTag, writeFileAtomic } from './durable-fs';
-import { type IoContext, io, isErrno, mapIoError } from './fs-errors';
+import { type IoContext, io, isErrno, readFolderOrEmpty } from './fs-errors';
 import {
   NODE_MARKER_VERSION,
   type NodeMarker,
@@ -124,13 +124,9 @@ export class NodeMarkers {
   /** The node's pinned image ids (names in `pinned/` that are not valid image ids are ignored). */
   async listPinned(node: string): Promise<Set<string>> {
     const layout = this.store.layout.node(node);
-    try {
-      const names = await fsp.readdir(layout.pinned);
-      return new Set(names.filter((name) => imageIdSchema.safeParse(name).success));
-    } catch (error) {
-      if (isErrno(error, 'ENOENT')) return new Set();
-      throw mapIoError(error, { side: 'cache', what: `node ${layout.node}, pinned folder` }, 'listing pins');
-    }
+    const context = { side: 'cache', what: `node ${layout.node}, pinned folder` } as const;
+    const names = await readFolderOrEmpty(layout.pinned, context, 'listing pins');
+    return new Set(names.filter((name) => imageIdSchema.safeParse(name).success));
   }
 
   /** Creates the pin marker `<node>/pinned/<imageId>` (idempotent). The image need not be cached yet. */

@@ -12,7 +12,7 @@ import {
 } from '@app/contracts';
 import { type NodeLayout, RECORD_TAG_SUFFIX, parseTmpName } from './cache-layout';
 import { uniqueTag, writeFileAtomic } from './durable-fs';
-import { type IoContext, io, isErrno, mapIoError } from './fs-errors';
+import { type IoContext, io, isErrno, mapIoError, readFolderOrEmpty } from './fs-errors';
 import { readJsonFile } from './shared-json-file';
 import type { StoreContext } from './store-context';
 
@@ -296,12 +296,7 @@ export class PartialCopy {
     }
   }
 
-  private async tmpNames(): Promise<string[]> {
-    try {
-      return await fsp.readdir(this.destination.tmp);
-    } catch (error) {
-      if (isErrno(error, 'ENOENT')) return [];
-      throw mapIoError(error, this.context, 'listing partial copies');
-    }
+  private tmpNames(): Promise<string[]> {
+    return readFolderOrEmpty(this.destination.tmp, this.context, 'listing partial copies');
   }
 }

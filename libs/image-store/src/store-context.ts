@@ -1,4 +1,4 @@
-import { promises as fsp } from 'node:fs';
+import { type Stats, promises as fsp } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import { z } from 'zod';
 import { byteCountSchema, parseField, sha256Schema as contractSha256Schema, errorText } from '@app/contracts';
@@ -89,18 +89,23 @@ export class StoreContext {
     const read = await this.readMetaChecked(layout, imageId, context);
     const meta = read.value;
     if (!meta) return { problem: read.missing ? 'meta file missing' : `meta file invalid: ${read.invalid}` };
-    let stat;
-    try {
-      stat = await fsp.lstat(this.layout.imagePath(layout, imageId));
-    } catch (error) {
-      if (isErrno(error, 'ENOENT', 'ENOTDIR')) return { problem: 'image file missing' };
-      throw mapIoError(error, context, 'stat of the image');
-    }
+    const stat = await this.imageStat(layout, imageId, context);
+    if (!stat) return { problem: 'image file missing' };
     if (!stat.isFile()) return { problem: 'image path is not a regular file' };
     if (stat.size !== meta.size) {
       return { problem: `image file has ${stat.size} bytes but its meta says ${meta.size}` };
     }
     return { meta };
+  }
+
+  /** lstat of the image's path; undefined when nothing is there (or the node has no images folder). */
+  async imageStat(layout: NodeLayout, imageId: string, context: IoContext): Promise<Stats | undefined> {
+    try {
+      return await fsp.lstat(this.layout.imagePath(layout, imageId));
+    } catch (error) {
+      if (isErrno(error, 'ENOENT', 'ENOTDIR')) return undefined;
+      throw mapIoError(error, context, 'stat of the image');
+    }
   }
 
   /** Reads a meta file; an invalid one is reported (once per file version) with the field at fault. */

@@ -1,6 +1,8 @@
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { Consumer, type ConsumeOptions, type Delivery, type DeliveryHandler } from './consumer';
-import { FakeBrokerConnection, consumeMessage, fakeDelivery, settle } from '../../../test/support/amqp-fakes';
+import type { ConsumeOptions, DeliveryHandler } from './consume-policy';
+import { Consumer } from './consumer';
+import type { Delivery } from './delivery';
+import { FakeBrokerConnection, consumeMessage, settle } from '../../../test/support/amqp-fakes';
 import { deferred } from '../../../test/support/async';
 import { recordingLogger } from '../../../test/support/recording-logger';
 
@@ -26,46 +28,6 @@ const messages = (log: ReturnType<typeof recordingLogger>) => log.entries.map((e
 
 afterEach(() => {
   vi.useRealTimers();
-});
-
-describe('Delivery', () => {
-  it('settles once: a second ack or a nack after it sends nothing and says so', () => {
-    const log = recordingLogger();
-    const { delivery, channel } = fakeDelivery(message(), log);
-    expect(delivery.ack()).toBe(true);
-    expect(delivery.ack()).toBe(false);
-    expect(delivery.nackRequeue()).toBe(false);
-    expect(channel.acks).toHaveLength(1);
-    expect(channel.nacks).toEqual([]);
-    expect(delivery.outcome).toBe('acked');
-    expect(messages(log)).toContain('delivery already settled; ignored');
-  });
-
-  it('on a channel that is gone: nothing sent (another channel would refuse the tag), outcome lost', () => {
-    const log = recordingLogger();
-    const { delivery, channel, lease } = fakeDelivery(message(), log);
-    lease.open = false;
-    expect(delivery.ack()).toBe(false);
-    expect(channel.acks).toEqual([]);
-    expect(delivery.outcome).toBe('lost');
-    // A lost delivery is not "already settled" noise.
-    expect(delivery.nackRequeue()).toBe(false);
-    expect(messages(log)).not.toContain('delivery already settled; ignored');
-  });
-
-  it('when amqplib throws (the channel closed before we heard of it): lost, not thrown', () => {
-    const log = recordingLogger();
-    const { delivery, channel } = fakeDelivery(message(), log);
-    channel.closed = true;
-    expect(delivery.nackRequeue()).toBe(false);
-    expect(delivery.outcome).toBe('lost');
-  });
-
-  it('reject() dead-letters through the queue: nack without requeue', () => {
-    const { delivery, channel } = fakeDelivery(message(), recordingLogger());
-    expect(delivery.reject()).toBe(true);
-    expect(channel.nacks.map((n) => n.requeue)).toEqual([false]);
-  });
 });
 
 describe('Consumer', () => {

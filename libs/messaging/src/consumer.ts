@@ -1,159 +1,22 @@
 import type { Logger } from '@app/contracts';
-import type { Channel, ConsumeMessage, MessageProperties } from 'amqplib';
-import type { BrokerConnection, LiveModel } from './broker-connection';
+import type { ConsumeMessage } from 'amqplib';
+import type { BrokerConnection } from './broker-connection';
+import type { LiveModel } from './connection-views';
+import {
+  type ConsumeOptions,
+  type ConsumerState,
+  type DeliveryHandler,
+  afterHandler,
+  prefetchProblem,
+  resubscribeDelayMs,
+} from './consume-policy';
+import { type ChannelLease, Delivery } from './delivery';
 import { MessagingClosedError, isNotFound } from './errors';
+import { InFlight } from './in-flight';
 import { errorFields } from './logger';
 
-export type DeliveryOutcome = 'acked' | 'requeued' | 'rejected' | 'lost';
-export type ConsumerState = 'active' | 'paused' | 'closed';
-
-/**
- * The handler owns the delivery until its promise settles and must settle it (ack, nackRequeue, or
- * publish elsewhere then ack) before that. A handler that throws or returns without settling is a bug:
- * the delivery then gets the `unsettled` policy.
- */
-export type DeliveryHandler = (delivery: Delivery) => Promise<void> | void;
-
-export interface ConsumeOptions {
-  /** Unacked deliveries the broker may hand us at once: the copy concurrency. */
-  prefetch: number;
-  /**
-   * What happens to a delivery whose handler threw or returned without settling it. 'reject' (default):
-   * rejected without requeue, so the queue's dead-letter exchange moves it to the dead-letter queue
-   * (visible, no hot loop). 'requeue': handed back; it comes straight back, and only RabbitMQ 3.x's
-   * x-delivery-limit ends the loop (4.x does not count requeues), so use it with care.
-   */
-  unsettled?: 'reject' | 'requeue';
-  /** First delay before re-subscribing after the broker closed our channel or cancelled us; doubles up to 10 s. */
-  resubscribeDelayMs?: number;
-  /** Defaults to the connection's logger. */
-  logger?: Logger;
-}
-
-interface ChannelLease {
-  readonly channel: Channel;
-  /** Unique per channel in this process: which channel a delivery's tag belongs to. */
-  readonly channelGeneration: number;
-  readonly connectionGeneration: number;
-  open: boolean;
-  consumerTag?: string;
-  closeReason?: Error;
-}
-
+/** Unique per channel in this process: which channel a delivery's tag belongs to. */
 let channelGenerations = 0;
-
-/**
- * One message handed to a handler. Settling is safe to attempt at any time: delivery tags belong to one
- * channel, and acking on another channel (or twice) would make the broker close the channel with
- * PRECONDITION_FAILED, so a delivery whose channel is gone, or that is already settled, turns the call into
- * a logged no-op that returns false. The broker redelivers what was not acked.
- */
-export class Delivery {
-  private outcomeValue: DeliveryOutcome | undefined;
-
-  constructor(
-    private readonly lease: ChannelLease,
-    /** The raw amqplib message: content, fields (deliveryTag, redelivered, routingKey), properties. */
-    readonly message: ConsumeMessage,
-    private readonly queue: string,
-    private readonly logger: Logger,
-  ) {}
-
-  get channelGeneration(): number {
-    return this.lease.channelGeneration;
-  }
-
-  get content(): Buffer {
-    return this.message.content;
-  }
-
-  get properties(): MessageProperties {
-    return this.message.properties;
-  }
-
-  get headers(): Record<string, unknown> {
-    return (this.message.properties.headers ?? {}) as Record<string, unknown>;
-  }
-
-  get redelivered(): boolean {
-    return this.message.fields.redelivered;
-  }
-
-  get outcome(): DeliveryOutcome | undefined {
-    return this.outcomeValue;
-  }
-
-  get settled(): boolean {
-    return this.outcomeValue !== undefined;
-  }
-
-  /** True while an ack would still reach the broker. */
-  get channelOpen(): boolean {
-    return this.lease.open;
-  }
-
-  ack(): boolean {
-    return this.settle('acked');
-  }
-
-  /** Hands the message back to the queue (for someone else, or for us later). */
-  nackRequeue(): boolean {
-    return this.settle('requeued');
-  }
-
-  /**
-   * Rejects without requeue: the queue's dead-letter exchange takes it, with only RabbitMQ's x-death
-   * headers. Prefer publishToDeadLetter() + ack(), which records our reason.
-   */
-  reject(): boolean {
-    return this.settle('rejected');
-  }
-
-  /** Marks the delivery lost without telling the broker (its channel died); used by the consumer. */
-  markLost(): void {
-    this.outcomeValue ??= 'lost';
-  }
-
-  private settle(outcome: Exclude<DeliveryOutcome, 'lost'>): boolean {
-    const context = {
-      queue: this.queue,
-      deliveryTag: this.message.fields.deliveryTag,
-      messageId: this.message.properties.messageId as unknown,
-      channelGeneration: this.lease.channelGeneration,
-    };
-    if (this.outcomeValue !== undefined) {
-      if (this.outcomeValue !== 'lost') {
-        this.logger.warn(
-          { ...context, outcome, previous: this.outcomeValue },
-          'delivery already settled; ignored',
-        );
-      }
-      return false;
-    }
-    if (!this.lease.open) {
-      this.outcomeValue = 'lost';
-      this.logger.warn(
-        { ...context, outcome },
-        "the delivery's channel is gone; nothing sent, the broker redelivers the message",
-      );
-      return false;
-    }
-    try {
-      if (outcome === 'acked') this.lease.channel.ack(this.message);
-      else this.lease.channel.nack(this.message, false, outcome === 'requeued');
-    } catch (error) {
-      // The channel closed and amqplib noticed before our 'close' listener ran.
-      this.outcomeValue = 'lost';
-      this.logger.warn(
-        { ...context, outcome, ...errorFields(error) },
-        'could not settle the delivery; the broker redelivers it',
-      );
-      return false;
-    }
-    this.outcomeValue = outcome;
-    return true;
-  }
-}
 
 /**
  * Consumes one queue with manual acks on its own channel, and keeps consuming across reconnects and
@@ -165,8 +28,7 @@ export class Delivery {
 export class Consumer {
   private stateValue: ConsumerState = 'active';
   private lease: ChannelLease | undefined;
-  private readonly inFlight = new Set<Delivery>();
-  private drainWaiters: (() => void)[] = [];
+  private readonly inFlight = new InFlight();
   private loop: Promise<Error | undefined> | undefined;
   private subscribeRequested = false;
   private resubscribeTimer: NodeJS.Timeout | undefined;
@@ -180,9 +42,8 @@ export class Consumer {
     private readonly options: ConsumeOptions,
     private readonly handler: DeliveryHandler,
   ) {
-    if (!Number.isInteger(options.prefetch) || options.prefetch < 1) {
-      throw new RangeError(`prefetch must be a positive integer (got ${options.prefetch})`);
-    }
+    const problem = prefetchProblem(options.prefetch);
+    if (problem) throw new RangeError(problem);
     this.logger = options.logger ?? connection.logger;
     const offConnected = connection.on('connected', () => {
       this.failures = 0;
@@ -245,18 +106,7 @@ export class Consumer {
 
   /** Resolves true once nothing is in flight, false if `timeoutMs` passed first. */
   drain(timeoutMs: number): Promise<boolean> {
-    if (this.inFlight.size === 0) return Promise.resolve(true);
-    return new Promise((resolve) => {
-      const done = () => {
-        clearTimeout(timer);
-        resolve(true);
-      };
-      const timer = setTimeout(() => {
-        this.drainWaiters = this.drainWaiters.filter((w) => w !== done);
-        resolve(false);
-      }, timeoutMs);
-      this.drainWaiters.push(done);
-    });
+    return this.inFlight.drain(timeoutMs);
   }
 
   /**
@@ -280,7 +130,7 @@ export class Consumer {
         );
       });
     }
-    for (const delivery of this.inFlight) if (!delivery.settled) delivery.markLost();
+    this.inFlight.markUnsettledLost();
   }
 
   /**
@@ -367,9 +217,7 @@ export class Consumer {
     lease.open = false;
     lease.consumerTag = undefined;
     if (this.lease !== lease || this.stateValue === 'closed') return;
-    const unsettled = [...this.inFlight].filter(
-      (d) => !d.settled && d.channelGeneration === lease.channelGeneration,
-    );
+    const unsettled = this.inFlight.unsettledOf(lease.channelGeneration);
     this.logger.warn(
       {
         queue: this.queue,
@@ -420,30 +268,15 @@ export class Consumer {
       failed = true;
     }
     try {
+      const next = afterHandler(delivery.settled, failed, this.options.unsettled);
+      if (!next) return;
       const context = { queue: this.queue, messageId: delivery.properties.messageId as unknown };
-      if (!delivery.settled) {
-        const policy = this.options.unsettled ?? 'reject';
-        this.logger.error(
-          { ...context, policy, ...(failed ? errorFields(failure) : {}) },
-          failed
-            ? 'handler threw without settling the delivery'
-            : 'handler returned without settling the delivery',
-        );
-        if (policy === 'requeue') delivery.nackRequeue();
-        else delivery.reject();
-      } else if (failed) {
-        this.logger.error(
-          { ...context, ...errorFields(failure) },
-          'handler threw after settling the delivery',
-        );
-      }
+      const policy = next.settle ? { policy: next.settle } : {};
+      this.logger.error({ ...context, ...policy, ...(failed ? errorFields(failure) : {}) }, next.message);
+      if (next.settle === 'requeue') delivery.nackRequeue();
+      else if (next.settle === 'reject') delivery.reject();
     } finally {
       this.inFlight.delete(delivery);
-      if (this.inFlight.size === 0) {
-        const waiters = this.drainWaiters;
-        this.drainWaiters = [];
-        for (const waiter of waiters) waiter();
-      }
     }
   }
 
@@ -472,7 +305,7 @@ export class Consumer {
 
   private scheduleResubscribe(): void {
     if (this.resubscribeTimer || this.stateValue !== 'active' || this.connection.state === 'closed') return;
-    const delay = Math.min((this.options.resubscribeDelayMs ?? 1000) * 2 ** this.failures, 10_000);
+    const delay = resubscribeDelayMs(this.options, this.failures);
     this.failures += 1;
     this.resubscribeTimer = setTimeout(() => {
       this.resubscribeTimer = undefined;

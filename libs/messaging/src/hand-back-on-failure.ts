@@ -1,5 +1,5 @@
 import { type Logger, errorText } from '@app/contracts';
-import type { Delivery } from './consumer';
+import type { Delivery } from './delivery';
 
 /** How long a failed message waits before it goes back, so a broker that refuses publishes is no hot loop. */
 export const REQUEUE_PAUSE_MS = 1_000;

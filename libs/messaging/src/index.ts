@@ -1,14 +1,13 @@
+export { BrokerConnection } from './broker-connection';
+export { type BrokerConnectionOptions, type ReconnectOptions } from './connection-settings';
 export {
-  BrokerConnection,
   type BrokerConnectionEvents,
-  type BrokerConnectionOptions,
   type ConnectionState,
   type BlockedView,
   type BrokerEndpointView,
   type LiveModel,
-  type TopologyHealth,
-  type ReconnectOptions,
-} from './broker-connection';
+} from './connection-views';
+export { type TopologyHealth } from './topology-keeper';
 export {
   type BrokerAuth,
   type BrokerTls,
@@ -24,15 +23,9 @@ export {
   parseBrokerUrls,
   type RotationOptions,
 } from './broker-urls';
-export {
-  consume,
-  Consumer,
-  Delivery,
-  type ConsumeOptions,
-  type ConsumerState,
-  type DeliveryHandler,
-  type DeliveryOutcome,
-} from './consumer';
+export { consume, Consumer } from './consumer';
+export { type ConsumeOptions, type ConsumerState, type DeliveryHandler } from './consume-policy';
+export { Delivery, type DeliveryOutcome } from './delivery';
 export { declareCellTopology } from './declare-topology';
 export {
   BrokerUnavailableError,
