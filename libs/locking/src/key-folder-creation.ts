@@ -1,7 +1,7 @@
 import * as path from 'node:path';
 import { lockLostError } from './held-lock';
 import { EPOCH_NAME } from './key-directory';
-import { type LockFileSystem, mkdirOutcome, pathExists } from './lock-file-system';
+import { type LockFileSystem, mkdirOutcome, pathExists, syncFolder } from './lock-file-system';
 import type { LockKey } from './lock-key';
 
 /**
@@ -53,6 +53,8 @@ export async function startKeyEpoch(
   requireNodeFolder: boolean,
 ): Promise<boolean> {
   if (!(await makeKeyFolder(fs, key, dir, requireNodeFolder))) return false;
-  const outcome = await mkdirOutcome(fs, path.join(dir, EPOCH_NAME));
+  const epoch = path.join(dir, EPOCH_NAME);
+  const outcome = await mkdirOutcome(fs, epoch);
+  if (outcome === 'made') await syncFolder(fs, epoch); // the other first users see it at once
   return outcome === 'made' || outcome === 'exists';
 }

@@ -17,7 +17,13 @@ import {
   readerEntryName,
 } from './key-directory';
 import { makeKeyFolder, startKeyEpoch } from './key-folder-creation';
-import { type LockFileSystem, mkdirOutcome, nodeLockFileSystem } from './lock-file-system';
+import {
+  type LockFileSystem,
+  mkdirOutcome,
+  nodeLockFileSystem,
+  openForSync,
+  syncFolder,
+} from './lock-file-system';
 import type { AcquireOptions, LockEvent, LockRequest, NodeLockManagerOptions } from './lock-manager-options';
 import type { LockHolder, LockKey, LockMode } from './lock-key';
 import { lockKeyDir, lockKeyString, validateHolder, validateLockKey } from './lock-key';
@@ -272,7 +278,11 @@ export class NodeLockManager {
       if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined; // collected by a newer claimant
       throw error;
     }
-    const gate = new GateClaim(dir, generation, heartbeat, this.fs);
+    // The claim and its entry, seen by other clients at once (syncFolder): the entry is the folder made last.
+    await syncFolder(this.fs, heartbeat.path);
+    const gate = new GateClaim(dir, generation, heartbeat, this.fs, (error) =>
+      this.emit({ type: 'garbage-failed', key, error: error.message }),
+    );
     // A claimant working from an old listing can re-create a generation that was already collected, or
     // one below the floor of a re-made folder; only the newest generation at or above the floor counts,
     // so check again now that ours exists.
@@ -283,21 +293,8 @@ export class NodeLockManager {
       await heartbeat.stop();
       return undefined;
     }
-    this.collectGarbage(key, dir, state.superseded, gate);
+    gate.garbage = state.superseded; // removed when the gate is given back (GateClaim.collectGarbage)
     return { gate, loss };
-  }
-
-  /**
-   * Removes generations below ours. Harmless even late (names only grow, so none of them can count
-   * again), but a holder that no longer trusts its heartbeat leaves them to the next one.
-   */
-  private collectGarbage(key: LockKey, dir: string, names: string[], gate: GateClaim): void {
-    for (const name of names) {
-      if (!gate.heartbeat.isFresh()) return;
-      this.fs.rm(path.join(dir, name), { recursive: true, force: true }).catch((error: Error) => {
-        this.emit({ type: 'garbage-failed', key, error: error.message });
-      });
-    }
   }
 
   /** Holding the gate, waits until no live reader is left; readers whose heartbeat stopped are removed. */
@@ -325,7 +322,9 @@ export class NodeLockManager {
             // cannot be taken back: check the gate right before it, as before any irreversible step.
             if (!(await gate.stillHeld()))
               throw lost.aborted ? lost.reason : lockLostError(key, 'gate lost while draining readers');
+            const folder = await openForSync(this.fs, dir);
             await this.fs.rm(entryPath, { recursive: true, force: true });
+            void folder.sync().then(() => folder.close()); // not awaited: see ReaderClaim.giveBack
             this.emit({ type: 'stale-reader-removed', key, entry });
           } else {
             live++;
@@ -359,6 +358,7 @@ export class NodeLockManager {
         throw lockLostError(key, 'the key folder was removed while registering as a reader');
       throw error;
     }
+    await syncFolder(this.fs, heartbeat.path); // a writer draining readers after us sees the entry at once
     // If we were paused while registering, a writer may have taken the gate over and already counted
     // the readers without us: the entry counts only if the gate is still ours after it exists.
     if (gateLost.aborted || !(await gate.stillHeld())) {
