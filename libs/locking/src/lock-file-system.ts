@@ -39,17 +39,16 @@ export const nodeLockFileSystem: LockFileSystem = {
 };
 
 /**
- * After a step, an fsync of the folder it made, so that other clients see the step at once. On CephFS the
- * MDS answers a mkdir or rmdir "unsafe" (applied, not yet journaled) and keeps the key folder's locks until
- * its journal is written, which it does on its own only at its next tick (`mds_tick_interval`, 5 s): other
- * clients' lookups and listings of the key folder wait until then, and a lock hand-off took up to 5 s. An
- * fsync of a folder with an unsafe request asks the MDS to flush its whole journal now and waits for it
- * (ceph's Client::_fsync: flush_mdlog_sync, then the unsafe requests), so the removals just before it are
- * flushed too. The folder the step made, not the key folder: the kernel's FUSE client takes the folder's
- * inode lock for an fsync, and other processes of the mount hold the key folder's while their looks into
- * it wait at the MDS. Elsewhere it is a cheap no-op or one journal commit (docs/deployment.md, "CephFS").
- * It only makes a step visible sooner and decides nothing, so a failure (ENOENT after a retirement, EIO)
- * is ignored: the step stands as it was, and is seen at the file system's own pace.
+ * After a step, an fsync, so that other clients see the step at once. On CephFS the MDS answers a mkdir or
+ * rmdir "unsafe" (applied, not yet journaled) and keeps the key folder's locks until its journal is
+ * written, which it does on its own only at its next tick (`mds_tick_interval`, 5 s): other clients' looks
+ * into the key folder waited until then, and a lock hand-off took up to 5 s. An fsync of a folder with an
+ * unsafe request in it asks the MDS to flush its whole journal now and waits for it (ceph's
+ * Client::_fsync: flush_mdlog_sync, then the unsafe requests). A claim fsyncs the entry it made; a release
+ * fsyncs the key folder after each step, through a handle opened before the first (openForSync). It only
+ * makes a step visible sooner and decides nothing, so a failure (ENOENT after a retirement, EIO) is
+ * ignored: the step stands as it was, and is seen at the file system's own pace. Not on a local file
+ * system (step-file-system.ts); figures in docs/deployment.md, "CephFS".
  */
 export async function syncFolder(fs: LockFileSystem, dir: string): Promise<void> {
   const folder = await openForSync(fs, dir);
@@ -133,4 +132,36 @@ export async function removeFolder(fs: LockFileSystem, target: string): Promise<
     }
   }
   await fs.rm(target, { recursive: true, force: true });
+}
+
+/**
+ * statfs types of local file systems (ext2/3/4, xfs, btrfs, tmpfs, ramfs, overlayfs, zfs): one client
+ * only, so a step is seen by every process at once and syncFolder's fsyncs would cost without helping.
+ */
+const LOCAL_FILE_SYSTEMS = new Set([
+  0xef53, 0x58465342, 0x9123683e, 0x01021994, 0x858458f6, 0x794c7630, 0x2fc12fc1,
+]);
+
+/**
+ * Whether steps under `root` are worth an fsync each (syncFolder): everywhere but on a local file system.
+ * A root that cannot be asked (missing, not mounted yet) counts as shared: an fsync too many costs little.
+ */
+export async function stepsNeedSync(root: string): Promise<boolean> {
+  try {
+    return !LOCAL_FILE_SYSTEMS.has(Number((await fsp.statfs(root)).type));
+  } catch {
+    return true;
+  }
+}
+
+/** `fs` without its fsyncs (syncFolder does nothing through it); every other call goes to `fs` itself. */
+export function withoutFolderSync(fs: LockFileSystem): LockFileSystem {
+  return {
+    readdir: (dir) => fs.readdir(dir),
+    mkdir: (dir, options) => fs.mkdir(dir, options),
+    stat: (target) => fs.stat(target),
+    rm: (target, options) => fs.rm(target, options),
+    rename: (from, to) => fs.rename(from, to),
+    ...(fs.rmdir && { rmdir: (target: string) => fs.rmdir!(target) }),
+  };
 }

@@ -37,4 +37,10 @@ export interface NodeLockManagerOptions {
    * `icc cache clean` set it; off, the node folder is created (tests and benchmarks on bare folders).
    */
   requireNodeFolder?: boolean;
+  /**
+   * fsync each step of a claim and a release (lock-file-system.ts, syncFolder), so that other clients of
+   * a network file system see it at once. Default: where the root is not on a local file system, asked
+   * again at most once a minute (a mount can come and go under a running conductor).
+   */
+  syncSteps?: boolean;
 }

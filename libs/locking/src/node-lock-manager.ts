@@ -29,6 +29,7 @@ import type { LockHolder, LockKey, LockMode } from './lock-key';
 import { lockKeyDir, lockKeyString, validateHolder, validateLockKey } from './lock-key';
 import { type LockTimings, resolveLockTimings } from './lock-timings';
 import { StalenessObserver } from './staleness-observer';
+import { StepFileSystem } from './step-file-system';
 
 /** A claim just won, with what its HeldLock needs to know and to do on release. */
 interface TrackedClaim {
@@ -57,12 +58,12 @@ export class NodeLockManager {
   readonly timings: LockTimings;
   private readonly queue = new InProcessQueue();
   private readonly held = new Set<HeldLock>();
-  private readonly fs: LockFileSystem;
+  private readonly stepFs: StepFileSystem;
   private readonly requireNodeFolder: boolean;
 
   constructor(private readonly options: NodeLockManagerOptions) {
     this.timings = resolveLockTimings(options.timings);
-    this.fs = options.fs ?? nodeLockFileSystem;
+    this.stepFs = new StepFileSystem(options.fs ?? nodeLockFileSystem, options.root, options.syncSteps);
     this.requireNodeFolder = options.requireNodeFolder ?? false;
     validateHolder({ conductorId: options.conductorId, attemptId: 'x' });
   }
@@ -103,6 +104,7 @@ export class NodeLockManager {
       conductorId: this.options.conductorId,
       attemptId: options.attemptId ?? newAttemptId(),
     });
+    this.stepFs.refresh();
     const deadline = new Deadline(options.timeoutMs, options.signal, ordered);
     const taken: HeldLock[] = [];
     try {
@@ -140,6 +142,11 @@ export class NodeLockManager {
   /** Releases everything this process holds (shutdown). */
   async releaseAll(): Promise<void> {
     await Promise.allSettled([...this.held].map((l) => l.release()));
+  }
+
+  /** The file system the steps go through (with or without fsyncs, step-file-system.ts). */
+  private get fs(): LockFileSystem {
+    return this.stepFs.current;
   }
 
   private async acquireOne(request: LockRequest, holder: LockHolder, deadline: Deadline): Promise<HeldLock> {

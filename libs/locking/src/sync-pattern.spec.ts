@@ -48,7 +48,8 @@ function recording(root: string): { fs: LockFileSystem; log: string[] } {
 /*
  * The file-system pattern that keeps a hand-off quick on CephFS (lock-file-system.ts, syncFolder): a claim
  * ends in an fsync of the entry it made; a release fsyncs the key folder after its marker and after each
- * removal, through the folder opened before them (no path lookup after a removal).
+ * removal, through the folder opened before them (no path lookup after a removal). On by syncSteps here:
+ * a local folder alone would not be fsynced (step-file-system.spec.ts).
  */
 describe('the lock protocol fsyncs each step of a claim and a release', () => {
   let root: string;
@@ -61,7 +62,7 @@ describe('the lock protocol fsyncs each step of a claim and a release', () => {
 
   it('a claim fsyncs its heartbeat entry; a release fsyncs the key folder after each step', async () => {
     const { fs, log } = recording(root);
-    const manager = new NodeLockManager({ root, conductorId: 'c1', timings: FAST, fs });
+    const manager = new NodeLockManager({ root, conductorId: 'c1', timings: FAST, fs, syncSteps: true });
     await (await manager.acquire(KEY, { timeoutMs: 1_000 })).release(); // first use: g-N and the epoch
     log.splice(0);
     const lock = await manager.acquire(KEY, { timeoutMs: 1_000 });
@@ -88,7 +89,7 @@ describe('the lock protocol fsyncs each step of a claim and a release', () => {
 
   it('a holder whose heartbeat is no longer trusted leaves the garbage to the next one', async () => {
     const { fs } = recording(root);
-    const manager = new NodeLockManager({ root, conductorId: 'c1', timings: FAST, fs });
+    const manager = new NodeLockManager({ root, conductorId: 'c1', timings: FAST, fs, syncSteps: true });
     const first = await manager.acquire(KEY, { timeoutMs: 1_000 });
     await first.release();
     const second = await manager.acquire(KEY, { timeoutMs: 1_000 });
