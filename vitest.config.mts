@@ -26,8 +26,7 @@ const HOSTS = ['test/hosts-*.e2e-spec.ts'];
 const FS_BEDS = ['test/hosts-shared-fs.e2e-spec.ts', 'test/hosts-gluster-cache-root-check.e2e-spec.ts'];
 /**
  * Files only `npm run campaign` runs (it sets CAMPAIGN_SIZE): the CephFS lock race (a minute on its own,
- * and a guard against a regression that today's code already passes, issue 24) stays out of `npm test`'s
- * 15-minute budget.
+ * with a timing bound on lock hand-off, issue 24) stays out of `npm test`'s 15-minute budget.
  */
 const CAMPAIGN_ONLY = process.env.CAMPAIGN_SIZE ? [] : ['test/hosts-cephfs-lock-race.e2e-spec.ts'];
 

@@ -51,6 +51,8 @@ function countingFileSystem(calls: Calls): LockFileSystem {
     stat: timed('stat', nodeLockFileSystem.stat),
     rm: timed('rm', nodeLockFileSystem.rm),
     rename: timed('rename', nodeLockFileSystem.rename),
+    rmdir: timed('rmdir', nodeLockFileSystem.rmdir!),
+    openFolder: timed('openFolder', nodeLockFileSystem.openFolder!),
   };
 }
 

@@ -3,23 +3,33 @@ import * as path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { DEFAULT_LOCK_TIMINGS, type LockRequest } from '@app/locking';
 import { type Child, ChildProcessPool, compiled } from './support/child-processes';
+import { describeHandOff, handOffs, quantile } from './support/lock-handoff-gaps';
 import type { CallTimes, LockWorkerConfig, LockWorkerReport } from './support/lock-worker';
+import { makeTempDir, removeDir } from './support/temp-dirs';
 import { SharedFsBed, sharedFsLeftovers } from './support/shared-fs/shared-fs-bed';
 
 /**
  * Issue 24, item 3: 8 lock workers, 4 on each of two ceph-fuse mounts of one CephFS, contend for one key
  * with the default lock timings (a key folder shared by contending clients is CephFS's worst case: its
  * capabilities are handed between the clients). Errors (timeouts, lost locks, overlaps) must be 0; the
- * slowest seam calls and the hand-off gaps are printed (figures, not assertions).
+ * slowest seam calls and the hand-off gaps are printed, and the hand-off p90 is held to issue 24's
+ * target (a timing bound: this file runs only in `npm run campaign`, never in `npm test`).
  */
 const TIMINGS = { ...DEFAULT_LOCK_TIMINGS };
 const WORKERS = 8;
+/** "Hand-off stays within a few LOCK_POLL_MS" (issue 24, item 3): p90 at most five poll intervals. */
+const HANDOFF_P90_BOUND_MS = 5 * TIMINGS.pollMs;
+/** Acquisitions per worker in the fresh race: 39 hand-offs, enough for a p90 that one stall cannot decide. */
+const ITERATIONS = 5;
 
 describe('lock races on CephFS, 8 processes on two mounts', () => {
   let bed: SharedFsBed;
+  /** Each worker's trace of its seam calls (a local folder: the traces are not part of the race). */
+  let traces: string;
   const pool = new ChildProcessPool<LockWorkerReport>();
 
   beforeAll(async () => {
+    traces = await makeTempDir('cephfs-lock-traces');
     bed = await SharedFsBed.start('cephfs', ['hosta', 'hostb']);
   });
   afterEach(async () => {
@@ -28,6 +38,7 @@ describe('lock races on CephFS, 8 processes on two mounts', () => {
   afterAll(async () => {
     const base = bed?.base;
     await bed?.stop();
+    if (traces) await removeDir(traces);
     if (base) expect(await sharedFsLeftovers(base)).toEqual([]);
   });
 
@@ -45,6 +56,7 @@ describe('lock races on CephFS, 8 processes on two mounts', () => {
         timings: TIMINGS,
         csDir: path.join(root, 'critical-section'),
         timeCalls: true,
+        traceFile: path.join(traces, `${run}-w${i}.json`),
         ...overrides,
       };
       return pool.fork(compiled('test/support/lock-worker.ts'), [JSON.stringify(config)], {
@@ -79,27 +91,28 @@ describe('lock races on CephFS, 8 processes on two mounts', () => {
       .join(', ');
   };
 
-  it('fresh race: one key, 8 processes x 3 acquisitions, 0 lock errors', async () => {
+  it('fresh race: one key, 8 processes x 5 acquisitions, 0 lock errors, hand-off p90 within 5 polls', async () => {
     const key: LockRequest = { node: 'n1', imageId: 'img', mode: 'exclusive' };
     await fsp.mkdir(path.join(bed.mount('hosta'), 'fresh', 'critical-section'), { recursive: true });
-    const children = workers('fresh', { requests: [key], iterations: 3 });
+    const children = workers('fresh', { requests: [key], iterations: ITERATIONS });
     await Promise.all(children.map((c) => c.waitFor((m) => m.type === 'done', 270_000)));
     // Hand-off: from one release to the next acquisition (one machine, one wall clock).
-    const events = children
-      .flatMap((c) => c.messages)
-      .filter((m) => m.type === 'released' || m.type === 'acquired')
-      .sort((a, b) => a.at! - b.at!);
-    const gaps: number[] = [];
-    for (let i = 1; i < events.length; i++)
-      if (events[i - 1]!.type === 'released' && events[i]!.type === 'acquired')
-        gaps.push(events[i]!.at! - events[i - 1]!.at!);
-    gaps.sort((a, b) => a - b);
+    const gaps = handOffs(children.flatMap((c) => c.messages));
+    const ms = gaps.map((g) => g.ms);
+    const traceOf = (pid: number) =>
+      path.join(traces, `fresh-w${children.findIndex((c) => c.pid === pid)}.json`);
+    const slowestGaps = await Promise.all(gaps.slice(-3).map((g) => describeHandOff(g, traceOf)));
     const errors = errorsOf(children);
     console.log(
-      `[cephfs fresh race] errors=${JSON.stringify(errors)} hand-off ms min/median/max=` +
-        `${gaps[0]}/${gaps[Math.floor(gaps.length / 2)]}/${gaps[gaps.length - 1]} (n=${gaps.length}); ` +
-        `slowest calls: ${slowest(children)}`,
+      `[cephfs fresh race] errors=${JSON.stringify(errors)} hand-off ms min/p50/p90/max=` +
+        `${ms[0]}/${quantile(ms, 0.5)}/${quantile(ms, 0.9)}/${ms[ms.length - 1]} (n=${ms.length}); ` +
+        `slowest calls: ${slowest(children)}\nslowest hand-offs, the two workers' calls meanwhile:\n  ` +
+        slowestGaps.join('\n  '),
     );
+    expect(errors, pool.report()).toEqual({ timeouts: 0, lost: 0, overlaps: 0 });
+    expect(ms).toHaveLength(WORKERS * ITERATIONS - 1);
+    // Issue 24's target: a released lock is handed over within a few poll intervals, on CephFS too.
+    expect(quantile(ms, 0.9), 'hand-off p90 (ms)').toBeLessThanOrEqual(HANDOFF_P90_BOUND_MS);
     expect(errors, pool.report()).toEqual({ timeouts: 0, lost: 0, overlaps: 0 });
   });
 

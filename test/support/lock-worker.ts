@@ -2,7 +2,7 @@
  * A separate process that takes locks the way a conductor does, for the multi-process lock tests.
  * Config comes as one JSON argument; reports go to the parent over IPC.
  */
-import { promises as fsp } from 'node:fs';
+import { promises as fsp, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { type LockFileSystem, NodeLockManager, type LockRequest, nodeLockFileSystem } from '@app/locking';
@@ -37,7 +37,16 @@ export interface LockWorkerConfig {
   releaseFile?: string;
   /** Time every call of the lock file-system seam; the slowest per call kind go into the 'done' report. */
   timeCalls?: boolean;
+  /**
+   * With timeCalls: every seam call (wall-clock start, kind, path under root, duration) and every report
+   * of this worker, written to this file as JSON when the worker is done: where a slow hand-off's time went.
+   */
+  traceFile?: string;
 }
+
+/** One line of a worker's trace (see LockWorkerConfig.traceFile). */
+export type TraceEntry =
+  { at: number; call: string; target: string; ms: number } | { at: number; report: LockWorkerReport['type'] };
 
 /** Per call kind of the lock file-system seam: how many, and the slowest (ms). */
 export type CallTimes = Record<string, { calls: number; maxMs: number; p99Ms: number }>;
@@ -54,7 +63,8 @@ export type LockWorkerReport = { at?: number } & (
       waitedMs: number;
     }
   | { type: 'lost'; pid: number; iteration: number; fencingToken: number; reason: string; key?: string }
-  | { type: 'released'; pid: number; iteration: number }
+  /** `releasing`: the wall-clock time release() was called (a hand-off counts from there). */
+  | { type: 'released'; pid: number; iteration: number; releasing?: number }
   /** The lock set's signal aborted (the watchdog found a lock lost), reported at once, before release. */
   | { type: 'aborted'; pid: number; iteration: number; reason: string }
   | { type: 'overlap'; pid: number; kind: 'real' | 'residual' | 'leftover'; other: string; mine: string }
@@ -72,8 +82,16 @@ export type LockWorkerReport = { at?: number } & (
 );
 
 const config = JSON.parse(process.argv[2]!) as LockWorkerConfig;
+const trace: TraceEntry[] = [];
 // Every report carries the child's wall-clock time (one machine, one clock) for ordering checks.
-const send = (report: LockWorkerReport) => process.send?.({ ...report, at: Date.now() });
+const send = (report: LockWorkerReport) => {
+  const at = Date.now();
+  if (config.traceFile) {
+    trace.push({ at, report: report.type });
+    if (report.type === 'done') writeFileSync(config.traceFile, JSON.stringify(trace));
+  }
+  process.send?.({ ...report, at });
+};
 
 async function main(): Promise<void> {
   const manager = new NodeLockManager({
@@ -143,8 +161,9 @@ async function main(): Promise<void> {
           set.signal.reason instanceof Error ? set.signal.reason.message : 'isStillHeld() was false';
         send({ type: 'lost', pid: process.pid, iteration, fencingToken: first.fencingToken, reason });
       }
+      const releasing = Date.now();
       await set.release();
-      send({ type: 'released', pid: process.pid, iteration });
+      send({ type: 'released', pid: process.pid, iteration, releasing });
       if (config.scenario === 'hold') await sleep(config.holdMs);
     }
   };
@@ -265,15 +284,19 @@ function lateListings(maxDelayMs: number): LockFileSystem {
 const durations = new Map<string, number[]>();
 function timedCalls(inner: LockFileSystem): LockFileSystem {
   const timed =
-    <A extends unknown[], R>(kind: string, call: (...args: A) => Promise<R>) =>
+    <A extends unknown[], R>(kind: string, call: (...args: A) => Promise<R>, target?: string) =>
     async (...args: A): Promise<R> => {
+      const at = Date.now();
       const started = performance.now();
       try {
         return await call(...args);
       } finally {
+        const ms = performance.now() - started;
         const list = durations.get(kind) ?? [];
         durations.set(kind, list);
-        list.push(performance.now() - started);
+        list.push(ms);
+        if (config.traceFile)
+          trace.push({ at, call: kind, target: path.relative(config.root, target ?? String(args[0])), ms });
       }
     };
   return {
@@ -282,6 +305,13 @@ function timedCalls(inner: LockFileSystem): LockFileSystem {
     stat: timed('stat', (target: string) => inner.stat(target)),
     rm: timed('rm', (target: string, options: { recursive: true; force: true }) => inner.rm(target, options)),
     rename: timed('rename', (from: string, to: string) => inner.rename(from, to)),
+    ...(inner.rmdir && { rmdir: timed('rmdir', (target: string) => inner.rmdir!(target)) }),
+    ...(inner.openFolder && {
+      openFolder: timed('openFolder', async (dir: string) => {
+        const folder = await inner.openFolder!(dir);
+        return { sync: timed('fsync', () => folder.sync(), dir), close: () => folder.close() };
+      }),
+    }),
   };
 }
 

@@ -2,7 +2,14 @@ import * as path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { ReasonError } from '@app/contracts';
 import type { Heartbeat } from './heartbeat';
-import { type LockFileSystem, mkdirOutcome, pathExists } from './lock-file-system';
+import {
+  type LockFileSystem,
+  type SyncHandle,
+  mkdirOutcome,
+  openForSync,
+  pathExists,
+  removeFolder,
+} from './lock-file-system';
 import { generationName, readKeyDirectory, releasedName } from './key-directory';
 import type { LockHolder, LockKey, LockMode } from './lock-key';
 import { lockKeyString } from './lock-key';
@@ -150,11 +157,15 @@ const MARKER_ATTEMPTS = 3;
 
 /** The exclusive gate: generation `generation` of the key folder, held while it is the newest. */
 export class GateClaim implements LockClaim {
+  /** Generations below ours that the claim's re-check saw (tryClaim), removed when the gate is given back. */
+  garbage: string[] = [];
+
   constructor(
     readonly dir: string,
     readonly generation: number,
     readonly heartbeat: Heartbeat,
     private readonly fs: LockFileSystem,
+    private readonly onGarbageFailed: (error: Error) => void = () => undefined,
   ) {}
 
   async stillOnDisk(): Promise<boolean> {
@@ -173,12 +184,33 @@ export class GateClaim implements LockClaim {
     // The marker first: its creation wakes waiters at once; the heartbeat folder goes after. A phantom
     // EEXIST (GlusterFS) left no marker: make it again, or waiters wait out the stale time. Making it late
     // is as safe as the release itself; ENOENT: the key folder is gone, nothing left to mark.
+    // Each step is fsynced through the key folder, opened before the first (syncFolder, openForSync): on
+    // CephFS a removal or a marker not yet journaled holds up every look into the folder, ours too, and
+    // a second removal in the folder waits at the MDS until the first is journaled.
+    const folder = await openForSync(this.fs, this.dir);
     try {
       const marker = path.join(this.dir, releasedName(this.generation));
       for (let attempt = 0; attempt < MARKER_ATTEMPTS; attempt++)
         if ((await mkdirOutcome(this.fs, marker)) !== 'phantom') break;
-    } finally {
+      await folder.sync();
+      const trusted = this.heartbeat.isFresh(); // before the heartbeat stops (collectGarbage)
       await this.heartbeat.stop();
+      if (trusted) await this.collectGarbage(folder);
+    } finally {
+      await this.heartbeat.stop(); // (done above unless a step failed)
+      await folder.close();
+    }
+  }
+
+  /**
+   * Removes generations below ours, when the gate is given back (tryClaim found them). Harmless even late
+   * (names only grow, so none of them can count again), but a holder that no longer trusts its heartbeat
+   * leaves them to the next one. One at a time, each fsynced (giveBack).
+   */
+  private async collectGarbage(folder: SyncHandle): Promise<void> {
+    for (const name of this.garbage.splice(0)) {
+      await removeFolder(this.fs, path.join(this.dir, name)).catch(this.onGarbageFailed);
+      await folder.sync();
     }
   }
 
@@ -198,7 +230,12 @@ export class ReaderClaim implements LockClaim {
     return pathExists(this.fs, this.heartbeat.path);
   }
 
-  giveBack(): Promise<void> {
-    return this.heartbeat.stop();
+  async giveBack(): Promise<void> {
+    // A writer draining readers sees the removal at once (syncFolder). The fsync is of the key folder (the
+    // entry is gone), whose inode lock the kernel's FUSE client takes for it, and which another process of
+    // this mount may hold for as long as its look into the folder waits at the MDS: it is not awaited.
+    const folder = await openForSync(this.fs, path.dirname(this.heartbeat.path));
+    await this.heartbeat.stop();
+    void folder.sync().then(() => folder.close());
   }
 }

@@ -1,5 +1,6 @@
-export { NodeLockManager, HeldLockSet, newAttemptId } from './node-lock-manager';
-export type { AcquireOptions, LockEvent, LockRequest, NodeLockManagerOptions } from './node-lock-manager';
+export { NodeLockManager, newAttemptId } from './node-lock-manager';
+export { HeldLockSet } from './held-lock-set';
+export type { AcquireOptions, LockEvent, LockRequest, NodeLockManagerOptions } from './lock-manager-options';
 export { HeldLock } from './held-lock';
 export { StalenessObserver } from './staleness-observer';
 export { nodeLockFileSystem } from './lock-file-system';

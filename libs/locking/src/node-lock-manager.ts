@@ -2,80 +2,49 @@ import { randomBytes } from 'node:crypto';
 import * as path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { ReasonError } from '@app/contracts';
+import { Deadline } from './deadline';
 import { DirectoryChangeWaiter } from './directory-change-waiter';
 import { GateClaim, HeldLock, ReaderClaim, lockLostError } from './held-lock';
+import { HeldLockSet } from './held-lock-set';
 import { Heartbeat } from './heartbeat';
 import { InProcessQueue } from './in-process-queue';
 import { type RetireOutcome, retireKeyFolder } from './key-retirement';
 import {
-  EPOCH_NAME,
   generationName,
   holderEntryName,
   readGenerationHolder,
   readKeyDirectory,
   readerEntryName,
 } from './key-directory';
-import { type LockFileSystem, mkdirOutcome, nodeLockFileSystem, pathExists } from './lock-file-system';
+import { makeKeyFolder, startKeyEpoch } from './key-folder-creation';
+import {
+  type LockFileSystem,
+  mkdirOutcome,
+  nodeLockFileSystem,
+  openForSync,
+  syncFolder,
+} from './lock-file-system';
+import type { AcquireOptions, LockEvent, LockRequest, NodeLockManagerOptions } from './lock-manager-options';
 import type { LockHolder, LockKey, LockMode } from './lock-key';
 import { lockKeyDir, lockKeyString, validateHolder, validateLockKey } from './lock-key';
 import { type LockTimings, resolveLockTimings } from './lock-timings';
 import { StalenessObserver } from './staleness-observer';
+import { StepFileSystem } from './step-file-system';
 
-export interface LockRequest extends LockKey {
+/** A claim just won, with what its HeldLock needs to know and to do on release. */
+interface TrackedClaim {
+  key: LockKey;
   mode: LockMode;
-}
-
-export interface AcquireOptions {
-  /** Identifies this attempt in lock entries; a fresh one is made when omitted. */
-  attemptId?: string;
-  /** The whole wait, for one lock or for all of them together. */
-  timeoutMs: number;
-  signal?: AbortSignal;
-}
-
-export type LockEvent =
-  | { type: 'acquired'; key: LockKey; mode: LockMode; waitedMs: number; tookOverStale: boolean }
-  | { type: 'released'; key: LockKey; mode: LockMode; heldMs: number }
-  | { type: 'lost'; key: LockKey; mode: LockMode; reason: string }
-  | { type: 'timed-out'; key: LockKey; mode: LockMode; waitedMs: number }
-  | { type: 'stale-reader-removed'; key: LockKey; entry: string }
-  | { type: 'garbage-failed'; key: LockKey; error: string };
-
-export interface NodeLockManagerOptions {
-  /** CACHE_ROOT: locks live in <root>/<node>/locks/<imageId>/. */
-  root: string;
-  conductorId: string;
-  timings?: Partial<LockTimings>;
-  onEvent?: (event: LockEvent) => void;
-  /** The file-system calls that decide ownership (tests inject delays here); node's fs by default. */
-  fs?: LockFileSystem;
-  /**
-   * Refuse (retryable LOCK_LOST) to lock a key whose node folder `<root>/<node>` does not exist, rather
-   * than create it: a dead network mount leaves an empty local mount point, and a lock made there is seen
-   * by no other host (the across-hosts campaign found two holders of one key that way). The conductor and
-   * `icc cache clean` set it; off, the node folder is created (tests and benchmarks on bare folders).
-   */
-  requireNodeFolder?: boolean;
-}
-
-/** A set of locks taken together (in the global key order); lost as soon as any one is lost. */
-export class HeldLockSet {
-  readonly signal: AbortSignal;
-
-  constructor(readonly locks: HeldLock[]) {
-    this.signal = AbortSignal.any(locks.map((l) => l.signal));
-  }
-
-  async assertStillHeld(): Promise<void> {
-    for (const lock of this.locks) await lock.assertStillHeld();
-  }
-
-  async release(): Promise<void> {
-    // Reverse order; every lock is given back even if one release fails.
-    const results = await Promise.allSettled([...this.locks].reverse().map((l) => l.release()));
-    const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
-    if (failed) throw failed.reason;
-  }
+  holder: LockHolder;
+  /** The gate generation the claim was made under. */
+  fencingToken: number;
+  /** performance.now() when the acquisition began: the lock's waitedMs. */
+  started: number;
+  tookOver: boolean;
+  claim: GateClaim | ReaderClaim;
+  loss: AbortController;
+  /** Ends this process's local turn on the key (exclusive holders keep it until release). */
+  leave?: () => void;
 }
 
 /**
@@ -89,11 +58,13 @@ export class NodeLockManager {
   readonly timings: LockTimings;
   private readonly queue = new InProcessQueue();
   private readonly held = new Set<HeldLock>();
-  private readonly fs: LockFileSystem;
+  private readonly stepFs: StepFileSystem;
+  private readonly requireNodeFolder: boolean;
 
   constructor(private readonly options: NodeLockManagerOptions) {
     this.timings = resolveLockTimings(options.timings);
-    this.fs = options.fs ?? nodeLockFileSystem;
+    this.stepFs = new StepFileSystem(options.fs ?? nodeLockFileSystem, options.root, options.syncSteps);
+    this.requireNodeFolder = options.requireNodeFolder ?? false;
     validateHolder({ conductorId: options.conductorId, attemptId: 'x' });
   }
 
@@ -133,6 +104,7 @@ export class NodeLockManager {
       conductorId: this.options.conductorId,
       attemptId: options.attemptId ?? newAttemptId(),
     });
+    this.stepFs.refresh();
     const deadline = new Deadline(options.timeoutMs, options.signal, ordered);
     const taken: HeldLock[] = [];
     try {
@@ -172,6 +144,11 @@ export class NodeLockManager {
     await Promise.allSettled([...this.held].map((l) => l.release()));
   }
 
+  /** The file system the steps go through (with or without fsyncs, step-file-system.ts). */
+  private get fs(): LockFileSystem {
+    return this.stepFs.current;
+  }
+
   private async acquireOne(request: LockRequest, holder: LockHolder, deadline: Deadline): Promise<HeldLock> {
     const key: LockKey = { node: request.node, imageId: request.imageId };
     const dir = lockKeyDir(this.options.root, key);
@@ -180,6 +157,7 @@ export class NodeLockManager {
     try {
       leave = await this.queue.enter(lockKeyString(key), deadline);
       const { gate, tookOver, loss } = await this.claimGate(key, dir, holder, deadline);
+      const claimed = { key, holder, fencingToken: gate.generation, started, tookOver };
       let lock: HeldLock;
       if (request.mode === 'exclusive') {
         try {
@@ -190,30 +168,11 @@ export class NodeLockManager {
         }
         const leaveOnRelease = leave;
         leave = undefined; // the local turn is kept until release
-        lock = this.track(
-          key,
-          'exclusive',
-          holder,
-          gate.generation,
-          started,
-          tookOver,
-          gate,
-          loss,
-          leaveOnRelease,
-        );
+        lock = this.track({ ...claimed, mode: 'exclusive', claim: gate, loss, leave: leaveOnRelease });
       } else {
         try {
           const reader = await this.registerReader(key, dir, holder, gate, loss.signal);
-          lock = this.track(
-            key,
-            'shared',
-            holder,
-            gate.generation,
-            started,
-            tookOver,
-            reader.claim,
-            reader.loss,
-          );
+          lock = this.track({ ...claimed, mode: 'shared', claim: reader.claim, loss: reader.loss });
         } finally {
           await gate.giveBack();
         }
@@ -235,25 +194,16 @@ export class NodeLockManager {
     }
   }
 
-  private track(
-    key: LockKey,
-    mode: LockMode,
-    holder: LockHolder,
-    fencingToken: number,
-    started: number,
-    tookOver: boolean,
-    claim: GateClaim | ReaderClaim,
-    loss: AbortController,
-    leave?: () => void,
-  ): HeldLock {
+  private track(claimed: TrackedClaim): HeldLock {
+    const { key, mode, loss, leave } = claimed;
     const lock = new HeldLock(
       key,
       mode,
-      holder,
-      fencingToken,
-      performance.now() - started,
-      tookOver,
-      claim,
+      claimed.holder,
+      claimed.fencingToken,
+      performance.now() - claimed.started,
+      claimed.tookOver,
+      claimed.claim,
       loss,
       this.timings.updateMs,
       (released) => {
@@ -277,7 +227,7 @@ export class NodeLockManager {
 
   /** Waits until the gate is free or stale, then claims the next generation; exactly one claimant wins it. */
   private async claimGate(key: LockKey, dir: string, holder: LockHolder, deadline: Deadline) {
-    await this.makeKeyFolder(key, dir); // when it could not, the loop below tries again (makeEpoch)
+    await makeKeyFolder(this.fs, key, dir, this.requireNodeFolder); // when it could not, the loop below tries again (startKeyEpoch)
     const observer = new StalenessObserver(this.timings.staleMs, this.fs);
     const waiter = new DirectoryChangeWaiter(dir);
     try {
@@ -286,7 +236,8 @@ export class NodeLockManager {
         const state = await readKeyDirectory(dir, this.fs);
         if (state.floor === undefined) {
           // A mkdir that a quirk undid is tried again after a poll, not in a tight loop.
-          if (!(await this.makeEpoch(key, dir))) await waiter.wait(this.timings.pollMs, deadline.signal);
+          if (!(await startKeyEpoch(this.fs, key, dir, this.requireNodeFolder)))
+            await waiter.wait(this.timings.pollMs, deadline.signal);
           continue;
         }
         let next: number;
@@ -315,49 +266,6 @@ export class NodeLockManager {
     }
   }
 
-  /**
-   * Starts a life of the key folder (first use, or after it was removed by hand); EEXIST: another did.
-   * False when a mkdir came back ENOENT or a phantom EEXIST: the caller looks again after a poll.
-   */
-  private async makeEpoch(key: LockKey, dir: string): Promise<boolean> {
-    if (!(await this.makeKeyFolder(key, dir))) return false;
-    const outcome = await mkdirOutcome(this.fs, path.join(dir, EPOCH_NAME));
-    return outcome === 'made' || outcome === 'exists';
-  }
-
-  /**
-   * `<node>/locks/<imageId>/`, below an existing node folder only when `requireNodeFolder` is set. False
-   * when a step failed in a way a new look may mend: ENOENT under a node folder that exists (GlusterFS: a
-   * parent another brick does not show yet, or a phantom EEXIST of `locks/` that left nothing).
-   */
-  private async makeKeyFolder(key: LockKey, dir: string): Promise<boolean> {
-    if (!this.options.requireNodeFolder) {
-      try {
-        await this.fs.mkdir(dir, { recursive: true });
-        return true;
-      } catch (error) {
-        if ((error as NodeJS.ErrnoException).code === 'ENOENT') return false;
-        throw error;
-      }
-    }
-    for (const folder of [path.dirname(dir), dir]) {
-      try {
-        await this.fs.mkdir(folder);
-      } catch (error) {
-        const code = (error as NodeJS.ErrnoException).code;
-        if (code === 'EEXIST') continue;
-        if (code !== 'ENOENT') throw error;
-        const nodeDir = path.dirname(path.dirname(dir));
-        if (await pathExists(this.fs, nodeDir)) return false;
-        throw lockLostError(
-          key,
-          `node folder ${nodeDir} does not exist (node not registered, or the shared folder not mounted): nothing was created`,
-        );
-      }
-    }
-    return true;
-  }
-
   private async tryClaim(key: LockKey, dir: string, generation: number, holder: LockHolder) {
     const genDir = path.join(dir, generationName(generation));
     const claimedAt = performance.now();
@@ -377,7 +285,11 @@ export class NodeLockManager {
       if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined; // collected by a newer claimant
       throw error;
     }
-    const gate = new GateClaim(dir, generation, heartbeat, this.fs);
+    // The claim and its entry, seen by other clients at once (syncFolder): the entry is the folder made last.
+    await syncFolder(this.fs, heartbeat.path);
+    const gate = new GateClaim(dir, generation, heartbeat, this.fs, (error) =>
+      this.emit({ type: 'garbage-failed', key, error: error.message }),
+    );
     // A claimant working from an old listing can re-create a generation that was already collected, or
     // one below the floor of a re-made folder; only the newest generation at or above the floor counts,
     // so check again now that ours exists.
@@ -388,21 +300,8 @@ export class NodeLockManager {
       await heartbeat.stop();
       return undefined;
     }
-    this.collectGarbage(key, dir, state.superseded, gate);
+    gate.garbage = state.superseded; // removed when the gate is given back (GateClaim.collectGarbage)
     return { gate, loss };
-  }
-
-  /**
-   * Removes generations below ours. Harmless even late (names only grow, so none of them can count
-   * again), but a holder that no longer trusts its heartbeat leaves them to the next one.
-   */
-  private collectGarbage(key: LockKey, dir: string, names: string[], gate: GateClaim): void {
-    for (const name of names) {
-      if (!gate.heartbeat.isFresh()) return;
-      this.fs.rm(path.join(dir, name), { recursive: true, force: true }).catch((error: Error) => {
-        this.emit({ type: 'garbage-failed', key, error: error.message });
-      });
-    }
   }
 
   /** Holding the gate, waits until no live reader is left; readers whose heartbeat stopped are removed. */
@@ -430,7 +329,9 @@ export class NodeLockManager {
             // cannot be taken back: check the gate right before it, as before any irreversible step.
             if (!(await gate.stillHeld()))
               throw lost.aborted ? lost.reason : lockLostError(key, 'gate lost while draining readers');
+            const folder = await openForSync(this.fs, dir);
             await this.fs.rm(entryPath, { recursive: true, force: true });
+            void folder.sync().then(() => folder.close()); // not awaited: see ReaderClaim.giveBack
             this.emit({ type: 'stale-reader-removed', key, entry });
           } else {
             live++;
@@ -464,6 +365,7 @@ export class NodeLockManager {
         throw lockLostError(key, 'the key folder was removed while registering as a reader');
       throw error;
     }
+    await syncFolder(this.fs, heartbeat.path); // a writer draining readers after us sees the entry at once
     // If we were paused while registering, a writer may have taken the gate over and already counted
     // the readers without us: the entry counts only if the gate is still ours after it exists.
     if (gateLost.aborted || !(await gate.stillHeld())) {
@@ -479,31 +381,6 @@ export class NodeLockManager {
     } catch {
       // A listener's failure must not break locking.
     }
-  }
-}
-
-/** One bounded wait shared by all the locks of an acquisition; ends in a retryable LOCK_TIMEOUT. */
-class Deadline {
-  private readonly controller = new AbortController();
-  private readonly timer: NodeJS.Timeout;
-  readonly signal: AbortSignal;
-
-  constructor(timeoutMs: number, outer: AbortSignal | undefined, keys: LockRequest[]) {
-    const what = keys.map((k) => `${k.mode} ${lockKeyString(k)}`).join(', ');
-    this.timer = setTimeout(
-      () =>
-        this.controller.abort(new ReasonError('LOCK_TIMEOUT', `waited ${timeoutMs} ms for locks (${what})`)),
-      timeoutMs,
-    );
-    this.signal = outer ? AbortSignal.any([this.controller.signal, outer]) : this.controller.signal;
-  }
-
-  throwIfOver(): void {
-    if (this.signal.aborted) throw this.signal.reason;
-  }
-
-  dispose(): void {
-    clearTimeout(this.timer);
   }
 }
 
