@@ -230,9 +230,14 @@ export async function runMessageFuzz(
     // .icc-header-key: the cell's key for signed retry headers (docs/protocol.md), made by the first conductor;
     // .icc-conductors/<conductorId>.json: the conductors' records (docs/upgrades.md).
     if (CELL_FILES.test(entry)) continue;
-    // .icc-answers: the requests' final answers (docs/cache-layout.md), one JSON file per request id.
+    // .icc-answers: the requests' final answers (docs/cache-layout.md), one JSON file per request id in
+    // its bucket, and the time index `.by-time/<hour>/<bucket>~<requestId>` of their retention.
     if (node === '.icc-answers') {
-      if (name !== undefined && !name.endsWith('.json')) violations.push(`unexpected answer file: ${entry}`);
+      const answerFile = /^[0-9a-f]{2}$/.test(folder ?? '') && (name === undefined || name.endsWith('.json'));
+      const timeIndex =
+        folder === '.by-time' && /^(\d+(\/[0-9a-f]{2}~[^/]+)?)?$/.test(entry.split('/').slice(2).join('/'));
+      if (folder !== undefined && !answerFile && !timeIndex)
+        violations.push(`unexpected answer file: ${entry}`);
     } else if (!nodes.includes(node!)) violations.push(`unexpected entry in CACHE_ROOT: ${entry}`);
     else if (folder !== undefined && !['images', 'locks', 'tmp', 'used', 'node.json'].includes(folder))
       violations.push(`unexpected entry in a node folder: ${entry}`);
