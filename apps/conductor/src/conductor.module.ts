@@ -458,6 +458,7 @@ export class ConductorModule {
             JobMessageHandler,
             CancelWatch,
             ConductorHeartbeat,
+            ImageHolderIndex,
           ],
           useFactory: (
             broker: BrokerConnection,
@@ -472,6 +473,7 @@ export class ConductorModule {
             jobHandler: JobMessageHandler,
             cancels: CancelWatch,
             heartbeat: ConductorHeartbeat,
+            holders: ImageHolderIndex,
           ) => {
             return new ConductorLifecycle({
               broker,
@@ -480,7 +482,7 @@ export class ConductorModule {
               handler,
               jobs: { handler: jobHandler, prefetch: JOBS_PREFETCH, cancels },
               locks,
-              background: [cleaning, sweep, retention, heartbeat],
+              background: [cleaning, sweep, retention, heartbeat, holders],
               concurrency: config.COPY_CONCURRENCY,
               graceMs: config.SHUTDOWN_GRACE_MS,
               shutdown,

@@ -3,6 +3,7 @@ import * as path from 'node:path';
 import { ReasonError, imageIdSchema, nodeIdSchema, parseField } from '@app/contracts';
 import { META_SUFFIX, type NodeLayout, RECORD_TAG_SUFFIX, parseTmpName } from './cache-layout';
 import { ensureNodeFolder, fsyncDir, uniqueTag } from './durable-fs';
+import { folderStamp } from './folder-stamp';
 import { type IoContext, io, isErrno, mapIoError } from './fs-errors';
 import { type ImageMeta, readMetaFile } from './image-meta';
 import { readResumableRecord } from './partial-copy';
@@ -94,6 +95,17 @@ export class CacheEntries {
       .filter((entry) => entry.isDirectory() && nodeIdSchema.safeParse(entry.name).success)
       .map((entry) => entry.name)
       .sort();
+  }
+
+  /** CACHE_ROOT's signature (folder-stamp.ts): changes when a node folder is added or removed. One stat. */
+  rootStamp(): Promise<string | undefined> {
+    return folderStamp(this.store.root, `cache root ${this.store.root}`);
+  }
+
+  /** The signature of the node's `images/` folder: changes when an image is published or deleted. One stat. */
+  imagesFolderStamp(node: string): Promise<string | undefined> {
+    const layout = this.store.layout.node(node);
+    return folderStamp(layout.images, `node ${layout.node}`);
   }
 
   /** The node's verified images, by image id. */
