@@ -24,6 +24,7 @@ import { CleanerRounds } from './background/cleaner-rounds';
 import { JobRetention } from './background/job-retention';
 import { LeftoverSweep } from './background/leftover-sweep';
 import { roundLease } from './background/round-lease';
+import { RoundFsOps } from './background/round-fs-ops';
 import {
   CELL_TOPOLOGY,
   CONDUCTOR_CONFIG,
@@ -85,10 +86,11 @@ class MetricsProbes implements OnModuleInit {
     @Inject(LeftoverSweep) private readonly sweep: LeftoverSweep,
     @Inject(CleanerRounds) private readonly cleaner: CleanerRounds,
     @Inject(ImageHolderIndex) private readonly holders: ImageHolderIndex,
+    @Inject(JobRetention) private readonly retention: JobRetention,
   ) {}
 
   onModuleInit(): void {
-    const { coordinator, broker, sweep, cleaner, holders } = this;
+    const { coordinator, broker, sweep, cleaner, holders, retention } = this;
     this.metrics.attachProbes({
       inFlight: () => coordinator.inFlight().length,
       brokerReconnects: () => broker.reconnects,
@@ -99,6 +101,13 @@ class MetricsProbes implements OnModuleInit {
         'leftover-sweep': sweep.view().lastRound?.durationMs,
         'cache-cleaner': cleaner.view().lastRound?.durationMs,
         'holder-index': holders.view().lastScan?.durationMs,
+        'job-retention': retention.view().lastRound?.durationMs,
+      }),
+      backgroundRoundFsOps: () => ({
+        'leftover-sweep': sweep.view().lastRound?.fsOps,
+        'cache-cleaner': cleaner.view().lastRound?.fsOps,
+        'holder-index': holders.view().lastScan?.fsOps,
+        'job-retention': retention.view().lastRound?.fsOps,
       }),
     });
   }
@@ -212,7 +221,10 @@ export class ConductorModule {
               budgetBytes: config.CLEANER_NODE_BUDGET_BYTES,
               graceMs: config.CLEANER_GRACE_MS,
             };
-            return new CleanerRounds(new CacheCleaner(store, locks, policy, log), {
+            const fsOps = new RoundFsOps();
+            const counted = fsOps.parts(store, ['entries', 'markers']);
+            return new CleanerRounds(new CacheCleaner(counted, locks, policy, log), {
+              fsOps,
               enabled: config.CLEANER_ENABLED,
               intervalMs: config.CLEANER_INTERVAL_MS,
               lease: roundLease(locks, 'cache-cleaner', config.CLEANER_INTERVAL_MS),
@@ -507,6 +519,7 @@ export class ConductorModule {
         SourceSelector,
         CleanerRounds,
         LeftoverSweep,
+        JobRetention,
         ImageHolderIndex,
         OriginDownload,
         CacheRootGuard,

@@ -8,6 +8,7 @@ import type { ConductorConfig } from '../config/conductor-config';
 import { CELL_TOPOLOGY, CONDUCTOR_CONFIG, ROOT_LOGGER } from '../conductor.tokens';
 import { CleanerRounds } from '../background/cleaner-rounds';
 import { LeftoverSweep } from '../background/leftover-sweep';
+import { JobRetention } from '../background/job-retention';
 import { NodeBandwidth } from '../copy/node-bandwidth';
 import { CopyCoordinator } from '../copy/copy-coordinator';
 import { SourceSelector } from '../copy/source-selector';
@@ -89,6 +90,7 @@ export class AdminModule {
             ImageStore,
             NodeBandwidth,
             ConductorHeartbeat,
+            JobRetention,
           ],
           useFactory: (
             config: ConductorConfig,
@@ -106,6 +108,7 @@ export class AdminModule {
             store: ImageStore,
             bandwidth: NodeBandwidth,
             heartbeat: ConductorHeartbeat,
+            retention: JobRetention,
           ) =>
             new StatusReport({
               identity: {
@@ -124,6 +127,7 @@ export class AdminModule {
               cleaner,
               sweep,
               holders,
+              retention,
               origin,
               bandwidth,
               jobs: new RecentJobs(() => recentJobs(store.jobs)),

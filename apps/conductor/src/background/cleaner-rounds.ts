@@ -3,6 +3,7 @@ import type { Logger } from '@app/contracts';
 import { performance } from 'node:perf_hooks';
 import type { CacheCleaner, CleanReport } from '@app/cache-cleaner';
 import { summarizeCleanReport } from '@app/cache-cleaner';
+import { RoundFsOps } from './round-fs-ops';
 import type { RoundLease } from './round-lease';
 import { type LeaseTicks, RoundSchedule } from './round-schedule';
 
@@ -18,6 +19,8 @@ export interface CleanerRoundsOptions {
   log: Pick<Logger, 'info' | 'warn' | 'debug'>;
   /** Shares the rounds with the cell's other conductors: one round per interval cell-wide (round-lease.ts). */
   lease?: RoundLease;
+  /** The counter the cleaner's store was wrapped with (RoundFsOps.parts), for the rounds' fsOps. */
+  fsOps?: RoundFsOps;
 }
 
 export interface CleaningRound {
@@ -27,6 +30,8 @@ export interface CleaningRound {
   skippedBusy: number;
   failedNodes: number;
   durationMs: number;
+  /** Calls through the round's file-system seams (round-fs-ops.ts): the store's, the listing of the nodes. */
+  fsOps: number;
 }
 
 /** The schedule as GET /status shows it. */
@@ -50,11 +55,15 @@ export interface CleanerRoundsView {
 export class CleanerRounds {
   private readonly schedule: RoundSchedule<CleaningRound>;
   private lastRound: CleanerRoundsView['lastRound'] = null;
+  private readonly fsOps: RoundFsOps;
+  private readonly listNodes: () => Promise<string[]>;
 
   constructor(
     private readonly cleaner: Pick<CacheCleaner, 'clean'>,
     private readonly options: CleanerRoundsOptions,
   ) {
+    this.fsOps = options.fsOps ?? new RoundFsOps();
+    this.listNodes = this.fsOps.fn(options.listNodes);
     this.schedule = new RoundSchedule((signal) => this.round(signal), options.intervalMs, options.lease);
   }
 
@@ -102,11 +111,13 @@ export class CleanerRounds {
       skippedBusy: 0,
       failedNodes: 0,
       durationMs: 0,
+      fsOps: 0,
     };
+    this.fsOps.take();
     const { log } = this.options;
     let nodes: string[] = [];
     try {
-      nodes = await this.options.listNodes();
+      nodes = await this.listNodes();
     } catch (error) {
       log.warn({ err: errorText(error) }, 'cache cleaner: could not list the nodes');
     }
@@ -143,6 +154,7 @@ export class CleanerRounds {
       else log.debug(fields, `cache cleaned: ${summarizeCleanReport(report)}`);
     }
     round.durationMs = Math.round(performance.now() - started);
+    round.fsOps = this.fsOps.take();
     this.lastRound = { ...round, endedAt: new Date().toISOString(), aborted: signal.aborted };
     log.info({ ...round, aborted: signal.aborted }, 'cache cleaning round done');
     return round;

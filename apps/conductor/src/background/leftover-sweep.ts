@@ -15,6 +15,7 @@ import {
   nodeLocksDir,
   removeRetired,
 } from '@app/locking';
+import { RoundFsOps } from './round-fs-ops';
 import type { RoundLease } from './round-lease';
 import { type LeaseTicks, RoundSchedule } from './round-schedule';
 
@@ -53,6 +54,8 @@ export interface SweepRound {
   keysRetired: number;
   failed: number;
   durationMs: number;
+  /** Calls through the round's file-system seams (round-fs-ops.ts): 2 per node and 1 a round when idle. */
+  fsOps: number;
 }
 
 /** The sweep as GET /status shows it. */
@@ -89,17 +92,24 @@ export class LeftoverSweep {
   private lastRound: LeftoverSweepView['lastRound'] = null;
   private readonly totals = { keysCollected: 0, lockEntries: 0, tmpFiles: 0, busy: 0, keysRetired: 0 };
   private readonly fs: LockFileSystem;
+  private readonly fsOps = new RoundFsOps();
+  private readonly store: Pick<CacheEntries, 'listTmp' | 'removeLeftoverTmp' | 'resumablePartials'>;
+  private readonly listNodes: () => Promise<string[]>;
+  private readonly inspectLocks: typeof inspectLocks;
 
   constructor(
-    private readonly store: Pick<CacheEntries, 'listTmp' | 'removeLeftoverTmp' | 'resumablePartials'>,
+    store: Pick<CacheEntries, 'listTmp' | 'removeLeftoverTmp' | 'resumablePartials'>,
     private readonly locks: NodeLockManager,
     private readonly options: LeftoverSweepOptions,
   ) {
     this.schedule = new RoundSchedule((signal) => this.round(signal), options.intervalMs, options.lease);
-    this.fs = options.fs ?? nodeLockFileSystem;
+    this.fs = this.fsOps.seam(options.fs ?? nodeLockFileSystem);
+    this.store = this.fsOps.seam(store);
+    this.listNodes = this.fsOps.fn(options.listNodes);
+    this.inspectLocks = this.fsOps.fn(inspectLocks);
     this.observer = new StalenessObserver(locks.timings.staleMs, this.fs);
     const keepMs = options.resumableKeepMs ?? 0;
-    this.keepObserver = keepMs > locks.timings.staleMs ? new StalenessObserver(keepMs) : undefined;
+    this.keepObserver = keepMs > locks.timings.staleMs ? new StalenessObserver(keepMs, this.fs) : undefined;
   }
 
   private get maxRetiredPerRound(): number {
@@ -153,10 +163,12 @@ export class LeftoverSweep {
       keysRetired: 0,
       failed: 0,
       durationMs: 0,
+      fsOps: 0,
     };
+    this.fsOps.take();
     let nodes: string[] = [];
     try {
-      nodes = await this.options.listNodes();
+      nodes = await this.listNodes();
     } catch (error) {
       this.options.log.warn({ err: errorText(error) }, 'leftover sweep: could not list the nodes');
     }
@@ -171,6 +183,7 @@ export class LeftoverSweep {
       }
     }
     round.durationMs = Math.round(performance.now() - started);
+    round.fsOps = this.fsOps.take();
     for (const k of ['keysCollected', 'lockEntries', 'tmpFiles', 'busy', 'keysRetired'] as const)
       this.totals[k] += round[k];
     this.lastRound = { ...round, endedAt: new Date().toISOString() };
@@ -208,7 +221,7 @@ export class LeftoverSweep {
       // Candidates only when this sweep watched every lock entry unchanged for the stale time on its own
       // clock (never by comparing mtimes with this host's wall clock); a live one means the key is in use.
       const seen = { stale: 0, live: 0 };
-      for (const entry of (await inspectLocks(root, { node, imageId: name, staleMs: this.staleMs }))
+      for (const entry of (await this.inspectLocks(root, { node, imageId: name, staleMs: this.staleMs }))
         .entries) {
         const heartbeat = lockEntryPath(root, entry);
         watched.add(heartbeat);
