@@ -129,6 +129,7 @@ cache
     ),
   )
   .option('--json', 'print JSON')
+  .option('--limit <n>', 'show at most this many images, by id (default 200); says how many more there are')
   .addHelpText(
     'after',
     `
@@ -272,6 +273,7 @@ nodeCommand
   .description('List the node folders under the cache root: registration, draining, images and bytes.')
   .addOption(cacheRootOption())
   .option('--json', 'print JSON')
+  .option('--limit <n>', 'show at most this many nodes, by id (default 200); says how many more there are')
   .addHelpText('after', '\nRead-only. Exit codes: 0 listed; 2 bad arguments; 1 unreadable cache.')
   .action(action((options) => runNodeLs(options, term)));
 nodeCommand
@@ -396,6 +398,7 @@ jobCommand
   .argument('<jobId>', 'job id')
   .addOption(cacheRootOption())
   .option('--json', 'print JSON')
+  .option('--limit <n>', 'show at most this many nodes, by id (default 200); the summary counts them all')
   .addHelpText('after', '\nExit codes: 0 shown; 2 bad arguments; 3 no such job.')
   .action(action((jobId: string, options) => runJobStatus(jobId, options, term)));
 withBrokerOptions(jobCommand.command('cancel'))
