@@ -88,6 +88,15 @@ describe('ImageHolderIndex', () => {
     expect(state.scans).toBe(1);
   });
 
+  it('a miss right after a background scan rescans: the image may have come since', async () => {
+    const { state, store } = fakeStore({ a: [] });
+    const index = new ImageHolderIndex(store, { ttlMs: 60_000, missRescanMs: 60_000 });
+    await index.refresh(); // e.g. the scan at start
+    state.nodes.a = ['img'];
+    expect([...(await index.holdersAfterMiss('img'))]).toEqual(['a']);
+    expect(state.scans).toBe(2);
+  });
+
   it('keeps what it learned during a scan that listed the node before', async () => {
     const { state, store } = fakeStore({ a: ['img'], b: [] });
     const index = new ImageHolderIndex(store, { ttlMs: 60_000, missRescanMs: 60_000 });

@@ -87,6 +87,9 @@ export class ImageHolderIndex {
   private readonly folders = new Map<string, { listing?: FolderListing; ids: Set<string> }>();
   private root: { listing: FolderListing; nodes: string[] } | undefined;
   private scannedAtMono: number | undefined;
+  private scanStartedMono = 0;
+  /** When the last scan for a miss started (they are spaced by missRescanMs). */
+  private missScanStartedMono: number | undefined;
   private scanning: Promise<void> | undefined;
   /** What changed while a scan was running, replayed onto its result (the scan may have listed before). */
   private changesDuringScan: Array<{ node: string; imageId: string; held: boolean }> = [];
@@ -136,10 +139,19 @@ export class ImageHolderIndex {
     return this.holders.get(imageId) ?? NOBODY;
   }
 
-  /** After a lookup found no usable holder: rescan (awaited, at most once per missRescanMs), then answer. */
+  /**
+   * After a lookup found no usable holder: rescan, then answer. The scan is one that started after the
+   * miss (a background scan that started before may have listed the node before the image came), and
+   * scans for misses start at most once per missRescanMs.
+   */
   async holdersAfterMiss(imageId: string): Promise<ReadonlySet<string>> {
-    if (this.scannedAtMono === undefined || this.now() - this.scannedAtMono >= this.options.missRescanMs)
+    const missedMono = this.now();
+    const last = this.missScanStartedMono;
+    if (last === undefined || missedMono - last >= this.options.missRescanMs) {
+      if (this.scanning && this.scanStartedMono < missedMono) await this.scanning.catch(() => undefined);
+      this.missScanStartedMono = this.now();
       await this.refresh();
+    }
     return this.holders.get(imageId) ?? NOBODY;
   }
 
@@ -216,6 +228,7 @@ export class ImageHolderIndex {
 
   private async scan(): Promise<void> {
     const started = this.now();
+    this.scanStartedMono = started;
     this.changesDuringScan = [];
     const cost = { fsOps: 0, listed: 0 };
     const nodeIds = await this.nodes(cost);
