@@ -48,6 +48,11 @@ interface Figures {
   sweepRoundMs: number[];
   cleanerRoundMs: number[];
   holderScanMs: number[];
+  /** The holder index's last scan under requests: its file-system calls and the folders it listed. */
+  holderScanFsOps: number[];
+  holderScanListed: number[];
+  /** The sweep's last round's file-system calls, counted by the conductor through its seams. */
+  sweepRoundFsOps: number[];
   statusMs: { p50: number; max: number };
   locks: { p50: number; max: number; codes: number[]; entries: number; complete: boolean | null };
   copyMs: { p50: number; p99: number };
@@ -57,6 +62,7 @@ interface Figures {
 /** What the bench reads of GET /status and GET /locks. */
 interface RoundView {
   durationMs: number;
+  fsOps?: number;
   keysRetired?: number;
   keysCollected?: number;
   endedAt?: string;
@@ -64,7 +70,7 @@ interface RoundView {
 interface StatusBody {
   leftovers?: { rounds?: number; lastRound?: RoundView | null; totals?: { keysRetired?: number } };
   cacheCleaner?: { lastRound?: RoundView | null };
-  holderIndex?: { lastScan?: { durationMs: number } | null } | null;
+  holderIndex?: { lastScan?: { durationMs: number; fsOps?: number; listed?: number } | null } | null;
 }
 interface LocksBody {
   entries?: unknown[];
@@ -229,6 +235,9 @@ async function measure(
       sweepRoundMs: statuses.flatMap((s) => s.leftovers?.lastRound?.durationMs ?? []),
       cleanerRoundMs: statuses.flatMap((s) => s.cacheCleaner?.lastRound?.durationMs ?? []),
       holderScanMs: after.map((s) => s.holderIndex?.lastScan?.durationMs ?? NaN),
+      holderScanFsOps: after.map((s) => s.holderIndex?.lastScan?.fsOps ?? NaN),
+      holderScanListed: after.map((s) => s.holderIndex?.lastScan?.listed ?? NaN),
+      sweepRoundFsOps: statuses.flatMap((s) => s.leftovers?.lastRound?.fsOps ?? []),
       statusMs: { p50: round(percentile(statusMs, 50)), max: round(Math.max(...statusMs)) },
       locks: {
         p50: round(percentile(locksMs, 50)),

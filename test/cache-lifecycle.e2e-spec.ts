@@ -137,6 +137,8 @@ describe('cache lifecycle in a conductor', () => {
       lastRound: { nodes: 2, failedNodes: 0, aborted: false },
     });
     expect(cacheCleaner.rounds).toBeGreaterThanOrEqual(1);
+    // Its calls through the store: at least the listing of the nodes and of each node's entries and pins.
+    expect((cacheCleaner.lastRound as { fsOps: number }).fsOps).toBeGreaterThanOrEqual(1 + 2 * 2);
 
     conductor.signal('SIGTERM');
     expect(await conductor.exited()).toEqual({ code: 0, signal: null });

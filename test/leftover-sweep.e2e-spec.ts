@@ -3,7 +3,7 @@ import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { NodeLockManager } from '@app/locking';
-import { AdminHttp } from './support/admin-http';
+import { AdminHttp, metricValue } from './support/admin-http';
 import { until } from './support/async';
 import { ChildProcessPool, compiled } from './support/child-processes';
 import { conductorPool, errorLines } from './support/conductor-harness';
@@ -18,6 +18,7 @@ interface LeftoversView {
   enabled: boolean;
   rounds: number;
   totals: { keysCollected: number; lockEntries: number; tmpFiles: number; busy: number };
+  lastRound: { nodes: number; durationMs: number; fsOps: number } | null;
 }
 
 describe('the leftover sweep', () => {
@@ -117,6 +118,23 @@ describe('the leftover sweep', () => {
       ['node-a', 'busy.img'],
     ] as const) {
       expect(await c.store.copies.verifiedImage(node, imageId), `${node}/${imageId}`).toBeDefined();
+    }
+    // The background load on the shared folder, per round kind: the last round's time and file-system calls.
+    const status = await admin.json<{
+      leftovers: LeftoversView;
+      holderIndex: { lastScan: { nodes: number; fsOps: number; listed: number } | null };
+    }>('/status');
+    // A round lists the nodes, and each node's locks/ and tmp/ at least.
+    expect(status.leftovers.lastRound!.fsOps).toBeGreaterThanOrEqual(1 + 2 * 2);
+    // The index is built at start: a stat and a listing of CACHE_ROOT and of each node's images/ at first.
+    expect(status.holderIndex.lastScan).toMatchObject({ nodes: 2 });
+    expect(status.holderIndex.lastScan!.fsOps).toBeGreaterThanOrEqual(2 + 1);
+    const metrics = (await admin.get('/metrics')).text;
+    for (const round of ['leftover-sweep', 'holder-index']) {
+      expect(metricValue(metrics, 'icc_background_round_fs_ops', { round }), round).toBeGreaterThan(0);
+      expect(metricValue(metrics, 'icc_background_round_seconds', { round }), round).toBeGreaterThanOrEqual(
+        0,
+      );
     }
     expect(errorLines([conductor])).toEqual([]);
   });

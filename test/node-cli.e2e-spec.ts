@@ -93,6 +93,11 @@ describe('icc node add | ls | rm, and invalid entries in icc cache ls (the built
     const table = (await icc(['node', 'ls'], 0)).stdout;
     expect(table).toMatch(/│ node-a\s+│ \S+Z\s+│ ops@bastion\s+│ yes\s+│ 1\s+│ 1\.5 KiB │/);
     expect(table).toMatch(/│ node-b\s+│ \S+Z\s+│ icc .+@.+│ no\s+│ 0\s+│ 0 B\s+│/);
+    // Bounded: --limit shows the first nodes by id and says how many more there are.
+    const cut = (await icc(['node', 'ls', '--limit', '1'], 0)).stdout;
+    expect(cut).toContain('node-a');
+    expect(cut).not.toContain('node-b');
+    expect(cut).toMatch(/… \d+ more nodes \(use --limit\)\n$/);
 
     expect((await icc(['node', 'rm', 'node-b'], 0)).stdout).toBe(
       'unregistered node node-b: conductors no longer copy to or from it\n',

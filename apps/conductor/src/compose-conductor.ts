@@ -13,6 +13,7 @@ import {
 import { CleanerRounds } from './background/cleaner-rounds';
 import { JOB_RETENTION_ROUND_MS, JobRetention } from './background/job-retention';
 import { LeftoverSweep } from './background/leftover-sweep';
+import { RoundFsOps } from './background/round-fs-ops';
 import { roundLease } from './background/round-lease';
 import type { ConductorConfig } from './config/conductor-config';
 import { type ConductorOptions, conductorOptions } from './conductor-options';
@@ -184,7 +185,7 @@ export async function composeConductor(config: ConductorConfig, deps: ConductorD
     handler: requests,
     jobs: { handler: jobs, prefetch: options.jobs.prefetch, cancels },
     locks,
-    background: [background.cleaner, background.sweep, background.retention, heartbeat],
+    background: [background.cleaner, background.sweep, background.retention, heartbeat, holders],
     ...options.lifecycle,
     shutdown,
     log: log('lifecycle'),
@@ -252,7 +253,10 @@ function composeBackground(
   const listNodes = () => store.entries.listNodes();
   const { policy, ...rounds } = options.cleaner;
   const cleanerLog = log('cleaner');
-  const cleaner = new CleanerRounds(new CacheCleaner(store, locks, policy, cleanerLog), {
+  const fsOps = new RoundFsOps();
+  const counted = fsOps.parts(store, ['entries', 'markers']);
+  const cleaner = new CleanerRounds(new CacheCleaner(counted, locks, policy, cleanerLog), {
+    fsOps,
     ...rounds,
     lease: roundLease(locks, 'cache-cleaner', rounds.intervalMs),
     listNodes,

@@ -8,6 +8,7 @@ import {
   readEntry,
 } from './cache-listing';
 import { type DeletedImage, deleteImage } from './image-delete';
+import { folderStamp } from './folder-stamp';
 import type { ImageMeta } from './image-meta';
 import {
   type RemoveLeftoverTmpOptions,
@@ -53,6 +54,17 @@ export class CacheEntries {
   /** Sub-folders of the root named like node ids (anything else in the root is ignored). */
   async listNodes(): Promise<string[]> {
     return listNodes(this.store);
+  }
+
+  /** CACHE_ROOT's signature (folder-stamp.ts): changes when a node folder is added or removed. One stat. */
+  rootStamp(): Promise<string | undefined> {
+    return folderStamp(this.store.root, `cache root ${this.store.root}`);
+  }
+
+  /** The signature of the node's `images/` folder: changes when an image is published or deleted. One stat. */
+  imagesFolderStamp(node: string): Promise<string | undefined> {
+    const layout = this.store.layout.node(node);
+    return folderStamp(layout.images, `node ${layout.node}`);
   }
 
   /** The node's verified images, by image id. */

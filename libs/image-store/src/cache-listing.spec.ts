@@ -41,6 +41,23 @@ describe('listNodes, listImages, listEntries', () => {
     expect(await store.entries.listImageIds('node-c')).toEqual([]);
   });
 
+  it('folder signatures: changed by an image published or deleted and by a node added; none when missing', async () => {
+    expect(await store.entries.imagesFolderStamp('node-a')).toBeUndefined();
+    await seed('node-a', 10, 'img.a1');
+    const first = await store.entries.imagesFolderStamp('node-a');
+    expect(first).toEqual(expect.any(String));
+    expect(await store.entries.imagesFolderStamp('node-a')).toBe(first);
+    await seed('node-a', 10, 'img.a2');
+    const second = await store.entries.imagesFolderStamp('node-a');
+    expect(second).not.toBe(first);
+    await fsp.rm(store.entries.metaPath('node-a', 'img.a1'));
+    expect(await store.entries.imagesFolderStamp('node-a')).not.toBe(second);
+    const root0 = await store.entries.rootStamp();
+    await seed('node-b', 10, 'img.b');
+    expect(await store.entries.rootStamp()).not.toBe(root0);
+    expect(await new ImageStore({ root: path.join(root, 'missing') }).entries.rootStamp()).toBeUndefined();
+  });
+
   it('lists nothing for a missing root', async () => {
     expect(await new ImageStore({ root: path.join(root, 'missing') }).entries.listNodes()).toEqual([]);
   });

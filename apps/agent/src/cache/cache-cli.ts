@@ -21,6 +21,7 @@ export function addCacheCommands(program: Command, { term, action }: CommandCont
     .addOption(cacheRootOption())
     .addOption(staleMsOption('flag lock heartbeats older than this as "stale?"'))
     .option('--json', 'print JSON')
+    .option('--limit <n>', 'show at most this many images, by id (default 200); says how many more there are')
     .addHelpText(
       'after',
       `

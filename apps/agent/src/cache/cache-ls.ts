@@ -6,6 +6,7 @@ import { DEFAULT_LOCK_TIMINGS, type LockEntryView, inspectLocks } from '@app/loc
 import { ExitCode, type ExitCodeValue, UsageError } from '../cli/exit-codes';
 import { formatAge, formatBytes, formatMs, shortSha } from '../cli/format';
 import { table } from '../cli/tables';
+import { cutNotice, parseLimit } from '../cli/listing-limit';
 import type { Terminal } from '../cli/terminal';
 import { parseStaleMs } from '../cli/stale-ms-option';
 
@@ -14,6 +15,8 @@ export interface CacheLsOptions {
   json?: boolean;
   /** The conductors' LOCK_STALE_MS, to flag heartbeats older than that. */
   staleMs?: string;
+  /** --limit: images shown (DEFAULT_LISTING_LIMIT), by image id; the rest are counted. */
+  limit?: string;
 }
 
 export interface CacheListing {
@@ -22,6 +25,8 @@ export interface CacheListing {
   registered: boolean;
   problem?: string;
   images: (ImageMeta & { locks: LockEntryView[] })[];
+  /** Verified images on the node: more than `images` when the listing was cut (--limit). */
+  imagesTotal: number;
   /** Entries no conductor uses: a broken or missing meta file, or an image file that does not match it. */
   invalid: { imageId: string; bytes: number; problem: string }[];
   /** Locks on images this node does not (yet) hold, e.g. one being copied in. */
@@ -39,6 +44,7 @@ export async function listCache(
   root: string,
   node: string,
   staleMs = DEFAULT_LOCK_TIMINGS.staleMs,
+  limit = Infinity,
 ): Promise<CacheListing> {
   // Broken files are shown in the listing itself: no warning lines beside it.
   const store = new ImageStore({ root, onWarning: () => undefined });
@@ -74,7 +80,8 @@ export async function listCache(
     node,
     registered: registration.registered,
     ...(registration.problem === undefined ? {} : { problem: registration.problem }),
-    images: images.map((meta) => ({ ...meta, locks: locks.get(meta.imageId) ?? [] })),
+    images: images.slice(0, limit).map((meta) => ({ ...meta, locks: locks.get(meta.imageId) ?? [] })),
+    imagesTotal: images.length,
     otherLocks: [...locks]
       .filter(([imageId]) => !ids.has(imageId))
       .map(([imageId, l]) => ({ imageId, locks: l })),
@@ -96,6 +103,11 @@ export function describeHolders(entries: readonly LockEntryView[]): string {
     .join('\n');
 }
 
+const cutNoticeLine = (listing: CacheListing) => {
+  const notice = cutNotice(listing.images.length, listing.imagesTotal, 'images');
+  return notice && `\n${notice}`;
+};
+
 export function renderCacheListing(listing: CacheListing, now = Date.now()): string {
   const parts: string[] = [];
   if (!listing.registered)
@@ -115,7 +127,7 @@ export function renderCacheListing(listing: CacheListing, now = Date.now()): str
           formatAge(i.lastUsedAt, now),
           describeHolders(i.locks),
         ]),
-      ),
+      ) + (cutNoticeLine(listing) ?? ''),
     );
   if (listing.invalid.length > 0)
     parts.push(
@@ -173,7 +185,11 @@ export async function runCacheLs(
     );
   }
   const staleMs = parseStaleMs(options.staleMs);
-  const listing = await listCache(root, parsed.data, staleMs);
+  const limit = parseLimit(options.limit);
+  const listing = await listCache(root, parsed.data, staleMs, limit);
   term.out(options.json ? JSON.stringify(listing) : renderCacheListing(listing));
+  // The JSON says it with imagesTotal; the notice goes to stderr there.
+  const notice = options.json && cutNotice(listing.images.length, listing.imagesTotal, 'images');
+  if (notice) term.err(notice);
   return ExitCode.OK;
 }

@@ -195,11 +195,13 @@ export async function runCancel(
   }
 }
 
-export function renderJobTable(nodes: readonly NodeOutcome[]): string {
+/** The nodes' outcomes by node id; the first `limit` only (the caller says how many more there are). */
+export function renderJobTable(nodes: readonly NodeOutcome[], limit = Infinity): string {
   return table(
     ['node', 'outcome', 'bytes', 'detail'],
     [...nodes]
       .sort((a, b) => a.node.localeCompare(b.node))
+      .slice(0, limit)
       .map((n) => [
         n.node,
         n.outcome,

@@ -76,6 +76,7 @@ export function addJobCommands(program: Command, { term, action }: CommandContex
     .argument('<jobId>', 'job id')
     .addOption(cacheRootOption())
     .option('--json', 'print JSON')
+    .option('--limit <n>', 'show at most this many nodes, by id (default 200); the summary counts them all')
     .addHelpText('after', '\nExit codes: 0 shown; 2 bad arguments; 3 no such job.')
     .action(action((jobId: string, options) => runJobStatus(jobId, options, term)));
 

@@ -35,6 +35,7 @@ Exit codes: 0 registered (or already registered); 2 bad arguments; 1 the marker 
     .description('List the node folders under the cache root: registration, draining, images and bytes.')
     .addOption(cacheRootOption())
     .option('--json', 'print JSON')
+    .option('--limit <n>', 'show at most this many nodes, by id (default 200); says how many more there are')
     .addHelpText('after', '\nRead-only. Exit codes: 0 listed; 2 bad arguments; 1 unreadable cache.')
     .action(action((options) => runNodeLs(options, term)));
 

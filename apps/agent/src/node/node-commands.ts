@@ -8,6 +8,7 @@ import { describeHolders } from '../cache/cache-ls';
 import { CliError, ExitCode, type ExitCodeValue, UsageError } from '../cli/exit-codes';
 import { formatBytes } from '../cli/format';
 import { table } from '../cli/tables';
+import { cutNotice, parseLimit } from '../cli/listing-limit';
 import type { Terminal } from '../cli/terminal';
 import { parseStaleMs } from '../cli/stale-ms-option';
 
@@ -27,6 +28,8 @@ export interface NodeAddOptions {
 export interface NodeLsOptions {
   cacheRoot?: string;
   json?: boolean;
+  /** --limit: nodes shown (DEFAULT_LISTING_LIMIT); the rest are counted, not read. */
+  limit?: string;
 }
 
 export interface NodeRmOptions {
@@ -84,17 +87,28 @@ export async function runNodeAdd(
 
 /** `icc node ls`: every node folder under the root, registered or not. */
 export async function runNodeLs(options: NodeLsOptions, term: Terminal): Promise<ExitCodeValue> {
+  const limit = parseLimit(options.limit);
   const root = await requireRoot(options.cacheRoot);
   // Broken markers are shown in the listing itself: no warning lines beside it.
   const store = new ImageStore({ root, onWarning: () => undefined });
-  const listing = await listNodes(store);
-  term.out(options.json ? JSON.stringify(listing) : renderNodeListing(listing, root));
+  const { listing, total } = await listNodes(store, limit);
+  const notice = cutNotice(listing.length, total, 'nodes');
+  // The JSON stays an array of nodes: the notice goes to stderr there.
+  if (options.json) {
+    term.out(JSON.stringify(listing));
+    if (notice) term.err(notice);
+  } else term.out([renderNodeListing(listing, root), notice].filter(Boolean).join('\n'));
   return ExitCode.OK;
 }
 
-export async function listNodes(store: ImageStore): Promise<NodeListing[]> {
+/** The first `limit` node folders (by id), each read; `total`: how many there are. */
+export async function listNodes(
+  store: ImageStore,
+  limit = Infinity,
+): Promise<{ listing: NodeListing[]; total: number }> {
   const listing: NodeListing[] = [];
-  for (const node of await store.entries.listNodes()) {
+  const nodes = await store.entries.listNodes();
+  for (const node of nodes.slice(0, limit)) {
     const registration = await store.markers.nodeRegistration(node);
     const images = await store.entries.listImages(node);
     listing.push({
@@ -108,7 +122,7 @@ export async function listNodes(store: ImageStore): Promise<NodeListing[]> {
       bytes: images.reduce((sum, meta) => sum + meta.size, 0),
     });
   }
-  return listing;
+  return { listing, total: nodes.length };
 }
 
 export function renderNodeListing(listing: readonly NodeListing[], root: string): string {

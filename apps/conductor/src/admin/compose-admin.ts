@@ -48,6 +48,7 @@ export function composeAdmin(
       cleaner: conductor.cleaner,
       sweep: conductor.sweep,
       holders: conductor.holders,
+      retention: conductor.retention,
       origin: conductor.origin ?? null,
       bandwidth: conductor.bandwidth,
       jobs: new RecentJobs(() => recentJobs(store.jobs)),

@@ -2,6 +2,7 @@ import { performance } from 'node:perf_hooks';
 import type { BrokerConnection, BrokerEndpointView, ConnectionState, TopologyHealth } from '@app/messaging';
 import type { CleanerRoundsView } from '../background/cleaner-rounds';
 import type { HolderIndexView } from '../copy/holder-index';
+import type { JobRetentionView } from '../background/job-retention';
 import type { LeftoverSweepView } from '../background/leftover-sweep';
 import type { BandwidthReport } from '../copy/node-bandwidth';
 import type { CopyCoordinator } from '../copy/copy-coordinator';
@@ -71,6 +72,8 @@ export interface ConductorStatus {
   leftovers: LeftoverSweepView;
   /** This conductor's index of which node holds which image, and its last scan; null: not wired. */
   holderIndex: HolderIndexView | null;
+  /** Removal of old job records, cancel markers and answers in this conductor; null: not wired. */
+  jobRetention: JobRetentionView | null;
   /** The cell's newest pre-cache and purge jobs (from the shared folder), newest first. */
   jobs: JobView[];
   /** The cell's origin (ORIGIN_URL; the auth header by name only) and this conductor's downloads; null: none. */
@@ -117,6 +120,7 @@ export interface StatusReportParts {
   cleaner: { view(): CleanerRoundsView };
   sweep: { view(): LeftoverSweepView };
   holders?: { view(): HolderIndexView };
+  retention?: { view(): JobRetentionView };
   origin?: { describe(): OriginView } | null;
   bandwidth?: { describe(): BandwidthReport };
   jobs?: { recent(): Promise<JobView[]> };
@@ -205,6 +209,7 @@ export class StatusReport {
       cacheCleaner: this.parts.cleaner.view(),
       leftovers: this.parts.sweep.view(),
       holderIndex: this.parts.holders?.view() ?? null,
+      jobRetention: this.parts.retention?.view() ?? null,
       origin: this.parts.origin?.describe() ?? null,
       bandwidth: this.parts.bandwidth?.describe() ?? null,
       jobs,

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import type { CleanOptions, CleanReport } from '@app/cache-cleaner';
 import { CleanerRounds } from './cleaner-rounds';
+import { RoundFsOps } from './round-fs-ops';
 import { sleep } from '../../../../test/support/async';
 
 function report(node: string, deleted: string[] = []): CleanReport {
@@ -113,6 +114,38 @@ describe('CleanerRounds', () => {
     expect((await round).nodes).toBe(1);
     expect(cleaner.calls).toEqual(['a']);
     expect(lines.at(-1)).toMatchObject({ msg: 'cache cleaning round done', fields: { aborted: true } });
+  });
+
+  it('counts each round’s calls through its seams: the listing of the nodes, the store the cleaner was given', async () => {
+    const fsOps = new RoundFsOps();
+    const store = fsOps.parts(
+      {
+        root: '/cache',
+        entries: { listEntries: async (_node: string) => [] },
+        markers: { listPinned: async (_node: string) => [] },
+      },
+      ['entries', 'markers'],
+    );
+    const cleaner = {
+      clean: async (node: string) => {
+        expect(store.root).toBe('/cache'); // not a call
+        await store.entries.listEntries(node);
+        await store.markers.listPinned(node);
+        return report(node);
+      },
+    };
+    const { log } = logger();
+    const schedule = new CleanerRounds(cleaner, {
+      enabled: true,
+      intervalMs: 60_000,
+      listNodes: async () => ['a', 'b', 'c'],
+      log,
+      fsOps,
+    });
+    expect((await schedule.runOnce()).fsOps).toBe(1 + 3 * 2);
+    expect(schedule.view().lastRound?.fsOps).toBe(7);
+    await store.entries.listEntries('x'); // between rounds: not the next round's
+    expect((await schedule.runOnce()).fsOps).toBe(7);
   });
 
   it('does nothing when disabled (the default)', async () => {

@@ -1,6 +1,7 @@
 import type { Logger } from '@app/contracts';
 import type { CacheCleaner, CleanReport } from '@app/cache-cleaner';
 import { summarizeCleanReport } from '@app/cache-cleaner';
+import { RoundFsOps } from './round-fs-ops';
 import type { RoundLease } from './round-lease';
 import { walkNodes } from './node-round';
 import { type LeaseTicks, RoundSchedule } from './round-schedule';
@@ -17,6 +18,8 @@ export interface CleanerRoundsOptions {
   log: Pick<Logger, 'info' | 'warn' | 'debug'>;
   /** Shares the rounds with the cell's other conductors: one round per interval cell-wide (round-lease.ts). */
   lease?: RoundLease;
+  /** The counter the cleaner's store was wrapped with (RoundFsOps.parts), for the rounds' fsOps. */
+  fsOps?: RoundFsOps;
 }
 
 export interface CleaningRound {
@@ -26,6 +29,8 @@ export interface CleaningRound {
   skippedBusy: number;
   failedNodes: number;
   durationMs: number;
+  /** Calls through the round's file-system seams (round-fs-ops.ts): the store's, the listing of the nodes. */
+  fsOps: number;
 }
 
 /** The schedule as GET /status shows it. */
@@ -49,11 +54,15 @@ export interface CleanerRoundsView {
 export class CleanerRounds {
   private readonly schedule: RoundSchedule<CleaningRound>;
   private lastRound: CleanerRoundsView['lastRound'] = null;
+  private readonly fsOps: RoundFsOps;
+  private readonly listNodes: () => Promise<string[]>;
 
   constructor(
     private readonly cleaner: Pick<CacheCleaner, 'clean'>,
     private readonly options: CleanerRoundsOptions,
   ) {
+    this.fsOps = options.fsOps ?? new RoundFsOps();
+    this.listNodes = this.fsOps.fn(options.listNodes);
     this.schedule = new RoundSchedule((signal) => this.round(signal), options.intervalMs, options.lease);
   }
 
@@ -94,11 +103,12 @@ export class CleanerRounds {
 
   private async round(signal: AbortSignal): Promise<CleaningRound> {
     const totals = { deleted: 0, bytesFreed: 0, skippedBusy: 0 };
+    this.fsOps.take();
     const { log } = this.options;
     const walk = await walkNodes({
       round: 'cache cleaner',
       nodeFailed: 'cleaning a node failed',
-      listNodes: () => this.options.listNodes(),
+      listNodes: () => this.listNodes(),
       log,
       signal,
       visit: (node) => this.cleaner.clean(node, { signal }),
@@ -115,6 +125,7 @@ export class CleanerRounds {
       ...totals,
       failedNodes: walk.failed,
       durationMs: walk.durationMs,
+      fsOps: this.fsOps.take(),
     };
     this.lastRound = { ...round, endedAt: new Date().toISOString(), aborted: walk.aborted };
     log.info({ ...round, aborted: walk.aborted }, 'cache cleaning round done');

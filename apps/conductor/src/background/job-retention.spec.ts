@@ -23,6 +23,11 @@ describe('JobRetention', () => {
       expect.objectContaining({ jobs: 2, cancels: 1, answers: 3 }),
       'old job records removed',
     );
+    expect(retention.view()).toMatchObject({
+      enabled: true,
+      rounds: 2,
+      lastRound: { jobs: 2, cancels: 1, answers: 3, fsOps: 2 },
+    });
     await retention.stop();
   });
 

@@ -119,5 +119,8 @@ describe('leftover sweep on a cell with lock history', () => {
       [...seams.calls, ...storeCalls].length,
       [...seams.calls, ...storeCalls].join('\n'),
     ).toBeLessThanOrEqual(2 * NODES.length);
+    // The round counts its own calls (GET /status, /metrics): these, and the listing of the nodes.
+    expect(idle.fsOps).toBe(seams.calls.length + storeCalls.length + 1);
+    expect(sweep.view().lastRound?.fsOps).toBe(idle.fsOps);
   });
 });

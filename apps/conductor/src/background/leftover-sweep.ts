@@ -15,6 +15,7 @@ import {
   removeRetired,
 } from '@app/locking';
 import { walkNodes } from './node-round';
+import { RoundFsOps } from './round-fs-ops';
 import type { RoundLease } from './round-lease';
 import { type LeaseTicks, RoundSchedule } from './round-schedule';
 
@@ -53,6 +54,8 @@ export interface SweepRound {
   keysRetired: number;
   failed: number;
   durationMs: number;
+  /** Calls through the round's file-system seams (round-fs-ops.ts): 2 per node and 1 a round when idle. */
+  fsOps: number;
 }
 
 /** The sweep as GET /status shows it. */
@@ -89,17 +92,24 @@ export class LeftoverSweep {
   private lastRound: LeftoverSweepView['lastRound'] = null;
   private readonly totals = { keysCollected: 0, lockEntries: 0, tmpFiles: 0, busy: 0, keysRetired: 0 };
   private readonly fs: LockFileSystem;
+  private readonly fsOps = new RoundFsOps();
+  private readonly store: Pick<CacheEntries, 'listTmp' | 'removeLeftoverTmp' | 'resumablePartials'>;
+  private readonly listNodes: () => Promise<string[]>;
+  private readonly inspectLocks: typeof inspectLocks;
 
   constructor(
-    private readonly store: Pick<CacheEntries, 'listTmp' | 'removeLeftoverTmp' | 'resumablePartials'>,
+    store: Pick<CacheEntries, 'listTmp' | 'removeLeftoverTmp' | 'resumablePartials'>,
     private readonly locks: NodeLockManager,
     private readonly options: LeftoverSweepOptions,
   ) {
     this.schedule = new RoundSchedule((signal) => this.round(signal), options.intervalMs, options.lease);
-    this.fs = options.fs ?? nodeLockFileSystem;
+    this.fs = this.fsOps.seam(options.fs ?? nodeLockFileSystem);
+    this.store = this.fsOps.seam(store);
+    this.listNodes = this.fsOps.fn(options.listNodes);
+    this.inspectLocks = this.fsOps.fn(inspectLocks);
     this.observer = new StalenessObserver(locks.timings.staleMs, this.fs);
     const keepMs = options.resumableKeepMs ?? 0;
-    this.keepObserver = keepMs > locks.timings.staleMs ? new StalenessObserver(keepMs) : undefined;
+    this.keepObserver = keepMs > locks.timings.staleMs ? new StalenessObserver(keepMs, this.fs) : undefined;
   }
 
   private get maxRetiredPerRound(): number {
@@ -152,11 +162,13 @@ export class LeftoverSweep {
       keysRetired: 0,
       failed: 0,
       durationMs: 0,
+      fsOps: 0,
     };
+    this.fsOps.take();
     const walk = await walkNodes({
       round: 'leftover sweep',
       nodeFailed: 'a node failed',
-      listNodes: () => this.options.listNodes(),
+      listNodes: () => this.listNodes(),
       log: this.options.log,
       signal,
       visit: (node) => this.sweepNode(node, round, signal),
@@ -164,6 +176,7 @@ export class LeftoverSweep {
     round.nodes = walk.nodes;
     round.failed = walk.failed;
     round.durationMs = walk.durationMs;
+    round.fsOps = this.fsOps.take();
     for (const k of ['keysCollected', 'lockEntries', 'tmpFiles', 'busy', 'keysRetired'] as const)
       this.totals[k] += round[k];
     this.lastRound = { ...round, endedAt: new Date().toISOString() };
@@ -201,7 +214,7 @@ export class LeftoverSweep {
       // Candidates only when this sweep watched every lock entry unchanged for the stale time on its own
       // clock (never by comparing mtimes with this host's wall clock); a live one means the key is in use.
       const seen = { stale: 0, live: 0 };
-      for (const entry of (await inspectLocks(root, { node, imageId: name, staleMs: this.staleMs }))
+      for (const entry of (await this.inspectLocks(root, { node, imageId: name, staleMs: this.staleMs }))
         .entries) {
         const heartbeat = lockEntryPath(root, entry);
         watched.add(heartbeat);

@@ -1,18 +1,45 @@
-import { describe, expect, it } from 'vitest';
-import { ImageHolderIndex } from './holder-index';
+import { describe, expect, it, vi } from 'vitest';
+import { DEFAULT_HOLDER_INDEX_OPTIONS, ImageHolderIndex, SETTLE_MS } from './holder-index';
 
-/** A fake cache listing whose answers can be changed and delayed. */
+/**
+ * A fake cache listing whose answers can be changed and delayed. A folder's signature follows its entries
+ * (as a real folder's mtime does); `calls` counts every call through the seam, `listings` the readdirs.
+ */
 function fakeStore(initial: Record<string, string[]>) {
-  const state = { nodes: { ...initial }, scans: 0, gate: undefined as Promise<void> | undefined };
+  const state = {
+    nodes: { ...initial },
+    scans: 0,
+    gate: undefined as Promise<void> | undefined,
+    calls: 0,
+    listings: [] as string[],
+    /** Signatures that stay as they are whatever the entries (a change within the mtime's second). */
+    frozen: new Map<string, string>(),
+  };
+  const stamp = (name: string, entries: string[]) => state.frozen.get(name) ?? JSON.stringify(entries);
   return {
     state,
     store: {
-      listNodes: async () => {
+      rootStamp: async () => {
         state.scans++;
+        state.calls++;
         await state.gate;
+        return stamp('/', Object.keys(state.nodes).sort());
+      },
+      imagesFolderStamp: async (node: string) => {
+        state.calls++;
+        const ids = state.nodes[node];
+        return ids && stamp(node, ids);
+      },
+      listNodes: async () => {
+        state.calls++;
+        state.listings.push('/');
         return Object.keys(state.nodes).sort();
       },
-      listImageIds: async (node: string) => [...(state.nodes[node] ?? [])],
+      listImageIds: async (node: string) => {
+        state.calls++;
+        state.listings.push(node);
+        return [...(state.nodes[node] ?? [])];
+      },
     },
   };
 }
@@ -23,6 +50,8 @@ describe('ImageHolderIndex', () => {
     let most = 0;
     const nodes = Array.from({ length: 100 }, (_, i) => `n${i}`);
     const index = new ImageHolderIndex({
+      rootStamp: async () => 'root',
+      imagesFolderStamp: async () => 'images',
       listNodes: async () => nodes,
       listImageIds: async (node: string) => {
         most = Math.max(most, ++inFlight);
@@ -59,6 +88,15 @@ describe('ImageHolderIndex', () => {
     expect(state.scans).toBe(1);
   });
 
+  it('a miss right after a background scan rescans: the image may have come since', async () => {
+    const { state, store } = fakeStore({ a: [] });
+    const index = new ImageHolderIndex(store, { ttlMs: 60_000, missRescanMs: 60_000 });
+    await index.refresh(); // e.g. the scan at start
+    state.nodes.a = ['img'];
+    expect([...(await index.holdersAfterMiss('img'))]).toEqual(['a']);
+    expect(state.scans).toBe(2);
+  });
+
   it('keeps what it learned during a scan that listed the node before', async () => {
     const { state, store } = fakeStore({ a: ['img'], b: [] });
     const index = new ImageHolderIndex(store, { ttlMs: 60_000, missRescanMs: 60_000 });
@@ -83,5 +121,91 @@ describe('ImageHolderIndex', () => {
     off();
     index.learn('b', 'img');
     expect(told).toBe(1);
+  });
+});
+
+describe('ImageHolderIndex: a rescan costs what changed', () => {
+  const NODES = Array.from({ length: 50 }, (_, i) => `n${i}`);
+  /** An index over 50 nodes on a hand-moved clock, with its listings final (two scans SETTLE_MS apart). */
+  async function settledIndex() {
+    const { state, store } = fakeStore(Object.fromEntries(NODES.map((n) => [n, n === 'n7' ? ['img'] : []])));
+    const clock = { ms: 0 };
+    const index = new ImageHolderIndex(store, { ttlMs: 5_000, missRescanMs: 0, now: () => clock.ms });
+    await index.refresh();
+    expect(state.listings).toHaveLength(NODES.length + 1); // the first scan lists everything
+    clock.ms += SETTLE_MS;
+    await index.refresh(); // too soon after the signatures were seen: listed once more, now final
+    state.listings.length = 0;
+    state.calls = 0;
+    return { state, index, clock };
+  }
+
+  it('a rescan with no change makes one stat per node (and of CACHE_ROOT) and no listing', async () => {
+    const { state, index, clock } = await settledIndex();
+    for (let i = 0; i < 3; i++) {
+      clock.ms += 5_000;
+      await index.refresh();
+    }
+    expect(state.listings).toEqual([]);
+    expect(state.calls).toBe(3 * (NODES.length + 1));
+    expect(index.view().lastScan).toMatchObject({ nodes: NODES.length, fsOps: NODES.length + 1, listed: 0 });
+    expect([...(await index.holdersAfterMiss('img'))]).toEqual(['n7']);
+  });
+
+  it('a change in one node lists that node again, and only that one', async () => {
+    const { state, index, clock } = await settledIndex();
+    state.nodes.n3 = ['img'];
+    state.nodes.n7 = [];
+    clock.ms += 5_000;
+    expect([...(await index.holdersAfterMiss('img'))]).toEqual(['n3']);
+    expect(state.listings).toEqual(['n3', 'n7']);
+    // A node added under CACHE_ROOT: the root is listed again, and the new node's folder.
+    state.nodes.n99 = ['img'];
+    state.listings.length = 0;
+    clock.ms += 5_000;
+    expect([...(await index.holdersAfterMiss('img'))].sort()).toEqual(['n3', 'n99']);
+    expect(state.listings.sort()).toEqual(['/', 'n3', 'n7', 'n99']); // n3, n7: their second, final listing
+  });
+
+  it('an entry added within the same second as the listing (signature unchanged) is found by the next rescan', async () => {
+    const { state, index, clock } = await settledIndex();
+    state.nodes.n1 = ['a'];
+    clock.ms += 5_000;
+    await index.refresh(); // lists n1 right after its new signature was seen: not final
+    expect(state.listings).toEqual(['n1']);
+    // Another entry in the same whole second of mtime: the signature stays the one the listing was made under.
+    state.frozen.set('n1', JSON.stringify(['a']));
+    state.nodes.n1 = ['a', 'late'];
+    clock.ms += 100;
+    expect([...(await index.holdersAfterMiss('late'))]).toEqual(['n1']);
+    expect(state.listings).toEqual(['n1', 'n1']);
+    // Listed again SETTLE_MS after the signature was first seen: final, the next rescans only stat.
+    clock.ms += SETTLE_MS;
+    await index.refresh();
+    state.listings.length = 0;
+    clock.ms += 5_000;
+    await index.refresh();
+    expect(state.listings).toEqual([]);
+  });
+
+  it('forgets the images of a node whose folder went away', async () => {
+    const { state, index, clock } = await settledIndex();
+    delete state.nodes.n7;
+    clock.ms += 5_000;
+    expect([...(await index.holdersAfterMiss('img'))]).toEqual([]);
+    expect(state.listings).toEqual(['/']);
+  });
+
+  it('start() builds the index before the first request, and lists once more to make the listings final', async () => {
+    const { state, store } = fakeStore({ a: ['img'], b: [] });
+    const index = new ImageHolderIndex(store, DEFAULT_HOLDER_INDEX_OPTIONS);
+    index.start();
+    await vi.waitFor(() => expect(index.scans).toBe(1));
+    expect(state.listings.sort()).toEqual(['/', 'a', 'b']);
+    await vi.waitFor(() => expect(index.scans).toBe(2), { timeout: SETTLE_MS + 2_000 });
+    expect(state.listings).toHaveLength(6);
+    await index.stop();
+    expect([...(await index.holdersOf('img'))]).toEqual(['a']);
+    expect(index.scans).toBe(2); // answered from the warm index, no scan of its own
   });
 });

@@ -7,57 +7,151 @@ export interface HolderIndexOptions {
   /** An image found nowhere triggers a rescan that is awaited, at most once per this interval. */
   missRescanMs: number;
   onScanError?: (error: unknown) => void;
+  /** Monotonic milliseconds (a spec's clock); performance.now by default. */
+  now?: () => number;
 }
 
 export const DEFAULT_HOLDER_INDEX_OPTIONS: HolderIndexOptions = { ttlMs: 5_000, missRescanMs: 1_000 };
 
+/**
+ * What the index reads of CACHE_ROOT; each call is one file-system call (a stat or a readdir), so a spec
+ * counts a rescan's cost through it.
+ */
+export type HolderIndexStore = Pick<
+  CacheEntries,
+  'listNodes' | 'listImageIds' | 'rootStamp' | 'imagesFolderStamp'
+>;
+
 const NOBODY: ReadonlySet<string> = new Set();
-/** Node folders listed at once during a scan: over a network file system each listing is a round trip. */
+/** Node folders looked at at once during a scan: over a network file system each call is a round trip. */
 const SCAN_CONCURRENCY = 16;
+/**
+ * A listing stays final only when made this long after its folder's signature was first seen. Mtimes may
+ * be whole seconds (sshfs) or coarse (a kernel's tick): an entry added within the same second as the
+ * change that set the signature leaves the signature as it was, but such a change happens within a second
+ * of that change, so before a listing made a second or more after the signature was seen (our monotonic
+ * clock, never the file server's: clocks of hosts may differ). Until then each rescan lists again.
+ */
+export const SETTLE_MS = 2_000;
+
+/** What the index knows of one folder's listing. */
+export interface FolderListing {
+  /** The signature read just before the listing (undefined: the folder was missing). */
+  stamp: string | undefined;
+  /** When this signature was first seen (monotonic ms). */
+  seenSinceMono: number;
+  /** The listing was made SETTLE_MS or more after that: unchanged signature, unchanged entries. */
+  settled: boolean;
+}
+
+/** Whether a folder whose signature is now `stamp` must be listed again. */
+export function mustRelist(known: FolderListing | undefined, stamp: string | undefined): boolean {
+  return known === undefined || known.stamp !== stamp || !known.settled;
+}
+
+/** The record of a listing made at `listedMono`, of a folder whose signature `stamp` was read at `seenMono`. */
+export function listingOf(
+  known: FolderListing | undefined,
+  stamp: string | undefined,
+  seenMono: number,
+  listedMono: number,
+): FolderListing {
+  const seenSinceMono = known !== undefined && known.stamp === stamp ? known.seenSinceMono : seenMono;
+  // A missing folder has no entries to miss: its creation changes the signature.
+  const settled = stamp === undefined || listedMono - seenSinceMono >= SETTLE_MS;
+  return { stamp, seenSinceMono, settled };
+}
 
 /** The index as GET /status shows it. */
 export interface HolderIndexView {
   scans: number;
-  /** Nodes and the time of the last scan (one listing of each node's images folder). */
-  lastScan: { nodes: number; durationMs: number; endedAt: string } | null;
+  /**
+   * The last scan: the nodes, its time, its file-system calls (one stat per node and of CACHE_ROOT, plus a
+   * listing of each folder that changed) and the folders it listed.
+   */
+  lastScan: { nodes: number; durationMs: number; endedAt: string; fsOps: number; listed: number } | null;
 }
 
 /**
  * Which nodes hold which image, so that choosing a source costs the same whatever the number of nodes.
- * Built by a scan (one readdir of each node's images folder), refreshed lazily once older than `ttlMs`
- * (stale-while-revalidate: at most one scan runs at a time, lookups never wait for a refresh they do not
- * need), and updated at once when this conductor publishes a copy (`learn`) or finds an entry wrong
- * (`forget`). Entries are hints: the selector verifies a node's copy before it reads from it.
+ * A scan costs what changed: it stats CACHE_ROOT and every node's `images/` folder and lists only the
+ * folders whose signature changed (folder-stamp in libs/image-store), or that were listed too soon after
+ * it changed to be final (SETTLE_MS). Refreshed lazily once older than `ttlMs` (stale-while-revalidate: at
+ * most one scan runs at a time, lookups never wait for a refresh they do not need), and updated at once
+ * when this conductor publishes a copy (`learn`) or finds an entry wrong (`forget`). Entries are hints: the
+ * selector verifies a node's copy before it reads from it.
  */
 export class ImageHolderIndex {
-  private holders = new Map<string, Set<string>>();
+  private readonly holders = new Map<string, Set<string>>();
+  /** Per node: what its `images/` folder listed, and under which signature. */
+  private readonly folders = new Map<string, { listing?: FolderListing; ids: Set<string> }>();
+  private root: { listing: FolderListing; nodes: string[] } | undefined;
   private scannedAtMono: number | undefined;
+  private scanStartedMono = 0;
+  /** When the last scan for a miss started (they are spaced by missRescanMs). */
+  private missScanStartedMono: number | undefined;
   private scanning: Promise<void> | undefined;
   /** What changed while a scan was running, replayed onto its result (the scan may have listed before). */
   private changesDuringScan: Array<{ node: string; imageId: string; held: boolean }> = [];
   private readonly listeners = new Set<() => void>();
   private lastScan: HolderIndexView['lastScan'] = null;
+  private readonly stopping = new AbortController();
+  private readonly now: () => number;
   scans = 0;
 
   constructor(
-    private readonly store: Pick<CacheEntries, 'listNodes' | 'listImageIds'>,
+    private readonly store: HolderIndexStore,
     private readonly options: HolderIndexOptions = DEFAULT_HOLDER_INDEX_OPTIONS,
-  ) {}
+  ) {
+    this.now = options.now ?? (() => performance.now());
+  }
+
+  /**
+   * Builds the index in the background at start, so the first request does not wait for it, and lists
+   * once more after SETTLE_MS, so the listings are final and later rescans only stat.
+   */
+  start(): void {
+    const settle = () =>
+      new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, SETTLE_MS);
+        timer.unref();
+        this.stopping.signal.addEventListener('abort', () => (clearTimeout(timer), resolve()), {
+          once: true,
+        });
+      });
+    void (async () => {
+      await this.refresh();
+      await settle();
+      if (!this.stopping.signal.aborted) await this.refresh();
+    })().catch((error: unknown) => this.options.onScanError?.(error));
+  }
+
+  /** No new warm-up scan; a scan running only reads and ends by itself. */
+  stop(): Promise<void> {
+    this.stopping.abort();
+    return Promise.resolve();
+  }
 
   /** The nodes believed to hold `imageId`. The first call waits for a scan; later ones never do. */
   async holdersOf(imageId: string): Promise<ReadonlySet<string>> {
     if (this.scannedAtMono === undefined) await this.refresh();
-    else if (performance.now() - this.scannedAtMono > this.options.ttlMs) this.refreshInBackground();
+    else if (this.now() - this.scannedAtMono > this.options.ttlMs) this.refreshInBackground();
     return this.holders.get(imageId) ?? NOBODY;
   }
 
-  /** After a lookup found no usable holder: rescan (awaited, at most once per missRescanMs), then answer. */
+  /**
+   * After a lookup found no usable holder: rescan, then answer. The scan is one that started after the
+   * miss (a background scan that started before may have listed the node before the image came), and
+   * scans for misses start at most once per missRescanMs.
+   */
   async holdersAfterMiss(imageId: string): Promise<ReadonlySet<string>> {
-    if (
-      this.scannedAtMono === undefined ||
-      performance.now() - this.scannedAtMono >= this.options.missRescanMs
-    )
+    const missedMono = this.now();
+    const last = this.missScanStartedMono;
+    if (last === undefined || missedMono - last >= this.options.missRescanMs) {
+      if (this.scanning && this.scanStartedMono < missedMono) await this.scanning.catch(() => undefined);
+      this.missScanStartedMono = this.now();
       await this.refresh();
+    }
     return this.holders.get(imageId) ?? NOBODY;
   }
 
@@ -97,6 +191,22 @@ export class ImageHolderIndex {
 
   private set(node: string, imageId: string, held: boolean): void {
     if (this.scanning) this.changesDuringScan.push({ node, imageId, held });
+    this.apply(node, imageId, held);
+  }
+
+  private apply(node: string, imageId: string, held: boolean): void {
+    let folder = this.folders.get(node);
+    if (!folder) {
+      // Not listed yet: the next scan lists it (no signature known).
+      folder = { ids: new Set() };
+      this.folders.set(node, folder);
+    }
+    if (held) folder.ids.add(imageId);
+    else folder.ids.delete(imageId);
+    this.setHolder(node, imageId, held);
+  }
+
+  private setHolder(node: string, imageId: string, held: boolean): void {
     const nodes = this.holders.get(imageId);
     if (held) {
       if (nodes) nodes.add(node);
@@ -107,38 +217,72 @@ export class ImageHolderIndex {
     }
   }
 
+  /** Replaces what `node` holds by `ids` (a new listing; empty when the node is gone). */
+  private replaceNode(node: string, ids: Set<string>, listing: FolderListing | undefined): void {
+    const before = this.folders.get(node)?.ids ?? new Set<string>();
+    for (const id of before) if (!ids.has(id)) this.setHolder(node, id, false);
+    for (const id of ids) if (!before.has(id)) this.setHolder(node, id, true);
+    if (listing) this.folders.set(node, { listing, ids });
+    else this.folders.delete(node);
+  }
+
   private async scan(): Promise<void> {
-    const started = performance.now();
+    const started = this.now();
+    this.scanStartedMono = started;
     this.changesDuringScan = [];
-    const found = new Map<string, Set<string>>();
-    const nodeIds = await this.store.listNodes();
+    const cost = { fsOps: 0, listed: 0 };
+    const nodeIds = await this.nodes(cost);
+    const relisted = new Map<string, { listing: FolderListing; ids: Set<string> }>();
     const queue = [...nodeIds];
-    const lister = async () => {
+    const looker = async () => {
       for (let node = queue.shift(); node !== undefined; node = queue.shift()) {
-        for (const imageId of await this.store.listImageIds(node)) {
-          const nodes = found.get(imageId);
-          if (nodes) nodes.add(node);
-          else found.set(imageId, new Set([node]));
+        const seenMono = this.now();
+        const stamp = await this.store.imagesFolderStamp(node);
+        cost.fsOps += 1;
+        const known = this.folders.get(node)?.listing;
+        if (!mustRelist(known, stamp)) continue;
+        const listedMono = this.now();
+        let ids: string[] = [];
+        if (stamp !== undefined) {
+          ids = await this.store.listImageIds(node);
+          cost.fsOps += 1;
+          cost.listed += 1;
         }
+        relisted.set(node, { listing: listingOf(known, stamp, seenMono, listedMono), ids: new Set(ids) });
       }
     };
-    await Promise.all(Array.from({ length: SCAN_CONCURRENCY }, lister));
+    await Promise.all(Array.from({ length: SCAN_CONCURRENCY }, looker));
+    const present = new Set(nodeIds);
+    for (const node of [...this.folders.keys()])
+      if (!present.has(node)) this.replaceNode(node, new Set(), undefined);
+    for (const [node, { listing, ids }] of relisted) this.replaceNode(node, ids, listing);
     const replay = this.changesDuringScan;
     this.changesDuringScan = [];
-    this.holders = found;
-    for (const change of replay) {
-      const nodes = found.get(change.imageId);
-      if (change.held) {
-        if (nodes) nodes.add(change.node);
-        else found.set(change.imageId, new Set([change.node]));
-      } else nodes?.delete(change.node);
-    }
+    for (const change of replay) this.apply(change.node, change.imageId, change.held);
     this.scans += 1;
-    this.scannedAtMono = performance.now();
+    this.scannedAtMono = this.now();
     this.lastScan = {
       nodes: nodeIds.length,
       durationMs: Math.round(this.scannedAtMono - started),
       endedAt: new Date().toISOString(),
+      ...cost,
     };
+  }
+
+  /** The node folders under CACHE_ROOT: listed again only when its signature changed (or is too new). */
+  private async nodes(cost: { fsOps: number; listed: number }): Promise<string[]> {
+    const seenMono = this.now();
+    const stamp = await this.store.rootStamp();
+    cost.fsOps += 1;
+    if (this.root && !mustRelist(this.root.listing, stamp)) return this.root.nodes;
+    const listedMono = this.now();
+    let nodes: string[] = [];
+    if (stamp !== undefined) {
+      nodes = await this.store.listNodes();
+      cost.fsOps += 1;
+      cost.listed += 1;
+    }
+    this.root = { listing: listingOf(this.root?.listing, stamp, seenMono, listedMono), nodes };
+    return nodes;
   }
 }

@@ -26,7 +26,9 @@ describe('SourceSelector', () => {
       sha256 = (await store.imports.importImage(node, 'img', seedFile)).sha256;
     scans = 0;
     const counting = {
-      listNodes: () => (scans++, store.entries.listNodes()),
+      rootStamp: () => (scans++, store.entries.rootStamp()),
+      imagesFolderStamp: (node: string) => store.entries.imagesFolderStamp(node),
+      listNodes: () => store.entries.listNodes(),
       listImageIds: (node: string) => store.entries.listImageIds(node),
     };
     index = new ImageHolderIndex(counting, { ttlMs: 60_000, missRescanMs: 0 });

@@ -10,6 +10,8 @@ export interface StatsProbes {
   topologyRedeclarations: () => number;
   /** The last background round's duration in ms, by round (undefined: none ran here yet). */
   backgroundRounds?: () => Record<string, number | undefined>;
+  /** The last background round's calls through its file-system seams, by round (round-fs-ops.ts). */
+  backgroundRoundFsOps?: () => Record<string, number | undefined>;
 }
 
 export interface ConductorTotals {
@@ -166,13 +168,24 @@ export class ConductorMetrics {
     });
     new Gauge({
       name: 'icc_background_round_seconds',
-      help: 'Duration of the last background round this conductor ran (leftover-sweep, cache-cleaner, holder-index scan)',
+      help: 'Duration of the last background round this conductor ran (leftover-sweep, cache-cleaner, job-retention, holder-index scan)',
       labelNames: ['round'],
       registers: [this.registry],
       collect() {
         this.reset();
         for (const [round, ms] of Object.entries(probes().backgroundRounds?.() ?? {}))
           if (ms !== undefined) this.set({ round }, ms / 1000);
+      },
+    });
+    new Gauge({
+      name: 'icc_background_round_fs_ops',
+      help: 'File-system calls of the last background round this conductor ran, counted through its seams (leftover-sweep, cache-cleaner, job-retention, holder-index scan)',
+      labelNames: ['round'],
+      registers: [this.registry],
+      collect() {
+        this.reset();
+        for (const [round, ops] of Object.entries(probes().backgroundRoundFsOps?.() ?? {}))
+          if (ops !== undefined) this.set({ round }, ops);
       },
     });
     collectDefaultMetrics({ register: this.registry, prefix: 'icc_' });

@@ -1,5 +1,6 @@
 import type { BrokerConnection } from '@app/messaging';
 import type { CleanerRounds } from '../background/cleaner-rounds';
+import type { JobRetention } from '../background/job-retention';
 import type { LeftoverSweep } from '../background/leftover-sweep';
 import type { CopyCoordinator } from '../copy/copy-coordinator';
 import type { ImageHolderIndex } from '../copy/holder-index';
@@ -12,13 +13,21 @@ export interface ProbedParts {
   sweep: Pick<LeftoverSweep, 'view'>;
   cleaner: Pick<CleanerRounds, 'view'>;
   holders: Pick<ImageHolderIndex, 'view'>;
+  retention: Pick<JobRetention, 'view'>;
 }
 
 /**
  * What the metrics' gauges read (ConductorMetrics.attachProbes): attached once every part exists, since the
  * metrics are made before the parts that report into them.
  */
-export function metricsProbes({ coordinator, broker, sweep, cleaner, holders }: ProbedParts): StatsProbes {
+export function metricsProbes({
+  coordinator,
+  broker,
+  sweep,
+  cleaner,
+  holders,
+  retention,
+}: ProbedParts): StatsProbes {
   return {
     inFlight: () => coordinator.inFlight().length,
     brokerReconnects: () => broker.reconnects,
@@ -29,6 +38,13 @@ export function metricsProbes({ coordinator, broker, sweep, cleaner, holders }: 
       'leftover-sweep': sweep.view().lastRound?.durationMs,
       'cache-cleaner': cleaner.view().lastRound?.durationMs,
       'holder-index': holders.view().lastScan?.durationMs,
+      'job-retention': retention.view().lastRound?.durationMs,
+    }),
+    backgroundRoundFsOps: () => ({
+      'leftover-sweep': sweep.view().lastRound?.fsOps,
+      'cache-cleaner': cleaner.view().lastRound?.fsOps,
+      'holder-index': holders.view().lastScan?.fsOps,
+      'job-retention': retention.view().lastRound?.fsOps,
     }),
   };
 }
