@@ -1,5 +1,4 @@
 import { describe, expect, it } from 'vitest';
-import { renderJobTable } from '../jobs/job-commands';
 import { UsageError } from './exit-codes';
 import { DEFAULT_LISTING_LIMIT, cutNotice, parseLimit } from './listing-limit';
 
@@ -13,13 +12,5 @@ describe('listing limits', () => {
   it('says how many rows were left out, and nothing when none were', () => {
     expect(cutNotice(200, 5000, 'nodes')).toBe('… 4800 more nodes (use --limit)');
     expect(cutNotice(3, 3, 'nodes')).toBeUndefined();
-  });
-
-  it("a job's table shows the first nodes by id", () => {
-    const outcomes = ['n3', 'n1', 'n2'].map((node) => ({ node, outcome: 'completed' as const, at: '' }));
-    const text = renderJobTable(outcomes, 2);
-    expect(text).toContain('n1');
-    expect(text).toContain('n2');
-    expect(text).not.toContain('n3');
   });
 });
