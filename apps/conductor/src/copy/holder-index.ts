@@ -33,7 +33,7 @@ export const SCAN_CONCURRENCY = 16;
  * the TTL). Node's file-system calls share one thread pool of 4 threads (libuv): 16 stats in flight put
  * every file-system call of a request (locks, copy, meta) behind a queue of the scan's, which is what
  * request latency at thousands of nodes was made of. Two leave the pool's other threads to requests; a
- * scan someone starts waiting for is raised to SCAN_CONCURRENCY (`urgent`).
+ * scan someone starts waiting for is raised to SCAN_CONCURRENCY (`hurryScan`).
  */
 export const BACKGROUND_SCAN_CONCURRENCY = 2;
 /**
