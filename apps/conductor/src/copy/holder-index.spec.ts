@@ -1,5 +1,11 @@
 import { describe, expect, it, vi } from 'vitest';
-import { DEFAULT_HOLDER_INDEX_OPTIONS, ImageHolderIndex, SETTLE_MS } from './holder-index';
+import {
+  BACKGROUND_SCAN_CONCURRENCY,
+  DEFAULT_HOLDER_INDEX_OPTIONS,
+  ImageHolderIndex,
+  SCAN_CONCURRENCY,
+  SETTLE_MS,
+} from './holder-index';
 
 /**
  * A fake cache listing whose answers can be changed and delayed. A folder's signature follows its entries
@@ -207,5 +213,69 @@ describe('ImageHolderIndex: a rescan costs what changed', () => {
     await index.stop();
     expect([...(await index.holdersOf('img'))]).toEqual(['a']);
     expect(index.scans).toBe(2); // answered from the warm index, no scan of its own
+  });
+});
+
+describe('ImageHolderIndex: a scan nobody waits for leaves the thread pool to requests', () => {
+  const NODES = Array.from({ length: 200 }, (_, i) => `n${i}`);
+  /**
+   * A store whose stats take a round trip each, counting how many are in flight at once (`most`), and the
+   * most during each scan (`byScan`, by the number of scans ended when the stat started).
+   */
+  function slowStore(scansEnded: () => number = () => 0) {
+    const flight = { now: 0, most: 0, byScan: new Map<number, number>() };
+    const store = {
+      rootStamp: async () => 'root',
+      imagesFolderStamp: async (node: string) => {
+        flight.most = Math.max(flight.most, ++flight.now);
+        const scan = scansEnded();
+        flight.byScan.set(scan, Math.max(flight.byScan.get(scan) ?? 0, flight.now));
+        await new Promise((r) => setTimeout(r, 1));
+        flight.now--;
+        return `images-${node}`;
+      },
+      listNodes: async () => NODES,
+      listImageIds: async (node: string) => (node === 'n42' ? ['img'] : []),
+    };
+    return { flight, store };
+  }
+
+  it('the refresh after the TTL looks at BACKGROUND_SCAN_CONCURRENCY folders at once', async () => {
+    const { flight, store } = slowStore();
+    const clock = { ms: 0 };
+    const index = new ImageHolderIndex(store, { ttlMs: 5_000, missRescanMs: 0, now: () => clock.ms });
+    await index.holdersOf('img'); // the first lookup waits: SCAN_CONCURRENCY
+    expect(flight.most).toBe(SCAN_CONCURRENCY);
+    flight.most = 0;
+    clock.ms += 6_000;
+    expect([...(await index.holdersOf('img'))]).toEqual(['n42']); // answered at once, a scan behind it
+    await vi.waitFor(() => expect(index.scans).toBe(2));
+    expect(flight.most).toBe(BACKGROUND_SCAN_CONCURRENCY);
+  });
+
+  it('the warm-up at start looks at BACKGROUND_SCAN_CONCURRENCY folders at once', async () => {
+    const { flight, store } = slowStore();
+    const index = new ImageHolderIndex(store, DEFAULT_HOLDER_INDEX_OPTIONS);
+    index.start();
+    await vi.waitFor(() => expect(index.scans).toBe(1));
+    await index.stop();
+    expect(flight.most).toBe(BACKGROUND_SCAN_CONCURRENCY);
+  });
+
+  it('a miss during a background scan raises that scan to SCAN_CONCURRENCY', async () => {
+    const seen: { index?: ImageHolderIndex } = {};
+    const { flight, store } = slowStore(() => seen.index?.scans ?? 0);
+    const clock = { ms: 0 };
+    const index = new ImageHolderIndex(store, { ttlMs: 5_000, missRescanMs: 0, now: () => clock.ms });
+    seen.index = index;
+    await index.holdersOf('img');
+    clock.ms += 6_000;
+    await index.holdersOf('img'); // starts the background scan (the second)
+    await vi.waitFor(() => expect(flight.byScan.get(1)).toBe(BACKGROUND_SCAN_CONCURRENCY));
+    clock.ms += 1;
+    expect([...(await index.holdersAfterMiss('img'))]).toEqual(['n42']);
+    expect(index.scans).toBe(3); // the background scan, raised, then the miss's own
+    expect(flight.byScan.get(1)).toBe(SCAN_CONCURRENCY);
+    expect(flight.byScan.get(2)).toBe(SCAN_CONCURRENCY);
   });
 });

@@ -23,8 +23,19 @@ export type HolderIndexStore = Pick<
 >;
 
 const NOBODY: ReadonlySet<string> = new Set();
-/** Node folders looked at at once during a scan: over a network file system each call is a round trip. */
-const SCAN_CONCURRENCY = 16;
+/**
+ * Node folders looked at at once during a scan someone waits for (the first lookup, a miss, `refresh()`):
+ * over a network file system each call is a round trip.
+ */
+export const SCAN_CONCURRENCY = 16;
+/**
+ * Node folders looked at at once during a scan nobody waits for (the warm-up at start, the refresh after
+ * the TTL). Node's file-system calls share one thread pool of 4 threads (libuv): 16 stats in flight put
+ * every file-system call of a request (locks, copy, meta) behind a queue of the scan's, which is what
+ * request latency at thousands of nodes was made of. Two leave the pool's other threads to requests; a
+ * scan someone starts waiting for is raised to SCAN_CONCURRENCY (`hurryScan`).
+ */
+export const BACKGROUND_SCAN_CONCURRENCY = 2;
 /**
  * A listing stays final only when made this long after its folder's signature was first seen. Mtimes may
  * be whole seconds (sshfs) or coarse (a kernel's tick): an entry added within the same second as the
@@ -91,6 +102,8 @@ export class ImageHolderIndex {
   /** When the last scan for a miss started (they are spaced by missRescanMs). */
   private missScanStartedMono: number | undefined;
   private scanning: Promise<void> | undefined;
+  /** Raises the running scan to SCAN_CONCURRENCY (someone waits for it). */
+  private hurryScan: (() => void) | undefined;
   /** What changed while a scan was running, replayed onto its result (the scan may have listed before). */
   private changesDuringScan: Array<{ node: string; imageId: string; held: boolean }> = [];
   private readonly listeners = new Set<() => void>();
@@ -120,9 +133,9 @@ export class ImageHolderIndex {
         });
       });
     void (async () => {
-      await this.refresh();
+      await this.scanOnce(BACKGROUND_SCAN_CONCURRENCY);
       await settle();
-      if (!this.stopping.signal.aborted) await this.refresh();
+      if (!this.stopping.signal.aborted) await this.scanOnce(BACKGROUND_SCAN_CONCURRENCY);
     })().catch((error: unknown) => this.options.onScanError?.(error));
   }
 
@@ -148,7 +161,7 @@ export class ImageHolderIndex {
     const missedMono = this.now();
     const last = this.missScanStartedMono;
     if (last === undefined || missedMono - last >= this.options.missRescanMs) {
-      if (this.scanning && this.scanStartedMono < missedMono) await this.scanning.catch(() => undefined);
+      if (this.scanning && this.scanStartedMono < missedMono) await this.refresh().catch(() => undefined);
       this.missScanStartedMono = this.now();
       await this.refresh();
     }
@@ -176,17 +189,28 @@ export class ImageHolderIndex {
     return () => this.listeners.delete(listener);
   }
 
-  /** Rescans now (one scan at a time: a caller during a scan waits for that one). */
+  /**
+   * Rescans now (one scan at a time: a caller during a scan waits for that one, raised to
+   * SCAN_CONCURRENCY since someone now waits for it).
+   */
   refresh(): Promise<void> {
-    this.scanning ??= this.scan().finally(() => {
-      this.scanning = undefined;
-    });
-    return this.scanning;
+    const scanning = this.scanOnce(SCAN_CONCURRENCY);
+    this.hurryScan?.();
+    return scanning;
   }
 
   private refreshInBackground(): void {
     if (this.scanning) return;
-    this.refresh().catch((error: unknown) => this.options.onScanError?.(error));
+    this.scanOnce(BACKGROUND_SCAN_CONCURRENCY).catch((error: unknown) => this.options.onScanError?.(error));
+  }
+
+  /** The running scan, or a new one looking at `concurrency` node folders at once. */
+  private scanOnce(concurrency: number): Promise<void> {
+    this.scanning ??= this.scan(concurrency).finally(() => {
+      this.scanning = undefined;
+      this.hurryScan = undefined;
+    });
+    return this.scanning;
   }
 
   private set(node: string, imageId: string, held: boolean): void {
@@ -226,16 +250,26 @@ export class ImageHolderIndex {
     else this.folders.delete(node);
   }
 
-  private async scan(): Promise<void> {
+  private async scan(concurrency: number): Promise<void> {
     const started = this.now();
     this.scanStartedMono = started;
     this.changesDuringScan = [];
     const cost = { fsOps: 0, listed: 0 };
+    const lookers: Array<Promise<void>> = [];
+    let target = concurrency;
+    let looking = false;
+    const addLookers = () => {
+      while (looking && lookers.length < target) lookers.push(looker());
+    };
+    this.hurryScan = () => {
+      target = Math.max(target, SCAN_CONCURRENCY);
+      addLookers();
+    };
     const nodeIds = await this.nodes(cost);
     const relisted = new Map<string, { listing: FolderListing; ids: Set<string> }>();
-    const queue = [...nodeIds];
+    let next = 0;
     const looker = async () => {
-      for (let node = queue.shift(); node !== undefined; node = queue.shift()) {
+      for (let node = nodeIds[next++]; node !== undefined; node = nodeIds[next++]) {
         const seenMono = this.now();
         const stamp = await this.store.imagesFolderStamp(node);
         cost.fsOps += 1;
@@ -251,7 +285,14 @@ export class ImageHolderIndex {
         relisted.set(node, { listing: listingOf(known, stamp, seenMono, listedMono), ids: new Set(ids) });
       }
     };
-    await Promise.all(Array.from({ length: SCAN_CONCURRENCY }, looker));
+    looking = true;
+    addLookers();
+    // Lookers added while these run (hurryScan) share the queue; wait for them too.
+    for (let waited = 0; waited < lookers.length;) {
+      waited = lookers.length;
+      await Promise.all(lookers.slice(0, waited));
+    }
+    looking = false;
     const present = new Set(nodeIds);
     for (const node of [...this.folders.keys()])
       if (!present.has(node)) this.replaceNode(node, new Set(), undefined);
