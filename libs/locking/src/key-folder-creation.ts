@@ -17,16 +17,19 @@ export async function makeKeyFolder(
 ): Promise<boolean> {
   if (!requireNodeFolder) {
     try {
-      await fs.mkdir(dir, { recursive: true });
+      // The first folder it made, if any (Node's recursive mkdir): then the new folders are fsynced.
+      if ((await fs.mkdir(dir, { recursive: true })) !== undefined) await syncFolder(fs, dir);
       return true;
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code === 'ENOENT') return false;
       throw error;
     }
   }
+  let made = false;
   for (const folder of [path.dirname(dir), dir]) {
     try {
       await fs.mkdir(folder);
+      made = true;
     } catch (error) {
       const code = (error as NodeJS.ErrnoException).code;
       if (code === 'EEXIST') continue;
@@ -39,6 +42,10 @@ export async function makeKeyFolder(
       );
     }
   }
+  // Seen by the other clients at once (syncFolder): on CephFS a look into a folder whose mkdir is not yet
+  // journaled, ours next included, waits at the MDS up to its 5 s tick. The key folder's fsync asks the MDS
+  // for its whole journal, `locks/` included.
+  if (made) await syncFolder(fs, dir);
   return true;
 }
 
