@@ -158,16 +158,31 @@ describe('the lock protocol fsyncs a new key folder and each step of a retiremen
     await fsp.rm(root, { recursive: true, force: true });
   });
 
-  it('a first use fsyncs the key folder it made before looking into it', async () => {
+  it('a first use fsyncs the key folder and the epoch it made, through the folder they are in', async () => {
     const { fs, log } = recordingAll(root);
     const manager = new NodeLockManager({ root, conductorId: 'c1', timings: FAST, fs, syncSteps: true });
+    // The node's first key: locks/ is made too, so the key folder is fsynced by path.
     await (await manager.acquire(KEY, { timeoutMs: 1_000 })).release();
-    expect(log.slice(0, 2)).toEqual(['mkdir -p n1/locks/img', 'fsync n1/locks/img']);
-    // A key folder that exists is not fsynced again.
+    expect(log.slice(0, 4)).toEqual([
+      'mkdir -p n1/locks/img',
+      'fsync n1/locks/img',
+      'mkdir n1/locks/img/epoch',
+      'fsync n1/locks/img',
+    ]);
+    // A key folder that exists is neither made nor fsynced again.
     log.splice(0);
     await (await manager.acquire(KEY, { timeoutMs: 1_000 })).release();
-    expect(log[0]).toBe('mkdir -p n1/locks/img');
-    expect(log[1]).not.toBe('fsync n1/locks/img');
+    expect(log.filter((line) => line.startsWith('mkdir -p'))).toEqual([]);
+    expect(log[0]).toBe('mkdir n1/locks/img/g-N');
+    // A new key under an existing locks/: made, then fsynced through locks/, opened before the mkdir.
+    log.splice(0);
+    await (await manager.acquire({ ...KEY, imageId: 'img2' }, { timeoutMs: 1_000 })).release();
+    expect(log.slice(0, 4)).toEqual([
+      'mkdir -p n1/locks/img2',
+      'fsync n1/locks',
+      'mkdir n1/locks/img2/epoch',
+      'fsync n1/locks/img2',
+    ]);
   });
 
   it('a retirement fsyncs locks/ after the rename, and removes the folder one fsynced step at a time', async () => {
