@@ -1,7 +1,7 @@
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
-import { type CampaignFolder, CampaignFs } from './campaigns/campaign-fs';
+import { type CampaignFolder, CampaignFs, lockTimingsOn } from './campaigns/campaign-fs';
 import { bySize, campaignRun, writeReport } from './campaigns/campaign-kit';
 import { ChildProcessPool, compiled } from './support/child-processes';
 import type { LockWorkerConfig, LockWorkerReport } from './support/lock-worker';
@@ -22,7 +22,8 @@ import { makeTempDir, removeDir } from './support/temp-dirs';
  * CAMPAIGN_SEED=<seed> CAMPAIGN_SIZE=ci|large npx vitest run test/campaign-lock-first-use
  */
 const run = campaignRun('lock-first-use');
-const TIMINGS = { staleMs: 2_000, updateMs: 1_000, safetyMarginMs: 500, pollMs: 20 };
+// Short timings (2 s stale), longer on CephFS (campaign-fs.ts, lockTimingsOn).
+const TIMINGS = lockTimingsOn(run.fs);
 const DELAYS = [undefined, 50, 100, 200] as const;
 
 describe('campaign: first use and hand-removed key folders', () => {

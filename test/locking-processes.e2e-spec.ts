@@ -7,9 +7,10 @@ import type { LockWorkerConfig, LockWorkerReport } from './support/lock-worker';
 import { sleep, waitFor } from './support/async';
 import { removeKeyFolderByHand } from './support/remove-by-hand';
 import { makeTempDir, removeDir } from './support/temp-dirs';
-import { type CampaignFolder, CampaignFs } from './campaigns/campaign-fs';
+import { type CampaignFolder, CampaignFs, campaignFsKind, lockTimingsOn } from './campaigns/campaign-fs';
 
-const TIMINGS = { staleMs: 2_000, updateMs: 1_000, safetyMarginMs: 500, pollMs: 20 };
+// Short timings (2 s stale), longer on CephFS (campaign-fs.ts, lockTimingsOn).
+const TIMINGS = lockTimingsOn(campaignFsKind());
 
 describe('locks between real processes', () => {
   const pool = new ChildProcessPool<LockWorkerReport>();

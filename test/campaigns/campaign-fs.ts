@@ -22,6 +22,37 @@ export function campaignFsKind(): CampaignFsKind {
   return value;
 }
 
+/** The lock timings the multi-process lock tests run with (their workers' LockWorkerConfig.timings). */
+export interface TestLockTimings {
+  staleMs: number;
+  updateMs: number;
+  safetyMarginMs: number;
+  pollMs: number;
+}
+
+/** Short, so that stale takeovers happen within a test: 2 s stale, 0.5 s margin, a beat a second. */
+const SHORT_LOCK_TIMINGS: TestLockTimings = {
+  staleMs: 2_000,
+  updateMs: 1_000,
+  safetyMarginMs: 500,
+  pollMs: 20,
+};
+
+/**
+ * The tests' short lock timings, fit for `kind`. On CephFS a heartbeat refresh is two calls (a stat, then
+ * utimes, each through ceph-fuse and often the MDS), and the next is due `updateMs` after the last one
+ * ended: with 40 keys raced by 8 processes on two mounts, calls took up to 0.8 s (p99 0.3-0.6 s) on this
+ * 2-core machine, so beats came 1.5-1.8 s apart and holders lost their locks ("heartbeat gap") under a
+ * trust window of 1.5 s (2 s stale - 0.5 s margin). A 3 s window (4 s stale, 1 s margin) leaves 2 s for the
+ * refresh's calls: the same race then ran with no lost lock. Operators get the same advice with the
+ * defaults' margins (docs/deployment.md, "CephFS"). Local folder and GlusterFS: the short timings.
+ */
+export function lockTimingsOn(kind: CampaignFsKind): TestLockTimings {
+  return kind === 'cephfs'
+    ? { staleMs: 4_000, updateMs: 1_000, safetyMarginMs: 1_000, pollMs: 20 }
+    : SHORT_LOCK_TIMINGS;
+}
+
 /** One campaign folder as each client sees it: `roots[i]` is client i's path to the same folder. */
 export interface CampaignFolder {
   roots: string[];

@@ -1,6 +1,6 @@
 import * as path from 'node:path';
 import type { HeldLock } from './held-lock';
-import type { LockFileSystem } from './lock-file-system';
+import { type LockFileSystem, openForSync, removeTree } from './lock-file-system';
 import { lockKeyDir, nodeLocksDir } from './lock-key';
 
 /*
@@ -45,14 +45,34 @@ export async function retireKeyFolder(
     nodeLocksDir(root, lock.key.node),
     `${RETIRED_PREFIX}${lock.key.imageId}~${lock.holder.attemptId}`,
   );
-  await lock.endWith(() => fs.rename(dir, away));
+  // `locks/` opened before the rename, fsynced right after it (syncFolder): on CephFS every look up of a
+  // key in `locks/` waits at the MDS while the rename is not journaled, the heartbeat's own stop included.
+  const locks = await openForSync(fs, path.dirname(dir));
+  try {
+    await lock.endWith(async () => {
+      await fs.rename(dir, away);
+      await locks.sync();
+    });
+  } finally {
+    await locks.close();
+  }
   await removeRetired(away, fs);
   return 'retired';
 }
 
-/** `rm -r` of a retired key folder; harmless at any time (nothing refers to it any more). */
+/**
+ * `rm -r` of a retired key folder; harmless at any time (nothing refers to it any more). One entry at a
+ * time, each fsynced, and `locks/` after it (removeTree): an unjournaled removal there holds up every
+ * look up of a key in `locks/` on CephFS.
+ */
 export async function removeRetired(dir: string, fs: LockFileSystem): Promise<void> {
-  await fs.rm(dir, { recursive: true, force: true });
+  const locks = await openForSync(fs, path.dirname(dir));
+  try {
+    await removeTree(fs, dir);
+    await locks.sync();
+  } finally {
+    await locks.close();
+  }
 }
 
 export function isRetiredName(name: string): boolean {

@@ -1,5 +1,6 @@
 import { promises as fsp } from 'node:fs';
 import type { BigIntStats } from 'node:fs';
+import * as path from 'node:path';
 
 /**
  * The file-system calls the lock protocol decides ownership with. A seam, so that tests can delay or
@@ -132,6 +133,35 @@ export async function removeFolder(fs: LockFileSystem, target: string): Promise<
     }
   }
   await fs.rm(target, { recursive: true, force: true });
+}
+
+/**
+ * `rm -r` of a lock folder one entry at a time, each removal fsynced before the next, through the folder
+ * opened before it (openForSync): on CephFS a second removal in a folder waits at the MDS until the first
+ * is journaled, up to its 5 s tick, and so does every look into the folder meanwhile (syncFolder). The
+ * caller fsyncs the folder `target` was in. Without fsyncs (a local file system) it is one `rm -r`.
+ */
+export async function removeTree(fs: LockFileSystem, target: string): Promise<void> {
+  if (!fs.openFolder) return fs.rm(target, { recursive: true, force: true });
+  let names: string[];
+  try {
+    names = await fs.readdir(target);
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') return;
+    if (code === 'ENOTDIR') return fs.rm(target, { recursive: true, force: true }); // a stray file
+    throw error;
+  }
+  const folder = await openForSync(fs, target);
+  try {
+    for (const name of names) {
+      await removeTree(fs, path.join(target, name));
+      await folder.sync();
+    }
+  } finally {
+    await folder.close();
+  }
+  await removeFolder(fs, target);
 }
 
 /**

@@ -103,3 +103,111 @@ describe('the lock protocol fsyncs each step of a claim and a release', () => {
     );
   });
 });
+
+/** Node's file system, recording every step under `root` (paths relative to it) and every fsync, in order. */
+function recordingAll(root: string): { fs: LockFileSystem; log: string[] } {
+  const log: string[] = [];
+  const name = (p: string) =>
+    (path.relative(root, p) || '.').replace(/g-\d+/g, 'g-N').replace(/~[0-9a-f]{16}/g, '~A');
+  return {
+    log,
+    fs: {
+      ...nodeLockFileSystem,
+      mkdir: async (dir, options) => {
+        const made = await nodeLockFileSystem.mkdir(dir, options);
+        log.push(`mkdir${options?.recursive ? ' -p' : ''} ${name(dir)}`);
+        return made;
+      },
+      rmdir: async (target) => {
+        await nodeLockFileSystem.rmdir!(target);
+        log.push(`rmdir ${name(target)}`);
+      },
+      rm: async (target, options) => {
+        await nodeLockFileSystem.rm(target, options);
+        log.push(`rm -r ${name(target)}`);
+      },
+      rename: async (from, to) => {
+        await nodeLockFileSystem.rename(from, to);
+        log.push(`rename ${name(from)} ${name(to)}`);
+      },
+      openFolder: async (dir) => {
+        const folder = await nodeLockFileSystem.openFolder!(dir);
+        return {
+          sync: async () => {
+            await folder.sync();
+            log.push(`fsync ${name(dir)}`);
+          },
+          close: () => folder.close(),
+        };
+      },
+    },
+  };
+}
+
+/*
+ * The steps around the gate that other clients look up by path: a new key folder, and a retirement (the
+ * rename of the key folder away, then its rm -r). On CephFS each left unjournaled held up every look up of
+ * the key (or of any key in `locks/`) until the MDS's 5 s tick.
+ */
+describe('the lock protocol fsyncs a new key folder and each step of a retirement', () => {
+  let root: string;
+  beforeEach(async () => {
+    root = await fsp.mkdtemp(path.join(os.tmpdir(), 'icc-lock-sync-'));
+  });
+  afterEach(async () => {
+    await fsp.rm(root, { recursive: true, force: true });
+  });
+
+  it('a first use fsyncs the key folder and the epoch it made, through the folder they are in', async () => {
+    const { fs, log } = recordingAll(root);
+    const manager = new NodeLockManager({ root, conductorId: 'c1', timings: FAST, fs, syncSteps: true });
+    // The node's first key: locks/ is made too, so the key folder is fsynced by path.
+    await (await manager.acquire(KEY, { timeoutMs: 1_000 })).release();
+    expect(log.slice(0, 4)).toEqual([
+      'mkdir -p n1/locks/img',
+      'fsync n1/locks/img',
+      'mkdir n1/locks/img/epoch',
+      'fsync n1/locks/img',
+    ]);
+    // A key folder that exists is neither made nor fsynced again.
+    log.splice(0);
+    await (await manager.acquire(KEY, { timeoutMs: 1_000 })).release();
+    expect(log.filter((line) => line.startsWith('mkdir -p'))).toEqual([]);
+    expect(log[0]).toBe('mkdir n1/locks/img/g-N');
+    // A new key under an existing locks/: made, then fsynced through locks/, opened before the mkdir.
+    log.splice(0);
+    await (await manager.acquire({ ...KEY, imageId: 'img2' }, { timeoutMs: 1_000 })).release();
+    expect(log.slice(0, 4)).toEqual([
+      'mkdir -p n1/locks/img2',
+      'fsync n1/locks',
+      'mkdir n1/locks/img2/epoch',
+      'fsync n1/locks/img2',
+    ]);
+  });
+
+  it('a retirement fsyncs locks/ after the rename, and removes the folder one fsynced step at a time', async () => {
+    const { fs, log } = recordingAll(root);
+    const manager = new NodeLockManager({ root, conductorId: 'c1', timings: FAST, fs, syncSteps: true });
+    await (await manager.acquire(KEY, { timeoutMs: 1_000 })).release();
+    log.splice(0);
+    expect(await manager.retireKey(KEY, { timeoutMs: 1_000, floorMarginUs: 0 })).toBe('retired');
+    const from = log.findIndex((line) => line.startsWith('rename n1/locks/img '));
+    expect(from).toBeGreaterThanOrEqual(0);
+    const away = log[from]!.split(' ')[2]!;
+    expect(away).toMatch(/^n1\/locks\/~retired~img~/);
+    expect(log[from + 1]).toBe('fsync n1/locks');
+    // Every removal inside the retired folder is followed by an fsync of the folder it was in; the
+    // retired folder's own removal by one of locks/; no rm -r of many entries at once.
+    const removal = log.slice(from + 2);
+    expect(removal.filter((line) => line.startsWith('rm -r'))).toEqual([]);
+    removal.forEach((line, i) => {
+      if (!line.startsWith('rmdir ')) return;
+      const target = line.slice('rmdir '.length);
+      expect(removal[i + 1], `after ${line}`).toBe(`fsync ${path.dirname(target)}`);
+    });
+    expect(removal.at(-2)).toBe(`rmdir ${away}`);
+    expect(removal.at(-1)).toBe('fsync n1/locks');
+    expect(removal.filter((line) => line.startsWith('rmdir ')).length).toBeGreaterThanOrEqual(3);
+    expect(await fsp.readdir(path.join(root, 'n1', 'locks'))).toEqual([]);
+  });
+});
