@@ -57,12 +57,13 @@ async function removeTree(target: string): Promise<void> {
     names = await fsp.readdir(target);
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
-    if (code === 'ENOENT') return;
+    // ESTALE: GlusterFS's word for an entry a claimant removed meanwhile (its garbage): gone.
+    if (code === 'ENOENT' || code === 'ESTALE') return;
     if (code === 'ENOTDIR') return fsp.rm(target, { force: true });
     throw error;
   }
   const folder = await fsp.open(target, 'r').catch((error: NodeJS.ErrnoException) => {
-    if (error.code === 'ENOENT') return undefined; // a claimant removed it (garbage) meanwhile
+    if (error.code === 'ENOENT' || error.code === 'ESTALE') return undefined; // a claimant removed it meanwhile
     throw error;
   });
   if (!folder) return;
@@ -75,7 +76,7 @@ async function removeTree(target: string): Promise<void> {
     await folder.close();
   }
   await fsp.rmdir(target).catch((error: NodeJS.ErrnoException) => {
-    if (error.code !== 'ENOENT') throw error;
+    if (error.code !== 'ENOENT' && error.code !== 'ESTALE') throw error;
   });
 }
 

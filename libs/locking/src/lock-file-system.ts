@@ -128,7 +128,7 @@ export async function removeFolder(fs: LockFileSystem, target: string): Promise<
       return;
     } catch (error) {
       const code = (error as NodeJS.ErrnoException).code;
-      if (code === 'ENOENT') return;
+      if (code === 'ENOENT' || code === 'ESTALE') return;
       if (code !== 'ENOTEMPTY' && code !== 'EEXIST') throw error;
     }
   }
@@ -148,7 +148,8 @@ export async function removeTree(fs: LockFileSystem, target: string): Promise<vo
     names = await fs.readdir(target);
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
-    if (code === 'ENOENT') return;
+    // ESTALE: GlusterFS and NFS say so of a folder another client removed meanwhile: gone, like ENOENT.
+    if (code === 'ENOENT' || code === 'ESTALE') return;
     if (code === 'ENOTDIR') return fs.rm(target, { recursive: true, force: true }); // a stray file
     throw error;
   }
