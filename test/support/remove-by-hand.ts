@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
-import { stepsNeedSync } from '@app/locking';
+import { isGone, stepsNeedSync } from '@app/locking';
 
 /**
  * An operator's `rm -r` of a lock key folder while claimants keep creating entries in it. `rm` retries
@@ -57,13 +57,12 @@ async function removeTree(target: string): Promise<void> {
     names = await fsp.readdir(target);
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
-    // ESTALE: GlusterFS's word for an entry a claimant removed meanwhile (its garbage): gone.
-    if (code === 'ENOENT' || code === 'ESTALE') return;
+    if (isGone(error)) return; // ESTALE: an entry a claimant removed meanwhile (its garbage)
     if (code === 'ENOTDIR') return fsp.rm(target, { force: true });
     throw error;
   }
   const folder = await fsp.open(target, 'r').catch((error: NodeJS.ErrnoException) => {
-    if (error.code === 'ENOENT' || error.code === 'ESTALE') return undefined; // a claimant removed it meanwhile
+    if (isGone(error)) return undefined; // a claimant removed it meanwhile
     throw error;
   });
   if (!folder) return;
@@ -76,7 +75,7 @@ async function removeTree(target: string): Promise<void> {
     await folder.close();
   }
   await fsp.rmdir(target).catch((error: NodeJS.ErrnoException) => {
-    if (error.code !== 'ENOENT' && error.code !== 'ESTALE') throw error;
+    if (!isGone(error)) throw error;
   });
 }
 

@@ -3,7 +3,7 @@ export { HeldLockSet } from './held-lock-set';
 export type { AcquireOptions, LockEvent, LockRequest, NodeLockManagerOptions } from './lock-manager-options';
 export { HeldLock } from './held-lock';
 export { StalenessObserver } from './staleness-observer';
-export { nodeLockFileSystem, stepsNeedSync } from './lock-file-system';
+export { isGone, nodeLockFileSystem, stepsNeedSync } from './lock-file-system';
 export type { LockFileSystem } from './lock-file-system';
 export type { LockHolder, LockKey, LockMode } from './lock-key';
 export { lockKeyString } from './lock-key';

@@ -24,6 +24,12 @@ function goneWith(code: string): { fs: LockFileSystem; calls: string[] } {
 }
 
 describe('removing lock folders another client removed meanwhile', () => {
+  it('ESTALE as Node reports it (no name in libuv: errno -116) is gone too', async () => {
+    const unnamed = Object.assign(new Error('Unknown system error -116'), { errno: -116 });
+    const fs = { ...goneWith('x').fs, readdir: async () => Promise.reject(unnamed) } as LockFileSystem;
+    await expect(removeTree(fs, '/c/x')).resolves.toBeUndefined();
+  });
+
   for (const code of ['ENOENT', 'ESTALE'])
     it(`${code} (GlusterFS and NFS say ESTALE) is a folder already gone, not a failure`, async () => {
       const tree = goneWith(code);

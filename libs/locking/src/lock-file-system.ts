@@ -117,6 +117,15 @@ export async function pathExists(fs: LockFileSystem, target: string): Promise<bo
 }
 
 /**
+ * A folder or entry that is gone: ENOENT, or ESTALE, GlusterFS's and NFS's word for one another client
+ * removed meanwhile. libuv has no name for ESTALE, so Node reports "Unknown system error -116" (errno).
+ */
+export function isGone(error: unknown): boolean {
+  const { code, errno } = error as NodeJS.ErrnoException;
+  return code === 'ENOENT' || code === 'ESTALE' || errno === -116;
+}
+
+/**
  * Removes a lock folder (a generation, its release marker): one rmdir when it is empty, as it usually is,
  * else `rm -r`. One call, one path lookup: on CephFS a second lookup waits at the MDS while the first
  * removal is not yet journaled (syncFolder).
@@ -128,7 +137,7 @@ export async function removeFolder(fs: LockFileSystem, target: string): Promise<
       return;
     } catch (error) {
       const code = (error as NodeJS.ErrnoException).code;
-      if (code === 'ENOENT' || code === 'ESTALE') return;
+      if (isGone(error)) return;
       if (code !== 'ENOTEMPTY' && code !== 'EEXIST') throw error;
     }
   }
@@ -148,8 +157,7 @@ export async function removeTree(fs: LockFileSystem, target: string): Promise<vo
     names = await fs.readdir(target);
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
-    // ESTALE: GlusterFS and NFS say so of a folder another client removed meanwhile: gone, like ENOENT.
-    if (code === 'ENOENT' || code === 'ESTALE') return;
+    if (isGone(error)) return;
     if (code === 'ENOTDIR') return fs.rm(target, { recursive: true, force: true }); // a stray file
     throw error;
   }
