@@ -363,8 +363,11 @@ export async function runHostsCampaign(
     const memberBack = async (victim: FleetMember, reconnectsBefore: number): Promise<number | null> => {
       const from = performance.now();
       for (;;) {
-        // A victim that left by itself (its CACHE_ROOT hung) is back once its host's restarted one is.
-        const member = victim.state === 'exited' ? latestOn(hostOf(victim.id)) : victim;
+        // A victim that left by itself (its CACHE_ROOT hung) is back once its host's restarted one is. A
+        // newer member on its host also means it left: one that exits while paused (its hang exit firing
+        // on resume) can still be listed live here when its successor is already up (seed 159257054).
+        const newest = latestOn(hostOf(victim.id));
+        const member = victim.state === 'exited' || (newest && newest !== victim) ? newest : victim;
         const sample = member && (await fleet.sampleOne(member).catch(() => undefined));
         if (
           sample?.brokerState === 'connected' &&
