@@ -175,6 +175,52 @@ describe('CopyWorkerPool', () => {
     }
   });
 
+  it('settles an aborted copy only after the checkpoint save under way has ended (no record lands after a discard)', async () => {
+    await fx.seed('node-a', 16 * MEBIBYTE);
+    const from = await fsp.open(fx.store.entries.imagePath('node-a', IMAGE), 'r');
+    const to = await fsp.open(path.join(fx.root, 'partial'), 'w');
+    const controller = new AbortController();
+    const events: string[] = [];
+    let finishSave!: () => void;
+    const saveHeld = new Promise<void>((resolve) => (finishSave = resolve));
+    let saveAsked!: () => void;
+    const asked = new Promise<void>((resolve) => (saveAsked = resolve));
+    try {
+      const copying = pool
+        .copy({
+          from,
+          to,
+          signal: controller.signal,
+          readError: (e) => e,
+          writeError: (e) => e,
+          describe: 'abort during a checkpoint',
+          checkpoint: {
+            everyBytes: 4 * MEBIBYTE,
+            save: async () => {
+              saveAsked();
+              await saveHeld;
+              events.push('save ended');
+            },
+          },
+        })
+        .then(
+          () => events.push('copy resolved'),
+          () => events.push('copy rejected'),
+        );
+      await asked;
+      controller.abort(); // the shutdown's grace period ran out while the record was being written
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      expect(events).toEqual([]);
+      finishSave();
+      await copying;
+      expect(events).toEqual(['save ended', 'copy rejected']);
+    } finally {
+      finishSave();
+      await from.close();
+      await to.close();
+    }
+  });
+
   it('fails the copy with INTERNAL when its worker dies, publishes nothing, and replaces the worker', async () => {
     if (!existsSync(CRASHING_SCRIPT))
       throw new Error(`${CRASHING_SCRIPT} is missing: run npm run build first`);

@@ -26,6 +26,12 @@ interface Job {
   /** The first error seen on this side (onProgress threw, the signal fired): it wins over the worker's. */
   failure?: unknown;
   slot: WorkerSlot;
+  /**
+   * The wait this side is running for the worker (a checkpoint save, a pace), settled or not. The job
+   * settles only after it: an abort must not let the caller discard the partial while a checkpoint is
+   * still writing its record, or the record lands after the discard and stays as litter.
+   */
+  waiting?: Promise<unknown>;
 }
 
 interface WorkerSlot {
@@ -135,15 +141,15 @@ export class CopyWorkerPool implements StreamCopier {
       this.slots.splice(this.slots.indexOf(slot), 1);
       const why = slot.crash ?? `exit code ${exitCode}`;
       for (const job of slot.jobs.values()) {
-        job.reject(
+        const error =
           job.failure ??
-            (this.closed
-              ? new ReasonError('SHUTTING_DOWN', `${job.options.describe}: the copy workers stopped`)
-              : new ReasonError(
-                  'INTERNAL',
-                  `${job.options.describe}: the copy worker thread died (${why}); nothing was published`,
-                )),
-        );
+          (this.closed
+            ? new ReasonError('SHUTTING_DOWN', `${job.options.describe}: the copy workers stopped`)
+            : new ReasonError(
+                'INTERNAL',
+                `${job.options.describe}: the copy worker thread died (${why}); nothing was published`,
+              ));
+        afterWaiting(job, () => job.reject(error));
       }
       slot.jobs.clear();
     });
@@ -169,9 +175,11 @@ export class CopyWorkerPool implements StreamCopier {
     }
     slot.jobs.delete(message.id);
     if (slot.jobs.size === 0) slot.worker.unref();
-    if (job.failure !== undefined) job.reject(job.failure);
-    else if (message.type === 'done') job.resolve({ bytes: message.bytes, sha256: message.sha256 });
-    else job.reject(this.rebuild(job, message.failure));
+    afterWaiting(job, () => {
+      if (job.failure !== undefined) job.reject(job.failure);
+      else if (message.type === 'done') job.resolve({ bytes: message.bytes, sha256: message.sha256 });
+      else job.reject(this.rebuild(job, message.failure));
+    });
   }
 
   /** Runs the wait a worker asked for; the worker's copy goes on once it is answered. */
@@ -190,6 +198,7 @@ export class CopyWorkerPool implements StreamCopier {
     } catch (error) {
       waiting = Promise.reject(error);
     }
+    job.waiting = waiting.catch(() => undefined);
     waiting.then(
       () => {
         if (job.failure !== undefined || slot.jobs.get(message.id) !== job) return;
@@ -222,6 +231,12 @@ export class CopyWorkerPool implements StreamCopier {
         return new ReasonError('INTERNAL', `${options.describe}: the copy worker failed: ${failure.message}`);
     }
   }
+}
+
+/** Runs `settle` once this side's wait for the job (Job.waiting) has settled, at once if there is none. */
+function afterWaiting(job: Job, settle: () => void): void {
+  if (job.waiting) void job.waiting.then(settle);
+  else settle();
 }
 
 function defaultScript(): string {
