@@ -145,13 +145,14 @@ async function main(): Promise<void> {
       for (let step = 0; step < config.steps; step++) {
         if (config.scenario === 'hold' && config.releaseFile) await waitForFile(config.releaseFile);
         else await sleep(config.scenario === 'hold' ? config.holdMs : Math.random() * config.holdMs);
+        const checkStartedAt = Date.now();
         const stillHeld = await isSetHeld(set.locks);
         if (!stillHeld) {
           wasLost = true;
           break;
         }
         if (config.csDir) {
-          await criticalStep(config.csDir, first.fencingToken, Date.now(), margin);
+          await criticalStep(config.csDir, first.fencingToken, checkStartedAt, Date.now(), margin);
           sections++;
         }
       }
@@ -198,9 +199,10 @@ async function retireLoop(manager: NodeLockManager, margin: number): Promise<voi
             tookOverStale: lock.tookOverStale,
             waitedMs: lock.waitedMs,
           });
+          const checkStartedAt = Date.now();
           if (!(await lock.isStillHeld())) return false;
           if (config.csDir) {
-            await criticalStep(config.csDir, lock.fencingToken, Date.now(), margin);
+            await criticalStep(config.csDir, lock.fencingToken, checkStartedAt, Date.now(), margin);
             sections++;
           }
           return true;
@@ -237,6 +239,7 @@ async function raceOnce(manager: NodeLockManager, margin: number): Promise<void>
       await fsp.mkdir(csDir, { recursive: true });
       for (let step = 0; step < config.steps; step++) {
         await sleep(Math.random() * config.holdMs);
+        const checkStartedAt = Date.now();
         if (!(await lock.isStillHeld())) {
           lost++;
           const reason =
@@ -251,7 +254,7 @@ async function raceOnce(manager: NodeLockManager, margin: number): Promise<void>
           });
           break;
         }
-        await criticalStep(csDir, lock.fencingToken, Date.now(), margin);
+        await criticalStep(csDir, lock.fencingToken, checkStartedAt, Date.now(), margin);
         sections++;
       }
       await lock.release();
@@ -352,15 +355,18 @@ async function isSetHeld(locks: { isStillHeld(): Promise<boolean> }[]): Promise<
  * claim can happen within safetyMarginMs after a passed check. So two entries whose checks lie closer
  * than the margin are a real overlap. An entry whose check is older than the margin belongs to a holder
  * that was paused between check and act: the documented residual window (made harmless for images by
- * checksums). Entries of dead processes are leftovers of SIGKILL.
+ * checksums). Entries of dead processes are leftovers of SIGKILL. Each entry is named
+ * `<check passed>-<pid>-<fencing token>-<check started>` (parseCriticalEntry): a test that removes key
+ * folders by hand tells an overlap its removal explains from one it does not by when the checks began.
  */
 async function criticalStep(
   csDir: string,
   token: number,
+  checkStartedAt: number,
   checkedAt: number,
   marginMs: number,
 ): Promise<void> {
-  const mine = `${checkedAt}-${process.pid}-${token}`;
+  const mine = `${checkedAt}-${process.pid}-${token}-${checkStartedAt}`;
   const fh = await fsp.open(path.join(csDir, mine), 'wx');
   await fh.close();
   for (const other of await fsp.readdir(csDir)) {
