@@ -430,7 +430,7 @@ export async function judgeLeftovers(
   for (const t of tmpLeft) {
     // A partial's record (`~<attemptId>.origin.part`) belongs to the attempt of its partial.
     const tag = /~([^~]+?)(\.origin)?\.part$/.exec(t)?.[1];
-    const owner = tag && !tag.startsWith('meta-') ? conductorOf(tag) : undefined;
+    const owner = tag && !/^(meta|pieces)-/.test(tag) ? conductorOf(tag) : undefined;
     const byKilled = owner === undefined ? killed.size > 0 : killed.has(owner);
     if (!byKilled)
       violations.push(`partial file left by a conductor that was not killed (${owner ?? 'unknown'}): ${t}`);
