@@ -33,6 +33,8 @@ describe('campaign: mixed versions (the previous release and this one in one cel
       const answeredBy = outcome.figures.answeredBy as Record<string, number>;
       expect(answeredBy.old).toBeGreaterThan(0);
       expect(answeredBy.new).toBeGreaterThan(0);
+      // The previous release met piece lists: this release wrote them (each checked against its bytes).
+      expect((outcome.figures.pieceLists as { valid: number }).valid).toBeGreaterThan(0);
     },
     mixedTestTimeoutMs(run) + 300_000,
   );

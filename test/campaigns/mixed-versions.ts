@@ -10,6 +10,7 @@ import { sleep, until } from '../support/async';
 import { FinalPathsWatcher, TmpOverlapSampler, judgeLeftovers } from '../support/cell-observers';
 import { type CampaignRun, type Cleanups, adminToken, bySize, tally } from './campaign-kit';
 import { ConductorFleet, type FleetMember } from './conductor-fleet';
+import { judgePieceLists } from './piece-lists-oracle';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -210,7 +211,10 @@ export async function runMixedVersions(
   const plan: StepKind[] = [];
   for (let round = 0; round < p.rounds; round++) {
     const job: StepKind = round % 2 === 0 ? 'precache' : 'purge';
-    plan.push(...stepRng.shuffle<StepKind>(['kill', job]), 'upgrade', 'rollback');
+    // A purge in the first round too, while conductors of the previous release serve: their deletes leave
+    // the images' piece lists behind (they do not know them), for this release to ignore and collect.
+    const jobs: StepKind[] = round === 0 && job !== 'purge' ? [job, 'purge'] : [job];
+    plan.push(...stepRng.shuffle<StepKind>(['kill', ...jobs]), 'upgrade', 'rollback');
   }
   plan.push('upgrade', 'purge');
   const log: Array<{ step: StepKind; atMs: number; detail: string }> = [];
@@ -367,6 +371,16 @@ export async function runMixedVersions(
     violations,
   );
 
+  // 4b. Piece lists (written by this release only) met by the previous one: never a lie, never reported,
+  // none left without its image once this release's cleaner ran.
+  const pieceLists = await judgePieceLists(
+    cell.store,
+    nodes,
+    fleet.conductors().flatMap((c) => c.logs()),
+    TIMINGS,
+    violations,
+  );
+
   // 5. The shared folder's top level: nodes and the cell's own files only; conductor records only from
   // conductors of the new release (the old one writes none), each valid.
   for (const entry of await fsp.readdir(cell.root))
@@ -444,6 +458,14 @@ export async function runMixedVersions(
       retriesByReason: tally(retries.map((l) => String(l.reason))),
       deadLettered: deadLettered.length,
       leftoversWhenIdle: { locks: lockLeft.length, tmp: tmpLeft.length },
+      // Each image purged by the previous release left its piece list behind (gone by the end: above).
+      pieceLists: {
+        ...pieceLists,
+        purgedByPrevious: fleet.members
+          .filter((m) => releaseOf.get(m.id) === 'old')
+          .flatMap((m) => m.conductor.logs())
+          .filter((l) => l.msg === 'image purged').length,
+      },
       lastRound: sweep,
       lockTakeovers: fleet.total('lockTakeovers'),
     },

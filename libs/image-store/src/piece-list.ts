@@ -3,7 +3,7 @@ import { byteCountSchema, imageIdSchema, sha256Schema } from '@app/contracts';
 import { describeIssues } from './shared-json-file';
 
 /*
- * The piece list of a published image (docs/cache-layout.md, "`<imageId>~pieces.json`"): the sha256 of
+ * The piece list of a published image (docs/cache-layout.md, "Piece lists"): the sha256 of
  * each fixed-size piece of the image, bound to the whole image's sha256 and size. It is what a copy that
  * reads bytes from somewhere other than a published, verified image will check each piece against before
  * writing or passing it on. This file is the format only: pure, no I/O.
