@@ -1,6 +1,7 @@
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import { performance } from 'node:perf_hooks';
+import { runProcess } from '../support/agent-cli';
 import type { ChildProcessPool } from '../support/child-processes';
 import { type Result, ResultsTap, answeredLines, publishConfirmed } from '../support/conductor-harness';
 import { sha256OfFile } from '../support/image-store-fixtures';
@@ -211,10 +212,7 @@ export async function runMixedVersions(
   const plan: StepKind[] = [];
   for (let round = 0; round < p.rounds; round++) {
     const job: StepKind = round % 2 === 0 ? 'precache' : 'purge';
-    // A purge in the first round too, while conductors of the previous release serve: their deletes leave
-    // the images' piece lists behind (they do not know them), for this release to ignore and collect.
-    const jobs: StepKind[] = round === 0 && job !== 'purge' ? [job, 'purge'] : [job];
-    plan.push(...stepRng.shuffle<StepKind>(['kill', ...jobs]), 'upgrade', 'rollback');
+    plan.push(...stepRng.shuffle<StepKind>(['kill', job]), 'upgrade', 'rollback');
   }
   plan.push('upgrade', 'purge');
   const log: Array<{ step: StepKind; atMs: number; detail: string }> = [];
@@ -372,11 +370,12 @@ export async function runMixedVersions(
   );
 
   // 4b. Piece lists (written by this release only) met by the previous one: never a lie, never reported,
-  // none left without its image once this release's cleaner ran.
+  // none left without its image once this release's cleaner ran (after the previous one's deleted some).
   const pieceLists = await judgePieceLists(
     cell.store,
     nodes,
     fleet.conductors().flatMap((c) => c.logs()),
+    (args) => runProcess(process.execPath, [previous.agentScript, ...args]),
     TIMINGS,
     violations,
   );
@@ -458,14 +457,7 @@ export async function runMixedVersions(
       retriesByReason: tally(retries.map((l) => String(l.reason))),
       deadLettered: deadLettered.length,
       leftoversWhenIdle: { locks: lockLeft.length, tmp: tmpLeft.length },
-      // Each image purged by the previous release left its piece list behind (gone by the end: above).
-      pieceLists: {
-        ...pieceLists,
-        purgedByPrevious: fleet.members
-          .filter((m) => releaseOf.get(m.id) === 'old')
-          .flatMap((m) => m.conductor.logs())
-          .filter((l) => l.msg === 'image purged').length,
-      },
+      pieceLists,
       lastRound: sweep,
       lockTakeovers: fleet.total('lockTakeovers'),
     },
