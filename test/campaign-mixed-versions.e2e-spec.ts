@@ -33,6 +33,11 @@ describe('campaign: mixed versions (the previous release and this one in one cel
       const answeredBy = outcome.figures.answeredBy as Record<string, number>;
       expect(answeredBy.old).toBeGreaterThan(0);
       expect(answeredBy.new).toBeGreaterThan(0);
+      // The previous release met piece lists: this release wrote them (each checked against its bytes), the
+      // previous release's deletes left some behind, and this release's cleaner collected them.
+      const pieceLists = outcome.figures.pieceLists as { valid: number; orphansCleaned: number };
+      expect(pieceLists.valid).toBeGreaterThan(0);
+      expect(pieceLists.orphansCleaned).toBeGreaterThan(0);
     },
     mixedTestTimeoutMs(run) + 300_000,
   );

@@ -15,8 +15,8 @@ const HOSTS = ['n1', 'n2'];
 const SOURCE = 'node-src';
 const DESTINATIONS = Array.from({ length: 8 }, (_, i) => `node-d${i + 1}`);
 const ROUNDS = 3;
-/** What an images/ folder may hold: an image and its meta, nothing else. */
-const ENTRY_NAME = /^img-\d+\.raw(\.meta\.json)?$/;
+/** What an images/ folder may hold: an image, its meta and its piece list, nothing else. */
+const ENTRY_NAME = /^img-\d+\.raw(\.meta\.json|~pieces\.json)?$/;
 
 /** Every name in a node's images/ that is not an image or its meta (read on the served folder itself). */
 async function litterIn(root: string, nodes: string[]): Promise<string[]> {

@@ -135,7 +135,11 @@ describe('icc node add | ls | rm, and invalid entries in icc cache ls (the built
     const forced = await icc(['node', 'rm', 'node-a', '--force'], 0);
     expect(forced.stdout).toMatch(/^unregistered node node-a: .*; its 1 cached image\(s\) stay in /);
     expect(await store.markers.isRegistered('node-a')).toBe(false);
-    expect(await listDir(store.nodeLayout('node-a').images)).toEqual(['img.raw', 'img.raw.meta.json']);
+    expect(await listDir(store.nodeLayout('node-a').images)).toEqual([
+      'img.raw',
+      'img.raw.meta.json',
+      'img.raw~pieces.json',
+    ]);
   });
 
   it('registers the folders of a cell from before registration with --existing, and shows broken markers', async () => {

@@ -380,7 +380,7 @@ export async function partialCopyUnderWay(
     for (const node of nodes) {
       const dir = path.join(root, node, 'tmp');
       for (const name of await fsp.readdir(dir).catch(() => [] as string[])) {
-        if (name.includes('~meta-')) continue;
+        if (name.includes('~meta-') || name.includes('~pieces-')) continue;
         const stat = await fsp.stat(path.join(dir, name)).catch(() => undefined);
         if (stat && stat.size > 0) return true;
       }

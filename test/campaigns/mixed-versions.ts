@@ -1,6 +1,7 @@
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import { performance } from 'node:perf_hooks';
+import { runProcess } from '../support/agent-cli';
 import type { ChildProcessPool } from '../support/child-processes';
 import { type Result, ResultsTap, answeredLines, publishConfirmed } from '../support/conductor-harness';
 import { sha256OfFile } from '../support/image-store-fixtures';
@@ -10,6 +11,7 @@ import { sleep, until } from '../support/async';
 import { FinalPathsWatcher, TmpOverlapSampler, judgeLeftovers } from '../support/cell-observers';
 import { type CampaignRun, type Cleanups, adminToken, bySize, tally } from './campaign-kit';
 import { ConductorFleet, type FleetMember } from './conductor-fleet';
+import { judgePieceLists } from './piece-lists-oracle';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -367,6 +369,17 @@ export async function runMixedVersions(
     violations,
   );
 
+  // 4b. Piece lists (written by this release only) met by the previous one: never a lie, never reported,
+  // none left without its image once this release's cleaner ran (after the previous one's deleted some).
+  const pieceLists = await judgePieceLists(
+    cell.store,
+    nodes,
+    fleet.conductors().flatMap((c) => c.logs()),
+    (args) => runProcess(process.execPath, [previous.agentScript, ...args]),
+    TIMINGS,
+    violations,
+  );
+
   // 5. The shared folder's top level: nodes and the cell's own files only; conductor records only from
   // conductors of the new release (the old one writes none), each valid.
   for (const entry of await fsp.readdir(cell.root))
@@ -444,6 +457,7 @@ export async function runMixedVersions(
       retriesByReason: tally(retries.map((l) => String(l.reason))),
       deadLettered: deadLettered.length,
       leftoversWhenIdle: { locks: lockLeft.length, tmp: tmpLeft.length },
+      pieceLists,
       lastRound: sweep,
       lockTakeovers: fleet.total('lockTakeovers'),
     },

@@ -235,12 +235,13 @@ export class TmpOverlapSampler {
 }
 
 /**
- * `<imageId>~<attemptId>.part` of an image copy (meta files are written through `~meta-<uuid>.part`, a
- * partial's record is `~<attemptId>.origin.part`: neither is image data).
+ * `<imageId>~<attemptId>.part` of an image copy (meta files and piece lists are written through
+ * `~meta-<uuid>.part` and `~pieces-<uuid>.part`, a partial's record is `~<attemptId>.origin.part`: none is
+ * image data).
  */
 function parseDataPart(name: string): { imageId: string; attemptId: string } | undefined {
   const m = /^(.+)~(.+)\.part$/.exec(name);
-  if (!m || m[2]!.startsWith('meta-') || m[2]!.endsWith('.origin')) return undefined;
+  if (!m || /^(meta|pieces)-/.test(m[2]!) || m[2]!.endsWith('.origin')) return undefined;
   return { imageId: m[1]!, attemptId: m[2]! };
 }
 
@@ -264,15 +265,15 @@ export async function tmpLeftovers(root: string): Promise<string[]> {
 
 /**
  * The partial copies' data files in a node's tmp folder: not the records a resumable copy keeps beside
- * them, nor the short-lived files a record or meta is written to before its rename (`<id>~meta-<uuid>.part`,
- * which exists for a moment before a copy's first byte).
+ * them, nor the short-lived files a record, meta or piece list is written to before its rename
+ * (`<id>~meta-<uuid>.part`, which exists for a moment before a copy's first byte, `<id>~pieces-<uuid>.part`).
  */
 export async function partialCopies(
   root: string,
   node: string,
 ): Promise<Array<{ name: string; size: number }>> {
   return (await tmpFiles(root, node)).filter(
-    (f) => !f.name.endsWith('.origin.part') && !parseTmpName(f.name)?.tag.startsWith('meta-'),
+    (f) => !f.name.endsWith('.origin.part') && !/^(meta|pieces)-/.test(parseTmpName(f.name)?.tag ?? ''),
   );
 }
 
@@ -430,7 +431,7 @@ export async function judgeLeftovers(
   for (const t of tmpLeft) {
     // A partial's record (`~<attemptId>.origin.part`) belongs to the attempt of its partial.
     const tag = /~([^~]+?)(\.origin)?\.part$/.exec(t)?.[1];
-    const owner = tag && !tag.startsWith('meta-') ? conductorOf(tag) : undefined;
+    const owner = tag && !/^(meta|pieces)-/.test(tag) ? conductorOf(tag) : undefined;
     const byKilled = owner === undefined ? killed.size > 0 : killed.has(owner);
     if (!byKilled)
       violations.push(`partial file left by a conductor that was not killed (${owner ?? 'unknown'}): ${t}`);

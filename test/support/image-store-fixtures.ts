@@ -32,6 +32,19 @@ export async function sha256OfFile(file: string): Promise<string> {
   return hash.digest('hex');
 }
 
+/** The sha256 of each `pieceBytes` piece of a file, read whole: independent of the code under test. */
+export async function pieceDigestsOfFile(file: string, pieceBytes: number): Promise<string[]> {
+  const bytes = await fsp.readFile(file);
+  const digests: string[] = [];
+  for (let start = 0; start < bytes.length; start += pieceBytes)
+    digests.push(
+      createHash('sha256')
+        .update(bytes.subarray(start, start + pieceBytes))
+        .digest('hex'),
+    );
+  return digests;
+}
+
 /** Names in a folder; [] when the folder does not exist. */
 export async function listDir(dir: string): Promise<string[]> {
   try {

@@ -85,8 +85,10 @@ describe('CacheCleaner (real folders, fixed meta times)', () => {
     expect(await fsp.readdir(store.nodeLayout(NODE).images)).toEqual([
       'used-13d',
       'used-13d.meta.json',
+      'used-13d~pieces.json',
       'used-1h',
       'used-1h.meta.json',
+      'used-1h~pieces.json',
     ]);
     expect(logged.filter((m) => m === 'cache image deleted')).toHaveLength(2);
     expect(summarizeCleanReport(report)).toMatch(
@@ -195,7 +197,7 @@ describe('CacheCleaner (real folders, fixed meta times)', () => {
     expect(await present()).toEqual(['lru-used-meanwhile', 'pinned-meanwhile', 'used-meanwhile']);
   });
 
-  it('removes orphans (an image without meta once older than the grace time, a meta without image)', async () => {
+  it('removes orphans (an image without meta once older than the grace time, a meta without image, a piece list alone)', async () => {
     await seed('no-meta-old', 100, 0);
     await fsp.rm(store.entries.metaPath(NODE, 'no-meta-old'));
     const old = new Date(NOW - 2 * HOUR_MS);
@@ -205,12 +207,22 @@ describe('CacheCleaner (real folders, fixed meta times)', () => {
     await fsp.utimes(store.entries.imagePath(NODE, 'no-meta-new'), new Date(NOW), new Date(NOW));
     await seed('no-image', 100, 0);
     await fsp.rm(store.entries.imagePath(NODE, 'no-image'));
+    // What a delete by a release that does not know piece lists leaves: the list alone.
+    await seed('list-only', 100, 0);
+    await fsp.rm(store.entries.metaPath(NODE, 'list-only'));
+    await fsp.rm(store.entries.imagePath(NODE, 'list-only'));
+    expect((await store.entries.entry(NODE, 'list-only')).problem).toMatch(/^only a piece list is left/);
     const report = await cleaner().clean(NODE, { now });
     expect(report.deleted.map((d) => [d.imageId, d.size, d.why])).toEqual([
+      ['list-only', 0, 'orphan'],
       ['no-image', 0, 'orphan'],
       ['no-meta-old', 100, 'orphan'],
     ]);
-    expect(await fsp.readdir(store.nodeLayout(NODE).images)).toEqual(['no-meta-new']);
+    // An image between its rename and its meta keeps its list (and is kept for the grace time).
+    expect(await fsp.readdir(store.nodeLayout(NODE).images)).toEqual([
+      'no-meta-new',
+      'no-meta-new~pieces.json',
+    ]);
   });
 
   it('counts a last use recorded in used/<imageId> (the meta is never rewritten for it)', async () => {
@@ -238,7 +250,7 @@ describe('CacheCleaner (real folders, fixed meta times)', () => {
     });
     expect(later.litterRemoved).toEqual(['.fuse_hidden0000000400000001', '.nfs000000000012345600000001']);
     expect(summarizeCleanReport(later)).toContain('removed hidden files 2');
-    expect((await fsp.readdir(images)).sort()).toEqual(['img', 'img.meta.json']);
+    expect((await fsp.readdir(images)).sort()).toEqual(['img', 'img.meta.json', 'img~pieces.json']);
   });
 
   it('dry run: reports what would go, takes no lock, changes nothing', async () => {

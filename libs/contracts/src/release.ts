@@ -17,7 +17,10 @@ import { errorText } from './error-text';
 export const PROTOCOLS = {
   /** Copy requests, results, progress and job messages (`"v"` in every body). */
   wire: 1,
-  /** `<node>/images`, `.meta.json`, `used/`, `pinned/`, `tmp/` names, node markers. */
+  /**
+   * `<node>/images`, `.meta.json`, `~pieces.json` (from 1.1.0, a new file 1.0.0 skips), `used/`, `pinned/`,
+   * `tmp/` names, node markers.
+   */
   cacheLayout: 1,
   /** Lock key folders: epoch, `g-<n>` generations, `h~`/`r~` entries. */
   locks: 1,

@@ -151,7 +151,7 @@ export class CacheEntries {
   /**
    * Deletes a published image. The caller holds the image's EXCLUSIVE lock (the cache cleaner does), so no
    * copy reads or writes it meanwhile. The meta goes first (and that is made durable), then the image,
-   * then any partial copy of it: a crash in between leaves an image without meta, which no copy trusts as
+   * then its piece list and any partial copy of it: a crash in between leaves an image without meta, which no copy trusts as
    * a source or as already present, and which the next clean removes as an orphan. Any part already
    * missing is fine (an interrupted earlier delete); a folder or other non-file at the image path is left
    * alone and reported as an error.

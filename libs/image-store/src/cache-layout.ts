@@ -27,6 +27,11 @@ export interface NodeLayout {
 }
 
 export const META_SUFFIX = '.meta.json';
+/**
+ * An image's piece list (piece-list.ts) sits beside its meta as `<imageId>~pieces.json`: '~' is never in
+ * an image id, so no image can be named like a list, and releases that do not know lists skip the name.
+ */
+export const PIECES_SUFFIX = '~pieces.json';
 
 // '~' is not allowed in image or attempt ids, so `<imageId>~<tag>.part` splits unambiguously even though both
 // ids may contain dots.
@@ -77,6 +82,10 @@ export class CacheLayout {
     return this.insideRoot(path.join(layout.images, imageId + META_SUFFIX), 'imageId');
   }
 
+  piecesPath(layout: NodeLayout, imageId: string): string {
+    return this.insideRoot(path.join(layout.images, imageId + PIECES_SUFFIX), 'imageId');
+  }
+
   pinPath(layout: NodeLayout, imageId: string): string {
     return this.insideRoot(path.join(layout.pinned, imageId), 'imageId');
   }
@@ -117,6 +126,11 @@ export class CacheLayout {
 
 export function tmpName(imageId: string, tag: string): string {
   return `${imageId}${TMP_SEPARATOR}${tag}${TMP_SUFFIX}`;
+}
+
+/** The image id whose piece list `name` (in an images folder) is; undefined for any other name. */
+export function piecesImageId(name: string): string | undefined {
+  return name.endsWith(PIECES_SUFFIX) ? name.slice(0, -PIECES_SUFFIX.length) : undefined;
 }
 
 /** Inverse of `tmpName`; undefined for names this library did not create. */

@@ -1,7 +1,7 @@
 import type { Stats } from 'node:fs';
 import { promises as fsp } from 'node:fs';
 import { imageIdSchema, nodeIdSchema } from '@app/contracts';
-import { META_SUFFIX, type NodeLayout } from './cache-layout';
+import { META_SUFFIX, type NodeLayout, piecesImageId } from './cache-layout';
 import { type FolderReadOptions, isErrno, mapIoError, readFolderOrEmpty } from './fs-errors';
 import type { ImageMeta } from './image-meta';
 import type { JsonFileRead } from './shared-json-file';
@@ -67,11 +67,15 @@ export async function readEntry(
   const stat = await store.imageStat(layout, imageId, context);
   const file = stat?.isFile() ? stat : undefined;
   const verified = meta !== undefined && file !== undefined && file.size === meta.size;
+  const listOnly =
+    read.missing === true &&
+    stat === undefined &&
+    (await store.entryExists(store.layout.piecesPath(layout, imageId), context, 'stat of the piece list'));
   return {
     imageId,
     ...(verified
       ? { meta: await withLastUse(store, layout, meta) }
-      : { problem: entryProblem(read, stat, meta) }),
+      : { problem: listOnly ? PIECE_LIST_ONLY : entryProblem(read, stat, meta) }),
     bytes: file?.size ?? 0,
     ...(file ? { modifiedMs: file.mtimeMs } : {}),
   };
@@ -95,11 +99,19 @@ export function metaFileIds(names: readonly string[]): string[] {
     .filter((id) => imageIdSchema.safeParse(id).success);
 }
 
-/** The image ids `names` hold an image file or a meta file of (each once), sorted. */
+/**
+ * The problem of an entry that is only a piece list: its image and meta were deleted by a release that
+ * does not know lists (or by hand); the cache cleaner removes it as an orphan.
+ */
+export const PIECE_LIST_ONLY = 'only a piece list is left (no image, no meta)';
+
+/** The image ids `names` hold an image file, a meta file or a piece list of (each once), sorted. */
 export function entryIds(names: readonly string[]): string[] {
   const ids = new Set<string>();
   for (const name of names) {
-    const id = name.endsWith(META_SUFFIX) ? name.slice(0, -META_SUFFIX.length) : name;
+    const id = name.endsWith(META_SUFFIX)
+      ? name.slice(0, -META_SUFFIX.length)
+      : (piecesImageId(name) ?? name);
     if (imageIdSchema.safeParse(id).success) ids.add(id);
   }
   return [...ids].sort();

@@ -27,7 +27,7 @@ describe('listLitter, removeLitter', () => {
     ]);
     expect(await store.entries.removeLitter('node-a', 60_000)).toEqual([]);
     expect(await store.entries.removeLitter('node-a', 60_000, Date.now() + 120_000)).toHaveLength(2);
-    expect((await fsp.readdir(images)).sort()).toEqual(['.other', 'ok', 'ok.meta.json']);
+    expect((await fsp.readdir(images)).sort()).toEqual(['.other', 'ok', 'ok.meta.json', 'ok~pieces.json']);
     expect(await store.entries.listLitter('node-z')).toEqual([]);
   });
 });

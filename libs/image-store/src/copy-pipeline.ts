@@ -12,6 +12,7 @@ import { ensureNodeFolder } from './durable-fs';
 import { type IoContext, io } from './fs-errors';
 import { type StreamPace, throwIfAborted } from './image-copier';
 import type { ImageMeta } from './image-meta';
+import { type PieceListRead, readPieceList } from './piece-list-file';
 import { type IrreversibleStep, publishImage } from './publish';
 import { type ExpectedImage, type StoreContext, cacheContext, matches, parseExpected } from './store-context';
 
@@ -89,6 +90,17 @@ export class CopyPipeline {
     const wanted = parseExpected(expected);
     const { meta } = await this.store.inspect(layout, id, cacheContext(layout, id));
     return meta && matches(meta, wanted) ? meta : undefined;
+  }
+
+  /**
+   * The piece list of a verified image (docs/copies.md, "Piece lists"), only when it describes the sha256
+   * and size of the image's meta; else why not (the image is not verified, or its list is missing, invalid
+   * or another image's: each logged once per image version). Never a reason to fail a copy: without a list
+   * an image is shared as a whole only. The caller holds the image's shared or exclusive lock.
+   */
+  async readPieceList(node: string, imageId: string): Promise<PieceListRead> {
+    const layout = this.store.layout.node(node);
+    return readPieceList(this.store, layout, this.store.layout.imageId(imageId));
   }
 
   /** The verified, atomic copy (docs/copies.md, "The copy"): see CopyImageRequest. The caller holds both locks. */

@@ -3,10 +3,16 @@ import { existsSync, promises as fsp, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { isReasonError } from '@app/contracts';
-import { MEBIBYTE, rejectionOf, sha256OfFile } from '../../../test/support/image-store-fixtures';
+import {
+  MEBIBYTE,
+  pieceDigestsOfFile,
+  rejectionOf,
+  sha256OfFile,
+} from '../../../test/support/image-store-fixtures';
 import { CopyPipeline, type CopyImageRequest } from './copy-pipeline';
 import { CopyWorkerPool } from './copy-worker-pool';
 import { type ChunkIo, PrefixMismatchError, type StreamCopyOptions, copyChunks } from './image-copier';
+import { PIECE_BYTES } from './piece-list';
 import { StoreContext } from './store-context';
 import { IMAGE, useStoreFixture } from './store.fixture';
 
@@ -49,6 +55,10 @@ describe('CopyWorkerPool', () => {
       const published = fx.store.entries.imagePath('node-b', `image-${size}`);
       expect(outcomes[index]).toMatchObject({ status: 'copied', bytes: size, sha256: seeded[index] });
       expect(await sha256OfFile(published)).toBe(seeded[index]);
+      // The pieces hashed in the worker came back with the digest and were recorded.
+      expect((await copies.readPieceList('node-b', `image-${size}`)).list?.pieces).toEqual(
+        await pieceDigestsOfFile(published, PIECE_BYTES),
+      );
     }
     expect(outcomes[0].sha256).toBe(createHash('sha256').digest('hex'));
   });
@@ -120,6 +130,8 @@ describe('CopyWorkerPool', () => {
           bytes: prefix,
           sha256: createHash('sha256').update(source.subarray(0, prefix)).digest('hex'),
         },
+        // Pieces of 2 MiB: the prefix ends inside one, which the worker goes on hashing.
+        pieceBytes: 2 * MEBIBYTE,
         ...extra,
       });
     try {
@@ -154,7 +166,11 @@ describe('CopyWorkerPool', () => {
       expect((await to.stat()).size).toBe(5 * MEBIBYTE);
       release();
 
-      expect(await copying).toEqual({ bytes: size, sha256: sha256Of(size) });
+      expect(await copying).toEqual({
+        bytes: size,
+        sha256: sha256Of(size),
+        pieces: await pieceDigestsOfFile(sourcePath, 2 * MEBIBYTE),
+      });
       expect(saved).toEqual([
         [5 * MEBIBYTE, sha256Of(5 * MEBIBYTE)],
         [7 * MEBIBYTE, sha256Of(7 * MEBIBYTE)],

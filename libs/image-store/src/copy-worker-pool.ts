@@ -102,6 +102,7 @@ export class CopyWorkerPool implements StreamCopier {
         ...(options.start ? { start: options.start } : {}),
         ...(options.checkpoint ? { checkpointEveryBytes: options.checkpoint.everyBytes } : {}),
         paced: options.pace !== undefined,
+        ...(options.pieceBytes === undefined ? {} : { pieceBytes: options.pieceBytes }),
       };
       slot.worker.postMessage(message);
     });
@@ -177,7 +178,12 @@ export class CopyWorkerPool implements StreamCopier {
     if (slot.jobs.size === 0) slot.worker.unref();
     afterWaiting(job, () => {
       if (job.failure !== undefined) job.reject(job.failure);
-      else if (message.type === 'done') job.resolve({ bytes: message.bytes, sha256: message.sha256 });
+      else if (message.type === 'done')
+        job.resolve({
+          bytes: message.bytes,
+          sha256: message.sha256,
+          ...(message.pieces ? { pieces: message.pieces } : {}),
+        });
       else job.reject(this.rebuild(job, message.failure));
     });
   }

@@ -13,7 +13,8 @@ import {
 /*
  * The code of one copy worker thread (started by CopyWorkerPool): it runs the copy loop of a publish on
  * file descriptors the main thread opened and checked, so reading, writing and above all hashing happen
- * here. No byte crosses the thread boundary; only progress counts, the digests and the waits do. A resumed
+ * here. No byte crosses the thread boundary; only progress counts, the digests (the whole image's and
+ * its pieces') and the waits do. A resumed
  * copy re-hashes its prefix here from the partial file (a node Hash cannot cross threads) and checks it
  * against the digest the main thread verified. Checkpoints and bandwidth caps stay on the main thread:
  * the loop asks it (an `ask`) and goes on only once it answered, as the main thread's loop awaits them.
@@ -33,6 +34,8 @@ export type ToCopyWorker =
       checkpointEveryBytes?: number;
       /** Ask 'afterRead' and 'beforeWrite' for each chunk (the main thread's bandwidth caps). */
       paced: boolean;
+      /** Hash each piece of this many bytes too (StreamCopyOptions.pieceBytes). */
+      pieceBytes?: number;
     }
   | { type: 'abort'; id: number }
   /** The main thread's wait for ask `ask` of copy `id` is over. */
@@ -53,7 +56,7 @@ export type CopyWorkerFailure =
 export type FromCopyWorker =
   | { type: 'progress'; id: number; bytes: number }
   | ({ type: 'ask'; id: number; ask: number } & CopyWorkerAsk)
-  | { type: 'done'; id: number; bytes: number; sha256: string }
+  | { type: 'done'; id: number; bytes: number; sha256: string; pieces?: string[] }
   | { type: 'failed'; id: number; failure: CopyWorkerFailure };
 
 /** Marks which end an errno error came from; the main thread maps it (the mapping needs its context). */
@@ -135,7 +138,7 @@ class RunningCopy {
 }
 
 async function runCopy(message: Extract<ToCopyWorker, { type: 'copy' }>, copy: RunningCopy) {
-  const { id, start, checkpointEveryBytes, paced } = message;
+  const { id, start, checkpointEveryBytes, paced, pieceBytes } = message;
   const io = fdIo(message.fromFd, message.toFd);
   const options: CopyChunksOptions = {
     io,
@@ -145,6 +148,7 @@ async function runCopy(message: Extract<ToCopyWorker, { type: 'copy' }>, copy: R
     readError: (error) => new SideError('read', error),
     writeError: (error) => new SideError('write', error),
     describe: message.describe,
+    ...(pieceBytes === undefined ? {} : { pieceBytes }),
   };
   // The prefix is read back from the partial (the destination): its errors are the write side's.
   if (start)
@@ -153,6 +157,7 @@ async function runCopy(message: Extract<ToCopyWorker, { type: 'copy' }>, copy: R
       start,
       message.describe,
       (error) => new SideError('write', error),
+      pieceBytes,
     );
   if (checkpointEveryBytes !== undefined) {
     options.checkpoint = {
@@ -185,9 +190,9 @@ function serve(port: NonNullable<typeof parentPort>): void {
     const copy = new RunningCopy(id, send);
     running.set(id, copy);
     runCopy(message, copy).then(
-      ({ bytes, sha256 }) => {
+      ({ bytes, sha256, pieces }) => {
         running.delete(id);
-        send({ type: 'done', id, bytes, sha256 });
+        send({ type: 'done', id, bytes, sha256, ...(pieces ? { pieces } : {}) });
       },
       (error: unknown) => {
         running.delete(id);

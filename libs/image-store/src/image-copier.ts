@@ -1,6 +1,7 @@
 import { type Hash, createHash } from 'node:crypto';
 import type { FileHandle } from 'node:fs/promises';
 import { ReasonError, isReasonError } from '@app/contracts';
+import { PieceHasher } from './piece-hasher';
 
 export const COPY_CHUNK_BYTES = 1024 * 1024;
 /**
@@ -39,6 +40,8 @@ export interface StreamCopyOptions {
   checkpoint?: { everyBytes: number; save: (bytes: number, prefixSha256: string) => Promise<void> };
   /** Bandwidth caps: awaited after each read (with the bytes read) and before each write. */
   pace?: StreamPace;
+  /** Also hash each piece of this many bytes (a resumed prefix's too): the result's `pieces`. */
+  pieceBytes?: number;
 }
 
 /** Waits that keep a copy within its byte-rate caps; both get the copy's abort signal. */
@@ -50,6 +53,8 @@ export interface StreamPace {
 export interface StreamCopyResult {
   bytes: number;
   sha256: string;
+  /** With `pieceBytes`: each piece's sha256 (piece-hasher.ts); absent past the list's limit. */
+  pieces?: string[];
 }
 
 /** Runs the streaming copy of a publish: on the main thread (`inlineCopier`) or in a `CopyWorkerPool`. */
@@ -63,7 +68,14 @@ export const inlineCopier: StreamCopier = {
   copy: async (options) => {
     const { start, ...rest } = options;
     const hashed =
-      start && (await verifiedPrefix(handleRead(options.to), start, options.describe, options.writeError));
+      start &&
+      (await verifiedPrefix(
+        handleRead(options.to),
+        start,
+        options.describe,
+        options.writeError,
+        options.pieceBytes,
+      ));
     return copyChunks({
       ...rest,
       ...(hashed ? { start: hashed } : {}),
@@ -83,23 +95,32 @@ export class PrefixMismatchError extends Error {
 
 /**
  * Re-hashes the first `start.bytes` of the partial (read with `read`) and checks them against the record:
- * the sha256 state to continue from, or PrefixMismatchError. Read errors go through `readError` (the
- * partial is the destination: its errors are the write side's).
+ * the sha256 state to continue from (and, with `pieceBytes`, the piece hasher's), or PrefixMismatchError.
+ * Read errors go through `readError` (the partial is the destination: its errors are the write side's).
  */
 export async function verifiedPrefix(
   read: ChunkIo['read'],
   start: { bytes: number; sha256: string },
   describe: string,
   readError: (error: unknown) => unknown,
-): Promise<{ bytes: number; hash: Hash }> {
-  const hash = await hashPrefix(read, start.bytes).catch((error: unknown) => {
+  pieceBytes?: number,
+): Promise<VerifiedStart> {
+  const pieces = pieceBytes === undefined ? undefined : new PieceHasher(pieceBytes);
+  const hash = await hashPrefix(read, start.bytes, pieces).catch((error: unknown) => {
     throw isReasonError(error) ? error : readError(error);
   });
   if (hash.copy().digest('hex') !== start.sha256)
     throw new PrefixMismatchError(
       `${describe}: the first ${start.bytes} bytes of the partial copy do not have the sha256 its record names`,
     );
-  return { bytes: start.bytes, hash };
+  return { bytes: start.bytes, hash, ...(pieces ? { pieces } : {}) };
+}
+
+/** A verified prefix to continue from: its first `bytes` went into `hash` (and `pieces`). */
+export interface VerifiedStart {
+  bytes: number;
+  hash: Hash;
+  pieces?: PieceHasher;
 }
 
 export function fileHandleIo(from: FileHandle, to: FileHandle): ChunkIo {
@@ -118,8 +139,11 @@ function handleWrite(to: FileHandle): ChunkIo['write'] {
 
 export type CopyChunksOptions = Omit<StreamCopyOptions, 'from' | 'to' | 'start'> & {
   io: ChunkIo;
-  /** Continue after a verified prefix: its first `bytes` are in the destination and went into `hash`. */
-  start?: { bytes: number; hash: Hash };
+  /**
+   * Continue after a verified prefix: its first `bytes` are in the destination and went into `hash` (and
+   * `pieces`, which must be there when `pieceBytes` is).
+   */
+  start?: VerifiedStart;
   /** The ring's size (default COPY_BUFFERS; at least 2): benches compare sizes. */
   buffers?: number;
 };
@@ -144,6 +168,7 @@ export async function copyChunks(options: CopyChunksOptions): Promise<StreamCopy
   const { io, maxBytes, signal, onProgress, readError, writeError, describe, checkpoint, pace } = options;
   throwIfAborted(signal);
   const hash = options.start?.hash ?? createHash('sha256');
+  const pieces = pieceHasher(options);
   const ring = Array.from({ length: Math.max(2, options.buffers ?? COPY_BUFFERS) }, () =>
     Buffer.allocUnsafe(COPY_CHUNK_BYTES),
   );
@@ -220,6 +245,7 @@ export async function copyChunks(options: CopyChunksOptions): Promise<StreamCopy
         });
       writing.catch(ignore); // awaited at the top of the next round, or settled in `finally`
       hash.update(chunk);
+      pieces?.update(chunk);
     }
   } finally {
     // Reads and a write still in flight after a failure use our buffers and hold the files: let them
@@ -227,7 +253,23 @@ export async function copyChunks(options: CopyChunksOptions): Promise<StreamCopy
     // reported.
     await Promise.all([...reads.map((r) => r.done), writing].map((p) => p?.then(ignore, ignore)));
   }
-  return { bytes, sha256: hash.digest('hex') };
+  return withPieces({ bytes, sha256: hash.digest('hex') }, pieces);
+}
+
+/** The piece hasher a copy continues (a resumed prefix's) or starts; none without `pieceBytes`. */
+function pieceHasher(options: CopyChunksOptions): PieceHasher | undefined {
+  if (options.pieceBytes === undefined) return undefined;
+  const resumed = options.start?.pieces;
+  if (options.start && resumed?.pieceBytes !== options.pieceBytes)
+    throw new Error(
+      `${options.describe}: a resumed prefix without its pieces of ${options.pieceBytes} bytes`,
+    );
+  return resumed ?? new PieceHasher(options.pieceBytes);
+}
+
+function withPieces(result: StreamCopyResult, pieces: PieceHasher | undefined): StreamCopyResult {
+  const digests = pieces?.finish();
+  return digests ? { ...result, pieces: digests } : result;
 }
 
 export interface ChunkCopyOptions {
@@ -238,16 +280,19 @@ export interface ChunkCopyOptions {
   onProgress?: (bytesDone: number) => void;
   writeError: (error: unknown) => unknown;
   describe: string;
+  /** As StreamCopyOptions.pieceBytes. */
+  pieceBytes?: number;
 }
 
 /**
  * Writes a stream of chunks (a download) into `to`, hashing on the way. Errors of the stream itself are
  * the producer's to name (an origin's reason codes) and pass through unchanged.
  */
-export async function chunkCopy(options: ChunkCopyOptions): Promise<{ bytes: number; sha256: string }> {
+export async function chunkCopy(options: ChunkCopyOptions): Promise<StreamCopyResult> {
   const { chunks, to, maxBytes, signal, onProgress, writeError, describe } = options;
   throwIfAborted(signal);
   const hash = createHash('sha256');
+  const pieces = options.pieceBytes === undefined ? undefined : new PieceHasher(options.pieceBytes);
   let bytes = 0;
   for await (const data of chunks) {
     const chunk = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
@@ -255,6 +300,7 @@ export async function chunkCopy(options: ChunkCopyOptions): Promise<{ bytes: num
       throw new ReasonError('SIZE_MISMATCH', `${describe}: more than the expected ${maxBytes} bytes arrived`);
     }
     hash.update(chunk);
+    pieces?.update(chunk);
     await writeAll({ write: handleWrite(to) }, chunk, bytes).catch((error: unknown) => {
       throw writeError(error);
     });
@@ -262,7 +308,7 @@ export async function chunkCopy(options: ChunkCopyOptions): Promise<{ bytes: num
     onProgress?.(bytes);
     throwIfAborted(signal);
   }
-  return { bytes, sha256: hash.digest('hex') };
+  return withPieces({ bytes, sha256: hash.digest('hex') }, pieces);
 }
 
 async function writeAll(io: Pick<ChunkIo, 'write'>, chunk: Buffer, position: number): Promise<void> {
@@ -274,9 +320,9 @@ async function writeAll(io: Pick<ChunkIo, 'write'>, chunk: Buffer, position: num
 
 /**
  * The sha256 state over the first `bytes` of a file (a partial copy to continue), read with `read`
- * (ChunkIo.read: a file handle on the main thread, a descriptor in a copy worker).
+ * (ChunkIo.read: a file handle on the main thread, a descriptor in a copy worker); `pieces` is fed too.
  */
-export async function hashPrefix(read: ChunkIo['read'], bytes: number): Promise<Hash> {
+export async function hashPrefix(read: ChunkIo['read'], bytes: number, pieces?: PieceHasher): Promise<Hash> {
   const hash = createHash('sha256');
   const buffer = Buffer.allocUnsafe(COPY_CHUNK_BYTES);
   let done = 0;
@@ -285,6 +331,7 @@ export async function hashPrefix(read: ChunkIo['read'], bytes: number): Promise<
     if (bytesRead === 0)
       throw new ReasonError('IO_ERROR', `the partial copy ended at ${done} of ${bytes} bytes`);
     hash.update(buffer.subarray(0, bytesRead));
+    pieces?.update(buffer.subarray(0, bytesRead));
     done += bytesRead;
   }
   return hash;

@@ -72,6 +72,9 @@ export async function deleteImage(
   if (image.removed && store.fsync)
     await io(context, 'fsync of the images folder', () => fsyncDir(layout.images));
   await io(context, 'removing the last-use marker', () => unlinkIfPresent(store.layout.usedPath(layout, id)));
+  // After the image: a crash before this leaves a list without image, an orphan entry the next clean
+  // removes. Removing a list published again meanwhile (a paused delete) only loses piece sharing.
+  await io(context, 'removing the piece list', () => unlinkIfPresent(store.layout.piecesPath(layout, id)));
   const tmpRemoved = await removeLeftoverTmp(layout, id, {});
   return { removedMeta, removedImage: image.removed, bytes: image.bytes, tmpRemoved };
 }

@@ -16,6 +16,16 @@ export { NodeMarkers, type NodeRegistration } from './node-markers';
 export { ImageImport, type ImportImageOptions } from './image-import';
 export { type NodeMarker, NODE_MARKER_FILE, nodeMarkerSchema, registeredBySchema } from './node-marker-file';
 export { type ImageMeta, imageMetaSchema } from './image-meta';
+export {
+  type PieceList,
+  PIECE_BYTES,
+  PIECE_LIST_MAX_PIECES,
+  pieceListSchema,
+  parsePieceList,
+  pieceRange,
+} from './piece-list';
+export { PieceHasher } from './piece-hasher';
+export { type PieceListRead } from './piece-list-file';
 export { type NodeLayout, parseTmpName } from './cache-layout';
 export {
   JobRecords,

@@ -1,9 +1,15 @@
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { MEBIBYTE, listDir, sha256OfFile } from '../../../test/support/image-store-fixtures';
+import {
+  MEBIBYTE,
+  listDir,
+  pieceDigestsOfFile,
+  sha256OfFile,
+} from '../../../test/support/image-store-fixtures';
 import type { CopyImageRequest } from './copy-pipeline';
 import { ImageStore } from './image-store';
+import { PIECE_BYTES } from './piece-list';
 import { IMAGE, useStoreFixture } from './store.fixture';
 
 const SIZE = 8 * MEBIBYTE + 321;
@@ -112,6 +118,10 @@ describe.each([
     expect(await sha256OfFile(store.entries.imagePath('node-b', IMAGE))).toBe(sha256);
     expect(outcome.meta).toMatchObject({ sha256, size: SIZE, attemptId: 'attempt-2' });
     expect(await listDir(tmp)).toEqual([]);
+    // The pieces of the adopted prefix were hashed while it was re-hashed: the list covers every byte.
+    expect((await store.copies.readPieceList('node-b', IMAGE)).list?.pieces).toEqual(
+      await pieceDigestsOfFile(store.entries.imagePath('node-b', IMAGE), PIECE_BYTES),
+    );
   });
 
   it('re-hashes the prefix it continues once, where the copy runs', async () => {

@@ -7,6 +7,8 @@ import { type IoContext, io, isErrno, mapIoError } from './fs-errors';
 import { PrefixMismatchError, type StreamPace, chunkCopy, throwIfAborted } from './image-copier';
 import type { ImageMeta } from './image-meta';
 import { PartialCopy, type PartialStart } from './partial-copy';
+import { PIECE_BYTES, PIECE_LIST_MAX_PIECES, pieceCount } from './piece-list';
+import { recordPieceList } from './piece-list-file';
 import type { ExpectedImage, StoreContext } from './store-context';
 
 export type IrreversibleStep = 'publish' | 'meta';
@@ -16,9 +18,9 @@ export type PublishSource = { file: FileHandle } | { chunks: AsyncIterable<Uint8
 
 /**
  * The publish step a copy and an import share: streams `from` into `tmp/<imageId>~<tag>.part` (fresh, or a
- * dead attempt's partial re-verified and continued: partial-copy.ts), fsyncs, verifies size and sha256 of
- * the whole file, lets the caller check before each irreversible step, publishes by rename, then writes
- * the meta.
+ * dead attempt's partial re-verified and continued: partial-copy.ts), hashing the whole file and each of
+ * its pieces, fsyncs, verifies size and sha256 of the whole file, lets the caller check before each
+ * irreversible step, publishes by rename, writes the piece list (piece-list-file.ts), then the meta.
  */
 export async function publishImage(
   store: StoreContext,
@@ -90,6 +92,12 @@ export async function publishImage(
 
   let bytes: number;
   let sha256: string;
+  let pieces: string[] | undefined;
+  // An image known to need more pieces than a list may hold gets none: its pieces are not even hashed.
+  const pieceBytes =
+    expected.size !== undefined && pieceCount(expected.size, PIECE_BYTES) > PIECE_LIST_MAX_PIECES
+      ? undefined
+      : PIECE_BYTES;
   let open = true;
   let renamed = false;
   try {
@@ -120,8 +128,9 @@ export async function publishImage(
             }
           : {}),
         ...(options.pace ? { pace: options.pace } : {}),
+        ...(pieceBytes === undefined ? {} : { pieceBytes }),
       });
-    ({ bytes, sha256 } =
+    ({ bytes, sha256, pieces } =
       'file' in from
         ? await copyFile(from.file, start).catch(async (error: unknown) => {
             // An adopted partial whose recorded prefix lies: discarded, the copy starts again from zero.
@@ -138,6 +147,7 @@ export async function publishImage(
             onProgress: options.onProgress,
             writeError,
             describe,
+            ...(pieceBytes === undefined ? {} : { pieceBytes }),
           }));
     if (store.fsync) await io(context, 'fsync of the partial copy', () => to.sync());
     open = false;
@@ -194,6 +204,16 @@ export async function publishImage(
 
   // Published: from here an abort no longer stops us, an image without meta would only be copied again.
   if (store.fsync) await io(context, 'fsync of the images folder', () => fsyncDir(destination.images));
+  // Before the meta, so that a verified image's list is there unless writing it failed (logged). A list
+  // names the sha256 and size it describes: one left beside other bytes is never taken for theirs.
+  await recordPieceList(
+    store,
+    destination,
+    { imageId, size: bytes, sha256 },
+    pieceBytes ?? PIECE_BYTES,
+    pieces,
+    context,
+  );
   const now = new Date().toISOString();
   const meta: ImageMeta = {
     v: 1,

@@ -4,7 +4,7 @@ import type { z } from 'zod';
 import { isErrno } from './fs-errors';
 
 /**
- * A small JSON file read from the shared folder (meta files, node markers): any node may have written it,
+ * A JSON file read from the shared folder (meta files, node markers, piece lists): any node may have written it,
  * so it is validated and its problem, when it has one, says which field and why.
  */
 export type JsonFileRead<T> =
@@ -34,11 +34,19 @@ export async function readJsonFile<T>(
     const stat = await handle.stat();
     const invalid = (reason: string) => ({ invalid: reason, mtimeMs: stat.mtimeMs });
     if (!stat.isFile()) return invalid('not a regular file');
-    // A real file is a few hundred bytes; refusing big ones keeps a corrupt or hostile file from costing memory.
+    // Refusing files over the bound keeps a corrupt or hostile file from costing memory.
     if (stat.size > maxBytes) return invalid(`larger than ${maxBytes} bytes`);
-    const buffer = Buffer.alloc(maxBytes + 1);
-    const { bytesRead } = await handle.read(buffer, 0, buffer.length, 0);
-    if (bytesRead > maxBytes) return invalid(`larger than ${maxBytes} bytes`);
+    // One byte more than the file had: a file that grew since the stat shows it. A big file (a piece
+    // list) may take several reads.
+    const buffer = Buffer.alloc(stat.size + 1);
+    let bytesRead = 0;
+    for (;;) {
+      const { bytesRead: n } = await handle.read(buffer, bytesRead, buffer.length - bytesRead, bytesRead);
+      if (n === 0) break;
+      bytesRead += n;
+      if (bytesRead === buffer.length) break;
+    }
+    if (bytesRead > stat.size) return invalid('changed while it was read');
     let json: unknown;
     try {
       json = JSON.parse(buffer.subarray(0, bytesRead).toString('utf8'));

@@ -126,8 +126,12 @@ export class StoreContext {
   }
 
   reportInvalid(file: string, read: { invalid: string; mtimeMs: number }, consequence: string): void {
-    if (this.reported.first(file, read.mtimeMs))
-      this.onWarning(`invalid file ${file}: ${read.invalid}; ${consequence}`);
+    this.reportOnce(file, read.mtimeMs, `invalid file ${file}: ${read.invalid}; ${consequence}`);
+  }
+
+  /** Warns once per `file` and `version` (an mtime, or what else tells versions of it apart). */
+  reportOnce(file: string, version: number, message: string): void {
+    if (this.reported.first(file, version)) this.onWarning(message);
   }
 
   async writeMeta(layout: NodeLayout, meta: ImageMeta, context: IoContext): Promise<void> {
