@@ -170,12 +170,19 @@ export class NodeLockManager {
         leave = undefined; // the local turn is kept until release
         lock = this.track({ ...claimed, mode: 'exclusive', claim: gate, loss, leave: leaveOnRelease });
       } else {
+        let reader: HeldLock | undefined;
         try {
-          const reader = await this.registerReader(key, dir, holder, gate, loss.signal);
-          lock = this.track({ ...claimed, mode: 'shared', claim: reader.claim, loss: reader.loss });
+          const { claim, loss: readerLoss } = await this.registerReader(key, dir, holder, gate, loss.signal);
+          reader = this.track({ ...claimed, mode: 'shared', claim, loss: readerLoss });
         } finally {
-          await gate.giveBack();
+          // A gate that cannot be given back fails the acquisition: its reader lock is released, not left
+          // held by nobody (beating on, it would keep the key in use for ever).
+          await gate.giveBack().catch(async (error: unknown) => {
+            await reader?.release().catch(() => undefined);
+            throw error;
+          });
         }
+        lock = reader;
       }
       this.emit({
         type: 'acquired',
@@ -285,23 +292,25 @@ export class NodeLockManager {
       if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined; // collected by a newer claimant
       throw error;
     }
-    // The claim and its entry, seen by other clients at once (syncFolder): the entry is the folder made last.
-    await syncFolder(this.fs, heartbeat.path);
-    const gate = new GateClaim(dir, generation, heartbeat, this.fs, (error) =>
-      this.emit({ type: 'garbage-failed', key, error: error.message }),
-    );
-    // A claimant working from an old listing can re-create a generation that was already collected, or
-    // one below the floor of a re-made folder; only the newest generation at or above the floor counts,
-    // so check again now that ours exists.
-    // And a claimant paused since its mkdir for longer than it may trust itself may have been taken over
-    // already, by a waiter whose own mkdir has not landed yet: it gives the claim up.
-    const state = await readKeyDirectory(dir, this.fs);
-    if (state.newest !== generation || state.newestReleased || !heartbeat.isFresh()) {
-      await heartbeat.stop();
-      return undefined;
-    }
-    gate.garbage = state.superseded; // removed when the gate is given back (GateClaim.collectGarbage)
-    return { gate, loss };
+    return heartbeat.stopIfThrows(async () => {
+      // The claim and its entry, seen by other clients at once (syncFolder): the entry is the folder made last.
+      await syncFolder(this.fs, heartbeat.path);
+      const gate = new GateClaim(dir, generation, heartbeat, this.fs, (error) =>
+        this.emit({ type: 'garbage-failed', key, error: error.message }),
+      );
+      // A claimant working from an old listing can re-create a generation that was already collected, or
+      // one below the floor of a re-made folder; only the newest generation at or above the floor counts,
+      // so check again now that ours exists.
+      // And a claimant paused since its mkdir for longer than it may trust itself may have been taken over
+      // already, by a waiter whose own mkdir has not landed yet: it gives the claim up.
+      const state = await readKeyDirectory(dir, this.fs);
+      if (state.newest !== generation || state.newestReleased || !heartbeat.isFresh()) {
+        await heartbeat.stop();
+        return undefined;
+      }
+      gate.garbage = state.superseded; // removed when the gate is given back (GateClaim.collectGarbage)
+      return { gate, loss };
+    });
   }
 
   /** Holding the gate, waits until no live reader is left; readers whose heartbeat stopped are removed. */
@@ -365,14 +374,14 @@ export class NodeLockManager {
         throw lockLostError(key, 'the key folder was removed while registering as a reader');
       throw error;
     }
-    await syncFolder(this.fs, heartbeat.path); // a writer draining readers after us sees the entry at once
-    // If we were paused while registering, a writer may have taken the gate over and already counted
-    // the readers without us: the entry counts only if the gate is still ours after it exists.
-    if (gateLost.aborted || !(await gate.stillHeld())) {
-      await heartbeat.stop();
-      throw lockLostError(key, 'gate lost while registering as a reader');
-    }
-    return { claim: new ReaderClaim(heartbeat, this.fs), loss };
+    return heartbeat.stopIfThrows(async () => {
+      await syncFolder(this.fs, heartbeat.path); // a writer draining readers after us sees the entry at once
+      // If we were paused while registering, a writer may have taken the gate over and already counted
+      // the readers without us: the entry counts only if the gate is still ours after it exists.
+      if (gateLost.aborted || !(await gate.stillHeld()))
+        throw lockLostError(key, 'gate lost while registering as a reader');
+      return { claim: new ReaderClaim(heartbeat, this.fs), loss };
+    });
   }
 
   private emit(event: LockEvent): void {
