@@ -12,6 +12,7 @@ import type { CephfsCluster } from '../support/shared-fs/cephfs-cluster';
 import { GLUSTER_NO_CLIENT_CACHE } from '../support/shared-fs/gluster-volume';
 import type { PublishBatch, RequesterAnswer } from '../support/hosts/requester';
 import { writeRandomFile } from '../support/image-store-fixtures';
+import { reportFile } from '../support/campaign-report-file';
 import { uniqueCellId } from '../support/rabbitmq';
 import { partialCopyUnderWay, waitReconnected } from './broker-faults';
 import { type CampaignRun, type Cleanups, adminToken, bySize, tally } from './campaign-kit';
@@ -19,6 +20,7 @@ import { sleep } from '../support/async';
 import { FinalPathsWatcher, lockLeftovers, tmpLeftovers, verifyCopies } from '../support/cell-observers';
 import { ConductorFleet, type FleetMember } from './conductor-fleet';
 import { judgeHoldLogs } from './hold-log-judge';
+import { keepLeftoverEvidence } from './leftover-evidence';
 import { HANG_LINE, HostSupervisor } from './host-supervisor';
 
 const MiB = 1024 * 1024;
@@ -498,6 +500,15 @@ export async function runHostsCampaign(
       await sleep(500);
     }
     for (const l of leftovers) violations.push(`left once idle (30 s after): ${l}`);
+    // Left: keep what tells why (a heartbeat beating on, or frozen entries the sweep did not collect).
+    const evidence =
+      leftovers.length > 0
+        ? await keepLeftoverEvidence(
+            reportFile(run.name, run.size, run.fs).replace(/\.json$/, '-leftovers'),
+            { root: bed.root, holdLogs, members: fleet.members, live: fleet.live() },
+            await lockLeftovers(bed.root, HOSTS_LOCK_TIMINGS.staleMs),
+          )
+        : null;
     const leftoversGoneMs = leftovers.length === 0 ? Math.round(performance.now() - idleFrom) : null;
 
     const lost = ids.filter((id) => !finals.has(id));
@@ -574,6 +585,7 @@ export async function runHostsCampaign(
         failOvers: tally(connects.map((c) => c.conductor)),
         holdLog: { proofs: holds.proofs, spans: holds.spans, overlaps: holds.overlaps.length },
         leftoversGoneAfterIdleMs: leftoversGoneMs,
+        leftoverEvidence: evidence,
         finalPathReader: { looks: watcher.looks, hashed: watcher.hashed, problems: watcher.problems.length },
         errorLogLines: errorLines(conductors).length,
         bedFaults: bed.faults,

@@ -124,6 +124,21 @@ export class Heartbeat {
     }
   }
 
+  /**
+   * Runs `step`, the rest of an acquisition after this heartbeat started; if it throws, the heartbeat is
+   * stopped (its entry removed) first. Every heartbeat belongs to a lock that is given back: one that beat
+   * on with no lock behind it would keep its key in use for ever, and no writer or leftover sweep would
+   * then remove it, nor a dead holder's entry beside it.
+   */
+  async stopIfThrows<T>(step: () => Promise<T>): Promise<T> {
+    try {
+      return await step();
+    } catch (error) {
+      await this.stop().catch(() => undefined); // the step's error is the one to report
+      throw error;
+    }
+  }
+
   private trustWindowMs(): number {
     return this.timings.staleMs - this.timings.safetyMarginMs;
   }

@@ -235,7 +235,12 @@ export class ReaderClaim implements LockClaim {
     // entry is gone), whose inode lock the kernel's FUSE client takes for it, and which another process of
     // this mount may hold for as long as its look into the folder waits at the MDS: it is not awaited.
     const folder = await openForSync(this.fs, path.dirname(this.heartbeat.path));
-    await this.heartbeat.stop();
+    try {
+      await this.heartbeat.stop();
+    } catch (error) {
+      await folder.close();
+      throw error;
+    }
     void folder.sync().then(() => folder.close());
   }
 }

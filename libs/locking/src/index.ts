@@ -1,4 +1,4 @@
-export { NodeLockManager, newAttemptId } from './node-lock-manager';
+export { NodeLockManager } from './node-lock-manager';
 export { HeldLockSet } from './held-lock-set';
 export type { AcquireOptions, LockEvent, LockRequest, NodeLockManagerOptions } from './lock-manager-options';
 export { HeldLock } from './held-lock';
@@ -6,7 +6,7 @@ export { StalenessObserver } from './staleness-observer';
 export { isGone, nodeLockFileSystem, stepsNeedSync } from './lock-file-system';
 export type { LockFileSystem } from './lock-file-system';
 export type { LockHolder, LockKey, LockMode } from './lock-key';
-export { lockKeyString } from './lock-key';
+export { lockKeyString, newAttemptId } from './lock-key';
 export {
   DEFAULT_LOCK_TIMINGS,
   MIN_STALE_MS,

@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import * as path from 'node:path';
 import { holderIdSchema, imageIdSchema, nodeIdSchema, parseField } from '@app/contracts';
 
@@ -40,4 +41,9 @@ export function lockKeyDir(root: string, key: LockKey): string {
 
 export function nodeLocksDir(root: string, node: string): string {
   return path.join(root, node, 'locks');
+}
+
+/** A fresh attempt id: what tells one attempt's lock entries from another's of the same conductor. */
+export function newAttemptId(): string {
+  return randomBytes(8).toString('hex');
 }

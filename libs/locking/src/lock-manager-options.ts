@@ -1,6 +1,7 @@
 import type { LockFileSystem } from './lock-file-system';
 import type { LockKey, LockMode } from './lock-key';
 import type { LockTimings } from './lock-timings';
+import type { StalenessObserver } from './staleness-observer';
 
 export interface LockRequest extends LockKey {
   mode: LockMode;
@@ -12,6 +13,13 @@ export interface AcquireOptions {
   /** The whole wait, for one lock or for all of them together. */
   timeoutMs: number;
   signal?: AbortSignal;
+  /**
+   * Watching the caller has already done, of at least the stale time (the leftover sweep's): a gate or
+   * reader entry it saw frozen for LOCK_STALE_MS is taken over or drained at once, instead of after
+   * another LOCK_STALE_MS of this acquisition's own watching. Still this process's monotonic clock, and
+   * still the entry's identity and mtime: the protocol's rule is unchanged (docs/locking.md).
+   */
+  observer?: StalenessObserver;
 }
 
 export type LockEvent =

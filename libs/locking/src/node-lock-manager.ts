@@ -1,4 +1,3 @@
-import { randomBytes } from 'node:crypto';
 import * as path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { ReasonError } from '@app/contracts';
@@ -17,16 +16,11 @@ import {
   readerEntryName,
 } from './key-directory';
 import { makeKeyFolder, startKeyEpoch } from './key-folder-creation';
-import {
-  type LockFileSystem,
-  mkdirOutcome,
-  nodeLockFileSystem,
-  openForSync,
-  syncFolder,
-} from './lock-file-system';
+import { drainReaders } from './reader-drain';
+import { type LockFileSystem, mkdirOutcome, nodeLockFileSystem, syncFolder } from './lock-file-system';
 import type { AcquireOptions, LockEvent, LockRequest, NodeLockManagerOptions } from './lock-manager-options';
 import type { LockHolder, LockKey, LockMode } from './lock-key';
-import { lockKeyDir, lockKeyString, validateHolder, validateLockKey } from './lock-key';
+import { lockKeyDir, lockKeyString, newAttemptId, validateHolder, validateLockKey } from './lock-key';
 import { type LockTimings, resolveLockTimings } from './lock-timings';
 import { StalenessObserver } from './staleness-observer';
 import { StepFileSystem } from './step-file-system';
@@ -104,11 +98,17 @@ export class NodeLockManager {
       conductorId: this.options.conductorId,
       attemptId: options.attemptId ?? newAttemptId(),
     });
+    if (options.observer && options.observer.staleMs < this.timings.staleMs)
+      throw new ReasonError(
+        'INVALID_REQUEST',
+        `an observer of less than the stale time (${this.timings.staleMs} ms)`,
+      );
     this.stepFs.refresh();
     const deadline = new Deadline(options.timeoutMs, options.signal, ordered);
     const taken: HeldLock[] = [];
     try {
-      for (const request of ordered) taken.push(await this.acquireOne(request, holder, deadline));
+      for (const request of ordered)
+        taken.push(await this.acquireOne(request, holder, deadline, options.observer));
       return new HeldLockSet(taken);
     } catch (error) {
       await Promise.allSettled(taken.map((l) => l.release()));
@@ -149,19 +149,35 @@ export class NodeLockManager {
     return this.stepFs.current;
   }
 
-  private async acquireOne(request: LockRequest, holder: LockHolder, deadline: Deadline): Promise<HeldLock> {
+  private async acquireOne(
+    request: LockRequest,
+    holder: LockHolder,
+    deadline: Deadline,
+    // The caller's watching (AcquireOptions.observer), else the acquisition's own from scratch.
+    watched = new StalenessObserver(this.timings.staleMs, this.fs),
+  ): Promise<HeldLock> {
     const key: LockKey = { node: request.node, imageId: request.imageId };
     const dir = lockKeyDir(this.options.root, key);
     const started = performance.now();
     let leave: (() => void) | undefined;
     try {
       leave = await this.queue.enter(lockKeyString(key), deadline);
-      const { gate, tookOver, loss } = await this.claimGate(key, dir, holder, deadline);
+      const { gate, tookOver, loss } = await this.claimGate(key, dir, holder, deadline, watched);
       const claimed = { key, holder, fencingToken: gate.generation, started, tookOver };
       let lock: HeldLock;
       if (request.mode === 'exclusive') {
         try {
-          await this.drainReaders(key, dir, deadline, gate, loss.signal);
+          await drainReaders({
+            key,
+            dir,
+            deadline,
+            gate,
+            lost: loss.signal,
+            observer: watched,
+            fs: this.fs,
+            pollMs: this.timings.pollMs,
+            emit: (event) => this.emit(event),
+          });
         } catch (error) {
           await gate.giveBack();
           throw error;
@@ -170,12 +186,19 @@ export class NodeLockManager {
         leave = undefined; // the local turn is kept until release
         lock = this.track({ ...claimed, mode: 'exclusive', claim: gate, loss, leave: leaveOnRelease });
       } else {
+        let reader: HeldLock | undefined;
         try {
-          const reader = await this.registerReader(key, dir, holder, gate, loss.signal);
-          lock = this.track({ ...claimed, mode: 'shared', claim: reader.claim, loss: reader.loss });
+          const { claim, loss: readerLoss } = await this.registerReader(key, dir, holder, gate, loss.signal);
+          reader = this.track({ ...claimed, mode: 'shared', claim, loss: readerLoss });
         } finally {
-          await gate.giveBack();
+          // A gate that cannot be given back fails the acquisition: its reader lock is released, not left
+          // held by nobody (beating on, it would keep the key in use for ever).
+          await gate.giveBack().catch(async (error: unknown) => {
+            await reader?.release().catch(() => undefined);
+            throw error;
+          });
         }
+        lock = reader;
       }
       this.emit({
         type: 'acquired',
@@ -226,9 +249,14 @@ export class NodeLockManager {
   }
 
   /** Waits until the gate is free or stale, then claims the next generation; exactly one claimant wins it. */
-  private async claimGate(key: LockKey, dir: string, holder: LockHolder, deadline: Deadline) {
+  private async claimGate(
+    key: LockKey,
+    dir: string,
+    holder: LockHolder,
+    deadline: Deadline,
+    observer: StalenessObserver,
+  ) {
     await makeKeyFolder(this.fs, key, dir, this.requireNodeFolder); // when it could not, the loop below tries again (startKeyEpoch)
-    const observer = new StalenessObserver(this.timings.staleMs, this.fs);
     const waiter = new DirectoryChangeWaiter(dir);
     try {
       for (;;) {
@@ -285,65 +313,25 @@ export class NodeLockManager {
       if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined; // collected by a newer claimant
       throw error;
     }
-    // The claim and its entry, seen by other clients at once (syncFolder): the entry is the folder made last.
-    await syncFolder(this.fs, heartbeat.path);
-    const gate = new GateClaim(dir, generation, heartbeat, this.fs, (error) =>
-      this.emit({ type: 'garbage-failed', key, error: error.message }),
-    );
-    // A claimant working from an old listing can re-create a generation that was already collected, or
-    // one below the floor of a re-made folder; only the newest generation at or above the floor counts,
-    // so check again now that ours exists.
-    // And a claimant paused since its mkdir for longer than it may trust itself may have been taken over
-    // already, by a waiter whose own mkdir has not landed yet: it gives the claim up.
-    const state = await readKeyDirectory(dir, this.fs);
-    if (state.newest !== generation || state.newestReleased || !heartbeat.isFresh()) {
-      await heartbeat.stop();
-      return undefined;
-    }
-    gate.garbage = state.superseded; // removed when the gate is given back (GateClaim.collectGarbage)
-    return { gate, loss };
-  }
-
-  /** Holding the gate, waits until no live reader is left; readers whose heartbeat stopped are removed. */
-  private async drainReaders(
-    key: LockKey,
-    dir: string,
-    deadline: Deadline,
-    gate: GateClaim,
-    lost: AbortSignal,
-  ): Promise<void> {
-    const observer = new StalenessObserver(this.timings.staleMs, this.fs);
-    const waiter = new DirectoryChangeWaiter(dir);
-    try {
-      for (;;) {
-        deadline.throwIfOver();
-        if (lost.aborted) throw lost.reason;
-        const { readers } = await readKeyDirectory(dir, this.fs);
-        let live = 0;
-        let nextLook = this.timings.pollMs;
-        for (const entry of readers) {
-          const entryPath = path.join(dir, entry);
-          if (await observer.isStale(entryPath)) {
-            // Only a gate holder removes reader entries, and readers register only under the gate,
-            // so this cannot race with a registration; a paused reader finds its entry gone. A removal
-            // cannot be taken back: check the gate right before it, as before any irreversible step.
-            if (!(await gate.stillHeld()))
-              throw lost.aborted ? lost.reason : lockLostError(key, 'gate lost while draining readers');
-            const folder = await openForSync(this.fs, dir);
-            await this.fs.rm(entryPath, { recursive: true, force: true });
-            void folder.sync().then(() => folder.close()); // not awaited: see ReaderClaim.giveBack
-            this.emit({ type: 'stale-reader-removed', key, entry });
-          } else {
-            live++;
-            nextLook = Math.min(nextLook, observer.remainingMs(entryPath) + 1);
-          }
-        }
-        if (live === 0) return;
-        await waiter.wait(nextLook, deadline.signal);
+    return heartbeat.stopIfThrows(async () => {
+      // The claim and its entry, seen by other clients at once (syncFolder): the entry is the folder made last.
+      await syncFolder(this.fs, heartbeat.path);
+      const gate = new GateClaim(dir, generation, heartbeat, this.fs, (error) =>
+        this.emit({ type: 'garbage-failed', key, error: error.message }),
+      );
+      // A claimant working from an old listing can re-create a generation that was already collected, or
+      // one below the floor of a re-made folder; only the newest generation at or above the floor counts,
+      // so check again now that ours exists.
+      // And a claimant paused since its mkdir for longer than it may trust itself may have been taken over
+      // already, by a waiter whose own mkdir has not landed yet: it gives the claim up.
+      const state = await readKeyDirectory(dir, this.fs);
+      if (state.newest !== generation || state.newestReleased || !heartbeat.isFresh()) {
+        await heartbeat.stop();
+        return undefined;
       }
-    } finally {
-      waiter.close();
-    }
+      gate.garbage = state.superseded; // removed when the gate is given back (GateClaim.collectGarbage)
+      return { gate, loss };
+    });
   }
 
   private async registerReader(
@@ -365,14 +353,14 @@ export class NodeLockManager {
         throw lockLostError(key, 'the key folder was removed while registering as a reader');
       throw error;
     }
-    await syncFolder(this.fs, heartbeat.path); // a writer draining readers after us sees the entry at once
-    // If we were paused while registering, a writer may have taken the gate over and already counted
-    // the readers without us: the entry counts only if the gate is still ours after it exists.
-    if (gateLost.aborted || !(await gate.stillHeld())) {
-      await heartbeat.stop();
-      throw lockLostError(key, 'gate lost while registering as a reader');
-    }
-    return { claim: new ReaderClaim(heartbeat, this.fs), loss };
+    return heartbeat.stopIfThrows(async () => {
+      await syncFolder(this.fs, heartbeat.path); // a writer draining readers after us sees the entry at once
+      // If we were paused while registering, a writer may have taken the gate over and already counted
+      // the readers without us: the entry counts only if the gate is still ours after it exists.
+      if (gateLost.aborted || !(await gate.stillHeld()))
+        throw lockLostError(key, 'gate lost while registering as a reader');
+      return { claim: new ReaderClaim(heartbeat, this.fs), loss };
+    });
   }
 
   private emit(event: LockEvent): void {
@@ -382,8 +370,4 @@ export class NodeLockManager {
       // A listener's failure must not break locking.
     }
   }
-}
-
-export function newAttemptId(): string {
-  return randomBytes(8).toString('hex');
 }

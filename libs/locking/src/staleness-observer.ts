@@ -1,3 +1,4 @@
+import { sep } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { type LockFileSystem, nodeLockFileSystem } from './lock-file-system';
 
@@ -12,7 +13,7 @@ export class StalenessObserver {
   private readonly seen = new Map<string, { signature: string; since: number }>();
 
   constructor(
-    private readonly staleMs: number,
+    readonly staleMs: number,
     private readonly fs: LockFileSystem = nodeLockFileSystem,
   ) {}
 
@@ -41,6 +42,12 @@ export class StalenessObserver {
 
   forget(path: string): void {
     this.seen.delete(path);
+  }
+
+  /** Forgets every path below `dir` (a key folder a lock acquisition looked into on the caller's behalf). */
+  forgetBelow(dir: string): void {
+    const prefix = dir.endsWith(sep) ? dir : dir + sep;
+    for (const path of this.seen.keys()) if (path.startsWith(prefix)) this.seen.delete(path);
   }
 }
 

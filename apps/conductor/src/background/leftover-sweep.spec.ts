@@ -1,9 +1,9 @@
 import { promises as fsp } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { ImageStore } from '@app/image-store';
-import { type LockFileSystem, NodeLockManager, nodeLockFileSystem } from '@app/locking';
+import { type LockFileSystem, NodeLockManager, StalenessObserver, nodeLockFileSystem } from '@app/locking';
 import { LeftoverSweep } from './leftover-sweep';
 
 const FAST = { staleMs: 2_000, updateMs: 1_000, safetyMarginMs: 500, pollMs: 20 };
@@ -69,6 +69,22 @@ describe('leftover sweep on a cell with lock history', () => {
     expect((await sweep.runOnce()).keysRetired).toBe(5);
     expect((await sweep.runOnce()).keysRetired).toBe(5);
     expect((await sweep.runOnce()).keysRetired).toBe(NODES.length * IMAGES.length - 10);
+  });
+
+  it('hands its own watching to the lock, so no dead gate or reader is watched a second stale time', async () => {
+    const retireKey = vi.spyOn(locks, 'retireKey');
+    const sweep = new LeftoverSweep(new ImageStore({ root, fsync: false }).entries, locks, {
+      intervalMs: 60_000,
+      root,
+      listNodes: async () => NODES,
+      log: quiet,
+    });
+    await sweep.runOnce();
+    await new Promise((r) => setTimeout(r, FAST.staleMs + 200));
+    await sweep.runOnce();
+    expect(retireKey).toHaveBeenCalled();
+    for (const [, options] of retireKey.mock.calls)
+      expect(options.observer, 'an acquisition watching from scratch').toBeInstanceOf(StalenessObserver);
   });
 
   it('retires idle key folders, keeps one in use, and then costs two listings per node a round', async () => {

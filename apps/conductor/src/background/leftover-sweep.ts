@@ -8,6 +8,7 @@ import {
   inspectLocks,
   isRetiredName,
   lockEntryPath,
+  lockKeyDir,
   lockKeyString,
   newAttemptId,
   nodeLockFileSystem,
@@ -288,7 +289,7 @@ export class LeftoverSweep {
   ): Promise<void> {
     let outcome;
     try {
-      // A stale gate is taken over only after the lock's own observation (LOCK_STALE_MS), so allow for it.
+      // A gate this sweep did not watch (one claimed since) is taken over after LOCK_STALE_MS: allow for it.
       // Under the exclusive lock every partial file of this image belongs to a dead attempt; then the key
       // folder itself is retired (unless a resumable partial of the image is kept for a later attempt).
       outcome = await this.locks.retireKey(
@@ -297,6 +298,9 @@ export class LeftoverSweep {
           timeoutMs: this.staleMs * 2 + 1_000,
           signal,
           attemptId: `sweep-${newAttemptId()}`,
+          // This sweep watched the key's entries frozen for the stale time already: the lock takes a dead
+          // gate over and drains dead readers at once, not after another LOCK_STALE_MS of its own watching.
+          observer: this.observer,
           underLock: async (lock) => {
             await lock.assertStillHeld();
             const tmpFiles = await this.store.removeLeftoverTmp(node, imageId, { keep: kept });
@@ -321,6 +325,10 @@ export class LeftoverSweep {
         'leftover sweep: key busy, left for the next round',
       );
       return;
+    } finally {
+      // What the lock watched in the key folder on our behalf (a generation claimed meanwhile): the next
+      // round lists the folder again, and the forget-what-went-away bookkeeping never saw these paths.
+      this.observer.forgetBelow(lockKeyDir(this.options.root, { node, imageId }));
     }
     if (outcome === 'retired') round.keysRetired += 1;
   }
