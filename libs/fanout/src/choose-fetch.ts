@@ -13,11 +13,12 @@
  * - Bounded work: the probes look at PIECE_PROBES pieces and HOLDER_PROBES holders of each (a fan-out to
  *   10,000 nodes makes millions of decisions). A destination with fetches in flight stops there: its next
  *   turn comes at the latest when one of them ends.
- * - Complete when it matters: a destination with nothing in flight, if the probes find nothing, looks at
- *   every holder with a free slot and every piece. So it is left waiting only when no holder with a free
- *   slot holds a piece it lacks (and does not fetch already), and a slot freeing or a piece verified gives
- *   it a turn again: every destination finishes while the pieces it lacks are held by nodes not lost
- *   (specs: choose-fetch.spec.ts, fanout-drive.spec.ts).
+ * - Complete when it matters: a destination with nothing in flight, if the probes find nothing, searches
+ *   SEARCH_SCAN holders with a free slot (all of them when there are no more) and every piece of each, from
+ *   its rotating start. So with up to SEARCH_SCAN free holders it is left waiting only when none holds a
+ *   piece it lacks (and does not fetch already); with more, each turn looks at another part of them. A
+ *   destination keeps its turns (round robin), so every destination finishes while the pieces it lacks are
+ *   held by nodes not lost (specs: choose-fetch.spec.ts, fanout-drive.spec.ts).
  */
 import { PIECE_MISSING, PIECE_VERIFIED, type FanoutView, type Fetch, type NodeView } from './fanout-view';
 
@@ -29,6 +30,8 @@ export const HOLDER_PROBES = 8;
 export const RAREST_SAMPLE = 8;
 /** Useful holders the complete search compares before it takes the best share. */
 export const SEARCH_SAMPLE = 8;
+/** Holders with a free slot the search looks at, per kind (partial, complete). */
+export const SEARCH_SCAN = 64;
 
 /** A 32-bit mix of three integers (deterministic tie-breaks). */
 export function mix(a: number, b: number, c: number): number {
@@ -86,15 +89,29 @@ function better(state: FanoutView, a: Choice | undefined, b: Choice): Choice {
   return b.share > a.share ? b : a;
 }
 
+const PROBED = new Int32Array(PIECE_PROBES);
+
 /** The probes: rarest of PIECE_PROBES missing pieces first, HOLDER_PROBES of each one's holders. */
 function probe(state: FanoutView, d: number, start: number, need: number): Choice | undefined {
   const dst = state.nodes[d]!;
   const n = Math.min(dst.missingCount, PIECE_PROBES);
-  const pieces: number[] = [];
-  for (let k = 0; k < n; k++) pieces.push(dst.missing[(start + k) % dst.missingCount]!);
-  pieces.sort((a, b) => state.availability[a]! - state.availability[b]! || a - b);
+  // Insertion sort by availability (then index) into a scratch array: no allocation per decision.
+  const pieces = PROBED;
+  for (let k = 0; k < n; k++) {
+    const piece = dst.missing[(start + k) % dst.missingCount]!;
+    const count = state.availability[piece]!;
+    let i = k;
+    for (; i > 0; i--) {
+      const prev = pieces[i - 1]!;
+      const prevCount = state.availability[prev]!;
+      if (prevCount < count || (prevCount === count && prev < piece)) break;
+      pieces[i] = prev;
+    }
+    pieces[i] = piece;
+  }
   let best: Choice | undefined;
-  for (const piece of pieces) {
+  for (let i = 0; i < n; i++) {
+    const piece = pieces[i]!;
     const holders = state.holders[piece]!;
     const count = state.holderCount[piece]!;
     const from = mix(start, piece, 1) % Math.max(count, 1);
@@ -131,8 +148,8 @@ export function rarestUseful(state: FanoutView, holder: NodeView, dst: NodeView,
 }
 
 /**
- * The complete search: every holder with a free slot, partial ones first, every piece; it stops early only
- * once it has something (a holder filling the need, or SEARCH_SAMPLE useful holders compared).
+ * The search: up to SEARCH_SCAN holders with a free slot of each kind, partial ones first, every piece of
+ * each; it stops early only once it has something (a holder filling the need, or SEARCH_SAMPLE compared).
  */
 function search(state: FanoutView, d: number, start: number, need: number): Choice | undefined {
   const dst = state.nodes[d]!;
@@ -141,7 +158,9 @@ function search(state: FanoutView, d: number, start: number, need: number): Choi
     let useful = 0;
     for (
       let k = 0;
-      k < set.size && useful < SEARCH_SAMPLE && (best === undefined || best.share < need);
+      k < Math.min(set.size, SEARCH_SCAN) &&
+      useful < SEARCH_SAMPLE &&
+      (best === undefined || best.share < need);
       k++
     ) {
       const source = set.at((start + k) % set.size);

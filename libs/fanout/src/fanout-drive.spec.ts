@@ -144,23 +144,24 @@ describe('a fan-out driven to its end', () => {
     let waits = 0;
     for (let seed = 1; seed <= 200; seed++) {
       const rnd = random(seed);
-      const pieces = 1 + Math.floor(rnd() * 6);
+      // Up to 40 pieces and 10 destinations: more than the probes look at (PIECE_PROBES, HOLDER_PROBES).
+      const pieces = 1 + Math.floor(rnd() * 40);
       const nodes = [
         at('s', { readSlots: 1 }),
-        ...Array.from({ length: 5 }, (_, i) =>
+        ...Array.from({ length: 10 }, (_, i) =>
           at(`d${i}`, {
             readSlots: 1 + Math.floor(rnd() * 2),
-            pieces: Array.from({ length: pieces - 1 }, (_, p) => p).filter(() => rnd() < 0.4),
+            pieces: Array.from({ length: pieces - 1 }, (_, p) => p).filter(() => rnd() < 0.15),
           }),
         ),
       ];
       const fanout = fanoutOf(nodes, pieces, 2, seed);
       // Busy some read slots at random, and lose a node now and then.
-      for (let k = 0; k < 4; k++) {
-        const candidate = chooseFetch(fanout, 1 + Math.floor(rnd() * 5));
+      for (let k = 0; k < 12; k++) {
+        const candidate = chooseFetch(fanout, 1 + Math.floor(rnd() * 10));
         if (candidate && rnd() < 0.7) fanout.start(candidate);
       }
-      if (rnd() < 0.3) fanout.lose(Math.floor(rnd() * 6));
+      if (rnd() < 0.3) fanout.lose(Math.floor(rnd() * 11));
       fanout.nodes.forEach((dst, d) => {
         if (!dst.destination || dst.complete || dst.lost || dst.fetching.length > 0) return;
         const feasible = fanout.nodes.some(
