@@ -16,9 +16,10 @@
  * - Complete when it matters: a destination with nothing in flight, if the probes find nothing, searches
  *   SEARCH_SCAN holders with a free slot (all of them when there are no more) and every piece of each, from
  *   its rotating start. So with up to SEARCH_SCAN free holders it is left waiting only when none holds a
- *   piece it lacks (and does not fetch already); with more, each turn looks at another part of them. A
- *   destination keeps its turns (round robin), so every destination finishes while the pieces it lacks are
- *   held by nodes not lost (specs: choose-fetch.spec.ts, fanout-drive.spec.ts).
+ *   piece it lacks (and does not fetch already); with more, each turn looks at another part of them, so a
+ *   free holder that stays useful is found within a few turns. Every destination keeps getting turns
+ *   (Fanout.assign's round robin), so each finishes while the pieces it lacks are held by nodes not lost
+ *   (specs: choose-fetch.spec.ts; fanout-drive.spec.ts drives fan-outs with faults to their end).
  */
 import { PIECE_MISSING, PIECE_VERIFIED, type FanoutView, type Fetch, type NodeView } from './fanout-view';
 
@@ -26,9 +27,9 @@ import { PIECE_MISSING, PIECE_VERIFIED, type FanoutView, type Fetch, type NodeVi
 export const PIECE_PROBES = 8;
 /** Holders the probes look at per piece. */
 export const HOLDER_PROBES = 8;
-/** Useful pieces the complete search looks at per holder to find the rarest. */
+/** Useful pieces the search looks at per holder to find the rarest. */
 export const RAREST_SAMPLE = 8;
-/** Useful holders the complete search compares before it takes the best share. */
+/** Useful holders the search compares before it takes the best share. */
 export const SEARCH_SAMPLE = 8;
 /** Holders with a free slot the search looks at, per kind (partial, complete). */
 export const SEARCH_SCAN = 64;

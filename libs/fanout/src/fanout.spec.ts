@@ -36,6 +36,10 @@ describe('Fanout transitions', () => {
     expect(() => fanout.start(f(d, s, piece))).toThrow(message);
   });
 
+  it.each([0, -1, NaN])('refuses an assign budget of %s turns', (budget) => {
+    expect(() => setUp().fanout.assign(budget)).toThrow('assign: a budget of at least one turn');
+  });
+
   it('refuses a fetch from a lost source, and ending a fetch that is not in flight', () => {
     const { fanout, f } = setUp();
     fanout.lose(ix(fanout, 'd1'));

@@ -110,6 +110,7 @@ export class Fanout implements FanoutView {
    * round of the line without a fetch started, or after `budget` turns.
    */
   assign(budget = Infinity): Fetch[] {
+    if (!(budget >= 1)) throw new Error(`assign: a budget of at least one turn, got ${budget}`);
     const started: Fetch[] = [];
     let idleTurns = 0;
     for (
