@@ -17,6 +17,7 @@ const LIB_DEPENDENCIES = {
   messaging: ['contracts'],
   'cache-cleaner': ['contracts', 'image-store', 'locking'],
   credentials: [],
+  fanout: ['contracts'],
 };
 
 /** Packages a unit must not use: the libs that know nothing of the broker. */
@@ -27,6 +28,7 @@ const FORBIDDEN_PACKAGES = {
   'libs/image-store': NO_BROKER,
   'libs/cache-cleaner': NO_BROKER,
   'libs/credentials': NO_BROKER,
+  'libs/fanout': NO_BROKER,
 };
 
 /** Spec and fixture files may use the shared test helpers (test/support) beside their lib. */
