@@ -4,6 +4,7 @@ import * as path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { connect } from 'amqplib';
 import { HEADER_REASON } from '@app/contracts';
+import { PIECES_SUFFIX } from '@app/image-store';
 import { runIcc } from '../support/agent-cli';
 import type { ChildProcessPool } from '../support/child-processes';
 import { ResultsTap, errorLines } from '../support/conductor-harness';
@@ -224,7 +225,8 @@ export async function runMessageFuzz(
       `/ changed: before ${JSON.stringify(rootFsBefore)}, after ${JSON.stringify(rootFsAfter)}`,
     );
   const tree = await listTree(cell.root);
-  const allowed = new Set(images.flatMap((i) => [i, `${i}.meta.json`]));
+  // An image, its meta and its piece list (docs/cache-layout.md, "Piece lists").
+  const allowed = new Set(images.flatMap((i) => [i, `${i}.meta.json`, `${i}${PIECES_SUFFIX}`]));
   for (const entry of tree) {
     const [node, folder, name] = entry.split('/');
     // .icc-header-key: the cell's key for signed retry headers (docs/protocol.md), made by the first conductor;

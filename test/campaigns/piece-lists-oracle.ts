@@ -1,12 +1,12 @@
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import { CacheCleaner } from '@app/cache-cleaner';
-import { type ImageStore, PIECE_BYTES } from '@app/image-store';
+import { type ImageStore, PIECE_BYTES, PIECES_SUFFIX } from '@app/image-store';
 import { NodeLockManager } from '@app/locking';
 import type { CliRun } from '../support/agent-cli';
 import { pieceDigestsOfFile } from '../support/image-store-fixtures';
 
-const SUFFIX = '~pieces.json';
+const SUFFIX = PIECES_SUFFIX;
 
 /** What the piece lists of an idle cell were, and what the last cleans did with them. */
 export interface PieceListFigures {

@@ -26,7 +26,7 @@ export {
 } from './piece-list';
 export { PieceHasher } from './piece-hasher';
 export { type PieceListRead } from './piece-list-file';
-export { type NodeLayout, parseTmpName } from './cache-layout';
+export { type NodeLayout, PIECES_SUFFIX, parseTmpName } from './cache-layout';
 export {
   JobRecords,
   type JobRecord,
