@@ -1,6 +1,6 @@
 import { promises as fsp, readFileSync } from 'node:fs';
 import * as path from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, onTestFinished } from 'vitest';
 import { AdminHttp } from './support/admin-http';
 import { runIcc } from './support/agent-cli';
 import { until } from './support/async';
@@ -23,8 +23,10 @@ async function plantRecord(root: string, id: string, fields: Record<string, unkn
   const file = path.join(root, '.icc-conductors', `${id}.json`);
   await fsp.mkdir(path.dirname(file), { recursive: true });
   const now = new Date().toISOString();
+  // Written aside and renamed, as conductors write theirs: a reader never sees it half written.
+  const aside = path.join(path.dirname(file), `.${id}-${process.hrtime.bigint()}.tmp`);
   await fsp.writeFile(
-    file,
+    aside,
     JSON.stringify({
       v: 1,
       conductorId: id,
@@ -39,6 +41,7 @@ async function plantRecord(root: string, id: string, fields: Record<string, unkn
       ...fields,
     }),
   );
+  await fsp.rename(aside, file);
   return file;
 }
 
@@ -107,7 +110,12 @@ describe("conductors' records: who runs in the cell, and refusing to start besid
         .sort(),
     ).toEqual(['broken-2', 'dead-2']);
 
+    // A live conductor of the previous release: it beats (every 500 ms) while it is looked at, or the
+    // conductor rightly collects its record once CONDUCTOR_DEAD_MS passed (a loaded machine's two icc runs
+    // can take that long).
     await plantRecord(c.root, 'old-3');
+    const beating = setInterval(() => void plantRecord(c.root, 'old-3').catch(() => undefined), 500);
+    onTestFinished(() => clearInterval(beating));
     const listed = await runIcc(['conductors', '--cache-root', c.root, '--json']);
     expect(listed.code, listed.stderr).toBe(0);
     const cell = JSON.parse(listed.stdout) as {
