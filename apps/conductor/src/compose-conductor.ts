@@ -112,8 +112,22 @@ export async function composeConductor(config: ConductorConfig, deps: ConductorD
     ...options.locks,
     onEvent: (event) => metrics.recordLockEvent(event),
   });
+  const headerKey = await loadOrCreateHeaderKey(options.store.root);
+  const { hangExitAfterMs, ...guardOptions } = options.cacheRootGuard;
+  const cacheRoot = new CacheRootGuard({
+    ...guardOptions,
+    expectedKey: headerKey,
+    log: log('cache-root'),
+    hangExit: { afterMs: hangExitAfterMs, exit: endHungProcess },
+  });
+  cacheRoot.start();
   const holders = new ImageHolderIndex(store.entries, {
     ...DEFAULT_HOLDER_INDEX_OPTIONS,
+    // A miss is final only on the cell's folder (a dead mount lists as empty): see holder-index.ts.
+    rootCheck: async () => {
+      const state = await cacheRoot.checkAfterNow();
+      return state.available ? undefined : state.problem;
+    },
     onScanError: (error) => rootLogger.warn({ err: String(error) }, 'holder index: scan failed'),
   });
   const sources = new SourceSelector(store, { index: holders, ...options.sources });
@@ -136,15 +150,6 @@ export async function composeConductor(config: ConductorConfig, deps: ConductorD
   const coordinator = new CopyCoordinator(workflow, (copy) => progress.onProgress(copy));
   const background = composeBackground(options, { store, locks, holders, log });
 
-  const headerKey = await loadOrCreateHeaderKey(options.store.root);
-  const { hangExitAfterMs, ...guardOptions } = options.cacheRootGuard;
-  const cacheRoot = new CacheRootGuard({
-    ...guardOptions,
-    expectedKey: headerKey,
-    log: log('cache-root'),
-    hangExit: { afterMs: hangExitAfterMs, exit: endHungProcess },
-  });
-  cacheRoot.start();
   const heartbeat = conductorHeartbeat(options.heartbeat, rootLogger);
   const cancels = new CancelWatch(store.jobs, undefined, (error) =>
     rootLogger.warn({ err: String(error) }, 'cancel watch: reading the cancel markers failed'),

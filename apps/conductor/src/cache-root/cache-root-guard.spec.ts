@@ -49,6 +49,24 @@ describe('CacheRootGuard', () => {
     ]);
   });
 
+  it('checkAfterNow reads after the call: a read already under way (begun on a dead mount) is not its answer', async () => {
+    const key = await loadOrCreateHeaderKey(root);
+    const reads: Array<(text: string) => void> = [];
+    const guard = new CacheRootGuard({
+      cacheRoot: root,
+      expectedKey: key,
+      log: recordingLogger(),
+      readKey: () => new Promise((resolve) => reads.push(resolve)),
+    });
+    const early = guard.check(); // under way when the mount comes back
+    const after = guard.checkAfterNow();
+    reads[0]!('0'.repeat(64)); // the early read saw another key (what the dead mount showed)
+    expect(await early).toMatchObject({ available: false });
+    await waitFor(() => reads.length === 2, 'the second read');
+    reads[1]!(key.toString('hex'));
+    expect(await after).toEqual({ available: true });
+  });
+
   it('notices the way back by itself, without a caller checking', async () => {
     const log = recordingLogger();
     const guard = new CacheRootGuard({

@@ -96,6 +96,15 @@ export class CacheRootGuard {
     return (this.options.now ?? performance.now.bind(performance))();
   }
 
+  /**
+   * A check whose read starts after this call (a read already under way is waited out, not shared): what
+   * was read before the call cannot be vouched for by a read made before it.
+   */
+  async checkAfterNow(): Promise<CacheRootState> {
+    await this.probe;
+    return this.check();
+  }
+
   /** One read at a time; concurrent callers share it. */
   check(): Promise<CacheRootState> {
     this.probe ??= this.read().finally(() => {

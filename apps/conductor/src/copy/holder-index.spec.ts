@@ -85,13 +85,66 @@ describe('ImageHolderIndex', () => {
     expect([...(await index.holdersOf('img'))].sort()).toEqual(['a', 'b', 'c']);
   });
 
-  it('rescans after a miss at most once per missRescanMs', async () => {
+  it('rescans after a miss at most once per missRescanMs: the misses in between share the next scan', async () => {
     const { state, store } = fakeStore({ a: [] });
-    const index = new ImageHolderIndex(store, { ttlMs: 60_000, missRescanMs: 60_000 });
+    const clock = { ms: 0 };
+    const sleepers: Array<() => void> = [];
+    const sleep = () => new Promise<void>((resolve) => sleepers.push(resolve));
+    const index = new ImageHolderIndex(store, {
+      ttlMs: 60_000,
+      missRescanMs: 1_000,
+      now: () => clock.ms,
+      sleep,
+    });
     expect([...(await index.holdersAfterMiss('img'))]).toEqual([]);
+    clock.ms += 10;
     state.nodes.a = ['img'];
-    for (let i = 0; i < 10; i++) expect([...(await index.holdersAfterMiss('img'))]).toEqual([]);
+    const misses = Array.from({ length: 10 }, () => index.holdersAfterMiss('img'));
+    await vi.waitFor(() => expect(sleepers).toHaveLength(10));
     expect(state.scans).toBe(1);
+    clock.ms += 990;
+    for (const wake of sleepers) wake();
+    for (const miss of misses) expect([...(await miss)]).toEqual(['a']);
+    expect(state.scans).toBe(2);
+  });
+
+  it('a miss whose scan found CACHE_ROOT not the cell\'s folder is CACHE_UNAVAILABLE, not "nobody"', async () => {
+    const { state, store } = fakeStore({ a: ['img'] });
+    let problem: string | undefined = 'cell key gone (a dead mount)';
+    const index = new ImageHolderIndex(store, {
+      ttlMs: 60_000,
+      missRescanMs: 0,
+      rootCheck: async () => problem,
+    });
+    delete state.nodes.a; // the dead mount: an empty folder
+    await expect(index.holdersAfterMiss('img')).rejects.toMatchObject({ code: 'CACHE_UNAVAILABLE' });
+    await expect(index.confirmRoot('nothing seen')).rejects.toMatchObject({ code: 'CACHE_UNAVAILABLE' });
+    problem = undefined;
+    state.nodes.a = ['img'];
+    expect([...(await index.holdersAfterMiss('img'))]).toEqual(['a']);
+    await index.confirmRoot('nothing seen');
+  });
+
+  it('a miss within missRescanMs of the last miss scan waits for a scan that started after it', async () => {
+    const { state, store } = fakeStore({ a: [] });
+    const clock = { ms: 0 };
+    const waited: number[] = [];
+    const sleep = async (ms: number) => {
+      waited.push(ms);
+      clock.ms += ms;
+    };
+    const index = new ImageHolderIndex(store, {
+      ttlMs: 60_000,
+      missRescanMs: 1_000,
+      now: () => clock.ms,
+      sleep,
+    });
+    expect([...(await index.holdersAfterMiss('img'))]).toEqual([]);
+    clock.ms += 10;
+    state.nodes.a = ['img']; // published after that scan started
+    expect([...(await index.holdersAfterMiss('img'))]).toEqual(['a']);
+    expect(state.scans).toBe(2);
+    expect(waited).toEqual([990]); // the spacing of miss scans is kept
   });
 
   it('a miss right after a background scan rescans: the image may have come since', async () => {
@@ -192,6 +245,17 @@ describe('ImageHolderIndex: a rescan costs what changed', () => {
     clock.ms += 5_000;
     await index.refresh();
     expect(state.listings).toEqual([]);
+  });
+
+  it('a holder forgotten after a failed look (a mount dead for a moment) is listed again by the next scan', async () => {
+    const { state, index, clock } = await settledIndex();
+    // The look at n7's copy failed (its folder read as empty on a dead mount): forgotten. The mount made
+    // again shows the same signature (FUSE inode numbers and whole-second mtimes), so only a listing made
+    // because of the forget can find the image again.
+    index.forget('n7', 'img');
+    clock.ms += 5_000;
+    expect([...(await index.holdersAfterMiss('img'))]).toEqual(['n7']);
+    expect(state.listings).toEqual(['n7']);
   });
 
   it('forgets the images of a node whose folder went away', async () => {

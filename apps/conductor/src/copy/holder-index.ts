@@ -1,14 +1,25 @@
 import { performance } from 'node:perf_hooks';
+import { ReasonError } from '@app/contracts';
 import type { CacheEntries } from '@app/image-store';
 
 export interface HolderIndexOptions {
   /** A lookup older than this starts a background rescan (the answer in hand is used meanwhile). */
   ttlMs: number;
-  /** An image found nowhere triggers a rescan that is awaited, at most once per this interval. */
+  /**
+   * An image found nowhere waits for a rescan that started after the miss; such scans start at most once
+   * per this interval (misses in between wait for the next one and share it).
+   */
   missRescanMs: number;
+  /**
+   * Whether CACHE_ROOT is the cell's folder, read when called (undefined: it is; else the problem): a dead
+   * network mount shows an empty folder, where every node would seem to hold nothing.
+   */
+  rootCheck?: () => Promise<string | undefined>;
   onScanError?: (error: unknown) => void;
   /** Monotonic milliseconds (a spec's clock); performance.now by default. */
   now?: () => number;
+  /** Waits `ms` (a spec's clock); setTimeout by default. */
+  sleep?: (ms: number) => Promise<void>;
 }
 
 export const DEFAULT_HOLDER_INDEX_OPTIONS: HolderIndexOptions = { ttlMs: 5_000, missRescanMs: 1_000 };
@@ -101,6 +112,8 @@ export class ImageHolderIndex {
   private scanStartedMono = 0;
   /** When the last scan for a miss started (they are spaced by missRescanMs). */
   private missScanStartedMono: number | undefined;
+  /** The last scan that ended: when it started, and CACHE_ROOT's problem when it did (rootCheck). */
+  private lastEnded: { startedMono: number; rootProblem?: string } | undefined;
   private scanning: Promise<void> | undefined;
   /** Raises the running scan to SCAN_CONCURRENCY (someone waits for it). */
   private hurryScan: (() => void) | undefined;
@@ -110,6 +123,7 @@ export class ImageHolderIndex {
   private lastScan: HolderIndexView['lastScan'] = null;
   private readonly stopping = new AbortController();
   private readonly now: () => number;
+  private readonly sleep: (ms: number) => Promise<void>;
   scans = 0;
 
   constructor(
@@ -117,6 +131,7 @@ export class ImageHolderIndex {
     private readonly options: HolderIndexOptions = DEFAULT_HOLDER_INDEX_OPTIONS,
   ) {
     this.now = options.now ?? (() => performance.now());
+    this.sleep = options.sleep ?? ((ms) => new Promise((resolve) => setTimeout(resolve, ms)));
   }
 
   /**
@@ -153,19 +168,46 @@ export class ImageHolderIndex {
   }
 
   /**
-   * After a lookup found no usable holder: rescan, then answer. The scan is one that started after the
-   * miss (a background scan that started before may have listed the node before the image came), and
-   * scans for misses start at most once per missRescanMs.
+   * After a lookup found no usable holder: the answer of a scan that started after the miss (one that
+   * started before may have listed the node before the image came, or before this conductor's forget of a
+   * holder that failed a look). Scans for misses start at most once per missRescanMs: a miss sooner waits
+   * for the next one, which every miss waiting meanwhile shares. CACHE_UNAVAILABLE (retryable) when that
+   * scan could not confirm CACHE_ROOT as the cell's folder (rootCheck): its "nobody" proves nothing.
    */
   async holdersAfterMiss(imageId: string): Promise<ReadonlySet<string>> {
     const missedMono = this.now();
-    const last = this.missScanStartedMono;
-    if (last === undefined || missedMono - last >= this.options.missRescanMs) {
-      if (this.scanning && this.scanStartedMono < missedMono) await this.refresh().catch(() => undefined);
+    for (;;) {
+      const ended = this.lastEnded;
+      if (ended && ended.startedMono >= missedMono) {
+        if (ended.rootProblem !== undefined)
+          throw unprovenMiss(`no holder of ${imageId} found`, ended.rootProblem);
+        return this.holders.get(imageId) ?? NOBODY;
+      }
+      if (this.scanning) {
+        // One that started after the miss answers it; an earlier one is waited out. Either is raised
+        // (someone waits for it).
+        const joined = this.refresh();
+        await (this.scanStartedMono >= missedMono ? joined : joined.catch(() => undefined));
+        continue;
+      }
+      const last = this.missScanStartedMono;
+      const waitMs = last === undefined ? 0 : last + this.options.missRescanMs - this.now();
+      if (waitMs > 0) {
+        await this.sleep(waitMs);
+        continue;
+      }
       this.missScanStartedMono = this.now();
       await this.refresh();
     }
-    return this.holders.get(imageId) ?? NOBODY;
+  }
+
+  /**
+   * Before a final "nobody holds it": CACHE_UNAVAILABLE unless CACHE_ROOT is the cell's folder now (read
+   * after the call, so after the looks that found nothing). `seen` says what was found (for the detail).
+   */
+  async confirmRoot(seen: string): Promise<void> {
+    const problem = await this.options.rootCheck?.();
+    if (problem !== undefined) throw unprovenMiss(seen, problem);
   }
 
   view(): HolderIndexView {
@@ -178,7 +220,11 @@ export class ImageHolderIndex {
     for (const listener of this.listeners) listener();
   }
 
-  /** `node` turned out not to hold a verified copy (evicted, removed). */
+  /**
+   * `node` turned out not to hold a verified copy (evicted, removed, or its folder unreadable for a
+   * moment): left out at once, and its folder listed again by the next scan, whatever its signature (a
+   * look that failed on a dead mount is no proof, and the mount made again shows the same signature).
+   */
   forget(node: string, imageId: string): void {
     this.set(node, imageId, false);
   }
@@ -226,7 +272,10 @@ export class ImageHolderIndex {
       this.folders.set(node, folder);
     }
     if (held) folder.ids.add(imageId);
-    else folder.ids.delete(imageId);
+    else {
+      folder.ids.delete(imageId);
+      if (folder.listing) folder.listing = { ...folder.listing, settled: false };
+    }
     this.setHolder(node, imageId, held);
   }
 
@@ -254,6 +303,8 @@ export class ImageHolderIndex {
     const started = this.now();
     this.scanStartedMono = started;
     this.changesDuringScan = [];
+    // Before any listing: an empty folder where the cell should be (a dead mount) would list as "nobody".
+    const rootProblem = await this.options.rootCheck?.();
     const cost = { fsOps: 0, listed: 0 };
     const lookers: Array<Promise<void>> = [];
     let target = concurrency;
@@ -301,6 +352,7 @@ export class ImageHolderIndex {
     this.changesDuringScan = [];
     for (const change of replay) this.apply(change.node, change.imageId, change.held);
     this.scans += 1;
+    this.lastEnded = { startedMono: started, ...(rootProblem !== undefined ? { rootProblem } : {}) };
     this.scannedAtMono = this.now();
     this.lastScan = {
       nodes: nodeIds.length,
@@ -326,4 +378,12 @@ export class ImageHolderIndex {
     this.root = { listing: listingOf(this.root?.listing, stamp, seenMono, listedMono), nodes };
     return nodes;
   }
+}
+
+/** A miss that proves nothing: CACHE_ROOT was not (or could not be confirmed as) the cell's folder. */
+function unprovenMiss(seen: string, problem: string): ReasonError {
+  return new ReasonError(
+    'CACHE_UNAVAILABLE',
+    `${seen}, but CACHE_ROOT could not be confirmed as the cell's folder (${problem}): nothing is judged absent`,
+  );
 }

@@ -4,7 +4,7 @@ import * as path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { ReasonError } from '@app/contracts';
 import { ImageStore } from '@app/image-store';
-import { ImageHolderIndex } from './holder-index';
+import { ImageHolderIndex, SETTLE_MS } from './holder-index';
 import { type PickedSource, SourceSelector } from './source-selector';
 
 describe('SourceSelector', () => {
@@ -181,6 +181,41 @@ describe('SourceSelector', () => {
     await store.imports.importImage('node-e', 'new-img', seedFile);
     expect((await pick(s, { imageId: 'new-img', destination: 'node-b' })).node).toBe('node-e');
     expect(scans).toBe(2);
+  });
+
+  it('a miss on a mount dead for a moment is retryable, and the holders it forgot are used once it is back', async () => {
+    // The cell's folder as a mount shows it: dead = an empty folder at the same path (a lazy unmount).
+    const clock = { ms: 0 };
+    let dead = false;
+    index = new ImageHolderIndex(store.entries, {
+      ttlMs: 60_000,
+      missRescanMs: 1_000,
+      now: () => clock.ms,
+      sleep: async (ms) => void (clock.ms += ms),
+      rootCheck: async () => (dead ? 'the cell key is gone (a dead mount)' : undefined),
+    });
+    await index.refresh();
+    clock.ms += SETTLE_MS;
+    await index.refresh(); // the listings are final: later scans list a folder only if its signature changed
+    const s = selector();
+    const failure = (job: Parameters<SourceSelector['acquire']>[0]) =>
+      pick(s, job).then(
+        () => 'picked',
+        (e: ReasonError) => e.code,
+      );
+    expect(await failure({ imageId: 'nowhere', destination: 'node-b' })).toBe('SOURCE_MISSING'); // a miss scan
+    const away = `${root}.away`;
+    await fsp.rename(root, away);
+    await fsp.mkdir(root);
+    dead = true;
+    clock.ms += 10;
+    // Both holders fail their look and are forgotten; nothing seen on a dead mount is an answer.
+    expect(await failure({ imageId: 'img', destination: 'node-b' })).toBe('CACHE_UNAVAILABLE');
+    await fsp.rmdir(root);
+    await fsp.rename(away, root); // made again: the node folders' signatures are what they were
+    dead = false;
+    clock.ms += 10;
+    expect(['node-a', 'node-c']).toContain((await pick(s, { imageId: 'img', destination: 'node-b' })).node);
   });
 
   it('waits for a read slot (NODE_READ_LIMIT), and ends the wait with a retryable LOCK_TIMEOUT', async () => {

@@ -164,11 +164,13 @@ export class SourceSelector {
     // reported as the mismatch it is (CHECKSUM_MISMATCH / SIZE_MISMATCH), not as a missing source.
     if (job.source) {
       const { meta, problem } = await this.store.entries.inspectImage(job.source, job.imageId);
-      if (!meta)
+      if (!meta) {
+        await this.options.index.confirmRoot(`node ${job.source} holds no verified copy of ${job.imageId}`);
         throw new ReasonError(
           'SOURCE_MISSING',
           `${SELECTION_PREFIX}node ${job.source} holds no verified copy of ${job.imageId} (${problem})`,
         );
+      }
       const mismatch = mismatchOf(job, [{ node: job.source, meta }]);
       if (mismatch) throw mismatch;
       return { node: job.source, meta, free: this.slots.hasFree(job.source) };
@@ -179,6 +181,9 @@ export class SourceSelector {
       choice = await this.bestOf(job, await this.options.index.holdersAfterMiss(job.imageId));
     if (choice.found) return choice.found;
     if (choice.mismatched.length > 0) throw mismatchOf(job, choice.mismatched)!;
+    // A final "nobody": only if CACHE_ROOT is still the cell's folder after the looks that found nothing
+    // (the miss's scan confirmed it before its listings). Else the looks may have read a dead mount.
+    await this.options.index.confirmRoot(`no node was seen to hold a verified copy of ${job.imageId}`);
     const draining =
       choice.draining.length > 0
         ? ` (nodes draining, not used as sources: ${choice.draining.slice(0, 5).join(', ')})`

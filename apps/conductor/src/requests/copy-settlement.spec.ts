@@ -139,6 +139,8 @@ const TABLE: Row[] = [
   ['retryable, mount dead', failed('IO_ERROR'), { cacheRoot: DEAD }, 'retry uncounted CACHE_UNAVAILABLE non-final'],
   ['retryable, mount dead, attempts exhausted', failed('IO_ERROR', MAX), { cacheRoot: DEAD }, 'retry uncounted CACHE_UNAVAILABLE non-final'],
   ['retryable, mount alive, attempts exhausted', failed('IO_ERROR', MAX), { cacheRoot: ALIVE }, 'dead-letter RETRIES_EXHAUSTED final record-first'],
+  // A miss the copy could not prove (its folder was not the cell's when it looked), the mount back since.
+  ['cache unavailable seen, mount alive, attempts exhausted', failed('CACHE_UNAVAILABLE', MAX), { cacheRoot: ALIVE }, 'retry uncounted CACHE_UNAVAILABLE non-final'],
 
   // Failed: the channel, the shutdown.
   ['retryable, channel closed', failed('LOCK_LOST'), { channelOpen: false }, 'dropped-with-channel (failure LOCK_LOST)'],

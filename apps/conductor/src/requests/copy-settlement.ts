@@ -239,6 +239,9 @@ function settleFailure(
   if (facts.dropped)
     return { kind: 'dropped-with-channel', requestId: request.requestId, what: `failure ${failure.code}` };
   if (facts.mountDead) return retry(request, unavailable(facts.mountDead, failure), false, at);
+  // The copy itself found the folder not the cell's (a miss it could not prove): the mount's failure, not
+  // the request's, even if the mount is back by now.
+  if (failure.code === 'CACHE_UNAVAILABLE') return retry(request, failure, false, at);
   const retryable = isRetryable(failure.code);
   if (retryable && at.attempt < facts.maxAttempts)
     return { ...retry(request, failure, true, at), ...(unexpected ? { unexpected } : {}) };
