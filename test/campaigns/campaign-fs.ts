@@ -22,7 +22,10 @@ export function campaignFsKind(): CampaignFsKind {
   return value;
 }
 
-/** The lock timings the multi-process lock tests run with (their workers' LockWorkerConfig.timings). */
+/**
+ * The lock timings the multi-process lock tests run with (their workers' LockWorkerConfig.timings), and
+ * the chaos campaign's conductors (lockEnvOf).
+ */
 export interface TestLockTimings {
   staleMs: number;
   updateMs: number;
@@ -53,6 +56,16 @@ export function lockTimingsOn(kind: CampaignFsKind): TestLockTimings {
   return kind === 'cephfs' || kind === 'glusterfs'
     ? { staleMs: 4_000, updateMs: 1_000, safetyMarginMs: 1_000, pollMs: 20 }
     : SHORT_LOCK_TIMINGS;
+}
+
+/** A conductor's environment for `timings` (LOCK_STALE_MS and the rest, as the product reads them). */
+export function lockEnvOf(timings: TestLockTimings): Record<string, string> {
+  return {
+    LOCK_STALE_MS: String(timings.staleMs),
+    LOCK_UPDATE_MS: String(timings.updateMs),
+    LOCK_SAFETY_MARGIN_MS: String(timings.safetyMarginMs),
+    LOCK_POLL_MS: String(timings.pollMs),
+  };
 }
 
 /** One campaign folder as each client sees it: `roots[i]` is client i's path to the same folder. */

@@ -11,7 +11,7 @@ import {
 } from '../support/conductor-harness';
 import { sha256OfFile } from '../support/image-store-fixtures';
 import { TestCell } from '../support/test-cell';
-import { CampaignFs } from './campaign-fs';
+import { CampaignFs, lockEnvOf, lockTimingsOn } from './campaign-fs';
 import { type CampaignRun, type Cleanups, bySize, tally, adminToken } from './campaign-kit';
 import { sleep } from '../support/async';
 import { FinalPathsWatcher, TmpOverlapSampler, judgeLeftovers } from '../support/cell-observers';
@@ -83,13 +83,16 @@ export function chaosTestTimeoutMs(run: CampaignRun): number {
   return p.faultWindowMs + (p.targeted.kill + p.targeted.pause) * p.holderWaitMs + p.settleMs + 120_000;
 }
 
-/** Lock timings of the campaign's conductors (TestCell.conductorEnv's fast test timings). */
-const TIMINGS = { staleMs: 2_000, updateMs: 1_000, safetyMarginMs: 500, pollMs: 25 };
-
 /** A targeted strike that has seen no writer for this long publishes a reserved pair. */
 const QUIET_BEFORE_MORE_WORK_MS = 1_000;
 
 type FaultKind = 'kill' | 'pause' | 'restart';
+
+/** The cell's lock folders, as the strikes look at them (with the conductors' LOCK_STALE_MS). */
+interface LockFolders {
+  root: string;
+  staleMs: number;
+}
 
 interface FaultRecord {
   kind: FaultKind;
@@ -126,6 +129,9 @@ export async function runConductorChaos(
   const startedAt = performance.now();
   const elapsed = () => Math.round(performance.now() - startedAt);
   const violations: string[] = [];
+  // The conductors' lock timings, fit for the file system (on a FUSE one, the short local timings lose
+  // locks to slow heartbeats: campaign-fs.ts); the strikes and the judges go by the same.
+  const timings = lockTimingsOn(run.fs);
 
   const nodes = Array.from({ length: p.nodes }, (_, i) => `node-${i}`);
   // CAMPAIGN_FS: the cell on a shared file system, conductors spread over two of its clients.
@@ -236,6 +242,7 @@ export async function runConductorChaos(
         MAX_ATTEMPTS: '10',
         SHUTDOWN_GRACE_MS: '1000',
         LOCK_WAIT_MS: '20000',
+        ...lockEnvOf(timings),
       }),
     adminToken(run),
     p.conductorHardTimeoutMs,
@@ -244,10 +251,17 @@ export async function runConductorChaos(
   let nextConductor = 0;
   const newId = () =>
     `chaos-${String.fromCharCode(97 + (nextConductor % 26))}${Math.floor(nextConductor++ / 26) || ''}`;
-  await Promise.all(Array.from({ length: p.conductors }, () => fleet.start(newId())));
+  const started = await Promise.all(Array.from({ length: p.conductors }, () => fleet.start(newId())));
+  for (const m of started) {
+    const staleMs = await fleet.lockStaleMs(m);
+    if (staleMs !== timings.staleMs)
+      throw new Error(
+        `conductor ${m.id} runs with LOCK_STALE_MS ${staleMs}, the campaign's is ${timings.staleMs}`,
+      );
+  }
   fleet.startSampling(1_000);
   const sampler = new TmpOverlapSampler(cell.root, nodes, (id) =>
-    fleet.resumedRecently(id, TIMINGS.updateMs + 1_500),
+    fleet.resumedRecently(id, timings.updateMs + 1_500),
   );
   cleanups.add('overlap sampler', () => sampler.stop());
 
@@ -269,6 +283,7 @@ export async function runConductorChaos(
   // Victims from their own stream: how often a strike looks again depends on timing, the plan must not.
   const victimRng = rng.fork('victims');
   const faults: FaultRecord[] = [];
+  const locks: LockFolders = { root: cell.root, staleMs: timings.staleMs };
   const firstKinds = faultRng.shuffle<{ kind: FaultKind; targeted: boolean }>([
     ...Array.from({ length: p.targeted.kill }, () => ({ kind: 'kill' as const, targeted: true })),
     ...Array.from({ length: p.targeted.pause }, () => ({ kind: 'pause' as const, targeted: true })),
@@ -285,11 +300,11 @@ export async function runConductorChaos(
       ] as const),
       targeted: false,
     };
-    const pauseMs = TIMINGS.staleMs + faultRng.int(600, 1_600);
+    const pauseMs = timings.staleMs + faultRng.int(600, 1_600);
     const restartGapMs = faultRng.int(100, 1_200);
     const struck = targeted
-      ? await strikeHolder(fleet, cell.root, victimRng, p.holderWaitMs, releaseReserve)
-      : await strikeAny(fleet, cell.root, victimRng);
+      ? await strikeHolder(fleet, locks, victimRng, p.holderWaitMs, releaseReserve)
+      : await strikeAny(fleet, locks, victimRng);
     if (targeted && !struck?.caughtWriter)
       violations.push(
         `targeted ${kind} (fault #${faults.length}) saw no conductor holding a destination lock within ${p.holderWaitMs} ms`,
@@ -386,7 +401,7 @@ export async function runConductorChaos(
     cell.root,
     killedIds,
     (attemptId) => sampler.conductorOf(attemptId),
-    TIMINGS,
+    timings,
     violations,
   );
 
@@ -420,6 +435,7 @@ export async function runConductorChaos(
   );
   const figures = {
     params: p,
+    lockTimings: timings,
     durationMs: elapsed(),
     conductorsStarted: fleet.members.length,
     requests: requests.length,
@@ -497,7 +513,7 @@ interface Strike {
  */
 async function strikeHolder(
   fleet: ConductorFleet,
-  root: string,
+  locks: LockFolders,
   rng: CampaignRun['rng'],
   waitMs: number,
   moreWork: () => Promise<unknown>,
@@ -506,7 +522,7 @@ async function strikeHolder(
   let quietSince = performance.now();
   while (performance.now() < deadline) {
     const live = fleet.live();
-    const writers = await lockHolders(root, 'exclusive');
+    const writers = await lockHolders(locks, 'exclusive');
     const candidates = live.length < 2 ? [] : live.filter((m) => writers.has(m.id));
     if (candidates.length === 0 && performance.now() - quietSince > QUIET_BEFORE_MORE_WORK_MS) {
       await moreWork();
@@ -515,32 +531,32 @@ async function strikeHolder(
     if (candidates.length > 0) {
       const victim = rng.pick(candidates);
       fleet.pause(victim);
-      if ((await lockHolders(root, 'exclusive')).has(victim.id))
+      if ((await lockHolders(locks, 'exclusive')).has(victim.id))
         return { victim, caughtHolding: true, caughtWriter: true };
       fleet.resume(victim, false);
     }
     await sleep(20);
   }
-  return strikeAny(fleet, root, rng);
+  return strikeAny(fleet, locks, rng);
 }
 
 /** A strike at the seeded moment: any live conductor but the last, frozen first and then looked at. */
 async function strikeAny(
   fleet: ConductorFleet,
-  root: string,
+  locks: LockFolders,
   rng: CampaignRun['rng'],
 ): Promise<Strike | undefined> {
   const live = fleet.live();
   if (live.length < 2) return undefined;
   const victim = rng.pick(live);
   fleet.pause(victim);
-  const [any, writers] = await Promise.all([lockHolders(root), lockHolders(root, 'exclusive')]);
+  const [any, writers] = await Promise.all([lockHolders(locks), lockHolders(locks, 'exclusive')]);
   return { victim, caughtHolding: any.has(victim.id), caughtWriter: writers.has(victim.id) };
 }
 
 /** The conductors that hold a lock entry (of `mode`, or any) in one look at the lock folders. */
-async function lockHolders(root: string, mode?: 'exclusive' | 'shared'): Promise<Set<string>> {
-  const { entries } = await inspectLocks(root, { staleMs: TIMINGS.staleMs, limit: 100_000 });
+async function lockHolders(locks: LockFolders, mode?: 'exclusive' | 'shared'): Promise<Set<string>> {
+  const { entries } = await inspectLocks(locks.root, { staleMs: locks.staleMs, limit: 100_000 });
   return new Set(
     entries
       .filter((e) => mode === undefined || e.mode === mode)

@@ -212,6 +212,11 @@ export class ConductorFleet {
     }
   }
 
+  /** The LOCK_STALE_MS a member runs with, as its GET /locks tells. */
+  async lockStaleMs(member: FleetMember): Promise<number> {
+    return (await member.admin.json<{ staleMs: number }>('/locks')).staleMs;
+  }
+
   /** A total summed over every conductor's last sample. */
   total(field: string): number {
     let sum = 0;
