@@ -52,6 +52,20 @@ describe('CacheRootCheck', () => {
     expect(await fsp.readdir(root)).toEqual(['.icc-check-starting-2-01020304']);
   });
 
+  it("keeps another conductor's fresh probe folder when this host's clock is hours ahead (judged on the file system's clock)", async () => {
+    const underWay = path.join(root, '.icc-check-other-3-05060708');
+    await fsp.mkdir(underWay);
+    const realNow = Date.now;
+    Date.now = () => realNow() + 3 * 60 * 60 * 1000;
+    try {
+      const report = await new CacheRootCheck({ root, timings, conductorId: 'ahead' }).run();
+      expect(report.failures).toEqual([]);
+    } finally {
+      Date.now = realNow;
+    }
+    expect(await fsp.readdir(root)).toEqual(['.icc-check-other-3-05060708']);
+  });
+
   it('refuses a folder it cannot write, naming the probe and the fix', async () => {
     const missing = path.join(root, 'absent');
     const report = await new CacheRootCheck({ root: missing, timings, conductorId: 'c1' }).run();

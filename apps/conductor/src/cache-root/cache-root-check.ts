@@ -88,7 +88,6 @@ export class CacheRootCheck {
 
   async run(): Promise<CacheRootReport> {
     const { root, conductorId } = this.options;
-    await removeAbandonedProbes(root);
     const dir = path.join(
       root,
       `${PROBE_PREFIX}${conductorId.replace(/[^A-Za-z0-9._-]/g, '_')}-${randomBytes(4).toString('hex')}`,
@@ -108,6 +107,7 @@ export class CacheRootCheck {
       return report;
     }
     try {
+      await removeAbandonedProbes(root, dir);
       results.push(await this.renameAndFsync(dir));
       const precision = await this.mtimePrecision(dir);
       report.mtimePrecisionMs = precision.ms;
@@ -354,14 +354,21 @@ async function writeSynced(file: string, data: string): Promise<void> {
   }
 }
 
-/** Probe folders of checks that died mid-way (best effort: a problem here is the check's to find). */
-async function removeAbandonedProbes(root: string): Promise<void> {
+/**
+ * Probe folders of checks that died mid-way (best effort: a problem here is the check's to find). Their age
+ * is judged against our own probe folder `own`, just made, on the file system's clock that stamped both:
+ * never against this host's clock, which may be hours off the others' (a fresh check of another conductor
+ * then looked an hour old and was removed under it).
+ */
+async function removeAbandonedProbes(root: string, own: string): Promise<void> {
+  const now = (await fsp.stat(own).catch(() => undefined))?.mtimeMs;
+  if (now === undefined) return;
   const names = await fsp.readdir(root).catch(() => [] as string[]);
   for (const name of names) {
-    if (!name.startsWith(PROBE_PREFIX)) continue;
     const probe = path.join(root, name);
+    if (!name.startsWith(PROBE_PREFIX) || probe === own) continue;
     const stat = await fsp.lstat(probe).catch(() => undefined);
-    if (stat?.isDirectory() && Date.now() - stat.mtimeMs > ABANDONED_PROBE_MS)
+    if (stat?.isDirectory() && now - stat.mtimeMs > ABANDONED_PROBE_MS)
       await fsp.rm(probe, { recursive: true, force: true }).catch(() => undefined);
   }
 }
