@@ -54,6 +54,11 @@ const failed = (code: ReasonCode, attempt = 1, request = PLAIN): Handled => ({
   admitted: admitted(request, attempt),
 });
 const answeredBefore: Handled = { kind: 'answered-before', earlier: EARLIER, admitted: admitted() };
+const answeredBeforeAs = (reason: 'SOURCE_MISSING' | 'CANCELLED'): Handled => ({
+  kind: 'answered-before',
+  earlier: { ...EARLIER, status: 'failed', reason, detail: `it was ${reason}` },
+  admitted: admitted(),
+});
 
 function facts(overrides: Partial<SettleFacts> = {}): SettleFacts {
   return {
@@ -79,6 +84,7 @@ function summary(s: CopySettlement): string {
   if ('recordFirst' in s && s.recordFirst) parts.push('record-first');
   if (s.kind === 'dropped-with-channel') parts.push(`(${s.what})`);
   if (s.kind === 'answer-again') parts.push(s.earlier.status);
+  if (s.kind === 'answer-again' && s.deadLetter) parts.push(`dead-letter-again ${s.deadLetter.code}`);
   return parts.join(' ');
 }
 
@@ -109,6 +115,9 @@ const TABLE: Row[] = [
   ['answered before', answeredBefore, {}, 'answer-again completed'],
   ['answered before, channel closed', answeredBefore, { channelOpen: false }, 'answer-again completed'],
   ['answered before, at shutdown', answeredBefore, { shuttingDown: true }, 'answer-again completed'],
+  // Fixed: its dead letter was lost when the first handling's answer could not be sent (the events exchange deleted).
+  ['answered before as a failure', answeredBeforeAs('SOURCE_MISSING'), {}, 'answer-again failed dead-letter-again SOURCE_MISSING'],
+  ['answered before as cancelled', answeredBeforeAs('CANCELLED'), {}, 'answer-again failed'],
 
   // Copied.
   ['completed', copied(COMPLETED), {}, 'completed completed final record-first'],

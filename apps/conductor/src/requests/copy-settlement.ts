@@ -98,8 +98,13 @@ export type CopySettlement =
   | { kind: 'hand-back'; requestId: string }
   /** The delivery died with its channel: no answer, no retry; the broker redelivers it. */
   | { kind: 'dropped-with-channel'; requestId?: string; what: string; done?: Record<string, unknown> }
-  /** A re-send of a request that has its final answer: that answer again, acked. */
-  | { kind: 'answer-again'; earlier: CopyResult };
+  /**
+   * A re-send of a request that has its final answer: that answer again, acked. An answer that was a
+   * dead-lettered failure is dead-lettered again (`deadLetter`): the first handling may have recorded and
+   * tried to send it, then lost its channel before its dead letter went out, and at-least-once allows the
+   * duplicate.
+   */
+  | { kind: 'answer-again'; earlier: CopyResult; deadLetter?: Failure };
 
 /**
  * What must be looked at before settling. The cache-root guard: for a failure that might only be the
@@ -146,7 +151,7 @@ export function settle(handled: Handled, facts: SettleFacts): CopySettlement {
     case 'refused':
       return settleRefusal(handled.refusal, judged);
     case 'answered-before':
-      return { kind: 'answer-again', earlier: handled.earlier };
+      return answerAgain(handled.earlier);
     case 'copied':
       return settleCopied(handled.admitted, handled.result, handled.coalesced, judged);
     case 'failed':
@@ -317,6 +322,17 @@ function retry(
 }
 
 /** The guard's problem when CACHE_ROOT is not the cell's folder (a dead network mount). */
+/** Every final failure but a cancel was dead-lettered (settleFailure, settleRefusal). */
+function answerAgain(earlier: CopyResult): CopySettlement {
+  if (earlier.status !== 'failed' || earlier.reason === undefined || earlier.reason === 'CANCELLED')
+    return { kind: 'answer-again', earlier };
+  return {
+    kind: 'answer-again',
+    earlier,
+    deadLetter: { code: earlier.reason, detail: earlier.detail ?? '' },
+  };
+}
+
 function deadMount(state: CacheRootState | undefined): string | undefined {
   return state && !state.available ? state.problem : undefined;
 }

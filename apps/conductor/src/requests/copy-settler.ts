@@ -185,8 +185,13 @@ export class CopySettler {
     );
   }
 
-  private async answerAgain(delivery: Delivery, { earlier }: Of<'answer-again'>): Promise<void> {
+  private async answerAgain(delivery: Delivery, { earlier, deadLetter }: Of<'answer-again'>): Promise<void> {
     await this.answer(delivery, earlier);
+    if (deadLetter)
+      await publishToDeadLetter(this.deps.publisher, this.deps.topology, delivery.message, {
+        reason: deadLetter.code,
+        detail: deadLetter.detail,
+      });
     delivery.ack();
     this.deps.log.info(
       {
