@@ -1,8 +1,9 @@
 import { promises as fsp, readFileSync } from 'node:fs';
 import * as path from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { HostBed } from './support/hosts/host-bed';
 import { sh } from './support/hosts/host-network';
+import { CephfsCluster } from './support/shared-fs/cephfs-cluster';
 import { SHARED_FS_KINDS, SharedFsBed, sharedFsLeftovers } from './support/shared-fs/shared-fs-bed';
 
 /**
@@ -46,6 +47,51 @@ describe.each(SHARED_FS_KINDS)('the %s bed', (kind) => {
     await bed.share.mount('b');
     expect(await fsp.readFile(path.join(b, 'hello'), 'utf8')).toBe('from a');
   });
+});
+
+/*
+ * A full CephFS stalls writes and the MDS's metadata writes instead of failing them, so both clients look
+ * hung (how the large chaos campaign on CephFS once ended). The bed must say so, not leave it to a guess.
+ */
+describe('the cephfs bed, full', () => {
+  let bed: SharedFsBed | undefined;
+
+  afterEach(async () => {
+    vi.restoreAllMocks();
+    const base = bed?.base;
+    await bed?.stop();
+    bed = undefined;
+    if (base) expect(await sharedFsLeftovers(base)).toEqual([]);
+  });
+
+  it('reports a full cluster in ceph health, and stop() warns about it', async () => {
+    bed = await SharedFsBed.start('cephfs', ['a']);
+    const running = bed;
+    const cluster = running.fs as CephfsCluster;
+    expect(await cluster.fullWarnings()).toEqual([]);
+    // A full ratio far below what one write stores makes the OSD full without filling memory.
+    await cluster.ceph('osd', 'set-nearfull-ratio', '0.0005');
+    await cluster.ceph('osd', 'set-backfillfull-ratio', '0.0007');
+    await cluster.ceph('osd', 'set-full-ratio', '0.001');
+    const writing = fsp
+      .writeFile(path.join(running.mount('a'), 'big'), Buffer.alloc(32 * 1024 * 1024, 1))
+      .catch((error: unknown) => error);
+    let warnings: string[] = [];
+    const deadline = Date.now() + 60_000;
+    while (!warnings.some((line) => /full osd/i.test(line)) && Date.now() < deadline) {
+      await new Promise((resolve) => setTimeout(resolve, 1_000));
+      warnings = await cluster.fullWarnings();
+    }
+    expect(warnings.join('\n')).toMatch(/full osd/i);
+    const warn = vi.spyOn(console, 'warn').mockImplementation(() => undefined);
+    bed = undefined; // stopped here: the client whose write may still be blocked goes with it
+    await running.stop();
+    expect(warn.mock.calls.map((call) => String(call[0])).join('\n')).toMatch(
+      /\[cephfs bed\] the cluster is full/,
+    );
+    expect(await sharedFsLeftovers(running.base)).toEqual([]);
+    await writing;
+  }, 120_000);
 });
 
 /** Does `stat` of `file`, run through `host`'s launcher, answer within `timeoutMs`? */

@@ -1,6 +1,7 @@
 import type { ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { existsSync, promises as fsp } from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { sh } from '../hosts/host-network';
 import { endChild, type FsPlace, FuseShare, spawnKept } from './fuse-clients';
@@ -14,6 +15,21 @@ export interface CephSessionTimings {
 }
 
 export const CEPH_DEFAULT_SESSION: CephSessionTimings = { sessionTimeoutS: 60, sessionAutocloseS: 300 };
+
+const GiB = 1024 ** 3;
+
+/**
+ * The OSD's capacity (memstore keeps every object in the OSD's memory, and only what is stored costs
+ * memory). A full OSD does not fail writes at once: the write that crosses the full ratio and the MDS's
+ * metadata writes block (measured on this bed at 4 GiB: a write stalled 60 s, then `ENOSPC`; a `stat` of
+ * new files through the other client stalled 20 s each; `ceph health`: "1 full osd(s); 2 pool(s) full",
+ * "MDS slow metadata IOs"), so both clients look hung. The large chaos campaign copies up to about 7 GiB
+ * (5 images of 96 MiB and 25 of up to 4 MiB onto 12 nodes): half the machine's memory, at least 4 GiB, at
+ * most 16.
+ */
+export function memstoreBytes(totalMemory = os.totalmem()): number {
+  return Math.min(16 * GiB, Math.max(4 * GiB, Math.floor(totalMemory / 2 / GiB) * GiB));
+}
 
 function missing(what: string): Error {
   return new Error(
@@ -76,7 +92,7 @@ export class CephfsCluster extends FuseShare {
         'osd pool default pg autoscale mode = off',
         'osd crush chooseleaf type = 0',
         'osd objectstore = memstore',
-        'memstore device bytes = 4294967296',
+        `memstore device bytes = ${memstoreBytes()}`,
         'ms bind ipv6 = false',
         `run dir = ${dir}/run`,
         `admin socket = ${dir}/run/$name.asok`,
@@ -184,8 +200,25 @@ export class CephfsCluster extends FuseShare {
     await this.ceph('tell', 'mds.a', 'client', 'evict', `id=${id}`);
   }
 
-  /** Unmounts every host lazily, ends every client, then the MDS, OSD and mon (in that order). */
+  /** `ceph health detail` lines that say the cluster is (or was about to be) full; [] when it cannot tell. */
+  async fullWarnings(): Promise<string[]> {
+    const detail = await this.ceph('health', 'detail').catch(() => '');
+    return detail
+      .split('\n')
+      .map((line) => line.trim())
+      .filter((line) => /\bfull\b|slow metadata/i.test(line));
+  }
+
+  /**
+   * Unmounts every host lazily, ends every client, then the MDS, OSD and mon (in that order). A cluster
+   * that went full says so first: the clients' stalls it causes look like a product hang otherwise.
+   */
   async stop(): Promise<void> {
+    const full = await this.fullWarnings();
+    if (full.some((line) => /\bfull\b/i.test(line)))
+      console.warn(
+        `[cephfs bed] the cluster is full (${memstoreBytes()} bytes of memstore): ${full.join('; ')}`,
+      );
     const errors = await this.clients.stopAll();
     for (const daemon of [...this.daemons].reverse()) await endChild(daemon, 5_000);
     this.daemons.length = 0;
