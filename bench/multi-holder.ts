@@ -38,7 +38,12 @@ export async function runMultiHolderBench(options: { rounds?: number } = {}) {
     await store.imports.importImage('h1', `img-${k}`, file);
     await fsp.rm(file);
     for (const node of holders.slice(1, k))
-      await store.copies.copyImage({ imageId: `img-${k}`, source: 'h1', destination: node, attemptId: newAttemptId() });
+      await store.copies.copyImage({
+        imageId: `img-${k}`,
+        source: 'h1',
+        destination: node,
+        attemptId: newAttemptId(),
+      });
   }
   const locks = new NodeLockManager({ root, conductorId: 'bench', requireNodeFolder: true });
   const index = new ImageHolderIndex(store.entries);
@@ -66,7 +71,10 @@ export async function runMultiHolderBench(options: { rounds?: number } = {}) {
         await store.entries.deleteImage('dst', `img-${k}`);
         read.length = 0;
         const started = performance.now();
-        const result = await workflow.run({ imageId: `img-${k}`, destination: 'dst' }, { attemptId: newAttemptId() });
+        const result = await workflow.run(
+          { imageId: `img-${k}`, destination: 'dst' },
+          { attemptId: newAttemptId() },
+        );
         ms[k]!.push(performance.now() - started);
         if (result.status !== 'completed') throw new Error(`copy of img-${k}: ${JSON.stringify(result)}`);
         helpers[k]!.push(read[0]?.length ?? 0);

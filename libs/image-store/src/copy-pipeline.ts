@@ -60,7 +60,6 @@ export interface CopyImageRequest {
   onHolderDropped?: (node: string, why: string) => void;
 }
 
-
 export interface CopyImageOutcome {
   status: 'copied' | 'already-present';
   /** Bytes copied by this call: 0 when already present (the image's size is meta.size). */

@@ -33,7 +33,12 @@ describe('copies from several holders', () => {
     for (const node of ['node-c', 'node-d']) await store.markers.registerNode(node, 'piece-copy.spec');
     sha256 = await fx.seed('node-a', SIZE);
     for (const node of ['node-c', 'node-d'])
-      await store.copies.copyImage({ imageId: IMAGE, source: 'node-a', destination: node, attemptId: `seed-${node}` });
+      await store.copies.copyImage({
+        imageId: IMAGE,
+        source: 'node-a',
+        destination: node,
+        attemptId: `seed-${node}`,
+      });
     read = Object.fromEntries(HOLDERS.map((node) => [node, 0]));
   });
   afterEach(async () => {
@@ -102,7 +107,9 @@ describe('copies from several holders', () => {
     });
     expect(outcome.sha256).toBe(sha256);
     expect(await published()).toBe(sha256);
-    expect(dropped).toEqual([expect.stringMatching(/^node-c: piece 1 read from node node-c has sha256 \w+, its list says/)]);
+    expect(dropped).toEqual([
+      expect.stringMatching(/^node-c: piece 1 read from node node-c has sha256 \w+, its list says/),
+    ]);
     expect(read['node-c']).toBe(PIECE_BYTES);
     expect(read['node-a']).toBe(SIZE);
   });
@@ -137,11 +144,17 @@ describe('copies from several holders', () => {
       pace(node, () => {
         throw new ReasonError('IO_ERROR', `reading ${node} failed (EIO)`);
       });
-    const error = await copy({ pace: failing('node-a'), helpers: [{ node: 'node-c', pace: failing('node-c') }] }).then(
+    const error = await copy({
+      pace: failing('node-a'),
+      helpers: [{ node: 'node-c', pace: failing('node-c') }],
+    }).then(
       () => undefined,
       (e: unknown) => e,
     );
-    expect(error).toMatchObject({ code: 'IO_ERROR', message: expect.stringMatching(/every holder dropped: node node-[ac]: .*; node node-[ac]: /) });
+    expect(error).toMatchObject({
+      code: 'IO_ERROR',
+      message: expect.stringMatching(/every holder dropped: node node-[ac]: .*; node node-[ac]: /),
+    });
     await fx.expectNothingAtDestination();
   });
 
@@ -152,7 +165,8 @@ describe('copies from several holders', () => {
       helpers: ['node-c', 'node-d'].map((node) => ({
         node,
         pace: pace(node, () => {
-          if (read[node]! >= 2 * MEBIBYTE) cancel.abort(new ReasonError('CANCELLED', 'cancelled by its requester'));
+          if (read[node]! >= 2 * MEBIBYTE)
+            cancel.abort(new ReasonError('CANCELLED', 'cancelled by its requester'));
         }),
       })),
     }).then(

@@ -12,14 +12,7 @@ import {
   verifiedPrefix,
 } from './image-copier';
 import { type PieceList, pieceRange } from './piece-list';
-import {
-  createPiecePlan,
-  dropHolder,
-  isComplete,
-  othersReading,
-  pieceDone,
-  takePiece,
-} from './piece-plan';
+import { createPiecePlan, dropHolder, isComplete, othersReading, pieceDone, takePiece } from './piece-plan';
 
 /** One verified holder a piece copy reads from: its image opened and checked by the caller, under its lock. */
 export interface PieceHolder {
@@ -92,7 +85,8 @@ export async function copyPieces(options: PieceCopyOptions): Promise<StreamCopyR
       const read = await to.read(readBack, 0, length, hashed).catch((error: unknown) => {
         throw options.writeError(error);
       });
-      if (read.bytesRead === 0) throw new ReasonError('IO_ERROR', `${describe}: the partial copy ended at ${hashed}`);
+      if (read.bytesRead === 0)
+        throw new ReasonError('IO_ERROR', `${describe}: the partial copy ended at ${hashed}`);
       hash.update(readBack.subarray(0, read.bytesRead));
       hashed += read.bytesRead;
       if (checkpoint && hashed >= nextCheckpoint) {
@@ -132,7 +126,11 @@ export async function copyPieces(options: PieceCopyOptions): Promise<StreamCopyR
         const sha256 = createHash('sha256').update(piece).digest('hex');
         if (sha256 !== list.pieces[index]) {
           const why = `piece ${index} read from node ${holder.node} has sha256 ${sha256}, its list says ${list.pieces[index]}`;
-          drop(holder, why, new ReasonError('CHECKSUM_MISMATCH', `${describe}: ${why}; nothing was published`));
+          drop(
+            holder,
+            why,
+            new ReasonError('CHECKSUM_MISMATCH', `${describe}: ${why}; nothing was published`),
+          );
           return;
         }
         await writePiece(holder, piece, start, options);
@@ -210,6 +208,7 @@ function unwrap(error: unknown, signal: AbortSignal | undefined): unknown {
 /** Every holder was dropped before the last piece: the reason of the last drop, with the others named. */
 function noHolderLeft(last: unknown, describe: string, dropped: ReadonlyMap<string, string>): unknown {
   const all = [...dropped].map(([node, why]) => `node ${node}: ${why}`).join('; ');
-  if (isReasonError(last)) return new ReasonError(last.code, `${last.message} (every holder dropped: ${all})`);
+  if (isReasonError(last))
+    return new ReasonError(last.code, `${last.message} (every holder dropped: ${all})`);
   return new ReasonError('IO_ERROR', `${describe}: every holder dropped before the last piece (${all})`);
 }

@@ -1,12 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import {
-  createPiecePlan,
-  dropHolder,
-  isComplete,
-  othersReading,
-  pieceDone,
-  takePiece,
-} from './piece-plan';
+import { createPiecePlan, dropHolder, isComplete, othersReading, pieceDone, takePiece } from './piece-plan';
 
 describe('piece plan of a copy from several holders', () => {
   it('gives each holder the lowest piece nobody has or reads, so the verified prefix grows from the front', () => {

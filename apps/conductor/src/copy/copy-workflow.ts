@@ -179,7 +179,10 @@ export class CopyWorkflow {
         { attemptId: run.attemptId, signal: run.signal, priority: priority() },
       );
       if (extras.length > 0)
-        this.options.log.debug?.({ ...ids, helpers: extras.map((h) => h.node) }, 'reading from several holders');
+        this.options.log.debug?.(
+          { ...ids, helpers: extras.map((h) => h.node) },
+          'reading from several holders',
+        );
       const copied = await this.store.copies.copyImage({
         imageId: job.imageId,
         source,

@@ -89,7 +89,8 @@ function cell(options: {
     run: (job: Partial<CopyJob> = {}) =>
       workflow.run({ imageId: 'img.raw', destination: 'node-b', ...job }, { attemptId: 'a1' }),
     helpers: () => copies.map((c) => c.helpers?.map((h) => h.node)),
-    helperLocks: () => requested.filter((set) => set.length === 1).map((set) => `${set[0]!.node} ${set[0]!.mode}`),
+    helperLocks: () =>
+      requested.filter((set) => set.length === 1).map((set) => `${set[0]!.node} ${set[0]!.mode}`),
     released: () => released,
     slots,
   };
@@ -120,7 +121,11 @@ describe('copies from several holders: the gate', () => {
   });
 
   it('skips a holder whose lock is not granted at once or whose image went before its lock', async () => {
-    const c = cell({ caps: { read: 16 * MiB, write: 48 * MiB }, refuseLock: ['node-c'], goneUnderLock: ['node-d'] });
+    const c = cell({
+      caps: { read: 16 * MiB, write: 48 * MiB },
+      refuseLock: ['node-c'],
+      goneUnderLock: ['node-d'],
+    });
     await c.run();
     expect(c.helpers()).toEqual([['node-e', 'node-f']]);
     expect(c.helperLocks()).toEqual(['node-c shared', 'node-d shared', 'node-e shared', 'node-f shared']);

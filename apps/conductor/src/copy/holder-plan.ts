@@ -14,7 +14,11 @@ export const MAX_HOLDERS_PER_COPY = 4;
  * Whether a copy reading from holders with these read caps (bytes per second, 0: none; the source's
  * first) should add one more, for a destination with write cap `writeBps` (0: none).
  */
-export function wantsAnotherHolder(readBps: readonly number[], writeBps: number, max = MAX_HOLDERS_PER_COPY): boolean {
+export function wantsAnotherHolder(
+  readBps: readonly number[],
+  writeBps: number,
+  max = MAX_HOLDERS_PER_COPY,
+): boolean {
   if (readBps.length === 0 || readBps.length >= max) return false;
   if (readBps.some((rate) => rate <= 0)) return false;
   if (writeBps <= 0) return true;

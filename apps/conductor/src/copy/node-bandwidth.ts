@@ -61,7 +61,10 @@ export class NodeBandwidth {
   rateOf(direction: 'read' | 'write', node: string, priority: CopyPriority): number {
     const all = capOf(direction === 'read' ? this.caps.read : this.caps.write, node);
     if (priority === 'interactive') return all;
-    const background = capOf(direction === 'read' ? this.caps.backgroundRead : this.caps.backgroundWrite, node);
+    const background = capOf(
+      direction === 'read' ? this.caps.backgroundRead : this.caps.backgroundWrite,
+      node,
+    );
     const caps = [all, background].filter((cap) => cap > 0);
     return caps.length === 0 ? 0 : Math.min(...caps);
   }

@@ -175,7 +175,11 @@ export class SourceSelector {
     for (const node of candidates.slice(0, this.sampleSize * limit)) {
       if (found.length >= limit) break;
       const held = await this.store.copies.verifiedImage(node, job.imageId, meta);
-      if (!held || !(await this.store.markers.isRegistered(node)) || (await this.store.markers.isDraining(node)))
+      if (
+        !held ||
+        !(await this.store.markers.isRegistered(node)) ||
+        (await this.store.markers.isDraining(node))
+      )
         continue;
       found.push(node);
     }
