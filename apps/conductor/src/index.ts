@@ -5,6 +5,7 @@
 export { CopyWorkflow, type CopyLockPlan, nodeLocalLocks } from './copy/copy-workflow';
 export { ImageHolderIndex } from './copy/holder-index';
 export { SourceSelector } from './copy/source-selector';
+export { NodeBandwidth } from './copy/node-bandwidth';
 export { type ConductorSeams } from './compose-conductor';
 export { main } from './main';
 export { CacheRootCheck, type CacheRootReport } from './cache-root/cache-root-check';

@@ -1,4 +1,5 @@
 import { constants as fsConstants, promises as fsp } from 'node:fs';
+import type { FileHandle } from 'node:fs/promises';
 import { performance } from 'node:perf_hooks';
 import {
   ReasonError,
@@ -12,6 +13,7 @@ import { ensureNodeFolder } from './durable-fs';
 import { type IoContext, io } from './fs-errors';
 import { type StreamPace, throwIfAborted } from './image-copier';
 import type { ImageMeta } from './image-meta';
+import { type HelperHolder, openHelpers, readErrorOf } from './helper-holders';
 import { type PieceListRead, readPieceList } from './piece-list-file';
 import { type IrreversibleStep, publishImage } from './publish';
 import { type ExpectedImage, type StoreContext, cacheContext, matches, parseExpected } from './store-context';
@@ -48,6 +50,14 @@ export interface CopyImageRequest {
   resume?: boolean;
   /** Bandwidth caps of the source's reads and the destination's writes. */
   pace?: StreamPace;
+  /**
+   * More verified holders of the image to read other pieces from at once (piece-copy.ts), each under a
+   * shared lock the caller holds. Used only with a piece list of the source that matches its meta; a
+   * helper whose image or list is not the same is left out. See CopyImageOutcome.readFrom.
+   */
+  helpers?: HelperHolder[];
+  /** A holder dropped during a copy from several (its read or lock failed, a piece had another sha256). */
+  onHolderDropped?: (node: string, why: string) => void;
 }
 
 export interface CopyImageOutcome {
@@ -64,6 +74,8 @@ export interface CopyImageOutcome {
   copyMs: number;
   /** Checking the source and the destination before copying (the copy itself hashes inline). */
   verifyMs: number;
+  /** Every node the bytes were read from when helpers were used (the source first); absent otherwise. */
+  readFrom?: string[];
 }
 
 const fencingTokenSchema = byteCountSchema;
@@ -178,6 +190,7 @@ export class CopyPipeline {
     const from = await io(sourceContext, 'opening the image', () =>
       fsp.open(sourcePath, fsConstants.O_RDONLY | fsConstants.O_NOFOLLOW),
     );
+    const helperFiles: Array<[FileHandle, string]> = [];
     try {
       const stat = await io(sourceContext, 'stat of the image', () => from.stat());
       if (stat.size !== sourceMeta.size) {
@@ -188,11 +201,21 @@ export class CopyPipeline {
       }
       const total = sourceMeta.size;
       const onProgress = request.onProgress;
+      const helpers = await openHelpers(this.store, request, source.node, imageId, sourceMeta, helperFiles);
       const { bytes, meta, resumedBytes } = await publishImage(this.store, {
         destination,
         imageId,
         tag: attemptId,
-        from: { file: from },
+        from: helpers
+          ? {
+              holders: [
+                { node: source.node, file: from, pace: request.pace, readError: readErrorOf(sourceContext) },
+                ...helpers.holders,
+              ],
+              list: helpers.list,
+              onDropped: request.onHolderDropped,
+            }
+          : { file: from },
         sourceContext,
         expected: { sha256: sourceMeta.sha256, size: sourceMeta.size },
         signal: request.signal,
@@ -215,9 +238,11 @@ export class CopyPipeline {
         meta,
         copyMs: performance.now() - copyStarted,
         verifyMs: copyStarted - started,
+        ...(helpers ? { readFrom: [source.node, ...helpers.holders.map((h) => h.node)] } : {}),
       };
     } finally {
       await this.store.closeQuietly(from, sourcePath);
+      for (const [file, where] of helperFiles) await this.store.closeQuietly(file, where);
     }
   }
 

@@ -6,6 +6,7 @@ export {
   DEFAULT_RESUME_CHECKPOINT_BYTES,
 } from './store-context';
 export { CopyPipeline, type CopyImageRequest, type CopyImageOutcome } from './copy-pipeline';
+export { type HelperHolder } from './helper-holders';
 export { type IrreversibleStep } from './publish';
 export { CacheEntries } from './cache-entries';
 export { type CacheEntry } from './cache-listing';

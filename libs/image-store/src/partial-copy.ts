@@ -126,7 +126,8 @@ export class PartialCopy {
     await this.writeRecord(this.record);
     let handle: FileHandle;
     try {
-      handle = await fsp.open(this.partialPath, 'wx', 0o644);
+      // Readable too: a copy from several holders hashes the whole image back from this file.
+      handle = await fsp.open(this.partialPath, 'wx+', 0o644);
     } catch (error) {
       if (isErrno(error, 'EEXIST')) {
         throw new ReasonError(

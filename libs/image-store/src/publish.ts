@@ -7,14 +7,22 @@ import { type IoContext, io, isErrno, mapIoError } from './fs-errors';
 import { PrefixMismatchError, type StreamPace, chunkCopy, throwIfAborted } from './image-copier';
 import type { ImageMeta } from './image-meta';
 import { PartialCopy, type PartialStart } from './partial-copy';
+import { type PieceHolder, copyPieces } from './piece-copy';
+import type { PieceList } from './piece-list';
 import { PIECE_BYTES, PIECE_LIST_MAX_PIECES, pieceCount } from './piece-list';
 import { recordPieceList } from './piece-list-file';
 import type { ExpectedImage, StoreContext } from './store-context';
 
 export type IrreversibleStep = 'publish' | 'meta';
 
-/** Where the bytes come from: a file read by position (a copy, a local import), or a stream (a download). */
-export type PublishSource = { file: FileHandle } | { chunks: AsyncIterable<Uint8Array> };
+/**
+ * Where the bytes come from: a file read by position (a copy, a local import), several verified holders
+ * read piece by piece against their list (piece-copy.ts), or a stream (a download).
+ */
+export type PublishSource =
+  | { file: FileHandle }
+  | { holders: PieceHolder[]; list: PieceList; onDropped?: (node: string, why: string) => void }
+  | { chunks: AsyncIterable<Uint8Array> };
 
 /**
  * The publish step a copy and an import share: streams `from` into `tmp/<imageId>~<tag>.part` (fresh, or a
@@ -102,10 +110,23 @@ export async function publishImage(
   let renamed = false;
   try {
     const writeError = (error: unknown) => mapIoError(error, context, 'writing the partial copy');
+    const resumeFrom = (resumeAt: PartialStart | undefined) =>
+      resumeAt && resumeAt.bytes > 0
+        ? { start: { bytes: resumeAt.bytes, sha256: resumeAt.prefixSha256! } }
+        : {};
+    const checkpointOf = (recorded: PartialCopy | undefined) =>
+      recorded
+        ? {
+            checkpoint: {
+              everyBytes: store.resumeCheckpointBytes,
+              save: (done: number, prefixSha256: string) => recorded.checkpoint(to, done, prefixSha256),
+            },
+          }
+        : {};
     const { from } = options;
-    // Only a file source resumes: an origin's chunk stream (imports) always starts from its first byte.
-    // A file source runs on the store's copier (a copy worker in the conductor); a chunk stream arrives on
-    // this thread and is written and hashed here.
+    // Only files resume (one, or several holders'): an origin's chunk stream always starts from its first
+    // byte. A file source runs on the store's copier (a copy worker in the conductor); holders' pieces and a
+    // chunk stream arrive on this thread and are written and hashed here.
     const copyFile = (file: FileHandle, resumeAt: PartialStart | undefined) =>
       store.copier.copy({
         from: file,
@@ -116,29 +137,36 @@ export async function publishImage(
         readError: (error) => mapIoError(error, options.sourceContext, 'reading'),
         writeError,
         describe,
-        ...(resumeAt && resumeAt.bytes > 0
-          ? { start: { bytes: resumeAt.bytes, sha256: resumeAt.prefixSha256! } }
-          : {}),
-        ...(partial
-          ? {
-              checkpoint: {
-                everyBytes: store.resumeCheckpointBytes,
-                save: (done, prefixSha256) => partial.checkpoint(to, done, prefixSha256),
-              },
-            }
-          : {}),
+        ...resumeFrom(resumeAt),
+        ...checkpointOf(partial),
         ...(options.pace ? { pace: options.pace } : {}),
         ...(pieceBytes === undefined ? {} : { pieceBytes }),
       });
+    const copyHolders = (
+      holders: Extract<PublishSource, { holders: unknown }>,
+      resumeAt: PartialStart | undefined,
+    ) =>
+      copyPieces({
+        ...holders,
+        to,
+        signal,
+        onProgress: options.onProgress,
+        writeError,
+        describe,
+        ...resumeFrom(resumeAt),
+        ...checkpointOf(partial),
+      });
     ({ bytes, sha256, pieces } =
-      'file' in from
-        ? await copyFile(from.file, start).catch(async (error: unknown) => {
-            // An adopted partial whose recorded prefix lies: discarded, the copy starts again from zero.
-            if (!(error instanceof PrefixMismatchError) || !partial || !start) throw error;
-            await partial.restartFromZero(to, start);
-            start = undefined;
-            return copyFile(from.file, undefined);
-          })
+      'file' in from || 'holders' in from
+        ? await ('file' in from ? copyFile(from.file, start) : copyHolders(from, start)).catch(
+            async (error: unknown) => {
+              // An adopted partial whose recorded prefix lies: discarded, the copy starts again from zero.
+              if (!(error instanceof PrefixMismatchError) || !partial || !start) throw error;
+              await partial.restartFromZero(to, start);
+              start = undefined;
+              return 'file' in from ? copyFile(from.file, undefined) : copyHolders(from, undefined);
+            },
+          )
         : await chunkCopy({
             chunks: from.chunks,
             to,

@@ -5,6 +5,7 @@ import { performance } from 'node:perf_hooks';
 import type { ImageStore } from '@app/image-store';
 import type { HeldLockSet, LockRequest, NodeLockManager } from '@app/locking';
 import type { CopyJob, CopyJobResult, CopyProgress, CopyRunOptions } from './copy-job';
+import { type ExtraHolder, takeExtraHolders } from './extra-holders';
 import type { NodeBandwidth } from './node-bandwidth';
 import type { OriginDownload } from './origin-download';
 import { NoHolderError, SELECTION_PREFIX, type SourceSelector } from './source-selector';
@@ -149,9 +150,11 @@ export class CopyWorkflow {
     const lockWaitMsTotal = performance.now() - waitStarted;
     const ids = { attemptId: run.attemptId, imageId: job.imageId, source, destination: job.destination };
     let outcome = 'failed';
+    let extras: ExtraHolder[] = [];
     try {
       // Under the source's shared lock the cache cleaner cannot delete the source; before it, it could have.
-      if (!(await this.store.copies.verifiedImage(source, job.imageId))) {
+      const sourceMeta = await this.store.copies.verifiedImage(source, job.imageId);
+      if (!sourceMeta) {
         const now = await this.store.copies.verifiedImage(job.destination, job.imageId, {
           sha256: job.sha256,
           size: job.size,
@@ -167,6 +170,19 @@ export class CopyWorkflow {
       this.options.log.debug?.({ ...ids, heldAt }, 'copy locks held');
       const destinationLock = held.locks.find((l) => l.key.node === job.destination) ?? held.locks[0]!;
       report('copying', 0);
+      const priority = run.priority ?? (() => job.priority ?? 'interactive');
+      // Only when the caps make it faster (holder-plan.ts): reads of other pieces from further holders.
+      extras = await takeExtraHolders(
+        { store: this.store, locks: this.locks, sources: this.sources, bandwidth: this.options.bandwidth },
+        job,
+        { node: source, meta: sourceMeta },
+        { attemptId: run.attemptId, signal: run.signal, priority: priority() },
+      );
+      if (extras.length > 0)
+        this.options.log.debug?.(
+          { ...ids, helpers: extras.map((h) => h.node) },
+          'reading from several holders',
+        );
       const copied = await this.store.copies.copyImage({
         imageId: job.imageId,
         source,
@@ -176,11 +192,18 @@ export class CopyWorkflow {
         // Holding the destination lock, any partial copy of this image belongs to a dead attempt: the
         // copy continues the most advanced one that proves what it is, and removes the others.
         resume: true,
-        pace: this.options.bandwidth?.pace(
-          source,
-          job.destination,
-          run.priority ?? (() => job.priority ?? 'interactive'),
-        ),
+        pace: this.options.bandwidth?.pace(source, job.destination, priority),
+        ...(extras.length > 0
+          ? {
+              helpers: extras.map((h) => ({
+                node: h.node,
+                pace: this.options.bandwidth?.pace(h.node, job.destination, priority),
+                lost: h.lost,
+              })),
+              onHolderDropped: (node: string, why: string) =>
+                this.options.log.warn({ ...ids, node, why }, 'a holder was dropped from a copy'),
+            }
+          : {}),
         fencingToken: destinationLock.fencingToken,
         signal: run.signal ? AbortSignal.any([held.signal, run.signal]) : held.signal,
         onProgress: (done, bytesTotal) => report(done >= bytesTotal ? 'verifying' : 'copying', done),
@@ -200,6 +223,12 @@ export class CopyWorkflow {
             'could not record the last use of a source image',
           ),
         );
+      // The further holders served reads too: the same advisory record, each under its own lock.
+      for (const helper of extras.filter((h) => copied.readFrom?.includes(h.node)))
+        await helper
+          .assertStillHeld()
+          .then(() => this.store.copies.touchLastUsed(helper.node, job.imageId))
+          .catch(() => undefined);
       // The destination is a verified holder now: the next copies of this image may read from it at once.
       this.sources.learnHolder(job.destination, job.imageId);
       outcome = copied.status === 'copied' ? 'completed' : 'already-present';
@@ -222,6 +251,7 @@ export class CopyWorkflow {
     } finally {
       if (outcome !== 'source-gone')
         this.options.log.debug?.({ ...ids, releasingAt: Date.now(), outcome }, 'copy locks released');
+      await Promise.allSettled(extras.map((h) => h.release()));
       await held.release();
     }
   }

@@ -54,6 +54,21 @@ export class NodeBandwidth {
     };
   }
 
+  /**
+   * The cap a copy of `priority` gets from `node` in `direction` when it has the node to itself, in bytes
+   * per second; 0: no cap. A background copy gets the lower of its own and the interactive cap.
+   */
+  rateOf(direction: 'read' | 'write', node: string, priority: CopyPriority): number {
+    const all = capOf(direction === 'read' ? this.caps.read : this.caps.write, node);
+    if (priority === 'interactive') return all;
+    const background = capOf(
+      direction === 'read' ? this.caps.backgroundRead : this.caps.backgroundWrite,
+      node,
+    );
+    const caps = [all, background].filter((cap) => cap > 0);
+    return caps.length === 0 ? 0 : Math.min(...caps);
+  }
+
   describe(): BandwidthReport {
     return { caps: this.caps, nodes: this.view() };
   }

@@ -150,6 +150,42 @@ export class SourceSelector {
     this.options.index.forget(node, imageId);
   }
 
+  /**
+   * Up to `limit` more verified holders of the image a copy reads from `meta` (same sha256 and size), for
+   * a copy that reads from several at once: registered, not draining, neither the destination nor in
+   * `exclude`, with a free read slot here (and, for a background copy, no interactive copy waiting for
+   * one). No wait: a helper is taken only when it is free now. Looks at most at sampleSize × limit holders.
+   */
+  async helperCandidates(
+    job: CopyJob,
+    exclude: readonly string[],
+    meta: Pick<ImageMeta, 'sha256' | 'size'>,
+    limit: number,
+  ): Promise<string[]> {
+    const free = (node: string) =>
+      this.slots.hasFree(node) &&
+      !(job.priority === 'background' && (this.interactiveWaiting.get(node) ?? 0) > 0);
+    const candidates = shuffle(
+      [...(await this.options.index.holdersOf(job.imageId))].filter(
+        (node) => node !== job.destination && !exclude.includes(node) && free(node),
+      ),
+      this.random,
+    );
+    const found: string[] = [];
+    for (const node of candidates.slice(0, this.sampleSize * limit)) {
+      if (found.length >= limit) break;
+      const held = await this.store.copies.verifiedImage(node, job.imageId, meta);
+      if (
+        !held ||
+        !(await this.store.markers.isRegistered(node)) ||
+        (await this.store.markers.isDraining(node))
+      )
+        continue;
+      found.push(node);
+    }
+    return found;
+  }
+
   readSlots(): ReadSlotsView {
     return this.slots.view();
   }
