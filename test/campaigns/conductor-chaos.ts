@@ -139,7 +139,9 @@ export async function runConductorChaos(
   cleanups.add('shared file system', () => sharedFs.stop());
   const folder = await sharedFs.folder('chaos');
   const cell = await TestCell.create({ nodes, root: folder.roots[0] });
-  cleanups.add('cell', () => cell.cleanup());
+  // On a bed, the bed's stop takes the whole file system away: removing a large cell file by file through
+  // FUSE first outlasted the clean-up hook (CephFS, large, seed 24011).
+  cleanups.add('cell', () => (run.fs === 'local' ? cell.cleanup() : cell.removeTopology()));
   const clientOf = new Map<string, number>();
 
   // Images: sizes from the seed; each lives on one node, a few on two.

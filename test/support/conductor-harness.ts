@@ -11,9 +11,13 @@ import { TestCell } from './test-cell';
 /**
  * The afterEach every conductor e2e test needs, as one hook so the order is fixed: on failure print every
  * child's output (the conductors' JSON logs), then kill whatever still runs, then `cleanup` (the cell's
- * queues and folders, clients...), which runs even when killing failed.
+ * queues and folders, clients...), which runs even when killing failed. A hook that outlives its timeout is
+ * abandoned half-way, so a campaign whose clean-up stops a file system bed gives it time of its own.
  */
-export function conductorPool(cleanup: () => Promise<void>): ChildProcessPool<unknown> {
+export function conductorPool(
+  cleanup: () => Promise<void>,
+  hookTimeoutMs?: number,
+): ChildProcessPool<unknown> {
   const pool = new ChildProcessPool<unknown>();
   afterEach(async ({ task }) => {
     if (task.result?.state === 'fail')
@@ -23,7 +27,7 @@ export function conductorPool(cleanup: () => Promise<void>): ChildProcessPool<un
     } finally {
       await cleanup();
     }
-  });
+  }, hookTimeoutMs);
   return pool;
 }
 

@@ -91,7 +91,12 @@ export class TestCell {
   }
 
   async cleanup(): Promise<void> {
-    await deleteCellTopology(this.cellId, this.topologyOptions).catch(() => undefined);
+    await this.removeTopology();
     await removeDir(this.parent ?? this.root);
+  }
+
+  /** The cell's queues and exchanges only: for a cell whose folder goes away with its file system. */
+  async removeTopology(): Promise<void> {
+    await deleteCellTopology(this.cellId, this.topologyOptions).catch(() => undefined);
   }
 }
