@@ -79,6 +79,7 @@ describe('campaign: first use and hand-removed key folders', () => {
         lostReasons: {} as Record<string, number>,
         lostByRound: {} as Record<number, number>,
         firstUseStaleTakeovers: 0,
+        stoppedBy: undefined as string | undefined,
       };
       const violations: string[] = [];
       // The figures of the rounds done are written even when a round throws (a worker's wait ran out).
@@ -114,107 +115,117 @@ describe('campaign: first use and hand-removed key folders', () => {
           figures.delayedProcesses += delays.filter((d) => d !== undefined).length;
           const before = pool.all.length;
           const messages = () => pool.all.slice(before).flatMap((c) => c.messages);
-          if (round % 2 === 0) {
-            figures.firstUseRounds++;
-            const keys = Array.from({ length: SIZE.keys }, (_, i) => `r${round}-k${i}`);
-            const goFile = path.join(root, 'go');
-            const workers = delays.map((listingDelayMs) =>
-              fork({
-                scenario: 'race-once',
-                requests: keys.map((imageId) => ({ node: 'n1', imageId, mode: 'exclusive' as const })),
-                steps: 2,
-                holdMs: 15,
-                goFile,
-                listingDelayMs,
-              }),
-            );
-            await Promise.all(workers.map((w) => w.waitFor((m) => m.type === 'ready')));
-            await fsp.writeFile(goFile, '');
-            await Promise.all(workers.map((w) => w.waitFor((m) => m.type === 'done', 110_000)));
-            const verdict = judgeFirstUseRound({
-              acquisitions: messages().flatMap((m) => (m.type === 'acquired' ? [m] : [])),
-              // A report without its key finds no later holder: judged a second holder, not let through.
-              losses: messages().flatMap((m) =>
-                m.type === 'lost' ? [{ ...m, key: m.key ?? `(no key, pid ${m.pid})` }] : [],
-              ),
-              overlaps: messages().filter((m) => m.type === 'overlap' && m.kind === 'real'),
-            });
-            violations.push(...verdict.violations.map((v) => `round ${round}: ${v}`));
-            const lost = messages().filter((m) => m.type === 'lost').length;
-            if (lost > 0) figures.lostByRound[round] = lost;
-            figures.lost += lost;
-            figures.lostOwnClock += verdict.lostOwnClock;
-            figures.lostToStaleTakeover += verdict.lostToStaleTakeover;
-            figures.firstUseStaleTakeovers += verdict.staleTakeovers;
-            for (const [reason, n] of Object.entries(verdict.lostReasons))
-              figures.lostReasons[reason] = (figures.lostReasons[reason] ?? 0) + n;
-            figures.keys += keys.length;
-          } else {
-            figures.removalRounds++;
-            const key = { node: 'n1', imageId: `r${round}-removed`, mode: 'exclusive' as const };
-            const keyDir = path.join(root, 'n1', 'locks', key.imageId);
-            const contenders = delays
-              .slice(1)
-              .map((listingDelayMs) =>
-                fork({ requests: [key], iterations: 60, steps: 2, holdMs: 10, listingDelayMs }),
+          // A round a worker's wait stopped (LOCK_TIMEOUT under load) still counts and judges what came in.
+          try {
+            if (round % 2 === 0) {
+              figures.firstUseRounds++;
+              const keys = Array.from({ length: SIZE.keys }, (_, i) => `r${round}-k${i}`);
+              const goFile = path.join(root, 'go');
+              const workers = delays.map((listingDelayMs) =>
+                fork({
+                  scenario: 'race-once',
+                  requests: keys.map((imageId) => ({ node: 'n1', imageId, mode: 'exclusive' as const })),
+                  steps: 2,
+                  holdMs: 15,
+                  goFile,
+                  listingDelayMs,
+                }),
               );
-            const strikes = rng.int(1, 3);
-            const holder = fork({
-              scenario: 'hold',
-              requests: [key],
-              iterations: strikes,
-              steps: 20,
-              holdMs: 200,
-            });
-            await Promise.all([...contenders, holder].map((w) => w.waitFor((m) => m.type === 'ready')));
-            // Claimants keep creating entries while rm walks the folder (test/support/remove-by-hand.ts).
-            const removeByHand = async () => {
-              const from = Date.now();
-              await removeKeyFolderByHand(keyDir, path.dirname(root));
-              removalWindows.push({ from, to: Date.now() });
-            };
-            // A contender's next acquisition, if one comes soon (they may all be done): a hand-over to strike at.
-            const contenderHandOver = async () => {
-              const seen = new Set(messages());
-              await Promise.race(
-                contenders.map((w) =>
-                  w.waitFor((m) => m.type === 'acquired' && !seen.has(m), 10_000).catch(() => undefined),
-                ),
-              );
-            };
-            for (let s = 0; s < strikes; s++) {
-              // Strike while the long holder is seen holding: its iteration s holds for 20 checks 200 ms apart.
-              await holder.waitFor((m) => m.type === 'acquired' && m.iteration === s, 100_000);
-              await removeByHand();
-              if (rng.chance(0.5)) {
-                await contenderHandOver(); // and at a contender's hand-over, right after a new epoch
+              await Promise.all(workers.map((w) => w.waitFor((m) => m.type === 'ready')));
+              await fsp.writeFile(goFile, '');
+              try {
+                await Promise.all(workers.map((w) => w.waitFor((m) => m.type === 'done', 110_000)));
+              } finally {
+                const verdict = judgeFirstUseRound({
+                  acquisitions: messages().flatMap((m) => (m.type === 'acquired' ? [m] : [])),
+                  // A report without its key finds no later holder: judged a second holder, not let through.
+                  losses: messages().flatMap((m) =>
+                    m.type === 'lost' ? [{ ...m, key: m.key ?? `(no key, pid ${m.pid})` }] : [],
+                  ),
+                  overlaps: messages().filter((m) => m.type === 'overlap' && m.kind === 'real'),
+                });
+                violations.push(...verdict.violations.map((v) => `round ${round}: ${v}`));
+                const lost = messages().filter((m) => m.type === 'lost').length;
+                if (lost > 0) figures.lostByRound[round] = lost;
+                figures.lost += lost;
+                figures.lostOwnClock += verdict.lostOwnClock;
+                figures.lostToStaleTakeover += verdict.lostToStaleTakeover;
+                figures.firstUseStaleTakeovers += verdict.staleTakeovers;
+                for (const [reason, n] of Object.entries(verdict.lostReasons))
+                  figures.lostReasons[reason] = (figures.lostReasons[reason] ?? 0) + n;
+                figures.keys += keys.length;
+              }
+            } else {
+              figures.removalRounds++;
+              const key = { node: 'n1', imageId: `r${round}-removed`, mode: 'exclusive' as const };
+              const keyDir = path.join(root, 'n1', 'locks', key.imageId);
+              const contenders = delays
+                .slice(1)
+                .map((listingDelayMs) =>
+                  fork({ requests: [key], iterations: 60, steps: 2, holdMs: 10, listingDelayMs }),
+                );
+              const strikes = rng.int(1, 3);
+              const holder = fork({
+                scenario: 'hold',
+                requests: [key],
+                iterations: strikes,
+                steps: 20,
+                holdMs: 200,
+              });
+              await Promise.all([...contenders, holder].map((w) => w.waitFor((m) => m.type === 'ready')));
+              // Claimants keep creating entries while rm walks the folder (test/support/remove-by-hand.ts).
+              const removeByHand = async () => {
+                const from = Date.now();
+                await removeKeyFolderByHand(keyDir, path.dirname(root));
+                removalWindows.push({ from, to: Date.now() });
+              };
+              // A contender's next acquisition, if one comes soon (they may all be done): a hand-over to strike at.
+              const contenderHandOver = async () => {
+                const seen = new Set(messages());
+                await Promise.race(
+                  contenders.map((w) =>
+                    w.waitFor((m) => m.type === 'acquired' && !seen.has(m), 10_000).catch(() => undefined),
+                  ),
+                );
+              };
+              for (let s = 0; s < strikes; s++) {
+                // Strike while the long holder is seen holding: its iteration s holds for 20 checks 200 ms apart.
+                await holder.waitFor((m) => m.type === 'acquired' && m.iteration === s, 100_000);
                 await removeByHand();
+                if (rng.chance(0.5)) {
+                  await contenderHandOver(); // and at a contender's hand-over, right after a new epoch
+                  await removeByHand();
+                  figures.removals++;
+                }
                 figures.removals++;
               }
-              figures.removals++;
-            }
-            await Promise.all(
-              [...contenders, holder].map((w) => w.waitFor((m) => m.type === 'done', 110_000)),
-            );
-            const caught = holder.messages.filter((m) => m.type === 'lost').length;
-            if (caught !== strikes)
-              violations.push(
-                `round ${round}: the long holder noticed ${caught} of ${strikes} removals under it`,
+              await Promise.all(
+                [...contenders, holder].map((w) => w.waitFor((m) => m.type === 'done', 110_000)),
               );
-            figures.strikesCaught += caught;
-            const tokens = messages().flatMap((m) => (m.type === 'acquired' ? [m.fencingToken] : []));
-            if (new Set(tokens).size !== tokens.length)
-              violations.push(`round ${round}: a fencing token was handed out twice across removals`);
-            // A removal between a holder's check and its act explains an overlap (test/support/hand-removal-overlaps.ts).
-            const overlaps = messages().filter((m) => m.type === 'overlap' && m.kind === 'real');
-            const explained = overlaps.filter(
-              (m) => m.type === 'overlap' && explainedByRemoval(m, removalWindows),
-            );
-            figures.overlapsExplainedByRemoval += explained.length;
-            for (const o of overlaps.filter((m) => !explained.includes(m)))
-              violations.push(`round ${round}: two holders at once: ${JSON.stringify(o)}`);
+              const caught = holder.messages.filter((m) => m.type === 'lost').length;
+              if (caught !== strikes)
+                violations.push(
+                  `round ${round}: the long holder noticed ${caught} of ${strikes} removals under it`,
+                );
+              figures.strikesCaught += caught;
+              const tokens = messages().flatMap((m) => (m.type === 'acquired' ? [m.fencingToken] : []));
+              if (new Set(tokens).size !== tokens.length)
+                violations.push(`round ${round}: a fencing token was handed out twice across removals`);
+              // A removal between a holder's check and its act explains an overlap (test/support/hand-removal-overlaps.ts).
+              const overlaps = messages().filter((m) => m.type === 'overlap' && m.kind === 'real');
+              const explained = overlaps.filter(
+                (m) => m.type === 'overlap' && explainedByRemoval(m, removalWindows),
+              );
+              figures.overlapsExplainedByRemoval += explained.length;
+              for (const o of overlaps.filter((m) => !explained.includes(m)))
+                violations.push(`round ${round}: two holders at once: ${JSON.stringify(o)}`);
+            }
+          } catch (error) {
+            figures.stoppedBy = `round ${round}: ${String(error).split('\n').slice(0, 2).join(' ')}`;
+            throw error;
+          } finally {
+            figures.acquisitions += messages().filter((m) => m.type === 'acquired').length;
           }
-          figures.acquisitions += messages().filter((m) => m.type === 'acquired').length;
           await pool.killAll();
         }
       } finally {
