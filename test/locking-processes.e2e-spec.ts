@@ -239,8 +239,15 @@ describe('locks between real processes', () => {
     }
     const lost = all().reduce((n, m) => n + (m.type === 'done' ? m.lost : 0), 0);
     const sections = all().reduce((n, m) => n + (m.type === 'done' ? m.sections : 0), 0);
+    // From one acquisition of a key to the next (a hold of 3 checks, the release, the hand-off): its pace.
+    const turns = keys.flatMap((imageId) => {
+      const at = all().flatMap((m) => (m.type === 'acquired' && m.key === imageId ? [m.at!] : []));
+      return at.sort((a, b) => a - b).flatMap((t, i) => (i > 0 ? [t - at[i - 1]!] : []));
+    });
+    turns.sort((a, b) => a - b);
+    const q = (p: number) => turns[Math.floor((turns.length - 1) * p)];
     console.log(
-      `[never-used keys] keys=${keys.length} acquisitions=${keys.length * 8} sections=${sections} lost=${lost} real overlaps=${overlaps('real').length}`,
+      `[never-used keys] keys=${keys.length} acquisitions=${keys.length * 8} sections=${sections} lost=${lost} real overlaps=${overlaps('real').length} turn per key ms p50=${q(0.5)} p90=${q(0.9)} max=${q(1)}`,
     );
   });
 

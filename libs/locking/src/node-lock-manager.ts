@@ -8,13 +8,8 @@ import { HeldLockSet } from './held-lock-set';
 import { Heartbeat } from './heartbeat';
 import { InProcessQueue } from './in-process-queue';
 import { type RetireOutcome, retireKeyFolder } from './key-retirement';
-import {
-  generationName,
-  holderEntryName,
-  readGenerationHolder,
-  readKeyDirectory,
-  readerEntryName,
-} from './key-directory';
+import { lookAtGate } from './gate-look';
+import { generationName, holderEntryName, readKeyDirectory, readerEntryName } from './key-directory';
 import { makeKeyFolder, startKeyEpoch } from './key-folder-creation';
 import { drainReaders } from './reader-drain';
 import { type LockFileSystem, mkdirOutcome, nodeLockFileSystem, syncFolder } from './lock-file-system';
@@ -22,6 +17,8 @@ import type { AcquireOptions, LockEvent, LockRequest, NodeLockManagerOptions } f
 import type { LockHolder, LockKey, LockMode } from './lock-key';
 import { lockKeyDir, lockKeyString, newAttemptId, validateHolder, validateLockKey } from './lock-key';
 import { type LockTimings, resolveLockTimings } from './lock-timings';
+import { PollBudget } from './poll-budget';
+import { pollIntervalMs } from './poll-pacing';
 import { StalenessObserver } from './staleness-observer';
 import { StepFileSystem } from './step-file-system';
 
@@ -52,6 +49,8 @@ export class NodeLockManager {
   readonly timings: LockTimings;
   private readonly queue = new InProcessQueue();
   private readonly held = new Set<HeldLock>();
+  /** Turns to poll key folders, shared by all this process's waits (poll-budget.ts). */
+  private readonly polls = new PollBudget();
   private readonly stepFs: StepFileSystem;
   private readonly requireNodeFolder: boolean;
 
@@ -175,7 +174,8 @@ export class NodeLockManager {
             lost: loss.signal,
             observer: watched,
             fs: this.fs,
-            pollMs: this.timings.pollMs,
+            timings: this.timings,
+            polls: this.polls,
             emit: (event) => this.emit(event),
           });
         } catch (error) {
@@ -258,35 +258,30 @@ export class NodeLockManager {
   ) {
     await makeKeyFolder(this.fs, key, dir, this.requireNodeFolder); // when it could not, the loop below tries again (startKeyEpoch)
     const waiter = new DirectoryChangeWaiter(dir);
+    let lastPollMs = 0;
+    // The rest before the next look grows with how long the last one took (poll-pacing.ts).
+    const rest = (atMostMs = Infinity) =>
+      waiter.wait(Math.min(pollIntervalMs(this.timings, lastPollMs), atMostMs), deadline.signal);
     try {
       for (;;) {
         deadline.throwIfOver();
-        const state = await readKeyDirectory(dir, this.fs);
-        if (state.floor === undefined) {
+        // Only the look takes a turn of the poll budget: the steps it leads to never wait for one.
+        const { result: look, ms } = await this.polls.run(deadline.signal, () =>
+          lookAtGate(dir, this.fs, observer),
+        );
+        lastPollMs = ms;
+        if (look.next === 'start-epoch') {
           // A mkdir that a quirk undid is tried again after a poll, not in a tight loop.
-          if (!(await startKeyEpoch(this.fs, key, dir, this.requireNodeFolder)))
-            await waiter.wait(this.timings.pollMs, deadline.signal);
+          if (!(await startKeyEpoch(this.fs, key, dir, this.requireNodeFolder))) await rest();
           continue;
         }
-        let next: number;
-        let tookOver = false;
-        // Every contender that reads this state computes the same name: only one mkdir of it succeeds.
-        if (state.newest === undefined) next = state.floor;
-        else if (state.newestReleased) next = state.newest + 1;
-        else {
-          const genDir = path.join(dir, generationName(state.newest));
-          const entry = await readGenerationHolder(genDir, this.fs);
-          const beat = entry ? path.join(genDir, entry) : genDir;
-          if (!(await observer.isStale(beat))) {
-            await waiter.wait(Math.min(this.timings.pollMs, observer.remainingMs(beat) + 1), deadline.signal);
-            continue;
-          }
-          next = state.newest + 1;
-          tookOver = true;
+        if (look.next === 'wait') {
+          await rest(observer.remainingMs(look.beat) + 1);
+          continue;
         }
-        const claimed = await this.tryClaim(key, dir, next, holder);
-        if (claimed === 'phantom') await waiter.wait(this.timings.pollMs, deadline.signal);
-        else if (claimed) return { ...claimed, tookOver };
+        const claimed = await this.tryClaim(key, dir, look.generation, holder);
+        if (claimed === 'phantom') await rest();
+        else if (claimed) return { ...claimed, tookOver: look.tookOver };
         // Lost the race for that generation (or a phantom, see tryClaim): look again.
       }
     } finally {

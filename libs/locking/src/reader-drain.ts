@@ -6,6 +6,9 @@ import { readKeyDirectory } from './key-directory';
 import { type LockFileSystem, openForSync } from './lock-file-system';
 import type { LockKey } from './lock-key';
 import type { LockEvent } from './lock-manager-options';
+import type { LockTimings } from './lock-timings';
+import type { PollBudget } from './poll-budget';
+import { pollIntervalMs } from './poll-pacing';
 import type { StalenessObserver } from './staleness-observer';
 
 export interface ReaderDrain {
@@ -20,7 +23,9 @@ export interface ReaderDrain {
   /** Watches the reader entries: one judged frozen for the stale time is removed. */
   observer: StalenessObserver;
   fs: LockFileSystem;
-  pollMs: number;
+  timings: LockTimings;
+  /** The manager's turns to poll: each look at the readers takes one, a removal does not. */
+  polls: PollBudget;
   emit: (event: LockEvent) => void;
 }
 
@@ -35,12 +40,13 @@ export async function drainReaders(d: ReaderDrain): Promise<void> {
     for (;;) {
       deadline.throwIfOver();
       if (lost.aborted) throw lost.reason;
-      const { readers } = await readKeyDirectory(dir, fs);
+      const { result: readers, ms } = await d.polls.run(deadline.signal, () =>
+        lookAtReaders(dir, fs, observer),
+      );
       let live = 0;
-      let nextLook = d.pollMs;
-      for (const entry of readers) {
-        const entryPath = path.join(dir, entry);
-        if (await observer.isStale(entryPath)) {
+      let nextLook = pollIntervalMs(d.timings, ms);
+      for (const { entry, entryPath, stale } of readers) {
+        if (stale) {
           // Only a gate holder removes reader entries, and readers register only under the gate,
           // so this cannot race with a registration; a paused reader finds its entry gone. A removal
           // cannot be taken back: check the gate right before it, as before any irreversible step.
@@ -61,4 +67,15 @@ export async function drainReaders(d: ReaderDrain): Promise<void> {
   } finally {
     waiter.close();
   }
+}
+
+/** One look at the reader entries of a key folder, each judged stale (watched frozen) or not. */
+async function lookAtReaders(dir: string, fs: LockFileSystem, observer: StalenessObserver) {
+  const { readers } = await readKeyDirectory(dir, fs);
+  const judged: Array<{ entry: string; entryPath: string; stale: boolean }> = [];
+  for (const entry of readers) {
+    const entryPath = path.join(dir, entry);
+    judged.push({ entry, entryPath, stale: await observer.isStale(entryPath) });
+  }
+  return judged;
 }
