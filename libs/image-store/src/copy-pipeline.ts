@@ -1,4 +1,4 @@
-import { constants as fsConstants, promises as fsp } from 'node:fs';
+import { promises as fsp } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import { performance } from 'node:perf_hooks';
 import {
@@ -11,7 +11,7 @@ import {
 } from '@app/contracts';
 import { ensureNodeFolder } from './durable-fs';
 import { type IoContext, io } from './fs-errors';
-import { type StreamPace, throwIfAborted } from './image-copier';
+import { type StreamPace, openPublishedImage, throwIfAborted } from './image-copier';
 import type { ImageMeta } from './image-meta';
 import { type HelperHolder, openHelpers, readErrorOf } from './helper-holders';
 import { type PieceListRead, readPieceList } from './piece-list-file';
@@ -186,10 +186,7 @@ export class CopyPipeline {
 
     const copyStarted = performance.now();
     const sourcePath = this.store.layout.imagePath(source, imageId);
-    // O_NOFOLLOW: a published image is a regular file; a symlink swapped in would read outside the cache.
-    const from = await io(sourceContext, 'opening the image', () =>
-      fsp.open(sourcePath, fsConstants.O_RDONLY | fsConstants.O_NOFOLLOW),
-    );
+    const from = await io(sourceContext, 'opening the image', () => openPublishedImage(sourcePath));
     const helperFiles: Array<[FileHandle, string]> = [];
     try {
       const stat = await io(sourceContext, 'stat of the image', () => from.stat());

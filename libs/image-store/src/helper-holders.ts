@@ -1,6 +1,5 @@
-import { constants as fsConstants, promises as fsp } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
-import type { StreamPace } from './image-copier';
+import { type StreamPace, openPublishedImage } from './image-copier';
 import type { ImageMeta } from './image-meta';
 import { type IoContext, mapIoError } from './fs-errors';
 import type { PieceHolder } from './piece-copy';
@@ -62,8 +61,7 @@ async function openHelper(
   const theirs = await readPieceList(store, layout, imageId);
   if (!theirs.list || !sameList(theirs.list, list)) return undefined;
   const file = store.layout.imagePath(layout, imageId);
-  // As the source: a published image is a regular file, a symlink swapped in would read outside the cache.
-  const handle = await fsp.open(file, fsConstants.O_RDONLY | fsConstants.O_NOFOLLOW);
+  const handle = await openPublishedImage(file);
   opened.push([handle, file]);
   if ((await handle.stat()).size !== list.size) return undefined;
   return {

@@ -50,6 +50,15 @@ function fakeStore(initial: Record<string, string[]>) {
   };
 }
 
+/** An index whose misses rescan at most once a second, on the test's clock and sleep. */
+function missIndex(
+  store: ReturnType<typeof fakeStore>['store'],
+  clock: { ms: number },
+  sleep: (ms: number) => Promise<void>,
+): ImageHolderIndex {
+  return new ImageHolderIndex(store, { ttlMs: 60_000, missRescanMs: 1_000, now: () => clock.ms, sleep });
+}
+
 describe('ImageHolderIndex', () => {
   it('lists many node folders at once, so a scan over a network mount does not cost one round trip per node in a row', async () => {
     let inFlight = 0;
@@ -90,12 +99,7 @@ describe('ImageHolderIndex', () => {
     const clock = { ms: 0 };
     const sleepers: Array<() => void> = [];
     const sleep = () => new Promise<void>((resolve) => sleepers.push(resolve));
-    const index = new ImageHolderIndex(store, {
-      ttlMs: 60_000,
-      missRescanMs: 1_000,
-      now: () => clock.ms,
-      sleep,
-    });
+    const index = missIndex(store, clock, sleep);
     expect([...(await index.holdersAfterMiss('img'))]).toEqual([]);
     clock.ms += 10;
     state.nodes.a = ['img'];
@@ -133,12 +137,7 @@ describe('ImageHolderIndex', () => {
       waited.push(ms);
       clock.ms += ms;
     };
-    const index = new ImageHolderIndex(store, {
-      ttlMs: 60_000,
-      missRescanMs: 1_000,
-      now: () => clock.ms,
-      sleep,
-    });
+    const index = missIndex(store, clock, sleep);
     expect([...(await index.holdersAfterMiss('img'))]).toEqual([]);
     clock.ms += 10;
     state.nodes.a = ['img']; // published after that scan started
