@@ -13,7 +13,8 @@ import { ensureNodeFolder } from './durable-fs';
 import { type IoContext, io } from './fs-errors';
 import { type StreamPace, openPublishedImage, throwIfAborted } from './image-copier';
 import type { ImageMeta } from './image-meta';
-import { type HelperHolder, openHelpers, readErrorOf } from './helper-holders';
+import { type HelperHolder, openHelpers, readErrorOf, sourcePieceList } from './helper-holders';
+import { type SwarmRequest, openSwarm } from './swarm-holders';
 import { type PieceListRead, readPieceList } from './piece-list-file';
 import { type IrreversibleStep, publishImage } from './publish';
 import { type ExpectedImage, type StoreContext, cacheContext, matches, parseExpected } from './store-context';
@@ -58,6 +59,12 @@ export interface CopyImageRequest {
   helpers?: HelperHolder[];
   /** A holder dropped during a copy from several (its read or lock failed, a piece had another sha256). */
   onHolderDropped?: (node: string, why: string) => void;
+  /**
+   * Also read verified pieces from other copies in progress of the image, and announce this copy's
+   * (docs/copies.md, "Reading from copies in progress"). Used only with a piece list of the source that
+   * matches its meta; without one the copy reads as if this were absent.
+   */
+  swarm?: SwarmRequest;
 }
 
 export interface CopyImageOutcome {
@@ -199,18 +206,33 @@ export class CopyPipeline {
       const total = sourceMeta.size;
       const onProgress = request.onProgress;
       const helpers = await openHelpers(this.store, request, source.node, imageId, sourceMeta, helperFiles);
+      const swarmList =
+        request.swarm &&
+        (helpers?.list ?? (await sourcePieceList(this.store, source.node, imageId, sourceMeta)));
+      const pieces = helpers ?? (swarmList ? { holders: [], list: swarmList } : undefined);
       const { bytes, meta, resumedBytes } = await publishImage(this.store, {
         destination,
         imageId,
         tag: attemptId,
-        from: helpers
+        from: pieces
           ? {
               holders: [
                 { node: source.node, file: from, pace: request.pace, readError: readErrorOf(sourceContext) },
-                ...helpers.holders,
+                ...pieces.holders,
               ],
-              list: helpers.list,
+              list: pieces.list,
               onDropped: request.onHolderDropped,
+              ...(request.swarm && swarmList
+                ? {
+                    swarm: (to: FileHandle) =>
+                      openSwarm(
+                        this.store,
+                        request.swarm!,
+                        { imageId, destination: destination.node, attemptId, list: swarmList },
+                        to,
+                      ),
+                  }
+                : {}),
             }
           : { file: from },
         sourceContext,

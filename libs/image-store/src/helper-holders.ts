@@ -36,17 +36,32 @@ export async function openHelpers(
 ): Promise<{ holders: PieceHolder[]; list: PieceList } | undefined> {
   const wanted = (request.helpers ?? []).filter((h) => h.node !== source && h.node !== request.destination);
   if (wanted.length === 0) return undefined;
-  const { list } = await readPieceList(store, store.layout.node(source, 'source'), imageId).catch(
-    (error: unknown) => ({ list: undefined, problem: String(error) }),
-  );
-  if (!list || pieceListMismatch(list, sourceMeta) !== undefined) return undefined;
-  if (list.pieceBytes !== PIECE_BYTES || list.pieces.length < 2) return undefined;
+  const list = await sourcePieceList(store, source, imageId, sourceMeta);
+  if (!list) return undefined;
   const holders: PieceHolder[] = [];
   for (const helper of wanted) {
     const holder = await openHelper(store, helper, imageId, list, opened).catch(() => undefined);
     if (holder) holders.push(holder);
   }
   return holders.length > 0 ? { holders, list } : undefined;
+}
+
+/**
+ * The source's piece list when pieces may be read from elsewhere against it: valid, the image of the
+ * source's meta, in this release's piece size, at least two pieces; else undefined (read as a whole).
+ */
+export async function sourcePieceList(
+  store: StoreContext,
+  source: string,
+  imageId: string,
+  sourceMeta: ImageMeta,
+): Promise<PieceList | undefined> {
+  const { list } = await readPieceList(store, store.layout.node(source, 'source'), imageId).catch(
+    (error: unknown) => ({ list: undefined, problem: String(error) }),
+  );
+  if (!list || pieceListMismatch(list, sourceMeta) !== undefined) return undefined;
+  if (list.pieceBytes !== PIECE_BYTES || list.pieces.length < 2) return undefined;
+  return list;
 }
 
 async function openHelper(

@@ -7,6 +7,8 @@ export {
 } from './store-context';
 export { CopyPipeline, type CopyImageRequest, type CopyImageOutcome } from './copy-pipeline';
 export { type HelperHolder } from './helper-holders';
+export { type SwarmRequest } from './swarm-holders';
+export { SWARMS_FOLDER } from './swarm-record';
 export { type IrreversibleStep } from './publish';
 export { CacheEntries } from './cache-entries';
 export { type CacheEntry } from './cache-listing';

@@ -12,12 +12,24 @@ import {
   verifiedPrefix,
 } from './image-copier';
 import { type PieceList, pieceRange } from './piece-list';
-import { createPiecePlan, dropHolder, isComplete, othersReading, pieceDone, takePiece } from './piece-plan';
+import {
+  type PieceChoice,
+  createPiecePlan,
+  dropHolder,
+  isComplete,
+  othersReading,
+  pieceDone,
+  takePiece,
+} from './piece-plan';
 
-/** One verified holder a piece copy reads from: its image opened and checked by the caller, under its lock. */
+/**
+ * One holder a piece copy reads from: a verified image opened and checked by the caller under its lock
+ * (`file`), or a copy in progress (`partial`: swarm-holders.ts), whose pieces are as untrusted as any.
+ */
 export interface PieceHolder {
   node: string;
-  file: FileHandle;
+  file?: FileHandle;
+  partial?: PartialHolder;
   /** Its read cap (afterRead) and the destination's write cap (beforeWrite, shared by all holders). */
   pace?: StreamPace;
   /** Fires when this holder's shared lock is lost: the holder is dropped, the copy goes on without it. */
@@ -26,6 +38,38 @@ export interface PieceHolder {
   readError: (error: unknown) => unknown;
 }
 
+/** A copy in progress as a holder: what it has verified, its record re-read, its file opened per piece. */
+export interface PartialHolder {
+  has: (index: number) => boolean;
+  /** Re-reads its record: false once it is gone (its copy ended) or no longer one to read from. */
+  refresh: () => Promise<boolean>;
+  /** Runs `use` on the partial opened for reading, closed right after. */
+  withFile: <T>(use: (file: FileHandle) => Promise<T>) => Promise<T>;
+}
+
+/** A copy that also reads from copies in progress and tells others what it has (swarm-copy.ts). */
+export interface SwarmOptions {
+  choice: Omit<PieceChoice, 'has'>;
+  /** Copies in progress found since the last call, to read from too; called every `everyMs` until done. */
+  discover: () => Promise<PieceHolder[]>;
+  everyMs: number;
+  /** A read slot on a holder's node, per piece (NODE_READ_LIMIT): undefined when none is free now. */
+  tryReadSlot?: (node: string) => (() => void) | undefined;
+  /** Resolves when a read slot may have come free. */
+  slotFreed?: () => Promise<void>;
+  /**
+   * The rate a new read from `node` may expect (its read cap shared with the reads it serves; 0: no cap),
+   * and the destination's write cap (0: none). Another read starts only while the expected rates of the
+   * reads in flight add up to less than the write cap (chooseFetch's rule): more would only slow every one
+   * of them down while holding their holders' slots.
+   */
+  expectedRate?: (node: string) => number;
+  writeBps?: number;
+  /** A piece verified and written in the partial (resumed ones included). */
+  onPieceWritten: (index: number) => void;
+  /** A piece is being read now (true), or no longer (false: written, or its read failed). */
+  onReading?: (index: number, reading: boolean) => void;
+}
 export type PieceCopyOptions = Pick<
   StreamCopyOptions,
   'to' | 'signal' | 'onProgress' | 'writeError' | 'describe' | 'start' | 'checkpoint'
@@ -35,6 +79,7 @@ export type PieceCopyOptions = Pick<
   list: PieceList;
   /** A holder dropped (read failed, lock lost, a piece with another sha256): for the log. */
   onDropped?: (node: string, why: string) => void;
+  swarm?: SwarmOptions;
 };
 
 /** A failure that ends the whole copy (the destination's, an abort), not only one holder's part. */
@@ -43,21 +88,23 @@ class CopyFailure {
 }
 
 /**
- * Copies an image from several verified holders at once, each reading other pieces (piece-plan.ts decides
- * which) into the same partial copy at their offsets. A piece is written only once its sha256 is the
- * list's; a holder that fails is dropped and its piece read by another. The whole image is then hashed as
- * always, from the partial copy's bytes on disk, front to back as the verified pieces join up (so a
- * checkpoint records a contiguous prefix and its sha256, as a single-source copy's does). Runs on this
- * thread: one piece buffer per holder, one chunk buffer for the read-back.
+ * Copies an image from several holders at once, each reading other pieces (piece-plan.ts decides which)
+ * into the same partial copy at their offsets. A piece is written only once its sha256 is the list's; a
+ * holder that fails is dropped and its piece read by another. With `swarm`, holders also come from copies
+ * in progress found while copying, pieces are chosen rarest first, and each piece written is announced.
+ * The whole image is then hashed as always, from the partial copy's bytes on disk, front to back as the
+ * verified pieces join up (so a checkpoint records a contiguous prefix and its sha256, as a single-source
+ * copy's does). Runs on this thread: one piece buffer per read in flight, one chunk buffer for the read-back.
  */
 export async function copyPieces(options: PieceCopyOptions): Promise<StreamCopyResult> {
-  const { list, to, signal, describe, checkpoint } = options;
+  const { list, to, signal, describe, checkpoint, swarm } = options;
   throwIfAborted(signal);
   const resumed =
     options.start && (await verifiedPrefix(handleRead(to), options.start, describe, options.writeError));
   const hash = resumed?.hash ?? createHash('sha256');
   let hashed = resumed?.bytes ?? 0;
   const plan = createPiecePlan(list.pieces.length, Math.floor(hashed / list.pieceBytes));
+  for (let i = 0; i < plan.donePrefix; i++) swarm?.onPieceWritten(i);
   let nextCheckpoint = checkpoint ? hashed + checkpoint.everyBytes : Infinity;
   let failure: CopyFailure | undefined;
   let lastDrop: unknown;
@@ -103,51 +150,119 @@ export async function copyPieces(options: PieceCopyOptions): Promise<StreamCopyR
 
   const drop = (holder: PieceHolder, why: string, error: unknown) => {
     dropHolder(plan, holder.node, why);
-    lastDrop = error;
+    if (error !== undefined) lastDrop = error;
     options.onDropped?.(holder.node, why);
     notify();
   };
 
+  const inFlightRates = new RateSum();
+  const roomForAnotherRead = (node: string) => {
+    const writeBps = swarm?.writeBps ?? 0;
+    const rate = swarm?.expectedRate?.(node) ?? 0;
+    if (writeBps <= 0 || rate <= 0 || inFlightRates.count === 0) return true;
+    return inFlightRates.sum < writeBps;
+  };
+
+  // Copies in progress this copy reads from, for the look that re-reads their records.
+  const partials: PieceHolder[] = [];
+  const livePartials = () => partials.filter((h) => !plan.dropped.has(h.node)).length;
+  // A verified holder gives only what no copy in progress has while one is there to pass pieces on: its
+  // bytes seed the others. A copy in progress gives what it has.
+  const choiceOf = (holder: PieceHolder): PieceChoice => ({
+    ...swarm!.choice,
+    ...(holder.partial ? { has: holder.partial.has } : livePartials() > 0 ? { maxRarity: 0 } : {}),
+  });
+
   const runHolder = async (holder: PieceHolder) => {
-    const buffer = Buffer.allocUnsafe(list.pieceBytes);
     const readSignal = AbortSignal.any([signal, holder.lost].filter((s) => s !== undefined));
     for (;;) {
-      if (failure) return;
-      const index = takePiece(plan, holder.node);
-      if (index === undefined) {
-        if (plan.dropped.has(holder.node) || isComplete(plan) || !othersReading(plan)) return;
-        await changed(); // a piece may come back from a holder that fails
+      if (failure || isComplete(plan) || plan.dropped.has(holder.node)) return;
+      if (swarm && !roomForAnotherRead(holder.node)) {
+        await changed();
         continue;
       }
+      const slot = swarm?.tryReadSlot ? swarm.tryReadSlot(holder.node) : () => undefined;
+      if (!slot) {
+        await Promise.race([changed(), swarm!.slotFreed?.() ?? changed()]);
+        continue;
+      }
+      const index = takePiece(plan, holder.node, swarm && choiceOf(holder));
+      if (index === undefined) {
+        slot();
+        if (plan.dropped.has(holder.node) || isComplete(plan)) return;
+        // In a swarm every holder waits: the look below re-reads what the copies in progress have.
+        if (!swarm && !othersReading(plan)) return;
+        await changed(); // a piece may come back from a holder that fails, or appear at a holder
+        continue;
+      }
+      const expected = swarm?.expectedRate?.(holder.node) ?? 0;
+      inFlightRates.add(expected);
+      swarm?.onReading?.(index, true);
       const [start, end] = pieceRange(list, index);
-      const piece = buffer.subarray(0, end - start);
+      // One buffer per piece in flight, not per holder: a copy may have many holders, few reading at once.
+      const piece = Buffer.allocUnsafe(end - start);
       try {
-        await readPiece(holder, piece, start, readSignal, describe);
+        try {
+          await (holder.partial
+            ? holder.partial.withFile((file) => readPiece(holder, file, piece, start, readSignal, describe))
+            : readPiece(holder, holder.file!, piece, start, readSignal, describe));
+        } finally {
+          slot();
+          inFlightRates.remove(expected);
+          notify();
+        }
         const sha256 = createHash('sha256').update(piece).digest('hex');
         if (sha256 !== list.pieces[index]) {
-          const why = `piece ${index} read from node ${holder.node} has sha256 ${sha256}, its list says ${list.pieces[index]}`;
+          const why = `piece ${index} read from node ${holder.node}${holder.partial ? "'s copy in progress" : ''} has sha256 ${sha256}, its list says ${list.pieces[index]}`;
           drop(
             holder,
             why,
             new ReasonError('CHECKSUM_MISMATCH', `${describe}: ${why}; nothing was published`),
           );
+          swarm?.onReading?.(index, false);
           return;
         }
         await writePiece(holder, piece, start, options);
       } catch (error) {
+        swarm?.onReading?.(index, false);
         if (error instanceof CopyFailure || signal?.aborted) return fail(unwrap(error, signal));
         const mapped = holder.lost?.aborted ? holder.lost.reason : holder.readError(error);
         drop(holder, errorText(mapped), mapped);
         return;
       }
       pieceDone(plan, index);
+      swarm?.onReading?.(index, false);
+      swarm?.onPieceWritten(index);
       notify();
       scheduleAdvance();
     }
   };
 
+  const running = new Set<Promise<void>>();
+  let holdersRunning = 0;
+  const start = (holder: PieceHolder) => {
+    holdersRunning++;
+    const run = runHolder(holder).finally(() => {
+      holdersRunning--;
+      running.delete(run);
+      notify();
+    });
+    running.add(run);
+  };
   try {
-    await Promise.all(options.holders.map(runHolder));
+    options.holders.forEach(start);
+    if (swarm) {
+      const look = lookForPieces(swarm, options.holders, partials, {
+        active: () => !failure && !isComplete(plan) && holdersRunning > 0,
+        start,
+        drop: (holder) => drop(holder, 'its copy ended, or its record is gone or stale', undefined),
+        changed: notify,
+        finished: changed,
+      });
+      running.add(look);
+      void look.finally(() => running.delete(look));
+    }
+    while (running.size > 0) await Promise.race(running);
     scheduleAdvance();
     await advancing;
   } finally {
@@ -158,9 +273,13 @@ export async function copyPieces(options: PieceCopyOptions): Promise<StreamCopyR
   return { bytes: hashed, sha256: hash.digest('hex'), pieces: [...list.pieces] };
 }
 
-/** Reads one piece whole, chunk by chunk within the holder's read cap. A holder that ends early fails. */
+/**
+ * Reads one piece whole, chunk by chunk within the holder's read cap and the destination's write cap. A
+ * holder that ends early fails.
+ */
 async function readPiece(
   holder: PieceHolder,
+  file: FileHandle,
   piece: Buffer,
   position: number,
   signal: AbortSignal,
@@ -170,7 +289,10 @@ async function readPiece(
   while (done < piece.length) {
     signal.throwIfAborted();
     const want = Math.min(COPY_CHUNK_BYTES, piece.length - done);
-    const { bytesRead } = await holder.file.read(piece, done, want, position + done);
+    // The destination's write allowance is taken as the bytes arrive, as in a single-source copy whose
+    // reads and writes overlap: a piece moves at the lower of the two caps, not at their sum of times.
+    if (holder.pace) await holder.pace.beforeWrite(want, signal);
+    const { bytesRead } = await file.read(piece, done, want, position + done);
     if (bytesRead === 0)
       throw new ReasonError(
         'SOURCE_MISSING',
@@ -181,7 +303,7 @@ async function readPiece(
   }
 }
 
-/** Writes a verified piece at its offset, within the destination's write cap. Any failure ends the copy. */
+/** Writes a verified piece at its offset (its write allowance was taken as it was read). Any failure ends the copy. */
 async function writePiece(
   holder: PieceHolder,
   piece: Buffer,
@@ -189,7 +311,6 @@ async function writePiece(
   options: PieceCopyOptions,
 ): Promise<void> {
   try {
-    if (holder.pace) await holder.pace.beforeWrite(piece.length, options.signal);
     let written = 0;
     while (written < piece.length) {
       const result = await options.to.write(piece, written, piece.length - written, position + written);
@@ -197,6 +318,69 @@ async function writePiece(
     }
   } catch (error) {
     throw new CopyFailure(options.signal?.aborted ? error : options.writeError(error));
+  }
+}
+
+/**
+ * A swarm copy's look, every `everyMs` while it is active: re-reads the records of the copies in progress
+ * it reads from (one gone or stale is dropped), finds new ones (started as holders; a node dropped once
+ * stays out), then wakes the holders waiting for pieces. On a timer, not on every piece: each look costs
+ * a listing and a few small reads on the shared file system.
+ */
+async function lookForPieces(
+  swarm: SwarmOptions,
+  initial: readonly PieceHolder[],
+  partials: PieceHolder[],
+  copy: {
+    active: () => boolean;
+    start: (holder: PieceHolder) => void;
+    drop: (holder: PieceHolder) => void;
+    changed: () => void;
+    finished: () => Promise<void>;
+  },
+): Promise<void> {
+  const known = new Set(initial.map((h) => h.node));
+  while (copy.active()) {
+    await Promise.all(
+      partials.map(async (holder) => {
+        if (!(await holder.partial!.refresh().catch(() => false))) copy.drop(holder);
+      }),
+    );
+    const found = await swarm.discover().catch(() => [] as PieceHolder[]);
+    for (const holder of found)
+      if (!known.has(holder.node)) {
+        known.add(holder.node);
+        if (holder.partial) partials.push(holder);
+        copy.start(holder);
+      }
+    copy.changed();
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, swarm.everyMs);
+      // Woken by every piece event too, to leave at once when the copy ends; it looks again only on time.
+      const until = Date.now() + swarm.everyMs;
+      const wait = (): void =>
+        void copy.finished().then(() => {
+          if (!copy.active()) {
+            clearTimeout(timer);
+            resolve();
+          } else if (Date.now() < until) wait();
+        });
+      wait();
+    });
+  }
+}
+
+/** The expected rates of the reads in flight. */
+class RateSum {
+  sum = 0;
+  count = 0;
+  add(rate: number): void {
+    this.sum += rate;
+    this.count++;
+  }
+  remove(rate: number): void {
+    this.sum -= rate;
+    this.count--;
   }
 }
 

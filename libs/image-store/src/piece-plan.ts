@@ -8,11 +8,25 @@
  *   rest of the copy, and the piece it was reading goes back to the others.
  * - Nothing is read twice at once: a piece is missing, being read by exactly one holder, or done.
  *
- * libs/fanout's chooseFetch is not used: it decides for a fan-out's many destinations and partial holders
- * (rarest first, from a seeded start that rotates every turn). Here every holder is complete, so every
- * piece is as rare as the others and its rotation would only scatter the verified pieces, leaving the
- * checkpoint's contiguous prefix near zero until the very end.
+ * - With a `PieceChoice` (a copy that also reads from copies in progress, swarm-copy.ts): a holder is given,
+ *   among the missing pieces it holds, the rarest among the copies in progress this copy sees, from a
+ *   start of this destination's own. The rule of libs/fanout's chooseFetch (rarest first, spread starts),
+ *   decided here for one destination with what its own records show: destinations started at once ask
+ *   their source for different pieces and then pass them to each other. The verified pieces are then
+ *   scattered, so the contiguous prefix (the resume checkpoint) grows late.
  */
+
+/** How a copy that reads from copies in progress chooses: who holds what, how rare, where to start. */
+export interface PieceChoice {
+  /** Whether the holder has piece `index` verified; absent: it has every piece (a published image). */
+  has?: (index: number) => boolean;
+  /** How many copies in progress this copy sees holding piece `index` (fewer: taken first). */
+  rarity: (index: number) => number;
+  /** The first piece looked at; the look wraps around. */
+  offset: number;
+  /** Only pieces at most this rare (a complete source keeps to pieces no copy in progress has). */
+  maxRarity?: number;
+}
 
 export type PieceStatus = 'missing' | 'reading' | 'done';
 
@@ -33,13 +47,32 @@ export function createPiecePlan(count: number, firstPiece = 0): PiecePlan {
 }
 
 /** The piece `holder` should read now (marked as read by it), or undefined: none left, or holder dropped. */
-export function takePiece(plan: PiecePlan, holder: string): number | undefined {
+export function takePiece(plan: PiecePlan, holder: string, choice?: PieceChoice): number | undefined {
   if (plan.dropped.has(holder)) return undefined;
-  const index = plan.status.indexOf('missing', plan.donePrefix);
-  if (index < 0) return undefined;
+  const index = choice ? rarestMissing(plan, choice) : plan.status.indexOf('missing', plan.donePrefix);
+  if (index === undefined || index < 0) return undefined;
   plan.status[index] = 'reading';
   plan.readBy[index] = holder;
   return index;
+}
+
+/** The missing piece the holder has with the lowest rarity, the first from `offset` on among equals. */
+function rarestMissing(plan: PiecePlan, choice: PieceChoice): number | undefined {
+  const count = plan.status.length;
+  let best: number | undefined;
+  let bestRarity = Infinity;
+  for (let step = 0; step < count; step++) {
+    const index = (choice.offset + step) % count;
+    if (plan.status[index] !== 'missing' || (choice.has && !choice.has(index))) continue;
+    const rarity = choice.rarity(index);
+    if (rarity > (choice.maxRarity ?? Infinity)) continue;
+    if (rarity < bestRarity) {
+      best = index;
+      bestRarity = rarity;
+      if (rarity === 0) break;
+    }
+  }
+  return best;
 }
 
 /** The piece arrived and its sha256 is the list's. */

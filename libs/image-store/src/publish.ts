@@ -7,7 +7,7 @@ import { type IoContext, io, isErrno, mapIoError } from './fs-errors';
 import { PrefixMismatchError, type StreamPace, chunkCopy, throwIfAborted } from './image-copier';
 import type { ImageMeta } from './image-meta';
 import { PartialCopy, type PartialStart } from './partial-copy';
-import { type PieceHolder, copyPieces } from './piece-copy';
+import { type PieceHolder, type SwarmOptions, copyPieces } from './piece-copy';
 import type { PieceList } from './piece-list';
 import { PIECE_BYTES, PIECE_LIST_MAX_PIECES, pieceCount } from './piece-list';
 import { recordPieceList } from './piece-list-file';
@@ -21,7 +21,13 @@ export type IrreversibleStep = 'publish' | 'meta';
  */
 export type PublishSource =
   | { file: FileHandle }
-  | { holders: PieceHolder[]; list: PieceList; onDropped?: (node: string, why: string) => void }
+  | {
+      holders: PieceHolder[];
+      list: PieceList;
+      onDropped?: (node: string, why: string) => void;
+      /** Also read from copies in progress, and announce this one's pieces (swarm-holders.ts). */
+      swarm?: (to: FileHandle) => { options: SwarmOptions; close: () => Promise<void> };
+    }
   | { chunks: AsyncIterable<Uint8Array> };
 
 /**
@@ -142,20 +148,28 @@ export async function publishImage(
         ...(options.pace ? { pace: options.pace } : {}),
         ...(pieceBytes === undefined ? {} : { pieceBytes }),
       });
-    const copyHolders = (
-      holders: Extract<PublishSource, { holders: unknown }>,
+    const copyHolders = async (
+      { swarm: openSwarm, ...holders }: Extract<PublishSource, { holders: unknown }>,
       resumeAt: PartialStart | undefined,
-    ) =>
-      copyPieces({
-        ...holders,
-        to,
-        signal,
-        onProgress: options.onProgress,
-        writeError,
-        describe,
-        ...resumeFrom(resumeAt),
-        ...checkpointOf(partial),
-      });
+    ) => {
+      // A fresh record per pass: a restart from zero must not announce the pieces it truncated.
+      const swarm = openSwarm?.(to);
+      try {
+        return await copyPieces({
+          ...holders,
+          to,
+          signal,
+          onProgress: options.onProgress,
+          writeError,
+          describe,
+          ...resumeFrom(resumeAt),
+          ...checkpointOf(partial),
+          ...(swarm ? { swarm: swarm.options } : {}),
+        });
+      } finally {
+        await swarm?.close();
+      }
+    };
     ({ bytes, sha256, pieces } =
       'file' in from || 'holders' in from
         ? await ('file' in from ? copyFile(from.file, start) : copyHolders(from, start)).catch(

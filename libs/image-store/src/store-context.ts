@@ -2,6 +2,8 @@ import { type Stats, promises as fsp } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import { z } from 'zod';
 import { byteCountSchema, parseField, sha256Schema as contractSha256Schema, errorText } from '@app/contracts';
+import { PartialReads } from './partial-reads';
+import { SwarmBoard } from './swarm-board';
 import { CacheLayout, type NodeLayout } from './cache-layout';
 import { CopyWorkerPool } from './copy-worker-pool';
 import { uniqueTag, writeFileAtomic } from './durable-fs';
@@ -55,6 +57,9 @@ export const DEFAULT_RESUME_CHECKPOINT_BYTES = 32 * 1024 * 1024;
  * reading and writing of meta files, so that a broken file is reported once per version whichever part
  * of the store reads it.
  */
+/** A removal waits at most this long for reads of the partial in this process (one piece takes less). */
+const PARTIAL_READ_WAIT_MS = 10_000;
+
 export class StoreContext {
   readonly layout: CacheLayout;
   readonly root: string;
@@ -62,6 +67,10 @@ export class StoreContext {
   readonly resumeCheckpointBytes: number;
   readonly onWarning: (message: string, error?: unknown) => void;
   readonly copier: StreamCopier;
+  /** Reads of other copies' partial files open in this process: a partial is removed once they end. */
+  readonly partialReads = new PartialReads();
+  /** This process's copies in progress, for the copies of the same image here (swarm-board.ts). */
+  readonly swarmBoard = new SwarmBoard();
   private readonly reported = new OncePerFileVersion();
 
   /** `copier` replaces the one `copyWorkers` chooses (specs bring a pool whose worker crashes). */
@@ -147,8 +156,12 @@ export class StoreContext {
     );
   }
 
-  /** Removes a partial file after a failure; never throws, so the failure being reported stays the one. */
+  /**
+   * Removes a partial file after a failure, once this process's reads of it ended (partial-reads.ts);
+   * never throws, so the failure being reported stays the one.
+   */
   async discard(file: string): Promise<void> {
+    await this.partialReads.idle(file, PARTIAL_READ_WAIT_MS);
     try {
       await fsp.rm(file, { force: true });
     } catch (error) {

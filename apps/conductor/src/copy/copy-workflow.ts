@@ -1,8 +1,8 @@
-import { type Logger, ReasonError } from '@app/contracts';
+import { type CopyPriority, type Logger, ReasonError, errorText } from '@app/contracts';
 import { constants as fsConstants, promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import { performance } from 'node:perf_hooks';
-import type { ImageStore } from '@app/image-store';
+import type { ImageStore, SwarmRequest } from '@app/image-store';
 import type { HeldLockSet, LockRequest, NodeLockManager } from '@app/locking';
 import type { CopyJob, CopyJobResult, CopyProgress, CopyRunOptions } from './copy-job';
 import { type ExtraHolder, takeExtraHolders } from './extra-holders';
@@ -47,6 +47,11 @@ export class CopyWorkflow {
       origin?: OriginDownload;
       /** NODE_READ_BPS / NODE_WRITE_BPS and their background variants; absent: no caps. */
       bandwidth?: NodeBandwidth;
+      /**
+       * Copies without a named source also read verified pieces from other copies in progress of the
+       * image, taking a read slot per piece (docs/copies.md, "Reading from copies in progress").
+       */
+      fromPartialCopies?: boolean;
     },
   ) {}
 
@@ -65,12 +70,10 @@ export class CopyWorkflow {
     let slotWaitedMs = 0;
     const waitLeft = () => Math.round(this.options.lockWaitMs - slotWaitedMs);
     for (let pick = 1; ; pick++) {
-      const picked = await this.sources
-        .acquire(job, { timeoutMs: Math.max(1, waitLeft()), signal: run.signal })
-        .catch((error: unknown) => {
-          if (error instanceof NoHolderError && this.options.origin && !job.source) return undefined;
-          throw error;
-        });
+      const picked = await this.pickSource(job, run, Math.max(1, waitLeft())).catch((error: unknown) => {
+        if (error instanceof NoHolderError && this.options.origin && !job.source) return undefined;
+        throw error;
+      });
       if (!picked) {
         // No node holds the image: download it, unless another copy did so while we waited for the lock.
         const fetched = await this.options.origin!.run(
@@ -88,7 +91,7 @@ export class CopyWorkflow {
       }
       slotWaitedMs += picked.slotWaitMs;
       try {
-        const outcome = await this.runFrom(picked.node, picked.meta.size, job, run, waitStarted, waitLeft());
+        const outcome = await this.runFrom(picked, job, run, waitStarted, waitLeft());
         if (outcome !== 'source-gone') return outcome;
       } finally {
         picked.release();
@@ -102,6 +105,41 @@ export class CopyWorkflow {
           `${SELECTION_PREFIX}node ${picked.node} no longer held a verified copy of ${job.imageId} when its lock was granted (evicted or removed before the copy started${job.source ? '' : `; ${pick} sources tried`}); nothing was copied`,
         );
     }
+  }
+
+  /**
+   * The source, with a read slot for the whole copy; or, for a copy that reads from copies in progress
+   * (its source has a piece list), without one: it takes a slot for each piece instead.
+   */
+  private async pickSource(job: CopyJob, run: CopyRunOptions, timeoutMs: number) {
+    if (this.options.fromPartialCopies && !job.source) {
+      const picked = await this.sources.acquire(job, { timeoutMs, signal: run.signal, perPieceSlots: true });
+      const read = await this.store.copies.readPieceList(picked.node, job.imageId).catch(() => undefined);
+      if (read?.list) return { ...picked, perPieceSlots: true };
+    }
+    return { ...(await this.sources.acquire(job, { timeoutMs, signal: run.signal })), perPieceSlots: false };
+  }
+
+  /** What a copy that reads from copies in progress needs: caps and read slots of this conductor. */
+  private swarmRequest(
+    job: CopyJob,
+    ids: Record<string, string>,
+    priority: () => CopyPriority,
+  ): SwarmRequest {
+    const { bandwidth, log } = this.options;
+    return {
+      paceOf: (node) => bandwidth?.pace(node, job.destination, priority),
+      tryReadSlot: (node) => this.sources.slots.tryTake(node),
+      slotFreed: () => this.sources.slotFreed(),
+      // A node's read cap shared with the reads it serves now, one more counted (chooseFetch's estimate).
+      expectedRate: (node) =>
+        (bandwidth?.rateOf('read', node, priority()) ?? 0) / (this.sources.slots.inUse(node) + 1),
+      writeBps: bandwidth?.rateOf('write', job.destination, priority()) ?? 0,
+      onPeerProblem: (record, problem) =>
+        log.debug?.({ ...ids, record, problem }, 'a copy in progress was not read from'),
+      onAdvertError: (error) =>
+        log.warn({ ...ids, err: errorText(error) }, "could not write this copy's record of its pieces"),
+    };
   }
 
   /** UNKNOWN_NODE unless the destination, and the source when one is named, are registered nodes. */
@@ -122,14 +160,14 @@ export class CopyWorkflow {
 
   /** Locks, re-checks the source under its lock, copies. 'source-gone': nothing was read or written. */
   private async runFrom(
-    source: string,
-    sourceSize: number,
+    picked: { node: string; meta: { size: number }; perPieceSlots: boolean },
     job: CopyJob,
     run: CopyRunOptions,
     waitStarted: number,
     lockWaitMs: number,
   ): Promise<CopyJobResult | 'source-gone'> {
-    const total = job.size ?? sourceSize;
+    const source = picked.node;
+    const total = job.size ?? picked.meta.size;
     const report = (phase: CopyProgress['phase'], bytesDone: number) =>
       run.onProgress?.({ phase, source, bytesDone, bytesTotal: total });
     report('waiting-for-lock', 0);
@@ -172,12 +210,14 @@ export class CopyWorkflow {
       report('copying', 0);
       const priority = run.priority ?? (() => job.priority ?? 'interactive');
       // Only when the caps make it faster (holder-plan.ts): reads of other pieces from further holders.
-      extras = await takeExtraHolders(
-        { store: this.store, locks: this.locks, sources: this.sources, bandwidth: this.options.bandwidth },
-        job,
-        { node: source, meta: sourceMeta },
-        { attemptId: run.attemptId, signal: run.signal, priority: priority() },
-      );
+      // A copy that reads from copies in progress takes slots per piece, not holders for the whole copy.
+      if (!picked.perPieceSlots)
+        extras = await takeExtraHolders(
+          { store: this.store, locks: this.locks, sources: this.sources, bandwidth: this.options.bandwidth },
+          job,
+          { node: source, meta: sourceMeta },
+          { attemptId: run.attemptId, signal: run.signal, priority: priority() },
+        );
       if (extras.length > 0)
         this.options.log.debug?.(
           { ...ids, helpers: extras.map((h) => h.node) },
@@ -204,6 +244,7 @@ export class CopyWorkflow {
                 this.options.log.warn({ ...ids, node, why }, 'a holder was dropped from a copy'),
             }
           : {}),
+        ...(picked.perPieceSlots ? { swarm: this.swarmRequest(job, ids, priority) } : {}),
         fencingToken: destinationLock.fencingToken,
         signal: run.signal ? AbortSignal.any([held.signal, run.signal]) : held.signal,
         onProgress: (done, bytesTotal) => report(done >= bytesTotal ? 'verifying' : 'copying', done),

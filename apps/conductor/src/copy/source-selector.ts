@@ -77,8 +77,18 @@ export class SourceSelector {
     options.index.onLearn(() => this.bump());
   }
 
-  /** Picks a source and takes a read slot on it, waiting up to `timeoutMs` for one (then LOCK_TIMEOUT). */
-  async acquire(job: CopyJob, options: { timeoutMs: number; signal?: AbortSignal }): Promise<PickedSource> {
+  /**
+   * Picks a source and takes a read slot on it, waiting up to `timeoutMs` for one (then LOCK_TIMEOUT).
+   * With `perPieceSlots` (a copy that takes a slot for each piece it reads, swarm-holders.ts) it only picks.
+   */
+  async acquire(
+    job: CopyJob,
+    options: { timeoutMs: number; signal?: AbortSignal; perPieceSlots?: boolean },
+  ): Promise<PickedSource> {
+    if (options.perPieceSlots) {
+      const choice = await this.choose(job);
+      return { node: choice.node, meta: choice.meta, slotWaitMs: 0, release: () => undefined };
+    }
     const started = performance.now();
     const background = job.priority === 'background';
     // An interactive copy counts as waiting for its node until it has a slot (or gives up), so that a
@@ -138,6 +148,16 @@ export class SourceSelector {
     }
     if (to !== undefined) this.interactiveWaiting.set(to, (this.interactiveWaiting.get(to) ?? 0) + 1);
     return to;
+  }
+
+  /** Resolves once any read slot of this conductor is given back. */
+  slotFreed(): Promise<void> {
+    return new Promise((resolve) => {
+      const off = this.slots.onRelease(() => {
+        off();
+        resolve();
+      });
+    });
   }
 
   /** A verified holder this conductor just published (or found): a source for the next requests at once. */

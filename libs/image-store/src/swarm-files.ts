@@ -1,0 +1,201 @@
+import { promises as fsp } from 'node:fs';
+import * as path from 'node:path';
+import { errorText } from '@app/contracts';
+import { uniqueTag, listNames, writeFileAtomic } from './durable-fs';
+import { isErrno } from './fs-errors';
+import type { PieceList } from './piece-list';
+import { readJsonFile } from './shared-json-file';
+import type { StoreContext } from './store-context';
+import {
+  SWARMS_FOLDER,
+  SWARM_KEEPALIVE_MS,
+  SWARM_RECORD_MAX_BYTES,
+  SWARM_STALE_MS,
+  type SwarmRecord,
+  checkSwarmRecord,
+  emptyHave,
+  encodeHave,
+  parseSwarmRecordName,
+  setPiece,
+  swarmRecordName,
+  swarmRecordSchema,
+} from './swarm-record';
+
+/** The records of an image's copies in progress: `CACHE_ROOT/.icc-swarms/<imageId>/`. */
+export function swarmFolder(store: StoreContext, imageId: string): string {
+  return path.join(store.root, SWARMS_FOLDER, store.layout.imageId(imageId));
+}
+
+/** Record rewrites of one copy are at least this far apart: a piece of 4 MiB takes longer at any cap. */
+const ADVERT_MIN_INTERVAL_MS = 200;
+
+/**
+ * The record of one copy in progress (swarm-record.ts): the pieces it has verified and written, rewritten
+ * (atomically, by rename) at most every ADVERT_MIN_INTERVAL_MS and at least every SWARM_KEEPALIVE_MS, and
+ * removed when the copy ends, whatever the outcome. Before each rewrite the partial's new bytes are flushed
+ * (`flush`), so that a reader on another client that opens the partial after reading the record sees them
+ * (NFS's close-to-open rule). Advisory: a failed write is logged and retried at the next piece, never a
+ * reason to fail the copy.
+ */
+export class SwarmAdvert {
+  /** The verified pieces announced (the copy's own bitmap: this process's board reads it too). */
+  readonly have: Uint8Array;
+  private readonly file: string;
+  private readonly folder: string;
+  private dirty = false;
+  private closed = false;
+  private lastWrite = 0;
+  private writing: Promise<void> = Promise.resolve();
+  private timer: NodeJS.Timeout | undefined;
+  private readonly keepalive: NodeJS.Timeout;
+
+  constructor(
+    private readonly store: StoreContext,
+    private readonly record: Omit<SwarmRecord, 'v' | 'have' | 'updatedAt' | 'pieceCount'> & {
+      pieceCount: number;
+    },
+    private readonly flush: () => Promise<void>,
+    private readonly onError: (error: unknown) => void,
+  ) {
+    this.have = emptyHave(record.pieceCount);
+    this.folder = swarmFolder(store, record.imageId);
+    this.file = path.join(this.folder, swarmRecordName(record.node, record.attemptId));
+    this.keepalive = setInterval(() => this.schedule(true), SWARM_KEEPALIVE_MS);
+    this.keepalive.unref();
+  }
+
+  /** Piece `index` is verified and written in the partial. */
+  pieceWritten(index: number): void {
+    setPiece(this.have, index);
+    this.schedule(false);
+  }
+
+  /** Stops rewriting and removes the record (and the image's folder when it is left empty). Never throws. */
+  async close(): Promise<void> {
+    this.closed = true;
+    clearInterval(this.keepalive);
+    if (this.timer) clearTimeout(this.timer);
+    await this.writing;
+    await fsp.rm(this.file, { force: true }).catch((error: unknown) => this.onError(error));
+    await fsp.rmdir(this.folder).catch(() => undefined); // not empty, or gone: another copy's, or nothing
+  }
+
+  private schedule(keepalive: boolean): void {
+    if (this.closed) return;
+    if (!keepalive) this.dirty = true;
+    else if (this.lastWrite === 0) return; // nothing advertised yet: nothing to keep alive
+    if (this.timer) return;
+    const wait = Math.max(0, this.lastWrite + ADVERT_MIN_INTERVAL_MS - Date.now());
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      this.writing = this.writing.then(() => this.write());
+    }, wait);
+    this.timer.unref();
+  }
+
+  private async write(): Promise<void> {
+    if (this.closed) return;
+    this.dirty = false;
+    this.lastWrite = Date.now();
+    const record: SwarmRecord = {
+      v: 1,
+      ...this.record,
+      have: encodeHave(this.have),
+      updatedAt: new Date().toISOString(),
+    };
+    const write = () =>
+      writeFileAtomic({
+        tmpPath: path.join(this.folder, `.${uniqueTag('record')}.tmp`),
+        finalPath: this.file,
+        finalDir: this.folder,
+        data: JSON.stringify(record),
+        fsync: false,
+        discard: (tmp) => fsp.rm(tmp, { force: true }).catch(() => undefined),
+      });
+    try {
+      await this.flush();
+      await write().catch(async (error: unknown) => {
+        if (!isErrno(error, 'ENOENT')) throw error;
+        // The folder is made on first use, and removed by a copy that ended when it was left empty.
+        await fsp.mkdir(this.folder, { recursive: true });
+        await write();
+      });
+    } catch (error) {
+      this.dirty = true;
+      this.onError(error);
+    }
+    if (this.dirty) this.schedule(false);
+  }
+}
+
+/** A copy in progress another copy may read pieces from: where its partial is and what it has verified. */
+export interface SwarmPeer {
+  node: string;
+  attemptId: string;
+  partialPath: string;
+  have: Uint8Array;
+}
+
+/**
+ * Up to `max` copies in progress of `list`'s image, in random order, on nodes `skip` does not name (the
+ * destination itself, those known already), each checked against the list (swarm-record.ts). A record
+ * that is invalid, another image's or older than SWARM_STALE_MS is left out (`onProblem` says why); a
+ * folder that cannot be read gives none.
+ */
+export async function readSwarmPeers(
+  store: StoreContext,
+  list: PieceList,
+  skip: (node: string) => boolean,
+  max: number,
+  onProblem: (name: string, problem: string) => void = () => undefined,
+): Promise<SwarmPeer[]> {
+  const folder = swarmFolder(store, list.imageId);
+  const names = await listNames(folder).catch(() => [] as string[]);
+  const peers: SwarmPeer[] = [];
+  // In random order: copies started together must not all read from the first names of the listing.
+  for (const name of shuffled(names)) {
+    if (peers.length >= max) break;
+    const named = parseSwarmRecordName(name);
+    if (!named || skip(named.node)) continue;
+    const peer = await readSwarmPeer(store, list, name).catch((error: unknown) => errorText(error));
+    if (typeof peer === 'string') onProblem(name, peer);
+    else if (peer) peers.push(peer);
+  }
+  return peers;
+}
+
+/** One record by name: the peer, undefined when it is gone, or why it cannot be read from. */
+export async function readSwarmPeer(
+  store: StoreContext,
+  list: PieceList,
+  name: string,
+): Promise<SwarmPeer | string | undefined> {
+  const read = await readJsonFile(
+    path.join(swarmFolder(store, list.imageId), name),
+    swarmRecordSchema,
+    SWARM_RECORD_MAX_BYTES,
+  );
+  if (read.missing) return undefined;
+  if (read.invalid !== undefined) return read.invalid;
+  const record = read.value;
+  const checked = checkSwarmRecord(record, name, list);
+  if (checked.problem !== undefined) return checked.problem;
+  const age = Date.now() - Date.parse(record.updatedAt);
+  if (age > SWARM_STALE_MS) return `updatedAt: ${Math.round(age / 1000)} s old (a dead copy's record)`;
+  const layout = store.layout.node(record.node, 'source');
+  return {
+    node: record.node,
+    attemptId: record.attemptId,
+    partialPath: store.layout.tmpPath(layout, list.imageId, record.attemptId),
+    have: checked.have,
+  };
+}
+
+function shuffled<T>(items: readonly T[]): T[] {
+  const out = [...items];
+  for (let i = out.length - 1; i > 0; i--) {
+    const j = Math.floor(Math.random() * (i + 1));
+    [out[i], out[j]] = [out[j]!, out[i]!];
+  }
+  return out;
+}

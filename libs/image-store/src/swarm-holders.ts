@@ -1,0 +1,199 @@
+import { createHash } from 'node:crypto';
+import { promises as fsp } from 'node:fs';
+import type { FileHandle } from 'node:fs/promises';
+import { type StreamPace, openPublishedImage } from './image-copier';
+import { type IoContext, isErrno } from './fs-errors';
+import { readErrorOf } from './helper-holders';
+import type { PieceHolder, SwarmOptions } from './piece-copy';
+import type { PieceList } from './piece-list';
+import type { StoreContext } from './store-context';
+import { SwarmAdvert, type SwarmPeer, readSwarmPeer, readSwarmPeers } from './swarm-files';
+import { boardKey } from './swarm-board';
+import { hasPiece, swarmRecordName } from './swarm-record';
+
+/**
+ * What a copy needs to read from other copies in progress of its image (docs/copies.md, "Reading from
+ * copies in progress"): the caller's caps and read slots. Everything else comes from the cache.
+ */
+export interface SwarmRequest {
+  /** The read cap of a holder's node and the destination's write cap. */
+  paceOf?: (node: string) => StreamPace | undefined;
+  /** A read slot on a node, per piece (NODE_READ_LIMIT): undefined when none is free now. */
+  tryReadSlot?: (node: string) => (() => void) | undefined;
+  /** Resolves when a read slot may have come free. */
+  slotFreed?: () => Promise<void>;
+  /** The rate a new read from a node may expect, and the destination's write cap (piece-copy.ts). */
+  expectedRate?: (node: string) => number;
+  writeBps?: number;
+  /** A copy in progress that was not read from, and why (an invalid record, say): for the log. */
+  onPeerProblem?: (record: string, problem: string) => void;
+  /** A record of this copy's that could not be written: for the log. */
+  onAdvertError?: (error: unknown) => void;
+}
+
+/** How often a copy looks for new copies in progress, and re-reads those it reads from when they ran dry. */
+export const SWARM_POLL_MS = 250;
+/**
+ * Copies in progress one copy reads from at most (besides its source). Each waits for a read slot of its
+ * own node per piece, so more peers are more chances of a free one; the cost is each idle peer's record
+ * re-read every SWARM_POLL_MS.
+ */
+export const MAX_PEERS_PER_COPY = 16;
+/** Records read per look for new copies in progress (a listing, then at most this many small reads). */
+const DISCOVER_READS = 8;
+
+/**
+ * The swarm options of one copy into the partial `to`: its record (SwarmAdvert) and the copies in
+ * progress it reads from. `close` removes its record; the caller calls it whatever the outcome.
+ */
+export function openSwarm(
+  store: StoreContext,
+  request: SwarmRequest,
+  copy: { imageId: string; destination: string; attemptId: string; list: PieceList },
+  to: FileHandle,
+): { options: SwarmOptions; close: () => Promise<void> } {
+  const { list } = copy;
+  const advert = new SwarmAdvert(
+    store,
+    {
+      imageId: copy.imageId,
+      node: copy.destination,
+      attemptId: copy.attemptId,
+      sha256: list.sha256,
+      size: list.size,
+      pieceBytes: list.pieceBytes,
+      pieceCount: list.pieces.length,
+    },
+    store.fsync ? () => to.datasync() : async () => undefined,
+    (error) => request.onAdvertError?.(error),
+  );
+  const key = boardKey(copy.imageId, list.sha256);
+  const board = store.swarmBoard;
+  const destinationLayout = store.layout.node(copy.destination, 'destination');
+  const { entry: self, leave } = board.join(key, {
+    node: copy.destination,
+    attemptId: copy.attemptId,
+    partialPath: store.layout.tmpPath(destinationLayout, copy.imageId, copy.attemptId),
+    have: advert.have,
+  });
+  // Copies in other processes, as their records last showed them: for the rarest-first choice.
+  const remote = new Map<string, PeerState>();
+  const rarity = (index: number) => {
+    let n = board.holdersOf(key, self, index);
+    for (const peer of remote.values()) if (peer.complete || hasPiece(peer.have, index)) n++;
+    return n;
+  };
+  // Different destinations start at different pieces, so that their first reads of a source differ.
+  const offset =
+    createHash('sha256').update(copy.destination).digest().readUInt32BE(0) % Math.max(1, list.pieces.length);
+  const joined = new Set<string>();
+
+  // New copies in progress only: this process's at once, then others' from their records.
+  const discover = async (): Promise<PieceHolder[]> => {
+    const found: PieceHolder[] = [];
+    for (const other of board.others(key, self)) {
+      if (joined.size >= MAX_PEERS_PER_COPY || joined.has(other.node)) continue;
+      joined.add(other.node);
+      const peer: SwarmPeer = { ...other, have: other.have };
+      const state: PeerState = { have: other.have, complete: false };
+      found.push(peerHolder(store, request, list, peer, state, async () => (other.left ? undefined : peer)));
+    }
+    const room = Math.min(DISCOVER_READS, MAX_PEERS_PER_COPY - joined.size);
+    if (room <= 0) return found;
+    const local = new Set(board.others(key, self).map((e) => e.node));
+    const skip = (node: string) => node === copy.destination || joined.has(node) || local.has(node);
+    for (const peer of await readSwarmPeers(store, list, skip, room, request.onPeerProblem)) {
+      joined.add(peer.node);
+      const state: PeerState = { have: peer.have, complete: false };
+      remote.set(peer.node, state);
+      const name = swarmRecordName(peer.node, peer.attemptId);
+      found.push(peerHolder(store, request, list, peer, state, () => readSwarmPeer(store, list, name)));
+    }
+    return found;
+  };
+
+  return {
+    options: {
+      choice: { rarity, offset },
+      discover,
+      everyMs: SWARM_POLL_MS,
+      ...(request.tryReadSlot ? { tryReadSlot: request.tryReadSlot } : {}),
+      ...(request.slotFreed ? { slotFreed: request.slotFreed } : {}),
+      ...(request.expectedRate ? { expectedRate: request.expectedRate } : {}),
+      ...(request.writeBps ? { writeBps: request.writeBps } : {}),
+      onPieceWritten: (index) => advert.pieceWritten(index),
+      onReading: (index, reading) => (reading ? self.reading.add(index) : self.reading.delete(index)),
+    },
+    close: async () => {
+      leave();
+      await advert.close();
+    },
+  };
+}
+
+interface PeerState {
+  have: Uint8Array;
+  complete: boolean;
+}
+
+/**
+ * A copy in progress as a holder. Its record is re-read when it ran out of pieces to give; once the record
+ * is gone, a verified image published in its place (the same sha256 and size) serves every piece, read
+ * without a lock: the pieces are checked like any other, and a file removed meanwhile fails the read.
+ */
+function peerHolder(
+  store: StoreContext,
+  request: SwarmRequest,
+  list: PieceList,
+  peer: SwarmPeer,
+  state: PeerState,
+  readRecord: () => Promise<SwarmPeer | string | undefined>,
+): PieceHolder {
+  const layout = store.layout.node(peer.node, 'source');
+  const context: IoContext = {
+    side: 'source',
+    what: `node ${peer.node}'s copy in progress of image ${list.imageId}`,
+  };
+  const publishedPath = store.layout.imagePath(layout, list.imageId);
+  const refresh = async (): Promise<boolean> => {
+    if (state.complete) return true;
+    const read = await readRecord();
+    if (typeof read === 'object') {
+      state.have = read.have;
+      return true;
+    }
+    if (read !== undefined) return false; // invalid or stale now
+    const { meta } = await store.inspect(layout, list.imageId, context);
+    state.complete = meta !== undefined && meta.sha256 === list.sha256 && meta.size === list.size;
+    return state.complete;
+  };
+  const open = async (): Promise<[FileHandle, string]> => {
+    if (state.complete) return [await openPublishedImage(publishedPath), publishedPath];
+    try {
+      return [await fsp.open(peer.partialPath, 'r'), peer.partialPath];
+    } catch (error) {
+      // Published (renamed) between its record and this read: the same bytes, at the image's path.
+      if (!isErrno(error, 'ENOENT')) throw error;
+      return [await openPublishedImage(publishedPath), publishedPath];
+    }
+  };
+  const pace = request.paceOf?.(peer.node);
+  return {
+    node: peer.node,
+    ...(pace ? { pace } : {}),
+    readError: readErrorOf(context),
+    partial: {
+      has: (index) => state.complete || hasPiece(state.have, index),
+      refresh,
+      withFile: (use) =>
+        store.partialReads.track(peer.partialPath, async () => {
+          const [file, where] = await open();
+          try {
+            return await use(file);
+          } finally {
+            await store.closeQuietly(file, where);
+          }
+        }),
+    },
+  };
+}
