@@ -48,6 +48,7 @@ const OTHER_VALUE: Record<keyof ConductorConfig, string | { readBy: string }> = 
   NODE_WRITE_BPS: '50Mi',
   BACKGROUND_READ_BPS: '1M',
   BACKGROUND_WRITE_BPS: '1M',
+  SHARE_PIECES: 'on',
   CLEANER_ENABLED: 'true',
   LEFTOVER_SWEEP_MS: '0',
   RESUMABLE_KEEP_MS: '0',
@@ -117,5 +118,16 @@ describe('conductorOptions: what each part is told, from the configuration in on
       requireNodeFolder: true,
       timings: { staleMs: 30_000, updateMs: 3_000, safetyMarginMs: 4_000, pollMs: 200 },
     });
+  });
+
+  it('shares pieces by default only where a byte-rate cap is set, and as SHARE_PIECES says otherwise', () => {
+    const shares = (env: Record<string, string>) =>
+      conductorOptions(loadConductorConfig({ ...base, ...env })).copy.fromPartialCopies;
+    expect(shares({})).toBe(false);
+    expect(shares({ NODE_WRITE_BPS: '16Mi' })).toBe(true);
+    expect(shares({ NODE_READ_BPS: 'node-a=1M,*=0' })).toBe(true);
+    expect(shares({ NODE_READ_BPS: 'node-a=0' })).toBe(false);
+    expect(shares({ NODE_READ_BPS: '16Mi', SHARE_PIECES: 'off' })).toBe(false);
+    expect(shares({ SHARE_PIECES: 'on' })).toBe(true);
   });
 });

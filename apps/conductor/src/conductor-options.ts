@@ -5,6 +5,7 @@ import type { BrokerConnectionOptions } from '@app/messaging';
 import type { CleanerRoundsOptions } from './background/cleaner-rounds';
 import type { JobRetentionOptions } from './background/job-retention';
 import type { LeftoverSweepOptions } from './background/leftover-sweep';
+import { hasCap } from './config/byte-rate-caps';
 import { type ConductorConfig, cacheRootHangExitMs } from './config/conductor-config';
 import type { NodeBandwidthCaps } from './copy/node-bandwidth';
 import type { SourceSelectorOptions } from './copy/source-selector';
@@ -57,7 +58,12 @@ export function conductorOptions(config: ConductorConfig) {
       backgroundRead: config.BACKGROUND_READ_BPS,
       backgroundWrite: config.BACKGROUND_WRITE_BPS,
     } satisfies NodeBandwidthCaps,
-    copy: { lockWaitMs: config.LOCK_WAIT_MS },
+    copy: {
+      lockWaitMs: config.LOCK_WAIT_MS,
+      fromPartialCopies:
+        config.SHARE_PIECES === 'on' ||
+        (config.SHARE_PIECES === 'auto' && (hasCap(config.NODE_READ_BPS) || hasCap(config.NODE_WRITE_BPS))),
+    },
     progressIntervalMs: config.PROGRESS_INTERVAL_MS,
     /** Absent: the cell has no origin (a copy nobody holds fails SOURCE_MISSING). */
     origin:

@@ -7,6 +7,11 @@ export interface ByteRateCaps {
   nodes: Readonly<Record<string, number>>;
 }
 
+/** Whether any node gets a cap from these settings. */
+export function hasCap(caps: ByteRateCaps): boolean {
+  return caps.fallback > 0 || Object.values(caps.nodes).some((rate) => rate > 0);
+}
+
 export function capOf(caps: ByteRateCaps, node: string): number {
   return caps.nodes[node] ?? caps.fallback;
 }

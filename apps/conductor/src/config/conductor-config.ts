@@ -195,6 +195,11 @@ export const CONFIG_VARIABLES = {
     default: '0',
     doc: 'The write side of BACKGROUND_READ_BPS, per destination node (against NODE_WRITE_BPS).',
   },
+  SHARE_PIECES: {
+    schema: z.enum(['auto', 'on', 'off'], { error: 'must be auto, on or off' }),
+    default: 'auto',
+    doc: 'Copies that name no source also read verified pieces from other copies in progress of the same image, and announce their own (CACHE_ROOT/.icc-swarms/), taking a read slot per piece: a fan-out then finishes in about the time of one copy (docs/copies.md, "Reading from copies in progress"). auto: on when NODE_READ_BPS or NODE_WRITE_BPS sets a cap (without caps a copy reads its one source as fast as the disks allow). Only for images whose source has a piece list.',
+  },
   CLEANER_ENABLED: {
     schema: flag,
     default: 'false',
