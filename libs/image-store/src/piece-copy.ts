@@ -250,12 +250,17 @@ export async function copyPieces(options: PieceCopyOptions): Promise<StreamCopyR
     running.add(run);
   };
   try {
-    options.holders.forEach(start);
+    // A swarm copy looks for copies in progress before its first read: what they have, its source keeps.
+    const found = swarm ? await swarm.discover().catch(() => [] as PieceHolder[]) : [];
+    partials.push(...found.filter((h) => h.partial));
+    [...options.holders, ...found].forEach(start);
     if (swarm) {
-      const look = lookForPieces(swarm, options.holders, partials, {
+      const known = new Set([...options.holders, ...found].map((h) => h.node));
+      const look = lookForPieces(swarm, known, partials, {
         active: () => !failure && !isComplete(plan) && holdersRunning > 0,
         start,
         drop: (holder) => drop(holder, 'its copy ended, or its record is gone or stale', undefined),
+        dropped: (node) => plan.dropped.has(node),
         changed: notify,
         finished: changed,
       });
@@ -329,22 +334,26 @@ async function writePiece(
  */
 async function lookForPieces(
   swarm: SwarmOptions,
-  initial: readonly PieceHolder[],
+  known: Set<string>,
   partials: PieceHolder[],
   copy: {
     active: () => boolean;
     start: (holder: PieceHolder) => void;
     drop: (holder: PieceHolder) => void;
+    dropped: (node: string) => boolean;
     changed: () => void;
     finished: () => Promise<void>;
   },
 ): Promise<void> {
-  const known = new Set(initial.map((h) => h.node));
   while (copy.active()) {
+    await nextLook(swarm.everyMs, copy);
+    if (!copy.active()) return;
     await Promise.all(
-      partials.map(async (holder) => {
-        if (!(await holder.partial!.refresh().catch(() => false))) copy.drop(holder);
-      }),
+      partials
+        .filter((h) => !copy.dropped(h.node))
+        .map(async (holder) => {
+          if (!(await holder.partial!.refresh().catch(() => false))) copy.drop(holder);
+        }),
     );
     const found = await swarm.discover().catch(() => [] as PieceHolder[]);
     for (const holder of found)
@@ -354,20 +363,23 @@ async function lookForPieces(
         copy.start(holder);
       }
     copy.changed();
-    await new Promise<void>((resolve) => {
-      const timer = setTimeout(resolve, swarm.everyMs);
-      // Woken by every piece event too, to leave at once when the copy ends; it looks again only on time.
-      const until = Date.now() + swarm.everyMs;
-      const wait = (): void =>
-        void copy.finished().then(() => {
-          if (!copy.active()) {
-            clearTimeout(timer);
-            resolve();
-          } else if (Date.now() < until) wait();
-        });
-      wait();
-    });
   }
+}
+
+/** Waits `ms`; woken by every piece event too, to leave at once when the copy ends. */
+async function nextLook(ms: number, copy: { active: () => boolean; finished: () => Promise<void> }) {
+  await new Promise<void>((resolve) => {
+    const timer = setTimeout(resolve, ms);
+    const until = Date.now() + ms;
+    const wait = (): void =>
+      void copy.finished().then(() => {
+        if (!copy.active()) {
+          clearTimeout(timer);
+          resolve();
+        } else if (Date.now() < until) wait();
+      });
+    wait();
+  });
 }
 
 /** The expected rates of the reads in flight. */

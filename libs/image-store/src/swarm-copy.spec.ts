@@ -1,0 +1,189 @@
+import { promises as fsp } from 'node:fs';
+import * as path from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { exists, listDir, sha256OfFile } from '../../../test/support/image-store-fixtures';
+import type { CopyImageRequest } from './copy-pipeline';
+import { ImageStore } from './image-store';
+import { PIECE_BYTES } from './piece-list';
+import { IMAGE, useStoreFixture } from './store.fixture';
+import { SWARMS_FOLDER, type SwarmRecord, emptyHave, encodeHave, setPiece } from './swarm-record';
+
+/** Four pieces, the last one short. */
+const SIZE = 3 * PIECE_BYTES + 321;
+const PEER = 'node-c';
+const PEER_ATTEMPT = 'peer-attempt';
+
+/*
+ * A copy that also reads from copies in progress (swarm-holders.ts, piece-copy.ts), through the pipeline
+ * as the conductor calls it. The copy in progress on node-c is made by hand: its partial file in tmp/ and
+ * its record in CACHE_ROOT/.icc-swarms/, announcing pieces 0 and 1.
+ */
+describe('copies that read from copies in progress', () => {
+  const fx = useStoreFixture();
+  let store: ImageStore;
+  let sha256: string;
+  let image: Buffer;
+  let read: Record<string, number>;
+  let dropped: Array<[string, string]>;
+  let problems: string[];
+  beforeEach(async () => {
+    store = new ImageStore({ root: fx.root, onWarning: (message) => fx.warnings.push(message) });
+    await store.markers.registerNode(PEER, 'swarm-copy.spec');
+    sha256 = await fx.seed('node-a', SIZE);
+    image = await fsp.readFile(store.entries.imagePath('node-a', IMAGE));
+    read = { 'node-a': 0, [PEER]: 0 };
+    dropped = [];
+    problems = [];
+  });
+  afterEach(async () => {
+    await store.close();
+  });
+
+  const recordDir = () => path.join(fx.root, SWARMS_FOLDER, IMAGE);
+  const peerPartial = () => path.join(store.nodeLayout(PEER).tmp, `${IMAGE}~${PEER_ATTEMPT}.part`);
+
+  /** node-c's copy in progress: `bytes` in its partial, a record announcing `pieces`. */
+  const peerCopy = async (pieces: number[], bytes: Buffer, record: Partial<SwarmRecord> = {}) => {
+    await fsp.mkdir(store.nodeLayout(PEER).tmp, { recursive: true });
+    await fsp.writeFile(peerPartial(), bytes);
+    const have = emptyHave(4);
+    for (const index of pieces) setPiece(have, index);
+    const full: SwarmRecord = {
+      v: 1,
+      imageId: IMAGE,
+      node: PEER,
+      attemptId: PEER_ATTEMPT,
+      sha256,
+      size: SIZE,
+      pieceBytes: PIECE_BYTES,
+      pieceCount: 4,
+      have: encodeHave(have),
+      updatedAt: new Date().toISOString(),
+      ...record,
+    };
+    await fsp.mkdir(recordDir(), { recursive: true });
+    await fsp.writeFile(path.join(recordDir(), `${PEER}~${PEER_ATTEMPT}.json`), JSON.stringify(full));
+  };
+
+  const pace = (node: string, onRead?: () => Promise<void> | void) => ({
+    afterRead: async (bytes: number) => {
+      read[node] = (read[node] ?? 0) + bytes;
+      await onRead?.();
+    },
+    beforeWrite: async () => {},
+  });
+
+  const copy = (overrides: Partial<CopyImageRequest> = {}) =>
+    store.copies.copyImage({
+      imageId: IMAGE,
+      source: 'node-a',
+      destination: 'node-b',
+      attemptId: 'attempt-1',
+      pace: pace('node-a'),
+      swarm: {
+        paceOf: (node) => pace(node),
+        onPeerProblem: (name, problem) => problems.push(`${name}: ${problem}`),
+      },
+      onHolderDropped: (node, why) => dropped.push([node, why]),
+      ...overrides,
+    });
+
+  const published = () => sha256OfFile(store.entries.imagePath('node-b', IMAGE));
+
+  it('reads the pieces a copy in progress announces from it, the others from the source, and leaves no record', async () => {
+    await peerCopy([0, 1], image.subarray(0, 2 * PIECE_BYTES));
+    const outcome = await copy();
+    expect(outcome).toMatchObject({ status: 'copied', bytes: SIZE, sha256 });
+    expect(await published()).toBe(sha256);
+    // The source gave only what the copy in progress did not have: it seeds, the others pass pieces on.
+    expect(read).toEqual({ 'node-a': PIECE_BYTES + 321, [PEER]: 2 * PIECE_BYTES });
+    expect(dropped).toEqual([]);
+    // Its own record is gone, the other copy's stays (that copy is not over).
+    expect(await listDir(recordDir())).toEqual([`${PEER}~${PEER_ATTEMPT}.json`]);
+  });
+
+  it("drops a copy in progress whose announced piece is not the list's, and reads that piece from the source", async () => {
+    const lying = Buffer.from(image.subarray(0, 2 * PIECE_BYTES));
+    lying[PIECE_BYTES + 17] ^= 0xff; // piece 1 damaged: bytes the record says were verified
+    await peerCopy([0, 1], lying);
+    const outcome = await copy();
+    expect(outcome).toMatchObject({ status: 'copied', sha256 });
+    expect(await published()).toBe(sha256);
+    expect(dropped).toEqual([
+      [PEER, expect.stringMatching(/^piece 1 read from node node-c's copy in progress has sha256 /)],
+    ]);
+  });
+
+  it('drops a copy in progress whose partial is shorter than it says, or gone, and completes from the source', async () => {
+    await peerCopy([0, 1], image.subarray(0, PIECE_BYTES + 5));
+    expect(await copy()).toMatchObject({ status: 'copied', sha256 });
+    expect(dropped.map(([node]) => node)).toEqual([PEER]);
+
+    await store.markers.registerNode('node-d', 'swarm-copy.spec');
+    dropped = [];
+    await peerCopy([0, 1], image.subarray(0, 2 * PIECE_BYTES));
+    await fsp.rm(peerPartial());
+    expect(await copy({ destination: 'node-d', attemptId: 'attempt-2' })).toMatchObject({
+      status: 'copied',
+      sha256,
+    });
+    expect(dropped.map(([node]) => node)).toEqual([PEER]);
+  });
+
+  it('leaves out a record of other bytes, and says why', async () => {
+    await peerCopy([0, 1], image.subarray(0, 2 * PIECE_BYTES), { sha256: 'a'.repeat(64) });
+    expect(await copy()).toMatchObject({ status: 'copied', sha256 });
+    expect(read[PEER]).toBe(0);
+    expect(problems).toEqual([
+      expect.stringMatching(/^node-c~peer-attempt\.json: sha256, size: another image's/),
+    ]);
+  });
+
+  it('ignores a stale record', async () => {
+    await peerCopy([0, 1], image.subarray(0, 2 * PIECE_BYTES), {
+      updatedAt: new Date(Date.now() - 60_000).toISOString(),
+    });
+    expect(await copy()).toMatchObject({ status: 'copied', sha256 });
+    expect(read[PEER]).toBe(0);
+    expect(problems).toEqual([expect.stringMatching(/updatedAt: \d+ s old/)]);
+  });
+
+  it('announces its own verified pieces while it copies, and removes its record and folder at the end', async () => {
+    let seen: string[] = [];
+    let announced: SwarmRecord | undefined;
+    const watch = async () => {
+      // After the third piece's read: the first pieces' record has had time to be written.
+      if (read['node-a']! < 3 * PIECE_BYTES || announced) return;
+      await new Promise((resolve) => setTimeout(resolve, 400));
+      seen = await listDir(recordDir());
+      const name = seen.find((n) => n.startsWith('node-b~'));
+      if (name)
+        announced = JSON.parse(await fsp.readFile(path.join(recordDir(), name), 'utf8')) as SwarmRecord;
+    };
+    expect(await copy({ pace: pace('node-a', watch) })).toMatchObject({ status: 'copied', sha256 });
+    expect(seen).toEqual(['node-b~attempt-1.json']);
+    expect(announced).toMatchObject({ node: 'node-b', attemptId: 'attempt-1', sha256, pieceCount: 4 });
+    expect(Buffer.from(announced!.have, 'base64')[0]! & 0b11).not.toBe(0);
+    expect(await exists(recordDir())).toBe(false);
+  });
+
+  it('two copies of one image in one process read from each other, and the source sends fewer bytes than two copies', async () => {
+    await store.markers.registerNode('node-d', 'swarm-copy.spec');
+    const slow = () => new Promise<void>((resolve) => setTimeout(resolve, 30));
+    const both = await Promise.all(
+      ['node-b', 'node-d'].map((destination) =>
+        copy({
+          destination,
+          attemptId: `attempt-${destination}`,
+          pace: pace('node-a', slow),
+          swarm: { paceOf: (node) => pace(node, slow) },
+        }),
+      ),
+    );
+    for (const outcome of both) expect(outcome).toMatchObject({ status: 'copied', sha256 });
+    expect(await sha256OfFile(store.entries.imagePath('node-d', IMAGE))).toBe(sha256);
+    expect((read['node-b'] ?? 0) + (read['node-d'] ?? 0)).toBeGreaterThan(0);
+    expect(read['node-a']).toBeLessThan(2 * SIZE);
+    expect(await exists(recordDir())).toBe(false);
+  });
+});
