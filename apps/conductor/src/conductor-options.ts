@@ -34,7 +34,11 @@ export function conductorOptions(config: ConductorConfig) {
       retryDelaysMs: config.RETRY_DELAYS_MS,
       maxAttempts: config.MAX_ATTEMPTS,
     },
-    store: { root, copyWorkers: config.HASH_WORKERS } satisfies ImageStoreOptions,
+    store: {
+      root,
+      copyWorkers: config.HASH_WORKERS,
+      swarmStaleMs: config.LOCK_STALE_MS,
+    } satisfies ImageStoreOptions,
     broker: {
       url: config.AMQP_URL,
       connectionName: `conductor-${conductorId}`,

@@ -1,3 +1,4 @@
+import { collectStaleSwarmRecords } from './swarm-files';
 import { type Litter, listLitter, removeLitter } from './cache-litter';
 import {
   type CacheEntry,
@@ -120,6 +121,14 @@ export class CacheEntries {
    * entry without verified meta is an orphan: a crash between the steps of a publish or a delete left it,
    * and nobody can use it as a source. The cache cleaner reads this; copies never need it.
    */
+  /**
+   * The records of copies in progress (`.icc-swarms/`) whose copy died: not rewritten for the store's swarmStaleMs.
+   * Returns how many files were removed.
+   */
+  async collectStaleSwarmRecords(now = Date.now()): Promise<number> {
+    return collectStaleSwarmRecords(this.store, this.store.swarmStaleMs, now);
+  }
+
   async listEntries(node: string): Promise<CacheEntry[]> {
     return listEntries(this.store, this.store.layout.node(node));
   }

@@ -4,6 +4,7 @@ import { z } from 'zod';
 import { byteCountSchema, parseField, sha256Schema as contractSha256Schema, errorText } from '@app/contracts';
 import { PartialReads } from './partial-reads';
 import { SwarmBoard } from './swarm-board';
+import { SWARM_STALE_MS } from './swarm-record';
 import { CacheLayout, type NodeLayout } from './cache-layout';
 import { CopyWorkerPool } from './copy-worker-pool';
 import { uniqueTag, writeFileAtomic } from './durable-fs';
@@ -30,6 +31,11 @@ export interface ImageStoreOptions {
    * on the calling thread. The conductor sets HASH_WORKERS.
    */
   copyWorkers?: number;
+  /**
+   * A record of a copy in progress not rewritten for this long is a dead copy's (swarm-record.ts; default
+   * SWARM_STALE_MS). The conductor sets LOCK_STALE_MS: the same time by which it judges a dead holder.
+   */
+  swarmStaleMs?: number;
 }
 
 /** What an image must be; omitted fields are not checked. sha256 is 64 hex digits (any case). */
@@ -65,6 +71,7 @@ export class StoreContext {
   readonly root: string;
   readonly fsync: boolean;
   readonly resumeCheckpointBytes: number;
+  readonly swarmStaleMs: number;
   readonly onWarning: (message: string, error?: unknown) => void;
   readonly copier: StreamCopier;
   /** Reads of other copies' partial files open in this process: a partial is removed once they end. */
@@ -78,6 +85,7 @@ export class StoreContext {
     this.layout = new CacheLayout(options.root);
     this.root = this.layout.root;
     this.fsync = options.fsync ?? true;
+    this.swarmStaleMs = options.swarmStaleMs ?? SWARM_STALE_MS;
     this.resumeCheckpointBytes =
       options.resumeCheckpointBytes === undefined
         ? DEFAULT_RESUME_CHECKPOINT_BYTES

@@ -3,6 +3,7 @@ import * as path from 'node:path';
 import { errorText } from '@app/contracts';
 import { uniqueTag, listNames, writeFileAtomic } from './durable-fs';
 import { isErrno } from './fs-errors';
+import { imageIdSchema } from '@app/contracts';
 import type { PieceList } from './piece-list';
 import { readJsonFile } from './shared-json-file';
 import type { StoreContext } from './store-context';
@@ -10,7 +11,6 @@ import {
   SWARMS_FOLDER,
   SWARM_KEEPALIVE_MS,
   SWARM_RECORD_MAX_BYTES,
-  SWARM_STALE_MS,
   type SwarmRecord,
   checkSwarmRecord,
   emptyHave,
@@ -26,12 +26,18 @@ export function swarmFolder(store: StoreContext, imageId: string): string {
   return path.join(store.root, SWARMS_FOLDER, store.layout.imageId(imageId));
 }
 
+/** How often a live copy rewrites its record when nothing changed: well inside the stale time. */
+function keepaliveMs(staleMs: number): number {
+  return Math.min(SWARM_KEEPALIVE_MS, Math.floor(staleMs / 6));
+}
+
 /** Record rewrites of one copy are at least this far apart: a piece of 4 MiB takes longer at any cap. */
 const ADVERT_MIN_INTERVAL_MS = 200;
 
 /**
  * The record of one copy in progress (swarm-record.ts): the pieces it has verified and written, rewritten
- * (atomically, by rename) at most every ADVERT_MIN_INTERVAL_MS and at least every SWARM_KEEPALIVE_MS, and
+ * (atomically, by rename) at most every ADVERT_MIN_INTERVAL_MS and at least every SWARM_KEEPALIVE_MS (less
+ * with a shorter stale time), and
  * removed when the copy ends, whatever the outcome. Before each rewrite the partial's new bytes are flushed
  * (`flush`), so that a reader on another client that opens the partial after reading the record sees them
  * (NFS's close-to-open rule). Advisory: a failed write is logged and retried at the next piece, never a
@@ -60,7 +66,7 @@ export class SwarmAdvert {
     this.have = emptyHave(record.pieceCount);
     this.folder = swarmFolder(store, record.imageId);
     this.file = path.join(this.folder, swarmRecordName(record.node, record.attemptId));
-    this.keepalive = setInterval(() => this.schedule(true), SWARM_KEEPALIVE_MS);
+    this.keepalive = setInterval(() => this.schedule(true), keepaliveMs(store.swarmStaleMs));
     this.keepalive.unref();
   }
 
@@ -139,7 +145,7 @@ export interface SwarmPeer {
 /**
  * Up to `max` copies in progress of `list`'s image, in random order, on nodes `skip` does not name (the
  * destination itself, those known already), each checked against the list (swarm-record.ts). A record
- * that is invalid, another image's or older than SWARM_STALE_MS is left out (`onProblem` says why); a
+ * that is invalid, another image's or older than the store's swarmStaleMs is left out (`onProblem` says why); a
  * folder that cannot be read gives none.
  */
 export async function readSwarmPeers(
@@ -181,7 +187,7 @@ export async function readSwarmPeer(
   const checked = checkSwarmRecord(record, name, list);
   if (checked.problem !== undefined) return checked.problem;
   const age = Date.now() - Date.parse(record.updatedAt);
-  if (age > SWARM_STALE_MS) return `updatedAt: ${Math.round(age / 1000)} s old (a dead copy's record)`;
+  if (age > store.swarmStaleMs) return `updatedAt: ${Math.round(age / 1000)} s old (a dead copy's record)`;
   const layout = store.layout.node(record.node, 'source');
   return {
     node: record.node,
@@ -198,4 +204,35 @@ function shuffled<T>(items: readonly T[]): T[] {
     [out[i], out[j]] = [out[j]!, out[i]!];
   }
   return out;
+}
+
+/**
+ * Removes the records (and temporary files) in `.icc-swarms/` that were not rewritten for `olderThanMs`
+ * (a killed copy's: a live one rewrites its record every SWARM_KEEPALIVE_MS), and the image folders left
+ * empty. A record removed by a collector whose clock runs ahead is written again at its copy's next
+ * rewrite; readers ignore such records anyway. One listing when no copy is in progress. Never throws for
+ * one file; returns how many files it removed.
+ */
+export async function collectStaleSwarmRecords(
+  store: StoreContext,
+  olderThanMs: number,
+  now = Date.now(),
+): Promise<number> {
+  const top = path.join(store.root, SWARMS_FOLDER);
+  let removed = 0;
+  for (const image of await listNames(top)) {
+    if (!imageIdSchema.safeParse(image).success) continue;
+    const folder = path.join(top, image);
+    for (const name of await listNames(folder).catch(() => [] as string[])) {
+      const file = path.join(folder, name);
+      const stat = await fsp.lstat(file).catch(() => undefined);
+      if (!stat?.isFile() || stat.mtimeMs > now - olderThanMs) continue;
+      await fsp.rm(file, { force: true }).then(
+        () => removed++,
+        () => undefined,
+      );
+    }
+    await fsp.rmdir(folder).catch(() => undefined); // not empty: a copy in progress
+  }
+  return removed;
 }

@@ -93,7 +93,7 @@ function parts(overrides: Partial<StatusReportParts> = {}) {
         rounds: 0,
         running: false,
         nextRoundAt: null,
-        totals: { keysCollected: 0, lockEntries: 0, tmpFiles: 0, busy: 0, keysRetired: 0 },
+        totals: { keysCollected: 0, lockEntries: 0, tmpFiles: 0, busy: 0, keysRetired: 0, swarmRecords: 0 },
         lastRound: null,
       }),
     },

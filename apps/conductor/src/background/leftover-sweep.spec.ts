@@ -55,6 +55,32 @@ describe('leftover sweep on a cell with lock history', () => {
     await fsp.rm(root, { recursive: true, force: true });
   });
 
+  it("removes a dead copy's record of its pieces, and leaves a live copy's", async () => {
+    const store = new ImageStore({ root, fsync: false });
+    const sweep = new LeftoverSweep(store.entries, locks, {
+      intervalMs: 60_000,
+      root,
+      listNodes: async () => NODES,
+      log: quiet,
+    });
+    const folder = path.join(root, '.icc-swarms', 'img');
+    await fsp.mkdir(folder, { recursive: true });
+    const dead = path.join(folder, 'n1~attempt-dead.json');
+    const live = path.join(folder, 'n2~attempt-live.json');
+    await fsp.writeFile(dead, '{}');
+    await fsp.writeFile(live, '{}');
+    const minuteAgo = (Date.now() - 60_000) / 1000;
+    await fsp.utimes(dead, minuteAgo, minuteAgo);
+    const round = await sweep.runOnce();
+    expect(round.swarmRecords).toBe(1);
+    expect(await fsp.readdir(folder)).toEqual(['n2~attempt-live.json']);
+    expect(sweep.view().totals.swarmRecords).toBe(1);
+    // Once the live one's copy died too, its folder goes with it.
+    await fsp.utimes(live, minuteAgo, minuteAgo);
+    await sweep.runOnce();
+    expect(await fsp.readdir(path.join(root, '.icc-swarms'))).toEqual([]);
+  });
+
   it('retires at most maxRetiredPerRound idle key folders a round, the rest in the next rounds', async () => {
     const store = new ImageStore({ root, fsync: false });
     const sweep = new LeftoverSweep(store.entries, locks, {
@@ -98,6 +124,10 @@ describe('leftover sweep on a cell with lock history', () => {
         storeCalls.push(`resumablePartials ${node}`),
         store.entries.resumablePartials(node)
       ),
+      collectStaleSwarmRecords: () => (
+        storeCalls.push('collectStaleSwarmRecords'),
+        store.entries.collectStaleSwarmRecords()
+      ),
     };
     const sweep = new LeftoverSweep(entries, locks, {
       intervalMs: 60_000,
@@ -134,7 +164,7 @@ describe('leftover sweep on a cell with lock history', () => {
     expect(
       [...seams.calls, ...storeCalls].length,
       [...seams.calls, ...storeCalls].join('\n'),
-    ).toBeLessThanOrEqual(2 * NODES.length);
+    ).toBeLessThanOrEqual(2 * NODES.length + 1); // + the listing of .icc-swarms/
     // The round counts its own calls (GET /status, /metrics): these, and the listing of the nodes.
     expect(idle.fsOps).toBe(seams.calls.length + storeCalls.length + 1);
     expect(sweep.view().lastRound?.fsOps).toBe(idle.fsOps);

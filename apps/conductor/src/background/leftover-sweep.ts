@@ -20,6 +20,12 @@ import { RoundFsOps } from './round-fs-ops';
 import type { RoundLease } from './round-lease';
 import { type LeaseTicks, RoundSchedule } from './round-schedule';
 
+/** What the sweep reads and removes in the caches, besides lock folders. */
+export type SweptEntries = Pick<
+  CacheEntries,
+  'listTmp' | 'removeLeftoverTmp' | 'resumablePartials' | 'collectStaleSwarmRecords'
+>;
+
 export interface LeftoverSweepOptions {
   /** LEFTOVER_SWEEP_MS: from the end of one round to the start of the next; 0 turns the sweep off. */
   intervalMs: number;
@@ -53,9 +59,14 @@ export interface SweepRound {
   busy: number;
   /** Idle key folders removed (retired under their lock). */
   keysRetired: number;
+  /** Records of copies in progress whose copy died (`.icc-swarms/`), removed. */
+  swarmRecords: number;
   failed: number;
   durationMs: number;
-  /** Calls through the round's file-system seams (round-fs-ops.ts): 2 per node and 1 a round when idle. */
+  /**
+   * Calls through the round's file-system seams (round-fs-ops.ts): 2 per node and 2 a round when idle
+   * (the node list, and the listing of `.icc-swarms/`).
+   */
   fsOps: number;
 }
 
@@ -69,7 +80,14 @@ export interface LeftoverSweepView {
   /** With a cell-wide lease: what this conductor's timer ticks did (ran here, ran elsewhere, lease busy). */
   leaseTicks?: LeaseTicks | null;
   /** Since the conductor started. */
-  totals: { keysCollected: number; lockEntries: number; tmpFiles: number; busy: number; keysRetired: number };
+  totals: {
+    keysCollected: number;
+    lockEntries: number;
+    tmpFiles: number;
+    busy: number;
+    keysRetired: number;
+    swarmRecords: number;
+  };
   lastRound: (SweepRound & { endedAt: string }) | null;
 }
 
@@ -91,15 +109,22 @@ export class LeftoverSweep {
   /** Heartbeats and partial files watched, per node, so the observer forgets the ones that went away. */
   private readonly watched = new Map<string, Set<string>>();
   private lastRound: LeftoverSweepView['lastRound'] = null;
-  private readonly totals = { keysCollected: 0, lockEntries: 0, tmpFiles: 0, busy: 0, keysRetired: 0 };
+  private readonly totals = {
+    keysCollected: 0,
+    lockEntries: 0,
+    tmpFiles: 0,
+    busy: 0,
+    keysRetired: 0,
+    swarmRecords: 0,
+  };
   private readonly fs: LockFileSystem;
   private readonly fsOps = new RoundFsOps();
-  private readonly store: Pick<CacheEntries, 'listTmp' | 'removeLeftoverTmp' | 'resumablePartials'>;
+  private readonly store: SweptEntries;
   private readonly listNodes: () => Promise<string[]>;
   private readonly inspectLocks: typeof inspectLocks;
 
   constructor(
-    store: Pick<CacheEntries, 'listTmp' | 'removeLeftoverTmp' | 'resumablePartials'>,
+    store: SweptEntries,
     private readonly locks: NodeLockManager,
     private readonly options: LeftoverSweepOptions,
   ) {
@@ -161,6 +186,7 @@ export class LeftoverSweep {
       tmpFiles: 0,
       busy: 0,
       keysRetired: 0,
+      swarmRecords: 0,
       failed: 0,
       durationMs: 0,
       fsOps: 0,
@@ -174,14 +200,27 @@ export class LeftoverSweep {
       signal,
       visit: (node) => this.sweepNode(node, round, signal),
     });
+    // A killed copy's record of its pieces (readers already ignore it: swarm-record.ts).
+    round.swarmRecords = await this.store.collectStaleSwarmRecords().catch((error: unknown) => {
+      this.options.log.warn({ err: errorText(error) }, 'leftover sweep: records of copies in progress');
+      return 0;
+    });
     round.nodes = walk.nodes;
     round.failed = walk.failed;
     round.durationMs = walk.durationMs;
     round.fsOps = this.fsOps.take();
-    for (const k of ['keysCollected', 'lockEntries', 'tmpFiles', 'busy', 'keysRetired'] as const)
+    for (const k of [
+      'keysCollected',
+      'lockEntries',
+      'tmpFiles',
+      'busy',
+      'keysRetired',
+      'swarmRecords',
+    ] as const)
       this.totals[k] += round[k];
     this.lastRound = { ...round, endedAt: new Date().toISOString() };
-    const worthTelling = round.keysCollected > 0 || round.keysRetired > 0 || round.failed > 0;
+    const worthTelling =
+      round.keysCollected > 0 || round.keysRetired > 0 || round.swarmRecords > 0 || round.failed > 0;
     (worthTelling ? this.options.log.info : this.options.log.debug)?.call(
       this.options.log,
       round,
