@@ -17,6 +17,8 @@
  *                      Heartbeat.start() does today, instead of at the mkdir of g-<n>
  *   NO_CRASH_TAKEOVER  a crashed gate holder's heartbeat is never judged stale (shows the liveness
  *                      claim can fail)
+ *   SAME_TICK_EPOCH    a re-made epoch may get the removed life's floor: a coarse mtime clock without
+ *                      the code's clock rule (fs-clock.ts), so hiwater no longer bounds the new floor
  *   LIVENESS           adds the liveness claim (run pan -a -f)
  */
 
@@ -60,6 +62,10 @@ bit crashed[NP];
 byte faults;
 byte removals;
 byte hiwater;           /* 1 + the highest generation ever created: a re-created epoch gets at least this */
+#ifdef SAME_TICK_EPOCH
+byte lastFloor;         /* the floor of the life before: a coarse clock without the clock rule */
+bit sameTick;           /* the removal and the next epoch fall within that life's epoch tick */
+#endif
 
 /* ---- each process's own memory (global so that faults and properties can see it) ---- */
 byte cg[NP] = NONE;     /* the generation this process created and claims / holds */
@@ -230,7 +236,15 @@ claim:
   :: !Lep ->
      d_step {
        kExists = 1;
+#ifndef SAME_TICK_EPOCH
        if :: !epoch -> epoch = 1; floor = hiwater; printf("P%d: mkdir epoch, floor %d\n", _pid, floor) :: else fi;
+#else
+       if
+       :: !epoch -> epoch = 1; floor = (sameTick -> lastFloor : hiwater); lastFloor = floor;
+          printf("P%d: mkdir epoch, floor %d\n", _pid, floor)
+       :: else
+       fi;
+#endif
        Lnew = NONE; Lrel = 0
      };
      goto claim
@@ -519,6 +533,9 @@ end_faults:
 #endif
   :: removals < MAXREMOVALS ->
      /* rm -r K by hand: every entry, epoch included; a step already decided runs late */
+#ifdef SAME_TICK_EPOCH
+     if :: sameTick = 1 :: sameTick = 0 fi;
+#endif
      d_step {
        removals++;
        printf("K REMOVED BY HAND\n");

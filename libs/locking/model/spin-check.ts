@@ -88,6 +88,12 @@ export const CI_RUNS: ModelRun[] = [
     expectError: true,
   },
   {
+    name: "variant SAME_TICK_EPOCH (a re-made epoch with the removed life's floor: no clock rule)",
+    defines: { ...bounds(2, 0, 1, 1), SAME_TICK_EPOCH: true },
+    liveness: false,
+    expectError: true,
+  },
+  {
     name: 'variant NO_CRASH_TAKEOVER (liveness claim can fail)',
     defines: { ...bounds(1, 1, 1, 0), NO_CRASH_TAKEOVER: true },
     liveness: true,

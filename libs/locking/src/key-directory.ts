@@ -10,10 +10,12 @@ import type { LockHolder } from './lock-key';
  *   g-<n>/h~<conductor>~<attempt>/   the gate holder's heartbeat (a proper-lockfile lock folder)
  *   g-<n>.released/         generation n was given back
  *   r~<conductor>~<attempt>/        a shared holder's heartbeat (a proper-lockfile lock folder)
+ *   c~<conductor>~<attempt>/        a claimant's probe of the file system's clock, removed at once (fs-clock.ts)
  * The gate is held by the holder of the newest generation at or above the floor, until it is released or
  * goes stale. The first generation is F itself: every contender that finds no generation computes that same
  * name, so exactly one mkdir wins it. A folder removed by hand gets a new epoch, made later, so a higher
- * floor: numbers keep growing, and a claim made from a listing of the removed folder falls below the floor.
+ * floor (no generation is made before the clock is past it, fs-clock.ts): numbers keep growing, and a
+ * claim made from a listing of the removed folder falls below the floor.
  * '~' cannot occur in ids, so names parse unambiguously.
  */
 

@@ -1,4 +1,5 @@
 import * as path from 'node:path';
+import type { FsClockReading } from './fs-clock';
 import { lockLostError } from './held-lock';
 import { EPOCH_NAME } from './key-directory';
 import { type LockFileSystem, mkdirOutcome, openForSync, pathExists, syncFolder } from './lock-file-system';
@@ -15,16 +16,18 @@ import type { LockKey } from './lock-key';
 /**
  * `<node>/locks/<imageId>/`, below an existing node folder only when `requireNodeFolder` is set. False
  * when a step failed in a way a new look may mend: ENOENT under a node folder that exists (GlusterFS: a
- * parent another brick does not show yet, or a phantom EEXIST of `locks/` that left nothing).
+ * parent another brick does not show yet, or a phantom EEXIST of `locks/` that left nothing). A folder
+ * that is there already tells `clock` its mtime, which the file system stamped (fs-clock.ts).
  */
 export async function makeKeyFolder(
   fs: LockFileSystem,
   key: LockKey,
   dir: string,
   requireNodeFolder: boolean,
+  clock?: FsClockReading,
 ): Promise<boolean> {
   // Usually it is there: one look, and no handle opened for nothing.
-  if (await pathExists(fs, dir)) return true;
+  if (await existsStamped(fs, dir, clock)) return true;
   const locks = await openForSync(fs, path.dirname(dir)); // usually there already
   try {
     const first = await makeFolders(fs, key, dir, requireNodeFolder);
@@ -35,6 +38,17 @@ export async function makeKeyFolder(
     return true;
   } finally {
     await locks.close();
+  }
+}
+
+async function existsStamped(fs: LockFileSystem, dir: string, clock?: FsClockReading): Promise<boolean> {
+  try {
+    const { mtimeNs } = await fs.stat(dir);
+    clock?.saw(mtimeNs);
+    return true;
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return false;
+    throw error;
   }
 }
 

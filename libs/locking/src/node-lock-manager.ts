@@ -1,8 +1,10 @@
 import * as path from 'node:path';
 import { performance } from 'node:perf_hooks';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { ReasonError } from '@app/contracts';
 import { Deadline } from './deadline';
 import { DirectoryChangeWaiter } from './directory-change-waiter';
+import { FsClockReading, clockPassed, clockRestMs } from './fs-clock';
 import { GateClaim, HeldLock, ReaderClaim, lockLostError } from './held-lock';
 import { HeldLockSet } from './held-lock-set';
 import { Heartbeat } from './heartbeat';
@@ -256,9 +258,11 @@ export class NodeLockManager {
     deadline: Deadline,
     observer: StalenessObserver,
   ) {
-    await makeKeyFolder(this.fs, key, dir, this.requireNodeFolder); // when it could not, the loop below tries again (startKeyEpoch)
+    const clock = new FsClockReading(); // what this acquisition saw of the file system's clock (fs-clock.ts)
+    await makeKeyFolder(this.fs, key, dir, this.requireNodeFolder, clock); // when it could not, the loop below tries again (startKeyEpoch)
     const waiter = new DirectoryChangeWaiter(dir);
     let lastPollMs = 0;
+    let clockTries = 0;
     // The rest before the next look grows with how long the last one took (poll-pacing.ts).
     const rest = (atMostMs = Infinity) =>
       waiter.wait(Math.min(pollIntervalMs(this.timings, lastPollMs), atMostMs), deadline.signal);
@@ -277,6 +281,13 @@ export class NodeLockManager {
         }
         if (look.next === 'wait') {
           await rest(observer.remainingMs(look.beat) + 1);
+          continue;
+        }
+        // No generation is made before the file system's clock is past it, or a later life of the folder
+        // could start at or below it (fs-clock.ts). A plain timer: our own probe would wake the watch.
+        if (!(await clockPassed(this.fs, dir, holder, clock, look.generation))) {
+          const ms = clockRestMs(clockTries++, pollIntervalMs(this.timings, lastPollMs));
+          await sleep(ms, undefined, { signal: deadline.signal }).catch(() => undefined);
           continue;
         }
         const claimed = await this.tryClaim(key, dir, look.generation, holder);
