@@ -49,7 +49,9 @@ export interface PartialHolder {
 
 /** A copy that also reads from copies in progress and tells others what it has (swarm-copy.ts). */
 export interface SwarmOptions {
-  choice: Omit<PieceChoice, 'has'>;
+  choice: Omit<PieceChoice, 'has' | 'skip'>;
+  /** Whether another copy is reading piece `index` now (from anywhere): a verified source leaves it. */
+  readingElsewhere?: (index: number) => boolean;
   /** Copies in progress found since the last call, to read from too; called every `everyMs` until done. */
   discover: () => Promise<PieceHolder[]>;
   everyMs: number;
@@ -165,13 +167,23 @@ export async function copyPieces(options: PieceCopyOptions): Promise<StreamCopyR
 
   // Copies in progress this copy reads from, for the look that re-reads their records.
   const partials: PieceHolder[] = [];
-  const livePartials = () => partials.filter((h) => !plan.dropped.has(h.node)).length;
-  // A verified holder gives only what no copy in progress has while one is there to pass pieces on: its
-  // bytes seed the others. A copy in progress gives what it has.
-  const choiceOf = (holder: PieceHolder): PieceChoice => ({
-    ...swarm!.choice,
-    ...(holder.partial ? { has: holder.partial.has } : livePartials() > 0 ? { maxRarity: 0 } : {}),
-  });
+  // A verified holder is not asked for a piece a copy in progress this copy reads from has verified, nor
+  // for one another copy is reading now: its bytes seed the copies, who pass pieces on. When that leaves
+  // nothing and this copy reads nothing, it gives any missing piece: a copy is never idle while its source
+  // holds what it lacks (the piece may be held only by copies it does not read from).
+  // Starved: nothing read for a whole look's time (the copies in progress it reads from had nothing for it).
+  let lastReadEnded = Date.now();
+  const starved = () => Date.now() - lastReadEnded >= (swarm?.everyMs ?? 0);
+  const heldByPartial = (index: number) =>
+    partials.some((h) => !plan.dropped.has(h.node) && h.partial!.has(index));
+  const seedOnly = (index: number) => heldByPartial(index) || (swarm?.readingElsewhere?.(index) ?? false);
+  const takeFrom = (holder: PieceHolder): number | undefined => {
+    if (!swarm) return takePiece(plan, holder.node);
+    if (holder.partial) return takePiece(plan, holder.node, { ...swarm.choice, has: holder.partial.has });
+    const seed = takePiece(plan, holder.node, { ...swarm.choice, skip: seedOnly });
+    if (seed !== undefined || inFlightRates.count > 0 || !starved()) return seed;
+    return takePiece(plan, holder.node, swarm.choice);
+  };
 
   const runHolder = async (holder: PieceHolder) => {
     const readSignal = AbortSignal.any([signal, holder.lost].filter((s) => s !== undefined));
@@ -186,7 +198,7 @@ export async function copyPieces(options: PieceCopyOptions): Promise<StreamCopyR
         await Promise.race([changed(), swarm!.slotFreed?.() ?? changed()]);
         continue;
       }
-      const index = takePiece(plan, holder.node, swarm && choiceOf(holder));
+      const index = takeFrom(holder);
       if (index === undefined) {
         slot();
         if (plan.dropped.has(holder.node) || isComplete(plan)) return;
@@ -209,6 +221,7 @@ export async function copyPieces(options: PieceCopyOptions): Promise<StreamCopyR
         } finally {
           slot();
           inFlightRates.remove(expected);
+          lastReadEnded = Date.now();
           notify();
         }
         const sha256 = createHash('sha256').update(piece).digest('hex');

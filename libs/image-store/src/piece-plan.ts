@@ -24,8 +24,8 @@ export interface PieceChoice {
   rarity: (index: number) => number;
   /** The first piece looked at; the look wraps around. */
   offset: number;
-  /** Only pieces at most this rare (a complete source keeps to pieces no copy in progress has). */
-  maxRarity?: number;
+  /** Pieces this holder is not asked for (a verified source: those a copy in progress read from has). */
+  skip?: (index: number) => boolean;
 }
 
 export type PieceStatus = 'missing' | 'reading' | 'done';
@@ -64,8 +64,8 @@ function rarestMissing(plan: PiecePlan, choice: PieceChoice): number | undefined
   for (let step = 0; step < count; step++) {
     const index = (choice.offset + step) % count;
     if (plan.status[index] !== 'missing' || (choice.has && !choice.has(index))) continue;
+    if (choice.skip?.(index)) continue;
     const rarity = choice.rarity(index);
-    if (rarity > (choice.maxRarity ?? Infinity)) continue;
     if (rarity < bestRarity) {
       best = index;
       bestRarity = rarity;

@@ -32,6 +32,12 @@ export class SwarmBoard {
     return [...(this.images.get(key) ?? [])].filter((e) => e !== self);
   }
 
+  /** Whether another copy here is reading piece `index` now. */
+  readingElsewhere(key: string, self: BoardEntry, index: number): boolean {
+    for (const e of this.images.get(key) ?? []) if (e !== self && e.reading.has(index)) return true;
+    return false;
+  }
+
   /** How many other copies here have piece `index` verified or are reading it. */
   holdersOf(key: string, self: BoardEntry, index: number): number {
     let n = 0;

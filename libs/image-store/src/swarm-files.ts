@@ -197,7 +197,8 @@ export async function readSwarmPeer(
   };
 }
 
-function shuffled<T>(items: readonly T[]): T[] {
+/** A copy of `items` in random order. */
+export function shuffled<T>(items: readonly T[]): T[] {
   const out = [...items];
   for (let i = out.length - 1; i > 0; i--) {
     const j = Math.floor(Math.random() * (i + 1));

@@ -7,7 +7,7 @@ import { readErrorOf } from './helper-holders';
 import type { PieceHolder, SwarmOptions } from './piece-copy';
 import type { PieceList } from './piece-list';
 import type { StoreContext } from './store-context';
-import { SwarmAdvert, type SwarmPeer, readSwarmPeer, readSwarmPeers } from './swarm-files';
+import { SwarmAdvert, type SwarmPeer, readSwarmPeer, readSwarmPeers, shuffled } from './swarm-files';
 import { boardKey } from './swarm-board';
 import { hasPiece, swarmRecordName } from './swarm-record';
 
@@ -91,7 +91,8 @@ export function openSwarm(
   // New copies in progress only: this process's at once, then others' from their records.
   const discover = async (): Promise<PieceHolder[]> => {
     const found: PieceHolder[] = [];
-    for (const other of board.others(key, self)) {
+    // In random order, as records are read: copies started together must not all pick the same peers.
+    for (const other of shuffled(board.others(key, self))) {
       if (joined.size >= MAX_PEERS_PER_COPY || joined.has(other.node)) continue;
       joined.add(other.node);
       const peer: SwarmPeer = { ...other, have: other.have };
@@ -115,6 +116,7 @@ export function openSwarm(
   return {
     options: {
       choice: { rarity, offset },
+      readingElsewhere: (index) => board.readingElsewhere(key, self, index),
       discover,
       everyMs: SWARM_POLL_MS,
       ...(request.tryReadSlot ? { tryReadSlot: request.tryReadSlot } : {}),
