@@ -186,4 +186,31 @@ describe('copies that read from copies in progress', () => {
     expect(read['node-a']).toBeLessThan(2 * SIZE);
     expect(await exists(recordDir())).toBe(false);
   });
+
+  it('takes from its source a piece another copy here is stuck reading, once it has nothing else to read', async () => {
+    await store.markers.registerNode('node-d', 'swarm-copy.spec');
+    // node-d's copy gets stuck in its first read from the source, until it is aborted.
+    const stuck = new AbortController();
+    const stalled = copy({
+      destination: 'node-d',
+      attemptId: 'attempt-stuck',
+      signal: stuck.signal,
+      pace: {
+        afterRead: () =>
+          new Promise<void>((_, reject) =>
+            stuck.signal.addEventListener('abort', () => reject(stuck.signal.reason), { once: true }),
+          ),
+        beforeWrite: async () => {},
+      },
+    }).catch((error: unknown) => error);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    try {
+      const outcome = await copy();
+      expect(outcome).toMatchObject({ status: 'copied', sha256 });
+      expect(await published()).toBe(sha256);
+    } finally {
+      stuck.abort(new Error('test over'));
+      await stalled;
+    }
+  });
 });
