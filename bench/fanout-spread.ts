@@ -6,7 +6,10 @@
  * same copies with the source named (`origin`), so every byte comes from one node. Ours: no source named,
  * NODE_READ_LIMIT 1, 2 and 4 (the default). Theory for N destinations, image S, bandwidth B per node:
  * single source N*S/B; a doubling tree (limit 1) about ceil(log2(N+1))*S/B.
- * Run: npm run bench:fanout   (writes bench/results/fanout-spread.json)
+ * Then, in the same run, the one-copy-time scenario of issue 27 (fanout-one-copy.ts: 16 and 64 nodes,
+ * reads and writes capped by NodeBandwidth, against one copy), on a temp folder of its own.
+ * Run: npm run bench:fanout [-- --rounds 3 --pieces on|off --nodes 16,64]
+ *   (writes bench/results/fanout-spread.json; --rounds: both scenarios, default 5 here and 3 there)
  */
 import { promises as fsp } from 'node:fs';
 import * as os from 'node:os';
@@ -19,6 +22,8 @@ import { writeRandomFile } from './support/random-file';
 import { median, round, spread } from './bench-stats';
 import { installReadThrottle } from './support/throttled-reads';
 import { writeResults } from './support/bench-cell';
+import { flagValue, numberFlag } from './support/cli-args';
+import { type OneCopyOptions, parseOneCopyFlags, runOneCopyFanout } from './fanout-one-copy';
 
 const MiB = 1024 * 1024;
 const DESTINATIONS = 16;
@@ -76,8 +81,10 @@ async function fanOut(
   };
 }
 
-export async function runFanoutSpreadBench(options: { rounds?: number } = {}) {
+/** `oneCopy`: also the one-copy-time scenario (bench:fanout runs it; its fan-outs take N copy-times today). */
+export async function runFanoutSpreadBench(options: { rounds?: number; oneCopy?: OneCopyOptions } = {}) {
   const rounds = options.rounds ?? 5;
+  const loadBefore = os.loadavg();
   const root = await fsp.mkdtemp(path.join(os.tmpdir(), 'icc-bench-fanout-'));
   const destinations = Array.from({ length: DESTINATIONS }, (_, i) => `fan-${String(i).padStart(2, '0')}`);
   const throttle = installReadThrottle(root, NODE_MIB_PER_S * MiB);
@@ -130,9 +137,12 @@ export async function runFanoutSpreadBench(options: { rounds?: number } = {}) {
       lastRunReadsPerSource: runs.at(-1)!.readsPerSource,
     };
   });
+  const oneCopyTime = options.oneCopy ? await oneCopyScenario(options.oneCopy) : undefined;
+  const loadAfter = os.loadavg();
   const report = {
     date: new Date().toISOString(),
     rounds,
+    loadAverage: { before: loadBefore.map((x) => round(x, 2)), after: loadAfter.map((x) => round(x, 2)) },
     setup: {
       destinations: DESTINATIONS,
       imageMiB: IMAGE_MIB,
@@ -147,6 +157,7 @@ export async function runFanoutSpreadBench(options: { rounds?: number } = {}) {
       originPeakReaders: median(single.map((x) => x.originPeakReaders)),
     },
     rows,
+    ...(oneCopyTime ? { oneCopyTime } : {}),
   };
   console.table(
     rows.map(({ oursSpreadMs, speedupSpread, lastRunReadsPerSource: _reads, ...rest }) => ({
@@ -159,4 +170,24 @@ export async function runFanoutSpreadBench(options: { rounds?: number } = {}) {
   return report;
 }
 
-if (require.main === module) void runFanoutSpreadBench();
+/** On a temp folder of its own: the read throttle above is uninstalled by then, only NodeBandwidth caps. */
+async function oneCopyScenario(options: OneCopyOptions) {
+  const root = await fsp.mkdtemp(path.join(os.tmpdir(), 'icc-bench-one-copy-'));
+  try {
+    return await runOneCopyFanout(new ImageStore({ root, fsync: false }), options);
+  } finally {
+    await fsp.rm(root, { recursive: true, force: true });
+  }
+}
+
+if (require.main === module) {
+  const started = performance.now();
+  const rounds = numberFlag('--rounds');
+  const flags = parseOneCopyFlags(flagValue('--pieces'), flagValue('--nodes'));
+  runFanoutSpreadBench({ rounds, oneCopy: { ...flags, rounds: rounds ?? 3 } })
+    .then(() => console.log(`bench:fanout wall time ${round((performance.now() - started) / 1000, 1)} s`))
+    .catch((error: unknown) => {
+      process.stderr.write(`fanout-spread: ${String(error)}\n`);
+      process.exit(1);
+    });
+}
