@@ -113,10 +113,27 @@ describe('reading the records of copies in progress', () => {
     expect(skipped.sort()).toEqual(['node-b', 'node-c', 'node-d', 'node-e', 'node-f', 'node-g']);
   });
 
-  it('keeps a record that is not yet SWARM_STALE_MS old', async () => {
+  it('keeps a record that is not yet SWARM_STALE_MS old (by default)', async () => {
     await putRecord('node-c', 'attempt-3', { updatedAt: new Date(Date.now() - 25_000).toISOString() });
     const peer = await readSwarmPeer(store, LIST, swarmRecordName('node-c', 'attempt-3'));
     expect(peer).toMatchObject({ node: 'node-c', attemptId: 'attempt-3' });
+  });
+
+  it('uses the store’s stale time when it has one (the conductor’s LOCK_STALE_MS)', async () => {
+    const short = new StoreContext({ root, fsync: false, swarmStaleMs: 10_000 });
+    await putRecord('node-c', 'attempt-3', { updatedAt: new Date(Date.now() - 12_000).toISOString() });
+    await putRecord('node-d', 'attempt-4', { updatedAt: new Date(Date.now() - 8_000).toISOString() });
+    const problems: string[] = [];
+    const peers = await readSwarmPeers(
+      short,
+      LIST,
+      () => false,
+      16,
+      (name) => problems.push(name),
+    );
+    expect(peers.map((p) => p.node)).toEqual(['node-d']);
+    expect(problems).toEqual(['node-c~attempt-3.json']);
+    expect(await readSwarmPeers(store, LIST, () => false, 16)).toHaveLength(2);
   });
 
   it('gives at most `max` copies, in random order', async () => {
@@ -140,7 +157,9 @@ describe('reading the records of copies in progress', () => {
     await put(swarmRecordName('node-c', 'attempt-3'), 'not json');
     await putRecord('node-b', 'attempt-1');
     await putRecord('node-d', 'attempt-4');
-    for (let i = 0; i < 10; i++) {
+    // A record gone between the listing and its reading (here: a link to nothing) is skipped too.
+    await fsp.symlink(path.join(root, 'gone'), path.join(folder(), swarmRecordName('node-e', 'attempt-5')));
+    for (let i = 0; i < 20; i++) {
       const peers = await readSwarmPeers(store, LIST, (node) => node === 'node-b', 1);
       expect(peers.map((p) => p.node)).toEqual(['node-d']);
     }
