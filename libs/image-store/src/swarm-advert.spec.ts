@@ -101,9 +101,14 @@ describe('the record of a copy in progress (SwarmAdvert)', () => {
     return advert;
   }
 
-  /** Advances fake time by `ms`, then waits until `count` renames in all have completed. */
+  /**
+   * Advances fake time by `ms`, then waits until `count` writes in all have completed. A write starts
+   * with its flush, called as soon as its timer fires: a write that was not expected is seen by its flush
+   * even before its rename.
+   */
   async function advance(ms: number, count: number): Promise<void> {
     await vi.advanceTimersByTimeAsync(ms);
+    expect(log.filter((entry) => entry === 'flush')).toHaveLength(count);
     await until(`rename ${count}`, () => renames.length >= count);
     await Promise.all(renames);
     await realTurn(); // what write() does after its rename (microtasks only)
@@ -203,6 +208,16 @@ describe('the record of a copy in progress (SwarmAdvert)', () => {
     expect(await readSwarmPeer(store, LIST, nameOf('node-c'))).toMatchObject({ have: haveOf(5) });
   });
 
+  it('rewrites more often with a short stale time: six times within it', async () => {
+    store = new StoreContext({ root, fsync: false, swarmStaleMs: 6_000 });
+    const advert = advertOf('node-c');
+    advert.pieceWritten(5);
+    await advance(0, 1);
+    await advance(999, 1);
+    await advance(2, 2);
+    await advance(1_000, 3);
+  });
+
   it('close removes the record, and the image’s folder only when no other copy has a record there', async () => {
     const c = advertOf('node-c');
     const d = advertOf('node-d');
@@ -255,14 +270,18 @@ describe('the record of a copy in progress (SwarmAdvert)', () => {
   });
 
   it('writes nothing after close: a write due, a piece or a keepalive after it', async () => {
-    const advert = advertOf('node-c');
-    advert.pieceWritten(0);
-    await advance(0, 1);
-    advert.pieceWritten(1); // due in 200 ms
-    await advert.close();
-    advert.pieceWritten(2);
-    await advance(SWARM_KEEPALIVE_MS * 3, 1);
-    expect(log.filter((entry) => entry === 'flush')).toHaveLength(1);
+    const due = advertOf('node-c'); // closed with a write due
+    const idle = advertOf('node-d'); // closed with none
+    due.pieceWritten(0);
+    idle.pieceWritten(0);
+    await advance(0, 2);
+    due.pieceWritten(1); // due in 200 ms
+    await due.close();
+    await idle.close();
+    due.pieceWritten(2);
+    idle.pieceWritten(2);
+    await advance(SWARM_KEEPALIVE_MS * 3, 2);
+    expect(log.filter((entry) => entry === 'flush')).toHaveLength(2);
     expect(await listDir(path.dirname(folder()))).toEqual([]);
   });
 
