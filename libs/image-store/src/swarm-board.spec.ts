@@ -42,6 +42,19 @@ describe('the copies in progress of this process (SwarmBoard)', () => {
     expect(board.holdersOf(KEY, b.entry, 9)).toBe(1);
   });
 
+  it('tells whether another copy is reading a piece now, not counting a verified one or the copy asking', () => {
+    const board = new SwarmBoard();
+    const b = board.join(KEY, copyOn('node-b'));
+    const c = board.join(KEY, copyOn('node-c', 1));
+    b.entry.reading.add(2);
+    c.entry.reading.add(3);
+    expect([1, 2, 3].map((i) => board.readingElsewhere(KEY, b.entry, i))).toEqual([false, false, true]);
+    expect([1, 2, 3].map((i) => board.readingElsewhere(KEY, c.entry, i))).toEqual([false, true, false]);
+    c.entry.reading.delete(3);
+    expect(board.readingElsewhere(KEY, b.entry, 3)).toBe(false);
+    expect(board.readingElsewhere(boardKey('debian-12.qcow2', 'a'.repeat(64)), c.entry, 2)).toBe(false);
+  });
+
   it('forgets a copy that left, and marks it as left', () => {
     const board = new SwarmBoard();
     const b = board.join(KEY, copyOn('node-b'));
