@@ -116,7 +116,12 @@ async function copyToAll(
     for (const d of done) sources[d.source] = (sources[d.source] ?? 0) + 1;
     // What `origin` sent, in images: 1 when every piece left it once.
     const originBytes = bandwidth.view().find((v) => v.node === ORIGIN && v.direction === 'read')?.bytes ?? 0;
-    return { doneMs: done.map((d) => d.ms), sources, withHelpers, originImages: originBytes / (IMAGE_MIB * MiB) };
+    return {
+      doneMs: done.map((d) => d.ms),
+      sources,
+      withHelpers,
+      originImages: originBytes / (IMAGE_MIB * MiB),
+    };
   } finally {
     await locks.releaseAll();
   }
@@ -238,7 +243,7 @@ export async function runOneCopyFanout(store: ImageStore, options: OneCopyOption
       imageMiB: IMAGE_MIB,
       pieces: PIECES,
       perNodeReadAndWriteMiBPerSecond: Object.fromEntries(options.nodes.map((n) => [n, rateMiBps(n)])),
-      nodeReadLimit: 'N (the fan-out size)',
+      nodeReadLimit: READ_LIMIT,
       fromPartialCopies: options.fromPartialCopies,
       theoryOneCopyMs: Object.fromEntries(options.nodes.map((n) => [n, (IMAGE_MIB / rateMiBps(n)) * 1000])),
       how: 'in-process CopyWorkflow + SourceSelector + holder index + NodeLockManager + NodeBandwidth on a temp folder, fsync off; baseline and fan-out interleaved per round; every destination verified (meta sha256 and file hash)',

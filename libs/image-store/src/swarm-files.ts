@@ -40,7 +40,7 @@ const ADVERT_MIN_INTERVAL_MS = 200;
  * with a shorter stale time), and
  * removed when the copy ends, whatever the outcome. Before each rewrite the partial's new bytes are flushed
  * (`flush`), so that a reader on another client that opens the partial after reading the record sees them
- * (NFS's close-to-open rule). Advisory: a failed write is logged and retried at the next piece, never a
+ * (NFS's close-to-open rule). Advisory: a failed write is logged and retried at the next piece or keepalive, never a
  * reason to fail the copy.
  */
 export class SwarmAdvert {
@@ -127,8 +127,11 @@ export class SwarmAdvert {
         await write();
       });
     } catch (error) {
+      // Tried again at the next piece or keepalive, not at once: a cache that refuses writes (full,
+      // read-only) must not make every copy log five times a second.
       this.dirty = true;
       this.onError(error);
+      return;
     }
     if (this.dirty) this.schedule(false);
   }
