@@ -1,6 +1,6 @@
 /*
  * `npm run campaign [-- --seed N] [--size ci|large] [--fs local|cephfs|glusterfs] [--tls]
- *   [--only chaos,locks,broker,fs,clock,bad-input,hosts,mixed,lock-processes,cephfs-race]`: runs the
+ *   [--only chaos,locks,broker,fs,clock,bad-input,hosts,mixed,lock-processes,cephfs-race,beds]`: runs the
  * issue-8 campaigns (test/campaign-*.e2e-spec.ts, the same code `npm test` runs at CI size) through vitest,
  * one file at a time, with CAMPAIGN_SIZE and CAMPAIGN_SEED set, then prints the figures each campaign
  * wrote to test-output/campaigns/. CAMPAIGN_SEED / CAMPAIGN_SIZE / CAMPAIGN_FS from the environment work too.
@@ -15,7 +15,7 @@ import * as path from 'node:path';
 import { reportFile } from './campaign-report-file';
 import { PROJECT_ROOT } from './child-processes';
 
-const FILES: Record<string, string> = {
+const FILES: Record<string, string | string[]> = {
   chaos: 'test/campaign-conductor-chaos.e2e-spec.ts',
   locks: 'test/campaign-lock-first-use.e2e-spec.ts',
   fs: 'test/campaign-fs-faults.e2e-spec.ts',
@@ -27,6 +27,9 @@ const FILES: Record<string, string> = {
   'lock-processes': 'test/locking-processes.e2e-spec.ts',
   // Not in npm test (vitest.config.mts, CAMPAIGN_ONLY): 8 lock workers on two ceph-fuse mounts.
   'cephfs-race': 'test/hosts-cephfs-lock-race.e2e-spec.ts',
+  // The test beds' own checks beyond what npm test keeps (CAMPAIGN_ONLY; in hosts-shared-fs: a full
+  // CephFS, and the multi-host bed on each file system): the campaigns would fail without the beds anyway.
+  beds: ['test/hosts-bed.e2e-spec.ts', 'test/hosts-shared-fs.e2e-spec.ts'],
 };
 /** The campaigns that put their shared folder on the file system --fs names. */
 const FS_CAMPAIGNS = ['chaos', 'locks', 'lock-processes', 'hosts'];
@@ -89,7 +92,7 @@ const vitest = spawnSync(
     path.join(PROJECT_ROOT, 'node_modules', 'vitest', 'vitest.mjs'),
     'run',
     '--no-file-parallelism',
-    ...only.map((name) => FILES[name]!),
+    ...only.flatMap((name) => FILES[name]!),
   ],
   {
     cwd: PROJECT_ROOT,
