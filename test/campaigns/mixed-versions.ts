@@ -180,6 +180,9 @@ export async function runMixedVersions(
         LOCK_WAIT_MS: '20000',
         CONDUCTOR_BEAT_MS: '500',
         CONDUCTOR_DEAD_MS: '3000',
+        // This release's copies read from copies in progress and write their records (.icc-swarms/)
+        // beside the previous release's; the previous release does not know the setting.
+        SHARE_PIECES: 'on',
       }),
     adminToken(run),
     p.conductorHardTimeoutMs,
@@ -391,11 +394,15 @@ export async function runMixedVersions(
         '.icc-cancels',
         '.icc-conductors',
         '.icc-answers',
+        '.icc-swarms',
         '.rounds',
       ].includes(entry) &&
       !entry.startsWith('.seed-')
     )
       violations.push(`unexpected entry in CACHE_ROOT: ${entry}`);
+  // Records of copies in progress: none once the cell is idle (a dead copy's went with the sweep).
+  for (const image of await fsp.readdir(path.join(cell.root, '.icc-swarms')).catch(() => [] as string[]))
+    violations.push(`a record of a copy in progress left when idle: .icc-swarms/${image}`);
   const records = await fsp.readdir(path.join(cell.root, '.icc-conductors')).catch(() => [] as string[]);
   // (A dot-name is a record being written: `.<id>.beat-*.tmp`, renamed into place by its beat.)
   for (const name of records.filter((n) => !n.startsWith('.'))) {

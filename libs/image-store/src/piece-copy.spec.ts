@@ -92,7 +92,7 @@ describe('copies from several holders', () => {
     expect(outcome.readFrom).toBeUndefined();
     expect(read['node-c']! + read['node-d']!).toBe(0);
     expect(await published()).toBe(sha256);
-    expect(fx.warnings.splice(0)).toEqual([expect.stringMatching(/^no piece list .*shared as a whole only/)]);
+    expect(fx.warnings.splice(0)).toEqual([]); // a missing list is a release without lists' image: normal
   });
 
   it('drops a holder whose piece has another sha256 and reads that piece from another holder', async () => {

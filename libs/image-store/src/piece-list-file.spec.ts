@@ -92,7 +92,7 @@ describe.each([
     }
   });
 
-  it('gives no list, with the reason logged once, when it is missing, invalid or another image’s', async () => {
+  it('gives no list when it is missing, invalid or another image’s; only an invalid one is logged, once', async () => {
     const sha256 = await fx.seed('node-a', SIZE);
     const list = piecesPath('node-a');
     const good = await fsp.readFile(list, 'utf8');
@@ -100,7 +100,8 @@ describe.each([
     await fsp.rm(list);
     expect(await store.copies.readPieceList('node-a', IMAGE)).toEqual({ problem: 'piece list missing' });
     expect(await store.copies.readPieceList('node-a', IMAGE)).toEqual({ problem: 'piece list missing' });
-    expect(fx.warnings.splice(0)).toEqual([expect.stringMatching(/^no piece list .*~pieces\.json; image /)]);
+    // Images of a release without lists have none: a cell being upgraded is full of them.
+    expect(fx.warnings.splice(0)).toEqual([]);
 
     await fsp.writeFile(list, good.replace(/"pieceBytes": \d+/, '"pieceBytes": 3'));
     expect((await store.copies.readPieceList('node-a', IMAGE)).problem).toMatch(
@@ -116,7 +117,7 @@ describe.each([
       /^piece list of another image: sha256: is [0-9a-f]{64}, the image's meta says /,
     );
     await store.copies.readPieceList('node-a', IMAGE);
-    expect(fx.warnings.splice(0)).toEqual([expect.stringMatching(/is another image's: sha256: /)]);
+    expect(fx.warnings.splice(0)).toEqual([]);
 
     // An image that is not verified has no list to give, whatever lies beside it.
     await fsp.writeFile(list, good);

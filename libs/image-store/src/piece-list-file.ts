@@ -45,24 +45,16 @@ export async function readPieceList(
   const file = store.layout.piecesPath(layout, imageId);
   const read = await io(context, 'reading the piece list', () => readPieceListFile(file, imageId));
   const consequence = `image ${imageId} on node ${layout.node} is shared as a whole only, until it is copied again`;
-  const imageVersion = Date.parse(meta.createdAt);
-  if (read.missing) {
-    store.reportOnce(file, imageVersion, `no piece list ${file}; ${consequence}`);
-    return { problem: 'piece list missing' };
-  }
+  // Missing, or another image's: what a release without lists leaves (its images, its replaced or
+  // deleted ones), the normal state of a cell being upgraded, so not worth a warning per image; a list
+  // this release failed to write was logged when it failed. An invalid file is never normal: reported.
+  if (read.missing) return { problem: 'piece list missing' };
   if (read.invalid !== undefined) {
     store.reportInvalid(file, read, consequence);
     return { problem: `piece list invalid: ${read.invalid}` };
   }
   const mismatch = pieceListMismatch(read.value, meta);
-  if (mismatch !== undefined) {
-    store.reportOnce(
-      file,
-      imageVersion,
-      `piece list ${file} is another image's: ${mismatch}; ${consequence}`,
-    );
-    return { problem: `piece list of another image: ${mismatch}` };
-  }
+  if (mismatch !== undefined) return { problem: `piece list of another image: ${mismatch}` };
   return { list: read.value };
 }
 
