@@ -83,9 +83,11 @@ export function openSwarm(
     for (const peer of remote.values()) if (peer.complete || hasPiece(peer.have, index)) n++;
     return n;
   };
-  // Different destinations start at different pieces, so that their first reads of a source differ.
-  const offset =
+  // Different destinations start at different pieces, so that their first reads of a source differ; a
+  // copy alone takes its pieces from the first on, so that its resume checkpoint (a prefix) keeps up.
+  const spread =
     createHash('sha256').update(copy.destination).digest().readUInt32BE(0) % Math.max(1, list.pieces.length);
+  const alone = () => remote.size === 0 && board.others(key, self).length === 0;
   const joined = new Set<string>();
 
   // New copies in progress only: this process's at once, then others' from their records.
@@ -115,7 +117,12 @@ export function openSwarm(
 
   return {
     options: {
-      choice: { rarity, offset },
+      choice: {
+        rarity,
+        get offset() {
+          return alone() ? 0 : spread;
+        },
+      },
       readingElsewhere: (index) => board.readingElsewhere(key, self, index),
       discover,
       everyMs: SWARM_POLL_MS,

@@ -209,15 +209,19 @@ export class CopyWorkflow {
       const destinationLock = held.locks.find((l) => l.key.node === job.destination) ?? held.locks[0]!;
       report('copying', 0);
       const priority = run.priority ?? (() => job.priority ?? 'interactive');
-      // Only when the caps make it faster (holder-plan.ts): reads of other pieces from further holders.
-      // A copy that reads from copies in progress takes slots per piece, not holders for the whole copy.
-      if (!picked.perPieceSlots)
-        extras = await takeExtraHolders(
-          { store: this.store, locks: this.locks, sources: this.sources, bandwidth: this.options.bandwidth },
-          job,
-          { node: source, meta: sourceMeta },
-          { attemptId: run.attemptId, signal: run.signal, priority: priority() },
-        );
+      // Only when the caps make it faster (holder-plan.ts): reads of other pieces from further holders,
+      // each under its shared lock (and, unless the copy takes slots per piece, a read slot).
+      extras = await takeExtraHolders(
+        { store: this.store, locks: this.locks, sources: this.sources, bandwidth: this.options.bandwidth },
+        job,
+        { node: source, meta: sourceMeta },
+        {
+          attemptId: run.attemptId,
+          signal: run.signal,
+          priority: priority(),
+          perPieceSlots: picked.perPieceSlots,
+        },
+      );
       if (extras.length > 0)
         this.options.log.debug?.(
           { ...ids, helpers: extras.map((h) => h.node) },

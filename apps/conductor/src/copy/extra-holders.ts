@@ -39,7 +39,7 @@ export async function takeExtraHolders(
   deps: ExtraHolderDeps,
   job: CopyJob,
   source: { node: string; meta: Pick<ImageMeta, 'sha256' | 'size'> },
-  run: { attemptId: string; signal?: AbortSignal; priority: CopyPriority },
+  run: { attemptId: string; signal?: AbortSignal; priority: CopyPriority; perPieceSlots?: boolean },
 ): Promise<ExtraHolder[]> {
   const { bandwidth } = deps;
   if (job.source !== undefined || !bandwidth) return [];
@@ -74,9 +74,10 @@ async function takeOne(
   job: CopyJob,
   node: string,
   meta: Pick<ImageMeta, 'sha256' | 'size'>,
-  run: { attemptId: string; signal?: AbortSignal },
+  run: { attemptId: string; signal?: AbortSignal; perPieceSlots?: boolean },
 ): Promise<ExtraHolder | undefined> {
-  const slot = deps.sources.slots.tryTake(node);
+  // A copy that takes a read slot per piece (reading from copies in progress too) holds none for the copy.
+  const slot = run.perPieceSlots ? () => undefined : deps.sources.slots.tryTake(node);
   if (!slot) return undefined;
   const held = await deps.locks
     .acquireAll([{ node, imageId: job.imageId, mode: 'shared' }], {
