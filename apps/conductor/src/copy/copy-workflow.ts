@@ -129,7 +129,7 @@ export class CopyWorkflow {
     const { bandwidth, log } = this.options;
     return {
       paceOf: (node) => bandwidth?.pace(node, job.destination, priority),
-      tryReadSlot: (node) => this.sources.slots.tryTake(node),
+      tryReadSlot: (node) => this.sources.tryTakePieceSlot(node, priority()),
       slotFreed: () => this.sources.slotFreed(),
       // A node's read cap shared with the reads it serves now, one more counted (chooseFetch's estimate).
       expectedRate: (node) =>

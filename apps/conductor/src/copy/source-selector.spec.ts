@@ -78,6 +78,21 @@ describe('SourceSelector', () => {
     expect(order).toEqual(['interactive', 'background']);
   });
 
+  it('gives a per-piece read slot to a background copy only while no interactive copy waits for the node', async () => {
+    const s = selector(1, 10_000);
+    const job = { imageId: 'img', destination: 'node-b', source: 'node-a' } as const;
+    const holder = await pick(s, job);
+    const waiting = pick(s, { ...job, priority: 'interactive' }, 20_000);
+    await new Promise((r) => setTimeout(r, 50));
+    holder.release();
+    // The slot is free at this instant, but an interactive copy waits for node-a: not for a background piece.
+    expect(s.tryTakePieceSlot('node-a', 'background')).toBeUndefined();
+    (await waiting).release();
+    const slot = s.tryTakePieceSlot('node-a', 'background');
+    expect(slot).toBeTypeOf('function');
+    slot!();
+  });
+
   it('counts the readers of other conductors from the lock folder, its own only once', async () => {
     const readers = (node: string, ...names: string[]) =>
       Promise.all(names.map((n) => fsp.mkdir(path.join(root, node, 'locks', 'img', n), { recursive: true })));

@@ -1,5 +1,5 @@
 import { performance } from 'node:perf_hooks';
-import { ReasonError } from '@app/contracts';
+import { type CopyPriority, ReasonError } from '@app/contracts';
 import type { ImageMeta, ImageStore } from '@app/image-store';
 import { readLockActivity } from '@app/locking';
 import type { CopyJob } from './copy-job';
@@ -148,6 +148,15 @@ export class SourceSelector {
     }
     if (to !== undefined) this.interactiveWaiting.set(to, (this.interactiveWaiting.get(to) ?? 0) + 1);
     return to;
+  }
+
+  /**
+   * A read slot on `node` for one piece of a copy that takes slots per piece, if one is free now; a
+   * background copy leaves it to an interactive copy waiting for the node, as acquire does.
+   */
+  tryTakePieceSlot(node: string, priority: CopyPriority): (() => void) | undefined {
+    if (priority === 'background' && (this.interactiveWaiting.get(node) ?? 0) > 0) return undefined;
+    return this.slots.tryTake(node);
   }
 
   /** Resolves once any read slot of this conductor is given back. */
