@@ -12,6 +12,7 @@ import {
   verifiedPrefix,
 } from './image-copier';
 import { type PieceList, pieceRange } from './piece-list';
+import { RateSum, lookForPieces } from './swarm-look';
 import {
   type PieceChoice,
   createPiecePlan,
@@ -47,7 +48,7 @@ export interface PartialHolder {
   withFile: <T>(use: (file: FileHandle) => Promise<T>) => Promise<T>;
 }
 
-/** A copy that also reads from copies in progress and tells others what it has (swarm-copy.ts). */
+/** A copy that also reads from copies in progress and tells others what it has (swarm-holders.ts). */
 export interface SwarmOptions {
   choice: Omit<PieceChoice, 'has' | 'skip'>;
   /** Whether another copy is reading piece `index` now (from anywhere): a verified source leaves it. */
@@ -336,76 +337,6 @@ async function writePiece(
     }
   } catch (error) {
     throw new CopyFailure(options.signal?.aborted ? error : options.writeError(error));
-  }
-}
-
-/**
- * A swarm copy's look, every `everyMs` while it is active: re-reads the records of the copies in progress
- * it reads from (one gone or stale is dropped), finds new ones (started as holders; a node dropped once
- * stays out), then wakes the holders waiting for pieces. On a timer, not on every piece: each look costs
- * a listing and a few small reads on the shared file system.
- */
-async function lookForPieces(
-  swarm: SwarmOptions,
-  known: Set<string>,
-  partials: PieceHolder[],
-  copy: {
-    active: () => boolean;
-    start: (holder: PieceHolder) => void;
-    drop: (holder: PieceHolder) => void;
-    dropped: (node: string) => boolean;
-    changed: () => void;
-    finished: () => Promise<void>;
-  },
-): Promise<void> {
-  while (copy.active()) {
-    await nextLook(swarm.everyMs, copy);
-    if (!copy.active()) return;
-    await Promise.all(
-      partials
-        .filter((h) => !copy.dropped(h.node))
-        .map(async (holder) => {
-          if (!(await holder.partial!.refresh().catch(() => false))) copy.drop(holder);
-        }),
-    );
-    const found = await swarm.discover().catch(() => [] as PieceHolder[]);
-    for (const holder of found)
-      if (!known.has(holder.node)) {
-        known.add(holder.node);
-        if (holder.partial) partials.push(holder);
-        copy.start(holder);
-      }
-    copy.changed();
-  }
-}
-
-/** Waits `ms`; woken by every piece event too, to leave at once when the copy ends. */
-async function nextLook(ms: number, copy: { active: () => boolean; finished: () => Promise<void> }) {
-  await new Promise<void>((resolve) => {
-    const timer = setTimeout(resolve, ms);
-    const until = Date.now() + ms;
-    const wait = (): void =>
-      void copy.finished().then(() => {
-        if (!copy.active()) {
-          clearTimeout(timer);
-          resolve();
-        } else if (Date.now() < until) wait();
-      });
-    wait();
-  });
-}
-
-/** The expected rates of the reads in flight. */
-class RateSum {
-  sum = 0;
-  count = 0;
-  add(rate: number): void {
-    this.sum += rate;
-    this.count++;
-  }
-  remove(rate: number): void {
-    this.sum -= rate;
-    this.count--;
   }
 }
 

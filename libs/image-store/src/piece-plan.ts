@@ -8,7 +8,7 @@
  *   rest of the copy, and the piece it was reading goes back to the others.
  * - Nothing is read twice at once: a piece is missing, being read by exactly one holder, or done.
  *
- * - With a `PieceChoice` (a copy that also reads from copies in progress, swarm-copy.ts): a holder is given,
+ * - With a `PieceChoice` (a copy that also reads from copies in progress, swarm-holders.ts): a holder is given,
  *   among the missing pieces it holds, the rarest among the copies in progress this copy sees, from a
  *   start of this destination's own. The rule of libs/fanout's chooseFetch (rarest first, spread starts),
  *   decided here for one destination with what its own records show: destinations started at once ask
