@@ -70,6 +70,10 @@ export interface SweepRound {
   fsOps: number;
 }
 
+/** What a round counts that the sweep also adds up since the conductor started. */
+const TOTALLED = ['keysCollected', 'lockEntries', 'tmpFiles', 'busy', 'keysRetired', 'swarmRecords'] as const;
+type SweepTotals = Pick<SweepRound, (typeof TOTALLED)[number]>;
+
 /** The sweep as GET /status shows it. */
 export interface LeftoverSweepView {
   enabled: boolean;
@@ -80,14 +84,7 @@ export interface LeftoverSweepView {
   /** With a cell-wide lease: what this conductor's timer ticks did (ran here, ran elsewhere, lease busy). */
   leaseTicks?: LeaseTicks | null;
   /** Since the conductor started. */
-  totals: {
-    keysCollected: number;
-    lockEntries: number;
-    tmpFiles: number;
-    busy: number;
-    keysRetired: number;
-    swarmRecords: number;
-  };
+  totals: SweepTotals;
   lastRound: (SweepRound & { endedAt: string }) | null;
 }
 
@@ -109,14 +106,7 @@ export class LeftoverSweep {
   /** Heartbeats and partial files watched, per node, so the observer forgets the ones that went away. */
   private readonly watched = new Map<string, Set<string>>();
   private lastRound: LeftoverSweepView['lastRound'] = null;
-  private readonly totals = {
-    keysCollected: 0,
-    lockEntries: 0,
-    tmpFiles: 0,
-    busy: 0,
-    keysRetired: 0,
-    swarmRecords: 0,
-  };
+  private readonly totals = Object.fromEntries(TOTALLED.map((k) => [k, 0])) as SweepTotals;
   private readonly fs: LockFileSystem;
   private readonly fsOps = new RoundFsOps();
   private readonly store: SweptEntries;
@@ -209,15 +199,7 @@ export class LeftoverSweep {
     round.failed = walk.failed;
     round.durationMs = walk.durationMs;
     round.fsOps = this.fsOps.take();
-    for (const k of [
-      'keysCollected',
-      'lockEntries',
-      'tmpFiles',
-      'busy',
-      'keysRetired',
-      'swarmRecords',
-    ] as const)
-      this.totals[k] += round[k];
+    for (const k of TOTALLED) this.totals[k] += round[k];
     this.lastRound = { ...round, endedAt: new Date().toISOString() };
     const worthTelling =
       round.keysCollected > 0 || round.keysRetired > 0 || round.swarmRecords > 0 || round.failed > 0;
