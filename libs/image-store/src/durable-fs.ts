@@ -96,14 +96,31 @@ export async function writeFileOnce(
     await handle.close();
   }
   try {
-    await fsp.link(tmp, path.join(dir, name));
+    if (!(await linkUnlessPresent(tmp, path.join(dir, name)))) return false;
     if (fsync) await fsyncDir(dir);
+    return true;
+  } finally {
+    await fsp.rm(tmp, { force: true });
+  }
+}
+
+/**
+ * link(2) of `from` to `to` unless `to` exists: true when linked, false when `to` was there (another
+ * writer won). sshfs answers a link to a taken name EPERM, not EEXIST (its SFTP hard-link request only
+ * fails): any error with `to` present afterwards counts as taken, any other is thrown.
+ */
+export async function linkUnlessPresent(from: string, to: string): Promise<boolean> {
+  try {
+    await fsp.link(from, to);
     return true;
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code === 'EEXIST') return false;
+    const present = await fsp.lstat(to).then(
+      () => true,
+      () => false,
+    );
+    if (present) return false;
     throw error;
-  } finally {
-    await fsp.rm(tmp, { force: true });
   }
 }
 

@@ -56,3 +56,4 @@ export {
   judgeConductors,
   startRefusal,
 } from './cell-conductors';
+export { linkUnlessPresent } from './durable-fs';

@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
+import { linkUnlessPresent } from '@app/image-store';
 
 /** In CACHE_ROOT, the one folder every conductor of a cell shares (a dot name is never a node id). */
 export const HEADER_KEY_FILE = '.icc-header-key';
@@ -27,9 +28,7 @@ export async function loadOrCreateHeaderKey(cacheRoot: string): Promise<Buffer> 
     await handle.close();
   }
   try {
-    await fsp.link(tmp, file);
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+    await linkUnlessPresent(tmp, file); // taken: another conductor got there first, theirs is read below
   } finally {
     await fsp.unlink(tmp).catch(() => undefined);
   }
