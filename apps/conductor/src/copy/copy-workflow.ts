@@ -244,6 +244,11 @@ export class CopyWorkflow {
                 pace: this.options.bandwidth?.pace(h.node, job.destination, priority),
                 lost: h.lost,
               })),
+            }
+          : {}),
+        // A copy from several holders, further verified ones or copies in progress, may drop one.
+        ...(extras.length > 0 || picked.perPieceSlots
+          ? {
               onHolderDropped: (node: string, why: string) =>
                 this.options.log.warn({ ...ids, node, why }, 'a holder was dropped from a copy'),
             }
