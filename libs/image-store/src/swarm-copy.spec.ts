@@ -92,7 +92,15 @@ describe('copies that read from copies in progress', () => {
 
   it('reads the pieces a copy in progress announces from it, the others from the source, and leaves no record', async () => {
     await peerCopy([0, 1], image.subarray(0, 2 * PIECE_BYTES));
-    const outcome = await copy();
+    const piecesRead: string[] = [];
+    const outcome = await copy({
+      swarm: {
+        paceOf: (node) => pace(node),
+        onPieceRead: (node, inProgress) => piecesRead.push(`${node}${inProgress ? ' in progress' : ''}`),
+      },
+    });
+    // Each piece told once, with where it came from.
+    expect(piecesRead.sort()).toEqual(['node-a', 'node-a', `${PEER} in progress`, `${PEER} in progress`]);
     expect(outcome).toMatchObject({ status: 'copied', bytes: SIZE, sha256 });
     expect(await published()).toBe(sha256);
     // The source gave only what the copy in progress did not have: it seeds, the others pass pieces on.

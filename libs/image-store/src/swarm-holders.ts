@@ -29,6 +29,8 @@ export interface SwarmRequest {
   onPeerProblem?: (record: string, problem: string) => void;
   /** A record of this copy's that could not be written: for the log. */
   onAdvertError?: (error: unknown) => void;
+  /** A piece read, verified and written: from `node`, a copy in progress (`inProgress`) or a verified holder. */
+  onPieceRead?: (node: string, inProgress: boolean) => void;
 }
 
 /** How often a copy looks for new copies in progress, and re-reads those it reads from when they ran dry. */
@@ -130,7 +132,10 @@ export function openSwarm(
       ...(request.slotFreed ? { slotFreed: request.slotFreed } : {}),
       ...(request.expectedRate ? { expectedRate: request.expectedRate } : {}),
       ...(request.writeBps ? { writeBps: request.writeBps } : {}),
-      onPieceWritten: (index) => advert.pieceWritten(index),
+      onPieceWritten: (index, from) => {
+        advert.pieceWritten(index);
+        if (from) request.onPieceRead?.(from.node, from.inProgress);
+      },
       onReading: (index, reading) => (reading ? self.reading.add(index) : self.reading.delete(index)),
     },
     close: async () => {

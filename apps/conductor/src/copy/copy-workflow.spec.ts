@@ -107,7 +107,11 @@ describe('CopyWorkflow failure reasons', () => {
       learnHolder: () => undefined,
     } as unknown as SourceSelector;
     const warned: Array<[Record<string, unknown>, string]> = [];
-    const log = { warn: (fields: Record<string, unknown>, msg: string) => void warned.push([fields, msg]) };
+    const told: Array<[Record<string, unknown>, string]> = [];
+    const log = {
+      warn: (fields: Record<string, unknown>, msg: string) => void warned.push([fields, msg]),
+      info: (fields: Record<string, unknown>, msg: string) => void told.push([fields, msg]),
+    };
     return {
       run: () =>
         new CopyWorkflow(store, locks, sources, {
@@ -117,6 +121,7 @@ describe('CopyWorkflow failure reasons', () => {
           fromPartialCopies: options.fromPartialCopies,
         }).run(options.job ?? job, { attemptId: 'a1' }),
       warned,
+      told,
       released: () => released,
       requested: () => requested,
       lockRequests: () => lockRequests,
@@ -258,6 +263,37 @@ describe('CopyWorkflow failure reasons', () => {
           why: expect.stringMatching(/^piece 1/),
         }),
         'a holder was dropped from a copy',
+      ],
+    ]);
+  });
+
+  it('logs where a copy that reads from copies in progress got its pieces: verified holders and copies in progress', async () => {
+    const w = workflow({
+      stillHeld: true,
+      copied: 'copied',
+      fromPartialCopies: true,
+      job: { imageId: 'img.raw', destination: 'node-b' } as typeof job,
+      duringCopy: (request) => {
+        for (const [node, inProgress] of [
+          ['node-a', false],
+          ['node-d', true],
+          ['node-c', true],
+          ['node-c', true],
+        ] as const)
+          request.swarm!.onPieceRead!(node, inProgress);
+      },
+    });
+    await w.run();
+    expect(w.told).toEqual([
+      [
+        expect.objectContaining({
+          destination: 'node-b',
+          fromVerified: 1,
+          fromCopiesInProgress: 3,
+          verifiedNodes: ['node-a'],
+          copiesInProgress: ['node-c', 'node-d'],
+        }),
+        'a copy read its pieces',
       ],
     ]);
   });
