@@ -163,6 +163,16 @@ describe('copies that read from copies in progress', () => {
     expect(read['node-a']).toBe(2 * PIECE_BYTES + 321);
   });
 
+  it("never reads from a copy in progress on the source's node, so dropping one cannot drop the source", async () => {
+    // A record on node-a (a dead attempt's, say) whose partial lies about piece 0: read, it would be
+    // dropped, and with it every holder named node-a, the source too.
+    const lying = Buffer.from(image.subarray(0, PIECE_BYTES));
+    lying[5] ^= 0xff;
+    await peerCopy([0], lying, {}, 'node-a');
+    expect(await copy()).toMatchObject({ status: 'copied', sha256 });
+    expect(dropped).toEqual([]);
+  });
+
   it('leaves out a record of other bytes, and says why', async () => {
     await peerCopy([0, 1], image.subarray(0, 2 * PIECE_BYTES), { sha256: 'a'.repeat(64) });
     expect(await copy()).toMatchObject({ status: 'copied', sha256 });
