@@ -25,10 +25,11 @@ export interface RoundAnswers {
   jobTap: JobEventsTap;
 }
 
-/** The failure a fault may cause to the copy it struck: a cancelled one, or one whose partial was damaged. */
-function allowedFailure(faults: PieceFaultRecord[], requestId: string): string | undefined {
-  const fault = faults.find((f) => f.requestId === requestId && (f.kind === 'cancel' || f.kind === 'damage'));
-  return fault?.kind === 'cancel' ? 'CANCELLED' : fault?.kind === 'damage' ? 'CHECKSUM_MISMATCH' : undefined;
+/** The failures the faults may cause to the copy they struck: cancelled, or its partial damaged. */
+function allowedFailures(faults: PieceFaultRecord[], requestId: string): string[] {
+  return faults
+    .filter((f) => f.requestId === requestId)
+    .flatMap((f) => (f.kind === 'cancel' ? ['CANCELLED'] : f.kind === 'damage' ? ['CHECKSUM_MISMATCH'] : []));
 }
 
 /**
@@ -45,7 +46,7 @@ export function judgeRound(r: RoundAnswers, violations: string[]): void {
     );
     if (kinds.size > 1) violations.push(`request ${id}: final answers disagree: ${[...kinds].join(', ')}`);
     const final = r.finals.get(id);
-    if (final?.status === 'failed' && final.reason !== allowedFailure(r.faults, id))
+    if (final?.status === 'failed' && !allowedFailures(r.faults, id).includes(String(final.reason)))
       violations.push(`request ${id} failed: ${String(final.reason)} ${String(final.detail)}`);
     if (r.job) {
       const outcomes = r.job.outcomes.filter((o) => o.node === node);
