@@ -122,5 +122,9 @@ export function pieceFigures(conductors: ConductorProcess[], faults: PieceFaultR
       ),
     },
     cancelAnswers: tally(logs.filter((l) => l.msg === 'cancel answered').map((l) => String(l.status))),
+    // Lost locks (a paused holder, or heartbeats late on a loaded machine) and the like: retried copies.
+    retriesByReason: tally(
+      logs.filter((l) => l.msg === 'copy failed, retry scheduled').map((l) => String(l.reason)),
+    ),
   };
 }

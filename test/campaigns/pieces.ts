@@ -62,13 +62,16 @@ export const PIECES_SIZES = {
 
 export function piecesTestTimeoutMs(run: CampaignRun): number {
   const p = bySize(run, PIECES_SIZES);
-  return p.rounds * (p.roundSettleMs + 2 * p.strikeWaitMs) + 120_000;
+  return (p.rounds + EXTRA_ROUNDS) * (p.roundSettleMs + 2 * p.strikeWaitMs) + 120_000;
 }
 
 export interface PiecesOutcome {
   violations: string[];
   figures: Record<string, unknown>;
 }
+
+/** Rounds run past the planned ones while faults are left that found no moment mid-fan-out. */
+const EXTRA_ROUNDS = 2;
 
 /** How long the conductors' own leftover sweep gets, once the cell is idle, to leave nothing behind. */
 const LITTER_WAIT_MS = 30_000;
@@ -147,7 +150,9 @@ export async function runPiecesCampaign(
   let carried: PieceFaultKind[] = [];
   const ids: string[] = [];
 
-  for (let round = 0; round < p.rounds; round++) {
+  // Faults that found no moment mid-fan-out in their round go to the next; up to EXTRA_ROUNDS more
+  // rounds are run for the ones still left after the last.
+  for (let round = 0; round < p.rounds || (carried.length > 0 && round < p.rounds + EXTRA_ROUNDS); round++) {
     const kind =
       round === 1
         ? firstKind === 'job'
@@ -290,7 +295,7 @@ export async function runPiecesCampaign(
       await cell.store.entries.deleteImage(node, imageId).catch(() => undefined);
   }
   for (const kind of carried)
-    violations.push(`a ${kind} fault found no moment mid-fan-out in the last round`);
+    violations.push(`a ${kind} fault found no moment mid-fan-out, ${EXTRA_ROUNDS} extra rounds included`);
 
   // Nothing left once idle: the conductors' own sweep must collect what killed copies left.
   await fleet.waitIdle(60_000).catch((error: unknown) => violations.push(String(error)));
