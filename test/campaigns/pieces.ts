@@ -314,6 +314,10 @@ export async function runPiecesCampaign(
   const conductors = fleet.conductors();
   for (const m of fleet.live())
     if (m.conductor.child.process.exitCode !== null) violations.push(`conductor ${m.id} exited`);
+  for (const m of fleet.members.filter((x) => x.state === 'exited'))
+    violations.push(
+      `conductor ${m.id} ended by itself (code ${m.conductor.child.process.exitCode}, signal ${m.conductor.child.process.signalCode})`,
+    );
   const internal = conductors.flatMap((c) => c.logs().filter((l) => l.msg === 'unexpected error in a copy'));
   for (const l of internal.slice(0, 5)) violations.push(`INTERNAL error: ${JSON.stringify(l)}`);
   const pieces = pieceFigures(conductors, faults);
