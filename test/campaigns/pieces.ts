@@ -132,6 +132,15 @@ export async function runPiecesCampaign(
   let nextConductor = 0;
   const newId = () =>
     `pieces-${String.fromCharCode(97 + (nextConductor % 26))}${Math.floor(nextConductor++ / 26) || ''}`;
+  // One that ends by itself (a hang exit on a stalled mount, a crash) is a violation, and is started
+  // again as systemd would, so that the run goes on to tell the rest.
+  const exits: Array<{ id: string; code: number | null; signal: string | null }> = [];
+  fleet.onExit((member, exit) => {
+    exits.push({ id: member.id, ...exit });
+    void fleet
+      .start(newId())
+      .catch((error: unknown) => violations.push(`restart after ${member.id} ended: ${String(error)}`));
+  });
   await Promise.all(Array.from({ length: p.conductors }, () => fleet.start(newId())));
   fleet.startSampling(1_000);
 
@@ -314,10 +323,8 @@ export async function runPiecesCampaign(
   const conductors = fleet.conductors();
   for (const m of fleet.live())
     if (m.conductor.child.process.exitCode !== null) violations.push(`conductor ${m.id} exited`);
-  for (const m of fleet.members.filter((x) => x.state === 'exited'))
-    violations.push(
-      `conductor ${m.id} ended by itself (code ${m.conductor.child.process.exitCode}, signal ${m.conductor.child.process.signalCode})`,
-    );
+  for (const e of exits)
+    violations.push(`conductor ${e.id} ended by itself (code ${e.code}, signal ${e.signal})`);
   const internal = conductors.flatMap((c) => c.logs().filter((l) => l.msg === 'unexpected error in a copy'));
   for (const l of internal.slice(0, 5)) violations.push(`INTERNAL error: ${JSON.stringify(l)}`);
   const pieces = pieceFigures(conductors, faults);
@@ -326,6 +333,7 @@ export async function runPiecesCampaign(
     lockTimings: timings,
     durationMs: elapsed(),
     conductorsStarted: fleet.members.length,
+    conductorExits: exits.length,
     requests: ids.length,
     rounds,
     faults: tally(faults.map((f) => f.kind)),
