@@ -231,7 +231,7 @@ export class CopyPipeline {
                         {
                           imageId,
                           destination: destination.node,
-                          source: source.node,
+                          verified: [source.node, ...pieces.holders.map((h) => h.node)],
                           attemptId,
                           list: swarmList,
                         },

@@ -51,7 +51,14 @@ const DISCOVER_READS = 8;
 export function openSwarm(
   store: StoreContext,
   request: SwarmRequest,
-  copy: { imageId: string; destination: string; source: string; attemptId: string; list: PieceList },
+  copy: {
+    imageId: string;
+    destination: string;
+    /** The verified holders the copy reads from (its source, further holders): never read as a copy in progress. */
+    verified: string[];
+    attemptId: string;
+    list: PieceList;
+  },
   to: FileHandle,
 ): { options: SwarmOptions; close: () => Promise<void> } {
   const { list } = copy;
@@ -97,7 +104,8 @@ export function openSwarm(
     const found: PieceHolder[] = [];
     // In random order, as records are read: copies started together must not all pick the same peers.
     for (const other of shuffled(board.others(key, self))) {
-      if (joined.size >= MAX_PEERS_PER_COPY || joined.has(other.node) || other.node === copy.source) continue;
+      if (joined.size >= MAX_PEERS_PER_COPY || joined.has(other.node) || copy.verified.includes(other.node))
+        continue;
       joined.add(other.node);
       const peer: SwarmPeer = { ...other, have: other.have };
       const state: PeerState = { have: other.have, complete: false };
@@ -106,9 +114,10 @@ export function openSwarm(
     const room = Math.min(DISCOVER_READS, MAX_PEERS_PER_COPY - joined.size);
     if (room <= 0) return found;
     const local = new Set(board.others(key, self).map((e) => e.node));
-    // Never the source's node: holders are known by node, and dropping such a copy would drop the source.
+    // Never a verified holder's node: holders are known by node, and dropping such a copy would drop the
+    // verified holder (the source) with it.
     const skip = (node: string) =>
-      node === copy.destination || node === copy.source || joined.has(node) || local.has(node);
+      node === copy.destination || copy.verified.includes(node) || joined.has(node) || local.has(node);
     for (const peer of await readSwarmPeers(store, list, skip, room, request.onPeerProblem)) {
       joined.add(peer.node);
       const state: PeerState = { have: peer.have, complete: false };
