@@ -89,6 +89,22 @@ export async function runPiecesCampaign(
   pool: ChildProcessPool<unknown>,
   cleanups: Cleanups,
 ): Promise<PiecesOutcome> {
+  // Conductors that end by themselves are started again only while the campaign runs: the pool's kills
+  // after it must not start new ones into a cell being removed.
+  const running = { now: true };
+  try {
+    return await runCampaign(run, pool, cleanups, running);
+  } finally {
+    running.now = false;
+  }
+}
+
+async function runCampaign(
+  run: CampaignRun,
+  pool: ChildProcessPool<unknown>,
+  cleanups: Cleanups,
+  running: { now: boolean },
+): Promise<PiecesOutcome> {
   const p: PiecesParams = bySize(run, PIECES_SIZES);
   const startedAt = performance.now();
   const elapsed = () => Math.round(performance.now() - startedAt);
@@ -136,6 +152,7 @@ export async function runPiecesCampaign(
   // again as systemd would, so that the run goes on to tell the rest.
   const exits: Array<{ id: string; code: number | null; signal: string | null }> = [];
   fleet.onExit((member, exit) => {
+    if (!running.now) return;
     exits.push({ id: member.id, ...exit });
     void fleet
       .start(newId())
