@@ -1,6 +1,6 @@
 /*
  * `npm run campaign [-- --seed N] [--size ci|large] [--fs local|cephfs|glusterfs] [--tls]
- *   [--only chaos,locks,broker,fs,clock,bad-input,hosts,mixed,lock-processes,cephfs-race,beds]`: runs the
+ *   [--only chaos,locks,broker,fs,clock,bad-input,hosts,mixed,pieces,lock-processes,cephfs-race,beds]`: runs the
  * issue-8 campaigns (test/campaign-*.e2e-spec.ts, the same code `npm test` runs at CI size) through vitest,
  * one file at a time, with CAMPAIGN_SIZE and CAMPAIGN_SEED set, then prints the figures each campaign
  * wrote to test-output/campaigns/. CAMPAIGN_SEED / CAMPAIGN_SIZE / CAMPAIGN_FS from the environment work too.
@@ -24,6 +24,7 @@ const FILES: Record<string, string | string[]> = {
   broker: 'test/campaign-broker-faults.e2e-spec.ts',
   hosts: 'test/hosts-campaign.e2e-spec.ts',
   mixed: 'test/campaign-mixed-versions.e2e-spec.ts',
+  pieces: 'test/campaign-pieces.e2e-spec.ts',
   'lock-processes': 'test/locking-processes.e2e-spec.ts',
   // Not in npm test (vitest.config.mts, CAMPAIGN_ONLY): 8 lock workers on two ceph-fuse mounts.
   'cephfs-race': 'test/hosts-cephfs-lock-race.e2e-spec.ts',
@@ -42,6 +43,7 @@ const REPORTS: Record<string, string> = {
   broker: 'broker-faults',
   hosts: 'hosts',
   mixed: 'mixed-versions',
+  pieces: 'pieces',
 };
 
 function usage(message: string): never {

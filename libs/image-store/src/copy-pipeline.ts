@@ -228,7 +228,13 @@ export class CopyPipeline {
                       openSwarm(
                         this.store,
                         request.swarm!,
-                        { imageId, destination: destination.node, attemptId, list: swarmList },
+                        {
+                          imageId,
+                          destination: destination.node,
+                          verified: [source.node, ...pieces.holders.map((h) => h.node)],
+                          attemptId,
+                          list: swarmList,
+                        },
                         to,
                       ),
                   }

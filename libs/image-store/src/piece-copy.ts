@@ -68,8 +68,11 @@ export interface SwarmOptions {
    */
   expectedRate?: (node: string) => number;
   writeBps?: number;
-  /** A piece verified and written in the partial (resumed ones included). */
-  onPieceWritten: (index: number) => void;
+  /**
+   * A piece verified and written in the partial (resumed ones included), with the holder it was read from
+   * (none for a resumed one; `inProgress`: a copy in progress, or the image it published meanwhile).
+   */
+  onPieceWritten: (index: number, from?: { node: string; inProgress: boolean }) => void;
   /** A piece is being read now (true), or no longer (false: written, or its read failed). */
   onReading?: (index: number, reading: boolean) => void;
 }
@@ -246,7 +249,7 @@ export async function copyPieces(options: PieceCopyOptions): Promise<StreamCopyR
       }
       pieceDone(plan, index);
       swarm?.onReading?.(index, false);
-      swarm?.onPieceWritten(index);
+      swarm?.onPieceWritten(index, { node: holder.node, inProgress: holder.partial !== undefined });
       notify();
       scheduleAdvance();
     }

@@ -42,16 +42,21 @@ describe('copies that read from copies in progress', () => {
   const recordDir = () => path.join(fx.root, SWARMS_FOLDER, IMAGE);
   const peerPartial = () => path.join(store.nodeLayout(PEER).tmp, `${IMAGE}~${PEER_ATTEMPT}.part`);
 
-  /** node-c's copy in progress: `bytes` in its partial, a record announcing `pieces`. */
-  const peerCopy = async (pieces: number[], bytes: Buffer, record: Partial<SwarmRecord> = {}) => {
-    await fsp.mkdir(store.nodeLayout(PEER).tmp, { recursive: true });
-    await fsp.writeFile(peerPartial(), bytes);
+  /** node-c's copy in progress (or `node`'s): `bytes` in its partial, a record announcing `pieces`. */
+  const peerCopy = async (
+    pieces: number[],
+    bytes: Buffer,
+    record: Partial<SwarmRecord> = {},
+    node = PEER,
+  ) => {
+    await fsp.mkdir(store.nodeLayout(node).tmp, { recursive: true });
+    await fsp.writeFile(path.join(store.nodeLayout(node).tmp, `${IMAGE}~${PEER_ATTEMPT}.part`), bytes);
     const have = emptyHave(4);
     for (const index of pieces) setPiece(have, index);
     const full: SwarmRecord = {
       v: 1,
       imageId: IMAGE,
-      node: PEER,
+      node,
       attemptId: PEER_ATTEMPT,
       sha256,
       size: SIZE,
@@ -62,7 +67,7 @@ describe('copies that read from copies in progress', () => {
       ...record,
     };
     await fsp.mkdir(recordDir(), { recursive: true });
-    await fsp.writeFile(path.join(recordDir(), `${PEER}~${PEER_ATTEMPT}.json`), JSON.stringify(full));
+    await fsp.writeFile(path.join(recordDir(), `${node}~${PEER_ATTEMPT}.json`), JSON.stringify(full));
   };
 
   const pace = (node: string, onRead?: () => Promise<void> | void) => ({
@@ -92,7 +97,15 @@ describe('copies that read from copies in progress', () => {
 
   it('reads the pieces a copy in progress announces from it, the others from the source, and leaves no record', async () => {
     await peerCopy([0, 1], image.subarray(0, 2 * PIECE_BYTES));
-    const outcome = await copy();
+    const piecesRead: string[] = [];
+    const outcome = await copy({
+      swarm: {
+        paceOf: (node) => pace(node),
+        onPieceRead: (node, inProgress) => piecesRead.push(`${node}${inProgress ? ' in progress' : ''}`),
+      },
+    });
+    // Each piece told once, with where it came from.
+    expect(piecesRead.sort()).toEqual(['node-a', 'node-a', `${PEER} in progress`, `${PEER} in progress`]);
     expect(outcome).toMatchObject({ status: 'copied', bytes: SIZE, sha256 });
     expect(await published()).toBe(sha256);
     // The source gave only what the copy in progress did not have: it seeds, the others pass pieces on.
@@ -128,6 +141,36 @@ describe('copies that read from copies in progress', () => {
       sha256,
     });
     expect(dropped.map(([node]) => node)).toEqual([PEER]);
+  });
+
+  it('reads from the source the pieces only a dropped copy in progress had, while another copy in progress is left', async () => {
+    // node-c announces pieces 0 and 1, but its partial is gone: dropped at its first read.
+    await peerCopy([0, 1], image.subarray(0, 2 * PIECE_BYTES));
+    await fsp.rm(peerPartial());
+    // node-e, alive, has piece 0 only, and its record stays fresh: it will never have piece 1.
+    await peerCopy([0], image.subarray(0, PIECE_BYTES), {}, 'node-e');
+    const stop = new AbortController();
+    const copying = copy({ signal: stop.signal }).catch((error: unknown) => error);
+    const outcome = await Promise.race([
+      copying,
+      new Promise((resolve) => setTimeout(() => resolve('still waiting for piece 1 after 5 s'), 5_000)),
+    ]);
+    stop.abort();
+    await copying;
+    expect(outcome).toMatchObject({ status: 'copied', sha256 });
+    expect(dropped.map(([node]) => node)).toEqual([PEER]);
+    // Piece 1 came from the source: the dropped copy's record no longer counts it as held elsewhere.
+    expect(read['node-a']).toBe(2 * PIECE_BYTES + 321);
+  });
+
+  it("never reads from a copy in progress on the source's node, so dropping one cannot drop the source", async () => {
+    // A record on node-a (a dead attempt's, say) whose partial lies about piece 0: read, it would be
+    // dropped, and with it every holder named node-a, the source too.
+    const lying = Buffer.from(image.subarray(0, PIECE_BYTES));
+    lying[5] ^= 0xff;
+    await peerCopy([0], lying, {}, 'node-a');
+    expect(await copy()).toMatchObject({ status: 'copied', sha256 });
+    expect(dropped).toEqual([]);
   });
 
   it('leaves out a record of other bytes, and says why', async () => {

@@ -29,6 +29,8 @@ export interface SwarmRequest {
   onPeerProblem?: (record: string, problem: string) => void;
   /** A record of this copy's that could not be written: for the log. */
   onAdvertError?: (error: unknown) => void;
+  /** A piece read, verified and written: from `node`, a copy in progress (`inProgress`) or a verified holder. */
+  onPieceRead?: (node: string, inProgress: boolean) => void;
 }
 
 /** How often a copy looks for new copies in progress, and re-reads those it reads from when they ran dry. */
@@ -49,7 +51,14 @@ const DISCOVER_READS = 8;
 export function openSwarm(
   store: StoreContext,
   request: SwarmRequest,
-  copy: { imageId: string; destination: string; attemptId: string; list: PieceList },
+  copy: {
+    imageId: string;
+    destination: string;
+    /** The verified holders the copy reads from (its source, further holders): never read as a copy in progress. */
+    verified: string[];
+    attemptId: string;
+    list: PieceList;
+  },
   to: FileHandle,
 ): { options: SwarmOptions; close: () => Promise<void> } {
   const { list } = copy;
@@ -95,7 +104,8 @@ export function openSwarm(
     const found: PieceHolder[] = [];
     // In random order, as records are read: copies started together must not all pick the same peers.
     for (const other of shuffled(board.others(key, self))) {
-      if (joined.size >= MAX_PEERS_PER_COPY || joined.has(other.node)) continue;
+      if (joined.size >= MAX_PEERS_PER_COPY || joined.has(other.node) || copy.verified.includes(other.node))
+        continue;
       joined.add(other.node);
       const peer: SwarmPeer = { ...other, have: other.have };
       const state: PeerState = { have: other.have, complete: false };
@@ -104,7 +114,10 @@ export function openSwarm(
     const room = Math.min(DISCOVER_READS, MAX_PEERS_PER_COPY - joined.size);
     if (room <= 0) return found;
     const local = new Set(board.others(key, self).map((e) => e.node));
-    const skip = (node: string) => node === copy.destination || joined.has(node) || local.has(node);
+    // Never a verified holder's node: holders are known by node, and dropping such a copy would drop the
+    // verified holder (the source) with it.
+    const skip = (node: string) =>
+      node === copy.destination || copy.verified.includes(node) || joined.has(node) || local.has(node);
     for (const peer of await readSwarmPeers(store, list, skip, room, request.onPeerProblem)) {
       joined.add(peer.node);
       const state: PeerState = { have: peer.have, complete: false };
@@ -130,7 +143,10 @@ export function openSwarm(
       ...(request.slotFreed ? { slotFreed: request.slotFreed } : {}),
       ...(request.expectedRate ? { expectedRate: request.expectedRate } : {}),
       ...(request.writeBps ? { writeBps: request.writeBps } : {}),
-      onPieceWritten: (index) => advert.pieceWritten(index),
+      onPieceWritten: (index, from) => {
+        advert.pieceWritten(index);
+        if (from) request.onPieceRead?.(from.node, from.inProgress);
+      },
       onReading: (index, reading) => (reading ? self.reading.add(index) : self.reading.delete(index)),
     },
     close: async () => {

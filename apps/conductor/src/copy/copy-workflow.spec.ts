@@ -3,7 +3,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { ReasonError } from '@app/contracts';
-import type { ImageStore } from '@app/image-store';
+import type { CopyImageRequest, ImageStore } from '@app/image-store';
 import type { HeldLockSet, LockRequest, NodeLockManager } from '@app/locking';
 import { type CopyLockPlan, CopyWorkflow } from './copy-workflow';
 import type { SourceSelector } from './source-selector';
@@ -36,6 +36,9 @@ describe('CopyWorkflow failure reasons', () => {
     copied?: 'copied' | 'already-present';
     job?: typeof job;
     lockPlan?: CopyLockPlan;
+    /** SHARE_PIECES on (the source has a piece list), and what the copy does with the request it gets. */
+    fromPartialCopies?: boolean;
+    duringCopy?: (request: CopyImageRequest) => void;
   }) {
     let released = 0;
     let lockRequests = 0;
@@ -77,7 +80,9 @@ describe('CopyWorkflow failure reasons', () => {
           return present ? SOURCE_META : undefined;
         },
         touchLastUsed: async () => undefined,
-        copyImage: async () => {
+        readPieceList: async () => ({ list: { pieces: [] } }),
+        copyImage: async (request: CopyImageRequest) => {
+          options.duringCopy?.(request);
           if (options.copied)
             return {
               status: options.copied,
@@ -101,13 +106,22 @@ describe('CopyWorkflow failure reasons', () => {
       forgetHolder: () => undefined,
       learnHolder: () => undefined,
     } as unknown as SourceSelector;
-    const log = { warn: () => undefined };
+    const warned: Array<[Record<string, unknown>, string]> = [];
+    const told: Array<[Record<string, unknown>, string]> = [];
+    const log = {
+      warn: (fields: Record<string, unknown>, msg: string) => void warned.push([fields, msg]),
+      info: (fields: Record<string, unknown>, msg: string) => void told.push([fields, msg]),
+    };
     return {
       run: () =>
-        new CopyWorkflow(store, locks, sources, { lockWaitMs: 1_000, log, lockPlan: options.lockPlan }).run(
-          options.job ?? job,
-          { attemptId: 'a1' },
-        ),
+        new CopyWorkflow(store, locks, sources, {
+          lockWaitMs: 1_000,
+          log,
+          lockPlan: options.lockPlan,
+          fromPartialCopies: options.fromPartialCopies,
+        }).run(options.job ?? job, { attemptId: 'a1' }),
+      warned,
+      told,
       released: () => released,
       requested: () => requested,
       lockRequests: () => lockRequests,
@@ -227,5 +241,60 @@ describe('CopyWorkflow failure reasons', () => {
     expect(reason).toMatch(
       process.getuid?.() === 0 ? /^IO_ERROR: taking the locks/ : /^DESTINATION_READ_ONLY: /,
     );
+  });
+
+  it('logs a holder dropped from a copy that reads from copies in progress, as from one with further holders', async () => {
+    const w = workflow({
+      stillHeld: true,
+      copied: 'copied',
+      fromPartialCopies: true,
+      job: { imageId: 'img.raw', destination: 'node-b' } as typeof job,
+      duringCopy: (request) => {
+        expect(request.swarm).toBeDefined();
+        request.onHolderDropped?.('node-c', "piece 1 read from node node-c's copy in progress has sha256 x");
+      },
+    });
+    expect(await reasonOf(w.run())).toBe('resolved');
+    expect(w.warned).toEqual([
+      [
+        expect.objectContaining({
+          node: 'node-c',
+          destination: 'node-b',
+          why: expect.stringMatching(/^piece 1/),
+        }),
+        'a holder was dropped from a copy',
+      ],
+    ]);
+  });
+
+  it('logs where a copy that reads from copies in progress got its pieces: verified holders and copies in progress', async () => {
+    const w = workflow({
+      stillHeld: true,
+      copied: 'copied',
+      fromPartialCopies: true,
+      job: { imageId: 'img.raw', destination: 'node-b' } as typeof job,
+      duringCopy: (request) => {
+        for (const [node, inProgress] of [
+          ['node-a', false],
+          ['node-d', true],
+          ['node-c', true],
+          ['node-c', true],
+        ] as const)
+          request.swarm!.onPieceRead!(node, inProgress);
+      },
+    });
+    await w.run();
+    expect(w.told).toEqual([
+      [
+        expect.objectContaining({
+          destination: 'node-b',
+          fromVerified: 1,
+          fromCopiesInProgress: 3,
+          verifiedNodes: ['node-a'],
+          copiesInProgress: ['node-c', 'node-d'],
+        }),
+        'a copy read its pieces',
+      ],
+    ]);
   });
 });

@@ -41,7 +41,7 @@ export class CopyWorkflow {
     private readonly sources: SourceSelector,
     private readonly options: {
       lockWaitMs: number;
-      log: Pick<Logger, 'warn'> & Partial<Pick<Logger, 'debug'>>;
+      log: Pick<Logger, 'warn'> & Partial<Pick<Logger, 'debug' | 'info'>>;
       lockPlan?: CopyLockPlan;
       /** The cell's origin (ORIGIN_URL), for copies no node can serve; none: they fail SOURCE_MISSING. */
       origin?: OriginDownload;
@@ -125,6 +125,7 @@ export class CopyWorkflow {
     job: CopyJob,
     ids: Record<string, string>,
     priority: () => CopyPriority,
+    piecesFrom: PiecesFrom,
   ): SwarmRequest {
     const { bandwidth, log } = this.options;
     return {
@@ -139,6 +140,11 @@ export class CopyWorkflow {
         log.debug?.({ ...ids, record, problem }, 'a copy in progress was not read from'),
       onAdvertError: (error) =>
         log.warn({ ...ids, err: errorText(error) }, "could not write this copy's record of its pieces"),
+      onPieceRead: (node, inProgress) => {
+        const seen = piecesFrom.get(node) ?? { pieces: 0, inProgress };
+        seen.pieces++;
+        piecesFrom.set(node, seen);
+      },
     };
   }
 
@@ -189,6 +195,7 @@ export class CopyWorkflow {
     const ids = { attemptId: run.attemptId, imageId: job.imageId, source, destination: job.destination };
     let outcome = 'failed';
     let extras: ExtraHolder[] = [];
+    const piecesFrom: PiecesFrom = new Map();
     try {
       // Under the source's shared lock the cache cleaner cannot delete the source; before it, it could have.
       const sourceMeta = await this.store.copies.verifiedImage(source, job.imageId);
@@ -244,11 +251,16 @@ export class CopyWorkflow {
                 pace: this.options.bandwidth?.pace(h.node, job.destination, priority),
                 lost: h.lost,
               })),
+            }
+          : {}),
+        // A copy from several holders, further verified ones or copies in progress, may drop one.
+        ...(extras.length > 0 || picked.perPieceSlots
+          ? {
               onHolderDropped: (node: string, why: string) =>
                 this.options.log.warn({ ...ids, node, why }, 'a holder was dropped from a copy'),
             }
           : {}),
-        ...(picked.perPieceSlots ? { swarm: this.swarmRequest(job, ids, priority) } : {}),
+        ...(picked.perPieceSlots ? { swarm: this.swarmRequest(job, ids, priority, piecesFrom) } : {}),
         fencingToken: destinationLock.fencingToken,
         signal: run.signal ? AbortSignal.any([held.signal, run.signal]) : held.signal,
         onProgress: (done, bytesTotal) => report(done >= bytesTotal ? 'verifying' : 'copying', done),
@@ -276,6 +288,8 @@ export class CopyWorkflow {
           .catch(() => undefined);
       // The destination is a verified holder now: the next copies of this image may read from it at once.
       this.sources.learnHolder(job.destination, job.imageId);
+      if (picked.perPieceSlots && copied.status === 'copied')
+        this.options.log.info?.({ ...ids, ...piecesReadFrom(piecesFrom) }, 'a copy read its pieces');
       outcome = copied.status === 'copied' ? 'completed' : 'already-present';
       return {
         status: copied.status === 'copied' ? 'completed' : 'already-present',
@@ -300,6 +314,27 @@ export class CopyWorkflow {
       await held.release();
     }
   }
+}
+
+/** Pieces a copy that reads from copies in progress got from each node (resumed ones not counted). */
+type PiecesFrom = Map<string, { pieces: number; inProgress: boolean }>;
+
+/** The log fields of PiecesFrom: pieces from verified holders and from copies in progress, and the nodes. */
+export function piecesReadFrom(from: PiecesFrom): {
+  fromVerified: number;
+  fromCopiesInProgress: number;
+  verifiedNodes: string[];
+  copiesInProgress: string[];
+} {
+  const all = [...from].sort(([a], [b]) => a.localeCompare(b));
+  const of = (inProgress: boolean) => all.filter(([, v]) => v.inProgress === inProgress);
+  const sum = (list: typeof all) => list.reduce((n, [, v]) => n + v.pieces, 0);
+  return {
+    fromVerified: sum(of(false)),
+    fromCopiesInProgress: sum(of(true)),
+    verifiedNodes: of(false).map(([node]) => node),
+    copiesInProgress: of(true).map(([node]) => node),
+  };
 }
 
 /**
