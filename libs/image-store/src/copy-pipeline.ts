@@ -58,7 +58,7 @@ export interface CopyImageRequest {
    */
   helpers?: HelperHolder[];
   /** A holder dropped during a copy from several (its read or lock failed, a piece had another sha256). */
-  onHolderDropped?: (node: string, why: string) => void;
+  onHolderDropped?: (node: string, why: string, routine?: boolean) => void;
   /**
    * Also read verified pieces from other copies in progress of the image, and announce this copy's
    * (docs/copies.md, "Reading from copies in progress"). Used only with a piece list of the source that

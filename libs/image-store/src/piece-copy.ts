@@ -84,7 +84,8 @@ export type PieceCopyOptions = Pick<
   /** The pieces' sha256, from a verified holder's list that matches the image's meta. */
   list: PieceList;
   /** A holder dropped (read failed, lock lost, a piece with another sha256): for the log. */
-  onDropped?: (node: string, why: string) => void;
+  /** `routine`: a copy in progress that ended (its record gone), not a holder that failed. */
+  onDropped?: (node: string, why: string, routine?: boolean) => void;
   swarm?: SwarmOptions;
 };
 
@@ -154,10 +155,10 @@ export async function copyPieces(options: PieceCopyOptions): Promise<StreamCopyR
     advancing = advancing.then(advance).catch(fail);
   };
 
-  const drop = (holder: PieceHolder, why: string, error: unknown) => {
+  const drop = (holder: PieceHolder, why: string, error: unknown, routine = false) => {
     dropHolder(plan, holder.node, why);
     if (error !== undefined) lastDrop = error;
-    options.onDropped?.(holder.node, why);
+    options.onDropped?.(holder.node, why, routine);
     notify();
   };
 
@@ -276,7 +277,8 @@ export async function copyPieces(options: PieceCopyOptions): Promise<StreamCopyR
       const look = lookForPieces(swarm, known, partials, {
         active: () => !failure && !isComplete(plan) && holdersRunning > 0,
         start,
-        drop: (holder) => drop(holder, 'its copy ended, or its record is gone or stale', undefined),
+        // A copy in progress that ended: the normal course of a fan-out, not a fault.
+        drop: (holder) => drop(holder, 'its copy ended, or its record is gone or stale', undefined, true),
         dropped: (node) => plan.dropped.has(node),
         changed: notify,
         finished: changed,

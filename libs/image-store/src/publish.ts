@@ -24,7 +24,7 @@ export type PublishSource =
   | {
       holders: PieceHolder[];
       list: PieceList;
-      onDropped?: (node: string, why: string) => void;
+      onDropped?: (node: string, why: string, routine?: boolean) => void;
       /** Also read from copies in progress, and announce this one's pieces (swarm-holders.ts). */
       swarm?: (to: FileHandle) => { options: SwarmOptions; close: () => Promise<void> };
     }
@@ -114,6 +114,8 @@ export async function publishImage(
       : PIECE_BYTES;
   let open = true;
   let renamed = false;
+  // A copy that shares pieces: its record (swarm-holders.ts), closed once the copy is over.
+  let swarm: { options: SwarmOptions; close: () => Promise<void> } | undefined;
   try {
     const writeError = (error: unknown) => mapIoError(error, context, 'writing the partial copy');
     const resumeFrom = (resumeAt: PartialStart | undefined) =>
@@ -153,22 +155,19 @@ export async function publishImage(
       resumeAt: PartialStart | undefined,
     ) => {
       // A fresh record per pass: a restart from zero must not announce the pieces it truncated.
-      const swarm = openSwarm?.(to);
-      try {
-        return await copyPieces({
-          ...holders,
-          to,
-          signal,
-          onProgress: options.onProgress,
-          writeError,
-          describe,
-          ...resumeFrom(resumeAt),
-          ...checkpointOf(partial),
-          ...(swarm ? { swarm: swarm.options } : {}),
-        });
-      } finally {
-        await swarm?.close();
-      }
+      await swarm?.close();
+      swarm = openSwarm?.(to);
+      return copyPieces({
+        ...holders,
+        to,
+        signal,
+        onProgress: options.onProgress,
+        writeError,
+        describe,
+        ...resumeFrom(resumeAt),
+        ...checkpointOf(partial),
+        ...(swarm ? { swarm: swarm.options } : {}),
+      });
     };
     ({ bytes, sha256, pieces } =
       'file' in from || 'holders' in from
@@ -215,6 +214,7 @@ export async function publishImage(
     // moment (meta removed first) and hide an open file on sshfs/NFS: keep what is there.
     const present = (await store.inspect(destination, imageId, context)).meta;
     if (present && present.sha256 === sha256 && present.size === bytes) {
+      await swarm?.close();
       await store.discard(tmpPath);
       await partial?.forgetRecord();
       return { bytes, meta: present, resumedBytes: start?.bytes ?? 0 };
@@ -238,35 +238,47 @@ export async function publishImage(
     renamed = true;
   } catch (error) {
     if (open) await store.closeQuietly(to, tmpPath);
+    // No reader is sent to a partial about to go: its record goes first.
+    await swarm?.close();
     // Only a copy that dies (killed, machine crash, paused and taken over) leaves a partial to resume.
     if (!renamed) await (partial ? partial.discard() : store.discard(tmpPath));
     throw error;
   }
-  await partial?.forgetRecord();
+  try {
+    return await finishPublish();
+  } finally {
+    // Kept until the meta is written: a reader that finds the record gone then finds the published,
+    // verified image in its place and reads its pieces from there (swarm-holders.ts).
+    await swarm?.close();
+  }
 
-  // Published: from here an abort no longer stops us, an image without meta would only be copied again.
-  if (store.fsync) await io(context, 'fsync of the images folder', () => fsyncDir(destination.images));
-  // Before the meta, so that a verified image's list is there unless writing it failed (logged). A list
-  // names the sha256 and size it describes: one left beside other bytes is never taken for theirs.
-  await recordPieceList(
-    store,
-    destination,
-    { imageId, size: bytes, sha256 },
-    pieceBytes ?? PIECE_BYTES,
-    pieces,
-    context,
-  );
-  const now = new Date().toISOString();
-  const meta: ImageMeta = {
-    v: 1,
-    imageId,
-    size: bytes,
-    sha256,
-    createdAt: now,
-    lastUsedAt: now,
-    ...options.metaFields,
-  };
-  await options.beforeIrreversibleStep?.('meta');
-  await store.writeMeta(destination, meta, context);
-  return { bytes, meta, resumedBytes: start?.bytes ?? 0 };
+  async function finishPublish() {
+    await partial?.forgetRecord();
+
+    // Published: from here an abort no longer stops us, an image without meta would only be copied again.
+    if (store.fsync) await io(context, 'fsync of the images folder', () => fsyncDir(destination.images));
+    // Before the meta, so that a verified image's list is there unless writing it failed (logged). A list
+    // names the sha256 and size it describes: one left beside other bytes is never taken for theirs.
+    await recordPieceList(
+      store,
+      destination,
+      { imageId, size: bytes, sha256 },
+      pieceBytes ?? PIECE_BYTES,
+      pieces,
+      context,
+    );
+    const now = new Date().toISOString();
+    const meta: ImageMeta = {
+      v: 1,
+      imageId,
+      size: bytes,
+      sha256,
+      createdAt: now,
+      lastUsedAt: now,
+      ...options.metaFields,
+    };
+    await options.beforeIrreversibleStep?.('meta');
+    await store.writeMeta(destination, meta, context);
+    return { bytes, meta, resumedBytes: start?.bytes ?? 0 };
+  }
 }

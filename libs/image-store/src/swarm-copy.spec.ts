@@ -256,4 +256,16 @@ describe('copies that read from copies in progress', () => {
       await stalled;
     }
   });
+
+  it('keeps its record until its meta is written, so that its readers find the published image in its place', async () => {
+    const atPublish: Record<string, string[]> = {};
+    const outcome = await copy({
+      beforeIrreversibleStep: async (step) => {
+        atPublish[step] = await listDir(recordDir());
+      },
+    });
+    expect(outcome).toMatchObject({ status: 'copied', sha256 });
+    expect(atPublish).toEqual({ publish: ['node-b~attempt-1.json'], meta: ['node-b~attempt-1.json'] });
+    expect(await exists(recordDir())).toBe(false);
+  });
 });

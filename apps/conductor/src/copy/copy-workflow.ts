@@ -256,8 +256,10 @@ export class CopyWorkflow {
         // A copy from several holders, further verified ones or copies in progress, may drop one.
         ...(extras.length > 0 || picked.perPieceSlots
           ? {
-              onHolderDropped: (node: string, why: string) =>
-                this.options.log.warn({ ...ids, node, why }, 'a holder was dropped from a copy'),
+              onHolderDropped: (node: string, why: string, routine?: boolean) =>
+                routine
+                  ? this.options.log.debug?.({ ...ids, node, why }, 'a copy in progress read from has ended')
+                  : this.options.log.warn({ ...ids, node, why }, 'a holder was dropped from a copy'),
             }
           : {}),
         ...(picked.perPieceSlots ? { swarm: this.swarmRequest(job, ids, priority, piecesFrom) } : {}),
