@@ -1,4 +1,14 @@
-import type { PieceHolder, SwarmOptions } from './piece-copy';
+/** What the look needs of a holder (piece-copy.ts's PieceHolder): its node, and its record when partial. */
+interface LookHolder {
+  node: string;
+  partial?: { refresh: () => Promise<boolean> };
+}
+
+/** What the look needs of a swarm copy's options (piece-copy.ts's SwarmOptions). */
+interface LookOptions<H> {
+  everyMs: number;
+  discover: (wanted?: (index: number) => boolean) => Promise<H[]>;
+}
 
 /**
  * A swarm copy's look, every `everyMs` while it is active: re-reads the records of the copies in progress
@@ -6,14 +16,14 @@ import type { PieceHolder, SwarmOptions } from './piece-copy';
  * stays out), then wakes the holders waiting for pieces. On a timer, not on every piece: each look costs
  * a listing and a few small reads on the shared file system.
  */
-export async function lookForPieces(
-  swarm: SwarmOptions,
+export async function lookForPieces<H extends LookHolder>(
+  swarm: LookOptions<H>,
   known: Set<string>,
-  partials: PieceHolder[],
+  partials: H[],
   copy: {
     active: () => boolean;
-    start: (holder: PieceHolder) => void;
-    drop: (holder: PieceHolder) => void;
+    start: (holder: H) => void;
+    drop: (holder: H) => void;
     dropped: (node: string) => boolean;
     changed: () => void;
     finished: () => Promise<void>;
@@ -29,7 +39,7 @@ export async function lookForPieces(
           if (!(await holder.partial!.refresh().catch(() => false))) copy.drop(holder);
         }),
     );
-    const found = await swarm.discover().catch(() => [] as PieceHolder[]);
+    const found = await swarm.discover().catch(() => [] as H[]);
     for (const holder of found)
       if (!known.has(holder.node)) {
         known.add(holder.node);
