@@ -152,19 +152,6 @@ export async function damagePartial(
   }
 }
 
-/** The piece sha256s of a file (4 MiB pieces, the last one short), as the list must have them. */
-export async function pieceDigests(file: string, pieceBytes: number): Promise<string[]> {
-  const data = await fsp.readFile(file);
-  const out: string[] = [];
-  for (let at = 0; at < data.length; at += pieceBytes)
-    out.push(
-      createHash('sha256')
-        .update(data.subarray(at, at + pieceBytes))
-        .digest('hex'),
-    );
-  return out;
-}
-
 /**
  * Litter once the cell is idle: partial files, lock entries still held, anything in `.icc-swarms/` (a
  * record or an image folder), and files a network file system hides for open-but-removed ones

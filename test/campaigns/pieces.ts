@@ -3,12 +3,12 @@ import { PIECE_BYTES } from '@app/image-store';
 import { sleep, until } from '../support/async';
 import type { ChildProcessPool } from '../support/child-processes';
 import { type Result, ResultsTap, errorLines, publishConfirmed } from '../support/conductor-harness';
-import { sha256OfFile } from '../support/image-store-fixtures';
+import { pieceDigestsOfFile, sha256OfFile } from '../support/image-store-fixtures';
 import { TestCell } from '../support/test-cell';
 import { CampaignFs, lockEnvOf, lockTimingsOn } from './campaign-fs';
 import { type CampaignRun, type Cleanups, adminToken, bySize, tally } from './campaign-kit';
 import { ConductorFleet } from './conductor-fleet';
-import { JobEventsTap, litter, pieceDigests } from './pieces-cell';
+import { JobEventsTap, litter } from './pieces-cell';
 import { PIECE_FAULT_KINDS, type PieceFaultKind, type PieceFaultRecord, strike } from './pieces-strikes';
 import { judgeRound, pieceFigures } from './pieces-judge';
 
@@ -190,7 +190,7 @@ async function runCampaign(
     const imageId = `pieces-${round}.img`;
     const bytes = planRng.int(p.imageMiB[0], p.imageMiB[1]) * MiB - planRng.int(1, 4096);
     const seed = await cell.seed(source, imageId, bytes);
-    const digests = await pieceDigests(cell.store.entries.imagePath(source, imageId), PIECE_BYTES);
+    const digests = await pieceDigestsOfFile(cell.store.entries.imagePath(source, imageId), PIECE_BYTES);
     const jobId = `pieces-job-${round}`;
     const requestOf = (node: string) => (kind === 'job' ? `${jobId}.${node}` : `pieces-${round}-${node}`);
     const roundIds = destinations.map(requestOf);
