@@ -12,7 +12,7 @@ import {
   verifiedPrefix,
 } from './image-copier';
 import { type PieceList, pieceRange } from './piece-list';
-import { RateSum, lookForPieces } from './swarm-look';
+import { lookForPieces } from './swarm-look';
 import {
   type PieceChoice,
   createPiecePlan,
@@ -61,12 +61,15 @@ export interface SwarmOptions {
   /** Resolves when a read slot may have come free. */
   slotFreed?: () => Promise<void>;
   /**
-   * The rate a new read from `node` may expect (its read cap shared with the reads it serves; 0: no cap),
-   * and the destination's write cap (0: none). Another read starts only while the expected rates of the
-   * reads in flight add up to less than the write cap (chooseFetch's rule): more would only slow every one
-   * of them down while holding their holders' slots.
+   * The rate a read from `node` gets: its read cap shared with the reads it serves (0: no cap), a new read
+   * counted (`reading` false) or one in flight now (true); and the destination's write cap (0: none).
+   * Another read starts only while the reads in flight, at their rates now, add up to less than the write
+   * cap (chooseFetch's rule): more would only slow every one of them down while holding their holders'
+   * slots. Rates now, not as they were when each read started: a read that began alone at a holder slows
+   * down as the holder takes on readers, and counted at its first rate it kept its copy "full" at a
+   * fraction of its write cap.
    */
-  expectedRate?: (node: string) => number;
+  expectedRate?: (node: string, reading?: boolean) => number;
   writeBps?: number;
   /**
    * A piece verified and written in the partial (resumed ones included), with the holder it was read from
@@ -162,12 +165,13 @@ export async function copyPieces(options: PieceCopyOptions): Promise<StreamCopyR
     notify();
   };
 
-  const inFlightRates = new RateSum();
+  // The holders' nodes of the reads in flight (one entry per read).
+  const inFlight: string[] = [];
   const roomForAnotherRead = (node: string) => {
     const writeBps = swarm?.writeBps ?? 0;
-    const rate = swarm?.expectedRate?.(node) ?? 0;
-    if (writeBps <= 0 || rate <= 0 || inFlightRates.count === 0) return true;
-    return inFlightRates.sum < writeBps;
+    const rateOf = swarm?.expectedRate;
+    if (!rateOf || writeBps <= 0 || rateOf(node) <= 0 || inFlight.length === 0) return true;
+    return inFlight.reduce((sum, reading) => sum + rateOf(reading, true), 0) < writeBps;
   };
 
   // Copies in progress this copy reads from, for the look that re-reads their records.
@@ -186,7 +190,7 @@ export async function copyPieces(options: PieceCopyOptions): Promise<StreamCopyR
     if (!swarm) return takePiece(plan, holder.node);
     if (holder.partial) return takePiece(plan, holder.node, { ...swarm.choice, has: holder.partial.has });
     const seed = takePiece(plan, holder.node, { ...swarm.choice, skip: seedOnly });
-    if (seed !== undefined || inFlightRates.count > 0 || !starved()) return seed;
+    if (seed !== undefined || inFlight.length > 0 || !starved()) return seed;
     return takePiece(plan, holder.node, swarm.choice);
   };
 
@@ -212,8 +216,7 @@ export async function copyPieces(options: PieceCopyOptions): Promise<StreamCopyR
         await changed(); // a piece may come back from a holder that fails, or appear at a holder
         continue;
       }
-      const expected = swarm?.expectedRate?.(holder.node) ?? 0;
-      inFlightRates.add(expected);
+      inFlight.push(holder.node);
       swarm?.onReading?.(index, true);
       const [start, end] = pieceRange(list, index);
       // One buffer per piece in flight, not per holder: a copy may have many holders, few reading at once.
@@ -225,7 +228,7 @@ export async function copyPieces(options: PieceCopyOptions): Promise<StreamCopyR
             : readPiece(holder, holder.file!, piece, start, readSignal, describe));
         } finally {
           slot();
-          inFlightRates.remove(expected);
+          inFlight.splice(inFlight.indexOf(holder.node), 1);
           lastReadEnded = Date.now();
           notify();
         }

@@ -268,4 +268,37 @@ describe('copies that read from copies in progress', () => {
     expect(atPublish).toEqual({ publish: ['node-b~attempt-1.json'], meta: ['node-b~attempt-1.json'] });
     expect(await exists(recordDir())).toBe(false);
   });
+
+  it('counts the reads in flight at their rates now: a read slowed by its holder leaves room for another', async () => {
+    await peerCopy([0, 1], image.subarray(0, 2 * PIECE_BYTES));
+    // The write cap is 100. node-a's first read starts alone (a new read there expects 100), then node-a
+    // takes on readers elsewhere and that read gets 25: the copy has room for node-c's read meanwhile.
+    const nowRate: Record<string, number> = { 'node-a': 100, [PEER]: 100 };
+    let release!: () => void;
+    const gate = new Promise<void>((resolve) => (release = resolve));
+    const order: string[] = [];
+    let gated = false;
+    const gatedPace = (node: string) =>
+      pace(node, async () => {
+        order.push(node);
+        if (node !== 'node-a' || gated) return;
+        gated = true;
+        nowRate['node-a'] = 25;
+        setTimeout(release, 400); // without the rule, node-c waits for this read to end
+        await gate;
+      });
+    const outcome = await copy({
+      pace: gatedPace('node-a'),
+      swarm: {
+        paceOf: (node) => gatedPace(node),
+        expectedRate: (node, reading) => (reading ? nowRate[node]! : 100),
+        writeBps: 100,
+      },
+    });
+    expect(outcome).toMatchObject({ status: 'copied', bytes: SIZE, sha256 });
+    // node-c read while node-a's first piece was held at the gate (node-a's second chunk comes after it).
+    expect(order.indexOf(PEER)).toBeGreaterThan(-1);
+    expect(order.indexOf(PEER)).toBeLessThan(order.lastIndexOf('node-a'));
+    expect(order.slice(0, 2)).toEqual(['node-a', PEER]);
+  });
 });

@@ -22,8 +22,8 @@ export interface SwarmRequest {
   tryReadSlot?: (node: string) => (() => void) | undefined;
   /** Resolves when a read slot may have come free. */
   slotFreed?: () => Promise<void>;
-  /** The rate a new read from a node may expect, and the destination's write cap (piece-copy.ts). */
-  expectedRate?: (node: string) => number;
+  /** The rate a read from a node gets (new, or in flight), and the destination's write cap (piece-copy.ts). */
+  expectedRate?: (node: string, reading?: boolean) => number;
   writeBps?: number;
   /** A copy in progress that was not read from, and why (an invalid record, say): for the log. */
   onPeerProblem?: (record: string, problem: string) => void;

@@ -65,17 +65,3 @@ async function nextLook(ms: number, copy: { active: () => boolean; finished: () 
     wait();
   });
 }
-
-/** The expected rates of the reads in flight. */
-export class RateSum {
-  sum = 0;
-  count = 0;
-  add(rate: number): void {
-    this.sum += rate;
-    this.count++;
-  }
-  remove(rate: number): void {
-    this.sum -= rate;
-    this.count--;
-  }
-}

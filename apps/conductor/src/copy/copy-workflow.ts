@@ -132,9 +132,10 @@ export class CopyWorkflow {
       paceOf: (node) => bandwidth?.pace(node, job.destination, priority),
       tryReadSlot: (node) => this.sources.tryTakePieceSlot(node, priority()),
       slotFreed: () => this.sources.slotFreed(),
-      // A node's read cap shared with the reads it serves now, one more counted (chooseFetch's estimate).
-      expectedRate: (node) =>
-        (bandwidth?.rateOf('read', node, priority()) ?? 0) / (this.sources.slots.inUse(node) + 1),
+      // A node's read cap shared with the reads it serves now, a new one counted (chooseFetch's estimate).
+      expectedRate: (node, reading = false) =>
+        (bandwidth?.rateOf('read', node, priority()) ?? 0) /
+        Math.max(1, this.sources.slots.inUse(node) + (reading ? 0 : 1)),
       writeBps: bandwidth?.rateOf('write', job.destination, priority()) ?? 0,
       onPeerProblem: (record, problem) =>
         log.debug?.({ ...ids, record, problem }, 'a copy in progress was not read from'),
