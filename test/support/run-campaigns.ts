@@ -33,7 +33,7 @@ const FILES: Record<string, string | string[]> = {
   beds: ['test/hosts-bed.e2e-spec.ts', 'test/hosts-shared-fs-more.e2e-spec.ts'],
 };
 /** The campaigns that put their shared folder on the file system --fs names. */
-const FS_CAMPAIGNS = ['chaos', 'locks', 'lock-processes', 'hosts'];
+const FS_CAMPAIGNS = ['chaos', 'locks', 'lock-processes', 'hosts', 'pieces'];
 const REPORTS: Record<string, string> = {
   chaos: 'conductor-chaos',
   locks: 'lock-first-use',
