@@ -25,11 +25,14 @@ export interface RoundAnswers {
   jobTap: JobEventsTap;
 }
 
-/** The failures the faults may cause to the copy they struck: cancelled, or its partial damaged. */
+/**
+ * The failures the faults may cause to the copy they struck: cancelled. A copy whose own partial was
+ * damaged fails that attempt retryably (IO_ERROR) and is copied again: its answer is a success.
+ */
 function allowedFailures(faults: PieceFaultRecord[], requestId: string): string[] {
   return faults
     .filter((f) => f.requestId === requestId)
-    .flatMap((f) => (f.kind === 'cancel' ? ['CANCELLED'] : f.kind === 'damage' ? ['CHECKSUM_MISMATCH'] : []));
+    .flatMap((f) => (f.kind === 'cancel' ? ['CANCELLED'] : []));
 }
 
 /**

@@ -260,7 +260,7 @@ async function runCampaign(
         () => undefined,
       );
 
-    // Victims of a cancel or a damage may have failed (CANCELLED, CHECKSUM_MISMATCH): asked again.
+    // Victims of a cancel failed (CANCELLED): asked again.
     const again = destinations.filter((node) => finals.get(requestOf(node))?.status === 'failed');
     const againIds = again.map((node) => `pieces-${round}-again-${node}`);
     if (again.length > 0)

@@ -201,6 +201,14 @@ export async function publishImage(
       );
     }
     if (expected.sha256 !== undefined && sha256 !== expected.sha256) {
+      // A piece copy wrote only pieces whose sha256 was its list's, in the very buffer written: a whole
+      // image of other bytes means its partial changed on disk since (a second writer, the disk), not that
+      // the source is wrong. Another attempt, from a fresh partial, may well succeed.
+      if ('holders' in from)
+        throw new ReasonError(
+          'IO_ERROR',
+          `${describe}: the partial copy has sha256 ${sha256}, expected ${expected.sha256}, although every piece matched its sha256 as it was written: it changed on disk after its pieces were verified; nothing was published`,
+        );
       throw new ReasonError(
         'CHECKSUM_MISMATCH',
         `${describe}: the bytes have sha256 ${sha256}, expected ${expected.sha256}; nothing was published`,

@@ -301,4 +301,33 @@ describe('copies that read from copies in progress', () => {
     expect(order.indexOf(PEER)).toBeLessThan(order.lastIndexOf('node-a'));
     expect(order.slice(0, 2)).toEqual(['node-a', PEER]);
   });
+
+  it('fails retryably, not CHECKSUM_MISMATCH, when its own partial changes on disk after its pieces were verified', async () => {
+    await peerCopy([0], image.subarray(0, PIECE_BYTES));
+    // node-c's piece 0 is held back until node-a's pieces 1-3 are written; meanwhile piece 2 is damaged in
+    // node-b's own partial (a second writer, the disk). The source is fine: another attempt would succeed.
+    const own = path.join(store.nodeLayout('node-b').tmp, `${IMAGE}~attempt-1.part`);
+    let held = false;
+    const holdPace = (node: string) =>
+      pace(node, async () => {
+        if (node !== PEER || held) return;
+        held = true;
+        await new Promise((resolve) => setTimeout(resolve, 300));
+        const file = await fsp.open(own, 'r+');
+        try {
+          await file.write(Buffer.from([0xee]), 0, 1, 2 * PIECE_BYTES + 9);
+        } finally {
+          await file.close();
+        }
+      });
+    const failed = await copy({ swarm: { paceOf: (node) => holdPace(node) } }).catch(
+      (error: unknown) => error,
+    );
+    expect(held).toBe(true);
+    expect(failed).toMatchObject({
+      code: 'IO_ERROR',
+      message: expect.stringMatching(/changed on disk after its pieces were verified/),
+    });
+    expect(await exists(store.entries.imagePath('node-b', IMAGE))).toBe(false);
+  });
 });
