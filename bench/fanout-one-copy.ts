@@ -85,10 +85,20 @@ async function copyToAll(
     backgroundWrite: none,
   });
   let withHelpers = 0;
+  // Per destination, where its pieces came from (the conductor's 'a copy read its pieces' line).
+  const readFrom = new Map<string, { fromVerified: number; fromCopiesInProgress: number; peers: number }>();
   const log = {
     warn: (fields: object, message: string) => process.stderr.write(`${message} ${JSON.stringify(fields)}\n`),
     debug: (_fields: object, message: string) => {
       if (message === 'reading from several holders') withHelpers++;
+    },
+    info: (fields: Record<string, unknown>, message: string) => {
+      if (message !== 'a copy read its pieces') return;
+      readFrom.set(String(fields.destination), {
+        fromVerified: Number(fields.fromVerified),
+        fromCopiesInProgress: Number(fields.fromCopiesInProgress),
+        peers: (fields.copiesInProgress as unknown[]).length,
+      });
     },
   };
   // The cast lets the option through before CopyWorkflow's options type names it.
@@ -109,9 +119,16 @@ async function copyToAll(
         const result = await workflow.run({ imageId: IMAGE, destination }, { attemptId: newAttemptId() });
         if (result.status !== 'completed')
           throw new Error(`copy to ${destination}: ${JSON.stringify(result)}`);
-        return { ms: performance.now() - started, source: result.source! };
+        return { destination, ms: performance.now() - started, source: result.source! };
       }),
     );
+    // The three last copies, with where their pieces came from: what a tail is made of.
+    const last = [...done].sort((a, b) => b.ms - a.ms).slice(0, 3);
+    if (destinations.length > 1)
+      console.log(
+        `  last copies: ${last.map((d) => `${d.destination} ${round(d.ms, 0)} ms ${JSON.stringify(readFrom.get(d.destination) ?? {})}`).join('; ')}; ` +
+          `median copy: ${JSON.stringify(readFrom.get([...done].sort((a, b) => a.ms - b.ms)[done.length >> 1]!.destination) ?? {})}`,
+      );
     const sources: Record<string, number> = {};
     for (const d of done) sources[d.source] = (sources[d.source] ?? 0) + 1;
     // What `origin` sent, in images: 1 when every piece left it once.
