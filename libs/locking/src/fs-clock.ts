@@ -76,7 +76,11 @@ export async function clockPassed(
  * mkdir of ours made it: the key folder is gone, or the name was there (a probe of ours left behind, or
  * a phantom EEXIST on GlusterFS), whose mtime is no fresh stamp.
  */
-async function probeClock(fs: LockFileSystem, dir: string, holder: LockHolder): Promise<bigint | undefined> {
+export async function probeClock(
+  fs: LockFileSystem,
+  dir: string,
+  holder: LockHolder,
+): Promise<bigint | undefined> {
   const probe = path.join(dir, clockProbeName(holder));
   const folder = await openForSync(fs, dir);
   try {

@@ -62,6 +62,28 @@ describe('retiring a key folder', () => {
     await next.release();
   });
 
+  it("judges the floor rule by the file system's clock, not by a heartbeat its holder's clock stamped", async () => {
+    const fresh = await manager('a').acquire(EXCLUSIVE, { timeoutMs: 5_000 }); // floor = now
+    await fresh.release();
+    // proper-lockfile stamps a heartbeat's mtime from its process's Date (utimes): a conductor whose clock
+    // runs 2 minutes ahead would make a fresh key look a minute older than the margin.
+    const ahead = (Date.now() + 120_000) / 1000;
+    const outcome = await manager('r').retireKey(KEY, {
+      timeoutMs: 5_000,
+      underLock: async (lock) => {
+        await fsp.utimes(lock.heartbeatPath, ahead, ahead);
+        return true;
+      },
+    });
+    expect(outcome).toBe('too-young');
+    expect(await fsp.readdir(keyDir)).toContain('epoch');
+    // The key's next claim is still above everything the kept life made, and no probe is left behind.
+    const next = await manager('b').acquire(EXCLUSIVE, { timeoutMs: 5_000 });
+    expect(next.fencingToken).toBeGreaterThan(fresh.fencingToken);
+    await next.release();
+    expect((await fsp.readdir(keyDir)).filter((name) => name.startsWith('c~'))).toEqual([]);
+  });
+
   it('a claimant whose listing predates a retirement never holds beside the claimant of the next life', async () => {
     // The key's floor lies an hour ahead of the file system's clock (a clock stepped back): a new life
     // would start below the old generations. A lists the folder (the newest generation released: it will

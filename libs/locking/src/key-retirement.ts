@@ -2,6 +2,7 @@ import * as path from 'node:path';
 import type { HeldLock } from './held-lock';
 import { type LockFileSystem, openForSync, removeTree } from './lock-file-system';
 import { lockKeyDir, nodeLocksDir } from './lock-key';
+import { probeClock } from './fs-clock';
 
 /*
  * Retiring a key folder: removing `<node>/locks/<imageId>/` of a key nobody uses, so that background rounds
@@ -11,9 +12,10 @@ import { lockKeyDir, nodeLocksDir } from './lock-key';
  *   - in one atomic step, a rename of the whole folder to a name no key can have (`~retired~...`, '~' is
  *     not allowed in ids, so no lock code and no listing of any release takes it for a key), then `rm -r`
  *     of that name at leisure: nobody ever sees a half-removed key folder;
- *   - only while the key's generation lies at least RETIRE_FLOOR_MARGIN_US below the mtime of our own
- *     heartbeat, which the file system stamped just now. The next life of the folder starts with a new
- *     epoch whose mtime is its floor; it is made after our heartbeat's last beat, so (with a file-system
+ *   - only while the key's generation lies at least RETIRE_FLOOR_MARGIN_US below a time the file system
+ *     stamped just now: the mtime of a clock probe made in the key folder (fs-clock.ts), not our
+ *     heartbeat's, which proper-lockfile stamps from this process's clock (utimes). The next life of the
+ *     folder starts with a new epoch whose mtime is its floor; it is made after that probe, so (with a file-system
  *     clock that does not step back by more than the margin, and whole-second mtimes) its floor exceeds
  *     every generation of the retired life, and a claim made from a listing of the retired life can only
  *     fall below that floor, or meet fresh claimants on the same name. A key too young for that is kept.
@@ -38,9 +40,10 @@ export async function retireKeyFolder(
   marginUs = RETIRE_FLOOR_MARGIN_US,
 ): Promise<RetireOutcome> {
   if (lock.mode !== 'exclusive') throw new Error('a key folder is retired only under its exclusive lock');
-  const beatUs = Number((await fs.stat(lock.heartbeatPath)).mtimeNs / 1000n);
-  if (beatUs < lock.fencingToken + marginUs) return 'too-young';
   const dir = lockKeyDir(root, lock.key);
+  // No fresh stamp (the folder gone under us, a phantom EEXIST on GlusterFS): keep the key, as too young.
+  const stampNs = await probeClock(fs, dir, lock.holder);
+  if (stampNs === undefined || Number(stampNs / 1000n) < lock.fencingToken + marginUs) return 'too-young';
   const away = path.join(
     nodeLocksDir(root, lock.key.node),
     `${RETIRED_PREFIX}${lock.key.imageId}~${lock.holder.attemptId}`,
