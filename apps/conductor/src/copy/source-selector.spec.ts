@@ -249,10 +249,14 @@ describe('SourceSelector', () => {
     let released = false;
     const waitingSince = performance.now();
     const waiting = pick(s, job, 5_000).then((picked) => ({ picked, releasedBefore: released }));
-    setTimeout(() => {
-      released = true;
-      held.release();
-    }, 100);
+    // Released once the pick waits (marked as an interactive waiter), not after a fixed time: on a loaded
+    // machine its look-ups alone can outlast any fixed delay, and it would find the slot free at once.
+    const waiters = (s as unknown as { interactiveWaiting: Map<string, number> }).interactiveWaiting;
+    const since = performance.now();
+    while (!waiters.has('node-a') && performance.now() - since < 4_000)
+      await new Promise((r) => setTimeout(r, 5));
+    released = true;
+    held.release();
     const { picked: next, releasedBefore } = await waiting;
     const tookMs = performance.now() - waitingSince;
     expect(releasedBefore).toBe(true);
