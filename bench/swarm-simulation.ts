@@ -50,6 +50,11 @@ function summary(values: number[]) {
   return { median: round(median(values)), ...spread(values.map((v) => round(v))) };
 }
 
+function share(states: Record<string, number>, key: string): number {
+  const all = Object.values(states).reduce((a, b) => a + b, 0);
+  return all === 0 ? 0 : states[key]! / all;
+}
+
 function model(row: Row, destinations: number, recount: boolean, seed: number): SwarmModel {
   const imageBytes = row.imageMiB * MiB;
   const pieceBytes = row.pieceMiB * MiB;
@@ -79,6 +84,10 @@ function scenario(row: Row, count: 'start' | 'recount') {
       originImages: run.originBytes / (row.imageMiB * MiB),
       unhashed: median(run.unhashed),
       countedOverActual: run.countedOverActual,
+      usedAtFull: run.usedAtFull,
+      heldBack: share(run.lookStates, 'heldBack'),
+      noSlot: share(run.lookStates, 'noSlot'),
+      nothing: share(run.lookStates, 'nothing'),
       events: run.events,
       wallMs: run.wallMs,
     };
@@ -92,6 +101,11 @@ function scenario(row: Row, count: 'start' | 'recount') {
     originImages: summary(runs.map((r) => r.originImages)),
     unhashedAtLastPiece: summary(runs.map((r) => r.unhashed)),
     countedOverActual: summary(runs.map((r) => r.countedOverActual)),
+    usedAtFull: summary(runs.map((r) => r.usedAtFull)),
+    /** Shares of the copies' looks at which they used under 95% of their write cap, by why. */
+    looksHeldBack: summary(runs.map((r) => r.heldBack)),
+    looksWaitingForSlot: summary(runs.map((r) => r.noSlot)),
+    looksWithNothing: summary(runs.map((r) => r.nothing)),
     eventsPerRun: runs[0]!.events,
     wallMsPerRun: summary(runs.map((r) => r.wallMs)),
   };

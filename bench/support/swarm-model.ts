@@ -69,6 +69,14 @@ export interface SwarmRun {
    * found a copy at its write cap (above 1: the copy believes its cap is full when it is not).
    */
   countedOverActual: number;
+  /** The write cap share a copy's reads actually used when the admission rule found it full (mean). */
+  usedAtFull: number;
+  /**
+   * At its looks, how often a copy's reads used at least 95% of its write cap (`full`), used less while
+   * the admission rule held it back (`heldBack`), or used less with room to read more: a holder waiting
+   * for a read slot (`noSlot`), or none with a piece for it (`nothing`).
+   */
+  lookStates: { full: number; heldBack: number; noSlot: number; nothing: number };
   /** Bytes the origin served. */
   originBytes: number;
   events: number;
@@ -148,6 +156,7 @@ export function runSwarm(model: SwarmModel): SwarmRun {
   let originBytes = 0;
   let overCount = 0;
   let overChecks = 0;
+  let usedAtFull = 0;
 
   const copies: Copy[] = [];
   const peersOf: Copy[][] = Array.from({ length: n + 1 }, () => []); // who reads from node k
@@ -243,6 +252,7 @@ export function runSwarm(model: SwarmModel): SwarmRun {
       let actual = 0;
       for (const read of copy.reads) actual += read.rate > 0 ? read.rate : share(read);
       overCount += input.inFlight.sum / actual;
+      usedAtFull += actual / bps;
       overChecks++;
     }
     return next;
@@ -308,6 +318,19 @@ export function runSwarm(model: SwarmModel): SwarmRun {
     flushRates();
   };
 
+  // At each look (a uniform sample of a copy's time): how much of its write cap its reads use, and, when
+  // under it, whether the admission rule holds it back or it has nothing (or no slot) to read.
+  const states = { full: 0, heldBack: 0, noSlot: 0, nothing: 0 };
+  const sampleState = (copy: Copy) => {
+    let actual = 0;
+    for (const read of copy.reads) actual += read.rate;
+    const counted = inFlightOf(copy);
+    if (actual >= 0.95 * bps) states.full++;
+    else if (counted.count > 0 && counted.sum >= bps) states.heldBack++;
+    else if (copy.holders.some((h) => h.state === 'wait-slot')) states.noSlot++;
+    else states.nothing++;
+  };
+
   const readEnded = (read: Read) => {
     const { holder, index } = read;
     const { copy } = holder;
@@ -344,6 +367,7 @@ export function runSwarm(model: SwarmModel): SwarmRun {
     const item = next.item;
     if (item.kind === 'look') {
       if (isComplete(item.copy.plan)) continue;
+      sampleState(item.copy);
       notify(item.copy);
       heap.push(now + SWARM_POLL_MS / 1000, item);
     } else {
@@ -358,6 +382,8 @@ export function runSwarm(model: SwarmModel): SwarmRun {
     finishSeconds: copies.map((c) => c.finish),
     unhashed: copies.map((c) => c.unhashed),
     countedOverActual: overCount / Math.max(1, overChecks),
+    usedAtFull: usedAtFull / Math.max(1, overChecks),
+    lookStates: states,
     originBytes,
     events,
     wallMs: performance.now() - wallStart,
