@@ -18,7 +18,9 @@
  * the same scheduler with the image as one piece and one fetch per destination (a destination becomes a
  * source only once complete). Multi-holder: one destination capped at R reading from k complete holders
  * each capped at R/k, against reading from one of them.
- * Run: npm run bench:fanout-sim [-- --nodes 16,64,1000,1000@16,10000@16 --seeds 5 --turns 8]
+ * Kept beside bench/swarm-simulation.ts (the per-copy rules real copies run) as what one central decision
+ * over the whole fan-out would give: the bound the per-copy rules are measured against.
+ * Run: npm run bench:fanout-central-sim [-- --nodes 16,64,1000,1000@16,10000@16 --seeds 5 --turns 8]
  *      (N@MiB: that many destinations with pieces of that size; writes bench/results/<--name or
  *      fanout-simulation>.json)
  */

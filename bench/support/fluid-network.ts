@@ -24,17 +24,20 @@ export interface FluidRun {
   wallMs: number;
 }
 
-/** A binary min-heap of (time, transfer, version) in parallel arrays: stale entries are skipped on pop. */
-class EventHeap {
+/**
+ * A binary min-heap of (time, item, version) in parallel arrays: an entry whose version is no longer its
+ * item's is stale and skipped on pop (an item re-pushed with a new time bumps its version).
+ */
+export class EventHeap<T extends { version: number }> {
   private times: number[] = [];
-  private items: Transfer[] = [];
+  private items: T[] = [];
   private versions: number[] = [];
 
   get size(): number {
     return this.times.length;
   }
 
-  push(time: number, item: Transfer): void {
+  push(time: number, item: T): void {
     let i = this.times.length;
     this.times.push(time);
     this.items.push(item);
@@ -51,7 +54,7 @@ class EventHeap {
   }
 
   /** The earliest live entry, or undefined when none is left. */
-  pop(): { time: number; item: Transfer } | undefined {
+  pop(): { time: number; item: T } | undefined {
     while (this.times.length > 0) {
       const time = this.times[0]!;
       const item = this.items[0]!;
@@ -65,7 +68,7 @@ class EventHeap {
     return undefined;
   }
 
-  private siftDown(time: number, item: Transfer, version: number): void {
+  private siftDown(time: number, item: T, version: number): void {
     const n = this.times.length;
     let i = 0;
     for (;;) {
@@ -94,7 +97,7 @@ export function runFluid(fanout: Fanout, pieceBytes: number, assignBudget = Infi
   const nodes = fanout.nodes;
   const finishSeconds = new Float64Array(nodes.length).fill(NaN);
   const transfers = new Map<Fetch, Transfer>();
-  const heap = new EventHeap();
+  const heap = new EventHeap<Transfer>();
   const touched = new Set<number>();
   let now = 0;
   let pieceEvents = 0;

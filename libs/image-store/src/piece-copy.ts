@@ -18,10 +18,10 @@ import {
   createPiecePlan,
   dropHolder,
   isComplete,
-  othersReading,
+  markReading,
   pieceDone,
-  takePiece,
 } from './piece-plan';
+import { type PieceTurn, pieceTurn } from './piece-turn';
 
 /**
  * One holder a piece copy reads from: a verified image opened and checked by the caller under its lock
@@ -165,57 +165,63 @@ export async function copyPieces(options: PieceCopyOptions): Promise<StreamCopyR
     notify();
   };
 
-  // The holders' nodes of the reads in flight (one entry per read).
+  // The holders' nodes of the reads in flight (one entry per read), counted at their rates now.
   const inFlight: string[] = [];
-  const roomForAnotherRead = (node: string) => {
-    const writeBps = swarm?.writeBps ?? 0;
-    const rateOf = swarm?.expectedRate;
-    if (!rateOf || writeBps <= 0 || rateOf(node) <= 0 || inFlight.length === 0) return true;
-    return inFlight.reduce((sum, reading) => sum + rateOf(reading, true), 0) < writeBps;
-  };
-
+  const inFlightNow = () => ({
+    count: inFlight.length,
+    sum: inFlight.reduce((sum, node) => sum + (swarm?.expectedRate?.(node, true) ?? 0), 0),
+  });
   // Copies in progress this copy reads from, for the look that re-reads their records.
   const partials: PieceHolder[] = [];
-  // A verified holder is not asked for a piece a copy in progress this copy reads from has verified, nor
-  // for one another copy is reading now: its bytes seed the copies, who pass pieces on. When that leaves
-  // nothing and this copy reads nothing, it gives any missing piece: a copy is never idle while its source
-  // holds what it lacks (the piece may be held only by copies it does not read from).
+  // What a verified holder leaves to the copies in progress, and when it gives anything (piece-turn.ts).
   // Starved: nothing read for a whole look's time (the copies in progress it reads from had nothing for it).
   let lastReadEnded = Date.now();
-  const starved = () => Date.now() - lastReadEnded >= (swarm?.everyMs ?? 0);
   const heldByPartial = (index: number) =>
     partials.some((h) => !plan.dropped.has(h.node) && h.partial!.has(index));
   const seedOnly = (index: number) => heldByPartial(index) || (swarm?.readingElsewhere?.(index) ?? false);
-  const takeFrom = (holder: PieceHolder): number | undefined => {
-    if (!swarm) return takePiece(plan, holder.node);
-    if (holder.partial) return takePiece(plan, holder.node, { ...swarm.choice, has: holder.partial.has });
-    const seed = takePiece(plan, holder.node, { ...swarm.choice, skip: seedOnly });
-    if (seed !== undefined || inFlight.length > 0 || !starved()) return seed;
-    return takePiece(plan, holder.node, swarm.choice);
-  };
+  const turn = (holder: PieceHolder, slotHeld: boolean): PieceTurn =>
+    pieceTurn({
+      plan,
+      holder,
+      failed: failure !== undefined,
+      inFlight: inFlightNow(),
+      slotHeld,
+      ...(swarm && {
+        swarm: {
+          choice: swarm.choice,
+          seedOnly,
+          perPieceSlots: swarm.tryReadSlot !== undefined,
+          expectedRate: swarm.expectedRate?.(holder.node) ?? 0,
+          writeBps: swarm.writeBps ?? 0,
+          starved: Date.now() - lastReadEnded >= swarm.everyMs,
+        },
+      }),
+    });
 
   const runHolder = async (holder: PieceHolder) => {
     const readSignal = AbortSignal.any([signal, holder.lost].filter((s) => s !== undefined));
     for (;;) {
-      if (failure || isComplete(plan) || plan.dropped.has(holder.node)) return;
-      if (swarm && !roomForAnotherRead(holder.node)) {
+      let next = turn(holder, false);
+      let slot = () => undefined as void;
+      if (next.kind === 'take-slot') {
+        const taken = swarm!.tryReadSlot!(holder.node);
+        if (!taken) {
+          await Promise.race([changed(), swarm!.slotFreed?.() ?? changed()]);
+          continue;
+        }
+        slot = taken;
+        next = turn(holder, true);
+      }
+      if (next.kind !== 'read') slot();
+      if (next.kind === 'stop') return;
+      if (next.kind !== 'read') {
+        // A swarm copy waits for the look below, which re-reads what the copies in progress have; or for
+        // a read in flight to end (room for another, or a piece back from a holder that failed).
         await changed();
         continue;
       }
-      const slot = swarm?.tryReadSlot ? swarm.tryReadSlot(holder.node) : () => undefined;
-      if (!slot) {
-        await Promise.race([changed(), swarm!.slotFreed?.() ?? changed()]);
-        continue;
-      }
-      const index = takeFrom(holder);
-      if (index === undefined) {
-        slot();
-        if (plan.dropped.has(holder.node) || isComplete(plan)) return;
-        // In a swarm every holder waits: the look below re-reads what the copies in progress have.
-        if (!swarm && !othersReading(plan)) return;
-        await changed(); // a piece may come back from a holder that fails, or appear at a holder
-        continue;
-      }
+      const index = next.index;
+      markReading(plan, index, holder.node);
       inFlight.push(holder.node);
       swarm?.onReading?.(index, true);
       const [start, end] = pieceRange(list, index);

@@ -48,12 +48,22 @@ export function createPiecePlan(count: number, firstPiece = 0): PiecePlan {
 
 /** The piece `holder` should read now (marked as read by it), or undefined: none left, or holder dropped. */
 export function takePiece(plan: PiecePlan, holder: string, choice?: PieceChoice): number | undefined {
+  const index = choosePiece(plan, holder, choice);
+  if (index !== undefined) markReading(plan, index, holder);
+  return index;
+}
+
+/** The piece `holder` should read now, the plan unchanged (takePiece without the mark). */
+export function choosePiece(plan: PiecePlan, holder: string, choice?: PieceChoice): number | undefined {
   if (plan.dropped.has(holder)) return undefined;
   const index = choice ? rarestMissing(plan, choice) : plan.status.indexOf('missing', plan.donePrefix);
-  if (index === undefined || index < 0) return undefined;
+  return index === undefined || index < 0 ? undefined : index;
+}
+
+/** Piece `index` (missing) is being read by `holder`. */
+export function markReading(plan: PiecePlan, index: number, holder: string): void {
   plan.status[index] = 'reading';
   plan.readBy[index] = holder;
-  return index;
 }
 
 /** The missing piece the holder has with the lowest rarity, the first from `offset` on among equals. */

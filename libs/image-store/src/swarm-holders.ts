@@ -92,10 +92,7 @@ export function openSwarm(
     for (const peer of remote.values()) if (peer.complete || hasPiece(peer.have, index)) n++;
     return n;
   };
-  // Different destinations start at different pieces, so that their first reads of a source differ; a
-  // copy alone takes its pieces from the first on, so that its resume checkpoint (a prefix) keeps up.
-  const spread =
-    createHash('sha256').update(copy.destination).digest().readUInt32BE(0) % Math.max(1, list.pieces.length);
+  const spread = spreadOffset(copy.destination, list.pieces.length);
   const alone = () => remote.size === 0 && board.others(key, self).length === 0;
   const joined = new Set<string>();
 
@@ -154,6 +151,15 @@ export function openSwarm(
       await advert.close();
     },
   };
+}
+
+/**
+ * The first piece a destination looks at when it is not alone. Different destinations start at different
+ * pieces, so that their first reads of a source differ; a copy alone takes its pieces from the first on,
+ * so that its resume checkpoint (a prefix) keeps up.
+ */
+export function spreadOffset(destination: string, pieceCount: number): number {
+  return createHash('sha256').update(destination).digest().readUInt32BE(0) % Math.max(1, pieceCount);
 }
 
 interface PeerState {
