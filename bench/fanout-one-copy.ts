@@ -113,6 +113,15 @@ async function copyToAll(
   if (holders.join() !== ORIGIN)
     throw new Error(`holders before the copies: ${holders.join()}, not ${ORIGIN}`);
   const started = performance.now();
+  // How busy this process's one thread was, per second (event-loop utilization): a fan-out in one process
+  // hashes every piece twice on it, so a thread at 1.0 is a bench that measures its CPU, not its copies.
+  const busy: number[] = [];
+  let lastElu = performance.eventLoopUtilization();
+  const sampler = setInterval(() => {
+    const now = performance.eventLoopUtilization();
+    busy.push(performance.eventLoopUtilization(now, lastElu).utilization);
+    lastElu = now;
+  }, 1000);
   try {
     const done = await Promise.all(
       destinations.map(async (destination) => {
@@ -127,7 +136,21 @@ async function copyToAll(
     if (destinations.length > 1)
       console.log(
         `  last copies: ${last.map((d) => `${d.destination} ${round(d.ms, 0)} ms ${JSON.stringify(readFrom.get(d.destination) ?? {})}`).join('; ')}; ` +
-          `median copy: ${JSON.stringify(readFrom.get([...done].sort((a, b) => a.ms - b.ms)[done.length >> 1]!.destination) ?? {})}`,
+          `median copy: ${JSON.stringify(readFrom.get([...done].sort((a, b) => a.ms - b.ms)[done.length >> 1]!.destination) ?? {})}; ` +
+          `thread busy per second: median ${round(median(busy), 2)}, seconds at >= 0.95: ${busy.filter((b) => b >= 0.95).length} of ${busy.length}; ` +
+          `after the median copy: ${round(
+            median(
+              busy.slice(
+                Math.floor(
+                  percentile(
+                    done.map((d) => d.ms),
+                    50,
+                  ) / 1000,
+                ),
+              ),
+            ),
+            2,
+          )}`,
       );
     const sources: Record<string, number> = {};
     for (const d of done) sources[d.source] = (sources[d.source] ?? 0) + 1;
@@ -140,6 +163,7 @@ async function copyToAll(
       originImages: originBytes / (IMAGE_MIB * MiB),
     };
   } finally {
+    clearInterval(sampler);
     await locks.releaseAll();
   }
 }
