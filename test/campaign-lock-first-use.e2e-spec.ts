@@ -1,7 +1,7 @@
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
-import { type CampaignFolder, CampaignFs, lockTimingsOn } from './campaigns/campaign-fs';
+import { type CampaignFolder, CampaignFs, handOverBudgetMs, lockTimingsOn } from './campaigns/campaign-fs';
 import { bySize, campaignRun, writeReport } from './campaigns/campaign-kit';
 import { judgeFirstUseRound } from './campaigns/first-use-loss-judge';
 import { ChildProcessPool, compiled } from './support/child-processes';
@@ -37,12 +37,31 @@ const SIZE = bySize(run, {
   ci: { rounds: 4, keys: 20, processes: 6 },
   large: { rounds: 24, keys: 40, processes: 8 },
 });
+/** A removal round's contenders: each takes the key this many times (the long holder apart). */
+const CONTENDER_ITERATIONS = 60;
+/** At most this many strikes under the long holder in a removal round (rng.int(1, MAX_STRIKES)). */
+const MAX_STRIKES = 3;
 /**
- * Each round waits at most 110 s for its workers to end (their own deadlines come first); the test's
- * budget is only the backstop behind them. A fixed 15 minutes ran out in round 20 of 24 of a large run
- * on CephFS (rounds of 35-40 s at load average 13).
+ * How long a round waits for its workers to end (their own deadlines come first): 110 s for a first-use
+ * round; for a removal round, what its contenders' hand-overs and strikes take on the file system
+ * (handOverBudgetMs: a fixed 110 s stopped a large run on GlusterFS in its first removal round, whose
+ * 422 acquisitions took 106 s at load average 5). A worker's hard timeout (SIGKILL) comes 10 s after.
  */
-const TEST_TIMEOUT_MS = Math.max(900_000, SIZE.rounds * 150_000);
+const FIRST_USE_WAIT_MS = 110_000;
+const REMOVAL_WAIT_MS = handOverBudgetMs(
+  run.fs,
+  (SIZE.processes - 1) * CONTENDER_ITERATIONS + MAX_STRIKES,
+  MAX_STRIKES,
+);
+/**
+ * The test's budget is only the backstop behind the rounds' waits: each round's wait and 40 s more. A
+ * fixed 15 minutes ran out in round 20 of 24 of a large run on CephFS (rounds of 35-40 s at load average 13).
+ */
+const TEST_TIMEOUT_MS = Math.max(
+  900_000,
+  Math.ceil(SIZE.rounds / 2) * (FIRST_USE_WAIT_MS + 40_000) +
+    Math.floor(SIZE.rounds / 2) * (REMOVAL_WAIT_MS + 40_000),
+);
 
 describe('campaign: first use and hand-removed key folders', () => {
   const pool = new ChildProcessPool<LockWorkerReport>();
@@ -109,7 +128,7 @@ describe('campaign: first use and hand-removed key folders', () => {
                   ...config,
                 } satisfies LockWorkerConfig),
               ],
-              { hardTimeoutMs: 120_000 },
+              { hardTimeoutMs: (round % 2 === 0 ? FIRST_USE_WAIT_MS : REMOVAL_WAIT_MS) + 10_000 },
             );
           const delays = Array.from({ length: SIZE.processes }, () => rng.pick(DELAYS));
           figures.delayedProcesses += delays.filter((d) => d !== undefined).length;
@@ -134,7 +153,7 @@ describe('campaign: first use and hand-removed key folders', () => {
               await Promise.all(workers.map((w) => w.waitFor((m) => m.type === 'ready')));
               await fsp.writeFile(goFile, '');
               try {
-                await Promise.all(workers.map((w) => w.waitFor((m) => m.type === 'done', 110_000)));
+                await Promise.all(workers.map((w) => w.waitFor((m) => m.type === 'done', FIRST_USE_WAIT_MS)));
               } finally {
                 const verdict = judgeFirstUseRound({
                   acquisitions: messages().flatMap((m) => (m.type === 'acquired' ? [m] : [])),
@@ -162,9 +181,15 @@ describe('campaign: first use and hand-removed key folders', () => {
               const contenders = delays
                 .slice(1)
                 .map((listingDelayMs) =>
-                  fork({ requests: [key], iterations: 60, steps: 2, holdMs: 10, listingDelayMs }),
+                  fork({
+                    requests: [key],
+                    iterations: CONTENDER_ITERATIONS,
+                    steps: 2,
+                    holdMs: 10,
+                    listingDelayMs,
+                  }),
                 );
-              const strikes = rng.int(1, 3);
+              const strikes = rng.int(1, MAX_STRIKES);
               const holder = fork({
                 scenario: 'hold',
                 requests: [key],
@@ -200,7 +225,7 @@ describe('campaign: first use and hand-removed key folders', () => {
                 figures.removals++;
               }
               await Promise.all(
-                [...contenders, holder].map((w) => w.waitFor((m) => m.type === 'done', 110_000)),
+                [...contenders, holder].map((w) => w.waitFor((m) => m.type === 'done', REMOVAL_WAIT_MS)),
               );
               const caught = holder.messages.filter((m) => m.type === 'lost').length;
               if (caught !== strikes)

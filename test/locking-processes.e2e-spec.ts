@@ -8,7 +8,14 @@ import { sleep, waitFor } from './support/async';
 import { type RemovalWindow, explainedByRemoval } from './support/hand-removal-overlaps';
 import { removeKeyFolderByHand } from './support/remove-by-hand';
 import { makeTempDir, removeDir } from './support/temp-dirs';
-import { type CampaignFolder, CampaignFs, campaignFsKind, lockTimingsOn } from './campaigns/campaign-fs';
+import {
+  type CampaignFolder,
+  CampaignFs,
+  campaignFsKind,
+  handOverBudgetMs,
+  lockTimingsOn,
+} from './campaigns/campaign-fs';
+import { judgeFirstUseRound } from './campaigns/first-use-loss-judge';
 
 // Short timings (2 s stale), longer on CephFS (campaign-fs.ts, lockTimingsOn).
 const TIMINGS = lockTimingsOn(campaignFsKind());
@@ -216,27 +223,23 @@ describe('locks between real processes', () => {
     await Promise.all(workers.map((w) => w.waitFor((m) => m.type === 'done', 100_000)));
 
     const report = pool.report();
-    expect(overlaps('real'), report).toEqual([]);
     for (const imageId of keys) {
       const tokens = all().flatMap((m) =>
         m.type === 'acquired' && m.key === imageId ? [m.fencingToken] : [],
       );
       expect(tokens, `${imageId}\n${report}`).toHaveLength(8);
-      expect(new Set(tokens).size, `${imageId}: a fencing token was handed out twice\n${report}`).toBe(8);
     }
-    // Nobody is paused or killed here, so a lock is lost only by a takeover (a holder descheduled past the
-    // stale time on a loaded machine) or by a double claim of a first use, which the detector's entries can
-    // miss between checks. So each loss on a key needs a stale takeover on that key to explain it.
-    for (const imageId of keys) {
-      const lostOnKey = all().filter((m) => m.type === 'lost' && m.key === imageId).length;
-      const takeovers = all().filter(
-        (m) => m.type === 'acquired' && m.key === imageId && m.tookOverStale,
-      ).length;
-      expect(
-        lostOnKey,
-        `${imageId}: holders that lost a lock nobody took over from them\n${report}`,
-      ).toBeLessThanOrEqual(takeovers);
-    }
+    // The lock campaign's first-use judge (test/campaigns/first-use-loss-judge.ts): a real overlap, a
+    // token of a key handed out twice, or a loss that neither the holder's own clock nor a stale takeover
+    // of the next generation explains is a second holder.
+    const verdict = judgeFirstUseRound({
+      acquisitions: all().flatMap((m) => (m.type === 'acquired' ? [m] : [])),
+      losses: all().flatMap((m) =>
+        m.type === 'lost' ? [{ ...m, key: m.key ?? `(no key, pid ${m.pid})` }] : [],
+      ),
+      overlaps: overlaps('real'),
+    });
+    expect(verdict.violations, report).toEqual([]);
     const lost = all().reduce((n, m) => n + (m.type === 'done' ? m.lost : 0), 0);
     const sections = all().reduce((n, m) => n + (m.type === 'done' ? m.sections : 0), 0);
     // From one acquisition of a key to the next (a hold of 3 checks, the release, the hand-off): its pace.
@@ -247,85 +250,94 @@ describe('locks between real processes', () => {
     turns.sort((a, b) => a - b);
     const q = (p: number) => turns[Math.floor((turns.length - 1) * p)];
     console.log(
-      `[never-used keys] keys=${keys.length} acquisitions=${keys.length * 8} sections=${sections} lost=${lost} real overlaps=${overlaps('real').length} turn per key ms p50=${q(0.5)} p90=${q(0.9)} max=${q(1)}`,
+      `[never-used keys] keys=${keys.length} acquisitions=${keys.length * 8} sections=${sections} lost=${lost} (own clock ${verdict.lostOwnClock}, to a stale takeover ${verdict.lostToStaleTakeover}) real overlaps=${overlaps('real').length} turn per key ms p50=${q(0.5)} p90=${q(0.9)} max=${q(1)}`,
     );
   });
 
-  it('keeps one holder at a time while the key folder is removed by hand again and again under contending processes', async () => {
-    const key: LockRequest = { node: 'n1', imageId: 'img', mode: 'exclusive' };
-    const keyDir = path.join(root, 'n1', 'locks', 'img');
-    const contenders = Array.from({ length: 5 }, (_, i) =>
-      worker({
-        requests: [key],
-        iterations: 120,
-        steps: 2,
-        holdMs: 10,
-        csDir,
-        listingDelayMs: i % 2 ? 50 : undefined,
-      }),
-    );
-    // A holder that keeps the lock for 20 checks 200 ms apart: the folder is removed under it each time.
-    const holder = worker({
-      scenario: 'hold',
-      requests: [key],
-      iterations: 4,
-      steps: 20,
-      holdMs: 200,
-      csDir,
-    });
-    await Promise.all([...contenders, holder].map((w) => w.waitFor((m) => m.type === 'ready')));
-    // The next acquisition by anyone (the long holder included) after `seen` was taken. Counting the long
-    // holder too matters: if it won the re-made folder first, waiting for a contender alone would let it
-    // keep its lock unstruck for its whole hold.
-    const nextAcquisition = async (seen: Set<unknown>) => {
-      await Promise.race(
-        [...contenders, holder].map((w) =>
-          w.waitFor((m) => m.type === 'acquired' && !seen.has(m), 10_000).catch(() => undefined),
+  // What its processes must do, on the file system under test (handOverBudgetMs): 5 x 120 hand-overs of
+  // one key and 4 strikes. A fixed 110 s (120 s for the test) ran out on GlusterFS at seed 24102.
+  const removalBudgetMs = handOverBudgetMs(campaignFsKind(), 5 * 120 + 4, 4);
+  it(
+    'keeps one holder at a time while the key folder is removed by hand again and again under contending processes',
+    async () => {
+      const key: LockRequest = { node: 'n1', imageId: 'img', mode: 'exclusive' };
+      const keyDir = path.join(root, 'n1', 'locks', 'img');
+      const contenders = Array.from({ length: 5 }, (_, i) =>
+        worker(
+          {
+            requests: [key],
+            iterations: 120,
+            steps: 2,
+            holdMs: 10,
+            csDir,
+            listingDelayMs: i % 2 ? 50 : undefined,
+          },
+          removalBudgetMs + 10_000,
         ),
       );
-    };
-    // Claimants keep creating entries while rm walks the folder (test/support/remove-by-hand.ts).
-    // Their windows: an overlap is real unless one of them explains it (test/support/hand-removal-overlaps.ts).
-    const removalWindows: RemovalWindow[] = [];
-    const removeByHand = async () => {
-      const from = Date.now();
-      await removeKeyFolderByHand(keyDir, path.dirname(root));
-      removalWindows.push({ from, to: Date.now() });
-    };
-    let removals = 0;
-    for (let i = 0; i < 4; i++) {
-      // Strike while the long holder is seen holding: its iteration i holds for 20 checks 200 ms apart.
-      await holder.waitFor((m) => m.type === 'acquired' && m.iteration === i, 100_000);
-      const seen = new Set<unknown>(all());
-      await removeByHand();
-      removals++;
-      // And once more at the next hand-over, with the epoch of the new folder barely made.
-      await nextAcquisition(seen);
-      await removeByHand();
-      removals++;
-    }
-    await Promise.all([...contenders, holder].map((w) => w.waitFor((m) => m.type === 'done', 110_000)));
+      // A holder that keeps the lock for 20 checks 200 ms apart: the folder is removed under it each time.
+      const holder = worker(
+        { scenario: 'hold', requests: [key], iterations: 4, steps: 20, holdMs: 200, csDir },
+        removalBudgetMs + 10_000,
+      );
+      await Promise.all([...contenders, holder].map((w) => w.waitFor((m) => m.type === 'ready')));
+      // The next acquisition by anyone (the long holder included) after `seen` was taken. Counting the long
+      // holder too matters: if it won the re-made folder first, waiting for a contender alone would let it
+      // keep its lock unstruck for its whole hold.
+      const nextAcquisition = async (seen: Set<unknown>) => {
+        await Promise.race(
+          [...contenders, holder].map((w) =>
+            w.waitFor((m) => m.type === 'acquired' && !seen.has(m), 10_000).catch(() => undefined),
+          ),
+        );
+      };
+      // Claimants keep creating entries while rm walks the folder (test/support/remove-by-hand.ts).
+      // Their windows: an overlap is real unless one of them explains it (test/support/hand-removal-overlaps.ts).
+      const removalWindows: RemovalWindow[] = [];
+      const removeByHand = async () => {
+        const from = Date.now();
+        await removeKeyFolderByHand(keyDir, path.dirname(root));
+        removalWindows.push({ from, to: Date.now() });
+      };
+      let removals = 0;
+      for (let i = 0; i < 4; i++) {
+        // Strike while the long holder is seen holding: its iteration i holds for 20 checks 200 ms apart.
+        await holder.waitFor((m) => m.type === 'acquired' && m.iteration === i, 100_000);
+        const seen = new Set<unknown>(all());
+        await removeByHand();
+        removals++;
+        // And once more at the next hand-over, with the epoch of the new folder barely made.
+        await nextAcquisition(seen);
+        await removeByHand();
+        removals++;
+      }
+      await Promise.all(
+        [...contenders, holder].map((w) => w.waitFor((m) => m.type === 'done', removalBudgetMs)),
+      );
 
-    const report = pool.report();
-    const explained = (m: LockWorkerReport) => m.type === 'overlap' && explainedByRemoval(m, removalWindows);
-    expect(
-      overlaps('real').filter((m) => !explained(m)),
-      report,
-    ).toEqual([]);
-    const tokens = all().flatMap((m) => (m.type === 'acquired' ? [m.fencingToken] : []));
-    expect(new Set(tokens).size, 'fencing tokens never repeat, also across removed folders').toBe(
-      tokens.length,
-    );
-    // Each removal under the long holder made it find its lock gone, instead of going on.
-    expect(
-      holder.messages.filter((m) => m.type === 'lost'),
-      report,
-    ).toHaveLength(4);
-    const lost = all().filter((m) => m.type === 'lost').length;
-    console.log(
-      `[hand-removed key folder] removals=${removals} acquisitions=${tokens.length} lost=${lost} real overlaps=${overlaps('real').filter((m) => !explained(m)).length} explained by a removal=${overlaps('real').filter(explained).length}`,
-    );
-  });
+      const report = pool.report();
+      const explained = (m: LockWorkerReport) =>
+        m.type === 'overlap' && explainedByRemoval(m, removalWindows);
+      expect(
+        overlaps('real').filter((m) => !explained(m)),
+        report,
+      ).toEqual([]);
+      const tokens = all().flatMap((m) => (m.type === 'acquired' ? [m.fencingToken] : []));
+      expect(new Set(tokens).size, 'fencing tokens never repeat, also across removed folders').toBe(
+        tokens.length,
+      );
+      // Each removal under the long holder made it find its lock gone, instead of going on.
+      expect(
+        holder.messages.filter((m) => m.type === 'lost'),
+        report,
+      ).toHaveLength(4);
+      const lost = all().filter((m) => m.type === 'lost').length;
+      console.log(
+        `[hand-removed key folder] removals=${removals} acquisitions=${tokens.length} lost=${lost} real overlaps=${overlaps('real').filter((m) => !explained(m)).length} explained by a removal=${overlaps('real').filter(explained).length}`,
+      );
+    },
+    removalBudgetMs + 20_000,
+  );
 
   it('keeps one holder at a time while idle key folders are retired under contending processes, some on late listings', async () => {
     const key: LockRequest = { node: 'n1', imageId: 'img', mode: 'exclusive' };

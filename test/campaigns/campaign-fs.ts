@@ -58,6 +58,21 @@ export function lockTimingsOn(kind: CampaignFsKind): TestLockTimings {
     : SHORT_LOCK_TIMINGS;
 }
 
+/**
+ * How long the processes of a hand-removal round or test may take, from what they must do: `acquisitions`
+ * of one key, one holder at a time, and `strikes` under the long holder (it waits its turn, holds 20
+ * checks 200 ms apart, and one or two removals by hand land meanwhile). On a local folder the fixed 110 s
+ * these rounds always had. On GlusterFS (seed 24010, large: 7 contenders x 60 on one key) a round took
+ * 106 s at load average 5: about 215 ms per acquisition once the removals were over (some 20 FUSE calls
+ * of 8-20 ms in a row: the hold's two checks, the release, the waiter's look and claim), and each removal
+ * by hand 8-11 s while claimants kept re-making the folder. The budget allows twice the acquisition's
+ * pace and 40 s a strike, as the machine is often twice as loaded; CephFS is faster than that.
+ */
+export function handOverBudgetMs(kind: CampaignFsKind, acquisitions: number, strikes: number): number {
+  if (kind === 'local') return 110_000;
+  return Math.max(110_000, acquisitions * 500 + strikes * 40_000);
+}
+
 /** A conductor's environment for `timings` (LOCK_STALE_MS and the rest, as the product reads them). */
 export function lockEnvOf(timings: TestLockTimings): Record<string, string> {
   return {

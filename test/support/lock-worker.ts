@@ -98,11 +98,7 @@ async function main(): Promise<void> {
     root: config.root,
     conductorId: config.conductorId,
     timings: config.timings,
-    fs: config.timeCalls
-      ? timedCalls(nodeLockFileSystem)
-      : config.listingDelayMs
-        ? lateListings(config.listingDelayMs)
-        : undefined,
+    fs: withTimedCalls(config.listingDelayMs ? lateListings(config.listingDelayMs) : undefined),
   });
   const margin = manager.timings.safetyMarginMs;
   send({ type: 'ready', pid: process.pid });
@@ -282,6 +278,11 @@ function lateListings(maxDelayMs: number): LockFileSystem {
       return names;
     },
   };
+}
+
+/** The seam as configured, timed when asked (timeCalls): late listings stay late when timed. */
+function withTimedCalls(fs: LockFileSystem | undefined): LockFileSystem | undefined {
+  return config.timeCalls ? timedCalls(fs ?? nodeLockFileSystem) : fs;
 }
 
 const durations = new Map<string, number[]>();
