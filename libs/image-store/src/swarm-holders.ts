@@ -20,8 +20,8 @@ export interface SwarmRequest {
   paceOf?: (node: string) => StreamPace | undefined;
   /** A read slot on a node, per piece (NODE_READ_LIMIT): undefined when none is free now. */
   tryReadSlot?: (node: string) => (() => void) | undefined;
-  /** Resolves when a read slot may have come free. */
-  slotFreed?: () => Promise<void>;
+  /** Resolves when a read slot of `node` may have come free. */
+  slotFreed?: (node: string) => Promise<void>;
   /** The rate a read from a node gets (new, or in flight), and the destination's write cap (piece-copy.ts). */
   expectedRate?: (node: string, reading?: boolean) => number;
   writeBps?: number;

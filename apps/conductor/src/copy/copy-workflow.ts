@@ -131,7 +131,7 @@ export class CopyWorkflow {
     return {
       paceOf: (node) => bandwidth?.pace(node, job.destination, priority),
       tryReadSlot: (node) => this.sources.tryTakePieceSlot(node, priority()),
-      slotFreed: () => this.sources.slotFreed(),
+      slotFreed: (node) => this.sources.slotFreed(node),
       // A node's read cap shared with the reads it serves now, a new one counted (chooseFetch's estimate).
       expectedRate: (node, reading = false) =>
         (bandwidth?.rateOf('read', node, priority()) ?? 0) /

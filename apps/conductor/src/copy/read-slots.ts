@@ -10,7 +10,7 @@ export interface ReadSlotsView {
  */
 export class ReadSlots {
   private readonly used = new Map<string, number>();
-  private readonly listeners = new Set<() => void>();
+  private readonly listeners = new Set<(node: string) => void>();
 
   constructor(readonly limit: number) {
     if (!Number.isInteger(limit) || limit < 1) throw new RangeError('read limit must be a whole number >= 1');
@@ -35,7 +35,7 @@ export class ReadSlots {
       const left = this.inUse(node) - 1;
       if (left > 0) this.used.set(node, left);
       else this.used.delete(node);
-      for (const listener of this.listeners) listener();
+      for (const listener of this.listeners) listener(node);
     };
   }
 
@@ -47,8 +47,8 @@ export class ReadSlots {
     };
   }
 
-  /** Called whenever a slot is given back. */
-  onRelease(listener: () => void): () => void {
+  /** Called whenever a slot is given back, with its node. */
+  onRelease(listener: (node: string) => void): () => void {
     this.listeners.add(listener);
     return () => this.listeners.delete(listener);
   }

@@ -93,6 +93,20 @@ describe('SourceSelector', () => {
     slot!();
   });
 
+  it("wakes a piece read waiting for a node's slot only when a slot of that node is given back", async () => {
+    const s = selector(1);
+    const onA = s.tryTakePieceSlot('node-a', 'interactive')!;
+    const onC = s.tryTakePieceSlot('node-c', 'interactive')!;
+    let woken = false;
+    const waiting = s.slotFreed('node-a').then(() => (woken = true));
+    onC(); // another node's slot: the waiter for node-a has nothing to gain
+    await new Promise((r) => setTimeout(r, 20));
+    expect(woken).toBe(false);
+    onA();
+    await waiting;
+    expect(woken).toBe(true);
+  });
+
   it('counts the readers of other conductors from the lock folder, its own only once', async () => {
     const readers = (node: string, ...names: string[]) =>
       Promise.all(names.map((n) => fsp.mkdir(path.join(root, node, 'locks', 'img', n), { recursive: true })));

@@ -61,6 +61,8 @@ export class SourceSelector {
   /** Interactive copies waiting for a read slot, by the node they wait for. */
   private readonly interactiveWaiting = new Map<string, number>();
   private readonly wakers = new Set<() => void>();
+  /** Piece reads waiting for a slot, by node: woken only by a slot of their node (slotFreed). */
+  private readonly slotWaiters = new Map<string, Array<() => void>>();
   private readonly sampleSize: number;
   private readonly recheckMs: number;
   private readonly random: () => number;
@@ -73,7 +75,12 @@ export class SourceSelector {
     this.sampleSize = options.sampleSize ?? 4;
     this.recheckMs = options.recheckMs ?? 500;
     this.random = options.random ?? Math.random;
-    this.slots.onRelease(() => this.bump());
+    this.slots.onRelease((node) => {
+      this.bump();
+      const waiting = this.slotWaiters.get(node);
+      this.slotWaiters.delete(node);
+      for (const wake of waiting ?? []) wake();
+    });
     options.index.onLearn(() => this.bump());
   }
 
@@ -159,13 +166,16 @@ export class SourceSelector {
     return this.slots.tryTake(node);
   }
 
-  /** Resolves once any read slot of this conductor is given back. */
-  slotFreed(): Promise<void> {
+  /**
+   * Resolves once a read slot of `node` is given back. Per node: a fan-out has a piece read waiting on
+   * nearly every node, and waking them all at every slot given back anywhere kept a conductor's thread
+   * busy with loops that found their own node still full.
+   */
+  slotFreed(node: string): Promise<void> {
     return new Promise((resolve) => {
-      const off = this.slots.onRelease(() => {
-        off();
-        resolve();
-      });
+      const waiting = this.slotWaiters.get(node);
+      if (waiting) waiting.push(resolve);
+      else this.slotWaiters.set(node, [resolve]);
     });
   }
 
