@@ -178,17 +178,15 @@ describe('campaign: first use and hand-removed key folders', () => {
               figures.removalRounds++;
               const key = { node: 'n1', imageId: `r${round}-removed`, mode: 'exclusive' as const };
               const keyDir = path.join(root, 'n1', 'locks', key.imageId);
-              const contenders = delays
-                .slice(1)
-                .map((listingDelayMs) =>
-                  fork({
-                    requests: [key],
-                    iterations: CONTENDER_ITERATIONS,
-                    steps: 2,
-                    holdMs: 10,
-                    listingDelayMs,
-                  }),
-                );
+              const contenders = delays.slice(1).map((listingDelayMs) =>
+                fork({
+                  requests: [key],
+                  iterations: CONTENDER_ITERATIONS,
+                  steps: 2,
+                  holdMs: 10,
+                  listingDelayMs,
+                }),
+              );
               const strikes = rng.int(1, MAX_STRIKES);
               const holder = fork({
                 scenario: 'hold',
