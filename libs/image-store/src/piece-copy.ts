@@ -54,7 +54,7 @@ export interface SwarmOptions {
   /** Whether another copy is reading piece `index` now (from anywhere): a verified source leaves it. */
   readingElsewhere?: (index: number) => boolean;
   /** Copies in progress found since the last call, to read from too; called every `everyMs` until done. */
-  discover: () => Promise<PieceHolder[]>;
+  discover: (wanted?: (index: number) => boolean) => Promise<PieceHolder[]>;
   everyMs: number;
   /** A read slot on a holder's node, per piece (NODE_READ_LIMIT): undefined when none is free now. */
   tryReadSlot?: (node: string) => (() => void) | undefined;
@@ -318,6 +318,8 @@ export async function copyPieces(options: PieceCopyOptions): Promise<StreamCopyR
         dropped: (node) => plan.dropped.has(node),
         changed: notify,
         finished: changed,
+        // End game: missing pieces none of the copies in progress it reads from holds.
+        wanted: (index) => plan.status[index] === 'missing' && !heldByPartial(index),
       });
       running.add(look);
       void look.finally(() => running.delete(look));

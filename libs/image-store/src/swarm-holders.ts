@@ -41,6 +41,8 @@ export const SWARM_POLL_MS = 250;
  * re-read every SWARM_POLL_MS.
  */
 export const MAX_PEERS_PER_COPY = 16;
+/** Copies in progress a copy may join beyond MAX_PEERS_PER_COPY, each for pieces none of its peers has. */
+const END_GAME_PEERS = 8;
 /** Records read per look for new copies in progress (a listing, then at most this many small reads). */
 const DISCOVER_READS = 8;
 
@@ -97,12 +99,20 @@ export function openSwarm(
   const joined = new Set<string>();
 
   // New copies in progress only: this process's at once, then others' from their records.
-  const discover = async (): Promise<PieceHolder[]> => {
+  const holdsWanted = (have: Uint8Array, wanted: (index: number) => boolean) => {
+    for (let i = 0; i < list.pieces.length; i++) if (wanted(i) && hasPiece(have, i)) return true;
+    return false;
+  };
+  const discover = async (wanted?: (index: number) => boolean): Promise<PieceHolder[]> => {
     const found: PieceHolder[] = [];
     // In random order, as records are read: copies started together must not all pick the same peers.
     for (const other of shuffled(board.others(key, self))) {
-      if (joined.size >= MAX_PEERS_PER_COPY || joined.has(other.node) || copy.verified.includes(other.node))
-        continue;
+      if (joined.has(other.node) || copy.verified.includes(other.node)) continue;
+      // End game: past the cap, a copy that holds a piece none of the peers has.
+      const room =
+        joined.size < MAX_PEERS_PER_COPY ||
+        (joined.size < MAX_PEERS_PER_COPY + END_GAME_PEERS && wanted && holdsWanted(other.have, wanted));
+      if (!room) continue;
       joined.add(other.node);
       const peer: SwarmPeer = { ...other, have: other.have };
       const state: PeerState = { have: other.have, complete: false };

@@ -27,6 +27,7 @@ export async function lookForPieces<H extends LookHolder>(
     dropped: (node: string) => boolean;
     changed: () => void;
     finished: () => Promise<void>;
+    wanted?: (index: number) => boolean;
   },
 ): Promise<void> {
   while (copy.active()) {
@@ -39,7 +40,7 @@ export async function lookForPieces<H extends LookHolder>(
           if (!(await holder.partial!.refresh().catch(() => false))) copy.drop(holder);
         }),
     );
-    const found = await swarm.discover().catch(() => [] as H[]);
+    const found = await swarm.discover(copy.wanted).catch(() => [] as H[]);
     for (const holder of found)
       if (!known.has(holder.node)) {
         known.add(holder.node);

@@ -1,0 +1,80 @@
+import { promises as fsp } from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { PIECE_BYTES, type PieceList } from './piece-list';
+import { StoreContext } from './store-context';
+import { boardKey } from './swarm-board';
+import { MAX_PEERS_PER_COPY, openSwarm } from './swarm-holders';
+import { emptyHave, setPiece } from './swarm-record';
+
+const IMAGE = 'golden.qcow2';
+const SHA = 'a'.repeat(64);
+const PIECES = 8;
+
+/*
+ * Which copies in progress of this process a copy joins (openSwarm's discover): at most MAX_PEERS_PER_COPY
+ * at random, and, in the end game, a few more that hold a piece none of its peers has.
+ */
+describe('joining copies in progress of this process', () => {
+  let root: string;
+  let store: StoreContext;
+  beforeEach(async () => {
+    root = await fsp.mkdtemp(path.join(os.tmpdir(), 'icc-swarm-holders-'));
+    store = new StoreContext({ root, fsync: false });
+  });
+  afterEach(async () => {
+    await fsp.rm(root, { recursive: true, force: true });
+  });
+
+  /** A copy in progress on `node` in the board, with `pieces` verified. */
+  const onBoard = (node: string, pieces: number[]) => {
+    const have = emptyHave(PIECES);
+    for (const piece of pieces) setPiece(have, piece);
+    return store.swarmBoard.join(boardKey(IMAGE, SHA), {
+      node,
+      attemptId: `attempt-${node}`,
+      partialPath: path.join(root, node, 'tmp', 'x.part'),
+      have,
+    });
+  };
+
+  it('joins at most its cap of copies, and past it only copies that hold a piece none of its peers has', async () => {
+    // Twice the cap of copies holding pieces 0-6; one more, the only one with piece 7.
+    const crowd = Array.from({ length: 2 * MAX_PEERS_PER_COPY }, (_, i) => `n-${i}`);
+    for (const node of crowd) onBoard(node, [0, 1, 2, 3, 4, 5, 6]);
+    onBoard('rare', [7]);
+    const list: PieceList = {
+      v: 1,
+      imageId: IMAGE,
+      sha256: SHA,
+      size: PIECES * PIECE_BYTES,
+      pieceBytes: PIECE_BYTES,
+      pieces: Array.from({ length: PIECES }, () => 'b'.repeat(64)),
+    };
+    const to = await fsp.open(path.join(root, 'to.part'), 'w');
+    const swarm = openSwarm(
+      store,
+      {},
+      { imageId: IMAGE, destination: 'me', verified: ['origin'], attemptId: 'attempt-me', list },
+      to,
+    );
+    try {
+      const first = await swarm.options.discover();
+      expect(first).toHaveLength(MAX_PEERS_PER_COPY);
+      // Nothing is wanted that the peers lack: the cap holds.
+      expect(await swarm.options.discover(() => false)).toEqual([]);
+      // Piece 7 is wanted, and only 'rare' has it (if 'rare' is already a peer, nothing more is needed).
+      const joined = new Set(first.map((h) => h.node));
+      const more = await swarm.options.discover((index) => index === 7);
+      expect(more.map((h) => h.node)).toEqual(joined.has('rare') ? [] : ['rare']);
+      // Pieces the crowd has, wanted: a few more of the crowd, up to a bound.
+      const crowdMore = await swarm.options.discover((index) => index === 0);
+      expect(crowdMore.length).toBeGreaterThan(0);
+      expect(joined.size + more.length + crowdMore.length).toBeLessThanOrEqual(2 * MAX_PEERS_PER_COPY);
+    } finally {
+      await swarm.close();
+      await to.close();
+    }
+  });
+});
