@@ -99,12 +99,14 @@ export function openSwarm(
   const joined = new Set<string>();
 
   // New copies in progress only: this process's at once, then others' from their records.
-  const holdsWanted = (have: Uint8Array, wanted: (index: number) => boolean) => {
-    for (let i = 0; i < list.pieces.length; i++) if (wanted(i) && hasPiece(have, i)) return true;
-    return false;
-  };
   const discover = async (wanted?: (index: number) => boolean): Promise<PieceHolder[]> => {
     const found: PieceHolder[] = [];
+    // The wanted pieces, listed once per look (only once past the cap), not once per copy looked at.
+    let wantedPieces: number[] | undefined;
+    const holdsWanted = (have: Uint8Array, wanted: (index: number) => boolean) => {
+      wantedPieces ??= list.pieces.map((_, i) => i).filter(wanted);
+      return wantedPieces.some((i) => hasPiece(have, i));
+    };
     // In random order, as records are read: copies started together must not all pick the same peers.
     for (const other of shuffled(board.others(key, self))) {
       if (joined.has(other.node) || copy.verified.includes(other.node)) continue;
