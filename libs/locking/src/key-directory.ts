@@ -1,5 +1,5 @@
 import * as path from 'node:path';
-import { type LockFileSystem, nodeLockFileSystem } from './lock-file-system';
+import { type LockFileSystem, isGone, nodeLockFileSystem } from './lock-file-system';
 import type { LockHolder } from './lock-key';
 
 /*
@@ -72,8 +72,7 @@ export async function readKeyDirectory(
   try {
     names = await fs.readdir(dir);
   } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT')
-      return { newestReleased: false, superseded: [], readers: [] };
+    if (isGone(error)) return { newestReleased: false, superseded: [], readers: [] };
     throw error;
   }
   const floor = names.includes(EPOCH_NAME) ? await readFloor(path.join(dir, EPOCH_NAME), fs) : undefined;
@@ -117,7 +116,7 @@ export async function readGenerationHolder(
     const names = await fs.readdir(genDir);
     return names.find((n) => n.startsWith(HOLDER_PREFIX) && parseHolderEntry(n));
   } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    if (isGone(error)) return undefined;
     throw error;
   }
 }
@@ -127,7 +126,7 @@ async function readFloor(epoch: string, fs: LockFileSystem): Promise<number | un
   try {
     return Number((await fs.stat(epoch)).mtimeNs / 1000n);
   } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    if (isGone(error)) return undefined;
     throw error;
   }
 }

@@ -2,7 +2,14 @@ import * as path from 'node:path';
 import type { FsClockReading } from './fs-clock';
 import { lockLostError } from './held-lock';
 import { EPOCH_NAME } from './key-directory';
-import { type LockFileSystem, mkdirOutcome, openForSync, pathExists, syncFolder } from './lock-file-system';
+import {
+  type LockFileSystem,
+  isGone,
+  mkdirOutcome,
+  openForSync,
+  pathExists,
+  syncFolder,
+} from './lock-file-system';
 import type { LockKey } from './lock-key';
 
 /*
@@ -47,7 +54,7 @@ async function existsStamped(fs: LockFileSystem, dir: string, clock?: FsClockRea
     clock?.saw(mtimeNs);
     return true;
   } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return false;
+    if (isGone(error)) return false;
     throw error;
   }
 }

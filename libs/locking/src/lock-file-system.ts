@@ -100,7 +100,7 @@ export async function mkdirOutcome(fs: LockFileSystem, dir: string): Promise<Mkd
     return 'made';
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
-    if (code === 'ENOENT') return 'no-parent';
+    if (isGone(error)) return 'no-parent';
     if (code !== 'EEXIST') throw error;
   }
   return (await pathExists(fs, dir)) ? 'exists' : 'phantom';
@@ -111,7 +111,7 @@ export async function pathExists(fs: LockFileSystem, target: string): Promise<bo
     await fs.stat(target);
     return true;
   } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return false;
+    if (isGone(error)) return false;
     throw error;
   }
 }

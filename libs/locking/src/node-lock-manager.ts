@@ -14,7 +14,13 @@ import { lookAtGate } from './gate-look';
 import { generationName, holderEntryName, readKeyDirectory, readerEntryName } from './key-directory';
 import { makeKeyFolder, startKeyEpoch } from './key-folder-creation';
 import { drainReaders } from './reader-drain';
-import { type LockFileSystem, mkdirOutcome, nodeLockFileSystem, syncFolder } from './lock-file-system';
+import {
+  type LockFileSystem,
+  isGone,
+  mkdirOutcome,
+  nodeLockFileSystem,
+  syncFolder,
+} from './lock-file-system';
 import type { AcquireOptions, LockEvent, LockRequest, NodeLockManagerOptions } from './lock-manager-options';
 import type { LockHolder, LockKey, LockMode } from './lock-key';
 import { lockKeyDir, lockKeyString, newAttemptId, validateHolder, validateLockKey } from './lock-key';
@@ -316,7 +322,7 @@ export class NodeLockManager {
     try {
       await heartbeat.start(claimedAt);
     } catch (error) {
-      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined; // collected by a newer claimant
+      if (isGone(error)) return undefined; // collected by a newer claimant
       throw error;
     }
     return heartbeat.stopIfThrows(async () => {
@@ -355,8 +361,7 @@ export class NodeLockManager {
       await heartbeat.start();
     } catch (error) {
       // The key folder was removed by hand under the gate: that is a lost lock, retried like one.
-      if ((error as NodeJS.ErrnoException).code === 'ENOENT')
-        throw lockLostError(key, 'the key folder was removed while registering as a reader');
+      if (isGone(error)) throw lockLostError(key, 'the key folder was removed while registering as a reader');
       throw error;
     }
     return heartbeat.stopIfThrows(async () => {

@@ -1,6 +1,6 @@
 import { sep } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { type LockFileSystem, nodeLockFileSystem } from './lock-file-system';
+import { type LockFileSystem, isGone, nodeLockFileSystem } from './lock-file-system';
 
 /**
  * Decides staleness by watching a heartbeat's mtime *change*, timed on the observer's own monotonic
@@ -56,7 +56,7 @@ async function readSignature(fs: LockFileSystem, path: string): Promise<string |
     const stat = await fs.stat(path);
     return `${stat.ino}:${stat.mtimeNs}`;
   } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    if (isGone(error)) return undefined;
     throw error;
   }
 }
