@@ -3,7 +3,7 @@ import * as path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { ReasonError } from '@app/contracts';
 import { makeTempDir, removeDir } from '../../../test/support/temp-dirs';
-import { type CacheSide, mapIoError, readFolderOrEmpty } from './fs-errors';
+import { type CacheSide, isErrno, mapIoError, readFolderOrEmpty } from './fs-errors';
 
 function errno(code: string): NodeJS.ErrnoException {
   return Object.assign(new Error(`${code}: simulated, open '/cache/x'`), { code });
@@ -12,6 +12,21 @@ function errno(code: string): NodeJS.ErrnoException {
 function mapped(code: string, side: CacheSide): unknown {
   return mapIoError(errno(code), { side, what: `${side} node n1, image img` }, 'writing');
 }
+
+describe('isErrno', () => {
+  // Node's error for ESTALE on the GlusterFS bed: no name, only the number.
+  const estale = Object.assign(new Error('Unknown system error -116, scandir'), {
+    code: 'Unknown system error -116',
+    errno: -116,
+  });
+
+  it('reads ESTALE (another client removed it) as ENOENT, and as nothing else', () => {
+    expect(isErrno(estale, 'ENOENT')).toBe(true);
+    expect(isErrno(estale, 'ENOENT', 'ENOTDIR')).toBe(true);
+    expect(isErrno(estale, 'EEXIST')).toBe(false);
+    expect(isErrno(errno('EIO'), 'ENOENT')).toBe(false);
+  });
+});
 
 describe('mapIoError', () => {
   it.each([

@@ -19,9 +19,20 @@ const NO_SPACE = new Set(['ENOSPC', 'EDQUOT']);
 const DESTINATION_NOT_WRITABLE = new Set(['EROFS', 'EACCES', 'EPERM', 'ENOTDIR', 'EISDIR']);
 const SOURCE_GONE = new Set(['ENOENT', 'ENOTDIR', 'EISDIR', 'ELOOP']);
 
+/**
+ * The error's code is one of `codes` (any errno error when none is given). Asking for ENOENT also matches
+ * ESTALE: GlusterFS's and NFS's answer for a file or folder another client removed meanwhile, which Node
+ * names only "Unknown system error -116" (the lock steps read it the same way: isGone in libs/locking).
+ */
 export function isErrno(error: unknown, ...codes: string[]): error is NodeJS.ErrnoException {
   const code = error instanceof Error ? (error as NodeJS.ErrnoException).code : undefined;
-  return typeof code === 'string' && (codes.length === 0 || codes.includes(code));
+  if (typeof code !== 'string') return false;
+  if (codes.length === 0 || codes.includes(code)) return true;
+  return codes.includes('ENOENT') && isStaleHandle(error as NodeJS.ErrnoException);
+}
+
+function isStaleHandle(error: NodeJS.ErrnoException): boolean {
+  return error.code === 'ESTALE' || error.errno === -116;
 }
 
 /**
