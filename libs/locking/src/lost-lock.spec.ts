@@ -1,10 +1,9 @@
 import { promises as fsp } from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { HeldLock } from './held-lock';
 import { type LockFileSystem, nodeLockFileSystem } from './lock-file-system';
-import { NodeLockManager } from './node-lock-manager';
+import { tempManagers } from './temp-managers.fixture';
 
 const FAST = { staleMs: 2_000, updateMs: 1_000, safetyMarginMs: 500, pollMs: 20 };
 /** Long enough for a takeover (watch a frozen heartbeat for staleMs), short of "it waits for ever". */
@@ -36,24 +35,11 @@ class FailingCheck implements LockFileSystem {
  * watching a "live" heartbeat until its whole wait runs out.
  */
 describe('a lost lock stops beating at once', () => {
-  let root: string;
-  const managers: NodeLockManager[] = [];
-  const manager = (conductorId: string, fs?: LockFileSystem) => {
-    const m = new NodeLockManager({ root, conductorId, timings: FAST, fs });
-    managers.push(m);
-    return m;
-  };
-
-  beforeEach(async () => {
-    root = await fsp.mkdtemp(path.join(os.tmpdir(), 'icc-lost-'));
-  });
-  afterEach(async () => {
-    await Promise.all(managers.splice(0).map((m) => m.releaseAll()));
-    await fsp.rm(root, { recursive: true, force: true });
-  });
+  const bed = tempManagers('icc-lost-', FAST);
+  const manager = bed.manager;
 
   const heartbeatOf = (lock: HeldLock): string => {
-    const keyDir = path.join(root, lock.key.node, 'locks', lock.key.imageId);
+    const keyDir = path.join(bed.root, lock.key.node, 'locks', lock.key.imageId);
     const name = `${lock.mode === 'exclusive' ? 'h' : 'r'}~${lock.holder.conductorId}~${lock.holder.attemptId}`;
     return lock.mode === 'exclusive'
       ? path.join(keyDir, `g-${lock.fencingToken}`, name)

@@ -1,9 +1,8 @@
 import { promises as fsp } from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { type LockFileSystem, nodeLockFileSystem } from './lock-file-system';
-import { NodeLockManager } from './node-lock-manager';
+import { tempManagers } from './temp-managers.fixture';
 
 const FAST = { staleMs: 2_000, updateMs: 1_000, safetyMarginMs: 500, pollMs: 20 };
 const WAIT = { timeoutMs: 5 * FAST.staleMs };
@@ -39,21 +38,8 @@ class QuirkyMkdir implements LockFileSystem {
 }
 
 describe('GlusterFS mkdir quirks, through the lock manager file-system seam', () => {
-  let root: string;
-  const managers: NodeLockManager[] = [];
-  const manager = (conductorId: string, fs?: LockFileSystem, requireNodeFolder = false) => {
-    const m = new NodeLockManager({ root, conductorId, timings: FAST, fs, requireNodeFolder });
-    managers.push(m);
-    return m;
-  };
-
-  beforeEach(async () => {
-    root = await fsp.mkdtemp(path.join(os.tmpdir(), 'icc-quirks-'));
-  });
-  afterEach(async () => {
-    await Promise.all(managers.splice(0).map((m) => m.releaseAll()));
-    await fsp.rm(root, { recursive: true, force: true });
-  });
+  const bed = tempManagers('icc-quirks-', FAST);
+  const manager = bed.manager;
 
   it('a claim mkdir that fails EEXIST with nothing there is neither a win nor a loss: the claim is tried again', async () => {
     const fs = new QuirkyMkdir();
@@ -89,7 +75,7 @@ describe('GlusterFS mkdir quirks, through the lock manager file-system seam', ()
   ] as const)(
     'requireNodeFolder: %s from the mkdir of %s under an existing node folder is tried again, not a lost lock',
     async (code, folder) => {
-      await fsp.mkdir(path.join(root, 'n1'));
+      await fsp.mkdir(path.join(bed.root, 'n1'));
       const fs = new QuirkyMkdir();
       fs.next(new RegExp(`/n1/${folder === 'locks' ? 'locks' : 'locks/img'}$`), code);
       const lock = await manager('a', fs, true).acquire(KEY, WAIT);

@@ -1,9 +1,7 @@
-import { promises as fsp } from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { type LockFileSystem, nodeLockFileSystem } from './lock-file-system';
-import { NodeLockManager } from './node-lock-manager';
+import { tempManagers } from './temp-managers.fixture';
 
 const FAST = { staleMs: 2_000, updateMs: 1_000, safetyMarginMs: 500, pollMs: 20 };
 const WAIT = { timeoutMs: 5 * FAST.staleMs };
@@ -61,21 +59,8 @@ class StaleHandles implements LockFileSystem {
 }
 
 describe('ESTALE (a folder another client removed) reads as gone, through the lock manager file-system seam', () => {
-  let root: string;
-  const managers: NodeLockManager[] = [];
-  const manager = (conductorId: string, fs?: LockFileSystem) => {
-    const m = new NodeLockManager({ root, conductorId, timings: FAST, fs });
-    managers.push(m);
-    return m;
-  };
-
-  beforeEach(async () => {
-    root = await fsp.mkdtemp(path.join(os.tmpdir(), 'icc-estale-'));
-  });
-  afterEach(async () => {
-    await Promise.all(managers.splice(0).map((m) => m.releaseAll()));
-    await fsp.rm(root, { recursive: true, force: true });
-  });
+  const bed = tempManagers('icc-estale-', FAST);
+  const manager = bed.manager;
 
   it.each([
     ['readdir', /\/g-\d+$/, 'the held generation folder'],
