@@ -1,5 +1,5 @@
 import { promises as fsp } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -25,6 +25,7 @@ describe('conductor records in the shared folder', () => {
   let records: ConductorRecords;
   beforeEach(async () => {
     root = await mkdtemp(path.join(tmpdir(), 'icc-records-'));
+    await mkdir(path.join(root, 'node-1')); // a cell's CACHE_ROOT is never empty (makeCellFolder)
     records = new ConductorRecords(root);
   });
   afterEach(() => rm(root, { recursive: true, force: true }));

@@ -2,7 +2,7 @@ import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import { z } from 'zod';
 import { holderIdSchema, isoTimestampSchema, parseField, releaseVersionSchema } from '@app/contracts';
-import { uniqueTag } from './durable-fs';
+import { makeCellFolder, uniqueTag } from './durable-fs';
 import { isErrno } from './fs-errors';
 import { readJsonFile } from './shared-json-file';
 
@@ -74,7 +74,7 @@ export class ConductorRecords {
       await fsp.writeFile(tmp, data);
     } catch (error) {
       if (!isErrno(error, 'ENOENT')) throw error;
-      await fsp.mkdir(this.folder, { recursive: true });
+      await makeCellFolder(path.dirname(this.folder), this.folder);
       await fsp.writeFile(tmp, data);
     }
     try {

@@ -2,7 +2,9 @@ import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { makeTempDir, removeDir } from '../../../test/support/temp-dirs';
-import { linkUnlessPresent, writeFileOnce } from './durable-fs';
+import { linkUnlessPresent, makeCellFolder, writeFileOnce } from './durable-fs';
+import { ImageStore } from './image-store';
+import type { CopyResult } from '@app/contracts';
 
 /*
  * First writer wins by link(2). On sshfs a link to a taken name fails EPERM, not EEXIST (seen when two
@@ -43,5 +45,66 @@ describe('first writer wins by link', () => {
     expect(await writeFileOnce(dir, 'answer.json', 'second', false)).toBe(false);
     expect(await fsp.readFile(path.join(dir, 'answer.json'), 'utf8')).toBe('first');
     expect(await fsp.readdir(dir)).toEqual(['answer.json']);
+  });
+});
+
+/*
+ * A network mount that is not there leaves an empty local folder at CACHE_ROOT's path (seen on the CephFS
+ * hosts bed, seed 24301: a conductor restarted while its host's mount was down wrote there, and ceph-fuse
+ * then refused to mount again, "mountpoint is not empty"). The cell's folders are never made in it.
+ */
+const completed = (requestId: string): CopyResult => ({
+  v: 1,
+  type: 'result',
+  requestId,
+  status: 'completed',
+  attempt: 1,
+  durations: { totalMs: 5 },
+  conductorId: 'c-1',
+  at: '2026-01-01T00:00:00.000Z',
+});
+
+describe('makeCellFolder', () => {
+  let root: string;
+  beforeEach(async () => {
+    root = await makeTempDir('cell-folder');
+  });
+  afterEach(async () => {
+    await removeDir(root);
+  });
+
+  it('makes a folder and its parents in a cell that holds anything', async () => {
+    await fsp.mkdir(path.join(root, 'node-1'));
+    const dir = path.join(root, '.icc-answers', 'by-time', '7');
+    await makeCellFolder(root, dir);
+    await makeCellFolder(root, dir); // there already: no error
+    expect((await fsp.stat(dir)).isDirectory()).toBe(true);
+  });
+
+  it('makes nothing in an empty CACHE_ROOT and fails ENOENT, saying why', async () => {
+    const failed = makeCellFolder(root, path.join(root, '.icc-answers', 'ab'));
+    await expect(failed).rejects.toMatchObject({
+      code: 'ENOENT',
+      message: expect.stringMatching(/is empty/),
+    });
+    expect(await fsp.readdir(root)).toEqual([]);
+  });
+
+  it('never makes CACHE_ROOT itself, nor a folder outside it', async () => {
+    const gone = path.join(root, 'gone');
+    await expect(makeCellFolder(gone, path.join(gone, '.icc-jobs'))).rejects.toMatchObject({
+      code: 'ENOENT',
+    });
+    await expect(makeCellFolder(gone, root)).rejects.toThrow(/not a folder below/);
+    expect(await fsp.readdir(root)).toEqual([]);
+  });
+
+  it.each([
+    ['a request answer', (store: ImageStore) => store.answers.record(completed('r-1'))],
+    ['a cancel', (store: ImageStore) => store.jobs.cancelRequest('r-2')],
+  ])('writes %s nowhere in an empty CACHE_ROOT: the write fails', async (_what, write) => {
+    const store = new ImageStore({ root, fsync: false });
+    await expect(write(store)).rejects.toMatchObject({ code: 'ENOENT' });
+    expect(await fsp.readdir(root)).toEqual([]);
   });
 });

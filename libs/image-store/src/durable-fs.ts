@@ -14,6 +14,66 @@ export async function fsyncDir(dir: string): Promise<void> {
 }
 
 /**
+ * Makes `dir`, a folder of the cell below CACHE_ROOT (`root`), and its missing parents, but never a folder
+ * directly in an empty CACHE_ROOT. A network mount that is not there (it died, or was never mounted) leaves
+ * an empty local folder at its path: a record made there is seen by no other host (a request's answer,
+ * a job, a piece record), and it keeps a FUSE client from mounting there again ("mountpoint is not
+ * empty"). A cell's CACHE_ROOT is never empty: it holds the registered nodes' folders and the header key.
+ * Then it throws ENOENT, which callers take as a failed write (retried). One `mkdir` when `dir` exists.
+ */
+export async function makeCellFolder(root: string, dir: string): Promise<void> {
+  const parent = path.dirname(dir);
+  const relative = path.relative(root, dir);
+  if (relative === '' || relative.startsWith('..') || path.isAbsolute(relative))
+    throw new Error(`${dir} is not a folder below CACHE_ROOT ${root}`);
+  if (parent === root) return makeTopFolder(root, dir);
+  try {
+    await fsp.mkdir(dir);
+    return;
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === 'EEXIST') return;
+    if (code !== 'ENOENT') throw error;
+  }
+  await makeCellFolder(root, parent);
+  await mkdirUnlessPresent(dir);
+}
+
+/** A folder directly in CACHE_ROOT: looked for first, made only in a CACHE_ROOT that holds anything. */
+async function makeTopFolder(root: string, dir: string): Promise<void> {
+  try {
+    await fsp.stat(dir);
+    return;
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+  }
+  if (await isEmptyFolder(root))
+    throw Object.assign(
+      new Error(
+        `ENOENT: CACHE_ROOT ${root} is empty (the cell's shared folder not mounted there?): not making ${path.basename(dir)} in it`,
+      ),
+      { code: 'ENOENT', path: dir },
+    );
+  await mkdirUnlessPresent(dir);
+}
+
+async function mkdirUnlessPresent(dir: string): Promise<void> {
+  await fsp.mkdir(dir).catch((error: unknown) => {
+    if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+  });
+}
+
+/** True when `dir` has no entry at all (one entry is read, not the whole listing). */
+export async function isEmptyFolder(dir: string): Promise<boolean> {
+  const handle = await fsp.opendir(dir);
+  try {
+    return (await handle.read()) === null;
+  } finally {
+    await handle.close().catch(() => undefined);
+  }
+}
+
+/**
  * Creates a folder directly inside a node's folder, never the node's folder itself (no mkdir -p): a node
  * exists only once registered, so a copy to a node without a folder fails UNKNOWN_NODE instead of
  * creating one. A file sitting where the folder belongs is reported as ENOTDIR (mkdir says EEXIST).

@@ -58,4 +58,4 @@ export {
   judgeConductors,
   startRefusal,
 } from './cell-conductors';
-export { linkUnlessPresent } from './durable-fs';
+export { isEmptyFolder, linkUnlessPresent, makeCellFolder } from './durable-fs';

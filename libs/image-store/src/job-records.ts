@@ -13,7 +13,7 @@ import {
   sha256Schema,
   SUCCESSFUL_NODE_OUTCOMES,
 } from '@app/contracts';
-import { listNames, writeFileOnce } from './durable-fs';
+import { listNames, makeCellFolder, writeFileOnce } from './durable-fs';
 import { isErrno } from './fs-errors';
 import { readJsonFile } from './shared-json-file';
 import type { StoreContext } from './store-context';
@@ -75,7 +75,7 @@ export class JobRecords {
   /** Writes the record unless one exists; returns the record that is on disk (ours or the earlier one). */
   async create(record: JobRecord): Promise<{ record: JobRecord; created: boolean }> {
     const dir = this.jobDir(record.jobId);
-    await fsp.mkdir(path.join(dir, 'nodes'), { recursive: true });
+    await makeCellFolder(this.store.root, path.join(dir, 'nodes'));
     const created = await this.writeOnce(dir, 'job.json', JSON.stringify(record));
     if (created) return { record, created };
     const existing = await this.read(record.jobId);
@@ -168,7 +168,7 @@ export class JobRecords {
   /** Marks a copy request cancelled (whoever takes it next answers CANCELLED); false when it already was. */
   async cancelRequest(requestId: string): Promise<boolean> {
     const dir = path.join(this.store.root, CANCELS_FOLDER);
-    await fsp.mkdir(dir, { recursive: true });
+    await makeCellFolder(this.store.root, dir);
     return this.writeOnce(dir, parseField(requestIdSchema, requestId, 'requestId'), new Date().toISOString());
   }
 

@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import { type CopyResult, copyResultSchema, parseField, requestIdSchema } from '@app/contracts';
-import { listNames, writeFileOnce } from './durable-fs';
+import { listNames, makeCellFolder, writeFileOnce } from './durable-fs';
 import { readJsonFile } from './shared-json-file';
 import type { StoreContext } from './store-context';
 
@@ -53,7 +53,7 @@ export class RequestAnswers {
   async record(result: CopyResult): Promise<{ answer: CopyResult; first: boolean }> {
     const { dir, name } = this.place(result.requestId);
     await this.mark(path.basename(dir), result.requestId);
-    await fsp.mkdir(dir, { recursive: true });
+    await makeCellFolder(this.store.root, dir);
     if (await writeFileOnce(dir, name, JSON.stringify(result), this.store.fsync))
       return { answer: result, first: true };
     return { answer: (await this.read(result.requestId)) ?? result, first: false };
@@ -76,7 +76,7 @@ export class RequestAnswers {
       BY_TIME,
       String(Math.floor(this.now() / ANSWER_SLOT_MS)),
     );
-    await fsp.mkdir(slot, { recursive: true });
+    await makeCellFolder(this.store.root, slot);
     await fsp.writeFile(path.join(slot, `${bucket}~${requestId}`), '');
   }
 

@@ -50,6 +50,7 @@ describe('the record of a copy in progress (SwarmAdvert)', () => {
 
   beforeEach(async () => {
     root = await makeTempDir('swarm-advert');
+    await fsp.mkdir(path.join(root, 'node-1')); // a cell's CACHE_ROOT is never empty (makeCellFolder)
     store = new StoreContext({ root, fsync: false });
     errors = [];
     log = [];

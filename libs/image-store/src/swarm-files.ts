@@ -1,7 +1,7 @@
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import { errorText } from '@app/contracts';
-import { uniqueTag, listNames, writeFileAtomic } from './durable-fs';
+import { makeCellFolder, uniqueTag, listNames, writeFileAtomic } from './durable-fs';
 import { isErrno } from './fs-errors';
 import { imageIdSchema } from '@app/contracts';
 import type { PieceList } from './piece-list';
@@ -123,7 +123,7 @@ export class SwarmAdvert {
       await write().catch(async (error: unknown) => {
         if (!isErrno(error, 'ENOENT')) throw error;
         // The folder is made on first use, and removed by a copy that ended when it was left empty.
-        await fsp.mkdir(this.folder, { recursive: true });
+        await makeCellFolder(this.store.root, this.folder);
         await write();
       });
     } catch (error) {

@@ -1,7 +1,7 @@
-import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { type HeldLock, NodeLockManager, type NodeLockManagerOptions, readLockActivity } from '@app/locking';
+import { makeCellFolder } from '@app/image-store';
 
 /**
  * Where the cell's round leases live: `<CACHE_ROOT>/.rounds/cell/locks/<round>/`, the same lock protocol
@@ -26,7 +26,7 @@ export function roundLeaseLocks(options: NodeLockManagerOptions): NodeLockManage
 
 /** Makes the leases' folder; once at start, after the start-up check found CACHE_ROOT to be the cell's. */
 export async function prepareRoundLeases(cacheRoot: string): Promise<void> {
-  await fsp.mkdir(path.join(cacheRoot, ROUND_LEASE_FOLDER, LEASE_NODE), { recursive: true });
+  await makeCellFolder(cacheRoot, path.join(cacheRoot, ROUND_LEASE_FOLDER, LEASE_NODE));
 }
 
 /** The lease of round `name` in the cell of `locks` (a conductor's node locks: same root, id, timings). */

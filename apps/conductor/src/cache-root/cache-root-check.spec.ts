@@ -18,6 +18,7 @@ describe('CacheRootCheck', () => {
   let root: string;
   beforeEach(async () => {
     root = await makeTempDir('cache-root-check');
+    await fsp.mkdir(path.join(root, 'node-1')); // a cell's CACHE_ROOT holds its nodes' folders
   });
   afterEach(async () => {
     await removeDir(root);
@@ -35,7 +36,7 @@ describe('CacheRootCheck', () => {
     ]);
     expect(report.mtimePrecisionMs).toBe(1);
     expect(report.visibilityMs).toBeLessThan(timings.safetyMarginMs);
-    expect(await fsp.readdir(root)).toEqual([]);
+    expect(await fsp.readdir(root)).toEqual(['node-1']);
   });
 
   it('removes the probe folder of a check that died an hour ago, never one that may be under way', async () => {
@@ -49,7 +50,7 @@ describe('CacheRootCheck', () => {
     const report = await new CacheRootCheck({ root, timings, conductorId: 'c1' }).run();
 
     expect(report.failures).toEqual([]);
-    expect(await fsp.readdir(root)).toEqual(['.icc-check-starting-2-01020304']);
+    expect((await fsp.readdir(root)).sort()).toEqual(['.icc-check-starting-2-01020304', 'node-1']);
   });
 
   it("keeps another conductor's fresh probe folder when this host's clock is hours ahead (judged on the file system's clock)", async () => {
@@ -63,7 +64,17 @@ describe('CacheRootCheck', () => {
     } finally {
       Date.now = realNow;
     }
-    expect(await fsp.readdir(root)).toEqual(['.icc-check-other-3-05060708']);
+    expect((await fsp.readdir(root)).sort()).toEqual(['.icc-check-other-3-05060708', 'node-1']);
+  });
+
+  it('refuses an empty CACHE_ROOT (a network mount not there leaves one), writing nothing in it', async () => {
+    const bare = path.join(root, 'mount-point');
+    await fsp.mkdir(bare);
+    const report = await new CacheRootCheck({ root: bare, timings, conductorId: 'c1' }).run();
+    expect(report.failures).toEqual([
+      expect.objectContaining({ probe: 'cell-folder', ok: false, fix: expect.stringContaining('mount') }),
+    ]);
+    expect(await fsp.readdir(bare)).toEqual([]);
   });
 
   it('refuses a folder it cannot write, naming the probe and the fix', async () => {

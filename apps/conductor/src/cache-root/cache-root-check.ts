@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import { errorText } from '@app/contracts';
-import { LITTER_PREFIXES } from '@app/image-store';
+import { LITTER_PREFIXES, isEmptyFolder } from '@app/image-store';
 import { type MountEntry, mountAttributeCache } from './mount-attribute-cache';
 
 /** The lock timings the shared folder must support (see docs/locking.md). */
@@ -12,7 +12,13 @@ export interface CheckedTimings {
 }
 
 export interface ProbeResult {
-  probe: 'rename-and-fsync' | 'mtime-precision' | 'visibility' | 'mount-options' | 'replace-while-open';
+  probe:
+    | 'cell-folder'
+    | 'rename-and-fsync'
+    | 'mtime-precision'
+    | 'visibility'
+    | 'mount-options'
+    | 'replace-while-open';
   ok: boolean;
   /** What was measured or found. */
   detail: string;
@@ -94,6 +100,18 @@ export class CacheRootCheck {
     );
     const results: ProbeResult[] = [];
     const report: CacheRootReport = { results, failures: [] };
+    // An empty CACHE_ROOT is what a network mount that is not there leaves: a conductor started on it
+    // would make its own header key and records where no other host sees them (makeCellFolder).
+    if (await isEmptyFolder(root).catch(() => false)) {
+      results.push({
+        probe: 'cell-folder',
+        ok: false,
+        detail: `CACHE_ROOT ${root} is empty: no registered node, no header key (the cell's shared folder is not mounted there?)`,
+        fix: 'mount the shared folder at CACHE_ROOT; for a new cell, register its nodes first (icc node add <node>)',
+      });
+      report.failures = results;
+      return report;
+    }
     try {
       await fsp.mkdir(dir);
     } catch (error) {

@@ -35,6 +35,7 @@ describe('JobProgress: events computed from the records', () => {
 
   async function progressOver(nodes: string[]) {
     root = await makeTempDir('job-progress');
+    await fsp.mkdir(path.join(root, 'node-1')); // a cell's CACHE_ROOT is never empty (makeCellFolder)
     const store = new ImageStore({ root, fsync: false });
     await store.jobs.create(record(nodes));
     const publisher = new FakePublisher();
