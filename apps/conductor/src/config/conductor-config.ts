@@ -128,7 +128,7 @@ export const CONFIG_VARIABLES = {
   CACHE_ROOT_CHECK: {
     schema: z.enum(['refuse', 'warn'], { error: 'must be refuse or warn' }),
     default: 'refuse',
-    doc: 'At start the conductor checks that CACHE_ROOT supports the lock timings (rename and fsync, mtime precision, changes visible through a second path within LOCK_SAFETY_MARGIN_MS, NFS attribute cache options) and refuses to start (exit 78, naming what failed and what to change) when it does not. warn: start anyway, with a loud warning; only for a folder you know to be safe.',
+    doc: "At start the conductor checks that CACHE_ROOT is the cell's folder (not empty: an empty one is a mount that is not there) and supports the lock timings (rename and fsync, mtime precision, changes visible through a second path within LOCK_SAFETY_MARGIN_MS, NFS attribute cache options) and refuses to start (exit 78, naming what failed and what to change) when it does not. warn: start anyway, with a loud warning; only for a folder you know to be safe.",
   },
   CACHE_ROOT_PROBE_MS: {
     schema: integer(100, 60_000),
