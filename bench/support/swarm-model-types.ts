@@ -19,6 +19,18 @@ export interface SwarmModel {
    * rate is recomputed at every event: for tens of nodes, not thousands.
    */
   maxMin: boolean;
+  /**
+   * The end game of swarm-holders.ts's look (bench/support/swarm-end-game.ts): a copy with its 16 peers
+   * joins up to 8 more copies in progress, each holding a piece it misses and none of its peers holds.
+   */
+  endGame: boolean;
+  /**
+   * What a verified holder leaves to the copies in progress (pieceTurn's `seedOnly`): `peers`, as built, the
+   * pieces a peer of this copy holds or any copy is reading; `board`, also every piece any copy in
+   * progress holds (its rarity above 0), for the copy to get through the end game. The starvation
+   * fallback is pieceTurn's either way.
+   */
+  seedRule: 'peers' | 'board';
   seed: number;
 }
 
@@ -43,6 +55,11 @@ export interface SwarmRun {
    * for a read slot (`noSlot`), or none with a piece for it (`nothing`).
    */
   lookStates: { full: number; heldBack: number; noSlot: number; nothing: number };
+  /**
+   * The end game's joins: how many, and for each the share of the image the joining copy had then and the
+   * time, in seconds.
+   */
+  endGameJoins: Array<{ had: number; at: number }>;
   /** Bytes the origin served. */
   originBytes: number;
   events: number;
