@@ -10,8 +10,13 @@
  *   with the min-max over seeds.
  * - Two ways a copy counts its reads in flight for the write-cap admission: `start` (as built: the rate a
  *   read expected when it started) and `recount` (its node's cap / that node's readers now).
- * Run: npm run bench:fanout-sim [-- --rows 16x256@16,64x256@4 --seeds 5 --count start,recount --name N]
- *   (a row is NODESxIMAGE_MiB@R_MiBps, with /PIECE_MiB to change the 4 MiB pieces; writes
+ * - The copies' end game (`--end-game on`, as built; `off`: 16 peers from the start only) and the verified
+ *   source's seed rule (`--seed-rule peers`, as built, or `board`): bench/support/swarm-model-types.ts.
+ *   With the end game, its joins per copy, and the median share of the image a copy had and the time
+ *   (÷ T1) at a join.
+ * Run: npm run bench:fanout-sim [-- --rows 16x256@16,64x256@4 --seeds 5 --count start,recount
+ *   --end-game on,off --seed-rule peers,board --name N] (each list's values are crossed; a row is
+ *   NODESxIMAGE_MiB@R_MiBps, with /PIECE_MiB to change the 4 MiB pieces; writes
  *   bench/results/<--name or swarm-simulation>.json)
  */
 import { median, percentile, round, spread } from './bench-stats';
@@ -29,6 +34,17 @@ const COUNTS = (flagValue('--count') ?? 'start,recount').split(',').map((c) => {
   if (c !== 'start' && c !== 'recount') throw new Error(`--count: start or recount, got ${c}`);
   return c;
 });
+const END_GAMES = (flagValue('--end-game') ?? 'on').split(',').map((v) => {
+  if (v !== 'on' && v !== 'off') throw new Error(`--end-game: on or off, got ${v}`);
+  return v === 'on';
+});
+const SEED_RULES = (flagValue('--seed-rule') ?? 'peers').split(',').map((v) => {
+  if (v !== 'peers' && v !== 'board') throw new Error(`--seed-rule: peers or board, got ${v}`);
+  return v;
+});
+
+/** The rules one scenario runs, besides the fan-out itself. */
+type Variant = Pick<SwarmModel, 'recount' | 'endGame' | 'seedRule'>;
 
 interface Row {
   nodes: number;
@@ -55,7 +71,7 @@ function share(states: Record<string, number>, key: string): number {
   return all === 0 ? 0 : states[key]! / all;
 }
 
-function model(row: Row, destinations: number, recount: boolean, seed: number): SwarmModel {
+function model(row: Row, destinations: number, variant: Variant, seed: number): SwarmModel {
   const imageBytes = row.imageMiB * MiB;
   const pieceBytes = row.pieceMiB * MiB;
   return {
@@ -65,17 +81,16 @@ function model(row: Row, destinations: number, recount: boolean, seed: number): 
     imageBytes,
     bps: row.mibps * MiB,
     readSlots: READ_SLOTS,
-    recount,
+    ...variant,
     maxMin: SHARE === 'maxmin',
     seed,
   };
 }
 
-function scenario(row: Row, count: 'start' | 'recount') {
-  const recount = count === 'recount';
-  const oneCopy = runSwarm(model(row, 1, recount, 1)).finishSeconds[0]!;
+function scenario(row: Row, variant: Variant) {
+  const oneCopy = runSwarm(model(row, 1, variant, 1)).finishSeconds[0]!;
   const runs = Array.from({ length: SEEDS }, (_, i) => {
-    const run = runSwarm(model(row, row.nodes, recount, i + 1));
+    const run = runSwarm(model(row, row.nodes, variant, i + 1));
     const ratios = run.finishSeconds.map((s) => s / oneCopy);
     return {
       max: Math.max(...ratios),
@@ -88,12 +103,17 @@ function scenario(row: Row, count: 'start' | 'recount') {
       heldBack: share(run.lookStates, 'heldBack'),
       noSlot: share(run.lookStates, 'noSlot'),
       nothing: share(run.lookStates, 'nothing'),
+      joinsPerCopy: run.endGameJoins.length / row.nodes,
+      joinHad: median(run.endGameJoins.map((j) => j.had)),
+      joinAt: median(run.endGameJoins.map((j) => j.at / oneCopy)),
       events: run.events,
       wallMs: run.wallMs,
     };
   });
   return {
-    count,
+    count: variant.recount ? 'recount' : 'start',
+    endGame: variant.endGame ? 'on' : 'off',
+    seedRule: variant.seedRule,
     oneCopyS: round(oneCopy, 3),
     tmax: summary(runs.map((r) => r.max)),
     p99: summary(runs.map((r) => r.p99)),
@@ -106,6 +126,10 @@ function scenario(row: Row, count: 'start' | 'recount') {
     looksHeldBack: summary(runs.map((r) => r.heldBack)),
     looksWaitingForSlot: summary(runs.map((r) => r.noSlot)),
     looksWithNothing: summary(runs.map((r) => r.nothing)),
+    endGameJoinsPerCopy: summary(runs.map((r) => r.joinsPerCopy)),
+    /** Medians over a run's joins: the share of the image the joining copy had, and the time ÷ T1. */
+    endGameJoinHad: summary(runs.map((r) => r.joinHad)),
+    endGameJoinAt: summary(runs.map((r) => r.joinAt)),
     eventsPerRun: runs[0]!.events,
     wallMsPerRun: summary(runs.map((r) => r.wallMs)),
   };
@@ -113,11 +137,23 @@ function scenario(row: Row, count: 'start' | 'recount') {
 
 function main(): void {
   const started = Date.now();
-  const settings = { readSlots: READ_SLOTS, seeds: SEEDS, counts: COUNTS, share: SHARE };
+  const settings = {
+    readSlots: READ_SLOTS,
+    seeds: SEEDS,
+    counts: COUNTS,
+    endGames: END_GAMES,
+    seedRules: SEED_RULES,
+    share: SHARE,
+  };
   console.log(JSON.stringify(settings));
+  const variants = COUNTS.flatMap((count) =>
+    END_GAMES.flatMap((endGame) =>
+      SEED_RULES.map((seedRule): Variant => ({ recount: count === 'recount', endGame, seedRule })),
+    ),
+  );
   const rows = ROWS.flatMap((row) =>
-    COUNTS.map((count) => {
-      const result = { ...row, ...scenario(row, count) };
+    variants.map((variant) => {
+      const result = { ...row, ...scenario(row, variant) };
       console.log(JSON.stringify(result));
       return result;
     }),

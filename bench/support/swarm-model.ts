@@ -8,6 +8,10 @@
  * - Node 0 is the origin (a published image, every piece). A copy's holders are the origin and up to
  *   MAX_PEERS_PER_COPY other copies, chosen at random at its start (every copy joins at time 0, so its first
  *   look finds them all; a copy that completes stays a holder with every piece, as its published image).
+ *   With `endGame`, each look then joins up to END_GAME_PEERS more copies in progress that hold a piece it
+ *   misses and none of its peers holds (bench/support/swarm-end-game.ts), as the real look does.
+ * - The verified source's seed rule (pieceTurn's `seedOnly`): the pieces a peer of this copy holds or any
+ *   copy is reading; with seedRule `board`, also every piece any copy in progress holds or reads.
  * - A holder's loop is woken as the real one is: by its own copy's changes (a read of the copy that ends,
  *   its look every SWARM_POLL_MS from a random phase) and, when it waits for a read slot, by a slot of
  *   that node given back (the real wake is any slot of the conductor; a slot elsewhere cannot help it).
@@ -37,52 +41,10 @@ import {
 import { EventHeap } from './fluid-network';
 import { maxMinRates } from './max-min-rates';
 import { samplePeers, seededRandom } from './random-peers';
+import { endGameJoins } from './swarm-end-game';
+import type { SwarmModel, SwarmRun } from './swarm-model-types';
 
-export interface SwarmModel {
-  destinations: number;
-  pieceCount: number;
-  pieceBytes: number;
-  imageBytes: number;
-  /** Every node's read and write cap, bytes/s. */
-  bps: number;
-  readSlots: number;
-  /** Count a read in flight at its current share instead of the rate expected when it started. */
-  recount: boolean;
-  /**
-   * Rates by max-min fairness over every read (a node's cap not used by reads held back at their other
-   * end goes to its other reads, as the real token buckets do) instead of each end's equal share. Every
-   * rate is recomputed at every event: for tens of nodes, not thousands.
-   */
-  maxMin: boolean;
-  seed: number;
-}
-
-export interface SwarmRun {
-  /** Seconds at which each destination had every piece. */
-  finishSeconds: number[];
-  /**
-   * Per destination, the share of the image its whole-image hash had still to read when its last piece
-   * arrived (that hash follows the verified prefix; not modelled as time).
-   */
-  unhashed: number[];
-  /**
-   * The counted sum of the reads in flight over their actual rates, averaged over the admission checks that
-   * found a copy at its write cap (above 1: the copy believes its cap is full when it is not).
-   */
-  countedOverActual: number;
-  /** The write cap share a copy's reads actually used when the admission rule found it full (mean). */
-  usedAtFull: number;
-  /**
-   * At its looks, how often a copy's reads used at least 95% of its write cap (`full`), used less while
-   * the admission rule held it back (`heldBack`), or used less with room to read more: a holder waiting
-   * for a read slot (`noSlot`), or none with a piece for it (`nothing`).
-   */
-  lookStates: { full: number; heldBack: number; noSlot: number; nothing: number };
-  /** Bytes the origin served. */
-  originBytes: number;
-  events: number;
-  wallMs: number;
-}
+export type { SwarmModel, SwarmRun } from './swarm-model-types';
 
 type HolderState = 'ready' | 'queued' | 'reading' | 'wait-changed' | 'wait-slot' | 'stopped';
 
@@ -97,6 +59,8 @@ interface Copy {
   node: number;
   plan: PiecePlan;
   holders: Holder[];
+  /** The copies in progress it joined (its peers): at its start, and through the end game. */
+  joined: Set<number>;
   inFlight: { count: number; sum: number };
   reads: Set<Read>;
   lastReadEnded: number;
@@ -155,6 +119,7 @@ export function runSwarm(model: SwarmModel): SwarmRun {
       node: k,
       plan: createPiecePlan(p),
       holders: [],
+      joined: new Set(),
       inFlight: { count: 0, sum: 0 },
       reads: new Set(),
       lastReadEnded: 0,
@@ -171,13 +136,35 @@ export function runSwarm(model: SwarmModel): SwarmRun {
     copies.push(copy);
   }
   const has = (node: number, index: number) => copies[node - 1]!.plan.status[index] === 'done';
+  // A copy reads from `peer` from now on: what the peer has counts for its seed rule and end game.
+  const join = (copy: Copy, peer: number) => {
+    copy.joined.add(peer);
+    copy.holders.push({ copy, node: peer, partial: { has: (i) => has(peer, i) }, state: 'ready' });
+    peersOf[peer]!.push(copy);
+    for (let i = 0; i < p; i++) if (has(peer, i)) copy.peerHas[i]!++;
+  };
   for (const copy of copies) {
     copy.holders.push({ copy, node: 0, state: 'ready' });
-    for (const peer of samplePeers(n, copy.node, MAX_PEERS_PER_COPY, random)) {
-      copy.holders.push({ copy, node: peer, partial: { has: (i) => has(peer, i) }, state: 'ready' });
-      peersOf[peer]!.push(copy);
-    }
+    for (const peer of samplePeers(n, copy.node, MAX_PEERS_PER_COPY, random)) join(copy, peer);
   }
+  const joins: SwarmRun['endGameJoins'] = [];
+  // The end game at a look (swarm-end-game.ts); the look then wakes every holder, the new ones included.
+  const endGame = (copy: Copy) => {
+    const found = endGameJoins({
+      others: () => copies.filter((c) => c !== copy && !isComplete(c.plan)).map((c) => c.node),
+      joined: copy.joined,
+      pieceCount: p,
+      wanted: (i) => copy.plan.status[i] === 'missing' && copy.peerHas[i] === 0,
+      has,
+      random,
+    });
+    if (found.length === 0) return;
+    const had = copy.plan.status.filter((s) => s === 'done').length / p;
+    for (const peer of found) {
+      join(copy, peer);
+      joins.push({ had, at: now });
+    }
+  };
 
   const share = (read: Read) => {
     const copy = read.holder.copy;
@@ -229,7 +216,10 @@ export function runSwarm(model: SwarmModel): SwarmRun {
       slotHeld,
       swarm: {
         choice: copy.choice,
-        seedOnly: (index) => copy.peerHas[index]! > 0 || readingOf[index]! > 0,
+        seedOnly: (index) =>
+          copy.peerHas[index]! > 0 ||
+          readingOf[index]! > 0 ||
+          (model.seedRule === 'board' && copy.choice.rarity(index) > 0),
         perPieceSlots: true,
         expectedRate: bps / (slots[holder.node]! + 1),
         writeBps: bps,
@@ -357,6 +347,7 @@ export function runSwarm(model: SwarmModel): SwarmRun {
     if (item.kind === 'look') {
       if (isComplete(item.copy.plan)) continue;
       sampleState(item.copy);
+      if (model.endGame) endGame(item.copy);
       notify(item.copy);
       heap.push(now + SWARM_POLL_MS / 1000, item);
     } else {
@@ -373,6 +364,7 @@ export function runSwarm(model: SwarmModel): SwarmRun {
     countedOverActual: overCount / Math.max(1, overChecks),
     usedAtFull: usedAtFull / Math.max(1, overChecks),
     lookStates: states,
+    endGameJoins: joins,
     originBytes,
     events,
     wallMs: performance.now() - wallStart,
