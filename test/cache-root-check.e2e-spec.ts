@@ -1,3 +1,4 @@
+import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { CacheRootCheck } from '../apps/conductor/src/index';
@@ -84,5 +85,25 @@ describe('CACHE_ROOT start-up check on an sshfs mount', () => {
     conductor.signal('SIGTERM');
     expect((await conductor.exited()).code).toBe(0);
     await sshfs!.unmount(root);
+  });
+
+  it('refuses an empty CACHE_ROOT, as a mount that is not there leaves one: exit 78, nothing written in it', async () => {
+    const bare = await makeTempDir('bare-mount-point');
+    try {
+      const conductor = ConductorProcess.start(
+        bed.pool,
+        bed.cell!.conductorEnv({ CACHE_ROOT: bare }),
+        60_000,
+      );
+      const exit = await conductor.exited();
+      const output = conductor.child.output.join('');
+      expect(exit.code, output).toBe(78);
+      expect(output).toMatch(/cell-folder: CACHE_ROOT .* is empty/);
+      expect(output).not.toContain('conductor started');
+      // Before: a header key of its own, and the start-up check passed.
+      expect(await fsp.readdir(bare)).toEqual([]);
+    } finally {
+      await removeDir(bare);
+    }
   });
 });
