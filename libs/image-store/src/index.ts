@@ -7,7 +7,13 @@ export {
 } from './store-context';
 export { CopyPipeline, type CopyImageRequest, type CopyImageOutcome } from './copy-pipeline';
 export { type HelperHolder } from './helper-holders';
-export { type SwarmRequest, MAX_PEERS_PER_COPY, SWARM_POLL_MS, spreadOffset } from './swarm-holders';
+export {
+  type SwarmRequest,
+  MAX_PEERS_PER_COPY,
+  MAX_REMOTE_PEERS_PER_COPY,
+  SWARM_POLL_MS,
+  spreadOffset,
+} from './swarm-holders';
 export { type PieceTurn, type TurnInput, pieceTurn } from './piece-turn';
 export { type PiecePlan, createPiecePlan, isComplete, markReading, pieceDone } from './piece-plan';
 export { SWARMS_FOLDER } from './swarm-record';

@@ -5,7 +5,8 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { PIECE_BYTES, type PieceList } from './piece-list';
 import { StoreContext } from './store-context';
 import { boardKey } from './swarm-board';
-import { MAX_PEERS_PER_COPY, openSwarm } from './swarm-holders';
+import { SwarmAdvert } from './swarm-files';
+import { MAX_PEERS_PER_COPY, MAX_REMOTE_PEERS_PER_COPY, openSwarm } from './swarm-holders';
 import { emptyHave, setPiece } from './swarm-record';
 
 const IMAGE = 'golden.qcow2';
@@ -21,6 +22,7 @@ describe('joining copies in progress of this process', () => {
   let store: StoreContext;
   beforeEach(async () => {
     root = await fsp.mkdtemp(path.join(os.tmpdir(), 'icc-swarm-holders-'));
+    await fsp.mkdir(path.join(root, 'me')); // a cell's CACHE_ROOT is never empty (makeCellFolder)
     store = new StoreContext({ root, fsync: false });
   });
   afterEach(async () => {
@@ -77,4 +79,70 @@ describe('joining copies in progress of this process', () => {
       await to.close();
     }
   });
+
+  it("joins more copies of this process than of other conductors: others' records are re-read at every look", async () => {
+    expect(MAX_REMOTE_PEERS_PER_COPY).toBeLessThan(MAX_PEERS_PER_COPY);
+    // Twice the cap of copies in progress in other conductors (their records only), none in this process.
+    const adverts = Array.from({ length: 2 * MAX_PEERS_PER_COPY }, (_, i) => {
+      const advert = new SwarmAdvert(
+        store,
+        {
+          imageId: IMAGE,
+          node: `far-${i}`,
+          attemptId: `attempt-far-${i}`,
+          sha256: SHA,
+          size: PIECES * PIECE_BYTES,
+          pieceBytes: PIECE_BYTES,
+          pieceCount: PIECES,
+        },
+        async () => undefined,
+        (error) => {
+          throw error;
+        },
+      );
+      return advert;
+    });
+    for (const advert of adverts) advert.pieceWritten(0);
+    const list: PieceList = {
+      v: 1,
+      imageId: IMAGE,
+      sha256: SHA,
+      size: PIECES * PIECE_BYTES,
+      pieceBytes: PIECE_BYTES,
+      pieces: Array.from({ length: PIECES }, () => 'b'.repeat(64)),
+    };
+    const to = await fsp.open(path.join(root, 'to.part'), 'w');
+    const swarm = openSwarm(
+      store,
+      {},
+      { imageId: IMAGE, destination: 'me', verified: ['origin'], attemptId: 'attempt-me', list },
+      to,
+    );
+    try {
+      await waitForRecords(2 * MAX_PEERS_PER_COPY);
+      const joined: string[] = [];
+      // A few records per look: look until a look finds no one new.
+      for (let look = 0; look < 20; look++) {
+        const found = await swarm.options.discover(() => true);
+        if (found.length === 0) break;
+        joined.push(...found.map((h) => h.node));
+      }
+      expect(joined).toHaveLength(MAX_REMOTE_PEERS_PER_COPY);
+      expect(new Set(joined).size).toBe(joined.length);
+    } finally {
+      await swarm.close();
+      await to.close();
+      await Promise.all(adverts.map((a) => a.close()));
+    }
+  });
+
+  const waitForRecords = async (count: number) => {
+    const folder = path.join(root, '.icc-swarms', IMAGE);
+    for (let i = 0; i < 200; i++) {
+      const names = await fsp.readdir(folder).catch(() => [] as string[]);
+      if (names.filter((n) => n.endsWith('.json')).length >= count) return;
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+    throw new Error(`fewer than ${count} records in ${folder}`);
+  };
 });

@@ -37,10 +37,16 @@ export interface SwarmRequest {
 export const SWARM_POLL_MS = 250;
 /**
  * Copies in progress one copy reads from at most (besides its source). Each waits for a read slot of its
- * own node per piece, so more peers are more chances of a free one; the cost is each idle peer's record
- * re-read every SWARM_POLL_MS.
+ * own node per piece, so more peers are more chances of a free one. 64 nodes in one process
+ * (bench/RESULTS.md, rows 14a-14h): 32 brought the last copy to 1.45-1.48 of one copy's time, against
+ * 1.57 with 16.
  */
-export const MAX_PEERS_PER_COPY = 16;
+export const MAX_PEERS_PER_COPY = 32;
+/**
+ * Of those, copies of other conductors at most: each is a record on the shared file system, re-read at every
+ * look (SWARM_POLL_MS). A copy of this process costs no file-system call (its record is in memory).
+ */
+export const MAX_REMOTE_PEERS_PER_COPY = 16;
 /** Copies in progress a copy may join beyond MAX_PEERS_PER_COPY, each for pieces none of its peers has. */
 const END_GAME_PEERS = 8;
 /** Records read per look for new copies in progress (a listing, then at most this many small reads). */
@@ -120,7 +126,11 @@ export function openSwarm(
       const state: PeerState = { have: other.have, complete: false };
       found.push(peerHolder(store, request, list, peer, state, async () => (other.left ? undefined : peer)));
     }
-    const room = Math.min(DISCOVER_READS, MAX_PEERS_PER_COPY - joined.size);
+    const room = Math.min(
+      DISCOVER_READS,
+      MAX_PEERS_PER_COPY - joined.size,
+      MAX_REMOTE_PEERS_PER_COPY - remote.size,
+    );
     if (room <= 0) return found;
     const local = new Set(board.others(key, self).map((e) => e.node));
     // Never a verified holder's node: holders are known by node, and dropping such a copy would drop the
