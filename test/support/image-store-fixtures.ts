@@ -1,3 +1,4 @@
+import type { CopyResult } from '@app/contracts';
 import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream, promises as fsp } from 'node:fs';
 
@@ -76,3 +77,18 @@ export async function rejectionOf(promise: Promise<unknown>): Promise<unknown> {
 }
 
 export const MEBIBYTE = MiB;
+
+/** A final `completed` answer for `requestId`, for the specs of recorded answers. */
+export function completedResult(requestId: string, overrides: Partial<CopyResult> = {}): CopyResult {
+  return {
+    v: 1,
+    type: 'result',
+    requestId,
+    status: 'completed',
+    attempt: 1,
+    durations: { totalMs: 5 },
+    conductorId: 'c-1',
+    at: '2026-01-01T00:00:00.000Z',
+    ...overrides,
+  };
+}

@@ -1,10 +1,10 @@
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { completedResult } from '../../../test/support/image-store-fixtures';
 import { makeTempDir, removeDir } from '../../../test/support/temp-dirs';
 import { linkUnlessPresent, makeCellFolder, writeFileOnce } from './durable-fs';
 import { ImageStore } from './image-store';
-import type { CopyResult } from '@app/contracts';
 
 /*
  * First writer wins by link(2). On sshfs a link to a taken name fails EPERM, not EEXIST (seen when two
@@ -53,16 +53,6 @@ describe('first writer wins by link', () => {
  * hosts bed, seed 24301: a conductor restarted while its host's mount was down wrote there, and ceph-fuse
  * then refused to mount again, "mountpoint is not empty"). The cell's folders are never made in it.
  */
-const completed = (requestId: string): CopyResult => ({
-  v: 1,
-  type: 'result',
-  requestId,
-  status: 'completed',
-  attempt: 1,
-  durations: { totalMs: 5 },
-  conductorId: 'c-1',
-  at: '2026-01-01T00:00:00.000Z',
-});
 
 describe('makeCellFolder', () => {
   let root: string;
@@ -100,7 +90,7 @@ describe('makeCellFolder', () => {
   });
 
   it.each([
-    ['a request answer', (store: ImageStore) => store.answers.record(completed('r-1'))],
+    ['a request answer', (store: ImageStore) => store.answers.record(completedResult('r-1'))],
     ['a cancel', (store: ImageStore) => store.jobs.cancelRequest('r-2')],
   ])('writes %s nowhere in an empty CACHE_ROOT: the write fails', async (_what, write) => {
     const store = new ImageStore({ root, fsync: false });

@@ -1,22 +1,12 @@
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import { describe, expect, it, vi } from 'vitest';
-import type { CopyResult } from '@app/contracts';
 import { ANSWER_SLOT_MS, ANSWERS_FOLDER, RequestAnswers } from './request-answers';
 import { StoreContext } from './store-context';
 import { useStoreFixture } from './store.fixture';
+import { completedResult } from '../../../test/support/image-store-fixtures';
 
-const result = (requestId: string, overrides: Partial<CopyResult> = {}): CopyResult => ({
-  v: 1,
-  type: 'result',
-  requestId,
-  status: 'completed',
-  attempt: 1,
-  durations: { totalMs: 5 },
-  conductorId: 'c-1',
-  at: '2026-01-01T00:00:00.000Z',
-  ...overrides,
-});
+const result = completedResult;
 
 describe('RequestAnswers', () => {
   const fx = useStoreFixture();

@@ -41,11 +41,8 @@ describe('joining copies in progress of this process', () => {
     });
   };
 
-  it('joins at most its cap of copies, and past it only copies that hold a piece none of its peers has', async () => {
-    // Twice the cap of copies holding pieces 0-6; one more, the only one with piece 7.
-    const crowd = Array.from({ length: 2 * MAX_PEERS_PER_COPY }, (_, i) => `n-${i}`);
-    for (const node of crowd) onBoard(node, [0, 1, 2, 3, 4, 5, 6]);
-    onBoard('rare', [7]);
+  /** The copy under test: 'me', reading from 'origin' and the copies in progress it finds. */
+  const openMine = async () => {
     const list: PieceList = {
       v: 1,
       imageId: IMAGE,
@@ -61,6 +58,15 @@ describe('joining copies in progress of this process', () => {
       { imageId: IMAGE, destination: 'me', verified: ['origin'], attemptId: 'attempt-me', list },
       to,
     );
+    return { swarm, to };
+  };
+
+  it('joins at most its cap of copies, and past it only copies that hold a piece none of its peers has', async () => {
+    // Twice the cap of copies holding pieces 0-6; one more, the only one with piece 7.
+    const crowd = Array.from({ length: 2 * MAX_PEERS_PER_COPY }, (_, i) => `n-${i}`);
+    for (const node of crowd) onBoard(node, [0, 1, 2, 3, 4, 5, 6]);
+    onBoard('rare', [7]);
+    const { swarm, to } = await openMine();
     try {
       const first = await swarm.options.discover();
       expect(first).toHaveLength(MAX_PEERS_PER_COPY);
@@ -103,21 +109,7 @@ describe('joining copies in progress of this process', () => {
       return advert;
     });
     for (const advert of adverts) advert.pieceWritten(0);
-    const list: PieceList = {
-      v: 1,
-      imageId: IMAGE,
-      sha256: SHA,
-      size: PIECES * PIECE_BYTES,
-      pieceBytes: PIECE_BYTES,
-      pieces: Array.from({ length: PIECES }, () => 'b'.repeat(64)),
-    };
-    const to = await fsp.open(path.join(root, 'to.part'), 'w');
-    const swarm = openSwarm(
-      store,
-      {},
-      { imageId: IMAGE, destination: 'me', verified: ['origin'], attemptId: 'attempt-me', list },
-      to,
-    );
+    const { swarm, to } = await openMine();
     try {
       await waitForRecords(2 * MAX_PEERS_PER_COPY);
       const joined: string[] = [];

@@ -38,7 +38,7 @@ export const SWARM_POLL_MS = 250;
 /**
  * Copies in progress one copy reads from at most (besides its source). Each waits for a read slot of its
  * own node per piece, so more peers are more chances of a free one. 64 nodes in one process
- * (bench/RESULTS.md, rows 14a-14h): 32 brought the last copy to 1.45-1.48 of one copy's time, against
+ * (bench/RESULTS.md, rows 14a-14j): 32 brought the last copy to 1.45-1.48 of one copy's time, against
  * 1.57 with 16.
  */
 export const MAX_PEERS_PER_COPY = 32;
