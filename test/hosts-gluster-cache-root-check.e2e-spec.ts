@@ -1,4 +1,5 @@
 import { afterEach, describe, expect, it } from 'vitest';
+import { ImageStore } from '@app/image-store';
 import { conductorTestbed } from './support/conductor-harness';
 import { ConductorProcess } from './support/conductor-process';
 import { crossClientDelays, spread } from './support/shared-fs/cross-client-delay';
@@ -21,6 +22,10 @@ describe('CACHE_ROOT start-up check on GlusterFS', () => {
     fs = undefined;
   });
 
+  // The volume as a cell's folder: a conductor refuses an empty CACHE_ROOT (the start-up check's cell-folder).
+  const registerNode = () =>
+    new ImageStore({ root: fs!.mount('a'), fsync: false }).markers.registerNode('node-a', 'test');
+
   const start = (conductorId: string) =>
     ConductorProcess.start(
       bed.pool,
@@ -34,6 +39,7 @@ describe('CACHE_ROOT start-up check on GlusterFS', () => {
     const delays = await crossClientDelays(fs!.mount('a'), fs!.mount('b'), 5);
     console.log(`[gluster default] cross-client mtime delay ms ${JSON.stringify(spread(delays))}`);
     expect(spread(delays).p50).toBeGreaterThanOrEqual(500);
+    await registerNode();
 
     const conductor = start('on-gluster-default');
     const exit = await conductor.exited();
@@ -57,6 +63,7 @@ describe('CACHE_ROOT start-up check on GlusterFS', () => {
     const delays = await crossClientDelays(fs!.mount('a'), fs!.mount('b'), 5);
     console.log(`[gluster stat-prefetch off] cross-client mtime delay ms ${JSON.stringify(spread(delays))}`);
     expect(spread(delays).max).toBeLessThan(500);
+    await registerNode();
 
     const conductor = await start('on-gluster-fixed').ready(30_000);
     const passed = conductor.logs().find((l) => l.msg === 'CACHE_ROOT check passed');
