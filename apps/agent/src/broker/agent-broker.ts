@@ -110,7 +110,8 @@ export function describeAmqpError(error: unknown): string {
   const code = (error as NodeJS.ErrnoException).code;
   if (code === 'ECONNREFUSED') return 'connection refused';
   if (code === 'ENOTFOUND') return 'host not found';
-  if (/ACCESS.REFUSED|403/i.test(error.message))
+  // The reply code as a word: a broker address whose port holds "403" (127.0.0.1:40303) is not a refusal.
+  if (/ACCESS.REFUSED|\b403\b/i.test(error.message))
     return `access refused: check the user and password in the URL`;
   return error.message;
 }
