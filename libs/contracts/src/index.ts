@@ -1,6 +1,6 @@
 export * from './reason-codes';
 export * from './reason-error';
-export { errorText } from './error-text';
+export { errorText, isStaleHandle } from './error-text';
 export * from './ids';
 export {
   assertDeadlineNotPassed,

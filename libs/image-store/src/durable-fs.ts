@@ -28,12 +28,9 @@ export async function makeCellFolder(root: string, dir: string): Promise<void> {
     throw new Error(`${dir} is not a folder below CACHE_ROOT ${root}`);
   if (parent === root) return makeTopFolder(root, dir);
   try {
-    await fsp.mkdir(dir);
-    return;
+    return await mkdirUnlessPresent(dir);
   } catch (error) {
-    const code = (error as NodeJS.ErrnoException).code;
-    if (code === 'EEXIST') return;
-    if (code !== 'ENOENT') throw error;
+    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
   }
   await makeCellFolder(root, parent);
   await mkdirUnlessPresent(dir);

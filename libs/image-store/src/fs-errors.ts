@@ -1,5 +1,5 @@
 import { type Dirent, promises as fsp } from 'node:fs';
-import { ReasonError, isReasonError } from '@app/contracts';
+import { ReasonError, isReasonError, isStaleHandle } from '@app/contracts';
 
 /**
  * Which end of a copy an operation touches: the same errno means different things at either end. 'cache'
@@ -28,11 +28,7 @@ export function isErrno(error: unknown, ...codes: string[]): error is NodeJS.Err
   const code = error instanceof Error ? (error as NodeJS.ErrnoException).code : undefined;
   if (typeof code !== 'string') return false;
   if (codes.length === 0 || codes.includes(code)) return true;
-  return codes.includes('ENOENT') && isStaleHandle(error as NodeJS.ErrnoException);
-}
-
-function isStaleHandle(error: NodeJS.ErrnoException): boolean {
-  return error.code === 'ESTALE' || error.errno === -116;
+  return codes.includes('ENOENT') && isStaleHandle(error);
 }
 
 /**

@@ -1,6 +1,7 @@
 import { promises as fsp } from 'node:fs';
 import type { BigIntStats } from 'node:fs';
 import * as path from 'node:path';
+import { isStaleHandle } from '@app/contracts';
 
 /**
  * The file-system calls the lock protocol decides ownership with. A seam, so that tests can delay or
@@ -116,13 +117,9 @@ export async function pathExists(fs: LockFileSystem, target: string): Promise<bo
   }
 }
 
-/**
- * A folder or entry that is gone: ENOENT, or ESTALE, GlusterFS's and NFS's word for one another client
- * removed meanwhile. libuv has no name for ESTALE, so Node reports "Unknown system error -116" (errno).
- */
+/** A folder or entry that is gone: ENOENT, or ESTALE (another client removed it meanwhile). */
 export function isGone(error: unknown): boolean {
-  const { code, errno } = error as NodeJS.ErrnoException;
-  return code === 'ENOENT' || code === 'ESTALE' || errno === -116;
+  return (error as NodeJS.ErrnoException).code === 'ENOENT' || isStaleHandle(error);
 }
 
 /**
