@@ -1,4 +1,5 @@
 import { promises as fsp } from 'node:fs';
+import type { FileHandle } from 'node:fs/promises';
 import * as path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import {
@@ -135,14 +136,51 @@ describe.each([
     try {
       const { outcome } = await copyCountingReads({ attemptId: 'attempt-2', resume: true });
       expect(outcome.resumedBytes).toBe(4 * MEBIBYTE);
-      // Chunk reads (1 MiB buffers; small JSON files are read with others): on the main thread the prefix
-      // (4 chunks) and the rest of the source (with its end-of-file read); in workers none here.
+      // Chunk reads (1 MiB buffers; small JSON files are read with others). The adoption copies the prefix
+      // (4 chunks) into a partial of its own, always on this thread. Then the copier re-hashes it (4) and
+      // reads the rest of the source (with its end-of-file read): here on the main thread, else in a worker.
       const chunkReads = read.mock.calls.filter((args) => (args[0] as Buffer).length === MEBIBYTE).length;
       const rest = Math.ceil((SIZE - 4 * MEBIBYTE) / MEBIBYTE) + 1;
-      expect(chunkReads).toBe(copyWorkers ? 0 : 4 + rest);
+      expect(chunkReads).toBe(copyWorkers ? 4 : 4 + 4 + rest);
     } finally {
       read.mockRestore();
     }
+  });
+
+  const lateBytes = Buffer.from('late bytes of a writer that lost its lock');
+  it.each([
+    // An attempt that had itself adopted this partial and was paused before it cut it to its checkpoint.
+    ['its cut to an older checkpoint', (theirs: FileHandle) => theirs.truncate(MEBIBYTE)],
+    [
+      'a write into the adopted prefix',
+      (theirs: FileHandle) => theirs.write(lateBytes, 0, lateBytes.length, MEBIBYTE + 5),
+    ],
+    [
+      'a write past the prefix',
+      (theirs: FileHandle) => theirs.write(lateBytes, 0, lateBytes.length, 6 * MEBIBYTE),
+    ],
+  ])("never publishes what a dead attempt's open file does after the take-over: %s", async (_what, late) => {
+    await deadAttempt(4 * MEBIBYTE);
+    // The dead attempt's descriptor: a paused or partitioned holder still has it, and what it issued
+    // before the pause lands whenever it runs again, whoever owns the partial's name by then.
+    const theirs = await fsp.open(partialPath(), 'r+');
+    try {
+      const outcome = await store.copies.copyImage(
+        request({
+          attemptId: 'attempt-2',
+          resume: true,
+          // After every check that hashes the partial: only a partial of its own keeps it out.
+          beforeIrreversibleStep: async (step) => {
+            if (step === 'publish') await late(theirs);
+          },
+        }),
+      );
+      expect(outcome.resumedBytes).toBe(4 * MEBIBYTE);
+      expect(await sha256OfFile(store.entries.imagePath('node-b', IMAGE))).toBe(sha256);
+    } finally {
+      await theirs.close();
+    }
+    expect(await listDir(tmp)).toEqual([]);
   });
 
   it('discards a partial whose bytes were changed and copies from zero', async () => {

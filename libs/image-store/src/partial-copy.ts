@@ -13,6 +13,7 @@ import {
 import { type NodeLayout, RECORD_TAG_SUFFIX, parseTmpName } from './cache-layout';
 import { uniqueTag, writeFileAtomic } from './durable-fs';
 import { type IoContext, io, isErrno, mapIoError, readFolderOrEmpty } from './fs-errors';
+import { COPY_CHUNK_BYTES } from './image-copier';
 import { readJsonFile } from './shared-json-file';
 import type { StoreContext } from './store-context';
 
@@ -207,10 +208,12 @@ export class PartialCopy {
   }
 
   /**
-   * Takes a dead attempt's partial over: renamed to this attempt's name first (a late unlink by its old
-   * holder then misses it), cut to its recorded prefix. Whether that prefix is what the record says is
-   * checked by the copier, which re-hashes it once where the copy runs (restartFromZero when it lies).
-   * Undefined when the files do not fit the record.
+   * Takes a dead attempt's partial over by copying its recorded prefix into a partial of this attempt's own:
+   * a new file, never the dead attempt's. Its writer may only be paused or partitioned, with writes issued
+   * before that still to land through its open descriptor; they land in its file, which is removed, never
+   * in the one this copy hashes and publishes (a rename would keep the inode, and so the writer's
+   * descriptor). Whether the prefix is what the record says is checked by the copier, which re-hashes it
+   * once where the copy runs (restartFromZero when it lies). Undefined when the files do not fit the record.
    */
   private async adopt(candidate: { tag: string; recordPath: string }): Promise<PartialStart | undefined> {
     const read = await io(this.context, 'reading a partial copy record', () =>
@@ -219,6 +222,7 @@ export class PartialCopy {
     const verified = read.value?.verified;
     if (!verified) return undefined;
     const theirs = this.store.layout.tmpPath(this.destination, this.imageId, candidate.tag);
+    let source: FileHandle;
     try {
       const stat = await fsp.lstat(theirs);
       if (!stat.isFile()) return this.reject(theirs, 'not a regular file');
@@ -227,17 +231,25 @@ export class PartialCopy {
           theirs,
           `${stat.size} bytes, fewer than the ${verified.bytes} its record verified`,
         );
-      await fsp.rename(theirs, this.partialPath);
+      source = await fsp.open(theirs, 'r');
     } catch (error) {
       if (isErrno(error, 'ENOENT')) return this.reject(candidate.recordPath, 'its partial file is missing');
       throw mapIoError(error, this.context, 'adopting a partial copy');
     }
-    let handle: FileHandle | undefined = await io(this.context, 'opening the adopted partial copy', () =>
-      fsp.open(this.partialPath, 'r+'),
-    );
+    let handle: FileHandle | undefined;
     try {
-      // Bytes past the checkpoint were never fsynced and recorded: they are written again.
-      await io(this.context, 'cutting the adopted partial copy', () => handle!.truncate(verified.bytes));
+      // Nothing verified until the prefix is copied and durable: a crash before leaves theirs to resume.
+      await this.writeRecord(this.record);
+      handle = await io(this.context, 'creating the partial copy', () =>
+        fsp.open(this.partialPath, 'wx+', 0o644),
+      );
+      const copied = await copyPrefix(source, handle, verified.bytes, this.context);
+      if (copied < verified.bytes)
+        return this.reject(
+          theirs,
+          `it ended at ${copied} bytes, before the ${verified.bytes} its record verified`,
+        );
+      if (this.store.fsync) await io(this.context, 'fsync of the partial copy', () => handle!.sync());
       await this.writeRecord({ ...this.record, verified });
       const adopted = {
         handle,
@@ -248,6 +260,7 @@ export class PartialCopy {
       handle = undefined;
       return adopted;
     } finally {
+      await this.store.closeQuietly(source, theirs);
       if (handle) {
         await this.store.closeQuietly(handle, this.partialPath);
         await this.store.discard(this.partialPath);
@@ -300,4 +313,37 @@ export class PartialCopy {
   private tmpNames(): Promise<string[]> {
     return readFolderOrEmpty(this.destination.tmp, this.context, 'listing partial copies');
   }
+}
+
+/**
+ * Copies the first `bytes` of `from` into `to`; the bytes copied (fewer when `from` ends or goes first:
+ * its old holder may remove it at any time). Errors writing `to` are this copy's own.
+ */
+async function copyPrefix(
+  from: FileHandle,
+  to: FileHandle,
+  bytes: number,
+  context: IoContext,
+): Promise<number> {
+  const buffer = Buffer.allocUnsafe(Math.min(COPY_CHUNK_BYTES, Math.max(bytes, 1)));
+  let done = 0;
+  while (done < bytes) {
+    let got: number;
+    try {
+      ({ bytesRead: got } = await from.read(buffer, 0, Math.min(buffer.length, bytes - done), done));
+    } catch (error) {
+      if (isErrno(error, 'ENOENT')) return done;
+      throw mapIoError(error, context, "reading the dead attempt's partial copy");
+    }
+    if (got === 0) return done;
+    let written = 0;
+    while (written < got) {
+      const { bytesWritten } = await io(context, 'copying the adopted prefix', () =>
+        to.write(buffer, written, got - written, done + written),
+      );
+      written += bytesWritten;
+    }
+    done += got;
+  }
+  return done;
 }
