@@ -27,6 +27,7 @@ const FS_BEDS = [
   'test/hosts-shared-fs.e2e-spec.ts',
   'test/hosts-shared-fs-more.e2e-spec.ts',
   'test/hosts-gluster-cache-root-check.e2e-spec.ts',
+  'test/hosts-cephfs-partial-reads.e2e-spec.ts',
 ];
 /**
  * Files only `npm run campaign` runs (it sets CAMPAIGN_SIZE): the CephFS lock race (a minute on its own,

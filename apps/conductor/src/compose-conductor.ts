@@ -1,7 +1,7 @@
 import type { Logger as PinoLogger } from 'pino';
 import { CacheCleaner, ImagePurger } from '@app/cache-cleaner';
 import { type CellTopology, cellTopology } from '@app/contracts';
-import { ImageStore } from '@app/image-store';
+import { ImageStore, partialReadsBypassCache } from '@app/image-store';
 import { NodeLockManager } from '@app/locking';
 import {
   type BrokerAuth,
@@ -49,6 +49,8 @@ export interface ConductorDeps {
   /** The broker TLS material and login, read and checked by main.ts (config/tls-settings.ts). */
   brokerLogin?: { tls: BrokerTls | undefined; auth: BrokerAuth };
   seams?: ConductorSeams;
+  /** CACHE_ROOT's file-system type, as /proc/self/mountinfo names it (main.ts): how partials are read. */
+  cacheRootFsType?: string;
 }
 
 /** Every part of one conductor, made once; Nest only hands them to the admin endpoint and the shutdown hook. */
@@ -95,8 +97,15 @@ export async function composeConductor(config: ConductorConfig, deps: ConductorD
   const shutdown = new AbortController();
   const { cellId, ...cellOptions } = options.cell;
   const topology = cellTopology(cellId, cellOptions);
+  const uncachedPartialReads = partialReadsBypassCache(deps.cacheRootFsType);
+  if (uncachedPartialReads)
+    rootLogger.info(
+      { fsType: deps.cacheRootFsType },
+      "other copies' partial files are read with O_DIRECT, past this client's page cache",
+    );
   const store = new ImageStore({
     ...options.store,
+    uncachedPartialReads,
     onWarning: (message, error) =>
       rootLogger.warn(error === undefined ? {} : { err: String(error) }, message),
   });

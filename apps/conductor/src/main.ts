@@ -20,6 +20,7 @@ import {
   cacheRootCheckView,
   describeRefusal,
 } from './cache-root/cache-root-check';
+import { cacheRootMount } from './cache-root/cache-root-mount';
 import { type ConductorSeams, composeConductor } from './compose-conductor';
 import { ConductorModule } from './conductor.module';
 import { createRootLogger } from './logging/root-logger';
@@ -52,7 +53,13 @@ async function runConductor(seams: ConductorSeams = {}): Promise<void> {
   const cacheRootCheck = await checkCacheRoot(config, logger);
   await checkCellReleases(config);
   await prepareRoundLeases(config.CACHE_ROOT);
-  const conductor = await composeConductor(config, { rootLogger: logger, brokerLogin, seams });
+  const cacheRootFsType = (await cacheRootMount(config.CACHE_ROOT))?.fsType;
+  const conductor = await composeConductor(config, {
+    rootLogger: logger,
+    brokerLogin,
+    seams,
+    cacheRootFsType,
+  });
   // forceCloseConnections: once the drain is over, keep-alive connections (a status page or a scraper polling)
   // are cut; without it server.close() waits for them, and a client polling often enough keeps the process alive.
   const app = await NestFactory.create(

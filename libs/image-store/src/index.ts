@@ -1,6 +1,8 @@
 export { ImageStore } from './image-store';
 export {
   type ImageStoreOptions,
+  partialOpenFlags,
+  partialReadsBypassCache,
   type ExpectedImage,
   type Inspection,
   DEFAULT_RESUME_CHECKPOINT_BYTES,

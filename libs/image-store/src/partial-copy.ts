@@ -231,7 +231,7 @@ export class PartialCopy {
           theirs,
           `${stat.size} bytes, fewer than the ${verified.bytes} its record verified`,
         );
-      source = await fsp.open(theirs, 'r');
+      source = await this.store.openOthersPartial(theirs);
     } catch (error) {
       if (isErrno(error, 'ENOENT')) return this.reject(candidate.recordPath, 'its partial file is missing');
       throw mapIoError(error, this.context, 'adopting a partial copy');

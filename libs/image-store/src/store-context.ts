@@ -1,4 +1,4 @@
-import { type Stats, promises as fsp } from 'node:fs';
+import { type Stats, constants as fsConstants, promises as fsp } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import { z } from 'zod';
 import { byteCountSchema, parseField, sha256Schema as contractSha256Schema, errorText } from '@app/contracts';
@@ -36,6 +36,24 @@ export interface ImageStoreOptions {
    * SWARM_STALE_MS). The conductor sets LOCK_STALE_MS: the same time by which it judges a dead holder.
    */
   swarmStaleMs?: number;
+  /**
+   * Open other copies' partial files (a copy in progress read from, a dead attempt's partial taken over)
+   * with O_DIRECT, past this client's page cache. Needed on ceph-fuse: a buffered read of a file another
+   * client is writing leaves pages here (read-ahead included) that its later writes do not always
+   * invalidate, so a reader here went on seeing old bytes in the published image (docs/copies.md). Only
+   * where O_DIRECT asks nothing of alignment (FUSE passes it on): a local disk refuses unaligned reads.
+   */
+  uncachedPartialReads?: boolean;
+}
+
+/** The flags another copy's partial file is opened with for reading: O_DIRECT when `uncached`. */
+export function partialOpenFlags(uncached: boolean): number {
+  return fsConstants.O_RDONLY | (uncached ? fsConstants.O_DIRECT : 0);
+}
+
+/** ceph-fuse (docs/copies.md): the file-system type, as /proc/self/mountinfo names it, whose partials are read uncached. */
+export function partialReadsBypassCache(fsType: string | undefined): boolean {
+  return fsType === 'fuse.ceph-fuse';
 }
 
 /** What an image must be; omitted fields are not checked. sha256 is 64 hex digits (any case). */
@@ -72,6 +90,7 @@ export class StoreContext {
   readonly fsync: boolean;
   readonly resumeCheckpointBytes: number;
   readonly swarmStaleMs: number;
+  private readonly partialOpenFlags: number;
   readonly onWarning: (message: string, error?: unknown) => void;
   readonly copier: StreamCopier;
   /** Reads of other copies' partial files open in this process: a partial is removed once they end. */
@@ -86,6 +105,7 @@ export class StoreContext {
     this.root = this.layout.root;
     this.fsync = options.fsync ?? true;
     this.swarmStaleMs = options.swarmStaleMs ?? SWARM_STALE_MS;
+    this.partialOpenFlags = partialOpenFlags(options.uncachedPartialReads ?? false);
     this.resumeCheckpointBytes =
       options.resumeCheckpointBytes === undefined
         ? DEFAULT_RESUME_CHECKPOINT_BYTES
@@ -175,6 +195,11 @@ export class StoreContext {
     } catch (error) {
       this.onWarning(`could not remove the partial file ${file} (removeLeftoverTmp will)`, error);
     }
+  }
+
+  /** Opens another copy's partial file for reading (uncached where `uncachedPartialReads` says). */
+  openOthersPartial(file: string): Promise<FileHandle> {
+    return fsp.open(file, this.partialOpenFlags);
   }
 
   async closeQuietly(handle: FileHandle, file: string): Promise<void> {

@@ -1,5 +1,4 @@
 import { createHash } from 'node:crypto';
-import { promises as fsp } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import { type StreamPace, openPublishedImage } from './image-copier';
 import { type IoContext, isErrno } from './fs-errors';
@@ -223,7 +222,7 @@ function peerHolder(
   const open = async (): Promise<[FileHandle, string]> => {
     if (state.complete) return [await openPublishedImage(publishedPath), publishedPath];
     try {
-      return [await fsp.open(peer.partialPath, 'r'), peer.partialPath];
+      return [await store.openOthersPartial(peer.partialPath), peer.partialPath];
     } catch (error) {
       // Published (renamed) between its record and this read: the same bytes, at the image's path.
       if (!isErrno(error, 'ENOENT')) throw error;

@@ -2,7 +2,8 @@ import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { makeTempDir, removeDir } from '../../../../test/support/temp-dirs';
-import { CacheRootCheck, describeRefusal, mountOf } from './cache-root-check';
+import { CacheRootCheck, describeRefusal } from './cache-root-check';
+import { mountOf } from './cache-root-mount';
 import { nfsAttributeCacheMs } from './mount-attribute-cache';
 
 const timings = { updateMs: 1000, safetyMarginMs: 500 };

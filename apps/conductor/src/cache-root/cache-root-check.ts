@@ -3,7 +3,8 @@ import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import { errorText } from '@app/contracts';
 import { LITTER_PREFIXES, isEmptyFolder } from '@app/image-store';
-import { type MountEntry, mountAttributeCache } from './mount-attribute-cache';
+import { mountOf } from './cache-root-mount';
+import { mountAttributeCache } from './mount-attribute-cache';
 
 /** The lock timings the shared folder must support (see docs/locking.md). */
 export interface CheckedTimings {
@@ -328,27 +329,6 @@ export class CacheRootCheck {
   }
 }
 
-/** The mount holding `file`: the longest mount point that is a prefix of it. */
-export function mountOf(mountInfo: string, file: string): MountEntry | undefined {
-  let best: MountEntry | undefined;
-  for (const line of mountInfo.split('\n')) {
-    const [left, right] = line.split(' - ');
-    if (!left || !right) continue;
-    const fields = left.split(' ');
-    const mountPoint = unescapeMountPath(fields[4] ?? '');
-    const [fsType, , superOptions] = right.split(' ');
-    const inside =
-      file === mountPoint || file.startsWith(mountPoint.endsWith('/') ? mountPoint : `${mountPoint}/`);
-    if (!inside || !fsType || (best && best.mountPoint.length >= mountPoint.length)) continue;
-    best = {
-      mountPoint,
-      fsType,
-      options: [...(fields[5] ?? '').split(','), ...(superOptions ?? '').split(',')],
-    };
-  }
-  return best;
-}
-
 /** One text naming every failed probe, what was found and what to change. */
 export function describeRefusal(root: string, failures: ProbeResult[]): string {
   return [
@@ -356,10 +336,6 @@ export function describeRefusal(root: string, failures: ProbeResult[]): string {
     ...failures.map((f) => `  ${f.probe}: ${f.detail}${f.fix ? `; fix: ${f.fix}` : ''}`),
     '  (CACHE_ROOT_CHECK=warn starts anyway, with this warning: only for a folder you know to be safe)',
   ].join('\n');
-}
-
-function unescapeMountPath(field: string): string {
-  return field.replace(/\\([0-7]{3})/g, (_, octal: string) => String.fromCharCode(parseInt(octal, 8)));
 }
 
 async function writeSynced(file: string, data: string): Promise<void> {
