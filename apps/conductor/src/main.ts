@@ -1,4 +1,6 @@
 #!/usr/bin/env node
+// First: it sizes libuv's thread pool, which must happen before anything uses the pool.
+import './thread-pool';
 import 'reflect-metadata';
 import type { Server as TlsServer } from 'node:tls';
 import { Module } from '@nestjs/common';
