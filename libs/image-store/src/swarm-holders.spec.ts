@@ -6,7 +6,7 @@ import { PIECE_BYTES, type PieceList } from './piece-list';
 import { StoreContext } from './store-context';
 import { boardKey } from './swarm-board';
 import { SwarmAdvert } from './swarm-files';
-import { MAX_PEERS_PER_COPY, MAX_REMOTE_PEERS_PER_COPY, openSwarm } from './swarm-holders';
+import { MAX_PEERS_PER_COPY, MAX_REMOTE_PEERS_PER_COPY, flushPartial, openSwarm } from './swarm-holders';
 import { emptyHave, setPiece } from './swarm-record';
 
 const IMAGE = 'golden.qcow2';
@@ -137,4 +137,21 @@ describe('joining copies in progress of this process', () => {
     }
     throw new Error(`fewer than ${count} records in ${folder}`);
   };
+});
+
+describe('flushPartial (before a record names new pieces)', () => {
+  it('flushes an open partial; one its publish closed has nothing left to flush, and is no error', async () => {
+    const dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'icc-flush-'));
+    try {
+      const to = await fsp.open(path.join(dir, 'x.part'), 'w+');
+      await to.write('piece');
+      await flushPartial(to, true);
+      await to.close();
+      // Before: the last records of a published copy logged "could not write this copy's record of its
+      // pieces: file closed", several times a copy.
+      await expect(flushPartial(to, true)).resolves.toBeUndefined();
+    } finally {
+      await fsp.rm(dir, { recursive: true, force: true });
+    }
+  });
 });

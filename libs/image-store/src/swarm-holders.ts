@@ -80,7 +80,7 @@ export function openSwarm(
       pieceBytes: list.pieceBytes,
       pieceCount: list.pieces.length,
     },
-    store.fsync ? () => to.datasync() : async () => undefined,
+    () => flushPartial(to, store.fsync),
     (error) => request.onAdvertError?.(error),
   );
   const key = boardKey(copy.imageId, list.sha256);
@@ -248,4 +248,16 @@ function peerHolder(
         }),
     },
   };
+}
+
+/**
+ * Makes a partial's written pieces durable before its record names them (with fsync on). A partial its
+ * publish has closed was fsynced before: a record written after that (the last ones, until the meta is
+ * there) has nothing to flush, rather than an error ("file closed") to log.
+ */
+export async function flushPartial(to: FileHandle, fsync: boolean): Promise<void> {
+  if (!fsync || to.fd === -1) return;
+  await to.datasync().catch((error: unknown) => {
+    if (to.fd !== -1) throw error; // closed meanwhile: as above
+  });
 }
