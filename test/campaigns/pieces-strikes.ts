@@ -40,6 +40,13 @@ export interface PieceFaultRecord {
 
 export interface StrikeContext {
   root: string;
+  /**
+   * CACHE_ROOT as conductor `id` sees it (its own client's mount on a bed). A partial is damaged through
+   * its writer's client: through another ceph-fuse client, the reads left stale pages there (the oracle
+   * then read old bytes of the published image) and the writer's page cache could keep the undamaged
+   * bytes it hashes (docs/copies.md, "Read past the page cache on ceph-fuse").
+   */
+  rootOf: (id: string) => string;
   staleMs: number;
   imageId: string;
   digests: string[];
@@ -131,7 +138,7 @@ async function strikeOn(
     let damage: Damage | string;
     try {
       damage = await damagePartial(
-        partialPath(ctx.root, copy.node, ctx.imageId, copy.attemptId),
+        partialPath(ctx.rootOf(member.id), copy.node, ctx.imageId, copy.attemptId),
         copy,
         ctx.digests,
         3,

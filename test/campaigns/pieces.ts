@@ -1,3 +1,4 @@
+import * as path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { PIECE_BYTES } from '@app/image-store';
 import { sleep, until } from '../support/async';
@@ -223,6 +224,7 @@ async function runCampaign(
         fault,
         {
           root: cell.root,
+          rootOf: (id) => folder.rootFor(clientOf.get(id) ?? 0),
           staleMs: timings.staleMs,
           imageId,
           digests,
@@ -290,15 +292,22 @@ async function runCampaign(
       },
       violations,
     );
-    // Every destination holds the image: its file hashed here, and a meta that describes it.
+    // Every destination holds the image: its file hashed here through every client's mount (a page cache
+    // of one client can show other bytes than the file has), and a meta that describes it.
     let corrupt = 0;
     for (const node of destinations) {
-      const file = cell.store.entries.imagePath(node, imageId);
-      const sha256 = await sha256OfFile(file).catch((error: Error) => `unreadable: ${error.message}`);
       const meta = await cell.store.copies.verifiedImage(node, imageId, seed);
-      if (sha256 !== seed.sha256 || !meta) {
+      const views: string[] = [];
+      for (const [client, root] of folder.roots.entries()) {
+        const file = path.join(root, path.relative(cell.root, cell.store.entries.imagePath(node, imageId)));
+        const sha256 = await sha256OfFile(file).catch((error: Error) => `unreadable: ${error.message}`);
+        if (sha256 !== seed.sha256) views.push(`sha256 ${sha256} through client ${client}`);
+      }
+      if (views.length > 0 || !meta) {
         corrupt++;
-        violations.push(`${imageId} on ${node}: sha256 ${sha256}, meta ${meta ? 'ok' : 'missing or wrong'}`);
+        violations.push(
+          `${imageId} on ${node}: ${views.length > 0 ? views.join(', ') : 'sha256 ok'}, meta ${meta ? 'ok' : 'missing or wrong'}`,
+        );
       }
     }
     rounds.push({
