@@ -14,8 +14,18 @@ export interface GlusterOptions {
   clientOptions?: string[];
 }
 
-/** FUSE client options without kernel attribute or name caching (what locks need, with stat-prefetch off). */
-export const GLUSTER_NO_CLIENT_CACHE = ['--attribute-timeout=0', '--entry-timeout=0', '--negative-timeout=0'];
+/**
+ * FUSE client options without kernel attribute or name caching (what locks need, with stat-prefetch off),
+ * nor page caching of file data: without `direct-io-mode=enable` a client that read pieces of a file
+ * another client was writing kept old bytes and showed them in the published file (8 of 8 trials;
+ * docs/deployment.md, GlusterFS).
+ */
+export const GLUSTER_NO_CLIENT_CACHE = [
+  '--attribute-timeout=0',
+  '--entry-timeout=0',
+  '--negative-timeout=0',
+  '--direct-io-mode=enable',
+];
 
 /** The brick port glusterd's clients and bricks expect (24007): each bed has an address of its own. */
 const GLUSTERD_PORT = 24007;
