@@ -33,6 +33,7 @@ describe('CacheRootCheck', () => {
       'mtime-precision',
       'visibility',
       'mount-options',
+      'page-cache',
       'replace-while-open',
     ]);
     expect(report.mtimePrecisionMs).toBe(1);
@@ -181,6 +182,15 @@ describe('CacheRootCheck', () => {
     ]);
     const fixed = await run(volfile(''), NO_FUSE_CACHE);
     expect(fixed.failures).toEqual([]);
+    // Advisory, never a refusal: the page cache of file data, which only copies in progress run into.
+    expect(fixed.results.find((r) => r.probe === 'page-cache')).toMatchObject({
+      ok: false,
+      advisory: true,
+      detail: expect.stringContaining('without direct-io-mode=enable'),
+      fix: 'mount with -o direct-io-mode=enable',
+    });
+    const direct = await run(volfile(''), `${NO_FUSE_CACHE} --direct-io-mode=enable`);
+    expect(direct.results.find((r) => r.probe === 'page-cache')).toMatchObject({ ok: true });
     expect(fixed).toMatchObject({
       attributeCacheMs: 0,
       attributeCacheSource: 'GlusterFS volume cell: no client-side metadata cache',

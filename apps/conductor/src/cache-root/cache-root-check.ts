@@ -3,8 +3,8 @@ import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import { errorText } from '@app/contracts';
 import { LITTER_PREFIXES, isEmptyFolder } from '@app/image-store';
-import { mountOf } from './cache-root-mount';
-import { mountAttributeCache } from './mount-attribute-cache';
+import { cacheRootMount, mountOf } from './cache-root-mount';
+import { glusterPageCache, mountAttributeCache } from './mount-attribute-cache';
 
 /** The lock timings the shared folder must support (see docs/locking.md). */
 export interface CheckedTimings {
@@ -19,6 +19,7 @@ export interface ProbeResult {
     | 'mtime-precision'
     | 'visibility'
     | 'mount-options'
+    | 'page-cache'
     | 'replace-while-open';
   ok: boolean;
   /** What was measured or found. */
@@ -135,6 +136,7 @@ export class CacheRootCheck {
       report.visibilityMs = visibility.ms;
       results.push(visibility.result);
       results.push(await this.mountOptions(report));
+      results.push(await this.pageCache());
       results.push(await this.replaceWhileOpen(dir));
     } finally {
       await fsp.rm(dir, { recursive: true, force: true }).catch(() => undefined);
@@ -296,6 +298,16 @@ export class CacheRootCheck {
       ok: true,
       detail: `${mount.fsType} at ${mount.mountPoint}: other clients' changes show up to ${cache.ms} ms late (${cache.source})`,
     };
+  }
+
+  /** Advisory: a client whose page cache may show other clients' written bytes late (GlusterFS). */
+  private async pageCache(): Promise<ProbeResult> {
+    const probe = 'page-cache';
+    const mount = await cacheRootMount(this.options.root, this.options.mountInfo);
+    const problem = mount && (await glusterPageCache(mount));
+    if (problem === undefined)
+      return { probe, ok: true, detail: 'no page cache of file data this check knows to be incoherent' };
+    return { probe, ok: false, advisory: true, detail: problem, fix: 'mount with -o direct-io-mode=enable' };
   }
 
   /**

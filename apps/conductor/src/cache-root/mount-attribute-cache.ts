@@ -146,3 +146,19 @@ export function parseVolfile(text: string): VolfileVolume[] {
   }
   return volumes;
 }
+
+/**
+ * Whether reads through this GlusterFS client may show another client's written bytes late, from its
+ * command line in `.meta/cmdline`: without `--direct-io-mode=enable` its kernel page cache kept bytes of a
+ * partial file read while another client wrote it, and showed them later in the published image (8 of 8
+ * trials on the bed, 0 of 8 with it; docs/deployment.md). A text saying so, or undefined when the option
+ * is there (or the mount is not GlusterFS).
+ */
+export async function glusterPageCache(mount: MountEntry): Promise<string | undefined> {
+  if (mount.fsType !== 'fuse.glusterfs') return undefined;
+  const cmdline = await fsp
+    .readFile(path.join(mount.mountPoint, '.meta', 'cmdline'), 'utf8')
+    .catch(() => undefined);
+  if (cmdline?.split(/[\s\0]+/).includes('--direct-io-mode=enable')) return undefined;
+  return `GlusterFS client at ${mount.mountPoint} ${cmdline === undefined ? '(command line unreadable) assumed ' : ''}without direct-io-mode=enable: a copy that reads copies in progress (SHARE_PIECES) through it can leave old bytes in its page cache, which readers here then see in the published image`;
+}
