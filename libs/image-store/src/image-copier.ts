@@ -138,7 +138,7 @@ export function handleRead(from: FileHandle): ChunkIo['read'] {
     from.read(buffer, 0, buffer.length, position).then((result) => result.bytesRead);
 }
 
-function handleWrite(to: FileHandle): ChunkIo['write'] {
+export function handleWrite(to: FileHandle): ChunkIo['write'] {
   return (buffer, offset, length, position) =>
     to.write(buffer, offset, length, position).then((result) => result.bytesWritten);
 }
@@ -317,7 +317,7 @@ export async function chunkCopy(options: ChunkCopyOptions): Promise<StreamCopyRe
   return withPieces({ bytes, sha256: hash.digest('hex') }, pieces);
 }
 
-async function writeAll(io: Pick<ChunkIo, 'write'>, chunk: Buffer, position: number): Promise<void> {
+export async function writeAll(io: Pick<ChunkIo, 'write'>, chunk: Buffer, position: number): Promise<void> {
   let written = 0;
   while (written < chunk.length) {
     written += await io.write(chunk, written, chunk.length - written, position + written);

@@ -13,7 +13,7 @@ import {
 import { type NodeLayout, RECORD_TAG_SUFFIX, parseTmpName } from './cache-layout';
 import { uniqueTag, writeFileAtomic } from './durable-fs';
 import { type IoContext, io, isErrno, mapIoError, readFolderOrEmpty } from './fs-errors';
-import { COPY_CHUNK_BYTES } from './image-copier';
+import { COPY_CHUNK_BYTES, handleWrite, writeAll } from './image-copier';
 import { readJsonFile } from './shared-json-file';
 import type { StoreContext } from './store-context';
 
@@ -336,13 +336,9 @@ async function copyPrefix(
       throw mapIoError(error, context, "reading the dead attempt's partial copy");
     }
     if (got === 0) return done;
-    let written = 0;
-    while (written < got) {
-      const { bytesWritten } = await io(context, 'copying the adopted prefix', () =>
-        to.write(buffer, written, got - written, done + written),
-      );
-      written += bytesWritten;
-    }
+    await io(context, 'copying the adopted prefix', () =>
+      writeAll({ write: handleWrite(to) }, buffer.subarray(0, got), done),
+    );
     done += got;
   }
   return done;
