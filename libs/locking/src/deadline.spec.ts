@@ -27,6 +27,16 @@ describe('Deadline', () => {
     );
   });
 
+  it('names the lock and the step it was still waiting at', async () => {
+    const deadline = new Deadline(10, undefined, KEYS);
+    deadline.waitingAt(KEYS[0]!, 'turn in this process');
+    deadline.waitingAt(KEYS[1]!, 'readers to leave');
+    await new Promise((r) => setTimeout(r, 40));
+    expect(() => deadline.throwIfOver()).toThrow(
+      'waited 10 ms for locks (shared n1/a, exclusive n2/b); still waiting for n2/b: readers to leave',
+    );
+  });
+
   it("ends at once with the caller's own abort, with the caller's reason", () => {
     const outer = new AbortController();
     const deadline = new Deadline(60_000, outer.signal, KEYS);

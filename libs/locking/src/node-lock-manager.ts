@@ -168,12 +168,15 @@ export class NodeLockManager {
     const started = performance.now();
     let leave: (() => void) | undefined;
     try {
+      deadline.waitingAt(key, 'turn in this process');
       leave = await this.queue.enter(lockKeyString(key), deadline);
+      deadline.waitingAt(key, 'gate');
       const { gate, tookOver, loss } = await this.claimGate(key, dir, holder, deadline, watched);
       const claimed = { key, holder, fencingToken: gate.generation, started, tookOver };
       let lock: HeldLock;
       if (request.mode === 'exclusive') {
         try {
+          deadline.waitingAt(key, 'readers to leave');
           await drainReaders({
             key,
             dir,
