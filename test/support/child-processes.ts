@@ -1,5 +1,5 @@
 import { type ChildProcess, fork } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { createWriteStream, existsSync } from 'node:fs';
 import * as path from 'node:path';
 
 /** The folder with package.json, whether this file runs from test/support or compiled from dist/. */
@@ -31,6 +31,21 @@ export interface Child<M> {
 }
 
 /**
+ * With TEST_CHILD_LOG_DIR set, every child's output is also written to `<dir>/<pid>.log` as it comes:
+ * a long campaign's conductors can be watched while it runs (their output is otherwise shown only in a
+ * failure report at the end).
+ */
+function teeToLogDir(proc: ChildProcess): void {
+  const dir = process.env.TEST_CHILD_LOG_DIR;
+  if (!dir) return;
+  const file = createWriteStream(path.join(dir, `${proc.pid}.log`), { flags: 'a' });
+  file.on('error', () => undefined); // a log copy that cannot be written must not fail the test
+  proc.stdout!.pipe(file, { end: false });
+  proc.stderr!.pipe(file, { end: false });
+  proc.on('close', () => file.end());
+}
+
+/**
  * Forks children with a hard timeout each, keeps their output for failure reports, and kills whatever
  * is left in `killAll()` (call it from afterEach).
  */
@@ -56,6 +71,7 @@ export class ChildProcessPool<M> {
     const listeners = new Set<(m: M) => void>();
     proc.stdout!.on('data', (d: Buffer) => output.push(d.toString()));
     proc.stderr!.on('data', (d: Buffer) => output.push(d.toString()));
+    teeToLogDir(proc);
     proc.on('message', (m) => {
       messages.push(m as M);
       for (const l of listeners) l(m as M);
