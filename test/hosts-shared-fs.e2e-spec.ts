@@ -27,13 +27,20 @@ describe.each(SHARED_FS_KINDS)('the %s bed', (kind) => {
     await fsp.writeFile(path.join(a, 'hello'), 'from a');
     expect(await fsp.readFile(path.join(b, 'hello'), 'utf8')).toBe('from a');
 
-    // mkdir through both clients: exactly one wins each name.
-    const outcomes = await Promise.allSettled(
-      [a, b].flatMap((mount) =>
-        Array.from({ length: 5 }, (_, i) => fsp.mkdir(path.join(mount, `race-${i}`))),
-      ),
-    );
-    expect(outcomes.filter((o) => o.status === 'fulfilled')).toHaveLength(5);
+    // mkdir of one name through both clients: never two winners. One wins, except GlusterFS's phantom
+    // (about 1 race in 200 on this bed): both get EEXIST and the brick rolled the folder back, so nothing
+    // is there; the lock steps treat that as no one's win (mkdir-quirks.spec.ts).
+    for (let i = 0; i < 5; i++) {
+      const name = `race-${i}`;
+      const outcomes = await Promise.allSettled([a, b].map((mount) => fsp.mkdir(path.join(mount, name))));
+      const won = outcomes.filter((o) => o.status === 'fulfilled').length;
+      const there = await fsp.stat(path.join(a, name)).then(
+        () => true,
+        () => false,
+      );
+      const phantom = kind === 'glusterfs' && won === 0 && !there;
+      expect({ name, won, there, phantom }).toEqual({ name, won: phantom ? 0 : 1, there: !phantom, phantom });
+    }
 
     bed.share.freezeMount('b');
     expect(bed.share.isFrozen('b')).toBe(true);
