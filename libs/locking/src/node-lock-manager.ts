@@ -5,14 +5,15 @@ import { ReasonError } from '@app/contracts';
 import { Deadline } from './deadline';
 import { DirectoryChangeWaiter } from './directory-change-waiter';
 import { FsClockReading, clockPassed, clockRestMs } from './fs-clock';
-import { GateClaim, HeldLock, ReaderClaim, lockLostError } from './held-lock';
+import { GateClaim, HeldLock, type ReaderClaim, lockLostError } from './held-lock';
 import { HeldLockSet } from './held-lock-set';
 import { Heartbeat } from './heartbeat';
 import { InProcessQueue } from './in-process-queue';
 import { type RetireOutcome, retireKeyFolder } from './key-retirement';
 import { lookAtGate } from './gate-look';
-import { generationName, holderEntryName, readKeyDirectory, readerEntryName } from './key-directory';
+import { generationName, holderEntryName, readKeyDirectory } from './key-directory';
 import { makeKeyFolder, startKeyEpoch } from './key-folder-creation';
+import { MAX_READER_BATCH, type ReaderGrant, admitUnderGate } from './reader-batch';
 import { drainReaders } from './reader-drain';
 import {
   type LockFileSystem,
@@ -55,7 +56,8 @@ interface TrackedClaim {
  */
 export class NodeLockManager {
   readonly timings: LockTimings;
-  private readonly queue = new InProcessQueue();
+  /** Local turns per key; a shared waiter carries its holder, so that the head can admit it along. */
+  private readonly queue = new InProcessQueue<ReaderGrant, LockHolder>();
   private readonly held = new Set<HeldLock>();
   /** Turns to poll key folders, shared by all this process's waits (poll-budget.ts). */
   private readonly polls = new PollBudget();
@@ -169,7 +171,13 @@ export class NodeLockManager {
     let leave: (() => void) | undefined;
     try {
       deadline.waitingAt(key, 'turn in this process');
-      leave = await this.queue.enter(lockKeyString(key), deadline);
+      const turn = await this.queue.enter(
+        lockKeyString(key),
+        deadline,
+        request.mode === 'shared' ? holder : undefined,
+      );
+      if (turn.grant) return this.admitted(key, holder, started, turn.grant, deadline);
+      leave = turn.leave;
       deadline.waitingAt(key, 'gate');
       const { gate, tookOver, loss } = await this.claimGate(key, dir, holder, deadline, watched);
       const claimed = { key, holder, fencingToken: gate.generation, started, tookOver };
@@ -197,19 +205,7 @@ export class NodeLockManager {
         leave = undefined; // the local turn is kept until release
         lock = this.track({ ...claimed, mode: 'exclusive', claim: gate, loss, leave: leaveOnRelease });
       } else {
-        let reader: HeldLock | undefined;
-        try {
-          const { claim, loss: readerLoss } = await this.registerReader(key, dir, holder, gate, loss.signal);
-          reader = this.track({ ...claimed, mode: 'shared', claim, loss: readerLoss });
-        } finally {
-          // A gate that cannot be given back fails the acquisition: its reader lock is released, not left
-          // held by nobody (beating on, it would keep the key in use for ever).
-          await gate.giveBack().catch(async (error: unknown) => {
-            await reader?.release().catch(() => undefined);
-            throw error;
-          });
-        }
-        lock = reader;
+        lock = await this.registerReaders(claimed, dir, gate, loss.signal);
       }
       this.emit({
         type: 'acquired',
@@ -349,32 +345,58 @@ export class NodeLockManager {
     });
   }
 
-  private async registerReader(
-    key: LockKey,
+  /** Under the gate: the head's reader entry and its followers' (reader-batch.ts); answers the followers. */
+  private async registerReaders(
+    claimed: Omit<TrackedClaim, 'mode' | 'claim' | 'loss'>,
     dir: string,
-    holder: LockHolder,
     gate: GateClaim,
     gateLost: AbortSignal,
-  ) {
-    const loss = new AbortController();
-    const heartbeat = new Heartbeat(path.join(dir, readerEntryName(holder)), this.timings, (reason) => {
-      if (!loss.signal.aborted) loss.abort(lockLostError(key, reason));
+  ): Promise<HeldLock> {
+    const followers = this.queue.takeSharedFollowers(lockKeyString(claimed.key), MAX_READER_BATCH - 1);
+    const holders = [claimed.holder, ...followers.map((f) => f.tag)];
+    const [own, ...theirs] = await admitUnderGate(
+      claimed.key,
+      dir,
+      holders,
+      gate,
+      gateLost,
+      this.fs,
+      this.timings,
+    );
+    theirs.forEach((registration, i) =>
+      followers[i]!.admit({ registration, fencingToken: claimed.fencingToken }),
+    );
+    if (!own!.ok) throw own!.error;
+    return this.track({ ...claimed, mode: 'shared', claim: own!.claim, loss: own!.loss });
+  }
+
+  /** A shared waiter the head admitted along (registerReaders): its lock, or the head's failure for it. */
+  private async admitted(
+    key: LockKey,
+    holder: LockHolder,
+    started: number,
+    grant: ReaderGrant,
+    deadline: Deadline,
+  ): Promise<HeldLock> {
+    const { registration } = grant;
+    if (!registration.ok) throw registration.error;
+    const lock = this.track({
+      key,
+      holder,
+      fencingToken: grant.fencingToken,
+      started,
+      tookOver: false,
+      mode: 'shared',
+      claim: registration.claim,
+      loss: registration.loss,
     });
-    try {
-      await heartbeat.start();
-    } catch (error) {
-      // The key folder was removed by hand under the gate: that is a lost lock, retried like one.
-      if (isGone(error)) throw lockLostError(key, 'the key folder was removed while registering as a reader');
-      throw error;
+    // Its own deadline or its caller's abort may have ended while the head registered it.
+    if (deadline.signal.aborted) {
+      await lock.release().catch(() => undefined);
+      throw deadline.signal.reason;
     }
-    return heartbeat.stopIfThrows(async () => {
-      await syncFolder(this.fs, heartbeat.path); // a writer draining readers after us sees the entry at once
-      // If we were paused while registering, a writer may have taken the gate over and already counted
-      // the readers without us: the entry counts only if the gate is still ours after it exists.
-      if (gateLost.aborted || !(await gate.stillHeld()))
-        throw lockLostError(key, 'gate lost while registering as a reader');
-      return { claim: new ReaderClaim(heartbeat, this.fs), loss };
-    });
+    this.emit({ type: 'acquired', key, mode: 'shared', waitedMs: lock.waitedMs, tookOverStale: false });
+    return lock;
   }
 
   private emit(event: LockEvent): void {
