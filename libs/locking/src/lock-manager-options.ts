@@ -51,4 +51,10 @@ export interface NodeLockManagerOptions {
    * again at most once a minute (a mount can come and go under a running conductor).
    */
   syncSteps?: boolean;
+  /**
+   * How many readers of a key one claim of its gate admits: the head and the shared waiters queued behind
+   * it in this process (reader-batch.ts; default MAX_READER_BATCH). 1: one claim per reader, as before
+   * 1.1.0 (bench/reader-admission.ts measures against it).
+   */
+  readerBatch?: number;
 }

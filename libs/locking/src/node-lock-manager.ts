@@ -68,6 +68,11 @@ export class NodeLockManager {
     this.timings = resolveLockTimings(options.timings);
     this.stepFs = new StepFileSystem(options.fs ?? nodeLockFileSystem, options.root, options.syncSteps);
     this.requireNodeFolder = options.requireNodeFolder ?? false;
+    if (
+      options.readerBatch !== undefined &&
+      !(Number.isInteger(options.readerBatch) && options.readerBatch >= 1)
+    )
+      throw new Error(`readerBatch must be a whole number of at least 1, not ${options.readerBatch}`);
     validateHolder({ conductorId: options.conductorId, attemptId: 'x' });
   }
 
@@ -352,7 +357,8 @@ export class NodeLockManager {
     gate: GateClaim,
     gateLost: AbortSignal,
   ): Promise<HeldLock> {
-    const followers = this.queue.takeSharedFollowers(lockKeyString(claimed.key), MAX_READER_BATCH - 1);
+    const batch = this.options.readerBatch ?? MAX_READER_BATCH;
+    const followers = this.queue.takeSharedFollowers(lockKeyString(claimed.key), batch - 1);
     const holders = [claimed.holder, ...followers.map((f) => f.tag)];
     const [own, ...theirs] = await admitUnderGate(
       claimed.key,

@@ -1,7 +1,8 @@
 /*
  * `npm run bench:fs` (as root): for each of CephFS and GlusterFS (with the options the start-up check
  * demands), makes a bed with two clients and runs, against a local folder of the same run,
- * bench/mount-handoff.ts (lock hand-off between two processes, one per client) and bench/fs-bed-copy.ts
+ * bench/mount-handoff.ts (lock hand-off between two processes, one per client), bench/reader-admission.ts
+ * (a fan-out's readers of one source, admitted together or one gate claim each) and bench/fs-bed-copy.ts
  * (one 256 MiB copy through a conductor); tears each bed down whatever happens. Options: --rounds N
  * (hand-off rounds), --copy-rounds N, --size-mib N, --only cephfs|glusterfs.
  */
@@ -53,6 +54,7 @@ async function main(): Promise<void> {
         label: kind,
         rounds: number('--rounds', 60),
       });
+      await runBench('bench/reader-admission.ts', { local, mounts, label: kind });
       await runBench('bench/fs-bed-copy.ts', {
         local,
         mounts,
