@@ -360,15 +360,15 @@ export class NodeLockManager {
     const batch = this.options.readerBatch ?? MAX_READER_BATCH;
     const followers = this.queue.takeSharedFollowers(lockKeyString(claimed.key), batch - 1);
     const holders = [claimed.holder, ...followers.map((f) => f.tag)];
-    const [own, ...theirs] = await admitUnderGate(
-      claimed.key,
+    const [own, ...theirs] = await admitUnderGate({
+      key: claimed.key,
       dir,
       holders,
       gate,
       gateLost,
-      this.fs,
-      this.timings,
-    );
+      fs: this.fs,
+      timings: this.timings,
+    });
     theirs.forEach((registration, i) =>
       followers[i]!.admit({ registration, fencingToken: claimed.fencingToken }),
     );

@@ -19,6 +19,18 @@ export const MAX_READER_BATCH = 32;
 export type ReaderRegistration =
   { ok: true; claim: ReaderClaim; loss: AbortController } | { ok: false; error: unknown };
 
+/** The readers one gate claim admits: the head's holder first, under `gate` in key folder `dir`. */
+export interface ReaderBatch {
+  key: LockKey;
+  dir: string;
+  holders: LockHolder[];
+  gate: GateClaim;
+  /** The gate claim's loss: aborted, no entry of the batch counts. */
+  gateLost: AbortSignal;
+  fs: LockFileSystem;
+  timings: LockTimings;
+}
+
 /** What a shared waiter admitted along with the head gets. */
 export interface ReaderGrant {
   registration: ReaderRegistration;
@@ -30,17 +42,10 @@ export interface ReaderGrant {
  * gate back. A gate that cannot be given back fails them all: their entries are stopped, not left
  * beating with no lock behind them (that would keep the key in use for ever).
  */
-export async function admitUnderGate(
-  key: LockKey,
-  dir: string,
-  holders: LockHolder[],
-  gate: GateClaim,
-  gateLost: AbortSignal,
-  fs: LockFileSystem,
-  timings: LockTimings,
-): Promise<ReaderRegistration[]> {
-  const registrations = await registerReaders(key, dir, holders, gate, gateLost, fs, timings).catch(
-    (error: unknown) => holders.map((): ReaderRegistration => ({ ok: false, error })),
+export async function admitUnderGate(batch: ReaderBatch): Promise<ReaderRegistration[]> {
+  const { holders, gate } = batch;
+  const registrations = await registerReaders(batch).catch((error: unknown) =>
+    holders.map((): ReaderRegistration => ({ ok: false, error })),
   );
   try {
     await gate.giveBack();
@@ -58,15 +63,8 @@ export async function admitUnderGate(
  * paused while registering, a writer may have taken the gate over and counted the readers without us,
  * and then none of these entries counts. The caller gives the gate back afterwards.
  */
-export async function registerReaders(
-  key: LockKey,
-  dir: string,
-  holders: LockHolder[],
-  gate: GateClaim,
-  gateLost: AbortSignal,
-  fs: LockFileSystem,
-  timings: LockTimings,
-): Promise<ReaderRegistration[]> {
+export async function registerReaders(batch: ReaderBatch): Promise<ReaderRegistration[]> {
+  const { key, dir, holders, gate, gateLost, fs, timings } = batch;
   const started = await Promise.all(holders.map((holder) => startEntry(key, dir, holder, fs, timings)));
   const live = started.filter((r): r is Extract<ReaderRegistration, { ok: true }> => r.ok);
   if (live.length === 0) return started;
