@@ -80,7 +80,7 @@ export class TestCell {
       LOCK_WAIT_MS: '20000',
       RETRY_DELAYS_MS: (this.topologyOptions.retryDelaysMs ?? [200, 500, 1000]).join(','),
       SHUTDOWN_GRACE_MS: '10000',
-      LOG_LEVEL: 'info',
+      LOG_LEVEL: process.env.TEST_CONDUCTOR_LOG_LEVEL ?? 'info', // debug: to follow a campaign's copies
       ...overrides,
     };
   }
