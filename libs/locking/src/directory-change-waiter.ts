@@ -10,7 +10,9 @@ export class DirectoryChangeWaiter {
   private changed = false;
   private wake?: () => void;
 
-  constructor(dir: string) {
+  /** `watch` false: polls only (a network mount: lock-file-system.ts, StepFileSystem.watchable). */
+  constructor(dir: string, watch = true) {
+    if (!watch) return;
     try {
       this.watcher = fs.watch(dir, { persistent: false }, () => this.onChange());
       this.watcher.on('error', () => this.close());

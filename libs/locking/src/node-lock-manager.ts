@@ -198,6 +198,7 @@ export class NodeLockManager {
             lost: loss.signal,
             observer: watched,
             fs: this.fs,
+            watch: this.stepFs.watchable,
             timings: this.timings,
             polls: this.polls,
             emit: (event) => this.emit(event),
@@ -270,7 +271,7 @@ export class NodeLockManager {
   ) {
     const clock = new FsClockReading(); // what this acquisition saw of the file system's clock (fs-clock.ts)
     await makeKeyFolder(this.fs, key, dir, this.requireNodeFolder, clock); // when it could not, the loop below tries again (startKeyEpoch)
-    const waiter = new DirectoryChangeWaiter(dir);
+    const waiter = new DirectoryChangeWaiter(dir, this.stepFs.watchable);
     let lastPollMs = 0;
     let clockTries = 0;
     // The rest before the next look grows with how long the last one took (poll-pacing.ts).

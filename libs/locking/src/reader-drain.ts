@@ -23,6 +23,8 @@ export interface ReaderDrain {
   /** Watches the reader entries: one judged frozen for the stale time is removed. */
   observer: StalenessObserver;
   fs: LockFileSystem;
+  /** Whether the key folder may be watched (StepFileSystem.watchable). */
+  watch: boolean;
   timings: LockTimings;
   /** The manager's turns to poll: each look at the readers takes one, a removal does not. */
   polls: PollBudget;
@@ -35,7 +37,7 @@ export interface ReaderDrain {
  */
 export async function drainReaders(d: ReaderDrain): Promise<void> {
   const { key, dir, deadline, gate, lost, observer, fs } = d;
-  const waiter = new DirectoryChangeWaiter(dir);
+  const waiter = new DirectoryChangeWaiter(dir, d.watch);
   try {
     for (;;) {
       deadline.throwIfOver();

@@ -11,6 +11,7 @@ const SYNC_CHECK_MS = 60_000;
  */
 export class StepFileSystem {
   private chosen: LockFileSystem;
+  private local: boolean;
   private checkedAt = -Infinity;
   private checking?: Promise<void>;
 
@@ -20,10 +21,22 @@ export class StepFileSystem {
     private readonly syncSteps?: boolean,
   ) {
     this.chosen = syncSteps === false ? withoutFolderSync(fs) : fs;
+    this.local = syncSteps === false;
   }
 
   get current(): LockFileSystem {
     return this.chosen;
+  }
+
+  /**
+   * Whether a key folder may be watched (inotify): only once the root is known to be on a local file
+   * system. Setting a watch looks the path up on the main thread, so on a FUSE or network mount that
+   * stopped answering it froze the whole process, heartbeats, hang watchdog and broker heartbeats too
+   * (a frozen mount in the across-hosts campaign: 91 s of silence); and there it never sees another
+   * client's change anyway.
+   */
+  get watchable(): boolean {
+    return this.local;
   }
 
   /** Asks the root's file system again if the last answer is older than a minute; never waits for it. */
@@ -41,6 +54,7 @@ export class StepFileSystem {
   private async check(): Promise<void> {
     const sync = await stepsNeedSync(this.root);
     this.chosen = sync ? this.fs : withoutFolderSync(this.fs);
+    this.local = !sync;
     this.checkedAt = performance.now();
     this.checking = undefined;
   }
