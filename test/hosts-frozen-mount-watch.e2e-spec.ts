@@ -3,9 +3,10 @@ import { existsSync, promises as fsp } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { type LockFileSystem, NodeLockManager, nodeLockFileSystem } from '@app/locking';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { GLUSTER_NO_CLIENT_CACHE } from './support/shared-fs/gluster-volume';
-import { SharedFsBed, sharedFsLeftovers } from './support/shared-fs/shared-fs-bed';
+import { bedPerTest } from './support/shared-fs/bed-per-test';
+import { SharedFsBed } from './support/shared-fs/shared-fs-bed';
 
 /** The FUSE client process serving `mount` (its command line names the mount point). */
 async function clientPidOf(mount: string): Promise<number> {
@@ -25,23 +26,16 @@ async function clientPidOf(mount: string): Promise<number> {
  * polled, never watched (StepFileSystem.watchable).
  */
 describe('a lock acquisition on a frozen GlusterFS mount', () => {
-  let bed: SharedFsBed | undefined;
-
-  afterEach(async () => {
-    const base = bed?.base;
-    await bed?.stop();
-    bed = undefined;
-    if (base) expect(await sharedFsLeftovers(base)).toEqual([]);
-  });
+  const made = bedPerTest<SharedFsBed>((bed) => bed.stop());
 
   it('leaves the main thread running while the mount is frozen', async () => {
     // Its FUSE client with no entry cache, as the start-up check demands: every lookup asks the client.
-    bed = await SharedFsBed.start('glusterfs', ['a'], {
+    const bed = (made.bed = await SharedFsBed.start('glusterfs', ['a'], {
       gluster: {
         volumeOptions: { 'performance.stat-prefetch': 'off' },
         clientOptions: GLUSTER_NO_CLIENT_CACHE,
       },
-    });
+    }));
     const share = bed.share;
     const root = bed.mount('a');
     const keyDir = path.join(root, 'n1', 'locks', 'img');

@@ -1,7 +1,8 @@
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
-import { SHARED_FS_KINDS, SharedFsBed, sharedFsLeftovers } from './support/shared-fs/shared-fs-bed';
+import { describe, expect, it } from 'vitest';
+import { bedPerTest } from './support/shared-fs/bed-per-test';
+import { SHARED_FS_KINDS, SharedFsBed } from './support/shared-fs/shared-fs-bed';
 
 /**
  * The CephFS and GlusterFS beds themselves (issue 24): each starts in seconds, two clients see one
@@ -9,18 +10,11 @@ import { SHARED_FS_KINDS, SharedFsBed, sharedFsLeftovers } from './support/share
  * checks of the beds, out of npm test's budget: hosts-shared-fs-more.e2e-spec.ts.
  */
 describe.each(SHARED_FS_KINDS)('the %s bed', (kind) => {
-  let bed: SharedFsBed | undefined;
-
-  afterEach(async () => {
-    const base = bed?.base;
-    await bed?.stop();
-    bed = undefined;
-    if (base) expect(await sharedFsLeftovers(base)).toEqual([]);
-  });
+  const made = bedPerTest<SharedFsBed>((bed) => bed.stop());
 
   it('serves one folder to two clients, survives a killed and a frozen mount, and leaves nothing behind', async () => {
     const started = performance.now();
-    bed = await SharedFsBed.start(kind, ['a', 'b']);
+    const bed = (made.bed = await SharedFsBed.start(kind, ['a', 'b']));
     console.log(`[${kind} bed] up with two clients in ${Math.round(performance.now() - started)} ms`);
     const a = bed.mount('a');
     const b = bed.mount('b');

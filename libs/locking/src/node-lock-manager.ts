@@ -211,7 +211,7 @@ export class NodeLockManager {
         leave = undefined; // the local turn is kept until release
         lock = this.track({ ...claimed, mode: 'exclusive', claim: gate, loss, leave: leaveOnRelease });
       } else {
-        lock = await this.registerReaders(claimed, dir, gate, loss.signal);
+        lock = await this.admitReaders(claimed, dir, gate, loss.signal);
       }
       this.emit({
         type: 'acquired',
@@ -352,7 +352,7 @@ export class NodeLockManager {
   }
 
   /** Under the gate: the head's reader entry and its followers' (reader-batch.ts); answers the followers. */
-  private async registerReaders(
+  private async admitReaders(
     claimed: Omit<TrackedClaim, 'mode' | 'claim' | 'loss'>,
     dir: string,
     gate: GateClaim,
@@ -377,7 +377,7 @@ export class NodeLockManager {
     return this.track({ ...claimed, mode: 'shared', claim: own!.claim, loss: own!.loss });
   }
 
-  /** A shared waiter the head admitted along (registerReaders): its lock, or the head's failure for it. */
+  /** A shared waiter the head admitted along (admitReaders): its lock, or the head's failure for it. */
   private async admitted(
     key: LockKey,
     holder: LockHolder,
