@@ -1,5 +1,5 @@
 import { type ChildProcess, fork } from 'node:child_process';
-import { createWriteStream, existsSync } from 'node:fs';
+import { createWriteStream, existsSync, mkdirSync } from 'node:fs';
 import * as path from 'node:path';
 
 /** The folder with package.json, whether this file runs from test/support or compiled from dist/. */
@@ -38,8 +38,14 @@ export interface Child<M> {
 function teeToLogDir(proc: ChildProcess): void {
   const dir = process.env.TEST_CHILD_LOG_DIR;
   if (!dir) return;
+  mkdirSync(dir, { recursive: true });
   const file = createWriteStream(path.join(dir, `${proc.pid}.log`), { flags: 'a' });
-  file.on('error', () => undefined); // a log copy that cannot be written must not fail the test
+  // A log copy that cannot be written must not fail the test, nor stop the child: the failed pipe is
+  // undone, which pauses the child's output, and a paused output blocks the child once its buffer fills.
+  file.on('error', () => {
+    proc.stdout!.resume();
+    proc.stderr!.resume();
+  });
   proc.stdout!.pipe(file, { end: false });
   proc.stderr!.pipe(file, { end: false });
   proc.on('close', () => file.end());
