@@ -13,15 +13,44 @@ export type JsonFileRead<T> =
   | { invalid: string; mtimeMs: number; value?: undefined; missing?: undefined };
 
 /**
+ * How often a file is opened again when it was replaced while being read. Records are replaced by rename,
+ * and a GlusterFS client then answers the reader's `fstat`, `read` or `close` of the old file ENOENT or
+ * ESTALE: on the bed about 1 read in 8 while another client rewrote the file without pause.
+ */
+const READS_OF_A_REPLACED_FILE = 5;
+
+/** The reading handle's file was replaced or removed after it was opened (see READS_OF_A_REPLACED_FILE). */
+const REPLACED = Symbol('replaced');
+
+/**
  * Reads and validates `file` with `schema`, then `check` (a problem text or undefined). Missing → missing;
- * not a file, too big, not JSON or not valid → invalid with the reason. Other I/O errors (EIO, EACCES...)
- * are thrown, so a transient fault is not mistaken for a missing or broken file.
+ * not a file, too big, not JSON or not valid → invalid with the reason. A file replaced while read is read
+ * again. Other I/O errors (EIO, EACCES...) are thrown, so a transient fault is not mistaken for a missing
+ * or broken file.
  */
 export async function readJsonFile<T>(
   file: string,
   schema: z.ZodType<T>,
   maxBytes: number,
   check: (value: T) => string | undefined = () => undefined,
+): Promise<JsonFileRead<T>> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await readOnce(file, schema, maxBytes, check);
+    } catch (error) {
+      if (error !== REPLACED) throw error;
+      if (attempt === READS_OF_A_REPLACED_FILE) {
+        throw new Error(`${file}: replaced while it was read, ${READS_OF_A_REPLACED_FILE} times in a row`);
+      }
+    }
+  }
+}
+
+async function readOnce<T>(
+  file: string,
+  schema: z.ZodType<T>,
+  maxBytes: number,
+  check: (value: T) => string | undefined,
 ): Promise<JsonFileRead<T>> {
   let handle: fsp.FileHandle;
   try {
@@ -59,9 +88,14 @@ export async function readJsonFile<T>(
     return problem === undefined ? { value: parsed.data } : invalid(problem);
   } catch (error) {
     if (isErrno(error, 'EISDIR')) return { invalid: 'not a regular file', mtimeMs: 0 };
+    // ENOENT here (ESTALE included) is about the file this handle opened, gone since: the path may
+    // already name its successor.
+    if (isErrno(error, 'ENOENT')) throw REPLACED;
     throw error;
   } finally {
-    await handle.close();
+    // A handle only read from has nothing to flush: its close can only report that the file went
+    // (ENOENT, ESTALE), and what was read is already checked. The descriptor is freed either way.
+    await handle.close().catch(() => undefined);
   }
 }
 
