@@ -108,6 +108,16 @@ describe('judging a first-use round of the lock campaign', () => {
   it('names reasons without the key and the numbers', () => {
     expect(reasonKind('lock on n1/r12-k33 lost: heartbeat gap of 4410 ms')).toBe('heartbeat gap of N ms');
     expect(lossSource('lock on n1/r12-k33 lost: heartbeat not fresh')).toBe('own-clock');
+    // Since 1.1.0 they say where the time went.
+    const stalled =
+      'lock on n1/r1-k3 lost: no heartbeat for 3812 ms (its stat unanswered for 2790 ms; the last answered: stat 4 ms, utimes 6 ms)';
+    expect(lossSource(stalled)).toBe('own-clock');
+    expect(reasonKind(stalled)).toBe(
+      'no heartbeat for N ms (its stat unanswered for N ms; the last answered: stat N ms, utimes N ms)',
+    );
+    expect(lossSource('lock on n1/r1-k3 lost: heartbeat gap of 3100 ms (no refresh call under way)')).toBe(
+      'own-clock',
+    );
     expect(lossSource(`lock on n1/r12-k33 lost: ${NEWER}`)).toBe('other');
   });
 });

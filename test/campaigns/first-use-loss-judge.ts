@@ -54,12 +54,17 @@ export interface FirstUseVerdict {
 }
 
 /**
- * held-lock.ts and heartbeat.ts: `no heartbeat for N ms` (checkContinuity), `heartbeat gap of N ms` (a
+ * held-lock.ts and heartbeat.ts: `no heartbeat for N ms (…)` (checkContinuity), `heartbeat gap of N ms (…)` (a
  * late beat), `heartbeat not fresh`; and the worker's `isStillHeld() was false` for a check that failed
  * without a loss reason, which only its last freshness test does (the trust window ran out during the
  * disk read; a newer generation found there is always given as a reason).
  */
-const OWN_CLOCK = [/: no heartbeat for \d+ ms$/, /: heartbeat gap of \d+ ms$/, /: heartbeat not fresh$/];
+// Since 1.1.0 the first two end in where the time went, e.g. `(its stat unanswered for N ms; ...)`.
+const OWN_CLOCK = [
+  /: no heartbeat for \d+ ms( \([^)]*\))?$/,
+  /: heartbeat gap of \d+ ms( \([^)]*\))?$/,
+  /: heartbeat not fresh$/,
+];
 const NO_REASON = 'isStillHeld() was false';
 
 export function lossSource(reason: string): LossSource {

@@ -7,7 +7,10 @@ interface BeatListener {
   onBeat(issuedAt: number): void;
   /** A lost heartbeat must not move again (see `giveUp`). */
   silenced(): boolean;
+  /** A refresh call (proper-lockfile's `stat`, then `utimes`) was issued; the returned function marks its answer. */
+  calling(call: RefreshCall): () => void;
 }
+type RefreshCall = 'stat' | 'utimes';
 const beatListeners = new Map<string, BeatListener>();
 
 /*
@@ -19,6 +22,13 @@ const beatListeners = new Map<string, BeatListener>();
  */
 const observedFs = {
   ...fs,
+  stat(target: fs.PathLike, callback: (error: NodeJS.ErrnoException | null, stats: fs.Stats) => void): void {
+    const answered = beatListeners.get(String(target))?.calling('stat');
+    fs.stat(target, (error, stats) => {
+      answered?.();
+      callback(error, stats);
+    });
+  },
   utimes(target: fs.PathLike, atime: fs.TimeLike, mtime: fs.TimeLike, callback: fs.NoParamCallback): void {
     const listener = beatListeners.get(String(target));
     if (listener?.silenced()) {
@@ -27,7 +37,9 @@ const observedFs = {
       return;
     }
     const issuedAt = performance.now();
+    const answered = listener?.calling('utimes');
     fs.utimes(target, atime, mtime, (error) => {
+      answered?.();
       if (!error) listener?.onBeat(issuedAt);
       callback(error);
     });
@@ -44,6 +56,9 @@ export class Heartbeat {
   private releaseLockfile?: () => Promise<void>;
   private lostReason?: Error;
   private stopped = false;
+  /** The refresh call under way, and how long the last answered ones took: a loss says where time went. */
+  private pending?: { call: RefreshCall; since: number };
+  private readonly lastTook: Partial<Record<RefreshCall, number>> = {};
 
   constructor(
     readonly path: string,
@@ -62,6 +77,7 @@ export class Heartbeat {
     beatListeners.set(this.path, {
       onBeat: (issuedAt) => this.onBeat(issuedAt),
       silenced: () => this.lostReason !== undefined,
+      calling: (call) => this.calling(call),
     });
     try {
       this.releaseLockfile = await lockfile.lock(this.path, {
@@ -90,7 +106,24 @@ export class Heartbeat {
   checkContinuity(now = performance.now()): void {
     if (this.stopped || this.lostReason) return;
     const quiet = now - this.lastBeatAt;
-    if (quiet >= this.trustWindowMs()) this.lose(new Error(`no heartbeat for ${Math.round(quiet)} ms`));
+    if (quiet >= this.trustWindowMs()) {
+      this.lose(new Error(`no heartbeat for ${Math.round(quiet)} ms (${this.describeRefresh(now)})`));
+    }
+  }
+
+  /**
+   * Where a late heartbeat's time went: a call the file system has not answered (a stalled mount, a
+   * capability recall), or none under way (this process ran its timers late, or the last calls were slow).
+   */
+  describeRefresh(now = performance.now()): string {
+    const took = (['stat', 'utimes'] as const)
+      .filter((call) => this.lastTook[call] !== undefined)
+      .map((call) => `${call} ${Math.round(this.lastTook[call]!)} ms`);
+    const last = took.length > 0 ? `; the last answered: ${took.join(', ')}` : '';
+    const pending = this.pending;
+    return pending
+      ? `its ${pending.call} unanswered for ${Math.round(now - pending.since)} ms${last}`
+      : `no refresh call under way${last}`;
   }
 
   get lost(): Error | undefined {
@@ -143,12 +176,22 @@ export class Heartbeat {
     return this.timings.staleMs - this.timings.safetyMarginMs;
   }
 
+  private calling(call: RefreshCall): () => void {
+    const since = performance.now();
+    this.pending = { call, since };
+    return () => {
+      this.lastTook[call] = performance.now() - since;
+      if (this.pending?.since === since) this.pending = undefined;
+    };
+  }
+
   private onBeat(issuedAt: number): void {
     const gap = issuedAt - this.lastBeatAt;
     // Once a gap this long happened, a waiter may already have seen us stale: the lock is gone for good,
     // even though this late refresh succeeded.
-    if (gap >= this.trustWindowMs()) this.lose(new Error(`heartbeat gap of ${Math.round(gap)} ms`));
-    else if (issuedAt > this.lastBeatAt) this.lastBeatAt = issuedAt;
+    if (gap >= this.trustWindowMs()) {
+      this.lose(new Error(`heartbeat gap of ${Math.round(gap)} ms (${this.describeRefresh()})`));
+    } else if (issuedAt > this.lastBeatAt) this.lastBeatAt = issuedAt;
   }
 
   private lose(reason: Error): void {
