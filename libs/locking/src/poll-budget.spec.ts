@@ -11,9 +11,11 @@ const FAST = { staleMs: 2_000, updateMs: 1_000, safetyMarginMs: 500, pollMs: 20 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 describe('the poll budget', () => {
-  it('is half of libuv thread pool, at least one', () => {
+  it("is half of libuv's thread pool, at least one and at most 8", () => {
     expect(pollBudgetSize(4)).toBe(2);
     expect(pollBudgetSize(16)).toBe(8);
+    // The conductor's pool of 64: its polls stay as many as before the pool grew.
+    expect(pollBudgetSize(64)).toBe(8);
     expect(pollBudgetSize(1)).toBe(1);
   });
 

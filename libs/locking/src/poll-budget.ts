@@ -6,10 +6,17 @@ import { performance } from 'node:perf_hooks';
  * process: a process waiting on 39 keys at once through a slow mount kept 39 polls' calls in that queue,
  * and every other call (heartbeats, claims, a holder's checks) waited behind all of them. With at most half
  * the pool's threads polling, the other half is never taken by polls: a heartbeat never waits for a poll.
+ * Never more than MAX_POLLS_AT_ONCE, however big the pool: polls at once are load on the file server too.
  */
 export function pollBudgetSize(threadPoolSize = Number(process.env.UV_THREADPOOL_SIZE) || 4): number {
-  return Math.max(1, Math.floor(threadPoolSize / 2));
+  return Math.max(1, Math.min(MAX_POLLS_AT_ONCE, Math.floor(threadPoolSize / 2)));
 }
+
+/**
+ * The polls of one process at once, at most: 8 is what the GlusterFS race passed with (8 processes on two
+ * clients, 7 calls in flight each; with 36–39 each, every call took about 530 ms, docs/locking.md).
+ */
+export const MAX_POLLS_AT_ONCE = 8;
 
 /**
  * Turns to poll: at most `size` polls in flight, the others wait their turn in order. Only polls (the
