@@ -44,12 +44,24 @@ export class PublishUnroutableError extends PublishNotConfirmedError {
    * a 404, possibly caused by another publish on it (e.g. to a deleted exchange); this one may be fine.
    */
   readonly returned: boolean;
+  /**
+   * The queue or exchange the broker's 404 named, when a 404 closed the channel: it may be another
+   * publish's destination (a deleted events exchange), not this one's.
+   */
+  readonly missing?: string;
 
-  constructor(message: string, options: { cause?: unknown; returned: boolean }) {
+  constructor(message: string, options: { cause?: unknown; returned: boolean; missing?: string }) {
     super(message, options);
     this.name = 'PublishUnroutableError';
     this.returned = options.returned;
+    this.missing = options.missing;
   }
+}
+
+/** The name in a 404's text (`NOT_FOUND - no exchange 'icc.c.events' in vhost '/'`), if it gives one. */
+export function notFoundName(error: unknown): string | undefined {
+  if (!isNotFound(error)) return undefined;
+  return /no (?:queue|exchange) '([^']+)'/.exec((error as Error).message ?? '')?.[1];
 }
 
 /** AMQP reply code 404 NOT_FOUND: a queue or exchange named by the operation does not exist. */

@@ -1,7 +1,13 @@
 import type { Logger } from '@app/contracts';
 import type { ConfirmChannel, Options } from 'amqplib';
 import type { BrokerConnection } from './broker-connection';
-import { MessagingClosedError, PublishNotConfirmedError, PublishUnroutableError, isNotFound } from './errors';
+import {
+  MessagingClosedError,
+  PublishNotConfirmedError,
+  PublishUnroutableError,
+  isNotFound,
+  notFoundName,
+} from './errors';
 import { errorFields } from './logger';
 
 /** AMQP basic properties we set; everything else keeps amqplib's defaults. */
@@ -138,7 +144,11 @@ export class Publisher {
           const cause = lease.lastError ?? error;
           reject(
             isNotFound(lease.lastError)
-              ? new PublishUnroutableError(message, { cause, returned: false })
+              ? new PublishUnroutableError(message, {
+                  cause,
+                  returned: false,
+                  missing: notFoundName(lease.lastError),
+                })
               : new PublishNotConfirmedError(message, { cause }),
           );
         });

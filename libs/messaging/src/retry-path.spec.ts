@@ -2,7 +2,7 @@ import type { Message } from 'amqplib';
 import { describe, expect, it } from 'vitest';
 import { cellTopology } from '@app/contracts';
 import type { Publisher, PublishProperties } from './publisher';
-import { PublishUnroutableError } from './errors';
+import { PublishUnroutableError, notFoundName } from './errors';
 import { RetryHeaderSigner } from './retry-signature';
 import { publishRouted, publishToDeadLetter, publishToRetry, republishProperties } from './retry-path';
 
@@ -30,20 +30,25 @@ function message(headers: Record<string, unknown>): Message {
 }
 
 /** Records publishes; the first `unroutable` of them fail as a basic.return would. */
-function recordingPublisher(unroutable = 0) {
+function recordingPublisher(
+  unroutable = 0,
+  failure = (routingKey: string) => new PublishUnroutableError(`returned: ${routingKey}`, { returned: true }),
+) {
   const sent: { queue: string; body: Buffer; properties: PublishProperties }[] = [];
   const repairs: string[] = [];
+  const missing: (string | undefined)[] = [];
   let failing = unroutable;
   const publisher = {
     publish: async (exchange: string, routingKey: string, body: Buffer, properties: PublishProperties) => {
-      if (failing-- > 0) throw new PublishUnroutableError(`returned: ${routingKey}`, { returned: true });
+      if (failing-- > 0) throw failure(routingKey);
       sent.push({ queue: routingKey, body, properties });
     },
-    repairTopology: async (cause: string) => {
+    repairTopology: async (cause: string, name?: string) => {
       repairs.push(cause);
+      missing.push(name);
     },
   } as unknown as Publisher;
-  return { publisher, sent, repairs };
+  return { publisher, sent, repairs, missing };
 }
 
 describe('republishProperties', () => {
@@ -150,6 +155,30 @@ describe('publishRouted', () => {
     expect(repairs).toHaveLength(1);
     expect(repairs[0]).toContain('icc.c.dead');
     expect(sent.map((s) => s.queue)).toEqual(['icc.c.dead']);
+  });
+
+  it('names what the 404 that closed the channel named, not its own queue', async () => {
+    // A deleted events exchange: a result's publish closes the shared channel with a 404, and a retry
+    // publish in flight on it fails with it. Naming the retry queue logged it as deleted, its messages
+    // gone, and /status never showed the exchange as missing (conductor-topology-loss.e2e-spec.ts).
+    const notFound = Object.assign(
+      new Error(
+        "Channel closed by server: 404 (NOT-FOUND) with message \"NOT_FOUND - no exchange 'icc.c.events' in vhost '/'\"",
+      ),
+      { code: 404 },
+    );
+    const { publisher, missing } = recordingPublisher(
+      1,
+      (routingKey) =>
+        new PublishUnroutableError(`RabbitMQ did not confirm a publish to '' / '${routingKey}'`, {
+          cause: notFound,
+          returned: false,
+          missing: notFoundName(notFound),
+        }),
+    );
+    await publishRouted(publisher, '', 'icc.c.retry.200ms', Buffer.from('x'), { mandatory: true });
+    expect(missing).toEqual(['icc.c.events']);
+    expect(notFoundName(new Error('no exchange'))).toBeUndefined();
   });
 
   it('gives the error to the caller when the second publish is not routed either', async () => {

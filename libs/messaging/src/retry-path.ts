@@ -119,9 +119,10 @@ export async function publishRouted(
     await publisher.publish(exchange, routingKey, body, properties);
   } catch (error) {
     if (!(error instanceof PublishUnroutableError)) throw error;
+    // A 404 that closed the channel names what is missing: maybe another publish's exchange, not ours.
     await publisher.repairTopology(
       `publish to '${exchange || routingKey}' not routed: ${error.message}`,
-      exchange || routingKey,
+      error.missing ?? (exchange || routingKey),
     );
     await publisher.publish(exchange, routingKey, body, properties);
   }
