@@ -5,9 +5,7 @@ import * as path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Heartbeat } from './heartbeat';
 import { resolveLockTimings } from './lock-timings';
-
-/** libuv's default thread pool: every file-system call of this process waits for one of these threads. */
-const POOL_THREADS = 4;
+import { libuvPoolSize } from './poll-budget';
 
 async function until(check: () => boolean): Promise<void> {
   while (!check()) await new Promise((r) => setTimeout(r, 10));
@@ -40,7 +38,7 @@ describe('a heartbeat gone quiet', () => {
     );
 
     // A stalled file system: every thread of the pool waits in open(2) of a FIFO nobody writes to.
-    const fifos = Array.from({ length: POOL_THREADS }, (_, i) => path.join(dir, `fifo-${i}`));
+    const fifos = Array.from({ length: libuvPoolSize() }, (_, i) => path.join(dir, `fifo-${i}`));
     for (const fifo of fifos) execFileSync('mkfifo', [fifo]);
     const stalled = fifos.map((fifo) => fsp.open(fifo, 'r'));
     cleanups.push(async () => {

@@ -4,7 +4,7 @@ import * as path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { HeldLock } from './held-lock';
 import { NodeLockManager } from './node-lock-manager';
-import { PollBudget, pollBudgetSize } from './poll-budget';
+import { PollBudget, libuvPoolSize, pollBudgetSize } from './poll-budget';
 import { SlowThreadPool } from './slow-thread-pool.fixture';
 
 const FAST = { staleMs: 2_000, updateMs: 1_000, safetyMarginMs: 500, pollMs: 20 };
@@ -82,7 +82,8 @@ describe('waits on many keys through a slow thread pool', () => {
     managers.push(holder);
     const held: HeldLock[] = await Promise.all(KEYS.map((k) => holder.acquire(k, { timeoutMs: 5_000 })));
 
-    const pool = new SlowThreadPool(4, 5);
+    // As many threads as this process's pool, whose size the lock manager's budget is half of.
+    const pool = new SlowThreadPool(libuvPoolSize(), 5);
     const waiter = new NodeLockManager({ root, conductorId: 'waiter', timings: FAST, fs: pool.fs });
     managers.push(waiter);
     const waits = KEYS.map((k) => waiter.acquire(k, { timeoutMs: 20_000 }));

@@ -8,8 +8,13 @@ import { performance } from 'node:perf_hooks';
  * the pool's threads polling, the other half is never taken by polls: a heartbeat never waits for a poll.
  * Never more than MAX_POLLS_AT_ONCE, however big the pool: polls at once are load on the file server too.
  */
-export function pollBudgetSize(threadPoolSize = Number(process.env.UV_THREADPOOL_SIZE) || 4): number {
+export function pollBudgetSize(threadPoolSize = libuvPoolSize()): number {
   return Math.max(1, Math.min(MAX_POLLS_AT_ONCE, Math.floor(threadPoolSize / 2)));
+}
+
+/** The threads of this process's libuv pool: `UV_THREADPOOL_SIZE`, or libuv's default of 4. */
+export function libuvPoolSize(): number {
+  return Number(process.env.UV_THREADPOOL_SIZE) || 4;
 }
 
 /**
