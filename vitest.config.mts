@@ -46,11 +46,13 @@ const CAMPAIGN_ONLY = process.env.CAMPAIGN_SIZE
     ];
 
 /**
- * Files of the first turn (specs beside the code, the e2e files) run three at a time: measured on a
+ * Files of the first turn (specs beside the code, the e2e files) run four at a time: measured on a
  * 2-core machine they used 1.27 cores with two at a time (the rest is waiting on processes, the broker
- * and timers), so a third file fills the idle share instead of stretching the suite.
+ * and timers), so more files fill the idle share instead of stretching the suite. Three at a time took
+ * about 410 s of this turn on a slower machine (sha256 of 1 GiB: 733 ms against 516-639 ms before), and
+ * the suite 908 s.
  */
-const FAST_TURN = { maxWorkers: 3 };
+const FAST_TURN = { maxWorkers: 4 };
 
 /**
  * The longest files of each turn, longest first (seconds in a full run at 3bb7b90 on a 2-core machine).
@@ -59,7 +61,6 @@ const FAST_TURN = { maxWorkers: 3 };
  * turn's end while the other workers idled.
  */
 const LONGEST_FIRST = [
-  'test/campaign-conductor-chaos-cephfs.e2e-spec.ts', // 123
   'test/locking-processes.e2e-spec.ts', // 108
   'test/hosts-campaign.e2e-spec.ts', // 103
   'test/campaign-lock-first-use.e2e-spec.ts', // 78

@@ -115,11 +115,10 @@ export interface CampaignRun {
   fs: CampaignFsKind;
 }
 
-/** `fs`: the file system a file always runs on, whatever CAMPAIGN_FS says. */
-export function campaignRun(name: string, options: { fs?: CampaignFsKind } = {}): CampaignRun {
+export function campaignRun(name: string): CampaignRun {
   const size = campaignSize();
   const seed = campaignSeed();
-  const fs = options.fs ?? campaignFsKind();
+  const fs = campaignFsKind();
   // Printed first, so that even a run that hangs or crashes tells how to replay it.
   console.log(
     `[campaign ${name}] size=${size} seed=${seed} fs=${fs} (replay: CAMPAIGN_SEED=${seed} CAMPAIGN_SIZE=${size} CAMPAIGN_FS=${fs})`,
