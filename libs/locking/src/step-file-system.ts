@@ -10,8 +10,9 @@ const SYNC_CHECK_MS = 60_000;
  * background: a hung mount must not hold an acquisition up here. Until the first answer, steps are fsynced.
  */
 export class StepFileSystem {
-  private chosen: LockFileSystem;
+  /** The one decision: the root is on a local file system (no fsyncs of steps, watches allowed). */
   private local: boolean;
+  private readonly withoutSync: LockFileSystem;
   private checkedAt = -Infinity;
   private checking?: Promise<void>;
 
@@ -20,12 +21,12 @@ export class StepFileSystem {
     private readonly root: string,
     private readonly syncSteps?: boolean,
   ) {
-    this.chosen = syncSteps === false ? withoutFolderSync(fs) : fs;
+    this.withoutSync = withoutFolderSync(fs);
     this.local = syncSteps === false;
   }
 
   get current(): LockFileSystem {
-    return this.chosen;
+    return this.local ? this.withoutSync : this.fs;
   }
 
   /**
@@ -52,9 +53,7 @@ export class StepFileSystem {
   }
 
   private async check(): Promise<void> {
-    const sync = await stepsNeedSync(this.root);
-    this.chosen = sync ? this.fs : withoutFolderSync(this.fs);
-    this.local = !sync;
+    this.local = !(await stepsNeedSync(this.root));
     this.checkedAt = performance.now();
     this.checking = undefined;
   }
