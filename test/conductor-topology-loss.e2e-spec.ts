@@ -49,7 +49,9 @@ async function deleteWhenEmpty(queue: string, timeoutMs = 60_000): Promise<void>
 /**
  * Quorum queues refuse `if-empty`: the request queue is deleted once nothing is ready in it and every
  * retry tier is empty, so that every request of the cell is in the conductor's hands (unacked) as it
- * goes. Nothing can be ready again before the shortest retry delay has passed.
+ * goes. The caller makes sure that none of those can fail within the few round trips of this check: a
+ * retry published into a tier after its count was read would later expire into no queue, and RabbitMQ
+ * drops a dead letter whose queue is gone (a full run lost two requests that way).
  */
 async function deleteRequestQueueWhileAllInFlight(
   requestQueue: string,
@@ -60,10 +62,14 @@ async function deleteRequestQueueWhileAllInFlight(
   try {
     const channel = await connection.createChannel();
     const deadline = Date.now() + timeoutMs;
+    // Two readings in a row: a message on its way from a tier to the request queue is in neither for a
+    // moment, and shows in the request queue (or the conductor's hands) by the second.
+    let emptyReadings = 0;
     for (;;) {
       const counts = [];
       for (const q of [...retryQueues, requestQueue]) counts.push((await channel.checkQueue(q)).messageCount);
-      if (counts.every((n) => n === 0)) {
+      emptyReadings = counts.every((n) => n === 0) ? emptyReadings + 1 : 0;
+      if (emptyReadings === 2) {
         await channel.deleteQueue(requestQueue);
         return;
       }
@@ -156,9 +162,29 @@ describe('conductor: queues and the events exchange deleted under it', () => {
         60_000,
       );
 
+    /**
+     * The plain copy and the bad request of the newest batch have their final answers, so that only busy
+     * requests are left going round: under load a plain copy's first use of a lock key once outlasted
+     * LOCK_WAIT_MS and was retried through a tier at the moment a queue was deleted.
+     */
+    const batchSettled = () =>
+      waitFor(
+        () =>
+          [`copy-${batch}`, `bad-${batch}`].every((id) =>
+            bed.client!.finals.has(sent.get(id)!.correlationId),
+          ),
+        `the final answers of batch ${batch}'s copy and bad request`,
+        60_000,
+      );
+
     // Requests in flight before anything is deleted; the busy one is going round the retry tiers.
     await sendBatch();
     await waitFor(() => retryableFailures('busy-1') >= 1, 'busy-1 retried once', 30_000);
+    await batchSettled();
+    // busy-1 has just failed again and is in a tier: the first time every queue then reads empty, the
+    // conductor has just taken it back, and its next failure is LOCK_WAIT_MS (400 ms) away.
+    const failuresBefore = retryableFailures('busy-1');
+    await waitFor(() => retryableFailures('busy-1') > failuresBefore, 'busy-1 retried again', 30_000);
 
     const deleted: string[] = [];
     // The request queue first, under the running consumer (the broker cancels it), while the one busy
@@ -178,6 +204,7 @@ describe('conductor: queues and the events exchange deleted under it', () => {
 
     // The longest tier first: the busy request's third failure goes there.
     for (const tier of [...t.retryQueues].reverse()) {
+      await batchSettled();
       await deleteWhenEmpty(tier.name);
       deleted.push(tier.name);
       await sendBatch(); // a fresh busy request passes every tier again
