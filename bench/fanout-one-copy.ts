@@ -1,6 +1,6 @@
 /*
- * Fan-out at the speed of one copy (issue 27): one 256 MiB image (64 pieces of 4 MiB, imported with its piece
- * list) on `origin`, copied to N = 16 and 64 destinations at once, no source named, in-process (the
+ * Fan-out at the speed of one copy (issue 27): one 256 MiB image (imported with its piece list, in the pieces
+ * the conductors give that size: pieceBytesFor, 256 of 1 MiB) on `origin`, copied to N = 16 and 64 destinations at once, no source named, in-process (the
  * conductor's CopyWorkflow, SourceSelector, holder index, node-local locks and NodeBandwidth on a temp
  * folder, fsync off, no broker). Every node's reads AND writes are capped at the same rate R
  * (NODE_READ_BPS = NODE_WRITE_BPS): 16 MiB/s with 16 nodes, 4 MiB/s with 64, so that the N copies together
@@ -18,7 +18,7 @@ import { createHash } from 'node:crypto';
 import { createReadStream, promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import { performance } from 'node:perf_hooks';
-import type { ImageStore } from '@app/image-store';
+import { type ImageStore, pieceBytesFor } from '@app/image-store';
 import { NodeLockManager, newAttemptId } from '@app/locking';
 import { CopyWorkflow, ImageHolderIndex, NodeBandwidth, SourceSelector } from '../apps/conductor/src';
 import { median, percentile, round, spread } from './bench-stats';
@@ -26,7 +26,7 @@ import { writeRandomFile } from './support/random-file';
 
 const MiB = 1024 * 1024;
 const IMAGE_MIB = 256;
-const PIECES = IMAGE_MIB / 4;
+const PIECES = (IMAGE_MIB * MiB) / pieceBytesFor(IMAGE_MIB * MiB)!;
 /** R per fan-out size (MiB/s): N x R within what 2 cores hash twice and write. */
 const rateMiBps = (nodes: number) => (nodes <= 16 ? 16 : 4);
 const READ_LIMIT = 4;

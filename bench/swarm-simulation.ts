@@ -16,9 +16,11 @@
  *   (÷ T1) at a join.
  * Run: npm run bench:fanout-sim [-- --rows 16x256@16,64x256@4 --seeds 5 --count start,recount
  *   --end-game on,off --seed-rule peers,board --name N] (each list's values are crossed; a row is
- *   NODESxIMAGE_MiB@R_MiBps, with /PIECE_MiB to change the 4 MiB pieces; writes
+ *   NODESxIMAGE_MiB@R_MiBps, with /PIECE_MiB to change the pieces from the size the conductors give that
+ *   image (pieceBytesFor: 1 MiB below 512 MiB, 2 MiB below 1 GiB, else 4 MiB); writes
  *   bench/results/<--name or swarm-simulation>.json)
  */
+import { pieceBytesFor } from '@app/image-store';
 import { median, percentile, round, spread } from './bench-stats';
 import { flagValue, numberFlag } from './support/cli-args';
 import { writeResults } from './support/bench-cell';
@@ -56,8 +58,10 @@ interface Row {
 function parseRow(text: string): Row {
   const match = /^(\d+)x(\d+)@(\d+(?:\.\d+)?)(?:\/(\d+))?$/.exec(text);
   if (!match) throw new Error(`--rows: ${text} is not NODESxIMAGE_MiB@R_MiBps[/PIECE_MiB]`);
-  const [nodes, imageMiB, mibps, pieceMiB] = [match[1], match[2], match[3], match[4] ?? '4'].map(Number);
-  return { nodes: nodes!, imageMiB: imageMiB!, mibps: mibps!, pieceMiB: pieceMiB! };
+  const [nodes, imageMiB, mibps] = [match[1], match[2], match[3]].map(Number);
+  // The piece size the conductors give an image of this size, unless the row names one.
+  const pieceMiB = match[4] === undefined ? pieceBytesFor(imageMiB! * MiB)! / MiB : Number(match[4]);
+  return { nodes: nodes!, imageMiB: imageMiB!, mibps: mibps!, pieceMiB };
 }
 
 const ROWS = (flagValue('--rows') ?? '16x256@16,64x256@4').split(',').map(parseRow);

@@ -1,6 +1,7 @@
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { pieceBytesFor } from '@app/image-store';
 import { answersLogged, conductorTestbed, errorLines } from './support/conductor-harness';
 import { FinalPathsWatcher, heldLockEntries, lockLeftovers } from './support/cell-observers';
 import { ConductorProcess, type LogLine } from './support/conductor-process';
@@ -17,7 +18,6 @@ import type { TestCell } from './support/test-cell';
  */
 
 const MiB = 1024 * 1024;
-const PIECE = 4 * MiB;
 const HOLDERS = ['node-a', 'node-b', 'node-c'];
 const DESTINATION = 'node-d';
 const READ_MIBPS = 4;
@@ -49,7 +49,7 @@ async function corruptEveryPiece(cell: TestCell, node: string, size: number): Pr
   const handle = await fsp.open(cell.store.entries.imagePath(node, IMAGE), 'r+');
   try {
     const byte = Buffer.alloc(1);
-    for (let offset = 1000; offset < size; offset += PIECE) {
+    for (let offset = 1000; offset < size; offset += pieceBytesFor(size)!) {
       await handle.read(byte, 0, 1, offset);
       byte[0] = byte[0]! ^ 0xff;
       await handle.write(byte, 0, 1, offset);

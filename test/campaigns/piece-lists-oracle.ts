@@ -1,7 +1,7 @@
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import { CacheCleaner } from '@app/cache-cleaner';
-import { type ImageStore, PIECE_BYTES, PIECES_SUFFIX } from '@app/image-store';
+import { type ImageStore, PIECES_SUFFIX, pieceBytesFor } from '@app/image-store';
 import { NodeLockManager } from '@app/locking';
 import type { CliRun } from '../support/agent-cli';
 import { pieceDigestsOfFile } from '../support/image-store-fixtures';
@@ -56,9 +56,10 @@ export async function judgePieceLists(
       const read = await store.copies.readPieceList(node, meta.imageId);
       if (read.list) {
         figures.valid++;
-        const actual = await pieceDigestsOfFile(store.entries.imagePath(node, meta.imageId), PIECE_BYTES);
+        const pieceBytes = pieceBytesFor(meta.size)!;
+        const actual = await pieceDigestsOfFile(store.entries.imagePath(node, meta.imageId), pieceBytes);
         if (
-          read.list.pieceBytes !== PIECE_BYTES ||
+          read.list.pieceBytes !== pieceBytes ||
           JSON.stringify(actual) !== JSON.stringify(read.list.pieces)
         )
           violations.push(

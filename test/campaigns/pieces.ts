@@ -1,6 +1,6 @@
 import * as path from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { PIECE_BYTES } from '@app/image-store';
+import { pieceBytesFor } from '@app/image-store';
 import { sleep, until } from '../support/async';
 import type { ChildProcessPool } from '../support/child-processes';
 import { type Result, ResultsTap, errorLines, publishConfirmed } from '../support/conductor-harness';
@@ -191,7 +191,10 @@ async function runCampaign(
     const imageId = `pieces-${round}.img`;
     const bytes = planRng.int(p.imageMiB[0], p.imageMiB[1]) * MiB - planRng.int(1, 4096);
     const seed = await cell.seed(source, imageId, bytes);
-    const digests = await pieceDigestsOfFile(cell.store.entries.imagePath(source, imageId), PIECE_BYTES);
+    const digests = await pieceDigestsOfFile(
+      cell.store.entries.imagePath(source, imageId),
+      pieceBytesFor(bytes)!,
+    );
     const jobId = `pieces-job-${round}`;
     const requestOf = (node: string) => (kind === 'job' ? `${jobId}.${node}` : `pieces-${round}-${node}`);
     const roundIds = destinations.map(requestOf);

@@ -12,7 +12,7 @@ import {
 import { CopyPipeline, type CopyImageRequest } from './copy-pipeline';
 import { CopyWorkerPool } from './copy-worker-pool';
 import { type ChunkIo, PrefixMismatchError, type StreamCopyOptions, copyChunks } from './image-copier';
-import { PIECE_BYTES } from './piece-list';
+import { pieceBytesFor } from './piece-list';
 import { StoreContext } from './store-context';
 import { IMAGE, useStoreFixture } from './store.fixture';
 
@@ -57,7 +57,7 @@ describe('CopyWorkerPool', () => {
       expect(await sha256OfFile(published)).toBe(seeded[index]);
       // The pieces hashed in the worker came back with the digest and were recorded.
       expect((await copies.readPieceList('node-b', `image-${size}`)).list?.pieces).toEqual(
-        await pieceDigestsOfFile(published, PIECE_BYTES),
+        await pieceDigestsOfFile(published, pieceBytesFor(size)!),
       );
     }
     expect(outcomes[0].sha256).toBe(createHash('sha256').digest('hex'));

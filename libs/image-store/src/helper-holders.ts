@@ -3,7 +3,7 @@ import { type StreamPace, openPublishedImage } from './image-copier';
 import type { ImageMeta } from './image-meta';
 import { type IoContext, mapIoError } from './fs-errors';
 import type { PieceHolder } from './piece-copy';
-import { PIECE_BYTES, type PieceList, pieceListMismatch } from './piece-list';
+import { type PieceList, pieceBytesFor, pieceListMismatch } from './piece-list';
 import { readPieceList } from './piece-list-file';
 import type { StoreContext } from './store-context';
 
@@ -48,7 +48,8 @@ export async function openHelpers(
 
 /**
  * The source's piece list when pieces may be read from elsewhere against it: valid, the image of the
- * source's meta, in this release's piece size, at least two pieces; else undefined (read as a whole).
+ * source's meta, in the piece size this release gives that image (pieceBytesFor), at least two pieces; else
+ * undefined (read as a whole).
  */
 export async function sourcePieceList(
   store: StoreContext,
@@ -60,7 +61,9 @@ export async function sourcePieceList(
     (error: unknown) => ({ list: undefined, problem: String(error) }),
   );
   if (!list || pieceListMismatch(list, sourceMeta) !== undefined) return undefined;
-  if (list.pieceBytes !== PIECE_BYTES || list.pieces.length < 2) return undefined;
+  // In the size this release gives the image: every copy of it then reads and announces the same pieces
+  // (a list of another size, from a download of unknown size or another release, is read as a whole).
+  if (list.pieceBytes !== pieceBytesFor(list.size) || list.pieces.length < 2) return undefined;
   return list;
 }
 

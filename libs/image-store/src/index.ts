@@ -33,6 +33,7 @@ export {
   type PieceList,
   PIECE_BYTES,
   PIECE_LIST_MAX_PIECES,
+  pieceBytesFor,
   pieceListSchema,
   parsePieceList,
   pieceRange,

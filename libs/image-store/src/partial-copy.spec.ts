@@ -10,7 +10,7 @@ import {
 } from '../../../test/support/image-store-fixtures';
 import type { CopyImageRequest } from './copy-pipeline';
 import { ImageStore } from './image-store';
-import { PIECE_BYTES } from './piece-list';
+import { pieceBytesFor } from './piece-list';
 import { IMAGE, useStoreFixture } from './store.fixture';
 
 const SIZE = 8 * MEBIBYTE + 321;
@@ -121,7 +121,7 @@ describe.each([
     expect(await listDir(tmp)).toEqual([]);
     // The pieces of the adopted prefix were hashed while it was re-hashed: the list covers every byte.
     expect((await store.copies.readPieceList('node-b', IMAGE)).list?.pieces).toEqual(
-      await pieceDigestsOfFile(store.entries.imagePath('node-b', IMAGE), PIECE_BYTES),
+      await pieceDigestsOfFile(store.entries.imagePath('node-b', IMAGE), pieceBytesFor(SIZE)!),
     );
   });
 

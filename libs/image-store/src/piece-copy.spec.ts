@@ -6,11 +6,13 @@ import { MEBIBYTE, listDir, sha256OfFile } from '../../../test/support/image-sto
 import type { CopyImageRequest } from './copy-pipeline';
 import type { HelperHolder } from './helper-holders';
 import { ImageStore } from './image-store';
-import { PIECE_BYTES } from './piece-list';
+import { PIECE_BYTES_MIN } from './piece-list';
 import { IMAGE, useStoreFixture } from './store.fixture';
 
 /** Four pieces, the last one short. */
-const SIZE = 3 * PIECE_BYTES + 321;
+/** The pieces of an image this small: 1 MiB (pieceBytesFor gives that below 512 MiB). */
+const PIECE = PIECE_BYTES_MIN;
+const SIZE = 3 * PIECE + 321;
 const HOLDERS = ['node-a', 'node-c', 'node-d'];
 
 /*
@@ -98,7 +100,7 @@ describe('copies from several holders', () => {
   it('drops a holder whose piece has another sha256 and reads that piece from another holder', async () => {
     // node-c's bytes went bad after they were verified (its meta and list still describe the image).
     const bad = await fsp.open(store.entries.imagePath('node-c', IMAGE), 'r+');
-    await bad.write(Buffer.alloc(64 * 1024, 7), 0, 64 * 1024, PIECE_BYTES + 10);
+    await bad.write(Buffer.alloc(64 * 1024, 7), 0, 64 * 1024, PIECE + 10);
     await bad.close();
     const dropped: string[] = [];
     const outcome = await copy({
@@ -110,7 +112,7 @@ describe('copies from several holders', () => {
     expect(dropped).toEqual([
       expect.stringMatching(/^node-c: piece 1 read from node node-c has sha256 \w+, its list says/),
     ]);
-    expect(read['node-c']).toBe(PIECE_BYTES);
+    expect(read['node-c']).toBe(PIECE);
     expect(read['node-a']).toBe(SIZE);
   });
 
@@ -165,8 +167,7 @@ describe('copies from several holders', () => {
       helpers: ['node-c', 'node-d'].map((node) => ({
         node,
         pace: pace(node, () => {
-          if (read[node]! >= 2 * MEBIBYTE)
-            cancel.abort(new ReasonError('CANCELLED', 'cancelled by its requester'));
+          if (read[node]! >= PIECE) cancel.abort(new ReasonError('CANCELLED', 'cancelled by its requester'));
         }),
       })),
     }).then(
@@ -200,15 +201,15 @@ describe('copies from several holders', () => {
     const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
     for (let i = 0; i < 200 && (await fsp.stat(partial).catch(() => undefined))?.size !== SIZE; i++)
       await sleep(10);
-    for (let i = 0; i < 200 && ((await verified()) ?? 0) < PIECE_BYTES; i++) await sleep(10);
+    for (let i = 0; i < 200 && ((await verified()) ?? 0) < PIECE; i++) await sleep(10);
     await sleep(50);
     // Pieces 0 and 3 are written, and only piece 0 is recorded: the prefix without a gap.
     expect((await fsp.stat(partial)).size).toBe(SIZE);
-    expect(await verified()).toBe(PIECE_BYTES);
+    expect(await verified()).toBe(PIECE);
 
     const outcome = await copy({ attemptId: 'attempt-2', resume: true });
-    expect(outcome.resumedBytes).toBe(PIECE_BYTES);
-    expect(HOLDERS.reduce((sum, node) => sum + read[node]!, 0)).toBe(SIZE - PIECE_BYTES);
+    expect(outcome.resumedBytes).toBe(PIECE);
+    expect(HOLDERS.reduce((sum, node) => sum + read[node]!, 0)).toBe(SIZE - PIECE);
     expect(await published()).toBe(sha256);
   });
 });

@@ -10,10 +10,10 @@ import {
 } from '../../../test/support/image-store-fixtures';
 import { uniqueTag } from './durable-fs';
 import { ImageStore } from './image-store';
-import { PIECE_BYTES, serializePieceList } from './piece-list';
+import { PIECE_BYTES, PIECE_BYTES_MIN, serializePieceList } from './piece-list';
 import { IMAGE, useStoreFixture } from './store.fixture';
 
-const SIZE = 9 * MEBIBYTE + 3; // three pieces, the last one short
+const SIZE = 2 * MEBIBYTE + 3; // three pieces of 1 MiB (pieceBytesFor), the last one short
 
 describe.each([
   ['on the main thread', 0],
@@ -29,7 +29,7 @@ describe.each([
   const piecesPath = (node: string, imageId = IMAGE) =>
     path.join(store.nodeLayout(node).images, `${imageId}~pieces.json`);
   const digestsOf = (node: string, imageId = IMAGE) =>
-    pieceDigestsOfFile(store.entries.imagePath(node, imageId), PIECE_BYTES);
+    pieceDigestsOfFile(store.entries.imagePath(node, imageId), PIECE_BYTES_MIN);
 
   it('a copy writes the list of the bytes it published, beside the meta and before it', async () => {
     const sha256 = await fx.seed('node-a', SIZE);
@@ -60,7 +60,7 @@ describe.each([
       imageId: IMAGE,
       size: SIZE,
       sha256,
-      pieceBytes: PIECE_BYTES,
+      pieceBytes: PIECE_BYTES_MIN,
       pieces: await digestsOf('node-b'),
     });
     expect(read.list!.pieces).toHaveLength(3);
@@ -83,12 +83,18 @@ describe.each([
     await store.imports.importStream('node-b', 'from-stream.img', oddChunks(), 'a stream', {
       expected: { sha256 },
     });
-    for (const [node, imageId] of [
-      ['node-a', 'from-file.img'],
-      ['node-b', 'from-stream.img'],
+    // A stream of unknown size is hashed in the largest pieces, before its size is known (pieceBytesFor).
+    for (const [node, imageId, pieceBytes] of [
+      ['node-a', 'from-file.img', PIECE_BYTES_MIN],
+      ['node-b', 'from-stream.img', PIECE_BYTES],
     ] as const) {
       const read = await store.copies.readPieceList(node, imageId);
-      expect(read.list).toMatchObject({ sha256, size: SIZE, pieces: await digestsOf(node, imageId) });
+      expect(read.list).toMatchObject({
+        sha256,
+        size: SIZE,
+        pieceBytes,
+        pieces: await pieceDigestsOfFile(store.entries.imagePath(node, imageId), pieceBytes),
+      });
     }
   });
 

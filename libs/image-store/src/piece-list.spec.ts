@@ -11,6 +11,7 @@ import {
   type PieceList,
   buildPieceList,
   parsePieceList,
+  pieceBytesFor,
   pieceCount,
   pieceListMismatch,
   pieceRange,
@@ -45,6 +46,24 @@ describe('piece list format', () => {
     }
     expect(pieceRange(list(), 2)).toEqual([8 * MiB, 9 * MiB]);
     expect(pieceRange(list(), 0)).toEqual([0, 4 * MiB]);
+  });
+
+  it('gives an image the largest of 4, 2 and 1 MiB pieces with at least 256 of them, and no list past the limit', () => {
+    const GiB = 1024 * MiB;
+    expect(pieceBytesFor(undefined)).toBe(4 * MiB);
+    for (const [size, bytes] of [
+      [0, MiB],
+      [1, MiB],
+      [256 * MiB, MiB],
+      [512 * MiB - 1, MiB],
+      [512 * MiB, 2 * MiB],
+      [GiB - 1, 2 * MiB],
+      [GiB, 4 * MiB],
+      [3 * GiB, 4 * MiB],
+      [PIECE_LIST_MAX_PIECES * PIECE_BYTES, 4 * MiB],
+    ] as const)
+      expect(pieceBytesFor(size), `${size} bytes`).toBe(bytes);
+    expect(pieceBytesFor(PIECE_LIST_MAX_PIECES * PIECE_BYTES + 1)).toBeUndefined();
   });
 
   it.each([

@@ -10,13 +10,15 @@ import { describeIssues } from './shared-json-file';
  */
 
 /**
- * The piece size this release writes: 4 MiB, as Kraken's default. A multiple of the copy's 1 MiB chunk
- * and a divisor of its 32 MiB resume checkpoint, so pieces, chunks and checkpoints line up; small enough
- * that a piece lost with its holder costs at most 4 MiB again (0.25 s at 16 MiB/s) and a 1 GiB image has
- * 256 pieces to spread over many readers; big enough that the list is 1/65,536 of the image (72 bytes of
- * JSON per 4 MiB piece).
+ * The largest piece size this release writes: 4 MiB, as Kraken's default, for images of 1 GiB and more
+ * (pieceBytesFor). A multiple of the copy's 1 MiB chunk and a divisor of its 32 MiB resume checkpoint, so
+ * pieces, chunks and checkpoints line up; small enough that a piece lost with its holder costs at most
+ * 4 MiB again (0.25 s at 16 MiB/s); big enough that the list is 1/65,536 of the image (72 bytes of JSON
+ * per 4 MiB piece).
  */
 export const PIECE_BYTES = 4 * 1024 * 1024;
+/** pieceBytesFor halves the piece down to 1 MiB until an image has at least this many pieces. */
+export const PIECES_WANTED = 256;
 /** Readers accept any power of two in this range, so that a later release may choose another size. */
 export const PIECE_BYTES_MIN = 1024 * 1024;
 export const PIECE_BYTES_MAX = 64 * 1024 * 1024;
@@ -66,6 +68,25 @@ export const pieceListSchema: z.ZodType<PieceList> = z
         message: `has ${list.pieces.length} items, a size of ${list.size} in pieces of ${list.pieceBytes} bytes needs ${wanted}`,
       });
   });
+
+/**
+ * The piece size this release writes for an image of `size` bytes: the largest of 4, 2 and 1 MiB that
+ * gives it at least PIECES_WANTED pieces (1 MiB below 512 MiB, 2 MiB below 1 GiB); 4 MiB for a size not
+ * known before the bytes arrive; undefined when even 4 MiB pieces are more than a list may hold (no list).
+ * Why smaller pieces for smaller images: a copy in progress can pass on a piece only once it is whole,
+ * so a fan-out's pipeline is some pieces' time deep whatever the image. At 4 MiB that was 0.28 of one
+ * copy's time for 256 MiB at 4 MiB/s in the per-copy model (bench/swarm-simulation.ts), 0.07 at 1 MiB,
+ * while for 1 GiB and more it is small beside the copy. Measured at 64 nodes: 1.24 against 1.32-1.40
+ * (bench/RESULTS.md, rows 14l and 14m). The number of pieces, and with it the list's
+ * size and each copy's per-piece work, stays at most max(512, size / 4 MiB).
+ */
+export function pieceBytesFor(size: number | undefined): number | undefined {
+  if (size === undefined) return PIECE_BYTES;
+  if (pieceCount(size, PIECE_BYTES) > PIECE_LIST_MAX_PIECES) return undefined;
+  let bytes = PIECE_BYTES;
+  while (bytes > PIECE_BYTES_MIN && size / bytes < PIECES_WANTED) bytes /= 2;
+  return bytes;
+}
 
 /** How many pieces an image of `size` bytes has (the last one may be shorter). */
 export function pieceCount(size: number, pieceBytes: number): number {

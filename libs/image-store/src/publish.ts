@@ -9,7 +9,7 @@ import type { ImageMeta } from './image-meta';
 import { PartialCopy, type PartialStart } from './partial-copy';
 import { type PieceHolder, type SwarmOptions, copyPieces } from './piece-copy';
 import type { PieceList } from './piece-list';
-import { PIECE_BYTES, PIECE_LIST_MAX_PIECES, pieceCount } from './piece-list';
+import { PIECE_BYTES, pieceBytesFor } from './piece-list';
 import { recordPieceList } from './piece-list-file';
 import type { ExpectedImage, StoreContext } from './store-context';
 
@@ -108,10 +108,7 @@ export async function publishImage(
   let sha256: string;
   let pieces: string[] | undefined;
   // An image known to need more pieces than a list may hold gets none: its pieces are not even hashed.
-  const pieceBytes =
-    expected.size !== undefined && pieceCount(expected.size, PIECE_BYTES) > PIECE_LIST_MAX_PIECES
-      ? undefined
-      : PIECE_BYTES;
+  const pieceBytes = pieceBytesFor(expected.size);
   let open = true;
   let renamed = false;
   // A copy that shares pieces: its record (swarm-holders.ts), closed once the copy is over.

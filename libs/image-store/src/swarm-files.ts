@@ -31,7 +31,11 @@ function keepaliveMs(staleMs: number): number {
   return Math.min(SWARM_KEEPALIVE_MS, Math.floor(staleMs / 6));
 }
 
-/** Record rewrites of one copy are at least this far apart: a piece of 4 MiB takes longer at any cap. */
+/**
+ * Record rewrites of one copy are at least this far apart: at most 5 file writes a second per copy on the
+ * shared file system whatever its piece rate (a 1 MiB piece at 100 MiB/s takes 10 ms); copies in this
+ * process see each piece at once through the board.
+ */
 const ADVERT_MIN_INTERVAL_MS = 200;
 
 /**
