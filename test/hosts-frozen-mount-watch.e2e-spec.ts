@@ -78,6 +78,7 @@ describe('a lock acquisition on a frozen GlusterFS mount', () => {
     share.thawMount('a');
     await acquiring;
     await manager.releaseAll();
+    await fsp.rm(path.dirname(marker), { recursive: true, force: true });
     expect(ranWhileFrozen, 'a timer due 300 ms into the freeze ran only after the mount was thawed').toBe(
       true,
     );

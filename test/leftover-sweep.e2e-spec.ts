@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { NodeLockManager } from '@app/locking';
 import { AdminHttp, metricValue } from './support/admin-http';
 import { until } from './support/async';
@@ -25,14 +25,18 @@ describe('the leftover sweep', () => {
   let cell: TestCell | undefined;
   let live: NodeLockManager | undefined;
   const workers = new ChildProcessPool<LockWorkerReport>();
+  // The references are dropped here, after the clean-up: an afterEach of its own that dropped them ran
+  // before this one (vitest runs after-hooks last registered first), so no cell of this file was ever
+  // removed (its queues stayed on the broker, its folder on disk).
   const pool = conductorPool(async () => {
-    await live?.releaseAll();
-    await workers.killAll();
-    await cell?.cleanup();
-  });
-  afterEach(() => {
-    cell = undefined;
-    live = undefined;
+    try {
+      await live?.releaseAll();
+      await workers.killAll();
+      await cell?.cleanup();
+    } finally {
+      cell = undefined;
+      live = undefined;
+    }
   });
 
   /** A process that takes one lock the way a conductor does, holds it, and is then SIGKILLed. */
