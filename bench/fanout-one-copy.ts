@@ -18,7 +18,7 @@ import { createHash } from 'node:crypto';
 import { createReadStream, promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { type ImageStore, pieceBytesFor } from '@app/image-store';
+import { ImageStore, pieceBytesFor } from '@app/image-store';
 import { NodeLockManager, newAttemptId } from '@app/locking';
 import { CopyWorkflow, ImageHolderIndex, NodeBandwidth, SourceSelector } from '../apps/conductor/src';
 import { median, percentile, round, spread } from './bench-stats';
@@ -41,16 +41,30 @@ export interface OneCopyOptions {
   rounds: number;
   /** Passed as CopyWorkflow's `fromPartialCopies` (--pieces on|off). */
   fromPartialCopies: boolean;
+  /**
+   * Conductors the fan-out's destinations are dealt out to (--conductors, default 1): each with a store,
+   * locks, selector and workflow of its own on the same folder, so that it sees the others' copies in
+   * progress only through their records (MAX_REMOTE_PEERS_PER_COPY), while one NodeBandwidth caps every
+   * node's bytes whichever conductor moves them.
+   */
+  conductors?: number;
 }
 
-/** `--pieces on|off` (default on) and `--nodes 16,64` (default), validated. */
-export function parseOneCopyFlags(pieces: string | undefined, nodes: string | undefined) {
+/** `--pieces on|off` (default on), `--nodes 16,64` (default) and `--conductors 1` (default), validated. */
+export function parseOneCopyFlags(
+  pieces: string | undefined,
+  nodes: string | undefined,
+  conductors: string | undefined,
+) {
   if (pieces !== undefined && pieces !== 'on' && pieces !== 'off')
     throw new Error(`--pieces: on or off, got ${pieces}`);
   const counts = (nodes ?? '16,64').split(',').map(Number);
   if (counts.some((n) => !Number.isInteger(n) || n < 1 || n > 999))
     throw new Error(`--nodes: comma-separated node counts from 1 to 999, got ${nodes}`);
-  return { fromPartialCopies: pieces !== 'off', nodes: counts };
+  const k = Number(conductors ?? '1');
+  if (!Number.isInteger(k) || k < 1 || k > 16)
+    throw new Error(`--conductors: a whole number from 1 to 16, got ${conductors}`);
+  return { fromPartialCopies: pieces !== 'off', nodes: counts, conductors: k };
 }
 
 interface FanOut {
@@ -64,20 +78,25 @@ interface FanOut {
   originImages: number;
 }
 
-/** Runs one copy per destination, all at once, with fresh locks, index, selector, caps and workflow. */
+/**
+ * Runs one copy per destination, all at once, with fresh locks, index, selector, caps and workflow per
+ * conductor (destinations dealt out in turn); the caps are shared.
+ */
 async function copyToAll(
   store: ImageStore,
   destinations: string[],
   rateMiBps: number,
   fromPartialCopies: boolean,
+  conductors = 1,
 ): Promise<FanOut> {
   for (const node of destinations) {
     await fsp.rm(path.join(store.root, node), { recursive: true, force: true });
     await store.markers.registerNode(node, 'bench');
   }
-  const locks = new NodeLockManager({ root: store.root, conductorId: 'bench', requireNodeFolder: true });
-  const index = new ImageHolderIndex(store.entries);
-  const selector = new SourceSelector(store, { index, readLimit: READ_LIMIT, conductorId: 'bench' });
+  const stores = [
+    store,
+    ...Array.from({ length: conductors - 1 }, () => new ImageStore({ root: store.root, fsync: false })),
+  ];
   const bandwidth = new NodeBandwidth({
     read: { fallback: rateMiBps * MiB, nodes: {} },
     write: { fallback: rateMiBps * MiB, nodes: {} },
@@ -101,15 +120,22 @@ async function copyToAll(
       });
     },
   };
-  // The cast lets the option through before CopyWorkflow's options type names it.
-  const workflow = new CopyWorkflow(store, locks, selector, {
-    lockWaitMs: 600_000,
-    log,
-    bandwidth,
-    fromPartialCopies,
-  } as ConstructorParameters<typeof CopyWorkflow>[3]);
+  const parts = stores.map((own, i) => {
+    const conductorId = conductors === 1 ? 'bench' : `bench-${i}`;
+    const locks = new NodeLockManager({ root: own.root, conductorId, requireNodeFolder: true });
+    const index = new ImageHolderIndex(own.entries);
+    const selector = new SourceSelector(own, { index, readLimit: READ_LIMIT, conductorId });
+    // The cast lets the option through before CopyWorkflow's options type names it.
+    const workflow = new CopyWorkflow(own, locks, selector, {
+      lockWaitMs: 600_000,
+      log,
+      bandwidth,
+      fromPartialCopies,
+    } as ConstructorParameters<typeof CopyWorkflow>[3]);
+    return { locks, index, workflow };
+  });
   // Only origin holds the image when the copies start (the destinations of the last measurement are gone).
-  const holders = [...(await index.holdersOf(IMAGE))];
+  const holders = [...(await parts[0]!.index.holdersOf(IMAGE))];
   if (holders.join() !== ORIGIN)
     throw new Error(`holders before the copies: ${holders.join()}, not ${ORIGIN}`);
   const started = performance.now();
@@ -124,7 +150,8 @@ async function copyToAll(
   }, 1000);
   try {
     const done = await Promise.all(
-      destinations.map(async (destination) => {
+      destinations.map(async (destination, i) => {
+        const { workflow } = parts[i % parts.length]!;
         const result = await workflow.run({ imageId: IMAGE, destination }, { attemptId: newAttemptId() });
         if (result.status !== 'completed')
           throw new Error(`copy to ${destination}: ${JSON.stringify(result)}`);
@@ -164,7 +191,8 @@ async function copyToAll(
     };
   } finally {
     clearInterval(sampler);
-    await locks.releaseAll();
+    for (const { locks } of parts) await locks.releaseAll();
+    for (const extra of stores.slice(1)) await extra.close();
   }
 }
 
@@ -250,7 +278,13 @@ export async function runOneCopyFanout(store: ImageStore, options: OneCopyOption
           t1.get(n)!.push(one.doneMs[0]!);
         },
         async () => {
-          const fan = await copyToAll(store, destinations, rateMiBps(n), options.fromPartialCopies);
+          const fan = await copyToAll(
+            store,
+            destinations,
+            rateMiBps(n),
+            options.fromPartialCopies,
+            options.conductors,
+          );
           await verifyAndRemove(store, destinations, sha256);
           fanOuts.get(n)!.push(fan);
         },
@@ -286,6 +320,7 @@ export async function runOneCopyFanout(store: ImageStore, options: OneCopyOption
       perNodeReadAndWriteMiBPerSecond: Object.fromEntries(options.nodes.map((n) => [n, rateMiBps(n)])),
       nodeReadLimit: READ_LIMIT,
       fromPartialCopies: options.fromPartialCopies,
+      conductors: options.conductors ?? 1,
       theoryOneCopyMs: Object.fromEntries(options.nodes.map((n) => [n, (IMAGE_MIB / rateMiBps(n)) * 1000])),
       how: 'in-process CopyWorkflow + SourceSelector + holder index + NodeLockManager + NodeBandwidth on a temp folder, fsync off; baseline and fan-out interleaved per round; every destination verified (meta sha256 and file hash)',
     },

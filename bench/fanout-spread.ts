@@ -8,7 +8,7 @@
  * single source N*S/B; a doubling tree (limit 1) about ceil(log2(N+1))*S/B.
  * Then, in the same run, the one-copy-time scenario of issue 27 (fanout-one-copy.ts: 16 and 64 nodes,
  * reads and writes capped by NodeBandwidth, against one copy), on a temp folder of its own.
- * Run: npm run bench:fanout [-- --rounds 3 --pieces on|off --nodes 16,64]
+ * Run: npm run bench:fanout [-- --rounds 3 --pieces on|off --nodes 16,64 --conductors 1]
  *   (writes bench/results/fanout-spread.json; --rounds: both scenarios, default 5 here and 3 there)
  */
 import { promises as fsp } from 'node:fs';
@@ -183,7 +183,7 @@ async function oneCopyScenario(options: OneCopyOptions) {
 if (require.main === module) {
   const started = performance.now();
   const rounds = numberFlag('--rounds');
-  const flags = parseOneCopyFlags(flagValue('--pieces'), flagValue('--nodes'));
+  const flags = parseOneCopyFlags(flagValue('--pieces'), flagValue('--nodes'), flagValue('--conductors'));
   runFanoutSpreadBench({ rounds, oneCopy: { ...flags, rounds: rounds ?? 3 } })
     .then(() => console.log(`bench:fanout wall time ${round((performance.now() - started) / 1000, 1)} s`))
     .catch((error: unknown) => {

@@ -13,9 +13,9 @@ export {
   type SwarmRequest,
   MAX_PEERS_PER_COPY,
   MAX_REMOTE_PEERS_PER_COPY,
-  SWARM_POLL_MS,
   spreadOffset,
 } from './swarm-holders';
+export { SWARM_POLL_MS } from './swarm-record';
 export { type PieceTurn, type TurnInput, pieceTurn } from './piece-turn';
 export { type PiecePlan, createPiecePlan, isComplete, markReading, pieceDone } from './piece-plan';
 export { SWARMS_FOLDER } from './swarm-record';

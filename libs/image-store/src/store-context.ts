@@ -4,7 +4,8 @@ import { z } from 'zod';
 import { byteCountSchema, parseField, sha256Schema as contractSha256Schema, errorText } from '@app/contracts';
 import { PartialReads } from './partial-reads';
 import { SwarmBoard } from './swarm-board';
-import { SWARM_STALE_MS } from './swarm-record';
+import { SWARM_POLL_MS, SWARM_STALE_MS } from './swarm-record';
+import { SharedReads } from './shared-reads';
 import { CacheLayout, type NodeLayout } from './cache-layout';
 import { CopyWorkerPool } from './copy-worker-pool';
 import { uniqueTag, writeFileAtomic } from './durable-fs';
@@ -36,6 +37,11 @@ export interface ImageStoreOptions {
    * SWARM_STALE_MS). The conductor sets LOCK_STALE_MS: the same time by which it judges a dead holder.
    */
   swarmStaleMs?: number;
+  /**
+   * Other conductors' swarm records read within this long are shared by this process's copies (default
+   * SWARM_POLL_MS, one look); specs that rewrite a record and read it at once set 0.
+   */
+  swarmReadShareMs?: number;
   /**
    * Open other copies' partial files (a copy in progress read from, a dead attempt's partial taken over)
    * with O_DIRECT, past this client's page cache. Needed on ceph-fuse: a buffered read of a file another
@@ -97,6 +103,11 @@ export class StoreContext {
   readonly partialReads = new PartialReads();
   /** This process's copies in progress, for the copies of the same image here (swarm-board.ts). */
   readonly swarmBoard = new SwarmBoard();
+  /**
+   * Other conductors' swarm records and folder listings, read once per look for all of this process's
+   * copies: 16 copies of a fan-out with 16 remote peers each re-read 1,024 records a second without it.
+   */
+  readonly swarmReads: SharedReads;
   private readonly reported = new OncePerFileVersion();
 
   /** `copier` replaces the one `copyWorkers` chooses (specs bring a pool whose worker crashes). */
@@ -105,6 +116,7 @@ export class StoreContext {
     this.root = this.layout.root;
     this.fsync = options.fsync ?? true;
     this.swarmStaleMs = options.swarmStaleMs ?? SWARM_STALE_MS;
+    this.swarmReads = new SharedReads(options.swarmReadShareMs ?? SWARM_POLL_MS);
     this.partialOpenFlags = partialOpenFlags(options.uncachedPartialReads ?? false);
     this.resumeCheckpointBytes =
       options.resumeCheckpointBytes === undefined

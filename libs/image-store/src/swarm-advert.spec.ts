@@ -51,7 +51,8 @@ describe('the record of a copy in progress (SwarmAdvert)', () => {
   beforeEach(async () => {
     root = await makeTempDir('swarm-advert');
     await fsp.mkdir(path.join(root, 'node-1')); // a cell's CACHE_ROOT is never empty (makeCellFolder)
-    store = new StoreContext({ root, fsync: false });
+    // Reads each record afresh: these cases rewrite one and read it at once.
+    store = new StoreContext({ root, fsync: false, swarmReadShareMs: 0 });
     errors = [];
     log = [];
     renames = [];

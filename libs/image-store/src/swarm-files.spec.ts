@@ -7,6 +7,7 @@ import { StoreContext } from './store-context';
 import { readSwarmPeer, readSwarmPeers, swarmFolder } from './swarm-files';
 import {
   SWARMS_FOLDER,
+  SWARM_POLL_MS,
   type SwarmRecord,
   emptyHave,
   encodeHave,
@@ -29,7 +30,8 @@ describe('reading the records of copies in progress', () => {
   let store: StoreContext;
   beforeEach(async () => {
     root = await makeTempDir('swarm-files');
-    store = new StoreContext({ root, fsync: false });
+    // Reads each record afresh: these cases rewrite one and read it at once (the last case shares).
+    store = new StoreContext({ root, fsync: false, swarmReadShareMs: 0 });
   });
   afterEach(() => removeDir(root));
 
@@ -181,5 +183,27 @@ describe('reading the records of copies in progress', () => {
     expect(await readSwarmPeer(store, LIST, name)).toBe(`node, attemptId: the file is named ${name}`);
     await fsp.rm(path.join(folder(), name));
     expect(await readSwarmPeer(store, LIST, name)).toBeUndefined();
+  });
+
+  it('shares a record and a folder listing among the copies of this process for one look (SWARM_POLL_MS)', async () => {
+    const shared = new StoreContext({ root, fsync: false });
+    const name = swarmRecordName('node-c', 'attempt-3');
+    await putRecord('node-c', 'attempt-3');
+    const first = await readSwarmPeer(shared, LIST, name);
+    const listed = await readSwarmPeers(shared, LIST, () => false, 8);
+    // Gone from the folder, and then back with other pieces: the copies here still see the first reads
+    // until a look's time has passed (one read per look for all of them, not one per copy).
+    const started = Date.now();
+    await fsp.rm(path.join(folder(), name));
+    await putRecord('node-d', 'attempt-4');
+    const again = await readSwarmPeer(shared, LIST, name);
+    const listedAgain = await readSwarmPeers(shared, LIST, () => false, 8);
+    if (Date.now() - started < SWARM_POLL_MS) {
+      expect(again).toEqual(first);
+      expect(listedAgain).toEqual(listed);
+    }
+    await new Promise((resolve) => setTimeout(resolve, SWARM_POLL_MS));
+    expect(await readSwarmPeer(shared, LIST, name)).toBeUndefined();
+    expect((await readSwarmPeers(shared, LIST, () => false, 8)).map((p) => p.node)).toEqual(['node-d']);
   });
 });

@@ -163,7 +163,9 @@ export async function readSwarmPeers(
   onProblem: (name: string, problem: string) => void = () => undefined,
 ): Promise<SwarmPeer[]> {
   const folder = swarmFolder(store, list.imageId);
-  const names = await listNames(folder).catch(() => [] as string[]);
+  const names = await store.swarmReads
+    .read(`${folder}${path.sep}`, () => listNames(folder))
+    .catch(() => [] as string[]);
   const peers: SwarmPeer[] = [];
   // In random order: copies started together must not all read from the first names of the listing.
   for (const name of shuffled(names)) {
@@ -183,10 +185,9 @@ export async function readSwarmPeer(
   list: PieceList,
   name: string,
 ): Promise<SwarmPeer | string | undefined> {
-  const read = await readJsonFile(
-    path.join(swarmFolder(store, list.imageId), name),
-    swarmRecordSchema,
-    SWARM_RECORD_MAX_BYTES,
+  const file = path.join(swarmFolder(store, list.imageId), name);
+  const read = await store.swarmReads.read(file, () =>
+    readJsonFile(file, swarmRecordSchema, SWARM_RECORD_MAX_BYTES),
   );
   if (read.missing) return undefined;
   if (read.invalid !== undefined) return read.invalid;

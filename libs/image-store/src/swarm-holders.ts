@@ -8,7 +8,7 @@ import type { PieceList } from './piece-list';
 import type { StoreContext } from './store-context';
 import { SwarmAdvert, type SwarmPeer, readSwarmPeer, readSwarmPeers, shuffled } from './swarm-files';
 import { boardKey } from './swarm-board';
-import { hasPiece, swarmRecordName } from './swarm-record';
+import { SWARM_POLL_MS, hasPiece, swarmRecordName } from './swarm-record';
 
 /**
  * What a copy needs to read from other copies in progress of its image (docs/copies.md, "Reading from
@@ -32,8 +32,6 @@ export interface SwarmRequest {
   onPieceRead?: (node: string, inProgress: boolean) => void;
 }
 
-/** How often a copy looks for new copies in progress, and re-reads those it reads from when they ran dry. */
-export const SWARM_POLL_MS = 250;
 /**
  * Copies in progress one copy reads from at most (besides its source). Each waits for a read slot of its
  * own node per piece, so more peers are more chances of a free one. 64 nodes in one process
@@ -43,7 +41,8 @@ export const SWARM_POLL_MS = 250;
 export const MAX_PEERS_PER_COPY = 32;
 /**
  * Of those, copies of other conductors at most: each is a record on the shared file system, re-read at every
- * look (SWARM_POLL_MS). A copy of this process costs no file-system call (its record is in memory).
+ * look (SWARM_POLL_MS; one read per look for all of this process's copies, StoreContext.swarmReads). A
+ * copy of this process costs no file-system call (its record is in memory).
  */
 export const MAX_REMOTE_PEERS_PER_COPY = 16;
 /** Copies in progress a copy may join beyond MAX_PEERS_PER_COPY, each for pieces none of its peers has. */

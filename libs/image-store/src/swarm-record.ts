@@ -25,6 +25,11 @@ export const SWARM_RECORD_MAX_BYTES = 48 * 1024;
  */
 export const SWARM_STALE_MS = 30_000;
 export const SWARM_KEEPALIVE_MS = 5_000;
+/**
+ * How often a copy looks for new copies in progress, and re-reads the records of those it reads from when
+ * they ran dry; other conductors' records read within this time are shared by this process's copies.
+ */
+export const SWARM_POLL_MS = 250;
 
 export interface SwarmRecord {
   v: 1;
