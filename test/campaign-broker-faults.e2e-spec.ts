@@ -5,7 +5,7 @@ import {
   restoreBroker,
   runBrokerFaults,
 } from './campaigns/broker-faults';
-import { Cleanups, campaignRun, writeReport } from './campaigns/campaign-kit';
+import { Cleanups, campaignRun, runAndReport } from './campaigns/campaign-kit';
 import { conductorPool } from './support/conductor-harness';
 
 /*
@@ -25,12 +25,7 @@ describe('campaign: broker faults (stop_app/start_app, close_connection)', () =>
   it(
     'loses and corrupts nothing, shows the outage on GET /status, and recovers by itself',
     async () => {
-      let outcome: Awaited<ReturnType<typeof runBrokerFaults>> | undefined;
-      try {
-        outcome = await runBrokerFaults(run, pool, cleanups);
-      } finally {
-        if (outcome) writeReport(run, { violations: outcome.violations, ...outcome.figures });
-      }
+      const outcome = await runAndReport(run, () => runBrokerFaults(run, pool, cleanups));
       expect(outcome.violations).toEqual([]);
       const params = outcome.figures.params as BrokerFaultParams;
       expect(outcome.figures.faults).toEqual({

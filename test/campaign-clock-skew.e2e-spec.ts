@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { Cleanups, campaignRun, writeReport } from './campaigns/campaign-kit';
+import { Cleanups, campaignRun, runAndReport } from './campaigns/campaign-kit';
 import { runClockSkew } from './campaigns/clock-skew';
 import { conductorPool } from './support/conductor-harness';
 
@@ -15,12 +15,7 @@ describe('campaign: conductors with wall clocks hours apart', () => {
   const pool = conductorPool(() => cleanups.run());
 
   it('no two writers of one image, every request completes and verifies, nothing left', async () => {
-    let outcome: Awaited<ReturnType<typeof runClockSkew>> | undefined;
-    try {
-      outcome = await runClockSkew(run, pool, cleanups);
-    } finally {
-      if (outcome) writeReport(run, { violations: outcome.violations, ...outcome.figures });
-    }
+    const outcome = await runAndReport(run, () => runClockSkew(run, pool, cleanups));
     expect(outcome.violations).toEqual([]);
     // Every conductor took part, the skewed ones included.
     expect(Object.keys(outcome.figures.answeredBy as object).sort()).toEqual([

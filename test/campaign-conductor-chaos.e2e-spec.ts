@@ -1,11 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { Cleanups, campaignRun, writeReport } from './campaigns/campaign-kit';
-import {
-  type ChaosOutcome,
-  type ChaosParams,
-  chaosTestTimeoutMs,
-  runConductorChaos,
-} from './campaigns/conductor-chaos';
+import { Cleanups, campaignRun, runAndReport } from './campaigns/campaign-kit';
+import { type ChaosParams, chaosTestTimeoutMs, runConductorChaos } from './campaigns/conductor-chaos';
 import { conductorPool } from './support/conductor-harness';
 
 /*
@@ -23,12 +18,7 @@ describe('campaign: conductor chaos (kills, pauses past the stale time, restarts
   it(
     "loses nothing, corrupts nothing, never lets two holders write one image, and leaves only dead holders' leftovers, which a last round collects",
     async () => {
-      let outcome: ChaosOutcome | undefined;
-      try {
-        outcome = await runConductorChaos(run, pool, cleanups);
-      } finally {
-        if (outcome) writeReport(run, { violations: outcome.violations, ...outcome.figures });
-      }
+      const outcome = await runAndReport(run, () => runConductorChaos(run, pool, cleanups));
       expect(outcome.violations).toEqual([]);
       const faults = outcome.figures.faults as Record<
         string,

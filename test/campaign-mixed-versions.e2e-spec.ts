@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { Cleanups, campaignRun, writeReport } from './campaigns/campaign-kit';
-import { type MixedOutcome, mixedTestTimeoutMs, runMixedVersions } from './campaigns/mixed-versions';
+import { Cleanups, campaignRun, runAndReport } from './campaigns/campaign-kit';
+import { mixedTestTimeoutMs, runMixedVersions } from './campaigns/mixed-versions';
 import { conductorPool } from './support/conductor-harness';
 import { previousRelease } from './support/previous-release';
 
@@ -21,12 +21,7 @@ describe('campaign: mixed versions (the previous release and this one in one cel
     async () => {
       // Built once per machine (about half a minute with a warm npm cache), then reused.
       const previous = previousRelease((line) => console.log(`[campaign ${run.name}] ${line}`));
-      let outcome: MixedOutcome | undefined;
-      try {
-        outcome = await runMixedVersions(run, pool, cleanups, previous);
-      } finally {
-        if (outcome) writeReport(run, { violations: outcome.violations, ...outcome.figures });
-      }
+      const outcome = await runAndReport(run, () => runMixedVersions(run, pool, cleanups, previous));
       expect(outcome.violations).toEqual([]);
       expect(outcome.figures.lost).toBe(0);
       expect(outcome.figures.corrupt).toBe(0);

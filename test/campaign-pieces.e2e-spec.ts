@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { Cleanups, campaignRun, writeReport } from './campaigns/campaign-kit';
-import { type PiecesOutcome, piecesTestTimeoutMs, runPiecesCampaign } from './campaigns/pieces';
+import { Cleanups, campaignRun, runAndReport } from './campaigns/campaign-kit';
+import { piecesTestTimeoutMs, runPiecesCampaign } from './campaigns/pieces';
 import { PIECE_FAULT_KINDS } from './campaigns/pieces-strikes';
 import { conductorPool } from './support/conductor-harness';
 
@@ -19,12 +19,7 @@ describe('campaign: pieces (fan-outs from copies in progress, with kills, pauses
   it(
     'verifies every destination, answers every request and job once and consistently, and leaves nothing once idle',
     async () => {
-      let outcome: PiecesOutcome | undefined;
-      try {
-        outcome = await runPiecesCampaign(run, pool, cleanups);
-      } finally {
-        if (outcome) writeReport(run, { violations: outcome.violations, ...outcome.figures });
-      }
+      const outcome = await runAndReport(run, () => runPiecesCampaign(run, pool, cleanups));
       expect(outcome.violations).toEqual([]);
       const faults = outcome.figures.faults as Record<string, number>;
       // Every kind of fault struck mid-fan-out at least once (a miss is also a violation above).

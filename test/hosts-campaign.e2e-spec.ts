@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { Cleanups, campaignRun, writeReport } from './campaigns/campaign-kit';
+import { Cleanups, campaignRun, runAndReport } from './campaigns/campaign-kit';
 import { type HostsParams, hostsTestTimeoutMs, runHostsCampaign } from './campaigns/hosts';
 import { conductorPool } from './support/conductor-harness';
 
@@ -20,12 +20,7 @@ describe('campaign: a cell across hosts (cluster node stops, partitions, dead an
   it(
     'answers every request, verifies every destination, never two holders in the hold logs, nothing left once idle',
     async () => {
-      let outcome: Awaited<ReturnType<typeof runHostsCampaign>> | undefined;
-      try {
-        outcome = await runHostsCampaign(run, pool, cleanups);
-      } finally {
-        if (outcome) writeReport(run, { violations: outcome.violations, ...outcome.figures });
-      }
+      const outcome = await runAndReport(run, () => runHostsCampaign(run, pool, cleanups));
       expect(outcome.violations).toEqual([]);
       const params = outcome.figures.params as HostsParams;
       const faults = outcome.figures.faults as Array<{ kind: string }>;

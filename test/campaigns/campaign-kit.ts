@@ -143,6 +143,22 @@ export function bySize<T>(run: Pick<CampaignRun, 'size'>, sizes: Record<Campaign
  * Prints a campaign's figures as one line and writes them to its reportFile() (the last run of each size
  * and file system; test-output/ is not committed).
  */
+/** What every campaign run gives: its violations and its figures (the report's body). */
+export interface CampaignOutcome {
+  violations: string[];
+  figures: Record<string, unknown>;
+}
+
+/** Runs a campaign and writes its report (violations and figures) before the test judges it. */
+export async function runAndReport<T extends CampaignOutcome>(
+  run: CampaignRun,
+  campaign: () => Promise<T>,
+): Promise<T> {
+  const outcome = await campaign();
+  writeReport(run, { violations: outcome.violations, ...outcome.figures });
+  return outcome;
+}
+
 export function writeReport(run: CampaignRun, report: object): void {
   const full = {
     campaign: run.name,
