@@ -168,9 +168,14 @@ export async function copyPieces(options: PieceCopyOptions): Promise<StreamCopyR
   const spareBuffers: Buffer[] = [];
   // The holders' nodes of the reads in flight (one entry per read), counted at their rates now.
   const inFlight: string[] = [];
+  // The rate the last piece read from each holder got, in bytes per second (see inFlightRate).
+  const achieved = new Map<string, number>();
   const inFlightNow = () => ({
     count: inFlight.length,
-    sum: inFlight.reduce((sum, node) => sum + (swarm?.expectedRate?.(node, true) ?? 0), 0),
+    sum: inFlight.reduce(
+      (sum, node) => sum + inFlightRate(swarm?.expectedRate?.(node, true), achieved.get(node)),
+      0,
+    ),
   });
   // Copies in progress this copy reads from, for the look that re-reads their records.
   const partials: PieceHolder[] = [];
@@ -211,11 +216,13 @@ export async function copyPieces(options: PieceCopyOptions): Promise<StreamCopyR
     slot: () => void,
     readSignal: AbortSignal,
   ): Promise<boolean> => {
+    const startedAt = performance.now();
     try {
       try {
         await (holder.partial
           ? holder.partial.withFile((file) => readPiece(holder, file, piece, start, readSignal, describe))
           : readPiece(holder, holder.file!, piece, start, readSignal, describe));
+        achieved.set(holder.node, (piece.length * 1000) / Math.max(1, performance.now() - startedAt));
       } finally {
         slot();
         inFlight.splice(inFlight.indexOf(holder.node), 1);
@@ -333,6 +340,19 @@ export async function copyPieces(options: PieceCopyOptions): Promise<StreamCopyR
   if (failure) throw failure.error;
   if (!isComplete(plan) || hashed !== list.size) throw noHolderLeft(lastDrop, describe, plan.dropped);
   return { bytes: hashed, sha256: hash.digest('hex'), pieces: [...list.pieces] };
+}
+
+/**
+ * The rate a read in flight from a holder is counted at: its share of the holder's cap as this conductor
+ * counts it (`computed`), or the rate the last piece read from that holder got when that was lower. The
+ * computed share knows only this conductor's reads: a holder that copies in other conductors read from
+ * too serves each read a fraction of it, and a copy that counted its reads at their computed shares left
+ * most of its write cap unused (four conductors in bench:fanout, bench/RESULTS.md). The rate measured
+ * takes in every reader of the holder, whoever runs it, and the destination's own write cap.
+ */
+export function inFlightRate(computed: number | undefined, lastAchieved: number | undefined): number {
+  if (computed === undefined || computed <= 0) return 0;
+  return lastAchieved === undefined ? computed : Math.min(computed, lastAchieved);
 }
 
 /**

@@ -127,7 +127,7 @@ describe('the record of a copy in progress (SwarmAdvert)', () => {
     return have;
   }
 
-  it('writes nothing before its first piece, then a record others read the piece from', async () => {
+  it('writes nothing before its first piece or read, then a record others read the piece from', async () => {
     const advert = advertOf('node-c');
     await advance(SWARM_KEEPALIVE_MS * 2, 0);
     expect(await listDir(path.dirname(folder()))).toEqual([]);
@@ -139,6 +139,7 @@ describe('the record of a copy in progress (SwarmAdvert)', () => {
       attemptId: 'attempt-1',
       partialPath: path.join(root, 'node-c', 'tmp', `${IMAGE}~attempt-1.part`),
       have: haveOf(3),
+      reading: new Set(),
     });
     // Written when the piece came, not at the keepalives before it.
     expect(await recordOn('node-c')).toMatchObject({
@@ -146,6 +147,26 @@ describe('the record of a copy in progress (SwarmAdvert)', () => {
       updatedAt: new Date(START.getTime() + SWARM_KEEPALIVE_MS * 2).toISOString(),
     });
     expect(await listDir(folder())).toEqual([nameOf('node-c')]); // no temporary file left
+    expect(errors).toEqual([]);
+  });
+
+  it('names the pieces it is reading, rewritten as for a new piece, and no longer once their reads end', async () => {
+    const advert = advertOf('node-c');
+    advert.readingChanged(4, true);
+    advert.readingChanged(7, true);
+    await advance(0, 1);
+    expect(await readSwarmPeer(store, LIST, nameOf('node-c'))).toMatchObject({
+      have: haveOf(),
+      reading: new Set([4, 7]),
+    });
+    advert.readingChanged(4, false);
+    advert.pieceWritten(4);
+    advert.readingChanged(7, false); // its read failed
+    await advance(200, 2);
+    expect(await readSwarmPeer(store, LIST, nameOf('node-c'))).toMatchObject({
+      have: haveOf(4),
+      reading: new Set(),
+    });
     expect(errors).toEqual([]);
   });
 

@@ -7,7 +7,8 @@ const KEY = boardKey('ubuntu-24.04.qcow2', 'a'.repeat(64));
 function copyOn(node: string, ...pieces: number[]) {
   const have = emptyHave(16);
   for (const piece of pieces) setPiece(have, piece);
-  return { node, attemptId: `attempt-${node}`, partialPath: `/cache/${node}/tmp/x.part`, have };
+  const reading = new Set<number>();
+  return { node, attemptId: `attempt-${node}`, partialPath: `/cache/${node}/tmp/x.part`, have, reading };
 }
 
 describe('the copies in progress of this process (SwarmBoard)', () => {

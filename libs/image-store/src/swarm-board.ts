@@ -12,8 +12,8 @@ export class SwarmBoard {
   private readonly images = new Map<string, Set<BoardEntry>>();
 
   /** Adds a copy; `leave` (once) takes it off the board. */
-  join(key: string, entry: Omit<BoardEntry, 'reading' | 'left'>): { entry: BoardEntry; leave: () => void } {
-    const full: BoardEntry = { ...entry, reading: new Set(), left: false };
+  join(key: string, entry: Omit<BoardEntry, 'left'>): { entry: BoardEntry; leave: () => void } {
+    const full: BoardEntry = { ...entry, left: false };
     const copies = this.images.get(key) ?? new Set();
     copies.add(full);
     this.images.set(key, copies);
@@ -53,7 +53,7 @@ export interface BoardEntry {
   partialPath: string;
   /** Verified pieces in the partial (the same bitmap its record is written from). */
   have: Uint8Array;
-  /** Pieces it is reading now. */
+  /** Pieces it is reading now (the set its record is written from). */
   reading: Set<number>;
   left: boolean;
 }

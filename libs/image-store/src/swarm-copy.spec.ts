@@ -66,6 +66,7 @@ describe('copies that read from copies in progress', () => {
       pieceBytes: PIECE,
       pieceCount: 4,
       have: encodeHave(have),
+      reading: [],
       updatedAt: new Date().toISOString(),
       ...record,
     };
@@ -264,11 +265,13 @@ describe('copies that read from copies in progress', () => {
     const atPublish: Record<string, string[]> = {};
     const outcome = await copy({
       beforeIrreversibleStep: async (step) => {
-        // The first record is written in the background after the first piece: under load it was still
+        // The first record is written in the background when the first read starts: under load it was still
         // on its way at the publish step once (a full run). Waiting for it here still fails a copy that
         // removed its record before its meta: close() comes after the meta.
-        for (let i = 0; i < 100 && (await listDir(recordDir())).length === 0; i++) await sleep(10);
-        atPublish[step] = await listDir(recordDir());
+        // A rewrite under way shows its temporary file (`.record-<uuid>.tmp`) beside the record: left out.
+        const records = async () => (await listDir(recordDir())).filter((name) => !name.startsWith('.'));
+        for (let i = 0; i < 100 && (await records()).length === 0; i++) await sleep(10);
+        atPublish[step] = await records();
       },
     });
     expect(outcome).toMatchObject({ status: 'copied', sha256 });
@@ -307,6 +310,58 @@ describe('copies that read from copies in progress', () => {
     expect(order.indexOf(PEER)).toBeGreaterThan(-1);
     expect(order.indexOf(PEER)).toBeLessThan(order.lastIndexOf('node-a'));
     expect(order.slice(0, 2)).toEqual(['node-a', PEER]);
+  });
+
+  it("leaves to another conductor's copy the pieces its record names as being read, until it has nothing else", async () => {
+    // node-c's copy (another process: known by its record only) is reading pieces 0-2 and has none yet.
+    // Without the record's reading list, node-b's first piece from its source would be piece 2 (its spread
+    // offset); with it, the source gives piece 3 (321 bytes) first, then the rest once node-b is starved.
+    await peerCopy([], Buffer.alloc(0), { reading: [0, 1, 2] });
+    const sizes: number[] = [];
+    const at: number[] = [];
+    const outcome = await copy({
+      pace: pace('node-a', () => {
+        sizes.push(read['node-a']!);
+        at.push(performance.now());
+      }),
+    });
+    expect(outcome).toMatchObject({ status: 'copied', bytes: SIZE, sha256 });
+    // Rarest first: the pieces being read elsewhere count as coming.
+    expect(sizes[0]).toBe(321);
+    // The source leaves them to node-c (as to a copy of this process) until node-b read nothing for a
+    // look's time (SWARM_POLL_MS, 250 ms); without that, the next piece would follow at once.
+    expect(at[1]! - at[0]!).toBeGreaterThanOrEqual(200);
+    expect(read).toEqual({ 'node-a': SIZE, [PEER]: 0 });
+  });
+
+  it("counts a read in flight at the rate its holder's last piece got when that is below its computed share", async () => {
+    await peerCopy([0, 1], image.subarray(0, 2 * PIECE));
+    // node-a's share as this process counts it is the whole write cap (8 MiB/s), but readers elsewhere
+    // (other conductors) keep its pieces at about 2 MiB/s. Its second read, counted at the first one's
+    // rate, leaves room for node-c's; counted at its share, node-c waits until it ends.
+    const writeBps = 8 * PIECE;
+    const events: string[] = [];
+    let aReads = 0;
+    const slowPace = (node: string) =>
+      pace(node, async () => {
+        if (node !== 'node-a') return void events.push(PEER);
+        const n = ++aReads;
+        events.push(`node-a ${n}`);
+        await sleep(500);
+        events.push(`node-a ${n} done`);
+      });
+    const outcome = await copy({
+      pace: slowPace('node-a'),
+      swarm: {
+        paceOf: (node) => slowPace(node),
+        expectedRate: () => writeBps,
+        writeBps,
+      },
+    });
+    expect(outcome).toMatchObject({ status: 'copied', bytes: SIZE, sha256 });
+    // node-a's first read is counted at its share (nothing measured yet): node-c reads only once it ended,
+    // while node-a's piece is written. Its second read is counted at 2 MiB/s: node-c reads beside it.
+    expect(events).toEqual(['node-a 1', 'node-a 1 done', PEER, 'node-a 2', PEER, 'node-a 2 done']);
   });
 
   it('fails retryably, not CHECKSUM_MISMATCH, when its own partial changes on disk after its pieces were verified', async () => {

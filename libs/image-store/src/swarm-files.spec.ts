@@ -51,6 +51,7 @@ describe('reading the records of copies in progress', () => {
       pieceBytes: LIST.pieceBytes,
       pieceCount: LIST.pieces.length,
       have: encodeHave(have),
+      reading: [],
       updatedAt: new Date().toISOString(),
       ...overrides,
     };
@@ -103,6 +104,7 @@ describe('reading the records of copies in progress', () => {
         attemptId: 'attempt-3',
         partialPath: path.join(root, 'node-c', 'tmp', `${IMAGE}~attempt-3.part`),
         have,
+        reading: new Set(),
       },
     ]);
     expect(problems.sort()).toEqual([

@@ -10,6 +10,7 @@ import type { StoreContext } from './store-context';
 import {
   SWARMS_FOLDER,
   SWARM_KEEPALIVE_MS,
+  SWARM_READING_MAX,
   SWARM_RECORD_MAX_BYTES,
   type SwarmRecord,
   checkSwarmRecord,
@@ -50,6 +51,8 @@ const ADVERT_MIN_INTERVAL_MS = 200;
 export class SwarmAdvert {
   /** The verified pieces announced (the copy's own bitmap: this process's board reads it too). */
   readonly have: Uint8Array;
+  /** The pieces being read now (this process's board reads the same set). */
+  readonly reading = new Set<number>();
   private readonly file: string;
   private readonly folder: string;
   private dirty = false;
@@ -61,7 +64,7 @@ export class SwarmAdvert {
 
   constructor(
     private readonly store: StoreContext,
-    private readonly record: Omit<SwarmRecord, 'v' | 'have' | 'updatedAt' | 'pieceCount'> & {
+    private readonly record: Omit<SwarmRecord, 'v' | 'have' | 'reading' | 'updatedAt' | 'pieceCount'> & {
       pieceCount: number;
     },
     private readonly flush: () => Promise<void>,
@@ -77,6 +80,13 @@ export class SwarmAdvert {
   /** Piece `index` is verified and written in the partial. */
   pieceWritten(index: number): void {
     setPiece(this.have, index);
+    this.schedule(false);
+  }
+
+  /** Piece `index` is being read now (true), or no longer (false: written, or its read failed). */
+  readingChanged(index: number, reading: boolean): void {
+    if (reading) this.reading.add(index);
+    else this.reading.delete(index);
     this.schedule(false);
   }
 
@@ -111,6 +121,7 @@ export class SwarmAdvert {
       v: 1,
       ...this.record,
       have: encodeHave(this.have),
+      reading: [...this.reading].slice(0, SWARM_READING_MAX),
       updatedAt: new Date().toISOString(),
     };
     const write = () =>
@@ -147,6 +158,8 @@ export interface SwarmPeer {
   attemptId: string;
   partialPath: string;
   have: Uint8Array;
+  /** The pieces it was reading when its record was written. */
+  reading: ReadonlySet<number>;
 }
 
 /**
@@ -202,6 +215,7 @@ export async function readSwarmPeer(
     attemptId: record.attemptId,
     partialPath: store.layout.tmpPath(layout, list.imageId, record.attemptId),
     have: checked.have,
+    reading: checked.reading,
   };
 }
 

@@ -38,6 +38,7 @@ describe('joining copies in progress of this process', () => {
       attemptId: `attempt-${node}`,
       partialPath: path.join(root, node, 'tmp', 'x.part'),
       have,
+      reading: new Set<number>(),
     });
   };
 

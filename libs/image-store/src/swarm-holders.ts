@@ -90,13 +90,20 @@ export function openSwarm(
     attemptId: copy.attemptId,
     partialPath: store.layout.tmpPath(destinationLayout, copy.imageId, copy.attemptId),
     have: advert.have,
+    reading: advert.reading,
   });
-  // Copies in other processes, as their records last showed them: for the rarest-first choice.
+  // Copies in other processes, as their records last showed them: for the rarest-first choice, and the
+  // pieces they are reading, which this copy's verified source leaves to them (as for this process's).
   const remote = new Map<string, PeerState>();
   const rarity = (index: number) => {
     let n = board.holdersOf(key, self, index);
-    for (const peer of remote.values()) if (peer.complete || hasPiece(peer.have, index)) n++;
+    for (const peer of remote.values())
+      if (peer.complete || hasPiece(peer.have, index) || peer.reading.has(index)) n++;
     return n;
+  };
+  const readingRemotely = (index: number) => {
+    for (const peer of remote.values()) if (!peer.complete && peer.reading.has(index)) return true;
+    return false;
   };
   const spread = spreadOffset(copy.destination, list.pieces.length);
   const alone = () => remote.size === 0 && board.others(key, self).length === 0;
@@ -121,7 +128,7 @@ export function openSwarm(
       if (!room) continue;
       joined.add(other.node);
       const peer: SwarmPeer = { ...other, have: other.have };
-      const state: PeerState = { have: other.have, complete: false };
+      const state: PeerState = { have: other.have, reading: new Set(), complete: false };
       found.push(peerHolder(store, request, list, peer, state, async () => (other.left ? undefined : peer)));
     }
     const room = Math.min(
@@ -137,7 +144,7 @@ export function openSwarm(
       node === copy.destination || copy.verified.includes(node) || joined.has(node) || local.has(node);
     for (const peer of await readSwarmPeers(store, list, skip, room, request.onPeerProblem)) {
       joined.add(peer.node);
-      const state: PeerState = { have: peer.have, complete: false };
+      const state: PeerState = { have: peer.have, reading: peer.reading, complete: false };
       remote.set(peer.node, state);
       const name = swarmRecordName(peer.node, peer.attemptId);
       found.push(peerHolder(store, request, list, peer, state, () => readSwarmPeer(store, list, name)));
@@ -153,7 +160,7 @@ export function openSwarm(
           return alone() ? 0 : spread;
         },
       },
-      readingElsewhere: (index) => board.readingElsewhere(key, self, index),
+      readingElsewhere: (index) => board.readingElsewhere(key, self, index) || readingRemotely(index),
       discover,
       everyMs: SWARM_POLL_MS,
       ...(request.tryReadSlot ? { tryReadSlot: request.tryReadSlot } : {}),
@@ -164,7 +171,7 @@ export function openSwarm(
         advert.pieceWritten(index);
         if (from) request.onPieceRead?.(from.node, from.inProgress);
       },
-      onReading: (index, reading) => (reading ? self.reading.add(index) : self.reading.delete(index)),
+      onReading: (index, reading) => advert.readingChanged(index, reading),
     },
     close: async () => {
       leave();
@@ -184,6 +191,8 @@ export function spreadOffset(destination: string, pieceCount: number): number {
 
 interface PeerState {
   have: Uint8Array;
+  /** Pieces its record named as being read (a copy of this process: none, the board counts them). */
+  reading: ReadonlySet<number>;
   complete: boolean;
 }
 
@@ -211,8 +220,10 @@ function peerHolder(
     const read = await readRecord();
     if (typeof read === 'object') {
       state.have = read.have;
+      state.reading = read.reading;
       return true;
     }
+    state.reading = new Set(); // its copy ended, or its record cannot be trusted: nothing is on its way
     if (read !== undefined) return false; // invalid or stale now
     const { meta } = await store.inspect(layout, list.imageId, context);
     state.complete = meta !== undefined && meta.sha256 === list.sha256 && meta.size === list.size;

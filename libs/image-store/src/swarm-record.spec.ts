@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import type { PieceList } from './piece-list';
 import {
+  SWARM_READING_MAX,
   type SwarmRecord,
   checkSwarmRecord,
   countPieces,
@@ -11,6 +12,7 @@ import {
   setPiece,
   swarmPartialName,
   swarmRecordName,
+  swarmRecordSchema,
 } from './swarm-record';
 
 const IMAGE = 'ubuntu-24.04.qcow2';
@@ -35,6 +37,7 @@ function recordOf(have: Uint8Array, overrides: Partial<SwarmRecord> = {}): Swarm
     pieceBytes: LIST.pieceBytes,
     pieceCount: LIST.pieces.length,
     have: encodeHave(have),
+    reading: [],
     updatedAt: new Date().toISOString(),
     ...overrides,
   };
@@ -98,10 +101,21 @@ describe('checkSwarmRecord', () => {
   setPiece(have, 10);
   const name = swarmRecordName('node-c', 'attempt-7');
 
-  it('gives the bitmap of a record of the same image, bytes and pieces', () => {
-    const checked = checkSwarmRecord(recordOf(have), name, LIST);
+  it('gives the bitmap of a record of the same image, bytes and pieces, and the pieces it is reading', () => {
+    const checked = checkSwarmRecord(recordOf(have, { reading: [4, 0, 10] }), name, LIST);
     expect(checked.problem).toBeUndefined();
     expect([...checked.have!]).toEqual([...have]);
+    expect([...checked.reading!].sort((a, b) => a - b)).toEqual([0, 4, 10]);
+  });
+
+  it('refuses a record that names a piece being read past the last, and one naming too many', () => {
+    expect(checkSwarmRecord(recordOf(have, { reading: [3, 11] }), name, LIST).problem).toBe(
+      'reading: piece 11, the image has 11 pieces',
+    );
+    const record = recordOf(have, { reading: Array.from({ length: SWARM_READING_MAX + 1 }, (_, i) => i) });
+    expect(swarmRecordSchema.safeParse(record).success).toBe(false);
+    expect(swarmRecordSchema.safeParse(recordOf(have, { reading: [-1] })).success).toBe(false);
+    expect(swarmRecordSchema.safeParse(recordOf(have)).success).toBe(true);
   });
 
   it.each([

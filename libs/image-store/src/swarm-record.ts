@@ -30,6 +30,11 @@ export const SWARM_KEEPALIVE_MS = 5_000;
  * they ran dry; other conductors' records read within this time are shared by this process's copies.
  */
 export const SWARM_POLL_MS = 250;
+/**
+ * Pieces a record names as being read at most: a copy's reads in flight are bounded by its holders and its
+ * write cap, far below this; past it the record names the first ones (a hint, like the rest).
+ */
+export const SWARM_READING_MAX = 64;
 
 export interface SwarmRecord {
   v: 1;
@@ -43,6 +48,12 @@ export interface SwarmRecord {
   pieceCount: number;
   /** Verified pieces in the partial file, a bitmap (bit i of byte i >> 3, lowest bit first), base64. */
   have: string;
+  /**
+   * Pieces the copy is reading now (from any holder), when the record was written: other conductors'
+   * copies count them as coming, as this conductor's copies see each other's reads on the board
+   * (swarm-board.ts), and their verified source leaves them to this copy.
+   */
+  reading: number[];
   updatedAt: string;
 }
 
@@ -56,6 +67,7 @@ export const swarmRecordSchema: z.ZodType<SwarmRecord> = z.strictObject({
   pieceBytes: z.int().min(1),
   pieceCount: z.int().min(1),
   have: z.base64(),
+  reading: z.array(z.int().min(0)).max(SWARM_READING_MAX),
   updatedAt: z.iso.datetime(),
 });
 
@@ -109,7 +121,9 @@ export function checkSwarmRecord(
   record: SwarmRecord,
   name: string,
   list: Pick<PieceList, 'imageId' | 'sha256' | 'size' | 'pieceBytes' | 'pieces'>,
-): { problem: string; have?: undefined } | { have: Uint8Array; problem?: undefined } {
+):
+  | { problem: string; have?: undefined; reading?: undefined }
+  | { have: Uint8Array; reading: ReadonlySet<number>; problem?: undefined } {
   const named = parseSwarmRecordName(name);
   if (!named || named.node !== record.node || named.attemptId !== record.attemptId)
     return { problem: `node, attemptId: the file is named ${name}` };
@@ -121,5 +135,8 @@ export function checkSwarmRecord(
   const have = new Uint8Array(Buffer.from(record.have, 'base64'));
   if (have.length !== Math.ceil(list.pieces.length / 8))
     return { problem: `have: ${have.length} bytes, expected ${Math.ceil(list.pieces.length / 8)}` };
-  return { have };
+  const beyond = record.reading.find((index) => index >= list.pieces.length);
+  if (beyond !== undefined)
+    return { problem: `reading: piece ${beyond}, the image has ${list.pieces.length} pieces` };
+  return { have, reading: new Set(record.reading) };
 }
