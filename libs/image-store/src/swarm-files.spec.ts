@@ -5,6 +5,7 @@ import { makeTempDir, removeDir } from '../../../test/support/temp-dirs';
 import type { PieceList } from './piece-list';
 import { StoreContext } from './store-context';
 import { readSwarmPeer, readSwarmPeers, swarmFolder } from './swarm-files';
+import { readSwarmView } from './swarm-view';
 import {
   SWARMS_FOLDER,
   SWARM_POLL_MS,
@@ -207,5 +208,29 @@ describe('reading the records of copies in progress', () => {
     await new Promise((resolve) => setTimeout(resolve, SWARM_POLL_MS));
     expect(await readSwarmPeer(shared, LIST, name)).toBeUndefined();
     expect((await readSwarmPeers(shared, LIST, () => false, 8)).map((p) => p.node)).toEqual(['node-d']);
+  });
+
+  it("counts per piece the other conductors' copies that have or are reading it, leaving out this one's (readSwarmView)", async () => {
+    await putRecord('node-c', 'attempt-3', { reading: [2, 4] }); // has 1 and 9
+    await putRecord('node-d', 'attempt-4', { reading: [1] });
+    await putRecord('node-e', 'attempt-5', { reading: [3] }); // on this conductor's board: left out
+    await putRecord('node-f', 'attempt-6', { pieceCount: 12, reading: [5] }); // another list's: left out
+    const view = await readSwarmView(store, LIST, (node) => node === 'node-e');
+    expect(view.copies).toBe(2);
+    expect([...view.holders]).toEqual([0, 2, 1, 0, 1, 0, 0, 0, 0, 2, 0]);
+    expect([...view.reading]).toEqual([0, 1, 1, 0, 1, 0, 0, 0, 0, 0, 0]);
+  });
+
+  it('reads the view once per look for every copy of the image here, then afresh', async () => {
+    const shared = new StoreContext({ root, fsync: false });
+    await putRecord('node-c', 'attempt-3', { reading: [2] });
+    const first = await readSwarmView(shared, LIST, () => false);
+    const started = Date.now();
+    await putRecord('node-c', 'attempt-3', { reading: [7] });
+    const again = await readSwarmView(shared, LIST, () => false);
+    if (Date.now() - started < SWARM_POLL_MS) expect(again).toBe(first);
+    await new Promise((resolve) => setTimeout(resolve, SWARM_POLL_MS));
+    const later = await readSwarmView(shared, LIST, () => false);
+    expect([...later.reading].map((n, i) => (n > 0 ? i : -1)).filter((i) => i >= 0)).toEqual([7]);
   });
 });

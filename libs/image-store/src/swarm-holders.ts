@@ -8,6 +8,7 @@ import type { PieceList } from './piece-list';
 import type { StoreContext } from './store-context';
 import { SwarmAdvert, type SwarmPeer, readSwarmPeer, readSwarmPeers, shuffled } from './swarm-files';
 import { boardKey } from './swarm-board';
+import { emptySwarmView, readSwarmView } from './swarm-view';
 import { SWARM_POLL_MS, hasPiece, swarmRecordName } from './swarm-record';
 
 /**
@@ -92,18 +93,18 @@ export function openSwarm(
     have: advert.have,
     reading: advert.reading,
   });
-  // Copies in other processes, as their records last showed them: for the rarest-first choice, and the
-  // pieces they are reading, which this copy's verified source leaves to them (as for this process's).
+  // Copies in other processes this copy reads from, as their records last showed them.
   const remote = new Map<string, PeerState>();
+  // All copies in other processes, as their records showed them at the last look (swarm-view.ts): for the
+  // rarest-first choice, and the pieces they are reading, which this copy's verified source leaves to
+  // them (as to this process's copies, on the board).
+  let view = emptySwarmView(list.pieces.length);
+  const onBoard = (node: string) =>
+    node === self.node || board.others(key, self).some((other) => other.node === node);
   const rarity = (index: number) => {
-    let n = board.holdersOf(key, self, index);
-    for (const peer of remote.values())
-      if (peer.complete || hasPiece(peer.have, index) || peer.reading.has(index)) n++;
+    let n = board.holdersOf(key, self, index) + view.holders[index]!;
+    for (const peer of remote.values()) if (peer.complete) n++; // published: its record is gone
     return n;
-  };
-  const readingRemotely = (index: number) => {
-    for (const peer of remote.values()) if (!peer.complete && peer.reading.has(index)) return true;
-    return false;
   };
   const spread = spreadOffset(copy.destination, list.pieces.length);
   const alone = () => remote.size === 0 && board.others(key, self).length === 0;
@@ -111,6 +112,7 @@ export function openSwarm(
 
   // New copies in progress only: this process's at once, then others' from their records.
   const discover = async (wanted?: (index: number) => boolean): Promise<PieceHolder[]> => {
+    view = await readSwarmView(store, list, onBoard).catch(() => view);
     const found: PieceHolder[] = [];
     // The wanted pieces, listed once per look (only once past the cap), not once per copy looked at.
     let wantedPieces: number[] | undefined;
@@ -128,7 +130,7 @@ export function openSwarm(
       if (!room) continue;
       joined.add(other.node);
       const peer: SwarmPeer = { ...other, have: other.have };
-      const state: PeerState = { have: other.have, reading: new Set(), complete: false };
+      const state: PeerState = { have: other.have, complete: false };
       found.push(peerHolder(store, request, list, peer, state, async () => (other.left ? undefined : peer)));
     }
     const room = Math.min(
@@ -144,7 +146,7 @@ export function openSwarm(
       node === copy.destination || copy.verified.includes(node) || joined.has(node) || local.has(node);
     for (const peer of await readSwarmPeers(store, list, skip, room, request.onPeerProblem)) {
       joined.add(peer.node);
-      const state: PeerState = { have: peer.have, reading: peer.reading, complete: false };
+      const state: PeerState = { have: peer.have, complete: false };
       remote.set(peer.node, state);
       const name = swarmRecordName(peer.node, peer.attemptId);
       found.push(peerHolder(store, request, list, peer, state, () => readSwarmPeer(store, list, name)));
@@ -160,7 +162,7 @@ export function openSwarm(
           return alone() ? 0 : spread;
         },
       },
-      readingElsewhere: (index) => board.readingElsewhere(key, self, index) || readingRemotely(index),
+      readingElsewhere: (index) => board.readingElsewhere(key, self, index) || view.reading[index]! > 0,
       discover,
       everyMs: SWARM_POLL_MS,
       ...(request.tryReadSlot ? { tryReadSlot: request.tryReadSlot } : {}),
@@ -191,8 +193,6 @@ export function spreadOffset(destination: string, pieceCount: number): number {
 
 interface PeerState {
   have: Uint8Array;
-  /** Pieces its record named as being read (a copy of this process: none, the board counts them). */
-  reading: ReadonlySet<number>;
   complete: boolean;
 }
 
@@ -220,10 +220,8 @@ function peerHolder(
     const read = await readRecord();
     if (typeof read === 'object') {
       state.have = read.have;
-      state.reading = read.reading;
       return true;
     }
-    state.reading = new Set(); // its copy ended, or its record cannot be trusted: nothing is on its way
     if (read !== undefined) return false; // invalid or stale now
     const { meta } = await store.inspect(layout, list.imageId, context);
     state.complete = meta !== undefined && meta.sha256 === list.sha256 && meta.size === list.size;
