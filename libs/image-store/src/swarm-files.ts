@@ -152,6 +152,9 @@ export class SwarmAdvert {
   }
 }
 
+/** Records read at once by readSwarmPeers. */
+const PARALLEL_READS = 16;
+
 /** A copy in progress another copy may read pieces from: where its partial is and what it has verified. */
 export interface SwarmPeer {
   node: string;
@@ -181,13 +184,21 @@ export async function readSwarmPeers(
     .catch(() => [] as string[]);
   const peers: SwarmPeer[] = [];
   // In random order: copies started together must not all read from the first names of the listing.
-  for (const name of shuffled(names)) {
-    if (peers.length >= max) break;
+  const candidates = shuffled(names).filter((name) => {
     const named = parseSwarmRecordName(name);
-    if (!named || skip(named.node)) continue;
-    const peer = await readSwarmPeer(store, list, name).catch((error: unknown) => errorText(error));
-    if (typeof peer === 'string') onProblem(name, peer);
-    else if (peer) peers.push(peer);
+    return named !== undefined && !skip(named.node);
+  });
+  // Read a few at once (as many as are still wanted, at most PARALLEL_READS): on a network file system
+  // each read is a round trip, and a view of 256 records read one by one would take longer than a look.
+  while (peers.length < max && candidates.length > 0) {
+    const batch = candidates.splice(0, Math.min(PARALLEL_READS, max - peers.length));
+    const read = await Promise.all(
+      batch.map((name) => readSwarmPeer(store, list, name).catch((error: unknown) => errorText(error))),
+    );
+    read.forEach((peer, i) => {
+      if (typeof peer === 'string') onProblem(batch[i]!, peer);
+      else if (peer) peers.push(peer);
+    });
   }
   return peers;
 }
