@@ -1,6 +1,6 @@
 /*
  * The engine of bench/swarm-simulation.ts: N destination copies of one image run the per-copy rules of
- * real copies (libs/image-store: pieceTurn for each holder's next step, the piece plan, spreadOffset, the
+ * real copies (libs/image-store: pieceTurn for each holder's next step, the piece plan, choiceOffset, the
  * look's period and peer count) against a simulated clock and fluid bandwidth. Event-driven: the events
  * are a piece read that ends and a copy's look; time is continuous in between.
  *
@@ -36,7 +36,7 @@ import {
   markReading,
   pieceDone,
   pieceTurn,
-  spreadOffset,
+  choiceOffset,
 } from '@app/image-store';
 import { EventHeap } from './fluid-network';
 import { maxMinRates } from './max-min-rates';
@@ -114,7 +114,6 @@ export function runSwarm(model: SwarmModel): SwarmRun {
   const copies: Copy[] = [];
   const peersOf: Copy[][] = Array.from({ length: n + 1 }, () => []); // who reads from node k
   for (let k = 1; k <= n; k++) {
-    const spread = spreadOffset(`d${k}`, p);
     const copy: Copy = {
       node: k,
       plan: createPiecePlan(p),
@@ -127,7 +126,7 @@ export function runSwarm(model: SwarmModel): SwarmRun {
       choice: {
         rarity: (index) => holdersOf[index]!,
         get offset() {
-          return inProgress === 1 ? 0 : spread;
+          return inProgress === 1 ? 0 : choiceOffset(p, random);
         },
       },
       finish: NaN,

@@ -13,7 +13,7 @@ export {
   type SwarmRequest,
   MAX_PEERS_PER_COPY,
   MAX_REMOTE_PEERS_PER_COPY,
-  spreadOffset,
+  choiceOffset,
 } from './swarm-holders';
 export { SWARM_POLL_MS } from './swarm-record';
 export { type PieceTurn, type TurnInput, pieceTurn } from './piece-turn';

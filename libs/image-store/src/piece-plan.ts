@@ -10,7 +10,7 @@
  *
  * - With a `PieceChoice` (a copy that also reads from copies in progress, swarm-holders.ts): a holder is given,
  *   among the missing pieces it holds, the rarest among the copies in progress this copy sees, from a
- *   start of this destination's own. The rule of libs/fanout's chooseFetch (rarest first, spread starts),
+ *   start drawn anew at each choice. The rule of libs/fanout's chooseFetch (rarest first, spread starts),
  *   decided here for one destination with what its own records show: destinations started at once ask
  *   their source for different pieces and then pass them to each other. The verified pieces are then
  *   scattered, so the contiguous prefix (the resume checkpoint) grows late.

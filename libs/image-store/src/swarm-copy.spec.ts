@@ -314,8 +314,7 @@ describe('copies that read from copies in progress', () => {
 
   it("leaves to another conductor's copy the pieces its record names as being read, until it has nothing else", async () => {
     // node-c's copy (another process: known by its record only) is reading pieces 0-2 and has none yet.
-    // Without the record's reading list, node-b's first piece from its source would be piece 2 (its spread
-    // offset); with it, the source gives piece 3 (321 bytes) first, then the rest once node-b is starved.
+    // The source gives piece 3 (321 bytes) first, then the rest once node-b is starved.
     await peerCopy([], Buffer.alloc(0), { reading: [0, 1, 2] });
     const sizes: number[] = [];
     const at: number[] = [];

@@ -129,6 +129,23 @@ describe('joining copies in progress of this process', () => {
     }
   });
 
+  it('starts its choice at the first piece while alone, and at a piece drawn anew at each choice when not', async () => {
+    const { swarm, to } = await openMine();
+    try {
+      expect(swarm.options.choice.offset).toBe(0);
+      onBoard('other', [0]);
+      const offsets = new Set(Array.from({ length: 64 }, () => swarm.options.choice.offset));
+      // A place of the destination's own would give one offset: copies of other conductors whose records
+      // lag then took the same next piece (choiceOffset). 64 draws of 8 give fewer than 4 about never.
+      expect(offsets.size).toBeGreaterThanOrEqual(4);
+      for (const offset of offsets) expect(offset).toBeGreaterThanOrEqual(0);
+      for (const offset of offsets) expect(offset).toBeLessThan(PIECES);
+    } finally {
+      await swarm.close();
+      await to.close();
+    }
+  });
+
   const waitForRecords = async (count: number) => {
     const folder = path.join(root, '.icc-swarms', IMAGE);
     for (let i = 0; i < 200; i++) {

@@ -1,4 +1,3 @@
-import { createHash } from 'node:crypto';
 import type { FileHandle } from 'node:fs/promises';
 import { type StreamPace, openPublishedImage } from './image-copier';
 import { type IoContext, isErrno } from './fs-errors';
@@ -106,7 +105,6 @@ export function openSwarm(
     for (const peer of remote.values()) if (peer.complete) n++; // published: its record is gone
     return n;
   };
-  const spread = spreadOffset(copy.destination, list.pieces.length);
   const alone = () => remote.size === 0 && board.others(key, self).length === 0;
   const joined = new Set<string>();
 
@@ -159,7 +157,7 @@ export function openSwarm(
       choice: {
         rarity,
         get offset() {
-          return alone() ? 0 : spread;
+          return alone() ? 0 : choiceOffset(list.pieces.length);
         },
       },
       readingElsewhere: (index) => board.readingElsewhere(key, self, index) || view.reading[index]! > 0,
@@ -183,12 +181,16 @@ export function openSwarm(
 }
 
 /**
- * The first piece a destination looks at when it is not alone. Different destinations start at different
- * pieces, so that their first reads of a source differ; a copy alone takes its pieces from the first on,
- * so that its resume checkpoint (a prefix) keeps up.
+ * The first piece a copy that is not alone looks at, drawn anew at each choice: copies started together
+ * then ask for different pieces. Not a place of the destination's own: a copy's choice may rest on other
+ * conductors' records up to about 0.7 s old (rewritten at most every 200 ms, read once per 250 ms look),
+ * and copies that started from fixed places next to each other took the same next piece from the origin
+ * before either's record showed it (16 nodes over four conductors: the origin sent 1.53–1.61 images;
+ * bench/RESULTS.md, rows 14w–14x). A copy alone takes its pieces from the first on, so that its resume
+ * checkpoint (a prefix) keeps up.
  */
-export function spreadOffset(destination: string, pieceCount: number): number {
-  return createHash('sha256').update(destination).digest().readUInt32BE(0) % Math.max(1, pieceCount);
+export function choiceOffset(pieceCount: number, random: () => number = Math.random): number {
+  return Math.floor(random() * Math.max(1, pieceCount));
 }
 
 interface PeerState {
