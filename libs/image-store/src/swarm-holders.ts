@@ -186,7 +186,7 @@ export function openSwarm(
  * conductors' records up to about 0.7 s old (rewritten at most every 200 ms, read once per 250 ms look),
  * and copies that started from fixed places next to each other took the same next piece from the origin
  * before either's record showed it (16 nodes over four conductors: the origin sent 1.53–1.61 images;
- * bench/RESULTS.md, rows 14w–14x). A copy alone takes its pieces from the first on, so that its resume
+ * bench/RESULTS.md, rows 16h–16i). A copy alone takes its pieces from the first on, so that its resume
  * checkpoint (a prefix) keeps up.
  */
 export function choiceOffset(pieceCount: number, random: () => number = Math.random): number {

@@ -26,7 +26,7 @@ export interface SwarmView {
  * already reading them. A copy reads pieces from at most MAX_REMOTE_PEERS_PER_COPY of those copies, but
  * a piece another conductor's copy is reading from the origin must count whoever that copy is: with
  * only the copies joined in view (16 of 48), four conductors of one fan-out took the same pieces from
- * the origin, which sent 1.55 images (bench/RESULTS.md, row 14r).
+ * the origin, which sent 1.55 images (bench/RESULTS.md, row 16b).
  *
  * Built once per look (StoreContext.swarmReads) for all of this conductor's copies of the image: the
  * records it reads are the ones its copies re-read anyway, and each is read once per look whatever the
