@@ -317,19 +317,11 @@ describe('copies that read from copies in progress', () => {
     // The source gives piece 3 (321 bytes) first, then the rest once node-b is starved.
     await peerCopy([], Buffer.alloc(0), { reading: [0, 1, 2] });
     const sizes: number[] = [];
-    const at: number[] = [];
-    const outcome = await copy({
-      pace: pace('node-a', () => {
-        sizes.push(read['node-a']!);
-        at.push(performance.now());
-      }),
-    });
+    const outcome = await copy({ pace: pace('node-a', () => void sizes.push(read['node-a']!)) });
     expect(outcome).toMatchObject({ status: 'copied', bytes: SIZE, sha256 });
-    // Rarest first: the pieces being read elsewhere count as coming.
+    // The pieces being read elsewhere count as coming, and the source leaves them: piece 3 comes first.
+    // The rest follow once node-b is starved (swarm-holders.spec checks the rule itself, without time).
     expect(sizes[0]).toBe(321);
-    // The source leaves them to node-c (as to a copy of this process) until node-b read nothing for a
-    // look's time (SWARM_POLL_MS, 250 ms); without that, the next piece would follow at once.
-    expect(at[1]! - at[0]!).toBeGreaterThanOrEqual(200);
     expect(read).toEqual({ 'node-a': SIZE, [PEER]: 0 });
   });
 

@@ -87,28 +87,29 @@ describe('joining copies in progress of this process', () => {
     }
   });
 
+  /** A copy in progress of another conductor: its record only (SwarmAdvert writes it). */
+  const farCopy = (node: string) =>
+    new SwarmAdvert(
+      store,
+      {
+        imageId: IMAGE,
+        node,
+        attemptId: `attempt-${node}`,
+        sha256: SHA,
+        size: PIECES * PIECE_BYTES,
+        pieceBytes: PIECE_BYTES,
+        pieceCount: PIECES,
+      },
+      async () => undefined,
+      (error) => {
+        throw error;
+      },
+    );
+
   it("joins more copies of this process than of other conductors: others' records are re-read at every look", async () => {
     expect(MAX_REMOTE_PEERS_PER_COPY).toBeLessThan(MAX_PEERS_PER_COPY);
     // Twice the cap of copies in progress in other conductors (their records only), none in this process.
-    const adverts = Array.from({ length: 2 * MAX_PEERS_PER_COPY }, (_, i) => {
-      const advert = new SwarmAdvert(
-        store,
-        {
-          imageId: IMAGE,
-          node: `far-${i}`,
-          attemptId: `attempt-far-${i}`,
-          sha256: SHA,
-          size: PIECES * PIECE_BYTES,
-          pieceBytes: PIECE_BYTES,
-          pieceCount: PIECES,
-        },
-        async () => undefined,
-        (error) => {
-          throw error;
-        },
-      );
-      return advert;
-    });
+    const adverts = Array.from({ length: 2 * MAX_PEERS_PER_COPY }, (_, i) => farCopy(`far-${i}`));
     for (const advert of adverts) advert.pieceWritten(0);
     const { swarm, to } = await openMine();
     try {
@@ -126,6 +127,27 @@ describe('joining copies in progress of this process', () => {
       await swarm.close();
       await to.close();
       await Promise.all(adverts.map((a) => a.close()));
+    }
+  });
+
+  it("counts the pieces another conductor's copy has or is reading, and tells its source they are being read elsewhere", async () => {
+    // far-0 (another conductor: its record only, not joined) reads piece 2 and has piece 5; near, on this
+    // conductor's board, reads piece 4.
+    const far = farCopy('far-0');
+    far.readingChanged(2, true);
+    far.pieceWritten(5);
+    onBoard('near', []).entry.reading.add(4);
+    const { swarm, to } = await openMine();
+    try {
+      await waitForRecords(1);
+      await swarm.options.discover(() => false); // a look: the view of the other conductors' records
+      const { readingElsewhere, choice } = swarm.options;
+      expect([2, 3, 4, 5].map((i) => readingElsewhere!(i))).toEqual([true, false, true, false]);
+      expect([2, 3, 4, 5].map((i) => choice.rarity(i))).toEqual([1, 0, 1, 1]);
+    } finally {
+      await swarm.close();
+      await to.close();
+      await far.close();
     }
   });
 
