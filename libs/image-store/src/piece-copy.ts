@@ -350,7 +350,7 @@ export async function copyPieces(options: PieceCopyOptions): Promise<StreamCopyR
  * most of its write cap unused (four conductors in bench:fanout, bench/RESULTS.md). The rate measured
  * takes in every reader of the holder, whoever runs it, and the destination's own write cap.
  */
-export function inFlightRate(computed: number | undefined, lastAchieved: number | undefined): number {
+function inFlightRate(computed: number | undefined, lastAchieved: number | undefined): number {
   if (computed === undefined || computed <= 0) return 0;
   return lastAchieved === undefined ? computed : Math.min(computed, lastAchieved);
 }
